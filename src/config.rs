@@ -1,0 +1,371 @@
+//! Configuration: built-in defaults, overlaid by the user's config file
+//! (`$XDG_CONFIG_HOME/memofab/config.toml`), then by the project's
+//! (`.memofab/config.toml`). Every field has a default so a partial file
+//! only changes what it names.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::AgentRole;
+use crate::domain::blueprint::DEFAULT_MAX_TASKS;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub run: RunConfig,
+    pub project: ProjectConfig,
+    /// Named providers; roles refer to them by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Which provider and model each role uses; `default` for roles not named.
+    pub roles: RolesConfig,
+    pub ui: UiConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Coding agents working at once.
+    pub concurrency: usize,
+    pub max_tasks: usize,
+    /// Review or test rejections a task may be reworked for before it fails.
+    pub max_rework: u32,
+    /// Merge conflicts a task may be reworked for before it escalates.
+    pub max_conflict_rework: u32,
+    /// Planner revisions after plan review.
+    pub max_plan_rounds: u32,
+    /// LLM turns one agent may take before it is stopped.
+    pub max_agent_turns: u32,
+    /// Wall-clock limit of one `run` tool call or test run, seconds.
+    pub command_timeout_secs: u64,
+    /// Bytes of command output kept (head and tail).
+    pub output_cap_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Command that runs the project's tests, e.g. `cargo test`.
+    pub test_command: Option<String>,
+    /// Mainline branch; defaults to the branch checked out when the run starts.
+    pub mainline: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Offline, deterministic, driven by a scenario file.
+    Scripted,
+    /// OpenAI-compatible Chat Completions (OpenAI, Ollama, vLLM, llama.cpp, LM Studio, OpenRouter).
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key. The key itself
+    /// never appears in config, events or logs.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Default model for roles that do not name one.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Scenario file for the scripted provider; the embedded demo if unset.
+    #[serde(default)]
+    pub scenario: Option<PathBuf>,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// USD per million tokens, by model.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    #[serde(default)]
+    pub cached_input: f64,
+}
+
+fn default_request_timeout() -> u64 {
+    300
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_max_retries() -> u32 {
+    4
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    pub provider: String,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+// No `deny_unknown_fields` here: serde does not combine it with `flatten`;
+// an unknown role still fails because keys must parse as `AgentRole`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RolesConfig {
+    pub default: RoleConfig,
+    #[serde(flatten)]
+    pub by_role: BTreeMap<AgentRole, RoleConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// A bundled theme name (`dark`, `light`, `high-contrast`) or a path.
+    pub theme: String,
+    pub mouse: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut providers = BTreeMap::new();
+        providers.insert(
+            "scripted".to_owned(),
+            ProviderConfig {
+                kind: ProviderKind::Scripted,
+                base_url: None,
+                api_key_env: None,
+                model: Some("scripted".into()),
+                scenario: None,
+                request_timeout_secs: default_request_timeout(),
+                connect_timeout_secs: default_connect_timeout(),
+                max_retries: default_max_retries(),
+                prices: BTreeMap::new(),
+            },
+        );
+        Self {
+            run: RunConfig::default(),
+            project: ProjectConfig::default(),
+            providers,
+            roles: RolesConfig::default(),
+            ui: UiConfig::default(),
+        }
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            max_tasks: DEFAULT_MAX_TASKS,
+            max_rework: 2,
+            max_conflict_rework: 2,
+            max_plan_rounds: 3,
+            max_agent_turns: 40,
+            command_timeout_secs: 120,
+            output_cap_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Default for RolesConfig {
+    fn default() -> Self {
+        Self {
+            default: RoleConfig {
+                provider: "scripted".into(),
+                model: None,
+            },
+            by_role: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            theme: "dark".into(),
+            mouse: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config is invalid: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then each existing file in order, later files winning per key.
+    pub fn load(files: &[PathBuf]) -> Result<Self, ConfigError> {
+        let mut merged = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for path in files {
+            let text = match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            };
+            let layer: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            merge_toml(&mut merged, layer);
+            // Parse after each layer so an error names the file that caused it.
+            Config::deserialize(merged.clone()).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let config =
+            Config::deserialize(merged).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The usual config files for a project at `repo`: user, then project.
+    pub fn standard_files(repo: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if let Some(dirs) = directories::ProjectDirs::from("dev", "memofab", "memofab") {
+            files.push(dirs.config_dir().join("config.toml"));
+        }
+        files.push(repo.join(".memofab").join("config.toml"));
+        files
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.run.concurrency == 0 {
+            return Err(ConfigError::Invalid("run.concurrency must be at least 1".into()));
+        }
+        if self.run.max_tasks == 0 {
+            return Err(ConfigError::Invalid("run.max_tasks must be at least 1".into()));
+        }
+        let mut roles = vec![("default".to_owned(), &self.roles.default)];
+        roles.extend(self.roles.by_role.iter().map(|(r, c)| (r.to_string(), c)));
+        for (role, rc) in roles {
+            if !self.providers.contains_key(&rc.provider) {
+                return Err(ConfigError::Invalid(format!(
+                    "roles.{role} uses provider {:?}, which is not configured under [providers]",
+                    rc.provider
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The provider name and model a role uses.
+    pub fn role(&self, role: AgentRole) -> (&str, Option<&str>) {
+        let rc = self.roles.by_role.get(&role).unwrap_or(&self.roles.default);
+        let model = rc
+            .model
+            .as_deref()
+            .or_else(|| self.providers.get(&rc.provider).and_then(|p| p.model.as_deref()));
+        (rc.provider.as_str(), model)
+    }
+}
+
+fn merge_toml(base: &mut toml::Value, layer: toml::Value) {
+    match (base, layer) {
+        (toml::Value::Table(base), toml::Value::Table(layer)) => {
+            for (key, value) in layer {
+                match base.get_mut(&key) {
+                    Some(existing) => merge_toml(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn layers_override_only_what_they_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = write(dir.path(), "user.toml", "[run]\nconcurrency = 8\nmax_rework = 5\n");
+        let project = write(dir.path(), "project.toml", "[run]\nmax_rework = 1\n[project]\ntest_command = \"make test\"\n");
+        let missing = dir.path().join("missing.toml");
+        let c = Config::load(&[user, missing, project]).unwrap();
+        assert_eq!(c.run.concurrency, 8);
+        assert_eq!(c.run.max_rework, 1);
+        assert_eq!(c.run.max_plan_rounds, 3);
+        assert_eq!(c.project.test_command.as_deref(), Some("make test"));
+        assert_eq!(c.role(AgentRole::Coder), ("scripted", Some("scripted")));
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_keys_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = write(dir.path(), "bad.toml", "[run]\nconcurrency = \"four\"\n");
+        let err = Config::load(std::slice::from_ref(&bad)).unwrap_err().to_string();
+        assert!(err.contains("bad.toml"), "{err}");
+        assert!(err.contains("concurrency"), "{err}");
+        let typo = write(dir.path(), "typo.toml", "[run]\nconcurency = 2\n");
+        let err = Config::load(&[typo]).unwrap_err().to_string();
+        assert!(err.contains("concurency"), "{err}");
+    }
+
+    #[test]
+    fn roles_must_name_configured_providers() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), "c.toml", "[roles.coder]\nprovider = \"nope\"\n");
+        let err = Config::load(&[f]).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn per_role_models_are_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "c.toml",
+            r#"
+            [providers.local]
+            kind = "openai"
+            base_url = "http://127.0.0.1:11434/v1"
+            model = "qwen"
+            [roles.default]
+            provider = "local"
+            [roles.reviewer]
+            provider = "local"
+            model = "big"
+            "#,
+        );
+        let c = Config::load(&[f]).unwrap();
+        assert_eq!(c.role(AgentRole::Coder), ("local", Some("qwen")));
+        assert_eq!(c.role(AgentRole::Reviewer), ("local", Some("big")));
+    }
+}

@@ -1,0 +1,280 @@
+//! Events are the source of truth. Every step of a run is appended to the
+//! store as one `Event`; the same value is printed as a JSON line in headless
+//! mode and sent to the TUI. Current state is `RunState` folded over them.
+
+use serde::{Deserialize, Serialize};
+
+use super::blueprint::Blueprint;
+use super::ids::{AgentId, AgentRole, RunId, TaskId};
+use super::run_state::RunPhase;
+use super::task::TaskState;
+
+/// One stored event. `seq` is assigned by the store: dense, starting at 1,
+/// per run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub run: RunId,
+    pub seq: u64,
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Run-level settings recorded at start so a resumed or replayed run uses the
+/// bounds it was started with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub concurrency: usize,
+    pub max_tasks: usize,
+    pub max_rework: u32,
+    pub max_conflict_rework: u32,
+    pub max_plan_rounds: u32,
+    pub test_command: Option<String>,
+    pub provider: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub input: u64,
+    pub output: u64,
+    #[serde(default)]
+    pub cached: u64,
+}
+
+impl TokenUsage {
+    pub fn total(&self) -> u64 {
+        self.input + self.output
+    }
+
+    pub fn add(&mut self, other: TokenUsage) {
+        self.input += other.input;
+        self.output += other.output;
+        self.cached += other.cached;
+    }
+}
+
+/// How a merge onto mainline went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum MergeOutcome {
+    FastForward { commit: String },
+    MergeCommit { commit: String },
+    Conflict { files: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted {
+        requirement: String,
+        repo: String,
+        mainline: String,
+        base_commit: String,
+        settings: RunSettings,
+    },
+    /// The run as a whole moved to another phase.
+    RunPhaseChanged {
+        to: RunPhase,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The process was restarted and the run picked up from its events.
+    RunResumed {
+        #[serde(default)]
+        interrupted: Vec<TaskId>,
+    },
+    BlueprintProposed {
+        round: u32,
+        blueprint: Blueprint,
+    },
+    /// Validation found problems; they go back to the planner.
+    BlueprintRejected {
+        round: u32,
+        issues: Vec<String>,
+    },
+    PlanReviewed {
+        round: u32,
+        approved: bool,
+        feedback: String,
+    },
+    /// The blueprint the build phase works from. Creates every task as pending.
+    BlueprintAccepted {
+        blueprint: Blueprint,
+    },
+    /// The state machine's one transition event.
+    TaskStateChanged {
+        task: TaskId,
+        from: TaskState,
+        to: TaskState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    WorktreeCreated {
+        task: TaskId,
+        branch: String,
+        path: String,
+        base_commit: String,
+    },
+    AgentStarted {
+        agent: AgentId,
+        role: AgentRole,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        model: String,
+    },
+    /// A complete user or assistant message of an agent's conversation.
+    AgentMessage {
+        agent: AgentId,
+        from: MessageAuthor,
+        text: String,
+    },
+    ToolCalled {
+        agent: AgentId,
+        call_id: String,
+        tool: String,
+        arguments: serde_json::Value,
+    },
+    ToolResult {
+        agent: AgentId,
+        call_id: String,
+        ok: bool,
+        output: String,
+    },
+    TokensUsed {
+        agent: AgentId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        model: String,
+        usage: TokenUsage,
+    },
+    AgentFinished {
+        agent: AgentId,
+        ok: bool,
+        summary: String,
+    },
+    /// The coder's work, committed on the task branch.
+    ChangeCommitted {
+        task: TaskId,
+        commit: String,
+        files: Vec<String>,
+        diff: String,
+    },
+    ReviewVerdict {
+        task: TaskId,
+        approved: bool,
+        feedback: String,
+    },
+    TestRun {
+        task: TaskId,
+        command: String,
+        exit_code: Option<i32>,
+        passed: bool,
+        duration_ms: u64,
+        output: String,
+    },
+    MergeResult {
+        task: TaskId,
+        result: MergeOutcome,
+    },
+    /// A conflict outlived its rework bound, or needs a human for another reason.
+    Escalated {
+        task: TaskId,
+        reason: String,
+    },
+    /// Something went wrong that the run survived (an agent error, a refused
+    /// write to a protected path); shown to the human, never silently dropped.
+    Warning {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        message: String,
+    },
+    RunFinished {
+        merged: usize,
+        failed: usize,
+        mainline_commit: String,
+    },
+}
+
+/// Who wrote a conversation message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageAuthor {
+    System,
+    User,
+    Assistant,
+}
+
+impl EventKind {
+    /// The task this event is about, if any.
+    pub fn task(&self) -> Option<&TaskId> {
+        match self {
+            EventKind::TaskStateChanged { task, .. }
+            | EventKind::WorktreeCreated { task, .. }
+            | EventKind::ChangeCommitted { task, .. }
+            | EventKind::ReviewVerdict { task, .. }
+            | EventKind::TestRun { task, .. }
+            | EventKind::MergeResult { task, .. }
+            | EventKind::Escalated { task, .. } => Some(task),
+            EventKind::AgentStarted { task, .. }
+            | EventKind::TokensUsed { task, .. }
+            | EventKind::Warning { task, .. } => task.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Short machine name of the variant, as serialized in `type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RunStarted { .. } => "run_started",
+            EventKind::RunPhaseChanged { .. } => "run_phase_changed",
+            EventKind::RunResumed { .. } => "run_resumed",
+            EventKind::BlueprintProposed { .. } => "blueprint_proposed",
+            EventKind::BlueprintRejected { .. } => "blueprint_rejected",
+            EventKind::PlanReviewed { .. } => "plan_reviewed",
+            EventKind::BlueprintAccepted { .. } => "blueprint_accepted",
+            EventKind::TaskStateChanged { .. } => "task_state_changed",
+            EventKind::WorktreeCreated { .. } => "worktree_created",
+            EventKind::AgentStarted { .. } => "agent_started",
+            EventKind::AgentMessage { .. } => "agent_message",
+            EventKind::ToolCalled { .. } => "tool_called",
+            EventKind::ToolResult { .. } => "tool_result",
+            EventKind::TokensUsed { .. } => "tokens_used",
+            EventKind::AgentFinished { .. } => "agent_finished",
+            EventKind::ChangeCommitted { .. } => "change_committed",
+            EventKind::ReviewVerdict { .. } => "review_verdict",
+            EventKind::TestRun { .. } => "test_run",
+            EventKind::MergeResult { .. } => "merge_result",
+            EventKind::Escalated { .. } => "escalated",
+            EventKind::Warning { .. } => "warning",
+            EventKind::RunFinished { .. } => "run_finished",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_serializes_flat_with_type_tag() {
+        let event = Event {
+            run: RunId::from("r1"),
+            seq: 7,
+            at_ms: 1,
+            kind: EventKind::TaskStateChanged {
+                task: TaskId::from("t1"),
+                from: TaskState::Ready,
+                to: TaskState::Running,
+                reason: None,
+            },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "task_state_changed");
+        assert_eq!(json["to"], "running");
+        assert_eq!(json["seq"], 7);
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(back.kind.name(), "task_state_changed");
+    }
+}

@@ -1,0 +1,169 @@
+//! Identifiers. Newtypes keep run, task and agent ids from being mixed up and
+//! serialize as plain strings so the store and JSON output stay readable.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+string_id!(
+    /// One factory run (a requirement taken from plan to merge).
+    RunId
+);
+string_id!(
+    /// A task of a blueprint; unique within its run.
+    TaskId
+);
+string_id!(
+    /// One agent conversation, e.g. `coder:t3#2` (role, task, attempt).
+    AgentId
+);
+
+impl RunId {
+    /// A fresh, sortable run id: `r` + UTC timestamp + a few bits of entropy so
+    /// two runs started in the same second do not collide.
+    pub fn generate() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = now.as_secs();
+        let (y, mo, d, h, mi, s) = civil_from_unix(secs);
+        let salt = (now.subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
+        Self(format!(
+            "r{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{salt:04x}"
+        ))
+    }
+}
+
+/// Converts unix seconds to a UTC civil date and time (Howard Hinnant's algorithm).
+pub fn civil_from_unix(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = if m <= 2 { y + 1 } else { y };
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+impl AgentId {
+    pub fn for_task(role: AgentRole, task: &TaskId, attempt: u32) -> Self {
+        Self(format!("{}:{task}#{attempt}", role.as_str()))
+    }
+
+    pub fn for_run(role: AgentRole, round: u32) -> Self {
+        Self(format!("{}#{round}", role.as_str()))
+    }
+}
+
+/// The jobs an agent can have. Each role has its own system prompt in `prompts/`
+/// and may be routed to its own model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentRole {
+    Planner,
+    PlanReviewer,
+    Coder,
+    Reviewer,
+    Resolver,
+    Overseer,
+}
+
+impl AgentRole {
+    pub const ALL: [AgentRole; 6] = [
+        AgentRole::Planner,
+        AgentRole::PlanReviewer,
+        AgentRole::Coder,
+        AgentRole::Reviewer,
+        AgentRole::Resolver,
+        AgentRole::Overseer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentRole::Planner => "planner",
+            AgentRole::PlanReviewer => "plan_reviewer",
+            AgentRole::Coder => "coder",
+            AgentRole::Reviewer => "reviewer",
+            AgentRole::Resolver => "resolver",
+            AgentRole::Overseer => "overseer",
+        }
+    }
+}
+
+impl fmt::Display for AgentRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_date_matches_known_instants() {
+        assert_eq!(civil_from_unix(0), (1970, 1, 1, 0, 0, 0));
+        // 2026-11-24T12:51:34Z
+        assert_eq!(civil_from_unix(1_795_524_694), (2026, 11, 24, 12, 51, 34));
+        // Leap day.
+        assert_eq!(civil_from_unix(951_782_400), (2000, 2, 29, 0, 0, 0));
+    }
+
+    #[test]
+    fn agent_ids_name_role_task_and_attempt() {
+        let id = AgentId::for_task(AgentRole::Coder, &TaskId::from("t3"), 2);
+        assert_eq!(id.as_str(), "coder:t3#2");
+        assert_eq!(AgentId::for_run(AgentRole::Planner, 1).as_str(), "planner#1");
+    }
+
+    #[test]
+    fn generated_run_ids_are_prefixed_and_sortable() {
+        let id = RunId::generate();
+        assert!(id.as_str().starts_with('r'));
+        assert_eq!(id.as_str().len(), "r20261124-125134-abcd".len());
+    }
+}

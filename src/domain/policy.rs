@@ -1,0 +1,180 @@
+//! Merge policy: which paths an agent may change, and which changes wait for a
+//! human at the gate. Rules are globs over repository-relative paths; the
+//! most restrictive matching rule wins, so adding a rule can only tighten.
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+/// How risky it is to change a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    /// Merge as soon as review and tests pass.
+    Auto,
+    /// Hold at the gate until a human approves.
+    Approve,
+    /// Agents may not write here at all.
+    Deny,
+}
+
+/// Paths that hold the factory's own definitions. Always `deny` for agents,
+/// whatever the policy file says.
+pub const PROTECTED_GLOBS: [&str; 4] = [".memofab", ".memofab/**", "prompts", "prompts/**"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRule {
+    pub paths: Vec<String>,
+    pub risk: Risk,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The policy file's shape (`.memofab/policy.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PolicyFile {
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<PolicyRule>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("policy glob {glob:?} is invalid: {source}")]
+pub struct PolicyError {
+    glob: String,
+    source: globset::Error,
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: Vec<(PolicyRule, GlobSet)>,
+}
+
+/// The verdict for a set of paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    pub risk: Risk,
+    /// Why, naming the path and rule that decided it.
+    pub reason: String,
+}
+
+impl Policy {
+    pub fn new(file: &PolicyFile) -> Result<Self, PolicyError> {
+        let protected = PolicyRule {
+            paths: PROTECTED_GLOBS.iter().map(|g| (*g).to_owned()).collect(),
+            risk: Risk::Deny,
+            reason: "factory definitions are never changed by agents".into(),
+        };
+        let rules = std::iter::once(&protected)
+            .chain(&file.rules)
+            .map(|rule| Ok((rule.clone(), compile(&rule.paths)?)))
+            .collect::<Result<_, PolicyError>>()?;
+        Ok(Self { rules })
+    }
+
+    /// The policy with only the built-in protections.
+    pub fn protected_only() -> Self {
+        // The built-in globs are constants known to compile.
+        Self::new(&PolicyFile::default()).unwrap_or(Self { rules: Vec::new() })
+    }
+
+    /// The risk of changing one path.
+    pub fn risk_of(&self, path: &str) -> Assessment {
+        let path = path.trim_start_matches("./");
+        let mut verdict = Assessment {
+            risk: Risk::Auto,
+            reason: String::new(),
+        };
+        for (rule, set) in &self.rules {
+            if rule.risk > verdict.risk && set.is_match(path) {
+                verdict = Assessment {
+                    risk: rule.risk,
+                    reason: format!("{path}: {}", rule.reason),
+                };
+            }
+        }
+        verdict
+    }
+
+    /// The risk of a change touching all of `paths`: the worst of them.
+    pub fn assess<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> Assessment {
+        paths
+            .into_iter()
+            .map(|p| self.risk_of(p))
+            .max_by_key(|a| a.risk)
+            .unwrap_or(Assessment {
+                risk: Risk::Auto,
+                reason: String::new(),
+            })
+    }
+}
+
+fn compile(globs: &[String]) -> Result<GlobSet, PolicyError> {
+    let mut builder = GlobSetBuilder::new();
+    for glob in globs {
+        let compiled = Glob::new(glob).map_err(|source| PolicyError {
+            glob: glob.clone(),
+            source,
+        })?;
+        builder.add(compiled);
+    }
+    builder.build().map_err(|source| PolicyError {
+        glob: globs.join(", "),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        let file: PolicyFile = toml::from_str(
+            r#"
+            [[rule]]
+            paths = ["migrations/**", "Cargo.toml"]
+            risk = "approve"
+            reason = "schema and dependency changes need a human"
+
+            [[rule]]
+            paths = ["secrets/**"]
+            risk = "deny"
+            reason = "no agent touches secrets"
+            "#,
+        )
+        .unwrap();
+        Policy::new(&file).unwrap()
+    }
+
+    #[test]
+    fn factory_definitions_are_always_denied() {
+        let p = Policy::protected_only();
+        assert_eq!(p.risk_of(".memofab/policy.toml").risk, Risk::Deny);
+        assert_eq!(p.risk_of("prompts/coder.md").risk, Risk::Deny);
+        assert_eq!(p.risk_of("./prompts/coder.md").risk, Risk::Deny);
+        assert_eq!(p.risk_of("src/prompts.rs").risk, Risk::Auto);
+    }
+
+    #[test]
+    fn most_restrictive_rule_wins() {
+        let p = policy();
+        assert_eq!(p.risk_of("src/lib.rs").risk, Risk::Auto);
+        assert_eq!(p.risk_of("Cargo.toml").risk, Risk::Approve);
+        let a = p.assess(["src/a.rs", "migrations/001.sql", "secrets/key"]);
+        assert_eq!(a.risk, Risk::Deny);
+        assert!(a.reason.contains("secrets/key"));
+        assert_eq!(p.assess(["src/a.rs", "migrations/1.sql"]).risk, Risk::Approve);
+    }
+
+    #[test]
+    fn invalid_glob_is_a_clear_error() {
+        let file = PolicyFile {
+            rules: vec![PolicyRule {
+                paths: vec!["a/[".into()],
+                risk: Risk::Approve,
+                reason: String::new(),
+            }],
+        };
+        let err = Policy::new(&file).unwrap_err();
+        assert!(err.to_string().contains("a/["));
+    }
+}

@@ -1,0 +1,608 @@
+//! The state machine. `RunState::apply` is the single place where run and
+//! task state changes, and it changes only in response to an event; live
+//! runs, resumed runs and replays all fold the same events through it, so they
+//! cannot disagree about what happened.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::blueprint::{Blueprint, TaskSpec};
+use super::event::{Event, EventKind, MergeOutcome, RunSettings, TokenUsage};
+use super::ids::{RunId, TaskId};
+use super::task::TaskState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunPhase {
+    Planning,
+    Building,
+    Paused,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+impl RunPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunPhase::Planning => "planning",
+            RunPhase::Building => "building",
+            RunPhase::Paused => "paused",
+            RunPhase::Finished => "finished",
+            RunPhase::Failed => "failed",
+            RunPhase::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_over(self) -> bool {
+        matches!(self, RunPhase::Finished | RunPhase::Failed | RunPhase::Cancelled)
+    }
+}
+
+impl fmt::Display for RunPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event that the state machine refuses: the events are inconsistent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("event #{seq} arrived before the run started")]
+    NotStarted { seq: u64 },
+    #[error("the run was started twice (event #{seq})")]
+    StartedTwice { seq: u64 },
+    #[error("a blueprint was accepted twice (event #{seq})")]
+    BlueprintTwice { seq: u64 },
+    #[error("event #{seq} names unknown task {task}")]
+    UnknownTask { seq: u64, task: TaskId },
+    #[error("event #{seq} moves task {task} from {claimed}, but it is {actual}")]
+    StaleFrom {
+        seq: u64,
+        task: TaskId,
+        claimed: TaskState,
+        actual: TaskState,
+    },
+    #[error("event #{seq}: task {task} cannot go from {from} to {to}")]
+    Illegal {
+        seq: u64,
+        task: TaskId,
+        from: TaskState,
+        to: TaskState,
+    },
+    #[error("event #{seq} is out of order (expected #{expected})")]
+    OutOfOrder { seq: u64, expected: u64 },
+}
+
+/// Everything the orchestrator and the UI need to know about one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub spec: TaskSpec,
+    pub state: TaskState,
+    /// Coding attempt number, from 1: a new attempt starts on each rework.
+    /// Resuming an interrupted attempt does not start a new one.
+    pub attempt: u32,
+    /// Rework rounds caused by review or test rejections.
+    pub reworks: u32,
+    /// Rework rounds caused by merge conflicts.
+    pub conflict_reworks: u32,
+    pub branch: Option<String>,
+    pub worktree: Option<String>,
+    /// Latest commit on the task branch made by the factory.
+    pub head_commit: Option<String>,
+    /// Feedback for the next attempt (review, test failure or conflict).
+    pub feedback: Option<String>,
+    pub merged_commit: Option<String>,
+    pub conflict_files: Vec<String>,
+    pub tokens: TokenUsage,
+    /// `at_ms` of the event that last changed the state.
+    pub since_ms: u64,
+}
+
+impl TaskRecord {
+    fn new(spec: TaskSpec, at_ms: u64) -> Self {
+        Self {
+            spec,
+            state: TaskState::Pending,
+            attempt: 1,
+            reworks: 0,
+            conflict_reworks: 0,
+            branch: None,
+            worktree: None,
+            head_commit: None,
+            feedback: None,
+            merged_commit: None,
+            conflict_files: Vec::new(),
+            tokens: TokenUsage::default(),
+            since_ms: at_ms,
+        }
+    }
+
+    pub fn id(&self) -> &TaskId {
+        &self.spec.id
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunState {
+    pub run: RunId,
+    pub requirement: String,
+    pub repo: String,
+    pub mainline: String,
+    pub base_commit: String,
+    pub settings: RunSettings,
+    pub phase: RunPhase,
+    pub plan_round: u32,
+    pub blueprint: Option<Blueprint>,
+    tasks: Vec<TaskRecord>,
+    index: HashMap<TaskId, usize>,
+    pub tokens: TokenUsage,
+    pub mainline_commit: String,
+    pub started_ms: u64,
+    pub last_seq: u64,
+    pub last_at_ms: u64,
+}
+
+impl RunState {
+    /// Folds a whole event log. The first event must be `RunStarted`.
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<Option<Self>, TransitionError> {
+        let mut state: Option<RunState> = None;
+        for event in events {
+            match state.as_mut() {
+                Some(s) => s.apply(event)?,
+                None => state = Some(Self::start(event)?),
+            }
+        }
+        Ok(state)
+    }
+
+    /// Builds the initial state from the run's first event.
+    pub fn start(event: &Event) -> Result<Self, TransitionError> {
+        let EventKind::RunStarted {
+            requirement,
+            repo,
+            mainline,
+            base_commit,
+            settings,
+        } = &event.kind
+        else {
+            return Err(TransitionError::NotStarted { seq: event.seq });
+        };
+        Ok(Self {
+            run: event.run.clone(),
+            requirement: requirement.clone(),
+            repo: repo.clone(),
+            mainline: mainline.clone(),
+            base_commit: base_commit.clone(),
+            settings: settings.clone(),
+            phase: RunPhase::Planning,
+            plan_round: 0,
+            blueprint: None,
+            tasks: Vec::new(),
+            index: HashMap::new(),
+            tokens: TokenUsage::default(),
+            mainline_commit: base_commit.clone(),
+            started_ms: event.at_ms,
+            last_seq: event.seq,
+            last_at_ms: event.at_ms,
+        })
+    }
+
+    pub fn tasks(&self) -> &[TaskRecord] {
+        &self.tasks
+    }
+
+    pub fn task(&self, id: &TaskId) -> Option<&TaskRecord> {
+        self.index.get(id).map(|&i| &self.tasks[i])
+    }
+
+    fn task_mut(&mut self, id: &TaskId, seq: u64) -> Result<&mut TaskRecord, TransitionError> {
+        match self.index.get(id) {
+            Some(&i) => Ok(&mut self.tasks[i]),
+            None => Err(TransitionError::UnknownTask {
+                seq,
+                task: id.clone(),
+            }),
+        }
+    }
+
+    /// Applies one event. On error the state is unchanged.
+    pub fn apply(&mut self, event: &Event) -> Result<(), TransitionError> {
+        let seq = event.seq;
+        if seq != self.last_seq + 1 {
+            return Err(TransitionError::OutOfOrder {
+                seq,
+                expected: self.last_seq + 1,
+            });
+        }
+        match &event.kind {
+            EventKind::RunStarted { .. } => return Err(TransitionError::StartedTwice { seq }),
+            EventKind::RunPhaseChanged { to, .. } => self.phase = *to,
+            EventKind::BlueprintProposed { round, .. } => self.plan_round = *round,
+            EventKind::BlueprintAccepted { blueprint } => {
+                if self.blueprint.is_some() {
+                    return Err(TransitionError::BlueprintTwice { seq });
+                }
+                self.tasks = blueprint
+                    .tasks
+                    .iter()
+                    .map(|spec| TaskRecord::new(spec.clone(), event.at_ms))
+                    .collect();
+                self.index = self
+                    .tasks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.spec.id.clone(), i))
+                    .collect();
+                self.blueprint = Some(blueprint.clone());
+            }
+            EventKind::TaskStateChanged { task, from, to, .. } => {
+                let record = self.task_mut(task, seq)?;
+                if record.state != *from {
+                    return Err(TransitionError::StaleFrom {
+                        seq,
+                        task: task.clone(),
+                        claimed: *from,
+                        actual: record.state,
+                    });
+                }
+                if !from.can_become(*to) {
+                    return Err(TransitionError::Illegal {
+                        seq,
+                        task: task.clone(),
+                        from: *from,
+                        to: *to,
+                    });
+                }
+                if *to == TaskState::Running {
+                    match from {
+                        TaskState::Reviewing | TaskState::Testing | TaskState::AwaitingGate => {
+                            record.reworks += 1;
+                            record.attempt += 1;
+                        }
+                        TaskState::Merging | TaskState::Conflict => {
+                            record.conflict_reworks += 1;
+                            record.attempt += 1;
+                        }
+                        _ => {}
+                    }
+                }
+                if *to == TaskState::Ready && matches!(from, TaskState::Failed | TaskState::Cancelled | TaskState::Blocked) {
+                    // A retry by a human starts the bounds afresh.
+                    record.reworks = 0;
+                    record.conflict_reworks = 0;
+                    record.attempt += 1;
+                }
+                record.state = *to;
+                record.since_ms = event.at_ms;
+            }
+            EventKind::WorktreeCreated {
+                task,
+                branch,
+                path,
+                base_commit,
+            } => {
+                let record = self.task_mut(task, seq)?;
+                record.branch = Some(branch.clone());
+                record.worktree = Some(path.clone());
+                record.head_commit = Some(base_commit.clone());
+            }
+            EventKind::TokensUsed { task, usage, .. } => {
+                self.tokens.add(*usage);
+                if let Some(task) = task {
+                    self.task_mut(task, seq)?.tokens.add(*usage);
+                }
+            }
+            EventKind::ChangeCommitted { task, commit, .. } => {
+                self.task_mut(task, seq)?.head_commit = Some(commit.clone());
+            }
+            EventKind::ReviewVerdict {
+                task,
+                approved,
+                feedback,
+            } => {
+                if !approved {
+                    self.task_mut(task, seq)?.feedback =
+                        Some(format!("The code reviewer asked for changes:\n{feedback}"));
+                }
+            }
+            EventKind::TestRun {
+                task,
+                command,
+                passed,
+                output,
+                ..
+            } => {
+                if !passed {
+                    self.task_mut(task, seq)?.feedback = Some(format!(
+                        "The test command `{command}` failed:\n{}",
+                        tail(output, 4000)
+                    ));
+                }
+            }
+            EventKind::MergeResult { task, result } => {
+                let mainline = &mut self.mainline_commit;
+                let record = match self.index.get(task) {
+                    Some(&i) => &mut self.tasks[i],
+                    None => {
+                        return Err(TransitionError::UnknownTask {
+                            seq,
+                            task: task.clone(),
+                        });
+                    }
+                };
+                match result {
+                    MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit } => {
+                        record.merged_commit = Some(commit.clone());
+                        record.conflict_files.clear();
+                        *mainline = commit.clone();
+                    }
+                    MergeOutcome::Conflict { files } => {
+                        record.conflict_files = files.clone();
+                        record.feedback = Some(format!(
+                            "Merging onto mainline conflicted in: {}. Mainline has moved; \
+                             resolve the conflict markers in those files keeping both intents.",
+                            files.join(", ")
+                        ));
+                    }
+                }
+            }
+            EventKind::RunFinished { mainline_commit, .. } => {
+                self.mainline_commit = mainline_commit.clone();
+            }
+            EventKind::RunResumed { .. }
+            | EventKind::BlueprintRejected { .. }
+            | EventKind::PlanReviewed { .. }
+            | EventKind::AgentStarted { .. }
+            | EventKind::AgentMessage { .. }
+            | EventKind::ToolCalled { .. }
+            | EventKind::ToolResult { .. }
+            | EventKind::AgentFinished { .. }
+            | EventKind::Escalated { .. }
+            | EventKind::Warning { .. } => {}
+        }
+        self.last_seq = seq;
+        self.last_at_ms = event.at_ms;
+        Ok(())
+    }
+
+    /// Whether every dependency of `task` is merged.
+    pub fn dependencies_merged(&self, task: &TaskRecord) -> bool {
+        task.spec
+            .depends_on
+            .iter()
+            .all(|d| self.task(d).is_some_and(|t| t.state == TaskState::Merged))
+    }
+
+    /// Whether some dependency of `task` can no longer merge without a human.
+    pub fn dependency_stuck<'a>(&self, task: &'a TaskRecord) -> Option<&'a TaskId> {
+        task.spec.depends_on.iter().find(|d| {
+            self.task(d).is_some_and(|t| {
+                matches!(
+                    t.state,
+                    TaskState::Failed | TaskState::Blocked | TaskState::Cancelled | TaskState::Conflict
+                )
+            })
+        })
+    }
+
+    pub fn count(&self, state: TaskState) -> usize {
+        self.tasks.iter().filter(|t| t.state == state).count()
+    }
+
+    /// Nothing more can happen without a human: no task is waiting or active.
+    pub fn all_settled(&self) -> bool {
+        self.blueprint.is_some() && self.tasks.iter().all(|t| t.state.is_settled())
+    }
+}
+
+/// The last `max` bytes of `text`, cut on a character boundary.
+pub fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::blueprint::TaskSpec;
+
+    fn settings() -> RunSettings {
+        RunSettings {
+            concurrency: 2,
+            max_tasks: 32,
+            max_rework: 2,
+            max_conflict_rework: 2,
+            max_plan_rounds: 3,
+            test_command: None,
+            provider: "scripted".into(),
+        }
+    }
+
+    struct Log {
+        events: Vec<Event>,
+    }
+
+    impl Log {
+        fn new() -> Self {
+            let mut log = Log { events: vec![] };
+            log.push(EventKind::RunStarted {
+                requirement: "req".into(),
+                repo: "/repo".into(),
+                mainline: "main".into(),
+                base_commit: "base".into(),
+                settings: settings(),
+            });
+            log
+        }
+
+        fn push(&mut self, kind: EventKind) -> &Event {
+            let seq = self.events.len() as u64 + 1;
+            self.events.push(Event {
+                run: RunId::from("r"),
+                seq,
+                at_ms: seq * 10,
+                kind,
+            });
+            self.events.last().unwrap()
+        }
+
+        fn move_task(&mut self, task: &str, from: TaskState, to: TaskState) {
+            self.push(EventKind::TaskStateChanged {
+                task: task.into(),
+                from,
+                to,
+                reason: None,
+            });
+        }
+    }
+
+    fn spec(id: &str, deps: &[&str]) -> TaskSpec {
+        TaskSpec {
+            id: id.into(),
+            title: id.into(),
+            description: String::new(),
+            acceptance: vec![],
+            paths: vec![],
+            depends_on: deps.iter().map(|d| TaskId::from(*d)).collect(),
+        }
+    }
+
+    fn accepted() -> Log {
+        let mut log = Log::new();
+        log.push(EventKind::BlueprintAccepted {
+            blueprint: Blueprint {
+                title: "b".into(),
+                tasks: vec![spec("a", &[]), spec("b", &["a"])],
+            },
+        });
+        log
+    }
+
+    #[test]
+    fn fold_tracks_states_reworks_and_mainline() {
+        use TaskState::*;
+        let mut log = accepted();
+        log.move_task("a", Pending, Ready);
+        log.move_task("a", Ready, Running);
+        log.move_task("a", Running, Reviewing);
+        log.push(EventKind::ReviewVerdict {
+            task: "a".into(),
+            approved: false,
+            feedback: "add tests".into(),
+        });
+        log.move_task("a", Reviewing, Running);
+        log.move_task("a", Running, Reviewing);
+        log.move_task("a", Reviewing, Testing);
+        log.move_task("a", Testing, Merging);
+        log.push(EventKind::MergeResult {
+            task: "a".into(),
+            result: MergeOutcome::FastForward { commit: "c1".into() },
+        });
+        log.move_task("a", Merging, Merged);
+
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!(a.state, Merged);
+        assert_eq!(a.reworks, 1);
+        assert_eq!(a.attempt, 2);
+        assert!(a.feedback.as_deref().unwrap().contains("add tests"));
+        assert_eq!(state.mainline_commit, "c1");
+        let b = state.task(&"b".into()).unwrap();
+        assert!(state.dependencies_merged(b));
+    }
+
+    #[test]
+    fn illegal_and_stale_transitions_are_refused_without_change() {
+        use TaskState::*;
+        let mut log = accepted();
+        let mut state = RunState::fold(&log.events).unwrap().unwrap();
+        let before = state.clone();
+        let skip = log
+            .push(EventKind::TaskStateChanged {
+                task: "a".into(),
+                from: Pending,
+                to: Merged,
+                reason: None,
+            })
+            .clone();
+        assert!(matches!(state.apply(&skip), Err(TransitionError::Illegal { .. })));
+        assert_eq!(state, before);
+
+        let stale = Event {
+            kind: EventKind::TaskStateChanged {
+                task: "a".into(),
+                from: Running,
+                to: Reviewing,
+                reason: None,
+            },
+            ..skip.clone()
+        };
+        assert!(matches!(state.apply(&stale), Err(TransitionError::StaleFrom { .. })));
+        let unknown = Event {
+            kind: EventKind::TaskStateChanged {
+                task: "zz".into(),
+                from: Pending,
+                to: Ready,
+                reason: None,
+            },
+            ..skip
+        };
+        assert!(matches!(state.apply(&unknown), Err(TransitionError::UnknownTask { .. })));
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn interrupted_attempt_resumes_without_counting_a_rework() {
+        use TaskState::*;
+        let mut log = accepted();
+        log.move_task("a", Pending, Ready);
+        log.move_task("a", Ready, Running);
+        log.move_task("a", Running, Ready);
+        log.move_task("a", Ready, Running);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!((a.attempt, a.reworks), (1, 0));
+    }
+
+    #[test]
+    fn conflict_rework_counts_separately() {
+        use TaskState::*;
+        let mut log = accepted();
+        for (f, t) in [(Pending, Ready), (Ready, Running), (Running, Reviewing), (Reviewing, Testing), (Testing, Merging)] {
+            log.move_task("a", f, t);
+        }
+        log.push(EventKind::MergeResult {
+            task: "a".into(),
+            result: MergeOutcome::Conflict { files: vec!["x.rs".into()] },
+        });
+        log.move_task("a", Merging, Running);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!((a.attempt, a.reworks, a.conflict_reworks), (2, 0, 1));
+        assert_eq!(a.conflict_files, vec!["x.rs".to_string()]);
+    }
+
+    #[test]
+    fn out_of_order_events_are_refused() {
+        let log = accepted();
+        let mut state = RunState::fold(&log.events[..1]).unwrap().unwrap();
+        let mut skipped = log.events[1].clone();
+        skipped.seq = 5;
+        assert!(matches!(state.apply(&skipped), Err(TransitionError::OutOfOrder { .. })));
+    }
+
+    #[test]
+    fn tail_cuts_on_char_boundary() {
+        assert_eq!(tail("héllo", 4), "llo");
+        assert_eq!(tail("abc", 10), "abc");
+    }
+}

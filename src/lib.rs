@@ -1,0 +1,15 @@
+//! memofab: a terminal cockpit for an autonomous software factory.
+//!
+//! Layers, from the inside out:
+//! - [`domain`]: blueprints, task states, events and the state machine. Pure.
+//! - [`llm`]: the provider trait and its implementations.
+//! - [`effects`]: git, the event store, processes and the tool sandbox.
+//! - [`engine`]: the orchestrator and agents, tying domain and effects together.
+//! - [`tui`]: the cockpit; it only sees engine events and sends commands.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod llm;
+
+pub use error::{Error, Result};

@@ -1,0 +1,26 @@
+//! LLM access. Every provider — the offline scripted one and the real HTTP
+//! ones — implements [`LlmProvider`] by producing the same stream of
+//! [`StreamEvent`]s, so agents cannot tell them apart.
+
+pub mod assemble;
+pub mod scripted;
+pub mod types;
+
+use futures_util::stream::BoxStream;
+
+pub use assemble::collect_completion;
+pub use types::{
+    ChatMessage, Completion, CompletionRequest, FinishReason, LlmError, ScriptKey, StreamEvent,
+    ToolCall, ToolSpec,
+};
+
+/// A streaming chat model.
+///
+/// The stream is `'static` and owns its request, so dropping it cancels the
+/// call (for HTTP providers: aborts the request).
+pub trait LlmProvider: Send + Sync {
+    /// A short name for logs and events, e.g. `scripted` or `openai:gpt-4o`.
+    fn name(&self) -> String;
+
+    fn stream(&self, request: CompletionRequest) -> BoxStream<'static, Result<StreamEvent, LlmError>>;
+}
