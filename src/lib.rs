@@ -11,5 +11,6 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod llm;
+pub mod protocol;
 
 pub use error::{Error, Result};

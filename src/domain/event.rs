@@ -177,6 +177,20 @@ pub enum EventKind {
         task: TaskId,
         result: MergeOutcome,
     },
+    /// Mainline was merged into the task worktree and left conflict markers
+    /// for the coder (or a human) to resolve.
+    ConflictMarkers {
+        task: TaskId,
+        files: Vec<ConflictFile>,
+    },
+    /// A human (or `--auto-approve`) decided a gated merge.
+    GateDecision {
+        task: TaskId,
+        approved: bool,
+        by: String,
+        #[serde(default)]
+        feedback: String,
+    },
     /// A conflict outlived its rework bound, or needs a human for another reason.
     Escalated {
         task: TaskId,
@@ -194,6 +208,14 @@ pub enum EventKind {
         failed: usize,
         mainline_commit: String,
     },
+}
+
+/// A file left with conflict markers, as the coder sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictFile {
+    pub path: String,
+    /// The file's content with `<<<<<<<`/`=======`/`>>>>>>>` markers.
+    pub content: String,
 }
 
 /// Who wrote a conversation message.
@@ -215,6 +237,8 @@ impl EventKind {
             | EventKind::ReviewVerdict { task, .. }
             | EventKind::TestRun { task, .. }
             | EventKind::MergeResult { task, .. }
+            | EventKind::ConflictMarkers { task, .. }
+            | EventKind::GateDecision { task, .. }
             | EventKind::Escalated { task, .. } => Some(task),
             EventKind::AgentStarted { task, .. }
             | EventKind::TokensUsed { task, .. }
@@ -245,6 +269,8 @@ impl EventKind {
             EventKind::ReviewVerdict { .. } => "review_verdict",
             EventKind::TestRun { .. } => "test_run",
             EventKind::MergeResult { .. } => "merge_result",
+            EventKind::ConflictMarkers { .. } => "conflict_markers",
+            EventKind::GateDecision { .. } => "gate_decision",
             EventKind::Escalated { .. } => "escalated",
             EventKind::Warning { .. } => "warning",
             EventKind::RunFinished { .. } => "run_finished",

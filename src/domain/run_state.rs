@@ -360,8 +360,20 @@ impl RunState {
             | EventKind::ToolCalled { .. }
             | EventKind::ToolResult { .. }
             | EventKind::AgentFinished { .. }
+            | EventKind::ConflictMarkers { .. }
             | EventKind::Escalated { .. }
             | EventKind::Warning { .. } => {}
+            EventKind::GateDecision {
+                task,
+                approved,
+                feedback,
+                by,
+            } => {
+                if !approved {
+                    self.task_mut(task, seq)?.feedback =
+                        Some(format!("{by} rejected the change at the merge gate:\n{feedback}"));
+                }
+            }
         }
         self.last_seq = seq;
         self.last_at_ms = event.at_ms;

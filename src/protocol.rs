@@ -1,0 +1,58 @@
+//! The protocol between the engine and its front ends (TUI, headless JSON
+//! lines). The engine emits [`EngineUpdate`]s and obeys [`Command`]s; neither
+//! side sees the other's internals.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AgentId, Event, TaskId};
+
+/// Engine → front end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "update", rename_all = "snake_case")]
+pub enum EngineUpdate {
+    /// A stored event; the same value went to the store.
+    Event(Event),
+    /// Streaming text of an agent's reply as it arrives. Not stored: the whole
+    /// message is, as an `AgentMessage` event, once complete.
+    Delta { agent: AgentId, text: String },
+    /// The engine stopped: the run is over or paused for good, or it failed.
+    Stopped { error: Option<String> },
+}
+
+/// What a human can do about an escalated merge conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictResolution {
+    /// Send the task back to its coder against the new mainline.
+    Rework,
+    /// Hand the conflict to the resolver agent.
+    Resolver,
+    /// The human fixed the files in the worktree; commit and merge them.
+    MarkResolved,
+}
+
+/// Front end → engine. Key handlers send these; they never do IO themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    ApproveGate { task: TaskId },
+    RejectGate { task: TaskId, feedback: String },
+    Pause,
+    Resume,
+    CancelTask { task: TaskId },
+    RetryTask { task: TaskId },
+    /// Change a task's description and acceptance criteria before it starts.
+    EditTask {
+        task: TaskId,
+        description: String,
+        acceptance: Vec<String>,
+    },
+    /// The human finished editing the requirement; planning may go on.
+    SubmitSpec { requirement: String },
+    ResolveConflict {
+        task: TaskId,
+        resolution: ConflictResolution,
+    },
+    /// Stop the engine cleanly (the run can be resumed later).
+    Shutdown,
+}
