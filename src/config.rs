@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub command_timeout_secs: u64,
     /// Bytes of command output kept (head and tail).
     pub output_cap_bytes: usize,
+    /// Agents' `run` refuses commands containing any of these.
+    pub deny_commands: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -174,6 +176,12 @@ impl Default for RunConfig {
             max_agent_turns: 40,
             command_timeout_secs: 120,
             output_cap_bytes: 16 * 1024,
+            deny_commands: vec![
+                "git push".into(),
+                "git remote".into(),
+                "git config".into(),
+                "sudo".into(),
+            ],
         }
     }
 }
@@ -257,10 +265,14 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.run.concurrency == 0 {
-            return Err(ConfigError::Invalid("run.concurrency must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "run.concurrency must be at least 1".into(),
+            ));
         }
         if self.run.max_tasks == 0 {
-            return Err(ConfigError::Invalid("run.max_tasks must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "run.max_tasks must be at least 1".into(),
+            ));
         }
         let mut roles = vec![("default".to_owned(), &self.roles.default)];
         roles.extend(self.roles.by_role.iter().map(|(r, c)| (r.to_string(), c)));
@@ -278,10 +290,11 @@ impl Config {
     /// The provider name and model a role uses.
     pub fn role(&self, role: AgentRole) -> (&str, Option<&str>) {
         let rc = self.roles.by_role.get(&role).unwrap_or(&self.roles.default);
-        let model = rc
-            .model
-            .as_deref()
-            .or_else(|| self.providers.get(&rc.provider).and_then(|p| p.model.as_deref()));
+        let model = rc.model.as_deref().or_else(|| {
+            self.providers
+                .get(&rc.provider)
+                .and_then(|p| p.model.as_deref())
+        });
         (rc.provider.as_str(), model)
     }
 }
@@ -315,8 +328,16 @@ mod tests {
     #[test]
     fn layers_override_only_what_they_set() {
         let dir = tempfile::tempdir().unwrap();
-        let user = write(dir.path(), "user.toml", "[run]\nconcurrency = 8\nmax_rework = 5\n");
-        let project = write(dir.path(), "project.toml", "[run]\nmax_rework = 1\n[project]\ntest_command = \"make test\"\n");
+        let user = write(
+            dir.path(),
+            "user.toml",
+            "[run]\nconcurrency = 8\nmax_rework = 5\n",
+        );
+        let project = write(
+            dir.path(),
+            "project.toml",
+            "[run]\nmax_rework = 1\n[project]\ntest_command = \"make test\"\n",
+        );
         let missing = dir.path().join("missing.toml");
         let c = Config::load(&[user, missing, project]).unwrap();
         assert_eq!(c.run.concurrency, 8);
@@ -330,7 +351,9 @@ mod tests {
     fn wrong_types_and_unknown_keys_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let bad = write(dir.path(), "bad.toml", "[run]\nconcurrency = \"four\"\n");
-        let err = Config::load(std::slice::from_ref(&bad)).unwrap_err().to_string();
+        let err = Config::load(std::slice::from_ref(&bad))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.toml"), "{err}");
         assert!(err.contains("concurrency"), "{err}");
         let typo = write(dir.path(), "typo.toml", "[run]\nconcurency = 2\n");

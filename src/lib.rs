@@ -7,10 +7,14 @@
 //! - [`engine`]: the orchestrator and agents, tying domain and effects together.
 //! - [`tui`]: the cockpit; it only sees engine events and sends commands.
 
+pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod effects;
+pub mod engine;
 pub mod error;
 pub mod llm;
 pub mod protocol;
+pub mod tui;
 
 pub use error::{Error, Result};

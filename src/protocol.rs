@@ -35,12 +35,21 @@ pub enum ConflictResolution {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
-    ApproveGate { task: TaskId },
-    RejectGate { task: TaskId, feedback: String },
+    ApproveGate {
+        task: TaskId,
+    },
+    RejectGate {
+        task: TaskId,
+        feedback: String,
+    },
     Pause,
     Resume,
-    CancelTask { task: TaskId },
-    RetryTask { task: TaskId },
+    CancelTask {
+        task: TaskId,
+    },
+    RetryTask {
+        task: TaskId,
+    },
     /// Change a task's description and acceptance criteria before it starts.
     EditTask {
         task: TaskId,
@@ -48,7 +57,9 @@ pub enum Command {
         acceptance: Vec<String>,
     },
     /// The human finished editing the requirement; planning may go on.
-    SubmitSpec { requirement: String },
+    SubmitSpec {
+        requirement: String,
+    },
     ResolveConflict {
         task: TaskId,
         resolution: ConflictResolution,

@@ -55,7 +55,10 @@ impl fmt::Display for BlueprintIssue {
         match self {
             BlueprintIssue::NoTasks => write!(f, "the blueprint has no tasks"),
             BlueprintIssue::TooManyTasks { count, max } => {
-                write!(f, "the blueprint has {count} tasks; at most {max} are allowed")
+                write!(
+                    f,
+                    "the blueprint has {count} tasks; at most {max} are allowed"
+                )
             }
             BlueprintIssue::InvalidId(id) => write!(
                 f,
@@ -139,21 +142,27 @@ impl Blueprint {
     /// Task ids in an order where every task comes after its dependencies,
     /// ties broken by blueprint order. `None` if there is a cycle.
     pub fn topo_order(&self) -> Option<Vec<TaskId>> {
-        let index: HashMap<&TaskId, usize> =
-            self.tasks.iter().enumerate().map(|(i, t)| (&t.id, i)).collect();
+        let index: HashMap<&TaskId, usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (&t.id, i))
+            .collect();
         let mut indegree = vec![0usize; self.tasks.len()];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); self.tasks.len()];
         for (i, task) in self.tasks.iter().enumerate() {
             for dep in &task.depends_on {
-                if let Some(&d) = index.get(dep) {
-                    if d != i {
-                        indegree[i] += 1;
-                        dependents[d].push(i);
-                    }
+                if let Some(&d) = index.get(dep)
+                    && d != i
+                {
+                    indegree[i] += 1;
+                    dependents[d].push(i);
                 }
             }
         }
-        let mut ready: BTreeSet<usize> = (0..self.tasks.len()).filter(|&i| indegree[i] == 0).collect();
+        let mut ready: BTreeSet<usize> = (0..self.tasks.len())
+            .filter(|&i| indegree[i] == 0)
+            .collect();
         let mut order = Vec::with_capacity(self.tasks.len());
         while let Some(i) = ready.pop_first() {
             order.push(self.tasks[i].id.clone());
@@ -248,7 +257,10 @@ mod tests {
     }
 
     fn bp(tasks: Vec<TaskSpec>) -> Blueprint {
-        Blueprint { title: "t".into(), tasks }
+        Blueprint {
+            title: "t".into(),
+            tasks,
+        }
     }
 
     #[test]
@@ -266,7 +278,11 @@ mod tests {
 
     #[test]
     fn cycle_is_reported_with_its_path() {
-        let b = bp(vec![task("a", &["c"]), task("b", &["a"]), task("c", &["b"])]);
+        let b = bp(vec![
+            task("a", &["c"]),
+            task("b", &["a"]),
+            task("c", &["b"]),
+        ]);
         let issues = b.validate(DEFAULT_MAX_TASKS);
         let cycle = issues
             .iter()
@@ -295,7 +311,10 @@ mod tests {
     fn too_many_tasks_is_rejected() {
         let tasks = (0..33).map(|i| task(&format!("t{i}"), &[])).collect();
         let issues = bp(tasks).validate(32);
-        assert_eq!(issues, vec![BlueprintIssue::TooManyTasks { count: 33, max: 32 }]);
+        assert_eq!(
+            issues,
+            vec![BlueprintIssue::TooManyTasks { count: 33, max: 32 }]
+        );
     }
 
     #[test]
@@ -320,7 +339,11 @@ mod tests {
     fn long_chain_does_not_overflow() {
         let tasks: Vec<TaskSpec> = (0..1000)
             .map(|i| {
-                let dep = if i == 0 { "t999".to_string() } else { format!("t{}", i - 1) };
+                let dep = if i == 0 {
+                    "t999".to_string()
+                } else {
+                    format!("t{}", i - 1)
+                };
                 task(&format!("t{i}"), &[dep.as_str()])
             })
             .collect();

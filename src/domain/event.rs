@@ -31,7 +31,17 @@ pub struct RunSettings {
     pub max_conflict_rework: u32,
     pub max_plan_rounds: u32,
     pub test_command: Option<String>,
+    /// The provider of the default role, e.g. `scripted` or `openai`.
     pub provider: String,
+    /// Scenario file of a scripted run; `None` for the embedded demo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    /// Gated merges are approved without a human (CI).
+    #[serde(default)]
+    pub auto_approve: bool,
+    /// Planning waits until a human submits the requirement from the cockpit.
+    #[serde(default)]
+    pub await_spec: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +93,10 @@ pub enum EventKind {
     RunResumed {
         #[serde(default)]
         interrupted: Vec<TaskId>,
+    },
+    /// The human finished editing the requirement; planning may start.
+    SpecSubmitted {
+        requirement: String,
     },
     BlueprintProposed {
         round: u32,
@@ -203,6 +217,12 @@ pub enum EventKind {
         task: Option<TaskId>,
         message: String,
     },
+    /// A human changed a task before it started.
+    TaskEdited {
+        task: TaskId,
+        description: String,
+        acceptance: Vec<String>,
+    },
     RunFinished {
         merged: usize,
         failed: usize,
@@ -239,6 +259,7 @@ impl EventKind {
             | EventKind::MergeResult { task, .. }
             | EventKind::ConflictMarkers { task, .. }
             | EventKind::GateDecision { task, .. }
+            | EventKind::TaskEdited { task, .. }
             | EventKind::Escalated { task, .. } => Some(task),
             EventKind::AgentStarted { task, .. }
             | EventKind::TokensUsed { task, .. }
@@ -253,6 +274,7 @@ impl EventKind {
             EventKind::RunStarted { .. } => "run_started",
             EventKind::RunPhaseChanged { .. } => "run_phase_changed",
             EventKind::RunResumed { .. } => "run_resumed",
+            EventKind::SpecSubmitted { .. } => "spec_submitted",
             EventKind::BlueprintProposed { .. } => "blueprint_proposed",
             EventKind::BlueprintRejected { .. } => "blueprint_rejected",
             EventKind::PlanReviewed { .. } => "plan_reviewed",
@@ -273,6 +295,7 @@ impl EventKind {
             EventKind::GateDecision { .. } => "gate_decision",
             EventKind::Escalated { .. } => "escalated",
             EventKind::Warning { .. } => "warning",
+            EventKind::TaskEdited { .. } => "task_edited",
             EventKind::RunFinished { .. } => "run_finished",
         }
     }

@@ -157,7 +157,10 @@ mod tests {
     fn agent_ids_name_role_task_and_attempt() {
         let id = AgentId::for_task(AgentRole::Coder, &TaskId::from("t3"), 2);
         assert_eq!(id.as_str(), "coder:t3#2");
-        assert_eq!(AgentId::for_run(AgentRole::Planner, 1).as_str(), "planner#1");
+        assert_eq!(
+            AgentId::for_run(AgentRole::Planner, 1).as_str(),
+            "planner#1"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub mod run_state;
 pub mod task;
 
 pub use blueprint::{Blueprint, BlueprintIssue, TaskSpec};
-pub use event::{ConflictFile, Event, EventKind, MergeOutcome, MessageAuthor, RunSettings, TokenUsage};
+pub use event::{
+    ConflictFile, Event, EventKind, MergeOutcome, MessageAuthor, RunSettings, TokenUsage,
+};
 pub use ids::{AgentId, AgentRole, RunId, TaskId};
 pub use run_state::{RunPhase, RunState, TaskRecord, TransitionError};
 pub use task::TaskState;

@@ -162,7 +162,10 @@ mod tests {
         let a = p.assess(["src/a.rs", "migrations/001.sql", "secrets/key"]);
         assert_eq!(a.risk, Risk::Deny);
         assert!(a.reason.contains("secrets/key"));
-        assert_eq!(p.assess(["src/a.rs", "migrations/1.sql"]).risk, Risk::Approve);
+        assert_eq!(
+            p.assess(["src/a.rs", "migrations/1.sql"]).risk,
+            Risk::Approve
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ impl RunPhase {
     }
 
     pub fn is_over(self) -> bool {
-        matches!(self, RunPhase::Finished | RunPhase::Failed | RunPhase::Cancelled)
+        matches!(
+            self,
+            RunPhase::Finished | RunPhase::Failed | RunPhase::Cancelled
+        )
     }
 }
 
@@ -134,7 +137,14 @@ pub struct RunState {
     pub base_commit: String,
     pub settings: RunSettings,
     pub phase: RunPhase,
+    /// Whether the requirement is final (always, unless the run waits for a
+    /// human to submit it from the cockpit).
+    pub spec_submitted: bool,
     pub plan_round: u32,
+    /// The planner's latest proposal, accepted or not.
+    pub proposal: Option<Blueprint>,
+    /// The latest plan review: (round, approved, feedback).
+    pub plan_review: Option<(u32, bool, String)>,
     pub blueprint: Option<Blueprint>,
     tasks: Vec<TaskRecord>,
     index: HashMap<TaskId, usize>,
@@ -147,7 +157,9 @@ pub struct RunState {
 
 impl RunState {
     /// Folds a whole event log. The first event must be `RunStarted`.
-    pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<Option<Self>, TransitionError> {
+    pub fn fold<'a>(
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> Result<Option<Self>, TransitionError> {
         let mut state: Option<RunState> = None;
         for event in events {
             match state.as_mut() {
@@ -178,7 +190,10 @@ impl RunState {
             base_commit: base_commit.clone(),
             settings: settings.clone(),
             phase: RunPhase::Planning,
+            spec_submitted: !settings.await_spec,
             plan_round: 0,
+            proposal: None,
+            plan_review: None,
             blueprint: None,
             tasks: Vec::new(),
             index: HashMap::new(),
@@ -220,7 +235,19 @@ impl RunState {
         match &event.kind {
             EventKind::RunStarted { .. } => return Err(TransitionError::StartedTwice { seq }),
             EventKind::RunPhaseChanged { to, .. } => self.phase = *to,
-            EventKind::BlueprintProposed { round, .. } => self.plan_round = *round,
+            EventKind::SpecSubmitted { requirement } => {
+                self.requirement = requirement.clone();
+                self.spec_submitted = true;
+            }
+            EventKind::BlueprintProposed { round, blueprint } => {
+                self.plan_round = *round;
+                self.proposal = Some(blueprint.clone());
+            }
+            EventKind::PlanReviewed {
+                round,
+                approved,
+                feedback,
+            } => self.plan_review = Some((*round, *approved, feedback.clone())),
             EventKind::BlueprintAccepted { blueprint } => {
                 if self.blueprint.is_some() {
                     return Err(TransitionError::BlueprintTwice { seq });
@@ -269,7 +296,12 @@ impl RunState {
                         _ => {}
                     }
                 }
-                if *to == TaskState::Ready && matches!(from, TaskState::Failed | TaskState::Cancelled | TaskState::Blocked) {
+                if *to == TaskState::Ready
+                    && matches!(
+                        from,
+                        TaskState::Failed | TaskState::Cancelled | TaskState::Blocked
+                    )
+                {
                     // A retry by a human starts the bounds afresh.
                     record.reworks = 0;
                     record.conflict_reworks = 0;
@@ -349,12 +381,22 @@ impl RunState {
                     }
                 }
             }
-            EventKind::RunFinished { mainline_commit, .. } => {
+            EventKind::TaskEdited {
+                task,
+                description,
+                acceptance,
+            } => {
+                let record = self.task_mut(task, seq)?;
+                record.spec.description = description.clone();
+                record.spec.acceptance = acceptance.clone();
+            }
+            EventKind::RunFinished {
+                mainline_commit, ..
+            } => {
                 self.mainline_commit = mainline_commit.clone();
             }
             EventKind::RunResumed { .. }
             | EventKind::BlueprintRejected { .. }
-            | EventKind::PlanReviewed { .. }
             | EventKind::AgentStarted { .. }
             | EventKind::AgentMessage { .. }
             | EventKind::ToolCalled { .. }
@@ -370,8 +412,9 @@ impl RunState {
                 by,
             } => {
                 if !approved {
-                    self.task_mut(task, seq)?.feedback =
-                        Some(format!("{by} rejected the change at the merge gate:\n{feedback}"));
+                    self.task_mut(task, seq)?.feedback = Some(format!(
+                        "{by} rejected the change at the merge gate:\n{feedback}"
+                    ));
                 }
             }
         }
@@ -394,7 +437,10 @@ impl RunState {
             self.task(d).is_some_and(|t| {
                 matches!(
                     t.state,
-                    TaskState::Failed | TaskState::Blocked | TaskState::Cancelled | TaskState::Conflict
+                    TaskState::Failed
+                        | TaskState::Blocked
+                        | TaskState::Cancelled
+                        | TaskState::Conflict
                 )
             })
         })
@@ -436,6 +482,9 @@ mod tests {
             max_plan_rounds: 3,
             test_command: None,
             provider: "scripted".into(),
+            scenario: None,
+            auto_approve: false,
+            await_spec: false,
         }
     }
 
@@ -517,7 +566,9 @@ mod tests {
         log.move_task("a", Testing, Merging);
         log.push(EventKind::MergeResult {
             task: "a".into(),
-            result: MergeOutcome::FastForward { commit: "c1".into() },
+            result: MergeOutcome::FastForward {
+                commit: "c1".into(),
+            },
         });
         log.move_task("a", Merging, Merged);
 
@@ -546,7 +597,10 @@ mod tests {
                 reason: None,
             })
             .clone();
-        assert!(matches!(state.apply(&skip), Err(TransitionError::Illegal { .. })));
+        assert!(matches!(
+            state.apply(&skip),
+            Err(TransitionError::Illegal { .. })
+        ));
         assert_eq!(state, before);
 
         let stale = Event {
@@ -558,7 +612,10 @@ mod tests {
             },
             ..skip.clone()
         };
-        assert!(matches!(state.apply(&stale), Err(TransitionError::StaleFrom { .. })));
+        assert!(matches!(
+            state.apply(&stale),
+            Err(TransitionError::StaleFrom { .. })
+        ));
         let unknown = Event {
             kind: EventKind::TaskStateChanged {
                 task: "zz".into(),
@@ -568,7 +625,10 @@ mod tests {
             },
             ..skip
         };
-        assert!(matches!(state.apply(&unknown), Err(TransitionError::UnknownTask { .. })));
+        assert!(matches!(
+            state.apply(&unknown),
+            Err(TransitionError::UnknownTask { .. })
+        ));
         assert_eq!(state, before);
     }
 
@@ -589,12 +649,20 @@ mod tests {
     fn conflict_rework_counts_separately() {
         use TaskState::*;
         let mut log = accepted();
-        for (f, t) in [(Pending, Ready), (Ready, Running), (Running, Reviewing), (Reviewing, Testing), (Testing, Merging)] {
+        for (f, t) in [
+            (Pending, Ready),
+            (Ready, Running),
+            (Running, Reviewing),
+            (Reviewing, Testing),
+            (Testing, Merging),
+        ] {
             log.move_task("a", f, t);
         }
         log.push(EventKind::MergeResult {
             task: "a".into(),
-            result: MergeOutcome::Conflict { files: vec!["x.rs".into()] },
+            result: MergeOutcome::Conflict {
+                files: vec!["x.rs".into()],
+            },
         });
         log.move_task("a", Merging, Running);
         let state = RunState::fold(&log.events).unwrap().unwrap();
@@ -609,7 +677,10 @@ mod tests {
         let mut state = RunState::fold(&log.events[..1]).unwrap().unwrap();
         let mut skipped = log.events[1].clone();
         skipped.seq = 5;
-        assert!(matches!(state.apply(&skipped), Err(TransitionError::OutOfOrder { .. })));
+        assert!(matches!(
+            state.apply(&skipped),
+            Err(TransitionError::OutOfOrder { .. })
+        ));
     }
 
     #[test]

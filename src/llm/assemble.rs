@@ -82,9 +82,13 @@ mod tests {
     use futures_util::stream;
 
     fn run(events: Vec<Result<StreamEvent, LlmError>>) -> Result<Completion, LlmError> {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let mut seen = String::new();
-        let out = rt.block_on(collect_completion(stream::iter(events), |t| seen.push_str(t)));
+        let out = rt.block_on(collect_completion(stream::iter(events), |t| {
+            seen.push_str(t)
+        }));
         if let Ok(c) = &out {
             assert_eq!(seen, c.text);
         }
@@ -96,12 +100,33 @@ mod tests {
         let c = run(vec![
             Ok(StreamEvent::TextDelta("Let me ".into())),
             Ok(StreamEvent::TextDelta("look.".into())),
-            Ok(StreamEvent::ToolCallStart { index: 1, id: "b".into(), name: "list_files".into() }),
-            Ok(StreamEvent::ToolCallStart { index: 0, id: "a".into(), name: "read_file".into() }),
-            Ok(StreamEvent::ToolCallArgs { index: 0, fragment: "{\"path\":".into() }),
-            Ok(StreamEvent::ToolCallArgs { index: 1, fragment: "{}".into() }),
-            Ok(StreamEvent::ToolCallArgs { index: 0, fragment: "\"a.rs\"}".into() }),
-            Ok(StreamEvent::Usage(TokenUsage { input: 10, output: 5, cached: 0 })),
+            Ok(StreamEvent::ToolCallStart {
+                index: 1,
+                id: "b".into(),
+                name: "list_files".into(),
+            }),
+            Ok(StreamEvent::ToolCallStart {
+                index: 0,
+                id: "a".into(),
+                name: "read_file".into(),
+            }),
+            Ok(StreamEvent::ToolCallArgs {
+                index: 0,
+                fragment: "{\"path\":".into(),
+            }),
+            Ok(StreamEvent::ToolCallArgs {
+                index: 1,
+                fragment: "{}".into(),
+            }),
+            Ok(StreamEvent::ToolCallArgs {
+                index: 0,
+                fragment: "\"a.rs\"}".into(),
+            }),
+            Ok(StreamEvent::Usage(TokenUsage {
+                input: 10,
+                output: 5,
+                cached: 0,
+            })),
             Ok(StreamEvent::Finished(FinishReason::ToolCalls)),
         ])
         .unwrap();
@@ -121,7 +146,11 @@ mod tests {
 
     #[test]
     fn args_before_start_is_a_protocol_error() {
-        let err = run(vec![Ok(StreamEvent::ToolCallArgs { index: 3, fragment: "{".into() })]).unwrap_err();
+        let err = run(vec![Ok(StreamEvent::ToolCallArgs {
+            index: 3,
+            fragment: "{".into(),
+        })])
+        .unwrap_err();
         assert!(matches!(err, LlmError::Protocol(_)));
     }
 }

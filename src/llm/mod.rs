@@ -3,6 +3,8 @@
 //! [`StreamEvent`]s, so agents cannot tell them apart.
 
 pub mod assemble;
+pub mod factory;
+pub mod scenario;
 pub mod scripted;
 pub mod types;
 
@@ -22,5 +24,8 @@ pub trait LlmProvider: Send + Sync {
     /// A short name for logs and events, e.g. `scripted` or `openai:gpt-4o`.
     fn name(&self) -> String;
 
-    fn stream(&self, request: CompletionRequest) -> BoxStream<'static, Result<StreamEvent, LlmError>>;
+    fn stream(
+        &self,
+        request: CompletionRequest,
+    ) -> BoxStream<'static, Result<StreamEvent, LlmError>>;
 }

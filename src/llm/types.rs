@@ -160,6 +160,9 @@ impl LlmError {
 
     /// The reply was cut or garbled; asking again may well succeed.
     pub fn is_garbled(&self) -> bool {
-        matches!(self, LlmError::Protocol(_) | LlmError::Truncated | LlmError::Stream(_))
+        matches!(
+            self,
+            LlmError::Protocol(_) | LlmError::Truncated | LlmError::Stream(_)
+        )
     }
 }

@@ -1,0 +1,127 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "memofab",
+    version,
+    about = "A terminal cockpit for an autonomous software factory"
+)]
+pub struct Cli {
+    /// The git repository to work in (default: the current directory).
+    #[arg(long, global = true)]
+    pub repo: Option<PathBuf>,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Commands>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// An extra config file, layered over the user's and the project's.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Test hook: exit abruptly after this many events are stored.
+    #[arg(long, global = true, hide = true)]
+    pub crash_after_events: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run the embedded demo: a complete factory run on a fresh seed repository.
+    Demo(DemoArgs),
+    /// Run the factory on a requirement in this repository.
+    Run(RunArgs),
+    /// Continue a run that was interrupted.
+    Resume(ResumeArgs),
+    /// List past runs of this repository.
+    Runs,
+    /// Approve a merge waiting at the gate (from another terminal).
+    Approve(GateArgs),
+    /// Reject a merge waiting at the gate; the task goes back for rework.
+    Reject(RejectArgs),
+    /// Write a run's full record.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print events as JSON lines instead of opening the cockpit.
+    #[arg(long)]
+    pub headless: bool,
+    /// Where to create the demo repository (default: a new temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Milliseconds between streamed words, so the demo can be watched.
+    #[arg(long)]
+    pub pace_ms: Option<u64>,
+    /// Approve gated merges without a human.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// A scenario file to run instead of the embedded one.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub headless: bool,
+    /// File holding the requirement.
+    #[arg(long, conflicts_with = "requirement_text")]
+    pub requirement: Option<PathBuf>,
+    /// The requirement itself.
+    #[arg(long)]
+    pub requirement_text: Option<String>,
+    /// Provider for every role, overriding the config (e.g. `scripted`).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Scenario file for the scripted provider.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run id (see `memofab runs`); the latest run if omitted.
+    pub run: Option<String>,
+    #[arg(long)]
+    pub headless: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    pub run: String,
+    pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    pub run: String,
+    pub task: String,
+    /// What the coder should change.
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    pub run: String,
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: ExportFormat,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}

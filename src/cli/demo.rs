@@ -1,0 +1,161 @@
+//! `memofab demo`: a complete factory run on a fresh repository made from the
+//! embedded seed project, driven by the scripted provider. The git effects,
+//! test runs and gates are all real.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::args::{DemoArgs, GlobalArgs};
+use super::{headless, providers};
+use crate::effects::git::GitRepo;
+use crate::engine::orchestrator::Steering;
+use crate::engine::session::{RunRequest, factory_dir};
+use crate::llm::scenario::Scenario;
+
+mod seed {
+    include!(concat!(env!("OUT_DIR"), "/demo_seed.rs"));
+}
+
+/// Streaming pace in the cockpit, so a human can follow the agents.
+const WATCHABLE_PACE: Duration = Duration::from_millis(20);
+
+pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
+    let (scenario, seed_files) = match &args.scenario {
+        Some(path) => {
+            let scenario = Scenario::load(path)?;
+            let base = path.parent().unwrap_or(Path::new("."));
+            let seed_dir = base.join(
+                scenario
+                    .seed
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("seed")),
+            );
+            let files = read_tree(&seed_dir)
+                .with_context(|| format!("reading the seed project {}", seed_dir.display()))?;
+            (scenario, files)
+        }
+        None => (Scenario::demo()?, embedded_seed()),
+    };
+    let dir = demo_dir(args.dir.as_deref())?;
+    let repo = prepare_repo(&dir, &scenario, &seed_files)?;
+
+    let config = super::load_config(&repo, global.config.as_deref())?;
+    let pace = match args.pace_ms {
+        Some(ms) => Duration::from_millis(ms),
+        None if args.headless => Duration::ZERO,
+        None => WATCHABLE_PACE,
+    };
+    let choice = providers::build(&config, Some("scripted"), args.scenario.as_deref(), pace)?;
+    eprintln!("memofab demo: repository {}", repo.display());
+    headless::launch(
+        &repo,
+        RunRequest {
+            repo: repo.clone(),
+            requirement: scenario.requirement.clone(),
+            config,
+            providers: choice.set,
+            provider_label: "scripted".into(),
+            scenario: choice.scenario,
+            auto_approve: args.auto_approve,
+            await_spec: false,
+            steering: if args.headless {
+                Steering::Headless
+            } else {
+                Steering::Interactive
+            },
+            crash_after: global.crash_after_events,
+        },
+        args.headless,
+    )
+    .await
+}
+
+/// The embedded seed project's files.
+pub fn embedded_seed() -> Vec<(String, Vec<u8>)> {
+    seed::DEMO_SEED
+        .iter()
+        .map(|(p, b)| ((*p).to_owned(), b.to_vec()))
+        .collect()
+}
+
+/// Creates the demo repository in `dir`: the seed committed on `main`, and
+/// the scenario's policy and test command in `.memofab/`.
+pub fn prepare_repo(
+    dir: &Path,
+    scenario: &Scenario,
+    seed: &[(String, Vec<u8>)],
+) -> Result<PathBuf> {
+    let git = GitRepo::init_with_files(dir, seed, "Seed project")
+        .with_context(|| format!("creating the demo repository in {}", dir.display()))?;
+    let repo = git.root().to_owned();
+    write_factory_files(&repo, scenario)?;
+    Ok(repo)
+}
+
+/// The demo's directory: the one asked for (new or empty), or a fresh temp dir.
+fn demo_dir(asked: Option<&Path>) -> Result<PathBuf> {
+    match asked {
+        Some(dir) => {
+            if dir.exists() {
+                let empty = std::fs::read_dir(dir)
+                    .with_context(|| format!("reading {}", dir.display()))?
+                    .next()
+                    .is_none();
+                if !empty {
+                    bail!(
+                        "{} is not empty; give a new or empty directory for the demo",
+                        dir.display()
+                    );
+                }
+            }
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            Ok(dir.to_owned())
+        }
+        None => {
+            let run = crate::domain::RunId::generate();
+            let dir = std::env::temp_dir().join(format!("memofab-demo-{run}"));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Ok(dir)
+        }
+    }
+}
+
+/// The factory's definitions for the demo project: its policy and config.
+/// They live in `.memofab/`, which git ignores and agents cannot write.
+fn write_factory_files(repo: &Path, scenario: &Scenario) -> Result<()> {
+    let dir = factory_dir(repo);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(policy) = &scenario.policy {
+        std::fs::write(dir.join("policy.toml"), policy).context("writing the demo policy")?;
+    }
+    let mut config = String::from("# Written by `memofab demo`.\n[project]\n");
+    if let Some(test) = &scenario.test_command {
+        config.push_str(&format!(
+            "test_command = {}\n",
+            toml::Value::String(test.clone())
+        ));
+    }
+    std::fs::write(dir.join("config.toml"), config).context("writing the demo config")?;
+    Ok(())
+}
+
+fn read_tree(root: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                let rel = rel.to_string_lossy().replace('\\', "/");
+                out.push((rel, std::fs::read(&path)?));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,88 @@
+//! The command line: parses arguments and runs one command. This is the
+//! binary's edge, so errors are `anyhow` with context for the human.
+
+mod args;
+pub mod demo;
+mod headless;
+mod providers;
+mod records;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+pub use args::{Cli, Commands};
+
+use crate::config::Config;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("memofab: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("memofab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let repo = cli.repo.clone().unwrap_or_else(|| PathBuf::from("."));
+    match cli.command {
+        Some(Commands::Demo(args)) => demo::run(&cli.global, args).await,
+        Some(Commands::Run(args)) => headless::run(&cli.global, &repo, args).await,
+        Some(Commands::Resume(args)) => headless::resume(&cli.global, &repo, args).await,
+        Some(Commands::Runs) => records::runs(&repo),
+        Some(Commands::Approve(args)) => records::approve(&repo, args),
+        Some(Commands::Reject(args)) => records::reject(&repo, args),
+        Some(Commands::Export(args)) => records::export(&repo, args),
+        None => headless::cockpit_new_run(&cli.global, &repo).await,
+    }
+}
+
+/// Loads config for a project: defaults, user file, project file, `--config`.
+pub(crate) fn load_config(repo: &Path, extra: Option<&Path>) -> Result<Config> {
+    let mut files = Config::standard_files(repo);
+    if let Some(extra) = extra {
+        anyhow::ensure!(
+            extra.exists(),
+            "config file {} does not exist",
+            extra.display()
+        );
+        files.push(extra.to_owned());
+    }
+    Ok(Config::load(&files)?)
+}
+
+/// Logs go to a file so they never garble the TUI or the JSON lines on stdout.
+pub(crate) fn init_logging(dir: &Path) {
+    use tracing_subscriber::EnvFilter;
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("memofab.log"))
+    else {
+        return;
+    };
+    let filter = EnvFilter::try_from_env("MEMOFAB_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+}

@@ -1,0 +1,96 @@
+//! Builds the model each role talks to from config and command-line overrides.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::{Config, ProviderKind};
+use crate::domain::AgentRole;
+use crate::engine::context::ProviderSet;
+use crate::llm::LlmProvider;
+use crate::llm::scenario::Scenario;
+use crate::llm::scripted::ScriptedProvider;
+
+pub struct ProviderChoice {
+    pub set: ProviderSet,
+    /// The default role's provider name, recorded with the run.
+    pub label: String,
+    /// The scenario file of a scripted run (absolute), if not the embedded one.
+    pub scenario: Option<String>,
+}
+
+pub fn build(
+    config: &Config,
+    override_provider: Option<&str>,
+    scenario_file: Option<&Path>,
+    pace: Duration,
+) -> Result<ProviderChoice> {
+    if let Some(name) = override_provider
+        && !config.providers.contains_key(name)
+    {
+        let known: Vec<&str> = config.providers.keys().map(String::as_str).collect();
+        bail!(
+            "provider {name:?} is not configured; configured providers: {}",
+            known.join(", ")
+        );
+    }
+    let mut built: HashMap<String, Arc<dyn LlmProvider>> = HashMap::new();
+    let mut set: Option<ProviderSet> = None;
+    let mut scenario_used = None;
+    let (default_name, _) = config.role(AgentRole::Coder);
+    let label = override_provider.unwrap_or(default_name).to_owned();
+    for role in AgentRole::ALL {
+        let (name, model) = match override_provider {
+            Some(name) => (
+                name,
+                config.providers.get(name).and_then(|p| p.model.as_deref()),
+            ),
+            None => config.role(role),
+        };
+        let cfg = config.providers.get(name).with_context(|| {
+            format!("provider {name:?} (used by the {role} role) is not configured")
+        })?;
+        let provider = match built.get(name) {
+            Some(p) => p.clone(),
+            None => {
+                let p: Arc<dyn LlmProvider> = match cfg.kind {
+                    ProviderKind::Scripted => {
+                        let file = scenario_file
+                            .map(Path::to_owned)
+                            .or_else(|| cfg.scenario.clone());
+                        let scenario = match &file {
+                            Some(path) => {
+                                let abs = std::fs::canonicalize(path)
+                                    .with_context(|| format!("scenario file {}", path.display()))?;
+                                scenario_used = Some(abs.display().to_string());
+                                Scenario::load(&abs)?
+                            }
+                            None => Scenario::demo()?,
+                        };
+                        Arc::new(ScriptedProvider::new(Arc::new(scenario)).with_pace(pace))
+                    }
+                    ProviderKind::Openai | ProviderKind::Anthropic => {
+                        crate::llm::factory::build_provider(name, cfg)
+                            .with_context(|| format!("setting up provider {name:?}"))?
+                    }
+                };
+                built.insert(name.to_owned(), p.clone());
+                p
+            }
+        };
+        let model = model.unwrap_or("default");
+        set = Some(match set {
+            None => ProviderSet::uniform(provider, model),
+            Some(s) => s.with_role(role, provider, model),
+        });
+    }
+    let set = set.context("no roles to configure")?;
+    Ok(ProviderChoice {
+        set,
+        label,
+        scenario: scenario_used,
+    })
+}

@@ -1,0 +1,113 @@
+//! Commands over stored runs: list them, decide gates from another terminal,
+//! export a run's record.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use super::args::{ExportArgs, ExportFormat, GateArgs, RejectArgs};
+use crate::domain::{RunId, TaskId, TaskState};
+use crate::effects::store::Store;
+use crate::effects::store::export::{export_jsonl, export_markdown};
+use crate::engine::session::{self, store_path};
+use crate::protocol::Command;
+
+fn open_store(repo: &Path) -> Result<Store> {
+    let path = store_path(repo);
+    if !path.exists() {
+        bail!(
+            "no memofab store at {}; run memofab in this repository first",
+            path.display()
+        );
+    }
+    Ok(Store::open(&path)?)
+}
+
+pub fn runs(repo: &Path) -> Result<ExitCode> {
+    let store = open_store(repo)?;
+    let runs = store.runs()?;
+    if runs.is_empty() {
+        println!("no runs yet");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<22} {:<10} {:>6} {:>6} {:>6} {:>9}  requirement",
+        "run", "phase", "tasks", "merged", "failed", "tokens"
+    );
+    for r in runs {
+        let phase = r.phase.map(|p| p.as_str()).unwrap_or("-");
+        let title = r
+            .requirement
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect::<String>();
+        println!(
+            "{:<22} {:<10} {:>6} {:>6} {:>6} {:>9}  {title}",
+            r.run, phase, r.tasks, r.merged, r.failed, r.tokens
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the task is at the gate, then leaves the decision in the store's
+/// inbox for the running engine to pick up.
+fn decide(repo: &Path, run: &str, task: &str, command: Command) -> Result<ExitCode> {
+    let run = RunId::new(run);
+    let task = TaskId::new(task);
+    let state = session::stored_state(repo, &run)?;
+    let record = state
+        .task(&task)
+        .with_context(|| format!("run {run} has no task {task}"))?;
+    if record.state != TaskState::AwaitingGate {
+        bail!("task {task} is {}, not waiting at the gate", record.state);
+    }
+    let mut store = open_store(repo)?;
+    store.push_command(&run, &command)?;
+    println!("sent; the running memofab will record the decision");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn approve(repo: &Path, args: GateArgs) -> Result<ExitCode> {
+    let command = Command::ApproveGate {
+        task: TaskId::new(&args.task),
+    };
+    decide(repo, &args.run, &args.task, command)
+}
+
+pub fn reject(repo: &Path, args: RejectArgs) -> Result<ExitCode> {
+    if args.reason.trim().is_empty() {
+        bail!("--reason must say what the coder should change");
+    }
+    let command = Command::RejectGate {
+        task: TaskId::new(&args.task),
+        feedback: args.reason.clone(),
+    };
+    decide(repo, &args.run, &args.task, command)
+}
+
+pub fn export(repo: &Path, args: ExportArgs) -> Result<ExitCode> {
+    let store = open_store(repo)?;
+    let run = RunId::new(&args.run);
+    let events = store.events(&run)?;
+    if events.is_empty() {
+        bail!("run {run} not found; `memofab runs` lists the runs of this repository");
+    }
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    match args.format {
+        ExportFormat::Jsonl => export_jsonl(&events, &mut out),
+        ExportFormat::Markdown => export_markdown(&events, &mut out),
+    }
+    .context("writing the export")?;
+    out.flush().context("writing the export")?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,7 @@
+//! Effects: everything that touches the world outside the process — git,
+//! the SQLite event store, child processes and the agents' file sandbox.
+
+pub mod git;
+pub mod process;
+pub mod sandbox;
+pub mod store;

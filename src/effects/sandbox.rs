@@ -1,0 +1,286 @@
+//! Confines agents' file access to their worktree. Every path an agent names
+//! is resolved here: relative only, never through `..` or a symlink out of
+//! the worktree, never into `.git`, and never a write the policy denies.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::domain::policy::{Policy, Risk};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{0:?} is an absolute path; use a path relative to the repository root")]
+    Absolute(String),
+    #[error("{0:?} leads outside the repository; use a path inside it")]
+    Escapes(String),
+    #[error("{0:?} goes through a symbolic link that points outside the repository")]
+    SymlinkOut(String),
+    #[error(
+        "{0:?} is a hard link to a file that may live outside the repository; it cannot be written"
+    )]
+    HardLink(String),
+    #[error("writing {path:?} is not allowed: {reason}")]
+    Denied { path: String, reason: String },
+    #[error("{0:?} is inside .git, which agents may not touch; commits are made for you")]
+    Git(String),
+    #[error("{0:?} does not exist")]
+    NotFound(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    root: PathBuf,
+    policy: Policy,
+}
+
+impl Sandbox {
+    pub fn new(root: &Path, policy: Policy) -> Result<Self, SandboxError> {
+        let root = root.canonicalize().map_err(|source| SandboxError::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
+        Ok(Self { root, policy })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The repository-relative form of a path inside the sandbox.
+    pub fn relative(&self, abs: &Path) -> Option<String> {
+        abs.strip_prefix(&self.root)
+            .ok()
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+    }
+
+    /// Resolves `rel` to an absolute path inside the worktree, or says why not.
+    pub fn resolve(&self, rel: &str, access: Access) -> Result<PathBuf, SandboxError> {
+        let raw = rel.trim();
+        if raw.starts_with('/')
+            || raw.starts_with('\\')
+            || raw.starts_with('~')
+            || raw.get(1..2) == Some(":")
+        {
+            return Err(SandboxError::Absolute(rel.to_owned()));
+        }
+        // Normalise lexically first: `a/../b` is fine, `../b` is not.
+        let mut parts: Vec<String> = Vec::new();
+        for component in Path::new(raw).components() {
+            match component {
+                Component::Normal(part) => {
+                    let part = part.to_string_lossy().into_owned();
+                    if part == ".git" {
+                        return Err(SandboxError::Git(rel.to_owned()));
+                    }
+                    parts.push(part);
+                }
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if parts.pop().is_none() {
+                        return Err(SandboxError::Escapes(rel.to_owned()));
+                    }
+                }
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(SandboxError::Absolute(rel.to_owned()));
+                }
+            }
+        }
+        let normal = parts.join("/");
+        let lexical = self.root.join(&normal);
+
+        // Then follow symlinks: the deepest existing ancestor must stay inside.
+        let mut existing = lexical.clone();
+        let mut missing: Vec<std::ffi::OsString> = Vec::new();
+        loop {
+            match std::fs::symlink_metadata(&existing) {
+                Ok(_) => break,
+                Err(_) => match (
+                    existing.file_name().map(|n| n.to_owned()),
+                    existing.parent(),
+                ) {
+                    (Some(name), Some(parent)) => {
+                        missing.push(name);
+                        existing = parent.to_owned();
+                    }
+                    _ => return Err(SandboxError::Escapes(rel.to_owned())),
+                },
+            }
+        }
+        let real = match existing.canonicalize() {
+            Ok(real) => real,
+            // A dangling symlink: where it points does not exist, so it cannot
+            // be shown to be inside.
+            Err(_) => return Err(SandboxError::SymlinkOut(rel.to_owned())),
+        };
+        if !real.starts_with(&self.root) {
+            return Err(SandboxError::SymlinkOut(rel.to_owned()));
+        }
+        let mut resolved = real;
+        for name in missing.iter().rev() {
+            resolved.push(name);
+        }
+        if let Some(inside) = self.relative(&resolved)
+            && inside.split('/').any(|p| p == ".git")
+        {
+            return Err(SandboxError::Git(rel.to_owned()));
+        }
+
+        if access == Access::Write {
+            let check = self.relative(&resolved).unwrap_or_else(|| normal.clone());
+            for candidate in [normal.as_str(), check.as_str()] {
+                let verdict = self.policy.risk_of(candidate);
+                if verdict.risk == Risk::Deny {
+                    return Err(SandboxError::Denied {
+                        path: rel.to_owned(),
+                        reason: verdict.reason,
+                    });
+                }
+            }
+            if is_hard_linked(&resolved) {
+                return Err(SandboxError::HardLink(rel.to_owned()));
+            }
+        }
+        Ok(resolved)
+    }
+}
+
+#[cfg(unix)]
+fn is_hard_linked(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.nlink() > 1)
+}
+
+#[cfg(not(unix))]
+fn is_hard_linked(_path: &Path) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox() -> (tempfile::TempDir, tempfile::TempDir, Sandbox) {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("src")).unwrap();
+        std::fs::write(root.path().join("src/lib.rs"), "x").unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        let sb = Sandbox::new(root.path(), Policy::protected_only()).unwrap();
+        (root, outside, sb)
+    }
+
+    #[test]
+    fn plain_paths_resolve_inside() {
+        let (_r, _o, sb) = sandbox();
+        let p = sb.resolve("src/lib.rs", Access::Read).unwrap();
+        assert!(p.starts_with(sb.root()));
+        let new = sb.resolve("src/new/dir/file.rs", Access::Write).unwrap();
+        assert!(new.ends_with("src/new/dir/file.rs"));
+        assert!(sb.resolve("src/../src/lib.rs", Access::Read).is_ok());
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        let (_r, outside, sb) = sandbox();
+        assert!(matches!(
+            sb.resolve("../x", Access::Read),
+            Err(SandboxError::Escapes(_))
+        ));
+        assert!(matches!(
+            sb.resolve("src/../../x", Access::Read),
+            Err(SandboxError::Escapes(_))
+        ));
+        assert!(matches!(
+            sb.resolve("/etc/passwd", Access::Read),
+            Err(SandboxError::Absolute(_))
+        ));
+        assert!(matches!(
+            sb.resolve("~/x", Access::Read),
+            Err(SandboxError::Absolute(_))
+        ));
+        let abs = outside.path().join("secret").display().to_string();
+        assert!(matches!(
+            sb.resolve(&abs, Access::Read),
+            Err(SandboxError::Absolute(_))
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_out_are_refused_for_read_and_write() {
+        let (root, outside, sb) = sandbox();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("out")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("link"))
+            .unwrap();
+        std::os::unix::fs::symlink("/nonexistent/target", root.path().join("dangling")).unwrap();
+        for access in [Access::Read, Access::Write] {
+            assert!(matches!(
+                sb.resolve("out/secret", access),
+                Err(SandboxError::SymlinkOut(_))
+            ));
+            assert!(matches!(
+                sb.resolve("out/new-file", access),
+                Err(SandboxError::SymlinkOut(_))
+            ));
+            assert!(matches!(
+                sb.resolve("link", access),
+                Err(SandboxError::SymlinkOut(_))
+            ));
+            assert!(matches!(
+                sb.resolve("dangling", access),
+                Err(SandboxError::SymlinkOut(_))
+            ));
+        }
+        // A symlink that stays inside is fine.
+        std::os::unix::fs::symlink(root.path().join("src"), root.path().join("alias")).unwrap();
+        assert!(sb.resolve("alias/lib.rs", Access::Read).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn hard_links_cannot_be_written() {
+        let (root, _o, sb) = sandbox();
+        std::fs::hard_link(root.path().join("src/lib.rs"), root.path().join("twin.rs")).unwrap();
+        assert!(matches!(
+            sb.resolve("twin.rs", Access::Write),
+            Err(SandboxError::HardLink(_))
+        ));
+        assert!(sb.resolve("twin.rs", Access::Read).is_ok());
+    }
+
+    #[test]
+    fn git_and_factory_definitions_are_protected() {
+        let (_r, _o, sb) = sandbox();
+        assert!(matches!(
+            sb.resolve(".git/config", Access::Read),
+            Err(SandboxError::Git(_))
+        ));
+        assert!(matches!(
+            sb.resolve("src/.git", Access::Write),
+            Err(SandboxError::Git(_))
+        ));
+        assert!(matches!(
+            sb.resolve(".memofab/policy.toml", Access::Write),
+            Err(SandboxError::Denied { .. })
+        ));
+        assert!(matches!(
+            sb.resolve("prompts/coder.md", Access::Write),
+            Err(SandboxError::Denied { .. })
+        ));
+        assert!(matches!(
+            sb.resolve("./prompts/../prompts/x.md", Access::Write),
+            Err(SandboxError::Denied { .. })
+        ));
+        assert!(sb.resolve("prompts/coder.md", Access::Read).is_ok());
+    }
+}

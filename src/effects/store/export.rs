@@ -1,0 +1,171 @@
+//! Writes a run's record for people and tools: JSON lines (one event per
+//! line, lossless) or markdown (a readable account with a transcript per agent).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use crate::domain::{AgentId, Event, EventKind, MergeOutcome, MessageAuthor};
+
+/// Tool results longer than this are cut in the markdown export.
+const MAX_RESULT_CHARS: usize = 2_000;
+
+pub fn export_jsonl(events: &[Event], out: &mut impl Write) -> io::Result<()> {
+    for event in events {
+        serde_json::to_writer(&mut *out, event)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()> {
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    writeln!(out, "# memofab run {}\n", first.run)?;
+    let mut transcripts: BTreeMap<AgentId, Vec<String>> = BTreeMap::new();
+    let mut outcomes = Vec::new();
+    for event in events {
+        match &event.kind {
+            EventKind::RunStarted {
+                requirement,
+                repo,
+                mainline,
+                settings,
+                ..
+            } => {
+                writeln!(out, "- repository: `{repo}`, mainline `{mainline}`")?;
+                writeln!(
+                    out,
+                    "- concurrency {}, rework bound {}, conflict rework bound {}, provider `{}`\n",
+                    settings.concurrency,
+                    settings.max_rework,
+                    settings.max_conflict_rework,
+                    settings.provider
+                )?;
+                writeln!(out, "## Requirement\n\n{}\n", requirement.trim())?;
+            }
+            EventKind::BlueprintAccepted { blueprint } => {
+                writeln!(out, "## Blueprint: {}\n", blueprint.title)?;
+                for task in &blueprint.tasks {
+                    let deps: Vec<&str> = task.depends_on.iter().map(|d| d.as_str()).collect();
+                    let after = if deps.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (after {})", deps.join(", "))
+                    };
+                    writeln!(out, "- **{}** {}{after}", task.id, task.title)?;
+                }
+                writeln!(out)?;
+            }
+            EventKind::AgentMessage { agent, from, text } => {
+                let who = match from {
+                    MessageAuthor::System => "system",
+                    MessageAuthor::User => "factory",
+                    MessageAuthor::Assistant => "agent",
+                };
+                transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .push(format!("**{who}:** {}\n", text.trim()));
+            }
+            EventKind::ToolCalled {
+                agent,
+                tool,
+                arguments,
+                ..
+            } => {
+                let args = serde_json::to_string_pretty(arguments).unwrap_or_default();
+                transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .push(format!("→ `{tool}`\n```json\n{args}\n```\n"));
+            }
+            EventKind::ToolResult {
+                agent, ok, output, ..
+            } => {
+                let shown: String = output.chars().take(MAX_RESULT_CHARS).collect();
+                let cut = if output.chars().count() > MAX_RESULT_CHARS {
+                    "\n[… cut]"
+                } else {
+                    ""
+                };
+                let mark = if *ok { "ok" } else { "error" };
+                transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .push(format!("← {mark}\n```\n{shown}{cut}\n```\n"));
+            }
+            EventKind::ReviewVerdict {
+                task,
+                approved,
+                feedback,
+            } => outcomes.push(format!(
+                "- review of {task}: {}{}",
+                if *approved {
+                    "approved"
+                } else {
+                    "changes requested"
+                },
+                if feedback.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", feedback.trim())
+                }
+            )),
+            EventKind::TestRun {
+                task,
+                command,
+                passed,
+                ..
+            } => outcomes.push(format!(
+                "- tests of {task} (`{command}`): {}",
+                if *passed { "passed" } else { "failed" }
+            )),
+            EventKind::MergeResult { task, result } => outcomes.push(match result {
+                MergeOutcome::FastForward { commit } => {
+                    format!("- {task} merged (fast-forward to {})", short(commit))
+                }
+                MergeOutcome::MergeCommit { commit } => {
+                    format!("- {task} merged (merge commit {})", short(commit))
+                }
+                MergeOutcome::Conflict { files } => {
+                    format!("- {task} conflicted in {}", files.join(", "))
+                }
+            }),
+            EventKind::GateDecision {
+                task, approved, by, ..
+            } => outcomes.push(format!(
+                "- gate for {task}: {} by {by}",
+                if *approved { "approved" } else { "rejected" }
+            )),
+            EventKind::Escalated { task, reason } => {
+                outcomes.push(format!("- {task} escalated: {reason}"))
+            }
+            EventKind::RunFinished {
+                merged,
+                failed,
+                mainline_commit,
+            } => outcomes.push(format!(
+                "\n**Finished:** {merged} merged, {failed} not merged; mainline at {}",
+                short(mainline_commit)
+            )),
+            _ => {}
+        }
+    }
+    writeln!(out, "## Transcripts\n")?;
+    for (agent, lines) in &transcripts {
+        writeln!(out, "### {agent}\n")?;
+        for line in lines {
+            writeln!(out, "{line}")?;
+        }
+    }
+    writeln!(out, "## Outcomes\n")?;
+    for line in outcomes {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}

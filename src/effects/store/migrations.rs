@@ -1,0 +1,74 @@
+//! Schema versions, applied in order inside one transaction each. The version
+//! lives in SQLite's `user_version`; a store from a newer memofab is refused
+//! untouched rather than misread.
+
+use rusqlite::Connection;
+
+use super::{Context, StoreError};
+
+/// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // v1: the event log and a summary row per run.
+    "CREATE TABLE events (
+        run   TEXT    NOT NULL,
+        seq   INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        type  TEXT    NOT NULL,
+        task  TEXT,
+        body  TEXT    NOT NULL,
+        PRIMARY KEY (run, seq)
+     ) WITHOUT ROWID;
+     CREATE INDEX events_by_task ON events (run, task);
+     CREATE TABLE runs (
+        run           TEXT PRIMARY KEY,
+        started_ms    INTEGER NOT NULL,
+        last_event_ms INTEGER NOT NULL,
+        requirement   TEXT    NOT NULL,
+        phase         TEXT,
+        tasks         INTEGER NOT NULL DEFAULT 0,
+        merged        INTEGER NOT NULL DEFAULT 0,
+        failed        INTEGER NOT NULL DEFAULT 0,
+        tokens        INTEGER NOT NULL DEFAULT 0,
+        events        INTEGER NOT NULL DEFAULT 0
+     );",
+    // v2: commands left by other processes for a running engine.
+    "CREATE TABLE inbox (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        run        TEXT    NOT NULL,
+        created_ms INTEGER NOT NULL,
+        body       TEXT    NOT NULL
+     );",
+];
+
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Schema v1 as it shipped, to build old-store fixtures in tests.
+#[cfg(test)]
+pub(super) const MIGRATIONS_V1_FOR_TESTS: [&str; 1] = [MIGRATIONS[0]];
+
+pub fn version(conn: &Connection) -> Result<u32, StoreError> {
+    conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        .ctx("reading the schema version")
+        .map(|v| v as u32)
+}
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+pub(super) fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
+    let found = version(conn)?;
+    let supported = migrations.len() as u32;
+    if found > supported {
+        return Err(StoreError::TooNew { found, supported });
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction().ctx("starting a migration")?;
+        tx.execute_batch(sql)
+            .ctx(&format!("migrating the store to v{}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .ctx("recording the schema version")?;
+        tx.commit().ctx("committing a migration")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! The event store: an append-only SQLite log of every run's events (WAL, so
+//! a killed process loses nothing that was committed), a summary row per run
+//! kept up to date in the same transaction, and an inbox through which other
+//! processes (`memofab approve`) leave commands for a running engine.
+
+pub mod export;
+mod migrations;
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::domain::{Event, EventKind, RunId, RunPhase, TaskState};
+use crate::protocol::Command;
+
+pub use migrations::SCHEMA_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{context}: {source}")]
+    Sqlite {
+        context: String,
+        source: rusqlite::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the store was written by a newer memofab (schema v{found}; this one knows up to v{supported}); upgrade memofab"
+    )]
+    TooNew { found: u32, supported: u32 },
+    #[error("run {run}: event #{got} does not follow #{expected_prev}")]
+    SeqGap {
+        run: RunId,
+        expected_prev: u64,
+        got: u64,
+    },
+    #[error("run {run}: event #{seq} is unreadable: {message}")]
+    Corrupt {
+        run: RunId,
+        seq: u64,
+        message: String,
+    },
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+pub(crate) trait Context<T> {
+    fn ctx(self, context: &str) -> Result<T>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn ctx(self, context: &str) -> Result<T> {
+        self.map_err(|source| StoreError::Sqlite {
+            context: context.to_owned(),
+            source,
+        })
+    }
+}
+
+/// One line of `memofab runs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub run: RunId,
+    pub started_ms: u64,
+    pub last_event_ms: u64,
+    pub requirement: String,
+    pub phase: Option<RunPhase>,
+    pub tasks: usize,
+    pub merged: usize,
+    pub failed: usize,
+    pub tokens: u64,
+    pub events: u64,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                context: format!("creating {}", parent.display()),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).ctx(&format!("opening {}", path.display()))?;
+        Self::setup(conn, true)
+    }
+
+    pub fn open_in_memory() -> Result<Self> {
+        Self::setup(
+            Connection::open_in_memory().ctx("opening an in-memory store")?,
+            false,
+        )
+    }
+
+    fn setup(mut conn: Connection, wal: bool) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .ctx("setting the busy timeout")?;
+        if wal {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .ctx("enabling WAL")?;
+        }
+        // WAL + NORMAL: a committed transaction survives a killed process.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .ctx("setting synchronous")?;
+        migrations::migrate(&mut conn)?;
+        Ok(Self { conn })
+    }
+
+    pub fn schema_version(&self) -> Result<u32> {
+        migrations::version(&self.conn)
+    }
+
+    pub fn append(&mut self, event: &Event) -> Result<()> {
+        self.append_batch(std::slice::from_ref(event))
+    }
+
+    /// Appends events in one transaction: all of them or none.
+    pub fn append_batch(&mut self, events: &[Event]) -> Result<()> {
+        let tx = self.conn.transaction().ctx("starting a transaction")?;
+        for event in events {
+            append_in(&tx, event)?;
+        }
+        tx.commit().ctx("committing events")
+    }
+
+    pub fn events(&self, run: &RunId) -> Result<Vec<Event>> {
+        self.events_after(run, 0, usize::MAX)
+    }
+
+    pub fn events_after(&self, run: &RunId, after_seq: u64, limit: usize) -> Result<Vec<Event>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, body FROM events WHERE run = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .ctx("reading events")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![run.as_str(), after_seq as i64, limit], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .ctx("reading events")?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (seq, body) = row.ctx("reading an event")?;
+            let event: Event = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                run: run.clone(),
+                seq: seq as u64,
+                message: e.to_string(),
+            })?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    pub fn last_seq(&self, run: &RunId) -> Result<u64> {
+        last_seq_in(&self.conn, run)
+    }
+
+    /// Runs, newest first.
+    pub fn runs(&self) -> Result<Vec<RunSummary>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT run, started_ms, last_event_ms, requirement, phase, tasks, merged, failed, tokens, events
+                 FROM runs ORDER BY started_ms DESC, run DESC",
+            )
+            .ctx("listing runs")?;
+        let rows = stmt
+            .query_map([], |row| {
+                let phase: Option<String> = row.get(4)?;
+                Ok(RunSummary {
+                    run: RunId::new(row.get::<_, String>(0)?),
+                    started_ms: row.get::<_, i64>(1)? as u64,
+                    last_event_ms: row.get::<_, i64>(2)? as u64,
+                    requirement: row.get(3)?,
+                    phase: phase
+                        .and_then(|p| serde_json::from_value(serde_json::Value::String(p)).ok()),
+                    tasks: row.get::<_, i64>(5)? as usize,
+                    merged: row.get::<_, i64>(6)? as usize,
+                    failed: row.get::<_, i64>(7)? as usize,
+                    tokens: row.get::<_, i64>(8)? as u64,
+                    events: row.get::<_, i64>(9)? as u64,
+                })
+            })
+            .ctx("listing runs")?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .ctx("listing runs")
+    }
+
+    pub fn latest_run(&self) -> Result<Option<RunId>> {
+        self.conn
+            .query_row(
+                "SELECT run FROM runs ORDER BY started_ms DESC, run DESC LIMIT 1",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .ctx("finding the latest run")
+            .map(|r| r.map(RunId::new))
+    }
+
+    pub fn integrity_check(&self) -> Result<()> {
+        let verdict: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .ctx("checking integrity")?;
+        if verdict == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Integrity(verdict))
+        }
+    }
+
+    /// Leaves a command for the engine running `run` (another process).
+    pub fn push_command(&mut self, run: &RunId, command: &Command) -> Result<()> {
+        let body = serde_json::to_string(command).map_err(|e| StoreError::Corrupt {
+            run: run.clone(),
+            seq: 0,
+            message: e.to_string(),
+        })?;
+        self.conn
+            .execute(
+                "INSERT INTO inbox (run, created_ms, body) VALUES (?1, ?2, ?3)",
+                params![run.as_str(), now_ms() as i64, body],
+            )
+            .ctx("writing to the inbox")?;
+        Ok(())
+    }
+
+    /// Takes the commands waiting for `run`, oldest first; each is returned once.
+    pub fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>> {
+        let tx = self.conn.transaction().ctx("starting a transaction")?;
+        let mut commands = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT id, body FROM inbox WHERE run = ?1 ORDER BY id")
+                .ctx("reading the inbox")?;
+            let rows = stmt
+                .query_map(params![run.as_str()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .ctx("reading the inbox")?;
+            for row in rows {
+                let (id, body) = row.ctx("reading the inbox")?;
+                match serde_json::from_str::<Command>(&body) {
+                    Ok(c) => commands.push(c),
+                    Err(e) => tracing::warn!(id, error = %e, "unreadable inbox command dropped"),
+                }
+            }
+        }
+        tx.execute("DELETE FROM inbox WHERE run = ?1", params![run.as_str()])
+            .ctx("clearing the inbox")?;
+        tx.commit().ctx("clearing the inbox")?;
+        Ok(commands)
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn last_seq_in(conn: &Connection, run: &RunId) -> Result<u64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?1")
+        .and_then(|mut s| s.query_row(params![run.as_str()], |r| r.get::<_, i64>(0)))
+        .map(|v| v as u64)
+        .ctx("reading the last sequence number")
+}
+
+fn append_in(tx: &Transaction<'_>, event: &Event) -> Result<()> {
+    let prev = last_seq_in(tx, &event.run)?;
+    if event.seq != prev + 1 {
+        return Err(StoreError::SeqGap {
+            run: event.run.clone(),
+            expected_prev: prev,
+            got: event.seq,
+        });
+    }
+    let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
+        run: event.run.clone(),
+        seq: event.seq,
+        message: e.to_string(),
+    })?;
+    tx.prepare_cached(
+        "INSERT INTO events (run, seq, at_ms, type, task, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            event.run.as_str(),
+            event.seq as i64,
+            event.at_ms as i64,
+            event.kind.name(),
+            event.kind.task().map(|t| t.as_str()),
+            body
+        ])
+    })
+    .ctx("appending an event")?;
+    update_summary(tx, event)
+}
+
+/// Keeps the `runs` row in step with the event just appended.
+fn update_summary(tx: &Transaction<'_>, event: &Event) -> Result<()> {
+    let run = event.run.as_str();
+    let at = event.at_ms as i64;
+    let exec = |sql: &str, extra: &[&dyn rusqlite::ToSql]| -> Result<()> {
+        let mut all: Vec<&dyn rusqlite::ToSql> = vec![&run, &at];
+        all.extend_from_slice(extra);
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute(all.as_slice()))
+            .map(|_| ())
+            .ctx("updating the run summary")
+    };
+    match &event.kind {
+        EventKind::RunStarted { requirement, .. } => {
+            return exec(
+                "INSERT INTO runs (run, started_ms, last_event_ms, requirement, phase, events) VALUES (?1, ?2, ?2, ?3, 'planning', 1)",
+                &[requirement],
+            );
+        }
+        EventKind::SpecSubmitted { requirement } => {
+            exec(
+                "UPDATE runs SET requirement = ?3 WHERE run = ?1 AND ?2 = ?2",
+                &[requirement],
+            )?;
+        }
+        EventKind::RunPhaseChanged { to, .. } => {
+            let phase = to.as_str();
+            exec(
+                "UPDATE runs SET phase = ?3 WHERE run = ?1 AND ?2 = ?2",
+                &[&phase],
+            )?;
+        }
+        EventKind::BlueprintAccepted { blueprint } => {
+            let n = blueprint.tasks.len() as i64;
+            exec(
+                "UPDATE runs SET tasks = ?3 WHERE run = ?1 AND ?2 = ?2",
+                &[&n],
+            )?;
+        }
+        EventKind::TaskStateChanged { from, to, .. } => {
+            let delta = |s: TaskState| -> i64 { i64::from(*to == s) - i64::from(*from == s) };
+            let (merged, failed) = (delta(TaskState::Merged), delta(TaskState::Failed));
+            if merged != 0 || failed != 0 {
+                exec(
+                    "UPDATE runs SET merged = merged + ?3, failed = failed + ?4 WHERE run = ?1 AND ?2 = ?2",
+                    &[&merged, &failed],
+                )?;
+            }
+        }
+        EventKind::TokensUsed { usage, .. } => {
+            let n = usage.total() as i64;
+            exec(
+                "UPDATE runs SET tokens = tokens + ?3 WHERE run = ?1 AND ?2 = ?2",
+                &[&n],
+            )?;
+        }
+        _ => {}
+    }
+    exec(
+        "UPDATE runs SET events = events + 1, last_event_ms = MAX(last_event_ms, ?2) WHERE run = ?1",
+        &[],
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+use super::*;
+use crate::domain::{RunSettings, TaskId, TokenUsage};
+
+fn settings() -> RunSettings {
+    RunSettings {
+        concurrency: 2,
+        max_tasks: 32,
+        max_rework: 2,
+        max_conflict_rework: 2,
+        max_plan_rounds: 3,
+        test_command: None,
+        provider: "scripted".into(),
+        scenario: None,
+        auto_approve: false,
+        await_spec: false,
+    }
+}
+
+fn event(run: &str, seq: u64, kind: EventKind) -> Event {
+    Event {
+        run: RunId::from(run),
+        seq,
+        at_ms: 1_000 + seq,
+        kind,
+    }
+}
+
+fn started(run: &str) -> Event {
+    event(
+        run,
+        1,
+        EventKind::RunStarted {
+            requirement: "Add stats".into(),
+            repo: "/r".into(),
+            mainline: "main".into(),
+            base_commit: "abc".into(),
+            settings: settings(),
+        },
+    )
+}
+
+fn moved(run: &str, seq: u64, from: TaskState, to: TaskState) -> Event {
+    event(
+        run,
+        seq,
+        EventKind::TaskStateChanged {
+            task: TaskId::from("t1"),
+            from,
+            to,
+            reason: None,
+        },
+    )
+}
+
+#[test]
+fn appends_and_reads_back_in_order() {
+    let mut store = Store::open_in_memory().unwrap();
+    let events = vec![
+        started("a"),
+        moved("a", 2, TaskState::Pending, TaskState::Ready),
+    ];
+    store.append_batch(&events).unwrap();
+    assert_eq!(store.events(&"a".into()).unwrap(), events);
+    assert_eq!(store.last_seq(&"a".into()).unwrap(), 2);
+    assert_eq!(store.events_after(&"a".into(), 1, 10).unwrap(), events[1..]);
+    assert!(store.events(&"other".into()).unwrap().is_empty());
+}
+
+#[test]
+fn gaps_and_duplicates_are_refused() {
+    let mut store = Store::open_in_memory().unwrap();
+    store.append(&started("a")).unwrap();
+    let gap = moved("a", 3, TaskState::Pending, TaskState::Ready);
+    assert!(matches!(store.append(&gap), Err(StoreError::SeqGap { .. })));
+    assert!(matches!(
+        store.append(&started("a")),
+        Err(StoreError::SeqGap { .. })
+    ));
+}
+
+#[test]
+fn a_bad_batch_leaves_nothing() {
+    let mut store = Store::open_in_memory().unwrap();
+    let batch = vec![
+        started("a"),
+        moved("a", 2, TaskState::Pending, TaskState::Ready),
+        moved("a", 9, TaskState::Ready, TaskState::Running),
+    ];
+    assert!(store.append_batch(&batch).is_err());
+    assert_eq!(store.last_seq(&"a".into()).unwrap(), 0);
+    assert!(store.runs().unwrap().is_empty());
+}
+
+#[test]
+fn run_summaries_follow_the_events() {
+    let mut store = Store::open_in_memory().unwrap();
+    store.append(&started("a")).unwrap();
+    store
+        .append(&moved("a", 2, TaskState::Merging, TaskState::Merged))
+        .unwrap();
+    store
+        .append(&moved("a", 3, TaskState::Running, TaskState::Failed))
+        .unwrap();
+    store
+        .append(&moved("a", 4, TaskState::Failed, TaskState::Ready))
+        .unwrap();
+    store
+        .append(&event(
+            "a",
+            5,
+            EventKind::TokensUsed {
+                agent: "coder:t1#1".into(),
+                task: None,
+                model: "m".into(),
+                usage: TokenUsage {
+                    input: 10,
+                    output: 5,
+                    cached: 0,
+                },
+            },
+        ))
+        .unwrap();
+    store
+        .append(&event(
+            "a",
+            6,
+            EventKind::RunPhaseChanged {
+                to: RunPhase::Building,
+                reason: None,
+            },
+        ))
+        .unwrap();
+    let runs = store.runs().unwrap();
+    assert_eq!(runs.len(), 1);
+    let r = &runs[0];
+    assert_eq!((r.merged, r.failed, r.tokens, r.events), (1, 0, 15, 6));
+    assert_eq!(r.phase, Some(RunPhase::Building));
+    assert_eq!(r.requirement, "Add stats");
+    assert_eq!(store.latest_run().unwrap(), Some(RunId::from("a")));
+}
+
+#[test]
+fn a_file_store_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("memofab.db");
+    {
+        let mut store = Store::open(&path).unwrap();
+        store.append(&started("a")).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.events(&"a".into()).unwrap().len(), 1);
+    store.integrity_check().unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn a_newer_store_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let err = Store::open(&path).err().unwrap();
+    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+    assert!(err.to_string().contains("newer memofab"));
+    let conn = Connection::open(&path).unwrap();
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 99);
+}
+
+#[test]
+fn a_v1_store_is_migrated_and_keeps_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        // Exactly what memofab with schema v1 wrote.
+        let mut conn = Connection::open(&path).unwrap();
+        migrations::migrate_with(&mut conn, &migrations::MIGRATIONS_V1_FOR_TESTS).unwrap();
+        let body = serde_json::to_string(&started("old")).unwrap();
+        conn.execute(
+            "INSERT INTO events (run, seq, at_ms, type, task, body) VALUES ('old', 1, 1001, 'run_started', NULL, ?1)",
+            [body],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO runs (run, started_ms, last_event_ms, requirement, phase, events) VALUES ('old', 1001, 1001, 'Add stats', 'planning', 1)",
+            [],
+        )
+        .unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.events(&"old".into()).unwrap(), vec![started("old")]);
+    // The v2 inbox works on the migrated store.
+    store.push_command(&"old".into(), &Command::Pause).unwrap();
+    assert_eq!(
+        store.take_commands(&"old".into()).unwrap(),
+        vec![Command::Pause]
+    );
+}
+
+#[test]
+fn inbox_commands_are_taken_once_per_run() {
+    let mut store = Store::open_in_memory().unwrap();
+    let approve = Command::ApproveGate { task: "t1".into() };
+    store.push_command(&"a".into(), &approve).unwrap();
+    store.push_command(&"b".into(), &Command::Pause).unwrap();
+    assert_eq!(store.take_commands(&"a".into()).unwrap(), vec![approve]);
+    assert!(store.take_commands(&"a".into()).unwrap().is_empty());
+    assert_eq!(
+        store.take_commands(&"b".into()).unwrap(),
+        vec![Command::Pause]
+    );
+}
+
+#[test]
+fn exports_round_trip_and_read_well() {
+    let events = vec![
+        started("a"),
+        event(
+            "a",
+            2,
+            EventKind::AgentMessage {
+                agent: "coder:t1#1".into(),
+                from: crate::domain::MessageAuthor::Assistant,
+                text: "Reading first.".into(),
+            },
+        ),
+        event(
+            "a",
+            3,
+            EventKind::ToolCalled {
+                agent: "coder:t1#1".into(),
+                call_id: "c1".into(),
+                tool: "read_file".into(),
+                arguments: serde_json::json!({"path": "README.md"}),
+            },
+        ),
+    ];
+    let mut jsonl = Vec::new();
+    export::export_jsonl(&events, &mut jsonl).unwrap();
+    let back: Vec<Event> = String::from_utf8(jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(back, events);
+
+    let mut md = Vec::new();
+    export::export_markdown(&events, &mut md).unwrap();
+    let md = String::from_utf8(md).unwrap();
+    assert!(md.contains("# memofab run a"));
+    assert!(md.contains("## Requirement"));
+    assert!(md.contains("### coder:t1#1"));
+    assert!(md.contains("`read_file`"));
+    assert!(md.contains("README.md"));
+}

@@ -1,0 +1,373 @@
+//! One agent conversation: ask the model, run the tools it calls, feed the
+//! results back, until it finishes or submits its result. Every message, tool
+//! call, result and token count is recorded as an event; streaming text goes
+//! to the front end only.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::error::EngineResult;
+use super::prompts::Prompt;
+use super::recorder::Recorder;
+use super::tools::{ToolBox, ToolOutcome};
+use crate::domain::{AgentId, AgentRole, EventKind, MessageAuthor, TaskId};
+use crate::llm::{
+    ChatMessage, CompletionRequest, LlmError, LlmProvider, ScriptKey, ToolSpec, collect_completion,
+};
+use crate::protocol::EngineUpdate;
+
+/// Garbled replies (cut streams, broken SSE) re-asked before giving up.
+const MAX_GARBLED_RETRIES: u32 = 2;
+const MAX_REPLY_TOKENS: u32 = 8192;
+
+/// A tool that ends the conversation with a structured result, such as
+/// `submit_blueprint`. `check` returns the problems to send back, if any.
+pub struct SubmitTool {
+    pub spec: ToolSpec,
+    #[allow(clippy::type_complexity)]
+    pub check: Box<dyn Fn(&serde_json::Value) -> Result<(), String> + Send + Sync>,
+}
+
+pub struct AgentJob {
+    pub role: AgentRole,
+    pub task: Option<TaskId>,
+    /// Plan round or coding attempt.
+    pub attempt: u32,
+    pub prompt: Prompt,
+    pub first_message: String,
+    /// Workspace tools (read, write, run, ...), if the role has any.
+    pub toolbox: Option<(Arc<ToolBox>, Vec<ToolSpec>)>,
+    pub submit: Option<SubmitTool>,
+}
+
+/// How the model can call it a day.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentOutcome {
+    /// `finish` was called.
+    Finished { summary: String },
+    /// The submit tool was called with arguments that passed its check.
+    Submitted { arguments: serde_json::Value },
+}
+
+/// The agent stopped without a result. Recorded, and handled by the caller
+/// like a rejected attempt; distinct from an engine failure.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct AgentFailed(pub String);
+
+pub struct AgentRunner {
+    pub recorder: Recorder,
+    pub provider: Arc<dyn LlmProvider>,
+    pub model: String,
+    pub max_turns: u32,
+}
+
+impl AgentJob {
+    pub fn id(&self) -> AgentId {
+        match &self.task {
+            Some(task) => AgentId::for_task(self.role, task, self.attempt),
+            None => AgentId::for_run(self.role, self.attempt),
+        }
+    }
+}
+
+impl AgentRunner {
+    /// Runs the conversation. `Ok(Err(_))` is an agent that gave no result;
+    /// `Err(_)` is the engine failing (the store, say).
+    pub async fn run(&self, job: AgentJob) -> EngineResult<Result<AgentOutcome, AgentFailed>> {
+        let agent = job.id();
+        self.recorder
+            .record(EventKind::AgentStarted {
+                agent: agent.clone(),
+                role: job.role,
+                task: job.task.clone(),
+                model: self.model.clone(),
+            })
+            .await?;
+        self.say(&agent, MessageAuthor::User, &job.first_message)
+            .await?;
+
+        let result = self.converse(&agent, &job).await?;
+        let (ok, summary) = match &result {
+            Ok(AgentOutcome::Finished { summary }) => (true, summary.clone()),
+            Ok(AgentOutcome::Submitted { arguments }) => (true, submitted_summary(arguments)),
+            Err(failed) => (false, failed.0.clone()),
+        };
+        self.recorder
+            .record(EventKind::AgentFinished { agent, ok, summary })
+            .await?;
+        Ok(result)
+    }
+
+    async fn converse(
+        &self,
+        agent: &AgentId,
+        job: &AgentJob,
+    ) -> EngineResult<Result<AgentOutcome, AgentFailed>> {
+        let mut tools: Vec<ToolSpec> = job
+            .toolbox
+            .as_ref()
+            .map(|(_, specs)| specs.clone())
+            .unwrap_or_default();
+        if let Some(submit) = &job.submit {
+            tools.push(submit.spec.clone());
+        }
+        let finish_hint = match &job.submit {
+            Some(s) => format!("`{}`", s.spec.name),
+            None => "`finish`".to_owned(),
+        };
+        let mut messages = vec![ChatMessage::User {
+            content: job.first_message.clone(),
+        }];
+        let mut garbled = 0;
+        let mut turns = 0;
+        while turns < self.max_turns {
+            let request = CompletionRequest {
+                model: self.model.clone(),
+                system: job.prompt.text.clone(),
+                messages: messages.clone(),
+                tools: tools.clone(),
+                max_tokens: MAX_REPLY_TOKENS,
+                temperature: None,
+                script: ScriptKey {
+                    role: job.role,
+                    task: job.task.clone(),
+                    attempt: job.attempt,
+                },
+            };
+            let recorder = &self.recorder;
+            let reply = collect_completion(self.provider.stream(request), |text| {
+                recorder.publish(EngineUpdate::Delta {
+                    agent: agent.clone(),
+                    text: text.to_owned(),
+                });
+            })
+            .await;
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(e) if e.is_garbled() && garbled < MAX_GARBLED_RETRIES => {
+                    garbled += 1;
+                    self.warn(job, format!("{agent}: {e}; asking again"))
+                        .await?;
+                    continue;
+                }
+                Err(e) => return Ok(Err(AgentFailed(llm_failure(&e)))),
+            };
+            turns += 1;
+            self.recorder
+                .record(EventKind::TokensUsed {
+                    agent: agent.clone(),
+                    task: job.task.clone(),
+                    model: self.model.clone(),
+                    usage: reply.usage,
+                })
+                .await?;
+            if !reply.text.is_empty() {
+                self.say(agent, MessageAuthor::Assistant, &reply.text)
+                    .await?;
+            }
+            messages.push(ChatMessage::Assistant {
+                content: reply.text.clone(),
+                tool_calls: reply.tool_calls.clone(),
+            });
+            if reply.tool_calls.is_empty() {
+                let nudge = format!(
+                    "Please continue by calling a tool. When you are done, call {finish_hint}."
+                );
+                self.say(agent, MessageAuthor::User, &nudge).await?;
+                messages.push(ChatMessage::User { content: nudge });
+                continue;
+            }
+            for call in &reply.tool_calls {
+                let parsed: Result<serde_json::Value, _> = serde_json::from_str(&call.arguments);
+                self.recorder
+                    .record(EventKind::ToolCalled {
+                        agent: agent.clone(),
+                        call_id: call.id.clone(),
+                        tool: call.name.clone(),
+                        arguments: parsed
+                            .as_ref()
+                            .cloned()
+                            .unwrap_or_else(|_| json!(call.arguments)),
+                    })
+                    .await?;
+                let (ok, output, done) =
+                    self.execute(job, &call.name, &call.arguments, parsed).await;
+                self.recorder
+                    .record(EventKind::ToolResult {
+                        agent: agent.clone(),
+                        call_id: call.id.clone(),
+                        ok,
+                        output: output.clone(),
+                    })
+                    .await?;
+                if let Some(outcome) = done {
+                    return Ok(Ok(outcome));
+                }
+                messages.push(ChatMessage::ToolResult {
+                    call_id: call.id.clone(),
+                    content: output,
+                    is_error: !ok,
+                });
+            }
+        }
+        Ok(Err(AgentFailed(format!(
+            "no result after {} turns (the limit is run.max_agent_turns)",
+            self.max_turns
+        ))))
+    }
+
+    /// Runs one tool call: `(ok, output for the model, final outcome)`.
+    async fn execute(
+        &self,
+        job: &AgentJob,
+        name: &str,
+        raw: &str,
+        parsed: Result<serde_json::Value, serde_json::Error>,
+    ) -> (bool, String, Option<AgentOutcome>) {
+        if let Some(submit) = job.submit.as_ref().filter(|s| s.spec.name == name) {
+            let arguments = match parsed {
+                Ok(v) => v,
+                Err(e) => {
+                    return (
+                        false,
+                        format!(
+                            "The arguments of {name} are not valid JSON ({e}). Send them again as one JSON object."
+                        ),
+                        None,
+                    );
+                }
+            };
+            return match (submit.check)(&arguments) {
+                Ok(()) => (
+                    true,
+                    "Accepted.".to_owned(),
+                    Some(AgentOutcome::Submitted { arguments }),
+                ),
+                Err(problems) => (
+                    false,
+                    format!(
+                        "{name} was not accepted. Fix these problems and call {name} again:\n{problems}"
+                    ),
+                    None,
+                ),
+            };
+        }
+        match &job.toolbox {
+            Some((toolbox, specs)) if specs.iter().any(|s| s.name == name) => {
+                match toolbox.call(name, raw).await {
+                    ToolOutcome::Output { ok, text } => (ok, text, None),
+                    ToolOutcome::Finish { summary } => (
+                        true,
+                        "Finished.".to_owned(),
+                        Some(AgentOutcome::Finished { summary }),
+                    ),
+                }
+            }
+            _ => (
+                false,
+                format!(
+                    "There is no tool named {name:?} for this role. Use one of the tools offered."
+                ),
+                None,
+            ),
+        }
+    }
+
+    async fn say(&self, agent: &AgentId, from: MessageAuthor, text: &str) -> EngineResult<()> {
+        self.recorder
+            .record(EventKind::AgentMessage {
+                agent: agent.clone(),
+                from,
+                text: text.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn warn(&self, job: &AgentJob, message: String) -> EngineResult<()> {
+        self.recorder
+            .record(EventKind::Warning {
+                task: job.task.clone(),
+                message,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn llm_failure(e: &LlmError) -> String {
+    format!("the model could not be used: {e}")
+}
+
+fn submitted_summary(arguments: &serde_json::Value) -> String {
+    if let Some(approved) = arguments.get("approved").and_then(|v| v.as_bool()) {
+        return if approved {
+            "approved".into()
+        } else {
+            "changes requested".into()
+        };
+    }
+    if let Some(tasks) = arguments.get("tasks").and_then(|v| v.as_array()) {
+        return format!("submitted a blueprint of {} tasks", tasks.len());
+    }
+    "submitted".into()
+}
+
+/// `submit_review`: the verdict of the plan reviewer and the code reviewer.
+pub fn review_tool() -> SubmitTool {
+    SubmitTool {
+        spec: ToolSpec {
+            name: "submit_review".into(),
+            description:
+                "Submit your verdict. approved=false sends the work back with your feedback.".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "approved": {"type": "boolean"},
+                    "feedback": {"type": "string", "description": "Numbered, actionable points."}
+                },
+                "required": ["approved", "feedback"]
+            }),
+        },
+        check: Box::new(|args| {
+            let verdict: Result<Review, _> = serde_json::from_value(args.clone());
+            match verdict {
+                Ok(r) if !r.approved && r.feedback.trim().is_empty() => {
+                    Err("feedback must say what to change when approved is false".into())
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!(
+                    "expected {{\"approved\": bool, \"feedback\": string}}: {e}"
+                )),
+            }
+        }),
+    }
+}
+
+/// A reviewer's verdict, as `submit_review` carries it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Review {
+    pub approved: bool,
+    #[serde(default)]
+    pub feedback: String,
+}
+
+impl Review {
+    /// Reads the verdict from a reviewer's outcome. A reviewer that finished
+    /// without `submit_review` has not approved anything.
+    pub fn from_outcome(outcome: &AgentOutcome) -> Self {
+        match outcome {
+            AgentOutcome::Submitted { arguments } => serde_json::from_value(arguments.clone())
+                .unwrap_or_else(|e| Review {
+                    approved: false,
+                    feedback: format!("The verdict could not be read: {e}"),
+                }),
+            AgentOutcome::Finished { summary } => Review {
+                approved: false,
+                feedback: format!("The reviewer finished without a verdict: {summary}"),
+            },
+        }
+    }
+}

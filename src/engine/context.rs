@@ -1,0 +1,104 @@
+//! What every step of a run shares: the recorder, the repository, the policy,
+//! the prompts and the models, plus the lock that serialises merges.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::agent::AgentRunner;
+use super::error::{EngineError, EngineResult};
+use super::prompts::Prompts;
+use super::recorder::Recorder;
+use crate::config::Config;
+use crate::domain::AgentRole;
+use crate::domain::policy::Policy;
+use crate::effects::git::GitRepo;
+use crate::llm::LlmProvider;
+
+/// The model each role talks to.
+#[derive(Clone)]
+pub struct ProviderSet {
+    by_role: HashMap<AgentRole, (Arc<dyn LlmProvider>, String)>,
+}
+
+impl ProviderSet {
+    /// Every role on one provider and model.
+    pub fn uniform(provider: Arc<dyn LlmProvider>, model: &str) -> Self {
+        Self {
+            by_role: AgentRole::ALL
+                .into_iter()
+                .map(|r| (r, (provider.clone(), model.to_owned())))
+                .collect(),
+        }
+    }
+
+    pub fn with_role(
+        mut self,
+        role: AgentRole,
+        provider: Arc<dyn LlmProvider>,
+        model: &str,
+    ) -> Self {
+        self.by_role.insert(role, (provider, model.to_owned()));
+        self
+    }
+
+    pub fn get(&self, role: AgentRole) -> EngineResult<(Arc<dyn LlmProvider>, String)> {
+        self.by_role.get(&role).cloned().ok_or_else(|| {
+            EngineError::Preflight(format!("no provider configured for the {role} role"))
+        })
+    }
+}
+
+pub struct RunContext {
+    pub recorder: Recorder,
+    pub git: GitRepo,
+    pub config: Config,
+    pub policy: Policy,
+    pub prompts: Prompts,
+    pub providers: ProviderSet,
+    /// Where task worktrees live: `<repo>/.memofab/worktrees/<run>/<task>`.
+    pub worktrees: PathBuf,
+    pub mainline: String,
+    pub test_command: Option<String>,
+    pub auto_approve: bool,
+    /// Merges onto mainline happen one at a time.
+    pub merge_lock: tokio::sync::Mutex<()>,
+}
+
+impl RunContext {
+    pub fn runner(&self, role: AgentRole) -> EngineResult<AgentRunner> {
+        let (provider, model) = self.providers.get(role)?;
+        Ok(AgentRunner {
+            recorder: self.recorder.clone(),
+            provider,
+            model,
+            max_turns: self.config.run.max_agent_turns,
+        })
+    }
+
+    pub fn settings(&self) -> crate::domain::RunSettings {
+        self.recorder.with_state(|s| s.settings.clone())
+    }
+
+    /// Runs blocking git work off the async threads.
+    pub async fn git<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&GitRepo) -> Result<T, crate::effects::git::GitError> + Send + 'static,
+    ) -> EngineResult<T> {
+        let git = self.git.clone();
+        tokio::task::spawn_blocking(move || f(&git))
+            .await
+            .map_err(|e| EngineError::Join(e.to_string()))?
+            .map_err(EngineError::from)
+    }
+}
+
+impl super::tools::ToolLimits {
+    pub fn from_config(run: &crate::config::RunConfig) -> Self {
+        Self {
+            command_timeout: std::time::Duration::from_secs(run.command_timeout_secs),
+            output_cap: run.output_cap_bytes,
+            deny_commands: run.deny_commands.clone(),
+        }
+    }
+}

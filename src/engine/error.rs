@@ -1,0 +1,57 @@
+//! Errors of the engine: which effect failed, with what context.
+
+use crate::domain::{TaskId, TransitionError};
+use crate::effects::git::GitError;
+use crate::effects::process::ProcessError;
+use crate::effects::sandbox::SandboxError;
+use crate::effects::store::StoreError;
+use crate::llm::LlmError;
+use crate::llm::scenario::ScenarioError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("git: {0}")]
+    Git(#[from] GitError),
+    #[error("event store: {0}")]
+    Store(#[from] StoreError),
+    #[error("LLM: {0}")]
+    Llm(#[from] LlmError),
+    #[error("state machine refused an event: {0}")]
+    Transition(#[from] TransitionError),
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] SandboxError),
+    #[error("process: {0}")]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Policy(#[from] crate::domain::policy::PolicyError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("unknown task {0}")]
+    UnknownTask(TaskId),
+    #[error("run {0} not found in this repository's store")]
+    UnknownRun(String),
+    #[error("the repository is not ready for a run: {0}")]
+    Preflight(String),
+    #[error("the prompt for {role} is missing: {detail}")]
+    Prompt { role: String, detail: String },
+    #[error("a background job failed: {0}")]
+    Join(String),
+    #[error("the engine was shut down")]
+    Shutdown,
+}
+
+impl EngineError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| EngineError::Io { context, source }
+    }
+}
+
+pub type EngineResult<T> = std::result::Result<T, EngineError>;

@@ -1,0 +1,16 @@
+//! The engine: runs a factory run by tying the pure domain to its effects.
+//! It knows nothing about terminals; front ends talk to it through
+//! [`crate::protocol`].
+
+pub mod agent;
+pub mod context;
+pub mod error;
+pub mod orchestrator;
+pub mod pipeline;
+pub mod planning;
+pub mod prompts;
+pub mod recorder;
+pub mod session;
+pub mod tools;
+
+pub use error::{EngineError, EngineResult};

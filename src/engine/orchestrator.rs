@@ -1,0 +1,432 @@
+//! The orchestrator schedules a run: it promotes tasks whose dependencies
+//! merged, starts up to `concurrency` task pipelines, and obeys commands from
+//! the front end (gates, pause, cancel, retry). Task state itself only ever
+//! changes through the recorder's state machine.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::context::RunContext;
+use super::error::{EngineError, EngineResult};
+use super::pipeline;
+use super::planning::{self, PlanResult};
+use crate::domain::{EventKind, RunPhase, RunState, TaskId, TaskState};
+use crate::protocol::{Command, ConflictResolution};
+
+/// How often a headless run looks for commands left in the store's inbox
+/// by `memofab approve` and friends.
+const INBOX_POLL: Duration = Duration::from_millis(300);
+
+/// How a run is steered while it works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steering {
+    /// A front end stays attached: when nothing is left to do, wait for its
+    /// commands (retry, resolve) until it shuts the engine down.
+    Interactive,
+    /// Finish when nothing can move without a human, except gates, which
+    /// wait for `memofab approve`/`reject` through the store's inbox.
+    Headless,
+}
+
+pub struct Orchestrator {
+    ctx: Arc<RunContext>,
+    commands: UnboundedReceiver<Command>,
+    steering: Steering,
+    pipelines: JoinSet<(TaskId, EngineResult<()>)>,
+    active: HashMap<TaskId, AbortHandle>,
+}
+
+impl Orchestrator {
+    pub fn new(
+        ctx: Arc<RunContext>,
+        commands: UnboundedReceiver<Command>,
+        steering: Steering,
+    ) -> Self {
+        Self {
+            ctx,
+            commands,
+            steering,
+            pipelines: JoinSet::new(),
+            active: HashMap::new(),
+        }
+    }
+
+    /// Runs (or resumes) the run to its end; returns the final state.
+    pub async fn run(mut self, resumed: bool) -> EngineResult<RunState> {
+        if resumed {
+            let interrupted: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
+                s.tasks()
+                    .iter()
+                    .filter(|t| t.state.is_active())
+                    .map(|t| t.id().clone())
+                    .collect()
+            });
+            self.ctx
+                .recorder
+                .record(EventKind::RunResumed {
+                    interrupted: interrupted.clone(),
+                })
+                .await?;
+        }
+        let over = self.ctx.recorder.with_state(|s| s.phase.is_over());
+        if over && self.steering == Steering::Headless {
+            return Ok(self.ctx.recorder.snapshot());
+        }
+
+        match self.plan_phase().await? {
+            Some(PlanResult::Accepted(_)) => {}
+            Some(PlanResult::Failed(reason)) => {
+                self.ctx
+                    .recorder
+                    .record(EventKind::RunPhaseChanged {
+                        to: RunPhase::Failed,
+                        reason: Some(reason),
+                    })
+                    .await?;
+                return Ok(self.ctx.recorder.snapshot());
+            }
+            None => return Ok(self.ctx.recorder.snapshot()),
+        }
+
+        if resumed {
+            // Carry on every task that was in flight when the process died.
+            let in_flight: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
+                s.tasks()
+                    .iter()
+                    .filter(|t| t.state.is_active())
+                    .map(|t| t.id().clone())
+                    .collect()
+            });
+            for task in in_flight {
+                self.spawn(task, true);
+            }
+        }
+        self.build_phase().await
+    }
+
+    /// Plans unless a blueprint exists. `None` if shut down meanwhile.
+    async fn plan_phase(&mut self) -> EngineResult<Option<PlanResult>> {
+        // The cockpit's spec editor: planning waits for the human's submit.
+        while !self.ctx.recorder.with_state(|s| s.spec_submitted) {
+            match self.commands.recv().await {
+                Some(Command::SubmitSpec { requirement }) if !requirement.trim().is_empty() => {
+                    self.ctx
+                        .recorder
+                        .record(EventKind::SpecSubmitted { requirement })
+                        .await?;
+                }
+                Some(Command::Shutdown) | None => return Ok(None),
+                Some(other) => {
+                    tracing::debug!(?other, "command ignored before the spec is submitted")
+                }
+            }
+        }
+        let ctx = self.ctx.clone();
+        let planning = planning::plan(&ctx);
+        tokio::pin!(planning);
+        loop {
+            tokio::select! {
+                result = &mut planning => return result.map(Some),
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) | None => return Ok(None),
+                    Some(other) => tracing::debug!(?other, "command ignored while planning"),
+                },
+            }
+        }
+    }
+
+    async fn build_phase(&mut self) -> EngineResult<RunState> {
+        let mut inbox = tokio::time::interval(INBOX_POLL);
+        inbox.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.promote().await?;
+            self.fill_slots();
+            let state = self.ctx.recorder.snapshot();
+            if self.pipelines.is_empty() {
+                let idle = state.count(TaskState::Ready) == 0 && state.phase != RunPhase::Paused;
+                if idle && state.all_settled() && !state.phase.is_over() {
+                    self.finish(&state).await?;
+                }
+                if self.steering == Steering::Headless
+                    && idle
+                    && state.count(TaskState::AwaitingGate) == 0
+                {
+                    return Ok(self.ctx.recorder.snapshot());
+                }
+            }
+            tokio::select! {
+                Some(joined) = self.pipelines.join_next() => self.reap(joined).await?,
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) | None => {
+                        self.pipelines.shutdown().await;
+                        return Ok(self.ctx.recorder.snapshot());
+                    }
+                    Some(command) => self.obey(command).await?,
+                },
+                _ = inbox.tick(), if self.steering == Steering::Headless => {
+                    for command in self.poll_inbox().await? {
+                        self.obey(command).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn finish(&self, state: &RunState) -> EngineResult<()> {
+        let mainline = self.ctx.mainline.clone();
+        let head = self.ctx.git(move |g| g.branch_head(&mainline)).await?;
+        self.ctx
+            .recorder
+            .record(EventKind::RunFinished {
+                merged: state.count(TaskState::Merged),
+                failed: state.tasks().len() - state.count(TaskState::Merged),
+                mainline_commit: head,
+            })
+            .await?;
+        self.ctx
+            .recorder
+            .record(EventKind::RunPhaseChanged {
+                to: RunPhase::Finished,
+                reason: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Pending tasks become ready when their dependencies merged, or blocked
+    /// when one can no longer merge.
+    async fn promote(&self) -> EngineResult<()> {
+        let moves: Vec<(TaskId, TaskState, Option<String>)> = self.ctx.recorder.with_state(|s| {
+            s.tasks()
+                .iter()
+                .filter(|t| t.state == TaskState::Pending)
+                .filter_map(|t| {
+                    if s.dependencies_merged(t) {
+                        Some((t.id().clone(), TaskState::Ready, None))
+                    } else {
+                        s.dependency_stuck(t).map(|dep| {
+                            (
+                                t.id().clone(),
+                                TaskState::Blocked,
+                                Some(format!("dependency {dep} cannot merge")),
+                            )
+                        })
+                    }
+                })
+                .collect()
+        });
+        for (task, to, reason) in moves {
+            self.ctx.recorder.transition(&task, to, reason).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts ready tasks while agent slots are free, in blueprint order.
+    fn fill_slots(&mut self) {
+        let (phase, limit, ready) = self.ctx.recorder.with_state(|s| {
+            let ready: Vec<TaskId> = s
+                .tasks()
+                .iter()
+                .filter(|t| t.state == TaskState::Ready)
+                .map(|t| t.id().clone())
+                .collect();
+            (s.phase, s.settings.concurrency.max(1), ready)
+        });
+        if phase == RunPhase::Paused {
+            return;
+        }
+        for task in ready {
+            if self.active.len() >= limit {
+                break;
+            }
+            if !self.active.contains_key(&task) {
+                self.spawn(task, false);
+            }
+        }
+    }
+
+    fn spawn(&mut self, task: TaskId, resumed: bool) {
+        let ctx = self.ctx.clone();
+        let id = task.clone();
+        let handle = self
+            .pipelines
+            .spawn(async move { (id.clone(), pipeline::drive(ctx, id, resumed).await) });
+        self.active.insert(task, handle);
+    }
+
+    async fn reap(
+        &mut self,
+        joined: Result<(TaskId, EngineResult<()>), tokio::task::JoinError>,
+    ) -> EngineResult<()> {
+        match joined {
+            Ok((task, Ok(()))) => {
+                self.active.remove(&task);
+                Ok(())
+            }
+            Ok((task, Err(e))) => {
+                self.active.remove(&task);
+                // An effect failed underneath the task (git, the store): stop
+                // everything rather than build on an unknown state.
+                self.pipelines.shutdown().await;
+                Err(e)
+            }
+            Err(e) if e.is_cancelled() => {
+                self.active.retain(|_, h| !h.is_finished());
+                Ok(())
+            }
+            Err(e) => {
+                self.pipelines.shutdown().await;
+                Err(EngineError::Join(e.to_string()))
+            }
+        }
+    }
+
+    async fn obey(&mut self, command: Command) -> EngineResult<()> {
+        let state = self.ctx.recorder.snapshot();
+        let task_state = |t: &TaskId| state.task(t).map(|r| r.state);
+        match command {
+            Command::ApproveGate { task } if task_state(&task) == Some(TaskState::AwaitingGate) => {
+                pipeline::approve(&self.ctx, &task, &human()).await?;
+                self.spawn(task, false);
+            }
+            Command::RejectGate { task, feedback }
+                if task_state(&task) == Some(TaskState::AwaitingGate) =>
+            {
+                pipeline::reject(&self.ctx, &task, &human(), &feedback).await?;
+                // Rework starts when a slot frees; `fill_slots` only starts
+                // Ready tasks, so start it here.
+                if self
+                    .ctx
+                    .recorder
+                    .with_state(|s| s.task(&task).map(|t| t.state))
+                    == Some(TaskState::Running)
+                {
+                    self.spawn(task, false);
+                }
+            }
+            Command::Pause if state.phase == RunPhase::Building => {
+                self.set_phase(RunPhase::Paused, "paused by a human")
+                    .await?;
+            }
+            Command::Resume if state.phase == RunPhase::Paused => {
+                self.set_phase(RunPhase::Building, "resumed by a human")
+                    .await?;
+            }
+            Command::CancelTask { task } => {
+                if let Some(handle) = self.active.remove(&task) {
+                    // Dropping the pipeline drops its LLM stream and aborts the request.
+                    handle.abort();
+                }
+                if task_state(&task).is_some_and(|s| s.can_become(TaskState::Cancelled)) {
+                    self.ctx
+                        .recorder
+                        .transition(
+                            &task,
+                            TaskState::Cancelled,
+                            format!("cancelled by {}", human()),
+                        )
+                        .await?;
+                }
+            }
+            Command::RetryTask { task }
+                if task_state(&task).is_some_and(|s| {
+                    matches!(
+                        s,
+                        TaskState::Failed | TaskState::Cancelled | TaskState::Blocked
+                    )
+                }) =>
+            {
+                self.ctx
+                    .recorder
+                    .transition(&task, TaskState::Pending, format!("retried by {}", human()))
+                    .await?;
+                if state.phase.is_over() {
+                    self.set_phase(RunPhase::Building, "a task was retried")
+                        .await?;
+                }
+            }
+            Command::EditTask {
+                task,
+                description,
+                acceptance,
+            } if task_state(&task).is_some_and(|s| {
+                matches!(
+                    s,
+                    TaskState::Pending | TaskState::Ready | TaskState::Blocked
+                )
+            }) =>
+            {
+                self.ctx
+                    .recorder
+                    .record(EventKind::TaskEdited {
+                        task,
+                        description,
+                        acceptance,
+                    })
+                    .await?;
+            }
+            Command::ResolveConflict { task, resolution }
+                if task_state(&task) == Some(TaskState::Conflict) =>
+            {
+                let reason = match resolution {
+                    ConflictResolution::Rework => "sent back for rework by a human",
+                    ConflictResolution::Resolver => "handed to the resolver by a human",
+                    ConflictResolution::MarkResolved => "resolved by a human",
+                };
+                self.ctx
+                    .recorder
+                    .transition(&task, TaskState::Running, reason.to_owned())
+                    .await?;
+                self.spawn(task, false);
+            }
+            other => {
+                self.ctx
+                    .recorder
+                    .record(EventKind::Warning {
+                        task: None,
+                        message: format!(
+                            "command ignored, it does not apply now: {}",
+                            describe(&other)
+                        ),
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_phase(&self, to: RunPhase, reason: &str) -> EngineResult<()> {
+        self.ctx
+            .recorder
+            .record(EventKind::RunPhaseChanged {
+                to,
+                reason: Some(reason.to_owned()),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn poll_inbox(&self) -> EngineResult<Vec<Command>> {
+        let recorder = self.ctx.recorder.clone();
+        let run = recorder.run().clone();
+        tokio::task::spawn_blocking(move || recorder.with_store(|store| store.take_commands(&run)))
+            .await
+            .map_err(|e| EngineError::Join(e.to_string()))?
+            .map_err(EngineError::from)
+    }
+}
+
+/// Who a human decision is attributed to.
+fn human() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "human".to_owned())
+}
+
+fn describe(command: &Command) -> String {
+    serde_json::to_string(command).unwrap_or_else(|_| format!("{command:?}"))
+}

@@ -1,0 +1,552 @@
+//! One task's way through the factory: code → review → test → gate → merge,
+//! with bounded rework. `drive` looks at the task's current state and carries
+//! it on from there, so the same code starts a task, continues a rework and
+//! resumes after a crash. It stops when the task is settled or waits for a
+//! human (the gate).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
+use super::context::RunContext;
+use super::error::EngineResult;
+use super::tools::{ToolBox, ToolLimits, ToolSet};
+use crate::domain::policy::Risk;
+use crate::domain::{
+    AgentRole, ConflictFile, EventKind, MergeOutcome, TaskId, TaskRecord, TaskState,
+};
+use crate::effects::process::{CommandSpec, run_command};
+use crate::effects::sandbox::Sandbox;
+
+/// Diff text shown to the reviewer at most; the rest is summarised.
+const MAX_REVIEW_DIFF: usize = 60_000;
+
+/// Where a task's worktree and branch are.
+pub fn branch_name(run: &str, task: &TaskId) -> String {
+    format!("memofab/{run}/{task}")
+}
+
+pub fn worktree_dir(ctx: &RunContext, task: &TaskId) -> PathBuf {
+    ctx.worktrees
+        .join(ctx.recorder.run().as_str())
+        .join(task.as_str())
+}
+
+/// Carries `task` on until it settles or waits at the gate. `resumed` is set
+/// when a previous process was interrupted while the task was in flight.
+pub async fn drive(ctx: Arc<RunContext>, task: TaskId, mut resumed: bool) -> EngineResult<()> {
+    loop {
+        let Some(record) = ctx.recorder.with_state(|s| s.task(&task).cloned()) else {
+            return Err(super::error::EngineError::UnknownTask(task));
+        };
+        match record.state {
+            TaskState::Ready => {
+                ctx.recorder
+                    .transition(
+                        &task,
+                        TaskState::Running,
+                        format!("attempt {}", record.attempt),
+                    )
+                    .await?;
+            }
+            TaskState::Running => code(&ctx, &record, std::mem::take(&mut resumed)).await?,
+            TaskState::Reviewing => review(&ctx, &record).await?,
+            TaskState::Testing => test(&ctx, &record).await?,
+            TaskState::Merging => merge(&ctx, &record).await?,
+            // Waiting for a human, or done.
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Makes sure the task has a worktree on its branch; returns its directory.
+async fn ensure_worktree(
+    ctx: &RunContext,
+    record: &TaskRecord,
+    resumed: bool,
+) -> EngineResult<PathBuf> {
+    let task = record.id().clone();
+    let dir = worktree_dir(ctx, &task);
+    let branch = branch_name(ctx.recorder.run().as_str(), &task);
+    match &record.head_commit {
+        None => {
+            let mainline = ctx.mainline.clone();
+            let base = ctx.git(move |g| g.branch_head(&mainline)).await?;
+            let (d, b, c) = (dir.clone(), branch.clone(), base.clone());
+            ctx.git(move |g| g.add_worktree(&d, &b, &c)).await?;
+            ctx.recorder
+                .record(EventKind::WorktreeCreated {
+                    task,
+                    branch,
+                    path: dir.display().to_string(),
+                    base_commit: base,
+                })
+                .await?;
+        }
+        Some(head) => {
+            // Reuse the branch as stored; recreate the directory if a crash or
+            // a human removed it.
+            let (d, b, c) = (dir.clone(), branch.clone(), head.clone());
+            ctx.git(move |g| g.add_worktree(&d, &b, &c)).await?;
+            if resumed {
+                // Work of the interrupted attempt was never committed: start
+                // the attempt again from its last commit.
+                let (d, c) = (dir.clone(), head.clone());
+                ctx.git(move |g| g.reset_worktree(&d, &c)).await?;
+            }
+        }
+    }
+    Ok(dir)
+}
+
+async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> EngineResult<()> {
+    let task = record.id().clone();
+    let dir = ensure_worktree(ctx, record, resumed).await?;
+
+    // After a merge conflict, bring mainline in so the coder resolves the
+    // markers in place; the next commit becomes a merge commit.
+    let mut conflicts = Vec::new();
+    if !record.conflict_files.is_empty() {
+        let (d, m) = (dir.clone(), ctx.mainline.clone());
+        let paths = ctx
+            .git(move |g| g.merge_mainline_into_worktree(&d, &m))
+            .await?;
+        for path in paths {
+            let content = std::fs::read_to_string(dir.join(&path)).unwrap_or_default();
+            conflicts.push(ConflictFile { path, content });
+        }
+        if !conflicts.is_empty() {
+            ctx.recorder
+                .record(EventKind::ConflictMarkers {
+                    task: task.clone(),
+                    files: conflicts.clone(),
+                })
+                .await?;
+        }
+    }
+
+    let toolbox = Arc::new(ToolBox::new(
+        Sandbox::new(&dir, ctx.policy.clone())?,
+        ToolLimits::from_config(&ctx.config.run),
+    ));
+    let job = AgentJob {
+        role: AgentRole::Coder,
+        task: Some(task.clone()),
+        attempt: record.attempt,
+        prompt: ctx.prompts.load(AgentRole::Coder),
+        first_message: coder_message(record, &conflicts, ctx.test_command.as_deref()),
+        toolbox: Some((toolbox.clone(), ToolBox::specs(ToolSet::Coder))),
+        submit: None,
+    };
+    let summary = match ctx.runner(AgentRole::Coder)?.run(job).await? {
+        Ok(AgentOutcome::Finished { summary }) => summary,
+        Ok(AgentOutcome::Submitted { .. }) => String::new(),
+        Err(failed) => {
+            ctx.recorder
+                .transition(
+                    &task,
+                    TaskState::Failed,
+                    format!("the coder failed: {failed}"),
+                )
+                .await?;
+            return Ok(());
+        }
+    };
+
+    let message = format!(
+        "{task}: {}\n\n{}\n\nmemofab run {}, attempt {}",
+        record.spec.title,
+        summary.trim(),
+        ctx.recorder.run(),
+        record.attempt
+    );
+    let d = dir.clone();
+    let committed = ctx.git(move |g| g.commit_all(&d, &message)).await?;
+    let branch = branch_name(ctx.recorder.run().as_str(), &task);
+    let (m, b) = (ctx.mainline.clone(), branch.clone());
+    let (diff, files) = ctx
+        .git(move |g| {
+            let base = g.merge_base(&m, &b)?;
+            g.diff(&base, &b)
+        })
+        .await?;
+    if let Some(commit) = committed {
+        ctx.recorder
+            .record(EventKind::ChangeCommitted {
+                task: task.clone(),
+                commit: commit.commit,
+                files: files.clone(),
+                diff: diff.clone(),
+            })
+            .await?;
+    }
+    if files.is_empty() {
+        ctx.recorder
+            .transition(
+                &task,
+                TaskState::Failed,
+                "the coder finished without changing anything".to_owned(),
+            )
+            .await?;
+        return Ok(());
+    }
+    // Tools refuse protected paths, but a `run` command could still write
+    // them: check what was actually committed.
+    let verdict = ctx.policy.assess(files.iter().map(String::as_str));
+    if verdict.risk == Risk::Deny {
+        ctx.recorder
+            .record(EventKind::Warning {
+                task: Some(task.clone()),
+                message: format!(
+                    "security: the change touches a protected path ({})",
+                    verdict.reason
+                ),
+            })
+            .await?;
+        ctx.recorder
+            .transition(
+                &task,
+                TaskState::Failed,
+                format!("touches a protected path: {}", verdict.reason),
+            )
+            .await?;
+        return Ok(());
+    }
+    ctx.recorder
+        .transition(&task, TaskState::Reviewing, None)
+        .await?;
+    Ok(())
+}
+
+async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
+    let task = record.id().clone();
+    let dir = ensure_worktree(ctx, record, false).await?;
+    let branch = branch_name(ctx.recorder.run().as_str(), &task);
+    let m = ctx.mainline.clone();
+    let (diff, _) = ctx
+        .git(move |g| {
+            let base = g.merge_base(&m, &branch)?;
+            g.diff(&base, &branch)
+        })
+        .await?;
+    let toolbox = Arc::new(ToolBox::new(
+        Sandbox::new(&dir, ctx.policy.clone())?,
+        ToolLimits::from_config(&ctx.config.run),
+    ));
+    let job = AgentJob {
+        role: AgentRole::Reviewer,
+        task: Some(task.clone()),
+        attempt: record.attempt,
+        prompt: ctx.prompts.load(AgentRole::Reviewer),
+        first_message: reviewer_message(record, &diff),
+        toolbox: Some((toolbox, ToolBox::specs(ToolSet::ReadOnly))),
+        submit: Some(review_tool()),
+    };
+    let verdict = match ctx.runner(AgentRole::Reviewer)?.run(job).await? {
+        Ok(outcome) => Review::from_outcome(&outcome),
+        Err(failed) => Review {
+            approved: false,
+            feedback: format!("The review could not be completed: {failed}"),
+        },
+    };
+    ctx.recorder
+        .record(EventKind::ReviewVerdict {
+            task: task.clone(),
+            approved: verdict.approved,
+            feedback: verdict.feedback.clone(),
+        })
+        .await?;
+    if verdict.approved {
+        ctx.recorder
+            .transition(&task, TaskState::Testing, None)
+            .await?;
+        Ok(())
+    } else {
+        rework_or_fail(ctx, record, "the reviewer asked for changes").await
+    }
+}
+
+async fn test(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
+    let task = record.id().clone();
+    let dir = ensure_worktree(ctx, record, false).await?;
+    match &ctx.test_command {
+        Some(command) => {
+            let spec = CommandSpec {
+                command: command.clone(),
+                cwd: dir,
+                timeout: Duration::from_secs(ctx.config.run.command_timeout_secs),
+                output_cap: ctx.config.run.output_cap_bytes,
+                extra_env: Vec::new(),
+            };
+            let out = run_command(&spec).await?;
+            let passed = out.success();
+            let mut output = out.output;
+            if out.timed_out {
+                output.push_str(&format!("\n[timed out after {}s]", spec.timeout.as_secs()));
+            }
+            ctx.recorder
+                .record(EventKind::TestRun {
+                    task: task.clone(),
+                    command: command.clone(),
+                    exit_code: out.exit_code,
+                    passed,
+                    duration_ms: out.duration.as_millis() as u64,
+                    output,
+                })
+                .await?;
+            if !passed {
+                return rework_or_fail(ctx, record, "the tests failed").await;
+            }
+        }
+        None => {
+            ctx.recorder
+                .record(EventKind::Warning {
+                    task: Some(task.clone()),
+                    message: "no test command is configured (project.test_command); tests skipped"
+                        .into(),
+                })
+                .await?;
+        }
+    }
+    gate(ctx, record).await
+}
+
+/// Sends a passed change to merge, or holds it for a human if the policy says so.
+async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
+    let task = record.id().clone();
+    let branch = branch_name(ctx.recorder.run().as_str(), &task);
+    let m = ctx.mainline.clone();
+    let (_, files) = ctx
+        .git(move |g| {
+            let base = g.merge_base(&m, &branch)?;
+            g.diff(&base, &branch)
+        })
+        .await?;
+    let verdict = ctx.policy.assess(files.iter().map(String::as_str));
+    if verdict.risk < Risk::Approve {
+        ctx.recorder
+            .transition(&task, TaskState::Merging, None)
+            .await?;
+        return Ok(());
+    }
+    ctx.recorder
+        .transition(
+            &task,
+            TaskState::AwaitingGate,
+            format!("needs approval: {}", verdict.reason),
+        )
+        .await?;
+    if ctx.auto_approve {
+        approve(ctx, &task, "auto-approve").await?;
+    }
+    Ok(())
+}
+
+/// Records a human's approval at the gate and lets the merge go on.
+pub async fn approve(ctx: &RunContext, task: &TaskId, by: &str) -> EngineResult<()> {
+    ctx.recorder
+        .record(EventKind::GateDecision {
+            task: task.clone(),
+            approved: true,
+            by: by.to_owned(),
+            feedback: String::new(),
+        })
+        .await?;
+    ctx.recorder
+        .transition(task, TaskState::Merging, format!("approved by {by}"))
+        .await?;
+    Ok(())
+}
+
+/// Records a rejection at the gate; the task goes back to its coder.
+pub async fn reject(ctx: &RunContext, task: &TaskId, by: &str, feedback: &str) -> EngineResult<()> {
+    ctx.recorder
+        .record(EventKind::GateDecision {
+            task: task.clone(),
+            approved: false,
+            by: by.to_owned(),
+            feedback: feedback.to_owned(),
+        })
+        .await?;
+    let Some(record) = ctx.recorder.with_state(|s| s.task(task).cloned()) else {
+        return Ok(());
+    };
+    rework_or_fail(ctx, &record, "rejected at the gate").await
+}
+
+async fn merge(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
+    let task = record.id().clone();
+    let branch = branch_name(ctx.recorder.run().as_str(), &task);
+    let message = format!(
+        "Merge {task}: {}\n\nmemofab run {}",
+        record.spec.title,
+        ctx.recorder.run()
+    );
+    let outcome = {
+        let _serialised = ctx.merge_lock.lock().await;
+        let (m, b) = (ctx.mainline.clone(), branch.clone());
+        let outcome = ctx
+            .git(move |g| g.merge_into_mainline(&m, &b, &message))
+            .await?;
+        ctx.recorder
+            .record(EventKind::MergeResult {
+                task: task.clone(),
+                result: outcome.clone(),
+            })
+            .await?;
+        outcome
+    };
+    match outcome {
+        MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit } => {
+            ctx.recorder
+                .transition(
+                    &task,
+                    TaskState::Merged,
+                    format!("mainline at {}", short(&commit)),
+                )
+                .await?;
+            let dir = worktree_dir(ctx, &task);
+            if let Err(e) = ctx.git(move |g| g.remove_worktree(&dir)).await {
+                tracing::warn!(task = %task, error = %e, "could not remove a merged task's worktree");
+            }
+        }
+        MergeOutcome::Conflict { files } => {
+            let bound = ctx.settings().max_conflict_rework;
+            if record.conflict_reworks < bound {
+                ctx.recorder
+                    .transition(
+                        &task,
+                        TaskState::Running,
+                        format!(
+                            "merge conflict in {}; conflict rework {} of {bound}",
+                            files.join(", "),
+                            record.conflict_reworks + 1
+                        ),
+                    )
+                    .await?;
+            } else {
+                let reason = format!(
+                    "merge conflicts in {} remain after {bound} rework attempts; a human must decide",
+                    files.join(", ")
+                );
+                ctx.recorder
+                    .record(EventKind::Escalated {
+                        task: task.clone(),
+                        reason: reason.clone(),
+                    })
+                    .await?;
+                ctx.recorder
+                    .transition(&task, TaskState::Conflict, reason)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Back to the coder with the feedback already recorded, or fail past the bound.
+async fn rework_or_fail(ctx: &RunContext, record: &TaskRecord, why: &str) -> EngineResult<()> {
+    let bound = ctx.settings().max_rework;
+    let task = record.id();
+    if record.reworks < bound {
+        ctx.recorder
+            .transition(
+                task,
+                TaskState::Running,
+                format!("{why}; rework {} of {bound}", record.reworks + 1),
+            )
+            .await?;
+    } else {
+        ctx.recorder
+            .transition(
+                task,
+                TaskState::Failed,
+                format!("{why}, and the {bound} reworks allowed are used up"),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
+fn task_brief(record: &TaskRecord) -> String {
+    let spec = &record.spec;
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "- (none given)".to_owned()
+        } else {
+            items
+                .iter()
+                .map(|i| format!("- {i}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    format!(
+        "## Task {}: {}\n{}\n\n### Acceptance criteria\n{}\n\n### Paths it expects to touch\n{}\n",
+        spec.id,
+        spec.title,
+        spec.description,
+        list(&spec.acceptance),
+        list(&spec.paths)
+    )
+}
+
+fn coder_message(
+    record: &TaskRecord,
+    conflicts: &[ConflictFile],
+    test_command: Option<&str>,
+) -> String {
+    let mut text = task_brief(record);
+    if let Some(command) = test_command {
+        text.push_str(&format!("\nThe project's tests run with `{command}`.\n"));
+    }
+    if record.attempt > 1
+        && let Some(feedback) = &record.feedback
+    {
+        text.push_str(&format!(
+            "\n## This is attempt {}. Feedback on the previous one\n{feedback}\n",
+            record.attempt
+        ));
+    }
+    if !conflicts.is_empty() {
+        let files: Vec<&str> = conflicts.iter().map(|c| c.path.as_str()).collect();
+        text.push_str(&format!(
+            "\n## Merge conflict\nMainline has been merged into your worktree. These files contain conflict markers you must resolve: {}\n",
+            files.join(", ")
+        ));
+    }
+    text.push_str("\nWhen the task is done, call finish.\n");
+    text
+}
+
+fn reviewer_message(record: &TaskRecord, diff: &str) -> String {
+    let mut shown = diff;
+    let mut note = String::new();
+    if diff.len() > MAX_REVIEW_DIFF {
+        let mut cut = MAX_REVIEW_DIFF;
+        while !diff.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        shown = &diff[..cut];
+        note = format!(
+            "\n[diff truncated: {} more bytes; read the files for the rest]\n",
+            diff.len() - cut
+        );
+    }
+    format!(
+        "{}\n## Diff against mainline\n```diff\n{shown}\n```\n{note}\nReview it and call submit_review.\n",
+        task_brief(record)
+    )
+}
+
+/// Reads a conflicted file for the UI; empty if unreadable.
+pub fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}

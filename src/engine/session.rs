@@ -1,0 +1,214 @@
+//! Starting and resuming runs: the checks a repository must pass, where the
+//! store and worktrees live, and wiring the recorder, context and orchestrator
+//! together.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::context::{ProviderSet, RunContext};
+use super::error::{EngineError, EngineResult};
+use super::orchestrator::{Orchestrator, Steering};
+use super::prompts::Prompts;
+use super::recorder::{CrashAfter, Recorder};
+use crate::config::Config;
+use crate::domain::policy::{Policy, PolicyFile};
+use crate::domain::{EventKind, RunId, RunSettings, RunState};
+use crate::effects::git::{GitError, GitRepo};
+use crate::effects::store::Store;
+use crate::protocol::{Command, EngineUpdate};
+
+/// The factory's own directory inside a project.
+pub const FACTORY_DIR: &str = ".memofab";
+
+pub fn factory_dir(repo: &Path) -> PathBuf {
+    repo.join(FACTORY_DIR)
+}
+
+pub fn store_path(repo: &Path) -> PathBuf {
+    factory_dir(repo).join("memofab.db")
+}
+
+/// The project's policy (`.memofab/policy.toml`), or only the built-in
+/// protections if there is none.
+pub fn load_policy(repo: &Path) -> EngineResult<Policy> {
+    let path = factory_dir(repo).join("policy.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let file: PolicyFile = toml::from_str(&text).map_err(|e| {
+                EngineError::Preflight(format!("policy file {} is invalid: {e}", path.display()))
+            })?;
+            Ok(Policy::new(&file)?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::protected_only()),
+        Err(e) => Err(EngineError::io(format!("reading {}", path.display()))(e)),
+    }
+}
+
+/// Everything needed to start a run.
+pub struct RunRequest {
+    pub repo: PathBuf,
+    pub requirement: String,
+    pub config: Config,
+    pub providers: ProviderSet,
+    /// Names the provider in the run's settings, e.g. `scripted`.
+    pub provider_label: String,
+    pub scenario: Option<String>,
+    pub auto_approve: bool,
+    /// Wait for the human to submit the requirement before planning.
+    pub await_spec: bool,
+    pub steering: Steering,
+    pub crash_after: Option<u64>,
+}
+
+/// Opens the repository and checks it can host a run.
+pub fn preflight(repo: &Path) -> EngineResult<(GitRepo, String)> {
+    let git = GitRepo::open(repo).map_err(|e| match e {
+        GitError::NoCommits => EngineError::Preflight(
+            "the repository has no commits yet; commit something first (memofab branches from mainline)".into(),
+        ),
+        GitError::DetachedHead => EngineError::Preflight(
+            "HEAD is detached; check out the branch memofab should merge onto".into(),
+        ),
+        other => EngineError::Git(other),
+    })?;
+    git.ensure_excluded("/.memofab/")?;
+    let branch = git.current_branch().map_err(|e| match e {
+        GitError::NoCommits => EngineError::Preflight("the repository has no commits yet".into()),
+        GitError::DetachedHead => EngineError::Preflight(
+            "HEAD is detached; check out the branch memofab should merge onto".into(),
+        ),
+        other => EngineError::Git(other),
+    })?;
+    let dirty = git.dirty_paths()?;
+    if !dirty.is_empty() {
+        let shown: Vec<&str> = dirty.iter().take(10).map(String::as_str).collect();
+        let more = dirty.len().saturating_sub(shown.len());
+        return Err(EngineError::Preflight(format!(
+            "the work tree has uncommitted changes ({}{}); commit or stash them so merges onto {branch} cannot clobber them",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )));
+    }
+    Ok((git, branch))
+}
+
+fn context(
+    recorder: Recorder,
+    git: GitRepo,
+    config: Config,
+    providers: ProviderSet,
+    mainline: String,
+    settings: &RunSettings,
+) -> EngineResult<RunContext> {
+    let repo = git.root().to_owned();
+    Ok(RunContext {
+        policy: load_policy(&repo)?,
+        prompts: Prompts::for_repo(&repo),
+        worktrees: factory_dir(&repo).join("worktrees"),
+        test_command: settings.test_command.clone(),
+        auto_approve: settings.auto_approve,
+        merge_lock: tokio::sync::Mutex::new(()),
+        recorder,
+        git,
+        config,
+        providers,
+        mainline,
+    })
+}
+
+/// Starts a new run and drives it to its end.
+pub async fn start(
+    request: RunRequest,
+    updates: UnboundedSender<EngineUpdate>,
+    commands: UnboundedReceiver<Command>,
+) -> EngineResult<RunState> {
+    let (git, branch) = preflight(&request.repo)?;
+    let mainline = request.config.project.mainline.clone().unwrap_or(branch);
+    let m = mainline.clone();
+    let base_commit = git.branch_head(&m)?;
+    let store = Store::open(&store_path(git.root()))?;
+    let run = RunId::generate();
+    let settings = RunSettings {
+        concurrency: request.config.run.concurrency,
+        max_tasks: request.config.run.max_tasks,
+        max_rework: request.config.run.max_rework,
+        max_conflict_rework: request.config.run.max_conflict_rework,
+        max_plan_rounds: request.config.run.max_plan_rounds,
+        test_command: request.config.project.test_command.clone(),
+        provider: request.provider_label.clone(),
+        scenario: request.scenario.clone(),
+        auto_approve: request.auto_approve,
+        await_spec: request.await_spec,
+    };
+    let recorder = Recorder::start(
+        store,
+        run,
+        EventKind::RunStarted {
+            requirement: request.requirement.clone(),
+            repo: git.root().display().to_string(),
+            mainline: mainline.clone(),
+            base_commit,
+            settings: settings.clone(),
+        },
+        updates,
+    )?
+    .with_crash_after(request.crash_after.map(CrashAfter));
+    let ctx = context(
+        recorder,
+        git,
+        request.config,
+        request.providers,
+        mainline,
+        &settings,
+    )?;
+    Orchestrator::new(Arc::new(ctx), commands, request.steering)
+        .run(false)
+        .await
+}
+
+/// Everything needed to resume a stored run.
+pub struct ResumeRequest {
+    pub repo: PathBuf,
+    pub run: RunId,
+    pub config: Config,
+    pub providers: ProviderSet,
+    pub steering: Steering,
+    pub crash_after: Option<u64>,
+}
+
+/// Reads a stored run's state without touching it.
+pub fn stored_state(repo: &Path, run: &RunId) -> EngineResult<RunState> {
+    let store = Store::open(&store_path(repo))?;
+    let events = store.events(run)?;
+    RunState::fold(&events)?.ok_or_else(|| EngineError::UnknownRun(run.to_string()))
+}
+
+/// Continues a run from its stored events.
+pub async fn resume(
+    request: ResumeRequest,
+    updates: UnboundedSender<EngineUpdate>,
+    commands: UnboundedReceiver<Command>,
+) -> EngineResult<RunState> {
+    let git = GitRepo::open(&request.repo)?;
+    let store = Store::open(&store_path(git.root()))?;
+    let recorder = Recorder::resume(store, &request.run, updates)?
+        .with_crash_after(request.crash_after.map(CrashAfter));
+    let (settings, mainline) = recorder.with_state(|s| (s.settings.clone(), s.mainline.clone()));
+    let ctx = context(
+        recorder,
+        git,
+        request.config,
+        request.providers,
+        mainline,
+        &settings,
+    )?;
+    Orchestrator::new(Arc::new(ctx), commands, request.steering)
+        .run(true)
+        .await
+}

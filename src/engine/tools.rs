@@ -1,0 +1,705 @@
+//! The tools agents work with: read, write, edit, list, search, run, finish.
+//! Every path goes through the [`Sandbox`]; every failure becomes a message
+//! the model can act on, never an error that stops the run.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::effects::process::{CommandSpec, run_command};
+use crate::effects::sandbox::{Access, Sandbox};
+use crate::llm::ToolSpec;
+
+const MAX_READ_BYTES: usize = 100_000;
+const MAX_LIST_ENTRIES: usize = 500;
+const MAX_SEARCH_HITS: usize = 200;
+const MAX_SEARCH_FILE_BYTES: u64 = 2_000_000;
+
+/// Which tools a role gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolSet {
+    /// Everything: reading, writing, running commands, finishing.
+    Coder,
+    /// Reading only: for planners and reviewers.
+    ReadOnly,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolOutcome {
+    Output { ok: bool, text: String },
+    Finish { summary: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct ToolLimits {
+    pub command_timeout: Duration,
+    pub output_cap: usize,
+    pub deny_commands: Vec<String>,
+}
+
+pub struct ToolBox {
+    sandbox: Sandbox,
+    limits: ToolLimits,
+    written: Mutex<BTreeSet<String>>,
+}
+
+fn fail(text: impl Into<String>) -> ToolOutcome {
+    ToolOutcome::Output {
+        ok: false,
+        text: text.into(),
+    }
+}
+
+fn ok(text: impl Into<String>) -> ToolOutcome {
+    ToolOutcome::Output {
+        ok: true,
+        text: text.into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReadArgs {
+    path: String,
+    #[serde(default)]
+    offset_line: Option<usize>,
+    #[serde(default)]
+    max_lines: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct WriteArgs {
+    path: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct EditArgs {
+    path: String,
+    old: String,
+    new: String,
+}
+
+#[derive(Deserialize)]
+struct ListArgs {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    recursive: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct SearchArgs {
+    pattern: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    regex: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct RunArgs {
+    command: String,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct FinishArgs {
+    #[serde(default)]
+    summary: String,
+}
+
+impl ToolBox {
+    pub fn new(sandbox: Sandbox, limits: ToolLimits) -> Self {
+        Self {
+            sandbox,
+            limits,
+            written: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    pub fn specs(set: ToolSet) -> Vec<ToolSpec> {
+        let spec = |name: &str, description: &str, parameters: serde_json::Value| ToolSpec {
+            name: name.into(),
+            description: description.into(),
+            parameters,
+        };
+        let mut specs = vec![
+            spec(
+                "read_file",
+                "Read a text file of the repository. Paths are relative to the repository root.",
+                json!({"type": "object", "properties": {
+                    "path": {"type": "string"},
+                    "offset_line": {"type": "integer", "description": "First line to return, from 1."},
+                    "max_lines": {"type": "integer"}
+                }, "required": ["path"]}),
+            ),
+            spec(
+                "list_files",
+                "List a directory (default: the repository root). Directories end with '/'.",
+                json!({"type": "object", "properties": {
+                    "path": {"type": "string"},
+                    "recursive": {"type": "boolean"}
+                }}),
+            ),
+            spec(
+                "search",
+                "Search file contents for a substring (or a regex with regex=true). Returns path:line: text.",
+                json!({"type": "object", "properties": {
+                    "pattern": {"type": "string"},
+                    "path": {"type": "string", "description": "Directory or file to search in."},
+                    "regex": {"type": "boolean"}
+                }, "required": ["pattern"]}),
+            ),
+        ];
+        if set == ToolSet::Coder {
+            specs.extend([
+                spec(
+                    "write_file",
+                    "Create or overwrite a file with the given content.",
+                    json!({"type": "object", "properties": {
+                        "path": {"type": "string"}, "content": {"type": "string"}
+                    }, "required": ["path", "content"]}),
+                ),
+                spec(
+                    "edit_file",
+                    "Replace the exact text `old` with `new` in a file; `old` must occur exactly once.",
+                    json!({"type": "object", "properties": {
+                        "path": {"type": "string"}, "old": {"type": "string"}, "new": {"type": "string"}
+                    }, "required": ["path", "old", "new"]}),
+                ),
+                spec(
+                    "run",
+                    "Run a shell command in the repository root, e.g. the tests. Returns exit code and output.",
+                    json!({"type": "object", "properties": {
+                        "command": {"type": "string"}, "timeout_secs": {"type": "integer"}
+                    }, "required": ["command"]}),
+                ),
+                spec(
+                    "finish",
+                    "Finish the task. Summarise what you changed and how you checked it.",
+                    json!({"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]}),
+                ),
+            ]);
+        }
+        specs
+    }
+
+    /// Repository-relative paths written so far: the observed write-set.
+    pub fn written_paths(&self) -> Vec<String> {
+        self.written
+            .lock()
+            .map(|w| w.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub async fn call(&self, name: &str, arguments: &str) -> ToolOutcome {
+        let raw = if arguments.trim().is_empty() {
+            "{}"
+        } else {
+            arguments
+        };
+        match name {
+            "read_file" => match parse::<ReadArgs>(name, raw) {
+                Ok(a) => self.read_file(a),
+                Err(e) => e,
+            },
+            "write_file" => match parse::<WriteArgs>(name, raw) {
+                Ok(a) => self.write_file(a),
+                Err(e) => e,
+            },
+            "edit_file" => match parse::<EditArgs>(name, raw) {
+                Ok(a) => self.edit_file(a),
+                Err(e) => e,
+            },
+            "list_files" => match parse::<ListArgs>(name, raw) {
+                Ok(a) => self.list_files(a),
+                Err(e) => e,
+            },
+            "search" => match parse::<SearchArgs>(name, raw) {
+                Ok(a) => self.search(a),
+                Err(e) => e,
+            },
+            "run" => match parse::<RunArgs>(name, raw) {
+                Ok(a) => self.run(a).await,
+                Err(e) => e,
+            },
+            "finish" => match parse::<FinishArgs>(name, raw) {
+                Ok(a) => ToolOutcome::Finish { summary: a.summary },
+                Err(e) => e,
+            },
+            other => fail(format!(
+                "There is no tool named {other:?}. Available: read_file, write_file, edit_file, list_files, search, run, finish."
+            )),
+        }
+    }
+
+    fn read_file(&self, args: ReadArgs) -> ToolOutcome {
+        let path = match self.sandbox.resolve(&args.path, Access::Read) {
+            Ok(p) => p,
+            Err(e) => return fail(e.to_string()),
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return fail(format!(
+                    "{} does not exist; list_files shows what does",
+                    args.path
+                ));
+            }
+            Err(e) if path.is_dir() => {
+                return fail(format!(
+                    "{} is a directory; use list_files ({e})",
+                    args.path
+                ));
+            }
+            Err(e) => return fail(format!("cannot read {}: {e}", args.path)),
+        };
+        if bytes.contains(&0) {
+            return fail(format!("{} is a binary file", args.path));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let start = args.offset_line.unwrap_or(1).max(1) - 1;
+        let take = args.max_lines.unwrap_or(usize::MAX);
+        let selected: Vec<&str> = text.split_inclusive('\n').skip(start).take(take).collect();
+        let mut out = selected.concat();
+        if out.len() > MAX_READ_BYTES {
+            let mut cut = MAX_READ_BYTES;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push_str("\n[... file continues; read more with offset_line/max_lines ...]");
+        }
+        ok(out)
+    }
+
+    fn note_write(&self, path: &Path) {
+        if let (Some(rel), Ok(mut written)) = (self.sandbox.relative(path), self.written.lock()) {
+            written.insert(rel);
+        }
+    }
+
+    fn write_file(&self, args: WriteArgs) -> ToolOutcome {
+        let path = match self.sandbox.resolve(&args.path, Access::Write) {
+            Ok(p) => p,
+            Err(e) => return fail(e.to_string()),
+        };
+        if path.is_dir() {
+            return fail(format!("{} is a directory", args.path));
+        }
+        if let Some(parent) = path.parent()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            return fail(format!(
+                "cannot create the directory for {}: {e}",
+                args.path
+            ));
+        }
+        match std::fs::write(&path, &args.content) {
+            Ok(()) => {
+                self.note_write(&path);
+                ok(format!(
+                    "wrote {} ({} bytes)",
+                    args.path,
+                    args.content.len()
+                ))
+            }
+            Err(e) => fail(format!("cannot write {}: {e}", args.path)),
+        }
+    }
+
+    fn edit_file(&self, args: EditArgs) -> ToolOutcome {
+        if args.old.is_empty() {
+            return fail("`old` is empty; give the exact text to replace, or use write_file");
+        }
+        let path = match self.sandbox.resolve(&args.path, Access::Write) {
+            Ok(p) => p,
+            Err(e) => return fail(e.to_string()),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return fail(format!(
+                    "{} does not exist; create it with write_file",
+                    args.path
+                ));
+            }
+            Err(e) => return fail(format!("cannot read {}: {e}", args.path)),
+        };
+        match text.matches(&args.old).count() {
+            1 => {
+                let updated = text.replacen(&args.old, &args.new, 1);
+                match std::fs::write(&path, updated) {
+                    Ok(()) => {
+                        self.note_write(&path);
+                        ok(format!("edited {}", args.path))
+                    }
+                    Err(e) => fail(format!("cannot write {}: {e}", args.path)),
+                }
+            }
+            0 => fail(format!(
+                "`old` does not occur in {}; read the file and copy the text exactly, whitespace included",
+                args.path
+            )),
+            n => fail(format!(
+                "`old` occurs {n} times in {}; include more surrounding lines so it matches exactly once",
+                args.path
+            )),
+        }
+    }
+
+    fn list_files(&self, args: ListArgs) -> ToolOutcome {
+        let rel = args.path.unwrap_or_else(|| ".".into());
+        let dir = match self.sandbox.resolve(&rel, Access::Read) {
+            Ok(p) => p,
+            Err(e) => return fail(e.to_string()),
+        };
+        if !dir.is_dir() {
+            return fail(format!("{rel} is not a directory"));
+        }
+        let mut entries = Vec::new();
+        let truncated = self.walk(
+            &dir,
+            args.recursive.unwrap_or(false),
+            &mut |path, is_dir| {
+                let mut shown = self.sandbox.relative(path).unwrap_or_default();
+                if is_dir {
+                    shown.push('/');
+                }
+                entries.push(shown);
+                entries.len() < MAX_LIST_ENTRIES
+            },
+        );
+        entries.sort();
+        let mut text = entries.join("\n");
+        if truncated {
+            text.push_str(&format!(
+                "\n[... more than {MAX_LIST_ENTRIES} entries; list a subdirectory ...]"
+            ));
+        }
+        if text.is_empty() {
+            text = format!("{rel} is empty");
+        }
+        ok(text)
+    }
+
+    /// Walks `dir` (skipping `.git`), calling `visit` until it returns false.
+    /// Returns whether the walk was cut short.
+    fn walk(
+        &self,
+        dir: &Path,
+        recursive: bool,
+        visit: &mut dyn FnMut(&Path, bool) -> bool,
+    ) -> bool {
+        let mut stack = vec![dir.to_owned()];
+        while let Some(current) = stack.pop() {
+            let Ok(read) = std::fs::read_dir(&current) else {
+                continue;
+            };
+            let mut children: Vec<_> = read.flatten().map(|e| e.path()).collect();
+            children.sort();
+            for child in children {
+                if child.file_name().is_some_and(|n| n == ".git") {
+                    continue;
+                }
+                // Do not follow symlinks out of the worktree.
+                let meta = match std::fs::symlink_metadata(&child) {
+                    Ok(m) => m,
+                    Err(_) => continue,
+                };
+                let is_dir = meta.is_dir();
+                if !visit(&child, is_dir) {
+                    return true;
+                }
+                if is_dir && recursive {
+                    stack.push(child);
+                }
+            }
+        }
+        false
+    }
+
+    fn search(&self, args: SearchArgs) -> ToolOutcome {
+        if args.pattern.is_empty() {
+            return fail("the search pattern is empty");
+        }
+        let matcher: Box<dyn Fn(&str) -> bool> = if args.regex.unwrap_or(false) {
+            match regex::Regex::new(&args.pattern) {
+                Ok(re) => Box::new(move |line| re.is_match(line)),
+                Err(e) => return fail(format!("invalid regex: {e}")),
+            }
+        } else {
+            let needle = args.pattern.clone();
+            Box::new(move |line| line.contains(&needle))
+        };
+        let rel = args.path.unwrap_or_else(|| ".".into());
+        let start = match self.sandbox.resolve(&rel, Access::Read) {
+            Ok(p) => p,
+            Err(e) => return fail(e.to_string()),
+        };
+        let mut files = Vec::new();
+        if start.is_file() {
+            files.push(start);
+        } else {
+            self.walk(&start, true, &mut |path, is_dir| {
+                if !is_dir {
+                    files.push(path.to_owned());
+                }
+                true
+            });
+        }
+        let mut hits = Vec::new();
+        'files: for file in files {
+            if std::fs::metadata(&file)
+                .map(|m| m.len())
+                .unwrap_or(u64::MAX)
+                > MAX_SEARCH_FILE_BYTES
+            {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            if bytes.contains(&0) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let shown = self.sandbox.relative(&file).unwrap_or_default();
+            for (n, line) in text.lines().enumerate() {
+                if matcher(line) {
+                    hits.push(format!("{shown}:{}: {}", n + 1, line.trim_end()));
+                    if hits.len() >= MAX_SEARCH_HITS {
+                        hits.push(format!(
+                            "[... stopped at {MAX_SEARCH_HITS} matches; narrow the search ...]"
+                        ));
+                        break 'files;
+                    }
+                }
+            }
+        }
+        if hits.is_empty() {
+            ok(format!("no matches for {:?}", args.pattern))
+        } else {
+            ok(hits.join("\n"))
+        }
+    }
+
+    async fn run(&self, args: RunArgs) -> ToolOutcome {
+        if let Some(denied) = self
+            .limits
+            .deny_commands
+            .iter()
+            .find(|d| !d.is_empty() && args.command.contains(d.as_str()))
+        {
+            return fail(format!(
+                "commands containing {denied:?} are not allowed here; the factory commits and merges for you"
+            ));
+        }
+        let timeout = args
+            .timeout_secs
+            .map(Duration::from_secs)
+            .unwrap_or(self.limits.command_timeout)
+            .min(self.limits.command_timeout);
+        let spec = CommandSpec {
+            command: args.command.clone(),
+            cwd: self.sandbox.root().to_owned(),
+            timeout,
+            output_cap: self.limits.output_cap,
+            extra_env: Vec::new(),
+        };
+        match run_command(&spec).await {
+            Ok(out) => {
+                let status = match (out.timed_out, out.exit_code) {
+                    (true, _) => format!("timed out after {}s and was killed", timeout.as_secs()),
+                    (false, Some(code)) => format!("exit code {code}"),
+                    (false, None) => "killed by a signal".to_owned(),
+                };
+                let text = format!("$ {}\n{status}\n{}", args.command, out.output);
+                ToolOutcome::Output {
+                    ok: out.success(),
+                    text,
+                }
+            }
+            Err(e) => fail(e.to_string()),
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(tool: &str, raw: &str) -> Result<T, ToolOutcome> {
+    serde_json::from_str(raw).map_err(|e| {
+        fail(format!(
+            "the arguments of {tool} could not be read ({e}); send one JSON object matching the tool's schema"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::Policy;
+
+    fn toolbox() -> (tempfile::TempDir, ToolBox) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(
+            dir.path().join("src/lib.rs"),
+            "fn a() {}\nfn b() {}\nfn a2() {}\n",
+        )
+        .unwrap();
+        let sandbox = Sandbox::new(dir.path(), Policy::protected_only()).unwrap();
+        let limits = ToolLimits {
+            command_timeout: Duration::from_secs(5),
+            output_cap: 4096,
+            deny_commands: vec!["git push".into()],
+        };
+        (dir, ToolBox::new(sandbox, limits))
+    }
+
+    fn expect_ok(outcome: ToolOutcome) -> String {
+        match outcome {
+            ToolOutcome::Output { ok: true, text } => text,
+            other => panic!("expected success, got {other:?}"),
+        }
+    }
+
+    fn expect_err(outcome: ToolOutcome) -> String {
+        match outcome {
+            ToolOutcome::Output { ok: false, text } => text,
+            other => panic!("expected failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn read_write_edit_list_search() {
+        let (dir, tb) = toolbox();
+        expect_ok(
+            tb.call(
+                "write_file",
+                r#"{"path": "src/new/m.rs", "content": "hello\nworld\n"}"#,
+            )
+            .await,
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("src/new/m.rs")).unwrap(),
+            "hello\nworld\n"
+        );
+        assert_eq!(
+            expect_ok(
+                tb.call("read_file", r#"{"path": "src/new/m.rs", "offset_line": 2}"#)
+                    .await
+            ),
+            "world\n"
+        );
+        expect_ok(
+            tb.call(
+                "edit_file",
+                r#"{"path": "src/lib.rs", "old": "fn b() {}", "new": "fn b() { 1 }"}"#,
+            )
+            .await,
+        );
+        assert!(
+            std::fs::read_to_string(dir.path().join("src/lib.rs"))
+                .unwrap()
+                .contains("fn b() { 1 }")
+        );
+        let listing = expect_ok(tb.call("list_files", r#"{"recursive": true}"#).await);
+        assert!(
+            listing.contains("src/\n") && listing.contains("src/new/m.rs"),
+            "{listing}"
+        );
+        let hits = expect_ok(tb.call("search", r#"{"pattern": "fn a"}"#).await);
+        assert_eq!(hits.lines().count(), 2, "{hits}");
+        let re = expect_ok(
+            tb.call("search", r#"{"pattern": "^fn a\\d", "regex": true}"#)
+                .await,
+        );
+        assert!(re.contains("src/lib.rs:3:"), "{re}");
+        assert_eq!(
+            tb.written_paths(),
+            vec!["src/lib.rs".to_string(), "src/new/m.rs".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn edit_needs_exactly_one_match() {
+        let (_d, tb) = toolbox();
+        let none = expect_err(
+            tb.call(
+                "edit_file",
+                r#"{"path": "src/lib.rs", "old": "fn z", "new": ""}"#,
+            )
+            .await,
+        );
+        assert!(none.contains("does not occur"));
+        let many = expect_err(
+            tb.call(
+                "edit_file",
+                r#"{"path": "src/lib.rs", "old": "fn a", "new": ""}"#,
+            )
+            .await,
+        );
+        assert!(many.contains("occurs 2 times"));
+    }
+
+    #[tokio::test]
+    async fn bad_calls_become_messages_for_the_model() {
+        let (_d, tb) = toolbox();
+        assert!(
+            expect_err(tb.call("read_file", r#"{"path": "#).await).contains("could not be read")
+        );
+        assert!(
+            expect_err(tb.call("read_file", r#"{"path": 3}"#).await).contains("could not be read")
+        );
+        assert!(expect_err(tb.call("teleport", "{}").await).contains("no tool named"));
+        assert!(
+            expect_err(tb.call("read_file", r#"{"path": "nope.rs"}"#).await)
+                .contains("does not exist")
+        );
+        assert!(
+            expect_err(
+                tb.call("run", r#"{"command": "git push origin main"}"#)
+                    .await
+            )
+            .contains("not allowed")
+        );
+        assert_eq!(
+            tb.call("finish", r#"{"summary": "done"}"#).await,
+            ToolOutcome::Finish {
+                summary: "done".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn run_reports_exit_code_and_times_out() {
+        let (_d, tb) = toolbox();
+        let text = expect_ok(tb.call("run", r#"{"command": "ls src"}"#).await);
+        assert!(
+            text.contains("exit code 0") && text.contains("lib.rs"),
+            "{text}"
+        );
+        let failed = expect_err(tb.call("run", r#"{"command": "exit 4"}"#).await);
+        assert!(failed.contains("exit code 4"));
+        let slow = expect_err(
+            tb.call("run", r#"{"command": "sleep 5", "timeout_secs": 1}"#)
+                .await,
+        );
+        assert!(slow.contains("timed out"), "{slow}");
+    }
+
+    #[test]
+    fn read_only_set_has_no_writers() {
+        let names: Vec<String> = ToolBox::specs(ToolSet::ReadOnly)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["read_file", "list_files", "search"]);
+        assert_eq!(ToolBox::specs(ToolSet::Coder).len(), 7);
+    }
+}

@@ -1,0 +1,104 @@
+//! Shared helpers for factory integration tests: a demo repository in a temp
+//! dir, a run of the real engine on it, and readers for the results.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memofab::cli::demo::{embedded_seed, prepare_repo};
+use memofab::config::Config;
+use memofab::domain::{Event, RunId, RunState};
+use memofab::effects::git::GitRepo;
+use memofab::effects::store::Store;
+use memofab::engine::context::ProviderSet;
+use memofab::engine::orchestrator::Steering;
+use memofab::engine::session::{self, RunRequest, store_path};
+use memofab::llm::scenario::Scenario;
+use memofab::llm::scripted::ScriptedProvider;
+use tokio::sync::mpsc;
+
+pub struct DemoRepo {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub scenario: Scenario,
+}
+
+pub fn demo_repo() -> DemoRepo {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = Scenario::demo().expect("embedded scenario parses");
+    let repo =
+        prepare_repo(&dir.path().join("demo"), &scenario, &embedded_seed()).expect("demo repo");
+    DemoRepo {
+        dir,
+        repo,
+        scenario,
+    }
+}
+
+/// Config from the project's file only, so a developer's own config cannot
+/// change what the tests see.
+pub fn project_config(repo: &Path) -> Config {
+    Config::load(&[repo.join(".memofab").join("config.toml")]).expect("config")
+}
+
+pub async fn run_demo(demo: &DemoRepo) -> RunState {
+    let provider = Arc::new(ScriptedProvider::new(Arc::new(demo.scenario.clone())));
+    let (updates, mut rx) = mpsc::unbounded_channel();
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let (_commands, commands_rx) = mpsc::unbounded_channel();
+    let state = session::start(
+        RunRequest {
+            repo: demo.repo.clone(),
+            requirement: demo.scenario.requirement.clone(),
+            config: project_config(&demo.repo),
+            providers: ProviderSet::uniform(provider, "scripted"),
+            provider_label: "scripted".into(),
+            scenario: None,
+            auto_approve: true,
+            await_spec: false,
+            steering: Steering::Headless,
+            crash_after: None,
+        },
+        updates,
+        commands_rx,
+    )
+    .await
+    .expect("run completes");
+    drain.abort();
+    state
+}
+
+pub fn stored_events(repo: &Path, run: &RunId) -> Vec<Event> {
+    Store::open(&store_path(repo))
+        .expect("store")
+        .events(run)
+        .expect("events")
+}
+
+pub fn only_run(repo: &Path) -> RunId {
+    let store = Store::open(&store_path(repo)).expect("store");
+    store.latest_run().expect("runs").expect("a run")
+}
+
+pub fn mainline_tree(repo: &Path) -> Vec<(String, Vec<u8>)> {
+    let git = GitRepo::open(repo).expect("repo");
+    let files = git.list_files_at("main").expect("files");
+    files
+        .into_iter()
+        .map(|f| {
+            let content = git
+                .read_file_at("main", &f)
+                .expect("read")
+                .unwrap_or_default();
+            (f, content)
+        })
+        .collect()
+}
+
+pub fn memofab_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_memofab"))
+}
+
+pub fn fold(events: &[Event]) -> RunState {
+    RunState::fold(events).expect("events fold").expect("a run")
+}
