@@ -7,6 +7,7 @@ pub mod event;
 pub mod ids;
 pub mod policy;
 pub mod run_state;
+pub mod schedule;
 pub mod task;
 
 pub use blueprint::{Blueprint, BlueprintIssue, TaskSpec};

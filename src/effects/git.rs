@@ -268,6 +268,24 @@ impl GitRepo {
             Some(&mut checkout),
         )
         .ctx(|| format!("resetting {} to {commit}", dir.display()))?;
+        // A hard reset keeps untracked files; an interrupted attempt's new
+        // files must go too.
+        let mut opts = StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false);
+        let statuses = repo
+            .statuses(Some(&mut opts))
+            .ctx(|| "reading status".into())?;
+        for entry in statuses
+            .iter()
+            .filter(|e| e.status().contains(Status::WT_NEW))
+        {
+            if let Some(rel) = entry.path() {
+                let path = dir.join(rel);
+                std::fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
+            }
+        }
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! the front end (gates, pause, cancel, retry). Task state itself only ever
 //! changes through the recorder's state machine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use super::context::RunContext;
 use super::error::{EngineError, EngineResult};
 use super::pipeline;
 use super::planning::{self, PlanResult};
+use crate::domain::schedule;
 use crate::domain::{EventKind, RunPhase, RunState, TaskId, TaskState};
 use crate::protocol::{Command, ConflictResolution};
 
@@ -197,55 +198,27 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Pending tasks become ready when their dependencies merged, or blocked
-    /// when one can no longer merge.
+    /// Records what the schedule says: tasks becoming ready or blocked.
     async fn promote(&self) -> EngineResult<()> {
-        let moves: Vec<(TaskId, TaskState, Option<String>)> = self.ctx.recorder.with_state(|s| {
-            s.tasks()
-                .iter()
-                .filter(|t| t.state == TaskState::Pending)
-                .filter_map(|t| {
-                    if s.dependencies_merged(t) {
-                        Some((t.id().clone(), TaskState::Ready, None))
-                    } else {
-                        s.dependency_stuck(t).map(|dep| {
-                            (
-                                t.id().clone(),
-                                TaskState::Blocked,
-                                Some(format!("dependency {dep} cannot merge")),
-                            )
-                        })
-                    }
-                })
-                .collect()
-        });
-        for (task, to, reason) in moves {
-            self.ctx.recorder.transition(&task, to, reason).await?;
+        let moves = self.ctx.recorder.with_state(schedule::promotions);
+        for m in moves {
+            self.ctx
+                .recorder
+                .transition(&m.task, m.to, m.reason)
+                .await?;
         }
         Ok(())
     }
 
-    /// Starts ready tasks while agent slots are free, in blueprint order.
+    /// Starts the ready tasks the schedule picks, while agent slots are free.
     fn fill_slots(&mut self) {
-        let (phase, limit, ready) = self.ctx.recorder.with_state(|s| {
-            let ready: Vec<TaskId> = s
-                .tasks()
-                .iter()
-                .filter(|t| t.state == TaskState::Ready)
-                .map(|t| t.id().clone())
-                .collect();
-            (s.phase, s.settings.concurrency.max(1), ready)
-        });
-        if phase == RunPhase::Paused {
-            return;
-        }
-        for task in ready {
-            if self.active.len() >= limit {
-                break;
-            }
-            if !self.active.contains_key(&task) {
-                self.spawn(task, false);
-            }
+        let active: HashSet<TaskId> = self.active.keys().cloned().collect();
+        let start = self
+            .ctx
+            .recorder
+            .with_state(|s| schedule::to_start(s, &active));
+        for task in start {
+            self.spawn(task, false);
         }
     }
 

@@ -1,0 +1,227 @@
+//! The git layer against real temporary repositories.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use memofab::domain::MergeOutcome;
+use memofab::effects::git::{GitError, GitRepo};
+
+fn files(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    list.iter()
+        .map(|(p, c)| ((*p).to_owned(), c.as_bytes().to_vec()))
+        .collect()
+}
+
+fn seed(dir: &Path) -> GitRepo {
+    GitRepo::init_with_files(
+        &dir.join("repo"),
+        &files(&[
+            ("a.txt", "one\ntwo\nthree\n"),
+            ("bin/run", "#!/bin/sh\necho hi\n"),
+        ]),
+        "seed",
+    )
+    .unwrap()
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn read_main(git: &GitRepo, path: &str) -> String {
+    String::from_utf8(git.read_file_at("main", path).unwrap().unwrap_or_default()).unwrap()
+}
+
+#[test]
+fn seeded_repo_is_on_main_and_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    assert_eq!(git.current_branch().unwrap(), "main");
+    assert!(git.dirty_paths().unwrap().is_empty());
+    assert_eq!(git.list_files_at("main").unwrap(), ["a.txt", "bin/run"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(git.root().join("bin/run"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert!(mode & 0o111 != 0, "bin/ files are executable");
+    }
+    write(git.root(), "new.txt", "x");
+    assert_eq!(git.dirty_paths().unwrap(), ["new.txt"]);
+    git.ensure_excluded("/new.txt").unwrap();
+    git.ensure_excluded("/new.txt").unwrap();
+    assert!(git.dirty_paths().unwrap().is_empty());
+}
+
+#[test]
+fn no_commits_and_detached_head_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    git2::Repository::init(tmp.path().join("empty")).unwrap();
+    let empty = GitRepo::open(&tmp.path().join("empty")).unwrap();
+    assert!(matches!(empty.current_branch(), Err(GitError::NoCommits)));
+
+    let git = seed(tmp.path());
+    let repo = git2::Repository::open(git.root()).unwrap();
+    let head = repo.head().unwrap().target().unwrap();
+    repo.set_head_detached(head).unwrap();
+    assert!(matches!(git.current_branch(), Err(GitError::DetachedHead)));
+    assert!(matches!(
+        GitRepo::open(&tmp.path().join("nowhere")),
+        Err(GitError::NotARepository { .. })
+    ));
+}
+
+#[test]
+fn worktrees_are_idempotent_and_recover_from_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let base = git.branch_head("main").unwrap();
+    let wt = tmp.path().join("wt/t1");
+    git.add_worktree(&wt, "memofab/r/t1", &base).unwrap();
+    git.add_worktree(&wt, "memofab/r/t1", &base).unwrap();
+    write(&wt, "a.txt", "ONE\ntwo\nthree\n");
+    let commit = git.commit_all(&wt, "t1").unwrap().unwrap();
+    assert_eq!(commit.files, ["a.txt"]);
+    assert!(git.commit_all(&wt, "nothing").unwrap().is_none());
+
+    // A crash left the registration but lost the directory.
+    std::fs::remove_dir_all(&wt).unwrap();
+    git.add_worktree(&wt, "memofab/r/t1", &base).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(wt.join("a.txt")).unwrap(),
+        "ONE\ntwo\nthree\n",
+        "the branch is reused"
+    );
+
+    // Uncommitted work of an interrupted attempt is discarded by a reset.
+    write(&wt, "a.txt", "half done");
+    write(&wt, "scratch.txt", "x");
+    git.reset_worktree(&wt, &commit.commit).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(wt.join("a.txt")).unwrap(),
+        "ONE\ntwo\nthree\n"
+    );
+    assert!(!wt.join("scratch.txt").exists());
+
+    git.remove_worktree(&wt).unwrap();
+    assert!(!wt.exists());
+    assert!(git.branch_exists("memofab/r/t1").unwrap());
+}
+
+#[test]
+fn deletions_are_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let base = git.branch_head("main").unwrap();
+    let wt = tmp.path().join("wt/del");
+    git.add_worktree(&wt, "memofab/r/del", &base).unwrap();
+    std::fs::remove_file(wt.join("a.txt")).unwrap();
+    let c = git.commit_all(&wt, "delete").unwrap().unwrap();
+    assert_eq!(c.files, ["a.txt"]);
+    let (diff, paths) = git.diff(&base, "memofab/r/del").unwrap();
+    assert_eq!(paths, ["a.txt"]);
+    assert!(diff.contains("-one"), "{diff}");
+}
+
+#[test]
+fn merges_fast_forward_then_merge_commit_and_update_the_checkout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let base = git.branch_head("main").unwrap();
+    let (w1, w2) = (tmp.path().join("wt/1"), tmp.path().join("wt/2"));
+    git.add_worktree(&w1, "b1", &base).unwrap();
+    git.add_worktree(&w2, "b2", &base).unwrap();
+    write(&w1, "one.txt", "1");
+    write(&w2, "two.txt", "2");
+    git.commit_all(&w1, "one").unwrap();
+    git.commit_all(&w2, "two").unwrap();
+
+    let first = git.merge_into_mainline("main", "b1", "merge b1").unwrap();
+    assert!(matches!(first, MergeOutcome::FastForward { .. }));
+    let second = git.merge_into_mainline("main", "b2", "merge b2").unwrap();
+    assert!(matches!(second, MergeOutcome::MergeCommit { .. }));
+    assert_eq!(read_main(&git, "one.txt"), "1");
+    assert_eq!(read_main(&git, "two.txt"), "2");
+    // The user's checkout follows mainline and stays clean.
+    assert_eq!(
+        std::fs::read_to_string(git.root().join("two.txt")).unwrap(),
+        "2"
+    );
+    assert!(git.dirty_paths().unwrap().is_empty());
+    // Merging again changes nothing.
+    let again = git.merge_into_mainline("main", "b2", "again").unwrap();
+    assert_eq!(
+        again,
+        MergeOutcome::FastForward {
+            commit: git.branch_head("main").unwrap()
+        }
+    );
+}
+
+#[test]
+fn conflicts_leave_mainline_alone_and_are_resolved_in_the_worktree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let base = git.branch_head("main").unwrap();
+    let (w1, w2) = (tmp.path().join("wt/1"), tmp.path().join("wt/2"));
+    git.add_worktree(&w1, "b1", &base).unwrap();
+    git.add_worktree(&w2, "b2", &base).unwrap();
+    write(&w1, "a.txt", "one\nTWO from b1\nthree\n");
+    write(&w2, "a.txt", "one\nTWO from b2\nthree\n");
+    git.commit_all(&w1, "b1").unwrap();
+    git.commit_all(&w2, "b2").unwrap();
+    git.merge_into_mainline("main", "b1", "merge b1").unwrap();
+    let head = git.branch_head("main").unwrap();
+
+    let outcome = git.merge_into_mainline("main", "b2", "merge b2").unwrap();
+    assert_eq!(
+        outcome,
+        MergeOutcome::Conflict {
+            files: vec!["a.txt".into()]
+        }
+    );
+    assert_eq!(git.branch_head("main").unwrap(), head, "mainline untouched");
+
+    let conflicted = git.merge_mainline_into_worktree(&w2, "main").unwrap();
+    assert_eq!(conflicted, ["a.txt"]);
+    let marked = std::fs::read_to_string(w2.join("a.txt")).unwrap();
+    assert!(
+        marked.contains("<<<<<<<") && marked.contains(">>>>>>>"),
+        "{marked}"
+    );
+    assert!(marked.contains("TWO from b1") && marked.contains("TWO from b2"));
+
+    write(&w2, "a.txt", "one\nTWO from b1 and b2\nthree\n");
+    let resolved = git.commit_all(&w2, "resolve").unwrap().unwrap();
+    let repo = git2::Repository::open(git.root()).unwrap();
+    let commit = repo
+        .find_commit(git2::Oid::from_str(&resolved.commit).unwrap())
+        .unwrap();
+    assert_eq!(commit.parent_count(), 2, "a merge commit");
+
+    let merged = git.merge_into_mainline("main", "b2", "merge b2").unwrap();
+    assert!(matches!(merged, MergeOutcome::FastForward { .. }));
+    assert_eq!(read_main(&git, "a.txt"), "one\nTWO from b1 and b2\nthree\n");
+}
+
+#[test]
+fn a_dirty_checkout_is_not_clobbered_by_a_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let base = git.branch_head("main").unwrap();
+    let w = tmp.path().join("wt/1");
+    git.add_worktree(&w, "b1", &base).unwrap();
+    write(&w, "a.txt", "from the agent\n");
+    git.commit_all(&w, "b1").unwrap();
+    write(git.root(), "a.txt", "the human's unsaved work\n");
+    git.merge_into_mainline("main", "b1", "merge").unwrap();
+    assert_eq!(read_main(&git, "a.txt"), "from the agent\n");
+    assert_eq!(
+        std::fs::read_to_string(git.root().join("a.txt")).unwrap(),
+        "the human's unsaved work\n"
+    );
+}

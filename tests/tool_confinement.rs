@@ -1,0 +1,159 @@
+//! Agents' tools cannot leave their worktree or touch protected paths, and
+//! what they are refused is explained to them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use memofab::domain::policy::Policy;
+use memofab::effects::sandbox::Sandbox;
+use memofab::engine::tools::{ToolBox, ToolLimits, ToolOutcome};
+
+fn toolbox(root: &std::path::Path) -> ToolBox {
+    let limits = ToolLimits {
+        command_timeout: Duration::from_secs(5),
+        output_cap: 4096,
+        deny_commands: vec![],
+    };
+    ToolBox::new(
+        Sandbox::new(root, Policy::protected_only()).unwrap(),
+        limits,
+    )
+}
+
+async fn refused(tb: &ToolBox, tool: &str, args: &str) -> String {
+    match tb.call(tool, args).await {
+        ToolOutcome::Output { ok: false, text } => text,
+        other => panic!("{tool} {args} was allowed: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn paths_out_of_the_worktree_are_refused() {
+    let worktree = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "top secret").unwrap();
+    std::fs::write(worktree.path().parent().unwrap().join("x"), "sibling").ok();
+    let tb = toolbox(worktree.path());
+
+    assert!(
+        refused(&tb, "read_file", r#"{"path": "../x"}"#)
+            .await
+            .contains("outside the repository")
+    );
+    assert!(
+        refused(&tb, "read_file", r#"{"path": "/etc/passwd"}"#)
+            .await
+            .contains("absolute path")
+    );
+    assert!(
+        refused(
+            &tb,
+            "write_file",
+            r#"{"path": "../escape.txt", "content": "x"}"#
+        )
+        .await
+        .contains("outside")
+    );
+    assert!(
+        !worktree
+            .path()
+            .parent()
+            .unwrap()
+            .join("escape.txt")
+            .exists()
+    );
+    assert!(
+        refused(&tb, "list_files", r#"{"path": "../"}"#)
+            .await
+            .contains("outside")
+    );
+    assert!(
+        refused(&tb, "search", r#"{"pattern": "secret", "path": "/"}"#)
+            .await
+            .contains("absolute")
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn symlinks_pointing_outside_are_refused() {
+    let worktree = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "top secret").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), worktree.path().join("link"))
+        .unwrap();
+    std::os::unix::fs::symlink(outside.path(), worktree.path().join("dir")).unwrap();
+    let tb = toolbox(worktree.path());
+
+    assert!(
+        refused(&tb, "read_file", r#"{"path": "link"}"#)
+            .await
+            .contains("symbolic link")
+    );
+    assert!(
+        refused(&tb, "read_file", r#"{"path": "dir/secret"}"#)
+            .await
+            .contains("symbolic link")
+    );
+    assert!(
+        refused(
+            &tb,
+            "write_file",
+            r#"{"path": "dir/planted", "content": "x"}"#
+        )
+        .await
+        .contains("symbolic link")
+    );
+    assert!(
+        refused(
+            &tb,
+            "edit_file",
+            r#"{"path": "link", "old": "top", "new": "no"}"#
+        )
+        .await
+        .contains("symbolic link")
+    );
+    assert!(!outside.path().join("planted").exists());
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+        "top secret"
+    );
+}
+
+#[tokio::test]
+async fn factory_definitions_and_git_are_off_limits() {
+    let worktree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(worktree.path().join("prompts")).unwrap();
+    std::fs::write(worktree.path().join("prompts/coder.md"), "be good").unwrap();
+    std::fs::create_dir_all(worktree.path().join(".git")).unwrap();
+    let tb = toolbox(worktree.path());
+
+    assert!(
+        refused(
+            &tb,
+            "write_file",
+            r#"{"path": ".memofab/policy.toml", "content": "x"}"#
+        )
+        .await
+        .contains("not allowed")
+    );
+    assert!(
+        refused(
+            &tb,
+            "edit_file",
+            r#"{"path": "prompts/coder.md", "old": "good", "new": "evil"}"#
+        )
+        .await
+        .contains("not allowed")
+    );
+    assert!(
+        refused(&tb, "read_file", r#"{"path": ".git/config"}"#)
+            .await
+            .contains(".git")
+    );
+    assert_eq!(
+        std::fs::read_to_string(worktree.path().join("prompts/coder.md")).unwrap(),
+        "be good"
+    );
+    assert!(!worktree.path().join(".memofab").exists());
+}
