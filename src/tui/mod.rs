@@ -1,17 +1,22 @@
-//! The cockpit (placeholder until the TUI lands).
+//! The cockpit: a ratatui front end over the engine. It sees only
+//! [`EngineUpdate`]s and sends only [`Command`]s; the model ([`app`]) is pure
+//! and the view ([`view`]) draws it without IO.
+
+pub mod app;
+mod event_loop;
+#[cfg(test)]
+pub(crate) mod fixture;
+pub mod highlight;
+mod terminal;
+pub mod theme;
+pub mod transcript;
+pub mod view;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+pub use theme::{Theme, ThemeError};
+
 use crate::protocol::{Command, EngineUpdate};
-
-#[derive(Debug, Clone)]
-pub struct Theme;
-
-impl Theme {
-    pub fn load(_name: &str) -> Result<Theme, std::io::Error> {
-        Ok(Theme)
-    }
-}
 
 pub struct TuiOptions {
     pub theme: Theme,
@@ -19,10 +24,11 @@ pub struct TuiOptions {
     pub title: String,
 }
 
+/// Runs the cockpit until the human quits.
 pub async fn run_tui(
-    _updates: UnboundedReceiver<EngineUpdate>,
-    _commands: UnboundedSender<Command>,
-    _options: TuiOptions,
+    updates: UnboundedReceiver<EngineUpdate>,
+    commands: UnboundedSender<Command>,
+    options: TuiOptions,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("the cockpit is not built yet; use --headless")
+    event_loop::run(updates, commands, options).await
 }

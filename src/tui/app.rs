@@ -1,0 +1,740 @@
+//! The cockpit's model: everything the screen shows, folded from engine
+//! updates, plus selection, tabs, scrolling and modals. Pure: no terminal, no
+//! IO. Keys become [`Action`]s; the event loop carries them out.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::Rect;
+use tui_textarea::TextArea;
+
+use super::transcript::Transcript;
+use crate::domain::{
+    AgentId, ConflictFile, Event, EventKind, RunPhase, RunState, TaskId, TaskState,
+};
+use crate::protocol::{Command, ConflictResolution, EngineUpdate};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Transcript,
+    Diff,
+    Conflicts,
+    Gates,
+    Spec,
+    Log,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 6] = [
+        Tab::Transcript,
+        Tab::Diff,
+        Tab::Conflicts,
+        Tab::Gates,
+        Tab::Spec,
+        Tab::Log,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Transcript => "Transcript",
+            Tab::Diff => "Diff",
+            Tab::Conflicts => "Conflicts",
+            Tab::Gates => "Gates",
+            Tab::Spec => "Spec",
+            Tab::Log => "Log",
+        }
+    }
+}
+
+/// What a key asks the event loop to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Send(Command),
+    /// Suspend the cockpit and edit this file in $EDITOR.
+    Edit(PathBuf),
+    Quit,
+}
+
+/// Overlays that take the keyboard.
+pub enum Modal {
+    Help,
+    Reject {
+        task: TaskId,
+        input: TextArea<'static>,
+    },
+    EditTask {
+        task: TaskId,
+        input: TextArea<'static>,
+    },
+    Search {
+        query: String,
+    },
+}
+
+/// What the view knows of one task beyond its state.
+#[derive(Debug, Clone, Default)]
+pub struct TaskView {
+    pub agents: Vec<AgentId>,
+    pub diff: String,
+    pub files: Vec<String>,
+    pub conflicts: Vec<ConflictFile>,
+    pub conflict_files: Vec<String>,
+    pub gate_reason: Option<String>,
+    pub worktree: Option<String>,
+    pub escalation: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scroll {
+    /// First visible line.
+    pub offset: usize,
+    /// Stick to the end as lines arrive.
+    pub follow: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    pub query: String,
+    pub hits: Vec<usize>,
+    pub current: usize,
+}
+
+/// A notable event for the Log tab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub at_ms: u64,
+    pub warn: bool,
+    pub text: String,
+}
+
+pub struct App {
+    pub title: String,
+    pub state: Option<RunState>,
+    pub transcripts: HashMap<AgentId, Transcript>,
+    pub task_views: HashMap<TaskId, TaskView>,
+    /// Agents not bound to a task (planner, plan reviewer), in order.
+    pub run_agents: Vec<AgentId>,
+    /// Tasks in display order (dependencies first) with their depth.
+    pub order: Vec<(TaskId, usize)>,
+    pub log: Vec<LogLine>,
+    pub selected: usize,
+    /// Which of the selected task's agents the transcript shows, from the latest.
+    pub agent_back: usize,
+    pub tab: Tab,
+    pub scroll: Scroll,
+    pub expanded: bool,
+    pub search: Search,
+    pub hunk: usize,
+    pub modal: Option<Modal>,
+    pub spec: TextArea<'static>,
+    pub spec_loaded: bool,
+    pub stopped: Option<Option<String>>,
+    pub now_ms: u64,
+    /// Set by the view each frame: where the DAG rows are and how tall the
+    /// detail pane is, for mouse hits and scrolling.
+    pub dag_area: Cell<Rect>,
+    pub detail_height: Cell<u16>,
+}
+
+impl App {
+    pub fn new(title: &str) -> Self {
+        Self {
+            title: title.to_owned(),
+            state: None,
+            transcripts: HashMap::new(),
+            task_views: HashMap::new(),
+            run_agents: Vec::new(),
+            order: Vec::new(),
+            log: Vec::new(),
+            selected: 0,
+            agent_back: 0,
+            tab: Tab::Transcript,
+            scroll: Scroll {
+                offset: 0,
+                follow: true,
+            },
+            expanded: false,
+            search: Search::default(),
+            hunk: 0,
+            modal: None,
+            spec: TextArea::default(),
+            spec_loaded: false,
+            stopped: None,
+            now_ms: 0,
+            dag_area: Cell::new(Rect::default()),
+            detail_height: Cell::new(20),
+        }
+    }
+
+    /// Builds the model from stored events, as a replay or a test would.
+    pub fn from_events<'a>(title: &str, events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut app = App::new(title);
+        for event in events {
+            app.update(EngineUpdate::Event(event.clone()));
+        }
+        app
+    }
+
+    pub fn selected_task(&self) -> Option<&TaskId> {
+        self.order.get(self.selected).map(|(id, _)| id)
+    }
+
+    pub fn task_state(&self, task: &TaskId) -> Option<TaskState> {
+        self.state
+            .as_ref()
+            .and_then(|s| s.task(task))
+            .map(|t| t.state)
+    }
+
+    /// The agent whose transcript is on screen.
+    pub fn shown_agent(&self) -> Option<&AgentId> {
+        let agents = match self.selected_task().and_then(|t| self.task_views.get(t)) {
+            Some(view) if !view.agents.is_empty() => &view.agents,
+            _ => &self.run_agents,
+        };
+        let n = agents.len();
+        if n == 0 {
+            return None;
+        }
+        agents.get(n - 1 - self.agent_back.min(n - 1))
+    }
+
+    pub fn shown_transcript(&self) -> Option<&Transcript> {
+        self.shown_agent().and_then(|a| self.transcripts.get(a))
+    }
+
+    /// Folds one engine update in. Returns whether anything visible changed.
+    pub fn update(&mut self, update: EngineUpdate) -> bool {
+        match update {
+            EngineUpdate::Event(event) => {
+                self.now_ms = self.now_ms.max(event.at_ms);
+                self.apply(&event);
+            }
+            EngineUpdate::Delta { agent, text } => {
+                self.transcripts.entry(agent).or_default().delta(&text);
+            }
+            EngineUpdate::Stopped { error } => {
+                if let Some(e) = &error {
+                    self.log_line(self.now_ms, true, format!("engine stopped: {e}"));
+                }
+                self.stopped = Some(error);
+            }
+        }
+        self.follow_tail();
+        true
+    }
+
+    fn log_line(&mut self, at_ms: u64, warn: bool, text: String) {
+        self.log.push(LogLine { at_ms, warn, text });
+    }
+
+    fn view(&mut self, task: &TaskId) -> &mut TaskView {
+        self.task_views.entry(task.clone()).or_default()
+    }
+
+    fn apply(&mut self, event: &Event) {
+        match &mut self.state {
+            None => match RunState::start(event) {
+                Ok(state) => {
+                    if !self.spec_loaded {
+                        self.spec = TextArea::from(state.requirement.lines());
+                        self.spec_loaded = true;
+                    }
+                    self.state = Some(state);
+                }
+                Err(e) => self.log_line(event.at_ms, true, format!("ignored event: {e}")),
+            },
+            Some(state) => {
+                if let Err(e) = state.apply(event) {
+                    self.log.push(LogLine {
+                        at_ms: event.at_ms,
+                        warn: true,
+                        text: format!("ignored event: {e}"),
+                    });
+                }
+            }
+        }
+        let at = event.at_ms;
+        match &event.kind {
+            EventKind::BlueprintAccepted { .. } => self.relayout(),
+            EventKind::TaskEdited { .. } => {}
+            EventKind::AgentStarted { agent, task, .. } => {
+                match task {
+                    Some(task) => self.view(task).agents.push(agent.clone()),
+                    None => self.run_agents.push(agent.clone()),
+                }
+                self.transcripts.entry(agent.clone()).or_default();
+                self.agent_back = 0;
+            }
+            EventKind::AgentMessage { agent, from, text } => {
+                self.transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .message(*from, text);
+            }
+            EventKind::ToolCalled {
+                agent,
+                tool,
+                arguments,
+                ..
+            } => self
+                .transcripts
+                .entry(agent.clone())
+                .or_default()
+                .tool_call(tool, arguments),
+            EventKind::ToolResult {
+                agent, ok, output, ..
+            } => {
+                self.transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .tool_result(*ok, output);
+            }
+            EventKind::ChangeCommitted {
+                task, diff, files, ..
+            } => {
+                let v = self.view(task);
+                v.diff = diff.clone();
+                v.files = files.clone();
+            }
+            EventKind::WorktreeCreated { task, path, .. } => {
+                self.view(task).worktree = Some(path.clone())
+            }
+            EventKind::ConflictMarkers { task, files } => {
+                self.view(task).conflicts = files.clone();
+            }
+            EventKind::MergeResult { task, result } => {
+                let files = match result {
+                    crate::domain::MergeOutcome::Conflict { files } => files.clone(),
+                    _ => Vec::new(),
+                };
+                let text = match result {
+                    crate::domain::MergeOutcome::Conflict { files } => {
+                        format!("{task}: merge conflict in {}", files.join(", "))
+                    }
+                    _ => format!("{task}: merged onto mainline"),
+                };
+                let warn = !files.is_empty();
+                self.view(task).conflict_files = files;
+                self.log_line(at, warn, text);
+            }
+            EventKind::TaskStateChanged {
+                task, to, reason, ..
+            } if *to == TaskState::AwaitingGate => {
+                self.view(task).gate_reason = reason.clone();
+            }
+            EventKind::Escalated { task, reason } => {
+                self.view(task).escalation = Some(reason.clone());
+                self.log_line(at, true, format!("{task}: escalated: {reason}"));
+            }
+            EventKind::ReviewVerdict {
+                task,
+                approved,
+                feedback,
+            } => {
+                let text = if *approved {
+                    format!("{task}: review approved")
+                } else {
+                    format!("{task}: review asked for changes: {}", first_line(feedback))
+                };
+                self.log_line(at, !approved, text);
+            }
+            EventKind::TestRun {
+                task,
+                passed,
+                command,
+                ..
+            } => {
+                let verdict = if *passed { "passed" } else { "FAILED" };
+                self.log_line(at, !passed, format!("{task}: `{command}` {verdict}"));
+            }
+            EventKind::GateDecision {
+                task, approved, by, ..
+            } => {
+                let verdict = if *approved { "approved" } else { "rejected" };
+                self.log_line(at, false, format!("{task}: gate {verdict} by {by}"));
+            }
+            EventKind::PlanReviewed {
+                round,
+                approved,
+                feedback,
+            } => {
+                let text = if *approved {
+                    format!("plan round {round} approved")
+                } else {
+                    format!("plan round {round} sent back: {}", first_line(feedback))
+                };
+                self.log_line(at, false, text);
+            }
+            EventKind::Warning { message, .. } => self.log_line(at, true, message.clone()),
+            EventKind::RunFinished { merged, failed, .. } => {
+                self.log_line(
+                    at,
+                    *failed > 0,
+                    format!("run finished: {merged} merged, {failed} not merged"),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Orders tasks so each comes after its dependencies, indented by depth.
+    fn relayout(&mut self) {
+        let Some(blueprint) = self.state.as_ref().and_then(|s| s.blueprint.clone()) else {
+            return;
+        };
+        let order = blueprint
+            .topo_order()
+            .unwrap_or_else(|| blueprint.tasks.iter().map(|t| t.id.clone()).collect());
+        let mut depth: HashMap<TaskId, usize> = HashMap::new();
+        for id in &order {
+            let d = blueprint
+                .task(id)
+                .map(|t| {
+                    t.depends_on
+                        .iter()
+                        .filter_map(|dep| depth.get(dep))
+                        .map(|d| d + 1)
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0);
+            depth.insert(id.clone(), d);
+        }
+        self.order = order
+            .into_iter()
+            .map(|id| {
+                let d = depth.get(&id).copied().unwrap_or(0);
+                (id, d)
+            })
+            .collect();
+        self.selected = self.selected.min(self.order.len().saturating_sub(1));
+    }
+
+    fn transcript_len(&self) -> usize {
+        self.shown_transcript()
+            .map(|t| t.len(self.expanded))
+            .unwrap_or(0)
+    }
+
+    fn follow_tail(&mut self) {
+        if self.scroll.follow {
+            let height = usize::from(self.detail_height.get().max(1));
+            self.scroll.offset = self.transcript_len().saturating_sub(height);
+        }
+    }
+
+    fn scroll_by(&mut self, delta: isize) {
+        let height = usize::from(self.detail_height.get().max(1));
+        let max = self.transcript_len().saturating_sub(height);
+        let offset = self.scroll.offset as isize + delta;
+        self.scroll.offset = offset.clamp(0, max as isize) as usize;
+        // Scrolling back pauses follow; reaching the end resumes it.
+        self.scroll.follow = self.scroll.offset >= max;
+    }
+
+    fn select(&mut self, index: usize) {
+        if index < self.order.len() && index != self.selected {
+            self.selected = index;
+            self.agent_back = 0;
+            self.hunk = 0;
+            self.scroll.follow = true;
+            self.search = Search::default();
+            self.follow_tail();
+        }
+    }
+
+    /// The task the gate keys act on: the selected one if it waits at the
+    /// gate, else the first that does.
+    pub fn gate_target(&self) -> Option<TaskId> {
+        if let Some(task) = self.selected_task()
+            && self.task_state(task) == Some(TaskState::AwaitingGate)
+        {
+            return Some(task.clone());
+        }
+        self.gated_tasks().into_iter().next()
+    }
+
+    pub fn gated_tasks(&self) -> Vec<TaskId> {
+        self.order
+            .iter()
+            .filter(|(id, _)| self.task_state(id) == Some(TaskState::AwaitingGate))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn spec_editable(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| !s.spec_submitted)
+    }
+
+    pub fn handle_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        if let Some(modal) = self.modal.take() {
+            return self.modal_key(modal, key);
+        }
+        if self.tab == Tab::Spec && self.spec_editable() {
+            match (key.code, key.modifiers) {
+                (KeyCode::Char('s'), KeyModifiers::CONTROL) => {
+                    let requirement = self.spec.lines().join("\n");
+                    return vec![Action::Send(Command::SubmitSpec { requirement })];
+                }
+                (KeyCode::Tab, _) | (KeyCode::BackTab, _) => {}
+                (KeyCode::Char('c'), KeyModifiers::CONTROL) => return vec![Action::Quit],
+                _ => {
+                    self.spec.input(key);
+                    return Vec::new();
+                }
+            }
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char('q') => return vec![Action::Send(Command::Shutdown), Action::Quit],
+            KeyCode::Char('c') if ctrl => {
+                return vec![Action::Send(Command::Shutdown), Action::Quit];
+            }
+            KeyCode::Char('?') => self.modal = Some(Modal::Help),
+            KeyCode::Down | KeyCode::Char('j') => self.select(self.selected + 1),
+            KeyCode::Up | KeyCode::Char('k') => self.select(self.selected.saturating_sub(1)),
+            KeyCode::Tab => self.tab = next_tab(self.tab, 1),
+            KeyCode::BackTab => self.tab = next_tab(self.tab, -1),
+            KeyCode::Char(c @ '1'..='6') => {
+                let i = c as usize - '1' as usize;
+                self.tab = Tab::ALL[i];
+            }
+            KeyCode::PageDown | KeyCode::Char('d') if key.code == KeyCode::PageDown || ctrl => {
+                self.scroll_by(self.detail_height.get() as isize / 2)
+            }
+            KeyCode::PageUp | KeyCode::Char('u') if key.code == KeyCode::PageUp || ctrl => {
+                self.scroll_by(-(self.detail_height.get() as isize / 2))
+            }
+            KeyCode::Char('J') => self.scroll_by(1),
+            KeyCode::Char('K') => self.scroll_by(-1),
+            KeyCode::End | KeyCode::Char('G') => {
+                self.scroll.follow = true;
+                self.follow_tail();
+            }
+            KeyCode::Home | KeyCode::Char('g') => {
+                self.scroll = Scroll {
+                    offset: 0,
+                    follow: false,
+                };
+            }
+            KeyCode::Char('x') => {
+                self.expanded = !self.expanded;
+                self.follow_tail();
+            }
+            KeyCode::Char('<') => self.agent_back += 1,
+            KeyCode::Char('>') => self.agent_back = self.agent_back.saturating_sub(1),
+            KeyCode::Char('/') => {
+                self.modal = Some(Modal::Search {
+                    query: String::new(),
+                })
+            }
+            KeyCode::Char('n') => self.jump_hit(1),
+            KeyCode::Char('N') => self.jump_hit(-1),
+            KeyCode::Char(']') => self.hunk += 1,
+            KeyCode::Char('[') => self.hunk = self.hunk.saturating_sub(1),
+            KeyCode::Char('a') => {
+                if let Some(task) = self.gate_target() {
+                    return vec![Action::Send(Command::ApproveGate { task })];
+                }
+            }
+            KeyCode::Char('r') => {
+                if let Some(task) = self.gate_target() {
+                    let mut input = TextArea::default();
+                    input.set_placeholder_text(
+                        "What should the coder change? Enter sends, Esc cancels.",
+                    );
+                    self.modal = Some(Modal::Reject { task, input });
+                }
+            }
+            KeyCode::Char('p') => {
+                let phase = self.state.as_ref().map(|s| s.phase);
+                match phase {
+                    Some(RunPhase::Paused) => return vec![Action::Send(Command::Resume)],
+                    Some(RunPhase::Building) => return vec![Action::Send(Command::Pause)],
+                    _ => {}
+                }
+            }
+            KeyCode::Char('c') => {
+                if let Some(task) = self.selected_task().cloned() {
+                    return vec![Action::Send(Command::CancelTask { task })];
+                }
+            }
+            KeyCode::Char('R') => {
+                if let Some(task) = self.selected_task().cloned() {
+                    return vec![Action::Send(Command::RetryTask { task })];
+                }
+            }
+            KeyCode::Char('E') => {
+                if let Some(task) = self.selected_task().cloned() {
+                    let spec = self
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.task(&task))
+                        .map(|t| t.spec.clone());
+                    if let Some(spec) = spec {
+                        let mut lines = vec![spec.description.clone(), "---".to_owned()];
+                        lines.extend(spec.acceptance.iter().cloned());
+                        let input = TextArea::from(lines);
+                        self.modal = Some(Modal::EditTask { task, input });
+                    }
+                }
+            }
+            KeyCode::Char(c @ ('w' | 'v' | 'm')) if self.tab == Tab::Conflicts => {
+                if let Some(task) = self.selected_task().cloned()
+                    && self.task_state(&task) == Some(TaskState::Conflict)
+                {
+                    let resolution = match c {
+                        'w' => ConflictResolution::Rework,
+                        'v' => ConflictResolution::Resolver,
+                        _ => ConflictResolution::MarkResolved,
+                    };
+                    return vec![Action::Send(Command::ResolveConflict { task, resolution })];
+                }
+            }
+            KeyCode::Char('e') if self.tab == Tab::Conflicts => {
+                if let Some(task) = self.selected_task()
+                    && let Some(view) = self.task_views.get(task)
+                    && let (Some(dir), Some(file)) = (&view.worktree, view.conflict_files.first())
+                {
+                    return vec![Action::Edit(PathBuf::from(dir).join(file))];
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn modal_key(&mut self, modal: Modal, key: KeyEvent) -> Vec<Action> {
+        match modal {
+            Modal::Help => Vec::new(),
+            Modal::Search { mut query } => {
+                match key.code {
+                    KeyCode::Esc => {}
+                    KeyCode::Enter => {
+                        self.run_search(&query);
+                    }
+                    KeyCode::Backspace => {
+                        query.pop();
+                        self.modal = Some(Modal::Search { query });
+                    }
+                    KeyCode::Char(c) => {
+                        query.push(c);
+                        self.modal = Some(Modal::Search { query });
+                    }
+                    _ => self.modal = Some(Modal::Search { query }),
+                }
+                Vec::new()
+            }
+            Modal::Reject { task, mut input } => match key.code {
+                KeyCode::Esc => Vec::new(),
+                KeyCode::Enter if !key.modifiers.contains(KeyModifiers::ALT) => {
+                    let feedback = input.lines().join("\n");
+                    if feedback.trim().is_empty() {
+                        self.modal = Some(Modal::Reject { task, input });
+                        Vec::new()
+                    } else {
+                        vec![Action::Send(Command::RejectGate { task, feedback })]
+                    }
+                }
+                _ => {
+                    input.input(key);
+                    self.modal = Some(Modal::Reject { task, input });
+                    Vec::new()
+                }
+            },
+            Modal::EditTask { task, mut input } => match (key.code, key.modifiers) {
+                (KeyCode::Esc, _) => Vec::new(),
+                (KeyCode::Char('s'), KeyModifiers::CONTROL) => {
+                    let lines = input.lines();
+                    let split = lines
+                        .iter()
+                        .position(|l| l.trim() == "---")
+                        .unwrap_or(lines.len());
+                    let description = lines[..split].join("\n");
+                    let acceptance = lines
+                        .iter()
+                        .skip(split + 1)
+                        .filter(|l| !l.trim().is_empty())
+                        .cloned()
+                        .collect();
+                    vec![Action::Send(Command::EditTask {
+                        task,
+                        description,
+                        acceptance,
+                    })]
+                }
+                _ => {
+                    input.input(key);
+                    self.modal = Some(Modal::EditTask { task, input });
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    fn run_search(&mut self, query: &str) {
+        let hits = self
+            .shown_transcript()
+            .map(|t| t.find(query, self.expanded))
+            .unwrap_or_default();
+        self.search = Search {
+            query: query.to_owned(),
+            hits,
+            current: 0,
+        };
+        self.jump_hit(0);
+    }
+
+    fn jump_hit(&mut self, step: isize) {
+        let n = self.search.hits.len();
+        if n == 0 {
+            return;
+        }
+        let current = (self.search.current as isize + step).rem_euclid(n as isize) as usize;
+        self.search.current = current;
+        let line = self.search.hits[current];
+        let height = usize::from(self.detail_height.get().max(1));
+        self.scroll = Scroll {
+            offset: line.saturating_sub(height / 2),
+            follow: false,
+        };
+    }
+
+    pub fn handle_mouse(&mut self, mouse: MouseEvent) {
+        match mouse.kind {
+            MouseEventKind::Down(MouseButton::Left) => {
+                let area = self.dag_area.get();
+                let inside = mouse.column >= area.x
+                    && mouse.column < area.x + area.width
+                    && mouse.row >= area.y
+                    && mouse.row < area.y + area.height;
+                if inside {
+                    self.select(usize::from(mouse.row - area.y));
+                }
+            }
+            MouseEventKind::ScrollDown => self.scroll_by(3),
+            MouseEventKind::ScrollUp => self.scroll_by(-3),
+            _ => {}
+        }
+    }
+
+    /// Closes the help overlay on any key (handled before other keys).
+    pub fn help_open(&self) -> bool {
+        matches!(self.modal, Some(Modal::Help))
+    }
+}
+
+fn next_tab(tab: Tab, step: isize) -> Tab {
+    let i = Tab::ALL.iter().position(|t| *t == tab).unwrap_or(0) as isize;
+    Tab::ALL[(i + step).rem_euclid(Tab::ALL.len() as isize) as usize]
+}
+
+fn first_line(text: &str) -> &str {
+    text.trim().lines().next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests;

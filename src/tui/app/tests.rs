@@ -1,0 +1,192 @@
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::*;
+use crate::tui::fixture;
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn app() -> App {
+    App::from_events("memofab test", &fixture::events())
+}
+
+fn select(app: &mut App, task: &str) {
+    let index = app
+        .order
+        .iter()
+        .position(|(id, _)| id.as_str() == task)
+        .unwrap();
+    app.selected = index;
+}
+
+#[test]
+fn tasks_are_ordered_with_dependencies_first_and_indented() {
+    let app = app();
+    let order: Vec<(&str, usize)> = app.order.iter().map(|(id, d)| (id.as_str(), *d)).collect();
+    assert_eq!(
+        order,
+        [
+            ("loader", 0),
+            ("stats", 1),
+            ("slug", 1),
+            ("title", 1),
+            ("json", 2),
+            ("docs", 3)
+        ]
+    );
+    assert_eq!(
+        app.task_state(&"slug".into()),
+        Some(TaskState::AwaitingGate)
+    );
+}
+
+#[test]
+fn approve_is_one_keystroke_and_targets_the_gated_task() {
+    let mut app = app();
+    // Even with another task selected, `a` approves the one at the gate.
+    select(&mut app, "loader");
+    assert_eq!(
+        app.handle_key(key(KeyCode::Char('a'))),
+        vec![Action::Send(Command::ApproveGate {
+            task: "slug".into()
+        })]
+    );
+}
+
+#[test]
+fn reject_opens_a_box_and_sends_the_feedback() {
+    let mut app = app();
+    assert!(app.handle_key(key(KeyCode::Char('r'))).is_empty());
+    assert!(matches!(app.modal, Some(Modal::Reject { .. })));
+    // An empty rejection is not sent.
+    assert!(app.handle_key(key(KeyCode::Enter)).is_empty());
+    for c in "add a test".chars() {
+        app.handle_key(key(KeyCode::Char(c)));
+    }
+    assert_eq!(
+        app.handle_key(key(KeyCode::Enter)),
+        vec![Action::Send(Command::RejectGate {
+            task: "slug".into(),
+            feedback: "add a test".into()
+        })]
+    );
+    assert!(app.modal.is_none());
+}
+
+#[test]
+fn scrolling_up_pauses_follow_and_g_resumes_it() {
+    let mut app = app();
+    select(&mut app, "stats");
+    app.detail_height.set(2);
+    app.scroll.follow = true;
+    app.update(EngineUpdate::Delta {
+        agent: "coder:stats#1".into(),
+        text: "streaming".into(),
+    });
+    let total = app.shown_transcript().unwrap().len(false);
+    assert_eq!(app.scroll.offset, total - 2, "following the tail");
+    app.handle_key(key(KeyCode::Char('K')));
+    assert!(!app.scroll.follow);
+    assert_eq!(app.scroll.offset, total - 3);
+    // New text does not move a paused view.
+    app.update(EngineUpdate::Delta {
+        agent: "coder:stats#1".into(),
+        text: " more".into(),
+    });
+    assert_eq!(app.scroll.offset, total - 3);
+    app.handle_key(key(KeyCode::Char('G')));
+    assert!(app.scroll.follow);
+    assert_eq!(app.scroll.offset, total - 2);
+}
+
+#[test]
+fn search_finds_and_cycles_through_hits() {
+    let mut app = app();
+    select(&mut app, "stats");
+    app.handle_key(key(KeyCode::Char('/')));
+    for c in "tests".chars() {
+        app.handle_key(key(KeyCode::Char(c)));
+    }
+    app.handle_key(key(KeyCode::Enter));
+    assert!(!app.search.hits.is_empty());
+    assert!(!app.scroll.follow);
+    let first = app.search.current;
+    app.handle_key(key(KeyCode::Char('n')));
+    let n = app.search.hits.len();
+    assert_eq!(app.search.current, (first + 1) % n);
+    app.handle_key(key(KeyCode::Char('N')));
+    assert_eq!(app.search.current, first);
+}
+
+#[test]
+fn selection_moves_and_shows_the_tasks_latest_agent() {
+    let mut app = app();
+    select(&mut app, "loader");
+    app.handle_key(key(KeyCode::Down));
+    assert_eq!(app.selected_task().unwrap().as_str(), "stats");
+    assert_eq!(app.shown_agent().unwrap().as_str(), "coder:stats#1");
+    app.handle_key(key(KeyCode::Up));
+    app.handle_key(key(KeyCode::Up));
+    assert_eq!(app.selected_task().unwrap().as_str(), "loader");
+}
+
+#[test]
+fn conflict_actions_apply_only_to_tasks_in_conflict() {
+    let mut app = app();
+    app.tab = Tab::Conflicts;
+    select(&mut app, "title");
+    assert_eq!(
+        app.handle_key(key(KeyCode::Char('w'))),
+        vec![Action::Send(Command::ResolveConflict {
+            task: "title".into(),
+            resolution: ConflictResolution::Rework
+        })]
+    );
+    select(&mut app, "stats");
+    assert!(app.handle_key(key(KeyCode::Char('w'))).is_empty());
+}
+
+#[test]
+fn quit_shuts_the_engine_down() {
+    let mut app = app();
+    assert_eq!(
+        app.handle_key(key(KeyCode::Char('q'))),
+        vec![Action::Send(Command::Shutdown), Action::Quit]
+    );
+}
+
+#[test]
+fn spec_editor_submits_the_edited_requirement() {
+    let mut events = fixture::events();
+    events.truncate(1);
+    if let EventKind::RunStarted { settings, .. } = &mut events[0].kind {
+        settings.await_spec = true;
+    }
+    let mut app = App::from_events("t", &events);
+    app.tab = Tab::Spec;
+    app.handle_key(key(KeyCode::End));
+    for c in " Quickly.".chars() {
+        app.handle_key(key(KeyCode::Char(c)));
+    }
+    let sent = app.handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+    assert_eq!(
+        sent,
+        vec![Action::Send(Command::SubmitSpec {
+            requirement: "Add stats, slugs and docs to textkit. Quickly.".into()
+        })]
+    );
+}
+
+#[test]
+fn mouse_click_selects_a_task() {
+    let mut app = app();
+    app.dag_area.set(Rect::new(1, 2, 40, 10));
+    app.handle_mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: 5,
+        row: 4,
+        modifiers: KeyModifiers::NONE,
+    });
+    assert_eq!(app.selected_task().unwrap().as_str(), "slug");
+}

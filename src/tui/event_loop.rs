@@ -1,0 +1,82 @@
+//! The cockpit's loop: `select!` over terminal input, engine updates and a
+//! clock tick; drain what is pending, update the model, and draw only when
+//! something visible changed. Keys become actions; the only IO here is
+//! sending commands and, on request, suspending for $EDITOR.
+
+use std::time::Duration;
+
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::app::{Action, App};
+use super::terminal::TerminalGuard;
+use super::{TuiOptions, view};
+use crate::protocol::{Command, EngineUpdate};
+
+/// Elapsed times on screen tick once a second while work is running.
+const CLOCK: Duration = Duration::from_secs(1);
+
+pub async fn run(
+    mut updates: UnboundedReceiver<EngineUpdate>,
+    commands: UnboundedSender<Command>,
+    options: TuiOptions,
+) -> anyhow::Result<()> {
+    let mut guard = TerminalGuard::enter(options.mouse)?;
+    let mut app = App::new(&options.title);
+    let mut input = EventStream::new();
+    let mut clock = tokio::time::interval(CLOCK);
+    let mut engine_open = true;
+    let mut dirty = true;
+    loop {
+        if dirty {
+            guard
+                .terminal
+                .draw(|frame| view::render(frame, &app, &options.theme))?;
+            dirty = false;
+        }
+        tokio::select! {
+            update = updates.recv(), if engine_open => match update {
+                Some(update) => {
+                    dirty |= app.update(update);
+                    // Batch whatever else is already waiting into one frame.
+                    while let Ok(more) = updates.try_recv() {
+                        dirty |= app.update(more);
+                    }
+                }
+                None => engine_open = false,
+            },
+            event = input.next() => match event {
+                Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
+                    dirty = true;
+                    for action in app.handle_key(key) {
+                        match action {
+                            Action::Send(command) => {
+                                let _ = commands.send(command);
+                            }
+                            Action::Quit => return Ok(()),
+                            Action::Edit(path) => {
+                                let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
+                                guard.suspend(|| std::process::Command::new(&editor).arg(&path).status())??;
+                            }
+                        }
+                    }
+                }
+                Some(Ok(TermEvent::Mouse(mouse))) => {
+                    app.handle_mouse(mouse);
+                    dirty = true;
+                }
+                Some(Ok(TermEvent::Resize(_, _))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+            _ = clock.tick() => {
+                if app.state.as_ref().is_some_and(|s| s.tasks().iter().any(|t| t.state.is_active())) {
+                    app.now_ms = crate::engine::recorder::now_ms();
+                    dirty = true;
+                }
+            }
+        }
+    }
+}

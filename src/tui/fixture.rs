@@ -1,0 +1,183 @@
+//! A fixed, realistic event sequence for cockpit tests: a six-task diamond
+//! with tasks merged, running, in review, at the gate and in conflict.
+
+use crate::domain::{
+    AgentId, AgentRole, Blueprint, ConflictFile, Event, EventKind, MergeOutcome, MessageAuthor,
+    RunId, RunSettings, TaskSpec, TaskState, TokenUsage,
+};
+
+pub struct Fixture {
+    pub events: Vec<Event>,
+}
+
+impl Fixture {
+    fn push(&mut self, kind: EventKind) {
+        let seq = self.events.len() as u64 + 1;
+        self.events.push(Event {
+            run: RunId::from("r20261124-120000-abcd"),
+            seq,
+            at_ms: 1_795_000_000_000 + seq * 1000,
+            kind,
+        });
+    }
+
+    fn walk(&mut self, task: &str, path: &[TaskState]) {
+        for pair in path.windows(2) {
+            let reason = (pair[1] == TaskState::AwaitingGate)
+                .then(|| "needs approval: README.md: docs are read by a human".to_owned());
+            self.push(EventKind::TaskStateChanged {
+                task: task.into(),
+                from: pair[0],
+                to: pair[1],
+                reason,
+            });
+        }
+    }
+}
+
+fn spec(id: &str, title: &str, deps: &[&str]) -> TaskSpec {
+    TaskSpec {
+        id: id.into(),
+        title: title.into(),
+        description: format!("Do {title}."),
+        acceptance: vec!["tests pass".into()],
+        paths: vec![],
+        depends_on: deps.iter().map(|d| (*d).into()).collect(),
+    }
+}
+
+pub const DIFF: &str = "diff --git a/lib/stats.sh b/lib/stats.sh\nnew file mode 100644\n--- /dev/null\n+++ b/lib/stats.sh\n@@ -0,0 +1,3 @@\n+tk_stats() {\n+  wc -l -w -m | awk '{ print $1, $2, $3 }'\n+}\n";
+
+pub fn events() -> Vec<Event> {
+    use TaskState::*;
+    let mut f = Fixture { events: Vec::new() };
+    f.push(EventKind::RunStarted {
+        requirement: "Add stats, slugs and docs to textkit.".into(),
+        repo: "/repo".into(),
+        mainline: "main".into(),
+        base_commit: "0000000000".into(),
+        settings: RunSettings {
+            concurrency: 4,
+            max_tasks: 32,
+            max_rework: 2,
+            max_conflict_rework: 2,
+            max_plan_rounds: 3,
+            test_command: Some("sh tests/run.sh".into()),
+            provider: "scripted".into(),
+            scenario: None,
+            auto_approve: false,
+            await_spec: false,
+        },
+    });
+    f.push(EventKind::BlueprintAccepted {
+        blueprint: Blueprint {
+            title: "Statistics and slugs".into(),
+            tasks: vec![
+                spec("loader", "Load every module", &[]),
+                spec("stats", "stats command", &["loader"]),
+                spec("slug", "slug command", &["loader"]),
+                spec("title", "Title case", &["loader"]),
+                spec("json", "stats --json", &["stats", "slug"]),
+                spec("docs", "Document it", &["json", "title"]),
+            ],
+        },
+    });
+    f.push(EventKind::RunPhaseChanged {
+        to: crate::domain::RunPhase::Building,
+        reason: None,
+    });
+    f.walk(
+        "loader",
+        &[Pending, Ready, Running, Reviewing, Testing, Merging, Merged],
+    );
+    for t in ["stats", "slug", "title"] {
+        f.walk(t, &[Pending, Ready, Running]);
+    }
+    let coder = AgentId::for_task(AgentRole::Coder, &"stats".into(), 1);
+    f.push(EventKind::AgentStarted {
+        agent: coder.clone(),
+        role: AgentRole::Coder,
+        task: Some("stats".into()),
+        model: "scripted".into(),
+    });
+    f.push(EventKind::AgentMessage {
+        agent: coder.clone(),
+        from: MessageAuthor::User,
+        text: "## Task stats: stats command\nDo stats command.".into(),
+    });
+    f.push(EventKind::AgentMessage {
+        agent: coder.clone(),
+        from: MessageAuthor::Assistant,
+        text: "Reading the dispatch first.".into(),
+    });
+    f.push(EventKind::ToolCalled {
+        agent: coder.clone(),
+        call_id: "c1".into(),
+        tool: "read_file".into(),
+        arguments: serde_json::json!({"path": "bin/textkit"}),
+    });
+    f.push(EventKind::ToolResult {
+        agent: coder.clone(),
+        call_id: "c1".into(),
+        ok: true,
+        output: "#!/bin/sh\nset -eu\ncase \"$cmd\" in".into(),
+    });
+    f.push(EventKind::ToolCalled {
+        agent: coder.clone(),
+        call_id: "c2".into(),
+        tool: "run".into(),
+        arguments: serde_json::json!({"command": "sh tests/run.sh"}),
+    });
+    f.push(EventKind::ToolResult {
+        agent: coder.clone(),
+        call_id: "c2".into(),
+        ok: false,
+        output: "$ sh tests/run.sh\nexit code 1\nFAIL test_stats".into(),
+    });
+    f.push(EventKind::TokensUsed {
+        agent: coder,
+        task: Some("stats".into()),
+        model: "scripted".into(),
+        usage: TokenUsage {
+            input: 1200,
+            output: 300,
+            cached: 0,
+        },
+    });
+    f.push(EventKind::ChangeCommitted {
+        task: "stats".into(),
+        commit: "1111111111".into(),
+        files: vec!["lib/stats.sh".into()],
+        diff: DIFF.into(),
+    });
+    f.walk("stats", &[Running, Reviewing]);
+    f.walk("title", &[Running, Reviewing, Testing, Merging]);
+    f.push(EventKind::MergeResult {
+        task: "title".into(),
+        result: MergeOutcome::Conflict {
+            files: vec!["bin/textkit".into()],
+        },
+    });
+    f.walk("title", &[Merging, Running]);
+    f.push(EventKind::ConflictMarkers {
+        task: "title".into(),
+        files: vec![ConflictFile {
+            path: "bin/textkit".into(),
+            content: "case \"$cmd\" in\n<<<<<<< ours\n  title) tk_title ;;\n=======\n  slug) tk_slug ;;\n>>>>>>> theirs\nesac".into(),
+        }],
+    });
+    f.walk("title", &[Running, Reviewing, Testing, Merging]);
+    f.push(EventKind::Escalated {
+        task: "title".into(),
+        reason: "merge conflicts in bin/textkit remain after 2 rework attempts".into(),
+    });
+    f.walk("title", &[Merging, Conflict]);
+    f.push(EventKind::ChangeCommitted {
+        task: "slug".into(),
+        commit: "2222222222".into(),
+        files: vec!["README.md".into()],
+        diff: "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n # textkit\n+Slugs!\n".into(),
+    });
+    f.walk("slug", &[Running, Reviewing, Testing, AwaitingGate]);
+    f.events
+}

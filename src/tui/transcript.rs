@@ -1,0 +1,211 @@
+//! One agent's conversation as display lines. Lines are appended as events
+//! arrive and never re-laid out, so a 100k-line transcript costs nothing to
+//! keep; the view renders only the visible window. Tool results are folded
+//! to one line unless expanded.
+
+use crate::domain::MessageAuthor;
+
+/// Results longer than this many lines show a fold marker when folded.
+const FOLDED_PREVIEW: usize = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    Agent,
+    Factory,
+    ToolCall,
+    ToolOk,
+    ToolError,
+    /// Body of a tool result, hidden while folded.
+    ResultBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TLine {
+    pub kind: LineKind,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transcript {
+    lines: Vec<TLine>,
+    /// Indices of the lines shown while results are folded.
+    folded: Vec<usize>,
+    /// Text streaming in for the reply being written now.
+    live: String,
+}
+
+impl Transcript {
+    fn push(&mut self, kind: LineKind, text: &str) {
+        for line in text.split('\n') {
+            if kind != LineKind::ResultBody {
+                self.folded.push(self.lines.len());
+            }
+            self.lines.push(TLine {
+                kind,
+                text: line.to_owned(),
+            });
+        }
+    }
+
+    pub fn message(&mut self, from: MessageAuthor, text: &str) {
+        self.live.clear();
+        let kind = match from {
+            MessageAuthor::Assistant => LineKind::Agent,
+            MessageAuthor::User | MessageAuthor::System => LineKind::Factory,
+        };
+        let prefix = match kind {
+            LineKind::Agent => "▍ ",
+            _ => "» ",
+        };
+        let mut first = true;
+        for line in text.trim_end().split('\n') {
+            let p = if first { prefix } else { "  " };
+            first = false;
+            self.push(kind, &format!("{p}{line}"));
+        }
+    }
+
+    pub fn delta(&mut self, text: &str) {
+        self.live.push_str(text);
+    }
+
+    pub fn tool_call(&mut self, tool: &str, arguments: &serde_json::Value) {
+        self.live.clear();
+        let args = compact(arguments);
+        self.push(LineKind::ToolCall, &format!("→ {tool} {args}"));
+    }
+
+    pub fn tool_result(&mut self, ok: bool, output: &str) {
+        let body: Vec<&str> = output.trim_end().split('\n').collect();
+        let kind = if ok {
+            LineKind::ToolOk
+        } else {
+            LineKind::ToolError
+        };
+        let head = body.first().copied().unwrap_or("");
+        let more = body.len().saturating_sub(FOLDED_PREVIEW);
+        let mark = if ok { "←" } else { "✗" };
+        let summary = if more > 0 {
+            format!("{mark} {head}  [+{more} lines]")
+        } else {
+            format!("{mark} {head}")
+        };
+        self.push(kind, &summary);
+        for line in body.iter().skip(FOLDED_PREVIEW) {
+            self.push(LineKind::ResultBody, &format!("    {line}"));
+        }
+    }
+
+    /// Number of display lines, including the live one.
+    pub fn len(&self, expanded: bool) -> usize {
+        let base = if expanded {
+            self.lines.len()
+        } else {
+            self.folded.len()
+        };
+        base + usize::from(!self.live.is_empty())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.live.is_empty()
+    }
+
+    /// The display line at `index` (live text last).
+    pub fn line(&self, index: usize, expanded: bool) -> Option<(LineKind, &str)> {
+        let stored = if expanded {
+            self.lines.get(index)
+        } else {
+            self.folded.get(index).and_then(|&i| self.lines.get(i))
+        };
+        match stored {
+            Some(l) => Some((l.kind, l.text.as_str())),
+            None if index == self.len(expanded).saturating_sub(1) && !self.live.is_empty() => {
+                Some((LineKind::Agent, self.live.as_str()))
+            }
+            None => None,
+        }
+    }
+
+    /// Display indices of lines containing `query`, in order.
+    pub fn find(&self, query: &str, expanded: bool) -> Vec<usize> {
+        if query.is_empty() {
+            return Vec::new();
+        }
+        let needle = query.to_lowercase();
+        (0..self.len(expanded))
+            .filter(|&i| {
+                self.line(i, expanded)
+                    .is_some_and(|(_, t)| t.to_lowercase().contains(&needle))
+            })
+            .collect()
+    }
+}
+
+/// Tool arguments on one line, long strings shortened.
+fn compact(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(map) => {
+            let parts: Vec<String> = map
+                .iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}={}", shorten(s, 60)),
+                    other => format!("{k}={}", shorten(&other.to_string(), 60)),
+                })
+                .collect();
+            parts.join(" ")
+        }
+        serde_json::Value::String(s) => shorten(s, 80),
+        other => shorten(&other.to_string(), 80),
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', "⏎");
+    if one_line.chars().count() <= max {
+        return format!("{one_line:?}").trim_matches('"').to_owned();
+    }
+    let cut: String = one_line.chars().take(max).collect();
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_fold_to_one_line_and_expand() {
+        let mut t = Transcript::default();
+        t.message(MessageAuthor::User, "do it");
+        t.tool_call("run", &serde_json::json!({"command": "make"}));
+        t.tool_result(false, "exit 1\nline a\nline b");
+        assert_eq!(t.len(false), 3);
+        assert_eq!(t.len(true), 5);
+        assert_eq!(
+            t.line(2, false).unwrap(),
+            (LineKind::ToolError, "✗ exit 1  [+2 lines]")
+        );
+        assert_eq!(t.line(1, false).unwrap().1, "→ run command=make");
+        assert_eq!(t.line(4, true).unwrap().1, "    line b");
+    }
+
+    #[test]
+    fn live_text_streams_then_becomes_the_message() {
+        let mut t = Transcript::default();
+        t.delta("Hel");
+        t.delta("lo");
+        assert_eq!(t.len(false), 1);
+        assert_eq!(t.line(0, false).unwrap().1, "Hello");
+        t.message(MessageAuthor::Assistant, "Hello");
+        assert_eq!(t.len(false), 1);
+        assert_eq!(t.line(0, false).unwrap().1, "▍ Hello");
+    }
+
+    #[test]
+    fn find_is_case_insensitive_and_respects_folding() {
+        let mut t = Transcript::default();
+        t.message(MessageAuthor::Assistant, "Running TESTS");
+        t.tool_result(true, "ok\nall tests pass");
+        assert_eq!(t.find("tests", false), vec![0]);
+        assert_eq!(t.find("tests", true), vec![0, 2]);
+    }
+}

@@ -1,0 +1,608 @@
+//! Draws the cockpit from the model. Rendering reads the model only; it does
+//! no IO and renders just the visible window of long transcripts and diffs.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
+
+use super::app::{App, Modal, Tab};
+use super::highlight::highlight_line;
+use super::theme::{Role, Theme};
+use super::transcript::LineKind;
+use crate::domain::{RunPhase, TaskState};
+
+/// Below this the cockpit says so instead of drawing a broken layout.
+const MIN_WIDTH: u16 = 40;
+const MIN_HEIGHT: u16 = 10;
+/// From this width the DAG sits left of the detail pane.
+const WIDE: u16 = 120;
+
+pub fn glyph(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Pending => "○",
+        TaskState::Ready => "◌",
+        TaskState::Running => "●",
+        TaskState::Reviewing => "◐",
+        TaskState::Testing => "◑",
+        TaskState::AwaitingGate => "⏸",
+        TaskState::Merging => "⇢",
+        TaskState::Merged => "✔",
+        TaskState::Failed => "✖",
+        TaskState::Conflict => "≠",
+        TaskState::Blocked => "⊘",
+        TaskState::Cancelled => "–",
+    }
+}
+
+pub fn render(frame: &mut Frame, app: &App, theme: &Theme) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = Paragraph::new(format!(
+            "terminal too small ({}x{}); memofab needs {MIN_WIDTH}x{MIN_HEIGHT}",
+            area.width, area.height
+        ))
+        .wrap(Wrap { trim: true })
+        .style(theme.style(Role::Warning));
+        frame.render_widget(msg, area);
+        return;
+    }
+    let rows = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .split(area);
+    render_header(frame, app, theme, rows[0]);
+    render_status(frame, app, theme, rows[2]);
+
+    let body = rows[1];
+    let (dag, detail) = if area.width >= WIDE {
+        let cols = Layout::horizontal([Constraint::Percentage(38), Constraint::Percentage(62)])
+            .split(body);
+        (cols[0], cols[1])
+    } else {
+        let wanted = (app.order.len() as u16 + 2).clamp(3, body.height / 2);
+        let parts = Layout::vertical([Constraint::Length(wanted), Constraint::Min(3)]).split(body);
+        (parts[0], parts[1])
+    };
+    render_dag(frame, app, theme, dag, area.width >= WIDE);
+    render_detail(frame, app, theme, detail);
+
+    match &app.modal {
+        Some(Modal::Help) => render_help(frame, theme, area),
+        Some(Modal::Reject { task, input }) => {
+            let rect = centered(area, 70, 7);
+            frame.render_widget(Clear, rect);
+            let mut input = input.clone();
+            input.set_block(bordered(
+                theme,
+                &format!(" Reject {task} at the gate: feedback for the coder "),
+                true,
+            ));
+            frame.render_widget(&input, rect);
+        }
+        Some(Modal::EditTask { task, input }) => {
+            let rect = centered(area, 80, 12);
+            frame.render_widget(Clear, rect);
+            let mut input = input.clone();
+            input.set_block(bordered(
+                theme,
+                &format!(" Edit {task}: description, then '---', then acceptance criteria (Ctrl-S saves) "),
+                true,
+            ));
+            frame.render_widget(&input, rect);
+        }
+        Some(Modal::Search { query }) => {
+            let rect = Rect::new(
+                detail.x,
+                detail.y + detail.height.saturating_sub(1),
+                detail.width,
+                1,
+            );
+            frame.render_widget(Clear, rect);
+            frame.render_widget(
+                Paragraph::new(format!("/{query}")).style(theme.style(Role::Accent)),
+                rect,
+            );
+        }
+        None => {}
+    }
+}
+
+fn bordered<'a>(theme: &Theme, title: &str, focus: bool) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.style(if focus {
+            Role::BorderFocus
+        } else {
+            Role::Border
+        }))
+        .title(Span::styled(title.to_owned(), theme.style(Role::Accent)))
+}
+
+fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let mut spans = vec![Span::styled(
+        format!(" {} ", app.title),
+        theme.style(Role::Accent),
+    )];
+    if let Some(state) = &app.state {
+        spans.push(Span::styled(
+            format!("run {} ", state.run),
+            theme.style(Role::Muted),
+        ));
+        let title = state
+            .blueprint
+            .as_ref()
+            .map(|b| b.title.clone())
+            .unwrap_or_else(|| state.requirement.lines().next().unwrap_or("").to_owned());
+        spans.push(Span::styled(title, theme.style(Role::Text)));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let style = theme.style(Role::StatusBar);
+    let text = match &app.state {
+        Some(s) => {
+            let active = s.tasks().iter().filter(|t| t.state.is_active()).count();
+            let gates = s.count(TaskState::AwaitingGate);
+            let phase = match (&app.stopped, s.phase) {
+                (Some(Some(_)), _) => "engine stopped".to_owned(),
+                (_, RunPhase::Paused) => "PAUSED".to_owned(),
+                (_, p) => p.to_string(),
+            };
+            let gate_hint = if gates > 0 {
+                format!(" │ {gates} at gate: a approve, r reject")
+            } else {
+                String::new()
+            };
+            format!(
+                " {phase}{gate_hint} │ agents {active}/{} │ merged {}/{} │ tokens {}/{} │ ? help  q quit",
+                s.settings.concurrency,
+                s.count(TaskState::Merged),
+                s.tasks().len(),
+                short_tokens(s.tokens.input),
+                short_tokens(s.tokens.output)
+            )
+        }
+        None => " waiting for the engine… │ ? help  q quit".to_owned(),
+    };
+    frame.render_widget(Paragraph::new(text).style(style), area);
+}
+
+fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: bool) {
+    let block = bordered(theme, " Blueprint ", false);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    app.dag_area.set(inner);
+    let Some(state) = &app.state else { return };
+    if app.order.is_empty() {
+        let msg = match state.phase {
+            RunPhase::Planning if !state.spec_submitted => {
+                "Edit the requirement in the Spec tab (5), then Ctrl-S."
+            }
+            RunPhase::Planning => "Planning…",
+            _ => "No blueprint.",
+        };
+        frame.render_widget(Paragraph::new(msg).style(theme.style(Role::Muted)), inner);
+        return;
+    }
+    // Keep the selection visible.
+    let height = usize::from(inner.height.max(1));
+    let first = app.selected.saturating_sub(height - 1);
+    let mut lines = Vec::new();
+    for (i, (id, depth)) in app.order.iter().enumerate().skip(first).take(height) {
+        let Some(task) = state.task(id) else { continue };
+        let style = theme.task(task.state);
+        let elapsed = if task.state.is_active() || task.state == TaskState::AwaitingGate {
+            format_secs(app.now_ms.saturating_sub(task.since_ms) / 1000)
+        } else {
+            String::new()
+        };
+        // Fixed columns first, then the tree: indentation never shifts them.
+        let mut spans = vec![
+            Span::styled(
+                format!("{} {:<13}", glyph(task.state), task.state.as_str()),
+                style,
+            ),
+            Span::styled(
+                format!("{:>6} ", short_tokens(task.tokens.total())),
+                theme.style(Role::Muted),
+            ),
+            Span::styled(format!("{elapsed:>5} "), theme.style(Role::Muted)),
+            Span::raw("  ".repeat(*depth)),
+            Span::styled(id.as_str().to_owned(), style),
+        ];
+        if wide {
+            spans.push(Span::styled(
+                format!("  {}", task.spec.title),
+                theme.style(Role::Muted),
+            ));
+        }
+        let mut line = Line::from(spans);
+        if i == app.selected {
+            line = line.style(theme.style(Role::Selection));
+        }
+        lines.push(line);
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn render_detail(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let parts = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).split(area);
+    let titles: Vec<Line> = Tab::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut title = format!("{} {}", i + 1, t.title());
+            if *t == Tab::Gates {
+                let n = app.gated_tasks().len();
+                if n > 0 {
+                    title.push_str(&format!(" ({n})"));
+                }
+            }
+            Line::from(title)
+        })
+        .collect();
+    let selected = Tab::ALL.iter().position(|t| *t == app.tab).unwrap_or(0);
+    frame.render_widget(
+        Tabs::new(titles)
+            .select(selected)
+            .style(theme.style(Role::Muted))
+            .highlight_style(theme.style(Role::Accent)),
+        parts[0],
+    );
+    let body = parts[1];
+    match app.tab {
+        Tab::Transcript => render_transcript(frame, app, theme, body),
+        Tab::Diff => render_diff(frame, app, theme, body),
+        Tab::Conflicts => render_conflicts(frame, app, theme, body),
+        Tab::Gates => render_gates(frame, app, theme, body),
+        Tab::Spec => render_spec(frame, app, theme, body),
+        Tab::Log => render_log(frame, app, theme, body),
+    }
+}
+
+fn render_transcript(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let agent = app
+        .shown_agent()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "no agent yet".into());
+    let follow = if app.scroll.follow {
+        "following"
+    } else {
+        "paused — G to follow"
+    };
+    let block = bordered(theme, &format!(" {agent} · {follow} "), true);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    app.detail_height.set(inner.height);
+    let Some(transcript) = app.shown_transcript() else {
+        return;
+    };
+    let height = usize::from(inner.height);
+    let total = transcript.len(app.expanded);
+    let offset = if app.scroll.follow {
+        total.saturating_sub(height)
+    } else {
+        app.scroll.offset.min(total)
+    };
+    let hit = app.search.hits.get(app.search.current).copied();
+    let lines: Vec<Line> = (offset..(offset + height).min(total))
+        .filter_map(|i| {
+            transcript.line(i, app.expanded).map(|(kind, text)| {
+                let role = match kind {
+                    LineKind::Agent => Role::AgentText,
+                    LineKind::Factory => Role::AgentHuman,
+                    LineKind::ToolCall => Role::ToolCall,
+                    LineKind::ToolOk | LineKind::ResultBody => Role::ToolOk,
+                    LineKind::ToolError => Role::ToolError,
+                };
+                let style = if Some(i) == hit {
+                    theme.style(Role::SearchMatch)
+                } else {
+                    theme.style(role)
+                };
+                Line::from(Span::styled(text.to_owned(), style))
+            })
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn render_diff(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let task = app.selected_task();
+    let view = task.and_then(|t| app.task_views.get(t));
+    let title = match (task, view) {
+        (Some(t), Some(v)) if !v.files.is_empty() => format!(" {t}: {} ", v.files.join(", ")),
+        (Some(t), _) => format!(" {t}: no change yet "),
+        _ => " no task selected ".to_owned(),
+    };
+    let block = bordered(theme, &title, true);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(view) = view else { return };
+    let lines: Vec<&str> = view.diff.lines().collect();
+    let hunks: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("@@"))
+        .map(|(i, _)| i)
+        .collect();
+    // Hunk 0 is the top of the diff; `]` steps to the first hunk and on.
+    let start = match app.hunk {
+        0 => 0,
+        _ if hunks.is_empty() => 0,
+        n => hunks[(n - 1).min(hunks.len() - 1)],
+    };
+    let mut file = String::new();
+    for line in &lines[..start] {
+        if let Some(path) = line.strip_prefix("+++ b/") {
+            file = path.to_owned();
+        }
+    }
+    let mut out = Vec::new();
+    for line in lines.iter().skip(start).take(usize::from(inner.height)) {
+        if let Some(path) = line.strip_prefix("+++ b/") {
+            file = path.to_owned();
+        }
+        out.push(diff_line(line, &file, theme));
+    }
+    frame.render_widget(Paragraph::new(out), inner);
+}
+
+fn diff_line(line: &str, file: &str, theme: &Theme) -> Line<'static> {
+    let role = if line.starts_with("+++") || line.starts_with("---") || line.starts_with("diff ") {
+        Some(Role::DiffFile)
+    } else if line.starts_with("@@") {
+        Some(Role::DiffHunk)
+    } else {
+        None
+    };
+    if let Some(role) = role {
+        return Line::from(Span::styled(line.to_owned(), theme.style(role)));
+    }
+    let (mark, code, role) = match line.chars().next() {
+        Some('+') => ("+", &line[1..], Role::DiffAdd),
+        Some('-') => ("-", &line[1..], Role::DiffDel),
+        Some(' ') => (" ", &line[1..], Role::Text),
+        _ => ("", line, Role::Text),
+    };
+    let mut spans = vec![Span::styled(mark.to_owned(), theme.style(role))];
+    match highlight_line(file, code, &theme.syntax_theme) {
+        Some(hl) if role == Role::Text => spans.extend(hl),
+        Some(hl) => {
+            // Keep the add/remove colour as background cue via the marker,
+            // syntax colours for the code.
+            spans.extend(hl.into_iter().map(|s| s.patch_style(Style::default())));
+        }
+        None => spans.push(Span::styled(code.to_owned(), theme.style(role))),
+    }
+    Line::from(spans)
+}
+
+fn render_conflicts(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let task = app.selected_task();
+    let view = task.and_then(|t| app.task_views.get(t));
+    let block = bordered(
+        theme,
+        " Conflicts · w rework  v resolver  e edit  m mark resolved ",
+        true,
+    );
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(view) = view else {
+        frame.render_widget(
+            Paragraph::new("No conflicts.").style(theme.style(Role::Muted)),
+            inner,
+        );
+        return;
+    };
+    let mut lines = Vec::new();
+    if let Some(reason) = &view.escalation {
+        lines.push(Line::from(Span::styled(
+            format!("Escalated: {reason}"),
+            theme.style(Role::Error),
+        )));
+    }
+    if !view.conflict_files.is_empty() {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "Conflicted on the last merge: {}",
+                view.conflict_files.join(", ")
+            ),
+            theme.style(Role::Warning),
+        )));
+    }
+    for file in &view.conflicts {
+        lines.push(Line::from(Span::styled(
+            format!("── {} ──", file.path),
+            theme.style(Role::DiffFile),
+        )));
+        for l in file.content.lines() {
+            let role =
+                if l.starts_with("<<<<<<<") || l.starts_with("=======") || l.starts_with(">>>>>>>")
+                {
+                    Role::ConflictMarker
+                } else {
+                    Role::Text
+                };
+            lines.push(Line::from(Span::styled(l.to_owned(), theme.style(role))));
+        }
+    }
+    if lines.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "No conflicts for this task.",
+            theme.style(Role::Muted),
+        )));
+    }
+    let skip = app.scroll.offset.min(lines.len().saturating_sub(1));
+    frame.render_widget(
+        Paragraph::new(
+            lines
+                .into_iter()
+                .skip(if app.scroll.follow { 0 } else { skip })
+                .collect::<Vec<_>>(),
+        ),
+        inner,
+    );
+}
+
+fn render_gates(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let block = bordered(theme, " Gate queue · a approve  r reject ", true);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let gated = app.gated_tasks();
+    if gated.is_empty() {
+        frame.render_widget(
+            Paragraph::new("Nothing waits at the gate.").style(theme.style(Role::Muted)),
+            inner,
+        );
+        return;
+    }
+    let target = app.gate_target();
+    let mut lines = Vec::new();
+    for task in &gated {
+        let view = app.task_views.get(task);
+        let marker = if Some(task) == target.as_ref() {
+            "▶"
+        } else {
+            " "
+        };
+        let reason = view.and_then(|v| v.gate_reason.clone()).unwrap_or_default();
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("{marker} {} {task} ", glyph(TaskState::AwaitingGate)),
+                theme.task(TaskState::AwaitingGate),
+            ),
+            Span::styled(reason, theme.style(Role::Text)),
+        ]));
+        if let Some(v) = view {
+            lines.push(Line::from(Span::styled(
+                format!("    files: {}", v.files.join(", ")),
+                theme.style(Role::Muted),
+            )));
+        }
+    }
+    if let Some(view) = target.as_ref().and_then(|t| app.task_views.get(t)) {
+        lines.push(Line::from(""));
+        let mut file = String::new();
+        for line in view.diff.lines() {
+            if let Some(path) = line.strip_prefix("+++ b/") {
+                file = path.to_owned();
+            }
+            lines.push(diff_line(line, &file, theme));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn render_spec(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let editable = app.state.as_ref().is_some_and(|s| !s.spec_submitted);
+    let title = if editable {
+        " Requirement · edit, then Ctrl-S to start planning "
+    } else {
+        " Requirement (submitted) "
+    };
+    let mut spec = app.spec.clone();
+    spec.set_block(bordered(theme, title, editable));
+    if !editable {
+        spec.set_cursor_style(Style::default());
+    }
+    frame.render_widget(&spec, area);
+}
+
+fn render_log(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let block = bordered(theme, " Log ", true);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let height = usize::from(inner.height);
+    let first = app.log.len().saturating_sub(height);
+    let lines: Vec<Line> = app.log[first..]
+        .iter()
+        .map(|l| {
+            let role = if l.warn { Role::Warning } else { Role::Text };
+            Line::from(Span::styled(l.text.clone(), theme.style(role)))
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+#[cfg(test)]
+mod tests;
+
+const HELP: &[(&str, &str)] = &[
+    ("↑/↓ j/k", "select a task (mouse: click)"),
+    (
+        "Tab, 1-6",
+        "switch tab: transcript, diff, conflicts, gates, spec, log",
+    ),
+    (
+        "PgUp/PgDn J/K",
+        "scroll (wheel too); scrolling up pauses follow",
+    ),
+    ("G / End", "follow the live tail again"),
+    ("< >", "older / newer agent of the task"),
+    ("x", "expand or fold tool results"),
+    ("/ n N", "search the transcript, next, previous"),
+    ("[ ]", "previous / next diff hunk"),
+    ("a", "approve the merge waiting at the gate"),
+    ("r", "reject it with feedback for the coder"),
+    ("p", "pause / resume the run"),
+    ("c  R  E", "cancel, retry, edit the selected task"),
+    (
+        "w v e m",
+        "conflicts: rework, resolver, $EDITOR, mark resolved",
+    ),
+    ("Ctrl-S", "submit the requirement (spec tab) or a task edit"),
+    ("q", "quit (the run can be resumed)"),
+];
+
+fn render_help(frame: &mut Frame, theme: &Theme, area: Rect) {
+    let rect = centered(area, 72, HELP.len() as u16 + 4);
+    frame.render_widget(Clear, rect);
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, d)| {
+            Line::from(vec![
+                Span::styled(format!(" {k:<15}"), theme.style(Role::Accent)),
+                Span::styled((*d).to_owned(), theme.style(Role::Text)),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Paragraph::new(lines).block(bordered(theme, " Keys · any key closes ", true)),
+        rect,
+    );
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+fn format_secs(secs: u64) -> String {
+    if secs >= 60 {
+        format!("{}m{:02}", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+fn short_tokens(n: u64) -> String {
+    if n >= 1_000_000 {
+        format!("{:.1}M", n as f64 / 1e6)
+    } else if n >= 1_000 {
+        format!("{:.1}k", n as f64 / 1e3)
+    } else {
+        n.to_string()
+    }
+}

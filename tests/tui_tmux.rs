@@ -1,0 +1,150 @@
+//! End to end: the real binary in a real terminal (tmux). `memofab demo`
+//! runs in the cockpit until the docs task waits at the gate; one `a`
+//! approves it; the task merges and the screen says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/factory.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use memofab::domain::TaskState;
+use support::*;
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "cockpit"])
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> bool,
+    screen: impl Fn() -> String,
+) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {what}; screen:\n{}",
+            screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn task_state(repo: &Path, task: &str) -> Option<TaskState> {
+    if !repo.join(".memofab/memofab.db").exists() {
+        return None;
+    }
+    let run = memofab::effects::store::Store::open(&repo.join(".memofab/memofab.db"))
+        .ok()?
+        .latest_run()
+        .ok()??;
+    let state = memofab::engine::session::stored_state(repo, &run).ok()?;
+    state.task(&task.into()).map(|t| t.state)
+}
+
+#[test]
+fn approving_a_gated_merge_with_one_key_in_the_cockpit() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux is required in CI (.ci/run installs it)"
+        );
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("demo");
+    let tmux = Tmux {
+        socket: format!("memofab-test-{}", std::process::id()),
+    };
+    let command = format!(
+        "XDG_CONFIG_HOME={} {} demo --dir {} --pace-ms 0; echo COCKPIT-EXITED; sleep 60",
+        tmp.path().join("config").display(),
+        memofab_bin().display(),
+        repo.display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "cockpit",
+        "-x",
+        "160",
+        "-y",
+        "45",
+        &command,
+    ]);
+    let screen = || tmux.screen();
+
+    wait_for(
+        "the docs task to wait at the gate",
+        Duration::from_secs(60),
+        || task_state(&repo, "docs") == Some(TaskState::AwaitingGate),
+        screen,
+    );
+    wait_for(
+        "the gate to show on screen",
+        Duration::from_secs(10),
+        || screen().contains("awaiting_gate") && screen().contains("at gate"),
+        screen,
+    );
+
+    tmux.run(&["send-keys", "-t", "cockpit", "a"]);
+    wait_for(
+        "docs to merge",
+        Duration::from_secs(30),
+        || task_state(&repo, "docs") == Some(TaskState::Merged),
+        screen,
+    );
+    wait_for(
+        "the screen to show every task merged",
+        Duration::from_secs(10),
+        || screen().contains("merged 6/6") && !screen().contains("awaiting_gate"),
+        screen,
+    );
+
+    tmux.run(&["send-keys", "-t", "cockpit", "q"]);
+    wait_for(
+        "the cockpit to exit and print its summary",
+        Duration::from_secs(15),
+        || screen().contains("COCKPIT-EXITED"),
+        screen,
+    );
+    let after = screen();
+    assert!(after.contains("6 merged of 6"), "{after}");
+    let events = stored_events(&repo, &only_run(&repo));
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        memofab::domain::EventKind::GateDecision { approved: true, by, .. } if by != "auto-approve"
+    )));
+}
