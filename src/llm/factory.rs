@@ -1,12 +1,128 @@
-//! Builds HTTP providers from config (placeholder until they land).
+//! Builds HTTP providers from config, prices their usage, and checks that a
+//! configured provider answers (`memofab doctor`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{LlmError, LlmProvider};
-use crate::config::ProviderConfig;
+use futures_util::StreamExt;
 
-pub fn build_provider(name: &str, _cfg: &ProviderConfig) -> Result<Arc<dyn LlmProvider>, LlmError> {
-    Err(LlmError::Config(format!(
-        "provider {name}: HTTP providers are not built yet"
-    )))
+use super::anthropic::{self, AnthropicProvider};
+use super::http::{Endpoint, RetryPolicy};
+use super::openai::{self, OpenAiProvider};
+use super::types::{ChatMessage, CompletionRequest, LlmError, ScriptKey};
+use super::{LlmProvider, collect_completion};
+use crate::config::{Price, ProviderConfig, ProviderKind};
+use crate::domain::{AgentRole, TokenUsage};
+
+pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmProvider>, LlmError> {
+    let api_key = match &cfg.api_key_env {
+        Some(var) => match std::env::var(var) {
+            Ok(key) if !key.trim().is_empty() => Some(key.trim().to_owned()),
+            _ => {
+                return Err(LlmError::Config(format!(
+                    "provider {name}: the environment variable {var} (providers.{name}.api_key_env) is not set"
+                )));
+            }
+        },
+        None => None,
+    };
+    let default_url = match cfg.kind {
+        ProviderKind::Openai => openai::DEFAULT_BASE_URL,
+        ProviderKind::Anthropic => anthropic::DEFAULT_BASE_URL,
+        ProviderKind::Scripted => {
+            return Err(LlmError::Config(
+                "scripted providers are built by the engine".into(),
+            ));
+        }
+    };
+    let endpoint = Endpoint::new(
+        cfg.base_url.as_deref().unwrap_or(default_url),
+        api_key,
+        Duration::from_secs(cfg.connect_timeout_secs),
+        Duration::from_secs(cfg.request_timeout_secs),
+        RetryPolicy::new(cfg.max_retries),
+    )?;
+    Ok(match cfg.kind {
+        ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(name, endpoint)),
+        _ => Arc::new(OpenAiProvider::new(name, endpoint)),
+    })
+}
+
+/// USD for `usage` at the model's price per million tokens; `None` if unpriced.
+pub fn cost_usd(prices: &BTreeMap<String, Price>, model: &str, usage: &TokenUsage) -> Option<f64> {
+    let price = prices.get(model)?;
+    let uncached = usage.input.saturating_sub(usage.cached) as f64;
+    Some(
+        (uncached * price.input
+            + usage.cached as f64 * price.cached_input
+            + usage.output as f64 * price.output)
+            / 1_000_000.0,
+    )
+}
+
+/// Sends a tiny request and returns the reply: proof the provider is reachable,
+/// the key accepted and the model known.
+pub async fn check_provider(provider: &dyn LlmProvider, model: &str) -> Result<String, LlmError> {
+    let request = CompletionRequest {
+        model: model.to_owned(),
+        system: "You are a health check.".into(),
+        messages: vec![ChatMessage::User {
+            content: "Reply with the word ok.".into(),
+        }],
+        tools: Vec::new(),
+        max_tokens: 16,
+        temperature: Some(0.0),
+        script: ScriptKey {
+            role: AgentRole::Planner,
+            task: None,
+            attempt: 1,
+        },
+    };
+    let stream = provider.stream(request).fuse();
+    let completion = collect_completion(stream, |_| {}).await?;
+    Ok(completion.text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_uses_the_price_table() {
+        let mut prices = BTreeMap::new();
+        prices.insert(
+            "m".to_owned(),
+            Price {
+                input: 2.0,
+                output: 10.0,
+                cached_input: 0.5,
+            },
+        );
+        let usage = TokenUsage {
+            input: 1_000_000,
+            output: 100_000,
+            cached: 200_000,
+        };
+        let cost = cost_usd(&prices, "m", &usage).unwrap();
+        assert!((cost - (1.6 + 0.1 + 1.0)).abs() < 1e-9, "{cost}");
+        assert!(cost_usd(&prices, "other", &usage).is_none());
+    }
+
+    #[test]
+    fn a_missing_key_names_the_variable_not_a_value() {
+        let cfg = ProviderConfig {
+            kind: ProviderKind::Openai,
+            base_url: None,
+            api_key_env: Some("MEMOFAB_TEST_SURELY_UNSET_KEY".into()),
+            model: None,
+            scenario: None,
+            request_timeout_secs: 5,
+            connect_timeout_secs: 5,
+            max_retries: 0,
+            prices: BTreeMap::new(),
+        };
+        let err = build_provider("cloud", &cfg).err().unwrap().to_string();
+        assert!(err.contains("MEMOFAB_TEST_SURELY_UNSET_KEY"), "{err}");
+    }
 }

@@ -2,10 +2,15 @@
 //! ones — implements [`LlmProvider`] by producing the same stream of
 //! [`StreamEvent`]s, so agents cannot tell them apart.
 
+pub mod anthropic;
 pub mod assemble;
 pub mod factory;
+pub mod http;
+pub mod openai;
+pub mod redact;
 pub mod scenario;
 pub mod scripted;
+pub mod sse;
 pub mod types;
 
 use futures_util::stream::BoxStream;

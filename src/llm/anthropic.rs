@@ -1,0 +1,375 @@
+//! Anthropic Messages with streaming. Content arrives in indexed blocks:
+//! text blocks stream `text_delta`s, tool_use blocks stream their input as
+//! `input_json_delta` fragments.
+
+use std::collections::BTreeMap;
+
+use futures_util::FutureExt;
+use futures_util::stream::BoxStream;
+use serde_json::{Value, json};
+
+use super::LlmProvider;
+use super::http::{Decoder, Endpoint, event_stream, parse_json, send_with_retry};
+use super::sse::SseEvent;
+use super::types::{ChatMessage, CompletionRequest, FinishReason, LlmError, StreamEvent};
+use crate::domain::TokenUsage;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+pub const API_VERSION: &str = "2023-06-01";
+
+pub struct AnthropicProvider {
+    name: String,
+    endpoint: Endpoint,
+}
+
+impl AnthropicProvider {
+    pub fn new(name: &str, endpoint: Endpoint) -> Self {
+        Self {
+            name: name.to_owned(),
+            endpoint,
+        }
+    }
+}
+
+/// The request body. Consecutive messages of one role are merged into one
+/// message of several blocks, as the API wants strictly alternating roles.
+pub fn request_body(request: &CompletionRequest) -> Value {
+    let mut messages: Vec<(&str, Vec<Value>)> = Vec::new();
+    let mut push = |role: &'static str, block: Value| match messages.last_mut() {
+        Some((last, blocks)) if *last == role => blocks.push(block),
+        _ => messages.push((role, vec![block])),
+    };
+    for message in &request.messages {
+        match message {
+            ChatMessage::User { content } => push("user", json!({"type": "text", "text": content})),
+            ChatMessage::Assistant {
+                content,
+                tool_calls,
+            } => {
+                if !content.is_empty() {
+                    push("assistant", json!({"type": "text", "text": content}));
+                }
+                for call in tool_calls {
+                    let input: Value = serde_json::from_str(&call.arguments)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| json!({}));
+                    push(
+                        "assistant",
+                        json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}),
+                    );
+                }
+            }
+            ChatMessage::ToolResult {
+                call_id,
+                content,
+                is_error,
+            } => push(
+                "user",
+                json!({"type": "tool_result", "tool_use_id": call_id, "content": content, "is_error": is_error}),
+            ),
+        }
+    }
+    let messages: Vec<Value> = messages
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    let mut body = json!({
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "system": request.system,
+        "messages": messages,
+        "stream": true,
+    });
+    if !request.tools.is_empty() {
+        body["tools"] = request
+            .tools
+            .iter()
+            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+            .collect();
+    }
+    if let Some(t) = request.temperature {
+        body["temperature"] = json!(t);
+    }
+    body
+}
+
+impl LlmProvider for AnthropicProvider {
+    fn name(&self) -> String {
+        format!("anthropic:{}", self.name)
+    }
+
+    fn stream(
+        &self,
+        request: CompletionRequest,
+    ) -> BoxStream<'static, Result<StreamEvent, LlmError>> {
+        let endpoint = self.endpoint.clone();
+        let body = request_body(&request);
+        let url = format!("{}/v1/messages", endpoint.base_url);
+        let secrets: Vec<String> = endpoint.api_key.iter().cloned().collect();
+        let start = async move {
+            send_with_retry(&endpoint, || {
+                let mut req = endpoint
+                    .client
+                    .post(&url)
+                    .header("anthropic-version", API_VERSION)
+                    .json(&body);
+                if let Some(key) = &endpoint.api_key {
+                    req = req.header("x-api-key", key);
+                }
+                req
+            })
+            .await
+        }
+        .boxed();
+        event_stream(start, EventDecoder::default(), secrets)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct EventDecoder {
+    /// tool_use blocks by index, and whether any input fragment arrived.
+    tool_blocks: BTreeMap<usize, bool>,
+    input_tokens: u64,
+    cached_tokens: u64,
+    finish: Option<FinishReason>,
+    done: bool,
+}
+
+impl Decoder for EventDecoder {
+    fn decode(&mut self, event: SseEvent) -> Result<Vec<StreamEvent>, LlmError> {
+        if event.data.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let data = parse_json(&event.data)?;
+        let kind = data
+            .get("type")
+            .and_then(Value::as_str)
+            .or(event.event.as_deref())
+            .unwrap_or("");
+        let index = data.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let mut out = Vec::new();
+        match kind {
+            "message_start" => {
+                let usage = &data["message"]["usage"];
+                self.input_tokens = usage["input_tokens"].as_u64().unwrap_or(0);
+                self.cached_tokens = usage["cache_read_input_tokens"].as_u64().unwrap_or(0);
+                out.push(StreamEvent::Usage(TokenUsage {
+                    input: self.input_tokens,
+                    output: usage["output_tokens"].as_u64().unwrap_or(0),
+                    cached: self.cached_tokens,
+                }));
+            }
+            "content_block_start" => {
+                let block = &data["content_block"];
+                match block["type"].as_str() {
+                    Some("tool_use") => {
+                        self.tool_blocks.insert(index, false);
+                        out.push(StreamEvent::ToolCallStart {
+                            index,
+                            id: block["id"].as_str().unwrap_or("").to_owned(),
+                            name: block["name"].as_str().unwrap_or("").to_owned(),
+                        });
+                    }
+                    Some("text") => {
+                        if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
+                            out.push(StreamEvent::TextDelta(text.to_owned()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_delta" => {
+                let delta = &data["delta"];
+                match delta["type"].as_str() {
+                    Some("text_delta") => {
+                        if let Some(text) = delta["text"].as_str() {
+                            out.push(StreamEvent::TextDelta(text.to_owned()));
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        let fragment = delta["partial_json"].as_str().unwrap_or("");
+                        if !fragment.is_empty() {
+                            self.tool_blocks.insert(index, true);
+                            out.push(StreamEvent::ToolCallArgs {
+                                index,
+                                fragment: fragment.to_owned(),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_stop" => {
+                // A tool called with no input streams no fragments at all.
+                if self.tool_blocks.get(&index) == Some(&false) {
+                    self.tool_blocks.insert(index, true);
+                    out.push(StreamEvent::ToolCallArgs {
+                        index,
+                        fragment: "{}".into(),
+                    });
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = data["delta"]["stop_reason"].as_str() {
+                    self.finish = Some(match reason {
+                        "end_turn" | "stop_sequence" => FinishReason::Stop,
+                        "tool_use" => FinishReason::ToolCalls,
+                        "max_tokens" => FinishReason::Length,
+                        other => FinishReason::Other(other.to_owned()),
+                    });
+                }
+                if let Some(output) = data["usage"]["output_tokens"].as_u64() {
+                    out.push(StreamEvent::Usage(TokenUsage {
+                        input: self.input_tokens,
+                        output,
+                        cached: self.cached_tokens,
+                    }));
+                }
+            }
+            "message_stop" => {
+                self.done = true;
+                out.push(StreamEvent::Finished(
+                    self.finish.clone().unwrap_or(FinishReason::Stop),
+                ));
+            }
+            "error" => {
+                let message = data
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown error");
+                return Err(LlmError::Stream(message.to_owned()));
+            }
+            _ => {} // ping and future event types
+        }
+        Ok(out)
+    }
+
+    fn is_complete(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::AgentRole;
+    use crate::llm::{ScriptKey, ToolCall};
+
+    fn ev(data: &str) -> SseEvent {
+        SseEvent {
+            event: None,
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn events_decode_and_input_less_tools_get_empty_objects() {
+        let mut d = EventDecoder::default();
+        let mut out = Vec::new();
+        for data in [
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":20,"cache_read_input_tokens":5,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Looking"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"ping"}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"tu_1","name":"list_files","input":{}}}"#,
+            r#"{"type":"content_block_stop","index":1}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":12}}"#,
+            r#"{"type":"message_stop"}"#,
+        ] {
+            out.extend(d.decode(ev(data)).unwrap());
+        }
+        assert_eq!(
+            out[0],
+            StreamEvent::Usage(TokenUsage {
+                input: 20,
+                output: 1,
+                cached: 5
+            })
+        );
+        assert_eq!(out[1], StreamEvent::TextDelta("Looking".into()));
+        assert_eq!(
+            out[2],
+            StreamEvent::ToolCallStart {
+                index: 1,
+                id: "tu_1".into(),
+                name: "list_files".into()
+            }
+        );
+        assert_eq!(
+            out[3],
+            StreamEvent::ToolCallArgs {
+                index: 1,
+                fragment: "{}".into()
+            }
+        );
+        assert_eq!(
+            out.last(),
+            Some(&StreamEvent::Finished(FinishReason::ToolCalls))
+        );
+        assert!(d.is_complete());
+        let err = EventDecoder::default()
+            .decode(ev(
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            ))
+            .unwrap_err();
+        assert_eq!(err, LlmError::Stream("Overloaded".into()));
+    }
+
+    #[test]
+    fn tool_results_merge_into_one_user_message() {
+        let request = CompletionRequest {
+            model: "claude".into(),
+            system: "sys".into(),
+            messages: vec![
+                ChatMessage::User {
+                    content: "go".into(),
+                },
+                ChatMessage::Assistant {
+                    content: "two tools".into(),
+                    tool_calls: vec![
+                        ToolCall {
+                            id: "a".into(),
+                            name: "read_file".into(),
+                            arguments: r#"{"path":"x"}"#.into(),
+                        },
+                        ToolCall {
+                            id: "b".into(),
+                            name: "run".into(),
+                            arguments: "{broken".into(),
+                        },
+                    ],
+                },
+                ChatMessage::ToolResult {
+                    call_id: "a".into(),
+                    content: "x".into(),
+                    is_error: false,
+                },
+                ChatMessage::ToolResult {
+                    call_id: "b".into(),
+                    content: "bad".into(),
+                    is_error: true,
+                },
+            ],
+            tools: vec![],
+            max_tokens: 64,
+            temperature: None,
+            script: ScriptKey {
+                role: AgentRole::Coder,
+                task: None,
+                attempt: 1,
+            },
+        };
+        let body = request_body(&request);
+        let messages = body["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[1]["content"][1]["input"]["path"], "x");
+        assert_eq!(messages[1]["content"][2]["input"], json!({}));
+        assert_eq!(messages[2]["role"], "user");
+        assert_eq!(messages[2]["content"].as_array().unwrap().len(), 2);
+        assert_eq!(messages[2]["content"][1]["is_error"], true);
+        assert_eq!(body["system"], "sys");
+        assert!(body.get("tools").is_none());
+    }
+}
