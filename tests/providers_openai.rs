@@ -284,3 +284,81 @@ async fn dropping_the_stream_stops_reading() {
     drop(stream);
     assert_eq!(server.count(), 1);
 }
+
+fn doctor(
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    key: Option<&str>,
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_memofab"));
+    cmd.arg("--repo")
+        .arg(dir)
+        .arg("doctor")
+        .arg("--config")
+        .arg(config);
+    cmd.env("XDG_CONFIG_HOME", dir.join("xdg"));
+    match key {
+        Some(k) => cmd.env("MEMOFAB_TEST_KEY", k),
+        None => cmd.env_remove("MEMOFAB_TEST_KEY"),
+    };
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reaches_each_configured_provider() {
+    let server = FakeServer::start(vec![
+        ok(vec![sse(&[
+            chunk(json!({"content": "ok"}), Some("stop")),
+            "[DONE]".into(),
+        ])]),
+        status(
+            401,
+            r#"{"error": {"message": "Incorrect API key provided"}}"#,
+            &[],
+        ),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"MEMOFAB_TEST_KEY\"\nmodel = \"qwen-test\"\nmax_retries = 0\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let path = dir.path().to_owned();
+    let (cfg, p2) = (config.clone(), path.clone());
+    let good = tokio::task::spawn_blocking(move || doctor(&cfg, &p2, Some(KEY)))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        text.contains("ok   provider local: model qwen-test answered \"ok\""),
+        "{text}"
+    );
+    assert!(good.status.success(), "{text}");
+
+    let (cfg, p2) = (config.clone(), path.clone());
+    let bad = tokio::task::spawn_blocking(move || doctor(&cfg, &p2, Some(KEY)))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        text.contains("FAIL provider local") && text.contains("Incorrect API key"),
+        "{text}"
+    );
+    assert!(!text.contains(KEY));
+    assert!(!bad.status.success());
+
+    let (cfg, p2) = (config, path);
+    let missing = tokio::task::spawn_blocking(move || doctor(&cfg, &p2, None))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&missing.stdout);
+    assert!(
+        text.contains("MEMOFAB_TEST_KEY") && text.contains("not set"),
+        "{text}"
+    );
+}

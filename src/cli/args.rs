@@ -46,6 +46,8 @@ pub enum Commands {
     Reject(RejectArgs),
     /// Write a run's full record.
     Export(ExportArgs),
+    /// Check the configuration and reach every configured provider.
+    Doctor,
 }
 
 #[derive(Debug, Args)]

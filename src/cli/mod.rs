@@ -3,6 +3,7 @@
 
 mod args;
 pub mod demo;
+mod doctor;
 mod headless;
 mod providers;
 mod records;
@@ -48,6 +49,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Approve(args)) => records::approve(&repo, args),
         Some(Commands::Reject(args)) => records::reject(&repo, args),
         Some(Commands::Export(args)) => records::export(&repo, args),
+        Some(Commands::Doctor) => doctor::run(&cli.global, &repo).await,
         None => headless::cockpit_new_run(&cli.global, &repo).await,
     }
 }

@@ -200,16 +200,15 @@ impl Decoder for EventDecoder {
                     _ => {}
                 }
             }
-            "content_block_stop" => {
+            "content_block_stop"
                 // A tool called with no input streams no fragments at all.
-                if self.tool_blocks.get(&index) == Some(&false) {
+                if self.tool_blocks.get(&index) == Some(&false) => {
                     self.tool_blocks.insert(index, true);
                     out.push(StreamEvent::ToolCallArgs {
                         index,
                         fragment: "{}".into(),
                     });
                 }
-            }
             "message_delta" => {
                 if let Some(reason) = data["delta"]["stop_reason"].as_str() {
                     self.finish = Some(match reason {

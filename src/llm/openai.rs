@@ -147,10 +147,10 @@ impl Decoder for ChunkDecoder {
         let mut out = Vec::new();
         if let Some(choice) = chunk.pointer("/choices/0") {
             let delta = &choice["delta"];
-            if let Some(text) = delta.get("content").and_then(Value::as_str) {
-                if !text.is_empty() {
-                    out.push(StreamEvent::TextDelta(text.to_owned()));
-                }
+            if let Some(text) = delta.get("content").and_then(Value::as_str)
+                && !text.is_empty()
+            {
+                out.push(StreamEvent::TextDelta(text.to_owned()));
             }
             for call in delta
                 .get("tool_calls")
@@ -171,13 +171,13 @@ impl Decoder for ChunkDecoder {
                         name: name.to_owned(),
                     });
                 }
-                if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str) {
-                    if !args.is_empty() {
-                        out.push(StreamEvent::ToolCallArgs {
-                            index,
-                            fragment: args.to_owned(),
-                        });
-                    }
+                if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str)
+                    && !args.is_empty()
+                {
+                    out.push(StreamEvent::ToolCallArgs {
+                        index,
+                        fragment: args.to_owned(),
+                    });
                 }
             }
             if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {

@@ -33,7 +33,7 @@ impl ScriptedProvider {
     }
 
     /// The events of the reply to `request`, or why there is none.
-    fn reply(&self, request: &CompletionRequest) -> Result<Vec<StreamEvent>, LlmError> {
+    pub fn reply(&self, request: &CompletionRequest) -> Result<Vec<StreamEvent>, LlmError> {
         let key = &request.script;
         let who = match &key.task {
             Some(task) => format!("{} of task {task}, attempt {}", key.role, key.attempt),
