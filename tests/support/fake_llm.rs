@@ -12,6 +12,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Computes a reply body from the request.
+pub type Responder = Arc<dyn Fn(&Recorded) -> Vec<Vec<u8>> + Send + Sync>;
+
 /// What the server answers to one request.
 #[derive(Clone)]
 pub enum Reply {
@@ -22,7 +25,7 @@ pub enum Reply {
         chunks: Vec<Vec<u8>>,
     },
     /// Computed from the request (for whole-factory runs).
-    Dynamic(Arc<dyn Fn(&Recorded) -> Vec<Vec<u8>> + Send + Sync>),
+    Dynamic(Responder),
 }
 
 #[derive(Debug, Clone)]
