@@ -28,6 +28,9 @@ use memofab::llm::{
 use serde_json::{Value, json};
 use support::*;
 
+/// First messages of the conversations seen, per role and task.
+type Seen = HashMap<(AgentRole, Option<String>), Vec<String>>;
+
 /// Recognises which scripted conversation an OpenAI request belongs to, the
 /// way a real model "knows" from its context: role from the system prompt,
 /// task from the brief, attempt from how many conversations that role had
@@ -35,7 +38,7 @@ use support::*;
 struct Router {
     scripted: ScriptedProvider,
     prompts: Vec<(AgentRole, String)>,
-    conversations: Mutex<HashMap<(AgentRole, Option<String>), Vec<String>>>,
+    conversations: Mutex<Seen>,
 }
 
 impl Router {
