@@ -14,6 +14,7 @@ use super::providers;
 use crate::domain::{EventKind, RunId, RunState, TaskState};
 use crate::engine::orchestrator::Steering;
 use crate::engine::session::{self, ResumeRequest, RunRequest};
+use crate::llm::pricing::{Costs, price_table};
 use crate::protocol::{Command, EngineUpdate};
 use crate::tui::{Theme, TuiOptions, run_tui};
 
@@ -72,10 +73,11 @@ pub async fn launch(repo: &Path, request: RunRequest, headless: bool) -> Result<
         return cockpit(engine, updates_rx, commands_tx, options, repo).await;
     }
     let auto_approve = request.auto_approve;
+    let prices = price_table(&request.config);
     let printer = tokio::spawn(print_json_lines(updates_rx, auto_approve));
     let result = session::start(request, updates_tx.clone(), commands_rx).await;
     drop(commands_tx);
-    finish(result, updates_tx, printer, repo).await
+    finish(result, updates_tx, printer, repo, &prices).await
 }
 
 fn cockpit_options(config: &crate::config::Config, title: &str) -> Result<TuiOptions> {
@@ -85,6 +87,7 @@ fn cockpit_options(config: &crate::config::Config, title: &str) -> Result<TuiOpt
         theme,
         mouse: config.ui.mouse,
         title: title.to_owned(),
+        prices: price_table(config),
     })
 }
 
@@ -97,11 +100,12 @@ async fn cockpit(
     options: TuiOptions,
     repo: &Path,
 ) -> Result<ExitCode> {
+    let prices = options.prices.clone();
     let ui = run_tui(updates, commands.clone(), options).await;
     let _ = commands.send(Command::Shutdown);
     let state = engine.await.context("the engine task failed")??;
     ui?;
-    eprintln!("{}", summary(&state, repo));
+    eprintln!("{}", summary(&state, repo, &prices));
     if !state.phase.is_over() {
         eprintln!(
             "  continue:    memofab --repo {} resume {}",
@@ -134,6 +138,7 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
     let (commands_tx, commands_rx) = mpsc::unbounded_channel::<Command>();
     let options = cockpit_options(&config, "memofab resume")?;
+    let prices = price_table(&config);
     let request = ResumeRequest {
         repo: repo.clone(),
         run,
@@ -153,7 +158,7 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
     let printer = tokio::spawn(print_json_lines(updates_rx, stored.settings.auto_approve));
     let result = session::resume(request, updates_tx.clone(), commands_rx).await;
     drop(commands_tx);
-    finish(result, updates_tx, printer, &repo).await
+    finish(result, updates_tx, printer, &repo, &prices).await
 }
 
 fn latest_run(repo: &Path) -> Result<RunId> {
@@ -168,6 +173,7 @@ async fn finish(
     updates: mpsc::UnboundedSender<EngineUpdate>,
     printer: tokio::task::JoinHandle<()>,
     repo: &Path,
+    prices: &Prices,
 ) -> Result<ExitCode> {
     let stopped = EngineUpdate::Stopped {
         error: result.as_ref().err().map(|e| e.to_string()),
@@ -176,7 +182,7 @@ async fn finish(
     drop(updates);
     let _ = printer.await;
     let state = result?;
-    eprintln!("{}", summary(&state, repo));
+    eprintln!("{}", summary(&state, repo, prices));
     Ok(
         if state.count(TaskState::Merged) == state.tasks().len() && !state.tasks().is_empty() {
             ExitCode::SUCCESS
@@ -220,7 +226,7 @@ async fn print_json_lines(mut updates: mpsc::UnboundedReceiver<EngineUpdate>, au
     }
 }
 
-pub fn summary(state: &RunState, repo: &Path) -> String {
+pub fn summary(state: &RunState, repo: &Path, prices: &Prices) -> String {
     let merged = state.count(TaskState::Merged);
     let mut lines = vec![
         String::new(),
@@ -240,8 +246,12 @@ pub fn summary(state: &RunState, repo: &Path) -> String {
             state.mainline_commit.get(..10).unwrap_or("?")
         ),
         format!(
-            "  tokens:      {} in, {} out",
-            state.tokens.input, state.tokens.output
+            "  tokens:      {} in, {} out{}",
+            state.tokens.input,
+            state.tokens.output,
+            run_cost(repo, state, prices)
+                .map(|c| format!(", ${c:.2}"))
+                .unwrap_or_default()
         ),
     ];
     for task in state.tasks() {
@@ -255,6 +265,18 @@ pub fn summary(state: &RunState, repo: &Path) -> String {
         state.run
     ));
     lines.join("\n")
+}
+
+type Prices = std::collections::BTreeMap<String, crate::config::Price>;
+
+/// What the run cost, if its models have prices in config.
+fn run_cost(repo: &Path, state: &RunState, prices: &Prices) -> Option<f64> {
+    if prices.is_empty() {
+        return None;
+    }
+    let store = crate::effects::store::Store::open(&session::store_path(repo)).ok()?;
+    let costs = Costs::of(prices, &store.events(&state.run).ok()?);
+    costs.priced.then_some(costs.total)
 }
 
 /// `memofab` with no command: the cockpit on this repository, starting with

@@ -1,7 +1,6 @@
-//! Builds HTTP providers from config, prices their usage, and checks that a
+//! Builds HTTP providers from config and checks that a
 //! configured provider answers (`memofab doctor`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +11,8 @@ use super::http::{Endpoint, RetryPolicy};
 use super::openai::{self, OpenAiProvider};
 use super::types::{ChatMessage, CompletionRequest, LlmError, ScriptKey};
 use super::{LlmProvider, collect_completion};
-use crate::config::{Price, ProviderConfig, ProviderKind};
-use crate::domain::{AgentRole, TokenUsage};
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::domain::AgentRole;
 
 pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmProvider>, LlmError> {
     let api_key = match &cfg.api_key_env {
@@ -49,18 +48,6 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
     })
 }
 
-/// USD for `usage` at the model's price per million tokens; `None` if unpriced.
-pub fn cost_usd(prices: &BTreeMap<String, Price>, model: &str, usage: &TokenUsage) -> Option<f64> {
-    let price = prices.get(model)?;
-    let uncached = usage.input.saturating_sub(usage.cached) as f64;
-    Some(
-        (uncached * price.input
-            + usage.cached as f64 * price.cached_input
-            + usage.output as f64 * price.output)
-            / 1_000_000.0,
-    )
-}
-
 /// Sends a tiny request and returns the reply: proof the provider is reachable,
 /// the key accepted and the model known.
 pub async fn check_provider(provider: &dyn LlmProvider, model: &str) -> Result<String, LlmError> {
@@ -86,28 +73,9 @@ pub async fn check_provider(provider: &dyn LlmProvider, model: &str) -> Result<S
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::BTreeMap;
 
-    #[test]
-    fn cost_uses_the_price_table() {
-        let mut prices = BTreeMap::new();
-        prices.insert(
-            "m".to_owned(),
-            Price {
-                input: 2.0,
-                output: 10.0,
-                cached_input: 0.5,
-            },
-        );
-        let usage = TokenUsage {
-            input: 1_000_000,
-            output: 100_000,
-            cached: 200_000,
-        };
-        let cost = cost_usd(&prices, "m", &usage).unwrap();
-        assert!((cost - (1.6 + 0.1 + 1.0)).abs() < 1e-9, "{cost}");
-        assert!(cost_usd(&prices, "other", &usage).is_none());
-    }
+    use super::*;
 
     #[test]
     fn a_missing_key_names_the_variable_not_a_value() {

@@ -7,6 +7,7 @@ pub mod assemble;
 pub mod factory;
 pub mod http;
 pub mod openai;
+pub mod pricing;
 pub mod redact;
 pub mod scenario;
 pub mod scripted;

@@ -3,7 +3,7 @@
 //! IO. Keys become [`Action`]s; the event loop carries them out.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
@@ -11,9 +11,11 @@ use ratatui::layout::Rect;
 use tui_textarea::TextArea;
 
 use super::transcript::Transcript;
+use crate::config::Price;
 use crate::domain::{
     AgentId, ConflictFile, Event, EventKind, RunPhase, RunState, TaskId, TaskState,
 };
+use crate::llm::pricing::Costs;
 use crate::protocol::{Command, ConflictResolution, EngineUpdate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +138,9 @@ pub struct App {
     /// detail pane is, for mouse hits and scrolling.
     pub dag_area: Cell<Rect>,
     pub detail_height: Cell<u16>,
+    /// Model prices from config, and what the run has cost so far.
+    pub prices: BTreeMap<String, Price>,
+    pub costs: Costs,
 }
 
 impl App {
@@ -165,6 +170,8 @@ impl App {
             now_ms: 0,
             dag_area: Cell::new(Rect::default()),
             detail_height: Cell::new(20),
+            prices: BTreeMap::new(),
+            costs: Costs::default(),
         }
     }
 
@@ -235,6 +242,7 @@ impl App {
     }
 
     fn apply(&mut self, event: &Event) {
+        self.costs.add(&self.prices, event);
         match &mut self.state {
             None => match RunState::start(event) {
                 Ok(state) => {

@@ -24,6 +24,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut guard = TerminalGuard::enter(options.mouse)?;
     let mut app = App::new(&options.title);
+    app.prices = options.prices.clone();
     let mut input = EventStream::new();
     let mut clock = tokio::time::interval(CLOCK);
     let mut engine_open = true;

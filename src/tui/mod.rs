@@ -22,6 +22,8 @@ pub struct TuiOptions {
     pub theme: Theme,
     pub mouse: bool,
     pub title: String,
+    /// Model prices (USD per million tokens) for the cost columns.
+    pub prices: std::collections::BTreeMap<String, crate::config::Price>,
 }
 
 /// Runs the cockpit until the human quits.

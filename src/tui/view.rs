@@ -159,12 +159,17 @@ fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 String::new()
             };
             format!(
-                " {phase}{gate_hint} │ agents {active}/{} │ merged {}/{} │ tokens {}/{} │ ? help  q quit",
+                " {phase}{gate_hint} │ agents {active}/{} │ merged {}/{} │ tokens {}/{}{} │ ? help  q quit",
                 s.settings.concurrency,
                 s.count(TaskState::Merged),
                 s.tasks().len(),
                 short_tokens(s.tokens.input),
-                short_tokens(s.tokens.output)
+                short_tokens(s.tokens.output),
+                if app.costs.priced {
+                    format!(" ${:.2}", app.costs.total)
+                } else {
+                    String::new()
+                }
             )
         }
         None => " waiting for the engine… │ ? help  q quit".to_owned(),
@@ -208,7 +213,7 @@ fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: boo
                 style,
             ),
             Span::styled(
-                format!("{:>6} ", short_tokens(task.tokens.total())),
+                format!("{:>6} ", task_spend(app, id, task.tokens.total())),
                 theme.style(Role::Muted),
             ),
             Span::styled(format!("{elapsed:>5} "), theme.style(Role::Muted)),
@@ -594,6 +599,14 @@ fn format_secs(secs: u64) -> String {
         format!("{}m{:02}", secs / 60, secs % 60)
     } else {
         format!("{secs}s")
+    }
+}
+
+/// A task's cost when prices are configured, else its token count.
+fn task_spend(app: &App, task: &crate::domain::TaskId, tokens: u64) -> String {
+    match app.costs.per_task.get(task) {
+        Some(cost) if app.costs.priced => format!("${cost:.2}"),
+        _ => short_tokens(tokens),
     }
 }
 

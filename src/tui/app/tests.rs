@@ -190,3 +190,26 @@ fn mouse_click_selects_a_task() {
     });
     assert_eq!(app.selected_task().unwrap().as_str(), "slug");
 }
+
+#[test]
+fn costs_follow_the_price_table() {
+    let mut app = App::new("t");
+    app.prices.insert(
+        "scripted".into(),
+        crate::config::Price {
+            input: 10.0,
+            output: 20.0,
+            cached_input: 0.0,
+        },
+    );
+    for event in fixture::events() {
+        app.update(EngineUpdate::Event(event));
+    }
+    assert!(app.costs.priced);
+    // 1200 in and 300 out at $10 and $20 per million.
+    let stats = app.costs.per_task[&TaskId::from("stats")];
+    assert!((stats - 0.018).abs() < 1e-9, "{stats}");
+    assert!(App::from_events("t", &fixture::events()).costs.priced.not());
+}
+
+use std::ops::Not;
