@@ -19,17 +19,7 @@ pub enum EngineUpdate {
     Stopped { error: Option<String> },
 }
 
-/// What a human can do about an escalated merge conflict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictResolution {
-    /// Send the task back to its coder against the new mainline.
-    Rework,
-    /// Hand the conflict to the resolver agent.
-    Resolver,
-    /// The human fixed the files in the worktree; commit and merge them.
-    MarkResolved,
-}
+pub use crate::domain::ConflictResolution;
 
 /// Front end → engine. Key handlers send these; they never do IO themselves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -205,6 +205,12 @@ pub enum EventKind {
         #[serde(default)]
         feedback: String,
     },
+    /// A human decided how an escalated conflict is resolved.
+    ConflictDecision {
+        task: TaskId,
+        resolution: ConflictResolution,
+        by: String,
+    },
     /// A conflict outlived its rework bound, or needs a human for another reason.
     Escalated {
         task: TaskId,
@@ -228,6 +234,18 @@ pub enum EventKind {
         failed: usize,
         mainline_commit: String,
     },
+}
+
+/// What a human decided for a task whose merge conflict was escalated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictResolution {
+    /// Send the task back to its coder against the new mainline.
+    Rework,
+    /// Hand the conflict to the resolver agent.
+    Resolver,
+    /// The human fixed the files in the worktree; commit and merge them.
+    MarkResolved,
 }
 
 /// A file left with conflict markers, as the coder sees it.
@@ -259,6 +277,7 @@ impl EventKind {
             | EventKind::MergeResult { task, .. }
             | EventKind::ConflictMarkers { task, .. }
             | EventKind::GateDecision { task, .. }
+            | EventKind::ConflictDecision { task, .. }
             | EventKind::TaskEdited { task, .. }
             | EventKind::Escalated { task, .. } => Some(task),
             EventKind::AgentStarted { task, .. }
@@ -293,6 +312,7 @@ impl EventKind {
             EventKind::MergeResult { .. } => "merge_result",
             EventKind::ConflictMarkers { .. } => "conflict_markers",
             EventKind::GateDecision { .. } => "gate_decision",
+            EventKind::ConflictDecision { .. } => "conflict_decision",
             EventKind::Escalated { .. } => "escalated",
             EventKind::Warning { .. } => "warning",
             EventKind::TaskEdited { .. } => "task_edited",

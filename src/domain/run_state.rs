@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::blueprint::{Blueprint, TaskSpec};
-use super::event::{Event, EventKind, MergeOutcome, RunSettings, TokenUsage};
+use super::event::{ConflictResolution, Event, EventKind, MergeOutcome, RunSettings, TokenUsage};
 use super::ids::{RunId, TaskId};
 use super::task::TaskState;
 
@@ -99,6 +99,9 @@ pub struct TaskRecord {
     pub feedback: Option<String>,
     pub merged_commit: Option<String>,
     pub conflict_files: Vec<String>,
+    /// How a human chose to resolve an escalated conflict; consumed by the
+    /// next coding step.
+    pub resolution: Option<ConflictResolution>,
     pub tokens: TokenUsage,
     /// `at_ms` of the event that last changed the state.
     pub since_ms: u64,
@@ -118,6 +121,7 @@ impl TaskRecord {
             feedback: None,
             merged_commit: None,
             conflict_files: Vec::new(),
+            resolution: None,
             tokens: TokenUsage::default(),
             since_ms: at_ms,
         }
@@ -307,6 +311,9 @@ impl RunState {
                     record.conflict_reworks = 0;
                     record.attempt += 1;
                 }
+                if *to == TaskState::Reviewing {
+                    record.resolution = None;
+                }
                 record.state = *to;
                 record.since_ms = event.at_ms;
             }
@@ -381,6 +388,9 @@ impl RunState {
                     }
                 }
             }
+            EventKind::ConflictDecision {
+                task, resolution, ..
+            } => self.task_mut(task, seq)?.resolution = Some(*resolution),
             EventKind::TaskEdited {
                 task,
                 description,

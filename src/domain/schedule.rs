@@ -17,9 +17,20 @@ pub struct Promotion {
 }
 
 /// Pending tasks whose dependencies all merged become ready; those with a
-/// dependency that can no longer merge become blocked.
+/// dependency that can no longer merge become blocked. Blocked tasks whose
+/// dependencies got moving again (a retry, a resolved conflict) are pending
+/// once more.
 pub fn promotions(state: &RunState) -> Vec<Promotion> {
-    state
+    let unblocked = state
+        .tasks()
+        .iter()
+        .filter(|t| t.state == TaskState::Blocked && state.dependency_stuck(t).is_none())
+        .map(|t| Promotion {
+            task: t.id().clone(),
+            to: TaskState::Pending,
+            reason: Some("its dependencies can merge again".into()),
+        });
+    let pending = state
         .tasks()
         .iter()
         .filter(|t| t.state == TaskState::Pending)
@@ -37,8 +48,8 @@ pub fn promotions(state: &RunState) -> Vec<Promotion> {
                     reason: Some(format!("dependency {dep} cannot merge")),
                 })
             }
-        })
-        .collect()
+        });
+    unblocked.chain(pending).collect()
 }
 
 /// Ready tasks to start now, in blueprint order, while fewer than the run's
@@ -195,6 +206,14 @@ mod tests {
         assert_eq!(e.to, Blocked);
         assert!(e.reason.as_deref().unwrap().contains('b'));
         assert!(p.iter().any(|p| p.task.as_str() == "d" && p.to == Ready));
+
+        // Once b is retried, e is no longer blocked.
+        walk(&mut state, "e", &[Pending, Blocked]);
+        assert!(promotions(&state).iter().all(|p| p.task.as_str() != "e"));
+        walk(&mut state, "b", &[Failed, Ready]);
+        let p = promotions(&state);
+        let e = p.iter().find(|p| p.task.as_str() == "e").unwrap();
+        assert_eq!(e.to, Pending);
     }
 
     #[test]

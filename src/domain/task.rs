@@ -107,7 +107,8 @@ impl TaskState {
             (Ready, Running | Blocked) => true,
             // An interrupted run puts in-flight work back in the queue on resume.
             (Running | Reviewing | Testing | Merging, Ready) => true,
-            (Running, Reviewing | Failed) => true,
+            // Conflict: a human's resolution still has conflict markers.
+            (Running, Reviewing | Failed | Conflict) => true,
             (Reviewing, Testing | Running | Failed) => true,
             (Testing, Merging | AwaitingGate | Running | Failed) => true,
             (AwaitingGate, Merging | Running | Failed) => true,

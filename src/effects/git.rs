@@ -458,6 +458,12 @@ impl GitRepo {
     /// MERGE_HEAD set) and their paths returned.
     pub fn merge_mainline_into_worktree(&self, dir: &Path, mainline: &str) -> Result<Vec<String>> {
         let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        if repo.state() == git2::RepositoryState::Merge {
+            // Already merging (a human or an agent is resolving): report what
+            // is still conflicted rather than merge again.
+            let index = repo.index().ctx(|| "reading the index".into())?;
+            return conflicted_paths(&index);
+        }
         let main_oid = Self::resolve(&repo, mainline)?;
         let head_oid = repo
             .head()

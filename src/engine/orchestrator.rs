@@ -350,6 +350,18 @@ impl Orchestrator {
                     ConflictResolution::Resolver => "handed to the resolver by a human",
                     ConflictResolution::MarkResolved => "resolved by a human",
                 };
+                if state.phase.is_over() {
+                    self.set_phase(RunPhase::Building, "a conflict was resolved")
+                        .await?;
+                }
+                self.ctx
+                    .recorder
+                    .record(EventKind::ConflictDecision {
+                        task: task.clone(),
+                        resolution,
+                        by: human(),
+                    })
+                    .await?;
                 self.ctx
                     .recorder
                     .transition(&task, TaskState::Running, reason.to_owned())

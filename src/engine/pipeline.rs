@@ -14,7 +14,8 @@ use super::error::EngineResult;
 use super::tools::{ToolBox, ToolLimits, ToolSet};
 use crate::domain::policy::Risk;
 use crate::domain::{
-    AgentRole, ConflictFile, EventKind, MergeOutcome, TaskId, TaskRecord, TaskState,
+    AgentRole, ConflictFile, ConflictResolution, EventKind, MergeOutcome, TaskId, TaskRecord,
+    TaskState,
 };
 use crate::effects::process::{CommandSpec, run_command};
 use crate::effects::sandbox::Sandbox;
@@ -106,40 +107,33 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
 
     // After a merge conflict, bring mainline in so the coder resolves the
     // markers in place; the next commit becomes a merge commit.
-    let mut conflicts = Vec::new();
-    if !record.conflict_files.is_empty() {
-        let (d, m) = (dir.clone(), ctx.mainline.clone());
-        let paths = ctx
-            .git(move |g| g.merge_mainline_into_worktree(&d, &m))
-            .await?;
-        for path in paths {
-            let content = std::fs::read_to_string(dir.join(&path)).unwrap_or_default();
-            conflicts.push(ConflictFile { path, content });
-        }
-        if !conflicts.is_empty() {
-            ctx.recorder
-                .record(EventKind::ConflictMarkers {
-                    task: task.clone(),
-                    files: conflicts.clone(),
-                })
-                .await?;
-        }
+    let conflicts = if record.conflict_files.is_empty() {
+        Vec::new()
+    } else {
+        merge_mainline_in(ctx, &task, &dir).await?
+    };
+    if record.resolution == Some(ConflictResolution::MarkResolved) {
+        return commit_human_resolution(ctx, record, &dir).await;
     }
+    let role = match record.resolution {
+        Some(ConflictResolution::Resolver) => AgentRole::Resolver,
+        _ => AgentRole::Coder,
+    };
 
     let toolbox = Arc::new(ToolBox::new(
         Sandbox::new(&dir, ctx.policy.clone())?,
         ToolLimits::from_config(&ctx.config.run),
     ));
     let job = AgentJob {
-        role: AgentRole::Coder,
+        role,
         task: Some(task.clone()),
         attempt: record.attempt,
-        prompt: ctx.prompts.load(AgentRole::Coder),
+        prompt: ctx.prompts.load(role),
         first_message: coder_message(record, &conflicts, ctx.test_command.as_deref()),
         toolbox: Some((toolbox.clone(), ToolBox::specs(ToolSet::Coder))),
         submit: None,
     };
-    let summary = match ctx.runner(AgentRole::Coder)?.run(job).await? {
+    let summary = match ctx.runner(role)?.run(job).await? {
         Ok(AgentOutcome::Finished { summary }) => summary,
         Ok(AgentOutcome::Submitted { .. }) => String::new(),
         Err(failed) => {
@@ -161,7 +155,80 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
         ctx.recorder.run(),
         record.attempt
     );
-    let d = dir.clone();
+    commit_and_check(ctx, record, &dir, message).await
+}
+
+/// Merges mainline into the worktree and records the conflict markers left.
+async fn merge_mainline_in(
+    ctx: &RunContext,
+    task: &TaskId,
+    dir: &Path,
+) -> EngineResult<Vec<ConflictFile>> {
+    let (d, m) = (dir.to_owned(), ctx.mainline.clone());
+    let paths = ctx
+        .git(move |g| g.merge_mainline_into_worktree(&d, &m))
+        .await?;
+    let conflicts: Vec<ConflictFile> = paths
+        .into_iter()
+        .map(|path| ConflictFile {
+            content: read_lossy(&dir.join(&path)),
+            path,
+        })
+        .collect();
+    if !conflicts.is_empty() {
+        ctx.recorder
+            .record(EventKind::ConflictMarkers {
+                task: task.clone(),
+                files: conflicts.clone(),
+            })
+            .await?;
+    }
+    Ok(conflicts)
+}
+
+/// A human resolved the conflict in the worktree: commit it as it is, unless
+/// markers remain.
+async fn commit_human_resolution(
+    ctx: &Arc<RunContext>,
+    record: &TaskRecord,
+    dir: &Path,
+) -> EngineResult<()> {
+    let task = record.id();
+    let unresolved: Vec<&str> = record
+        .conflict_files
+        .iter()
+        .filter(|f| has_markers(&read_lossy(&dir.join(f))))
+        .map(String::as_str)
+        .collect();
+    if !unresolved.is_empty() {
+        let reason = format!("conflict markers remain in {}", unresolved.join(", "));
+        ctx.recorder
+            .transition(task, TaskState::Conflict, reason)
+            .await?;
+        return Ok(());
+    }
+    let message = format!(
+        "{task}: resolve the merge conflict by hand\n\nmemofab run {}",
+        ctx.recorder.run()
+    );
+    commit_and_check(ctx, record, dir, message).await
+}
+
+fn has_markers(text: &str) -> bool {
+    text.lines()
+        .any(|l| l.starts_with("<<<<<<<") || l.starts_with(">>>>>>>"))
+}
+
+/// Commits the worktree, records the change, and sends it to review unless it
+/// is empty or touches a protected path.
+async fn commit_and_check(
+    ctx: &Arc<RunContext>,
+    record: &TaskRecord,
+    dir: &Path,
+    message: String,
+) -> EngineResult<()> {
+    let task = record.id().clone();
+    let d = dir.to_owned();
     let committed = ctx.git(move |g| g.commit_all(&d, &message)).await?;
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
     let (m, b) = (ctx.mainline.clone(), branch.clone());
@@ -430,6 +497,9 @@ async fn merge(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
                     "merge conflicts in {} remain after {bound} rework attempts; a human must decide",
                     files.join(", ")
                 );
+                // Leave the markers in the worktree for the human to resolve.
+                let dir = ensure_worktree(ctx, record, false).await?;
+                merge_mainline_in(ctx, &task, &dir).await?;
                 ctx.recorder
                     .record(EventKind::Escalated {
                         task: task.clone(),

@@ -1,0 +1,287 @@
+//! Decisions only a human makes, through the same commands the cockpit and
+//! the CLI send: resolving an escalated conflict by hand or with the resolver
+//! agent, and approving a gate from another terminal.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/factory.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use memofab::domain::{
+    AgentRole, ConflictResolution, Event, EventKind, RunState, TaskId, TaskState,
+};
+use memofab::engine::context::ProviderSet;
+use memofab::engine::orchestrator::Steering;
+use memofab::engine::session::{self, RunRequest};
+use memofab::llm::scripted::ScriptedProvider;
+use memofab::protocol::{Command, EngineUpdate};
+use support::*;
+use tokio::sync::mpsc;
+
+/// Keeps both sides of every conflict hunk: what a careful human does here.
+fn union_of_sides(text: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            !(l.starts_with("<<<<<<<") || l.starts_with("=======") || l.starts_with(">>>>>>>"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+struct Interactive {
+    updates: mpsc::UnboundedReceiver<EngineUpdate>,
+    commands: mpsc::UnboundedSender<Command>,
+    engine: tokio::task::JoinHandle<memofab::engine::EngineResult<RunState>>,
+    events: Vec<Event>,
+    state: Option<RunState>,
+}
+
+impl Interactive {
+    async fn start(demo: &DemoRepo) -> Self {
+        let config = project_config(&demo.repo);
+        let provider = Arc::new(ScriptedProvider::new(Arc::new(demo.scenario.clone())));
+        let (updates_tx, updates) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let request = RunRequest {
+            repo: demo.repo.clone(),
+            requirement: demo.scenario.requirement.clone(),
+            config,
+            providers: ProviderSet::uniform(provider, "scripted"),
+            provider_label: "scripted".into(),
+            scenario: None,
+            auto_approve: true,
+            await_spec: false,
+            steering: Steering::Interactive,
+            crash_after: None,
+        };
+        let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
+        Self {
+            updates,
+            commands,
+            engine,
+            events: Vec::new(),
+            state: None,
+        }
+    }
+
+    /// Reads updates until `done` holds for the folded state.
+    async fn until(&mut self, what: &str, done: impl Fn(&RunState, &[Event]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(state) = &self.state
+                && done(state, &self.events)
+            {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let update = tokio::time::timeout(left, self.updates.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    let states: Vec<String> = self
+                        .state
+                        .iter()
+                        .flat_map(|s| s.tasks().iter().map(|t| format!("{}={}", t.id(), t.state)))
+                        .collect();
+                    let tail: Vec<String> = self
+                        .events
+                        .iter()
+                        .rev()
+                        .take(12)
+                        .map(|e| format!("{:?}", e.kind).chars().take(160).collect())
+                        .collect();
+                    panic!("timed out waiting for {what}; tasks {states:?}; last events {tail:#?}")
+                })
+                .expect("engine alive");
+            if let EngineUpdate::Event(event) = update {
+                match &mut self.state {
+                    None => self.state = Some(RunState::start(&event).unwrap()),
+                    Some(s) => s.apply(&event).unwrap(),
+                }
+                self.events.push(event);
+            }
+        }
+    }
+
+    fn send(&self, command: Command) {
+        self.commands.send(command).unwrap();
+    }
+
+    async fn shutdown(self) -> RunState {
+        self.send(Command::Shutdown);
+        self.engine.await.unwrap().unwrap()
+    }
+}
+
+fn escalated_task(state: &RunState) -> Option<TaskId> {
+    state
+        .tasks()
+        .iter()
+        .find(|t| t.state == TaskState::Conflict)
+        .map(|t| t.id().clone())
+}
+
+fn no_conflict_rework(demo: &DemoRepo) {
+    let path = demo.repo.join(".memofab/config.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("[run]\nmax_conflict_rework = 0\n");
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_resolved_by_hand_is_committed_and_merged() {
+    let demo = demo_repo();
+    no_conflict_rework(&demo);
+    let mut run = Interactive::start(&demo).await;
+    run.until("a conflict to escalate", |s, _| escalated_task(s).is_some())
+        .await;
+    let state = run.state.clone().unwrap();
+    let task = escalated_task(&state).unwrap();
+    let worktree = std::path::PathBuf::from(state.task(&task).unwrap().worktree.clone().unwrap());
+    let file = worktree.join("bin/textkit");
+    let marked = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        marked.contains("<<<<<<<"),
+        "the human finds markers to resolve:\n{marked}"
+    );
+
+    // Marking it resolved with the markers still there is refused.
+    run.send(Command::ResolveConflict {
+        task: task.clone(),
+        resolution: ConflictResolution::MarkResolved,
+    });
+    run.until("the refusal", |_, events| {
+        events.iter().any(|e| matches!(&e.kind, EventKind::TaskStateChanged { to: TaskState::Conflict, reason: Some(r), .. } if r.contains("markers remain")))
+    })
+    .await;
+
+    std::fs::write(&file, union_of_sides(&marked)).unwrap();
+    run.send(Command::ResolveConflict {
+        task: task.clone(),
+        resolution: ConflictResolution::MarkResolved,
+    });
+    run.until("every task to merge", |s, _| {
+        s.tasks().iter().all(|t| t.state == TaskState::Merged)
+    })
+    .await;
+    let events = run.events.clone();
+    let state = run.shutdown().await;
+    assert!(state.tasks().iter().all(|t| t.state == TaskState::Merged));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(
+                &e.kind,
+                EventKind::ConflictDecision {
+                    resolution: ConflictResolution::MarkResolved,
+                    ..
+                }
+            ))
+            .count(),
+        2
+    );
+    let git = memofab::effects::git::GitRepo::open(&demo.repo).unwrap();
+    let log = git.log_messages("main", 50).unwrap();
+    assert!(
+        log.iter()
+            .any(|m| m.contains("resolve the merge conflict by hand")),
+        "{log:?}"
+    );
+    let out = std::process::Command::new("sh")
+        .arg("tests/run.sh")
+        .current_dir(&demo.repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_handed_to_the_resolver_agent_is_merged() {
+    let demo = demo_repo();
+    no_conflict_rework(&demo);
+    let mut run = Interactive::start(&demo).await;
+    run.until("a conflict to escalate", |s, _| escalated_task(s).is_some())
+        .await;
+    let task = escalated_task(run.state.as_ref().unwrap()).unwrap();
+    run.send(Command::ResolveConflict {
+        task: task.clone(),
+        resolution: ConflictResolution::Resolver,
+    });
+    run.until("every task to merge", |s, _| {
+        s.tasks().iter().all(|t| t.state == TaskState::Merged)
+    })
+    .await;
+    let events = run.events.clone();
+    run.shutdown().await;
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::AgentStarted { role: AgentRole::Resolver, task: Some(t), .. } if *t == task)));
+}
+
+#[test]
+fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("demo");
+    let xdg = tmp.path().join("xdg");
+    let mut child = std::process::Command::new(memofab_bin())
+        .args(["demo", "--headless", "--dir"])
+        .arg(&repo)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        assert!(Instant::now() < deadline, "the gate never opened");
+        if repo.join(".memofab/memofab.db").exists() {
+            let run = only_run(&repo);
+            if let Ok(state) = session::stored_state(&repo, &run)
+                && state.task(&"docs".into()).map(|t| t.state) == Some(TaskState::AwaitingGate)
+            {
+                break run;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // A wrong task is refused with a clear message.
+    let wrong = std::process::Command::new(memofab_bin())
+        .args(["approve", run.as_str(), "loader", "--repo"])
+        .arg(&repo)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not waiting at the gate"));
+
+    let approve = std::process::Command::new(memofab_bin())
+        .args(["approve", run.as_str(), "docs", "--repo"])
+        .arg(&repo)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .output()
+        .unwrap();
+    assert!(
+        approve.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approve.stderr)
+    );
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("waits at the gate"),
+        "the run told the human how to decide: {stderr}"
+    );
+    let events = stored_events(&repo, &run);
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::GateDecision { approved: true, by, .. } if by != "auto-approve")));
+    assert!(
+        fold(&events)
+            .tasks()
+            .iter()
+            .all(|t| t.state == TaskState::Merged)
+    );
+}
