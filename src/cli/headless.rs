@@ -241,9 +241,12 @@ pub fn summary(state: &RunState, repo: &Path, prices: &Prices) -> String {
             state.count(TaskState::AwaitingGate),
         ),
         format!(
-            "  mainline:    {} at {}",
+            "  mainline:    {} at {}, {} new commits",
             state.mainline,
-            state.mainline_commit.get(..10).unwrap_or("?")
+            state.mainline_commit.get(..10).unwrap_or("?"),
+            new_commits(repo, state)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "?".into())
         ),
         format!(
             "  tokens:      {} in, {} out{}",
@@ -268,6 +271,14 @@ pub fn summary(state: &RunState, repo: &Path, prices: &Prices) -> String {
 }
 
 type Prices = std::collections::BTreeMap<String, crate::config::Price>;
+
+/// Commits on mainline since the run started.
+fn new_commits(repo: &Path, state: &RunState) -> Option<usize> {
+    let git = crate::effects::git::GitRepo::open(repo).ok()?;
+    let all = git.log_messages(&state.mainline, usize::MAX).ok()?;
+    let before = git.log_messages(&state.base_commit, usize::MAX).ok()?;
+    Some(all.len().saturating_sub(before.len()))
+}
 
 /// What the run cost, if its models have prices in config.
 fn run_cost(repo: &Path, state: &RunState, prices: &Prices) -> Option<f64> {

@@ -333,6 +333,20 @@ impl App {
             } if *to == TaskState::AwaitingGate => {
                 self.view(task).gate_reason = reason.clone();
             }
+            // Failures and blocks are what a human must notice: log them with why.
+            EventKind::TaskStateChanged {
+                task, to, reason, ..
+            } if matches!(to, TaskState::Failed | TaskState::Blocked | TaskState::Cancelled) => {
+                let why = reason.as_deref().unwrap_or("no reason given");
+                self.log_line(at, true, format!("{task}: {to}: {why}"));
+            }
+            EventKind::RunPhaseChanged {
+                to: RunPhase::Failed,
+                reason,
+            } => {
+                let why = reason.as_deref().unwrap_or("no reason given");
+                self.log_line(at, true, format!("the run failed: {why}"));
+            }
             EventKind::Escalated { task, reason } => {
                 self.view(task).escalation = Some(reason.clone());
                 self.log_line(at, true, format!("{task}: escalated: {reason}"));
