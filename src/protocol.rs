@@ -50,6 +50,10 @@ pub enum Command {
     SubmitSpec {
         requirement: String,
     },
+    /// Before planning: ask the planner about the requirement.
+    Brainstorm {
+        message: String,
+    },
     ResolveConflict {
         task: TaskId,
         resolution: ConflictResolution,

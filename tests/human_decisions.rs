@@ -285,3 +285,54 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
             .all(|t| t.state == TaskState::Merged)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planning_waits_for_the_spec_and_the_planner_brainstorms_first() {
+    let demo = demo_repo();
+    let config = project_config(&demo.repo);
+    let provider = Arc::new(ScriptedProvider::new(Arc::new(demo.scenario.clone())));
+    let (updates_tx, updates) = mpsc::unbounded_channel();
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let request = RunRequest {
+        repo: demo.repo.clone(),
+        requirement: "stats for textkit".into(),
+        config,
+        providers: ProviderSet::uniform(provider, "scripted"),
+        provider_label: "scripted".into(),
+        scenario: None,
+        auto_approve: true,
+        await_spec: true,
+        steering: Steering::Interactive,
+        crash_after: None,
+    };
+    let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
+    let mut run = Interactive {
+        updates,
+        commands,
+        engine,
+        events: Vec::new(),
+        state: None,
+    };
+
+    run.send(Command::Brainstorm {
+        message: "stats for textkit — what am I missing?".into(),
+    });
+    run.until("the planner's answer", |_, events| {
+        events.iter().any(|e| matches!(&e.kind, EventKind::AgentMessage { agent, from: memofab::domain::MessageAuthor::Assistant, text } if agent.as_str() == "planner:brainstorm" && text.contains("Three questions")))
+    })
+    .await;
+    assert!(
+        !run.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::BlueprintProposed { .. })),
+        "no planning before the spec is submitted"
+    );
+    run.send(Command::SubmitSpec {
+        requirement: demo.scenario.requirement.clone(),
+    });
+    run.until("the blueprint", |s, _| s.blueprint.is_some())
+        .await;
+    let state = run.shutdown().await;
+    assert_eq!(state.requirement, demo.scenario.requirement);
+    assert!(state.spec_submitted);
+}

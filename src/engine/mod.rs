@@ -3,6 +3,7 @@
 //! [`crate::protocol`].
 
 pub mod agent;
+pub mod brainstorm;
 pub mod context;
 pub mod error;
 pub mod orchestrator;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::{AbortHandle, JoinSet};
 
+use super::brainstorm::Brainstorm;
 use super::context::RunContext;
 use super::error::{EngineError, EngineResult};
 use super::pipeline;
@@ -112,8 +113,12 @@ impl Orchestrator {
     /// Plans unless a blueprint exists. `None` if shut down meanwhile.
     async fn plan_phase(&mut self) -> EngineResult<Option<PlanResult>> {
         // The cockpit's spec editor: planning waits for the human's submit.
+        let mut brainstorm = Brainstorm::default();
         while !self.ctx.recorder.with_state(|s| s.spec_submitted) {
             match self.commands.recv().await {
+                Some(Command::Brainstorm { message }) if !message.trim().is_empty() => {
+                    brainstorm.ask(&self.ctx, &message).await?;
+                }
                 Some(Command::SubmitSpec { requirement }) if !requirement.trim().is_empty() => {
                     self.ctx
                         .recorder

@@ -336,7 +336,11 @@ impl App {
             // Failures and blocks are what a human must notice: log them with why.
             EventKind::TaskStateChanged {
                 task, to, reason, ..
-            } if matches!(to, TaskState::Failed | TaskState::Blocked | TaskState::Cancelled) => {
+            } if matches!(
+                to,
+                TaskState::Failed | TaskState::Blocked | TaskState::Cancelled
+            ) =>
+            {
                 let why = reason.as_deref().unwrap_or("no reason given");
                 self.log_line(at, true, format!("{task}: {to}: {why}"));
             }
@@ -500,6 +504,10 @@ impl App {
                 (KeyCode::Char('s'), KeyModifiers::CONTROL) => {
                     let requirement = self.spec.lines().join("\n");
                     return vec![Action::Send(Command::SubmitSpec { requirement })];
+                }
+                (KeyCode::Char('b'), KeyModifiers::CONTROL) => {
+                    let message = self.spec.lines().join("\n");
+                    return vec![Action::Send(Command::Brainstorm { message })];
                 }
                 (KeyCode::Tab, _) | (KeyCode::BackTab, _) => {}
                 (KeyCode::Char('c'), KeyModifiers::CONTROL) => return vec![Action::Quit],

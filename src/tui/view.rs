@@ -507,16 +507,46 @@ fn render_gates(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 fn render_spec(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let editable = app.state.as_ref().is_some_and(|s| !s.spec_submitted);
     let title = if editable {
-        " Requirement · edit, then Ctrl-S to start planning "
+        " Requirement · Ctrl-S start planning · Ctrl-B ask the planner "
     } else {
         " Requirement (submitted) "
+    };
+    let brainstorm = app
+        .transcripts
+        .get(&crate::engine::brainstorm::Brainstorm::agent());
+    let (editor, chat) = match brainstorm {
+        Some(t) if !t.is_empty() => {
+            let parts = Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)])
+                .split(area);
+            (parts[0], Some((parts[1], t)))
+        }
+        _ => (area, None),
     };
     let mut spec = app.spec.clone();
     spec.set_block(bordered(theme, title, editable));
     if !editable {
         spec.set_cursor_style(Style::default());
     }
-    frame.render_widget(&spec, area);
+    frame.render_widget(&spec, editor);
+    if let Some((rect, transcript)) = chat {
+        let block = bordered(theme, " Planner ", false);
+        let inner = block.inner(rect);
+        frame.render_widget(block, rect);
+        let height = usize::from(inner.height);
+        let total = transcript.len(true);
+        let lines: Vec<Line> = (total.saturating_sub(height)..total)
+            .filter_map(|i| transcript.line(i, true))
+            .map(|(kind, text)| {
+                let role = if kind == LineKind::Factory {
+                    Role::AgentHuman
+                } else {
+                    Role::AgentText
+                };
+                Line::from(Span::styled(text.to_owned(), theme.style(role)))
+            })
+            .collect();
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    }
 }
 
 fn render_log(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
@@ -562,6 +592,7 @@ const HELP: &[(&str, &str)] = &[
         "conflicts: rework, resolver, $EDITOR, mark resolved",
     ),
     ("Ctrl-S", "submit the requirement (spec tab) or a task edit"),
+    ("Ctrl-B", "spec tab: ask the planner about the draft"),
     ("q", "quit (the run can be resumed)"),
 ];
 

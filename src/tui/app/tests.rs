@@ -213,3 +213,21 @@ fn costs_follow_the_price_table() {
 }
 
 use std::ops::Not;
+
+#[test]
+fn ctrl_b_asks_the_planner_about_the_draft() {
+    let mut events = fixture::events();
+    events.truncate(1);
+    if let EventKind::RunStarted { settings, .. } = &mut events[0].kind {
+        settings.await_spec = true;
+    }
+    let mut app = App::from_events("t", &events);
+    app.tab = Tab::Spec;
+    let sent = app.handle_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+    assert_eq!(
+        sent,
+        vec![Action::Send(Command::Brainstorm {
+            message: "Add stats, slugs and docs to textkit.".into()
+        })]
+    );
+}
