@@ -132,7 +132,7 @@ fn main() {
     };
     let mut times = Vec::with_capacity(FRAMES);
     let tokens_per_frame = TOKENS_PER_SEC * FRAME.as_secs_f64();
-    let mut owed = vec![0.0f64; AGENTS];
+    let mut owed = [0.0f64; AGENTS];
     for _ in 0..FRAMES {
         let start = Instant::now();
         for (i, agent) in agents.iter().enumerate() {
