@@ -46,6 +46,8 @@ pub enum Commands {
     Reject(RejectArgs),
     /// Write a run's full record.
     Export(ExportArgs),
+    /// Replay a past run in the cockpit, from its stored events.
+    Replay(ReplayArgs),
     /// Check the configuration and reach every configured provider.
     Doctor,
 }
@@ -95,6 +97,12 @@ pub struct ResumeArgs {
     pub run: Option<String>,
     #[arg(long)]
     pub headless: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The run id (see `memofab runs`); the latest run if omitted.
+    pub run: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc;
 
-use super::args::{GlobalArgs, ResumeArgs, RunArgs};
+use super::args::{GlobalArgs, ReplayArgs, ResumeArgs, RunArgs};
 use super::providers;
 use crate::domain::{EventKind, RunId, RunState, TaskState};
 use crate::engine::orchestrator::Steering;
@@ -159,6 +159,25 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
     let result = session::resume(request, updates_tx.clone(), commands_rx).await;
     drop(commands_tx);
     finish(result, updates_tx, printer, &repo, &prices).await
+}
+
+/// `memofab replay`: the cockpit over a stored run; no model, no git.
+pub async fn replay(global: &GlobalArgs, repo: &Path, args: ReplayArgs) -> Result<ExitCode> {
+    let repo =
+        std::fs::canonicalize(repo).with_context(|| format!("repository {}", repo.display()))?;
+    let run = match args.run {
+        Some(run) => RunId::new(run),
+        None => latest_run(&repo)?,
+    };
+    let store = crate::effects::store::Store::open(&session::store_path(&repo))?;
+    let events = store.events(&run)?;
+    if events.is_empty() {
+        bail!("run {run} not found; `memofab runs` lists the runs of this repository");
+    }
+    let config = super::load_config(&repo, global.config.as_deref())?;
+    let options = cockpit_options(&config, &format!("memofab replay {run}"))?;
+    crate::tui::run_replay(events, options).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn latest_run(repo: &Path) -> Result<RunId> {

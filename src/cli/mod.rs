@@ -50,6 +50,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Reject(args)) => records::reject(&repo, args),
         Some(Commands::Export(args)) => records::export(&repo, args),
         Some(Commands::Doctor) => doctor::run(&cli.global, &repo).await,
+        Some(Commands::Replay(args)) => headless::replay(&cli.global, &repo, args).await,
         None => headless::cockpit_new_run(&cli.global, &repo).await,
     }
 }

@@ -50,6 +50,19 @@ impl Tab {
     }
 }
 
+/// The event-derived part of the model, comparable between a live run and a
+/// replay (see [`App::digest`]).
+#[derive(Debug, PartialEq)]
+pub struct Digest<'a> {
+    pub state: Option<&'a RunState>,
+    pub order: &'a [(TaskId, usize)],
+    pub run_agents: &'a [AgentId],
+    pub views: Vec<(&'a TaskId, &'a TaskView)>,
+    #[allow(clippy::type_complexity)]
+    pub transcripts: Vec<(&'a AgentId, (&'a [super::transcript::TLine], &'a [usize]))>,
+    pub log: &'a [LogLine],
+}
+
 /// What a key asks the event loop to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -76,7 +89,7 @@ pub enum Modal {
 }
 
 /// What the view knows of one task beyond its state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskView {
     pub agents: Vec<AgentId>,
     pub diff: String,
@@ -749,6 +762,40 @@ impl App {
             MouseEventKind::ScrollUp => self.scroll_by(-3),
             _ => {}
         }
+    }
+
+    /// Everything the model derived from events, in a comparable form:
+    /// replays and live runs must agree on it. Streaming text still in
+    /// flight is left out, since it is not stored.
+    pub fn digest(&self) -> Digest<'_> {
+        let mut transcripts: Vec<_> = self
+            .transcripts
+            .iter()
+            .map(|(agent, t)| (agent, t.settled()))
+            .collect();
+        transcripts.sort_by(|a, b| a.0.cmp(b.0));
+        let mut views: Vec<_> = self.task_views.iter().collect();
+        views.sort_by(|a, b| a.0.cmp(b.0));
+        Digest {
+            state: self.state.as_ref(),
+            order: &self.order,
+            run_agents: &self.run_agents,
+            views,
+            transcripts,
+            log: &self.log,
+        }
+    }
+
+    /// Keeps what the human chose to look at from another model (replay
+    /// rebuilds the model when it steps back).
+    pub fn keep_view_of(&mut self, old: &App) {
+        self.selected = old.selected.min(self.order.len().saturating_sub(1));
+        self.tab = old.tab;
+        self.scroll = old.scroll;
+        self.expanded = old.expanded;
+        self.agent_back = old.agent_back;
+        self.hunk = old.hunk;
+        self.detail_height.set(old.detail_height.get());
     }
 
     /// Closes the help overlay on any key (handled before other keys).

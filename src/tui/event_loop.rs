@@ -81,3 +81,52 @@ pub async fn run(
         }
     }
 }
+
+/// Frame interval while a replay plays.
+const PLAYBACK_TICK: Duration = Duration::from_millis(33);
+
+/// The replay cockpit: no engine, only stored events and a cursor.
+pub async fn run_replay(
+    events: Vec<crate::domain::Event>,
+    options: TuiOptions,
+) -> anyhow::Result<()> {
+    use super::replay::{Replay, ReplayKey};
+    let mut guard = TerminalGuard::enter(options.mouse)?;
+    let mut replay = Replay::new(&options.title, events);
+    replay.app.prices = options.prices.clone();
+    let mut input = EventStream::new();
+    let mut tick = tokio::time::interval(PLAYBACK_TICK);
+    let mut dirty = true;
+    loop {
+        if dirty {
+            guard
+                .terminal
+                .draw(|frame| replay.render(frame, &options.theme))?;
+            dirty = false;
+        }
+        tokio::select! {
+            event = input.next() => match event {
+                Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
+                    if replay.handle_key(key) == ReplayKey::Quit {
+                        return Ok(());
+                    }
+                    dirty = true;
+                }
+                Some(Ok(TermEvent::Mouse(mouse))) => {
+                    let size = guard.terminal.size()?;
+                    replay.handle_mouse(mouse, size.width, size.height);
+                    dirty = true;
+                }
+                Some(Ok(TermEvent::Resize(_, _))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+            _ = tick.tick(), if replay.playing => {
+                dirty |= replay.tick(PLAYBACK_TICK);
+                // Stopping at the end changes the play glyph.
+                dirty |= !replay.playing;
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod event_loop;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod highlight;
+pub mod replay;
 mod terminal;
 pub mod theme;
 pub mod transcript;
@@ -24,6 +25,14 @@ pub struct TuiOptions {
     pub title: String,
     /// Model prices (USD per million tokens) for the cost columns.
     pub prices: std::collections::BTreeMap<String, crate::config::Price>,
+}
+
+/// Replays a stored run in the cockpit until the human quits.
+pub async fn run_replay(
+    events: Vec<crate::domain::Event>,
+    options: TuiOptions,
+) -> anyhow::Result<()> {
+    event_loop::run_replay(events, options).await
 }
 
 /// Runs the cockpit until the human quits.

@@ -96,6 +96,11 @@ impl Transcript {
         }
     }
 
+    /// The transcript without text still streaming in.
+    pub fn settled(&self) -> (&[TLine], &[usize]) {
+        (&self.lines, &self.folded)
+    }
+
     /// Number of display lines, including the live one.
     pub fn len(&self, expanded: bool) -> usize {
         let base = if expanded {

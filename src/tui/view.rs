@@ -37,7 +37,11 @@ pub fn glyph(state: TaskState) -> &'static str {
 }
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme) {
-    let area = frame.area();
+    render_in(frame, frame.area(), app, theme);
+}
+
+/// Draws the cockpit into `area` (the replay keeps a line for its timeline).
+pub fn render_in(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let msg = Paragraph::new(format!(
             "terminal too small ({}x{}); memofab needs {MIN_WIDTH}x{MIN_HEIGHT}",
