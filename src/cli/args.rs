@@ -48,6 +48,8 @@ pub enum Commands {
     Export(ExportArgs),
     /// Replay a past run in the cockpit, from its stored events.
     Replay(ReplayArgs),
+    /// Review recent runs and propose improvements to the factory's prompts and policy.
+    Overseer(OverseerArgs),
     /// Check the configuration and reach every configured provider.
     Doctor,
 }
@@ -97,6 +99,30 @@ pub struct ResumeArgs {
     pub run: Option<String>,
     #[arg(long)]
     pub headless: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OverseerArgs {
+    /// How far back to look: e.g. 24h, 30m, 7d, or `all`.
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    #[command(subcommand)]
+    pub action: Option<OverseerAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OverseerAction {
+    /// Apply one proposal of a report (the human's approval is recorded).
+    Apply {
+        /// The report's id, as printed by `memofab overseer`.
+        report: String,
+        /// The proposal's number in the report.
+        proposal: u32,
+    },
+    /// Print a stored report.
+    Show { report: String },
+    /// Review a report's proposals in the terminal; `a` approves one.
+    Review { report: String },
 }
 
 #[derive(Debug, Args)]

@@ -80,7 +80,7 @@ pub async fn launch(repo: &Path, request: RunRequest, headless: bool) -> Result<
     finish(result, updates_tx, printer, repo, &prices).await
 }
 
-fn cockpit_options(config: &crate::config::Config, title: &str) -> Result<TuiOptions> {
+pub(crate) fn cockpit_options(config: &crate::config::Config, title: &str) -> Result<TuiOptions> {
     let theme = Theme::load(&config.ui.theme)
         .with_context(|| format!("loading theme {:?}", config.ui.theme))?;
     Ok(TuiOptions {

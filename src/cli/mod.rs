@@ -5,6 +5,7 @@ mod args;
 pub mod demo;
 mod doctor;
 mod headless;
+mod overseer;
 mod providers;
 mod records;
 
@@ -51,6 +52,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Export(args)) => records::export(&repo, args),
         Some(Commands::Doctor) => doctor::run(&cli.global, &repo).await,
         Some(Commands::Replay(args)) => headless::replay(&cli.global, &repo, args).await,
+        Some(Commands::Overseer(args)) => overseer::run(&cli.global, &repo, args).await,
         None => headless::cockpit_new_run(&cli.global, &repo).await,
     }
 }

@@ -229,6 +229,19 @@ pub enum EventKind {
         description: String,
         acceptance: Vec<String>,
     },
+    /// The overseer's report on past runs, with its proposals.
+    OverseerReport {
+        runs: Vec<RunId>,
+        markdown: String,
+        proposals: Vec<super::metrics::Proposal>,
+    },
+    /// A human applied (or rejected) one of the overseer's proposals.
+    ProposalDecision {
+        /// 1-based number of the proposal in the report.
+        proposal: u32,
+        approved: bool,
+        by: String,
+    },
     RunFinished {
         merged: usize,
         failed: usize,
@@ -316,6 +329,8 @@ impl EventKind {
             EventKind::Escalated { .. } => "escalated",
             EventKind::Warning { .. } => "warning",
             EventKind::TaskEdited { .. } => "task_edited",
+            EventKind::OverseerReport { .. } => "overseer_report",
+            EventKind::ProposalDecision { .. } => "proposal_decision",
             EventKind::RunFinished { .. } => "run_finished",
         }
     }

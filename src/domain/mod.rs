@@ -5,6 +5,7 @@
 pub mod blueprint;
 pub mod event;
 pub mod ids;
+pub mod metrics;
 pub mod policy;
 pub mod run_state;
 pub mod schedule;

@@ -413,6 +413,8 @@ impl RunState {
             | EventKind::ToolResult { .. }
             | EventKind::AgentFinished { .. }
             | EventKind::ConflictMarkers { .. }
+            | EventKind::OverseerReport { .. }
+            | EventKind::ProposalDecision { .. }
             | EventKind::Escalated { .. }
             | EventKind::Warning { .. } => {}
             EventKind::GateDecision {

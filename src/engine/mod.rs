@@ -7,6 +7,7 @@ pub mod brainstorm;
 pub mod context;
 pub mod error;
 pub mod orchestrator;
+pub mod overseer;
 pub mod pipeline;
 pub mod planning;
 pub mod prompts;

@@ -130,3 +130,38 @@ pub async fn run_replay(
         }
     }
 }
+
+/// The overseer's proposals: approve one with a keystroke; `approve` applies
+/// it (and records the approval), returning a note for the human.
+pub async fn run_proposals(
+    mut view: super::proposals::ProposalsView,
+    options: TuiOptions,
+    mut approve: impl FnMut(u32) -> Result<String, String>,
+) -> anyhow::Result<()> {
+    use super::proposals::ProposalAction;
+    let mut guard = TerminalGuard::enter(false)?;
+    let mut input = EventStream::new();
+    loop {
+        guard
+            .terminal
+            .draw(|frame| view.render(frame, &options.theme))?;
+        match input.next().await {
+            Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
+                match view.handle_key(key) {
+                    Some(ProposalAction::Quit) => return Ok(()),
+                    Some(ProposalAction::Approve(n)) => match approve(n) {
+                        Ok(note) => {
+                            view.decided.push(n);
+                            view.note = Some(note);
+                        }
+                        Err(e) => view.note = Some(format!("not applied: {e}")),
+                    },
+                    None => {}
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Ok(()),
+        }
+    }
+}

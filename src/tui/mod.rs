@@ -7,6 +7,7 @@ mod event_loop;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod highlight;
+pub mod proposals;
 pub mod replay;
 mod terminal;
 pub mod theme;
@@ -25,6 +26,15 @@ pub struct TuiOptions {
     pub title: String,
     /// Model prices (USD per million tokens) for the cost columns.
     pub prices: std::collections::BTreeMap<String, crate::config::Price>,
+}
+
+/// Shows the overseer's proposals; `approve` applies one.
+pub async fn run_proposals(
+    view: proposals::ProposalsView,
+    options: TuiOptions,
+    approve: impl FnMut(u32) -> Result<String, String>,
+) -> anyhow::Result<()> {
+    event_loop::run_proposals(view, options, approve).await
 }
 
 /// Replays a stored run in the cockpit until the human quits.

@@ -1,0 +1,519 @@
+//! Factory metrics over past runs, for the overseer: per agent and per task,
+//! how many turns, tool calls and errors, reworks and conflicts, tokens and
+//! time — and findings worth a human's attention, such as an agent running
+//! the same failing command again and again. Pure: a fold over events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::event::{Event, EventKind, MergeOutcome, TokenUsage};
+use super::ids::{AgentId, AgentRole, RunId, TaskId};
+
+/// A command failing this many times in a row is a finding.
+pub const REPEATED_FAILURES: u32 = 3;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentMetrics {
+    pub run: RunId,
+    pub agent: AgentId,
+    pub role: Option<AgentRole>,
+    pub task: Option<TaskId>,
+    pub turns: u32,
+    pub tool_calls: u32,
+    pub tool_errors: u32,
+    pub tokens: TokenUsage,
+    pub wall_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskMetrics {
+    pub run: RunId,
+    pub task: TaskId,
+    pub final_state: String,
+    pub review_rejections: u32,
+    pub failed_tests: u32,
+    pub conflicts: u32,
+    pub tokens: TokenUsage,
+    pub wall_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
+    /// An agent ran the same command, failing, several times in a row.
+    RepeatedFailingCommand {
+        run: RunId,
+        agent: AgentId,
+        command: String,
+        times: u32,
+    },
+    ReviewRejected {
+        run: RunId,
+        task: TaskId,
+        feedback: String,
+    },
+    TestsFailed {
+        run: RunId,
+        task: TaskId,
+        command: String,
+    },
+    MergeConflict {
+        run: RunId,
+        task: TaskId,
+        files: Vec<String>,
+    },
+}
+
+/// A change the overseer proposes to the factory's own definitions. Never
+/// applied without a human's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub title: String,
+    /// `prompts/<role>.md` or `policy.toml`.
+    pub target: String,
+    pub rationale: String,
+    /// Exact text to replace; empty to append.
+    #[serde(default)]
+    pub find: String,
+    pub replace: String,
+}
+
+impl Proposal {
+    /// The change as a reviewable patch.
+    pub fn patch(&self) -> String {
+        let mut out = format!(
+            "--- a/{t}\n+++ b/{t}\n@@ {} @@\n",
+            if self.find.is_empty() {
+                "append"
+            } else {
+                "replace"
+            },
+            t = self.target
+        );
+        for line in self.find.lines() {
+            out.push_str(&format!("-{line}\n"));
+        }
+        for line in self.replace.lines() {
+            out.push_str(&format!("+{line}\n"));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoleTotals {
+    pub agents: u32,
+    pub turns: u32,
+    pub tool_calls: u32,
+    pub tool_errors: u32,
+    pub tokens: TokenUsage,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FactoryMetrics {
+    pub runs: usize,
+    pub events: usize,
+    pub agents: Vec<AgentMetrics>,
+    pub tasks: Vec<TaskMetrics>,
+    pub by_role: BTreeMap<AgentRole, RoleTotals>,
+    pub findings: Vec<Finding>,
+}
+
+/// Per-agent bookkeeping while folding.
+#[derive(Default)]
+struct AgentFold {
+    metrics: AgentMetrics,
+    first_ms: Option<u64>,
+    /// Commands of `run` calls awaiting their result, by call id.
+    pending: HashMap<String, String>,
+    /// The current streak of one command failing.
+    streak: Option<(String, u32)>,
+}
+
+impl FactoryMetrics {
+    /// Folds every run's events (each list one run, in order).
+    pub fn compute(runs: &[Vec<Event>]) -> Self {
+        let mut out = FactoryMetrics {
+            runs: runs.len(),
+            ..Default::default()
+        };
+        for events in runs {
+            out.events += events.len();
+            out.fold_run(events);
+        }
+        for a in &out.agents {
+            if let Some(role) = a.role {
+                let t = out.by_role.entry(role).or_default();
+                t.agents += 1;
+                t.turns += a.turns;
+                t.tool_calls += a.tool_calls;
+                t.tool_errors += a.tool_errors;
+                t.tokens.add(a.tokens);
+            }
+        }
+        out
+    }
+
+    fn fold_run(&mut self, events: &[Event]) {
+        let mut agents: BTreeMap<AgentId, AgentFold> = BTreeMap::new();
+        let mut tasks: BTreeMap<TaskId, (TaskMetrics, Option<u64>)> = BTreeMap::new();
+        let task_of = |run: &RunId, task: &TaskId| -> TaskMetrics {
+            TaskMetrics {
+                run: run.clone(),
+                task: task.clone(),
+                ..Default::default()
+            }
+        };
+        for e in events {
+            let run = &e.run;
+            match &e.kind {
+                EventKind::AgentStarted {
+                    agent, role, task, ..
+                } => {
+                    let f = agents.entry(agent.clone()).or_default();
+                    f.metrics.run = run.clone();
+                    f.metrics.agent = agent.clone();
+                    f.metrics.role = Some(*role);
+                    f.metrics.task = task.clone();
+                    f.first_ms = Some(e.at_ms);
+                }
+                EventKind::TokensUsed {
+                    agent, task, usage, ..
+                } => {
+                    let f = agents.entry(agent.clone()).or_default();
+                    f.metrics.turns += 1;
+                    f.metrics.tokens.add(*usage);
+                    if let Some(task) = task {
+                        tasks
+                            .entry(task.clone())
+                            .or_insert_with(|| (task_of(run, task), None))
+                            .0
+                            .tokens
+                            .add(*usage);
+                    }
+                }
+                EventKind::ToolCalled {
+                    agent,
+                    call_id,
+                    tool,
+                    arguments,
+                } => {
+                    let f = agents.entry(agent.clone()).or_default();
+                    f.metrics.tool_calls += 1;
+                    if tool == "run" {
+                        let command = arguments
+                            .get("command")
+                            .and_then(|c| c.as_str())
+                            .unwrap_or("")
+                            .to_owned();
+                        f.pending.insert(call_id.clone(), command);
+                    }
+                }
+                EventKind::ToolResult {
+                    agent, call_id, ok, ..
+                } => {
+                    let f = agents.entry(agent.clone()).or_default();
+                    if !ok {
+                        f.metrics.tool_errors += 1;
+                    }
+                    if let Some(command) = f.pending.remove(call_id) {
+                        f.streak = match (f.streak.take(), ok) {
+                            (_, true) => None,
+                            (Some((c, n)), false) if c == command => Some((c, n + 1)),
+                            (_, false) => Some((command, 1)),
+                        };
+                        if let Some((c, n)) = &f.streak {
+                            if *n == REPEATED_FAILURES {
+                                self.findings.push(Finding::RepeatedFailingCommand {
+                                    run: run.clone(),
+                                    agent: agent.clone(),
+                                    command: c.clone(),
+                                    times: *n,
+                                });
+                            } else if *n > REPEATED_FAILURES {
+                                // Keep one finding per streak, with the full count.
+                                if let Some(Finding::RepeatedFailingCommand { times, .. }) = self.findings.iter_mut().rev().find(|x| {
+                                    matches!(x, Finding::RepeatedFailingCommand { agent: a, run: r, .. } if a == agent && r == run)
+                                }) {
+                                    *times = *n;
+                                }
+                            }
+                        }
+                    }
+                }
+                EventKind::AgentFinished { agent, .. } => {
+                    let f = agents.entry(agent.clone()).or_default();
+                    f.metrics.wall_ms = e.at_ms.saturating_sub(f.first_ms.unwrap_or(e.at_ms));
+                }
+                EventKind::ReviewVerdict {
+                    task,
+                    approved: false,
+                    feedback,
+                } => {
+                    tasks
+                        .entry(task.clone())
+                        .or_insert_with(|| (task_of(run, task), None))
+                        .0
+                        .review_rejections += 1;
+                    self.findings.push(Finding::ReviewRejected {
+                        run: run.clone(),
+                        task: task.clone(),
+                        feedback: feedback.clone(),
+                    });
+                }
+                EventKind::TestRun {
+                    task,
+                    passed: false,
+                    command,
+                    ..
+                } => {
+                    tasks
+                        .entry(task.clone())
+                        .or_insert_with(|| (task_of(run, task), None))
+                        .0
+                        .failed_tests += 1;
+                    self.findings.push(Finding::TestsFailed {
+                        run: run.clone(),
+                        task: task.clone(),
+                        command: command.clone(),
+                    });
+                }
+                EventKind::MergeResult {
+                    task,
+                    result: MergeOutcome::Conflict { files },
+                } => {
+                    tasks
+                        .entry(task.clone())
+                        .or_insert_with(|| (task_of(run, task), None))
+                        .0
+                        .conflicts += 1;
+                    self.findings.push(Finding::MergeConflict {
+                        run: run.clone(),
+                        task: task.clone(),
+                        files: files.clone(),
+                    });
+                }
+                EventKind::TaskStateChanged { task, to, .. } => {
+                    let entry = tasks
+                        .entry(task.clone())
+                        .or_insert_with(|| (task_of(run, task), None));
+                    let start = *entry.1.get_or_insert(e.at_ms);
+                    entry.0.final_state = to.to_string();
+                    entry.0.wall_ms = e.at_ms.saturating_sub(start);
+                }
+                _ => {}
+            }
+        }
+        self.agents.extend(agents.into_values().map(|f| f.metrics));
+        self.tasks.extend(tasks.into_values().map(|(m, _)| m));
+    }
+
+    /// The agents that cost most in errors, then turns.
+    pub fn worst_agents(&self, n: usize) -> Vec<&AgentMetrics> {
+        let mut all: Vec<&AgentMetrics> = self.agents.iter().collect();
+        all.sort_by_key(|a| std::cmp::Reverse((a.tool_errors, a.turns)));
+        all.into_iter().take(n).collect()
+    }
+
+    /// The report's metrics part, in markdown.
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "## Metrics\n\n{} runs, {} events.\n",
+            self.runs, self.events
+        );
+        md.push_str("| role | agents | turns | tool calls | tool errors | tokens in | tokens out |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        for (role, t) in &self.by_role {
+            let _ = writeln!(
+                md,
+                "| {role} | {} | {} | {} | {} | {} | {} |",
+                t.agents, t.turns, t.tool_calls, t.tool_errors, t.tokens.input, t.tokens.output
+            );
+        }
+        md.push_str("\n| run | task | state | review rejections | failed tests | conflicts | tokens | wall time |\n|---|---|---|---:|---:|---:|---:|---:|\n");
+        for t in &self.tasks {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.1}s |",
+                t.run,
+                t.task,
+                t.final_state,
+                t.review_rejections,
+                t.failed_tests,
+                t.conflicts,
+                t.tokens.total(),
+                t.wall_ms as f64 / 1000.0
+            );
+        }
+        md.push_str("\n## Worst offenders\n\n");
+        for a in self.worst_agents(5) {
+            let _ = writeln!(
+                md,
+                "- `{}` ({}): {} turns, {} tool errors",
+                a.agent, a.run, a.turns, a.tool_errors
+            );
+        }
+        md.push_str("\n## Findings\n\n");
+        if self.findings.is_empty() {
+            md.push_str("None.\n");
+        }
+        for f in &self.findings {
+            let line = match f {
+                Finding::RepeatedFailingCommand {
+                    run,
+                    agent,
+                    command,
+                    times,
+                } => {
+                    format!(
+                        "- **repeated failing command**: `{agent}` ({run}) ran `{command}` {times} times in a row, failing each time"
+                    )
+                }
+                Finding::ReviewRejected {
+                    run,
+                    task,
+                    feedback,
+                } => {
+                    format!(
+                        "- review rejected {task} ({run}): {}",
+                        feedback.trim().replace('\n', " ")
+                    )
+                }
+                Finding::TestsFailed { run, task, command } => {
+                    format!("- tests failed for {task} ({run}): `{command}`")
+                }
+                Finding::MergeConflict { run, task, files } => {
+                    format!(
+                        "- merge conflict for {task} ({run}) in {}",
+                        files.join(", ")
+                    )
+                }
+            };
+            md.push_str(&line);
+            md.push('\n');
+        }
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TaskState;
+
+    fn run_events() -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut push = |kind: EventKind| {
+            let seq = events.len() as u64 + 1;
+            events.push(Event {
+                run: RunId::from("r1"),
+                seq,
+                at_ms: seq * 100,
+                kind,
+            });
+        };
+        let agent = AgentId::from("coder:t1#1");
+        push(EventKind::AgentStarted {
+            agent: agent.clone(),
+            role: AgentRole::Coder,
+            task: Some("t1".into()),
+            model: "m".into(),
+        });
+        push(EventKind::TaskStateChanged {
+            task: "t1".into(),
+            from: TaskState::Ready,
+            to: TaskState::Running,
+            reason: None,
+        });
+        for (i, (command, ok)) in [
+            ("make", false),
+            ("make", false),
+            ("make", false),
+            ("make", false),
+            ("ls", true),
+            ("make", false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            push(EventKind::TokensUsed {
+                agent: agent.clone(),
+                task: Some("t1".into()),
+                model: "m".into(),
+                usage: TokenUsage {
+                    input: 10,
+                    output: 1,
+                    cached: 0,
+                },
+            });
+            push(EventKind::ToolCalled {
+                agent: agent.clone(),
+                call_id: format!("c{i}"),
+                tool: "run".into(),
+                arguments: serde_json::json!({"command": command}),
+            });
+            push(EventKind::ToolResult {
+                agent: agent.clone(),
+                call_id: format!("c{i}"),
+                ok,
+                output: String::new(),
+            });
+        }
+        push(EventKind::AgentFinished {
+            agent,
+            ok: true,
+            summary: String::new(),
+        });
+        push(EventKind::ReviewVerdict {
+            task: "t1".into(),
+            approved: false,
+            feedback: "add tests".into(),
+        });
+        push(EventKind::TaskStateChanged {
+            task: "t1".into(),
+            from: TaskState::Reviewing,
+            to: TaskState::Running,
+            reason: None,
+        });
+        events
+    }
+
+    #[test]
+    fn counts_and_findings_match_a_known_run() {
+        let m = FactoryMetrics::compute(&[run_events()]);
+        assert_eq!(m.agents.len(), 1);
+        let a = &m.agents[0];
+        assert_eq!((a.turns, a.tool_calls, a.tool_errors), (6, 6, 5));
+        assert_eq!(a.tokens.total(), 66);
+        assert_eq!(a.wall_ms, 2000);
+        let repeated: Vec<_> = m
+            .findings
+            .iter()
+            .filter_map(|f| match f {
+                Finding::RepeatedFailingCommand { command, times, .. } => {
+                    Some((command.as_str(), *times))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            repeated,
+            vec![("make", 4)],
+            "one finding for the streak of four; the later single failure is not one"
+        );
+        let t = &m.tasks[0];
+        assert_eq!(
+            (t.review_rejections, t.final_state.as_str()),
+            (1, "running")
+        );
+        assert_eq!(m.by_role[&AgentRole::Coder].tool_errors, 5);
+        let md = m.to_markdown();
+        assert!(
+            md.contains("repeated failing command") && md.contains("`make` 4 times"),
+            "{md}"
+        );
+    }
+}
