@@ -284,6 +284,31 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
             .iter()
             .all(|t| t.state == TaskState::Merged)
     );
+    // The run is listed and exports as a readable record.
+    let runs = std::process::Command::new(memofab_bin())
+        .args(["runs", "--repo"])
+        .arg(&repo)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&runs.stdout);
+    assert!(
+        listing.contains(run.as_str()) && listing.contains("finished"),
+        "{listing}"
+    );
+    let export = std::process::Command::new(memofab_bin())
+        .args(["export", run.as_str(), "--format", "markdown", "--repo"])
+        .arg(&repo)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&export.stdout);
+    assert!(
+        md.contains("## Transcripts")
+            && md.contains("### coder:json#1")
+            && md.contains("gate for docs: approved"),
+        "{md}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,16 +165,30 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
 pub async fn replay(global: &GlobalArgs, repo: &Path, args: ReplayArgs) -> Result<ExitCode> {
     let repo =
         std::fs::canonicalize(repo).with_context(|| format!("repository {}", repo.display()))?;
-    let run = match args.run {
-        Some(run) => RunId::new(run),
-        None => latest_run(&repo)?,
-    };
     let store = crate::effects::store::Store::open(&session::store_path(&repo))?;
+    let config = super::load_config(&repo, global.config.as_deref())?;
+    let Some(run) = args.run.map(RunId::new) else {
+        // No run named: the runs browser.
+        let runs = store.runs()?;
+        if runs.is_empty() {
+            bail!("this repository has no runs yet");
+        }
+        let view = crate::tui::runs::RunsView {
+            runs,
+            selected: 0,
+            note: None,
+        };
+        let options = cockpit_options(&config, "memofab runs")?;
+        crate::tui::run_browser(view, options, |run| {
+            store.events(run).map_err(|e| e.to_string())
+        })
+        .await?;
+        return Ok(ExitCode::SUCCESS);
+    };
     let events = store.events(&run)?;
     if events.is_empty() {
         bail!("run {run} not found; `memofab runs` lists the runs of this repository");
     }
-    let config = super::load_config(&repo, global.config.as_deref())?;
     let options = cockpit_options(&config, &format!("memofab replay {run}"))?;
     crate::tui::run_replay(events, options).await?;
     Ok(ExitCode::SUCCESS)

@@ -7,12 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use super::args::{ExportArgs, ExportFormat, GateArgs, RejectArgs};
+use super::args::{ExportArgs, ExportFormat, GateArgs, GlobalArgs, RejectArgs};
 use crate::domain::{RunId, TaskId, TaskState};
 use crate::effects::store::Store;
 use crate::effects::store::export::{export_jsonl, export_markdown};
 use crate::engine::session::{self, store_path};
+use crate::llm::pricing::{Costs, price_table};
 use crate::protocol::Command;
+use crate::tui::runs::when;
 
 fn open_store(repo: &Path) -> Result<Store> {
     let path = store_path(repo);
@@ -25,16 +27,19 @@ fn open_store(repo: &Path) -> Result<Store> {
     Ok(Store::open(&path)?)
 }
 
-pub fn runs(repo: &Path) -> Result<ExitCode> {
+pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
     let store = open_store(repo)?;
     let runs = store.runs()?;
     if runs.is_empty() {
         println!("no runs yet");
         return Ok(ExitCode::SUCCESS);
     }
+    let prices = super::load_config(repo, global.config.as_deref())
+        .map(|c| price_table(&c))
+        .unwrap_or_default();
     println!(
-        "{:<22} {:<10} {:>6} {:>6} {:>6} {:>9}  requirement",
-        "run", "phase", "tasks", "merged", "failed", "tokens"
+        "{:<30} {:<16} {:>8} {:<9} {:>5} {:>6} {:>6} {:>9} {:>8}  requirement",
+        "run", "started (UTC)", "duration", "phase", "tasks", "merged", "failed", "tokens", "cost"
     );
     for r in runs {
         let phase = r.phase.map(|p| p.as_str()).unwrap_or("-");
@@ -44,11 +49,30 @@ pub fn runs(repo: &Path) -> Result<ExitCode> {
             .next()
             .unwrap_or("")
             .chars()
-            .take(60)
+            .take(50)
             .collect::<String>();
+        let cost = if prices.is_empty() {
+            "-".to_owned()
+        } else {
+            let costs = Costs::of(&prices, &store.events(&r.run)?);
+            if costs.priced {
+                format!("${:.2}", costs.total)
+            } else {
+                "-".to_owned()
+            }
+        };
+        let secs = r.last_event_ms.saturating_sub(r.started_ms) / 1000;
         println!(
-            "{:<22} {:<10} {:>6} {:>6} {:>6} {:>9}  {title}",
-            r.run, phase, r.tasks, r.merged, r.failed, r.tokens
+            "{:<30} {:<16} {:>7}s {:<9} {:>5} {:>6} {:>6} {:>9} {:>8}  {title}",
+            r.run.as_str(),
+            when(r.started_ms),
+            secs,
+            phase,
+            r.tasks,
+            r.merged,
+            r.failed,
+            r.tokens,
+            cost
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -165,3 +165,49 @@ pub async fn run_proposals(
         }
     }
 }
+
+/// Past runs; Enter replays one, quitting the replay comes back here.
+pub async fn run_browser(
+    mut view: super::runs::RunsView,
+    options: TuiOptions,
+    mut load: impl FnMut(&crate::domain::RunId) -> Result<Vec<crate::domain::Event>, String>,
+) -> anyhow::Result<()> {
+    use super::runs::RunsAction;
+    loop {
+        let chosen = {
+            let mut guard = TerminalGuard::enter(false)?;
+            let mut input = EventStream::new();
+            loop {
+                guard
+                    .terminal
+                    .draw(|frame| view.render(frame, &options.theme))?;
+                match input.next().await {
+                    Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
+                        match view.handle_key(key) {
+                            Some(RunsAction::Quit) => return Ok(()),
+                            Some(RunsAction::Open(run)) => break run,
+                            None => {}
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Ok(()),
+                }
+            }
+        };
+        match load(&chosen) {
+            Ok(events) if !events.is_empty() => {
+                let replay_options = TuiOptions {
+                    theme: options.theme.clone(),
+                    mouse: options.mouse,
+                    title: format!("memofab replay {chosen}"),
+                    prices: options.prices.clone(),
+                };
+                run_replay(events, replay_options).await?;
+                view.note = None;
+            }
+            Ok(_) => view.note = Some(format!(" run {chosen} has no events")),
+            Err(e) => view.note = Some(format!(" cannot read {chosen}: {e}")),
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub(crate) mod fixture;
 pub mod highlight;
 pub mod proposals;
 pub mod replay;
+pub mod runs;
 mod terminal;
 pub mod theme;
 pub mod transcript;
@@ -35,6 +36,15 @@ pub async fn run_proposals(
     approve: impl FnMut(u32) -> Result<String, String>,
 ) -> anyhow::Result<()> {
     event_loop::run_proposals(view, options, approve).await
+}
+
+/// The runs browser: Enter replays a run (events read by `load`).
+pub async fn run_browser(
+    view: runs::RunsView,
+    options: TuiOptions,
+    load: impl FnMut(&crate::domain::RunId) -> Result<Vec<crate::domain::Event>, String>,
+) -> anyhow::Result<()> {
+    event_loop::run_browser(view, options, load).await
 }
 
 /// Replays a stored run in the cockpit until the human quits.
