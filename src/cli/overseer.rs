@@ -35,6 +35,8 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result
                 decided,
                 selected: 0,
                 note: None,
+                show_report: false,
+                scroll: 0,
             };
             let by = std::env::var("USER").unwrap_or_else(|_| "human".into());
             crate::tui::run_proposals(view, options, |n| {

@@ -17,6 +17,9 @@ pub struct ProposalsView {
     pub decided: Vec<u32>,
     pub selected: usize,
     pub note: Option<String>,
+    /// Show the whole report (metrics, findings) instead of one proposal.
+    pub show_report: bool,
+    pub scroll: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +37,12 @@ impl ProposalsView {
                 self.selected = (self.selected + 1).min(self.proposals.len().saturating_sub(1));
             }
             KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
+            KeyCode::Char('m') => {
+                self.show_report = !self.show_report;
+                self.scroll = 0;
+            }
+            KeyCode::PageDown | KeyCode::Char('J') => self.scroll = self.scroll.saturating_add(10),
+            KeyCode::PageUp | KeyCode::Char('K') => self.scroll = self.scroll.saturating_sub(10),
             KeyCode::Char('a') if !self.proposals.is_empty() => {
                 let n = self.selected as u32 + 1;
                 if self.decided.contains(&n) {
@@ -88,7 +97,13 @@ impl ProposalsView {
             rows[0],
         );
         let mut detail: Vec<Line> = Vec::new();
-        if let Some(p) = self.proposals.get(self.selected) {
+        if self.show_report {
+            detail = self
+                .report
+                .lines()
+                .map(|l| Line::from(l.to_owned()))
+                .collect();
+        } else if let Some(p) = self.proposals.get(self.selected) {
             detail.push(Line::from(Span::styled(
                 p.rationale.clone(),
                 theme.style(Role::Text),
@@ -109,16 +124,21 @@ impl ProposalsView {
                 theme.style(Role::Muted),
             )));
         }
+        let title = if self.show_report {
+            " Report · m back · PgUp/PgDn scroll "
+        } else {
+            " Evidence and patch "
+        };
         frame.render_widget(
             Paragraph::new(detail)
                 .wrap(Wrap { trim: false })
-                .block(block(" Evidence and patch ")),
+                .scroll((self.scroll, 0))
+                .block(block(title)),
             rows[1],
         );
-        let status = self
-            .note
-            .clone()
-            .unwrap_or_else(|| " ↑/↓ select · a approve and apply · q quit".to_owned());
+        let status = self.note.clone().unwrap_or_else(|| {
+            " ↑/↓ select · a approve and apply · m full report · q quit".to_owned()
+        });
         frame.render_widget(
             Paragraph::new(status).style(theme.style(Role::StatusBar)),
             rows[2],
@@ -145,6 +165,8 @@ mod tests {
             decided: vec![],
             selected: 0,
             note: None,
+            show_report: false,
+            scroll: 0,
         }
     }
 
