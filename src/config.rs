@@ -43,6 +43,38 @@ pub struct RunConfig {
     pub output_cap_bytes: usize,
     /// Agents' `run` refuses commands containing any of these.
     pub deny_commands: Vec<String>,
+    /// Fencing for agents' commands and the test step: `auto` uses
+    /// bubblewrap where it works, `bwrap` requires it, `none` does without.
+    pub isolation: IsolationChoice,
+    /// Let isolated commands reach the network.
+    pub allow_network: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationChoice {
+    Auto,
+    Bwrap,
+    None,
+}
+
+impl RunConfig {
+    /// The isolation commands get, or why the configured one is unavailable.
+    pub fn isolation(&self) -> Result<crate::effects::process::Isolation, ConfigError> {
+        use crate::effects::process::{Isolation, bwrap_available};
+        let bwrap = Isolation::Bwrap {
+            network: self.allow_network,
+        };
+        match self.isolation {
+            IsolationChoice::None => Ok(Isolation::None),
+            IsolationChoice::Auto if bwrap_available() => Ok(bwrap),
+            IsolationChoice::Auto => Ok(Isolation::None),
+            IsolationChoice::Bwrap if bwrap_available() => Ok(bwrap),
+            IsolationChoice::Bwrap => Err(ConfigError::Invalid(
+                "run.isolation = \"bwrap\" but bubblewrap is not installed or cannot create namespaces here".into(),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -182,6 +214,8 @@ impl Default for RunConfig {
                 "git config".into(),
                 "sudo".into(),
             ],
+            isolation: IsolationChoice::Auto,
+            allow_network: false,
         }
     }
 }

@@ -13,6 +13,7 @@ fn toolbox(root: &std::path::Path) -> ToolBox {
         command_timeout: Duration::from_secs(5),
         output_cap: 4096,
         deny_commands: vec![],
+        isolation: memofab::effects::process::Isolation::None,
     };
     ToolBox::new(
         Sandbox::new(root, Policy::protected_only()).unwrap(),

@@ -50,6 +50,10 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
             ),
         },
     }
+    match config.run.isolation() {
+        Ok(isolation) => report(true, "isolation", isolation.describe().to_owned()),
+        Err(e) => report(false, "isolation", e.to_string()),
+    }
     match session::load_policy(repo) {
         Ok(_) => report(
             true,

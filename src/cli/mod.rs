@@ -20,6 +20,7 @@ pub use args::{Cli, Commands};
 use crate::config::Config;
 
 pub fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,6 +57,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         None => headless::cockpit_new_run(&cli.global, &repo).await,
     }
 }
+
+/// Like other command-line tools, end quietly when the reader of our output
+/// goes away (`memofab runs | head`) instead of panicking on a closed pipe.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread starts; setting
+    // a signal's disposition to the default touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_default_sigpipe() {}
 
 /// Loads config for a project: defaults, user file, project file, `--config`.
 pub(crate) fn load_config(repo: &Path, extra: Option<&Path>) -> Result<Config> {

@@ -22,6 +22,54 @@ pub struct CommandSpec {
     pub timeout: Duration,
     pub output_cap: usize,
     pub extra_env: Vec<(String, String)>,
+    pub isolation: Isolation,
+}
+
+/// How strongly a command is fenced in, beyond its working directory,
+/// scrubbed environment and timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// A plain child process.
+    None,
+    /// bubblewrap: the whole file system read-only except the working
+    /// directory and a private /tmp, new namespaces, no network unless allowed.
+    Bwrap { network: bool },
+}
+
+impl Isolation {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Isolation::None => "none (working directory, scrubbed environment and timeouts only)",
+            Isolation::Bwrap { network: false } => {
+                "bubblewrap (read-only system, writable worktree, no network)"
+            }
+            Isolation::Bwrap { network: true } => {
+                "bubblewrap (read-only system, writable worktree, network allowed)"
+            }
+        }
+    }
+}
+
+/// Whether bubblewrap is installed and works here (user namespaces can be
+/// disabled even where the binary exists). Checked once.
+pub fn bwrap_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        std::process::Command::new("bwrap")
+            .args([
+                "--ro-bind",
+                "/",
+                "/",
+                "--unshare-all",
+                "--die-with-parent",
+                "true",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +116,35 @@ pub fn scrubbed_env() -> Vec<(String, String)> {
 
 pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, ProcessError> {
     let started = Instant::now();
-    let mut command = Command::new("sh");
+    let mut command = match spec.isolation {
+        Isolation::None => Command::new("sh"),
+        Isolation::Bwrap { network } => {
+            let mut c = Command::new("bwrap");
+            let cwd = spec.cwd.as_os_str();
+            c.args([
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--tmpfs",
+                "/tmp",
+            ])
+            .arg("--bind")
+            .arg(cwd)
+            .arg(cwd)
+            .arg("--chdir")
+            .arg(cwd)
+            .args(["--unshare-all", "--die-with-parent"]);
+            if network {
+                c.arg("--share-net");
+            }
+            c.arg("sh");
+            c
+        }
+    };
     command
         .arg("-c")
         .arg(&spec.command)
@@ -188,6 +264,7 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             output_cap: 1000,
             extra_env: vec![("EXTRA".into(), "yes".into())],
+            isolation: Isolation::None,
         }
     }
 
@@ -228,6 +305,31 @@ mod tests {
         assert!(out.output.starts_with("1\n2\n"));
         assert!(out.output.trim_end().ends_with("5000"));
         assert!(out.output.contains("bytes omitted"));
+    }
+
+    #[tokio::test]
+    async fn bubblewrap_confines_writes_to_the_working_directory() {
+        if !bwrap_available() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI installs bubblewrap (.ci/run)"
+            );
+            eprintln!("skipping: bubblewrap is not available");
+            return;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("escaped");
+        let mut s = spec(
+            &format!("touch inside && touch {} ; echo done", target.display()),
+            5000,
+        );
+        s.cwd = work.path().to_owned();
+        s.isolation = Isolation::Bwrap { network: false };
+        let out = run_command(&s).await.unwrap();
+        assert!(out.output.contains("done"), "{}", out.output);
+        assert!(work.path().join("inside").exists());
+        assert!(!target.exists(), "a write outside the worktree got through");
     }
 
     #[tokio::test]

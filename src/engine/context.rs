@@ -61,6 +61,8 @@ pub struct RunContext {
     pub mainline: String,
     pub test_command: Option<String>,
     pub auto_approve: bool,
+    /// How agents' commands and the test step are fenced in.
+    pub isolation: crate::effects::process::Isolation,
     /// Merges onto mainline happen one at a time.
     pub merge_lock: tokio::sync::Mutex<()>,
 }
@@ -93,12 +95,15 @@ impl RunContext {
     }
 }
 
-impl super::tools::ToolLimits {
-    pub fn from_config(run: &crate::config::RunConfig) -> Self {
-        Self {
+impl RunContext {
+    /// The limits every agent's tools work within.
+    pub fn tool_limits(&self) -> super::tools::ToolLimits {
+        let run = &self.config.run;
+        super::tools::ToolLimits {
             command_timeout: std::time::Duration::from_secs(run.command_timeout_secs),
             output_cap: run.output_cap_bytes,
             deny_commands: run.deny_commands.clone(),
+            isolation: self.isolation,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
 use super::context::RunContext;
 use super::error::EngineResult;
-use super::tools::{ToolBox, ToolLimits, ToolSet};
+use super::tools::{ToolBox, ToolSet};
 use crate::domain::policy::Risk;
 use crate::domain::{
     AgentRole, ConflictFile, ConflictResolution, EventKind, MergeOutcome, TaskId, TaskRecord,
@@ -122,7 +122,7 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
 
     let toolbox = Arc::new(ToolBox::new(
         Sandbox::new(&dir, ctx.policy.clone())?,
-        ToolLimits::from_config(&ctx.config.run),
+        ctx.tool_limits(),
     ));
     let job = AgentJob {
         role,
@@ -299,7 +299,7 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
         .await?;
     let toolbox = Arc::new(ToolBox::new(
         Sandbox::new(&dir, ctx.policy.clone())?,
-        ToolLimits::from_config(&ctx.config.run),
+        ctx.tool_limits(),
     ));
     let job = AgentJob {
         role: AgentRole::Reviewer,
@@ -345,6 +345,7 @@ async fn test(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
                 timeout: Duration::from_secs(ctx.config.run.command_timeout_secs),
                 output_cap: ctx.config.run.output_cap_bytes,
                 extra_env: Vec::new(),
+                isolation: ctx.isolation,
             };
             let out = run_command(&spec).await?;
             let passed = out.success();

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::agent::{AgentJob, AgentOutcome, Review, SubmitTool, review_tool};
 use super::context::RunContext;
 use super::error::EngineResult;
-use super::tools::{ToolBox, ToolLimits, ToolSet};
+use super::tools::{ToolBox, ToolSet};
 use crate::domain::{AgentRole, Blueprint, EventKind, RunPhase};
 use crate::effects::sandbox::Sandbox;
 use crate::llm::ToolSpec;
@@ -165,7 +165,7 @@ fn read_only_tools(
     ctx: &RunContext,
 ) -> EngineResult<Option<(std::sync::Arc<ToolBox>, Vec<ToolSpec>)>> {
     let sandbox = Sandbox::new(ctx.git.root(), ctx.policy.clone())?;
-    let toolbox = ToolBox::new(sandbox, ToolLimits::from_config(&ctx.config.run));
+    let toolbox = ToolBox::new(sandbox, ctx.tool_limits());
     Ok(Some((
         std::sync::Arc::new(toolbox),
         ToolBox::specs(ToolSet::ReadOnly),

@@ -113,6 +113,7 @@ fn context(
         worktrees: factory_dir(&repo).join("worktrees"),
         test_command: settings.test_command.clone(),
         auto_approve: settings.auto_approve,
+        isolation: config.run.isolation()?,
         merge_lock: tokio::sync::Mutex::new(()),
         recorder,
         git,

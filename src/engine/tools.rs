@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::effects::process::{CommandSpec, run_command};
+use crate::effects::process::{CommandSpec, Isolation, run_command};
 use crate::effects::sandbox::{Access, Sandbox};
 use crate::llm::ToolSpec;
 
@@ -40,6 +40,7 @@ pub struct ToolLimits {
     pub command_timeout: Duration,
     pub output_cap: usize,
     pub deny_commands: Vec<String>,
+    pub isolation: Isolation,
 }
 
 pub struct ToolBox {
@@ -512,6 +513,7 @@ impl ToolBox {
             timeout,
             output_cap: self.limits.output_cap,
             extra_env: Vec::new(),
+            isolation: self.limits.isolation,
         };
         match run_command(&spec).await {
             Ok(out) => {
@@ -557,6 +559,7 @@ mod tests {
             command_timeout: Duration::from_secs(5),
             output_cap: 4096,
             deny_commands: vec!["git push".into()],
+            isolation: Isolation::None,
         };
         (dir, ToolBox::new(sandbox, limits))
     }
