@@ -20,8 +20,16 @@ pub use args::{Cli, Commands};
 use crate::config::Config;
 
 pub fn main() -> ExitCode {
-    restore_default_sigpipe();
     let cli = Cli::parse();
+    // A run keeps going when its JSON-lines reader goes away (the printer
+    // just stops); listing commands end quietly instead.
+    let runs_the_factory = matches!(
+        cli.command,
+        None | Some(Commands::Demo(_) | Commands::Run(_) | Commands::Resume(_))
+    );
+    if !runs_the_factory {
+        restore_default_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
