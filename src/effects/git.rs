@@ -209,6 +209,11 @@ impl GitRepo {
     /// `base_commit` if it does not exist. Idempotent; cleans up what a
     /// crashed run left behind.
     pub fn add_worktree(&self, dir: &Path, branch: &str, base_commit: &str) -> Result<()> {
+        // libgit2 checks "is this branch checked out elsewhere" by reading
+        // every worktree's files; one being created at the same moment can
+        // make that check fail spuriously. Worktree changes are rare and
+        // quick, so they take turns.
+        let _turn = worktree_turn();
         if let Ok(existing) = Repository::open(dir) {
             let on_branch = existing
                 .head()
@@ -492,8 +497,45 @@ impl GitRepo {
         Ok(Vec::new())
     }
 
+    /// Removes lock files a killed process left behind (ref locks, index
+    /// locks of the repository and its worktrees). Only safe when no other
+    /// process is working on the repository; the engine's pid file ensures it.
+    pub fn clear_stale_locks(&self) -> Result<Vec<PathBuf>> {
+        let repo = self.repo()?;
+        let common = repo.commondir().to_owned();
+        let mut removed = Vec::new();
+        let mut stack = vec![common.join("refs"), common.join("worktrees")];
+        let mut candidates = vec![
+            common.join("index.lock"),
+            common.join("HEAD.lock"),
+            common.join("packed-refs.lock"),
+        ];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "lock") {
+                    candidates.push(path);
+                }
+            }
+        }
+        for path in candidates {
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .ctx(|| format!("removing stale lock {}", path.display()))?;
+                removed.push(path);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes a worktree's directory and registration; the branch stays.
     pub fn remove_worktree(&self, dir: &Path) -> Result<()> {
+        let _turn = worktree_turn();
         let repo = self.repo()?;
         let names = repo.worktrees().ctx(|| "listing worktrees".into())?;
         let target = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
@@ -573,6 +615,12 @@ fn merge_heads(repo: &Repository) -> Result<Vec<Oid>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| Oid::from_str(l.trim()).ctx(|| format!("reading {}", path.display())))
         .collect()
+}
+
+/// Serialises worktree creation and removal within the process.
+fn worktree_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A filesystem-safe worktree name for a branch.

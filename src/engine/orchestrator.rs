@@ -106,6 +106,21 @@ impl Orchestrator {
             for task in in_flight {
                 self.spawn(task, true);
             }
+            // A run that approves its gates itself may have died between
+            // reaching the gate and approving it.
+            if self.ctx.auto_approve {
+                let gated: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
+                    s.tasks()
+                        .iter()
+                        .filter(|t| t.state == TaskState::AwaitingGate)
+                        .map(|t| t.id().clone())
+                        .collect()
+                });
+                for task in gated {
+                    pipeline::approve(&self.ctx, &task, "auto-approve").await?;
+                    self.spawn(task, false);
+                }
+            }
         }
         self.build_phase().await
     }
@@ -165,7 +180,7 @@ impl Orchestrator {
                 }
             }
             tokio::select! {
-                Some(joined) = self.pipelines.join_next() => self.reap(joined).await?,
+                Some(joined) = self.pipelines.join_next_with_id() => self.reap(joined).await?,
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => {
                         self.pipelines.shutdown().await;
@@ -236,17 +251,34 @@ impl Orchestrator {
         self.active.insert(task, handle);
     }
 
+    /// Forgets a finished pipeline, unless a newer one already drives the task.
+    fn forget(&mut self, task: &TaskId, id: tokio::task::Id) {
+        if self.active.get(task).is_some_and(|h| h.id() == id) {
+            self.active.remove(task);
+        }
+    }
+
+    /// Waits until no pipeline drives `task`, so that a human decision never
+    /// races a pipeline still on its way out: one pipeline per task, always.
+    async fn settle(&self, task: &TaskId) {
+        if let Some(handle) = self.active.get(task) {
+            while !handle.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }
+    }
+
     async fn reap(
         &mut self,
-        joined: Result<(TaskId, EngineResult<()>), tokio::task::JoinError>,
+        joined: Result<(tokio::task::Id, (TaskId, EngineResult<()>)), tokio::task::JoinError>,
     ) -> EngineResult<()> {
         match joined {
-            Ok((task, Ok(()))) => {
-                self.active.remove(&task);
+            Ok((id, (task, Ok(())))) => {
+                self.forget(&task, id);
                 Ok(())
             }
-            Ok((task, Err(e))) => {
-                self.active.remove(&task);
+            Ok((id, (task, Err(e)))) => {
+                self.forget(&task, id);
                 // An effect failed underneath the task (git, the store): stop
                 // everything rather than build on an unknown state.
                 self.pipelines.shutdown().await;
@@ -264,6 +296,15 @@ impl Orchestrator {
     }
 
     async fn obey(&mut self, command: Command) -> EngineResult<()> {
+        // A task a human acts on must not have a pipeline still running.
+        match &command {
+            Command::ApproveGate { task }
+            | Command::RejectGate { task, .. }
+            | Command::RetryTask { task }
+            | Command::EditTask { task, .. }
+            | Command::ResolveConflict { task, .. } => self.settle(task).await,
+            _ => {}
+        }
         let state = self.ctx.recorder.snapshot();
         let task_state = |t: &TaskId| state.task(t).map(|r| r.state);
         match command {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::context::{ProviderSet, RunContext};
+use super::engine_lock::EngineLock;
 use super::error::{EngineError, EngineResult};
 use super::orchestrator::{Orchestrator, Steering};
 use super::prompts::Prompts;
@@ -130,6 +131,7 @@ pub async fn start(
     commands: UnboundedReceiver<Command>,
 ) -> EngineResult<RunState> {
     let (git, branch) = preflight(&request.repo)?;
+    let _engine = EngineLock::acquire(&git)?;
     let mainline = request.config.project.mainline.clone().unwrap_or(branch);
     let m = mainline.clone();
     let base_commit = git.branch_head(&m)?;
@@ -197,6 +199,7 @@ pub async fn resume(
     commands: UnboundedReceiver<Command>,
 ) -> EngineResult<RunState> {
     let git = GitRepo::open(&request.repo)?;
+    let _engine = EngineLock::acquire(&git)?;
     let store = Store::open(&store_path(git.root()))?;
     let recorder = Recorder::resume(store, &request.run, updates)?
         .with_crash_after(request.crash_after.map(CrashAfter));
