@@ -366,3 +366,59 @@ fn kill_9_at_random_moments_then_resume_reaches_the_same_mainline() {
         "only {interrupted} of 5 kills landed mid-run"
     );
 }
+
+#[test]
+fn leftovers_of_an_old_run_do_not_get_in_the_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let xdg = tmp.path().join("xdg");
+    let repo = tmp.path().join("repo");
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/seed");
+    let files: Vec<(String, Vec<u8>)> = [
+        "README.md",
+        "bin/textkit",
+        "lib/common.sh",
+        "tests/run.sh",
+        "tests/test_basic.sh",
+    ]
+    .iter()
+    .map(|f| ((*f).to_owned(), std::fs::read(seed.join(f)).unwrap()))
+    .collect();
+    let git = memofab::effects::git::GitRepo::init_with_files(&repo, &files, "seed").unwrap();
+    // An old run's branch, and its worktree directory left behind.
+    let head = git.branch_head("main").unwrap();
+    git.add_worktree(
+        &repo.join(".memofab/worktrees/r-old/loader"),
+        "memofab/r-old/loader",
+        &head,
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join(".memofab/config.toml"),
+        "[project]\ntest_command = \"sh tests/run.sh\"\n",
+    )
+    .unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/scenario.toml");
+    let out = memofab(
+        &[
+            "run",
+            "--headless",
+            "--auto-approve",
+            "--requirement-text",
+            "stats and slugs",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+        ],
+        &xdg,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        git.branch_exists("memofab/r-old/loader").unwrap(),
+        "old branches are left alone"
+    );
+}
