@@ -22,12 +22,19 @@ use tokio::sync::mpsc;
 
 /// Keeps both sides of every conflict hunk: what a careful human does here.
 fn union_of_sides(text: &str) -> String {
-    text.lines()
-        .filter(|l| {
-            !(l.starts_with("<<<<<<<") || l.starts_with("=======") || l.starts_with(">>>>>>>"))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
+    let mut out = String::new();
+    let mut in_base = false;
+    for line in text.lines() {
+        if line.starts_with("|||||||") {
+            in_base = true;
+        } else if line.starts_with("=======") {
+            in_base = false;
+        } else if !(line.starts_with("<<<<<<<") || line.starts_with(">>>>>>>") || in_base) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 struct Interactive {
@@ -380,4 +387,74 @@ async fn planning_waits_for_the_spec_and_the_planner_brainstorms_first() {
     let state = run.shutdown().await;
     assert_eq!(state.requirement, demo.scenario.requirement);
     assert!(state.spec_submitted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_rejection_sends_the_task_back_then_approval_merges_it() {
+    let demo = demo_repo();
+    let config = project_config(&demo.repo);
+    let provider = Arc::new(ScriptedProvider::new(Arc::new(demo.scenario.clone())));
+    let (updates_tx, updates) = mpsc::unbounded_channel();
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let request = RunRequest {
+        repo: demo.repo.clone(),
+        requirement: demo.scenario.requirement.clone(),
+        config,
+        providers: ProviderSet::uniform(provider, "scripted"),
+        provider_label: "scripted".into(),
+        scenario: None,
+        auto_approve: false,
+        await_spec: false,
+        steering: Steering::Interactive,
+        crash_after: None,
+    };
+    let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
+    let mut run = Interactive {
+        updates,
+        commands,
+        engine,
+        events: Vec::new(),
+        state: None,
+    };
+    let at_gate = |s: &RunState, _: &[Event]| {
+        s.task(&"docs".into()).map(|t| t.state) == Some(TaskState::AwaitingGate)
+    };
+
+    run.until("the gate", at_gate).await;
+    run.send(Command::RejectGate {
+        task: "docs".into(),
+        feedback: "Mention tk_title in the table too.".into(),
+    });
+    run.until("the rework", |s, _| {
+        s.task(&"docs".into()).is_some_and(|t| t.attempt == 2)
+    })
+    .await;
+    let feedback = run
+        .state
+        .as_ref()
+        .unwrap()
+        .task(&"docs".into())
+        .unwrap()
+        .feedback
+        .clone()
+        .unwrap();
+    assert!(feedback.contains("Mention tk_title"), "{feedback}");
+    run.until("the gate again", at_gate).await;
+    run.send(Command::ApproveGate {
+        task: "docs".into(),
+    });
+    run.until("docs to merge", |s, _| {
+        s.task(&"docs".into()).map(|t| t.state) == Some(TaskState::Merged)
+    })
+    .await;
+    let events = run.events.clone();
+    run.shutdown().await;
+    let decisions: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::GateDecision { approved, .. } => Some(*approved),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(decisions, vec![false, true]);
 }

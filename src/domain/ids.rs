@@ -89,6 +89,22 @@ pub fn civil_from_unix(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// Unix seconds of a UTC civil date and time (inverse of [`civil_from_unix`]).
+pub fn unix_from_civil(y: i64, m: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<u64> {
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s);
+    u64::try_from(secs).ok()
+}
+
 impl AgentId {
     pub fn for_task(role: AgentRole, task: &TaskId, attempt: u32) -> Self {
         Self(format!("{}:{task}#{attempt}", role.as_str()))
@@ -151,6 +167,15 @@ mod tests {
         assert_eq!(civil_from_unix(1_795_524_694), (2026, 11, 24, 12, 51, 34));
         // Leap day.
         assert_eq!(civil_from_unix(951_782_400), (2000, 2, 29, 0, 0, 0));
+    }
+
+    #[test]
+    fn civil_round_trips() {
+        for secs in [0, 951_782_400, 1_795_524_694, 4_102_444_800] {
+            let (y, mo, d, h, mi, s) = civil_from_unix(secs);
+            assert_eq!(unix_from_civil(y, mo, d, h, mi, s), Some(secs));
+        }
+        assert_eq!(unix_from_civil(2026, 13, 1, 0, 0, 0), None);
     }
 
     #[test]

@@ -486,7 +486,7 @@ impl GitRepo {
             .find_annotated_commit(main_oid)
             .ctx(|| "reading mainline".into())?;
         let mut checkout = CheckoutBuilder::new();
-        checkout.allow_conflicts(true).conflict_style_merge(true);
+        checkout.allow_conflicts(true).conflict_style_diff3(true);
         repo.merge(&[&annotated], None, Some(&mut checkout))
             .ctx(|| format!("merging {mainline} into {}", dir.display()))?;
         let index = repo.index().ctx(|| "reading the index".into())?;

@@ -147,11 +147,41 @@ pub async fn error_from_response(response: Response, secrets: &[String]) -> LlmE
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
     let body = response.text().await.unwrap_or_default();
     let message = redact(&error_message(&body), secrets);
     classify(status, message, retry_after)
+}
+
+/// A `retry-after` value: seconds, or an HTTP date (`Wed, 21 Oct 2015
+/// 07:28:00 GMT`) measured from `now`. Capped at five minutes.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    const CAP: Duration = Duration::from_secs(300);
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(CAP));
+    }
+    // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m == month)? as u32 + 1;
+    let mut hms = time.split(':').map(|p| p.parse::<u32>().ok());
+    let (h, mi, s) = (hms.next()??, hms.next()??, hms.next()??);
+    let at = crate::domain::ids::unix_from_civil(
+        year.parse().ok()?,
+        month,
+        day.parse().ok()?,
+        h,
+        mi,
+        s,
+    )?;
+    let now = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)).min(CAP))
 }
 
 pub fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) -> LlmError {
@@ -323,6 +353,25 @@ pub fn parse_json(data: &str) -> Result<serde_json::Value, LlmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_450); // 2015-10-21 07:27:30
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("99999", now),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

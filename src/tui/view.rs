@@ -431,13 +431,14 @@ fn render_conflicts(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             theme.style(Role::DiffFile),
         )));
         for l in file.content.lines() {
-            let role =
-                if l.starts_with("<<<<<<<") || l.starts_with("=======") || l.starts_with(">>>>>>>")
-                {
-                    Role::ConflictMarker
-                } else {
-                    Role::Text
-                };
+            let role = if ["<<<<<<<", "|||||||", "=======", ">>>>>>>"]
+                .iter()
+                .any(|m| l.starts_with(m))
+            {
+                Role::ConflictMarker
+            } else {
+                Role::Text
+            };
             lines.push(Line::from(Span::styled(l.to_owned(), theme.style(role))));
         }
     }
