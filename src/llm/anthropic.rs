@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use futures_util::FutureExt;
 use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 
 use super::LlmProvider;
-use super::http::{Decoder, Endpoint, event_stream, parse_json, send_with_retry};
+use super::http::{Decoder, Endpoint, parse_json, post_stream};
 use super::sse::SseEvent;
 use super::types::{ChatMessage, CompletionRequest, FinishReason, LlmError, StreamEvent};
 use crate::domain::TokenUsage;
@@ -103,26 +102,19 @@ impl LlmProvider for AnthropicProvider {
         &self,
         request: CompletionRequest,
     ) -> BoxStream<'static, Result<StreamEvent, LlmError>> {
-        let endpoint = self.endpoint.clone();
-        let body = request_body(&request);
-        let url = format!("{}/v1/messages", endpoint.base_url);
-        let secrets: Vec<String> = endpoint.api_key.iter().cloned().collect();
-        let start = async move {
-            send_with_retry(&endpoint, || {
-                let mut req = endpoint
-                    .client
-                    .post(&url)
-                    .header("anthropic-version", API_VERSION)
-                    .json(&body);
-                if let Some(key) = &endpoint.api_key {
-                    req = req.header("x-api-key", key);
+        post_stream(
+            &self.endpoint,
+            "/v1/messages",
+            request_body(&request),
+            |req, key| {
+                let req = req.header("anthropic-version", API_VERSION);
+                match key {
+                    Some(key) => req.header("x-api-key", key),
+                    None => req,
                 }
-                req
-            })
-            .await
-        }
-        .boxed();
-        event_stream(start, EventDecoder::default(), secrets)
+            },
+            EventDecoder::default(),
+        )
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -241,6 +242,28 @@ enum State<D> {
         eof: bool,
     },
     Done,
+}
+
+/// Streams the reply to a JSON POST at `path` under the endpoint: `sign`
+/// adds the protocol's auth and version headers, `decoder` reads its events.
+pub fn post_stream<D: Decoder>(
+    endpoint: &Endpoint,
+    path: &str,
+    body: serde_json::Value,
+    sign: fn(RequestBuilder, Option<&str>) -> RequestBuilder,
+    decoder: D,
+) -> BoxStream<'static, Result<StreamEvent, LlmError>> {
+    let endpoint = endpoint.clone();
+    let url = format!("{}{path}", endpoint.base_url);
+    let secrets = endpoint.secrets();
+    let start = async move {
+        send_with_retry(&endpoint, || {
+            sign(endpoint.client.post(&url).json(&body), endpoint.api_key.as_deref())
+        })
+        .await
+    }
+    .boxed();
+    event_stream(start, decoder, secrets)
 }
 
 /// Turns a request (started lazily, on first poll) into provider-neutral

@@ -4,12 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use futures_util::FutureExt;
 use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 
 use super::LlmProvider;
-use super::http::{Decoder, Endpoint, event_stream, parse_json, send_with_retry};
+use super::http::{Decoder, Endpoint, parse_json, post_stream};
 use super::sse::SseEvent;
 use super::types::{ChatMessage, CompletionRequest, FinishReason, LlmError, StreamEvent};
 use crate::domain::TokenUsage;
@@ -99,22 +98,16 @@ impl LlmProvider for OpenAiProvider {
         &self,
         request: CompletionRequest,
     ) -> BoxStream<'static, Result<StreamEvent, LlmError>> {
-        let endpoint = self.endpoint.clone();
-        let body = request_body(&request);
-        let url = format!("{}/chat/completions", endpoint.base_url);
-        let secrets: Vec<String> = endpoint.api_key.iter().cloned().collect();
-        let start = async move {
-            send_with_retry(&endpoint, || {
-                let mut req = endpoint.client.post(&url).json(&body);
-                if let Some(key) = &endpoint.api_key {
-                    req = req.bearer_auth(key);
-                }
-                req
-            })
-            .await
-        }
-        .boxed();
-        event_stream(start, ChunkDecoder::default(), secrets)
+        post_stream(
+            &self.endpoint,
+            "/chat/completions",
+            request_body(&request),
+            |req, key| match key {
+                Some(key) => req.bearer_auth(key),
+                None => req,
+            },
+            ChunkDecoder::default(),
+        )
     }
 }
 
