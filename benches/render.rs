@@ -51,15 +51,8 @@ fn main() {
             base_commit: "0".into(),
             settings: RunSettings {
                 concurrency: AGENTS,
-                max_tasks: 32,
-                max_rework: 2,
-                max_conflict_rework: 2,
-                max_plan_rounds: 3,
-                test_command: None,
                 provider: "bench".into(),
-                scenario: None,
-                auto_approve: false,
-                await_spec: false,
+                ..RunSettings::default()
             },
         },
     )];

@@ -162,16 +162,13 @@ async fn the_demo_runs_over_the_openai_wire_format() {
         Duration::from_secs(240),
         session::start(
             RunRequest {
-                repo: demo.repo.clone(),
-                requirement: demo.scenario.requirement.clone(),
-                config: project_config(&demo.repo),
-                providers: ProviderSet::uniform(provider, "gpt-fake"),
                 provider_label: "openai".into(),
-                scenario: None,
-                auto_approve: true,
-                await_spec: false,
-                steering: Steering::Headless,
-                crash_after: None,
+                ..demo_request(
+                    &demo,
+                    ProviderSet::uniform(provider, "gpt-fake"),
+                    Steering::Headless,
+                    true,
+                )
             },
             updates,
             commands_rx,

@@ -6,16 +6,13 @@
 #[path = "support/factory.rs"]
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memofab::domain::{
     AgentRole, ConflictResolution, Event, EventKind, RunState, TaskId, TaskState,
 };
-use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::session::{self, RunRequest};
-use memofab::llm::scripted::ScriptedProvider;
 use memofab::protocol::{Command, EngineUpdate};
 use support::*;
 use tokio::sync::mpsc;
@@ -47,22 +44,17 @@ struct Interactive {
 
 impl Interactive {
     async fn start(demo: &DemoRepo) -> Self {
-        let config = project_config(&demo.repo);
-        let provider = Arc::new(ScriptedProvider::new(Arc::new(demo.scenario.clone())));
+        Self::with(demo_request(
+            demo,
+            scripted(demo),
+            Steering::Interactive,
+            true,
+        ))
+    }
+
+    fn with(request: RunRequest) -> Self {
         let (updates_tx, updates) = mpsc::unbounded_channel();
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        let request = RunRequest {
-            repo: demo.repo.clone(),
-            requirement: demo.scenario.requirement.clone(),
-            config,
-            providers: ProviderSet::uniform(provider, "scripted"),
-            provider_label: "scripted".into(),
-            scenario: None,
-            auto_approve: true,
-            await_spec: false,
-            steering: Steering::Interactive,
-            crash_after: None,
-        };
         let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
         Self {
             updates,
@@ -341,30 +333,11 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planning_waits_for_the_spec_and_the_planner_brainstorms_first() {
     let demo = demo_repo();
-    let config = project_config(&demo.repo);
-    let provider = Arc::new(ScriptedProvider::new(Arc::new(demo.scenario.clone())));
-    let (updates_tx, updates) = mpsc::unbounded_channel();
-    let (commands, commands_rx) = mpsc::unbounded_channel();
-    let request = RunRequest {
-        repo: demo.repo.clone(),
+    let mut run = Interactive::with(RunRequest {
         requirement: "stats for textkit".into(),
-        config,
-        providers: ProviderSet::uniform(provider, "scripted"),
-        provider_label: "scripted".into(),
-        scenario: None,
-        auto_approve: true,
         await_spec: true,
-        steering: Steering::Interactive,
-        crash_after: None,
-    };
-    let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
-    let mut run = Interactive {
-        updates,
-        commands,
-        engine,
-        events: Vec::new(),
-        state: None,
-    };
+        ..demo_request(&demo, scripted(&demo), Steering::Interactive, true)
+    });
 
     run.send(Command::Brainstorm {
         message: "stats for textkit — what am I missing?".into(),
@@ -392,30 +365,12 @@ async fn planning_waits_for_the_spec_and_the_planner_brainstorms_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gate_rejection_sends_the_task_back_then_approval_merges_it() {
     let demo = demo_repo();
-    let config = project_config(&demo.repo);
-    let provider = Arc::new(ScriptedProvider::new(Arc::new(demo.scenario.clone())));
-    let (updates_tx, updates) = mpsc::unbounded_channel();
-    let (commands, commands_rx) = mpsc::unbounded_channel();
-    let request = RunRequest {
-        repo: demo.repo.clone(),
-        requirement: demo.scenario.requirement.clone(),
-        config,
-        providers: ProviderSet::uniform(provider, "scripted"),
-        provider_label: "scripted".into(),
-        scenario: None,
-        auto_approve: false,
-        await_spec: false,
-        steering: Steering::Interactive,
-        crash_after: None,
-    };
-    let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
-    let mut run = Interactive {
-        updates,
-        commands,
-        engine,
-        events: Vec::new(),
-        state: None,
-    };
+    let mut run = Interactive::with(demo_request(
+        &demo,
+        scripted(&demo),
+        Steering::Interactive,
+        false,
+    ));
     let at_gate = |s: &RunState, _: &[Event]| {
         s.task(&"docs".into()).map(|t| t.state) == Some(TaskState::AwaitingGate)
     };

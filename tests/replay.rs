@@ -5,12 +5,8 @@
 #[path = "support/factory.rs"]
 mod support;
 
-use std::sync::Arc;
-
-use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
-use memofab::engine::session::{self, RunRequest};
-use memofab::llm::scripted::ScriptedProvider;
+use memofab::engine::session;
 use memofab::protocol::EngineUpdate;
 use memofab::tui::app::App;
 use memofab::tui::replay::Replay;
@@ -20,7 +16,6 @@ use tokio::sync::mpsc;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replayed_cockpit_matches_the_live_one_at_every_event() {
     let demo = demo_repo();
-    let provider = Arc::new(ScriptedProvider::new(Arc::new(demo.scenario.clone())));
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
     let (_commands, commands_rx) = mpsc::unbounded_channel();
     let collector = tokio::spawn(async move {
@@ -31,18 +26,7 @@ async fn the_replayed_cockpit_matches_the_live_one_at_every_event() {
         all
     });
     let state = session::start(
-        RunRequest {
-            repo: demo.repo.clone(),
-            requirement: demo.scenario.requirement.clone(),
-            config: project_config(&demo.repo),
-            providers: ProviderSet::uniform(provider, "scripted"),
-            provider_label: "scripted".into(),
-            scenario: None,
-            auto_approve: true,
-            await_spec: false,
-            steering: Steering::Headless,
-            crash_after: None,
-        },
+        demo_request(&demo, scripted(&demo), Steering::Headless, true),
         updates_tx,
         commands_rx,
     )

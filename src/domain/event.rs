@@ -44,6 +44,24 @@ pub struct RunSettings {
     pub await_spec: bool,
 }
 
+impl Default for RunSettings {
+    /// The defaults of `[run]` in the config, on the scripted provider.
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            max_tasks: super::blueprint::DEFAULT_MAX_TASKS,
+            max_rework: 2,
+            max_conflict_rework: 2,
+            max_plan_rounds: 3,
+            test_command: None,
+            provider: "scripted".into(),
+            scenario: None,
+            auto_approve: false,
+            await_spec: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
     pub input: u64,

@@ -488,15 +488,7 @@ mod tests {
     fn settings() -> RunSettings {
         RunSettings {
             concurrency: 2,
-            max_tasks: 32,
-            max_rework: 2,
-            max_conflict_rework: 2,
-            max_plan_rounds: 3,
-            test_command: None,
-            provider: "scripted".into(),
-            scenario: None,
-            auto_approve: false,
-            await_spec: false,
+            ..RunSettings::default()
         }
     }
 

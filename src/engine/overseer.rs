@@ -171,11 +171,8 @@ pub async fn review(
         max_rework: 0,
         max_conflict_rework: 0,
         max_plan_rounds: 0,
-        test_command: None,
         provider: "overseer".into(),
-        scenario: None,
-        auto_approve: false,
-        await_spec: false,
+        ..RunSettings::default()
     };
     let recorder = Recorder::start(
         store,

@@ -258,7 +258,10 @@ pub fn post_stream<D: Decoder>(
     let secrets = endpoint.secrets();
     let start = async move {
         send_with_retry(&endpoint, || {
-            sign(endpoint.client.post(&url).json(&body), endpoint.api_key.as_deref())
+            sign(
+                endpoint.client.post(&url).json(&body),
+                endpoint.api_key.as_deref(),
+            )
         })
         .await
     }

@@ -57,16 +57,8 @@ pub fn events() -> Vec<Event> {
         mainline: "main".into(),
         base_commit: "0000000000".into(),
         settings: RunSettings {
-            concurrency: 4,
-            max_tasks: 32,
-            max_rework: 2,
-            max_conflict_rework: 2,
-            max_plan_rounds: 3,
             test_command: Some("sh tests/run.sh".into()),
-            provider: "scripted".into(),
-            scenario: None,
-            auto_approve: false,
-            await_spec: false,
+            ..RunSettings::default()
         },
     });
     f.push(EventKind::BlueprintAccepted {

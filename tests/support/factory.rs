@@ -41,24 +41,41 @@ pub fn project_config(repo: &Path) -> Config {
     Config::load(&[repo.join(".memofab").join("config.toml")]).expect("config")
 }
 
+/// Every role on the demo's scripted scenario.
+pub fn scripted(demo: &DemoRepo) -> ProviderSet {
+    ProviderSet::uniform(
+        Arc::new(ScriptedProvider::new(Arc::new(demo.scenario.clone()))),
+        "scripted",
+    )
+}
+
+/// A run of the demo's requirement on its repository.
+pub fn demo_request(
+    demo: &DemoRepo,
+    providers: ProviderSet,
+    steering: Steering,
+    auto_approve: bool,
+) -> RunRequest {
+    RunRequest {
+        repo: demo.repo.clone(),
+        requirement: demo.scenario.requirement.clone(),
+        config: project_config(&demo.repo),
+        providers,
+        provider_label: "scripted".into(),
+        scenario: None,
+        auto_approve,
+        await_spec: false,
+        steering,
+        crash_after: None,
+    }
+}
+
 pub async fn run_demo(demo: &DemoRepo) -> RunState {
-    let provider = Arc::new(ScriptedProvider::new(Arc::new(demo.scenario.clone())));
     let (updates, mut rx) = mpsc::unbounded_channel();
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let (_commands, commands_rx) = mpsc::unbounded_channel();
     let state = session::start(
-        RunRequest {
-            repo: demo.repo.clone(),
-            requirement: demo.scenario.requirement.clone(),
-            config: project_config(&demo.repo),
-            providers: ProviderSet::uniform(provider, "scripted"),
-            provider_label: "scripted".into(),
-            scenario: None,
-            auto_approve: true,
-            await_spec: false,
-            steering: Steering::Headless,
-            crash_after: None,
-        },
+        demo_request(demo, scripted(demo), Steering::Headless, true),
         updates,
         commands_rx,
     )
