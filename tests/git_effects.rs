@@ -113,6 +113,45 @@ fn worktrees_are_idempotent_and_recover_from_a_crash() {
 }
 
 #[test]
+fn a_worktree_killed_while_being_made_is_made_again_from_scratch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let old_base = git.branch_head("main").unwrap();
+    let wt = tmp.path().join("wt/t2");
+    git.add_worktree(&wt, "memofab/r/t2", &old_base).unwrap();
+    // Killed mid-checkout: a file missing, another cut short, a stray one.
+    std::fs::remove_file(wt.join("bin/run")).unwrap();
+    write(&wt, "a.txt", "");
+    write(&wt, "stray.txt", "x");
+    // ... and mainline moved on meanwhile.
+    let other = tmp.path().join("wt/other");
+    git.add_worktree(&other, "other", &old_base).unwrap();
+    write(&other, "b.txt", "b\n");
+    git.commit_all(&other, "b").unwrap();
+    git.merge_into_mainline("main", "other", "merge other")
+        .unwrap();
+    let base = git.branch_head("main").unwrap();
+
+    git.fresh_worktree(&wt, "memofab/r/t2", &base).unwrap();
+    assert_eq!(git.branch_head("memofab/r/t2").unwrap(), base);
+    assert_eq!(
+        std::fs::read_to_string(wt.join("a.txt")).unwrap(),
+        "one\ntwo\nthree\n"
+    );
+    assert!(wt.join("bin/run").exists() && wt.join("b.txt").exists());
+    assert!(!wt.join("stray.txt").exists());
+    assert!(git.commit_all(&wt, "nothing").unwrap().is_none());
+
+    // Killed while registering: the admin directory exists but is no
+    // worktree yet, and the work tree directory never appeared.
+    git.remove_worktree(&wt).unwrap();
+    let admin = git.root().join(".git/worktrees/memofab-r-t2");
+    std::fs::create_dir_all(&admin).unwrap();
+    git.add_worktree(&wt, "memofab/r/t2", &base).unwrap();
+    assert!(wt.join("a.txt").exists());
+}
+
+#[test]
 fn deletions_are_committed() {
     let tmp = tempfile::tempdir().unwrap();
     let git = seed(tmp.path());

@@ -94,7 +94,17 @@ impl Interactive {
                         .iter()
                         .flat_map(|s| s.tasks().iter().map(|t| format!("{}={}", t.id(), t.state)))
                         .collect();
-                    panic!("timed out waiting for {what}; tasks {states:?}")
+                    let recent: Vec<String> = self
+                        .events
+                        .iter()
+                        .rev()
+                        .take(12)
+                        .rev()
+                        .map(|e| format!("{:?}", e.kind).chars().take(200).collect())
+                        .collect();
+                    panic!(
+                        "timed out waiting for {what}; tasks {states:?}; recent events {recent:#?}"
+                    )
                 }
             };
             if let EngineUpdate::Event(event) = update {
@@ -412,4 +422,99 @@ async fn a_gate_rejection_sends_the_task_back_then_approval_merges_it() {
         })
         .collect();
     assert_eq!(decisions, vec![false, true]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_retried_by_a_human_unblocks_its_dependents() {
+    let demo = demo_repo();
+    let path = demo.repo.join(".memofab/config.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("[run]\nmax_rework = 0\n");
+    std::fs::write(&path, text).unwrap();
+    let mut run = Interactive::start(&demo).await;
+    // With no rework allowed, both the review rejection (title) and the failing
+    // test (json) in the demo scenario fail their tasks.
+    for task in ["title", "json"] {
+        run.until("the task to fail", |s, _| {
+            s.task(&task.into()).map(|t| t.state) == Some(TaskState::Failed)
+        })
+        .await;
+    }
+    run.until("docs to be blocked", |s, _| {
+        s.task(&"docs".into()).map(|t| t.state) == Some(TaskState::Blocked)
+    })
+    .await;
+    run.send(Command::RetryTask {
+        task: "title".into(),
+    });
+    run.send(Command::RetryTask {
+        task: "json".into(),
+    });
+    run.until("every task to merge", |s, _| {
+        s.tasks().iter().all(|t| t.state == TaskState::Merged)
+    })
+    .await;
+    run.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_new_starts_while_the_run_is_paused() {
+    let demo = demo_repo();
+    let mut run = Interactive::start(&demo).await;
+    run.until("the build phase", |s, _| {
+        s.phase == memofab::domain::RunPhase::Building
+    })
+    .await;
+    run.send(Command::Pause);
+    run.until("the pause", |s, _| {
+        s.phase == memofab::domain::RunPhase::Paused
+    })
+    .await;
+    // Whatever was already running may finish; what is ready must wait.
+    run.until("a task ready while paused", |s, _| {
+        s.count(TaskState::Ready) > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(update) = run.updates.try_recv() {
+        if let EngineUpdate::Event(event) = update {
+            run.state.as_mut().unwrap().apply(&event).unwrap();
+            run.events.push(event);
+        }
+    }
+    assert_eq!(
+        run.state.as_ref().unwrap().phase,
+        memofab::domain::RunPhase::Paused
+    );
+    let paused_at = run
+        .events
+        .iter()
+        .position(|e| {
+            matches!(
+                e.kind,
+                EventKind::RunPhaseChanged {
+                    to: memofab::domain::RunPhase::Paused,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let started: Vec<_> = run.events[paused_at..]
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TaskStateChanged {
+                task,
+                to: TaskState::Running,
+                ..
+            } => Some(task.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(started.is_empty(), "started while paused: {started:?}");
+    run.send(Command::Resume);
+    run.until("every task to merge", |s, _| {
+        s.tasks().iter().all(|t| t.state == TaskState::Merged)
+    })
+    .await;
+    run.shutdown().await;
 }

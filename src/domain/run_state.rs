@@ -300,16 +300,20 @@ impl RunState {
                         _ => {}
                     }
                 }
-                if *to == TaskState::Ready
+                if matches!(to, TaskState::Ready | TaskState::Pending)
                     && matches!(
                         from,
                         TaskState::Failed | TaskState::Cancelled | TaskState::Blocked
                     )
                 {
-                    // A retry by a human starts the bounds afresh.
+                    // A retry by a human starts the bounds afresh, and as a
+                    // new attempt if the task ever ran, so that its agents
+                    // and transcripts are not mixed up with the last ones.
                     record.reworks = 0;
                     record.conflict_reworks = 0;
-                    record.attempt += 1;
+                    if record.branch.is_some() {
+                        record.attempt += 1;
+                    }
                 }
                 if *to == TaskState::Reviewing {
                     record.resolution = None;
@@ -647,6 +651,30 @@ mod tests {
         let state = RunState::fold(&log.events).unwrap().unwrap();
         let a = state.task(&"a".into()).unwrap();
         assert_eq!((a.attempt, a.reworks), (1, 0));
+    }
+
+    #[test]
+    fn a_retry_is_a_new_attempt_only_for_a_task_that_ran() {
+        use TaskState::*;
+        let mut log = accepted();
+        log.move_task("a", Pending, Ready);
+        log.move_task("a", Ready, Running);
+        log.push(EventKind::WorktreeCreated {
+            task: "a".into(),
+            branch: "memofab/r/a".into(),
+            path: "/wt/a".into(),
+            base_commit: "c0".into(),
+        });
+        log.move_task("a", Running, Reviewing);
+        log.move_task("a", Reviewing, Running);
+        log.move_task("a", Running, Failed);
+        log.move_task("b", Pending, Blocked);
+        log.move_task("a", Failed, Pending);
+        log.move_task("b", Blocked, Pending);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!((a.attempt, a.reworks), (3, 0), "two attempts ran before");
+        assert_eq!(state.task(&"b".into()).unwrap().attempt, 1);
     }
 
     #[test]

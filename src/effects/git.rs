@@ -206,8 +206,8 @@ impl GitRepo {
     }
 
     /// A linked worktree at `dir` on `branch`, creating the branch at
-    /// `base_commit` if it does not exist. Idempotent; cleans up what a
-    /// crashed run left behind.
+    /// `base_commit` if it does not exist. Idempotent: an existing worktree
+    /// on the branch is kept as it is (see [`Self::fresh_worktree`]).
     pub fn add_worktree(&self, dir: &Path, branch: &str, base_commit: &str) -> Result<()> {
         // libgit2 checks "is this branch checked out elsewhere" by reading
         // every worktree's files; one being created at the same moment can
@@ -225,20 +225,7 @@ impl GitRepo {
             }
         }
         let repo = self.repo()?;
-        let name = worktree_name(branch);
-        if let Ok(stale) = repo.find_worktree(&name) {
-            let mut opts = WorktreePruneOptions::new();
-            opts.valid(true).locked(true).working_tree(true);
-            stale
-                .prune(Some(&mut opts))
-                .ctx(|| format!("pruning stale worktree {name}"))?;
-        }
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).ctx(|| format!("removing leftover {}", dir.display()))?;
-        }
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
-        }
+        Self::forget_worktree(&repo, branch, dir)?;
         let branch_ref = match repo.find_branch(branch, BranchType::Local) {
             Ok(b) => b,
             Err(_) => {
@@ -249,10 +236,63 @@ impl GitRepo {
                     .ctx(|| format!("creating branch {branch}"))?
             }
         };
+        Self::link_worktree(&repo, branch_ref, branch, dir)
+    }
+
+    /// A new worktree at `dir` with `branch` at `base_commit`, whatever was
+    /// there before. For a task whose worktree was never recorded as made: a
+    /// process killed while making it can leave a half checked-out directory
+    /// and a branch at an older base, and neither may be built on.
+    pub fn fresh_worktree(&self, dir: &Path, branch: &str, base_commit: &str) -> Result<()> {
+        let _turn = worktree_turn();
+        let repo = self.repo()?;
+        Self::forget_worktree(&repo, branch, dir)?;
+        let base = repo
+            .find_commit(Self::resolve(&repo, base_commit)?)
+            .ctx(|| format!("reading {base_commit}"))?;
+        let branch_ref = repo
+            .branch(branch, &base, true)
+            .ctx(|| format!("creating branch {branch}"))?;
+        Self::link_worktree(&repo, branch_ref, branch, dir)
+    }
+
+    /// Drops the registration and directory of `branch`'s worktree, complete
+    /// or half made.
+    fn forget_worktree(repo: &Repository, branch: &str, dir: &Path) -> Result<()> {
+        let name = worktree_name(branch);
+        if let Ok(stale) = repo.find_worktree(&name) {
+            let mut opts = WorktreePruneOptions::new();
+            opts.valid(true).locked(true).working_tree(true);
+            stale
+                .prune(Some(&mut opts))
+                .ctx(|| format!("pruning stale worktree {name}"))?;
+        }
+        // A registration killed half-way is not a worktree to libgit2, but its
+        // directory still blocks a new one of the same name.
+        let admin = repo.commondir().join("worktrees").join(&name);
+        if admin.exists() {
+            std::fs::remove_dir_all(&admin)
+                .ctx(|| format!("removing leftover {}", admin.display()))?;
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).ctx(|| format!("removing leftover {}", dir.display()))?;
+        }
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+        }
+        Ok(())
+    }
+
+    fn link_worktree(
+        repo: &Repository,
+        branch_ref: git2::Branch<'_>,
+        branch: &str,
+        dir: &Path,
+    ) -> Result<()> {
         let reference = branch_ref.into_reference();
         let mut opts = WorktreeAddOptions::new();
         opts.reference(Some(&reference));
-        repo.worktree(&name, dir, Some(&opts))
+        repo.worktree(&worktree_name(branch), dir, Some(&opts))
             .ctx(|| format!("adding worktree {} for {branch}", dir.display()))?;
         Ok(())
     }

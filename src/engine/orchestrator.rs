@@ -40,6 +40,9 @@ pub struct Orchestrator {
     steering: Steering,
     pipelines: JoinSet<(TaskId, EngineResult<()>)>,
     active: HashMap<TaskId, AbortHandle>,
+    /// Commands that came before the build could obey them (a pause pressed
+    /// while the planner works): carried out once the build starts.
+    deferred: Vec<Command>,
 }
 
 impl Orchestrator {
@@ -54,6 +57,7 @@ impl Orchestrator {
             steering,
             pipelines: JoinSet::new(),
             active: HashMap::new(),
+            deferred: Vec::new(),
         }
     }
 
@@ -141,9 +145,7 @@ impl Orchestrator {
                         .await?;
                 }
                 Some(Command::Shutdown) | None => return Ok(None),
-                Some(other) => {
-                    tracing::debug!(?other, "command ignored before the spec is submitted")
-                }
+                Some(other) => self.deferred.push(other),
             }
         }
         let ctx = self.ctx.clone();
@@ -154,7 +156,7 @@ impl Orchestrator {
                 result = &mut planning => return result.map(Some),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => return Ok(None),
-                    Some(other) => tracing::debug!(?other, "command ignored while planning"),
+                    Some(other) => self.deferred.push(other),
                 },
             }
         }
@@ -163,6 +165,9 @@ impl Orchestrator {
     async fn build_phase(&mut self) -> EngineResult<RunState> {
         let mut inbox = tokio::time::interval(INBOX_POLL);
         inbox.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for command in std::mem::take(&mut self.deferred) {
+            self.obey(command).await?;
+        }
         loop {
             self.promote().await?;
             self.fill_slots();

@@ -14,8 +14,8 @@ use super::error::EngineResult;
 use super::tools::{ToolBox, ToolSet};
 use crate::domain::policy::Risk;
 use crate::domain::{
-    AgentRole, ConflictFile, ConflictResolution, EventKind, MergeOutcome, TaskId, TaskRecord,
-    TaskState,
+    AgentRole, ConflictFile, ConflictResolution, EventKind, MergeOutcome, RunPhase, TaskId,
+    TaskRecord, TaskState,
 };
 use crate::effects::process::{CommandSpec, run_command};
 use crate::effects::sandbox::Sandbox;
@@ -43,13 +43,20 @@ pub async fn drive(ctx: Arc<RunContext>, task: TaskId, mut resumed: bool) -> Eng
         };
         match record.state {
             TaskState::Ready => {
-                ctx.recorder
-                    .transition(
+                // A pause pressed after the orchestrator picked this task
+                // still wins: it stays ready until the run resumes.
+                let started = ctx
+                    .recorder
+                    .transition_when(
                         &task,
                         TaskState::Running,
                         format!("attempt {}", record.attempt),
+                        |s| s.phase != RunPhase::Paused,
                     )
                     .await?;
+                if started.is_none() {
+                    return Ok(());
+                }
             }
             TaskState::Running => code(&ctx, &record, std::mem::take(&mut resumed)).await?,
             TaskState::Reviewing => review(&ctx, &record).await?,
@@ -75,7 +82,7 @@ async fn ensure_worktree(
             let mainline = ctx.mainline.clone();
             let base = ctx.git(move |g| g.branch_head(&mainline)).await?;
             let (d, b, c) = (dir.clone(), branch.clone(), base.clone());
-            ctx.git(move |g| g.add_worktree(&d, &b, &c)).await?;
+            ctx.git(move |g| g.fresh_worktree(&d, &b, &c)).await?;
             ctx.recorder
                 .record(EventKind::WorktreeCreated {
                     task,

@@ -152,28 +152,59 @@ impl Recorder {
         to: TaskState,
         reason: impl Into<Option<String>>,
     ) -> EngineResult<Event> {
-        let reason = reason.into();
-        let task = task.clone();
-        let this = self.clone();
+        let (task, reason, this) = (task.clone(), reason.into(), self.clone());
         tokio::task::spawn_blocking(move || {
             let mut inner = this.lock();
-            let from = inner
-                .state
-                .task(&task)
-                .map(|t| t.state)
-                .ok_or_else(|| EngineError::UnknownTask(task.clone()))?;
-            this.append_locked(
-                &mut inner,
-                EventKind::TaskStateChanged {
-                    task,
-                    from,
-                    to,
-                    reason,
-                },
-            )
+            this.transition_locked(&mut inner, task, to, reason)
         })
         .await
         .map_err(|e| EngineError::Join(e.to_string()))?
+    }
+
+    /// Like [`Self::transition`], but only if `allowed` holds for the state at
+    /// that instant (under the same lock), so no other event can slip between
+    /// the check and the transition. `None` when it did not hold.
+    pub async fn transition_when(
+        &self,
+        task: &TaskId,
+        to: TaskState,
+        reason: impl Into<Option<String>>,
+        allowed: impl FnOnce(&RunState) -> bool + Send + 'static,
+    ) -> EngineResult<Option<Event>> {
+        let (task, reason, this) = (task.clone(), reason.into(), self.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut inner = this.lock();
+            if !allowed(&inner.state) {
+                return Ok(None);
+            }
+            this.transition_locked(&mut inner, task, to, reason)
+                .map(Some)
+        })
+        .await
+        .map_err(|e| EngineError::Join(e.to_string()))?
+    }
+
+    fn transition_locked(
+        &self,
+        inner: &mut Inner,
+        task: TaskId,
+        to: TaskState,
+        reason: Option<String>,
+    ) -> EngineResult<Event> {
+        let from = inner
+            .state
+            .task(&task)
+            .map(|t| t.state)
+            .ok_or_else(|| EngineError::UnknownTask(task.clone()))?;
+        self.append_locked(
+            inner,
+            EventKind::TaskStateChanged {
+                task,
+                from,
+                to,
+                reason,
+            },
+        )
     }
 
     /// Reads the current state under the lock. Keep `f` quick: no IO.

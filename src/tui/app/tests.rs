@@ -231,3 +231,24 @@ fn ctrl_b_asks_the_planner_about_the_draft() {
         })]
     );
 }
+
+#[test]
+fn editing_a_task_sends_description_and_criteria() {
+    let mut app = app();
+    select(&mut app, "json");
+    app.handle_key(key(KeyCode::Char('E')));
+    assert!(matches!(app.modal, Some(Modal::EditTask { .. })));
+    app.handle_key(key(KeyCode::End));
+    for c in " Quickly.".chars() {
+        app.handle_key(key(KeyCode::Char(c)));
+    }
+    let sent = app.handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+    assert_eq!(
+        sent,
+        vec![Action::Send(Command::EditTask {
+            task: "json".into(),
+            description: "Do stats --json. Quickly.".into(),
+            acceptance: vec!["tests pass".into()],
+        })]
+    );
+}
