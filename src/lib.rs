@@ -7,6 +7,7 @@
 //! - [`engine`]: the orchestrator and agents, tying domain and effects together.
 //! - [`tui`]: the cockpit; it only sees engine events and sends commands.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;

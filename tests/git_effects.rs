@@ -152,6 +152,69 @@ fn a_worktree_killed_while_being_made_is_made_again_from_scratch() {
 }
 
 #[test]
+fn a_merged_tasks_worktree_is_moved_to_the_next_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let base = git.branch_head("main").unwrap();
+    let first = tmp.path().join("wt/first");
+    git.fresh_worktree(&first, "memofab/r/first", &base)
+        .unwrap();
+    write(&first, "first.txt", "1\n");
+    std::fs::remove_file(first.join("bin/run")).unwrap();
+    git.commit_all(&first, "first").unwrap().unwrap();
+    git.merge_into_mainline("main", "memofab/r/first", "merge first")
+        .unwrap();
+    // Mainline moves on after `first` merged.
+    let other = tmp.path().join("wt/other");
+    git.add_worktree(&other, "other", &git.branch_head("main").unwrap())
+        .unwrap();
+    write(&other, "other.txt", "o\n");
+    git.commit_all(&other, "other").unwrap();
+    git.merge_into_mainline("main", "other", "merge other")
+        .unwrap();
+    git.remove_worktree(&other).unwrap();
+    let base = git.branch_head("main").unwrap();
+
+    let second = tmp.path().join("wt/second");
+    git.recycle_worktree(
+        &first,
+        "memofab/r/first",
+        &second,
+        "memofab/r/second",
+        &base,
+    )
+    .unwrap();
+    assert!(!first.exists());
+    assert_eq!(git.branch_head("memofab/r/second").unwrap(), base);
+    let repo = git2::Repository::open(&second).unwrap();
+    assert_eq!(repo.head().unwrap().shorthand(), Some("memofab/r/second"));
+    assert!(second.join("other.txt").exists() && second.join("first.txt").exists());
+    assert!(
+        !second.join("bin/run").exists(),
+        "mainline's tree, not the seed's"
+    );
+    assert!(git.commit_all(&second, "nothing").unwrap().is_none());
+    write(&second, "second.txt", "2\n");
+    let commit = git.commit_all(&second, "second").unwrap().unwrap();
+    assert_eq!(commit.files, ["second.txt"]);
+    assert_eq!(
+        git.branch_head("memofab/r/second").unwrap(),
+        commit.commit,
+        "commits land on the new branch"
+    );
+    // The old branch is free again, and the moved worktree is a normal one.
+    git.fresh_worktree(&tmp.path().join("wt/again"), "memofab/r/first", &base)
+        .unwrap();
+    git.remove_worktree(&second).unwrap();
+    assert!(!second.exists());
+    assert!(
+        git.recycle_worktree(&second, "memofab/r/second", &first, "x", &base)
+            .is_err(),
+        "no worktree left to move"
+    );
+}
+
+#[test]
 fn deletions_are_committed() {
     let tmp = tempfile::tempdir().unwrap();
     let git = seed(tmp.path());

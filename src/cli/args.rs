@@ -52,6 +52,30 @@ pub enum Commands {
     Overseer(OverseerArgs),
     /// Check the configuration and reach every configured provider.
     Doctor,
+    /// Measure memofab's own overhead (orchestration, store, cockpit, replay).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Sections to run (default: all of them).
+    #[arg(value_enum)]
+    pub sections: Vec<BenchSection>,
+    /// Small workloads: every code path in seconds, figures not comparable.
+    #[arg(long)]
+    pub quick: bool,
+    /// Where to build the benchmark repositories and stores (default: a new
+    /// temporary directory, removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchSection {
+    Orchestration,
+    Store,
+    Render,
+    Replay,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +153,9 @@ pub enum OverseerAction {
 pub struct ReplayArgs {
     /// The run id (see `memofab runs`); the latest run if omitted.
     pub run: Option<String>,
+    /// Open at an event number (`120`) or a time into the run (`90s`, `2m`).
+    #[arg(long, requires = "run")]
+    pub at: Option<String>,
 }
 
 #[derive(Debug, Args)]

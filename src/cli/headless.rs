@@ -185,12 +185,13 @@ pub async fn replay(global: &GlobalArgs, repo: &Path, args: ReplayArgs) -> Resul
         .await?;
         return Ok(ExitCode::SUCCESS);
     };
-    let events = store.events(&run)?;
+    drop(store);
+    let events = crate::effects::store::Store::load_run(&session::store_path(&repo), &run)?;
     if events.is_empty() {
         bail!("run {run} not found; `memofab runs` lists the runs of this repository");
     }
     let options = cockpit_options(&config, &format!("memofab replay {run}"))?;
-    crate::tui::run_replay(events, options).await?;
+    crate::tui::run_replay(events, args.at.as_deref(), options).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,6 +2,7 @@
 //! binary's edge, so errors are `anyhow` with context for the human.
 
 mod args;
+mod bench;
 pub mod demo;
 mod doctor;
 mod headless;
@@ -62,6 +63,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Doctor) => doctor::run(&cli.global, &repo).await,
         Some(Commands::Replay(args)) => headless::replay(&cli.global, &repo, args).await,
         Some(Commands::Overseer(args)) => overseer::run(&cli.global, &repo, args).await,
+        Some(Commands::Bench(args)) => bench::run(args).await,
         None => headless::cockpit_new_run(&cli.global, &repo).await,
     }
 }

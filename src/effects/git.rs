@@ -256,6 +256,77 @@ impl GitRepo {
         Self::link_worktree(&repo, branch_ref, branch, dir)
     }
 
+    /// Turns the worktree of a finished task (`from_dir` on `from_branch`)
+    /// into a new one at `dir` on `branch`, starting at `base_commit`.
+    /// Checking out a large repository costs seconds; moving a checkout that
+    /// is nearly right costs the files that differ. Ignored files (build
+    /// output) stay, like a warm cache. If this fails half-way, the caller
+    /// makes a fresh worktree, which clears whatever was left.
+    pub fn recycle_worktree(
+        &self,
+        from_dir: &Path,
+        from_branch: &str,
+        dir: &Path,
+        branch: &str,
+        base_commit: &str,
+    ) -> Result<()> {
+        let _turn = worktree_turn();
+        let repo = self.repo()?;
+        Self::forget_worktree(&repo, branch, dir)?;
+        let admin_root = repo.commondir().join("worktrees");
+        let (old_admin, new_admin) = (
+            admin_root.join(worktree_name(from_branch)),
+            admin_root.join(worktree_name(branch)),
+        );
+        if !old_admin.join("gitdir").is_file() || !from_dir.join(".git").is_file() {
+            return Err(GitError::Io {
+                context: format!("{} is not a linked worktree", from_dir.display()),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        // What `git worktree move` does, plus a rename of the registration
+        // so it is named after the new branch like any other.
+        std::fs::rename(from_dir, dir)
+            .ctx(|| format!("moving {} to {}", from_dir.display(), dir.display()))?;
+        std::fs::rename(&old_admin, &new_admin)
+            .ctx(|| format!("renaming {}", old_admin.display()))?;
+        std::fs::write(
+            dir.join(".git"),
+            format!("gitdir: {}\n", new_admin.display()),
+        )
+        .ctx(|| format!("linking {}", dir.display()))?;
+        std::fs::write(
+            new_admin.join("gitdir"),
+            format!("{}\n", dir.join(".git").display()),
+        )
+        .ctx(|| format!("linking {}", new_admin.display()))?;
+
+        let base = repo
+            .find_commit(Self::resolve(&repo, base_commit)?)
+            .ctx(|| format!("reading {base_commit}"))?;
+        repo.branch(branch, &base, true)
+            .ctx(|| format!("creating branch {branch}"))?;
+        let worktree =
+            Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        worktree
+            .cleanup_state()
+            .ctx(|| "clearing merge state".into())?;
+        // Like `git switch`: the files first, against the old HEAD, so only
+        // what differs is written; then HEAD.
+        let target = worktree
+            .find_commit(base.id())
+            .ctx(|| format!("reading {base_commit}"))?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force();
+        worktree
+            .checkout_tree(target.as_object(), Some(&mut checkout))
+            .ctx(|| format!("checking out {branch} in {}", dir.display()))?;
+        worktree
+            .set_head(&format!("refs/heads/{branch}"))
+            .ctx(|| format!("switching {} to {branch}", dir.display()))?;
+        Ok(())
+    }
+
     /// Drops the registration and directory of `branch`'s worktree, complete
     /// or half made.
     fn forget_worktree(repo: &Repository, branch: &str, dir: &Path) -> Result<()> {

@@ -65,9 +65,46 @@ pub struct RunContext {
     pub isolation: crate::effects::process::Isolation,
     /// Merges onto mainline happen one at a time.
     pub merge_lock: tokio::sync::Mutex<()>,
+    /// Worktrees of merged tasks, kept to be moved to the next task: on a
+    /// large repository that saves a full checkout per task. Memory only; a
+    /// resumed run starts without.
+    pub spare_worktrees: std::sync::Mutex<Vec<SpareWorktree>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpareWorktree {
+    pub dir: PathBuf,
+    pub branch: String,
 }
 
 impl RunContext {
+    fn spares(&self) -> std::sync::MutexGuard<'_, Vec<SpareWorktree>> {
+        self.spare_worktrees
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps a merged task's worktree for the next task, up to one per agent
+    /// slot; returns it back if the pool is full.
+    pub fn park_worktree(&self, spare: SpareWorktree) -> Option<SpareWorktree> {
+        let mut spares = self.spares();
+        if spares.len() < self.settings().concurrency.max(1) {
+            spares.push(spare);
+            None
+        } else {
+            Some(spare)
+        }
+    }
+
+    pub fn take_spare_worktree(&self) -> Option<SpareWorktree> {
+        self.spares().pop()
+    }
+
+    /// Empties the pool, for removal when the run is over.
+    pub fn drain_spare_worktrees(&self) -> Vec<SpareWorktree> {
+        std::mem::take(&mut *self.spares())
+    }
+
     pub fn runner(&self, role: AgentRole) -> EngineResult<AgentRunner> {
         let (provider, model) = self.providers.get(role)?;
         Ok(AgentRunner {

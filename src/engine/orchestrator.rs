@@ -99,6 +99,7 @@ impl Orchestrator {
         }
 
         if resumed {
+            self.remove_merged_worktrees().await;
             // Carry on every task that was in flight when the process died.
             let in_flight: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
                 s.tasks()
@@ -181,6 +182,7 @@ impl Orchestrator {
                     && idle
                     && state.count(TaskState::AwaitingGate) == 0
                 {
+                    self.drop_spare_worktrees().await;
                     return Ok(self.ctx.recorder.snapshot());
                 }
             }
@@ -189,6 +191,7 @@ impl Orchestrator {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => {
                         self.pipelines.shutdown().await;
+                        self.drop_spare_worktrees().await;
                         return Ok(self.ctx.recorder.snapshot());
                     }
                     Some(command) => self.obey(command).await?,
@@ -202,7 +205,38 @@ impl Orchestrator {
         }
     }
 
+    /// A process killed while it kept merged tasks' worktrees for reuse left
+    /// them behind; the pool starts empty, so they go.
+    async fn remove_merged_worktrees(&self) {
+        let merged: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
+            s.tasks()
+                .iter()
+                .filter(|t| t.state == TaskState::Merged)
+                .map(|t| t.id().clone())
+                .collect()
+        });
+        for task in merged {
+            let dir = pipeline::worktree_dir(&self.ctx, &task);
+            if dir.exists()
+                && let Err(e) = self.ctx.git(move |g| g.remove_worktree(&dir)).await
+            {
+                tracing::warn!(task = %task, error = %e, "could not remove a merged task's worktree");
+            }
+        }
+    }
+
+    /// Removes the worktrees kept for reuse: nothing is left to reuse them.
+    async fn drop_spare_worktrees(&self) {
+        for spare in self.ctx.drain_spare_worktrees() {
+            let dir = spare.dir;
+            if let Err(e) = self.ctx.git(move |g| g.remove_worktree(&dir)).await {
+                tracing::warn!(error = %e, "could not remove a spare worktree");
+            }
+        }
+    }
+
     async fn finish(&self, state: &RunState) -> EngineResult<()> {
+        self.drop_spare_worktrees().await;
         let mainline = self.ctx.mainline.clone();
         let head = self.ctx.git(move |g| g.branch_head(&mainline)).await?;
         self.ctx

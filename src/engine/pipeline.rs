@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
-use super::context::RunContext;
+use super::context::{RunContext, SpareWorktree};
 use super::error::EngineResult;
 use super::tools::{ToolBox, ToolSet};
 use crate::domain::policy::Risk;
@@ -81,8 +81,25 @@ async fn ensure_worktree(
         None => {
             let mainline = ctx.mainline.clone();
             let base = ctx.git(move |g| g.branch_head(&mainline)).await?;
-            let (d, b, c) = (dir.clone(), branch.clone(), base.clone());
-            ctx.git(move |g| g.fresh_worktree(&d, &b, &c)).await?;
+            let recycled = match ctx.take_spare_worktree() {
+                Some(spare) => {
+                    let (d, b, c) = (dir.clone(), branch.clone(), base.clone());
+                    let from = spare.dir.clone();
+                    let moved = ctx
+                        .git(move |g| g.recycle_worktree(&spare.dir, &spare.branch, &d, &b, &c))
+                        .await;
+                    if let Err(e) = &moved {
+                        tracing::warn!(task = %task, from = %from.display(), error = %e,
+                            "could not reuse a worktree; making a new one");
+                    }
+                    moved.is_ok()
+                }
+                None => false,
+            };
+            if !recycled {
+                let (d, b, c) = (dir.clone(), branch.clone(), base.clone());
+                ctx.git(move |g| g.fresh_worktree(&d, &b, &c)).await?;
+            }
             ctx.recorder
                 .record(EventKind::WorktreeCreated {
                     task,
@@ -481,9 +498,15 @@ async fn merge(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
                     format!("mainline at {}", short(&commit)),
                 )
                 .await?;
-            let dir = worktree_dir(ctx, &task);
-            if let Err(e) = ctx.git(move |g| g.remove_worktree(&dir)).await {
-                tracing::warn!(task = %task, error = %e, "could not remove a merged task's worktree");
+            let spare = SpareWorktree {
+                dir: worktree_dir(ctx, &task),
+                branch: branch_name(ctx.recorder.run().as_str(), &task),
+            };
+            if let Some(unwanted) = ctx.park_worktree(spare) {
+                let dir = unwanted.dir;
+                if let Err(e) = ctx.git(move |g| g.remove_worktree(&dir)).await {
+                    tracing::warn!(task = %task, error = %e, "could not remove a merged task's worktree");
+                }
             }
         }
         MergeOutcome::Conflict { files } => {

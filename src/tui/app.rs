@@ -191,10 +191,18 @@ impl App {
     /// Builds the model from stored events, as a replay or a test would.
     pub fn from_events<'a>(title: &str, events: impl IntoIterator<Item = &'a Event>) -> Self {
         let mut app = App::new(title);
-        for event in events {
-            app.update(EngineUpdate::Event(event.clone()));
-        }
+        app.fold(events);
         app
+    }
+
+    /// Folds stored events in, as `update` would one by one, without copying
+    /// them: a replay jumping over a million events does this.
+    pub fn fold<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        for event in events {
+            self.now_ms = self.now_ms.max(event.at_ms);
+            self.apply(event);
+        }
+        self.follow_tail();
     }
 
     pub fn selected_task(&self) -> Option<&TaskId> {

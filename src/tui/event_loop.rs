@@ -88,12 +88,18 @@ const PLAYBACK_TICK: Duration = Duration::from_millis(33);
 /// The replay cockpit: no engine, only stored events and a cursor.
 pub async fn run_replay(
     events: Vec<crate::domain::Event>,
+    at: Option<&str>,
     options: TuiOptions,
 ) -> anyhow::Result<()> {
     use super::replay::{Replay, ReplayKey};
-    let mut guard = TerminalGuard::enter(options.mouse)?;
     let mut replay = Replay::new(&options.title, events);
     replay.app.prices = options.prices.clone();
+    if let Some(at) = at {
+        replay
+            .jump_to(at)
+            .map_err(|e| anyhow::anyhow!("--at {e}"))?;
+    }
+    let mut guard = TerminalGuard::enter(options.mouse)?;
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(PLAYBACK_TICK);
     let mut dirty = true;
@@ -203,7 +209,7 @@ pub async fn run_browser(
                     title: format!("memofab replay {chosen}"),
                     prices: options.prices.clone(),
                 };
-                run_replay(events, replay_options).await?;
+                run_replay(events, None, replay_options).await?;
                 view.note = None;
             }
             Ok(_) => view.note = Some(format!(" run {chosen} has no events")),

@@ -48,11 +48,13 @@ pub async fn run_browser(
 }
 
 /// Replays a stored run in the cockpit until the human quits.
+/// `at` puts the cursor at an event number or a time (`90s`, `2m`) first.
 pub async fn run_replay(
     events: Vec<crate::domain::Event>,
+    at: Option<&str>,
     options: TuiOptions,
 ) -> anyhow::Result<()> {
-    event_loop::run_replay(events, options).await
+    event_loop::run_replay(events, at, options).await
 }
 
 /// Runs the cockpit until the human quits.

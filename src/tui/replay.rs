@@ -15,7 +15,6 @@ use super::app::{Action, App};
 use super::theme::{Role, Theme};
 use super::view;
 use crate::domain::Event;
-use crate::protocol::EngineUpdate;
 
 /// Playback speeds; `Max` applies many events per tick regardless of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +101,14 @@ impl Replay {
         replay
     }
 
+    /// Opens with `cursor` events applied, folding straight there.
+    pub fn open_at(title: &str, events: Vec<Event>, cursor: usize) -> Self {
+        let mut replay = Self::new(title, Vec::new());
+        replay.events = events;
+        replay.seek(cursor.max(1));
+        replay
+    }
+
     pub fn cursor(&self) -> usize {
         self.cursor
     }
@@ -132,15 +139,11 @@ impl Replay {
         if target < self.cursor {
             let mut fresh = App::new(&self.app.title);
             fresh.prices = self.app.prices.clone();
-            for event in &self.events[..target] {
-                fresh.update(EngineUpdate::Event(event.clone()));
-            }
+            fresh.fold(&self.events[..target]);
             fresh.keep_view_of(&self.app);
             self.app = fresh;
         } else {
-            for event in &self.events[self.cursor..target] {
-                self.app.update(EngineUpdate::Event(event.clone()));
-            }
+            self.app.fold(&self.events[self.cursor..target]);
         }
         self.cursor = target;
         self.clock_ms = self.elapsed_ms(target) as f64;
@@ -311,6 +314,18 @@ mod tests {
             let direct = App::from_events("r", &events[..k]);
             assert_eq!(replay.app.digest(), direct.digest(), "at event {k}");
         }
+    }
+
+    #[test]
+    fn opening_at_a_cursor_equals_folding_to_it() {
+        let events = fixture::events();
+        let k = events.len() / 2;
+        let replay = Replay::open_at("r", events.clone(), k);
+        assert_eq!(replay.cursor(), k);
+        assert_eq!(
+            replay.app.digest(),
+            App::from_events("r", &events[..k]).digest()
+        );
     }
 
     #[test]

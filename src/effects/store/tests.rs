@@ -250,3 +250,52 @@ fn exports_round_trip_and_read_well() {
     assert!(md.contains("`read_file`"));
     assert!(md.contains("README.md"));
 }
+
+#[test]
+fn loading_a_long_run_in_parallel_gives_every_event_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("m.db");
+    let run = RunId::from("long");
+    let events = crate::bench::synthetic::run_events(&run, 4, 50_000);
+    let mut store = Store::open(&path).unwrap();
+    store.append(&started("other")).unwrap();
+    for chunk in events.chunks(1_000) {
+        store.append_batch(chunk).unwrap();
+    }
+    let loaded = Store::load_run(&path, &run).unwrap();
+    assert_eq!(loaded.len(), events.len());
+    assert!(loaded == events, "same events, same order");
+    assert!(
+        Store::load_run(&path, &RunId::from("none"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_reader_cannot_write_and_refuses_a_newer_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("r.db");
+    Store::open(&path).unwrap().append(&started("a")).unwrap();
+    let mut reader = Store::open_reader(&path).unwrap();
+    assert_eq!(reader.events(&RunId::from("a")).unwrap().len(), 1);
+    assert!(
+        reader
+            .append(&event(
+                "a",
+                2,
+                EventKind::RunResumed {
+                    interrupted: vec![]
+                }
+            ))
+            .is_err()
+    );
+    drop(reader);
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    assert!(matches!(
+        Store::open_reader(&path),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
+}

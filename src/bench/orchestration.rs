@@ -1,0 +1,462 @@
+//! Orchestration overhead per task on a large repository: the real engine
+//! runs a synthetic blueprint on the scripted provider (so agents take no
+//! time), once with every task independent (wide) and once as a chain
+//! (deep). Each task's steps are timed as its events arrive: ready to
+//! running, running to worktree made, to agent started, and accepted to
+//! merged. The `git` CLI then does the same worktree add and merge on the
+//! same repository, so memofab's figures come with what git itself needs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+
+use super::{Samples, Scale, Table, ms, thousands};
+use crate::config::Config;
+use crate::domain::{AgentRole, Event, EventKind, TaskId, TaskState};
+use crate::effects::git::GitRepo;
+use crate::engine::context::ProviderSet;
+use crate::engine::orchestrator::Steering;
+use crate::engine::session::{self, RunRequest};
+use crate::llm::scenario::{Conversation, Scenario, ScriptedCall, Turn};
+use crate::llm::scripted::ScriptedProvider;
+use crate::protocol::EngineUpdate;
+
+/// Worktree-add-and-merge rounds done by memofab's git layer and by the
+/// `git` CLI, side by side.
+const GIT_ROUNDS: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// No dependencies: everything is ready at once, `concurrency` at a time.
+    Wide,
+    /// A chain: each task waits for the one before it to merge.
+    Deep,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Wide => "wide",
+            Shape::Deep => "deep",
+        }
+    }
+}
+
+/// One task's steps, from the moments its events reached the front end.
+#[derive(Debug, Default)]
+struct Steps {
+    ready: Samples,
+    worktree: Samples,
+    agent: Samples,
+    merge: Samples,
+}
+
+pub async fn run(dir: &Path, scale: Scale) -> anyhow::Result<Table> {
+    let repo = dir.join("repo");
+    let built = Instant::now();
+    build_repo(&repo, scale.files, scale.repo_bytes)?;
+    let build_time = built.elapsed();
+    let mut table = Table::new(format!(
+        "orchestration ({} tasks on a repository of {} files, {} MiB; built in {:.1} s)",
+        scale.tasks,
+        thousands(scale.files as u64),
+        scale.repo_bytes / (1024 * 1024),
+        build_time.as_secs_f64()
+    ));
+
+    let mut all = Steps::default();
+    let mut deep = Steps::default();
+    for shape in [Shape::Wide, Shape::Deep] {
+        let started = Instant::now();
+        let steps = factory_run(&repo, shape, scale.tasks).await?;
+        let wall = started.elapsed();
+        table.row(
+            format!("{} run: wall time, {} tasks", shape.name(), scale.tasks),
+            format!("{:.2} s", wall.as_secs_f64()),
+        );
+        table.row(
+            format!("{}: running → worktree made, p50 / p95", shape.name()),
+            pair(&steps.worktree),
+        );
+        table.row(
+            format!("{}: worktree made → agent started, p50 / p95", shape.name()),
+            pair(&steps.agent),
+        );
+        table.row(
+            format!("{}: accepted → merged, p50 / p95", shape.name()),
+            pair(&steps.merge),
+        );
+        if shape == Shape::Deep {
+            // In a chain nothing waits for a slot, so this is pure scheduling.
+            table.row(
+                "deep: dependency merged → next task running, p50 / p95",
+                pair(&steps.ready),
+            );
+        }
+        for (into, from) in [
+            (&mut all.worktree, &steps.worktree),
+            (&mut all.agent, &steps.agent),
+            (&mut all.merge, &steps.merge),
+        ] {
+            for d in &from.0 {
+                into.push(*d);
+            }
+        }
+        if shape == Shape::Deep {
+            deep = steps;
+        }
+    }
+
+    let rounds = GIT_ROUNDS.min(scale.tasks);
+    let (ours_fresh, git) = git_rounds(&repo, dir, rounds)?;
+    table.row(
+        format!("fresh worktree, p50: memofab (libgit2) / git CLI ({rounds} each)"),
+        format!(
+            "{} / {}",
+            ms(ours_fresh.worktree.median()),
+            ms(git.worktree.median())
+        ),
+    );
+    table.row(
+        "merge --no-ff onto main, p50: memofab (libgit2) / git CLI",
+        format!(
+            "{} / {}",
+            ms(ours_fresh.merge.median()),
+            ms(git.merge.median())
+        ),
+    );
+    table.row(
+        "git layer ratio memofab / git CLI (fresh worktree + merge)",
+        ratio(
+            ours_fresh.worktree.median() + ours_fresh.merge.median(),
+            git.worktree.median() + git.merge.median(),
+        ),
+    );
+    // What a task costs memofab in the run, against git doing the same work
+    // from scratch: memofab moves a finished task's worktree to the next
+    // task, so only the first `concurrency` tasks pay a full checkout.
+    let ours = all.worktree.median() + all.agent.median() + all.merge.median();
+    let theirs = git.worktree.median() + git.merge.median();
+    table.row(
+        "per task in a run, p50: memofab steps / git CLI worktree add + merge",
+        ratio(ours, theirs),
+    );
+    // Overhead, from the deep run where no step waits for another task (in
+    // the wide one, merges queue behind each other): every step where
+    // memofab takes longer than git needs for the same work, plus the steps
+    // git has no counterpart for (starting the agent, scheduling the next).
+    let overhead = deep.worktree.median().saturating_sub(git.worktree.median())
+        + deep.merge.median().saturating_sub(git.merge.median())
+        + deep.agent.median()
+        + deep.ready.median();
+    table.checked(
+        "orchestration overhead per task beyond git's own work (deep), p50",
+        ms(overhead),
+        "< 20 ms",
+        overhead < Duration::from_millis(20),
+    );
+    Ok(table)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64().max(1e-9))
+}
+
+fn pair(s: &Samples) -> String {
+    format!("{} / {}", ms(s.median()), ms(s.percentile(95.0)))
+}
+
+/// A repository of `files` files adding up to about `bytes`, in a hundred
+/// directories, committed on `main`.
+fn build_repo(repo: &Path, files: usize, bytes: usize) -> anyhow::Result<()> {
+    if repo.exists() {
+        std::fs::remove_dir_all(repo).with_context(|| format!("removing {}", repo.display()))?;
+    }
+    let per_file = (bytes / files.max(1)).max(64);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let mut list = Vec::with_capacity(files);
+    for i in 0..files {
+        let mut text = String::with_capacity(per_file + 80);
+        while text.len() < per_file {
+            // Varied lines, so git's compression has real work to do.
+            text.push_str(&format!(
+                "fn item_{}_{}() -> u64 {{ {} ^ {} }}\n",
+                i,
+                text.len(),
+                next(),
+                next()
+            ));
+        }
+        list.push((
+            format!("src/m{:02}/f{:05}.rs", i % 100, i),
+            text.into_bytes(),
+        ));
+    }
+    GitRepo::init_with_files(repo, &list, "a large seed")?;
+    Ok(())
+}
+
+/// Runs the engine on a blueprint of `tasks` tasks shaped as `shape`, each
+/// writing one new file; returns the timed steps of every task.
+async fn factory_run(repo: &Path, shape: Shape, tasks: usize) -> anyhow::Result<Steps> {
+    let scenario = Arc::new(scenario(shape, tasks));
+    let mut config = Config::default();
+    config.run.max_tasks = tasks.max(config.run.max_tasks);
+    config.project.test_command = None;
+    let request = RunRequest {
+        repo: repo.to_owned(),
+        requirement: format!("benchmark: {tasks} {} tasks", shape.name()),
+        config,
+        providers: ProviderSet::uniform(Arc::new(ScriptedProvider::new(scenario)), "scripted"),
+        provider_label: "scripted".into(),
+        scenario: None,
+        auto_approve: true,
+        await_spec: false,
+        steering: Steering::Headless,
+        crash_after: None,
+    };
+    let (updates, mut rx) = mpsc::unbounded_channel();
+    let (_commands, commands_rx) = mpsc::unbounded_channel();
+    // Stamp each event as it arrives: the store's millisecond clock is too
+    // coarse for steps that take a fraction of one.
+    let timing = tokio::spawn(async move {
+        let mut seen: Vec<(Instant, Event)> = Vec::new();
+        while let Some(update) = rx.recv().await {
+            if let EngineUpdate::Event(event) = update {
+                seen.push((Instant::now(), event));
+            }
+        }
+        seen
+    });
+    let state = session::start(request, updates, commands_rx).await?;
+    let seen = timing.await.context("collecting events")?;
+    let merged = state.count(TaskState::Merged);
+    if merged != tasks {
+        bail!(
+            "the {} benchmark run merged {merged} of {tasks} tasks",
+            shape.name()
+        );
+    }
+    Ok(steps(&seen))
+}
+
+fn steps(seen: &[(Instant, Event)]) -> Steps {
+    use std::collections::HashMap;
+    let mut steps = Steps::default();
+    let mut running: HashMap<TaskId, Instant> = HashMap::new();
+    let mut worktree: HashMap<TaskId, Instant> = HashMap::new();
+    let mut merging: HashMap<TaskId, Instant> = HashMap::new();
+    let mut last_merge: Option<Instant> = None;
+    for (at, event) in seen {
+        match &event.kind {
+            EventKind::TaskStateChanged { task, to, .. } => match to {
+                TaskState::Running if !running.contains_key(task) => {
+                    running.insert(task.clone(), *at);
+                    if let Some(merged) = last_merge {
+                        steps.ready.push(at.saturating_duration_since(merged));
+                    }
+                }
+                TaskState::Merging => {
+                    merging.insert(task.clone(), *at);
+                }
+                TaskState::Merged => {
+                    if let Some(start) = merging.get(task) {
+                        steps.merge.push(at.saturating_duration_since(*start));
+                    }
+                    last_merge = Some(*at);
+                }
+                _ => {}
+            },
+            EventKind::WorktreeCreated { task, .. } => {
+                if let Some(start) = running.get(task) {
+                    steps.worktree.push(at.saturating_duration_since(*start));
+                }
+                worktree.insert(task.clone(), *at);
+            }
+            EventKind::AgentStarted {
+                role: AgentRole::Coder,
+                task: Some(task),
+                ..
+            } => {
+                if let Some(made) = worktree.remove(task) {
+                    steps.agent.push(at.saturating_duration_since(made));
+                }
+            }
+            _ => {}
+        }
+    }
+    steps
+}
+
+/// Planner, plan reviewer, one coder per task (write a file, finish) and a
+/// reviewer who approves.
+fn scenario(shape: Shape, tasks: usize) -> Scenario {
+    let ids: Vec<String> = (0..tasks)
+        .map(|i| format!("{}{i:03}", shape.name()))
+        .collect();
+    let blueprint = serde_json::json!({
+        "title": format!("{} benchmark", shape.name()),
+        "tasks": ids.iter().enumerate().map(|(i, id)| {
+            let depends_on: Vec<&String> = match shape {
+                Shape::Deep if i > 0 => vec![&ids[i - 1]],
+                _ => Vec::new(),
+            };
+            serde_json::json!({
+                "id": id,
+                "title": format!("write {id}"),
+                "description": "Write one new file.",
+                "acceptance": ["the file exists"],
+                "paths": [format!("bench/{id}.txt")],
+                "depends_on": depends_on,
+            })
+        }).collect::<Vec<_>>(),
+    });
+    let call = |tool: &str, args: serde_json::Value| ScriptedCall {
+        tool: tool.into(),
+        args: Some(args),
+        raw_args: None,
+    };
+    let one_turn = |role, task: Option<&str>, attempt, calls| Conversation {
+        role,
+        task: task.map(TaskId::from),
+        attempt,
+        turns: vec![Turn {
+            text: String::new(),
+            calls,
+        }],
+    };
+    let mut conversations = vec![
+        one_turn(
+            AgentRole::Planner,
+            None,
+            Some(1),
+            vec![call("submit_blueprint", blueprint)],
+        ),
+        one_turn(
+            AgentRole::PlanReviewer,
+            None,
+            None,
+            vec![call(
+                "submit_review",
+                serde_json::json!({"approved": true, "feedback": "fine"}),
+            )],
+        ),
+        one_turn(
+            AgentRole::Reviewer,
+            None,
+            None,
+            vec![call(
+                "submit_review",
+                serde_json::json!({"approved": true, "feedback": "fine"}),
+            )],
+        ),
+    ];
+    for id in &ids {
+        conversations.push(one_turn(
+            AgentRole::Coder,
+            Some(id),
+            None,
+            vec![
+                call(
+                    "write_file",
+                    serde_json::json!({"path": format!("bench/{id}.txt"), "content": format!("{id}\n")}),
+                ),
+                call("finish", serde_json::json!({"summary": "written"})),
+            ],
+        ));
+    }
+    Scenario {
+        name: format!("bench-{}", shape.name()),
+        requirement: String::new(),
+        seed: None,
+        test_command: None,
+        policy: None,
+        conversations,
+    }
+}
+
+#[derive(Default)]
+struct GitTimes {
+    worktree: Samples,
+    merge: Samples,
+}
+
+/// The same git work done by memofab's git layer and by the `git` CLI, in
+/// alternate rounds on the same repository: add a worktree on a new branch
+/// at `main`, commit one file there (untimed), merge it into `main` with a
+/// merge commit (which also updates the checked-out main work tree).
+fn git_rounds(repo: &Path, dir: &Path, rounds: usize) -> anyhow::Result<(GitTimes, GitTimes)> {
+    let layer = GitRepo::open(repo)?;
+    let (mut ours, mut cli) = (GitTimes::default(), GitTimes::default());
+    for i in 0..rounds {
+        let branch = format!("bench-git2/{i:03}");
+        let wt = dir.join("git2-worktrees").join(format!("{i:03}"));
+        let base = layer.branch_head("main")?;
+        let started = Instant::now();
+        layer.fresh_worktree(&wt, &branch, &base)?;
+        ours.worktree.push(started.elapsed());
+        std::fs::create_dir_all(wt.join("bench"))?;
+        std::fs::write(wt.join(format!("bench/git2-{i:03}.txt")), "git2\n")?;
+        layer.commit_all(&wt, "git2")?;
+        let started = Instant::now();
+        layer.merge_into_mainline("main", &branch, "merge")?;
+        ours.merge.push(started.elapsed());
+        layer.remove_worktree(&wt)?;
+
+        let branch = format!("bench-cli/{i:03}");
+        let wt: PathBuf = dir.join("cli-worktrees").join(format!("{i:03}"));
+        let started = Instant::now();
+        git(
+            repo,
+            &["worktree", "add", "-q", "-b", &branch, path(&wt)?, "main"],
+        )?;
+        cli.worktree.push(started.elapsed());
+        std::fs::create_dir_all(wt.join("bench"))?;
+        std::fs::write(wt.join(format!("bench/cli-{i:03}.txt")), "cli\n")?;
+        git(&wt, &["add", "-A"])?;
+        git(&wt, &["commit", "-q", "-m", "cli"])?;
+        let started = Instant::now();
+        git(repo, &["merge", "-q", "--no-ff", "-m", "merge", &branch])?;
+        cli.merge.push(started.elapsed());
+        git(repo, &["worktree", "remove", "--force", path(&wt)?])?;
+    }
+    Ok((ours, cli))
+}
+
+fn path(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{} is not valid UTF-8", p.display()))
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@memofab.invalid",
+        ])
+        .args(args)
+        .output()
+        .context("running git (is it installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
