@@ -76,3 +76,27 @@ async fn the_replayed_cockpit_matches_the_live_one_at_every_event() {
     }
     assert_eq!(checked, stored.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_reads_the_stored_run_and_refuses_a_bad_cursor_before_opening() {
+    let demo = demo_repo();
+    let state = run_demo(&demo).await;
+    // The parallel loader gives what the plain reader gives.
+    let path = session::store_path(&demo.repo);
+    let loaded = memofab::effects::store::Store::load_run(&path, &state.run).unwrap();
+    assert_eq!(loaded, stored_events(&demo.repo, &state.run));
+
+    let out = std::process::Command::new(memofab_bin())
+        .args(["--repo"])
+        .arg(&demo.repo)
+        .args(["replay", state.run.as_str(), "--at", "soon"])
+        .env("XDG_CONFIG_HOME", demo.dir.path().join("xdg"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--at") && stderr.contains("event number"),
+        "{stderr}"
+    );
+}

@@ -29,17 +29,25 @@ pub fn run(dir: &Path, scale: Scale) -> anyhow::Result<Table> {
         scale.tasks
     ));
     let mut loads = Samples::default();
+    let mut folds = Samples::default();
     let mut opens = Samples::default();
     for fraction in CURSORS {
         let started = Instant::now();
         let events = Store::load_run(&path, &run)?;
-        loads.push(started.elapsed());
+        let loaded = started.elapsed();
+        loads.push(loaded);
         let cursor = ((events.len() as f64 * fraction) as usize).max(1);
         let replay = Replay::open_at(&format!("bench {run}"), events, cursor);
         anyhow::ensure!(replay.cursor() == cursor, "the replay is not at its cursor");
-        opens.push(started.elapsed());
+        let opened = started.elapsed();
+        folds.push(opened.saturating_sub(loaded));
+        opens.push(opened);
     }
-    table.row("read the run (parallel readers)", ms(loads.median()));
+    table.row("read the run (parallel readers), p50", ms(loads.median()));
+    table.row(
+        "fold the cockpit model to the cursor, slowest",
+        ms(folds.percentile(100.0)),
+    );
     let worst = opens.percentile(100.0);
     table.checked(
         format!(

@@ -35,16 +35,23 @@ pub struct Transcript {
 }
 
 impl Transcript {
-    fn push(&mut self, kind: LineKind, text: &str) {
-        for line in text.split('\n') {
-            if kind != LineKind::ResultBody {
-                self.folded.push(self.lines.len());
+    /// Adds `text` as one line per `\n` in it; a single line is moved in
+    /// without copying (a replay folds millions of these).
+    fn push(&mut self, kind: LineKind, text: String) {
+        if text.contains('\n') {
+            for line in text.split('\n') {
+                self.push_line(kind, line.to_owned());
             }
-            self.lines.push(TLine {
-                kind,
-                text: line.to_owned(),
-            });
+        } else {
+            self.push_line(kind, text);
         }
+    }
+
+    fn push_line(&mut self, kind: LineKind, text: String) {
+        if kind != LineKind::ResultBody {
+            self.folded.push(self.lines.len());
+        }
+        self.lines.push(TLine { kind, text });
     }
 
     pub fn message(&mut self, from: MessageAuthor, text: &str) {
@@ -61,7 +68,7 @@ impl Transcript {
         for line in text.trim_end().split('\n') {
             let p = if first { prefix } else { "  " };
             first = false;
-            self.push(kind, &format!("{p}{line}"));
+            self.push(kind, format!("{p}{line}"));
         }
     }
 
@@ -72,7 +79,7 @@ impl Transcript {
     pub fn tool_call(&mut self, tool: &str, arguments: &serde_json::Value) {
         self.live.clear();
         let args = compact(arguments);
-        self.push(LineKind::ToolCall, &format!("→ {tool} {args}"));
+        self.push(LineKind::ToolCall, format!("→ {tool} {args}"));
     }
 
     pub fn tool_result(&mut self, ok: bool, output: &str) {
@@ -90,9 +97,9 @@ impl Transcript {
         } else {
             format!("{mark} {head}")
         };
-        self.push(kind, &summary);
+        self.push(kind, summary);
         for line in body.iter().skip(FOLDED_PREVIEW) {
-            self.push(LineKind::ResultBody, &format!("    {line}"));
+            self.push(LineKind::ResultBody, format!("    {line}"));
         }
     }
 
