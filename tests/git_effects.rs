@@ -164,6 +164,9 @@ fn a_merged_tasks_worktree_is_moved_to_the_next_task() {
     git.commit_all(&first, "first").unwrap().unwrap();
     git.merge_into_mainline("main", "memofab/r/first", "merge first")
         .unwrap();
+    // Left behind by the first task: build output, ignored by the project.
+    write(&first, ".gitignore", "build/\n");
+    write(&first, "build/cache.o", "stale");
     // Mainline moves on after `first` merged.
     let other = tmp.path().join("wt/other");
     git.add_worktree(&other, "other", &git.branch_head("main").unwrap())
@@ -192,6 +195,10 @@ fn a_merged_tasks_worktree_is_moved_to_the_next_task() {
     assert!(
         !second.join("bin/run").exists(),
         "mainline's tree, not the seed's"
+    );
+    assert!(
+        !second.join("build").exists() && !second.join(".gitignore").exists(),
+        "nothing of the last task that is not on its branch"
     );
     assert!(git.commit_all(&second, "nothing").unwrap().is_none());
     write(&second, "second.txt", "2\n");

@@ -462,6 +462,15 @@ impl RunState {
         })
     }
 
+    /// Ids of the tasks whose state passes `keep`, in blueprint order.
+    pub fn task_ids(&self, keep: impl Fn(TaskState) -> bool) -> Vec<TaskId> {
+        self.tasks
+            .iter()
+            .filter(|t| keep(t.state))
+            .map(|t| t.id().clone())
+            .collect()
+    }
+
     pub fn count(&self, state: TaskState) -> usize {
         self.tasks.iter().filter(|t| t.state == state).count()
     }

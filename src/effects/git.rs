@@ -259,9 +259,10 @@ impl GitRepo {
     /// Turns the worktree of a finished task (`from_dir` on `from_branch`)
     /// into a new one at `dir` on `branch`, starting at `base_commit`.
     /// Checking out a large repository costs seconds; moving a checkout that
-    /// is nearly right costs the files that differ. Ignored files (build
-    /// output) stay, like a warm cache. If this fails half-way, the caller
-    /// makes a fresh worktree, which clears whatever was left.
+    /// is nearly right costs the files that differ. Untracked and ignored
+    /// files go too: the next task's tests must see only what is committed.
+    /// If this fails half-way, the caller makes a fresh worktree, which
+    /// clears whatever was left.
     pub fn recycle_worktree(
         &self,
         from_dir: &Path,
@@ -317,7 +318,7 @@ impl GitRepo {
             .find_commit(base.id())
             .ctx(|| format!("reading {base_commit}"))?;
         let mut checkout = CheckoutBuilder::new();
-        checkout.force();
+        checkout.force().remove_untracked(true).remove_ignored(true);
         worktree
             .checkout_tree(target.as_object(), Some(&mut checkout))
             .ctx(|| format!("checking out {branch} in {}", dir.display()))?;

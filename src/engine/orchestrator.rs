@@ -64,13 +64,10 @@ impl Orchestrator {
     /// Runs (or resumes) the run to its end; returns the final state.
     pub async fn run(mut self, resumed: bool) -> EngineResult<RunState> {
         if resumed {
-            let interrupted: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
-                s.tasks()
-                    .iter()
-                    .filter(|t| t.state.is_active())
-                    .map(|t| t.id().clone())
-                    .collect()
-            });
+            let interrupted: Vec<TaskId> = self
+                .ctx
+                .recorder
+                .with_state(|s| s.task_ids(TaskState::is_active));
             self.ctx
                 .recorder
                 .record(EventKind::RunResumed {
@@ -101,26 +98,20 @@ impl Orchestrator {
         if resumed {
             self.remove_merged_worktrees().await;
             // Carry on every task that was in flight when the process died.
-            let in_flight: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
-                s.tasks()
-                    .iter()
-                    .filter(|t| t.state.is_active())
-                    .map(|t| t.id().clone())
-                    .collect()
-            });
+            let in_flight: Vec<TaskId> = self
+                .ctx
+                .recorder
+                .with_state(|s| s.task_ids(TaskState::is_active));
             for task in in_flight {
                 self.spawn(task, true);
             }
             // A run that approves its gates itself may have died between
             // reaching the gate and approving it.
             if self.ctx.auto_approve {
-                let gated: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
-                    s.tasks()
-                        .iter()
-                        .filter(|t| t.state == TaskState::AwaitingGate)
-                        .map(|t| t.id().clone())
-                        .collect()
-                });
+                let gated: Vec<TaskId> = self
+                    .ctx
+                    .recorder
+                    .with_state(|s| s.task_ids(|state| state == TaskState::AwaitingGate));
                 for task in gated {
                     pipeline::approve(&self.ctx, &task, "auto-approve").await?;
                     self.spawn(task, false);
@@ -208,13 +199,10 @@ impl Orchestrator {
     /// A process killed while it kept merged tasks' worktrees for reuse left
     /// them behind; the pool starts empty, so they go.
     async fn remove_merged_worktrees(&self) {
-        let merged: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
-            s.tasks()
-                .iter()
-                .filter(|t| t.state == TaskState::Merged)
-                .map(|t| t.id().clone())
-                .collect()
-        });
+        let merged: Vec<TaskId> = self
+            .ctx
+            .recorder
+            .with_state(|s| s.task_ids(|state| state == TaskState::Merged));
         for task in merged {
             let dir = pipeline::worktree_dir(&self.ctx, &task);
             if dir.exists()

@@ -156,6 +156,15 @@ fn quit_shuts_the_engine_down() {
     );
 }
 
+/// Types `text` at the end of the focused editor, then Ctrl-S.
+fn append_and_submit(app: &mut App, text: &str) -> Vec<Action> {
+    app.handle_key(key(KeyCode::End));
+    for c in text.chars() {
+        app.handle_key(key(KeyCode::Char(c)));
+    }
+    app.handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
+}
+
 #[test]
 fn spec_editor_submits_the_edited_requirement() {
     let mut events = fixture::events();
@@ -165,11 +174,7 @@ fn spec_editor_submits_the_edited_requirement() {
     }
     let mut app = App::from_events("t", &events);
     app.tab = Tab::Spec;
-    app.handle_key(key(KeyCode::End));
-    for c in " Quickly.".chars() {
-        app.handle_key(key(KeyCode::Char(c)));
-    }
-    let sent = app.handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+    let sent = append_and_submit(&mut app, " Quickly.");
     assert_eq!(
         sent,
         vec![Action::Send(Command::SubmitSpec {
@@ -238,11 +243,7 @@ fn editing_a_task_sends_description_and_criteria() {
     select(&mut app, "json");
     app.handle_key(key(KeyCode::Char('E')));
     assert!(matches!(app.modal, Some(Modal::EditTask { .. })));
-    app.handle_key(key(KeyCode::End));
-    for c in " Quickly.".chars() {
-        app.handle_key(key(KeyCode::Char(c)));
-    }
-    let sent = app.handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+    let sent = append_and_submit(&mut app, " Quickly.");
     assert_eq!(
         sent,
         vec![Action::Send(Command::EditTask {
