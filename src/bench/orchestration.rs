@@ -145,11 +145,17 @@ pub async fn run(dir: &Path, scale: Scale) -> anyhow::Result<Table> {
         "per task in a run, p50: memofab steps / git CLI worktree add + merge",
         ratio(ours, theirs),
     );
+    // The fair counterpart of a recycled worktree is git recycling one.
+    let recycled = git_cli_recycle_rounds(&repo, dir, rounds)?;
+    table.row(
+        "worktree reused by the next task, p50: memofab (deep) / git CLI (move, checkout -B, clean)",
+        format!("{} / {}", ms(deep.worktree.median()), ms(recycled.median())),
+    );
     // Overhead, from the deep run where no step waits for another task (in
     // the wide one, merges queue behind each other): every step where
     // memofab takes longer than git needs for the same work, plus the steps
     // git has no counterpart for (starting the agent, scheduling the next).
-    let overhead = deep.worktree.median().saturating_sub(git.worktree.median())
+    let overhead = deep.worktree.median().saturating_sub(recycled.median())
         + deep.merge.median().saturating_sub(git.merge.median())
         + deep.agent.median()
         + deep.ready.median();
@@ -431,6 +437,45 @@ fn git_rounds(repo: &Path, dir: &Path, rounds: usize) -> anyhow::Result<(GitTime
         git(repo, &["worktree", "remove", "--force", path(&wt)?])?;
     }
     Ok((ours, cli))
+}
+
+/// What git needs to do what memofab does between two tasks: move the last
+/// task's worktree to the next one, switch it to a new branch at `main`,
+/// and clean out what is not committed. Each round then commits a file and
+/// merges it (untimed), so `main` moves like it does in a run.
+fn git_cli_recycle_rounds(repo: &Path, dir: &Path, rounds: usize) -> anyhow::Result<Samples> {
+    let mut times = Samples::default();
+    let root = dir.join("cli-recycled");
+    let mut current = root.join("000");
+    git(
+        repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "bench-cli-recycled/000",
+            path(&current)?,
+            "main",
+        ],
+    )?;
+    for i in 1..=rounds {
+        let next = root.join(format!("{i:03}"));
+        let branch = format!("bench-cli-recycled/{i:03}");
+        let started = Instant::now();
+        git(repo, &["worktree", "move", path(&current)?, path(&next)?])?;
+        git(&next, &["checkout", "-q", "-B", &branch, "main"])?;
+        git(&next, &["clean", "-q", "-f", "-d", "-x"])?;
+        times.push(started.elapsed());
+        current = next;
+        std::fs::create_dir_all(current.join("bench"))?;
+        std::fs::write(current.join(format!("bench/recycled-{i:03}.txt")), "r\n")?;
+        git(&current, &["add", "-A"])?;
+        git(&current, &["commit", "-q", "-m", "recycled"])?;
+        git(repo, &["merge", "-q", "--no-ff", "-m", "merge", &branch])?;
+    }
+    git(repo, &["worktree", "remove", "--force", path(&current)?])?;
+    Ok(times)
 }
 
 fn path(p: &Path) -> anyhow::Result<&str> {
