@@ -411,8 +411,7 @@ fn git_rounds(repo: &Path, dir: &Path, rounds: usize) -> anyhow::Result<(GitTime
         let started = Instant::now();
         layer.fresh_worktree(&wt, &branch, &base)?;
         ours.worktree.push(started.elapsed());
-        std::fs::create_dir_all(wt.join("bench"))?;
-        std::fs::write(wt.join(format!("bench/git2-{i:03}.txt")), "git2\n")?;
+        write_bench_file(&wt, &format!("git2-{i:03}"))?;
         layer.commit_all(&wt, "git2")?;
         let started = Instant::now();
         layer.merge_into_mainline("main", &branch, "merge")?;
@@ -427,10 +426,8 @@ fn git_rounds(repo: &Path, dir: &Path, rounds: usize) -> anyhow::Result<(GitTime
             &["worktree", "add", "-q", "-b", &branch, path(&wt)?, "main"],
         )?;
         cli.worktree.push(started.elapsed());
-        std::fs::create_dir_all(wt.join("bench"))?;
-        std::fs::write(wt.join(format!("bench/cli-{i:03}.txt")), "cli\n")?;
-        git(&wt, &["add", "-A"])?;
-        git(&wt, &["commit", "-q", "-m", "cli"])?;
+        write_bench_file(&wt, &format!("cli-{i:03}"))?;
+        git_commit_all(&wt)?;
         let started = Instant::now();
         git(repo, &["merge", "-q", "--no-ff", "-m", "merge", &branch])?;
         cli.merge.push(started.elapsed());
@@ -468,14 +465,27 @@ fn git_cli_recycle_rounds(repo: &Path, dir: &Path, rounds: usize) -> anyhow::Res
         git(&next, &["clean", "-q", "-f", "-d", "-x"])?;
         times.push(started.elapsed());
         current = next;
-        std::fs::create_dir_all(current.join("bench"))?;
-        std::fs::write(current.join(format!("bench/recycled-{i:03}.txt")), "r\n")?;
-        git(&current, &["add", "-A"])?;
-        git(&current, &["commit", "-q", "-m", "recycled"])?;
+        write_bench_file(&current, &format!("recycled-{i:03}"))?;
+        git_commit_all(&current)?;
         git(repo, &["merge", "-q", "--no-ff", "-m", "merge", &branch])?;
     }
     git(repo, &["worktree", "remove", "--force", path(&current)?])?;
     Ok(times)
+}
+
+/// The one new file a benchmark round commits: `bench/<name>.txt`.
+fn write_bench_file(worktree: &Path, name: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(worktree.join("bench"))?;
+    std::fs::write(
+        worktree.join(format!("bench/{name}.txt")),
+        format!("{name}\n"),
+    )?;
+    Ok(())
+}
+
+fn git_commit_all(worktree: &Path) -> anyhow::Result<()> {
+    git(worktree, &["add", "-A"])?;
+    git(worktree, &["commit", "-q", "-m", "bench"])
 }
 
 fn path(p: &Path) -> anyhow::Result<&str> {

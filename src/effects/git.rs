@@ -141,6 +141,11 @@ impl GitRepo {
         Ok(commit.id())
     }
 
+    fn commit_at<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Commit<'r>> {
+        repo.find_commit(Self::resolve(repo, rev)?)
+            .ctx(|| format!("reading {rev}"))
+    }
+
     fn tree_of<'r>(repo: &'r Repository, rev: &str) -> Result<Tree<'r>> {
         let oid = Self::resolve(repo, rev)?;
         repo.find_commit(oid)
@@ -229,9 +234,7 @@ impl GitRepo {
         let branch_ref = match repo.find_branch(branch, BranchType::Local) {
             Ok(b) => b,
             Err(_) => {
-                let base = repo
-                    .find_commit(Self::resolve(&repo, base_commit)?)
-                    .ctx(|| format!("reading {base_commit}"))?;
+                let base = Self::commit_at(&repo, base_commit)?;
                 repo.branch(branch, &base, false)
                     .ctx(|| format!("creating branch {branch}"))?
             }
@@ -247,9 +250,7 @@ impl GitRepo {
         let _turn = worktree_turn();
         let repo = self.repo()?;
         Self::forget_worktree(&repo, branch, dir)?;
-        let base = repo
-            .find_commit(Self::resolve(&repo, base_commit)?)
-            .ctx(|| format!("reading {base_commit}"))?;
+        let base = Self::commit_at(&repo, base_commit)?;
         let branch_ref = repo
             .branch(branch, &base, true)
             .ctx(|| format!("creating branch {branch}"))?;
@@ -302,9 +303,7 @@ impl GitRepo {
         )
         .ctx(|| format!("linking {}", new_admin.display()))?;
 
-        let base = repo
-            .find_commit(Self::resolve(&repo, base_commit)?)
-            .ctx(|| format!("reading {base_commit}"))?;
+        let base = Self::commit_at(&repo, base_commit)?;
         repo.branch(branch, &base, true)
             .ctx(|| format!("creating branch {branch}"))?;
         let worktree =
@@ -373,9 +372,7 @@ impl GitRepo {
     /// forgets any merge in progress.
     pub fn reset_worktree(&self, dir: &Path, commit: &str) -> Result<()> {
         let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
-        let target = repo
-            .find_commit(Self::resolve(&repo, commit)?)
-            .ctx(|| format!("reading {commit}"))?;
+        let target = Self::commit_at(&repo, commit)?;
         repo.cleanup_state().ctx(|| "clearing merge state".into())?;
         let mut checkout = CheckoutBuilder::new();
         checkout.force().remove_untracked(true);

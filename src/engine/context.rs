@@ -130,6 +130,15 @@ impl RunContext {
             .map_err(|e| EngineError::Join(e.to_string()))?
             .map_err(EngineError::from)
     }
+
+    /// Removes a worktree the run no longer needs. A failure only costs disk
+    /// space, so it is logged rather than stopping the run.
+    pub async fn discard_worktree(&self, dir: PathBuf) {
+        let shown = dir.display().to_string();
+        if let Err(e) = self.git(move |g| g.remove_worktree(&dir)).await {
+            tracing::warn!(dir = %shown, error = %e, "could not remove a worktree");
+        }
+    }
 }
 
 impl RunContext {

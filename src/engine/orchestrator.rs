@@ -205,10 +205,8 @@ impl Orchestrator {
             .with_state(|s| s.task_ids(|state| state == TaskState::Merged));
         for task in merged {
             let dir = pipeline::worktree_dir(&self.ctx, &task);
-            if dir.exists()
-                && let Err(e) = self.ctx.git(move |g| g.remove_worktree(&dir)).await
-            {
-                tracing::warn!(task = %task, error = %e, "could not remove a merged task's worktree");
+            if dir.exists() {
+                self.ctx.discard_worktree(dir).await;
             }
         }
     }
@@ -216,10 +214,7 @@ impl Orchestrator {
     /// Removes the worktrees kept for reuse: nothing is left to reuse them.
     async fn drop_spare_worktrees(&self) {
         for spare in self.ctx.drain_spare_worktrees() {
-            let dir = spare.dir;
-            if let Err(e) = self.ctx.git(move |g| g.remove_worktree(&dir)).await {
-                tracing::warn!(error = %e, "could not remove a spare worktree");
-            }
+            self.ctx.discard_worktree(spare.dir).await;
         }
     }
 

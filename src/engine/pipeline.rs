@@ -503,10 +503,7 @@ async fn merge(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
                 branch: branch_name(ctx.recorder.run().as_str(), &task),
             };
             if let Some(unwanted) = ctx.park_worktree(spare) {
-                let dir = unwanted.dir;
-                if let Err(e) = ctx.git(move |g| g.remove_worktree(&dir)).await {
-                    tracing::warn!(task = %task, error = %e, "could not remove a merged task's worktree");
-                }
+                ctx.discard_worktree(unwanted.dir).await;
             }
         }
         MergeOutcome::Conflict { files } => {

@@ -199,7 +199,6 @@ impl App {
     /// them: a replay jumping over a million events does this.
     pub fn fold<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
         for event in events {
-            self.now_ms = self.now_ms.max(event.at_ms);
             self.apply(event);
         }
         self.follow_tail();
@@ -236,10 +235,7 @@ impl App {
     /// Folds one engine update in. Returns whether anything visible changed.
     pub fn update(&mut self, update: EngineUpdate) -> bool {
         match update {
-            EngineUpdate::Event(event) => {
-                self.now_ms = self.now_ms.max(event.at_ms);
-                self.apply(&event);
-            }
+            EngineUpdate::Event(event) => self.apply(&event),
             EngineUpdate::Delta { agent, text } => {
                 self.transcripts.entry(agent).or_default().delta(&text);
             }
@@ -263,6 +259,7 @@ impl App {
     }
 
     fn apply(&mut self, event: &Event) {
+        self.now_ms = self.now_ms.max(event.at_ms);
         self.costs.add(&self.prices, event);
         match &mut self.state {
             None => match RunState::start(event) {
