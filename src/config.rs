@@ -21,6 +21,8 @@ pub struct Config {
     /// Which provider and model each role uses; `default` for roles not named.
     pub roles: RolesConfig,
     pub ui: UiConfig,
+    /// Token and cost limits per task and per run; none by default.
+    pub budget: crate::domain::Budget,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +50,9 @@ pub struct RunConfig {
     pub isolation: IsolationChoice,
     /// Let isolated commands reach the network.
     pub allow_network: bool,
+    /// Never run two tasks whose write-sets (declared paths joined with the
+    /// paths seen written) overlap at the same time.
+    pub write_set_scheduling: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +198,7 @@ impl Default for Config {
             providers,
             roles: RolesConfig::default(),
             ui: UiConfig::default(),
+            budget: crate::domain::Budget::default(),
         }
     }
 }
@@ -216,6 +222,7 @@ impl Default for RunConfig {
             ],
             isolation: IsolationChoice::Auto,
             allow_network: false,
+            write_set_scheduling: true,
         }
     }
 }

@@ -9,6 +9,9 @@ use crate::domain::{AgentId, Event, TaskId};
 /// Engine → front end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "update", rename_all = "snake_case")]
+// Nearly every update is an event: boxing it would add an allocation to the
+// common case to save bytes on the rare ones.
+#[allow(clippy::large_enum_variant)]
 pub enum EngineUpdate {
     /// A stored event; the same value went to the store.
     Event(Event),
@@ -57,6 +60,12 @@ pub enum Command {
     ResolveConflict {
         task: TaskId,
         resolution: ConflictResolution,
+    },
+    /// Grant one more budget's worth to a task that ran out (carrying it on),
+    /// or, without a task, to the run (resuming it).
+    RaiseBudget {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
     },
     /// Stop the engine cleanly (the run can be resumed later).
     Shutdown,

@@ -3,11 +3,14 @@
 //! agent, and approving a gate from another terminal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/interactive.rs"]
+mod interactive;
 #[path = "support/factory.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
+use interactive::Interactive;
 use memofab::domain::{
     AgentRole, ConflictResolution, Event, EventKind, RunState, TaskId, TaskState,
 };
@@ -15,7 +18,6 @@ use memofab::engine::orchestrator::Steering;
 use memofab::engine::session::{self, RunRequest};
 use memofab::protocol::{Command, EngineUpdate};
 use support::*;
-use tokio::sync::mpsc;
 
 /// Keeps both sides of every conflict hunk: what a careful human does here.
 fn union_of_sides(text: &str) -> String {
@@ -32,99 +34,6 @@ fn union_of_sides(text: &str) -> String {
         }
     }
     out
-}
-
-struct Interactive {
-    updates: mpsc::UnboundedReceiver<EngineUpdate>,
-    commands: mpsc::UnboundedSender<Command>,
-    engine: tokio::task::JoinHandle<memofab::engine::EngineResult<RunState>>,
-    events: Vec<Event>,
-    state: Option<RunState>,
-}
-
-impl Interactive {
-    async fn start(demo: &DemoRepo) -> Self {
-        Self::with(demo_request(
-            demo,
-            scripted(demo),
-            Steering::Interactive,
-            true,
-        ))
-    }
-
-    fn with(request: RunRequest) -> Self {
-        let (updates_tx, updates) = mpsc::unbounded_channel();
-        let (commands, commands_rx) = mpsc::unbounded_channel();
-        let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
-        Self {
-            updates,
-            commands,
-            engine,
-            events: Vec::new(),
-            state: None,
-        }
-    }
-
-    /// Reads updates until `done` holds for the folded state.
-    async fn until(&mut self, what: &str, done: impl Fn(&RunState, &[Event]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(state) = &self.state
-                && done(state, &self.events)
-            {
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let update = match tokio::time::timeout(left, self.updates.recv()).await {
-                Ok(Some(update)) => update,
-                Ok(None) => {
-                    let handle = std::mem::replace(
-                        &mut self.engine,
-                        tokio::spawn(async { Err(memofab::engine::EngineError::Shutdown) }),
-                    );
-                    let result = handle.await.unwrap();
-                    panic!(
-                        "the engine stopped while waiting for {what}: {:?}",
-                        result.err()
-                    );
-                }
-                Err(_) => {
-                    let states: Vec<String> = self
-                        .state
-                        .iter()
-                        .flat_map(|s| s.tasks().iter().map(|t| format!("{}={}", t.id(), t.state)))
-                        .collect();
-                    let recent: Vec<String> = self
-                        .events
-                        .iter()
-                        .rev()
-                        .take(12)
-                        .rev()
-                        .map(|e| format!("{:?}", e.kind).chars().take(200).collect())
-                        .collect();
-                    panic!(
-                        "timed out waiting for {what}; tasks {states:?}; recent events {recent:#?}"
-                    )
-                }
-            };
-            if let EngineUpdate::Event(event) = update {
-                match &mut self.state {
-                    None => self.state = Some(RunState::start(&event).unwrap()),
-                    Some(s) => s.apply(&event).unwrap(),
-                }
-                self.events.push(event);
-            }
-        }
-    }
-
-    fn send(&self, command: Command) {
-        self.commands.send(command).unwrap();
-    }
-
-    async fn shutdown(self) -> RunState {
-        self.send(Command::Shutdown);
-        self.engine.await.unwrap().unwrap()
-    }
 }
 
 fn escalated_task(state: &RunState) -> Option<TaskId> {

@@ -141,6 +141,7 @@ fn task_events(s: &mut Synthetic, task: &TaskId, turns: usize, index: usize) {
             ),
         });
         s.push(EventKind::TokensUsed {
+            cost_usd: None,
             agent: agent.clone(),
             task: Some(task.clone()),
             model: "bench".into(),

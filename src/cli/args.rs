@@ -44,6 +44,8 @@ pub enum Commands {
     Approve(GateArgs),
     /// Reject a merge waiting at the gate; the task goes back for rework.
     Reject(RejectArgs),
+    /// Grant one more budget's worth to a task that ran out, or to the run.
+    RaiseBudget(RaiseBudgetArgs),
     /// Write a run's full record.
     Export(ExportArgs),
     /// Replay a past run in the cockpit, from its stored events.
@@ -162,6 +164,13 @@ pub struct ReplayArgs {
 pub struct GateArgs {
     pub run: String,
     pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RaiseBudgetArgs {
+    pub run: String,
+    /// The task waiting over budget; without it, the run's budget.
+    pub task: Option<String>,
 }
 
 #[derive(Debug, Args)]

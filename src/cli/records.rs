@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use super::args::{ExportArgs, ExportFormat, GateArgs, GlobalArgs, RejectArgs};
+use super::args::{ExportArgs, ExportFormat, GateArgs, GlobalArgs, RaiseBudgetArgs, RejectArgs};
 use crate::domain::{RunId, TaskId, TaskState};
 use crate::effects::store::Store;
 use crate::effects::store::export::{export_jsonl, export_markdown};
@@ -101,6 +101,32 @@ pub fn approve(repo: &Path, args: GateArgs) -> Result<ExitCode> {
         task: TaskId::new(&args.task),
     };
     decide(repo, &args.run, &args.task, command)
+}
+
+/// Leaves a budget raise in the store's inbox, if something waits for one.
+pub fn raise_budget(repo: &Path, args: RaiseBudgetArgs) -> Result<ExitCode> {
+    let run = RunId::new(&args.run);
+    let state = session::stored_state(repo, &run)?;
+    let task = args.task.as_deref().map(TaskId::new);
+    match &task {
+        Some(task) => {
+            let record = state
+                .task(task)
+                .with_context(|| format!("run {run} has no task {task}"))?;
+            if record.state != TaskState::OverBudget {
+                bail!("task {task} is {}, not waiting over budget", record.state);
+            }
+        }
+        None => {
+            if crate::domain::budget::run_overrun(&state).is_none() {
+                bail!("run {run} is within its budget");
+            }
+        }
+    }
+    let mut store = open_store(repo)?;
+    store.push_command(&run, &Command::RaiseBudget { task })?;
+    println!("sent; the running memofab will raise the budget");
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn reject(repo: &Path, args: RejectArgs) -> Result<ExitCode> {

@@ -42,6 +42,27 @@ pub struct RunSettings {
     /// Planning waits until a human submits the requirement from the cockpit.
     #[serde(default)]
     pub await_spec: bool,
+    /// Tasks whose write-sets overlap never run at the same time. Runs
+    /// stored before this setting existed were scheduled without it.
+    #[serde(default)]
+    pub write_sets: bool,
+    /// Token and cost limits; none for runs stored before budgets existed.
+    #[serde(default)]
+    pub budget: Budget,
+}
+
+/// Spending limits of a run and of each of its tasks. Cost limits only bite
+/// where the model has a price in config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Budget {
+    /// Tokens (input + output) one task's agents may use.
+    pub task_tokens: Option<u64>,
+    /// USD one task's agents may spend.
+    pub task_usd: Option<f64>,
+    /// Tokens the whole run may use, planning included.
+    pub run_tokens: Option<u64>,
+    pub run_usd: Option<f64>,
 }
 
 impl Default for RunSettings {
@@ -58,6 +79,8 @@ impl Default for RunSettings {
             scenario: None,
             auto_approve: false,
             await_spec: false,
+            write_sets: true,
+            budget: Budget::default(),
         }
     }
 }
@@ -179,6 +202,9 @@ pub enum EventKind {
         task: Option<TaskId>,
         model: String,
         usage: TokenUsage,
+        /// What the usage cost at the model's configured price.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
     },
     AgentFinished {
         agent: AgentId,
@@ -247,6 +273,13 @@ pub enum EventKind {
         description: String,
         acceptance: Vec<String>,
     },
+    /// A human gave a task (or, without a task, the run) one more budget's
+    /// worth of tokens and cost, after it ran out.
+    BudgetRaised {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        by: String,
+    },
     /// The overseer's report on past runs, with its proposals.
     OverseerReport {
         runs: Vec<RunId>,
@@ -313,7 +346,8 @@ impl EventKind {
             | EventKind::Escalated { task, .. } => Some(task),
             EventKind::AgentStarted { task, .. }
             | EventKind::TokensUsed { task, .. }
-            | EventKind::Warning { task, .. } => task.as_ref(),
+            | EventKind::Warning { task, .. }
+            | EventKind::BudgetRaised { task, .. } => task.as_ref(),
             _ => None,
         }
     }
@@ -347,6 +381,7 @@ impl EventKind {
             EventKind::Escalated { .. } => "escalated",
             EventKind::Warning { .. } => "warning",
             EventKind::TaskEdited { .. } => "task_edited",
+            EventKind::BudgetRaised { .. } => "budget_raised",
             EventKind::OverseerReport { .. } => "overseer_report",
             EventKind::ProposalDecision { .. } => "proposal_decision",
             EventKind::RunFinished { .. } => "run_finished",

@@ -440,6 +440,7 @@ mod tests {
         .enumerate()
         {
             push(EventKind::TokensUsed {
+                cost_usd: None,
                 agent: agent.clone(),
                 task: Some("t1".into()),
                 model: "m".into(),

@@ -3,6 +3,7 @@
 //! rule can be unit-tested without git, SQLite, an LLM or a terminal.
 
 pub mod blueprint;
+pub mod budget;
 pub mod event;
 pub mod ids;
 pub mod metrics;
@@ -10,11 +11,12 @@ pub mod policy;
 pub mod run_state;
 pub mod schedule;
 pub mod task;
+pub mod write_set;
 
 pub use blueprint::{Blueprint, BlueprintIssue, TaskSpec};
 pub use event::{
-    ConflictFile, ConflictResolution, Event, EventKind, MergeOutcome, MessageAuthor, RunSettings,
-    TokenUsage,
+    Budget, ConflictFile, ConflictResolution, Event, EventKind, MergeOutcome, MessageAuthor,
+    RunSettings, TokenUsage,
 };
 pub use ids::{AgentId, AgentRole, RunId, TaskId};
 pub use run_state::{RunPhase, RunState, TaskRecord, TransitionError};

@@ -3,14 +3,14 @@
 //! runs, resumed runs and replays all fold the same events through it, so they
 //! cannot disagree about what happened.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use super::blueprint::{Blueprint, TaskSpec};
 use super::event::{ConflictResolution, Event, EventKind, MergeOutcome, RunSettings, TokenUsage};
-use super::ids::{RunId, TaskId};
+use super::ids::{AgentId, RunId, TaskId};
 use super::task::TaskState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -103,6 +103,16 @@ pub struct TaskRecord {
     /// next coding step.
     pub resolution: Option<ConflictResolution>,
     pub tokens: TokenUsage,
+    /// Paths the task was seen changing: written by its agents' tools or
+    /// in its committed diff. Joined with `spec.paths`, the write-set the
+    /// scheduler keeps apart from other tasks'.
+    pub observed_writes: BTreeSet<String>,
+    /// USD the task's agents spent, where their models have a price.
+    pub cost_usd: f64,
+    /// Extra budgets a human granted after the task ran out.
+    pub budget_raises: u32,
+    /// The state the task left when it ran out of budget, to go back to.
+    pub over_budget_from: Option<TaskState>,
     /// `at_ms` of the event that last changed the state.
     pub since_ms: u64,
 }
@@ -123,12 +133,24 @@ impl TaskRecord {
             conflict_files: Vec::new(),
             resolution: None,
             tokens: TokenUsage::default(),
+            observed_writes: BTreeSet::new(),
+            cost_usd: 0.0,
+            budget_raises: 0,
+            over_budget_from: None,
             since_ms: at_ms,
         }
     }
 
     pub fn id(&self) -> &TaskId {
         &self.spec.id
+    }
+
+    /// What the task is expected to change, as far as is known now.
+    pub fn write_set(&self) -> super::write_set::WriteSet<'_> {
+        super::write_set::WriteSet {
+            declared: &self.spec.paths,
+            observed: &self.observed_writes,
+        }
     }
 }
 
@@ -152,7 +174,13 @@ pub struct RunState {
     pub blueprint: Option<Blueprint>,
     tasks: Vec<TaskRecord>,
     index: HashMap<TaskId, usize>,
+    /// The task each task agent works for, to credit its writes.
+    agent_tasks: HashMap<AgentId, TaskId>,
     pub tokens: TokenUsage,
+    /// USD spent by the run, where models have a price.
+    pub cost_usd: f64,
+    /// Extra run budgets a human granted.
+    pub run_budget_raises: u32,
     pub mainline_commit: String,
     pub started_ms: u64,
     pub last_seq: u64,
@@ -201,7 +229,10 @@ impl RunState {
             blueprint: None,
             tasks: Vec::new(),
             index: HashMap::new(),
+            agent_tasks: HashMap::new(),
             tokens: TokenUsage::default(),
+            cost_usd: 0.0,
+            run_budget_raises: 0,
             mainline_commit: base_commit.clone(),
             started_ms: event.at_ms,
             last_seq: event.seq,
@@ -287,6 +318,11 @@ impl RunState {
                         to: *to,
                     });
                 }
+                if *to == TaskState::OverBudget {
+                    // Its agent waits with its conversation and comes back
+                    // to this step: not a new attempt.
+                    record.over_budget_from = Some(*from);
+                }
                 if *to == TaskState::Running {
                     match from {
                         TaskState::Reviewing | TaskState::Testing | TaskState::AwaitingGate => {
@@ -332,14 +368,56 @@ impl RunState {
                 record.worktree = Some(path.clone());
                 record.head_commit = Some(base_commit.clone());
             }
-            EventKind::TokensUsed { task, usage, .. } => {
-                self.tokens.add(*usage);
+            EventKind::TokensUsed {
+                task,
+                usage,
+                cost_usd,
+                ..
+            } => {
+                let cost = cost_usd.unwrap_or(0.0);
                 if let Some(task) = task {
-                    self.task_mut(task, seq)?.tokens.add(*usage);
+                    let record = self.task_mut(task, seq)?;
+                    record.tokens.add(*usage);
+                    record.cost_usd += cost;
                 }
+                self.tokens.add(*usage);
+                self.cost_usd += cost;
             }
-            EventKind::ChangeCommitted { task, commit, .. } => {
-                self.task_mut(task, seq)?.head_commit = Some(commit.clone());
+            EventKind::BudgetRaised { task, .. } => match task {
+                Some(task) => self.task_mut(task, seq)?.budget_raises += 1,
+                None => self.run_budget_raises += 1,
+            },
+            EventKind::ChangeCommitted {
+                task,
+                commit,
+                files,
+                ..
+            } => {
+                let record = self.task_mut(task, seq)?;
+                record.head_commit = Some(commit.clone());
+                record.observed_writes.extend(files.iter().cloned());
+            }
+            EventKind::AgentStarted {
+                agent,
+                task: Some(task),
+                ..
+            } => {
+                self.agent_tasks.insert(agent.clone(), task.clone());
+            }
+            EventKind::ToolCalled {
+                agent,
+                tool,
+                arguments,
+                ..
+            } => {
+                if let Some(path) = written_path(tool, arguments)
+                    && let Some(&i) = self
+                        .agent_tasks
+                        .get(agent)
+                        .and_then(|task| self.index.get(task))
+                {
+                    self.tasks[i].observed_writes.insert(path);
+                }
             }
             EventKind::ReviewVerdict {
                 task,
@@ -413,7 +491,6 @@ impl RunState {
             | EventKind::BlueprintRejected { .. }
             | EventKind::AgentStarted { .. }
             | EventKind::AgentMessage { .. }
-            | EventKind::ToolCalled { .. }
             | EventKind::ToolResult { .. }
             | EventKind::AgentFinished { .. }
             | EventKind::ConflictMarkers { .. }
@@ -479,6 +556,19 @@ impl RunState {
     pub fn all_settled(&self) -> bool {
         self.blueprint.is_some() && self.tasks.iter().all(|t| t.state.is_settled())
     }
+}
+
+/// The file a writing tool call changes, normalised like a diff's paths.
+fn written_path(tool: &str, arguments: &serde_json::Value) -> Option<String> {
+    if !matches!(tool, "write_file" | "edit_file") {
+        return None;
+    }
+    let path = arguments.get("path")?.as_str()?;
+    let clean: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    (!clean.is_empty()).then(|| clean.join("/"))
 }
 
 /// The last `max` bytes of `text`, cut on a character boundary.

@@ -42,10 +42,13 @@ pub enum TaskState {
     Blocked,
     /// A human cancelled it. Terminal unless retried.
     Cancelled,
+    /// Its agents used up the task's (or the run's) budget; it waits for a
+    /// human to grant more instead of burning on.
+    OverBudget,
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 12] = [
+    pub const ALL: [TaskState; 13] = [
         TaskState::Pending,
         TaskState::Ready,
         TaskState::Running,
@@ -58,6 +61,7 @@ impl TaskState {
         TaskState::Conflict,
         TaskState::Blocked,
         TaskState::Cancelled,
+        TaskState::OverBudget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +78,7 @@ impl TaskState {
             TaskState::Conflict => "conflict",
             TaskState::Blocked => "blocked",
             TaskState::Cancelled => "cancelled",
+            TaskState::OverBudget => "over_budget",
         }
     }
 
@@ -94,6 +99,7 @@ impl TaskState {
                 | TaskState::Conflict
                 | TaskState::Blocked
                 | TaskState::Cancelled
+                | TaskState::OverBudget
         )
     }
 
@@ -115,6 +121,9 @@ impl TaskState {
             (Merging, Merged | Running | Conflict | Failed) => true,
             // A human resolves conflicts: rework, mark merged by hand, or give up.
             (Conflict, Running | Merged | Failed) => true,
+            // Out of budget while an agent worked; more budget carries it on.
+            (Running | Reviewing, OverBudget) => true,
+            (OverBudget, Running | Reviewing | Failed) => true,
             // Retry.
             (Failed | Cancelled | Blocked, Ready | Pending) => true,
             (Blocked, Blocked) => false,

@@ -61,6 +61,8 @@ pub struct AgentRunner {
     pub provider: Arc<dyn LlmProvider>,
     pub model: String,
     pub max_turns: u32,
+    /// Model prices, to record what each reply cost.
+    pub prices: std::collections::BTreeMap<String, crate::config::Price>,
 }
 
 impl AgentJob {
@@ -161,8 +163,22 @@ impl AgentRunner {
                     task: job.task.clone(),
                     model: self.model.clone(),
                     usage: reply.usage,
+                    cost_usd: crate::llm::pricing::cost_usd(
+                        &self.prices,
+                        &self.model,
+                        &reply.usage,
+                    ),
                 })
                 .await?;
+            // A task's agent pauses as soon as a budget is spent, keeping
+            // its conversation; planning only counts towards the run's.
+            if let Some(task) = &job.task
+                && !super::budget_pause::wait_for_budget(&self.recorder, task).await?
+            {
+                return Ok(Err(AgentFailed(
+                    "stopped while waiting for more budget".to_owned(),
+                )));
+            }
             if !reply.text.is_empty() {
                 self.say(agent, MessageAuthor::Assistant, &reply.text)
                     .await?;

@@ -80,6 +80,11 @@ impl Brainstorm {
                     .record(EventKind::TokensUsed {
                         agent: agent.clone(),
                         task: None,
+                        cost_usd: crate::llm::pricing::cost_usd(
+                            &crate::llm::pricing::price_table(&ctx.config),
+                            &model,
+                            &reply.usage,
+                        ),
                         model,
                         usage: reply.usage,
                     })

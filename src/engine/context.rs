@@ -112,6 +112,7 @@ impl RunContext {
             provider,
             model,
             max_turns: self.config.run.max_agent_turns,
+            prices: crate::llm::pricing::price_table(&self.config),
         })
     }
 

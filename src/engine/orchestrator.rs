@@ -19,6 +19,9 @@ use crate::domain::schedule;
 use crate::domain::{EventKind, RunPhase, RunState, TaskId, TaskState};
 use crate::protocol::{Command, ConflictResolution};
 
+/// How a pause for the run's budget is introduced in its reason.
+pub const RUN_BUDGET_PAUSE: &str = "the run is over budget";
+
 /// How often a headless run looks for commands left in the store's inbox
 /// by `memofab approve` and friends.
 const INBOX_POLL: Duration = Duration::from_millis(300);
@@ -162,6 +165,7 @@ impl Orchestrator {
         }
         loop {
             self.promote().await?;
+            self.check_run_budget().await?;
             self.fill_slots();
             let state = self.ctx.recorder.snapshot();
             if self.pipelines.is_empty() {
@@ -187,9 +191,13 @@ impl Orchestrator {
                     }
                     Some(command) => self.obey(command).await?,
                 },
-                _ = inbox.tick(), if self.steering == Steering::Headless => {
-                    for command in self.poll_inbox().await? {
-                        self.obey(command).await?;
+                // Also wakes the loop to notice what agents did meanwhile,
+                // such as spending the run's budget.
+                _ = inbox.tick() => {
+                    if self.steering == Steering::Headless {
+                        for command in self.poll_inbox().await? {
+                            self.obey(command).await?;
+                        }
                     }
                 }
             }
@@ -237,6 +245,21 @@ impl Orchestrator {
                 reason: None,
             })
             .await?;
+        Ok(())
+    }
+
+    /// A run that spent its budget pauses: nothing new starts, and agents at
+    /// work stop at their next reply (their tasks wait over budget).
+    async fn check_run_budget(&self) -> EngineResult<()> {
+        let over = self.ctx.recorder.with_state(|s| {
+            (s.phase == RunPhase::Building)
+                .then(|| crate::domain::budget::run_overrun(s))
+                .flatten()
+        });
+        if let Some(reason) = over {
+            self.set_phase(RunPhase::Paused, &format!("{RUN_BUDGET_PAUSE}: {reason}"))
+                .await?;
+        }
         Ok(())
     }
 
@@ -410,6 +433,28 @@ impl Orchestrator {
                     })
                     .await?;
             }
+            Command::RaiseBudget { task: Some(task) }
+                if task_state(&task) == Some(TaskState::OverBudget) =>
+            {
+                self.raise_budget(Some(task.clone())).await?;
+                if state.phase.is_over() {
+                    self.set_phase(RunPhase::Building, "a task got more budget")
+                        .await?;
+                }
+                self.release_over_budget().await?;
+            }
+            Command::RaiseBudget { task: None } => {
+                self.raise_budget(None).await?;
+                let within = self
+                    .ctx
+                    .recorder
+                    .with_state(|s| crate::domain::budget::run_overrun(s).is_none());
+                if within && state.phase == RunPhase::Paused {
+                    self.set_phase(RunPhase::Building, "run budget raised by a human")
+                        .await?;
+                }
+                self.release_over_budget().await?;
+            }
             Command::ResolveConflict { task, resolution }
                 if task_state(&task) == Some(TaskState::Conflict) =>
             {
@@ -449,6 +494,43 @@ impl Orchestrator {
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Tasks over budget that are within budget again go back to the step
+    /// they paused in; their agents, still waiting, carry on. A task whose
+    /// agent was lost to a restart starts that step again.
+    async fn release_over_budget(&mut self) -> EngineResult<()> {
+        let released: Vec<(TaskId, TaskState)> = self.ctx.recorder.with_state(|s| {
+            s.tasks()
+                .iter()
+                .filter(|t| {
+                    t.state == TaskState::OverBudget
+                        && crate::domain::budget::overrun(s, t.id()).is_none()
+                })
+                .map(|t| {
+                    let back = t.over_budget_from.unwrap_or(TaskState::Running);
+                    (t.id().clone(), back)
+                })
+                .collect()
+        });
+        for (task, back) in released {
+            self.ctx
+                .recorder
+                .transition(&task, back, format!("budget raised by {}", human()))
+                .await?;
+            if self.active.get(&task).is_none_or(|h| h.is_finished()) {
+                self.spawn(task, true);
+            }
+        }
+        Ok(())
+    }
+
+    async fn raise_budget(&self, task: Option<TaskId>) -> EngineResult<()> {
+        self.ctx
+            .recorder
+            .record(EventKind::BudgetRaised { task, by: human() })
+            .await?;
         Ok(())
     }
 

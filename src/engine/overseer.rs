@@ -192,6 +192,7 @@ pub async fn review(
         provider,
         model,
         max_turns: config.run.max_agent_turns,
+        prices: crate::llm::pricing::price_table(config),
     };
     let job = AgentJob {
         role: AgentRole::Overseer,

@@ -149,6 +149,8 @@ pub async fn start(
         scenario: request.scenario.clone(),
         auto_approve: request.auto_approve,
         await_spec: request.await_spec,
+        write_sets: request.config.run.write_set_scheduling,
+        budget: request.config.budget,
     };
     let recorder = Recorder::start(
         store,

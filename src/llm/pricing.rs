@@ -97,6 +97,7 @@ mod tests {
             seq: 1,
             at_ms: 0,
             kind: EventKind::TokensUsed {
+                cost_usd: None,
                 agent: "a".into(),
                 task: task.map(TaskId::from),
                 model: model.into(),

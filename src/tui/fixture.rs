@@ -127,6 +127,7 @@ pub fn events() -> Vec<Event> {
         output: "$ sh tests/run.sh\nexit code 1\nFAIL test_stats".into(),
     });
     f.push(EventKind::TokensUsed {
+        cost_usd: None,
         agent: coder,
         task: Some("stats".into()),
         model: "scripted".into(),

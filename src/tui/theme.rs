@@ -178,6 +178,8 @@ pub fn task_role(state: TaskState) -> Role {
         TaskState::Conflict => Role::TaskConflict,
         TaskState::Blocked => Role::TaskBlocked,
         TaskState::Cancelled => Role::TaskCancelled,
+        // Waits for a human, like a gate.
+        TaskState::OverBudget => Role::TaskGate,
     }
 }
 

@@ -33,6 +33,7 @@ pub fn glyph(state: TaskState) -> &'static str {
         TaskState::Conflict => "≠",
         TaskState::Blocked => "⊘",
         TaskState::Cancelled => "–",
+        TaskState::OverBudget => "$",
     }
 }
 

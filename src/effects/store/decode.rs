@@ -38,6 +38,8 @@ struct Tokens {
     task: Option<TaskId>,
     model: String,
     usage: TokenUsage,
+    #[serde(default)]
+    cost_usd: Option<f64>,
 }
 
 /// The kind of the event stored as `body`, whose `type` column is `kind`.
@@ -76,6 +78,7 @@ pub fn decode_kind(kind: &str, body: &str) -> serde_json::Result<EventKind> {
                 task: t.task,
                 model: t.model,
                 usage: t.usage,
+                cost_usd: t.cost_usd,
             }
         }
         _ => serde_json::from_str(body)?,
@@ -110,6 +113,7 @@ mod tests {
                 output: "no".into(),
             },
             EventKind::TokensUsed {
+                cost_usd: None,
                 agent: agent.clone(),
                 task: None,
                 model: "m".into(),

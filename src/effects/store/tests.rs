@@ -101,6 +101,7 @@ fn run_summaries_follow_the_events() {
             "a",
             5,
             EventKind::TokensUsed {
+                cost_usd: None,
                 agent: "coder:t1#1".into(),
                 task: None,
                 model: "m".into(),
