@@ -135,7 +135,8 @@ mod tests {
             patterns_overlap("**/*.rs", "README.md"),
             "`**` is conservative"
         );
-        assert!(patterns_overlap("src/*/mod.rs", "src/*/lib.rs"));
+        assert!(!patterns_overlap("src/*/mod.rs", "src/*/lib.rs"));
+        assert!(patterns_overlap("src/*/mod.rs", "src/a/*.rs"));
         assert!(!patterns_overlap("src/*.rs", "tests/*.rs"));
     }
 
