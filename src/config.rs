@@ -173,6 +173,9 @@ pub struct UiConfig {
     /// A bundled theme name (`dark`, `light`, `high-contrast`) or a path.
     pub theme: String,
     pub mouse: bool,
+    /// How a new item in the attention inbox is announced: `bell`, `osc9`
+    /// (a desktop notification where the terminal supports it) or `off`.
+    pub notify: Notify,
 }
 
 impl Default for Config {
@@ -244,8 +247,20 @@ impl Default for UiConfig {
         Self {
             theme: "dark".into(),
             mouse: true,
+            notify: Notify::Bell,
         }
     }
+}
+
+/// How the cockpit announces a new item in the attention inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notify {
+    Off,
+    Bell,
+    /// `ESC ] 9 ; text BEL`: a desktop notification where the terminal
+    /// supports it, ignored where it does not.
+    Osc9,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -88,6 +88,7 @@ pub(crate) fn cockpit_options(config: &crate::config::Config, title: &str) -> Re
         mouse: config.ui.mouse,
         title: title.to_owned(),
         prices: price_table(config),
+        notify: config.ui.notify,
     })
 }
 

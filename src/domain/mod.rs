@@ -2,6 +2,7 @@
 //! machine that folds events into run state. Nothing here performs IO, so every
 //! rule can be unit-tested without git, SQLite, an LLM or a terminal.
 
+pub mod attention;
 pub mod blueprint;
 pub mod budget;
 pub mod event;

@@ -12,6 +12,7 @@ use tui_textarea::TextArea;
 
 use super::transcript::Transcript;
 use crate::config::Price;
+use crate::domain::attention::{self, AttentionItem, AttentionKind};
 use crate::domain::{
     AgentId, ConflictFile, Event, EventKind, RunPhase, RunState, TaskId, TaskState,
 };
@@ -26,16 +27,18 @@ pub enum Tab {
     Gates,
     Spec,
     Log,
+    Inbox,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Transcript,
         Tab::Diff,
         Tab::Conflicts,
         Tab::Gates,
         Tab::Spec,
         Tab::Log,
+        Tab::Inbox,
     ];
 
     pub fn title(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Tab {
             Tab::Gates => "Gates",
             Tab::Spec => "Spec",
             Tab::Log => "Log",
+            Tab::Inbox => "Inbox",
         }
     }
 }
@@ -154,6 +158,8 @@ pub struct App {
     /// Model prices from config, and what the run has cost so far.
     pub prices: BTreeMap<String, Price>,
     pub costs: Costs,
+    /// Which attention item the Inbox tab has selected.
+    pub inbox_cursor: usize,
 }
 
 impl App {
@@ -185,6 +191,7 @@ impl App {
             detail_height: Cell::new(20),
             prices: BTreeMap::new(),
             costs: Costs::default(),
+            inbox_cursor: 0,
         }
     }
 
@@ -501,6 +508,49 @@ impl App {
         self.gated_tasks().into_iter().next()
     }
 
+    /// Everything waiting on a human, most blocking first.
+    pub fn inbox(&self) -> Vec<AttentionItem> {
+        self.state
+            .as_ref()
+            .map(attention::inbox)
+            .unwrap_or_default()
+    }
+
+    /// The command the selected inbox item's one key sends, if it has one.
+    fn resolve_inbox_item(&self) -> Option<Command> {
+        let item = self.inbox().into_iter().nth(self.inbox_cursor)?;
+        let task = item.task.clone();
+        Some(match item.kind {
+            AttentionKind::Gate => Command::ApproveGate { task: task? },
+            AttentionKind::Conflict => Command::ResolveConflict {
+                task: task?,
+                resolution: ConflictResolution::Resolver,
+            },
+            AttentionKind::TaskOverBudget | AttentionKind::RunOverBudget => {
+                Command::RaiseBudget { task }
+            }
+            AttentionKind::Failed => Command::RetryTask { task: task? },
+            AttentionKind::QuotaPause => return None,
+        })
+    }
+
+    /// Moves the inbox cursor and shows the item's task in the other panes.
+    fn move_inbox_cursor(&mut self, by: isize) {
+        let items = self.inbox();
+        if items.is_empty() {
+            return;
+        }
+        self.inbox_cursor = self
+            .inbox_cursor
+            .saturating_add_signed(by)
+            .min(items.len() - 1);
+        if let Some(task) = &items[self.inbox_cursor].task
+            && let Some(i) = self.order.iter().position(|(id, _)| id == task)
+        {
+            self.select(i);
+        }
+    }
+
     pub fn gated_tasks(&self) -> Vec<TaskId> {
         self.order
             .iter()
@@ -542,11 +592,26 @@ impl App {
                 return vec![Action::Send(Command::Shutdown), Action::Quit];
             }
             KeyCode::Char('?') => self.modal = Some(Modal::Help),
+            KeyCode::Down | KeyCode::Char('j') if self.tab == Tab::Inbox => {
+                self.move_inbox_cursor(1)
+            }
+            KeyCode::Up | KeyCode::Char('k') if self.tab == Tab::Inbox => {
+                self.move_inbox_cursor(-1)
+            }
+            KeyCode::Enter if self.tab == Tab::Inbox => {
+                if let Some(command) = self.resolve_inbox_item() {
+                    return vec![Action::Send(command)];
+                }
+            }
+            KeyCode::Char('i') => {
+                self.tab = Tab::Inbox;
+                self.move_inbox_cursor(0);
+            }
             KeyCode::Down | KeyCode::Char('j') => self.select(self.selected + 1),
             KeyCode::Up | KeyCode::Char('k') => self.select(self.selected.saturating_sub(1)),
             KeyCode::Tab => self.tab = next_tab(self.tab, 1),
             KeyCode::BackTab => self.tab = next_tab(self.tab, -1),
-            KeyCode::Char(c @ '1'..='6') => {
+            KeyCode::Char(c @ '1'..='7') => {
                 let i = c as usize - '1' as usize;
                 self.tab = Tab::ALL[i];
             }

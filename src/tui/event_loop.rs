@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::app::{Action, App};
+use super::notify::{self, Notifier};
 use super::terminal::TerminalGuard;
 use super::{TuiOptions, view};
 use crate::protocol::{Command, EngineUpdate};
@@ -29,6 +30,7 @@ pub async fn run(
     let mut clock = tokio::time::interval(CLOCK);
     let mut engine_open = true;
     let mut dirty = true;
+    let mut notifier = Notifier::default();
     loop {
         if dirty {
             guard
@@ -43,6 +45,12 @@ pub async fn run(
                     // Batch whatever else is already waiting into one frame.
                     while let Ok(more) = updates.try_recv() {
                         dirty |= app.update(more);
+                    }
+                    if let Some(bytes) = notifier.on_inbox(&app.inbox(), options.notify) {
+                        use std::io::Write;
+                        let out = guard.terminal.backend_mut();
+                        // A lost bell is not worth stopping the cockpit for.
+                        let _ = out.write_all(&bytes).and_then(|()| out.flush());
                     }
                 }
                 None => engine_open = false,
@@ -208,6 +216,7 @@ pub async fn run_browser(
                     mouse: options.mouse,
                     title: format!("memofab replay {chosen}"),
                     prices: options.prices.clone(),
+                    notify: notify::Notify::Off,
                 };
                 run_replay(events, None, replay_options).await?;
                 view.note = None;

@@ -41,7 +41,15 @@ fn spec(id: &str, title: &str, deps: &[&str]) -> TaskSpec {
         title: title.into(),
         description: format!("Do {title}."),
         acceptance: vec!["tests pass".into()],
-        paths: vec![],
+        // Declared write-sets: stats and title both expect bin/textkit.
+        paths: match id {
+            "loader" => vec!["bin/textkit".into()],
+            "stats" => vec!["lib/stats.sh".into(), "bin/textkit".into()],
+            "title" => vec!["lib/title.sh".into(), "bin/textkit".into()],
+            "slug" => vec!["lib/slug.sh".into()],
+            "json" => vec!["lib/stats.sh".into()],
+            _ => vec!["README.md".into()],
+        },
         depends_on: deps.iter().map(|d| (*d).into()).collect(),
     }
 }

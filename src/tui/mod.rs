@@ -7,6 +7,7 @@ mod event_loop;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod highlight;
+pub mod notify;
 pub mod proposals;
 pub mod replay;
 pub mod runs;
@@ -27,6 +28,8 @@ pub struct TuiOptions {
     pub title: String,
     /// Model prices (USD per million tokens) for the cost columns.
     pub prices: std::collections::BTreeMap<String, crate::config::Price>,
+    /// How a new inbox item is announced.
+    pub notify: notify::Notify,
 }
 
 /// Shows the overseer's proposals; `approve` applies one.

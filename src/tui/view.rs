@@ -163,8 +163,14 @@ fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             } else {
                 String::new()
             };
+            let waiting = app.inbox().len();
+            let inbox_hint = if waiting > 0 {
+                format!(" │ inbox {waiting}: i")
+            } else {
+                String::new()
+            };
             format!(
-                " {phase}{gate_hint} │ agents {active}/{} │ merged {}/{} │ tokens {}/{}{} │ ? help  q quit",
+                " {phase}{gate_hint}{inbox_hint} │ agents {active}/{} │ merged {}/{} │ tokens {}/{}{}{} │ ? help  q quit",
                 s.settings.concurrency,
                 s.count(TaskState::Merged),
                 s.tasks().len(),
@@ -174,12 +180,63 @@ fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                     format!(" ${:.2}", app.costs.total)
                 } else {
                     String::new()
-                }
+                },
+                burn_hint(s)
             )
         }
         None => " waiting for the engine… │ ? help  q quit".to_owned(),
     };
     frame.render_widget(Paragraph::new(text).style(style), area);
+}
+
+/// Spending against the run's budget and where it is heading, when the run
+/// has a budget: ` of 40k, forecast 31k`.
+fn burn_hint(state: &crate::domain::RunState) -> String {
+    let burn = crate::domain::budget::run_burn(state);
+    let mut hint = String::new();
+    if let Some(limit) = burn.token_limit {
+        hint.push_str(&format!(" of {}", short_tokens(limit)));
+        if let Some(f) = burn.forecast_tokens {
+            hint.push_str(&format!(", forecast {}", short_tokens(f)));
+        }
+    }
+    if let Some(limit) = burn.usd_limit {
+        hint.push_str(&format!(" · ${:.2} of ${limit:.2}", burn.usd));
+        if let Some(f) = burn.forecast_usd {
+            hint.push_str(&format!(", forecast ${f:.2}"));
+        }
+    }
+    hint
+}
+
+#[derive(Default)]
+struct ConflictRisk {
+    /// Tasks whose write-sets overlap the selected one's.
+    tasks: Vec<crate::domain::TaskId>,
+    lines: Vec<Line<'static>>,
+}
+
+fn conflict_risk(state: &crate::domain::RunState, task: &crate::domain::TaskId) -> ConflictRisk {
+    use crate::domain::schedule;
+    let overlaps = schedule::overlapping(state, task);
+    let mut lines = Vec::new();
+    for (other, places) in schedule::held_back_by(state, task) {
+        lines.push(Line::from(format!(
+            "waits for {other}: {}",
+            places.first().map(|o| o.theirs.as_str()).unwrap_or("")
+        )));
+    }
+    for (other, places) in &overlaps {
+        let shared: Vec<&str> = places.iter().map(|o| o.ours.as_str()).take(2).collect();
+        lines.push(Line::from(format!(
+            "⚠ {task} overlaps {other}: {}",
+            shared.join(", ")
+        )));
+    }
+    ConflictRisk {
+        tasks: overlaps.into_iter().map(|(t, _)| t).collect(),
+        lines,
+    }
 }
 
 fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: bool) {
@@ -199,6 +256,24 @@ fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: boo
         frame.render_widget(Paragraph::new(msg).style(theme.style(Role::Muted)), inner);
         return;
     }
+    // The conflict-risk view: what the selected task's write-set overlaps.
+    let risk = app
+        .selected_task()
+        .map(|t| conflict_risk(state, t))
+        .unwrap_or_default();
+    let inner = if risk.lines.is_empty() || inner.height < 8 {
+        inner
+    } else {
+        let footer = (risk.lines.len() as u16).min(inner.height / 3);
+        let parts = Layout::vertical([Constraint::Min(3), Constraint::Length(footer)]).split(inner);
+        frame.render_widget(
+            Paragraph::new(risk.lines.clone())
+                .style(theme.style(Role::Warning))
+                .wrap(Wrap { trim: true }),
+            parts[1],
+        );
+        parts[0]
+    };
     // Keep the selection visible.
     let height = usize::from(inner.height.max(1));
     let first = app.selected.saturating_sub(height - 1);
@@ -222,6 +297,10 @@ fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: boo
                 theme.style(Role::Muted),
             ),
             Span::styled(format!("{elapsed:>5} "), theme.style(Role::Muted)),
+            Span::styled(
+                if risk.tasks.contains(id) { "⚠" } else { " " },
+                theme.style(Role::Warning),
+            ),
             Span::raw("  ".repeat(*depth)),
             Span::styled(id.as_str().to_owned(), style),
         ];
@@ -247,11 +326,13 @@ fn render_detail(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         .enumerate()
         .map(|(i, t)| {
             let mut title = format!("{} {}", i + 1, t.title());
-            if *t == Tab::Gates {
-                let n = app.gated_tasks().len();
-                if n > 0 {
-                    title.push_str(&format!(" ({n})"));
-                }
+            let n = match t {
+                Tab::Gates => app.gated_tasks().len(),
+                Tab::Inbox => app.inbox().len(),
+                _ => 0,
+            };
+            if n > 0 {
+                title.push_str(&format!(" ({n})"));
             }
             Line::from(title)
         })
@@ -272,6 +353,7 @@ fn render_detail(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         Tab::Gates => render_gates(frame, app, theme, body),
         Tab::Spec => render_spec(frame, app, theme, body),
         Tab::Log => render_log(frame, app, theme, body),
+        Tab::Inbox => render_inbox(frame, app, theme, body),
     }
 }
 
@@ -510,6 +592,55 @@ fn render_gates(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
+fn render_inbox(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let block = bordered(
+        theme,
+        " Waiting on you · most blocking first · Enter does the action ",
+        true,
+    );
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let items = app.inbox();
+    if items.is_empty() {
+        frame.render_widget(
+            Paragraph::new("Nothing waits on you.").style(theme.style(Role::Muted)),
+            inner,
+        );
+        return;
+    }
+    let cursor = app.inbox_cursor.min(items.len() - 1);
+    let mut lines = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let marker = if i == cursor { "▶" } else { " " };
+        let what = item
+            .task
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "run".to_owned());
+        let waited = format_secs(app.now_ms.saturating_sub(item.since_ms) / 1000);
+        let mut line = Line::from(vec![
+            Span::styled(
+                format!("{marker} {:<10} {what:<12}", item.kind.label()),
+                theme.style(Role::Accent),
+            ),
+            Span::styled(
+                format!(" blocks {:<3} waiting {waited:>6}  ", item.blocks),
+                theme.style(Role::Muted),
+            ),
+            Span::styled(format!("⏎ {}", item.kind.action()), theme.style(Role::Text)),
+        ]);
+        if i == cursor {
+            line = line.style(theme.style(Role::Selection));
+        }
+        lines.push(line);
+        lines.push(Line::from(Span::styled(
+            format!("    {}", item.detail),
+            theme.style(Role::Muted),
+        )));
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
 fn render_spec(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let editable = app.state.as_ref().is_some_and(|s| !s.spec_submitted);
     let title = if editable {
@@ -577,8 +708,12 @@ mod tests;
 const HELP: &[(&str, &str)] = &[
     ("↑/↓ j/k", "select a task (mouse: click)"),
     (
-        "Tab, 1-6",
-        "switch tab: transcript, diff, conflicts, gates, spec, log",
+        "Tab, 1-7",
+        "switch tab: transcript, diff, conflicts, gates, spec, log, inbox",
+    ),
+    (
+        "i  Enter",
+        "inbox: what waits on you; Enter does the item's action",
     ),
     (
         "PgUp/PgDn J/K",

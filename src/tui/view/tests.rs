@@ -46,6 +46,7 @@ fn snapshots_of_every_pane_narrow_and_wide() {
         ("gates", Tab::Gates, "slug"),
         ("spec", Tab::Spec, "loader"),
         ("log", Tab::Log, "loader"),
+        ("inbox", Tab::Inbox, "slug"),
     ];
     for (name, tab, task) in cases {
         let app = app_on(tab, task);
