@@ -7,6 +7,7 @@ pub mod render;
 pub mod replay;
 pub mod store;
 pub mod synthetic;
+pub mod write_sets;
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -78,6 +78,8 @@ pub enum BenchSection {
     Store,
     Render,
     Replay,
+    /// Merge conflicts with and without write-set scheduling.
+    WriteSets,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             BenchSection::Orchestration,
             BenchSection::Store,
             BenchSection::Replay,
+            BenchSection::WriteSets,
         ]
     } else {
         args.sections
@@ -52,6 +53,10 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             BenchSection::Store => bench::store::run(&dir, scale)?,
             BenchSection::Render => bench::render::run(scale)?,
             BenchSection::Replay => bench::replay::run(&dir, scale)?,
+            BenchSection::WriteSets => {
+                let seeds = if args.quick { 3 } else { 50 };
+                bench::write_sets::run(&dir, seeds).await?
+            }
         };
         println!("{}", table.render());
         all_met &= table.all_met();
