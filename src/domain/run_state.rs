@@ -3,14 +3,15 @@
 //! runs, resumed runs and replays all fold the same events through it, so they
 //! cannot disagree about what happened.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use super::blueprint::{Blueprint, TaskSpec};
 use super::event::{ConflictResolution, Event, EventKind, MergeOutcome, RunSettings, TokenUsage};
-use super::ids::{RunId, TaskId};
+use super::ids::{AgentId, RunId, TaskId};
+use super::quota::{ParkedAgent, ProviderLimit};
 use super::task::TaskState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -157,6 +158,11 @@ pub struct RunState {
     pub started_ms: u64,
     pub last_seq: u64,
     pub last_at_ms: u64,
+    /// Agents waiting for a provider's limit to pass, until they resume or
+    /// finish.
+    pub parked: BTreeMap<AgentId, ParkedAgent>,
+    /// Each provider's adaptive concurrency limit, once it has moved.
+    pub provider_limits: BTreeMap<String, ProviderLimit>,
 }
 
 impl RunState {
@@ -206,6 +212,8 @@ impl RunState {
             started_ms: event.at_ms,
             last_seq: event.seq,
             last_at_ms: event.at_ms,
+            parked: BTreeMap::new(),
+            provider_limits: BTreeMap::new(),
         })
     }
 
@@ -409,13 +417,45 @@ impl RunState {
             } => {
                 self.mainline_commit = mainline_commit.clone();
             }
+            EventKind::AgentParked {
+                agent,
+                task,
+                provider,
+                until_ms,
+                reason,
+            } => {
+                self.parked.insert(
+                    agent.clone(),
+                    ParkedAgent {
+                        task: task.clone(),
+                        provider: provider.clone(),
+                        until_ms: *until_ms,
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            EventKind::AgentUnparked { agent } | EventKind::AgentFinished { agent, .. } => {
+                self.parked.remove(agent);
+            }
+            EventKind::ProviderLimitChanged {
+                provider,
+                limit,
+                ceiling,
+            } => {
+                self.provider_limits.insert(
+                    provider.clone(),
+                    ProviderLimit {
+                        limit: *limit,
+                        ceiling: *ceiling,
+                    },
+                );
+            }
             EventKind::RunResumed { .. }
             | EventKind::BlueprintRejected { .. }
             | EventKind::AgentStarted { .. }
             | EventKind::AgentMessage { .. }
             | EventKind::ToolCalled { .. }
             | EventKind::ToolResult { .. }
-            | EventKind::AgentFinished { .. }
             | EventKind::ConflictMarkers { .. }
             | EventKind::OverseerReport { .. }
             | EventKind::ProposalDecision { .. }
@@ -563,6 +603,53 @@ mod tests {
             },
         });
         log
+    }
+
+    #[test]
+    fn fold_tracks_parked_agents_and_provider_limits() {
+        use crate::domain::AgentRole;
+        let mut log = accepted();
+        let coder = AgentId::for_task(AgentRole::Coder, &"a".into(), 1);
+        let planner = AgentId::for_run(AgentRole::Planner, 1);
+        for (agent, task) in [(&coder, Some("a")), (&planner, None)] {
+            log.push(EventKind::AgentParked {
+                agent: agent.clone(),
+                task: task.map(TaskId::from),
+                provider: "openai".into(),
+                until_ms: 5_000,
+                reason: "rate limited by openai: slow down".into(),
+            });
+        }
+        log.push(EventKind::ProviderLimitChanged {
+            provider: "openai".into(),
+            limit: 2,
+            ceiling: 4,
+        });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.parked.len(), 2);
+        let parked = &state.parked[&coder];
+        assert_eq!(parked.task, Some(TaskId::from("a")));
+        assert_eq!(parked.short_reason(), "rate limited by openai");
+        assert_eq!(parked.resumes_in_secs(3_500), 2);
+        assert_eq!(
+            state.provider_limits["openai"],
+            ProviderLimit {
+                limit: 2,
+                ceiling: 4
+            }
+        );
+
+        // Unparked, or finished while parked: gone either way.
+        log.push(EventKind::AgentUnparked {
+            agent: coder.clone(),
+        });
+        log.push(EventKind::AgentFinished {
+            agent: planner.clone(),
+            ok: false,
+            summary: "gave up".into(),
+        });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert!(state.parked.is_empty());
     }
 
     #[test]
