@@ -357,3 +357,30 @@ async fn the_demo_with_scripted_rate_limits_merges_everything() {
         .count();
     assert_eq!(parked, unparked, "every park ended");
 }
+
+#[tokio::test]
+async fn an_agent_gives_up_only_past_its_parking_allowance() {
+    let server = FakeServer::start(vec![too_many_requests()]).await;
+    let bench = bench();
+    let governor = Governor::new(
+        "openai",
+        GovernorConfig {
+            max_concurrency: 2,
+            max_parked: Duration::from_millis(500),
+        },
+    );
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        runner(&bench, &server, &governor).run(review_job(1)),
+    )
+    .await
+    .expect("the agent finishes")
+    .expect("the engine did not fail");
+    let failed = outcome.expect_err("a park longer than allowed fails the agent");
+    assert!(
+        failed.0.contains("providers.openai.max_parked_secs"),
+        "{failed}"
+    );
+    assert_eq!(server.count(), 1);
+    assert!(parks(&bench.events()).is_empty(), "it never parked");
+}

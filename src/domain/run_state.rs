@@ -246,7 +246,14 @@ impl RunState {
         }
         match &event.kind {
             EventKind::RunStarted { .. } => return Err(TransitionError::StartedTwice { seq }),
-            EventKind::RunPhaseChanged { to, .. } => self.phase = *to,
+            EventKind::RunPhaseChanged { to, .. } => {
+                self.phase = *to;
+                if to.is_over() {
+                    self.parked.clear();
+                }
+            }
+            // No agent outlives the process: a resumed run starts unparked.
+            EventKind::RunResumed { .. } => self.parked.clear(),
             EventKind::SpecSubmitted { requirement } => {
                 self.requirement = requirement.clone();
                 self.spec_submitted = true;
@@ -328,6 +335,14 @@ impl RunState {
                 }
                 record.state = *to;
                 record.since_ms = event.at_ms;
+                // A cancelled task's agents are dropped mid-park, with no
+                // event of their own.
+                if matches!(
+                    to,
+                    TaskState::Cancelled | TaskState::Failed | TaskState::Blocked
+                ) {
+                    self.parked.retain(|_, p| p.task.as_ref() != Some(task));
+                }
             }
             EventKind::WorktreeCreated {
                 task,
@@ -450,8 +465,7 @@ impl RunState {
                     },
                 );
             }
-            EventKind::RunResumed { .. }
-            | EventKind::BlueprintRejected { .. }
+            EventKind::BlueprintRejected { .. }
             | EventKind::AgentStarted { .. }
             | EventKind::AgentMessage { .. }
             | EventKind::ToolCalled { .. }
@@ -647,6 +661,30 @@ mod tests {
             agent: planner.clone(),
             ok: false,
             summary: "gave up".into(),
+        });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert!(state.parked.is_empty());
+
+        // A task cancelled while its coder is parked, and a restart.
+        log.push(EventKind::AgentParked {
+            agent: coder.clone(),
+            task: Some("a".into()),
+            provider: "openai".into(),
+            until_ms: 9_000,
+            reason: "rate limited by openai".into(),
+        });
+        log.push(EventKind::AgentParked {
+            agent: planner.clone(),
+            task: None,
+            provider: "openai".into(),
+            until_ms: 9_000,
+            reason: "rate limited by openai".into(),
+        });
+        log.move_task("a", TaskState::Pending, TaskState::Cancelled);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.parked.keys().collect::<Vec<_>>(), [&planner]);
+        log.push(EventKind::RunResumed {
+            interrupted: vec![],
         });
         let state = RunState::fold(&log.events).unwrap().unwrap();
         assert!(state.parked.is_empty());

@@ -27,6 +27,10 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 4;
 /// enough to sit out a provider's usage window (several hours).
 pub const DEFAULT_MAX_PARKED: Duration = Duration::from_secs(6 * 3600);
 
+/// The shortest park, even when the provider says `retry-after: 0`: an
+/// immediate retry of a refused request is refused again, in a busy loop.
+pub const MIN_PARK: Duration = Duration::from_millis(500);
+
 /// The additive-increase / multiplicative-decrease arithmetic, pure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Aimd {
@@ -332,7 +336,8 @@ impl Governor {
         let mut state = self.lock();
         let wait = limit
             .retry_after
-            .unwrap_or_else(|| limit.default_wait(state.streak));
+            .unwrap_or_else(|| limit.default_wait(state.streak))
+            .max(MIN_PARK);
         state.streak = state.streak.saturating_add(1);
         let new_limit = state.aimd.on_limit(epoch).then(|| state.aimd.limit());
         let now = Instant::now();

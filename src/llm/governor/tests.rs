@@ -193,3 +193,10 @@ async fn without_retry_after_the_park_grows_until_a_success() {
     let third = go(&g).await.limited(&rate_limit(None));
     assert_eq!(waited(&third, Instant::now()), Duration::from_secs(2));
 }
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_zero_still_parks_briefly() {
+    let g = governor(4);
+    let limited = go(&g).await.limited(&rate_limit(Some(Duration::ZERO)));
+    assert_eq!(limited.park.until - Instant::now(), MIN_PARK);
+}
