@@ -454,4 +454,29 @@ mod tests {
         assert_eq!(c.role(AgentRole::Coder), ("local", Some("qwen")));
         assert_eq!(c.role(AgentRole::Reviewer), ("local", Some("big")));
     }
+
+    #[test]
+    fn governor_settings_default_and_can_be_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "c.toml",
+            r#"
+            [providers.local]
+            kind = "openai"
+            max_concurrency = 2
+            max_parked_secs = 90
+            [providers.cloud]
+            kind = "anthropic"
+            "#,
+        );
+        let c = Config::load(&[f]).unwrap();
+        let local = c.providers["local"].governor();
+        assert_eq!(local.max_concurrency, 2);
+        assert_eq!(local.max_parked, std::time::Duration::from_secs(90));
+        assert_eq!(
+            c.providers["cloud"].governor(),
+            crate::llm::governor::GovernorConfig::default()
+        );
+    }
 }

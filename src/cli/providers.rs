@@ -97,3 +97,33 @@ pub fn build(
         scenario: scenario_used,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_on_one_provider_share_its_governor() {
+        let mut config = Config::default();
+        let mut second = config.providers["scripted"].clone();
+        second.max_concurrency = 1;
+        config.providers.insert("other".into(), second);
+        config.roles.by_role.insert(
+            AgentRole::Reviewer,
+            crate::config::RoleConfig {
+                provider: "other".into(),
+                model: None,
+            },
+        );
+        let set = build(&config, None, None, Duration::ZERO).unwrap().set;
+        let governor = |role| set.binding(role).unwrap().governor;
+        assert!(Arc::ptr_eq(
+            &governor(AgentRole::Coder),
+            &governor(AgentRole::Planner)
+        ));
+        assert_eq!(governor(AgentRole::Coder).name(), "scripted");
+        let other = governor(AgentRole::Reviewer);
+        assert!(!Arc::ptr_eq(&other, &governor(AgentRole::Coder)));
+        assert_eq!((other.name(), other.ceiling()), ("other", 1));
+    }
+}
