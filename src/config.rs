@@ -123,8 +123,19 @@ pub struct ProviderConfig {
     pub request_timeout_secs: u64,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// Retries of 5xx and connection failures. Rate and usage limits (429)
+    /// are not retried blindly: the provider's governor parks its agents.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// Requests in flight to this provider at once, across all agents: the
+    /// ceiling of the adaptive limit, which halves on each rate limit and
+    /// grows back by one per window of successes.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    /// Seconds one agent may spend parked on this provider's limits in
+    /// total before it fails (a usage window can last hours).
+    #[serde(default = "default_max_parked_secs")]
+    pub max_parked_secs: u64,
     /// USD per million tokens, by model.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
@@ -147,6 +158,22 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_max_retries() -> u32 {
     4
+}
+fn default_max_concurrency() -> u32 {
+    crate::llm::governor::DEFAULT_MAX_CONCURRENCY
+}
+fn default_max_parked_secs() -> u64 {
+    crate::llm::governor::DEFAULT_MAX_PARKED.as_secs()
+}
+
+impl ProviderConfig {
+    /// The settings of this provider's quota governor.
+    pub fn governor(&self) -> crate::llm::governor::GovernorConfig {
+        crate::llm::governor::GovernorConfig {
+            max_concurrency: self.max_concurrency,
+            max_parked: std::time::Duration::from_secs(self.max_parked_secs),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,6 +219,8 @@ impl Default for Config {
                 request_timeout_secs: default_request_timeout(),
                 connect_timeout_secs: default_connect_timeout(),
                 max_retries: default_max_retries(),
+                max_concurrency: default_max_concurrency(),
+                max_parked_secs: default_max_parked_secs(),
                 prices: BTreeMap::new(),
             },
         );
@@ -446,5 +475,30 @@ mod tests {
         let c = Config::load(&[f]).unwrap();
         assert_eq!(c.role(AgentRole::Coder), ("local", Some("qwen")));
         assert_eq!(c.role(AgentRole::Reviewer), ("local", Some("big")));
+    }
+
+    #[test]
+    fn governor_settings_default_and_can_be_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "c.toml",
+            r#"
+            [providers.local]
+            kind = "openai"
+            max_concurrency = 2
+            max_parked_secs = 90
+            [providers.cloud]
+            kind = "anthropic"
+            "#,
+        );
+        let c = Config::load(&[f]).unwrap();
+        let local = c.providers["local"].governor();
+        assert_eq!(local.max_concurrency, 2);
+        assert_eq!(local.max_parked, std::time::Duration::from_secs(90));
+        assert_eq!(
+            c.providers["cloud"].governor(),
+            crate::llm::governor::GovernorConfig::default()
+        );
     }
 }

@@ -184,19 +184,27 @@ fn good_reply() -> Reply {
 }
 
 #[tokio::test]
-async fn rate_limits_are_retried_after_the_time_asked() {
+async fn rate_limits_go_to_the_governor_with_the_time_asked() {
+    // Not retried here: the agent's governor parks every agent on the
+    // provider instead (tests/quota_governor.rs).
     let server = FakeServer::start(vec![
         status(
             429,
-            r#"{"error": {"message": "Rate limit reached"}}"#,
-            &[("retry-after", "0")],
+            r#"{"error": {"message": "You exceeded your current quota", "type": "insufficient_quota"}}"#,
+            &[("retry-after", "7")],
         ),
         good_reply(),
     ])
     .await;
-    let c = complete(&provider(&server, 3)).await.unwrap();
-    assert_eq!(c.text, "fine");
-    assert_eq!(server.count(), 2);
+    let err = complete(&provider(&server, 3)).await.unwrap_err();
+    assert_eq!(
+        err,
+        LlmError::RateLimited {
+            message: "You exceeded your current quota".into(),
+            retry_after: Some(Duration::from_secs(7)),
+        }
+    );
+    assert_eq!(server.count(), 1, "not retried by the HTTP layer");
 }
 
 #[tokio::test]

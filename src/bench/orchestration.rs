@@ -339,6 +339,7 @@ fn scenario(shape: Shape, tasks: usize) -> Scenario {
         turns: vec![Turn {
             text: String::new(),
             calls,
+            rate_limit: None,
         }],
     };
     let mut conversations = vec![

@@ -11,6 +11,7 @@ use crate::config::{Config, ProviderKind};
 use crate::domain::AgentRole;
 use crate::engine::context::ProviderSet;
 use crate::llm::LlmProvider;
+use crate::llm::governor::Governor;
 use crate::llm::scenario::Scenario;
 use crate::llm::scripted::ScriptedProvider;
 
@@ -37,7 +38,8 @@ pub fn build(
             known.join(", ")
         );
     }
-    let mut built: HashMap<String, Arc<dyn LlmProvider>> = HashMap::new();
+    // One provider and one governor per configured name, however many roles use it.
+    let mut built: HashMap<String, (Arc<dyn LlmProvider>, Arc<Governor>)> = HashMap::new();
     let mut set: Option<ProviderSet> = None;
     let mut scenario_used = None;
     let (default_name, _) = config.role(AgentRole::Coder);
@@ -53,7 +55,7 @@ pub fn build(
         let cfg = config.providers.get(name).with_context(|| {
             format!("provider {name:?} (used by the {role} role) is not configured")
         })?;
-        let provider = match built.get(name) {
+        let (provider, governor) = match built.get(name) {
             Some(p) => p.clone(),
             None => {
                 let p: Arc<dyn LlmProvider> = match cfg.kind {
@@ -77,14 +79,15 @@ pub fn build(
                             .with_context(|| format!("setting up provider {name:?}"))?
                     }
                 };
-                built.insert(name.to_owned(), p.clone());
-                p
+                let governor = Governor::new(name, cfg.governor());
+                built.insert(name.to_owned(), (p.clone(), governor.clone()));
+                (p, governor)
             }
         };
         let model = model.unwrap_or("default");
         set = Some(match set {
-            None => ProviderSet::uniform(provider, model),
-            Some(s) => s.with_role(role, provider, model),
+            None => ProviderSet::uniform_governed(provider, model, governor),
+            Some(s) => s.with_role_governed(role, provider, model, governor),
         });
     }
     let set = set.context("no roles to configure")?;
@@ -93,4 +96,34 @@ pub fn build(
         label,
         scenario: scenario_used,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_on_one_provider_share_its_governor() {
+        let mut config = Config::default();
+        let mut second = config.providers["scripted"].clone();
+        second.max_concurrency = 1;
+        config.providers.insert("other".into(), second);
+        config.roles.by_role.insert(
+            AgentRole::Reviewer,
+            crate::config::RoleConfig {
+                provider: "other".into(),
+                model: None,
+            },
+        );
+        let set = build(&config, None, None, Duration::ZERO).unwrap().set;
+        let governor = |role| set.binding(role).unwrap().governor;
+        assert!(Arc::ptr_eq(
+            &governor(AgentRole::Coder),
+            &governor(AgentRole::Planner)
+        ));
+        assert_eq!(governor(AgentRole::Coder).name(), "scripted");
+        let other = governor(AgentRole::Reviewer);
+        assert!(!Arc::ptr_eq(&other, &governor(AgentRole::Coder)));
+        assert_eq!((other.name(), other.ceiling()), ("other", 1));
+    }
 }

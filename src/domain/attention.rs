@@ -118,9 +118,30 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
 }
 
 /// Agents parked by a provider's limits; they hold their task meanwhile.
+/// Nothing for the human to do but know, and perhaps change providers.
 fn quota_pauses(state: &RunState) -> Vec<AttentionItem> {
-    let _ = state;
-    Vec::new()
+    state
+        .parked
+        .iter()
+        .map(|(agent, parked)| AttentionItem {
+            kind: AttentionKind::QuotaPause,
+            task: parked.task.clone(),
+            blocks: parked.task.as_ref().map_or(0, |t| 1 + downstream(state, t)),
+            // Ranked by when it resumes: the longest wait sorts last.
+            since_ms: parked.until_ms,
+            detail: format!(
+                "{agent} {}; resumes at {} by itself",
+                parked.short_reason(),
+                clock(parked.until_ms)
+            ),
+        })
+        .collect()
+}
+
+/// `HH:MM:SS` (UTC) of a unix-ms instant.
+fn clock(ms: u64) -> String {
+    let (_, _, _, h, m, s) = super::ids::civil_from_unix(ms / 1000);
+    format!("{h:02}:{m:02}:{s:02} UTC")
 }
 
 /// How many unfinished tasks depend on `task`, directly or not.
@@ -138,4 +159,136 @@ pub fn downstream(state: &RunState, task: &TaskId) -> usize {
         .iter()
         .filter(|id| state.task(id).is_some_and(|t| t.state != TaskState::Merged))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        AgentId, AgentRole, Blueprint, Event, EventKind, RunId, RunSettings, TaskSpec,
+    };
+
+    fn spec(id: &str, deps: &[&str]) -> TaskSpec {
+        TaskSpec {
+            id: id.into(),
+            title: format!("{id} title"),
+            description: String::new(),
+            acceptance: vec![],
+            paths: vec![],
+            depends_on: deps.iter().map(|d| TaskId::from(*d)).collect(),
+        }
+    }
+
+    struct Run(RunState);
+
+    impl Run {
+        fn new(tasks: Vec<TaskSpec>) -> Self {
+            let start = Event {
+                run: RunId::from("r"),
+                seq: 1,
+                at_ms: 0,
+                kind: EventKind::RunStarted {
+                    requirement: String::new(),
+                    repo: String::new(),
+                    mainline: "main".into(),
+                    base_commit: "c0".into(),
+                    settings: RunSettings::default(),
+                },
+            };
+            let mut run = Run(RunState::start(&start).unwrap());
+            run.push(
+                0,
+                EventKind::BlueprintAccepted {
+                    blueprint: Blueprint {
+                        title: String::new(),
+                        tasks,
+                    },
+                },
+            );
+            run
+        }
+
+        fn push(&mut self, at_ms: u64, kind: EventKind) {
+            let event = Event {
+                run: self.0.run.clone(),
+                seq: self.0.last_seq + 1,
+                at_ms,
+                kind,
+            };
+            self.0.apply(&event).unwrap();
+        }
+
+        fn walk(&mut self, at_ms: u64, task: &str, path: &[TaskState]) {
+            for pair in path.windows(2) {
+                self.push(
+                    at_ms,
+                    EventKind::TaskStateChanged {
+                        task: task.into(),
+                        from: pair[0],
+                        to: pair[1],
+                        reason: None,
+                    },
+                );
+            }
+        }
+    }
+
+    use TaskState::*;
+
+    #[test]
+    fn the_item_blocking_most_work_comes_first_then_the_oldest() {
+        // gate → a → b → c ; lone is on its own; old waits longer than gate.
+        let mut run = Run::new(vec![
+            spec("gate", &[]),
+            spec("a", &["gate"]),
+            spec("b", &["a"]),
+            spec("c", &["b"]),
+            spec("lone", &[]),
+            spec("old", &[]),
+        ]);
+        run.walk(5, "old", &[Pending, Ready, Running, Failed]);
+        run.walk(
+            9,
+            "gate",
+            &[Pending, Ready, Running, Reviewing, Testing, AwaitingGate],
+        );
+        run.walk(7, "lone", &[Pending, Ready, Running, Failed]);
+        let items = inbox(&run.0);
+        let order: Vec<(&str, usize)> = items
+            .iter()
+            .map(|i| (i.task.as_ref().unwrap().as_str(), i.blocks))
+            .collect();
+        assert_eq!(order, [("gate", 4), ("old", 1), ("lone", 1)]);
+        assert_eq!(items[0].kind, AttentionKind::Gate);
+        assert_eq!(items[0].kind.action(), "approve the merge");
+    }
+
+    #[test]
+    fn parked_agents_are_listed_until_they_resume() {
+        let mut run = Run::new(vec![spec("a", &[]), spec("b", &["a"])]);
+        run.walk(1, "a", &[Pending, Ready, Running]);
+        let agent = AgentId::for_task(AgentRole::Coder, &"a".into(), 1);
+        run.push(
+            2,
+            EventKind::AgentParked {
+                agent: agent.clone(),
+                task: Some("a".into()),
+                provider: "openai".into(),
+                until_ms: 62_000,
+                reason: "rate limited by openai: slow down".into(),
+            },
+        );
+        let items = inbox(&run.0);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].kind, AttentionKind::QuotaPause);
+        assert_eq!(items[0].blocks, 2);
+        assert!(items[0].detail.contains("rate limited by openai"));
+        assert!(
+            items[0].detail.contains("00:01:02 UTC"),
+            "{}",
+            items[0].detail
+        );
+        run.push(3, EventKind::AgentUnparked { agent });
+        assert!(inbox(&run.0).is_empty());
+    }
 }

@@ -211,6 +211,30 @@ pub enum EventKind {
         ok: bool,
         summary: String,
     },
+    /// The agent waits for its provider's rate or usage limit to pass. It
+    /// resumes by itself at `until_ms`; it has not failed.
+    AgentParked {
+        agent: AgentId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        /// The provider's config name.
+        provider: String,
+        /// Unix ms when the agent asks again.
+        until_ms: u64,
+        /// e.g. `rate limited by openai: Rate limit reached for gpt-4o`.
+        reason: String,
+    },
+    /// The park is over; the agent asks the model again.
+    AgentUnparked {
+        agent: AgentId,
+    },
+    /// The provider's adaptive concurrency limit moved (halved on a limit,
+    /// grown back after successes).
+    ProviderLimitChanged {
+        provider: String,
+        limit: u32,
+        ceiling: u32,
+    },
     /// The coder's work, committed on the task branch.
     ChangeCommitted {
         task: TaskId,
@@ -345,6 +369,7 @@ impl EventKind {
             | EventKind::TaskEdited { task, .. }
             | EventKind::Escalated { task, .. } => Some(task),
             EventKind::AgentStarted { task, .. }
+            | EventKind::AgentParked { task, .. }
             | EventKind::TokensUsed { task, .. }
             | EventKind::Warning { task, .. }
             | EventKind::BudgetRaised { task, .. } => task.as_ref(),
@@ -371,6 +396,9 @@ impl EventKind {
             EventKind::ToolResult { .. } => "tool_result",
             EventKind::TokensUsed { .. } => "tokens_used",
             EventKind::AgentFinished { .. } => "agent_finished",
+            EventKind::AgentParked { .. } => "agent_parked",
+            EventKind::AgentUnparked { .. } => "agent_unparked",
+            EventKind::ProviderLimitChanged { .. } => "provider_limit_changed",
             EventKind::ChangeCommitted { .. } => "change_committed",
             EventKind::ReviewVerdict { .. } => "review_verdict",
             EventKind::TestRun { .. } => "test_run",

@@ -9,6 +9,7 @@ pub mod event;
 pub mod ids;
 pub mod metrics;
 pub mod policy;
+pub mod quota;
 pub mod run_state;
 pub mod schedule;
 pub mod task;
@@ -20,5 +21,6 @@ pub use event::{
     RunSettings, TokenUsage,
 };
 pub use ids::{AgentId, AgentRole, RunId, TaskId};
+pub use quota::{ParkedAgent, ProviderLimit};
 pub use run_state::{RunPhase, RunState, TaskRecord, TransitionError};
 pub use task::TaskState;

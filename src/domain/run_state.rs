@@ -3,7 +3,7 @@
 //! runs, resumed runs and replays all fold the same events through it, so they
 //! cannot disagree about what happened.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::blueprint::{Blueprint, TaskSpec};
 use super::event::{ConflictResolution, Event, EventKind, MergeOutcome, RunSettings, TokenUsage};
 use super::ids::{AgentId, RunId, TaskId};
+use super::quota::{ParkedAgent, ProviderLimit};
 use super::task::TaskState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -185,6 +186,11 @@ pub struct RunState {
     pub started_ms: u64,
     pub last_seq: u64,
     pub last_at_ms: u64,
+    /// Agents waiting for a provider's limit to pass, until they resume or
+    /// finish.
+    pub parked: BTreeMap<AgentId, ParkedAgent>,
+    /// Each provider's adaptive concurrency limit, once it has moved.
+    pub provider_limits: BTreeMap<String, ProviderLimit>,
 }
 
 impl RunState {
@@ -237,6 +243,8 @@ impl RunState {
             started_ms: event.at_ms,
             last_seq: event.seq,
             last_at_ms: event.at_ms,
+            parked: BTreeMap::new(),
+            provider_limits: BTreeMap::new(),
         })
     }
 
@@ -269,7 +277,14 @@ impl RunState {
         }
         match &event.kind {
             EventKind::RunStarted { .. } => return Err(TransitionError::StartedTwice { seq }),
-            EventKind::RunPhaseChanged { to, .. } => self.phase = *to,
+            EventKind::RunPhaseChanged { to, .. } => {
+                self.phase = *to;
+                if to.is_over() {
+                    self.parked.clear();
+                }
+            }
+            // No agent outlives the process: a resumed run starts unparked.
+            EventKind::RunResumed { .. } => self.parked.clear(),
             EventKind::SpecSubmitted { requirement } => {
                 self.requirement = requirement.clone();
                 self.spec_submitted = true;
@@ -356,6 +371,14 @@ impl RunState {
                 }
                 record.state = *to;
                 record.since_ms = event.at_ms;
+                // A cancelled task's agents are dropped mid-park, with no
+                // event of their own.
+                if matches!(
+                    to,
+                    TaskState::Cancelled | TaskState::Failed | TaskState::Blocked
+                ) {
+                    self.parked.retain(|_, p| p.task.as_ref() != Some(task));
+                }
             }
             EventKind::WorktreeCreated {
                 task,
@@ -487,12 +510,43 @@ impl RunState {
             } => {
                 self.mainline_commit = mainline_commit.clone();
             }
-            EventKind::RunResumed { .. }
-            | EventKind::BlueprintRejected { .. }
+            EventKind::AgentParked {
+                agent,
+                task,
+                provider,
+                until_ms,
+                reason,
+            } => {
+                self.parked.insert(
+                    agent.clone(),
+                    ParkedAgent {
+                        task: task.clone(),
+                        provider: provider.clone(),
+                        until_ms: *until_ms,
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            EventKind::AgentUnparked { agent } | EventKind::AgentFinished { agent, .. } => {
+                self.parked.remove(agent);
+            }
+            EventKind::ProviderLimitChanged {
+                provider,
+                limit,
+                ceiling,
+            } => {
+                self.provider_limits.insert(
+                    provider.clone(),
+                    ProviderLimit {
+                        limit: *limit,
+                        ceiling: *ceiling,
+                    },
+                );
+            }
+            EventKind::BlueprintRejected { .. }
             | EventKind::AgentStarted { .. }
             | EventKind::AgentMessage { .. }
             | EventKind::ToolResult { .. }
-            | EventKind::AgentFinished { .. }
             | EventKind::ConflictMarkers { .. }
             | EventKind::OverseerReport { .. }
             | EventKind::ProposalDecision { .. }
@@ -653,6 +707,77 @@ mod tests {
             },
         });
         log
+    }
+
+    #[test]
+    fn fold_tracks_parked_agents_and_provider_limits() {
+        use crate::domain::AgentRole;
+        let mut log = accepted();
+        let coder = AgentId::for_task(AgentRole::Coder, &"a".into(), 1);
+        let planner = AgentId::for_run(AgentRole::Planner, 1);
+        for (agent, task) in [(&coder, Some("a")), (&planner, None)] {
+            log.push(EventKind::AgentParked {
+                agent: agent.clone(),
+                task: task.map(TaskId::from),
+                provider: "openai".into(),
+                until_ms: 5_000,
+                reason: "rate limited by openai: slow down".into(),
+            });
+        }
+        log.push(EventKind::ProviderLimitChanged {
+            provider: "openai".into(),
+            limit: 2,
+            ceiling: 4,
+        });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.parked.len(), 2);
+        let parked = &state.parked[&coder];
+        assert_eq!(parked.task, Some(TaskId::from("a")));
+        assert_eq!(parked.short_reason(), "rate limited by openai");
+        assert_eq!(parked.resumes_in_secs(3_500), 2);
+        assert_eq!(
+            state.provider_limits["openai"],
+            ProviderLimit {
+                limit: 2,
+                ceiling: 4
+            }
+        );
+
+        // Unparked, or finished while parked: gone either way.
+        log.push(EventKind::AgentUnparked {
+            agent: coder.clone(),
+        });
+        log.push(EventKind::AgentFinished {
+            agent: planner.clone(),
+            ok: false,
+            summary: "gave up".into(),
+        });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert!(state.parked.is_empty());
+
+        // A task cancelled while its coder is parked, and a restart.
+        log.push(EventKind::AgentParked {
+            agent: coder.clone(),
+            task: Some("a".into()),
+            provider: "openai".into(),
+            until_ms: 9_000,
+            reason: "rate limited by openai".into(),
+        });
+        log.push(EventKind::AgentParked {
+            agent: planner.clone(),
+            task: None,
+            provider: "openai".into(),
+            until_ms: 9_000,
+            reason: "rate limited by openai".into(),
+        });
+        log.move_task("a", TaskState::Pending, TaskState::Cancelled);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.parked.keys().collect::<Vec<_>>(), [&planner]);
+        log.push(EventKind::RunResumed {
+            interrupted: vec![],
+        });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert!(state.parked.is_empty());
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! to the front end only.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::json;
 
@@ -12,8 +15,10 @@ use super::prompts::Prompt;
 use super::recorder::Recorder;
 use super::tools::{ToolBox, ToolOutcome};
 use crate::domain::{AgentId, AgentRole, EventKind, MessageAuthor, TaskId};
+use crate::llm::governor::{Admission, Governor, Limit, Park};
 use crate::llm::{
-    ChatMessage, CompletionRequest, LlmError, LlmProvider, ScriptKey, ToolSpec, collect_completion,
+    ChatMessage, Completion, CompletionRequest, LlmError, LlmProvider, ScriptKey, ToolSpec,
+    collect_completion,
 };
 use crate::protocol::EngineUpdate;
 
@@ -63,6 +68,15 @@ pub struct AgentRunner {
     pub max_turns: u32,
     /// Model prices, to record what each reply cost.
     pub prices: std::collections::BTreeMap<String, crate::config::Price>,
+    /// The provider's quota governor, shared with every agent on it.
+    pub governor: Arc<Governor>,
+}
+
+/// Why a model request gave no reply.
+enum Unanswered {
+    Llm(LlmError),
+    /// Parked longer in total than the provider's `max_parked_secs`.
+    GaveUp(AgentFailed),
 }
 
 impl AgentJob {
@@ -124,6 +138,7 @@ impl AgentRunner {
         }];
         let mut garbled = 0;
         let mut turns = 0;
+        let mut parked = Duration::ZERO;
         while turns < self.max_turns {
             let request = CompletionRequest {
                 model: self.model.clone(),
@@ -138,23 +153,16 @@ impl AgentRunner {
                     attempt: job.attempt,
                 },
             };
-            let recorder = &self.recorder;
-            let reply = collect_completion(self.provider.stream(request), |text| {
-                recorder.publish(EngineUpdate::Delta {
-                    agent: agent.clone(),
-                    text: text.to_owned(),
-                });
-            })
-            .await;
-            let reply = match reply {
+            let reply = match self.ask(agent, job, request, &mut parked).await? {
                 Ok(reply) => reply,
-                Err(e) if e.is_garbled() && garbled < MAX_GARBLED_RETRIES => {
+                Err(Unanswered::Llm(e)) if e.is_garbled() && garbled < MAX_GARBLED_RETRIES => {
                     garbled += 1;
                     self.warn(job, format!("{agent}: {e}; asking again"))
                         .await?;
                     continue;
                 }
-                Err(e) => return Ok(Err(AgentFailed(llm_failure(&e)))),
+                Err(Unanswered::Llm(e)) => return Ok(Err(AgentFailed(llm_failure(&e)))),
+                Err(Unanswered::GaveUp(failed)) => return Ok(Err(failed)),
             };
             turns += 1;
             self.recorder
@@ -232,6 +240,114 @@ impl AgentRunner {
             "no result after {} turns (the limit is run.max_agent_turns)",
             self.max_turns
         ))))
+    }
+
+    /// Sends one request under the provider's governor. A rate or usage
+    /// limit parks the agent until it passes and the same request is sent
+    /// again: limits never fail an agent, unless it has been parked for
+    /// longer in total than the provider allows (`parked` adds up).
+    async fn ask(
+        &self,
+        agent: &AgentId,
+        job: &AgentJob,
+        request: CompletionRequest,
+        parked: &mut Duration,
+    ) -> EngineResult<Result<Completion, Unanswered>> {
+        loop {
+            let permit = match self.governor.admit().await {
+                Admission::Go(permit) => permit,
+                Admission::Parked(park) => {
+                    if let Some(failed) = self.sit_out(agent, job, park, parked).await? {
+                        return Ok(Err(Unanswered::GaveUp(failed)));
+                    }
+                    continue;
+                }
+            };
+            let recorder = &self.recorder;
+            let reply = collect_completion(self.provider.stream(request.clone()), |text| {
+                recorder.publish(EngineUpdate::Delta {
+                    agent: agent.clone(),
+                    text: text.to_owned(),
+                });
+            })
+            .await;
+            let error = match reply {
+                Ok(reply) => {
+                    if let Some(limit) = permit.succeeded() {
+                        self.limit_changed(limit).await?;
+                    }
+                    return Ok(Ok(reply));
+                }
+                Err(e) => e,
+            };
+            let Some(limit) = Limit::of(&error) else {
+                drop(permit);
+                return Ok(Err(Unanswered::Llm(error)));
+            };
+            // The next round of the loop finds the provider parked.
+            if let Some(new_limit) = permit.limited(&limit).new_limit {
+                self.limit_changed(new_limit).await?;
+            }
+        }
+    }
+
+    /// Waits out a park of the provider, recorded as this agent's park, or
+    /// gives up if that would take the agent past its parking allowance.
+    async fn sit_out(
+        &self,
+        agent: &AgentId,
+        job: &AgentJob,
+        mut park: Park,
+        parked: &mut Duration,
+    ) -> EngineResult<Option<AgentFailed>> {
+        let allowed = self.governor.config().max_parked;
+        let provider = self.governor.name().to_owned();
+        let started = Instant::now();
+        loop {
+            let wait = park.until.saturating_duration_since(Instant::now());
+            if *parked + started.elapsed() + wait > allowed {
+                return Ok(Some(AgentFailed(format!(
+                    "gave up waiting on {provider}'s limits: {}s parked in total would pass \
+                     providers.{provider}.max_parked_secs ({}s); last: {}",
+                    (*parked + started.elapsed() + wait).as_secs(),
+                    allowed.as_secs(),
+                    park.reason
+                ))));
+            }
+            self.recorder
+                .record(EventKind::AgentParked {
+                    agent: agent.clone(),
+                    task: job.task.clone(),
+                    provider: provider.clone(),
+                    until_ms: park.until_ms,
+                    reason: park.reason.clone(),
+                })
+                .await?;
+            tokio::time::sleep_until(park.until).await;
+            // Another agent may have hit the limit again meanwhile.
+            match self.governor.parked() {
+                Some(longer) if longer.until > park.until => park = longer,
+                _ => break,
+            }
+        }
+        *parked += started.elapsed();
+        self.recorder
+            .record(EventKind::AgentUnparked {
+                agent: agent.clone(),
+            })
+            .await?;
+        Ok(None)
+    }
+
+    async fn limit_changed(&self, limit: u32) -> EngineResult<()> {
+        self.recorder
+            .record(EventKind::ProviderLimitChanged {
+                provider: self.governor.name().to_owned(),
+                limit,
+                ceiling: self.governor.ceiling(),
+            })
+            .await?;
+        Ok(())
     }
 
     /// Runs one tool call: `(ok, output for the model, final outcome)`.

@@ -3,9 +3,10 @@
 //! the planner answers in plain text. The conversation is recorded like any
 //! other agent's; no tools, no blueprint yet.
 
-use super::context::RunContext;
+use super::context::{Binding, RunContext};
 use super::error::EngineResult;
 use crate::domain::{AgentId, AgentRole, EventKind, MessageAuthor};
+use crate::llm::governor::{Admission, Limit};
 use crate::llm::{ChatMessage, CompletionRequest, ScriptKey, collect_completion};
 use crate::protocol::EngineUpdate;
 
@@ -31,7 +32,11 @@ impl Brainstorm {
     /// failure is recorded as a warning; brainstorming is optional.
     pub async fn ask(&mut self, ctx: &RunContext, message: &str) -> EngineResult<()> {
         let agent = Self::agent();
-        let (provider, model) = ctx.providers.get(AgentRole::Planner)?;
+        let Binding {
+            provider,
+            model,
+            governor,
+        } = ctx.providers.binding(AgentRole::Planner)?;
         if self.history.is_empty() {
             ctx.recorder
                 .record(EventKind::AgentStarted {
@@ -66,6 +71,28 @@ impl Brainstorm {
                 attempt: BRAINSTORM_ROUND,
             },
         };
+        // A human is waiting for the answer: while the provider is parked,
+        // say so at once rather than sit out the park.
+        let permit = match governor.admit().await {
+            Admission::Go(permit) => permit,
+            Admission::Parked(park) => {
+                self.history.pop();
+                ctx.recorder
+                    .record(EventKind::Warning {
+                        task: None,
+                        message: format!(
+                            "the planner could not brainstorm now ({}); ask again in {}s",
+                            park.reason,
+                            park.until
+                                .saturating_duration_since(tokio::time::Instant::now())
+                                .as_secs()
+                                .max(1)
+                        ),
+                    })
+                    .await?;
+                return Ok(());
+            }
+        };
         let recorder = &ctx.recorder;
         let reply = collect_completion(provider.stream(request), |text| {
             recorder.publish(EngineUpdate::Delta {
@@ -74,6 +101,26 @@ impl Brainstorm {
             });
         })
         .await;
+        // Tell the governor how it went, so a limit here parks the agents too.
+        let new_limit = match &reply {
+            Ok(_) => permit.succeeded(),
+            Err(e) => match Limit::of(e) {
+                Some(limit) => permit.limited(&limit).new_limit,
+                None => {
+                    drop(permit);
+                    None
+                }
+            },
+        };
+        if let Some(limit) = new_limit {
+            ctx.recorder
+                .record(EventKind::ProviderLimitChanged {
+                    provider: governor.name().to_owned(),
+                    limit,
+                    ceiling: governor.ceiling(),
+                })
+                .await?;
+        }
         match reply {
             Ok(reply) => {
                 ctx.recorder

@@ -14,38 +14,88 @@ use crate::domain::AgentRole;
 use crate::domain::policy::Policy;
 use crate::effects::git::GitRepo;
 use crate::llm::LlmProvider;
+use crate::llm::governor::{Governor, GovernorConfig};
 
-/// The model each role talks to.
+/// The model each role talks to, and the quota governor of its provider.
 #[derive(Clone)]
 pub struct ProviderSet {
-    by_role: HashMap<AgentRole, (Arc<dyn LlmProvider>, String)>,
+    by_role: HashMap<AgentRole, Binding>,
+}
+
+/// One role's provider, model and governor. Roles on the same provider share
+/// the governor, so its limits hold across all their agents.
+#[derive(Clone)]
+pub struct Binding {
+    pub provider: Arc<dyn LlmProvider>,
+    pub model: String,
+    pub governor: Arc<Governor>,
 }
 
 impl ProviderSet {
-    /// Every role on one provider and model.
+    /// Every role on one provider and model, under a default governor.
     pub fn uniform(provider: Arc<dyn LlmProvider>, model: &str) -> Self {
+        let governor = Governor::new(&provider.name(), GovernorConfig::default());
+        Self::uniform_governed(provider, model, governor)
+    }
+
+    /// Every role on one provider and model, under `governor`.
+    pub fn uniform_governed(
+        provider: Arc<dyn LlmProvider>,
+        model: &str,
+        governor: Arc<Governor>,
+    ) -> Self {
         Self {
             by_role: AgentRole::ALL
                 .into_iter()
-                .map(|r| (r, (provider.clone(), model.to_owned())))
+                .map(|r| {
+                    let binding = Binding {
+                        provider: provider.clone(),
+                        model: model.to_owned(),
+                        governor: governor.clone(),
+                    };
+                    (r, binding)
+                })
                 .collect(),
         }
     }
 
-    pub fn with_role(
+    /// Puts `role` on `provider`, sharing the governor of any role already
+    /// on a provider of that name.
+    pub fn with_role(self, role: AgentRole, provider: Arc<dyn LlmProvider>, model: &str) -> Self {
+        let name = provider.name();
+        let governor = self
+            .by_role
+            .values()
+            .find(|b| b.provider.name() == name)
+            .map(|b| b.governor.clone())
+            .unwrap_or_else(|| Governor::new(&name, GovernorConfig::default()));
+        self.with_role_governed(role, provider, model, governor)
+    }
+
+    pub fn with_role_governed(
         mut self,
         role: AgentRole,
         provider: Arc<dyn LlmProvider>,
         model: &str,
+        governor: Arc<Governor>,
     ) -> Self {
-        self.by_role.insert(role, (provider, model.to_owned()));
+        let binding = Binding {
+            provider,
+            model: model.to_owned(),
+            governor,
+        };
+        self.by_role.insert(role, binding);
         self
     }
 
-    pub fn get(&self, role: AgentRole) -> EngineResult<(Arc<dyn LlmProvider>, String)> {
+    pub fn binding(&self, role: AgentRole) -> EngineResult<Binding> {
         self.by_role.get(&role).cloned().ok_or_else(|| {
             EngineError::Preflight(format!("no provider configured for the {role} role"))
         })
+    }
+
+    pub fn get(&self, role: AgentRole) -> EngineResult<(Arc<dyn LlmProvider>, String)> {
+        self.binding(role).map(|b| (b.provider, b.model))
     }
 }
 
@@ -106,13 +156,18 @@ impl RunContext {
     }
 
     pub fn runner(&self, role: AgentRole) -> EngineResult<AgentRunner> {
-        let (provider, model) = self.providers.get(role)?;
+        let Binding {
+            provider,
+            model,
+            governor,
+        } = self.providers.binding(role)?;
         Ok(AgentRunner {
             recorder: self.recorder.clone(),
             provider,
             model,
             max_turns: self.config.run.max_agent_turns,
             prices: crate::llm::pricing::price_table(&self.config),
+            governor,
         })
     }
 

@@ -186,13 +186,14 @@ pub async fn review(
         },
         updates,
     )?;
-    let (provider, model) = providers.get(AgentRole::Overseer)?;
+    let binding = providers.binding(AgentRole::Overseer)?;
     let runner = AgentRunner {
         recorder: recorder.clone(),
-        provider,
-        model,
+        provider: binding.provider,
+        model: binding.model,
         max_turns: config.run.max_agent_turns,
         prices: crate::llm::pricing::price_table(config),
+        governor: binding.governor,
     };
     let job = AgentJob {
         role: AgentRole::Overseer,

@@ -229,6 +229,14 @@ impl Decoder for EventDecoder {
                     .pointer("/error/message")
                     .and_then(Value::as_str)
                     .unwrap_or("unknown error");
+                // A limit reported mid-stream parks like a 429 would.
+                if data.pointer("/error/type").and_then(Value::as_str) == Some("rate_limit_error")
+                {
+                    return Err(LlmError::RateLimited {
+                        message: message.to_owned(),
+                        retry_after: None,
+                    });
+                }
                 return Err(LlmError::Stream(message.to_owned()));
             }
             _ => {} // ping and future event types
@@ -306,6 +314,18 @@ mod tests {
             ))
             .unwrap_err();
         assert_eq!(err, LlmError::Stream("Overloaded".into()));
+        let err = EventDecoder::default()
+            .decode(ev(
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}"#,
+            ))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            LlmError::RateLimited {
+                message: "Slow down".into(),
+                retry_after: None
+            }
+        );
     }
 
     #[test]

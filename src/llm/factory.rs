@@ -88,6 +88,8 @@ mod tests {
             request_timeout_secs: 5,
             connect_timeout_secs: 5,
             max_retries: 0,
+            max_concurrency: 4,
+            max_parked_secs: 60,
             prices: BTreeMap::new(),
         };
         let err = build_provider("cloud", &cfg).err().unwrap().to_string();

@@ -90,7 +90,9 @@ pub trait Decoder: Send + 'static {
 }
 
 /// Sends the request built by `build`, retrying failures worth retrying until
-/// a response with a success status arrives.
+/// a response with a success status arrives. Rate and usage limits are not
+/// retried here: they go straight back to the caller, whose provider's
+/// [`Governor`](super::governor::Governor) parks every agent on it at once.
 pub async fn send_with_retry(
     endpoint: &Endpoint,
     build: impl Fn() -> RequestBuilder,
@@ -103,7 +105,10 @@ pub async fn send_with_retry(
             Ok(response) => error_from_response(response, &endpoint.secrets()).await,
             Err(e) => send_error(&e, &endpoint.secrets()),
         };
-        if !error.is_retryable() || attempt >= endpoint.retry.max_retries {
+        if matches!(error, LlmError::RateLimited { .. })
+            || !error.is_retryable()
+            || attempt >= endpoint.retry.max_retries
+        {
             return Err(error);
         }
         seed = xorshift(seed);
@@ -197,6 +202,12 @@ pub fn classify(status: StatusCode, message: String, retry_after: Option<Duratio
             message,
         },
         429 => LlmError::RateLimited {
+            message,
+            retry_after,
+        },
+        // Out of credit is a usage limit too (Anthropic answers it with a
+        // 400): parking waits for a human to top up instead of failing.
+        400 | 402 if super::governor::is_usage_limit(&message) => LlmError::RateLimited {
             message,
             retry_after,
         },
@@ -429,5 +440,13 @@ mod tests {
         assert!(classify(StatusCode::TOO_MANY_REQUESTS, msg.clone(), None).is_retryable());
         assert!(classify(StatusCode::BAD_GATEWAY, msg.clone(), None).is_retryable());
         assert!(!classify(StatusCode::BAD_REQUEST, msg, None).is_retryable());
+        assert!(matches!(
+            classify(
+                StatusCode::BAD_REQUEST,
+                "Your credit balance is too low to access the Anthropic API.".into(),
+                None
+            ),
+            LlmError::RateLimited { .. }
+        ));
     }
 }

@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod assemble;
 pub mod factory;
+pub mod governor;
 pub mod http;
 pub mod openai;
 pub mod pricing;

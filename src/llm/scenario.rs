@@ -51,6 +51,30 @@ pub struct Turn {
     pub text: String,
     #[serde(default, rename = "call")]
     pub calls: Vec<ScriptedCall>,
+    /// Plays a provider's limit before this turn:
+    /// `rate_limit = { retry_after_ms = 300 }` fails the first request for
+    /// the turn as a 429 would, and the next request gets the turn.
+    #[serde(default)]
+    pub rate_limit: Option<SimulatedLimit>,
+}
+
+/// A rate or usage limit the scripted provider answers with.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedLimit {
+    /// The `retry-after` the "server" sends; none lets the governor choose.
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
+    /// A usage limit (quota) rather than a rate limit.
+    #[serde(default)]
+    pub usage: bool,
+    /// Requests refused before the turn is given.
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -156,6 +180,7 @@ mod tests {
         role = "coder"
         task = "a"
           [[conversation.turn]]
+          rate_limit = { retry_after_ms = 300 }
           [[conversation.turn.call]]
           tool = "write_file"
           raw_args = '{"path": '
@@ -182,6 +207,15 @@ mod tests {
         assert_eq!(fallback.turns[0].text, "fallback");
         let any_attempt = s.conversation(&key(AgentRole::Coder, "a", 7)).unwrap();
         assert_eq!(any_attempt.turns[0].calls[0].arguments(), r#"{"path": "#);
+        assert_eq!(
+            any_attempt.turns[0].rate_limit,
+            Some(SimulatedLimit {
+                retry_after_ms: Some(300),
+                usage: false,
+                times: 1
+            })
+        );
+        assert_eq!(exact.turns[0].rate_limit, None);
         assert!(s.conversation(&key(AgentRole::Planner, "a", 1)).is_none());
     }
 

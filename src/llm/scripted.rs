@@ -2,14 +2,17 @@
 //! [`Scenario`], streaming text and tool-call arguments in small pieces exactly
 //! like a network provider, so everything downstream runs unchanged.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::LlmProvider;
 use super::scenario::Scenario;
-use super::types::{ChatMessage, CompletionRequest, FinishReason, LlmError, StreamEvent};
+use super::types::{
+    ChatMessage, CompletionRequest, FinishReason, LlmError, ScriptKey, StreamEvent,
+};
 use crate::domain::TokenUsage;
 
 #[derive(Debug, Clone)]
@@ -17,6 +20,8 @@ pub struct ScriptedProvider {
     scenario: Arc<Scenario>,
     /// Pause between streamed pieces, so a human can watch a demo stream.
     pace: Duration,
+    /// Simulated limits already answered, per conversation and turn.
+    limited: Arc<Mutex<HashMap<(ScriptKey, usize), u32>>>,
 }
 
 impl ScriptedProvider {
@@ -24,7 +29,34 @@ impl ScriptedProvider {
         Self {
             scenario,
             pace: Duration::ZERO,
+            limited: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The simulated limit to answer `request` with instead of its turn, if
+    /// the turn has one not yet used up. Counts it as used.
+    fn simulated_limit(&self, request: &CompletionRequest) -> Option<LlmError> {
+        let conversation = self.scenario.conversation(&request.script)?;
+        let index = turn_index(request);
+        let limit = conversation.turns.get(index)?.rate_limit.as_ref()?;
+        let mut limited = self
+            .limited
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let used = limited.entry((request.script.clone(), index)).or_insert(0);
+        if *used >= limit.times {
+            return None;
+        }
+        *used += 1;
+        let message = if limit.usage {
+            "You exceeded your current quota (simulated by the scenario)"
+        } else {
+            "Rate limit reached (simulated by the scenario)"
+        };
+        Some(LlmError::RateLimited {
+            message: message.into(),
+            retry_after: limit.retry_after_ms.map(Duration::from_millis),
+        })
     }
 
     pub fn with_pace(mut self, pace: Duration) -> Self {
@@ -43,11 +75,7 @@ impl ScriptedProvider {
             .scenario
             .conversation(key)
             .ok_or_else(|| LlmError::Script(format!("no script for the {who}")))?;
-        let turn_index = request
-            .messages
-            .iter()
-            .filter(|m| matches!(m, ChatMessage::Assistant { .. }))
-            .count();
+        let turn_index = turn_index(request);
         let turn = conversation.turns.get(turn_index).ok_or_else(|| {
             LlmError::Script(format!(
                 "the script for the {who} has {} turns; turn {} was asked for",
@@ -102,6 +130,9 @@ impl LlmProvider for ScriptedProvider {
         &self,
         request: CompletionRequest,
     ) -> BoxStream<'static, Result<StreamEvent, LlmError>> {
+        if let Some(limit) = self.simulated_limit(&request) {
+            return stream::once(async move { Err(limit) }).boxed();
+        }
         let events = match self.reply(&request) {
             Ok(events) => events,
             Err(e) => return stream::once(async move { Err(e) }).boxed(),
@@ -116,6 +147,16 @@ impl LlmProvider for ScriptedProvider {
             })
             .boxed()
     }
+}
+
+/// Which turn of its conversation a request asks for: one per assistant
+/// message already in it.
+fn turn_index(request: &CompletionRequest) -> usize {
+    request
+        .messages
+        .iter()
+        .filter(|m| matches!(m, ChatMessage::Assistant { .. }))
+        .count()
 }
 
 /// Splits text into word-sized pieces (keeping the whitespace), as a model streams.
@@ -255,6 +296,39 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("turn 3"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_simulated_limit_refuses_the_turn_once() {
+        let scenario = Scenario::parse(
+            r#"
+            name = "t"
+            [[conversation]]
+            role = "coder"
+              [[conversation.turn]]
+              text = "hello"
+              rate_limit = { retry_after_ms = 250, usage = true }
+            "#,
+            "test",
+        )
+        .unwrap();
+        let p = ScriptedProvider::new(Arc::new(scenario));
+        let err = collect_completion(p.stream(request(vec![])), |_| {})
+            .await
+            .unwrap_err();
+        let LlmError::RateLimited {
+            message,
+            retry_after,
+        } = err
+        else {
+            panic!("not a rate limit: {err}");
+        };
+        assert!(message.contains("quota"), "{message}");
+        assert_eq!(retry_after, Some(Duration::from_millis(250)));
+        let reply = collect_completion(p.clone().stream(request(vec![])), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(reply.text, "hello", "a clone shares what was used up");
     }
 
     #[tokio::test]

@@ -420,6 +420,27 @@ impl App {
                 self.log_line(at, false, text);
             }
             EventKind::Warning { message, .. } => self.log_line(at, true, message.clone()),
+            EventKind::AgentParked {
+                agent,
+                until_ms,
+                reason,
+                ..
+            } => {
+                let secs = until_ms.saturating_sub(at).div_ceil(1000);
+                self.log_line(at, true, format!("{agent}: parked for {secs}s: {reason}"));
+            }
+            EventKind::AgentUnparked { agent } => {
+                self.log_line(at, false, format!("{agent}: resumed"))
+            }
+            EventKind::ProviderLimitChanged {
+                provider,
+                limit,
+                ceiling,
+            } => self.log_line(
+                at,
+                false,
+                format!("{provider}: {limit} of {ceiling} request slots"),
+            ),
             EventKind::RunFinished { merged, failed, .. } => {
                 self.log_line(
                     at,

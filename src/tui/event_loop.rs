@@ -81,7 +81,10 @@ pub async fn run(
                 None => return Ok(()),
             },
             _ = clock.tick() => {
-                if app.state.as_ref().is_some_and(|s| s.tasks().iter().any(|t| t.state.is_active())) {
+                // Parked agents count down to their resume time, even in planning.
+                if app.state.as_ref().is_some_and(|s| {
+                    !s.parked.is_empty() || s.tasks().iter().any(|t| t.state.is_active())
+                }) {
                     app.now_ms = crate::engine::recorder::now_ms();
                     dirty = true;
                 }

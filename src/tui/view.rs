@@ -170,7 +170,8 @@ fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 String::new()
             };
             format!(
-                " {phase}{gate_hint}{inbox_hint} │ agents {active}/{} │ merged {}/{} │ tokens {}/{}{}{} │ ? help  q quit",
+                " {phase}{gate_hint}{inbox_hint}{} │ agents {active}/{} │ merged {}/{} │ tokens {}/{}{}{} │ ? help  q quit",
+                quota::status_note(s),
                 s.settings.concurrency,
                 s.count(TaskState::Merged),
                 s.tasks().len(),
@@ -248,12 +249,20 @@ fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: boo
     if app.order.is_empty() {
         let msg = match state.phase {
             RunPhase::Planning if !state.spec_submitted => {
-                "Edit the requirement in the Spec tab (5), then Ctrl-S."
+                "Edit the requirement in the Spec tab (5), then Ctrl-S.".to_owned()
             }
-            RunPhase::Planning => "Planning…",
-            _ => "No blueprint.",
+            RunPhase::Planning => match quota::parked_run_agent(state) {
+                Some(p) => format!("Planning… {}", quota::parked_text(p, app.now_ms, true)),
+                None => "Planning…".to_owned(),
+            },
+            _ => "No blueprint.".to_owned(),
         };
-        frame.render_widget(Paragraph::new(msg).style(theme.style(Role::Muted)), inner);
+        frame.render_widget(
+            Paragraph::new(msg)
+                .wrap(Wrap { trim: true })
+                .style(theme.style(Role::Muted)),
+            inner,
+        );
         return;
     }
     // The conflict-risk view: what the selected task's write-set overlaps.
@@ -304,6 +313,14 @@ fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: boo
             Span::raw("  ".repeat(*depth)),
             Span::styled(id.as_str().to_owned(), style),
         ];
+        // Short here, before the title, so it shows; the transcript's title
+        // says why.
+        if let Some(parked) = quota::parked_on_task(state, id) {
+            spans.push(Span::styled(
+                format!("  {}", quota::parked_text(parked, app.now_ms, false)),
+                theme.style(Role::Warning),
+            ));
+        }
         if wide {
             spans.push(Span::styled(
                 format!("  {}", task.spec.title),
@@ -358,10 +375,15 @@ fn render_detail(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 }
 
 fn render_transcript(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    let agent = app
-        .shown_agent()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "no agent yet".into());
+    let parked = app.shown_agent().and_then(|a| {
+        let state = app.state.as_ref()?;
+        quota::parked_agent(state, a).map(|p| quota::parked_text(p, app.now_ms, true))
+    });
+    let agent = match (app.shown_agent(), parked) {
+        (Some(a), Some(parked)) => format!("{a} · {parked}"),
+        (Some(a), None) => a.to_string(),
+        (None, _) => "no agent yet".into(),
+    };
     let follow = if app.scroll.follow {
         "following"
     } else {
@@ -701,6 +723,8 @@ fn render_log(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
 }
+
+mod quota;
 
 #[cfg(test)]
 mod tests;

@@ -87,3 +87,81 @@ fn task_glyphs_use_their_state_colours() {
     assert_eq!(find("✔"), merged);
     assert_eq!(find("⏸"), gate);
 }
+
+/// The fixture with the `stats` coder parked on a rate limit and the
+/// provider's limit cut to 2 of 4.
+fn parked_app() -> App {
+    use crate::domain::{AgentId, AgentRole, Event, EventKind};
+    let mut events = fixture::events();
+    let last = events.last().unwrap().clone();
+    for kind in [
+        EventKind::ProviderLimitChanged {
+            provider: "openai".into(),
+            limit: 2,
+            ceiling: 4,
+        },
+        EventKind::AgentParked {
+            agent: AgentId::for_task(AgentRole::Coder, &"stats".into(), 1),
+            task: Some("stats".into()),
+            provider: "openai".into(),
+            until_ms: last.at_ms + 13_000,
+            reason: "rate limited by openai: Rate limit reached for gpt-4.1".into(),
+        },
+    ] {
+        let seq = events.len() as u64 + 1;
+        events.push(Event {
+            run: last.run.clone(),
+            seq,
+            at_ms: last.at_ms + 1000,
+            kind,
+        });
+    }
+    let mut app = App::from_events("memofab", &events);
+    app.selected = app
+        .order
+        .iter()
+        .position(|(id, _)| id.as_str() == "stats")
+        .unwrap();
+    app
+}
+
+#[test]
+fn parked_agents_show_when_they_resume() {
+    let app = parked_app();
+    let narrow = text(&draw(&app, 80, 24));
+    assert!(narrow.contains("parked · 12s"), "{narrow}");
+    insta::assert_snapshot!("parked_80x24", narrow);
+    let wide = text(&draw(&app, 160, 48));
+    assert!(
+        wide.contains("parked · resumes in 12s (rate limited by openai)"),
+        "{wide}"
+    );
+    assert!(wide.contains("1 parked │ openai 2/4 slots"), "{wide}");
+    insta::assert_snapshot!("parked_160x48", wide);
+}
+
+#[test]
+fn a_parked_planner_shows_under_planning() {
+    use crate::domain::{AgentId, AgentRole, EventKind};
+    let mut events = fixture::events();
+    events.truncate(1);
+    let mut next = events[0].clone();
+    next.seq = 2;
+    next.kind = EventKind::AgentParked {
+        agent: AgentId::for_run(AgentRole::Planner, 1),
+        task: None,
+        provider: "claude".into(),
+        until_ms: next.at_ms + 90_000,
+        reason: "usage limit reached on claude: Your credit balance is too low".into(),
+    };
+    events.push(next);
+    let app = App::from_events("memofab", &events);
+    let screen = text(&draw(&app, 120, 24));
+    // Wrapped in the narrow blueprint pane.
+    assert!(
+        screen.contains("Planning… parked · resumes in 1m30 (usage")
+            && screen.contains("limit reached on claude)"),
+        "{screen}"
+    );
+    assert!(screen.contains("1 parked │ agents 0/4"), "{screen}");
+}
