@@ -67,6 +67,16 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         task: Option<TaskId>,
     },
+    /// Settle a plan dispute: build the last blueprint, or plan once more.
+    SettlePlanDispute {
+        build: bool,
+    },
+    /// Answer the question an agent is waiting on.
+    AnswerQuestion {
+        agent: AgentId,
+        call_id: String,
+        answer: String,
+    },
     /// Stop the engine cleanly (the run can be resumed later).
     Shutdown,
 }

@@ -4,15 +4,19 @@
 use std::collections::HashSet;
 
 use super::budget;
-use super::ids::TaskId;
+use super::ids::{AgentId, TaskId};
 use super::run_state::{RunPhase, RunState};
 use super::task::TaskState;
 
 /// What kind of decision an item waits for; each has one default action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AttentionKind {
+    /// The plan reviewer never approved the plan: build it or plan again?
+    PlanDispute,
     /// The run spent its budget and is paused.
     RunOverBudget,
+    /// An agent asked a question and waits for the answer.
+    Question,
     /// A change passed review and tests but the policy wants a human.
     Gate,
     /// A merge conflict outlived its rework bound.
@@ -35,6 +39,8 @@ impl AttentionKind {
             AttentionKind::Conflict => "hand to the resolver agent",
             AttentionKind::Failed => "retry",
             AttentionKind::QuotaPause => "resumes by itself",
+            AttentionKind::PlanDispute => "build it anyway (n: plan again)",
+            AttentionKind::Question => "answer",
         }
     }
 
@@ -46,6 +52,8 @@ impl AttentionKind {
             AttentionKind::TaskOverBudget => "budget",
             AttentionKind::Failed => "failed",
             AttentionKind::QuotaPause => "quota",
+            AttentionKind::PlanDispute => "plan",
+            AttentionKind::Question => "question",
         }
     }
 }
@@ -60,12 +68,14 @@ pub struct AttentionItem {
     /// When it started waiting (unix ms).
     pub since_ms: u64,
     pub detail: String,
+    /// The agent and tool call a question item answers.
+    pub question: Option<(AgentId, String)>,
 }
 
 impl AttentionItem {
     /// Identifies the item across updates, to tell new ones from old.
-    pub fn key(&self) -> (AttentionKind, Option<TaskId>) {
-        (self.kind, self.task.clone())
+    pub fn key(&self) -> (AttentionKind, Option<TaskId>, Option<(AgentId, String)>) {
+        (self.kind, self.task.clone(), self.question.clone())
     }
 }
 
@@ -86,6 +96,7 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
             blocks: unfinished,
             since_ms: state.last_at_ms,
             detail: reason,
+            question: None,
         });
     }
     for task in state.tasks() {
@@ -110,6 +121,31 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
             blocks: 1 + downstream(state, task.id()),
             since_ms: task.since_ms,
             detail,
+            question: None,
+        });
+    }
+    if let Some((round, feedback)) = &state.plan_dispute {
+        let planned = state.proposal.as_ref().map_or(0, |b| b.tasks.len());
+        items.push(AttentionItem {
+            kind: AttentionKind::PlanDispute,
+            task: None,
+            blocks: planned.max(1),
+            since_ms: state.last_at_ms,
+            detail: format!(
+                "round {round}: {}",
+                feedback.lines().next().unwrap_or_default()
+            ),
+            question: None,
+        });
+    }
+    for q in state.open_questions() {
+        items.push(AttentionItem {
+            kind: AttentionKind::Question,
+            task: q.task.clone(),
+            blocks: q.task.as_ref().map_or(1, |t| 1 + downstream(state, t)),
+            since_ms: q.asked_ms,
+            detail: format!("{}: {}", q.agent, q.question),
+            question: Some((q.agent.clone(), q.call_id.clone())),
         });
     }
     items.extend(quota_pauses(state));
@@ -134,6 +170,7 @@ fn quota_pauses(state: &RunState) -> Vec<AttentionItem> {
                 parked.short_reason(),
                 clock(parked.until_ms)
             ),
+            question: None,
         })
         .collect()
 }

@@ -153,6 +153,18 @@ pub enum EventKind {
         approved: bool,
         feedback: String,
     },
+    /// The plan reviewer did not approve within the rounds allowed: a human
+    /// decides whether the last blueprint is built or planned once more.
+    PlanDisputed {
+        round: u32,
+        feedback: String,
+    },
+    /// A human settled a plan dispute.
+    PlanDisputeSettled {
+        /// Build the last blueprint; otherwise plan one more round.
+        build: bool,
+        by: String,
+    },
     /// The blueprint the build phase works from. Creates every task as pending.
     BlueprintAccepted {
         blueprint: Blueprint,
@@ -297,6 +309,20 @@ pub enum EventKind {
         description: String,
         acceptance: Vec<String>,
     },
+    /// An agent asked the human a question (its `ask_human` tool) and waits.
+    QuestionAsked {
+        agent: AgentId,
+        call_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        question: String,
+    },
+    QuestionAnswered {
+        agent: AgentId,
+        call_id: String,
+        answer: String,
+        by: String,
+    },
     /// A human gave a task (or, without a task, the run) one more budget's
     /// worth of tokens and cost, after it ran out.
     BudgetRaised {
@@ -372,6 +398,7 @@ impl EventKind {
             | EventKind::AgentParked { task, .. }
             | EventKind::TokensUsed { task, .. }
             | EventKind::Warning { task, .. }
+            | EventKind::QuestionAsked { task, .. }
             | EventKind::BudgetRaised { task, .. } => task.as_ref(),
             _ => None,
         }
@@ -410,6 +437,10 @@ impl EventKind {
             EventKind::Warning { .. } => "warning",
             EventKind::TaskEdited { .. } => "task_edited",
             EventKind::BudgetRaised { .. } => "budget_raised",
+            EventKind::PlanDisputed { .. } => "plan_disputed",
+            EventKind::PlanDisputeSettled { .. } => "plan_dispute_settled",
+            EventKind::QuestionAsked { .. } => "question_asked",
+            EventKind::QuestionAnswered { .. } => "question_answered",
             EventKind::OverseerReport { .. } => "overseer_report",
             EventKind::ProposalDecision { .. } => "proposal_decision",
             EventKind::RunFinished { .. } => "run_finished",

@@ -22,5 +22,5 @@ pub use event::{
 };
 pub use ids::{AgentId, AgentRole, RunId, TaskId};
 pub use quota::{ParkedAgent, ProviderLimit};
-pub use run_state::{RunPhase, RunState, TaskRecord, TransitionError};
+pub use run_state::{Question, RunPhase, RunState, TaskRecord, TransitionError};
 pub use task::TaskState;

@@ -155,6 +155,17 @@ impl TaskRecord {
     }
 }
 
+/// A question an agent asked the human through its `ask_human` tool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    pub agent: AgentId,
+    pub call_id: String,
+    pub task: Option<TaskId>,
+    pub question: String,
+    pub asked_ms: u64,
+    pub answer: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunState {
     pub run: RunId,
@@ -173,6 +184,12 @@ pub struct RunState {
     /// The latest plan review: (round, approved, feedback).
     pub plan_review: Option<(u32, bool, String)>,
     pub blueprint: Option<Blueprint>,
+    /// An open plan dispute: (round, the reviewer's last feedback).
+    pub plan_dispute: Option<(u32, String)>,
+    /// Planning rounds a human added beyond `max_plan_rounds`.
+    pub extra_plan_rounds: u32,
+    /// Questions agents asked the human, answered or not, in order.
+    pub questions: Vec<Question>,
     tasks: Vec<TaskRecord>,
     index: HashMap<TaskId, usize>,
     /// The task each task agent works for, to credit its writes.
@@ -233,6 +250,9 @@ impl RunState {
             proposal: None,
             plan_review: None,
             blueprint: None,
+            plan_dispute: None,
+            extra_plan_rounds: 0,
+            questions: Vec::new(),
             tasks: Vec::new(),
             index: HashMap::new(),
             agent_tasks: HashMap::new(),
@@ -314,6 +334,8 @@ impl RunState {
                     .map(|(i, t)| (t.spec.id.clone(), i))
                     .collect();
                 self.blueprint = Some(blueprint.clone());
+                // Whoever settled it, a dispute is over once a plan is built.
+                self.plan_dispute = None;
             }
             EventKind::TaskStateChanged { task, from, to, .. } => {
                 let record = self.task_mut(task, seq)?;
@@ -405,6 +427,42 @@ impl RunState {
                 }
                 self.tokens.add(*usage);
                 self.cost_usd += cost;
+            }
+            EventKind::PlanDisputed { round, feedback } => {
+                self.plan_dispute = Some((*round, feedback.clone()));
+            }
+            EventKind::PlanDisputeSettled { build, .. } => {
+                self.plan_dispute = None;
+                if !build {
+                    self.extra_plan_rounds += 1;
+                }
+            }
+            EventKind::QuestionAsked {
+                agent,
+                call_id,
+                task,
+                question,
+            } => self.questions.push(Question {
+                agent: agent.clone(),
+                call_id: call_id.clone(),
+                task: task.clone(),
+                question: question.clone(),
+                asked_ms: event.at_ms,
+                answer: None,
+            }),
+            EventKind::QuestionAnswered {
+                agent,
+                call_id,
+                answer,
+                ..
+            } => {
+                if let Some(q) = self
+                    .questions
+                    .iter_mut()
+                    .find(|q| q.agent == *agent && q.call_id == *call_id)
+                {
+                    q.answer = Some(answer.clone());
+                }
             }
             EventKind::BudgetRaised { task, .. } => match task {
                 Some(task) => self.task_mut(task, seq)?.budget_raises += 1,
@@ -568,6 +626,11 @@ impl RunState {
         self.last_seq = seq;
         self.last_at_ms = event.at_ms;
         Ok(())
+    }
+
+    /// Questions still waiting for the human.
+    pub fn open_questions(&self) -> impl Iterator<Item = &Question> {
+        self.questions.iter().filter(|q| q.answer.is_none())
     }
 
     /// Whether every dependency of `task` is merged.

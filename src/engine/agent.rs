@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::error::EngineResult;
 use super::prompts::Prompt;
+use super::questions;
 use super::recorder::Recorder;
 use super::tools::{ToolBox, ToolOutcome};
 use crate::domain::{AgentId, AgentRole, EventKind, MessageAuthor, TaskId};
@@ -80,6 +81,13 @@ enum Unanswered {
 }
 
 impl AgentJob {
+    /// Whether the job's tool list names `tool`.
+    fn offers(&self, tool: &str) -> bool {
+        self.toolbox
+            .as_ref()
+            .is_some_and(|(_, specs)| specs.iter().any(|s| s.name == tool))
+    }
+
     pub fn id(&self) -> AgentId {
         match &self.task {
             Some(task) => AgentId::for_task(self.role, task, self.attempt),
@@ -217,7 +225,19 @@ impl AgentRunner {
                     })
                     .await?;
                 let (ok, output, done) =
-                    self.execute(job, &call.name, &call.arguments, parsed).await;
+                    if call.name == questions::ASK_HUMAN && job.offers(questions::ASK_HUMAN) {
+                        let (ok, output) = questions::ask(
+                            &self.recorder,
+                            agent,
+                            &call.id,
+                            job.task.as_ref(),
+                            parsed.as_ref().ok(),
+                        )
+                        .await?;
+                        (ok, output, None)
+                    } else {
+                        self.execute(job, &call.name, &call.arguments, parsed).await
+                    };
                 self.recorder
                     .record(EventKind::ToolResult {
                         agent: agent.clone(),

@@ -111,6 +111,9 @@ pub struct RunContext {
     pub mainline: String,
     pub test_command: Option<String>,
     pub auto_approve: bool,
+    /// A human is attached (the cockpit): disputes and questions wait for
+    /// one; without, the run decides for itself.
+    pub humans: bool,
     /// How agents' commands and the test step are fenced in.
     pub isolation: crate::effects::process::Isolation,
     /// Merges onto mainline happen one at a time.

@@ -13,6 +13,7 @@ pub mod overseer;
 pub mod pipeline;
 pub mod planning;
 pub mod prompts;
+pub mod questions;
 pub mod recorder;
 pub mod session;
 pub mod tools;

@@ -85,6 +85,8 @@ impl Orchestrator {
 
         match self.plan_phase().await? {
             Some(PlanResult::Accepted(_)) => {}
+            // `plan_phase` settles disputes before it returns.
+            Some(PlanResult::Disputed { .. }) => return Ok(self.ctx.recorder.snapshot()),
             Some(PlanResult::Failed(reason)) => {
                 self.ctx
                     .recorder
@@ -143,16 +145,57 @@ impl Orchestrator {
                 Some(other) => self.deferred.push(other),
             }
         }
-        let ctx = self.ctx.clone();
-        let planning = planning::plan(&ctx);
-        tokio::pin!(planning);
         loop {
-            tokio::select! {
-                result = &mut planning => return result.map(Some),
-                command = self.commands.recv() => match command {
-                    Some(Command::Shutdown) | None => return Ok(None),
-                    Some(other) => self.deferred.push(other),
-                },
+            let ctx = self.ctx.clone();
+            let planning = planning::plan(&ctx);
+            tokio::pin!(planning);
+            let result = loop {
+                tokio::select! {
+                    result = &mut planning => break result?,
+                    command = self.commands.recv() => match command {
+                        Some(Command::Shutdown) | None => return Ok(None),
+                        Some(other) => self.deferred.push(other),
+                    },
+                }
+            };
+            let PlanResult::Disputed {
+                blueprint,
+                round,
+                feedback,
+            } = result
+            else {
+                return Ok(Some(result));
+            };
+            match self.settle_dispute(round, feedback).await? {
+                Some(true) => return planning::accept(&self.ctx, blueprint).await.map(Some),
+                // Another round: plan again, with the round the human added.
+                Some(false) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Records the dispute (unless a crash left it open) and waits for the
+    /// human's decision: `Some(true)` builds the last blueprint,
+    /// `Some(false)` plans once more, `None` is a shutdown.
+    async fn settle_dispute(&mut self, round: u32, feedback: String) -> EngineResult<Option<bool>> {
+        if self.ctx.recorder.with_state(|s| s.plan_dispute.is_none()) {
+            self.ctx
+                .recorder
+                .record(EventKind::PlanDisputed { round, feedback })
+                .await?;
+        }
+        loop {
+            match self.commands.recv().await {
+                Some(Command::SettlePlanDispute { build }) => {
+                    self.ctx
+                        .recorder
+                        .record(EventKind::PlanDisputeSettled { build, by: human() })
+                        .await?;
+                    return Ok(Some(build));
+                }
+                Some(Command::Shutdown) | None => return Ok(None),
+                Some(other) => self.deferred.push(other),
             }
         }
     }
@@ -442,6 +485,24 @@ impl Orchestrator {
                         .await?;
                 }
                 self.release_over_budget().await?;
+            }
+            Command::AnswerQuestion {
+                agent,
+                call_id,
+                answer,
+            } if state
+                .open_questions()
+                .any(|q| q.agent == agent && q.call_id == call_id) =>
+            {
+                self.ctx
+                    .recorder
+                    .record(EventKind::QuestionAnswered {
+                        agent,
+                        call_id,
+                        answer,
+                        by: human(),
+                    })
+                    .await?;
             }
             Command::RaiseBudget { task: None } => {
                 self.raise_budget(None).await?;

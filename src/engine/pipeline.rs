@@ -154,7 +154,7 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
         attempt: record.attempt,
         prompt: ctx.prompts.load(role),
         first_message: coder_message(record, &conflicts, ctx.test_command.as_deref()),
-        toolbox: Some((toolbox.clone(), ToolBox::specs(ToolSet::Coder))),
+        toolbox: Some((toolbox.clone(), coder_tools(ctx))),
         submit: None,
     };
     let summary = match ctx.runner(role)?.run(job).await? {
@@ -180,6 +180,15 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
         record.attempt
     );
     commit_and_check(ctx, record, &dir, message).await
+}
+
+/// The coder's tools; `ask_human` only when a human is there to answer.
+fn coder_tools(ctx: &RunContext) -> Vec<crate::llm::ToolSpec> {
+    let mut specs = ToolBox::specs(ToolSet::Coder);
+    if ctx.humans {
+        specs.push(super::questions::spec());
+    }
+    specs
 }
 
 /// Merges mainline into the worktree and records the conflict markers left.

@@ -19,6 +19,12 @@ const MAX_LISTED_FILES: usize = 300;
 pub enum PlanResult {
     Accepted(Blueprint),
     Failed(String),
+    /// The reviewer never approved; a human decides (only when one is there).
+    Disputed {
+        blueprint: Blueprint,
+        round: u32,
+        feedback: String,
+    },
 }
 
 pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
@@ -26,7 +32,7 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
         ctx.recorder.with_state(|s| {
             (
                 s.requirement.clone(),
-                s.settings.max_plan_rounds.max(1),
+                s.settings.max_plan_rounds.max(1) + s.extra_plan_rounds,
                 s.settings.max_tasks,
                 s.proposal.clone(),
                 s.plan_review.clone(),
@@ -58,9 +64,16 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
 
     loop {
         if round > max_rounds {
-            let Some((blueprint, _)) = previous else {
+            let Some((blueprint, feedback)) = previous else {
                 return Ok(PlanResult::Failed("no blueprint was proposed".into()));
             };
+            if ctx.humans {
+                return Ok(PlanResult::Disputed {
+                    blueprint,
+                    round: round - 1,
+                    feedback,
+                });
+            }
             ctx.recorder
                 .record(EventKind::Warning {
                     task: None,
@@ -146,7 +159,7 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
     }
 }
 
-async fn accept(ctx: &RunContext, blueprint: Blueprint) -> EngineResult<PlanResult> {
+pub async fn accept(ctx: &RunContext, blueprint: Blueprint) -> EngineResult<PlanResult> {
     ctx.recorder
         .record(EventKind::BlueprintAccepted {
             blueprint: blueprint.clone(),

@@ -106,6 +106,7 @@ fn context(
     providers: ProviderSet,
     mainline: String,
     settings: &RunSettings,
+    steering: Steering,
 ) -> EngineResult<RunContext> {
     let repo = git.root().to_owned();
     Ok(RunContext {
@@ -114,6 +115,7 @@ fn context(
         worktrees: factory_dir(&repo).join("worktrees"),
         test_command: settings.test_command.clone(),
         auto_approve: settings.auto_approve,
+        humans: steering == Steering::Interactive,
         isolation: config.run.isolation()?,
         merge_lock: tokio::sync::Mutex::new(()),
         spare_worktrees: std::sync::Mutex::new(Vec::new()),
@@ -172,6 +174,7 @@ pub async fn start(
         request.providers,
         mainline,
         &settings,
+        request.steering,
     )?;
     Orchestrator::new(Arc::new(ctx), commands, request.steering)
         .run(false)
@@ -214,6 +217,7 @@ pub async fn resume(
         request.providers,
         mainline,
         &settings,
+        request.steering,
     )?;
     Orchestrator::new(Arc::new(ctx), commands, request.steering)
         .run(true)

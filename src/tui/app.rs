@@ -90,6 +90,13 @@ pub enum Modal {
     Search {
         query: String,
     },
+    /// Answering an agent's question from the inbox.
+    Answer {
+        agent: AgentId,
+        call_id: String,
+        question: String,
+        input: TextArea<'static>,
+    },
 }
 
 /// What the view knows of one task beyond its state.
@@ -537,11 +544,33 @@ impl App {
             .unwrap_or_default()
     }
 
-    /// The command the selected inbox item's one key sends, if it has one.
-    fn resolve_inbox_item(&self) -> Option<Command> {
+    /// What Enter does to the selected inbox item: send its command, or
+    /// open the answer box for a question.
+    fn resolve_inbox_item(&mut self) -> Option<Command> {
         let item = self.inbox().into_iter().nth(self.inbox_cursor)?;
         let task = item.task.clone();
         Some(match item.kind {
+            AttentionKind::PlanDispute => Command::SettlePlanDispute { build: true },
+            AttentionKind::Question => {
+                let (agent, call_id) = item.question?;
+                let question = self
+                    .state
+                    .as_ref()?
+                    .questions
+                    .iter()
+                    .find(|q| q.agent == agent && q.call_id == call_id)?
+                    .question
+                    .clone();
+                let mut input = TextArea::default();
+                input.set_placeholder_text("Your answer. Enter sends, Esc cancels.");
+                self.modal = Some(Modal::Answer {
+                    agent,
+                    call_id,
+                    question,
+                    input,
+                });
+                return None;
+            }
             AttentionKind::Gate => Command::ApproveGate { task: task? },
             AttentionKind::Conflict => Command::ResolveConflict {
                 task: task?,
@@ -623,6 +652,15 @@ impl App {
                 if let Some(command) = self.resolve_inbox_item() {
                     return vec![Action::Send(command)];
                 }
+            }
+            KeyCode::Char('n')
+                if self.tab == Tab::Inbox
+                    && self
+                        .state
+                        .as_ref()
+                        .is_some_and(|s| s.plan_dispute.is_some()) =>
+            {
+                return vec![Action::Send(Command::SettlePlanDispute { build: false })];
             }
             KeyCode::Char('i') => {
                 self.tab = Tab::Inbox;
@@ -776,6 +814,42 @@ impl App {
                 _ => {
                     input.input(key);
                     self.modal = Some(Modal::Reject { task, input });
+                    Vec::new()
+                }
+            },
+            Modal::Answer {
+                agent,
+                call_id,
+                question,
+                mut input,
+            } => match key.code {
+                KeyCode::Esc => Vec::new(),
+                KeyCode::Enter if !key.modifiers.contains(KeyModifiers::ALT) => {
+                    let answer = input.lines().join("\n");
+                    if answer.trim().is_empty() {
+                        self.modal = Some(Modal::Answer {
+                            agent,
+                            call_id,
+                            question,
+                            input,
+                        });
+                        Vec::new()
+                    } else {
+                        vec![Action::Send(Command::AnswerQuestion {
+                            agent,
+                            call_id,
+                            answer,
+                        })]
+                    }
+                }
+                _ => {
+                    input.input(key);
+                    self.modal = Some(Modal::Answer {
+                        agent,
+                        call_id,
+                        question,
+                        input,
+                    });
                     Vec::new()
                 }
             },

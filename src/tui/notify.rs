@@ -5,13 +5,13 @@
 use std::collections::HashSet;
 
 pub use crate::config::Notify;
-use crate::domain::TaskId;
 use crate::domain::attention::{AttentionItem, AttentionKind};
+use crate::domain::{AgentId, TaskId};
 
 /// Remembers which inbox items the human was told about.
 #[derive(Debug, Default)]
 pub struct Notifier {
-    seen: HashSet<(AttentionKind, Option<TaskId>)>,
+    seen: HashSet<(AttentionKind, Option<TaskId>, Option<(AgentId, String)>)>,
 }
 
 impl Notifier {
@@ -61,6 +61,7 @@ mod tests {
             blocks: 1,
             since_ms: 0,
             detail: String::new(),
+            question: None,
         }
     }
 

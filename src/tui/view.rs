@@ -88,6 +88,22 @@ pub fn render_in(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             ));
             frame.render_widget(&input, rect);
         }
+        Some(Modal::Answer {
+            agent,
+            question,
+            input,
+            ..
+        }) => {
+            let rect = centered(area, 80, 9);
+            frame.render_widget(Clear, rect);
+            let mut input = input.clone();
+            input.set_block(bordered(
+                theme,
+                &format!(" {agent} asks: {question} "),
+                true,
+            ));
+            frame.render_widget(&input, rect);
+        }
         Some(Modal::EditTask { task, input }) => {
             let rect = centered(area, 80, 12);
             frame.render_widget(Clear, rect);

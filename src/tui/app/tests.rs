@@ -253,3 +253,60 @@ fn editing_a_task_sends_description_and_criteria() {
         })]
     );
 }
+
+#[test]
+fn the_inbox_resolves_its_items_with_one_key_each() {
+    let mut app = app();
+    assert!(app.handle_key(key(KeyCode::Char('i'))).is_empty());
+    assert_eq!(app.tab, Tab::Inbox);
+    // The gate blocks three tasks, the conflict two: the gate comes first,
+    // and selecting it shows its task in the other panes.
+    assert_eq!(app.selected_task().map(TaskId::as_str), Some("slug"));
+    let sent = app.handle_key(key(KeyCode::Enter));
+    assert!(
+        matches!(&sent[..], [Action::Send(Command::ApproveGate { task })] if task.as_str() == "slug")
+    );
+    assert!(app.handle_key(key(KeyCode::Char('j'))).is_empty());
+    assert_eq!(app.selected_task().map(TaskId::as_str), Some("title"));
+    let sent = app.handle_key(key(KeyCode::Enter));
+    assert!(matches!(
+        &sent[..],
+        [Action::Send(Command::ResolveConflict { task, resolution: ConflictResolution::Resolver })]
+            if task.as_str() == "title"
+    ));
+}
+
+#[test]
+fn a_question_in_the_inbox_is_answered_in_a_box() {
+    let mut events = fixture::events();
+    let last = events.last().unwrap().clone();
+    let agent = AgentId::for_task(crate::domain::AgentRole::Coder, &"stats".into(), 1);
+    events.push(crate::domain::Event {
+        seq: last.seq + 1,
+        kind: crate::domain::EventKind::QuestionAsked {
+            agent: agent.clone(),
+            call_id: "c9".into(),
+            task: Some("stats".into()),
+            question: "Characters or bytes?".into(),
+        },
+        ..last
+    });
+    let mut app = App::from_events("memofab test", &events);
+    app.handle_key(key(KeyCode::Char('i')));
+    // stats blocks json and docs too: three, like the gate; older first.
+    let items = app.inbox();
+    let at = items
+        .iter()
+        .position(|i| i.kind == AttentionKind::Question)
+        .unwrap();
+    app.inbox_cursor = at;
+    assert!(app.handle_key(key(KeyCode::Enter)).is_empty());
+    assert!(matches!(app.modal, Some(Modal::Answer { .. })));
+    for c in "chars".chars() {
+        app.handle_key(key(KeyCode::Char(c)));
+    }
+    let sent = app.handle_key(key(KeyCode::Enter));
+    assert!(matches!(&sent[..],
+        [Action::Send(Command::AnswerQuestion { agent: a, call_id, answer })]
+            if *a == agent && call_id == "c9" && answer == "chars"));
+}
