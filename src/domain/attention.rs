@@ -58,6 +58,9 @@ impl AttentionKind {
     }
 }
 
+/// What tells one inbox item from another: its kind, task and question.
+pub type ItemKey = (AttentionKind, Option<TaskId>, Option<(AgentId, String)>);
+
 /// One thing waiting on a human.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttentionItem {
@@ -74,7 +77,7 @@ pub struct AttentionItem {
 
 impl AttentionItem {
     /// Identifies the item across updates, to tell new ones from old.
-    pub fn key(&self) -> (AttentionKind, Option<TaskId>, Option<(AgentId, String)>) {
+    pub fn key(&self) -> ItemKey {
         (self.kind, self.task.clone(), self.question.clone())
     }
 }

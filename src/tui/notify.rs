@@ -11,7 +11,7 @@ use crate::domain::{AgentId, TaskId};
 /// Remembers which inbox items the human was told about.
 #[derive(Debug, Default)]
 pub struct Notifier {
-    seen: HashSet<(AttentionKind, Option<TaskId>, Option<(AgentId, String)>)>,
+    seen: HashSet<ItemKey>,
 }
 
 impl Notifier {
