@@ -5,8 +5,7 @@
 use std::collections::HashSet;
 
 pub use crate::config::Notify;
-use crate::domain::attention::{AttentionItem, AttentionKind};
-use crate::domain::{AgentId, TaskId};
+use crate::domain::attention::{AttentionItem, ItemKey};
 
 /// Remembers which inbox items the human was told about.
 #[derive(Debug, Default)]
@@ -53,6 +52,7 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::attention::AttentionKind;
 
     fn item(kind: AttentionKind, task: &str) -> AttentionItem {
         AttentionItem {
