@@ -73,7 +73,7 @@ fn task_state(repo: &Path, task: &str) -> Option<TaskState> {
 }
 
 #[test]
-fn approving_a_gated_merge_with_one_key_in_the_cockpit() {
+fn approving_a_gated_merge_from_the_inbox_with_one_key() {
     if Command::new("tmux").arg("-V").output().is_err() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -119,7 +119,23 @@ fn approving_a_gated_merge_with_one_key_in_the_cockpit() {
         screen,
     );
 
-    tmux.run(&["send-keys", "-t", "cockpit", "a"]);
+    wait_for(
+        "the status bar to point at the inbox",
+        Duration::from_secs(10),
+        || screen().contains("inbox 1: i"),
+        screen,
+    );
+    tmux.run(&["send-keys", "-t", "cockpit", "i"]);
+    wait_for(
+        "the inbox to list the gate",
+        Duration::from_secs(10),
+        || {
+            let s = screen();
+            s.contains("Waiting on you") && s.contains("gate       docs") && s.contains("approve the merge")
+        },
+        screen,
+    );
+    tmux.run(&["send-keys", "-t", "cockpit", "Enter"]);
     wait_for(
         "docs to merge",
         Duration::from_secs(30),
@@ -129,7 +145,10 @@ fn approving_a_gated_merge_with_one_key_in_the_cockpit() {
     wait_for(
         "the screen to show every task merged",
         Duration::from_secs(10),
-        || screen().contains("merged 6/6") && !screen().contains("awaiting_gate"),
+        || {
+            let s = screen();
+            s.contains("merged 6/6") && !s.contains("awaiting_gate") && s.contains("Nothing waits on you")
+        },
         screen,
     );
 
