@@ -21,6 +21,35 @@ pub struct Config {
     /// Which provider and model each role uses; `default` for roles not named.
     pub roles: RolesConfig,
     pub ui: UiConfig,
+    /// The mainline merge queue.
+    pub merge: MergeConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MergeConfig {
+    /// Run the project's test command on each merge result (in a scratch
+    /// worktree) before mainline moves. Needs `project.test_command`.
+    pub verify: bool,
+    /// Runs on mainline after each landing; if it fails, the merge is
+    /// reverted automatically and the task reopens.
+    pub post_merge_command: Option<String>,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        Self {
+            verify: true,
+            post_merge_command: None,
+        }
+    }
+}
+
+impl Config {
+    /// Whether merges are verified: asked for, and there is something to run.
+    pub fn verify_merges(&self) -> bool {
+        self.merge.verify && self.project.test_command.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +222,7 @@ impl Default for Config {
             providers,
             roles: RolesConfig::default(),
             ui: UiConfig::default(),
+            merge: MergeConfig::default(),
         }
     }
 }

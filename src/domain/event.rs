@@ -42,6 +42,13 @@ pub struct RunSettings {
     /// Planning waits until a human submits the requirement from the cockpit.
     #[serde(default)]
     pub await_spec: bool,
+    /// The merge queue runs the test command on each merge result before
+    /// mainline moves. Off in runs stored before the queue existed.
+    #[serde(default)]
+    pub verify_merges: bool,
+    /// Runs on mainline after each landing; a failure reverts the merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_merge_command: Option<String>,
 }
 
 impl Default for RunSettings {
@@ -58,6 +65,8 @@ impl Default for RunSettings {
             scenario: None,
             auto_approve: false,
             await_spec: false,
+            verify_merges: false,
+            post_merge_command: None,
         }
     }
 }
@@ -79,6 +88,25 @@ impl TokenUsage {
         self.input += other.input;
         self.output += other.output;
         self.cached += other.cached;
+    }
+}
+
+/// Which check of the merge queue ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeCheck {
+    /// The test command on the merge result, before mainline moves.
+    Verify,
+    /// The post-merge command on mainline, after it moved.
+    PostMerge,
+}
+
+impl MergeCheck {
+    pub fn label(self) -> &'static str {
+        match self {
+            MergeCheck::Verify => "merge verification",
+            MergeCheck::PostMerge => "post-merge check",
+        }
     }
 }
 
@@ -209,6 +237,29 @@ pub enum EventKind {
         task: TaskId,
         result: MergeOutcome,
     },
+    /// A check of the merge queue ran on `candidate`, the merge of the task
+    /// onto mainline at `onto`.
+    MergeVerified {
+        task: TaskId,
+        check: MergeCheck,
+        candidate: String,
+        onto: String,
+        command: String,
+        exit_code: Option<i32>,
+        passed: bool,
+        duration_ms: u64,
+        output: String,
+    },
+    /// The post-merge check failed on mainline, so memofab reverted the merge
+    /// (`revert_commit` on mainline) and put the change back on the task
+    /// branch (`reapplied`) for rework.
+    MergeReverted {
+        task: TaskId,
+        merge_commit: String,
+        revert_commit: String,
+        reapplied: String,
+        output: String,
+    },
     /// Mainline was merged into the task worktree and left conflict markers
     /// for the coder (or a human) to resolve.
     ConflictMarkers {
@@ -306,6 +357,8 @@ impl EventKind {
             | EventKind::ReviewVerdict { task, .. }
             | EventKind::TestRun { task, .. }
             | EventKind::MergeResult { task, .. }
+            | EventKind::MergeVerified { task, .. }
+            | EventKind::MergeReverted { task, .. }
             | EventKind::ConflictMarkers { task, .. }
             | EventKind::GateDecision { task, .. }
             | EventKind::ConflictDecision { task, .. }
@@ -341,6 +394,8 @@ impl EventKind {
             EventKind::ReviewVerdict { .. } => "review_verdict",
             EventKind::TestRun { .. } => "test_run",
             EventKind::MergeResult { .. } => "merge_result",
+            EventKind::MergeVerified { .. } => "merge_verified",
+            EventKind::MergeReverted { .. } => "merge_reverted",
             EventKind::ConflictMarkers { .. } => "conflict_markers",
             EventKind::GateDecision { .. } => "gate_decision",
             EventKind::ConflictDecision { .. } => "conflict_decision",

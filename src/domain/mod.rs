@@ -13,8 +13,8 @@ pub mod task;
 
 pub use blueprint::{Blueprint, BlueprintIssue, TaskSpec};
 pub use event::{
-    ConflictFile, ConflictResolution, Event, EventKind, MergeOutcome, MessageAuthor, RunSettings,
-    TokenUsage,
+    ConflictFile, ConflictResolution, Event, EventKind, MergeCheck, MergeOutcome, MessageAuthor,
+    RunSettings, TokenUsage,
 };
 pub use ids::{AgentId, AgentRole, RunId, TaskId};
 pub use run_state::{RunPhase, RunState, TaskRecord, TransitionError};

@@ -289,7 +289,10 @@ impl RunState {
                 }
                 if *to == TaskState::Running {
                     match from {
-                        TaskState::Reviewing | TaskState::Testing | TaskState::AwaitingGate => {
+                        TaskState::Reviewing
+                        | TaskState::Testing
+                        | TaskState::AwaitingGate
+                        | TaskState::Verifying => {
                             record.reworks += 1;
                             record.attempt += 1;
                         }
@@ -391,6 +394,40 @@ impl RunState {
                         ));
                     }
                 }
+            }
+            EventKind::MergeVerified {
+                task,
+                check,
+                command,
+                passed,
+                output,
+                ..
+            } => {
+                if !passed {
+                    self.task_mut(task, seq)?.feedback = Some(format!(
+                        "Your change passed its own tests, but the {} failed: `{command}` \
+                         on your change merged with the current mainline:\n{}",
+                        check.label(),
+                        tail(output, 4000)
+                    ));
+                }
+            }
+            EventKind::MergeReverted {
+                task,
+                revert_commit,
+                reapplied,
+                output,
+                ..
+            } => {
+                let record = self.task_mut(task, seq)?;
+                record.merged_commit = None;
+                record.head_commit = Some(reapplied.clone());
+                record.feedback = Some(format!(
+                    "Your change was merged, but the post-merge check failed on mainline, \
+                     so the merge was reverted. Your change is back on your branch; fix it:\n{}",
+                    tail(output, 4000)
+                ));
+                self.mainline_commit = revert_commit.clone();
             }
             EventKind::ConflictDecision {
                 task, resolution, ..
@@ -497,6 +534,7 @@ pub fn tail(text: &str, max: usize) -> &str {
 mod tests {
     use super::*;
     use crate::domain::blueprint::TaskSpec;
+    use crate::domain::event::MergeCheck;
 
     fn settings() -> RunSettings {
         RunSettings {
@@ -710,6 +748,101 @@ mod tests {
         let a = state.task(&"a".into()).unwrap();
         assert_eq!((a.attempt, a.reworks, a.conflict_reworks), (2, 0, 1));
         assert_eq!(a.conflict_files, vec!["x.rs".to_string()]);
+    }
+
+    /// Moves `a` through the queue up to verifying.
+    fn queued_and_verifying() -> Log {
+        use TaskState::*;
+        let mut log = accepted();
+        for (f, t) in [
+            (Pending, Ready),
+            (Ready, Running),
+            (Running, Reviewing),
+            (Reviewing, Testing),
+            (Testing, Queued),
+            (Queued, Merging),
+            (Merging, Verifying),
+        ] {
+            log.move_task("a", f, t);
+        }
+        log
+    }
+
+    fn verified(passed: bool, check: MergeCheck) -> EventKind {
+        EventKind::MergeVerified {
+            task: "a".into(),
+            check,
+            candidate: "m1".into(),
+            onto: "c0".into(),
+            command: "sh tests/run.sh".into(),
+            exit_code: Some(if passed { 0 } else { 1 }),
+            passed,
+            duration_ms: 5,
+            output: "left and right clash".into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_verification_reopens_the_task_with_the_failure() {
+        use TaskState::*;
+        let mut log = queued_and_verifying();
+        log.push(verified(false, MergeCheck::Verify));
+        log.move_task("a", Verifying, Running);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!((a.state, a.attempt, a.reworks), (Running, 2, 1));
+        let feedback = a.feedback.as_deref().unwrap();
+        assert!(feedback.contains("merge verification failed"), "{feedback}");
+        assert!(feedback.contains("clash"), "{feedback}");
+        assert_eq!(a.merged_commit, None);
+        assert_eq!(state.mainline_commit, "base", "mainline never moved");
+    }
+
+    #[test]
+    fn a_verified_merge_lands_and_a_revert_takes_it_back() {
+        use TaskState::*;
+        let mut log = queued_and_verifying();
+        log.push(verified(true, MergeCheck::Verify));
+        log.push(EventKind::MergeResult {
+            task: "a".into(),
+            result: MergeOutcome::MergeCommit {
+                commit: "m1".into(),
+            },
+        });
+        let landed = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(landed.mainline_commit, "m1");
+        assert_eq!(
+            landed.task(&"a".into()).unwrap().merged_commit.as_deref(),
+            Some("m1")
+        );
+
+        log.push(verified(false, MergeCheck::PostMerge));
+        log.push(EventKind::MergeReverted {
+            task: "a".into(),
+            merge_commit: "m1".into(),
+            revert_commit: "r1".into(),
+            reapplied: "h2".into(),
+            output: "post check says no".into(),
+        });
+        log.move_task("a", Verifying, Running);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!(state.mainline_commit, "r1");
+        assert_eq!(a.merged_commit, None);
+        assert_eq!(a.head_commit.as_deref(), Some("h2"));
+        assert_eq!((a.state, a.reworks), (Running, 1));
+        assert!(a.feedback.as_deref().unwrap().contains("reverted"));
+    }
+
+    #[test]
+    fn old_runs_without_the_queue_still_fold() {
+        let settings: RunSettings = serde_json::from_str(
+            r#"{"concurrency":1,"max_tasks":5,"max_rework":1,"max_conflict_rework":1,
+                "max_plan_rounds":1,"test_command":"true","provider":"scripted"}"#,
+        )
+        .unwrap();
+        assert!(!settings.verify_merges);
+        assert_eq!(settings.post_merge_command, None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod brainstorm;
 pub mod context;
 pub mod engine_lock;
 pub mod error;
+pub mod merge_queue;
 pub mod orchestrator;
 pub mod overseer;
 pub mod pipeline;

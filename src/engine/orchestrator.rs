@@ -211,10 +211,15 @@ impl Orchestrator {
         }
     }
 
-    /// Removes the worktrees kept for reuse: nothing is left to reuse them.
+    /// Removes the worktrees kept for reuse, and the merge queue's scratch
+    /// worktree: nothing is left to reuse them.
     async fn drop_spare_worktrees(&self) {
         for spare in self.ctx.drain_spare_worktrees() {
             self.ctx.discard_worktree(spare.dir).await;
+        }
+        let scratch = super::merge_queue::scratch_dir(&self.ctx);
+        if scratch.exists() {
+            self.ctx.discard_worktree(scratch).await;
         }
     }
 

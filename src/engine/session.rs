@@ -149,6 +149,8 @@ pub async fn start(
         scenario: request.scenario.clone(),
         auto_approve: request.auto_approve,
         await_spec: request.await_spec,
+        verify_merges: request.config.verify_merges(),
+        post_merge_command: request.config.merge.post_merge_command.clone(),
     };
     let recorder = Recorder::start(
         store,
