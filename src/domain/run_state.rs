@@ -508,6 +508,21 @@ impl RunState {
             .collect()
     }
 
+    /// 1-based place of a queued task in the merge queue. The queue is
+    /// first come, first served, so this is the order tasks were queued in
+    /// (blueprint order among those queued in the same millisecond).
+    pub fn queue_position(&self, id: &TaskId) -> Option<usize> {
+        let mut queued: Vec<(u64, usize, &TaskId)> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.state == TaskState::Queued)
+            .map(|(i, t)| (t.since_ms, i, t.id()))
+            .collect();
+        queued.sort();
+        queued.iter().position(|(_, _, t)| *t == id).map(|p| p + 1)
+    }
+
     pub fn count(&self, state: TaskState) -> usize {
         self.tasks.iter().filter(|t| t.state == state).count()
     }
@@ -832,6 +847,28 @@ mod tests {
         assert_eq!(a.head_commit.as_deref(), Some("h2"));
         assert_eq!((a.state, a.reworks), (Running, 1));
         assert!(a.feedback.as_deref().unwrap().contains("reverted"));
+    }
+
+    #[test]
+    fn queue_positions_follow_arrival() {
+        use TaskState::*;
+        let mut log = accepted();
+        // b was queued first (earlier event), then a.
+        for t in ["a", "b"] {
+            log.move_task(t, Pending, Ready);
+            log.move_task(t, Ready, Running);
+            log.move_task(t, Running, Reviewing);
+            log.move_task(t, Reviewing, Testing);
+        }
+        log.move_task("b", Testing, Queued);
+        log.move_task("a", Testing, Queued);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.queue_position(&"b".into()), Some(1));
+        assert_eq!(state.queue_position(&"a".into()), Some(2));
+        log.move_task("b", Queued, Merging);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.queue_position(&"b".into()), None);
+        assert_eq!(state.queue_position(&"a".into()), Some(1));
     }
 
     #[test]

@@ -106,6 +106,24 @@ impl TaskState {
         )
     }
 
+    /// The task takes one of the run's `concurrency` slots: coding, review
+    /// and its tests. A task in the merge queue waits on the queue, not on a
+    /// slot, so a slow verification does not hold back coding.
+    pub fn holds_slot(self) -> bool {
+        matches!(
+            self,
+            TaskState::Running | TaskState::Reviewing | TaskState::Testing
+        )
+    }
+
+    /// Waiting in, or going through, the merge queue.
+    pub fn in_merge_queue(self) -> bool {
+        matches!(
+            self,
+            TaskState::Queued | TaskState::Merging | TaskState::Verifying
+        )
+    }
+
     /// Nothing more happens to the task without a human.
     pub fn is_settled(self) -> bool {
         matches!(
@@ -186,6 +204,7 @@ mod tests {
         // Interrupted queue work goes back to the queue on resume.
         for s in [Queued, Merging, Verifying] {
             assert!(s.is_active(), "{s}");
+            assert!(!s.holds_slot(), "{s}");
             assert!(s.can_become(Ready), "{s}");
         }
     }

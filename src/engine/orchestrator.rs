@@ -258,12 +258,19 @@ impl Orchestrator {
     }
 
     /// Starts the ready tasks the schedule picks, while agent slots are free.
+    /// Pipelines waiting in the merge queue hold no slot: a verification
+    /// that takes minutes must not stop coding. (A task the queue reopens
+    /// can so briefly make one more coder than `concurrency`.)
     fn fill_slots(&mut self) {
-        let active: HashSet<TaskId> = self.active.keys().cloned().collect();
-        let start = self
-            .ctx
-            .recorder
-            .with_state(|s| schedule::to_start(s, &active));
+        let pipelines = &self.active;
+        let start = self.ctx.recorder.with_state(|s| {
+            let holding: HashSet<TaskId> = pipelines
+                .keys()
+                .filter(|t| !s.task(t).is_some_and(|r| r.state.in_merge_queue()))
+                .cloned()
+                .collect();
+            schedule::to_start(s, &holding)
+        });
         for task in start {
             self.spawn(task, false);
         }
