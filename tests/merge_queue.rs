@@ -96,8 +96,9 @@ fn passes_at(repo: &Path, commit: &str, command: &str) -> bool {
     Command::new("sh")
         .args(["-c", command])
         .current_dir(dir.path())
-        .status()
+        .output()
         .unwrap()
+        .status
         .success()
 }
 
@@ -334,4 +335,65 @@ fn a_merge_landed_but_not_recorded_is_recognised_after_a_crash() {
     assert_eq!(landings, 1);
     assert_eq!(mainline_merges(&dir), vec![candidate.clone()]);
     assert_eq!(git(&dir, &["rev-parse", "main"]), *candidate);
+}
+
+#[test]
+fn a_process_killed_anywhere_in_the_queue_resumes_to_one_merge() {
+    let base = tempfile::tempdir().unwrap();
+    let reference = base.path().join("reference");
+    let out = solo_demo(&reference, u64::MAX);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = stored_events(&reference, &only_run(&reference));
+    let reference_tree = mainline_tree(&reference);
+
+    // Killed right after each step of the queue was stored.
+    let steps: Vec<u64> = events
+        .iter()
+        .filter(|e| match &e.kind {
+            EventKind::TaskStateChanged { to, .. } => to.in_merge_queue(),
+            EventKind::MergeVerified { .. } | EventKind::MergeResult { .. } => true,
+            _ => false,
+        })
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        steps.len(),
+        5,
+        "queued, merging, verifying, verified, landed"
+    );
+    for (i, crash_after) in steps.into_iter().enumerate() {
+        let dir = base.path().join(format!("crash-{i}"));
+        let out = solo_demo(&dir, crash_after);
+        assert_eq!(out.status.code(), Some(CRASH_EXIT_CODE));
+        let out = Command::new(memofab_bin())
+            .args(["resume", "--headless", "--repo"])
+            .arg(&dir)
+            .env("XDG_CONFIG_HOME", dir.join("no-user-config"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "resume after event {crash_after}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let events = stored_events(&dir, &only_run(&dir));
+        let state = fold(&events);
+        assert_eq!(
+            state.task(&"solo".into()).unwrap().state,
+            TaskState::Merged,
+            "after event {crash_after}"
+        );
+        assert_eq!(mainline_merges(&dir).len(), 1, "after event {crash_after}");
+        assert_eq!(
+            mainline_tree(&dir),
+            reference_tree,
+            "after event {crash_after}"
+        );
+        let head = git(&dir, &["rev-parse", "main"]);
+        assert!(passes_at(&dir, &head, "sh tests/run.sh"));
+    }
 }

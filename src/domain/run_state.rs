@@ -9,7 +9,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::blueprint::{Blueprint, TaskSpec};
-use super::event::{ConflictResolution, Event, EventKind, MergeOutcome, RunSettings, TokenUsage};
+use super::event::{
+    ConflictResolution, Event, EventKind, MergeCheck, MergeOutcome, RunSettings, TokenUsage,
+};
 use super::ids::{RunId, TaskId};
 use super::task::TaskState;
 
@@ -102,6 +104,9 @@ pub struct TaskRecord {
     /// How a human chose to resolve an escalated conflict; consumed by the
     /// next coding step.
     pub resolution: Option<ConflictResolution>,
+    /// A check of the merge queue failed and the task has not been reopened
+    /// yet: a resumed run reopens it rather than merge it again.
+    pub queue_failure: Option<MergeCheck>,
     pub tokens: TokenUsage,
     /// `at_ms` of the event that last changed the state.
     pub since_ms: u64,
@@ -122,6 +127,7 @@ impl TaskRecord {
             merged_commit: None,
             conflict_files: Vec::new(),
             resolution: None,
+            queue_failure: None,
             tokens: TokenUsage::default(),
             since_ms: at_ms,
         }
@@ -323,6 +329,7 @@ impl RunState {
                 }
                 record.state = *to;
                 record.since_ms = event.at_ms;
+                record.queue_failure = None;
             }
             EventKind::WorktreeCreated {
                 task,
@@ -404,7 +411,9 @@ impl RunState {
                 ..
             } => {
                 if !passed {
-                    self.task_mut(task, seq)?.feedback = Some(format!(
+                    let record = self.task_mut(task, seq)?;
+                    record.queue_failure = Some(*check);
+                    record.feedback = Some(format!(
                         "Your change passed its own tests, but the {} failed: `{command}` \
                          on your change merged with the current mainline:\n{}",
                         check.label(),
@@ -549,7 +558,6 @@ pub fn tail(text: &str, max: usize) -> &str {
 mod tests {
     use super::*;
     use crate::domain::blueprint::TaskSpec;
-    use crate::domain::event::MergeCheck;
 
     fn settings() -> RunSettings {
         RunSettings {
@@ -802,8 +810,15 @@ mod tests {
         use TaskState::*;
         let mut log = queued_and_verifying();
         log.push(verified(false, MergeCheck::Verify));
+        let failed = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(
+            failed.task(&"a".into()).unwrap().queue_failure,
+            Some(MergeCheck::Verify),
+            "a resumed run knows to reopen it"
+        );
         log.move_task("a", Verifying, Running);
         let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.task(&"a".into()).unwrap().queue_failure, None);
         let a = state.task(&"a".into()).unwrap();
         assert_eq!((a.state, a.attempt, a.reworks), (Running, 2, 1));
         let feedback = a.feedback.as_deref().unwrap();

@@ -52,24 +52,39 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
                 return merge_unverified(ctx, &record).await;
             }
             TaskState::Merging => candidate = compute(ctx, &record).await?,
-            TaskState::Verifying => match (&record.merged_commit, candidate.take()) {
-                (Some(landed), _) => {
-                    let landed = landed.clone();
-                    return post_merge(ctx, &record, &landed).await;
+            TaskState::Verifying => {
+                match (
+                    &record.merged_commit,
+                    record.queue_failure,
+                    candidate.take(),
+                ) {
+                    (Some(landed), _, _) => {
+                        let landed = landed.clone();
+                        return post_merge(ctx, &record, &landed).await;
+                    }
+                    // A check failed before a restart could reopen the task.
+                    (None, Some(MergeCheck::Verify), _) => {
+                        return reopen_unlanded(ctx, &record).await;
+                    }
+                    (None, Some(MergeCheck::PostMerge), _) => {
+                        return rework_or_fail(ctx, &record, REVERTED).await;
+                    }
+                    (None, None, Some(candidate)) => {
+                        verify_and_land(ctx, &record, candidate).await?
+                    }
+                    (None, None, None) => {
+                        // A restart lost the candidate; nothing landed, so it
+                        // is simply computed again.
+                        ctx.recorder
+                            .transition(
+                                task,
+                                TaskState::Merging,
+                                "the merge is computed again after a restart".to_owned(),
+                            )
+                            .await?;
+                    }
                 }
-                (None, Some(candidate)) => verify_and_land(ctx, &record, candidate).await?,
-                (None, None) => {
-                    // A restart lost the candidate; nothing landed, so it is
-                    // simply computed again.
-                    ctx.recorder
-                        .transition(
-                            task,
-                            TaskState::Merging,
-                            "the merge is computed again after a restart".to_owned(),
-                        )
-                        .await?;
-                }
-            },
+            }
             _ => return Ok(()),
         }
     }
@@ -296,13 +311,10 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
     let Some(record) = ctx.recorder.with_state(|s| s.task(&task).cloned()) else {
         return Err(EngineError::UnknownTask(task));
     };
-    rework_or_fail(
-        ctx,
-        &record,
-        "the post-merge check failed on mainline; the merge was reverted",
-    )
-    .await
+    rework_or_fail(ctx, &record, REVERTED).await
 }
+
+const REVERTED: &str = "the post-merge check failed on mainline; the merge was reverted";
 
 /// The worktree checks run in, reused for the whole run.
 pub fn scratch_dir(ctx: &RunContext) -> PathBuf {
