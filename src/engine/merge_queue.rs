@@ -14,11 +14,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::context::RunContext;
+use super::context::{RunContext, SpareWorktree};
 use super::error::{EngineError, EngineResult};
 use super::pipeline::{
-    branch_name, conflicted, ensure_worktree, merge_mainline_in, merge_message, merge_unverified,
-    merged, rework_or_fail, run_check_command, short, worktree_dir,
+    branch_name, ensure_worktree, merge_mainline_in, rework_or_fail, run_check_command, short,
+    worktree_dir,
 };
 use crate::domain::{EventKind, MergeCheck, MergeOutcome, TaskId, TaskRecord, TaskState};
 use crate::effects::git::MergeCandidate;
@@ -315,6 +315,102 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
 }
 
 const REVERTED: &str = "the post-merge check failed on mainline; the merge was reverted";
+
+/// Merges straight onto mainline, with nothing to verify (no test command,
+/// or `[merge] verify = false` and no post-merge check). The caller holds
+/// the merge queue's turn.
+async fn merge_unverified(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
+    let task = record.id().clone();
+    let branch = branch_name(ctx.recorder.run().as_str(), &task);
+    let message = merge_message(ctx, record);
+    let (m, b) = (ctx.mainline.clone(), branch.clone());
+    let outcome = ctx
+        .git(move |g| g.merge_into_mainline(&m, &b, &message))
+        .await?;
+    ctx.recorder
+        .record(EventKind::MergeResult {
+            task: task.clone(),
+            result: outcome.clone(),
+        })
+        .await?;
+    match outcome {
+        MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit } => {
+            merged(ctx, &task, &commit).await
+        }
+        MergeOutcome::Conflict { files } => conflicted(ctx, record, &files).await,
+    }
+}
+
+/// The message of the merge commit of `record` onto mainline.
+fn merge_message(ctx: &RunContext, record: &TaskRecord) -> String {
+    format!(
+        "Merge {}: {}\n\nmemofab run {}",
+        record.id(),
+        record.spec.title,
+        ctx.recorder.run()
+    )
+}
+
+/// The task is on mainline: record it and keep its worktree for the next task.
+async fn merged(ctx: &RunContext, task: &TaskId, commit: &str) -> EngineResult<()> {
+    ctx.recorder
+        .transition(
+            task,
+            TaskState::Merged,
+            format!("mainline at {}", short(commit)),
+        )
+        .await?;
+    let spare = SpareWorktree {
+        dir: worktree_dir(ctx, task),
+        branch: branch_name(ctx.recorder.run().as_str(), task),
+    };
+    if let Some(unwanted) = ctx.park_worktree(spare) {
+        ctx.discard_worktree(unwanted.dir).await;
+    }
+    Ok(())
+}
+
+/// Merging onto mainline conflicted (already recorded): bounded conflict
+/// rework, then a human.
+async fn conflicted(
+    ctx: &Arc<RunContext>,
+    record: &TaskRecord,
+    files: &[String],
+) -> EngineResult<()> {
+    let task = record.id().clone();
+    let bound = ctx.settings().max_conflict_rework;
+    if record.conflict_reworks < bound {
+        ctx.recorder
+            .transition(
+                &task,
+                TaskState::Running,
+                format!(
+                    "merge conflict in {}; conflict rework {} of {bound}",
+                    files.join(", "),
+                    record.conflict_reworks + 1
+                ),
+            )
+            .await?;
+    } else {
+        let reason = format!(
+            "merge conflicts in {} remain after {bound} rework attempts; a human must decide",
+            files.join(", ")
+        );
+        // Leave the markers in the worktree for the human to resolve.
+        let dir = ensure_worktree(ctx, record, false).await?;
+        merge_mainline_in(ctx, &task, &dir).await?;
+        ctx.recorder
+            .record(EventKind::Escalated {
+                task: task.clone(),
+                reason: reason.clone(),
+            })
+            .await?;
+        ctx.recorder
+            .transition(&task, TaskState::Conflict, reason)
+            .await?;
+    }
+    Ok(())
+}
 
 /// The worktree checks run in, reused for the whole run.
 pub fn scratch_dir(ctx: &RunContext) -> PathBuf {

@@ -1,21 +1,20 @@
-//! One task's way through the factory: code → review → test → gate → merge
-//! queue (`merge_queue`), with bounded rework. `drive` looks at the task's current state and carries
-//! it on from there, so the same code starts a task, continues a rework and
-//! resumes after a crash. It stops when the task is settled or waits for a
-//! human (the gate).
+//! One task's way through the factory: code → review → test → gate → the
+//! merge queue (`merge_queue`), with bounded rework. `drive` looks at the
+//! task's current state and carries it on from there, so the same code
+//! starts a task, continues a rework and resumes after a crash. It stops when
+//! the task is settled or waits for a human (the gate).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
-use super::context::{RunContext, SpareWorktree};
+use super::context::RunContext;
 use super::error::EngineResult;
 use super::tools::{ToolBox, ToolSet};
 use crate::domain::policy::Risk;
 use crate::domain::{
-    AgentRole, ConflictFile, ConflictResolution, EventKind, MergeOutcome, RunPhase, TaskId,
-    TaskRecord, TaskState,
+    AgentRole, ConflictFile, ConflictResolution, EventKind, RunPhase, TaskId, TaskRecord, TaskState,
 };
 use crate::effects::process::{CommandSpec, run_command};
 use crate::effects::sandbox::Sandbox;
@@ -491,105 +490,6 @@ pub async fn reject(ctx: &RunContext, task: &TaskId, by: &str, feedback: &str) -
         return Ok(());
     };
     rework_or_fail(ctx, &record, "rejected at the gate").await
-}
-
-/// Merges straight onto mainline, with nothing to verify (no test command,
-/// or `[merge] verify = false` and no post-merge check). The caller holds
-/// the merge queue's turn.
-pub(super) async fn merge_unverified(
-    ctx: &Arc<RunContext>,
-    record: &TaskRecord,
-) -> EngineResult<()> {
-    let task = record.id().clone();
-    let branch = branch_name(ctx.recorder.run().as_str(), &task);
-    let message = merge_message(ctx, record);
-    let (m, b) = (ctx.mainline.clone(), branch.clone());
-    let outcome = ctx
-        .git(move |g| g.merge_into_mainline(&m, &b, &message))
-        .await?;
-    ctx.recorder
-        .record(EventKind::MergeResult {
-            task: task.clone(),
-            result: outcome.clone(),
-        })
-        .await?;
-    match outcome {
-        MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit } => {
-            merged(ctx, &task, &commit).await
-        }
-        MergeOutcome::Conflict { files } => conflicted(ctx, record, &files).await,
-    }
-}
-
-/// The message of the merge commit of `record` onto mainline.
-pub(super) fn merge_message(ctx: &RunContext, record: &TaskRecord) -> String {
-    format!(
-        "Merge {}: {}\n\nmemofab run {}",
-        record.id(),
-        record.spec.title,
-        ctx.recorder.run()
-    )
-}
-
-/// The task is on mainline: record it and keep its worktree for the next task.
-pub(super) async fn merged(ctx: &RunContext, task: &TaskId, commit: &str) -> EngineResult<()> {
-    ctx.recorder
-        .transition(
-            task,
-            TaskState::Merged,
-            format!("mainline at {}", short(commit)),
-        )
-        .await?;
-    let spare = SpareWorktree {
-        dir: worktree_dir(ctx, task),
-        branch: branch_name(ctx.recorder.run().as_str(), task),
-    };
-    if let Some(unwanted) = ctx.park_worktree(spare) {
-        ctx.discard_worktree(unwanted.dir).await;
-    }
-    Ok(())
-}
-
-/// Merging onto mainline conflicted (already recorded): bounded conflict
-/// rework, then a human.
-pub(super) async fn conflicted(
-    ctx: &Arc<RunContext>,
-    record: &TaskRecord,
-    files: &[String],
-) -> EngineResult<()> {
-    let task = record.id().clone();
-    let bound = ctx.settings().max_conflict_rework;
-    if record.conflict_reworks < bound {
-        ctx.recorder
-            .transition(
-                &task,
-                TaskState::Running,
-                format!(
-                    "merge conflict in {}; conflict rework {} of {bound}",
-                    files.join(", "),
-                    record.conflict_reworks + 1
-                ),
-            )
-            .await?;
-    } else {
-        let reason = format!(
-            "merge conflicts in {} remain after {bound} rework attempts; a human must decide",
-            files.join(", ")
-        );
-        // Leave the markers in the worktree for the human to resolve.
-        let dir = ensure_worktree(ctx, record, false).await?;
-        merge_mainline_in(ctx, &task, &dir).await?;
-        ctx.recorder
-            .record(EventKind::Escalated {
-                task: task.clone(),
-                reason: reason.clone(),
-            })
-            .await?;
-        ctx.recorder
-            .transition(&task, TaskState::Conflict, reason)
-            .await?;
-    }
-    Ok(())
 }
 
 /// Back to the coder with the feedback already recorded, or fail past the bound.
