@@ -379,10 +379,27 @@ fn a_merge_candidate_moves_mainline_only_when_landed_and_only_from_where_it_was(
     assert!(git.root().join("one.txt").exists(), "the checkout followed");
     assert!(git.dirty_paths().unwrap().is_empty());
 
-    // A landed branch is recognised, not merged again.
+    // A landed branch is recognised, not merged again, even under later
+    // merges: the commit that landed it is named, not mainline's head.
+    let w2 = tmp.path().join("wt/2");
+    git.add_worktree(&w2, "b2", &base).unwrap();
+    write(&w2, "two.txt", "2");
+    git.commit_all(&w2, "two").unwrap();
+    let MergeCandidate::Ready {
+        onto: o2,
+        commit: c2,
+    } = git.merge_candidate("main", "b2", "merge b2").unwrap()
+    else {
+        panic!("a clean merge");
+    };
+    assert!(git.advance_mainline("main", &o2, &c2).unwrap());
     assert_eq!(
         git.merge_candidate("main", "b1", "again").unwrap(),
         MergeCandidate::Landed { commit }
+    );
+    assert_eq!(
+        git.merge_candidate("main", "b2", "again").unwrap(),
+        MergeCandidate::Landed { commit: c2 }
     );
 }
 

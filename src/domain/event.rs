@@ -238,7 +238,8 @@ pub enum EventKind {
         result: MergeOutcome,
     },
     /// A check of the merge queue ran on `candidate`, the merge of the task
-    /// onto mainline at `onto`.
+    /// onto mainline at `onto`. For the post-merge check both name the
+    /// landed merge.
     MergeVerified {
         task: TaskId,
         check: MergeCheck,

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use git2::build::CheckoutBuilder;
-use git2::{ErrorCode, Repository};
+use git2::{ErrorCode, Oid, Repository};
 
 use super::{Context, GitRepo, Result, conflicted_paths, signature, worktree_turn};
 
@@ -50,7 +50,7 @@ impl GitRepo {
                 .ctx(|| "comparing history".into())?;
         if contained {
             return Ok(MergeCandidate::Landed {
-                commit: main_oid.to_string(),
+                commit: Self::landing_commit(&repo, main_oid, branch_oid)?.to_string(),
             });
         }
         let ours = repo
@@ -81,6 +81,29 @@ impl GitRepo {
             onto: main_oid.to_string(),
             commit: oid.to_string(),
         })
+    }
+
+    /// The commit on `head`'s first-parent line that brought `branch` in:
+    /// the oldest one whose history still contains it. Other merges may
+    /// have landed on top since, and they are not this task's to revert.
+    fn landing_commit(repo: &Repository, head: Oid, branch: Oid) -> Result<Oid> {
+        let mut landing = head;
+        loop {
+            let commit = repo
+                .find_commit(landing)
+                .ctx(|| "walking mainline".into())?;
+            let Ok(parent) = commit.parent_id(0) else {
+                return Ok(landing);
+            };
+            let still_in = parent == branch
+                || repo
+                    .graph_descendant_of(parent, branch)
+                    .ctx(|| "comparing history".into())?;
+            if !still_in {
+                return Ok(landing);
+            }
+            landing = parent;
+        }
     }
 
     /// Checks `commit` out, detached, in the scratch worktree at `dir`
