@@ -32,6 +32,7 @@ struct Candidate {
 /// Carries a queued, merging or verifying task through the queue, until it
 /// is merged or reopened.
 pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
+    ctx.slot_freed.notify_one();
     let _turn = ctx.merge_lock.lock().await;
     let mut candidate: Option<Candidate> = None;
     loop {

@@ -179,6 +179,8 @@ impl Orchestrator {
             }
             tokio::select! {
                 Some(joined) = self.pipelines.join_next_with_id() => self.reap(joined).await?,
+                // A task entered the merge queue: its slot is free for the next.
+                _ = self.ctx.slot_freed.notified() => {}
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => {
                         self.pipelines.shutdown().await;

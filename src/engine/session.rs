@@ -116,6 +116,7 @@ fn context(
         auto_approve: settings.auto_approve,
         isolation: config.run.isolation()?,
         merge_lock: tokio::sync::Mutex::new(()),
+        slot_freed: tokio::sync::Notify::new(),
         spare_worktrees: std::sync::Mutex::new(Vec::new()),
         recorder,
         git,
