@@ -412,6 +412,28 @@ mod tests {
     }
 
     #[test]
+    fn merges_are_verified_by_default_when_there_is_a_test_command() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!Config::default().verify_merges(), "nothing to run");
+        let tests = write(
+            dir.path(),
+            "t.toml",
+            "[project]\ntest_command = \"make test\"\n",
+        );
+        let config = Config::load(std::slice::from_ref(&tests)).unwrap();
+        assert!(config.verify_merges());
+        assert_eq!(config.merge.post_merge_command, None);
+        let off = write(
+            dir.path(),
+            "m.toml",
+            "[merge]\nverify = false\npost_merge_command = \"make e2e\"\n",
+        );
+        let config = Config::load(&[tests, off]).unwrap();
+        assert!(!config.verify_merges());
+        assert_eq!(config.merge.post_merge_command.as_deref(), Some("make e2e"));
+    }
+
+    #[test]
     fn wrong_types_and_unknown_keys_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let bad = write(dir.path(), "bad.toml", "[run]\nconcurrency = \"four\"\n");
