@@ -250,6 +250,13 @@ async fn a_failing_post_merge_check_reverts_the_merge() {
     // The user's checkout followed mainline.
     assert!(!demo.repo.join("bad.txt").exists());
     assert!(demo.repo.join("good.txt").exists());
+
+    // The run's record says what happened.
+    let mut md = Vec::new();
+    memofab::effects::store::export::export_markdown(&events, &mut md).unwrap();
+    let md = String::from_utf8(md).unwrap();
+    assert!(md.contains("post-merge check of bad"), "{md}");
+    assert!(md.contains("reverted on mainline by"), "{md}");
 }
 
 fn solo_demo(dir: &Path, crash_after: u64) -> Output {
