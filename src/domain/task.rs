@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```text
 /// pending ─▶ ready ─▶ running ─▶ reviewing ─▶ testing ─▶ queued ─▶ merging ─▶ verifying ─▶ merged
-///    │         ▲         ▲  ▲         │           │        ▲         │  │  ▲       │
-///    ▼         │         │  └─────────┴─rework────┴────────┼─────────┼──┼──┼───────┘ (merged tree
-/// blocked ─────┘         └──────── conflict rework ────────┼─────────┘  │  │         failed its tests,
-///                                         awaiting_gate ───┘   conflict ◀┘  └ mainline moved: recompute
+///    │         ▲       ▲ ▲ ▲          │          │  │       ▲        │ │  ▲          │
+///    ▼         │       │ │ └──rework──┴──────────┘  ▼       │        │ │  └──────────┤ mainline moved:
+/// blocked ─────┘       │ │              awaiting_gate ──────┘        │ ▼             │ merge again
+///                      │ └────────── conflict rework ────────────────┘ conflict      │
+///                      └────────── rework: the merged tree failed a check ───────────┘
 /// ```
 ///
 /// `queued → merging → verifying` is the merge queue: one task at a time
