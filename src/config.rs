@@ -23,6 +23,35 @@ pub struct Config {
     pub ui: UiConfig,
     /// Token and cost limits per task and per run; none by default.
     pub budget: crate::domain::Budget,
+    /// The mainline merge queue.
+    pub merge: MergeConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MergeConfig {
+    /// Run the project's test command on each merge result (in a scratch
+    /// worktree) before mainline moves. Needs `project.test_command`.
+    pub verify: bool,
+    /// Runs on mainline after each landing; if it fails, the merge is
+    /// reverted automatically and the task reopens.
+    pub post_merge_command: Option<String>,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        Self {
+            verify: true,
+            post_merge_command: None,
+        }
+    }
+}
+
+impl Config {
+    /// Whether merges are verified: asked for, and there is something to run.
+    pub fn verify_merges(&self) -> bool {
+        self.merge.verify && self.project.test_command.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +260,7 @@ impl Default for Config {
             roles: RolesConfig::default(),
             ui: UiConfig::default(),
             budget: crate::domain::Budget::default(),
+            merge: MergeConfig::default(),
         }
     }
 }
@@ -430,6 +460,28 @@ mod tests {
         assert_eq!(c.run.max_plan_rounds, 3);
         assert_eq!(c.project.test_command.as_deref(), Some("make test"));
         assert_eq!(c.role(AgentRole::Coder), ("scripted", Some("scripted")));
+    }
+
+    #[test]
+    fn merges_are_verified_by_default_when_there_is_a_test_command() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!Config::default().verify_merges(), "nothing to run");
+        let tests = write(
+            dir.path(),
+            "t.toml",
+            "[project]\ntest_command = \"make test\"\n",
+        );
+        let config = Config::load(std::slice::from_ref(&tests)).unwrap();
+        assert!(config.verify_merges());
+        assert_eq!(config.merge.post_merge_command, None);
+        let off = write(
+            dir.path(),
+            "m.toml",
+            "[merge]\nverify = false\npost_merge_command = \"make e2e\"\n",
+        );
+        let config = Config::load(&[tests, off]).unwrap();
+        assert!(!config.verify_merges());
+        assert_eq!(config.merge.post_merge_command.as_deref(), Some("make e2e"));
     }
 
     #[test]

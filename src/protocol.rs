@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{AgentId, Event, TaskId};
 
 /// Engine → front end.
+// Nearly every update is an event, so boxing it would cost an allocation on
+// the common path to save bytes on the rare one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "update", rename_all = "snake_case")]
 // Nearly every update is an event: boxing it would add an allocation to the

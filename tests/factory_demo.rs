@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashSet};
 
-use memofab::domain::{EventKind, MergeOutcome, RunPhase, TaskState};
+use memofab::domain::{EventKind, MergeCheck, MergeOutcome, RunPhase, TaskState};
 use memofab::effects::git::GitRepo;
 use support::*;
 
@@ -130,6 +130,24 @@ async fn demo_scenario_runs_to_a_fully_merged_mainline() {
             .filter(|e| matches!(&e.kind, EventKind::MergeResult { task: t, result } if t == task.id() && !matches!(result, MergeOutcome::Conflict { .. })))
             .count();
         assert_eq!(merges, 1, "{} merged {merges} times", task.id());
+    }
+
+    // Every task went through the merge queue: queued, then verified on the
+    // merged tree before mainline moved.
+    for state_seen in [TaskState::Queued, TaskState::Verifying] {
+        for task in state.tasks() {
+            let seen = events.iter().any(|e| {
+                matches!(&e.kind, EventKind::TaskStateChanged { task: t, to, .. } if t == task.id() && *to == state_seen)
+            });
+            assert!(seen, "{} was never {state_seen}", task.id());
+        }
+    }
+    for task in state.tasks() {
+        let landed = task.merged_commit.as_deref().expect("merged");
+        let verified = events.iter().any(|e| {
+            matches!(&e.kind, EventKind::MergeVerified { task: t, check: MergeCheck::Verify, candidate, passed: true, .. } if t == task.id() && candidate == landed)
+        });
+        assert!(verified, "{} landed {landed} unverified", task.id());
     }
 
     // The seed's own tests pass on the final mainline.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use memofab::domain::MergeOutcome;
-use memofab::effects::git::{GitError, GitRepo};
+use memofab::effects::git::{GitError, GitRepo, MergeCandidate};
 
 fn files(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
     list.iter()
@@ -333,4 +333,112 @@ fn a_dirty_checkout_is_not_clobbered_by_a_merge() {
         std::fs::read_to_string(git.root().join("a.txt")).unwrap(),
         "the human's unsaved work\n"
     );
+}
+
+#[test]
+fn a_merge_candidate_moves_mainline_only_when_landed_and_only_from_where_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let base = git.branch_head("main").unwrap();
+    let w1 = tmp.path().join("wt/1");
+    git.add_worktree(&w1, "b1", &base).unwrap();
+    write(&w1, "one.txt", "1");
+    git.commit_all(&w1, "one").unwrap();
+
+    // Computed, even where mainline could fast-forward, as a merge commit on
+    // no branch: mainline and the checkout stay where they were.
+    let MergeCandidate::Ready { onto, commit } =
+        git.merge_candidate("main", "b1", "merge b1").unwrap()
+    else {
+        panic!("a clean merge");
+    };
+    assert_eq!(onto, base);
+    assert_eq!(git.branch_head("main").unwrap(), base);
+    assert_eq!(git.log_messages(&commit, 1).unwrap(), ["merge b1"]);
+    assert!(!git.root().join("one.txt").exists());
+
+    // Checked out, detached, in a scratch worktree that is reused.
+    let scratch = tmp.path().join("wt/.verify");
+    git.check_out_scratch(&scratch, "memofab-verify/r", &commit)
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("one.txt")).unwrap(),
+        "1"
+    );
+    write(&scratch, "leftover.txt", "from the last check");
+    git.check_out_scratch(&scratch, "memofab-verify/r", &base)
+        .unwrap();
+    assert!(!scratch.join("one.txt").exists());
+    assert!(!scratch.join("leftover.txt").exists());
+
+    // Landing is compare-and-swap: refused once mainline moved.
+    assert!(!git.advance_mainline("main", &commit, &commit).unwrap());
+    assert!(git.advance_mainline("main", &onto, &commit).unwrap());
+    assert_eq!(git.branch_head("main").unwrap(), commit);
+    assert_eq!(read_main(&git, "one.txt"), "1");
+    assert!(git.root().join("one.txt").exists(), "the checkout followed");
+    assert!(git.dirty_paths().unwrap().is_empty());
+
+    // A landed branch is recognised, not merged again, even under later
+    // merges: the commit that landed it is named, not mainline's head.
+    let w2 = tmp.path().join("wt/2");
+    git.add_worktree(&w2, "b2", &base).unwrap();
+    write(&w2, "two.txt", "2");
+    git.commit_all(&w2, "two").unwrap();
+    let MergeCandidate::Ready {
+        onto: o2,
+        commit: c2,
+    } = git.merge_candidate("main", "b2", "merge b2").unwrap()
+    else {
+        panic!("a clean merge");
+    };
+    assert!(git.advance_mainline("main", &o2, &c2).unwrap());
+    assert_eq!(
+        git.merge_candidate("main", "b1", "again").unwrap(),
+        MergeCandidate::Landed { commit }
+    );
+    assert_eq!(
+        git.merge_candidate("main", "b2", "again").unwrap(),
+        MergeCandidate::Landed { commit: c2 }
+    );
+}
+
+#[test]
+fn a_landed_merge_is_reverted_on_top_and_its_change_put_back_on_the_branch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let base = git.branch_head("main").unwrap();
+    let w1 = tmp.path().join("wt/1");
+    git.add_worktree(&w1, "b1", &base).unwrap();
+    write(&w1, "bad.txt", "bad");
+    git.commit_all(&w1, "bad").unwrap();
+    let MergeCandidate::Ready { onto, commit } = git.merge_candidate("main", "b1", "m").unwrap()
+    else {
+        panic!("a clean merge");
+    };
+    assert!(git.advance_mainline("main", &onto, &commit).unwrap());
+
+    let revert = git
+        .revert_on_mainline("main", &commit, "Revert b1: post-merge check failed")
+        .unwrap()
+        .expect("nothing landed after it");
+    assert_eq!(git.branch_head("main").unwrap(), revert);
+    assert!(git.read_file_at("main", "bad.txt").unwrap().is_none());
+    assert!(
+        !git.root().join("bad.txt").exists(),
+        "the checkout followed"
+    );
+    assert_eq!(git.diff(&base, &revert).unwrap().1, Vec::<String>::new());
+
+    // The branch gets the change back on top of the revert, so merging it
+    // again brings the change (not nothing).
+    let reapplied = git
+        .reapply_on_branch("b1", &commit, &revert, "reapply")
+        .unwrap();
+    assert_eq!(git.branch_head("b1").unwrap(), reapplied);
+    assert_eq!(git.diff("main", "b1").unwrap().1, ["bad.txt"]);
+    assert!(matches!(
+        git.merge_candidate("main", "b1", "m2").unwrap(),
+        MergeCandidate::Ready { .. }
+    ));
 }

@@ -131,7 +131,9 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
         Duration::from_secs(10),
         || {
             let s = screen();
-            s.contains("Waiting on you") && s.contains("gate       docs") && s.contains("approve the merge")
+            s.contains("Waiting on you")
+                && s.contains("gate       docs")
+                && s.contains("approve the merge")
         },
         screen,
     );
@@ -147,7 +149,9 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
         Duration::from_secs(10),
         || {
             let s = screen();
-            s.contains("merged 6/6") && !s.contains("awaiting_gate") && s.contains("Nothing waits on you")
+            s.contains("merged 6/6")
+                && !s.contains("awaiting_gate")
+                && s.contains("Nothing waits on you")
         },
         screen,
     );

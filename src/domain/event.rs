@@ -49,6 +49,13 @@ pub struct RunSettings {
     /// Token and cost limits; none for runs stored before budgets existed.
     #[serde(default)]
     pub budget: Budget,
+    /// The merge queue runs the test command on each merge result before
+    /// mainline moves. Off in runs stored before the queue existed.
+    #[serde(default)]
+    pub verify_merges: bool,
+    /// Runs on mainline after each landing; a failure reverts the merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_merge_command: Option<String>,
 }
 
 /// Spending limits of a run and of each of its tasks. Cost limits only bite
@@ -81,6 +88,8 @@ impl Default for RunSettings {
             await_spec: false,
             write_sets: true,
             budget: Budget::default(),
+            verify_merges: false,
+            post_merge_command: None,
         }
     }
 }
@@ -102,6 +111,25 @@ impl TokenUsage {
         self.input += other.input;
         self.output += other.output;
         self.cached += other.cached;
+    }
+}
+
+/// Which check of the merge queue ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeCheck {
+    /// The test command on the merge result, before mainline moves.
+    Verify,
+    /// The post-merge command on mainline, after it moved.
+    PostMerge,
+}
+
+impl MergeCheck {
+    pub fn label(self) -> &'static str {
+        match self {
+            MergeCheck::Verify => "merge verification",
+            MergeCheck::PostMerge => "post-merge check",
+        }
     }
 }
 
@@ -271,6 +299,30 @@ pub enum EventKind {
         task: TaskId,
         result: MergeOutcome,
     },
+    /// A check of the merge queue ran on `candidate`, the merge of the task
+    /// onto mainline at `onto`. For the post-merge check both name the
+    /// landed merge.
+    MergeVerified {
+        task: TaskId,
+        check: MergeCheck,
+        candidate: String,
+        onto: String,
+        command: String,
+        exit_code: Option<i32>,
+        passed: bool,
+        duration_ms: u64,
+        output: String,
+    },
+    /// The post-merge check failed on mainline, so memofab reverted the merge
+    /// (`revert_commit` on mainline) and put the change back on the task
+    /// branch (`reapplied`) for rework.
+    MergeReverted {
+        task: TaskId,
+        merge_commit: String,
+        revert_commit: String,
+        reapplied: String,
+        output: String,
+    },
     /// Mainline was merged into the task worktree and left conflict markers
     /// for the coder (or a human) to resolve.
     ConflictMarkers {
@@ -389,6 +441,8 @@ impl EventKind {
             | EventKind::ReviewVerdict { task, .. }
             | EventKind::TestRun { task, .. }
             | EventKind::MergeResult { task, .. }
+            | EventKind::MergeVerified { task, .. }
+            | EventKind::MergeReverted { task, .. }
             | EventKind::ConflictMarkers { task, .. }
             | EventKind::GateDecision { task, .. }
             | EventKind::ConflictDecision { task, .. }
@@ -430,6 +484,8 @@ impl EventKind {
             EventKind::ReviewVerdict { .. } => "review_verdict",
             EventKind::TestRun { .. } => "test_run",
             EventKind::MergeResult { .. } => "merge_result",
+            EventKind::MergeVerified { .. } => "merge_verified",
+            EventKind::MergeReverted { .. } => "merge_reverted",
             EventKind::ConflictMarkers { .. } => "conflict_markers",
             EventKind::GateDecision { .. } => "gate_decision",
             EventKind::ConflictDecision { .. } => "conflict_decision",

@@ -263,7 +263,14 @@ impl FactoryMetrics {
                         feedback: feedback.clone(),
                     });
                 }
+                // A merge result failing its tests is a failed test run too.
                 EventKind::TestRun {
+                    task,
+                    passed: false,
+                    command,
+                    ..
+                }
+                | EventKind::MergeVerified {
                     task,
                     passed: false,
                     command,

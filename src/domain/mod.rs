@@ -17,8 +17,8 @@ pub mod write_set;
 
 pub use blueprint::{Blueprint, BlueprintIssue, TaskSpec};
 pub use event::{
-    Budget, ConflictFile, ConflictResolution, Event, EventKind, MergeOutcome, MessageAuthor,
-    RunSettings, TokenUsage,
+    Budget, ConflictFile, ConflictResolution, Event, EventKind, MergeCheck, MergeOutcome,
+    MessageAuthor, RunSettings, TokenUsage,
 };
 pub use ids::{AgentId, AgentRole, RunId, TaskId};
 pub use quota::{ParkedAgent, ProviderLimit};

@@ -9,7 +9,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::blueprint::{Blueprint, TaskSpec};
-use super::event::{ConflictResolution, Event, EventKind, MergeOutcome, RunSettings, TokenUsage};
+use super::event::{
+    ConflictResolution, Event, EventKind, MergeCheck, MergeOutcome, RunSettings, TokenUsage,
+};
 use super::ids::{AgentId, RunId, TaskId};
 use super::quota::{ParkedAgent, ProviderLimit};
 use super::task::TaskState;
@@ -103,6 +105,9 @@ pub struct TaskRecord {
     /// How a human chose to resolve an escalated conflict; consumed by the
     /// next coding step.
     pub resolution: Option<ConflictResolution>,
+    /// A check of the merge queue failed and the task has not been reopened
+    /// yet: a resumed run reopens it rather than merge it again.
+    pub queue_failure: Option<MergeCheck>,
     pub tokens: TokenUsage,
     /// Paths the task was seen changing: written by its agents' tools or
     /// in its committed diff. Joined with `spec.paths`, the write-set the
@@ -133,6 +138,7 @@ impl TaskRecord {
             merged_commit: None,
             conflict_files: Vec::new(),
             resolution: None,
+            queue_failure: None,
             tokens: TokenUsage::default(),
             observed_writes: BTreeSet::new(),
             cost_usd: 0.0,
@@ -362,7 +368,10 @@ impl RunState {
                 }
                 if *to == TaskState::Running {
                     match from {
-                        TaskState::Reviewing | TaskState::Testing | TaskState::AwaitingGate => {
+                        TaskState::Reviewing
+                        | TaskState::Testing
+                        | TaskState::AwaitingGate
+                        | TaskState::Verifying => {
                             record.reworks += 1;
                             record.attempt += 1;
                         }
@@ -393,6 +402,7 @@ impl RunState {
                 }
                 record.state = *to;
                 record.since_ms = event.at_ms;
+                record.queue_failure = None;
                 // A cancelled task's agents are dropped mid-park, with no
                 // event of their own.
                 if matches!(
@@ -551,6 +561,42 @@ impl RunState {
                     }
                 }
             }
+            EventKind::MergeVerified {
+                task,
+                check,
+                command,
+                passed,
+                output,
+                ..
+            } => {
+                if !passed {
+                    let record = self.task_mut(task, seq)?;
+                    record.queue_failure = Some(*check);
+                    record.feedback = Some(format!(
+                        "Your change passed its own tests, but the {} failed: `{command}` \
+                         on your change merged with the current mainline:\n{}",
+                        check.label(),
+                        tail(output, 4000)
+                    ));
+                }
+            }
+            EventKind::MergeReverted {
+                task,
+                revert_commit,
+                reapplied,
+                output,
+                ..
+            } => {
+                let record = self.task_mut(task, seq)?;
+                record.merged_commit = None;
+                record.head_commit = Some(reapplied.clone());
+                record.feedback = Some(format!(
+                    "Your change was merged, but the post-merge check failed on mainline, \
+                     so the merge was reverted. Your change is back on your branch; fix it:\n{}",
+                    tail(output, 4000)
+                ));
+                self.mainline_commit = revert_commit.clone();
+            }
             EventKind::ConflictDecision {
                 task, resolution, ..
             } => self.task_mut(task, seq)?.resolution = Some(*resolution),
@@ -663,6 +709,21 @@ impl RunState {
             .filter(|t| keep(t.state))
             .map(|t| t.id().clone())
             .collect()
+    }
+
+    /// 1-based place of a queued task in the merge queue. The queue is
+    /// first come, first served, so this is the order tasks were queued in
+    /// (blueprint order among those queued in the same millisecond).
+    pub fn queue_position(&self, id: &TaskId) -> Option<usize> {
+        let mut queued: Vec<(u64, usize, &TaskId)> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.state == TaskState::Queued)
+            .map(|(i, t)| (t.since_ms, i, t.id()))
+            .collect();
+        queued.sort();
+        queued.iter().position(|(_, _, t)| *t == id).map(|p| p + 1)
     }
 
     pub fn count(&self, state: TaskState) -> usize {
@@ -988,6 +1049,130 @@ mod tests {
         let a = state.task(&"a".into()).unwrap();
         assert_eq!((a.attempt, a.reworks, a.conflict_reworks), (2, 0, 1));
         assert_eq!(a.conflict_files, vec!["x.rs".to_string()]);
+    }
+
+    /// Moves `a` through the queue up to verifying.
+    fn queued_and_verifying() -> Log {
+        use TaskState::*;
+        let mut log = accepted();
+        for (f, t) in [
+            (Pending, Ready),
+            (Ready, Running),
+            (Running, Reviewing),
+            (Reviewing, Testing),
+            (Testing, Queued),
+            (Queued, Merging),
+            (Merging, Verifying),
+        ] {
+            log.move_task("a", f, t);
+        }
+        log
+    }
+
+    fn verified(passed: bool, check: MergeCheck) -> EventKind {
+        EventKind::MergeVerified {
+            task: "a".into(),
+            check,
+            candidate: "m1".into(),
+            onto: "c0".into(),
+            command: "sh tests/run.sh".into(),
+            exit_code: Some(if passed { 0 } else { 1 }),
+            passed,
+            duration_ms: 5,
+            output: "left and right clash".into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_verification_reopens_the_task_with_the_failure() {
+        use TaskState::*;
+        let mut log = queued_and_verifying();
+        log.push(verified(false, MergeCheck::Verify));
+        let failed = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(
+            failed.task(&"a".into()).unwrap().queue_failure,
+            Some(MergeCheck::Verify),
+            "a resumed run knows to reopen it"
+        );
+        log.move_task("a", Verifying, Running);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.task(&"a".into()).unwrap().queue_failure, None);
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!((a.state, a.attempt, a.reworks), (Running, 2, 1));
+        let feedback = a.feedback.as_deref().unwrap();
+        assert!(feedback.contains("merge verification failed"), "{feedback}");
+        assert!(feedback.contains("clash"), "{feedback}");
+        assert_eq!(a.merged_commit, None);
+        assert_eq!(state.mainline_commit, "base", "mainline never moved");
+    }
+
+    #[test]
+    fn a_verified_merge_lands_and_a_revert_takes_it_back() {
+        use TaskState::*;
+        let mut log = queued_and_verifying();
+        log.push(verified(true, MergeCheck::Verify));
+        log.push(EventKind::MergeResult {
+            task: "a".into(),
+            result: MergeOutcome::MergeCommit {
+                commit: "m1".into(),
+            },
+        });
+        let landed = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(landed.mainline_commit, "m1");
+        assert_eq!(
+            landed.task(&"a".into()).unwrap().merged_commit.as_deref(),
+            Some("m1")
+        );
+
+        log.push(verified(false, MergeCheck::PostMerge));
+        log.push(EventKind::MergeReverted {
+            task: "a".into(),
+            merge_commit: "m1".into(),
+            revert_commit: "r1".into(),
+            reapplied: "h2".into(),
+            output: "post check says no".into(),
+        });
+        log.move_task("a", Verifying, Running);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!(state.mainline_commit, "r1");
+        assert_eq!(a.merged_commit, None);
+        assert_eq!(a.head_commit.as_deref(), Some("h2"));
+        assert_eq!((a.state, a.reworks), (Running, 1));
+        assert!(a.feedback.as_deref().unwrap().contains("reverted"));
+    }
+
+    #[test]
+    fn queue_positions_follow_arrival() {
+        use TaskState::*;
+        let mut log = accepted();
+        // b was queued first (earlier event), then a.
+        for t in ["a", "b"] {
+            log.move_task(t, Pending, Ready);
+            log.move_task(t, Ready, Running);
+            log.move_task(t, Running, Reviewing);
+            log.move_task(t, Reviewing, Testing);
+        }
+        log.move_task("b", Testing, Queued);
+        log.move_task("a", Testing, Queued);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.queue_position(&"b".into()), Some(1));
+        assert_eq!(state.queue_position(&"a".into()), Some(2));
+        log.move_task("b", Queued, Merging);
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.queue_position(&"b".into()), None);
+        assert_eq!(state.queue_position(&"a".into()), Some(1));
+    }
+
+    #[test]
+    fn old_runs_without_the_queue_still_fold() {
+        let settings: RunSettings = serde_json::from_str(
+            r#"{"concurrency":1,"max_tasks":5,"max_rework":1,"max_conflict_rework":1,
+                "max_plan_rounds":1,"test_command":"true","provider":"scripted"}"#,
+        )
+        .unwrap();
+        assert!(!settings.verify_merges);
+        assert_eq!(settings.post_merge_command, None);
     }
 
     #[test]

@@ -14,6 +14,9 @@ use git2::{
 
 use crate::domain::MergeOutcome;
 
+mod merge_queue;
+pub use merge_queue::MergeCandidate;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error("{path} is not inside a git repository")]

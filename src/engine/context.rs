@@ -116,8 +116,13 @@ pub struct RunContext {
     pub humans: bool,
     /// How agents' commands and the test step are fenced in.
     pub isolation: crate::effects::process::Isolation,
-    /// Merges onto mainline happen one at a time.
+    /// Merges onto mainline happen one at a time: the merge queue's turn.
+    /// tokio's mutex is fair, so the queue is first come, first served.
     pub merge_lock: tokio::sync::Mutex<()>,
+    /// Told when a task enters the merge queue and so gives its slot back:
+    /// the orchestrator can start the next ready task without waiting for a
+    /// pipeline to end.
+    pub slot_freed: tokio::sync::Notify,
     /// Worktrees of merged tasks, kept to be moved to the next task: on a
     /// large repository that saves a full checkout per task. Memory only; a
     /// resumed run starts without.

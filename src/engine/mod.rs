@@ -8,6 +8,7 @@ pub mod budget_pause;
 pub mod context;
 pub mod engine_lock;
 pub mod error;
+pub mod merge_queue;
 pub mod orchestrator;
 pub mod overseer;
 pub mod pipeline;

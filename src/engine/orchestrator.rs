@@ -226,6 +226,8 @@ impl Orchestrator {
             }
             tokio::select! {
                 Some(joined) = self.pipelines.join_next_with_id() => self.reap(joined).await?,
+                // A task entered the merge queue: its slot is free for the next.
+                _ = self.ctx.slot_freed.notified() => {}
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => {
                         self.pipelines.shutdown().await;
@@ -262,10 +264,15 @@ impl Orchestrator {
         }
     }
 
-    /// Removes the worktrees kept for reuse: nothing is left to reuse them.
+    /// Removes the worktrees kept for reuse, and the merge queue's scratch
+    /// worktree: nothing is left to reuse them.
     async fn drop_spare_worktrees(&self) {
         for spare in self.ctx.drain_spare_worktrees() {
             self.ctx.discard_worktree(spare.dir).await;
+        }
+        let scratch = super::merge_queue::scratch_dir(&self.ctx);
+        if scratch.exists() {
+            self.ctx.discard_worktree(scratch).await;
         }
     }
 
@@ -319,12 +326,25 @@ impl Orchestrator {
     }
 
     /// Starts the ready tasks the schedule picks, while agent slots are free.
+    /// Pipelines waiting in the merge queue hold no slot: a verification
+    /// that takes minutes must not stop coding. (A task the queue reopens
+    /// can so briefly make one more coder than `concurrency`.)
     fn fill_slots(&mut self) {
-        let active: HashSet<TaskId> = self.active.keys().cloned().collect();
-        let start = self
-            .ctx
-            .recorder
-            .with_state(|s| schedule::to_start(s, &active));
+        let pipelines = &self.active;
+        let start = self.ctx.recorder.with_state(|s| {
+            // Tasks in the merge queue, or paused over budget, have no
+            // agent at work: their slots go to others.
+            let holding: HashSet<TaskId> = pipelines
+                .keys()
+                .filter(|t| {
+                    !s.task(t).is_some_and(|r| {
+                        r.state.in_merge_queue() || r.state == TaskState::OverBudget
+                    })
+                })
+                .cloned()
+                .collect();
+            schedule::to_start(s, &holding)
+        });
         for task in start {
             self.spawn(task, false);
         }

@@ -1,21 +1,20 @@
-//! One task's way through the factory: code → review → test → gate → merge,
-//! with bounded rework. `drive` looks at the task's current state and carries
-//! it on from there, so the same code starts a task, continues a rework and
-//! resumes after a crash. It stops when the task is settled or waits for a
-//! human (the gate).
+//! One task's way through the factory: code → review → test → gate → the
+//! merge queue (`merge_queue`), with bounded rework. `drive` looks at the
+//! task's current state and carries it on from there, so the same code
+//! starts a task, continues a rework and resumes after a crash. It stops when
+//! the task is settled or waits for a human (the gate).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
-use super::context::{RunContext, SpareWorktree};
+use super::context::RunContext;
 use super::error::EngineResult;
 use super::tools::{ToolBox, ToolSet};
 use crate::domain::policy::Risk;
 use crate::domain::{
-    AgentRole, ConflictFile, ConflictResolution, EventKind, MergeOutcome, RunPhase, TaskId,
-    TaskRecord, TaskState,
+    AgentRole, ConflictFile, ConflictResolution, EventKind, RunPhase, TaskId, TaskRecord, TaskState,
 };
 use crate::effects::process::{CommandSpec, run_command};
 use crate::effects::sandbox::Sandbox;
@@ -61,7 +60,9 @@ pub async fn drive(ctx: Arc<RunContext>, task: TaskId, mut resumed: bool) -> Eng
             TaskState::Running => code(&ctx, &record, std::mem::take(&mut resumed)).await?,
             TaskState::Reviewing => review(&ctx, &record).await?,
             TaskState::Testing => test(&ctx, &record).await?,
-            TaskState::Merging => merge(&ctx, &record).await?,
+            TaskState::Queued | TaskState::Merging | TaskState::Verifying => {
+                super::merge_queue::land(&ctx, &task).await?
+            }
             // Waiting for a human, or done.
             _ => return Ok(()),
         }
@@ -69,7 +70,7 @@ pub async fn drive(ctx: Arc<RunContext>, task: TaskId, mut resumed: bool) -> Eng
 }
 
 /// Makes sure the task has a worktree on its branch; returns its directory.
-async fn ensure_worktree(
+pub(super) async fn ensure_worktree(
     ctx: &RunContext,
     record: &TaskRecord,
     resumed: bool,
@@ -192,7 +193,7 @@ fn coder_tools(ctx: &RunContext) -> Vec<crate::llm::ToolSpec> {
 }
 
 /// Merges mainline into the worktree and records the conflict markers left.
-async fn merge_mainline_in(
+pub(super) async fn merge_mainline_in(
     ctx: &RunContext,
     task: &TaskId,
     dir: &Path,
@@ -372,31 +373,18 @@ async fn test(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
     let dir = ensure_worktree(ctx, record, false).await?;
     match &ctx.test_command {
         Some(command) => {
-            let spec = CommandSpec {
-                command: command.clone(),
-                cwd: dir,
-                timeout: Duration::from_secs(ctx.config.run.command_timeout_secs),
-                output_cap: ctx.config.run.output_cap_bytes,
-                extra_env: Vec::new(),
-                isolation: ctx.isolation,
-            };
-            let out = run_command(&spec).await?;
-            let passed = out.success();
-            let mut output = out.output;
-            if out.timed_out {
-                output.push_str(&format!("\n[timed out after {}s]", spec.timeout.as_secs()));
-            }
+            let run = run_check_command(ctx, command, dir).await?;
             ctx.recorder
                 .record(EventKind::TestRun {
                     task: task.clone(),
                     command: command.clone(),
-                    exit_code: out.exit_code,
-                    passed,
-                    duration_ms: out.duration.as_millis() as u64,
-                    output,
+                    exit_code: run.exit_code,
+                    passed: run.passed,
+                    duration_ms: run.duration_ms,
+                    output: run.output,
                 })
                 .await?;
-            if !passed {
+            if !run.passed {
                 return rework_or_fail(ctx, record, "the tests failed").await;
             }
         }
@@ -413,6 +401,43 @@ async fn test(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
     gate(ctx, record).await
 }
 
+/// How a test (or check) command went.
+pub(super) struct CheckRun {
+    pub exit_code: Option<i32>,
+    pub passed: bool,
+    pub duration_ms: u64,
+    pub output: String,
+}
+
+/// Runs `command` in `cwd` the way the test step does: same isolation,
+/// timeout and output cap.
+pub(super) async fn run_check_command(
+    ctx: &RunContext,
+    command: &str,
+    cwd: PathBuf,
+) -> EngineResult<CheckRun> {
+    let spec = CommandSpec {
+        command: command.to_owned(),
+        cwd,
+        timeout: Duration::from_secs(ctx.config.run.command_timeout_secs),
+        output_cap: ctx.config.run.output_cap_bytes,
+        extra_env: Vec::new(),
+        isolation: ctx.isolation,
+    };
+    let out = run_command(&spec).await?;
+    let passed = out.success();
+    let mut output = out.output;
+    if out.timed_out {
+        output.push_str(&format!("\n[timed out after {}s]", spec.timeout.as_secs()));
+    }
+    Ok(CheckRun {
+        exit_code: out.exit_code,
+        passed,
+        duration_ms: out.duration.as_millis() as u64,
+        output,
+    })
+}
+
 /// Sends a passed change to merge, or holds it for a human if the policy says so.
 async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
     let task = record.id().clone();
@@ -427,7 +452,7 @@ async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
     let verdict = ctx.policy.assess(files.iter().map(String::as_str));
     if verdict.risk < Risk::Approve {
         ctx.recorder
-            .transition(&task, TaskState::Merging, None)
+            .transition(&task, TaskState::Queued, None)
             .await?;
         return Ok(());
     }
@@ -444,7 +469,7 @@ async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
     Ok(())
 }
 
-/// Records a human's approval at the gate and lets the merge go on.
+/// Records a human's approval at the gate and puts the change in the merge queue.
 pub async fn approve(ctx: &RunContext, task: &TaskId, by: &str) -> EngineResult<()> {
     ctx.recorder
         .record(EventKind::GateDecision {
@@ -455,7 +480,7 @@ pub async fn approve(ctx: &RunContext, task: &TaskId, by: &str) -> EngineResult<
         })
         .await?;
     ctx.recorder
-        .transition(task, TaskState::Merging, format!("approved by {by}"))
+        .transition(task, TaskState::Queued, format!("approved by {by}"))
         .await?;
     Ok(())
 }
@@ -476,84 +501,12 @@ pub async fn reject(ctx: &RunContext, task: &TaskId, by: &str, feedback: &str) -
     rework_or_fail(ctx, &record, "rejected at the gate").await
 }
 
-async fn merge(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
-    let task = record.id().clone();
-    let branch = branch_name(ctx.recorder.run().as_str(), &task);
-    let message = format!(
-        "Merge {task}: {}\n\nmemofab run {}",
-        record.spec.title,
-        ctx.recorder.run()
-    );
-    let outcome = {
-        let _serialised = ctx.merge_lock.lock().await;
-        let (m, b) = (ctx.mainline.clone(), branch.clone());
-        let outcome = ctx
-            .git(move |g| g.merge_into_mainline(&m, &b, &message))
-            .await?;
-        ctx.recorder
-            .record(EventKind::MergeResult {
-                task: task.clone(),
-                result: outcome.clone(),
-            })
-            .await?;
-        outcome
-    };
-    match outcome {
-        MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit } => {
-            ctx.recorder
-                .transition(
-                    &task,
-                    TaskState::Merged,
-                    format!("mainline at {}", short(&commit)),
-                )
-                .await?;
-            let spare = SpareWorktree {
-                dir: worktree_dir(ctx, &task),
-                branch: branch_name(ctx.recorder.run().as_str(), &task),
-            };
-            if let Some(unwanted) = ctx.park_worktree(spare) {
-                ctx.discard_worktree(unwanted.dir).await;
-            }
-        }
-        MergeOutcome::Conflict { files } => {
-            let bound = ctx.settings().max_conflict_rework;
-            if record.conflict_reworks < bound {
-                ctx.recorder
-                    .transition(
-                        &task,
-                        TaskState::Running,
-                        format!(
-                            "merge conflict in {}; conflict rework {} of {bound}",
-                            files.join(", "),
-                            record.conflict_reworks + 1
-                        ),
-                    )
-                    .await?;
-            } else {
-                let reason = format!(
-                    "merge conflicts in {} remain after {bound} rework attempts; a human must decide",
-                    files.join(", ")
-                );
-                // Leave the markers in the worktree for the human to resolve.
-                let dir = ensure_worktree(ctx, record, false).await?;
-                merge_mainline_in(ctx, &task, &dir).await?;
-                ctx.recorder
-                    .record(EventKind::Escalated {
-                        task: task.clone(),
-                        reason: reason.clone(),
-                    })
-                    .await?;
-                ctx.recorder
-                    .transition(&task, TaskState::Conflict, reason)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Back to the coder with the feedback already recorded, or fail past the bound.
-async fn rework_or_fail(ctx: &RunContext, record: &TaskRecord, why: &str) -> EngineResult<()> {
+pub(super) async fn rework_or_fail(
+    ctx: &RunContext,
+    record: &TaskRecord,
+    why: &str,
+) -> EngineResult<()> {
     let bound = ctx.settings().max_rework;
     let task = record.id();
     if record.reworks < bound {
@@ -576,7 +529,7 @@ async fn rework_or_fail(ctx: &RunContext, record: &TaskRecord, why: &str) -> Eng
     Ok(())
 }
 
-fn short(commit: &str) -> &str {
+pub(super) fn short(commit: &str) -> &str {
     commit.get(..10).unwrap_or(commit)
 }
 

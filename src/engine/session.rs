@@ -118,6 +118,7 @@ fn context(
         humans: steering == Steering::Interactive,
         isolation: config.run.isolation()?,
         merge_lock: tokio::sync::Mutex::new(()),
+        slot_freed: tokio::sync::Notify::new(),
         spare_worktrees: std::sync::Mutex::new(Vec::new()),
         recorder,
         git,
@@ -153,6 +154,8 @@ pub async fn start(
         await_spec: request.await_spec,
         write_sets: request.config.run.write_set_scheduling,
         budget: request.config.budget,
+        verify_merges: request.config.verify_merges(),
+        post_merge_command: request.config.merge.post_merge_command.clone(),
     };
     let recorder = Recorder::start(
         store,

@@ -408,6 +408,48 @@ impl App {
                 let verdict = if *passed { "passed" } else { "FAILED" };
                 self.log_line(at, !passed, format!("{task}: `{command}` {verdict}"));
             }
+            EventKind::MergeVerified {
+                task,
+                check,
+                candidate,
+                command,
+                passed,
+                output,
+                ..
+            } => {
+                let at_commit = candidate.get(..10).unwrap_or(candidate);
+                let text = if *passed {
+                    format!(
+                        "{task}: {} `{command}` passed on {at_commit}",
+                        check.label()
+                    )
+                } else {
+                    let last = output.lines().rev().find(|l| !l.trim().is_empty());
+                    format!(
+                        "{task}: {} `{command}` FAILED on {at_commit}: {}",
+                        check.label(),
+                        last.unwrap_or("no output")
+                    )
+                };
+                self.log_line(at, !passed, text);
+            }
+            EventKind::MergeReverted {
+                task,
+                merge_commit,
+                revert_commit,
+                ..
+            } => {
+                let short = |c: &str| c.get(..10).unwrap_or(c).to_owned();
+                self.log_line(
+                    at,
+                    true,
+                    format!(
+                        "{task}: merge {} reverted on mainline by {}",
+                        short(merge_commit),
+                        short(revert_commit)
+                    ),
+                );
+            }
             EventKind::GateDecision {
                 task, approved, by, ..
             } => {

@@ -2,8 +2,8 @@
 //! with tasks merged, running, in review, at the gate and in conflict.
 
 use crate::domain::{
-    AgentId, AgentRole, Blueprint, ConflictFile, Event, EventKind, MergeOutcome, MessageAuthor,
-    RunId, RunSettings, TaskSpec, TaskState, TokenUsage,
+    AgentId, AgentRole, Blueprint, ConflictFile, Event, EventKind, MergeCheck, MergeOutcome,
+    MessageAuthor, RunId, RunSettings, TaskSpec, TaskState, TokenUsage,
 };
 
 pub struct Fixture {
@@ -88,8 +88,18 @@ pub fn events() -> Vec<Event> {
     });
     f.walk(
         "loader",
-        &[Pending, Ready, Running, Reviewing, Testing, Merging, Merged],
+        &[
+            Pending, Ready, Running, Reviewing, Testing, Queued, Merging, Verifying,
+        ],
     );
+    f.push(verified("loader", "4444444444", true, "all good"));
+    f.push(EventKind::MergeResult {
+        task: "loader".into(),
+        result: MergeOutcome::MergeCommit {
+            commit: "4444444444".into(),
+        },
+    });
+    f.walk("loader", &[Verifying, Merged]);
     for t in ["stats", "slug", "title"] {
         f.walk(t, &[Pending, Ready, Running]);
     }
@@ -181,4 +191,47 @@ pub fn events() -> Vec<Event> {
     });
     f.walk("slug", &[Running, Reviewing, Testing, AwaitingGate]);
     f.events
+}
+
+/// The fixture run a little later: `stats` failed verification once (its
+/// merge with mainline broke the tests), was reworked and is being verified
+/// again; `slug` was approved and waits in the merge queue.
+pub fn queue_events() -> Vec<Event> {
+    use TaskState::*;
+    let mut f = Fixture { events: events() };
+    f.walk("stats", &[Reviewing, Testing, Queued, Merging, Verifying]);
+    f.push(verified(
+        "stats",
+        "5555555555",
+        false,
+        "FAIL test_slug: expected hello-world",
+    ));
+    f.walk(
+        "stats",
+        &[
+            Verifying, Running, Reviewing, Testing, Queued, Merging, Verifying,
+        ],
+    );
+    f.push(EventKind::GateDecision {
+        task: "slug".into(),
+        approved: true,
+        by: "ada".into(),
+        feedback: String::new(),
+    });
+    f.walk("slug", &[AwaitingGate, Queued]);
+    f.events
+}
+
+fn verified(task: &str, candidate: &str, passed: bool, output: &str) -> EventKind {
+    EventKind::MergeVerified {
+        task: task.into(),
+        check: MergeCheck::Verify,
+        candidate: candidate.into(),
+        onto: "0000000000".into(),
+        command: "sh tests/run.sh".into(),
+        exit_code: Some(if passed { 0 } else { 1 }),
+        passed,
+        duration_ms: 40,
+        output: output.into(),
+    }
 }

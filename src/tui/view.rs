@@ -27,7 +27,9 @@ pub fn glyph(state: TaskState) -> &'static str {
         TaskState::Reviewing => "◐",
         TaskState::Testing => "◑",
         TaskState::AwaitingGate => "⏸",
+        TaskState::Queued => "⋯",
         TaskState::Merging => "⇢",
+        TaskState::Verifying => "⧗",
         TaskState::Merged => "✔",
         TaskState::Failed => "✖",
         TaskState::Conflict => "≠",
@@ -167,7 +169,7 @@ fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let style = theme.style(Role::StatusBar);
     let text = match &app.state {
         Some(s) => {
-            let active = s.tasks().iter().filter(|t| t.state.is_active()).count();
+            let active = s.tasks().iter().filter(|t| t.state.holds_slot()).count();
             let gates = s.count(TaskState::AwaitingGate);
             let phase = match (&app.stopped, s.phase) {
                 (Some(Some(_)), _) => "engine stopped".to_owned(),
@@ -311,12 +313,13 @@ fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: boo
         } else {
             String::new()
         };
+        let label = match state.queue_position(id) {
+            Some(place) => format!("{} #{place}", task.state.as_str()),
+            None => task.state.as_str().to_owned(),
+        };
         // Fixed columns first, then the tree: indentation never shifts them.
         let mut spans = vec![
-            Span::styled(
-                format!("{} {:<13}", glyph(task.state), task.state.as_str()),
-                style,
-            ),
+            Span::styled(format!("{} {label:<13}", glyph(task.state)), style),
             Span::styled(
                 format!("{:>6} ", task_spend(app, id, task.tokens.total())),
                 theme.style(Role::Muted),

@@ -121,6 +121,29 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                 "- tests of {task} (`{command}`): {}",
                 if *passed { "passed" } else { "failed" }
             )),
+            EventKind::MergeVerified {
+                task,
+                check,
+                candidate,
+                command,
+                passed,
+                ..
+            } => outcomes.push(format!(
+                "- {} of {task} on {} (`{command}`): {}",
+                check.label(),
+                short(candidate),
+                if *passed { "passed" } else { "failed" }
+            )),
+            EventKind::MergeReverted {
+                task,
+                merge_commit,
+                revert_commit,
+                ..
+            } => outcomes.push(format!(
+                "- {task}'s merge {} reverted on mainline by {}",
+                short(merge_commit),
+                short(revert_commit)
+            )),
             EventKind::MergeResult { task, result } => outcomes.push(match result {
                 MergeOutcome::FastForward { commit } => {
                     format!("- {task} merged (fast-forward to {})", short(commit))

@@ -56,6 +56,22 @@ fn snapshots_of_every_pane_narrow_and_wide() {
 }
 
 #[test]
+fn the_merge_queue_shows_its_states_and_order() {
+    let mut app = App::from_events("memofab", &fixture::queue_events());
+    app.tab = Tab::Log;
+    app.scroll.follow = true;
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.contains("verifying"), "{screen}");
+    assert!(screen.contains("queued #1"), "{screen}");
+    assert!(
+        screen.contains("merge verification `sh tests/run.sh` FAILED"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("queue_80x24", screen);
+    insta::assert_snapshot!("queue_160x48", text(&draw(&app, 160, 48)));
+}
+
+#[test]
 fn help_overlay_lists_the_keys() {
     let mut app = app_on(Tab::Transcript, "stats");
     app.modal = Some(crate::tui::app::Modal::Help);

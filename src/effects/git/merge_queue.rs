@@ -1,0 +1,255 @@
+//! Git for the merge queue: a merge of a task onto mainline is computed as a
+//! commit that no branch points at, checked in a scratch worktree, and only
+//! then does mainline move to it — compare-and-swap, so a mainline that moved
+//! meanwhile is never overwritten. A landed merge that failed its post-merge
+//! check is reverted with a new commit on top, never by rewriting history.
+
+use std::path::Path;
+
+use git2::build::CheckoutBuilder;
+use git2::{ErrorCode, Oid, Repository};
+
+use super::{Context, GitRepo, Result, conflicted_paths, signature, worktree_turn};
+
+/// What merging a task branch onto mainline would give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeCandidate {
+    /// Mainline already contains the branch: it landed before (perhaps by a
+    /// process that died before recording it). `commit` is mainline's head.
+    Landed {
+        commit: String,
+    },
+    /// A merge commit of `onto` (mainline's head) and the branch, on no
+    /// branch yet.
+    Ready {
+        onto: String,
+        commit: String,
+    },
+    Conflict {
+        files: Vec<String>,
+    },
+}
+
+impl GitRepo {
+    /// Computes the merge of `branch` onto `mainline` as a commit without
+    /// moving mainline. Always a real merge commit, even when mainline could
+    /// fast-forward: its first parent is then the mainline it was verified
+    /// on, which is what a revert goes back to.
+    pub fn merge_candidate(
+        &self,
+        mainline: &str,
+        branch: &str,
+        message: &str,
+    ) -> Result<MergeCandidate> {
+        let repo = self.repo()?;
+        let main_oid = Self::resolve(&repo, mainline)?;
+        let branch_oid = Self::resolve(&repo, branch)?;
+        let contained = main_oid == branch_oid
+            || repo
+                .graph_descendant_of(main_oid, branch_oid)
+                .ctx(|| "comparing history".into())?;
+        if contained {
+            return Ok(MergeCandidate::Landed {
+                commit: Self::landing_commit(&repo, main_oid, branch_oid)?.to_string(),
+            });
+        }
+        let ours = repo
+            .find_commit(main_oid)
+            .ctx(|| "reading mainline".into())?;
+        let theirs = repo
+            .find_commit(branch_oid)
+            .ctx(|| format!("reading {branch}"))?;
+        let mut index = repo
+            .merge_commits(&ours, &theirs, None)
+            .ctx(|| format!("merging {branch}"))?;
+        if index.has_conflicts() {
+            return Ok(MergeCandidate::Conflict {
+                files: conflicted_paths(&index)?,
+            });
+        }
+        let tree_id = index
+            .write_tree_to(&repo)
+            .ctx(|| "writing the merged tree".into())?;
+        let tree = repo
+            .find_tree(tree_id)
+            .ctx(|| "reading the merged tree".into())?;
+        let sig = signature()?;
+        let oid = repo
+            .commit(None, &sig, &sig, message, &tree, &[&ours, &theirs])
+            .ctx(|| "committing the merge candidate".into())?;
+        Ok(MergeCandidate::Ready {
+            onto: main_oid.to_string(),
+            commit: oid.to_string(),
+        })
+    }
+
+    /// The commit on `head`'s first-parent line that brought `branch` in:
+    /// the oldest one whose history still contains it. Other merges may
+    /// have landed on top since, and they are not this task's to revert.
+    fn landing_commit(repo: &Repository, head: Oid, branch: Oid) -> Result<Oid> {
+        let mut landing = head;
+        loop {
+            let commit = repo
+                .find_commit(landing)
+                .ctx(|| "walking mainline".into())?;
+            let Ok(parent) = commit.parent_id(0) else {
+                return Ok(landing);
+            };
+            let still_in = parent == branch
+                || repo
+                    .graph_descendant_of(parent, branch)
+                    .ctx(|| "comparing history".into())?;
+            if !still_in {
+                return Ok(landing);
+            }
+            landing = parent;
+        }
+    }
+
+    /// Checks `commit` out, detached, in the scratch worktree at `dir`
+    /// (made on first use, registered as `scratch_branch`). Untracked files
+    /// of the last check go; ignored ones (build caches) stay, so a check
+    /// does not rebuild the world each time.
+    pub fn check_out_scratch(&self, dir: &Path, scratch_branch: &str, commit: &str) -> Result<()> {
+        let existing = Repository::open(dir)
+            .ok()
+            .filter(|r| r.is_worktree() && dir.join(".git").is_file());
+        let worktree = match existing {
+            Some(worktree) => worktree,
+            None => {
+                let _turn = worktree_turn();
+                let repo = self.repo()?;
+                Self::forget_worktree(&repo, scratch_branch, dir)?;
+                let base = Self::commit_at(&repo, commit)?;
+                let branch_ref = repo
+                    .branch(scratch_branch, &base, true)
+                    .ctx(|| format!("creating branch {scratch_branch}"))?;
+                Self::link_worktree(&repo, branch_ref, scratch_branch, dir)?;
+                Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?
+            }
+        };
+        let target = Self::commit_at(&worktree, commit)?;
+        worktree
+            .cleanup_state()
+            .ctx(|| "clearing merge state".into())?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force().remove_untracked(true);
+        worktree
+            .checkout_tree(target.as_object(), Some(&mut checkout))
+            .ctx(|| format!("checking out {commit} in {}", dir.display()))?;
+        worktree
+            .set_head_detached(target.id())
+            .ctx(|| format!("detaching {} at {commit}", dir.display()))?;
+        Ok(())
+    }
+
+    /// Moves `mainline` from `from` to `to`, only if it is still at `from`.
+    /// `false` if it moved meanwhile: the caller computes a new candidate.
+    /// The main work tree follows when it had mainline checked out clean,
+    /// as with [`GitRepo::merge_into_mainline`].
+    pub fn advance_mainline(&self, mainline: &str, from: &str, to: &str) -> Result<bool> {
+        let repo = self.repo()?;
+        let refname = format!("refs/heads/{mainline}");
+        let (from_oid, to_oid) = (Self::resolve(&repo, from)?, Self::resolve(&repo, to)?);
+        // Decide before moving the ref: afterwards the tree looks changed.
+        let refresh_checkout = self.mainline_checked_out_clean(&repo, &refname)?;
+        match repo.reference_matching(
+            &refname,
+            to_oid,
+            true,
+            from_oid,
+            "memofab: land a verified merge",
+        ) {
+            Ok(_) => {}
+            Err(e) if e.code() == ErrorCode::Modified => return Ok(false),
+            Err(e) => return Err(e).ctx(|| format!("moving {mainline}")),
+        }
+        if refresh_checkout {
+            Self::refresh_main_checkout(&repo)?;
+        }
+        Ok(true)
+    }
+
+    /// Commits, on top of mainline, the undoing of the landed `merge_commit`:
+    /// mainline's tree with the merge's changes taken back (a three-way merge
+    /// towards the merge's first parent, so later commits survive). `None` if
+    /// that conflicts with what landed after it.
+    pub fn revert_on_mainline(
+        &self,
+        mainline: &str,
+        merge_commit: &str,
+        message: &str,
+    ) -> Result<Option<String>> {
+        let repo = self.repo()?;
+        let refname = format!("refs/heads/{mainline}");
+        let head = Self::commit_at(&repo, mainline)?;
+        let merge = Self::commit_at(&repo, merge_commit)?;
+        let before = merge
+            .parent(0)
+            .ctx(|| format!("reading the first parent of {merge_commit}"))?;
+        let (ancestor, ours, theirs) = (
+            merge.tree().ctx(|| "reading the merge's tree".into())?,
+            head.tree().ctx(|| "reading mainline's tree".into())?,
+            before.tree().ctx(|| "reading the tree before".into())?,
+        );
+        let mut index = repo
+            .merge_trees(&ancestor, &ours, &theirs, None)
+            .ctx(|| format!("reverting {merge_commit}"))?;
+        if index.has_conflicts() {
+            return Ok(None);
+        }
+        let tree_id = index
+            .write_tree_to(&repo)
+            .ctx(|| "writing the reverted tree".into())?;
+        let tree = repo
+            .find_tree(tree_id)
+            .ctx(|| "reading the reverted tree".into())?;
+        let refresh_checkout = self.mainline_checked_out_clean(&repo, &refname)?;
+        let sig = signature()?;
+        // libgit2 refuses to move the ref unless it still points at `head`.
+        let oid = repo
+            .commit(Some(&refname), &sig, &sig, message, &tree, &[&head])
+            .ctx(|| "committing the revert".into())?;
+        if refresh_checkout {
+            Self::refresh_main_checkout(&repo)?;
+        }
+        Ok(Some(oid.to_string()))
+    }
+
+    /// Puts a reverted change back on its task branch: a commit on top of
+    /// `onto` (mainline after the revert) with the tree `merge_commit` had.
+    /// Without it the branch would still be "in" mainline's history, and a
+    /// later merge would silently leave the reverted change out.
+    pub fn reapply_on_branch(
+        &self,
+        branch: &str,
+        merge_commit: &str,
+        onto: &str,
+        message: &str,
+    ) -> Result<String> {
+        let repo = self.repo()?;
+        let tree = Self::tree_of(&repo, merge_commit)?;
+        let parent = Self::commit_at(&repo, onto)?;
+        let sig = signature()?;
+        let oid = repo
+            .commit(None, &sig, &sig, message, &tree, &[&parent])
+            .ctx(|| "committing the reapplied change".into())?;
+        // Not `Repository::branch`: it refuses to move a branch that a
+        // worktree has checked out, and the task's worktree has.
+        repo.reference(
+            &format!("refs/heads/{branch}"),
+            oid,
+            true,
+            "memofab: reapply after a revert",
+        )
+        .ctx(|| format!("moving {branch}"))?;
+        Ok(oid.to_string())
+    }
+
+    fn refresh_main_checkout(repo: &Repository) -> Result<()> {
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force();
+        repo.checkout_head(Some(&mut checkout))
+            .ctx(|| "updating the main work tree".into())
+    }
+}

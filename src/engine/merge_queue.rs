@@ -1,0 +1,425 @@
+//! The mainline merge queue: queued → merging (the merge onto mainline is
+//! computed, mainline untouched) → verifying (the test command runs on the
+//! merge result in a scratch worktree) → merged. Mainline moves only to a
+//! merge that passed, and only if it is still where the merge was computed
+//! on; a failing post-merge check gets the merge reverted at once. So
+//! memofab never leaves mainline red.
+//!
+//! One task holds the queue's turn at a time (a tokio mutex: fair, so the
+//! queue is first come, first served). Every step reads the task's state and
+//! carries on from it, so a process killed anywhere resumes: a candidate not
+//! landed is computed again, and a branch mainline already contains is
+//! recognised as merged rather than merged twice.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::context::{RunContext, SpareWorktree};
+use super::error::{EngineError, EngineResult};
+use super::pipeline::{
+    branch_name, ensure_worktree, merge_mainline_in, rework_or_fail, run_check_command, short,
+    worktree_dir,
+};
+use crate::domain::{EventKind, MergeCheck, MergeOutcome, TaskId, TaskRecord, TaskState};
+use crate::effects::git::MergeCandidate;
+
+/// A merge result computed in this turn and not landed yet.
+struct Candidate {
+    onto: String,
+    commit: String,
+}
+
+/// Carries a queued, merging or verifying task through the queue, until it
+/// is merged or reopened.
+pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
+    ctx.slot_freed.notify_one();
+    let _turn = ctx.merge_lock.lock().await;
+    let mut candidate: Option<Candidate> = None;
+    loop {
+        let Some(record) = ctx.recorder.with_state(|s| s.task(task).cloned()) else {
+            return Err(EngineError::UnknownTask(task.clone()));
+        };
+        match record.state {
+            TaskState::Queued => {
+                ctx.recorder
+                    .transition(
+                        task,
+                        TaskState::Merging,
+                        "its turn in the merge queue".to_owned(),
+                    )
+                    .await?;
+            }
+            TaskState::Merging if !needs_checks(ctx) => {
+                return merge_unverified(ctx, &record).await;
+            }
+            TaskState::Merging => candidate = compute(ctx, &record).await?,
+            TaskState::Verifying => {
+                match (
+                    &record.merged_commit,
+                    record.queue_failure,
+                    candidate.take(),
+                ) {
+                    (Some(landed), _, _) => {
+                        let landed = landed.clone();
+                        return post_merge(ctx, &record, &landed).await;
+                    }
+                    // A check failed before a restart could reopen the task.
+                    (None, Some(MergeCheck::Verify), _) => {
+                        return reopen_unlanded(ctx, &record).await;
+                    }
+                    (None, Some(MergeCheck::PostMerge), _) => {
+                        return rework_or_fail(ctx, &record, REVERTED).await;
+                    }
+                    (None, None, Some(candidate)) => {
+                        verify_and_land(ctx, &record, candidate).await?
+                    }
+                    (None, None, None) => {
+                        // A restart lost the candidate; nothing landed, so it
+                        // is simply computed again.
+                        ctx.recorder
+                            .transition(
+                                task,
+                                TaskState::Merging,
+                                "the merge is computed again after a restart".to_owned(),
+                            )
+                            .await?;
+                    }
+                }
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Whether anything is checked around a merge.
+fn needs_checks(ctx: &RunContext) -> bool {
+    let settings = ctx.settings();
+    settings.verify_merges || settings.post_merge_command.is_some()
+}
+
+/// Computes the merge onto mainline; moves the task to verifying, or to
+/// conflict handling. Returns the candidate to verify, if there is one.
+async fn compute(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<Option<Candidate>> {
+    let task = record.id().clone();
+    let branch = branch_name(ctx.recorder.run().as_str(), &task);
+    let (m, message) = (ctx.mainline.clone(), merge_message(ctx, record));
+    let computed = ctx
+        .git(move |g| g.merge_candidate(&m, &branch, &message))
+        .await?;
+    match computed {
+        MergeCandidate::Ready { onto, commit } => {
+            ctx.recorder
+                .transition(
+                    &task,
+                    TaskState::Verifying,
+                    format!("merge {} onto mainline at {}", short(&commit), short(&onto)),
+                )
+                .await?;
+            Ok(Some(Candidate { onto, commit }))
+        }
+        MergeCandidate::Landed { commit } => {
+            // Landed by a process that died before recording it: record it
+            // now, once, and let the post-merge check (if any) run.
+            if record.merged_commit.is_none() {
+                ctx.recorder
+                    .record(EventKind::MergeResult {
+                        task: task.clone(),
+                        result: MergeOutcome::FastForward {
+                            commit: commit.clone(),
+                        },
+                    })
+                    .await?;
+            }
+            ctx.recorder
+                .transition(
+                    &task,
+                    TaskState::Verifying,
+                    format!("already on mainline at {}", short(&commit)),
+                )
+                .await?;
+            Ok(None)
+        }
+        MergeCandidate::Conflict { files } => {
+            ctx.recorder
+                .record(EventKind::MergeResult {
+                    task: task.clone(),
+                    result: MergeOutcome::Conflict {
+                        files: files.clone(),
+                    },
+                })
+                .await?;
+            conflicted(ctx, record, &files).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Runs the test command on the candidate; lands it if it passed.
+async fn verify_and_land(
+    ctx: &Arc<RunContext>,
+    record: &TaskRecord,
+    candidate: Candidate,
+) -> EngineResult<()> {
+    let task = record.id().clone();
+    let settings = ctx.settings();
+    if settings.verify_merges
+        && let Some(command) = &settings.test_command
+    {
+        let (passed, _) = check(ctx, &task, MergeCheck::Verify, command, &candidate).await?;
+        if !passed {
+            return reopen_unlanded(ctx, record).await;
+        }
+    }
+    let (m, onto, commit) = (
+        ctx.mainline.clone(),
+        candidate.onto.clone(),
+        candidate.commit.clone(),
+    );
+    let moved = ctx
+        .git(move |g| g.advance_mainline(&m, &onto, &commit))
+        .await?;
+    if !moved {
+        ctx.recorder
+            .transition(
+                &task,
+                TaskState::Merging,
+                "mainline moved while the merge was verified; merging again".to_owned(),
+            )
+            .await?;
+        return Ok(());
+    }
+    ctx.recorder
+        .record(EventKind::MergeResult {
+            task,
+            result: MergeOutcome::MergeCommit {
+                commit: candidate.commit,
+            },
+        })
+        .await?;
+    Ok(())
+}
+
+/// Runs one check on a commit in the scratch worktree and records it.
+/// Returns whether it passed, and its output.
+async fn check(
+    ctx: &RunContext,
+    task: &TaskId,
+    check: MergeCheck,
+    command: &str,
+    candidate: &Candidate,
+) -> EngineResult<(bool, String)> {
+    let dir = scratch_dir(ctx);
+    let (d, b, c) = (dir.clone(), scratch_branch(ctx), candidate.commit.clone());
+    ctx.git(move |g| g.check_out_scratch(&d, &b, &c)).await?;
+    let run = run_check_command(ctx, command, dir).await?;
+    ctx.recorder
+        .record(EventKind::MergeVerified {
+            task: task.clone(),
+            check,
+            candidate: candidate.commit.clone(),
+            onto: candidate.onto.clone(),
+            command: command.to_owned(),
+            exit_code: run.exit_code,
+            passed: run.passed,
+            duration_ms: run.duration_ms,
+            output: run.output.clone(),
+        })
+        .await?;
+    Ok((run.passed, run.output))
+}
+
+/// The merge result failed its tests; mainline never saw it. The coder gets
+/// mainline merged into the worktree (that merge is clean: the candidate
+/// was) so the combination that failed is what it fixes.
+async fn reopen_unlanded(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
+    if record.reworks < ctx.settings().max_rework {
+        let dir = ensure_worktree(ctx, record, false).await?;
+        merge_mainline_in(ctx, record.id(), &dir).await?;
+    }
+    rework_or_fail(
+        ctx,
+        record,
+        "the tests failed on the change merged with mainline",
+    )
+    .await
+}
+
+/// The merge landed on mainline; runs the post-merge check, if any, and
+/// reverts the merge if it fails.
+async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) -> EngineResult<()> {
+    let task = record.id().clone();
+    let Some(command) = ctx.settings().post_merge_command else {
+        return merged(ctx, &task, landed).await;
+    };
+    // Checked at the landed merge itself: after a restart, mainline may
+    // already hold the revert of it.
+    let at = Candidate {
+        onto: landed.to_owned(),
+        commit: landed.to_owned(),
+    };
+    let (passed, output) = check(ctx, &task, MergeCheck::PostMerge, &command, &at).await?;
+    if passed {
+        return merged(ctx, &task, landed).await;
+    }
+    let (m, l) = (ctx.mainline.clone(), landed.to_owned());
+    let message = format!(
+        "Revert {task}: {}: post-merge check failed\n\n`{command}` failed on {landed}.\n\nmemofab run {}",
+        record.spec.title,
+        ctx.recorder.run()
+    );
+    let reverted = ctx
+        .git(move |g| g.revert_on_mainline(&m, &l, &message))
+        .await?;
+    let Some(revert_commit) = reverted else {
+        let reason = format!(
+            "the post-merge check failed on {} and the merge could not be reverted automatically; a human must revert it",
+            short(landed)
+        );
+        ctx.recorder
+            .record(EventKind::Escalated {
+                task: task.clone(),
+                reason: reason.clone(),
+            })
+            .await?;
+        ctx.recorder
+            .transition(&task, TaskState::Failed, reason)
+            .await?;
+        return Ok(());
+    };
+    let branch = branch_name(ctx.recorder.run().as_str(), &task);
+    let (l, r) = (landed.to_owned(), revert_commit.clone());
+    let message = format!(
+        "{task}: reapply the change reverted from mainline\n\nmemofab run {}",
+        ctx.recorder.run()
+    );
+    let reapplied = ctx
+        .git(move |g| g.reapply_on_branch(&branch, &l, &r, &message))
+        .await?;
+    let dir = worktree_dir(ctx, &task);
+    if dir.exists() {
+        let (d, c) = (dir, reapplied.clone());
+        ctx.git(move |g| g.reset_worktree(&d, &c)).await?;
+    }
+    ctx.recorder
+        .record(EventKind::MergeReverted {
+            task: task.clone(),
+            merge_commit: landed.to_owned(),
+            revert_commit,
+            reapplied,
+            output,
+        })
+        .await?;
+    let Some(record) = ctx.recorder.with_state(|s| s.task(&task).cloned()) else {
+        return Err(EngineError::UnknownTask(task));
+    };
+    rework_or_fail(ctx, &record, REVERTED).await
+}
+
+const REVERTED: &str = "the post-merge check failed on mainline; the merge was reverted";
+
+/// Merges straight onto mainline, with nothing to verify (no test command,
+/// or `[merge] verify = false` and no post-merge check). The caller holds
+/// the merge queue's turn.
+async fn merge_unverified(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
+    let task = record.id().clone();
+    let branch = branch_name(ctx.recorder.run().as_str(), &task);
+    let message = merge_message(ctx, record);
+    let (m, b) = (ctx.mainline.clone(), branch.clone());
+    let outcome = ctx
+        .git(move |g| g.merge_into_mainline(&m, &b, &message))
+        .await?;
+    ctx.recorder
+        .record(EventKind::MergeResult {
+            task: task.clone(),
+            result: outcome.clone(),
+        })
+        .await?;
+    match outcome {
+        MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit } => {
+            merged(ctx, &task, &commit).await
+        }
+        MergeOutcome::Conflict { files } => conflicted(ctx, record, &files).await,
+    }
+}
+
+/// The message of the merge commit of `record` onto mainline.
+fn merge_message(ctx: &RunContext, record: &TaskRecord) -> String {
+    format!(
+        "Merge {}: {}\n\nmemofab run {}",
+        record.id(),
+        record.spec.title,
+        ctx.recorder.run()
+    )
+}
+
+/// The task is on mainline: record it and keep its worktree for the next task.
+async fn merged(ctx: &RunContext, task: &TaskId, commit: &str) -> EngineResult<()> {
+    ctx.recorder
+        .transition(
+            task,
+            TaskState::Merged,
+            format!("mainline at {}", short(commit)),
+        )
+        .await?;
+    let spare = SpareWorktree {
+        dir: worktree_dir(ctx, task),
+        branch: branch_name(ctx.recorder.run().as_str(), task),
+    };
+    if let Some(unwanted) = ctx.park_worktree(spare) {
+        ctx.discard_worktree(unwanted.dir).await;
+    }
+    Ok(())
+}
+
+/// Merging onto mainline conflicted (already recorded): bounded conflict
+/// rework, then a human.
+async fn conflicted(
+    ctx: &Arc<RunContext>,
+    record: &TaskRecord,
+    files: &[String],
+) -> EngineResult<()> {
+    let task = record.id().clone();
+    let bound = ctx.settings().max_conflict_rework;
+    if record.conflict_reworks < bound {
+        ctx.recorder
+            .transition(
+                &task,
+                TaskState::Running,
+                format!(
+                    "merge conflict in {}; conflict rework {} of {bound}",
+                    files.join(", "),
+                    record.conflict_reworks + 1
+                ),
+            )
+            .await?;
+    } else {
+        let reason = format!(
+            "merge conflicts in {} remain after {bound} rework attempts; a human must decide",
+            files.join(", ")
+        );
+        // Leave the markers in the worktree for the human to resolve.
+        let dir = ensure_worktree(ctx, record, false).await?;
+        merge_mainline_in(ctx, &task, &dir).await?;
+        ctx.recorder
+            .record(EventKind::Escalated {
+                task: task.clone(),
+                reason: reason.clone(),
+            })
+            .await?;
+        ctx.recorder
+            .transition(&task, TaskState::Conflict, reason)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The worktree checks run in, reused for the whole run.
+pub fn scratch_dir(ctx: &RunContext) -> PathBuf {
+    ctx.worktrees
+        .join(ctx.recorder.run().as_str())
+        .join(".verify")
+}
+
+fn scratch_branch(ctx: &RunContext) -> String {
+    format!("memofab-verify/{}", ctx.recorder.run())
+}
