@@ -12,9 +12,6 @@ use crate::domain::{AgentId, Event, TaskId};
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "update", rename_all = "snake_case")]
-// Nearly every update is an event: boxing it would add an allocation to the
-// common case to save bytes on the rare ones.
-#[allow(clippy::large_enum_variant)]
 pub enum EngineUpdate {
     /// A stored event; the same value went to the store.
     Event(Event),
