@@ -376,6 +376,41 @@ impl App {
                 let why = reason.as_deref().unwrap_or("no reason given");
                 self.log_line(at, true, format!("{task}: {to}: {why}"));
             }
+            EventKind::TaskStateChanged {
+                task, to, reason, ..
+            } if *to == TaskState::OverBudget => {
+                let why = reason.as_deref().unwrap_or("over budget");
+                self.log_line(at, true, format!("{task}: paused, {why}"));
+            }
+            EventKind::BudgetRaised { task, by } => {
+                let what = task
+                    .as_ref()
+                    .map_or_else(|| "the run".to_owned(), |t| t.to_string());
+                self.log_line(at, false, format!("{by} granted {what} more budget"));
+            }
+            EventKind::PlanDisputed { round, feedback } => self.log_line(
+                at,
+                true,
+                format!(
+                    "the plan reviewer still disagrees after round {round}: {}",
+                    feedback.lines().next().unwrap_or_default()
+                ),
+            ),
+            EventKind::PlanDisputeSettled { build, by } => self.log_line(
+                at,
+                false,
+                if *build {
+                    format!("{by} settled the plan dispute: build it")
+                } else {
+                    format!("{by} settled the plan dispute: plan once more")
+                },
+            ),
+            EventKind::QuestionAsked {
+                agent, question, ..
+            } => self.log_line(at, true, format!("{agent} asks: {question}")),
+            EventKind::QuestionAnswered {
+                agent, answer, by, ..
+            } => self.log_line(at, false, format!("{by} answered {agent}: {answer}")),
             EventKind::RunPhaseChanged {
                 to: RunPhase::Failed,
                 reason,
