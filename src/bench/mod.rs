@@ -44,6 +44,31 @@ impl Scale {
     };
 }
 
+/// A headless run of the scripted `scenario` that approves its own gates:
+/// how the sections that run the real engine start it.
+pub fn scripted_run(
+    repo: &std::path::Path,
+    requirement: String,
+    config: crate::config::Config,
+    scenario: std::sync::Arc<crate::llm::scenario::Scenario>,
+) -> crate::engine::session::RunRequest {
+    crate::engine::session::RunRequest {
+        repo: repo.to_owned(),
+        requirement,
+        config,
+        providers: crate::engine::context::ProviderSet::uniform(
+            std::sync::Arc::new(crate::llm::scripted::ScriptedProvider::new(scenario)),
+            "scripted",
+        ),
+        provider_label: "scripted".into(),
+        scenario: None,
+        auto_approve: true,
+        await_spec: false,
+        steering: crate::engine::orchestrator::Steering::Headless,
+        crash_after: None,
+    }
+}
+
 /// One section's results: rows of (figure, value, target).
 #[derive(Debug, Default)]
 pub struct Table {

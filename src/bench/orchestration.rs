@@ -18,11 +18,8 @@ use super::{Samples, Scale, Table, ms, thousands};
 use crate::config::Config;
 use crate::domain::{AgentRole, Event, EventKind, TaskId, TaskState};
 use crate::effects::git::GitRepo;
-use crate::engine::context::ProviderSet;
-use crate::engine::orchestrator::Steering;
-use crate::engine::session::{self, RunRequest};
+use crate::engine::session;
 use crate::llm::scenario::{Conversation, Scenario, ScriptedCall, Turn};
-use crate::llm::scripted::ScriptedProvider;
 use crate::protocol::EngineUpdate;
 
 /// Worktree-add-and-merge rounds done by memofab's git layer and by the
@@ -219,18 +216,8 @@ async fn factory_run(repo: &Path, shape: Shape, tasks: usize) -> anyhow::Result<
     let mut config = Config::default();
     config.run.max_tasks = tasks.max(config.run.max_tasks);
     config.project.test_command = None;
-    let request = RunRequest {
-        repo: repo.to_owned(),
-        requirement: format!("benchmark: {tasks} {} tasks", shape.name()),
-        config,
-        providers: ProviderSet::uniform(Arc::new(ScriptedProvider::new(scenario)), "scripted"),
-        provider_label: "scripted".into(),
-        scenario: None,
-        auto_approve: true,
-        await_spec: false,
-        steering: Steering::Headless,
-        crash_after: None,
-    };
+    let requirement = format!("benchmark: {tasks} {} tasks", shape.name());
+    let request = super::scripted_run(repo, requirement, config, scenario);
     let (updates, mut rx) = mpsc::unbounded_channel();
     let (_commands, commands_rx) = mpsc::unbounded_channel();
     // Stamp each event as it arrives: the store's millisecond clock is too

@@ -17,16 +17,12 @@ use tokio::sync::mpsc;
 use super::Table;
 use crate::cli::demo::{embedded_seed, prepare_repo};
 use crate::config::Config;
-use crate::domain::schedule;
 use crate::domain::{
-    Blueprint, Event, EventKind, MergeOutcome, RunId, RunSettings, RunState, TaskId, TaskSpec,
-    TaskState,
+    Blueprint, Event, EventKind, MergeOutcome, RunSettings, TaskId, TaskSpec, TaskState,
 };
-use crate::engine::context::ProviderSet;
-use crate::engine::orchestrator::Steering;
-use crate::engine::session::{self, RunRequest};
+use crate::domain::{made_up, schedule};
+use crate::engine::session;
 use crate::llm::scenario::Scenario;
-use crate::llm::scripted::ScriptedProvider;
 
 const SYNTHETIC_TASKS: usize = 32;
 
@@ -75,21 +71,8 @@ async fn demo_conflicts(dir: &Path, write_sets: bool) -> Result<usize> {
     let repo = prepare_repo(dir, &scenario, &embedded_seed()).context("preparing the demo")?;
     let mut config = Config::load(&[repo.join(".memofab").join("config.toml")])?;
     config.run.write_set_scheduling = write_sets;
-    let request = RunRequest {
-        repo: repo.clone(),
-        requirement: scenario.requirement.clone(),
-        config,
-        providers: ProviderSet::uniform(
-            Arc::new(ScriptedProvider::new(Arc::new(scenario.clone()))),
-            "scripted",
-        ),
-        provider_label: "scripted".into(),
-        scenario: None,
-        auto_approve: true,
-        await_spec: false,
-        steering: Steering::Headless,
-        crash_after: None,
-    };
+    let requirement = scenario.requirement.clone();
+    let request = super::scripted_run(&repo, requirement, config, Arc::new(scenario));
     let (updates, mut rx) = mpsc::unbounded_channel();
     let counter = tokio::spawn(async move {
         let mut conflicts = 0;
@@ -201,26 +184,35 @@ fn simulate(blueprint: &Blueprint, write_sets: bool, seed: u64) -> Result<Sim> {
             (t.id.clone(), files)
         })
         .collect();
-    let mut log = Log::start(blueprint, write_sets)?;
+    let settings = RunSettings {
+        concurrency: 4,
+        write_sets,
+        ..RunSettings::default()
+    };
+    let mut state = made_up::started(settings, blueprint.tasks.clone())?;
     let mut flights: HashMap<TaskId, Flight> = HashMap::new();
     // When each file last changed on mainline.
     let mut changed: HashMap<String, u64> = HashMap::new();
     let mut now = 0;
     let mut sim = Sim::default();
     loop {
-        for p in schedule::promotions(&log.state) {
-            log.walk(&p.task, &[p.to])?;
+        for p in schedule::promotions(&state) {
+            made_up::advance(&mut state, now, &p.task, &[p.to])?;
         }
         let active: HashSet<TaskId> = flights.keys().cloned().collect();
-        for task in schedule::to_start(&log.state, &active) {
-            log.walk(&task, &[TaskState::Running])?;
+        for task in schedule::to_start(&state, &active) {
+            made_up::advance(&mut state, now, &task, &[TaskState::Running])?;
             // The agent's writes become known as it works.
-            log.push(EventKind::ChangeCommitted {
-                task: task.clone(),
-                commit: String::new(),
-                files: writes[&task].iter().cloned().collect(),
-                diff: String::new(),
-            })?;
+            made_up::push(
+                &mut state,
+                now,
+                EventKind::ChangeCommitted {
+                    task: task.clone(),
+                    commit: String::new(),
+                    files: writes[&task].iter().cloned().collect(),
+                    diff: String::new(),
+                },
+            )?;
             let done_at = now + 2 + rng.below(7);
             flights.insert(task, Flight { base: now, done_at });
         }
@@ -249,7 +241,9 @@ fn simulate(blueprint: &Blueprint, write_sets: bool, seed: u64) -> Result<Sim> {
         for f in &writes[&task] {
             changed.insert(f.clone(), now);
         }
-        log.walk(
+        made_up::advance(
+            &mut state,
+            now,
             &task,
             &[
                 TaskState::Reviewing,
@@ -259,72 +253,11 @@ fn simulate(blueprint: &Blueprint, write_sets: bool, seed: u64) -> Result<Sim> {
             ],
         )?;
     }
-    if log.state.count(TaskState::Merged) != blueprint.tasks.len() {
+    if state.count(TaskState::Merged) != blueprint.tasks.len() {
         anyhow::bail!("the simulation stalled before every task merged");
     }
     sim.makespan = now;
     Ok(sim)
-}
-
-/// A run's state driven by the events the simulation makes up.
-struct Log {
-    state: RunState,
-}
-
-impl Log {
-    fn start(blueprint: &Blueprint, write_sets: bool) -> Result<Self> {
-        let settings = RunSettings {
-            concurrency: 4,
-            write_sets,
-            ..RunSettings::default()
-        };
-        let start = Event {
-            run: RunId::from("sim"),
-            seq: 1,
-            at_ms: 0,
-            kind: EventKind::RunStarted {
-                requirement: String::new(),
-                repo: String::new(),
-                mainline: "main".into(),
-                base_commit: String::new(),
-                settings,
-            },
-        };
-        let mut log = Self {
-            state: RunState::start(&start)?,
-        };
-        log.push(EventKind::BlueprintAccepted {
-            blueprint: blueprint.clone(),
-        })?;
-        Ok(log)
-    }
-
-    fn push(&mut self, kind: EventKind) -> Result<()> {
-        let event = Event {
-            run: self.state.run.clone(),
-            seq: self.state.last_seq + 1,
-            at_ms: 0,
-            kind,
-        };
-        Ok(self.state.apply(&event)?)
-    }
-
-    fn walk(&mut self, task: &TaskId, path: &[TaskState]) -> Result<()> {
-        for to in path {
-            let from = self
-                .state
-                .task(task)
-                .map(|t| t.state)
-                .with_context(|| format!("unknown task {task}"))?;
-            self.push(EventKind::TaskStateChanged {
-                task: task.clone(),
-                from,
-                to: *to,
-                reason: None,
-            })?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

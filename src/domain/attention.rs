@@ -204,72 +204,27 @@ pub fn downstream(state: &RunState, task: &TaskId) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        AgentId, AgentRole, Blueprint, Event, EventKind, RunId, RunSettings, TaskSpec,
-    };
+    use crate::domain::made_up::{self, advance, push, task};
+    use crate::domain::{AgentRole, EventKind, RunSettings, TaskSpec};
 
     fn spec(id: &str, deps: &[&str]) -> TaskSpec {
-        TaskSpec {
-            id: id.into(),
-            title: format!("{id} title"),
-            description: String::new(),
-            acceptance: vec![],
-            paths: vec![],
-            depends_on: deps.iter().map(|d| TaskId::from(*d)).collect(),
-        }
+        task(id, deps, &[])
     }
 
     struct Run(RunState);
 
     impl Run {
         fn new(tasks: Vec<TaskSpec>) -> Self {
-            let start = Event {
-                run: RunId::from("r"),
-                seq: 1,
-                at_ms: 0,
-                kind: EventKind::RunStarted {
-                    requirement: String::new(),
-                    repo: String::new(),
-                    mainline: "main".into(),
-                    base_commit: "c0".into(),
-                    settings: RunSettings::default(),
-                },
-            };
-            let mut run = Run(RunState::start(&start).unwrap());
-            run.push(
-                0,
-                EventKind::BlueprintAccepted {
-                    blueprint: Blueprint {
-                        title: String::new(),
-                        tasks,
-                    },
-                },
-            );
-            run
+            Run(made_up::started(RunSettings::default(), tasks).unwrap())
         }
 
         fn push(&mut self, at_ms: u64, kind: EventKind) {
-            let event = Event {
-                run: self.0.run.clone(),
-                seq: self.0.last_seq + 1,
-                at_ms,
-                kind,
-            };
-            self.0.apply(&event).unwrap();
+            push(&mut self.0, at_ms, kind).unwrap();
         }
 
+        /// `path` starts with the state the task is in, for readability.
         fn walk(&mut self, at_ms: u64, task: &str, path: &[TaskState]) {
-            for pair in path.windows(2) {
-                self.push(
-                    at_ms,
-                    EventKind::TaskStateChanged {
-                        task: task.into(),
-                        from: pair[0],
-                        to: pair[1],
-                        reason: None,
-                    },
-                );
-            }
+            advance(&mut self.0, at_ms, &task.into(), &path[1..]).unwrap();
         }
     }
 

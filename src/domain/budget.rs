@@ -129,57 +129,19 @@ pub fn run_burn(state: &RunState) -> Burn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        AgentId, AgentRole, Blueprint, Event, EventKind, RunId, RunSettings, TaskSpec, TokenUsage,
-    };
+    use crate::domain::made_up::{self, advance, push, task};
+    use crate::domain::{AgentId, AgentRole, EventKind, RunSettings, TokenUsage};
 
     fn run(budget: Budget) -> RunState {
-        let start = Event {
-            run: RunId::from("r"),
-            seq: 1,
-            at_ms: 0,
-            kind: EventKind::RunStarted {
-                requirement: String::new(),
-                repo: String::new(),
-                mainline: "main".into(),
-                base_commit: "c0".into(),
-                settings: RunSettings {
-                    budget,
-                    ..RunSettings::default()
-                },
-            },
+        let settings = RunSettings {
+            budget,
+            ..RunSettings::default()
         };
-        let mut state = RunState::start(&start).unwrap();
-        let tasks = ["a", "b"]
-            .map(|id| TaskSpec {
-                id: id.into(),
-                title: id.into(),
-                description: String::new(),
-                acceptance: vec![],
-                paths: vec![],
-                depends_on: vec![],
-            })
-            .to_vec();
-        apply(
-            &mut state,
-            EventKind::BlueprintAccepted {
-                blueprint: Blueprint {
-                    title: String::new(),
-                    tasks,
-                },
-            },
-        );
-        state
+        made_up::started(settings, vec![task("a", &[], &[]), task("b", &[], &[])]).unwrap()
     }
 
     fn apply(state: &mut RunState, kind: EventKind) {
-        let event = Event {
-            run: state.run.clone(),
-            seq: state.last_seq + 1,
-            at_ms: 0,
-            kind,
-        };
-        state.apply(&event).unwrap();
+        push(state, 0, kind).unwrap();
     }
 
     fn spend(state: &mut RunState, task: &str, tokens: u64, usd: Option<f64>) {
@@ -252,24 +214,20 @@ mod tests {
         let mut state = run(Budget::default());
         spend(&mut state, "a", 100, None);
         assert_eq!(run_burn(&state).forecast_tokens, None);
-        for (from, to) in [
-            (TaskState::Pending, TaskState::Ready),
-            (TaskState::Ready, TaskState::Running),
-            (TaskState::Running, TaskState::Reviewing),
-            (TaskState::Reviewing, TaskState::Testing),
-            (TaskState::Testing, TaskState::Merging),
-            (TaskState::Merging, TaskState::Merged),
-        ] {
-            apply(
-                &mut state,
-                EventKind::TaskStateChanged {
-                    task: "a".into(),
-                    from,
-                    to,
-                    reason: None,
-                },
-            );
-        }
+        advance(
+            &mut state,
+            0,
+            &"a".into(),
+            &[
+                TaskState::Ready,
+                TaskState::Running,
+                TaskState::Reviewing,
+                TaskState::Testing,
+                TaskState::Merging,
+                TaskState::Merged,
+            ],
+        )
+        .unwrap();
         spend(&mut state, "b", 30, None);
         let burn = run_burn(&state);
         assert_eq!(burn.tokens, 130);

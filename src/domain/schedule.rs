@@ -166,21 +166,11 @@ fn depends_on(state: &RunState, task: &TaskRecord, target: &TaskId) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Blueprint, Event, EventKind, RunId, RunSettings, TaskSpec};
+    use crate::domain::made_up::{self, advance, task as writing};
+    use crate::domain::{EventKind, RunSettings, TaskSpec};
 
     fn spec(id: &str, deps: &[&str]) -> TaskSpec {
         writing(id, deps, &[])
-    }
-
-    fn writing(id: &str, deps: &[&str], paths: &[&str]) -> TaskSpec {
-        TaskSpec {
-            id: id.into(),
-            title: id.into(),
-            description: String::new(),
-            acceptance: vec![],
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-            depends_on: deps.iter().map(|d| TaskId::from(*d)).collect(),
-        }
     }
 
     /// A diamond (a → b, c, d → e) with concurrency 2.
@@ -202,53 +192,20 @@ mod tests {
             concurrency,
             ..RunSettings::default()
         };
-        let start = Event {
-            run: RunId::from("r"),
-            seq: 1,
-            at_ms: 0,
-            kind: EventKind::RunStarted {
-                requirement: String::new(),
-                repo: String::new(),
-                mainline: "main".into(),
-                base_commit: "c0".into(),
-                settings,
-            },
-        };
-        let mut state = RunState::start(&start).unwrap();
-        apply(
-            &mut state,
-            EventKind::BlueprintAccepted {
-                blueprint: Blueprint {
-                    title: String::new(),
-                    tasks,
-                },
-            },
-        );
-        state
+        made_up::started(settings, tasks).unwrap()
     }
 
     fn apply(state: &mut RunState, kind: EventKind) {
-        let event = Event {
-            run: state.run.clone(),
-            seq: state.last_seq + 1,
-            at_ms: 0,
-            kind,
-        };
-        state.apply(&event).unwrap();
+        made_up::push(state, 0, kind).unwrap();
     }
 
+    /// `path` starts with the state the task is in, for readability.
     fn walk(state: &mut RunState, task: &str, path: &[TaskState]) {
-        for pair in path.windows(2) {
-            apply(
-                state,
-                EventKind::TaskStateChanged {
-                    task: task.into(),
-                    from: pair[0],
-                    to: pair[1],
-                    reason: None,
-                },
-            );
-        }
+        assert_eq!(
+            state.task(&task.into()).map(|t| t.state),
+            path.first().copied()
+        );
+        advance(state, 0, &task.into(), &path[1..]).unwrap();
     }
 
     fn ids(list: &[TaskId]) -> Vec<&str> {

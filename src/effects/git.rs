@@ -515,39 +515,12 @@ impl GitRepo {
                 commit: branch_oid.to_string(),
             }
         } else {
-            let ours = repo
-                .find_commit(main_oid)
-                .ctx(|| "reading mainline".into())?;
-            let theirs = repo
-                .find_commit(branch_oid)
-                .ctx(|| format!("reading {branch}"))?;
-            let mut index = repo
-                .merge_commits(&ours, &theirs, None)
-                .ctx(|| format!("merging {branch}"))?;
-            if index.has_conflicts() {
-                return Ok(MergeOutcome::Conflict {
-                    files: conflicted_paths(&index)?,
-                });
-            }
-            let tree_id = index
-                .write_tree_to(&repo)
-                .ctx(|| "writing the merged tree".into())?;
-            let tree = repo
-                .find_tree(tree_id)
-                .ctx(|| "reading the merged tree".into())?;
-            let sig = signature()?;
-            let oid = repo
-                .commit(
-                    Some(&refname),
-                    &sig,
-                    &sig,
-                    message,
-                    &tree,
-                    &[&ours, &theirs],
-                )
-                .ctx(|| "committing the merge".into())?;
-            MergeOutcome::MergeCommit {
-                commit: oid.to_string(),
+            match Self::merge_commit(&repo, main_oid, branch_oid, branch, message, Some(&refname))?
+            {
+                Ok(oid) => MergeOutcome::MergeCommit {
+                    commit: oid.to_string(),
+                },
+                Err(files) => return Ok(MergeOutcome::Conflict { files }),
             }
         };
         if refresh_checkout {
@@ -557,6 +530,41 @@ impl GitRepo {
                 .ctx(|| "updating the main work tree".into())?;
         }
         Ok(outcome)
+    }
+
+    /// Commits the three-way merge of `branch_oid` into `main_oid` (moving
+    /// `update_ref` to it, if given), or returns the conflicted paths.
+    fn merge_commit(
+        repo: &Repository,
+        main_oid: Oid,
+        branch_oid: Oid,
+        branch: &str,
+        message: &str,
+        update_ref: Option<&str>,
+    ) -> Result<std::result::Result<Oid, Vec<String>>> {
+        let ours = repo
+            .find_commit(main_oid)
+            .ctx(|| "reading mainline".into())?;
+        let theirs = repo
+            .find_commit(branch_oid)
+            .ctx(|| format!("reading {branch}"))?;
+        let mut index = repo
+            .merge_commits(&ours, &theirs, None)
+            .ctx(|| format!("merging {branch}"))?;
+        if index.has_conflicts() {
+            return Ok(Err(conflicted_paths(&index)?));
+        }
+        let tree_id = index
+            .write_tree_to(repo)
+            .ctx(|| "writing the merged tree".into())?;
+        let tree = repo
+            .find_tree(tree_id)
+            .ctx(|| "reading the merged tree".into())?;
+        let sig = signature()?;
+        let oid = repo
+            .commit(update_ref, &sig, &sig, message, &tree, &[&ours, &theirs])
+            .ctx(|| "committing the merge".into())?;
+        Ok(Ok(oid))
     }
 
     /// Whether the main work tree has `refname` checked out with no changes,

@@ -856,6 +856,39 @@ impl App {
         Vec::new()
     }
 
+    /// Typing an answer to an agent's question; Enter sends it.
+    fn answer_key(&mut self, mut modal: Modal, key: KeyEvent) -> Vec<Action> {
+        let Modal::Answer {
+            agent,
+            call_id,
+            input,
+            ..
+        } = &mut modal
+        else {
+            return Vec::new();
+        };
+        match key.code {
+            KeyCode::Esc => Vec::new(),
+            KeyCode::Enter if !key.modifiers.contains(KeyModifiers::ALT) => {
+                let answer = input.lines().join("\n");
+                if answer.trim().is_empty() {
+                    self.modal = Some(modal);
+                    return Vec::new();
+                }
+                vec![Action::Send(Command::AnswerQuestion {
+                    agent: agent.clone(),
+                    call_id: call_id.clone(),
+                    answer,
+                })]
+            }
+            _ => {
+                input.input(key);
+                self.modal = Some(modal);
+                Vec::new()
+            }
+        }
+    }
+
     fn modal_key(&mut self, modal: Modal, key: KeyEvent) -> Vec<Action> {
         match modal {
             Modal::Help => Vec::new(),
@@ -894,42 +927,7 @@ impl App {
                     Vec::new()
                 }
             },
-            Modal::Answer {
-                agent,
-                call_id,
-                question,
-                mut input,
-            } => match key.code {
-                KeyCode::Esc => Vec::new(),
-                KeyCode::Enter if !key.modifiers.contains(KeyModifiers::ALT) => {
-                    let answer = input.lines().join("\n");
-                    if answer.trim().is_empty() {
-                        self.modal = Some(Modal::Answer {
-                            agent,
-                            call_id,
-                            question,
-                            input,
-                        });
-                        Vec::new()
-                    } else {
-                        vec![Action::Send(Command::AnswerQuestion {
-                            agent,
-                            call_id,
-                            answer,
-                        })]
-                    }
-                }
-                _ => {
-                    input.input(key);
-                    self.modal = Some(Modal::Answer {
-                        agent,
-                        call_id,
-                        question,
-                        input,
-                    });
-                    Vec::new()
-                }
-            },
+            modal @ Modal::Answer { .. } => self.answer_key(modal, key),
             Modal::EditTask { task, mut input } => match (key.code, key.modifiers) {
                 (KeyCode::Esc, _) => Vec::new(),
                 (KeyCode::Char('s'), KeyModifiers::CONTROL) => {

@@ -9,7 +9,7 @@ use std::path::Path;
 use git2::build::CheckoutBuilder;
 use git2::{ErrorCode, Oid, Repository};
 
-use super::{Context, GitRepo, Result, conflicted_paths, signature, worktree_turn};
+use super::{Context, GitRepo, Result, signature, worktree_turn};
 
 /// What merging a task branch onto mainline would give.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,34 +53,15 @@ impl GitRepo {
                 commit: Self::landing_commit(&repo, main_oid, branch_oid)?.to_string(),
             });
         }
-        let ours = repo
-            .find_commit(main_oid)
-            .ctx(|| "reading mainline".into())?;
-        let theirs = repo
-            .find_commit(branch_oid)
-            .ctx(|| format!("reading {branch}"))?;
-        let mut index = repo
-            .merge_commits(&ours, &theirs, None)
-            .ctx(|| format!("merging {branch}"))?;
-        if index.has_conflicts() {
-            return Ok(MergeCandidate::Conflict {
-                files: conflicted_paths(&index)?,
-            });
-        }
-        let tree_id = index
-            .write_tree_to(&repo)
-            .ctx(|| "writing the merged tree".into())?;
-        let tree = repo
-            .find_tree(tree_id)
-            .ctx(|| "reading the merged tree".into())?;
-        let sig = signature()?;
-        let oid = repo
-            .commit(None, &sig, &sig, message, &tree, &[&ours, &theirs])
-            .ctx(|| "committing the merge candidate".into())?;
-        Ok(MergeCandidate::Ready {
-            onto: main_oid.to_string(),
-            commit: oid.to_string(),
-        })
+        Ok(
+            match Self::merge_commit(&repo, main_oid, branch_oid, branch, message, None)? {
+                Ok(oid) => MergeCandidate::Ready {
+                    onto: main_oid.to_string(),
+                    commit: oid.to_string(),
+                },
+                Err(files) => MergeCandidate::Conflict { files },
+            },
+        )
     }
 
     /// The commit on `head`'s first-parent line that brought `branch` in:
