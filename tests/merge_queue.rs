@@ -272,12 +272,9 @@ fn solo_demo(dir: &Path, crash_after: u64) -> Output {
         .unwrap()
 }
 
-#[test]
-fn a_merge_landed_but_not_recorded_is_recognised_after_a_crash() {
-    let base = tempfile::tempdir().unwrap();
-
-    // Where the verification of the merge is stored, in an uninterrupted run.
-    let reference = base.path().join("reference");
+/// The solo demo run to its end in `base/reference`, with its events.
+fn uninterrupted(base: &Path) -> (PathBuf, Vec<Event>) {
+    let reference = base.join("reference");
     let out = solo_demo(&reference, u64::MAX);
     assert!(
         out.status.success(),
@@ -285,6 +282,15 @@ fn a_merge_landed_but_not_recorded_is_recognised_after_a_crash() {
         String::from_utf8_lossy(&out.stderr)
     );
     let events = stored_events(&reference, &only_run(&reference));
+    (reference, events)
+}
+
+#[test]
+fn a_merge_landed_but_not_recorded_is_recognised_after_a_crash() {
+    let base = tempfile::tempdir().unwrap();
+
+    // Where the verification of the merge is stored, in an uninterrupted run.
+    let (_, events) = uninterrupted(base.path());
     let verified_at = events
         .iter()
         .find(|e| {
@@ -347,14 +353,7 @@ fn a_merge_landed_but_not_recorded_is_recognised_after_a_crash() {
 #[test]
 fn a_process_killed_anywhere_in_the_queue_resumes_to_one_merge() {
     let base = tempfile::tempdir().unwrap();
-    let reference = base.path().join("reference");
-    let out = solo_demo(&reference, u64::MAX);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let events = stored_events(&reference, &only_run(&reference));
+    let (reference, events) = uninterrupted(base.path());
     let reference_tree = mainline_tree(&reference);
 
     // Killed right after each step of the queue was stored.

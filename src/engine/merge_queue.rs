@@ -275,16 +275,7 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
             "the post-merge check failed on {} and the merge could not be reverted automatically; a human must revert it",
             short(landed)
         );
-        ctx.recorder
-            .record(EventKind::Escalated {
-                task: task.clone(),
-                reason: reason.clone(),
-            })
-            .await?;
-        ctx.recorder
-            .transition(&task, TaskState::Failed, reason)
-            .await?;
-        return Ok(());
+        return escalate(ctx, &task, reason, TaskState::Failed).await;
     };
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
     let (l, r) = (landed.to_owned(), revert_commit.clone());
@@ -400,16 +391,26 @@ async fn conflicted(
         // Leave the markers in the worktree for the human to resolve.
         let dir = ensure_worktree(ctx, record, false).await?;
         merge_mainline_in(ctx, &task, &dir).await?;
-        ctx.recorder
-            .record(EventKind::Escalated {
-                task: task.clone(),
-                reason: reason.clone(),
-            })
-            .await?;
-        ctx.recorder
-            .transition(&task, TaskState::Conflict, reason)
-            .await?;
+        escalate(ctx, &task, reason, TaskState::Conflict).await?;
     }
+    Ok(())
+}
+
+/// Hands `task` to a human: the escalation is recorded with its reason, and
+/// the task settles in `to` until someone decides.
+async fn escalate(
+    ctx: &RunContext,
+    task: &TaskId,
+    reason: String,
+    to: TaskState,
+) -> EngineResult<()> {
+    ctx.recorder
+        .record(EventKind::Escalated {
+            task: task.clone(),
+            reason: reason.clone(),
+        })
+        .await?;
+    ctx.recorder.transition(task, to, reason).await?;
     Ok(())
 }
 
