@@ -158,3 +158,71 @@ async fn a_run_over_its_budget_pauses_and_resumes_when_raised() {
     assert!(state.run_budget_raises >= 1);
     assert_eq!(state.count(TaskState::Merged), state.tasks().len());
 }
+
+#[test]
+fn a_headless_run_over_budget_waits_for_memofab_raise_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("demo");
+    let xdg = tmp.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("memofab")).unwrap();
+    std::fs::write(
+        xdg.join("memofab/config.toml"),
+        "[budget]\ntask_tokens = 6000\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(memofab_bin())
+        .args(["demo", "--headless", "--auto-approve", "--dir"])
+        .arg(&repo)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let memofab = |args: &[&str]| {
+        std::process::Command::new(memofab_bin())
+            .args(args)
+            .arg("--repo")
+            .arg(&repo)
+            .env("XDG_CONFIG_HOME", &xdg)
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut raised = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never finished"
+        );
+        if repo.join(".memofab/memofab.db").exists() {
+            let run = only_run(&repo);
+            let state = memofab::engine::session::stored_state(&repo, &run).unwrap();
+            if raised == 0 && !over_budget(&state).is_empty() {
+                // A task that is not waiting is refused, with a reason.
+                let wrong = memofab(&["raise-budget", run.as_str(), "loader"]);
+                assert!(!wrong.status.success());
+                assert!(String::from_utf8_lossy(&wrong.stderr).contains("not waiting over budget"));
+            }
+            for task in over_budget(&state) {
+                let out = memofab(&["raise-budget", run.as_str(), task.as_str()]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                raised += 1;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(raised >= 1);
+    assert!(stderr.contains("waits over budget"), "{stderr}");
+    let state = fold(&stored_events(&repo, &only_run(&repo)));
+    assert_eq!(state.count(TaskState::Merged), state.tasks().len());
+}

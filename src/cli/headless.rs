@@ -248,6 +248,28 @@ async fn print_json_lines(mut updates: mpsc::UnboundedReceiver<EngineUpdate>, au
                         event.run
                     );
                 }
+                match &event.kind {
+                    EventKind::TaskStateChanged {
+                        task,
+                        to: TaskState::OverBudget,
+                        reason,
+                        ..
+                    } => eprintln!(
+                        "memofab: task {task} waits over budget ({}); grant more with `memofab raise-budget {} {task}`",
+                        reason.as_deref().unwrap_or("budget spent"),
+                        event.run
+                    ),
+                    EventKind::RunPhaseChanged {
+                        to: crate::domain::RunPhase::Paused,
+                        reason: Some(reason),
+                    } if reason.starts_with(crate::engine::orchestrator::RUN_BUDGET_PAUSE) => {
+                        eprintln!(
+                            "memofab: {reason}; grant more with `memofab raise-budget {}`",
+                            event.run
+                        )
+                    }
+                    _ => {}
+                }
                 if stdout_open {
                     let line = serde_json::to_string(&event).unwrap_or_default();
                     let mut out = std::io::stdout().lock();
