@@ -310,7 +310,12 @@ impl RunState {
                 }
             }
             // No agent outlives the process: a resumed run starts unparked.
-            EventKind::RunResumed { .. } => self.parked.clear(),
+            // The process that parked agents or waited for answers is gone;
+            // a resumed agent parks, or asks, again.
+            EventKind::RunResumed { .. } => {
+                self.parked.clear();
+                self.questions.retain(|q| q.answer.is_some());
+            }
             EventKind::SpecSubmitted { requirement } => {
                 self.requirement = requirement.clone();
                 self.spec_submitted = true;
@@ -902,6 +907,78 @@ mod tests {
         });
         let state = RunState::fold(&log.events).unwrap().unwrap();
         assert!(state.parked.is_empty());
+    }
+
+    #[test]
+    fn fold_tracks_questions_disputes_and_observed_writes() {
+        use crate::domain::AgentRole;
+        let mut log = accepted();
+        let coder = AgentId::for_task(AgentRole::Coder, &"a".into(), 1);
+        log.push(EventKind::AgentStarted {
+            agent: coder.clone(),
+            role: AgentRole::Coder,
+            task: Some("a".into()),
+            model: "m".into(),
+        });
+        for (call, tool, path) in [
+            ("c1", "write_file", "./src//x.rs"),
+            ("c2", "read_file", "y"),
+        ] {
+            log.push(EventKind::ToolCalled {
+                agent: coder.clone(),
+                call_id: call.into(),
+                tool: tool.into(),
+                arguments: serde_json::json!({ "path": path }),
+            });
+        }
+        for call in ["q1", "q2"] {
+            log.push(EventKind::QuestionAsked {
+                agent: coder.clone(),
+                call_id: call.into(),
+                task: Some("a".into()),
+                question: "which?".into(),
+            });
+        }
+        log.push(EventKind::QuestionAnswered {
+            agent: coder.clone(),
+            call_id: "q1".into(),
+            answer: "this".into(),
+            by: "me".into(),
+        });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!(a.observed_writes.iter().collect::<Vec<_>>(), ["src/x.rs"]);
+        let open: Vec<&str> = state.open_questions().map(|q| q.call_id.as_str()).collect();
+        assert_eq!(open, ["q2"]);
+        // Nobody waits for an answer after a restart.
+        log.push(EventKind::RunResumed {
+            interrupted: vec![],
+        });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.open_questions().count(), 0);
+        assert_eq!(
+            state.questions.len(),
+            1,
+            "answered questions stay on record"
+        );
+    }
+
+    #[test]
+    fn a_plan_dispute_is_open_until_settled_and_replanning_adds_a_round() {
+        let mut log = Log::new();
+        log.push(EventKind::PlanDisputed {
+            round: 3,
+            feedback: "no".into(),
+        });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.plan_dispute, Some((3, "no".into())));
+        log.push(EventKind::PlanDisputeSettled {
+            build: false,
+            by: "me".into(),
+        });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        assert_eq!(state.plan_dispute, None);
+        assert_eq!(state.extra_plan_rounds, 1);
     }
 
     #[test]

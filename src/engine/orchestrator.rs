@@ -524,7 +524,9 @@ impl Orchestrator {
                     })
                     .await?;
             }
-            Command::RaiseBudget { task: None } => {
+            Command::RaiseBudget { task: None }
+                if crate::domain::budget::run_overrun(&state).is_some() =>
+            {
                 self.raise_budget(None).await?;
                 let within = self
                     .ctx
