@@ -209,23 +209,29 @@ fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 }
 
 /// Spending against the run's budget and where it is heading, when the run
-/// has a budget: ` of 40k, forecast 31k`.
-fn burn_hint(state: &crate::domain::RunState) -> String {
+/// has a budget: ` │ budget 12.0k of 40.0k, forecast 31.0k`.
+pub(crate) fn burn_hint(state: &crate::domain::RunState) -> String {
     let burn = crate::domain::budget::run_burn(state);
-    let mut hint = String::new();
+    let mut parts = Vec::new();
     if let Some(limit) = burn.token_limit {
-        hint.push_str(&format!(" of {}", short_tokens(limit)));
+        let mut part = format!("{} of {}", short_tokens(burn.tokens), short_tokens(limit));
         if let Some(f) = burn.forecast_tokens {
-            hint.push_str(&format!(", forecast {}", short_tokens(f)));
+            part.push_str(&format!(", forecast {}", short_tokens(f)));
         }
+        parts.push(part);
     }
     if let Some(limit) = burn.usd_limit {
-        hint.push_str(&format!(" · ${:.2} of ${limit:.2}", burn.usd));
+        let mut part = format!("${:.2} of ${limit:.2}", burn.usd);
         if let Some(f) = burn.forecast_usd {
-            hint.push_str(&format!(", forecast ${f:.2}"));
+            part.push_str(&format!(", forecast ${f:.2}"));
         }
+        parts.push(part);
     }
-    hint
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" │ budget {}", parts.join(" · "))
+    }
 }
 
 #[derive(Default)]

@@ -181,3 +181,20 @@ fn a_parked_planner_shows_under_planning() {
     );
     assert!(screen.contains("1 parked │ agents 0/4"), "{screen}");
 }
+
+#[test]
+fn the_status_bar_shows_the_burn_against_the_run_budget() {
+    let mut app = app_on(Tab::Transcript, "stats");
+    let state = app.state.as_mut().unwrap();
+    assert_eq!(burn_hint(state), "", "no budget, no burn");
+    state.settings.budget.run_tokens = Some(40_000);
+    state.settings.budget.run_usd = Some(5.0);
+    let hint = burn_hint(state);
+    // One task merged so far (loader, no tokens): the forecast is what is spent.
+    assert_eq!(
+        hint,
+        " │ budget 1.5k of 40.0k, forecast 1.5k · $0.00 of $5.00, forecast $0.00"
+    );
+    let screen = text(&draw(&app, 160, 48));
+    assert!(screen.contains("budget 1.5k of 40.0k"), "{screen}");
+}
