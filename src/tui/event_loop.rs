@@ -81,10 +81,13 @@ pub async fn run(
                 None => return Ok(()),
             },
             _ = clock.tick() => {
-                // Parked agents count down to their resume time, even in planning.
+                // Work in progress shows its time, parked agents count down to
+                // their resume time (even in planning), and what waits on the
+                // human shows how long it has waited.
                 if app.state.as_ref().is_some_and(|s| {
                     !s.parked.is_empty() || s.tasks().iter().any(|t| t.state.is_active())
-                }) {
+                }) || !app.inbox().is_empty()
+                {
                     app.now_ms = crate::engine::recorder::now_ms();
                     dirty = true;
                 }
