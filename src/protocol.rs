@@ -77,6 +77,10 @@ pub enum Command {
         call_id: String,
         answer: String,
     },
+    /// Try a parked provider again now rather than wait out its limit.
+    LiftPark {
+        provider: String,
+    },
     /// Stop the engine cleanly (the run can be resumed later).
     Shutdown,
 }

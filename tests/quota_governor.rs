@@ -385,3 +385,71 @@ async fn an_agent_gives_up_only_past_its_parking_allowance() {
     assert_eq!(server.count(), 1);
     assert!(parks(&bench.events()).is_empty(), "it never parked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_park_is_lifted_from_the_inbox_with_one_command() {
+    let demo = factory::demo_repo();
+    let mut scenario = demo.scenario.clone();
+    // A coder's second turn meets a limit that asks for an hour.
+    let coder = scenario
+        .conversations
+        .iter_mut()
+        .find(|c| c.role == AgentRole::Coder && c.turns.len() > 1)
+        .expect("the demo has a coder with two turns");
+    coder.turns[1].rate_limit = Some(SimulatedLimit {
+        retry_after_ms: Some(3_600_000),
+        usage: false,
+        times: 1,
+    });
+    let providers = ProviderSet::uniform(
+        Arc::new(ScriptedProvider::new(Arc::new(scenario))),
+        "scripted",
+    );
+    let (updates_tx, mut updates) = mpsc::unbounded_channel();
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let engine = tokio::spawn(session::start(
+        factory::demo_request(&demo, providers, Steering::Interactive, true),
+        updates_tx,
+        commands_rx,
+    ));
+    let mut state: Option<memofab::domain::RunState> = None;
+    let mut lifted = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let update = tokio::time::timeout_at(deadline, updates.recv())
+            .await
+            .expect("the run moves on")
+            .expect("the engine is running");
+        let EngineUpdate::Event(event) = update else {
+            continue;
+        };
+        match &mut state {
+            None => state = Some(memofab::domain::RunState::start(&event).unwrap()),
+            Some(s) => s.apply(&event).unwrap(),
+        }
+        let s = state.as_ref().unwrap();
+        if !lifted && !s.parked.is_empty() {
+            let items = memofab::domain::attention::inbox(s);
+            let item = items
+                .iter()
+                .find(|i| i.kind == memofab::domain::attention::AttentionKind::QuotaPause)
+                .expect("the pause is in the inbox");
+            assert_eq!(item.kind.action(), "ask the provider again now");
+            commands
+                .send(memofab::protocol::Command::LiftPark {
+                    provider: item.provider.clone().unwrap(),
+                })
+                .unwrap();
+            lifted = true;
+        }
+        if !s.tasks().is_empty() && s.tasks().iter().all(|t| t.state == TaskState::Merged) {
+            break;
+        }
+    }
+    commands.send(memofab::protocol::Command::Shutdown).unwrap();
+    let state = engine.await.unwrap().unwrap();
+    assert!(lifted);
+    assert!(state.parked.is_empty());
+    let events = factory::stored_events(&demo.repo, &state.run);
+    assert!(events.iter().any(|e| e.kind.name() == "park_lifted"));
+}

@@ -26,7 +26,7 @@ pub enum AttentionKind {
     /// A task gave up; its dependents cannot start.
     Failed,
     /// An agent is parked by a provider's rate or usage limit; it resumes by
-    /// itself.
+    /// itself, or sooner if the human says so.
     QuotaPause,
 }
 
@@ -38,7 +38,7 @@ impl AttentionKind {
             AttentionKind::Gate => "approve the merge",
             AttentionKind::Conflict => "hand to the resolver agent",
             AttentionKind::Failed => "retry",
-            AttentionKind::QuotaPause => "resumes by itself",
+            AttentionKind::QuotaPause => "ask the provider again now",
             AttentionKind::PlanDispute => "build it anyway (n: plan again)",
             AttentionKind::Question => "answer",
         }
@@ -73,6 +73,8 @@ pub struct AttentionItem {
     pub detail: String,
     /// The agent and tool call a question item answers.
     pub question: Option<(AgentId, String)>,
+    /// The provider a quota pause waits on.
+    pub provider: Option<String>,
 }
 
 impl AttentionItem {
@@ -100,6 +102,7 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
             since_ms: state.last_at_ms,
             detail: reason,
             question: None,
+            provider: None,
         });
     }
     for task in state.tasks() {
@@ -125,6 +128,7 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
             since_ms: task.since_ms,
             detail,
             question: None,
+            provider: None,
         });
     }
     if let Some((round, feedback)) = &state.plan_dispute {
@@ -139,6 +143,7 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
                 feedback.lines().next().unwrap_or_default()
             ),
             question: None,
+            provider: None,
         });
     }
     for q in state.open_questions() {
@@ -149,6 +154,7 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
             since_ms: q.asked_ms,
             detail: format!("{}: {}", q.agent, q.question),
             question: Some((q.agent.clone(), q.call_id.clone())),
+            provider: None,
         });
     }
     items.extend(quota_pauses(state));
@@ -157,7 +163,7 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
 }
 
 /// Agents parked by a provider's limits; they hold their task meanwhile.
-/// Nothing for the human to do but know, and perhaps change providers.
+/// They resume by themselves; a human who knows better can lift the park.
 fn quota_pauses(state: &RunState) -> Vec<AttentionItem> {
     state
         .parked
@@ -169,11 +175,12 @@ fn quota_pauses(state: &RunState) -> Vec<AttentionItem> {
             // Ranked by when it resumes: the longest wait sorts last.
             since_ms: parked.until_ms,
             detail: format!(
-                "{agent} {}; resumes at {} by itself",
+                "{agent} {}; resumes by itself at {}",
                 parked.short_reason(),
                 clock(parked.until_ms)
             ),
             question: None,
+            provider: Some(parked.provider.clone()),
         })
         .collect()
 }
@@ -278,6 +285,7 @@ mod tests {
         assert_eq!(items[0].kind, AttentionKind::QuotaPause);
         assert_eq!(items[0].blocks, 2);
         assert!(items[0].detail.contains("rate limited by openai"));
+        assert_eq!(items[0].provider.as_deref(), Some("openai"));
         assert!(
             items[0].detail.contains("00:01:02 UTC"),
             "{}",

@@ -375,6 +375,11 @@ pub enum EventKind {
         answer: String,
         by: String,
     },
+    /// A human had a parked provider tried again before its wait was over.
+    ParkLifted {
+        provider: String,
+        by: String,
+    },
     /// A human gave a task (or, without a task, the run) one more budget's
     /// worth of tokens and cost, after it ran out.
     BudgetRaised {
@@ -497,6 +502,7 @@ impl EventKind {
             EventKind::PlanDisputeSettled { .. } => "plan_dispute_settled",
             EventKind::QuestionAsked { .. } => "question_asked",
             EventKind::QuestionAnswered { .. } => "question_answered",
+            EventKind::ParkLifted { .. } => "park_lifted",
             EventKind::OverseerReport { .. } => "overseer_report",
             EventKind::ProposalDecision { .. } => "proposal_decision",
             EventKind::RunFinished { .. } => "run_finished",

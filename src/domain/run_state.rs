@@ -660,6 +660,7 @@ impl RunState {
             | EventKind::OverseerReport { .. }
             | EventKind::ProposalDecision { .. }
             | EventKind::Escalated { .. }
+            | EventKind::ParkLifted { .. }
             | EventKind::Warning { .. } => {}
             EventKind::GateDecision {
                 task,

@@ -343,7 +343,7 @@ impl AgentRunner {
                     reason: park.reason.clone(),
                 })
                 .await?;
-            tokio::time::sleep_until(park.until).await;
+            self.governor.sit_until(park.until).await;
             // Another agent may have hit the limit again meanwhile.
             match self.governor.parked() {
                 Some(longer) if longer.until > park.until => park = longer,

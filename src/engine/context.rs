@@ -88,6 +88,17 @@ impl ProviderSet {
         self
     }
 
+    /// Every provider's governor, once each.
+    pub fn governors(&self) -> Vec<Arc<Governor>> {
+        let mut seen: Vec<Arc<Governor>> = Vec::new();
+        for binding in self.by_role.values() {
+            if !seen.iter().any(|g| Arc::ptr_eq(g, &binding.governor)) {
+                seen.push(binding.governor.clone());
+            }
+        }
+        seen
+    }
+
     pub fn binding(&self, role: AgentRole) -> EngineResult<Binding> {
         self.by_role.get(&role).cloned().ok_or_else(|| {
             EngineError::Preflight(format!("no provider configured for the {role} role"))

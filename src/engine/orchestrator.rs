@@ -524,6 +524,21 @@ impl Orchestrator {
                     })
                     .await?;
             }
+            Command::LiftPark { provider }
+                if state.parked.values().any(|p| p.provider == provider) =>
+            {
+                let governors = self.ctx.providers.governors();
+                if let Some(governor) = governors.iter().find(|g| g.name() == provider) {
+                    self.ctx
+                        .recorder
+                        .record(EventKind::ParkLifted {
+                            provider,
+                            by: human(),
+                        })
+                        .await?;
+                    governor.lift_park();
+                }
+            }
             Command::RaiseBudget { task: None }
                 if crate::domain::budget::run_overrun(&state).is_some() =>
             {

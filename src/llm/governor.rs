@@ -218,6 +218,8 @@ pub struct Governor {
     state: Mutex<State>,
     /// Woken when a permit is returned, so queued requests re-check.
     released: Notify,
+    /// Woken when a human lifts the park, so parked agents ask at once.
+    lifted: Notify,
 }
 
 impl std::fmt::Debug for Governor {
@@ -242,6 +244,7 @@ impl Governor {
                 streak: 0,
             }),
             released: Notify::new(),
+            lifted: Notify::new(),
         })
     }
 
@@ -315,6 +318,31 @@ impl Governor {
                 Admission::Go(permit) => return permit,
                 Admission::Parked(park) => tokio::time::sleep_until(park.until).await,
             }
+        }
+    }
+
+    /// Ends the park now: a human chose to try the provider again before
+    /// the wait it asked for is over. Returns whether there was one.
+    pub fn lift_park(&self) -> bool {
+        let lifted = self.lock().parked.take().is_some();
+        self.lifted.notify_waiters();
+        self.released.notify_waiters();
+        lifted
+    }
+
+    /// Sleeps until `until`, or until a human lifts the park (also one
+    /// lifted just before: the park is then gone).
+    pub async fn sit_until(&self, until: Instant) {
+        let lifted = self.lifted.notified();
+        tokio::pin!(lifted);
+        // Registered before the check, so a lift in between is not lost.
+        lifted.as_mut().enable();
+        if self.lock().parked.is_none() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            () = lifted => {}
         }
     }
 

@@ -408,6 +408,9 @@ impl App {
             EventKind::QuestionAsked {
                 agent, question, ..
             } => self.log_line(at, true, format!("{agent} asks: {question}")),
+            EventKind::ParkLifted { provider, by } => {
+                self.log_line(at, false, format!("{by} had {provider} tried again now"))
+            }
             EventKind::QuestionAnswered {
                 agent, answer, by, ..
             } => self.log_line(at, false, format!("{by} answered {agent}: {answer}")),
@@ -657,7 +660,9 @@ impl App {
                 Command::RaiseBudget { task }
             }
             AttentionKind::Failed => Command::RetryTask { task: task? },
-            AttentionKind::QuotaPause => return None,
+            AttentionKind::QuotaPause => Command::LiftPark {
+                provider: item.provider?,
+            },
         })
     }
 

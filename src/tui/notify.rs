@@ -62,6 +62,7 @@ mod tests {
             since_ms: 0,
             detail: String::new(),
             question: None,
+            provider: None,
         }
     }
 

@@ -200,3 +200,24 @@ async fn retry_after_zero_still_parks_briefly() {
     let limited = go(&g).await.limited(&rate_limit(Some(Duration::ZERO)));
     assert_eq!(limited.park.until - Instant::now(), MIN_PARK);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_human_can_lift_a_park_before_it_ends() {
+    let g = governor(4);
+    let permit = go(&g).await;
+    let limited = permit.limited(&rate_limit(Some(Duration::from_secs(3600))));
+    let sitter = tokio::spawn({
+        let g = g.clone();
+        async move { g.sit_until(limited.park.until).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!sitter.is_finished(), "still parked");
+    assert!(g.lift_park());
+    tokio::time::timeout(Duration::from_secs(1), sitter)
+        .await
+        .expect("woken at once")
+        .unwrap();
+    assert!(g.parked().is_none());
+    assert!(matches!(g.admit().await, Admission::Go(_)));
+    assert!(!g.lift_park(), "nothing left to lift");
+}
