@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 use memofab::domain::TaskState;
 use support::*;
 
+/// The cockpit's window. Another window is in front of it, as when the
+/// human works elsewhere, so the terminal bell it rings is flagged.
+const COCKPIT: &str = "cockpit:0";
+
 struct Tmux {
     socket: String,
 }
@@ -29,7 +33,7 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "cockpit"])
+        self.run(&["capture-pane", "-p", "-t", COCKPIT])
     }
 }
 
@@ -104,6 +108,8 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
         "45",
         &command,
     ]);
+    tmux.run(&["new-window", "-d", "-t", "cockpit:1", "sleep 600"]);
+    tmux.run(&["select-window", "-t", "cockpit:1"]);
     let screen = || tmux.screen();
 
     wait_for(
@@ -125,7 +131,16 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
         || screen().contains("inbox 1: i"),
         screen,
     );
-    tmux.run(&["send-keys", "-t", "cockpit", "i"]);
+    // The new inbox item rang the bell in the background window.
+    let flags = tmux.run(&[
+        "list-windows",
+        "-t",
+        "cockpit",
+        "-F",
+        "#{window_index}:#{window_bell_flag}",
+    ]);
+    assert!(flags.lines().any(|l| l == "0:1"), "no bell: {flags}");
+    tmux.run(&["send-keys", "-t", COCKPIT, "i"]);
     wait_for(
         "the inbox to list the gate",
         Duration::from_secs(10),
@@ -137,7 +152,7 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
         },
         screen,
     );
-    tmux.run(&["send-keys", "-t", "cockpit", "Enter"]);
+    tmux.run(&["send-keys", "-t", COCKPIT, "Enter"]);
     wait_for(
         "docs to merge",
         Duration::from_secs(30),
@@ -156,7 +171,7 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
         screen,
     );
 
-    tmux.run(&["send-keys", "-t", "cockpit", "q"]);
+    tmux.run(&["send-keys", "-t", COCKPIT, "q"]);
     wait_for(
         "the cockpit to exit and print its summary",
         Duration::from_secs(15),
