@@ -24,7 +24,7 @@ use memofab::engine::session;
 use memofab::llm::governor::{Governor, GovernorConfig};
 use memofab::llm::http::{Endpoint, RetryPolicy};
 use memofab::llm::openai::OpenAiProvider;
-use memofab::llm::scenario::SimulatedLimit;
+use memofab::llm::scenario::{Scenario, SimulatedLimit};
 use memofab::llm::scripted::ScriptedProvider;
 use memofab::protocol::EngineUpdate;
 use serde_json::json;
@@ -295,16 +295,14 @@ async fn the_demo_with_scripted_rate_limits_merges_everything() {
         usage: false,
         times: 1,
     });
-    let coder = scenario
-        .conversations
-        .iter_mut()
-        .find(|c| c.role == AgentRole::Coder && c.turns.len() > 1)
-        .expect("the demo has a coder with two turns");
-    coder.turns[1].rate_limit = Some(SimulatedLimit {
-        retry_after_ms: Some(200),
-        usage: true,
-        times: 2,
-    });
+    limit_a_coders_second_turn(
+        &mut scenario,
+        SimulatedLimit {
+            retry_after_ms: Some(200),
+            usage: true,
+            times: 2,
+        },
+    );
     let providers = ProviderSet::uniform(
         Arc::new(ScriptedProvider::new(Arc::new(scenario))),
         "scripted",
@@ -386,21 +384,29 @@ async fn an_agent_gives_up_only_past_its_parking_allowance() {
     assert!(parks(&bench.events()).is_empty(), "it never parked");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_park_is_lifted_from_the_inbox_with_one_command() {
-    let demo = factory::demo_repo();
-    let mut scenario = demo.scenario.clone();
-    // A coder's second turn meets a limit that asks for an hour.
+/// The demo's first coder with two turns meets `limit` on its second.
+fn limit_a_coders_second_turn(scenario: &mut Scenario, limit: SimulatedLimit) {
     let coder = scenario
         .conversations
         .iter_mut()
         .find(|c| c.role == AgentRole::Coder && c.turns.len() > 1)
         .expect("the demo has a coder with two turns");
-    coder.turns[1].rate_limit = Some(SimulatedLimit {
-        retry_after_ms: Some(3_600_000),
-        usage: false,
-        times: 1,
-    });
+    coder.turns[1].rate_limit = Some(limit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_park_is_lifted_from_the_inbox_with_one_command() {
+    let demo = factory::demo_repo();
+    let mut scenario = demo.scenario.clone();
+    // A coder's second turn meets a limit that asks for an hour.
+    limit_a_coders_second_turn(
+        &mut scenario,
+        SimulatedLimit {
+            retry_after_ms: Some(3_600_000),
+            usage: false,
+            times: 1,
+        },
+    );
     let providers = ProviderSet::uniform(
         Arc::new(ScriptedProvider::new(Arc::new(scenario))),
         "scripted",

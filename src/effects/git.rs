@@ -488,11 +488,7 @@ impl GitRepo {
         let repo = self.repo()?;
         let main_oid = Self::resolve(&repo, mainline)?;
         let branch_oid = Self::resolve(&repo, branch)?;
-        let contained = main_oid == branch_oid
-            || repo
-                .graph_descendant_of(main_oid, branch_oid)
-                .ctx(|| "comparing history".into())?;
-        if contained {
+        if Self::contains(&repo, main_oid, branch_oid)? {
             return Ok(MergeOutcome::FastForward {
                 commit: main_oid.to_string(),
             });
@@ -530,6 +526,14 @@ impl GitRepo {
                 .ctx(|| "updating the main work tree".into())?;
         }
         Ok(outcome)
+    }
+
+    /// Whether the history of `head` already has `commit` in it.
+    fn contains(repo: &Repository, head: Oid, commit: Oid) -> Result<bool> {
+        Ok(head == commit
+            || repo
+                .graph_descendant_of(head, commit)
+                .ctx(|| "comparing history".into())?)
     }
 
     /// Commits the three-way merge of `branch_oid` into `main_oid` (moving

@@ -44,11 +44,7 @@ impl GitRepo {
         let repo = self.repo()?;
         let main_oid = Self::resolve(&repo, mainline)?;
         let branch_oid = Self::resolve(&repo, branch)?;
-        let contained = main_oid == branch_oid
-            || repo
-                .graph_descendant_of(main_oid, branch_oid)
-                .ctx(|| "comparing history".into())?;
-        if contained {
+        if Self::contains(&repo, main_oid, branch_oid)? {
             return Ok(MergeCandidate::Landed {
                 commit: Self::landing_commit(&repo, main_oid, branch_oid)?.to_string(),
             });
