@@ -170,14 +170,7 @@ fn a_headless_run_over_budget_waits_for_memofab_raise_budget() {
         "[budget]\ntask_tokens = 6000\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new(memofab_bin())
-        .args(["demo", "--headless", "--auto-approve", "--dir"])
-        .arg(&repo)
-        .env("XDG_CONFIG_HOME", &xdg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_headless_demo(&repo, &xdg, &["--auto-approve"]);
     let memofab = |args: &[&str]| {
         std::process::Command::new(memofab_bin())
             .args(args)

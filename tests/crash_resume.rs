@@ -28,15 +28,6 @@ fn demo_until_crash(dir: &std::path::Path, crash_after: u64) -> std::process::Ou
         .expect("memofab runs")
 }
 
-fn resume(dir: &std::path::Path) -> std::process::Output {
-    Command::new(memofab_bin())
-        .args(["resume", "--headless", "--repo"])
-        .arg(dir)
-        .env("XDG_CONFIG_HOME", dir.join("no-user-config"))
-        .output()
-        .expect("memofab resumes")
-}
-
 #[test]
 fn resumed_runs_reach_the_same_mainline_without_duplicated_work() {
     let base = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use memofab::domain::{AgentRole, EventKind, MergeOutcome, TaskState};
 use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::prompts::Prompts;
-use memofab::engine::session::{self, RunRequest};
+use memofab::engine::session::RunRequest;
 use memofab::llm::http::{Endpoint, RetryPolicy};
 use memofab::llm::openai::OpenAiProvider;
 use memofab::llm::scripted::ScriptedProvider;
@@ -155,29 +155,16 @@ async fn the_demo_runs_over_the_openai_wire_format() {
     .unwrap();
     let provider = Arc::new(OpenAiProvider::new("fake", endpoint));
 
-    let (updates, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let (_commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
-    let state = tokio::time::timeout(
-        Duration::from_secs(240),
-        session::start(
-            RunRequest {
-                provider_label: "openai".into(),
-                ..demo_request(
-                    &demo,
-                    ProviderSet::uniform(provider, "gpt-fake"),
-                    Steering::Headless,
-                    true,
-                )
-            },
-            updates,
-            commands_rx,
-        ),
-    )
-    .await
-    .expect("the run finishes")
-    .expect("the run succeeds");
-    drain.abort();
+    let state = run_headless(RunRequest {
+        provider_label: "openai".into(),
+        ..demo_request(
+            &demo,
+            ProviderSet::uniform(provider, "gpt-fake"),
+            Steering::Headless,
+            true,
+        )
+    })
+    .await;
 
     assert!(
         state.tasks().iter().all(|t| t.state == TaskState::Merged),

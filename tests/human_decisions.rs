@@ -148,14 +148,7 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("demo");
     let xdg = tmp.path().join("xdg");
-    let mut child = std::process::Command::new(memofab_bin())
-        .args(["demo", "--headless", "--dir"])
-        .arg(&repo)
-        .env("XDG_CONFIG_HOME", &xdg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_headless_demo(&repo, &xdg, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let run = loop {
         if Instant::now() > deadline || child.try_wait().unwrap().is_some() {

@@ -17,12 +17,11 @@ use memofab::domain::attention::{AttentionKind, inbox};
 use memofab::domain::{EventKind, RunPhase, TaskState};
 use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
-use memofab::engine::session::{self, RunRequest};
+use memofab::engine::session::RunRequest;
 use memofab::llm::scenario::Scenario;
 use memofab::llm::scripted::ScriptedProvider;
 use memofab::protocol::Command;
 use support::*;
-use tokio::sync::mpsc;
 
 fn inbox_repo() -> DemoRepo {
     let dir = tempfile::tempdir().unwrap();
@@ -112,13 +111,7 @@ async fn a_plan_dispute_and_a_question_wait_in_the_inbox_for_the_human() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_human_nothing_waits_for_one() {
     let demo = inbox_repo();
-    let (updates, mut rx) = mpsc::unbounded_channel();
-    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let (_commands, commands_rx) = mpsc::unbounded_channel();
-    let state = session::start(request(&demo, Steering::Headless), updates, commands_rx)
-        .await
-        .unwrap();
-    drain.abort();
+    let state = run_headless(request(&demo, Steering::Headless)).await;
     assert_eq!(state.phase, RunPhase::Finished);
     assert!(state.plan_dispute.is_none());
     assert!(state.questions.is_empty(), "ask_human is not offered");

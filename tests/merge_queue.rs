@@ -323,12 +323,7 @@ fn a_merge_landed_but_not_recorded_is_recognised_after_a_crash() {
         TaskState::Verifying
     );
 
-    let out = Command::new(memofab_bin())
-        .args(["resume", "--headless", "--repo"])
-        .arg(&dir)
-        .env("XDG_CONFIG_HOME", dir.join("no-user-config"))
-        .output()
-        .unwrap();
+    let out = resume(&dir);
     assert!(
         out.status.success(),
         "{}",
@@ -375,12 +370,7 @@ fn a_process_killed_anywhere_in_the_queue_resumes_to_one_merge() {
         let dir = base.path().join(format!("crash-{i}"));
         let out = solo_demo(&dir, crash_after);
         assert_eq!(out.status.code(), Some(CRASH_EXIT_CODE));
-        let out = Command::new(memofab_bin())
-            .args(["resume", "--headless", "--repo"])
-            .arg(&dir)
-            .env("XDG_CONFIG_HOME", dir.join("no-user-config"))
-            .output()
-            .unwrap();
+        let out = resume(&dir);
         assert!(
             out.status.success(),
             "resume after event {crash_after}: {}",

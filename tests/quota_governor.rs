@@ -308,21 +308,13 @@ async fn the_demo_with_scripted_rate_limits_merges_everything() {
         "scripted",
     );
 
-    let (updates, mut rx) = mpsc::unbounded_channel();
-    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let (_commands, commands_rx) = mpsc::unbounded_channel();
-    let state = tokio::time::timeout(
-        Duration::from_secs(240),
-        session::start(
-            factory::demo_request(&demo, providers, Steering::Headless, true),
-            updates,
-            commands_rx,
-        ),
-    )
-    .await
-    .expect("the run finishes")
-    .expect("the run succeeds");
-    drain.abort();
+    let state = factory::run_headless(factory::demo_request(
+        &demo,
+        providers,
+        Steering::Headless,
+        true,
+    ))
+    .await;
 
     assert_eq!(state.phase, RunPhase::Finished);
     assert!(

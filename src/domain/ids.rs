@@ -105,6 +105,11 @@ pub fn unix_from_civil(y: i64, m: u32, d: u32, h: u32, mi: u32, s: u32) -> Optio
     u64::try_from(secs).ok()
 }
 
+/// A commit id cut to its first ten characters, for people to read.
+pub fn short_commit(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
 impl AgentId {
     pub fn for_task(role: AgentRole, task: &TaskId, attempt: u32) -> Self {
         Self(format!("{}:{task}#{attempt}", role.as_str()))

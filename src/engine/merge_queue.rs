@@ -17,9 +17,10 @@ use std::sync::Arc;
 use super::context::{RunContext, SpareWorktree};
 use super::error::{EngineError, EngineResult};
 use super::pipeline::{
-    branch_name, ensure_worktree, merge_mainline_in, rework_or_fail, run_check_command, short,
+    branch_name, ensure_worktree, merge_mainline_in, rework_or_fail, run_check_command,
     worktree_dir,
 };
+use crate::domain::ids::short_commit;
 use crate::domain::{EventKind, MergeCheck, MergeOutcome, TaskId, TaskRecord, TaskState};
 use crate::effects::git::MergeCandidate;
 
@@ -112,7 +113,11 @@ async fn compute(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<Opt
                 .transition(
                     &task,
                     TaskState::Verifying,
-                    format!("merge {} onto mainline at {}", short(&commit), short(&onto)),
+                    format!(
+                        "merge {} onto mainline at {}",
+                        short_commit(&commit),
+                        short_commit(&onto)
+                    ),
                 )
                 .await?;
             Ok(Some(Candidate { onto, commit }))
@@ -134,7 +139,7 @@ async fn compute(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<Opt
                 .transition(
                     &task,
                     TaskState::Verifying,
-                    format!("already on mainline at {}", short(&commit)),
+                    format!("already on mainline at {}", short_commit(&commit)),
                 )
                 .await?;
             Ok(None)
@@ -273,7 +278,7 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
     let Some(revert_commit) = reverted else {
         let reason = format!(
             "the post-merge check failed on {} and the merge could not be reverted automatically; a human must revert it",
-            short(landed)
+            short_commit(landed)
         );
         return escalate(ctx, &task, reason, TaskState::Failed).await;
     };
@@ -349,7 +354,7 @@ async fn merged(ctx: &RunContext, task: &TaskId, commit: &str) -> EngineResult<(
         .transition(
             task,
             TaskState::Merged,
-            format!("mainline at {}", short(commit)),
+            format!("mainline at {}", short_commit(commit)),
         )
         .await?;
     let spare = SpareWorktree {

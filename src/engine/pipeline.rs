@@ -529,10 +529,6 @@ pub(super) async fn rework_or_fail(
     Ok(())
 }
 
-pub(super) fn short(commit: &str) -> &str {
-    commit.get(..10).unwrap_or(commit)
-}
-
 fn task_brief(record: &TaskRecord) -> String {
     let spec = &record.spec;
     let list = |items: &[String]| {

@@ -13,6 +13,7 @@ use tui_textarea::TextArea;
 use super::transcript::Transcript;
 use crate::config::Price;
 use crate::domain::attention::{self, AttentionItem, AttentionKind};
+use crate::domain::ids::short_commit;
 use crate::domain::{
     AgentId, ConflictFile, Event, EventKind, RunPhase, RunState, TaskId, TaskState,
 };
@@ -455,7 +456,7 @@ impl App {
                 output,
                 ..
             } => {
-                let at_commit = candidate.get(..10).unwrap_or(candidate);
+                let at_commit = short_commit(candidate);
                 let text = if *passed {
                     format!(
                         "{task}: {} `{command}` passed on {at_commit}",
@@ -477,14 +478,13 @@ impl App {
                 revert_commit,
                 ..
             } => {
-                let short = |c: &str| c.get(..10).unwrap_or(c).to_owned();
                 self.log_line(
                     at,
                     true,
                     format!(
                         "{task}: merge {} reverted on mainline by {}",
-                        short(merge_commit),
-                        short(revert_commit)
+                        short_commit(merge_commit),
+                        short_commit(revert_commit)
                     ),
                 );
             }

@@ -71,16 +71,22 @@ pub fn demo_request(
 }
 
 pub async fn run_demo(demo: &DemoRepo) -> RunState {
+    run_headless(demo_request(demo, scripted(demo), Steering::Headless, true)).await
+}
+
+/// Starts `request` with nobody reading its updates or sending commands,
+/// and waits (four minutes at most) for the run to end.
+pub async fn run_headless(request: RunRequest) -> RunState {
     let (updates, mut rx) = mpsc::unbounded_channel();
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let (_commands, commands_rx) = mpsc::unbounded_channel();
-    let state = session::start(
-        demo_request(demo, scripted(demo), Steering::Headless, true),
-        updates,
-        commands_rx,
+    let state = tokio::time::timeout(
+        std::time::Duration::from_secs(240),
+        session::start(request, updates, commands_rx),
     )
     .await
-    .expect("run completes");
+    .expect("the run finishes")
+    .expect("the run succeeds");
     drain.abort();
     state
 }
@@ -114,6 +120,32 @@ pub fn mainline_tree(repo: &Path) -> Vec<(String, Vec<u8>)> {
 
 pub fn memofab_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_memofab"))
+}
+
+/// `memofab demo --headless <flags> --dir repo` in the background, its
+/// stderr kept for the test to read, its config from `xdg` only.
+pub fn spawn_headless_demo(repo: &Path, xdg: &Path, flags: &[&str]) -> std::process::Child {
+    std::process::Command::new(memofab_bin())
+        .args(["demo", "--headless"])
+        .args(flags)
+        .arg("--dir")
+        .arg(repo)
+        .env("XDG_CONFIG_HOME", xdg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("memofab starts")
+}
+
+/// `memofab resume --headless` on the latest run in `dir`, without the
+/// developer's own config.
+pub fn resume(dir: &Path) -> std::process::Output {
+    std::process::Command::new(memofab_bin())
+        .args(["resume", "--headless", "--repo"])
+        .arg(dir)
+        .env("XDG_CONFIG_HOME", dir.join("no-user-config"))
+        .output()
+        .expect("memofab resumes")
 }
 
 pub fn fold(events: &[Event]) -> RunState {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+use crate::domain::ids::short_commit;
 use crate::domain::{AgentId, Event, EventKind, MergeOutcome, MessageAuthor};
 
 /// Tool results longer than this are cut in the markdown export.
@@ -131,7 +132,7 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
             } => outcomes.push(format!(
                 "- {} of {task} on {} (`{command}`): {}",
                 check.label(),
-                short(candidate),
+                short_commit(candidate),
                 if *passed { "passed" } else { "failed" }
             )),
             EventKind::MergeReverted {
@@ -141,15 +142,15 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                 ..
             } => outcomes.push(format!(
                 "- {task}'s merge {} reverted on mainline by {}",
-                short(merge_commit),
-                short(revert_commit)
+                short_commit(merge_commit),
+                short_commit(revert_commit)
             )),
             EventKind::MergeResult { task, result } => outcomes.push(match result {
                 MergeOutcome::FastForward { commit } => {
-                    format!("- {task} merged (fast-forward to {})", short(commit))
+                    format!("- {task} merged (fast-forward to {})", short_commit(commit))
                 }
                 MergeOutcome::MergeCommit { commit } => {
-                    format!("- {task} merged (merge commit {})", short(commit))
+                    format!("- {task} merged (merge commit {})", short_commit(commit))
                 }
                 MergeOutcome::Conflict { files } => {
                     format!("- {task} conflicted in {}", files.join(", "))
@@ -170,7 +171,7 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                 mainline_commit,
             } => outcomes.push(format!(
                 "\n**Finished:** {merged} merged, {failed} not merged; mainline at {}",
-                short(mainline_commit)
+                short_commit(mainline_commit)
             )),
             _ => {}
         }
@@ -187,8 +188,4 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
         writeln!(out, "{line}")?;
     }
     Ok(())
-}
-
-fn short(commit: &str) -> &str {
-    commit.get(..10).unwrap_or(commit)
 }
