@@ -3,8 +3,6 @@
 //! waits with its conversation until the human answers. Offered only when a
 //! human is attached.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::error::EngineResult;
@@ -13,9 +11,6 @@ use crate::domain::{AgentId, EventKind, TaskId, TaskState};
 use crate::llm::ToolSpec;
 
 pub const ASK_HUMAN: &str = "ask_human";
-
-/// How often a waiting agent looks for its answer; humans take seconds.
-const POLL: Duration = Duration::from_millis(100);
 
 pub fn spec() -> ToolSpec {
     ToolSpec {
@@ -57,9 +52,8 @@ pub async fn ask(
             question: question.to_owned(),
         })
         .await?;
-    loop {
-        tokio::time::sleep(POLL).await;
-        let (answer, stopped) = recorder.with_state(|s| {
+    let answer = recorder
+        .wait_until(|s| {
             let answer = s
                 .questions
                 .iter()
@@ -68,16 +62,17 @@ pub async fn ask(
             let stopped = task
                 .and_then(|t| s.task(t))
                 .is_some_and(|t| matches!(t.state, TaskState::Cancelled | TaskState::Failed));
-            (answer, stopped)
-        });
-        if let Some(answer) = answer {
-            return Ok((true, format!("The human answered: {answer}")));
-        }
-        if stopped {
-            return Ok((
-                false,
-                "The task was stopped before the human answered.".into(),
-            ));
-        }
-    }
+            match answer {
+                Some(answer) => Some(Some(answer)),
+                None => stopped.then_some(None),
+            }
+        })
+        .await;
+    Ok(match answer {
+        Some(answer) => (true, format!("The human answered: {answer}")),
+        None => (
+            false,
+            "The task was stopped before the human answered.".into(),
+        ),
+    })
 }

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::error::{EngineError, EngineResult};
@@ -29,6 +30,8 @@ pub struct Recorder {
     inner: Arc<Mutex<Inner>>,
     run: RunId,
     updates: UnboundedSender<EngineUpdate>,
+    /// Woken after every event, for those waiting on the state to change.
+    recorded: Arc<Notify>,
 }
 
 pub fn now_ms() -> u64 {
@@ -83,6 +86,7 @@ impl Recorder {
                 crash_after: None,
             })),
             updates,
+            recorded: Arc::new(Notify::new()),
         }
     }
 
@@ -142,6 +146,7 @@ impl Recorder {
             std::process::exit(CRASH_EXIT_CODE);
         }
         let _ = self.updates.send(EngineUpdate::Event(event.clone()));
+        self.recorded.notify_waiters();
         Ok(event)
     }
 
@@ -212,6 +217,22 @@ impl Recorder {
         f(&self.lock().state)
     }
 
+    /// Waits until `ready` finds what it looks for in the state, looking
+    /// again after each event: how an agent waits for a human's answer or
+    /// budget without a timer.
+    pub async fn wait_until<T>(&self, mut ready: impl FnMut(&RunState) -> Option<T>) -> T {
+        loop {
+            let recorded = self.recorded.notified();
+            tokio::pin!(recorded);
+            // Registered before the look, so an event in between is not missed.
+            recorded.as_mut().enable();
+            if let Some(found) = self.with_state(&mut ready) {
+                return found;
+            }
+            recorded.await;
+        }
+    }
+
     pub fn snapshot(&self) -> RunState {
         self.with_state(RunState::clone)
     }
@@ -224,3 +245,63 @@ impl Recorder {
 
 /// Exit code of the crash hook, so tests can tell it from a real failure.
 pub const CRASH_EXIT_CODE: i32 = 86;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{RunPhase, RunSettings};
+
+    fn recorder() -> Recorder {
+        let (updates, _) = tokio::sync::mpsc::unbounded_channel();
+        Recorder::start(
+            Store::open_in_memory().unwrap(),
+            RunId::from("r"),
+            EventKind::RunStarted {
+                requirement: String::new(),
+                repo: String::new(),
+                mainline: "main".into(),
+                base_commit: String::new(),
+                settings: RunSettings::default(),
+            },
+            updates,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn wait_until_wakes_on_the_event_that_makes_it_true() {
+        let recorder = recorder();
+        // True already: no wait.
+        assert_eq!(recorder.wait_until(|s| Some(s.last_seq)).await, 1);
+
+        let waiter = tokio::spawn({
+            let recorder = recorder.clone();
+            async move {
+                recorder
+                    .wait_until(|s| (s.phase == RunPhase::Paused).then_some(s.last_seq))
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        recorder
+            .record(EventKind::Warning {
+                task: None,
+                message: "not yet".into(),
+            })
+            .await
+            .unwrap();
+        assert!(!waiter.is_finished());
+        recorder
+            .record(EventKind::RunPhaseChanged {
+                to: RunPhase::Paused,
+                reason: None,
+            })
+            .await
+            .unwrap();
+        let seq = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken by the event")
+            .unwrap();
+        assert_eq!(seq, 3);
+    }
+}
