@@ -68,7 +68,7 @@ pub struct AgentRunner {
     pub model: String,
     pub max_turns: u32,
     /// Model prices, to record what each reply cost.
-    pub prices: std::collections::BTreeMap<String, crate::config::Price>,
+    pub prices: Arc<std::collections::BTreeMap<String, crate::config::Price>>,
     /// The provider's quota governor, shared with every agent on it.
     pub governor: Arc<Governor>,
 }

@@ -127,11 +127,7 @@ impl Brainstorm {
                     .record(EventKind::TokensUsed {
                         agent: agent.clone(),
                         task: None,
-                        cost_usd: crate::llm::pricing::cost_usd(
-                            &crate::llm::pricing::price_table(&ctx.config),
-                            &model,
-                            &reply.usage,
-                        ),
+                        cost_usd: crate::llm::pricing::cost_usd(&ctx.prices, &model, &reply.usage),
                         model,
                         usage: reply.usage,
                     })

@@ -1,7 +1,7 @@
 //! What every step of a run shares: the recorder, the repository, the policy,
 //! the prompts and the models, plus the lock that serialises merges.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -117,6 +117,8 @@ pub struct RunContext {
     pub policy: Policy,
     pub prompts: Prompts,
     pub providers: ProviderSet,
+    /// Model prices from the config, read once, to cost each reply.
+    pub prices: Arc<BTreeMap<String, crate::config::Price>>,
     /// Where task worktrees live: `<repo>/.memofab/worktrees/<run>/<task>`.
     pub worktrees: PathBuf,
     pub mainline: String,
@@ -185,7 +187,7 @@ impl RunContext {
             provider,
             model,
             max_turns: self.config.run.max_agent_turns,
-            prices: crate::llm::pricing::price_table(&self.config),
+            prices: self.prices.clone(),
             governor,
         })
     }

@@ -192,7 +192,7 @@ pub async fn review(
         provider: binding.provider,
         model: binding.model,
         max_turns: config.run.max_agent_turns,
-        prices: crate::llm::pricing::price_table(config),
+        prices: std::sync::Arc::new(crate::llm::pricing::price_table(config)),
         governor: binding.governor,
     };
     let job = AgentJob {

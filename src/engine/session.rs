@@ -117,6 +117,7 @@ fn context(
         auto_approve: settings.auto_approve,
         humans: steering == Steering::Interactive,
         isolation: config.run.isolation()?,
+        prices: Arc::new(crate::llm::pricing::price_table(&config)),
         merge_lock: tokio::sync::Mutex::new(()),
         slot_freed: tokio::sync::Notify::new(),
         spare_worktrees: std::sync::Mutex::new(Vec::new()),
