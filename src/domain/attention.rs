@@ -1,8 +1,6 @@
 //! The attention inbox: everything that waits on a human, in one list,
 //! ranked so the item holding up the most work comes first.
 
-use std::collections::HashSet;
-
 use super::budget;
 use super::ids::{AgentId, TaskId};
 use super::run_state::{RunPhase, RunState};
@@ -193,18 +191,10 @@ fn clock(ms: u64) -> String {
 
 /// How many unfinished tasks depend on `task`, directly or not.
 pub fn downstream(state: &RunState, task: &TaskId) -> usize {
-    let mut reached: HashSet<&TaskId> = HashSet::new();
-    let mut frontier = vec![task];
-    while let Some(current) = frontier.pop() {
-        for t in state.tasks() {
-            if t.spec.depends_on.contains(current) && reached.insert(t.id()) {
-                frontier.push(t.id());
-            }
-        }
-    }
-    reached
+    state
+        .tasks()
         .iter()
-        .filter(|id| state.task(id).is_some_and(|t| t.state != TaskState::Merged))
+        .filter(|t| t.state != TaskState::Merged && state.depends_on(t, task))
         .count()
 }
 

@@ -3,7 +3,7 @@
 //! runs, resumed runs and replays all fold the same events through it, so they
 //! cannot disagree about what happened.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -691,6 +691,23 @@ impl RunState {
             .depends_on
             .iter()
             .all(|d| self.task(d).is_some_and(|t| t.state == TaskState::Merged))
+    }
+
+    /// Whether `task` depends on `on`, directly or through other tasks.
+    pub fn depends_on(&self, task: &TaskRecord, on: &TaskId) -> bool {
+        let mut seen: HashSet<&TaskId> = HashSet::new();
+        let mut stack: Vec<&TaskId> = task.spec.depends_on.iter().collect();
+        while let Some(id) = stack.pop() {
+            if id == on {
+                return true;
+            }
+            if seen.insert(id)
+                && let Some(dep) = self.task(id)
+            {
+                stack.extend(dep.spec.depends_on.iter());
+            }
+        }
+        false
     }
 
     /// Whether some dependency of `task` can no longer merge without a human.

@@ -144,23 +144,7 @@ fn collide(state: &RunState, a: &TaskRecord, b: &TaskRecord) -> bool {
 
 /// Whether one task depends on the other, directly or not.
 fn related(state: &RunState, a: &TaskRecord, b: &TaskRecord) -> bool {
-    depends_on(state, a, b.id()) || depends_on(state, b, a.id())
-}
-
-fn depends_on(state: &RunState, task: &TaskRecord, target: &TaskId) -> bool {
-    let mut seen: HashSet<&TaskId> = HashSet::new();
-    let mut stack: Vec<&TaskId> = task.spec.depends_on.iter().collect();
-    while let Some(id) = stack.pop() {
-        if id == target {
-            return true;
-        }
-        if seen.insert(id)
-            && let Some(dep) = state.task(id)
-        {
-            stack.extend(dep.spec.depends_on.iter());
-        }
-    }
-    false
+    state.depends_on(a, b.id()) || state.depends_on(b, a.id())
 }
 
 #[cfg(test)]
