@@ -624,10 +624,18 @@ impl App {
             .unwrap_or_default()
     }
 
+    /// Which of `len` inbox items is selected: the cursor, kept on the list
+    /// when items leave it.
+    pub fn inbox_selected(&self, len: usize) -> usize {
+        self.inbox_cursor.min(len.saturating_sub(1))
+    }
+
     /// What Enter does to the selected inbox item: send its command, or
     /// open the answer box for a question.
     fn resolve_inbox_item(&mut self) -> Option<Command> {
-        let item = self.inbox().into_iter().nth(self.inbox_cursor)?;
+        let items = self.inbox();
+        let at = self.inbox_selected(items.len());
+        let item = items.into_iter().nth(at)?;
         let task = item.task.clone();
         Some(match item.kind {
             AttentionKind::PlanDispute => Command::SettlePlanDispute { build: true },
@@ -673,7 +681,7 @@ impl App {
             return;
         }
         self.inbox_cursor = self
-            .inbox_cursor
+            .inbox_selected(items.len())
             .saturating_add_signed(by)
             .min(items.len() - 1);
         if let Some(task) = &items[self.inbox_cursor].task

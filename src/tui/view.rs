@@ -655,7 +655,7 @@ fn render_inbox(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         );
         return;
     }
-    let cursor = app.inbox_cursor.min(items.len() - 1);
+    let cursor = app.inbox_selected(items.len());
     let mut lines = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let marker = if i == cursor { "▶" } else { " " };

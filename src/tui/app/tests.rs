@@ -310,3 +310,21 @@ fn a_question_in_the_inbox_is_answered_in_a_box() {
         [Action::Send(Command::AnswerQuestion { agent: a, call_id, answer })]
             if *a == agent && call_id == "c9" && answer == "chars"));
 }
+
+#[test]
+fn enter_acts_on_the_inbox_item_shown_selected_after_others_left() {
+    let mut app = app();
+    app.handle_key(key(KeyCode::Char('i')));
+    // The cursor was left past the end of a list that has since shrunk: the
+    // view marks the last item, and Enter acts on that one.
+    app.inbox_cursor = 9;
+    let items = app.inbox();
+    assert_eq!(app.inbox_selected(items.len()), items.len() - 1);
+    let sent = app.handle_key(key(KeyCode::Enter));
+    assert!(matches!(
+        &sent[..],
+        [Action::Send(Command::ResolveConflict { task, .. })] if task.as_str() == "title"
+    ));
+    app.handle_key(key(KeyCode::Char('k')));
+    assert_eq!(app.inbox_cursor, items.len() - 2);
+}
