@@ -74,40 +74,34 @@ pub struct RunConfig {
     pub output_cap_bytes: usize,
     /// Agents' `run` refuses commands containing any of these.
     pub deny_commands: Vec<String>,
-    /// Fencing for agents' commands and the test step: `auto` uses
-    /// bubblewrap where it works, `bwrap` requires it, `none` does without.
+    /// Fencing for agents' commands and the test step: `auto` uses Landlock
+    /// or bubblewrap, whichever works here, and refuses to run without one;
+    /// `landlock` or `bwrap` require that one; `none` does without.
     pub isolation: IsolationChoice,
     /// Let isolated commands reach the network.
     pub allow_network: bool,
+    /// Paths outside the system that fenced commands may read, such as
+    /// toolchains in the home directory (`~/` is expanded). Nothing else of
+    /// the home directory is readable.
+    pub readable_paths: Vec<PathBuf>,
     /// Never run two tasks whose write-sets (declared paths joined with the
     /// paths seen written) overlap at the same time.
     pub write_set_scheduling: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IsolationChoice {
-    Auto,
-    Bwrap,
-    None,
-}
+pub use crate::effects::isolation::Choice as IsolationChoice;
 
 impl RunConfig {
     /// The isolation commands get, or why the configured one is unavailable.
-    pub fn isolation(&self) -> Result<crate::effects::process::Isolation, ConfigError> {
-        use crate::effects::process::{Isolation, bwrap_available};
-        let bwrap = Isolation::Bwrap {
-            network: self.allow_network,
-        };
-        match self.isolation {
-            IsolationChoice::None => Ok(Isolation::None),
-            IsolationChoice::Auto if bwrap_available() => Ok(bwrap),
-            IsolationChoice::Auto => Ok(Isolation::None),
-            IsolationChoice::Bwrap if bwrap_available() => Ok(bwrap),
-            IsolationChoice::Bwrap => Err(ConfigError::Invalid(
-                "run.isolation = \"bwrap\" but bubblewrap is not installed or cannot create namespaces here".into(),
-            )),
-        }
+    pub fn isolation(
+        &self,
+    ) -> Result<crate::effects::isolation::Isolation, crate::effects::isolation::IsolationError>
+    {
+        crate::effects::isolation::Isolation::choose(
+            self.isolation,
+            self.allow_network,
+            self.readable_paths.clone(),
+        )
     }
 }
 
@@ -284,6 +278,15 @@ impl Default for RunConfig {
             ],
             isolation: IsolationChoice::Auto,
             allow_network: false,
+            // Toolchains, not secrets: ~/.cargo/credentials.toml stays unreadable.
+            readable_paths: [
+                "~/.rustup",
+                "~/.cargo/bin",
+                "~/.cargo/registry",
+                "~/.cargo/git",
+            ]
+            .map(PathBuf::from)
+            .to_vec(),
             write_set_scheduling: true,
         }
     }

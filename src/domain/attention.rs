@@ -26,6 +26,9 @@ pub enum AttentionKind {
     /// An agent is parked by a provider's rate or usage limit; it resumes by
     /// itself, or sooner if the human says so.
     QuotaPause,
+    /// The user's repository changed in a way memofab did not make; the run
+    /// is stopped until a human has looked.
+    RepositoryChanged,
 }
 
 impl AttentionKind {
@@ -39,6 +42,7 @@ impl AttentionKind {
             AttentionKind::QuotaPause => "ask the provider again now",
             AttentionKind::PlanDispute => "build it anyway (n: plan again)",
             AttentionKind::Question => "answer",
+            AttentionKind::RepositoryChanged => "accept the change and resume",
         }
     }
 
@@ -52,6 +56,7 @@ impl AttentionKind {
             AttentionKind::QuotaPause => "quota",
             AttentionKind::PlanDispute => "plan",
             AttentionKind::Question => "question",
+            AttentionKind::RepositoryChanged => "repository",
         }
     }
 }
@@ -90,6 +95,20 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
         .filter(|t| t.state != TaskState::Merged)
         .count();
     let mut items = Vec::new();
+    if !state.repository_changes.is_empty() {
+        items.push(AttentionItem {
+            kind: AttentionKind::RepositoryChanged,
+            task: None,
+            blocks: unfinished,
+            since_ms: state.last_at_ms,
+            detail: format!(
+                "changed outside memofab: {}",
+                state.repository_changes.join("; ")
+            ),
+            question: None,
+            provider: None,
+        });
+    }
     if state.phase == RunPhase::Paused
         && let Some(reason) = budget::run_overrun(state)
     {

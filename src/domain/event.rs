@@ -56,6 +56,10 @@ pub struct RunSettings {
     /// Runs on mainline after each landing; a failure reverts the merge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_merge_command: Option<String>,
+    /// How agents' commands were fenced (`landlock (...)`, `bwrap (...)`,
+    /// `none (...)`); empty in runs stored before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub isolation: String,
 }
 
 /// Spending limits of a run and of each of its tasks. Cost limits only bite
@@ -90,6 +94,7 @@ impl Default for RunSettings {
             budget: Budget::default(),
             verify_merges: false,
             post_merge_command: None,
+            isolation: String::new(),
         }
     }
 }
@@ -162,6 +167,12 @@ pub enum EventKind {
     RunResumed {
         #[serde(default)]
         interrupted: Vec<TaskId>,
+    },
+    /// The user's repository changed in a way memofab did not make (a ref,
+    /// a hook, the config): the run stops until a human has looked and
+    /// resumes it.
+    RepositoryChanged {
+        changes: Vec<String>,
     },
     /// The human finished editing the requirement; planning may start.
     SpecSubmitted {
@@ -469,6 +480,7 @@ impl EventKind {
             EventKind::RunStarted { .. } => "run_started",
             EventKind::RunPhaseChanged { .. } => "run_phase_changed",
             EventKind::RunResumed { .. } => "run_resumed",
+            EventKind::RepositoryChanged { .. } => "repository_changed",
             EventKind::SpecSubmitted { .. } => "spec_submitted",
             EventKind::BlueprintProposed { .. } => "blueprint_proposed",
             EventKind::BlueprintRejected { .. } => "blueprint_rejected",

@@ -214,6 +214,9 @@ pub struct RunState {
     pub parked: BTreeMap<AgentId, ParkedAgent>,
     /// Each provider's adaptive concurrency limit, once it has moved.
     pub provider_limits: BTreeMap<String, ProviderLimit>,
+    /// Changes to the user's repository that memofab did not make, not yet
+    /// seen by a human; the run is paused while there are any.
+    pub repository_changes: Vec<String>,
 }
 
 impl RunState {
@@ -271,6 +274,7 @@ impl RunState {
             last_at_ms: event.at_ms,
             parked: BTreeMap::new(),
             provider_limits: BTreeMap::new(),
+            repository_changes: Vec::new(),
         })
     }
 
@@ -308,12 +312,29 @@ impl RunState {
                 if to.is_over() {
                     self.parked.clear();
                 }
+                // Resuming is how a human says they have seen the change.
+                if *to == RunPhase::Building {
+                    self.repository_changes.clear();
+                }
+            }
+            EventKind::RepositoryChanged { changes } => {
+                self.repository_changes = changes.clone();
+                if !self.phase.is_over() {
+                    self.phase = RunPhase::Paused;
+                }
             }
             // No agent outlives the process: a resumed run starts unparked.
             // The process that parked agents or waited for answers is gone;
             // a resumed agent parks, or asks, again.
             EventKind::RunResumed { .. } => {
                 self.parked.clear();
+                // `memofab resume` after the stop is the human's go-ahead.
+                if !self.repository_changes.is_empty() {
+                    self.repository_changes.clear();
+                    if self.phase == RunPhase::Paused {
+                        self.phase = RunPhase::Building;
+                    }
+                }
                 self.questions.retain(|q| q.answer.is_some());
             }
             EventKind::SpecSubmitted { requirement } => {

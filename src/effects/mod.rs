@@ -2,6 +2,8 @@
 //! the SQLite event store, child processes and the agents' file sandbox.
 
 pub mod git;
+pub mod isolation;
 pub mod process;
+pub mod repo_guard;
 pub mod sandbox;
 pub mod store;

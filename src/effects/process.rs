@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-/// Variables a command may inherit; everything else (API keys, tokens) is dropped.
-const INHERITED_ENV: [&str; 8] = [
-    "PATH", "HOME", "LANG", "LC_ALL", "TERM", "USER", "TMPDIR", "SHELL",
-];
+use super::isolation::{Fence, FenceError};
+pub use super::isolation::{Isolation, scrubbed_env};
 
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
@@ -23,53 +21,6 @@ pub struct CommandSpec {
     pub output_cap: usize,
     pub extra_env: Vec<(String, String)>,
     pub isolation: Isolation,
-}
-
-/// How strongly a command is fenced in, beyond its working directory,
-/// scrubbed environment and timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isolation {
-    /// A plain child process.
-    None,
-    /// bubblewrap: the whole file system read-only except the working
-    /// directory and a private /tmp, new namespaces, no network unless allowed.
-    Bwrap { network: bool },
-}
-
-impl Isolation {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Isolation::None => "none (working directory, scrubbed environment and timeouts only)",
-            Isolation::Bwrap { network: false } => {
-                "bubblewrap (read-only system, writable worktree, no network)"
-            }
-            Isolation::Bwrap { network: true } => {
-                "bubblewrap (read-only system, writable worktree, network allowed)"
-            }
-        }
-    }
-}
-
-/// Whether bubblewrap is installed and works here (user namespaces can be
-/// disabled even where the binary exists). Checked once.
-pub fn bwrap_available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        std::process::Command::new("bwrap")
-            .args([
-                "--ro-bind",
-                "/",
-                "/",
-                "--unshare-all",
-                "--die-with-parent",
-                "true",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +47,8 @@ pub enum ProcessError {
         command: String,
         source: std::io::Error,
     },
+    #[error("cannot fence `{command}`: {source}")]
+    Fence { command: String, source: FenceError },
     #[error("waiting for `{command}`: {source}")]
     Wait {
         command: String,
@@ -103,54 +56,21 @@ pub enum ProcessError {
     },
 }
 
-/// The environment a command gets: the allow-list from ours, plus markers.
-pub fn scrubbed_env() -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = INHERITED_ENV
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-        .collect();
-    env.push(("GIT_TERMINAL_PROMPT".into(), "0".into()));
-    env.push(("CI".into(), "1".into()));
-    env
-}
-
 pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, ProcessError> {
     let started = Instant::now();
-    let mut command = match spec.isolation {
-        Isolation::None => Command::new("sh"),
-        Isolation::Bwrap { network } => {
-            let mut c = Command::new("bwrap");
-            let cwd = spec.cwd.as_os_str();
-            c.args([
-                "--ro-bind",
-                "/",
-                "/",
-                "--dev",
-                "/dev",
-                "--proc",
-                "/proc",
-                "--tmpfs",
-                "/tmp",
-            ])
-            .arg("--bind")
-            .arg(cwd)
-            .arg(cwd)
-            .arg("--chdir")
-            .arg(cwd)
-            .args(["--unshare-all", "--die-with-parent"]);
-            if network {
-                c.arg("--share-net");
-            }
-            c.arg("sh");
-            c
-        }
-    };
+    // The fence owns the command's private temp dir: keep it until the end.
+    let fence = Fence::new(&spec.isolation, &spec.cwd).map_err(|source| ProcessError::Fence {
+        command: spec.command.clone(),
+        source,
+    })?;
+    let std_command = fence
+        .std_command(&spec.command)
+        .map_err(|source| ProcessError::Fence {
+            command: spec.command.clone(),
+            source,
+        })?;
+    let mut command = Command::from(std_command);
     command
-        .arg("-c")
-        .arg(&spec.command)
-        .current_dir(&spec.cwd)
-        .env_clear()
-        .envs(scrubbed_env())
         .envs(spec.extra_env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -256,6 +176,7 @@ fn kill_group(_pid: u32) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::effects::isolation::Mechanism;
 
     fn spec(command: &str, timeout_ms: u64) -> CommandSpec {
         CommandSpec {
@@ -264,7 +185,7 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             output_cap: 1000,
             extra_env: vec![("EXTRA".into(), "yes".into())],
-            isolation: Isolation::None,
+            isolation: Isolation::none(),
         }
     }
 
@@ -308,28 +229,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bubblewrap_confines_writes_to_the_working_directory() {
-        if !bwrap_available() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI installs bubblewrap (.ci/run)"
+    async fn fenced_commands_write_only_their_working_directory() {
+        for mechanism in [Mechanism::Landlock, Mechanism::Bwrap] {
+            let Some(isolation) = crate::effects::isolation::testing::forced(mechanism) else {
+                continue;
+            };
+            let work = tempfile::tempdir().unwrap();
+            let outside = tempfile::tempdir().unwrap();
+            let target = outside.path().join("escaped");
+            let mut s = spec(
+                &format!(
+                    "touch inside; touch \"$TMPDIR/scratch\" && echo tmp-ok; touch {} ; echo done",
+                    target.display()
+                ),
+                5000,
             );
-            eprintln!("skipping: bubblewrap is not available");
-            return;
+            s.cwd = work.path().to_owned();
+            s.isolation = isolation;
+            let out = run_command(&s).await.unwrap();
+            assert!(out.output.contains("done"), "{mechanism:?}: {}", out.output);
+            assert!(
+                out.output.contains("tmp-ok"),
+                "{mechanism:?}: {}",
+                out.output
+            );
+            assert!(work.path().join("inside").exists(), "{mechanism:?}");
+            assert!(
+                !target.exists(),
+                "{mechanism:?}: a write outside got through"
+            );
         }
-        let work = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        let target = outside.path().join("escaped");
-        let mut s = spec(
-            &format!("touch inside && touch {} ; echo done", target.display()),
-            5000,
-        );
-        s.cwd = work.path().to_owned();
-        s.isolation = Isolation::Bwrap { network: false };
-        let out = run_command(&s).await.unwrap();
-        assert!(out.output.contains("done"), "{}", out.output);
-        assert!(work.path().join("inside").exists());
-        assert!(!target.exists(), "a write outside the worktree got through");
     }
 
     #[tokio::test]

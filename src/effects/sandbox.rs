@@ -1,6 +1,9 @@
 //! Confines agents' file access to their worktree. Every path an agent names
 //! is resolved here: relative only, never through `..` or a symlink out of
-//! the worktree, never into `.git`, and never a write the policy denies.
+//! the worktree, never a hard link (its other names may live anywhere), never
+//! into `.git` or `.memofab` (in any letter case: case-insensitive file
+//! systems exist), and never a write the policy denies. This is the file
+//! tools' fence; agents' commands are fenced by [`super::isolation`].
 
 use std::path::{Component, Path, PathBuf};
 
@@ -21,13 +24,15 @@ pub enum SandboxError {
     #[error("{0:?} goes through a symbolic link that points outside the repository")]
     SymlinkOut(String),
     #[error(
-        "{0:?} is a hard link to a file that may live outside the repository; it cannot be written"
+        "{0:?} is a hard link to a file that may live outside the repository; it cannot be read or written"
     )]
     HardLink(String),
     #[error("writing {path:?} is not allowed: {reason}")]
     Denied { path: String, reason: String },
     #[error("{0:?} is inside .git, which agents may not touch; commits are made for you")]
     Git(String),
+    #[error("{0:?} is inside .memofab, the factory's own records, which agents may not read")]
+    Factory(String),
     #[error("{0:?} does not exist")]
     NotFound(String),
     #[error("{path}: {source}")]
@@ -79,9 +84,7 @@ impl Sandbox {
             match component {
                 Component::Normal(part) => {
                     let part = part.to_string_lossy().into_owned();
-                    if part == ".git" {
-                        return Err(SandboxError::Git(rel.to_owned()));
-                    }
+                    protected(&part, rel)?;
                     parts.push(part);
                 }
                 Component::CurDir => {}
@@ -129,10 +132,13 @@ impl Sandbox {
         for name in missing.iter().rev() {
             resolved.push(name);
         }
-        if let Some(inside) = self.relative(&resolved)
-            && inside.split('/').any(|p| p == ".git")
-        {
-            return Err(SandboxError::Git(rel.to_owned()));
+        if let Some(inside) = self.relative(&resolved) {
+            for part in inside.split('/') {
+                protected(part, rel)?;
+            }
+        }
+        if is_hard_linked(&resolved) {
+            return Err(SandboxError::HardLink(rel.to_owned()));
         }
 
         if access == Access::Write {
@@ -146,22 +152,35 @@ impl Sandbox {
                     });
                 }
             }
-            if is_hard_linked(&resolved) {
-                return Err(SandboxError::HardLink(rel.to_owned()));
-            }
         }
         Ok(resolved)
     }
 }
 
+/// Whether a file or directory name is one agents may never reach.
+pub fn is_protected_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case(".git") || name.eq_ignore_ascii_case(".memofab")
+}
+
+fn protected(part: &str, rel: &str) -> Result<(), SandboxError> {
+    if part.eq_ignore_ascii_case(".git") {
+        Err(SandboxError::Git(rel.to_owned()))
+    } else if part.eq_ignore_ascii_case(".memofab") {
+        Err(SandboxError::Factory(rel.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// A regular file with more than one name: the others may be outside.
 #[cfg(unix)]
-fn is_hard_linked(path: &Path) -> bool {
+pub fn is_hard_linked(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.nlink() > 1)
 }
 
 #[cfg(not(unix))]
-fn is_hard_linked(_path: &Path) -> bool {
+pub fn is_hard_linked(_path: &Path) -> bool {
     false
 }
 
@@ -248,14 +267,33 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn hard_links_cannot_be_written() {
+    fn hard_links_cannot_be_read_or_written() {
+        let (root, outside, sb) = sandbox();
+        std::fs::hard_link(outside.path().join("secret"), root.path().join("twin")).unwrap();
+        for access in [Access::Read, Access::Write] {
+            assert!(matches!(
+                sb.resolve("twin", access),
+                Err(SandboxError::HardLink(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn protected_names_are_refused_in_any_case() {
         let (root, _o, sb) = sandbox();
-        std::fs::hard_link(root.path().join("src/lib.rs"), root.path().join("twin.rs")).unwrap();
-        assert!(matches!(
-            sb.resolve("twin.rs", Access::Write),
-            Err(SandboxError::HardLink(_))
-        ));
-        assert!(sb.resolve("twin.rs", Access::Read).is_ok());
+        std::fs::create_dir_all(root.path().join(".memofab")).unwrap();
+        std::fs::write(root.path().join(".memofab/store.db"), "events").unwrap();
+        for path in [
+            ".GIT/config",
+            "src/.Git",
+            ".memofab/store.db",
+            ".MEMOFAB",
+            "x/../.memofab",
+        ] {
+            for access in [Access::Read, Access::Write] {
+                assert!(sb.resolve(path, access).is_err(), "{path} {access:?}");
+            }
+        }
     }
 
     #[test]
@@ -271,7 +309,7 @@ mod tests {
         ));
         assert!(matches!(
             sb.resolve(".memofab/policy.toml", Access::Write),
-            Err(SandboxError::Denied { .. })
+            Err(SandboxError::Factory(_))
         ));
         assert!(matches!(
             sb.resolve("prompts/coder.md", Access::Write),

@@ -10,8 +10,8 @@ use super::error::{EngineError, EngineResult};
 use super::prompts::Prompts;
 use super::recorder::Recorder;
 use crate::config::Config;
-use crate::domain::AgentRole;
 use crate::domain::policy::Policy;
+use crate::domain::{AgentRole, EventKind};
 use crate::effects::git::GitRepo;
 use crate::llm::LlmProvider;
 use crate::llm::governor::{Governor, GovernorConfig};
@@ -112,6 +112,9 @@ impl ProviderSet {
 
 pub struct RunContext {
     pub recorder: Recorder,
+    /// The user's repository as memofab last saw it (refs, hooks, config),
+    /// to notice changes nobody should have made.
+    pub repo_guard: std::sync::Mutex<crate::effects::repo_guard::Fingerprint>,
     pub git: GitRepo,
     pub config: Config,
     pub policy: Policy,
@@ -219,6 +222,51 @@ impl RunContext {
 }
 
 impl RunContext {
+    fn git_common_dir(&self) -> PathBuf {
+        crate::effects::repo_guard::common_dir(self.git.root())
+    }
+
+    /// Takes the repository's fingerprint as the new reference, when a human
+    /// resumes after a change.
+    pub async fn rebaseline_repository(self: &Arc<Self>) {
+        let this = Arc::clone(self);
+        let taken = tokio::task::spawn_blocking(move || {
+            crate::effects::repo_guard::Fingerprint::take(&this.git_common_dir(), &this.mainline)
+        })
+        .await;
+        if let (Ok(fingerprint), Ok(mut guard)) = (taken, self.repo_guard.lock()) {
+            *guard = fingerprint;
+        }
+    }
+
+    /// Compares the repository with the reference; a change nobody made
+    /// through memofab is recorded, which pauses the run. Whether the run
+    /// is now stopped by such a change.
+    pub async fn check_repository(self: &Arc<Self>) -> EngineResult<bool> {
+        let this = Arc::clone(self);
+        let now = tokio::task::spawn_blocking(move || {
+            crate::effects::repo_guard::Fingerprint::take(&this.git_common_dir(), &this.mainline)
+        })
+        .await
+        .map_err(|e| EngineError::Join(e.to_string()))?;
+        let changes = match self.repo_guard.lock() {
+            Ok(guard) => guard.changes(&now),
+            Err(poisoned) => poisoned.into_inner().changes(&now),
+        };
+        let flagged = self
+            .recorder
+            .with_state(|s| !s.repository_changes.is_empty());
+        if !changes.is_empty() && !flagged && !self.recorder.with_state(|s| s.phase.is_over()) {
+            tracing::warn!(?changes, "the repository changed outside memofab");
+            self.recorder
+                .record(EventKind::RepositoryChanged { changes })
+                .await?;
+        }
+        Ok(self
+            .recorder
+            .with_state(|s| !s.repository_changes.is_empty()))
+    }
+
     /// The limits every agent's tools work within.
     pub fn tool_limits(&self) -> super::tools::ToolLimits {
         let run = &self.config.run;
@@ -226,7 +274,7 @@ impl RunContext {
             command_timeout: std::time::Duration::from_secs(run.command_timeout_secs),
             output_cap: run.output_cap_bytes,
             deny_commands: run.deny_commands.clone(),
-            isolation: self.isolation,
+            isolation: self.isolation.clone(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum EngineError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
+    Isolation(#[from] crate::effects::isolation::IsolationError),
+    #[error(transparent)]
     Policy(#[from] crate::domain::policy::PolicyError),
     #[error("{context}: {source}")]
     Io {

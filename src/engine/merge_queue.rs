@@ -35,6 +35,13 @@ struct Candidate {
 pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
     ctx.slot_freed.notify_one();
     let _turn = ctx.merge_lock.lock().await;
+    // Landing is the only writer of mainline: nothing lands onto a
+    // repository someone else changed until a human has looked.
+    if ctx.check_repository().await? {
+        ctx.recorder
+            .wait_until(|s| s.repository_changes.is_empty().then_some(()))
+            .await;
+    }
     let mut candidate: Option<Candidate> = None;
     loop {
         let Some(record) = ctx.recorder.with_state(|s| s.task(task).cloned()) else {

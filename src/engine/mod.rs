@@ -6,6 +6,7 @@ pub mod agent;
 pub mod brainstorm;
 pub mod budget_pause;
 pub mod context;
+pub mod deny_list;
 pub mod engine_lock;
 pub mod error;
 pub mod merge_queue;

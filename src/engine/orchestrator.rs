@@ -211,6 +211,11 @@ impl Orchestrator {
             self.check_run_budget().await?;
             self.fill_slots();
             let state = self.ctx.recorder.snapshot();
+            if !state.repository_changes.is_empty() && self.steering == Steering::Headless {
+                // Nobody here to look: stop; `memofab resume` carries on.
+                self.pipelines.shutdown().await;
+                return Ok(state);
+            }
             if self.pipelines.is_empty() {
                 let idle = state.count(TaskState::Ready) == 0 && state.phase != RunPhase::Paused;
                 if idle && state.all_settled() && !state.phase.is_over() {
@@ -383,6 +388,7 @@ impl Orchestrator {
         match joined {
             Ok((id, (task, Ok(())))) => {
                 self.forget(&task, id);
+                self.ctx.check_repository().await?;
                 Ok(())
             }
             Ok((id, (task, Err(e)))) => {
@@ -440,6 +446,10 @@ impl Orchestrator {
                     .await?;
             }
             Command::Resume if state.phase == RunPhase::Paused => {
+                if !state.repository_changes.is_empty() {
+                    // The human has seen the change; it is the new normal.
+                    self.ctx.rebaseline_repository().await;
+                }
                 self.set_phase(RunPhase::Building, "resumed by a human")
                     .await?;
             }

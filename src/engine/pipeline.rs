@@ -422,7 +422,7 @@ pub(super) async fn run_check_command(
         timeout: Duration::from_secs(ctx.config.run.command_timeout_secs),
         output_cap: ctx.config.run.output_cap_bytes,
         extra_env: Vec::new(),
-        isolation: ctx.isolation,
+        isolation: ctx.isolation.clone(),
     };
     let out = run_command(&spec).await?;
     let passed = out.success();

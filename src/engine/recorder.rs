@@ -23,6 +23,8 @@ struct Inner {
     store: Store,
     state: RunState,
     crash_after: Option<CrashAfter>,
+    /// Values (API keys) that never reach the store or a front end.
+    secrets: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -84,6 +86,7 @@ impl Recorder {
                 store,
                 state,
                 crash_after: None,
+                secrets: Vec::new(),
             })),
             updates,
             recorded: Arc::new(Notify::new()),
@@ -92,6 +95,13 @@ impl Recorder {
 
     pub fn with_crash_after(self, crash: Option<CrashAfter>) -> Self {
         self.lock().crash_after = crash;
+        self
+    }
+
+    /// Redacts these values from every event recorded from now on, wherever
+    /// they appear (an agent printing a key, an error quoting a header).
+    pub fn with_secrets(self, secrets: Vec<String>) -> Self {
+        self.lock().secrets = secrets;
         self
     }
 
@@ -126,6 +136,7 @@ impl Recorder {
     }
 
     fn append_locked(&self, inner: &mut Inner, kind: EventKind) -> EngineResult<Event> {
+        let kind = crate::llm::redact::redact_value(kind, &inner.secrets);
         let event = Event {
             run: self.run.clone(),
             seq: inner.state.last_seq + 1,

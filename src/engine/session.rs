@@ -108,15 +108,22 @@ fn context(
     settings: &RunSettings,
     steering: Steering,
 ) -> EngineResult<RunContext> {
+    // Probed once per process: the same answer the run was started with.
+    let isolation = config.run.isolation()?;
     let repo = git.root().to_owned();
     Ok(RunContext {
+        // Taken before any task can land, resumed ones included.
+        repo_guard: std::sync::Mutex::new(crate::effects::repo_guard::Fingerprint::take(
+            &crate::effects::repo_guard::common_dir(&repo),
+            &mainline,
+        )),
         policy: load_policy(&repo)?,
         prompts: Prompts::for_repo(&repo),
         worktrees: factory_dir(&repo).join("worktrees"),
         test_command: settings.test_command.clone(),
         auto_approve: settings.auto_approve,
         humans: steering == Steering::Interactive,
-        isolation: config.run.isolation()?,
+        isolation,
         prices: Arc::new(crate::llm::pricing::price_table(&config)),
         merge_lock: tokio::sync::Mutex::new(()),
         slot_freed: tokio::sync::Notify::new(),
@@ -138,6 +145,8 @@ pub async fn start(
     let (git, branch) = preflight(&request.repo)?;
     let _engine = EngineLock::acquire(&git)?;
     let mainline = request.config.project.mainline.clone().unwrap_or(branch);
+    // Before the run exists: a run that cannot fence its agents never starts.
+    let isolation = request.config.run.isolation()?;
     let m = mainline.clone();
     let base_commit = git.branch_head(&m)?;
     let store = Store::open(&store_path(git.root()))?;
@@ -157,20 +166,24 @@ pub async fn start(
         budget: request.config.budget,
         verify_merges: request.config.verify_merges(),
         post_merge_command: request.config.merge.post_merge_command.clone(),
+        isolation: isolation.describe(),
+    };
+    let secrets = crate::llm::redact::secrets_in_env(&request.config);
+    let started = EventKind::RunStarted {
+        requirement: request.requirement.clone(),
+        repo: git.root().display().to_string(),
+        mainline: mainline.clone(),
+        base_commit,
+        settings: settings.clone(),
     };
     let recorder = Recorder::start(
         store,
         run,
-        EventKind::RunStarted {
-            requirement: request.requirement.clone(),
-            repo: git.root().display().to_string(),
-            mainline: mainline.clone(),
-            base_commit,
-            settings: settings.clone(),
-        },
+        crate::llm::redact::redact_value(started, &secrets),
         updates,
     )?
-    .with_crash_after(request.crash_after.map(CrashAfter));
+    .with_crash_after(request.crash_after.map(CrashAfter))
+    .with_secrets(secrets);
     let ctx = context(
         recorder,
         git,
@@ -210,9 +223,12 @@ pub async fn resume(
 ) -> EngineResult<RunState> {
     let git = GitRepo::open(&request.repo)?;
     let _engine = EngineLock::acquire(&git)?;
+    // A machine where the fence cannot be built does not resume the run.
+    request.config.run.isolation()?;
     let store = Store::open(&store_path(git.root()))?;
     let recorder = Recorder::resume(store, &request.run, updates)?
-        .with_crash_after(request.crash_after.map(CrashAfter));
+        .with_crash_after(request.crash_after.map(CrashAfter))
+        .with_secrets(crate::llm::redact::secrets_in_env(&request.config));
     let (settings, mainline) = recorder.with_state(|s| (s.settings.clone(), s.mainline.clone()));
     let ctx = context(
         recorder,

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::effects::process::{CommandSpec, Isolation, run_command};
-use crate::effects::sandbox::{Access, Sandbox};
+use crate::effects::sandbox::{Access, Sandbox, is_protected_name};
 use crate::llm::ToolSpec;
 
 const MAX_READ_BYTES: usize = 100_000;
@@ -406,7 +406,10 @@ impl ToolBox {
             let mut children: Vec<_> = read.flatten().map(|e| e.path()).collect();
             children.sort();
             for child in children {
-                if child.file_name().is_some_and(|n| n == ".git") {
+                if child
+                    .file_name()
+                    .is_some_and(|n| is_protected_name(&n.to_string_lossy()))
+                {
                     continue;
                 }
                 // Do not follow symlinks out of the worktree.
@@ -457,6 +460,12 @@ impl ToolBox {
         }
         let mut hits = Vec::new();
         'files: for file in files {
+            // Each file found passes the same checks as a named one: no
+            // symlink or hard link to somewhere else.
+            let shown = self.sandbox.relative(&file).unwrap_or_default();
+            if self.sandbox.resolve(&shown, Access::Read).is_err() {
+                continue;
+            }
             if std::fs::metadata(&file)
                 .map(|m| m.len())
                 .unwrap_or(u64::MAX)
@@ -471,7 +480,6 @@ impl ToolBox {
                 continue;
             }
             let text = String::from_utf8_lossy(&bytes);
-            let shown = self.sandbox.relative(&file).unwrap_or_default();
             for (n, line) in text.lines().enumerate() {
                 if matcher(line) {
                     hits.push(format!("{shown}:{}: {}", n + 1, line.trim_end()));
@@ -492,12 +500,7 @@ impl ToolBox {
     }
 
     async fn run(&self, args: RunArgs) -> ToolOutcome {
-        if let Some(denied) = self
-            .limits
-            .deny_commands
-            .iter()
-            .find(|d| !d.is_empty() && args.command.contains(d.as_str()))
-        {
+        if let Some(denied) = super::deny_list::denied(&args.command, &self.limits.deny_commands) {
             return fail(format!(
                 "commands containing {denied:?} are not allowed here; the factory commits and merges for you"
             ));
@@ -513,7 +516,7 @@ impl ToolBox {
             timeout,
             output_cap: self.limits.output_cap,
             extra_env: Vec::new(),
-            isolation: self.limits.isolation,
+            isolation: self.limits.isolation.clone(),
         };
         match run_command(&spec).await {
             Ok(out) => {
@@ -522,7 +525,15 @@ impl ToolBox {
                     (false, Some(code)) => format!("exit code {code}"),
                     (false, None) => "killed by a signal".to_owned(),
                 };
-                let text = format!("$ {}\n{status}\n{}", args.command, out.output);
+                let mut text = format!("$ {}\n{status}\n{}", args.command, out.output);
+                if !out.success()
+                    && let Some(note) = self.limits.isolation.network_note(&out.output)
+                {
+                    if !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    text.push_str(note);
+                }
                 ToolOutcome::Output {
                     ok: out.success(),
                     text,
@@ -559,7 +570,7 @@ mod tests {
             command_timeout: Duration::from_secs(5),
             output_cap: 4096,
             deny_commands: vec!["git push".into()],
-            isolation: Isolation::None,
+            isolation: Isolation::none(),
         };
         (dir, ToolBox::new(sandbox, limits))
     }

@@ -671,6 +671,7 @@ impl App {
             AttentionKind::QuotaPause => Command::LiftPark {
                 provider: item.provider?,
             },
+            AttentionKind::RepositoryChanged => Command::Resume,
         })
     }
 

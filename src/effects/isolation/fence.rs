@@ -1,0 +1,180 @@
+//! One command's fence: which paths it may read and write, its private temp
+//! dir, and the process (with Landlock's pre-exec confinement or bubblewrap's
+//! arguments) that runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::landlock::{Grant, Ruleset};
+use super::namespaces::Namespaces;
+use super::{Isolation, Mechanism, bwrap, landlock, seccomp};
+
+/// System paths every fenced command may read (those a machine lacks are skipped).
+const SYSTEM_READABLE: [&str; 10] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys",
+];
+
+/// Device files a command may read and write. Not /dev as a whole: running as
+/// root, that would include the raw disks.
+const DEVICES: [&str; 5] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum FenceError {
+    #[error("cannot make a private temp dir for the command: {0}")]
+    TempDir(std::io::Error),
+}
+
+#[derive(Debug)]
+pub struct Fence {
+    mechanism: Mechanism,
+    network: bool,
+    cwd: PathBuf,
+    /// The private temp dir (Landlock and none); bubblewrap mounts its own.
+    tmp: tempfile::TempDir,
+    /// Read-only paths beyond the system: the config's and toolchains on PATH.
+    readable: Vec<PathBuf>,
+    /// The repository's git data the working directory's `.git` points to.
+    git_common_dir: Option<PathBuf>,
+}
+
+impl Fence {
+    pub fn new(isolation: &Isolation, cwd: &Path) -> Result<Self, FenceError> {
+        let tmp = tempfile::Builder::new()
+            .prefix("memofab-cmd-")
+            .tempdir()
+            .map_err(FenceError::TempDir)?;
+        let mut readable = isolation.readable.clone();
+        readable.extend(path_dirs());
+        Ok(Self {
+            mechanism: isolation.mechanism,
+            network: isolation.network,
+            cwd: cwd.to_owned(),
+            tmp,
+            readable,
+            git_common_dir: git_common_dir(cwd),
+        })
+    }
+
+    /// Variables the fenced command gets on top of the scrubbed environment.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let tmp = match self.mechanism {
+            Mechanism::Bwrap => "/tmp".to_owned(),
+            _ => self.tmp.path().display().to_string(),
+        };
+        vec![
+            ("TMPDIR".into(), tmp),
+            // Git data is read-only: don't try to refresh the index on `status`.
+            ("GIT_OPTIONAL_LOCKS".into(), "0".into()),
+            // The user's ~/.gitconfig is not readable in the fence; don't look.
+            ("GIT_CONFIG_GLOBAL".into(), "/dev/null".into()),
+        ]
+    }
+
+    /// `sh -c shell_command`, fenced. The caller sets the environment, stdio
+    /// and process group.
+    pub fn std_command(&self, shell_command: &str) -> Result<Command, FenceError> {
+        let mut command = match self.mechanism {
+            Mechanism::None => Command::new("sh"),
+            Mechanism::Bwrap => {
+                let mut c = Command::new("bwrap");
+                c.args(bwrap::args(&bwrap::Plan {
+                    cwd: &self.cwd,
+                    network: self.network,
+                    readable: &self.readable,
+                    git_common_dir: self.git_common_dir.as_deref(),
+                    home: std::env::var_os("HOME").map(PathBuf::from).as_deref(),
+                }));
+                c.arg("sh");
+                c
+            }
+            Mechanism::Landlock => {
+                let mut c = Command::new("sh");
+                self.confine_with_landlock(&mut c);
+                c
+            }
+        };
+        command
+            .arg("-c")
+            .arg(shell_command)
+            .current_dir(&self.cwd)
+            .env_clear()
+            .envs(super::scrubbed_env())
+            .envs(self.env());
+        Ok(command)
+    }
+
+    fn confine_with_landlock(&self, command: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        let namespaces =
+            super::pid_namespaces_work().then(|| Namespaces::prepare(!self.network, &self.cwd));
+        let mut rules = Ruleset::new(landlock::abi_version());
+        for path in SYSTEM_READABLE {
+            rules.allow(Path::new(path), Grant::Read);
+        }
+        if namespaces.is_some() {
+            // Our own /proc, showing only the command's processes.
+            rules.allow(Path::new("/proc"), Grant::Read);
+        }
+        for device in DEVICES {
+            rules.allow(Path::new(device), Grant::ReadWriteFile);
+        }
+        for path in &self.readable {
+            rules.allow(path, Grant::Read);
+        }
+        if let Some(git) = &self.git_common_dir {
+            rules.allow(git, Grant::Read);
+        }
+        rules.allow(&self.cwd, Grant::Full);
+        rules.allow(self.tmp.path(), Grant::Full);
+        let filter = (!self.network).then(seccomp::no_network_filter);
+        let confine = move || {
+            if let Some(namespaces) = &namespaces {
+                namespaces.enter()?;
+            }
+            rules.enforce()?;
+            if let Some(filter) = &filter {
+                seccomp::install(filter)?;
+            }
+            Ok(())
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: `confine` runs in the forked child before exec and only
+        // makes system calls on data prepared here (see the modules it calls).
+        unsafe {
+            command.pre_exec(confine);
+        }
+    }
+}
+
+/// Directories on PATH, so toolchains installed in a home directory (cargo,
+/// pyenv) keep working. The home directory itself and `/` are never added.
+fn path_dirs() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .filter(|p| p.is_absolute() && p != Path::new("/"))
+                .filter(|p| Some(p) != home.as_ref())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The git data a worktree's `.git` file points to: its `commondir` (the
+/// main repository's `.git`). `None` for a directory without a `.git` file.
+fn git_common_dir(cwd: &Path) -> Option<PathBuf> {
+    let dot_git = cwd.join(".git");
+    let text = std::fs::read_to_string(&dot_git).ok()?;
+    let gitdir = text.trim().strip_prefix("gitdir:")?.trim();
+    let gitdir = cwd.join(gitdir);
+    let common = std::fs::read_to_string(gitdir.join("commondir"))
+        .map(|c| gitdir.join(c.trim()))
+        .unwrap_or(gitdir);
+    common.canonicalize().ok()
+}

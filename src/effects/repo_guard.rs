@@ -1,0 +1,160 @@
+//! Notices changes to the user's repository that memofab did not make: refs
+//! moved or added, hooks planted, config rewritten (a remote, `hooksPath`).
+//! Agents' commands cannot write there (the fence makes git data read-only),
+//! so a change means a hole in the fence, or a human at work; either way the
+//! run stops until someone looks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What each watched item looked like: name → digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint(BTreeMap<String, String>);
+
+/// Refs memofab itself moves: its task and verification branches, the
+/// mainline it lands on (guarded by compare-and-swap), and the stash a human
+/// may use to clear the checkout.
+fn is_ours(name: &str, mainline: &str) -> bool {
+    name.starts_with("refs/heads/memofab/")
+        || name.starts_with("refs/heads/memofab-verify/")
+        || name == format!("refs/heads/{mainline}")
+        || name == "refs/stash"
+}
+
+/// The user's git data: the main repository's `.git`, also from a worktree.
+pub fn common_dir(repo_root: &Path) -> PathBuf {
+    git2::Repository::open(repo_root)
+        .map(|r| r.commondir().to_owned())
+        .unwrap_or_else(|_| repo_root.join(".git"))
+}
+
+impl Fingerprint {
+    /// Reads the repository whose git data is at `git_dir` (its `.git`).
+    pub fn take(git_dir: &Path, mainline: &str) -> Fingerprint {
+        let mut items = BTreeMap::new();
+        if let Ok(repo) = git2::Repository::open(git_dir)
+            && let Ok(refs) = repo.references()
+        {
+            for reference in refs.flatten() {
+                let Some(name) = reference.name() else {
+                    continue;
+                };
+                if is_ours(name, mainline) {
+                    continue;
+                }
+                let target = reference
+                    .target()
+                    .map(|oid| oid.to_string())
+                    .or_else(|| reference.symbolic_target().map(str::to_owned))
+                    .unwrap_or_default();
+                items.insert(format!("ref {name}"), target);
+            }
+        }
+        for file in [
+            "config",
+            "config.worktree",
+            "info/attributes",
+            "info/exclude",
+        ] {
+            if let Some(digest) = digest_file(&git_dir.join(file)) {
+                items.insert(format!("file .git/{file}"), digest);
+            }
+        }
+        for hook in list_dir(&git_dir.join("hooks")) {
+            let name = hook
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let digest = digest_file(&hook).unwrap_or_else(|| "unreadable".into());
+            items.insert(format!("hook .git/hooks/{name}"), digest);
+        }
+        Fingerprint(items)
+    }
+
+    /// What changed from `self` to `now`, one line each.
+    pub fn changes(&self, now: &Fingerprint) -> Vec<String> {
+        let mut changes = Vec::new();
+        for (item, before) in &self.0 {
+            match now.0.get(item) {
+                None => changes.push(format!("{item} was removed")),
+                Some(after) if after != before => changes.push(format!("{item} changed")),
+                Some(_) => {}
+            }
+        }
+        for item in now.0.keys().filter(|k| !self.0.contains_key(*k)) {
+            changes.push(format!("{item} was added"));
+        }
+        changes
+    }
+}
+
+fn list_dir(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|read| read.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+/// Size, permissions and an FNV-1a hash of the content: enough to notice
+/// an edit, not a cryptographic claim.
+fn digest_file(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path).ok()?;
+        return Some(format!("symlink to {}", target.display()));
+    }
+    if !meta.is_file() {
+        return Some(format!("mode {:o}", meta.permissions().mode()));
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Some(format!(
+        "{} bytes, mode {:o}, {hash:016x}",
+        bytes.len(),
+        meta.permissions().mode()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        let sig = git2::Signature::now("t", "t@t").unwrap();
+        let tree = repo.treebuilder(None).unwrap().write().unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        repo.commit(Some("refs/heads/main"), &sig, &sig, "init", &tree, &[])
+            .unwrap();
+        let git = dir.path().join(".git");
+        (dir, git)
+    }
+
+    #[test]
+    fn hooks_config_and_foreign_refs_are_noticed_ours_are_not() {
+        let (_dir, git) = repo();
+        let before = Fingerprint::take(&git, "main");
+        let repo = git2::Repository::open(&git).unwrap();
+        let head = repo.refname_to_id("refs/heads/main").unwrap();
+        repo.reference("refs/heads/memofab/r/a", head, true, "ours")
+            .unwrap();
+        repo.reference("refs/heads/main", head, true, "landing")
+            .unwrap();
+        assert!(before.changes(&Fingerprint::take(&git, "main")).is_empty());
+
+        std::fs::write(git.join("hooks/post-commit"), "#!/bin/sh\ncurl evil\n").unwrap();
+        repo.reference("refs/heads/sneaky", head, true, "theirs")
+            .unwrap();
+        repo.remote("evil", "http://127.0.0.1:1/x").unwrap();
+        let changes = before.changes(&Fingerprint::take(&git, "main"));
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert!(changes.iter().any(|c| c.contains("hooks/post-commit")));
+        assert!(changes.iter().any(|c| c.contains("refs/heads/sneaky")));
+        assert!(changes.iter().any(|c| c.contains(".git/config")));
+    }
+}
