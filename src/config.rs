@@ -162,15 +162,48 @@ pub struct ProviderConfig {
     /// USD per million tokens, by model.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
+    /// OpenAI-compatible only: what the reply cap is called in requests.
+    /// Unset: `max_completion_tokens` for api.openai.com (its reasoning
+    /// models refuse `max_tokens`), `max_tokens` for other servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_field: Option<crate::llm::openai::MaxTokensField>,
+    /// OpenAI-compatible only: `reasoning_effort` for roles that set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<crate::llm::ReasoningEffort>,
+    /// `auto`: a reply without tool calls whose text is one JSON call of an
+    /// offered tool is taken as that call (small local models); `off`.
+    #[serde(default)]
+    pub text_tool_calls: crate::llm::types::TextToolCalls,
 }
+
+/// Prices of tokens read from a prompt cache and written to one, when
+/// `cached_input` is not set: fractions of the input price.
+const CACHE_READ_SHARE: f64 = 0.1;
+const CACHE_WRITE_SHARE: f64 = 1.25;
 
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     pub input: f64,
     pub output: f64,
+    /// Tokens read from the prompt cache; 0 (unset) means a tenth of `input`.
     #[serde(default)]
     pub cached_input: f64,
+}
+
+impl Price {
+    pub fn cache_read(&self) -> f64 {
+        if self.cached_input > 0.0 {
+            self.cached_input
+        } else {
+            self.input * CACHE_READ_SHARE
+        }
+    }
+
+    /// Tokens written to the prompt cache (Anthropic: 1.25 × input).
+    pub fn cache_write(&self) -> f64 {
+        self.input * CACHE_WRITE_SHARE
+    }
 }
 
 fn default_request_timeout() -> u64 {
@@ -205,6 +238,15 @@ pub struct RoleConfig {
     pub provider: String,
     #[serde(default)]
     pub model: Option<String>,
+    /// Most tokens one reply may use (sent as the request's cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reply_tokens: Option<u32>,
+    /// Most tool calls run from one reply; the rest are answered "ignored".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tool_calls: Option<u32>,
+    /// `reasoning_effort` for this role's requests (OpenAI-compatible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<crate::llm::ReasoningEffort>,
 }
 
 // No `deny_unknown_fields` here: serde does not combine it with `flatten`;
@@ -245,6 +287,9 @@ impl Default for Config {
                 max_concurrency: default_max_concurrency(),
                 max_parked_secs: default_max_parked_secs(),
                 prices: BTreeMap::new(),
+                max_tokens_field: None,
+                reasoning_effort: None,
+                text_tool_calls: Default::default(),
             },
         );
         Self {
@@ -298,6 +343,9 @@ impl Default for RolesConfig {
             default: RoleConfig {
                 provider: "scripted".into(),
                 model: None,
+                max_reply_tokens: None,
+                max_tool_calls: None,
+                reasoning_effort: None,
             },
             by_role: BTreeMap::new(),
         }
@@ -414,6 +462,23 @@ impl Config {
                 .and_then(|p| p.model.as_deref())
         });
         (rc.provider.as_str(), model)
+    }
+
+    /// The reply limits of `role`: its own settings, else the default
+    /// role's, else the built-in ones.
+    pub fn reply_limits(&self, role: AgentRole) -> crate::llm::ReplyLimits {
+        let own = self.roles.by_role.get(&role);
+        let default = &self.roles.default;
+        let pick = |f: fn(&RoleConfig) -> Option<u32>| own.and_then(f).or_else(|| f(default));
+        let builtin = crate::llm::ReplyLimits::default();
+        crate::llm::ReplyLimits {
+            max_tokens: pick(|r| r.max_reply_tokens).unwrap_or(builtin.max_tokens),
+            max_tool_calls: pick(|r| r.max_tool_calls)
+                .map_or(builtin.max_tool_calls, |n| (n as usize).max(1)),
+            reasoning_effort: own
+                .and_then(|r| r.reasoning_effort)
+                .or(default.reasoning_effort),
+        }
     }
 }
 
@@ -555,5 +620,64 @@ mod tests {
             c.providers["cloud"].governor(),
             crate::llm::governor::GovernorConfig::default()
         );
+    }
+
+    #[test]
+    fn wire_settings_and_reply_limits_per_role() {
+        use crate::llm::openai::MaxTokensField;
+        use crate::llm::types::TextToolCalls;
+        use crate::llm::{ReasoningEffort, ReplyLimits};
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "c.toml",
+            r#"
+            [providers.local]
+            kind = "openai"
+            max_tokens_field = "max_completion_tokens"
+            reasoning_effort = "low"
+            text_tool_calls = "off"
+            [roles.default]
+            provider = "local"
+            max_reply_tokens = 4000
+            [roles.coder]
+            provider = "local"
+            max_reply_tokens = 16000
+            max_tool_calls = 4
+            reasoning_effort = "high"
+            "#,
+        );
+        let c = Config::load(&[f]).unwrap();
+        let local = &c.providers["local"];
+        assert_eq!(
+            local.max_tokens_field,
+            Some(MaxTokensField::MaxCompletionTokens)
+        );
+        assert_eq!(local.reasoning_effort, Some(ReasoningEffort::Low));
+        assert_eq!(local.text_tool_calls, TextToolCalls::Off);
+        assert_eq!(
+            c.reply_limits(AgentRole::Coder),
+            ReplyLimits {
+                max_tokens: 16000,
+                max_tool_calls: 4,
+                reasoning_effort: Some(ReasoningEffort::High),
+            }
+        );
+        let planner = c.reply_limits(AgentRole::Planner);
+        assert_eq!(planner.max_tokens, 4000, "the default role's cap");
+        assert_eq!(
+            planner.max_tool_calls,
+            ReplyLimits::default().max_tool_calls
+        );
+        assert_eq!(
+            Config::default().reply_limits(AgentRole::Coder),
+            ReplyLimits::default()
+        );
+        let bad = write(
+            dir.path(),
+            "bad.toml",
+            "[providers.x]\nkind = \"openai\"\nmax_tokens_field = \"max_toks\"\n",
+        );
+        assert!(Config::load(&[bad]).is_err());
     }
 }

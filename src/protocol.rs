@@ -18,6 +18,9 @@ pub enum EngineUpdate {
     /// Streaming text of an agent's reply as it arrives. Not stored: the whole
     /// message is, as an `AgentMessage` event, once complete.
     Delta { agent: AgentId, text: String },
+    /// Streaming reasoning ("thinking") of an agent's reply, shown apart
+    /// from the answer. Stored whole as an `AgentMessage` from `thinking`.
+    ThinkingDelta { agent: AgentId, text: String },
     /// The engine stopped: the run is over or paused for good, or it failed.
     Stopped { error: Option<String> },
 }

@@ -95,6 +95,7 @@ impl Router {
             tools: vec![],
             max_tokens: 0,
             temperature: None,
+            reasoning_effort: None,
             script: key,
         };
         let events = self
@@ -108,6 +109,7 @@ impl Router {
         for event in events {
             data.push(match event {
                 StreamEvent::TextDelta(t) => chunk(json!({"content": t}), None),
+                StreamEvent::ReasoningDelta(t) => chunk(json!({"reasoning_content": t}), None),
                 StreamEvent::ToolCallStart { index, id, name } => chunk(
                     json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
                     None,

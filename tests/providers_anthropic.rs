@@ -61,6 +61,7 @@ fn request() -> CompletionRequest {
         tools: vec![],
         max_tokens: 512,
         temperature: None,
+        reasoning_effort: None,
         script: ScriptKey {
             role: AgentRole::Reviewer,
             task: None,
@@ -115,10 +116,12 @@ async fn text_and_tool_use_stream_in_pieces() {
     assert_eq!(args["feedback"], "Looks right ✓");
     assert_eq!(
         c.usage,
+        // Anthropic's input_tokens leaves out the cache: 40 fresh + 8 read.
         TokenUsage {
-            input: 40,
+            input: 48,
             output: 25,
-            cached: 8
+            cached: 8,
+            cache_write: 0,
         }
     );
 
@@ -143,7 +146,10 @@ async fn an_error_event_mid_stream_is_reported() {
     let server = FakeServer::start(vec![ok(vec![body])]).await;
     assert_eq!(
         complete(&provider(&server)).await.unwrap_err(),
-        LlmError::Stream("Overloaded".into())
+        LlmError::StreamServer {
+            status: 529,
+            message: "Overloaded".into()
+        }
     );
 }
 

@@ -50,6 +50,7 @@ fn request() -> CompletionRequest {
         }],
         max_tokens: 256,
         temperature: None,
+        reasoning_effort: None,
         script: ScriptKey {
             role: AgentRole::Coder,
             task: None,
@@ -101,7 +102,8 @@ async fn text_streams_across_split_characters_and_events() {
         TokenUsage {
             input: 12,
             output: 7,
-            cached: 3
+            cached: 3,
+            cache_write: 0,
         }
     );
 

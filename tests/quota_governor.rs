@@ -126,6 +126,7 @@ fn runner(bench: &Bench, server: &FakeServer, governor: &Arc<Governor>) -> Agent
         max_turns: 4,
         prices: Default::default(),
         governor: governor.clone(),
+        reply: Default::default(),
     }
 }
 

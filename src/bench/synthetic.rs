@@ -149,6 +149,7 @@ fn task_events(s: &mut Synthetic, task: &TaskId, turns: usize, index: usize) {
                 input: 1_000 + turn as u64,
                 output: 40,
                 cached: 500,
+                cache_write: 0,
             },
         });
     }

@@ -277,7 +277,7 @@ async fn print_json_lines(mut updates: mpsc::UnboundedReceiver<EngineUpdate>, au
                     stdout_open = writeln!(out, "{line}").and_then(|_| out.flush()).is_ok();
                 }
             }
-            EngineUpdate::Delta { .. } => {}
+            EngineUpdate::Delta { .. } | EngineUpdate::ThinkingDelta { .. } => {}
             EngineUpdate::Stopped { .. } => break,
         }
     }

@@ -112,7 +112,7 @@ mod tests {
             AgentRole::Reviewer,
             crate::config::RoleConfig {
                 provider: "other".into(),
-                model: None,
+                ..config.roles.default.clone()
             },
         );
         let set = build(&config, None, None, Duration::ZERO).unwrap().set;

@@ -155,6 +155,7 @@ mod tests {
                     input: tokens,
                     output: 0,
                     cached: 0,
+                    cache_write: 0,
                 },
                 cost_usd: usd,
             },

@@ -101,10 +101,20 @@ impl Default for RunSettings {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
+    /// Every prompt token, cached or not.
     pub input: u64,
     pub output: u64,
+    /// Of `input`, the tokens read from the provider's prompt cache.
     #[serde(default)]
     pub cached: u64,
+    /// Of `input`, the tokens written to the prompt cache (Anthropic bills
+    /// them above the input price).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TokenUsage {
@@ -116,6 +126,7 @@ impl TokenUsage {
         self.input += other.input;
         self.output += other.output;
         self.cached += other.cached;
+        self.cache_write += other.cache_write;
     }
 }
 
@@ -445,6 +456,8 @@ pub enum MessageAuthor {
     System,
     User,
     Assistant,
+    /// The assistant's reasoning before its answer (reasoning models).
+    Thinking,
 }
 
 impl EventKind {

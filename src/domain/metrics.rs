@@ -455,6 +455,7 @@ mod tests {
                     input: 10,
                     output: 1,
                     cached: 0,
+                    cache_write: 0,
                 },
             });
             push(EventKind::ToolCalled {

@@ -16,16 +16,21 @@ use super::questions;
 use super::recorder::Recorder;
 use super::tools::{ToolBox, ToolOutcome};
 use crate::domain::{AgentId, AgentRole, EventKind, MessageAuthor, TaskId};
-use crate::llm::governor::{Admission, Governor, Limit, Park};
+use crate::llm::governor::{Admission, Governor, Limit, LimitKind, Park};
+use crate::llm::text_calls::text_tool_call;
 use crate::llm::{
-    ChatMessage, Completion, CompletionRequest, LlmError, LlmProvider, ScriptKey, ToolSpec,
-    collect_completion,
+    ChatMessage, Completion, CompletionRequest, Delta, Interrupted, LlmError, LlmProvider,
+    ReplyLimits, ScriptKey, ToolCall, ToolSpec, assemble,
 };
 use crate::protocol::EngineUpdate;
 
 /// Garbled replies (cut streams, broken SSE) re-asked before giving up.
 const MAX_GARBLED_RETRIES: u32 = 2;
-const MAX_REPLY_TOKENS: u32 = 8192;
+/// Server errors inside a reply's stream sat out in a row before giving up
+/// on a request (with the governor's growing back-off, about half a minute).
+const MAX_SERVER_ERRORS: u32 = 5;
+/// What a call past the reply's limit is answered.
+pub const IGNORED_CALL: &str = "ignored: too many calls in one reply";
 
 /// A tool that ends the conversation with a structured result, such as
 /// `submit_blueprint`. `check` returns the problems to send back, if any.
@@ -71,6 +76,8 @@ pub struct AgentRunner {
     pub prices: Arc<std::collections::BTreeMap<String, crate::config::Price>>,
     /// The provider's quota governor, shared with every agent on it.
     pub governor: Arc<Governor>,
+    /// The role's reply cap and how many tool calls one reply may run.
+    pub reply: ReplyLimits,
 }
 
 /// Why a model request gave no reply.
@@ -153,15 +160,16 @@ impl AgentRunner {
                 system: job.prompt.text.clone(),
                 messages: messages.clone(),
                 tools: tools.clone(),
-                max_tokens: MAX_REPLY_TOKENS,
+                max_tokens: self.reply.max_tokens,
                 temperature: None,
+                reasoning_effort: self.reply.reasoning_effort,
                 script: ScriptKey {
                     role: job.role,
                     task: job.task.clone(),
                     attempt: job.attempt,
                 },
             };
-            let reply = match self.ask(agent, job, request, &mut parked).await? {
+            let mut reply = match self.ask(agent, job, request, &mut parked).await? {
                 Ok(reply) => reply,
                 Err(Unanswered::Llm(e)) if e.is_garbled() && garbled < MAX_GARBLED_RETRIES => {
                     garbled += 1;
@@ -173,19 +181,7 @@ impl AgentRunner {
                 Err(Unanswered::GaveUp(failed)) => return Ok(Err(failed)),
             };
             turns += 1;
-            self.recorder
-                .record(EventKind::TokensUsed {
-                    agent: agent.clone(),
-                    task: job.task.clone(),
-                    model: self.model.clone(),
-                    usage: reply.usage,
-                    cost_usd: crate::llm::pricing::cost_usd(
-                        &self.prices,
-                        &self.model,
-                        &reply.usage,
-                    ),
-                })
-                .await?;
+            self.record_usage(agent, job, reply.usage).await?;
             // A task's agent pauses as soon as a budget is spent, keeping
             // its conversation; planning only counts towards the run's.
             if let Some(task) = &job.task
@@ -195,9 +191,30 @@ impl AgentRunner {
                     "stopped while waiting for more budget".to_owned(),
                 )));
             }
+            if !reply.reasoning.trim().is_empty() {
+                self.say(agent, MessageAuthor::Thinking, &reply.reasoning)
+                    .await?;
+            }
+            let text_call = if reply.tool_calls.is_empty() && self.provider.reads_text_tool_calls()
+            {
+                text_tool_call(&reply.text, &tools, &format!("text_call_{turns}"))
+            } else {
+                None
+            };
+            if let Some(found) = &text_call {
+                reply.text.clone_from(&found.rest);
+                reply.tool_calls = vec![found.call.clone()];
+            }
             if !reply.text.is_empty() {
                 self.say(agent, MessageAuthor::Assistant, &reply.text)
                     .await?;
+            }
+            if let Some(found) = &text_call {
+                let note = format!(
+                    "The reply wrote a call of {} as text; it is run as that tool call.",
+                    found.call.name
+                );
+                self.say(agent, MessageAuthor::System, &note).await?;
             }
             messages.push(ChatMessage::Assistant {
                 content: reply.text.clone(),
@@ -211,7 +228,20 @@ impl AgentRunner {
                 messages.push(ChatMessage::User { content: nudge });
                 continue;
             }
-            for call in &reply.tool_calls {
+            let taken = reply.tool_calls.len().min(self.reply.max_tool_calls.max(1));
+            let (run, ignored) = reply.tool_calls.split_at(taken);
+            if !ignored.is_empty() {
+                self.warn(
+                    job,
+                    format!(
+                        "{agent}: the reply made {} tool calls; the first {taken} run, the rest \
+                         are answered \"{IGNORED_CALL}\"",
+                        reply.tool_calls.len()
+                    ),
+                )
+                .await?;
+            }
+            for call in run {
                 let parsed: Result<serde_json::Value, _> = serde_json::from_str(&call.arguments);
                 self.recorder
                     .record(EventKind::ToolCalled {
@@ -255,6 +285,14 @@ impl AgentRunner {
                     is_error: !ok,
                 });
             }
+            // Every call gets an answer, or the next request is invalid.
+            messages.extend(ignored.iter().map(|call: &ToolCall| ChatMessage::ToolResult {
+                call_id: call.id.clone(),
+                content: format!(
+                    "{IGNORED_CALL} (at most {taken} run); call it again if it is still needed."
+                ),
+                is_error: true,
+            }));
         }
         Ok(Err(AgentFailed(format!(
             "no result after {} turns (the limit is run.max_agent_turns)",
@@ -273,6 +311,7 @@ impl AgentRunner {
         request: CompletionRequest,
         parked: &mut Duration,
     ) -> EngineResult<Result<Completion, Unanswered>> {
+        let mut server_errors = 0;
         loop {
             let permit = match self.governor.admit().await {
                 Admission::Go(permit) => permit,
@@ -284,23 +323,41 @@ impl AgentRunner {
                 }
             };
             let recorder = &self.recorder;
-            let reply = collect_completion(self.provider.stream(request.clone()), |text| {
-                recorder.publish(EngineUpdate::Delta {
-                    agent: agent.clone(),
-                    text: text.to_owned(),
+            let reply = assemble(self.provider.stream(request.clone()), |delta| {
+                let agent = agent.clone();
+                recorder.publish(match delta {
+                    Delta::Text(text) => EngineUpdate::Delta {
+                        agent,
+                        text: text.to_owned(),
+                    },
+                    Delta::Reasoning(text) => EngineUpdate::ThinkingDelta {
+                        agent,
+                        text: text.to_owned(),
+                    },
                 });
             })
             .await;
-            let error = match reply {
+            let Interrupted { error, usage } = match reply {
                 Ok(reply) => {
                     if let Some(limit) = permit.succeeded() {
                         self.limit_changed(limit).await?;
                     }
                     return Ok(Ok(reply));
                 }
-                Err(e) => e,
+                Err(interrupted) => interrupted,
             };
-            let Some(limit) = Limit::of(&error) else {
+            // The server may have read the whole prompt before it failed.
+            if usage.total() > 0 {
+                self.record_usage(agent, job, usage).await?;
+            }
+            let limit = Limit::of(&error).filter(|limit| {
+                if limit.kind != LimitKind::ServerError {
+                    return true;
+                }
+                server_errors += 1;
+                server_errors <= MAX_SERVER_ERRORS
+            });
+            let Some(limit) = limit else {
                 drop(permit);
                 return Ok(Err(Unanswered::Llm(error)));
             };
@@ -357,6 +414,24 @@ impl AgentRunner {
             })
             .await?;
         Ok(None)
+    }
+
+    async fn record_usage(
+        &self,
+        agent: &AgentId,
+        job: &AgentJob,
+        usage: crate::domain::TokenUsage,
+    ) -> EngineResult<()> {
+        self.recorder
+            .record(EventKind::TokensUsed {
+                agent: agent.clone(),
+                task: job.task.clone(),
+                model: self.model.clone(),
+                usage,
+                cost_usd: crate::llm::pricing::cost_usd(&self.prices, &self.model, &usage),
+            })
+            .await?;
+        Ok(())
     }
 
     async fn limit_changed(&self, limit: u32) -> EngineResult<()> {

@@ -65,6 +65,7 @@ impl Brainstorm {
             tools: Vec::new(),
             max_tokens: 2048,
             temperature: None,
+            reasoning_effort: None,
             script: ScriptKey {
                 role: AgentRole::Planner,
                 task: None,

@@ -192,6 +192,7 @@ impl RunContext {
             max_turns: self.config.run.max_agent_turns,
             prices: self.prices.clone(),
             governor,
+            reply: self.config.reply_limits(role),
         })
     }
 

@@ -194,6 +194,7 @@ pub async fn review(
         max_turns: config.run.max_agent_turns,
         prices: std::sync::Arc::new(crate::llm::pricing::price_table(config)),
         governor: binding.governor,
+        reply: config.reply_limits(AgentRole::Overseer),
     };
     let job = AgentJob {
         role: AgentRole::Overseer,

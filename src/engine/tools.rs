@@ -137,7 +137,7 @@ impl ToolBox {
                 json!({"type": "object", "properties": {
                     "path": {"type": "string"},
                     "offset_line": {"type": "integer", "description": "First line to return, from 1."},
-                    "max_lines": {"type": "integer"}
+                    "max_lines": {"type": "integer", "description": "Most lines to return; 0 or absent: to the end."}
                 }, "required": ["path"]}),
             ),
             spec(
@@ -266,8 +266,22 @@ impl ToolBox {
         }
         let text = String::from_utf8_lossy(&bytes);
         let start = args.offset_line.unwrap_or(1).max(1) - 1;
-        let take = args.max_lines.unwrap_or(usize::MAX);
+        // Zero lines is no limit: an empty "success" reads as an empty file
+        // (a reviewer once approved a file it had not seen that way).
+        let take = args.max_lines.filter(|&n| n > 0).unwrap_or(usize::MAX);
         let selected: Vec<&str> = text.split_inclusive('\n').skip(start).take(take).collect();
+        if selected.is_empty() {
+            return if text.is_empty() {
+                ok(format!("[{} is empty]", args.path))
+            } else {
+                fail(format!(
+                    "{} has {} lines; offset_line {} is past its end",
+                    args.path,
+                    text.split_inclusive('\n').count(),
+                    start + 1
+                ))
+            };
+        }
         let mut out = selected.concat();
         if out.len() > MAX_READ_BYTES {
             let mut cut = MAX_READ_BYTES;
@@ -587,6 +601,24 @@ mod tests {
             ToolOutcome::Output { ok: false, text } => text,
             other => panic!("expected failure, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn read_file_never_answers_an_empty_success() {
+        let (dir, tb) = toolbox();
+        let whole = "fn a() {}\nfn b() {}\nfn a2() {}\n";
+        let read = |args: &'static str| tb.call("read_file", args);
+        assert_eq!(
+            expect_ok(read(r#"{"path": "src/lib.rs", "max_lines": 0}"#).await),
+            whole
+        );
+        assert_eq!(
+            expect_ok(read(r#"{"path": "src/lib.rs", "offset_line": 2, "max_lines": 1}"#).await),
+            "fn b() {}\n"
+        );
+        expect_err(read(r#"{"path": "src/lib.rs", "offset_line": 9}"#).await);
+        std::fs::write(dir.path().join("empty.txt"), "").unwrap();
+        assert!(!expect_ok(read(r#"{"path": "empty.txt"}"#).await).is_empty());
     }
 
     #[tokio::test]

@@ -8,9 +8,11 @@ use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 
 use super::LlmProvider;
-use super::http::{Decoder, Endpoint, parse_json, post_stream};
+use super::http::{Decoder, Endpoint, parse_json, post_stream, stream_error};
 use super::sse::SseEvent;
-use super::types::{ChatMessage, CompletionRequest, FinishReason, LlmError, StreamEvent};
+use super::types::{
+    ChatMessage, CompletionRequest, FinishReason, LlmError, StreamEvent, TextToolCalls,
+};
 use crate::domain::TokenUsage;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -19,6 +21,7 @@ pub const API_VERSION: &str = "2023-06-01";
 pub struct AnthropicProvider {
     name: String,
     endpoint: Endpoint,
+    text_tool_calls: TextToolCalls,
 }
 
 impl AnthropicProvider {
@@ -26,7 +29,13 @@ impl AnthropicProvider {
         Self {
             name: name.to_owned(),
             endpoint,
+            text_tool_calls: TextToolCalls::Auto,
         }
+    }
+
+    pub fn with_text_tool_calls(mut self, text_tool_calls: TextToolCalls) -> Self {
+        self.text_tool_calls = text_tool_calls;
+        self
     }
 }
 
@@ -113,8 +122,50 @@ impl LlmProvider for AnthropicProvider {
                     None => req,
                 }
             },
-            EventDecoder::default(),
+            EventDecoder {
+                secrets: self.endpoint.api_key.iter().cloned().collect(),
+                ..EventDecoder::default()
+            },
         )
+    }
+
+    fn reads_text_tool_calls(&self) -> bool {
+        self.text_tool_calls == TextToolCalls::Auto
+    }
+}
+
+/// Token counts as Anthropic reports them: `input_tokens` counts only the
+/// prompt tokens neither read from nor written to the cache.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    uncached: u64,
+    cache_read: u64,
+    cache_write: u64,
+    output: u64,
+}
+
+impl Counts {
+    /// Takes every count `usage` has; `message_delta` repeats them
+    /// cumulatively, some gateways only there.
+    fn update(&mut self, usage: &Value) {
+        let set = |field: &mut u64, key: &str| {
+            if let Some(n) = usage.get(key).and_then(Value::as_u64) {
+                *field = n;
+            }
+        };
+        set(&mut self.uncached, "input_tokens");
+        set(&mut self.cache_read, "cache_read_input_tokens");
+        set(&mut self.cache_write, "cache_creation_input_tokens");
+        set(&mut self.output, "output_tokens");
+    }
+
+    fn usage(&self) -> TokenUsage {
+        TokenUsage {
+            input: self.uncached + self.cache_read + self.cache_write,
+            output: self.output,
+            cached: self.cache_read,
+            cache_write: self.cache_write,
+        }
     }
 }
 
@@ -122,10 +173,11 @@ impl LlmProvider for AnthropicProvider {
 pub struct EventDecoder {
     /// tool_use blocks by index, and whether any input fragment arrived.
     tool_blocks: BTreeMap<usize, bool>,
-    input_tokens: u64,
-    cached_tokens: u64,
+    counts: Counts,
     finish: Option<FinishReason>,
     done: bool,
+    /// Kept out of error messages.
+    secrets: Vec<String>,
 }
 
 impl Decoder for EventDecoder {
@@ -143,14 +195,8 @@ impl Decoder for EventDecoder {
         let mut out = Vec::new();
         match kind {
             "message_start" => {
-                let usage = &data["message"]["usage"];
-                self.input_tokens = usage["input_tokens"].as_u64().unwrap_or(0);
-                self.cached_tokens = usage["cache_read_input_tokens"].as_u64().unwrap_or(0);
-                out.push(StreamEvent::Usage(TokenUsage {
-                    input: self.input_tokens,
-                    output: usage["output_tokens"].as_u64().unwrap_or(0),
-                    cached: self.cached_tokens,
-                }));
+                self.counts.update(&data["message"]["usage"]);
+                out.push(StreamEvent::Usage(self.counts.usage()));
             }
             "content_block_start" => {
                 let block = &data["content_block"];
@@ -177,6 +223,11 @@ impl Decoder for EventDecoder {
                     Some("text_delta") => {
                         if let Some(text) = delta["text"].as_str() {
                             out.push(StreamEvent::TextDelta(text.to_owned()));
+                        }
+                    }
+                    Some("thinking_delta") => {
+                        if let Some(text) = delta["thinking"].as_str().filter(|t| !t.is_empty()) {
+                            out.push(StreamEvent::ReasoningDelta(text.to_owned()));
                         }
                     }
                     Some("input_json_delta") => {
@@ -210,12 +261,9 @@ impl Decoder for EventDecoder {
                         other => FinishReason::Other(other.to_owned()),
                     });
                 }
-                if let Some(output) = data["usage"]["output_tokens"].as_u64() {
-                    out.push(StreamEvent::Usage(TokenUsage {
-                        input: self.input_tokens,
-                        output,
-                        cached: self.cached_tokens,
-                    }));
+                if data["usage"].is_object() {
+                    self.counts.update(&data["usage"]);
+                    out.push(StreamEvent::Usage(self.counts.usage()));
                 }
             }
             "message_stop" => {
@@ -224,21 +272,9 @@ impl Decoder for EventDecoder {
                     self.finish.clone().unwrap_or(FinishReason::Stop),
                 ));
             }
-            "error" => {
-                let message = data
-                    .pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown error");
-                // A limit reported mid-stream parks like a 429 would.
-                if data.pointer("/error/type").and_then(Value::as_str) == Some("rate_limit_error")
-                {
-                    return Err(LlmError::RateLimited {
-                        message: message.to_owned(),
-                        retry_after: None,
-                    });
-                }
-                return Err(LlmError::Stream(message.to_owned()));
-            }
+            // A limit mid-stream parks like a 429 would; `overloaded_error`
+            // backs off like a 529.
+            "error" => return Err(stream_error(&data["error"], &self.secrets)),
             _ => {} // ping and future event types
         }
         Ok(out)
@@ -282,9 +318,10 @@ mod tests {
         assert_eq!(
             out[0],
             StreamEvent::Usage(TokenUsage {
-                input: 20,
+                input: 25,
                 output: 1,
-                cached: 5
+                cached: 5,
+                cache_write: 0,
             })
         );
         assert_eq!(out[1], StreamEvent::TextDelta("Looking".into()));
@@ -313,7 +350,13 @@ mod tests {
                 r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
             ))
             .unwrap_err();
-        assert_eq!(err, LlmError::Stream("Overloaded".into()));
+        assert_eq!(
+            err,
+            LlmError::StreamServer {
+                status: 529,
+                message: "Overloaded".into()
+            }
+        );
         let err = EventDecoder::default()
             .decode(ev(
                 r#"{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}"#,
@@ -325,6 +368,35 @@ mod tests {
                 message: "Slow down".into(),
                 retry_after: None
             }
+        );
+    }
+
+    #[test]
+    fn cache_tokens_count_as_input_and_message_delta_updates_usage() {
+        let mut d = EventDecoder::default();
+        let mut last = None;
+        for data in [
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":0,"cache_creation_input_tokens":1000,"cache_read_input_tokens":4000,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":30,"output_tokens":77}}"#,
+        ] {
+            for e in d.decode(ev(data)).unwrap() {
+                match e {
+                    StreamEvent::Usage(u) => last = Some(u),
+                    StreamEvent::ReasoningDelta(t) => assert_eq!(t, "hmm"),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!(
+            last,
+            Some(TokenUsage {
+                input: 5030,
+                output: 77,
+                cached: 4000,
+                cache_write: 1000,
+            })
         );
     }
 
@@ -366,6 +438,7 @@ mod tests {
             tools: vec![],
             max_tokens: 64,
             temperature: None,
+            reasoning_effort: None,
             script: ScriptKey {
                 role: AgentRole::Coder,
                 task: None,

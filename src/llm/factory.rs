@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 
 use super::anthropic::{self, AnthropicProvider};
 use super::http::{Endpoint, RetryPolicy};
-use super::openai::{self, OpenAiProvider};
+use super::openai::{self, OpenAiOptions, OpenAiProvider};
 use super::types::{ChatMessage, CompletionRequest, LlmError, ScriptKey};
 use super::{LlmProvider, collect_completion};
 use crate::config::{ProviderConfig, ProviderKind};
@@ -35,16 +35,27 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
             ));
         }
     };
+    let base_url = cfg.base_url.as_deref().unwrap_or(default_url);
     let endpoint = Endpoint::new(
-        cfg.base_url.as_deref().unwrap_or(default_url),
+        base_url,
         api_key,
         Duration::from_secs(cfg.connect_timeout_secs),
         Duration::from_secs(cfg.request_timeout_secs),
         RetryPolicy::new(cfg.max_retries),
     )?;
     Ok(match cfg.kind {
-        ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(name, endpoint)),
-        _ => Arc::new(OpenAiProvider::new(name, endpoint)),
+        ProviderKind::Anthropic => Arc::new(
+            AnthropicProvider::new(name, endpoint).with_text_tool_calls(cfg.text_tool_calls),
+        ),
+        _ => {
+            let defaults = OpenAiOptions::for_base_url(base_url);
+            let options = OpenAiOptions {
+                max_tokens_field: cfg.max_tokens_field.unwrap_or(defaults.max_tokens_field),
+                reasoning_effort: cfg.reasoning_effort,
+                text_tool_calls: cfg.text_tool_calls,
+            };
+            Arc::new(OpenAiProvider::new(name, endpoint).with_options(options))
+        }
     })
 }
 
@@ -60,6 +71,7 @@ pub async fn check_provider(provider: &dyn LlmProvider, model: &str) -> Result<S
         tools: Vec::new(),
         max_tokens: 16,
         temperature: Some(0.0),
+        reasoning_effort: None,
         script: ScriptKey {
             role: AgentRole::Planner,
             task: None,
@@ -91,6 +103,9 @@ mod tests {
             max_concurrency: 4,
             max_parked_secs: 60,
             prices: BTreeMap::new(),
+            max_tokens_field: None,
+            reasoning_effort: None,
+            text_tool_calls: Default::default(),
         };
         let err = build_provider("cloud", &cfg).err().unwrap().to_string();
         assert!(err.contains("MEMOFAB_TEST_SURELY_UNSET_KEY"), "{err}");

@@ -108,6 +108,10 @@ pub enum LimitKind {
     /// Quota, credits or a plan's usage window: passes in minutes or hours,
     /// or when a human tops up.
     UsageLimit,
+    /// The server failed inside a streamed reply (Anthropic's overload,
+    /// llama.cpp's 500s): a short back-off, as for a 5xx. Callers bound how
+    /// many of these in a row they sit out.
+    ServerError,
 }
 
 /// A limit reply, as the governor needs it.
@@ -121,22 +125,26 @@ pub struct Limit {
 impl Limit {
     /// The limit `error` reports, if it is one.
     pub fn of(error: &LlmError) -> Option<Self> {
-        let LlmError::RateLimited {
-            message,
-            retry_after,
-        } = error
-        else {
-            return None;
-        };
-        Some(Self {
-            kind: if is_usage_limit(message) {
-                LimitKind::UsageLimit
-            } else {
-                LimitKind::RateLimit
-            },
-            retry_after: *retry_after,
-            message: message.clone(),
-        })
+        match error {
+            LlmError::RateLimited {
+                message,
+                retry_after,
+            } => Some(Self {
+                kind: if is_usage_limit(message) {
+                    LimitKind::UsageLimit
+                } else {
+                    LimitKind::RateLimit
+                },
+                retry_after: *retry_after,
+                message: message.clone(),
+            }),
+            LlmError::StreamServer { status, message } => Some(Self {
+                kind: LimitKind::ServerError,
+                retry_after: None,
+                message: format!("{status}: {message}"),
+            }),
+            _ => None,
+        }
     }
 
     /// The wait when the provider names none: grows with each limit in a
@@ -146,6 +154,7 @@ impl Limit {
         let (base, cap) = match self.kind {
             LimitKind::RateLimit => (Duration::from_secs(2), Duration::from_secs(120)),
             LimitKind::UsageLimit => (Duration::from_secs(60), Duration::from_secs(1800)),
+            LimitKind::ServerError => (Duration::from_secs(1), Duration::from_secs(30)),
         };
         base.saturating_mul(1u32 << streak.min(16)).min(cap)
     }
@@ -373,6 +382,7 @@ impl Governor {
         let reason = match limit.kind {
             LimitKind::RateLimit => format!("rate limited by {}", self.name),
             LimitKind::UsageLimit => format!("usage limit reached on {}", self.name),
+            LimitKind::ServerError => format!("{} failed mid-reply", self.name),
         };
         let park = Park {
             until,

@@ -379,6 +379,50 @@ async fn next<D: Decoder>(
     }
 }
 
+/// The failure an error object inside a streamed reply reports. Servers put
+/// it there after answering 200 (OpenAI and llama.cpp as `{"error": {...}}`,
+/// Anthropic as an `error` event), so the HTTP status says nothing: read the
+/// object's `code` (llama.cpp: the status it would have sent) and `type`.
+pub fn stream_error(error: &serde_json::Value, secrets: &[String]) -> LlmError {
+    let message = error
+        .get("message")
+        .and_then(serde_json::Value::as_str)
+        .or_else(|| error.as_str())
+        .unwrap_or("(no message)");
+    let message = redact(message, secrets);
+    let kind = error
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    let code = error
+        .get("code")
+        .and_then(|c| {
+            c.as_u64()
+                .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+        })
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (400..600).contains(c));
+    match (kind, code) {
+        ("overloaded_error", _) => LlmError::StreamServer {
+            status: 529,
+            message,
+        },
+        ("rate_limit_error", _) | (_, Some(429)) => LlmError::RateLimited {
+            message,
+            retry_after: None,
+        },
+        (_, Some(status @ 400..=499)) => LlmError::BadRequest { status, message },
+        ("invalid_request_error" | "exceed_context_size_error", None) => LlmError::BadRequest {
+            status: 400,
+            message,
+        },
+        (_, status) => LlmError::StreamServer {
+            status: status.unwrap_or(500),
+            message,
+        },
+    }
+}
+
 /// Parses one JSON data line, calling garbage a protocol error.
 pub fn parse_json(data: &str) -> Result<serde_json::Value, LlmError> {
     serde_json::from_str(data).map_err(|e| {
@@ -408,6 +452,55 @@ mod tests {
             Some(Duration::from_secs(300))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn errors_inside_a_stream_map_by_code_and_type() {
+        let read = |v: serde_json::Value| stream_error(&v, &[]);
+        assert_eq!(
+            read(
+                serde_json::json!({"code": 500, "message": "The model produced output that does not match the expected peg-native format", "type": "server_error"})
+            ),
+            LlmError::StreamServer {
+                status: 500,
+                message:
+                    "The model produced output that does not match the expected peg-native format"
+                        .into()
+            }
+        );
+        assert!(matches!(
+            read(serde_json::json!({"type": "overloaded_error", "message": "Overloaded"})),
+            LlmError::StreamServer { status: 529, .. }
+        ));
+        assert!(matches!(
+            read(serde_json::json!({"type": "rate_limit_error", "message": "slow"})),
+            LlmError::RateLimited { .. }
+        ));
+        assert!(matches!(
+            read(
+                serde_json::json!({"code": 400, "message": "the request exceeds the available context size", "type": "exceed_context_size_error"})
+            ),
+            LlmError::BadRequest { status: 400, .. }
+        ));
+        // OpenAI's own mid-stream failures carry no numeric code.
+        assert!(matches!(
+            read(
+                serde_json::json!({"message": "The server had an error", "type": "server_error", "code": null})
+            ),
+            LlmError::StreamServer { status: 500, .. }
+        ));
+        assert!(matches!(
+            read(serde_json::json!({"message": "key sk-secret leaked", "type": "api_error"})),
+            LlmError::StreamServer { .. }
+        ));
+        let redacted = stream_error(
+            &serde_json::json!({"message": "bad key sk-secret-123", "type": "api_error"}),
+            &["sk-secret-123".to_owned()],
+        );
+        assert!(
+            !redacted.to_string().contains("sk-secret-123"),
+            "{redacted}"
+        );
     }
 
     #[test]

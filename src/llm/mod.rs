@@ -13,14 +13,15 @@ pub mod redact;
 pub mod scenario;
 pub mod scripted;
 pub mod sse;
+pub mod text_calls;
 pub mod types;
 
 use futures_util::stream::BoxStream;
 
-pub use assemble::collect_completion;
+pub use assemble::{Delta, Interrupted, assemble, collect_completion};
 pub use types::{
-    ChatMessage, Completion, CompletionRequest, FinishReason, LlmError, ScriptKey, StreamEvent,
-    ToolCall, ToolSpec,
+    ChatMessage, Completion, CompletionRequest, FinishReason, LlmError, ReasoningEffort,
+    ReplyLimits, ScriptKey, StreamEvent, ToolCall, ToolSpec,
 };
 
 /// A streaming chat model.
@@ -35,4 +36,10 @@ pub trait LlmProvider: Send + Sync {
         &self,
         request: CompletionRequest,
     ) -> BoxStream<'static, Result<StreamEvent, LlmError>>;
+
+    /// Whether a reply without tool calls whose text is one JSON tool call
+    /// is taken as that call (small local models write calls as text).
+    fn reads_text_tool_calls(&self) -> bool {
+        false
+    }
 }

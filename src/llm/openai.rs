@@ -1,36 +1,108 @@
 //! OpenAI-compatible Chat Completions with streaming: OpenAI itself, and the
 //! servers that speak its protocol (Ollama, vLLM, llama.cpp, LM Studio,
 //! OpenRouter). Streamed tool calls arrive as fragments keyed by index.
-
-use std::collections::BTreeSet;
+//!
+//! The servers differ in ways the decoder absorbs: Ollama sends every call
+//! of a turn at index 0 (each whole, with its own id), reasoning models
+//! stream `reasoning_content` (llama.cpp, vLLM, DeepSeek) or `reasoning`
+//! (Ollama, OpenRouter), and failures can arrive inside a 200 stream.
 
 use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::LlmProvider;
-use super::http::{Decoder, Endpoint, parse_json, post_stream};
+use super::http::{Decoder, Endpoint, parse_json, post_stream, stream_error};
 use super::sse::SseEvent;
-use super::types::{ChatMessage, CompletionRequest, FinishReason, LlmError, StreamEvent};
+use super::types::{
+    ChatMessage, CompletionRequest, FinishReason, LlmError, ReasoningEffort, StreamEvent,
+    TextToolCalls,
+};
 use crate::domain::TokenUsage;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
-pub struct OpenAiProvider {
-    name: String,
-    endpoint: Endpoint,
+/// The name of the reply cap in the request body. OpenAI's reasoning models
+/// (o-series, gpt-5) refuse `max_tokens`; many local servers know only it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    MaxTokens,
+    MaxCompletionTokens,
 }
 
-impl OpenAiProvider {
-    pub fn new(name: &str, endpoint: Endpoint) -> Self {
-        Self {
-            name: name.to_owned(),
-            endpoint,
+impl MaxTokensField {
+    /// `max_completion_tokens` for OpenAI's own API (and Azure's), which
+    /// takes it for every model; `max_tokens` for everything else.
+    pub fn for_base_url(base_url: &str) -> Self {
+        let host = base_url
+            .split("://")
+            .nth(1)
+            .unwrap_or(base_url)
+            .split(['/', ':'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if host == "api.openai.com" || host.ends_with(".openai.azure.com") {
+            MaxTokensField::MaxCompletionTokens
+        } else {
+            MaxTokensField::MaxTokens
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            MaxTokensField::MaxTokens => "max_tokens",
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
         }
     }
 }
 
+/// What differs between OpenAI-compatible servers, from the provider config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAiOptions {
+    pub max_tokens_field: MaxTokensField,
+    /// Used when the request names none (the role did not configure one).
+    pub reasoning_effort: Option<ReasoningEffort>,
+    pub text_tool_calls: TextToolCalls,
+}
+
+impl OpenAiOptions {
+    /// The defaults for a server at `base_url`.
+    pub fn for_base_url(base_url: &str) -> Self {
+        Self {
+            max_tokens_field: MaxTokensField::for_base_url(base_url),
+            reasoning_effort: None,
+            text_tool_calls: TextToolCalls::Auto,
+        }
+    }
+}
+
+pub struct OpenAiProvider {
+    name: String,
+    endpoint: Endpoint,
+    options: OpenAiOptions,
+}
+
+impl OpenAiProvider {
+    /// A provider with the defaults for the endpoint's base URL.
+    pub fn new(name: &str, endpoint: Endpoint) -> Self {
+        let options = OpenAiOptions::for_base_url(&endpoint.base_url);
+        Self {
+            name: name.to_owned(),
+            endpoint,
+            options,
+        }
+    }
+
+    pub fn with_options(mut self, options: OpenAiOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
 /// The request body for a completion.
-pub fn request_body(request: &CompletionRequest) -> Value {
+pub fn request_body(request: &CompletionRequest, options: &OpenAiOptions) -> Value {
     let mut messages = vec![json!({"role": "system", "content": request.system})];
     for message in &request.messages {
         messages.push(match message {
@@ -69,8 +141,11 @@ pub fn request_body(request: &CompletionRequest) -> Value {
         "messages": messages,
         "stream": true,
         "stream_options": {"include_usage": true},
-        "max_tokens": request.max_tokens,
     });
+    body[options.max_tokens_field.key()] = json!(request.max_tokens);
+    if let Some(effort) = request.reasoning_effort.or(options.reasoning_effort) {
+        body["reasoning_effort"] = json!(effort.as_str());
+    }
     if !request.tools.is_empty() {
         body["tools"] = request
             .tools
@@ -101,21 +176,89 @@ impl LlmProvider for OpenAiProvider {
         post_stream(
             &self.endpoint,
             "/chat/completions",
-            request_body(&request),
+            request_body(&request, &self.options),
             |req, key| match key {
                 Some(key) => req.bearer_auth(key),
                 None => req,
             },
-            ChunkDecoder::default(),
+            ChunkDecoder {
+                secrets: self.endpoint.api_key.iter().cloned().collect(),
+                ..ChunkDecoder::default()
+            },
         )
+    }
+
+    fn reads_text_tool_calls(&self) -> bool {
+        self.options.text_tool_calls == TextToolCalls::Auto
     }
 }
 
 #[derive(Debug, Default)]
 pub struct ChunkDecoder {
-    started: BTreeSet<usize>,
+    /// Every call of the reply by our own number: the server's index (if it
+    /// sent one) and the call's id (if known yet).
+    calls: Vec<(Option<u64>, String)>,
     finish: Option<FinishReason>,
     done: bool,
+    /// Kept out of error messages.
+    secrets: Vec<String>,
+}
+
+impl ChunkDecoder {
+    /// Our number for a tool-call delta, and whether it begins a new call.
+    /// A delta continues the last call at its index (or, without an index,
+    /// the call with its id, else the last call), unless it brings an id
+    /// other than that call's: Ollama reuses index 0 for every call.
+    fn slot(&mut self, index: Option<u64>, id: &str) -> (usize, bool) {
+        let candidate = match index {
+            Some(i) => self.calls.iter().rposition(|(at, _)| *at == Some(i)),
+            None if !id.is_empty() => self.calls.iter().rposition(|(_, known)| known == id),
+            None => self.calls.len().checked_sub(1),
+        };
+        if let Some(slot) = candidate {
+            let known = &mut self.calls[slot].1;
+            if id.is_empty() || known.is_empty() || known == id {
+                if known.is_empty() {
+                    id.clone_into(known);
+                }
+                return (slot, false);
+            }
+        }
+        self.calls.push((index, id.to_owned()));
+        (self.calls.len() - 1, true)
+    }
+
+    fn tool_calls(&mut self, delta: &Value, out: &mut Vec<StreamEvent>) {
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let index = call.get("index").and_then(Value::as_u64);
+            let id = call.get("id").and_then(Value::as_str).unwrap_or("");
+            let name = call
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let (index, new) = self.slot(index, id);
+            if new || !id.is_empty() || !name.is_empty() {
+                out.push(StreamEvent::ToolCallStart {
+                    index,
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                });
+            }
+            if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str)
+                && !args.is_empty()
+            {
+                out.push(StreamEvent::ToolCallArgs {
+                    index,
+                    fragment: args.to_owned(),
+                });
+            }
+        }
+    }
 }
 
 impl Decoder for ChunkDecoder {
@@ -130,49 +273,28 @@ impl Decoder for ChunkDecoder {
             return Ok(Vec::new());
         }
         let chunk = parse_json(&event.data)?;
-        if let Some(error) = chunk.get("error") {
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown error");
-            return Err(LlmError::Stream(message.to_owned()));
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            return Err(stream_error(error, &self.secrets));
+        }
+        if event.event.as_deref() == Some("error") {
+            return Err(stream_error(&chunk, &self.secrets));
         }
         let mut out = Vec::new();
         if let Some(choice) = chunk.pointer("/choices/0") {
             let delta = &choice["delta"];
+            let reasoning = ["reasoning_content", "reasoning"]
+                .iter()
+                .find_map(|key| delta.get(key).and_then(Value::as_str))
+                .filter(|t| !t.is_empty());
+            if let Some(text) = reasoning {
+                out.push(StreamEvent::ReasoningDelta(text.to_owned()));
+            }
             if let Some(text) = delta.get("content").and_then(Value::as_str)
                 && !text.is_empty()
             {
                 out.push(StreamEvent::TextDelta(text.to_owned()));
             }
-            for call in delta
-                .get("tool_calls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
-                let id = call.get("id").and_then(Value::as_str).unwrap_or("");
-                let name = call
-                    .pointer("/function/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                if self.started.insert(index) || !id.is_empty() || !name.is_empty() {
-                    out.push(StreamEvent::ToolCallStart {
-                        index,
-                        id: id.to_owned(),
-                        name: name.to_owned(),
-                    });
-                }
-                if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str)
-                    && !args.is_empty()
-                {
-                    out.push(StreamEvent::ToolCallArgs {
-                        index,
-                        fragment: args.to_owned(),
-                    });
-                }
-            }
+            self.tool_calls(delta, &mut out);
             if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
                 self.finish = Some(match reason {
                     "stop" => FinishReason::Stop,
@@ -188,6 +310,7 @@ impl Decoder for ChunkDecoder {
                 input: n("/prompt_tokens"),
                 output: n("/completion_tokens"),
                 cached: n("/prompt_tokens_details/cached_tokens"),
+                cache_write: 0,
             }));
         }
         Ok(out)
@@ -253,7 +376,8 @@ mod tests {
                 StreamEvent::Usage(TokenUsage {
                     input: 9,
                     output: 4,
-                    cached: 2
+                    cached: 2,
+                    cache_write: 0,
                 }),
                 StreamEvent::Finished(FinishReason::ToolCalls),
             ]
@@ -292,13 +416,35 @@ mod tests {
             }],
             max_tokens: 100,
             temperature: None,
+            reasoning_effort: None,
             script: ScriptKey {
                 role: AgentRole::Coder,
                 task: None,
                 attempt: 1,
             },
         };
-        let body = request_body(&request);
+        let local = OpenAiOptions::for_base_url("http://127.0.0.1:11434/v1");
+        let body = request_body(&request, &local);
+        assert_eq!(body["max_tokens"], 100);
+        assert!(body.get("max_completion_tokens").is_none());
+        assert!(body.get("reasoning_effort").is_none());
+        let openai = OpenAiOptions {
+            reasoning_effort: Some(ReasoningEffort::Low),
+            ..OpenAiOptions::for_base_url(DEFAULT_BASE_URL)
+        };
+        let cloud = request_body(&request, &openai);
+        assert_eq!(cloud["max_completion_tokens"], 100);
+        assert!(cloud.get("max_tokens").is_none());
+        assert_eq!(cloud["reasoning_effort"], "low");
+        let high = CompletionRequest {
+            reasoning_effort: Some(ReasoningEffort::High),
+            ..request.clone()
+        };
+        assert_eq!(
+            request_body(&high, &openai)["reasoning_effort"],
+            "high",
+            "the role's effort wins over the provider's"
+        );
         assert_eq!(body["messages"][0]["role"], "system");
         assert_eq!(body["messages"][2]["content"], Value::Null);
         assert_eq!(
@@ -308,5 +454,110 @@ mod tests {
         assert_eq!(body["messages"][3]["role"], "tool");
         assert_eq!(body["tools"][0]["type"], "function");
         assert_eq!(body["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn the_cap_field_defaults_by_host() {
+        use MaxTokensField::*;
+        for (url, field) in [
+            ("https://api.openai.com/v1", MaxCompletionTokens),
+            ("https://API.OpenAI.com:443/v1", MaxCompletionTokens),
+            ("https://my.openai.azure.com/openai", MaxCompletionTokens),
+            ("http://127.0.0.1:11434/v1", MaxTokens),
+            ("https://openrouter.ai/api/v1", MaxTokens),
+            ("http://api.openai.com.evil.example/v1", MaxTokens),
+        ] {
+            assert_eq!(MaxTokensField::for_base_url(url), field, "{url}");
+        }
+    }
+
+    fn decode_all(lines: &[&str]) -> Vec<StreamEvent> {
+        let mut d = ChunkDecoder::default();
+        lines
+            .iter()
+            .flat_map(|l| d.decode(sse(l)).unwrap())
+            .collect()
+    }
+
+    fn starts(events: &[StreamEvent]) -> Vec<(usize, String)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::ToolCallStart { index, id, .. } => Some((*index, id.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_id_at_a_used_index_is_a_new_call() {
+        // Ollama 0.20: two whole calls, both at index 0.
+        let out = decode_all(&[
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"id":"call_a","index":0,"type":"function","function":{"name":"write_file","arguments":"{\"path\":\"a\"}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"id":"call_b","index":0,"type":"function","function":{"name":"write_file","arguments":"{\"path\":\"b\"}"}}]}}]}"#,
+        ]);
+        assert_eq!(
+            starts(&out),
+            [(0, "call_a".to_owned()), (1, "call_b".to_owned())]
+        );
+        assert!(out.contains(&StreamEvent::ToolCallArgs {
+            index: 1,
+            fragment: r#"{"path":"b"}"#.into()
+        }));
+    }
+
+    #[test]
+    fn missing_indices_and_empty_ids_continue_the_call_they_belong_to() {
+        let out = decode_all(&[
+            // No index at all (old Ollama): told apart by id.
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"x","function":{"name":"a","arguments":"{"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"","function":{"arguments":"}"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"y","function":{"name":"b","arguments":"{}"}}]}}]}"#,
+            // The same id again is the same call.
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"y","function":{"arguments":""}}]}}]}"#,
+        ]);
+        assert_eq!(
+            starts(&out),
+            [(0, "x".into()), (1, "y".into()), (1, "y".into())]
+        );
+        assert!(out.contains(&StreamEvent::ToolCallArgs {
+            index: 0,
+            fragment: "}".into()
+        }));
+    }
+
+    #[test]
+    fn reasoning_streams_apart_from_the_answer() {
+        let out = decode_all(&[
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"Let me think"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"reasoning":" more","content":""}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"Done."}}]}"#,
+        ]);
+        assert_eq!(
+            out,
+            [
+                StreamEvent::ReasoningDelta("Let me think".into()),
+                StreamEvent::ReasoningDelta(" more".into()),
+                StreamEvent::TextDelta("Done.".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_in_the_stream_are_read_in_both_shapes() {
+        let mut d = ChunkDecoder::default();
+        let err = d
+            .decode(sse(
+                r#"{"error":{"code":500,"message":"peg","type":"server_error"}}"#,
+            ))
+            .unwrap_err();
+        assert!(matches!(err, LlmError::StreamServer { status: 500, .. }));
+        let err = d
+            .decode(SseEvent {
+                event: Some("error".into()),
+                data: r#"{"code":503,"message":"Loading model","type":"unavailable_error"}"#.into(),
+            })
+            .unwrap_err();
+        assert!(matches!(err, LlmError::StreamServer { status: 503, .. }));
     }
 }

@@ -18,10 +18,14 @@ pub fn price_table(config: &Config) -> BTreeMap<String, Price> {
 /// USD for `usage` at the model's price; `None` if the model has no price.
 pub fn cost_usd(prices: &BTreeMap<String, Price>, model: &str, usage: &TokenUsage) -> Option<f64> {
     let price = prices.get(model)?;
-    let uncached = usage.input.saturating_sub(usage.cached) as f64;
+    let uncached = usage
+        .input
+        .saturating_sub(usage.cached)
+        .saturating_sub(usage.cache_write) as f64;
     Some(
         (uncached * price.input
-            + usage.cached as f64 * price.cached_input
+            + usage.cached as f64 * price.cache_read()
+            + usage.cache_write as f64 * price.cache_write()
             + usage.output as f64 * price.output)
             / 1_000_000.0,
     )
@@ -84,10 +88,34 @@ mod tests {
             input: 1_000_000,
             output: 100_000,
             cached: 200_000,
+            cache_write: 0,
         };
         let cost = cost_usd(&prices(), "m", &usage).unwrap();
         assert!((cost - (1.6 + 0.1 + 1.0)).abs() < 1e-9, "{cost}");
         assert!(cost_usd(&prices(), "other", &usage).is_none());
+    }
+
+    #[test]
+    fn cache_writes_cost_more_and_reads_default_to_a_tenth() {
+        let mut table = BTreeMap::new();
+        table.insert(
+            "claude".to_owned(),
+            Price {
+                input: 3.0,
+                output: 15.0,
+                cached_input: 0.0,
+            },
+        );
+        // 1M prompt tokens: 100k fresh, 400k read from cache, 500k written.
+        let usage = TokenUsage {
+            input: 1_000_000,
+            output: 0,
+            cached: 400_000,
+            cache_write: 500_000,
+        };
+        let cost = cost_usd(&table, "claude", &usage).unwrap();
+        let expected = 0.1 * 3.0 + 0.4 * 0.3 + 0.5 * 3.75;
+        assert!((cost - expected).abs() < 1e-9, "{cost} != {expected}");
     }
 
     #[test]
@@ -105,6 +133,7 @@ mod tests {
                     input: 0,
                     output,
                     cached: 0,
+                    cache_write: 0,
                 },
             },
         };

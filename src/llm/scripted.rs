@@ -111,6 +111,7 @@ impl ScriptedProvider {
             input: estimate_tokens(request),
             output: (output_chars as u64).div_ceil(4),
             cached: 0,
+            cache_write: 0,
         }));
         events.push(StreamEvent::Finished(if turn.calls.is_empty() {
             FinishReason::Stop
@@ -248,6 +249,7 @@ mod tests {
             tools: vec![],
             max_tokens: 1000,
             temperature: None,
+            reasoning_effort: None,
             script: ScriptKey {
                 role: AgentRole::Coder,
                 task: Some("a".into()),

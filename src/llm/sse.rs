@@ -69,6 +69,13 @@ impl SseParser {
         match field {
             "data" => self.data.push(value.to_owned()),
             "event" => self.event = Some(value.to_owned()),
+            // Not SSE: older llama.cpp servers report a failure mid-stream
+            // as an `error: {json}` line (then `data: [DONE]`). Ignoring it,
+            // as the spec says, would take the failure for a finished reply.
+            "error" => {
+                self.event = Some("error".to_owned());
+                self.data.push(value.to_owned());
+            }
             _ => {}
         }
     }
@@ -133,6 +140,23 @@ mod tests {
                 event: None,
                 data: "tail".into()
             }]
+        );
+    }
+
+    #[test]
+    fn an_error_field_becomes_an_error_event() {
+        assert_eq!(
+            byte_by_byte(b"error: {\"code\":500}\n\ndata: [DONE]\n\n"),
+            vec![
+                SseEvent {
+                    event: Some("error".into()),
+                    data: "{\"code\":500}".into()
+                },
+                SseEvent {
+                    event: None,
+                    data: "[DONE]".into()
+                },
+            ]
         );
     }
 

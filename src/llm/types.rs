@@ -61,13 +61,80 @@ pub struct CompletionRequest {
     pub tools: Vec<ToolSpec>,
     pub max_tokens: u32,
     pub temperature: Option<f32>,
+    /// How hard a reasoning model thinks; `None` leaves it to the provider's
+    /// config, then to the server.
+    pub reasoning_effort: Option<ReasoningEffort>,
     pub script: ScriptKey,
+}
+
+/// OpenAI's `reasoning_effort` (also understood by Ollama, vLLM and
+/// OpenRouter). Sent only when configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningEffort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+    Xhigh,
+}
+
+impl ReasoningEffort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasoningEffort::None => "none",
+            ReasoningEffort::Minimal => "minimal",
+            ReasoningEffort::Low => "low",
+            ReasoningEffort::Medium => "medium",
+            ReasoningEffort::High => "high",
+            ReasoningEffort::Xhigh => "xhigh",
+        }
+    }
+}
+
+/// Whether a reply's text may be read as a tool call (per provider).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextToolCalls {
+    /// When a reply has no tool calls and its text is one JSON call of an
+    /// offered tool, take it as that call.
+    #[default]
+    Auto,
+    Off,
+}
+
+/// How much of one reply an agent takes: the token cap sent with each
+/// request and the tool calls run from one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLimits {
+    pub max_tokens: u32,
+    /// Calls past this many in one reply are answered "ignored" unrun: a
+    /// looping model can emit hundreds of identical calls in one turn.
+    pub max_tool_calls: usize,
+    pub reasoning_effort: Option<ReasoningEffort>,
+}
+
+pub const DEFAULT_MAX_REPLY_TOKENS: u32 = 8192;
+pub const DEFAULT_MAX_TOOL_CALLS: usize = 16;
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        Self {
+            max_tokens: DEFAULT_MAX_REPLY_TOKENS,
+            max_tool_calls: DEFAULT_MAX_TOOL_CALLS,
+            reasoning_effort: None,
+        }
+    }
 }
 
 /// One piece of a streamed reply.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     TextDelta(String),
+    /// The model's reasoning ("thinking"), shown apart from the answer and
+    /// never sent back to it.
+    ReasoningDelta(String),
     /// A new tool call begins at `index` (the provider's own numbering).
     ToolCallStart {
         index: usize,
@@ -96,6 +163,8 @@ pub enum FinishReason {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     pub text: String,
+    /// Reasoning text, if the model streamed any.
+    pub reasoning: String,
     pub tool_calls: Vec<ToolCall>,
     pub finish: FinishReason,
     pub usage: TokenUsage,
@@ -130,6 +199,11 @@ pub enum LlmError {
     Truncated,
     #[error("the provider reported an error in the stream: {0}")]
     Stream(String),
+    /// A server error reported inside a streamed reply (after HTTP 200):
+    /// Anthropic's `overloaded_error`, llama.cpp's 500s. Retried after a
+    /// back-off through the provider's governor, like a 5xx.
+    #[error("the provider failed mid-reply ({status}): {message}")]
+    StreamServer { status: u16, message: String },
     #[error("scripted scenario: {0}")]
     Script(String),
     #[error("provider configuration: {0}")]
@@ -143,6 +217,7 @@ impl LlmError {
             self,
             LlmError::RateLimited { .. }
                 | LlmError::Server { .. }
+                | LlmError::StreamServer { .. }
                 | LlmError::Connect(_)
                 | LlmError::Timeout
         )

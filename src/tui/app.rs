@@ -254,6 +254,12 @@ impl App {
             EngineUpdate::Delta { agent, text } => {
                 self.transcripts.entry(agent).or_default().delta(&text);
             }
+            EngineUpdate::ThinkingDelta { agent, text } => {
+                self.transcripts
+                    .entry(agent)
+                    .or_default()
+                    .thinking_delta(&text);
+            }
             EngineUpdate::Stopped { error } => {
                 if let Some(e) = &error {
                     self.log_line(self.now_ms, true, format!("engine stopped: {e}"));

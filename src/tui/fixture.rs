@@ -153,6 +153,7 @@ pub fn events() -> Vec<Event> {
             input: 1200,
             output: 300,
             cached: 0,
+            cache_write: 0,
         },
     });
     f.push(EventKind::ChangeCommitted {

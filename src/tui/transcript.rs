@@ -8,9 +8,12 @@ use crate::domain::MessageAuthor;
 /// Results longer than this many lines show a fold marker when folded.
 const FOLDED_PREVIEW: usize = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LineKind {
+    #[default]
     Agent,
+    /// The agent's reasoning, shown apart from its answer.
+    Thinking,
     Factory,
     ToolCall,
     ToolOk,
@@ -32,6 +35,8 @@ pub struct Transcript {
     folded: Vec<usize>,
     /// Text streaming in for the reply being written now.
     live: String,
+    /// Whether `live` is answer or reasoning.
+    live_kind: LineKind,
 }
 
 impl Transcript {
@@ -58,10 +63,12 @@ impl Transcript {
         self.live.clear();
         let kind = match from {
             MessageAuthor::Assistant => LineKind::Agent,
+            MessageAuthor::Thinking => LineKind::Thinking,
             MessageAuthor::User | MessageAuthor::System => LineKind::Factory,
         };
         let prefix = match kind {
             LineKind::Agent => "▍ ",
+            LineKind::Thinking => "∴ ",
             _ => "» ",
         };
         let mut first = true;
@@ -73,6 +80,20 @@ impl Transcript {
     }
 
     pub fn delta(&mut self, text: &str) {
+        self.live_delta(LineKind::Agent, text);
+    }
+
+    /// Reasoning streaming in; the answer that follows replaces it live
+    /// (the whole reasoning is stored as its own message).
+    pub fn thinking_delta(&mut self, text: &str) {
+        self.live_delta(LineKind::Thinking, text);
+    }
+
+    fn live_delta(&mut self, kind: LineKind, text: &str) {
+        if self.live_kind != kind {
+            self.live.clear();
+            self.live_kind = kind;
+        }
         self.live.push_str(text);
     }
 
@@ -132,7 +153,7 @@ impl Transcript {
         match stored {
             Some(l) => Some((l.kind, l.text.as_str())),
             None if index == self.len(expanded).saturating_sub(1) && !self.live.is_empty() => {
-                Some((LineKind::Agent, self.live.as_str()))
+                Some((self.live_kind, self.live.as_str()))
             }
             None => None,
         }
@@ -210,6 +231,27 @@ mod tests {
         t.message(MessageAuthor::Assistant, "Hello");
         assert_eq!(t.len(false), 1);
         assert_eq!(t.line(0, false).unwrap().1, "▍ Hello");
+    }
+
+    #[test]
+    fn thinking_streams_and_is_stored_apart_from_the_answer() {
+        let mut t = Transcript::default();
+        t.thinking_delta("Let me ");
+        t.thinking_delta("see");
+        assert_eq!(
+            t.line(0, false).unwrap(),
+            (LineKind::Thinking, "Let me see")
+        );
+        t.delta("Done");
+        assert_eq!(t.line(0, false).unwrap(), (LineKind::Agent, "Done"));
+        t.message(MessageAuthor::Thinking, "Let me see");
+        t.message(MessageAuthor::Assistant, "Done");
+        assert_eq!(t.len(false), 2);
+        assert_eq!(
+            t.line(0, false).unwrap(),
+            (LineKind::Thinking, "∴ Let me see")
+        );
+        assert_eq!(t.line(1, false).unwrap(), (LineKind::Agent, "▍ Done"));
     }
 
     #[test]

@@ -434,6 +434,7 @@ fn render_transcript(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             transcript.line(i, app.expanded).map(|(kind, text)| {
                 let role = match kind {
                     LineKind::Agent => Role::AgentText,
+                    LineKind::Thinking => Role::Muted,
                     LineKind::Factory => Role::AgentHuman,
                     LineKind::ToolCall => Role::ToolCall,
                     LineKind::ToolOk | LineKind::ResultBody => Role::ToolOk,
@@ -721,10 +722,10 @@ fn render_spec(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         let lines: Vec<Line> = (total.saturating_sub(height)..total)
             .filter_map(|i| transcript.line(i, true))
             .map(|(kind, text)| {
-                let role = if kind == LineKind::Factory {
-                    Role::AgentHuman
-                } else {
-                    Role::AgentText
+                let role = match kind {
+                    LineKind::Factory => Role::AgentHuman,
+                    LineKind::Thinking => Role::Muted,
+                    _ => Role::AgentText,
                 };
                 Line::from(Span::styled(text.to_owned(), theme.style(role)))
             })

@@ -238,3 +238,29 @@ pub fn status(code: u16, body: &str, headers: &[(&str, &str)]) -> Reply {
         chunks: vec![body.as_bytes().to_vec()],
     }
 }
+
+/// A recorded wire-format file from `tests/fixtures/llm/` (see its README).
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/llm")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// Serves a recorded stream verbatim, in `chunk`-byte pieces that ignore
+/// line and character boundaries.
+pub fn fixture_reply(name: &str, chunk: usize) -> Reply {
+    ok(chunked(&fixture(name), chunk))
+}
+
+impl FakeServer {
+    /// Every request body so far, as JSON.
+    pub fn bodies(&self) -> Vec<serde_json::Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Recorded::json)
+            .collect()
+    }
+}

@@ -121,6 +121,7 @@ mod tests {
                     input: 1,
                     output: 2,
                     cached: 3,
+                    cache_write: 0,
                 },
             },
             EventKind::RunResumed {

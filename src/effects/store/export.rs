@@ -63,6 +63,7 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     MessageAuthor::System => "system",
                     MessageAuthor::User => "factory",
                     MessageAuthor::Assistant => "agent",
+                    MessageAuthor::Thinking => "thinking",
                 };
                 transcripts
                     .entry(agent.clone())

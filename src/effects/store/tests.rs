@@ -109,6 +109,7 @@ fn run_summaries_follow_the_events() {
                     input: 10,
                     output: 5,
                     cached: 0,
+                    cache_write: 0,
                 },
             },
         ))

@@ -221,3 +221,36 @@ async fn a_human_can_lift_a_park_before_it_ends() {
     assert!(matches!(g.admit().await, Admission::Go(_)));
     assert!(!g.lift_park(), "nothing left to lift");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_error_mid_stream_backs_off_briefly_for_everyone() {
+    let g = governor(4);
+    let error = LlmError::StreamServer {
+        status: 529,
+        message: "Overloaded".into(),
+    };
+    let limit = Limit::of(&error).expect("a mid-stream server error backs off");
+    assert_eq!(limit.kind, LimitKind::ServerError);
+    let limited = go(&g).await.limited(&limit);
+    assert_eq!(limited.park.until - Instant::now(), Duration::from_secs(1));
+    assert!(
+        limited.park.reason.contains("failed mid-reply"),
+        "{}",
+        limited.park.reason
+    );
+    assert_eq!(
+        limited.new_limit,
+        Some(2),
+        "overload halves the concurrency"
+    );
+    assert!(matches!(g.admit().await, Admission::Parked(_)));
+    assert_eq!(
+        Limit::of(&LlmError::Server {
+            status: 503,
+            message: "down".into(),
+            retry_after: None
+        }),
+        None,
+        "a 5xx before the stream was already retried by the HTTP layer"
+    );
+}
