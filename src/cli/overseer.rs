@@ -28,6 +28,10 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result
             let run = RunId::new(report);
             let (markdown, proposals, decided) = overseer::stored_report(&repo, &run)?;
             let config = super::load_config(&repo, global.config.as_deref())?;
+            super::require_terminal(
+                "the proposals review",
+                "`memofab overseer show` and `memofab overseer apply` work without one",
+            )?;
             let options = super::headless::cockpit_options(&config, "memofab overseer")?;
             let view = crate::tui::proposals::ProposalsView {
                 report: markdown,
