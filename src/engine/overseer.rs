@@ -73,6 +73,7 @@ fn applied(current: &str, proposal: &Proposal) -> Result<String, String> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Submitted {
     proposals: Vec<Proposal>,
 }
@@ -355,6 +356,16 @@ mod tests {
             "x\n\nRule.\n"
         );
         assert!(proposal("", "new").patch().contains("+new"));
+    }
+
+    #[test]
+    fn submitted_proposals_with_unknown_keys_are_refused() {
+        let check = proposals_tool(std::env::temp_dir()).check;
+        let misnamed = serde_json::json!({"proposals": [{
+            "title": "t", "target": "prompts/coder.md", "rationale": "r",
+            "search": "coding agent", "replace": "x"
+        }]});
+        assert!(check(&misnamed).unwrap_err().contains("search"));
     }
 
     #[test]
