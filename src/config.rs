@@ -251,10 +251,13 @@ pub struct RoleConfig {
 
 // No `deny_unknown_fields` here: serde does not combine it with `flatten`;
 // an unknown role still fails because keys must parse as `AgentRole`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RolesConfig {
-    pub default: RoleConfig,
+    /// None until the user names one (`memofab init` does): the scripted
+    /// demo model never runs unless asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<RoleConfig>,
     #[serde(flatten)]
     pub by_role: BTreeMap<AgentRole, RoleConfig>,
 }
@@ -337,21 +340,6 @@ impl Default for RunConfig {
     }
 }
 
-impl Default for RolesConfig {
-    fn default() -> Self {
-        Self {
-            default: RoleConfig {
-                provider: "scripted".into(),
-                model: None,
-                max_reply_tokens: None,
-                max_tool_calls: None,
-                reasoning_effort: None,
-            },
-            by_role: BTreeMap::new(),
-        }
-    }
-}
-
 impl Default for UiConfig {
     fn default() -> Self {
         Self {
@@ -380,10 +368,27 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is invalid: {message}")]
+    /// `message` starts with the file, and its line and column if known.
+    #[error("invalid config: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config is invalid: {0}")]
     Invalid(String),
+}
+
+/// A semantic problem with a merged config, and the key that causes it, so
+/// the loader can name the file that set that key.
+struct Problem {
+    key: Vec<String>,
+    message: String,
+}
+
+impl Problem {
+    fn new(key: &[&str], message: String) -> Self {
+        Self {
+            key: key.iter().map(|k| (*k).to_owned()).collect(),
+            message,
+        }
+    }
 }
 
 impl Config {
@@ -391,6 +396,7 @@ impl Config {
     pub fn load(files: &[PathBuf]) -> Result<Self, ConfigError> {
         let mut merged = toml::Value::try_from(Config::default())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut layers = Vec::new();
         for path in files {
             let text = match std::fs::read_to_string(path) {
                 Ok(text) => text,
@@ -402,20 +408,47 @@ impl Config {
                     });
                 }
             };
-            let layer: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            let origin = path.display().to_string();
+            let parse_error = |message: String| ConfigError::Parse {
                 path: path.clone(),
-                message: e.to_string(),
-            })?;
-            merge_toml(&mut merged, layer);
+                message,
+            };
+            let layer: toml::Value = toml::from_str(&text)
+                .map_err(|e| parse_error(crate::toml_file::located(&origin, &text, &e)))?;
+            // The file on its own first, so an unknown key or a wrong type is
+            // reported at its line. A file may leave a provider's `kind` or a
+            // role's `provider` to an earlier layer; the merged parse below
+            // checks those.
+            if let Err(e) = toml::from_str::<Config>(&text)
+                && !e.message().starts_with("missing field")
+            {
+                return Err(parse_error(crate::toml_file::located(&origin, &text, &e)));
+            }
+            merge_toml(&mut merged, layer.clone());
             // Parse after each layer so an error names the file that caused it.
-            Config::deserialize(merged.clone()).map_err(|e| ConfigError::Parse {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            Config::deserialize(merged.clone())
+                .map_err(|e| parse_error(format!("{origin}: {}", e.message().trim_end())))?;
+            layers.push((path, layer));
         }
         let config =
             Config::deserialize(merged).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        config.validate()?;
+        if let Some(problem) = config.problem() {
+            // Name the last file that set the key; defaults have no file.
+            let setter = layers.iter().rev().find(|(_, layer)| {
+                problem
+                    .key
+                    .iter()
+                    .try_fold(layer, |value, key| value.get(key))
+                    .is_some()
+            });
+            return Err(match setter {
+                Some((path, _)) => ConfigError::Parse {
+                    path: (*path).clone(),
+                    message: format!("{}: {}", path.display(), problem.message),
+                },
+                None => ConfigError::Invalid(problem.message),
+            });
+        }
         Ok(config)
     }
 
@@ -430,46 +463,73 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problem() {
+            Some(problem) => Err(ConfigError::Invalid(problem.message)),
+            None => Ok(()),
+        }
+    }
+
+    fn problem(&self) -> Option<Problem> {
         if self.run.concurrency == 0 {
-            return Err(ConfigError::Invalid(
+            return Some(Problem::new(
+                &["run", "concurrency"],
                 "run.concurrency must be at least 1".into(),
             ));
         }
         if self.run.max_tasks == 0 {
-            return Err(ConfigError::Invalid(
+            return Some(Problem::new(
+                &["run", "max_tasks"],
                 "run.max_tasks must be at least 1".into(),
             ));
         }
-        let mut roles = vec![("default".to_owned(), &self.roles.default)];
+        let mut roles: Vec<(String, &RoleConfig)> = self
+            .roles
+            .default
+            .iter()
+            .map(|c| ("default".to_owned(), c))
+            .collect();
         roles.extend(self.roles.by_role.iter().map(|(r, c)| (r.to_string(), c)));
-        for (role, rc) in roles {
-            if !self.providers.contains_key(&rc.provider) {
-                return Err(ConfigError::Invalid(format!(
-                    "roles.{role} uses provider {:?}, which is not configured under [providers]",
-                    rc.provider
-                )));
-            }
-        }
-        Ok(())
+        let known = || {
+            let names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+            names.join(", ")
+        };
+        roles
+            .into_iter()
+            .find(|(_, rc)| !self.providers.contains_key(&rc.provider))
+            .map(|(role, rc)| {
+                Problem::new(
+                    &["roles", &role, "provider"],
+                    format!(
+                        "roles.{role} uses provider {:?}, which is not configured under [providers] (configured: {})",
+                        rc.provider,
+                        known()
+                    ),
+                )
+            })
     }
 
-    /// The provider name and model a role uses.
-    pub fn role(&self, role: AgentRole) -> (&str, Option<&str>) {
-        let rc = self.roles.by_role.get(&role).unwrap_or(&self.roles.default);
+    /// The provider name and model a role uses, if config names one.
+    pub fn role(&self, role: AgentRole) -> Option<(&str, Option<&str>)> {
+        let rc = self
+            .roles
+            .by_role
+            .get(&role)
+            .or(self.roles.default.as_ref())?;
         let model = rc.model.as_deref().or_else(|| {
             self.providers
                 .get(&rc.provider)
                 .and_then(|p| p.model.as_deref())
         });
-        (rc.provider.as_str(), model)
+        Some((rc.provider.as_str(), model))
     }
 
     /// The reply limits of `role`: its own settings, else the default
     /// role's, else the built-in ones.
     pub fn reply_limits(&self, role: AgentRole) -> crate::llm::ReplyLimits {
         let own = self.roles.by_role.get(&role);
-        let default = &self.roles.default;
-        let pick = |f: fn(&RoleConfig) -> Option<u32>| own.and_then(f).or_else(|| f(default));
+        let default = self.roles.default.as_ref();
+        let pick =
+            |f: fn(&RoleConfig) -> Option<u32>| own.and_then(f).or_else(|| default.and_then(f));
         let builtin = crate::llm::ReplyLimits::default();
         crate::llm::ReplyLimits {
             max_tokens: pick(|r| r.max_reply_tokens).unwrap_or(builtin.max_tokens),
@@ -477,7 +537,7 @@ impl Config {
                 .map_or(builtin.max_tool_calls, |n| (n as usize).max(1)),
             reasoning_effort: own
                 .and_then(|r| r.reasoning_effort)
-                .or(default.reasoning_effort),
+                .or_else(|| default.and_then(|d| d.reasoning_effort)),
         }
     }
 }
@@ -527,7 +587,7 @@ mod tests {
         assert_eq!(c.run.max_rework, 1);
         assert_eq!(c.run.max_plan_rounds, 3);
         assert_eq!(c.project.test_command.as_deref(), Some("make test"));
-        assert_eq!(c.role(AgentRole::Coder), ("scripted", Some("scripted")));
+        assert_eq!(c.role(AgentRole::Coder), None, "no provider unless asked");
     }
 
     #[test]
@@ -593,8 +653,8 @@ mod tests {
             "#,
         );
         let c = Config::load(&[f]).unwrap();
-        assert_eq!(c.role(AgentRole::Coder), ("local", Some("qwen")));
-        assert_eq!(c.role(AgentRole::Reviewer), ("local", Some("big")));
+        assert_eq!(c.role(AgentRole::Coder), Some(("local", Some("qwen"))));
+        assert_eq!(c.role(AgentRole::Reviewer), Some(("local", Some("big"))));
     }
 
     #[test]

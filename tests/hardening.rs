@@ -166,6 +166,8 @@ fn repositories_that_are_not_ready_get_clear_errors() {
             &[
                 "run",
                 "--headless",
+                "--provider",
+                "scripted",
                 "--requirement-text",
                 "x",
                 "--repo",

@@ -333,7 +333,7 @@ async fn doctor_reaches_each_configured_provider() {
     std::fs::write(
         &config,
         format!(
-            "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"MEMOFAB_TEST_KEY\"\nmodel = \"qwen-test\"\nmax_retries = 0\n",
+            "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"MEMOFAB_TEST_KEY\"\nmodel = \"qwen-test\"\nmax_retries = 0\n[roles.default]\nprovider = \"local\"\n",
             server.url()
         ),
     )

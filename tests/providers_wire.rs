@@ -279,7 +279,7 @@ impl Bench {
             command_timeout: Duration::from_secs(5),
             output_cap: 4096,
             deny_commands: vec![],
-            isolation: memofab::effects::process::Isolation::None,
+            isolation: memofab::effects::process::Isolation::none(),
         };
         let toolbox = ToolBox::new(
             Sandbox::new(&self.work(), Policy::protected_only()).unwrap(),

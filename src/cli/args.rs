@@ -16,6 +16,10 @@ pub struct Cli {
     pub repo: Option<PathBuf>,
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// Provider for every role of the cockpit's run, overriding the config
+    /// (e.g. `scripted` for the demo model).
+    #[arg(long)]
+    pub provider: Option<String>,
     #[command(subcommand)]
     pub command: Option<Commands>,
 }
@@ -32,6 +36,9 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    /// Detect the model providers this machine has and write
+    /// .memofab/config.toml and a commented .memofab/policy.toml.
+    Init(InitArgs),
     /// Run the embedded demo: a complete factory run on a fresh seed repository.
     Demo(DemoArgs),
     /// Run the factory on a requirement in this repository.
@@ -56,6 +63,27 @@ pub enum Commands {
     Doctor,
     /// Measure memofab's own overhead (orchestration, store, cockpit, replay).
     Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Overwrite existing files without asking.
+    #[arg(long)]
+    pub force: bool,
+    /// Where to look for an Ollama server.
+    #[arg(
+        long,
+        env = "MEMOFAB_OLLAMA_URL",
+        default_value = "http://127.0.0.1:11434"
+    )]
+    pub ollama_url: String,
+    /// Where to look for a llama.cpp server.
+    #[arg(
+        long,
+        env = "MEMOFAB_LLAMACPP_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub llamacpp_url: String,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +131,8 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Print events as JSON lines instead of opening the cockpit; gates and
+    /// budgets are then decided with `memofab approve`/`reject`/`raise-budget`.
     #[arg(long)]
     pub headless: bool,
     /// File holding the requirement.
@@ -114,9 +144,10 @@ pub struct RunArgs {
     /// Provider for every role, overriding the config (e.g. `scripted`).
     #[arg(long)]
     pub provider: Option<String>,
-    /// Scenario file for the scripted provider.
+    /// Scenario file for the scripted provider (implies `--provider scripted`).
     #[arg(long)]
     pub scenario: Option<PathBuf>,
+    /// Approve merges the policy holds at the gate without a human.
     #[arg(long)]
     pub auto_approve: bool,
 }
@@ -125,6 +156,7 @@ pub struct RunArgs {
 pub struct ResumeArgs {
     /// The run id (see `memofab runs`); the latest run if omitted.
     pub run: Option<String>,
+    /// Print events as JSON lines instead of opening the cockpit.
     #[arg(long)]
     pub headless: bool,
 }
@@ -155,10 +187,11 @@ pub enum OverseerAction {
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The run id (see `memofab runs`); the latest run if omitted.
+    /// The run id (see `memofab runs`); if omitted, the runs browser to pick
+    /// one from, or with `--at`, the latest run.
     pub run: Option<String>,
     /// Open at an event number (`120`) or a time into the run (`90s`, `2m`).
-    #[arg(long, requires = "run")]
+    #[arg(long)]
     pub at: Option<String>,
 }
 

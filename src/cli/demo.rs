@@ -23,6 +23,10 @@ mod seed {
 const WATCHABLE_PACE: Duration = Duration::from_millis(20);
 
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
+    if !args.headless {
+        // Before the demo repository and its run exist.
+        super::require_terminal("the demo's cockpit", super::HEADLESS_INSTEAD)?;
+    }
     let (scenario, seed_files) = match &args.scenario {
         Some(path) => {
             let scenario = Scenario::load(path)?;

@@ -1,5 +1,6 @@
-//! `memofab doctor`: checks the configuration and reaches every configured
-//! provider with a tiny request, reporting what works and what does not.
+//! `memofab doctor`: checks every file memofab reads (config, policy, theme,
+//! scenarios) and reaches every configured provider with a tiny request,
+//! reporting what works and what does not; exits non-zero if anything fails.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -62,12 +63,33 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
         ),
         Err(e) => report(false, "policy", e.to_string()),
     }
-    for role in AgentRole::ALL {
-        let (provider, model) = config.role(role);
-        println!(
-            "     role {role}: provider {provider}, model {}",
-            model.unwrap_or("(provider default)")
+    match crate::tui::Theme::load(&config.ui.theme) {
+        Ok(_) => report(true, "theme", format!("{:?}", config.ui.theme)),
+        Err(e) => report(false, "theme", format!("ui.theme: {e}")),
+    }
+    let unassigned: Vec<String> = AgentRole::ALL
+        .into_iter()
+        .filter(|role| config.role(*role).is_none())
+        .map(|role| role.to_string())
+        .collect();
+    if !unassigned.is_empty() {
+        report(
+            false,
+            "roles",
+            format!(
+                "no provider for {}: {}",
+                unassigned.join(", "),
+                super::providers::NOT_CONFIGURED
+            ),
         );
+    }
+    for role in AgentRole::ALL {
+        if let Some((provider, model)) = config.role(role) {
+            println!(
+                "     role {role}: provider {provider}, model {}",
+                model.unwrap_or("(provider default)")
+            );
+        }
     }
     for (name, cfg) in &config.providers {
         let what = format!("provider {name}");

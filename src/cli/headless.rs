@@ -30,8 +30,7 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: RunArgs) -> Result<Exit
     if requirement.trim().is_empty() {
         bail!("the requirement is empty");
     }
-    let repo =
-        std::fs::canonicalize(repo).with_context(|| format!("repository {}", repo.display()))?;
+    let repo = super::open_repo(repo)?;
     let config = super::load_config(&repo, global.config.as_deref())?;
     let choice = providers::build(
         &config,
@@ -39,6 +38,9 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: RunArgs) -> Result<Exit
         args.scenario.as_deref(),
         Duration::ZERO,
     )?;
+    if !args.headless {
+        super::require_terminal("the cockpit", super::HEADLESS_INSTEAD)?;
+    }
     launch(
         &repo,
         RunRequest {
@@ -68,6 +70,7 @@ pub async fn launch(repo: &Path, request: RunRequest, headless: bool) -> Result<
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
     let (commands_tx, commands_rx) = mpsc::unbounded_channel::<Command>();
     if !headless {
+        super::require_terminal("the cockpit", super::HEADLESS_INSTEAD)?;
         let options = cockpit_options(&request.config, "memofab")?;
         let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
         return cockpit(engine, updates_rx, commands_tx, options, repo).await;
@@ -118,12 +121,14 @@ async fn cockpit(
 }
 
 pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Result<ExitCode> {
-    let repo =
-        std::fs::canonicalize(repo).with_context(|| format!("repository {}", repo.display()))?;
+    let repo = super::open_repo(repo)?;
     let run = match args.run {
         Some(run) => RunId::new(run),
-        None => latest_run(&repo)?,
+        None => latest_run(&repo, "resume")?,
     };
+    if !args.headless {
+        super::require_terminal("the cockpit", super::HEADLESS_INSTEAD)?;
+    }
     let stored = session::stored_state(&repo, &run)?;
     let config = super::load_config(&repo, global.config.as_deref())?;
     let scenario = stored.settings.scenario.as_ref().map(PathBuf::from);
@@ -164,15 +169,30 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
 
 /// `memofab replay`: the cockpit over a stored run; no model, no git.
 pub async fn replay(global: &GlobalArgs, repo: &Path, args: ReplayArgs) -> Result<ExitCode> {
-    let repo =
-        std::fs::canonicalize(repo).with_context(|| format!("repository {}", repo.display()))?;
-    let store = crate::effects::store::Store::open(&session::store_path(&repo))?;
+    if let Some(at) = &args.at {
+        check_at(at)?;
+    }
+    let repo = super::open_repo(repo)?;
     let config = super::load_config(&repo, global.config.as_deref())?;
-    let Some(run) = args.run.map(RunId::new) else {
+    // `--at` without a run means the latest run; a bare `replay`, the browser.
+    let run = match (args.run, &args.at) {
+        (Some(run), _) => Some(RunId::new(run)),
+        (None, Some(_)) => Some(latest_run(&repo, "replay")?),
+        (None, None) => None,
+    };
+    super::require_terminal(
+        "the replay cockpit",
+        "`memofab export RUN` writes a run's record as text instead",
+    )?;
+    let store = open_store(&repo, "replay")?;
+    let Some(run) = run else {
         // No run named: the runs browser.
         let runs = store.runs()?;
         if runs.is_empty() {
-            bail!("this repository has no runs yet");
+            bail!(
+                "no run to replay: {} has no runs yet; start one with `memofab` (the cockpit) or `memofab run`",
+                repo.display()
+            );
         }
         let view = crate::tui::runs::RunsView {
             runs,
@@ -196,11 +216,42 @@ pub async fn replay(global: &GlobalArgs, repo: &Path, args: ReplayArgs) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
-fn latest_run(repo: &Path) -> Result<RunId> {
-    let store = crate::effects::store::Store::open(&session::store_path(repo))?;
-    store
-        .latest_run()?
-        .context("this repository has no runs yet")
+/// Refuses a `--at` that is neither an event number nor a time into the
+/// run, before anything opens.
+fn check_at(at: &str) -> Result<()> {
+    let spec = at.trim();
+    let number = spec.strip_suffix(['s', 'm']).map_or_else(
+        || spec.parse::<u64>().is_ok(),
+        |n| n.parse::<f64>().is_ok_and(|v| v >= 0.0),
+    );
+    if !number {
+        bail!(
+            "--at {at:?}: give an event number (`--at 120`) or a time into the run (`--at 90s`, `--at 2m`)"
+        );
+    }
+    Ok(())
+}
+
+/// The repository's store, if a run was ever started here; opening it must
+/// not create one (and the `.memofab` directory) as a side effect.
+fn open_store(repo: &Path, what: &str) -> Result<crate::effects::store::Store> {
+    let path = session::store_path(repo);
+    if !path.exists() {
+        bail!(
+            "no run to {what}: {} has no runs yet; start one with `memofab` (the cockpit) or `memofab run`",
+            repo.display()
+        );
+    }
+    Ok(crate::effects::store::Store::open(&path)?)
+}
+
+fn latest_run(repo: &Path, what: &str) -> Result<RunId> {
+    open_store(repo, what)?.latest_run()?.with_context(|| {
+        format!(
+            "no run to {what}: {} has no runs yet; start one with `memofab` (the cockpit) or `memofab run`",
+            repo.display()
+        )
+    })
 }
 
 async fn finish(
@@ -320,7 +371,7 @@ pub fn summary(state: &RunState, repo: &Path, prices: &Prices) -> String {
         }
     }
     lines.push(format!(
-        "  replay:      memofab --repo {} export {}",
+        "  replay:      memofab --repo {} replay {}",
         repo.display(),
         state.run
     ));
@@ -349,11 +400,15 @@ fn run_cost(repo: &Path, state: &RunState, prices: &Prices) -> Option<f64> {
 
 /// `memofab` with no command: the cockpit on this repository, starting with
 /// the spec editor; planning waits until the human submits the requirement.
-pub async fn cockpit_new_run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
-    let repo =
-        std::fs::canonicalize(repo).with_context(|| format!("repository {}", repo.display()))?;
+pub async fn cockpit_new_run(
+    global: &GlobalArgs,
+    repo: &Path,
+    provider: Option<&str>,
+) -> Result<ExitCode> {
+    let repo = super::open_repo(repo)?;
     let config = super::load_config(&repo, global.config.as_deref())?;
-    let choice = providers::build(&config, None, None, Duration::ZERO)?;
+    let choice = providers::build(&config, provider, None, Duration::ZERO)?;
+    super::require_terminal("the cockpit", super::HEADLESS_INSTEAD)?;
     launch(
         &repo,
         RunRequest {

@@ -6,6 +6,7 @@ mod bench;
 pub mod demo;
 mod doctor;
 mod headless;
+mod init;
 mod overseer;
 mod providers;
 mod records;
@@ -13,7 +14,7 @@ mod records;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::Parser;
 
 pub use args::{Cli, Commands};
@@ -53,6 +54,7 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let repo = cli.repo.clone().unwrap_or_else(|| PathBuf::from("."));
     match cli.command {
+        Some(Commands::Init(args)) => init::run(&repo, args).await,
         Some(Commands::Demo(args)) => demo::run(&cli.global, args).await,
         Some(Commands::Run(args)) => headless::run(&cli.global, &repo, args).await,
         Some(Commands::Resume(args)) => headless::resume(&cli.global, &repo, args).await,
@@ -65,7 +67,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Replay(args)) => headless::replay(&cli.global, &repo, args).await,
         Some(Commands::Overseer(args)) => overseer::run(&cli.global, &repo, args).await,
         Some(Commands::Bench(args)) => bench::run(args).await,
-        None => headless::cockpit_new_run(&cli.global, &repo).await,
+        None => headless::cockpit_new_run(&cli.global, &repo, cli.provider.as_deref()).await,
     }
 }
 
@@ -83,6 +85,51 @@ fn restore_default_sigpipe() {
 
 #[cfg(not(unix))]
 fn restore_default_sigpipe() {}
+
+/// Hint for every "this is not a repository" error.
+const NEEDS_A_REPO: &str = "run memofab inside a git repository, or `git init` first";
+
+/// The repository memofab was pointed at, canonical, after read-only checks
+/// that it is a git work tree with a first commit (runs branch from it).
+pub(crate) fn open_repo(repo: &Path) -> Result<PathBuf> {
+    use crate::effects::git::{GitError, GitRepo};
+    let Ok(path) = std::fs::canonicalize(repo) else {
+        bail!("{} does not exist; {NEEDS_A_REPO}", repo.display());
+    };
+    let git = match GitRepo::open(&path) {
+        Ok(git) => git,
+        Err(GitError::NotARepository { .. }) => {
+            bail!(
+                "{} is not inside a git repository; {NEEDS_A_REPO}",
+                path.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    match git.current_branch() {
+        Err(GitError::NoCommits) => bail!(
+            "the repository {} has no commits yet; make a first commit (`git commit --allow-empty -m init` will do): memofab branches from it",
+            git.root().display()
+        ),
+        // A detached HEAD is refused by the run's own checks, with advice.
+        Ok(_) | Err(GitError::DetachedHead) => Ok(path),
+        Err(e) => Err(e).with_context(|| format!("reading HEAD of {}", git.root().display())),
+    }
+}
+
+/// The cockpit draws on stdout and reads keys from the terminal: say so and
+/// how to do without one, before a run or a demo repository is created.
+pub(crate) fn require_terminal(what: &str, instead: &str) -> Result<()> {
+    use std::io::IsTerminal;
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        bail!("{what} needs a terminal, and standard input or output is not one here; {instead}");
+    }
+    Ok(())
+}
+
+/// What to do without a terminal, for commands that start or continue a run.
+pub(crate) const HEADLESS_INSTEAD: &str =
+    "add --headless to print the run's events as JSON lines instead";
 
 /// Loads config for a project: defaults, user file, project file, `--config`.
 pub(crate) fn load_config(repo: &Path, extra: Option<&Path>) -> Result<Config> {

@@ -12,8 +12,14 @@ use crate::domain::RunId;
 use crate::engine::overseer;
 
 pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result<ExitCode> {
-    let repo =
-        std::fs::canonicalize(repo).with_context(|| format!("repository {}", repo.display()))?;
+    let repo = super::open_repo(repo)?;
+    if args.action.is_some() && !crate::engine::session::store_path(&repo).exists() {
+        // Opening the store would create it: say there is nothing instead.
+        bail!(
+            "{} has no overseer reports (no runs at all); `memofab overseer` writes one",
+            repo.display()
+        );
+    }
     match args.action {
         Some(OverseerAction::Apply { report, proposal }) => {
             let by = std::env::var("USER").unwrap_or_else(|_| "human".into());
@@ -28,6 +34,10 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result
             let run = RunId::new(report);
             let (markdown, proposals, decided) = overseer::stored_report(&repo, &run)?;
             let config = super::load_config(&repo, global.config.as_deref())?;
+            super::require_terminal(
+                "the proposals review",
+                "`memofab overseer show` and `memofab overseer apply` work without one",
+            )?;
             let options = super::headless::cockpit_options(&config, "memofab overseer")?;
             let view = crate::tui::proposals::ProposalsView {
                 report: markdown,

@@ -23,12 +23,25 @@ pub struct ProviderChoice {
     pub scenario: Option<String>,
 }
 
+/// What to do when no provider is configured: said by `run`, the cockpit,
+/// the overseer and `doctor`.
+pub const NOT_CONFIGURED: &str = "no model provider is configured for this repository. \
+Run `memofab init` to detect one (OPENAI_API_KEY, ANTHROPIC_API_KEY, or a local Ollama or \
+llama.cpp server) and write .memofab/config.toml, or name one under [roles.default] there. \
+To try memofab without a model, `memofab demo` runs the scripted demo; \
+`--provider scripted` runs it here.";
+
+/// Builds every role's provider. `override_provider` puts all roles on one
+/// configured provider; a scenario file without one asks for `scripted`.
+/// Without either, config must name the providers: the scripted demo model
+/// never runs by default.
 pub fn build(
     config: &Config,
     override_provider: Option<&str>,
     scenario_file: Option<&Path>,
     pace: Duration,
 ) -> Result<ProviderChoice> {
+    let override_provider = override_provider.or(scenario_file.map(|_| "scripted"));
     if let Some(name) = override_provider
         && !config.providers.contains_key(name)
     {
@@ -42,15 +55,18 @@ pub fn build(
     let mut built: HashMap<String, (Arc<dyn LlmProvider>, Arc<Governor>)> = HashMap::new();
     let mut set: Option<ProviderSet> = None;
     let mut scenario_used = None;
-    let (default_name, _) = config.role(AgentRole::Coder);
-    let label = override_provider.unwrap_or(default_name).to_owned();
+    let label = match override_provider {
+        Some(name) => name,
+        None => config.role(AgentRole::Coder).context(NOT_CONFIGURED)?.0,
+    }
+    .to_owned();
     for role in AgentRole::ALL {
         let (name, model) = match override_provider {
             Some(name) => (
                 name,
                 config.providers.get(name).and_then(|p| p.model.as_deref()),
             ),
-            None => config.role(role),
+            None => config.role(role).context(NOT_CONFIGURED)?,
         };
         let cfg = config.providers.get(name).with_context(|| {
             format!("provider {name:?} (used by the {role} role) is not configured")
@@ -105,6 +121,14 @@ mod tests {
     #[test]
     fn roles_on_one_provider_share_its_governor() {
         let mut config = Config::default();
+        let default = crate::config::RoleConfig {
+            provider: "scripted".into(),
+            model: None,
+            max_reply_tokens: None,
+            max_tool_calls: None,
+            reasoning_effort: None,
+        };
+        config.roles.default = Some(default.clone());
         let mut second = config.providers["scripted"].clone();
         second.max_concurrency = 1;
         config.providers.insert("other".into(), second);
@@ -112,7 +136,7 @@ mod tests {
             AgentRole::Reviewer,
             crate::config::RoleConfig {
                 provider: "other".into(),
-                ..config.roles.default.clone()
+                ..default
             },
         );
         let set = build(&config, None, None, Duration::ZERO).unwrap().set;
@@ -125,5 +149,18 @@ mod tests {
         let other = governor(AgentRole::Reviewer);
         assert!(!Arc::ptr_eq(&other, &governor(AgentRole::Coder)));
         assert_eq!((other.name(), other.ceiling()), ("other", 1));
+    }
+
+    #[test]
+    fn the_scripted_model_runs_only_when_asked_for() {
+        let config = Config::default();
+        let err = build(&config, None, None, Duration::ZERO).err().unwrap();
+        assert!(err.to_string().contains("memofab init"), "{err}");
+        assert_eq!(
+            build(&config, Some("scripted"), None, Duration::ZERO)
+                .unwrap()
+                .label,
+            "scripted"
+        );
     }
 }

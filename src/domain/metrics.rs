@@ -67,8 +67,10 @@ pub enum Finding {
 }
 
 /// A change the overseer proposes to the factory's own definitions. Never
-/// applied without a human's approval.
+/// applied without a human's approval. Unknown keys are refused, so a
+/// misnamed `find` cannot turn a replacement into an append.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Proposal {
     pub title: String,
     /// `prompts/<role>.md` or `policy.toml`.

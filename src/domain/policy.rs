@@ -21,7 +21,10 @@ pub enum Risk {
 /// whatever the policy file says.
 pub const PROTECTED_GLOBS: [&str; 4] = [".memofab", ".memofab/**", "prompts", "prompts/**"];
 
+// Unknown keys are refused: a misspelt `reason` or `[[rules]]` would
+// otherwise drop a rule silently and merge what it meant to hold back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PolicyRule {
     pub paths: Vec<String>,
     pub risk: Risk,
@@ -31,6 +34,7 @@ pub struct PolicyRule {
 
 /// The policy file's shape (`.memofab/policy.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     #[serde(default, rename = "rule")]
     pub rules: Vec<PolicyRule>,
@@ -166,6 +170,16 @@ mod tests {
             p.assess(["src/a.rs", "migrations/1.sql"]).risk,
             Risk::Approve
         );
+    }
+
+    #[test]
+    fn misspelt_tables_and_keys_are_refused() {
+        for text in [
+            "[[rules]]\npaths = [\"secrets/**\"]\nrisk = \"deny\"\n",
+            "[[rule]]\npaths = [\"secrets/**\"]\nrisk = \"deny\"\nreasn = \"x\"\n",
+        ] {
+            assert!(toml::from_str::<PolicyFile>(text).is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -41,6 +41,12 @@ pub enum EngineError {
     UnknownRun(String),
     #[error("the repository is not ready for a run: {0}")]
     Preflight(String),
+    /// A file memofab reads is wrong; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// An overseer proposal that cannot be applied, and why.
+    #[error("cannot apply the proposal: {0}")]
+    Proposal(String),
     #[error("the prompt for {role} is missing: {detail}")]
     Prompt { role: String, detail: String },
     #[error("a background job failed: {0}")]

@@ -73,6 +73,7 @@ fn applied(current: &str, proposal: &Proposal) -> Result<String, String> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Submitted {
     proposals: Vec<Proposal>,
 }
@@ -286,17 +287,25 @@ pub fn apply(repo: &Path, run: &RunId, number: u32, by: &str) -> EngineResult<Pa
     let proposal = number
         .checked_sub(1)
         .and_then(|i| proposals.get(i as usize))
-        .ok_or_else(|| EngineError::Preflight(format!("report {run} has no proposal {number}")))?;
+        .ok_or_else(|| {
+            EngineError::Proposal(format!(
+                "report {run} has no proposal {number}; it has {} (see `memofab overseer show {run}`)",
+                proposals.len()
+            ))
+        })?;
     if decided.contains(&number) {
-        return Err(EngineError::Preflight(format!(
+        return Err(EngineError::Proposal(format!(
             "proposal {number} of {run} was already decided"
         )));
     }
-    let (path, current) = target_file(repo, &proposal.target).map_err(EngineError::Preflight)?;
-    let text = applied(&current, proposal).map_err(EngineError::Preflight)?;
+    let (path, current) = target_file(repo, &proposal.target).map_err(EngineError::Proposal)?;
+    let text = applied(&current, proposal).map_err(EngineError::Proposal)?;
     if proposal.target == "policy.toml" {
         let file: PolicyFile = toml::from_str(&text).map_err(|e| {
-            EngineError::Preflight(format!("the proposed policy does not parse: {e}"))
+            EngineError::Proposal(format!(
+                "the proposed policy does not parse: {}",
+                crate::toml_file::located("the proposed policy.toml", &text, &e)
+            ))
         })?;
         Policy::new(&file)?;
     }
@@ -348,6 +357,16 @@ mod tests {
             "x\n\nRule.\n"
         );
         assert!(proposal("", "new").patch().contains("+new"));
+    }
+
+    #[test]
+    fn submitted_proposals_with_unknown_keys_are_refused() {
+        let check = proposals_tool(std::env::temp_dir()).check;
+        let misnamed = serde_json::json!({"proposals": [{
+            "title": "t", "target": "prompts/coder.md", "rationale": "r",
+            "search": "coding agent", "replace": "x"
+        }]});
+        assert!(check(&misnamed).unwrap_err().contains("search"));
     }
 
     #[test]

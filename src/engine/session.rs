@@ -38,7 +38,10 @@ pub fn load_policy(repo: &Path) -> EngineResult<Policy> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let file: PolicyFile = toml::from_str(&text).map_err(|e| {
-                EngineError::Preflight(format!("policy file {} is invalid: {e}", path.display()))
+                EngineError::Invalid(format!(
+                    "invalid policy: {}",
+                    crate::toml_file::located(&path.display().to_string(), &text, &e)
+                ))
             })?;
             Ok(Policy::new(&file)?)
         }
@@ -65,23 +68,24 @@ pub struct RunRequest {
 
 /// Opens the repository and checks it can host a run.
 pub fn preflight(repo: &Path) -> EngineResult<(GitRepo, String)> {
-    let git = GitRepo::open(repo).map_err(|e| match e {
+    let not_ready = |e| {
+        match e {
+        GitError::NotARepository { path } => EngineError::Preflight(format!(
+            "{} is not inside a git repository; run memofab inside a git repository, or `git init` first",
+            path.display()
+        )),
         GitError::NoCommits => EngineError::Preflight(
-            "the repository has no commits yet; commit something first (memofab branches from mainline)".into(),
+            "the repository has no commits yet; make a first commit (memofab branches from mainline)".into(),
         ),
         GitError::DetachedHead => EngineError::Preflight(
             "HEAD is detached; check out the branch memofab should merge onto".into(),
         ),
         other => EngineError::Git(other),
-    })?;
+    }
+    };
+    let git = GitRepo::open(repo).map_err(not_ready)?;
     git.ensure_excluded("/.memofab/")?;
-    let branch = git.current_branch().map_err(|e| match e {
-        GitError::NoCommits => EngineError::Preflight("the repository has no commits yet".into()),
-        GitError::DetachedHead => EngineError::Preflight(
-            "HEAD is detached; check out the branch memofab should merge onto".into(),
-        ),
-        other => EngineError::Git(other),
-    })?;
+    let branch = git.current_branch().map_err(not_ready)?;
     let dirty = git.dirty_paths()?;
     if !dirty.is_empty() {
         let shown: Vec<&str> = dirty.iter().take(10).map(String::as_str).collect();
@@ -149,6 +153,10 @@ pub async fn start(
     let isolation = request.config.run.isolation()?;
     let m = mainline.clone();
     let base_commit = git.branch_head(&m)?;
+    // Refuse a bad policy or isolation setting before the run exists, so
+    // neither leaves a run stuck in planning (`context` loads them again).
+    load_policy(git.root())?;
+    request.config.run.isolation()?;
     let store = Store::open(&store_path(git.root()))?;
     let run = RunId::generate();
     let settings = RunSettings {

@@ -138,12 +138,26 @@ fn xorshift(mut x: u64) -> u64 {
 }
 
 fn send_error(e: &reqwest::Error, secrets: &[String]) -> LlmError {
-    let text = redact(&e.to_string(), secrets);
     if e.is_timeout() {
-        LlmError::Timeout
-    } else {
-        LlmError::Connect(text)
+        return LlmError::Timeout;
     }
+    // reqwest's own message ("error sending request for url") hides what
+    // went wrong; the innermost cause says it, e.g. that nothing listens.
+    let mut cause: &dyn std::error::Error = e;
+    let mut refused = false;
+    while let Some(next) = cause.source() {
+        cause = next;
+        refused |= cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    }
+    let url = e.url().map_or("the provider's URL", reqwest::Url::as_str);
+    let text = if refused {
+        format!("connection refused at {url}; is the server running, and is base_url right?")
+    } else {
+        format!("{url}: {cause}")
+    };
+    LlmError::Connect(redact(&text, secrets))
 }
 
 /// Reads an error response into the matching [`LlmError`].

@@ -106,7 +106,8 @@ pub enum ScenarioError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("scenario {origin} is invalid: {message}")]
+    /// `message` names the file, and the line and column if known.
+    #[error("invalid scenario: {message}")]
     Parse { origin: String, message: String },
 }
 
@@ -114,13 +115,17 @@ impl Scenario {
     pub fn parse(text: &str, origin: &str) -> Result<Self, ScenarioError> {
         let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
             origin: origin.to_owned(),
-            message: e.to_string(),
+            message: crate::toml_file::located(origin, text, &e),
         })?;
         for (i, c) in scenario.conversations.iter().enumerate() {
             if c.turns.is_empty() {
                 return Err(ScenarioError::Parse {
                     origin: origin.to_owned(),
-                    message: format!("conversation #{} ({}) has no turns", i + 1, c.role),
+                    message: format!(
+                        "{origin}: conversation #{} ({}) has no turns",
+                        i + 1,
+                        c.role
+                    ),
                 });
             }
         }

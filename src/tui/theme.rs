@@ -84,7 +84,8 @@ pub enum ThemeError {
         path: String,
         source: std::io::Error,
     },
-    #[error("theme {origin} is invalid: {message}")]
+    /// `message` names the theme, and the line and column if known.
+    #[error("invalid theme: {message}")]
     Invalid { origin: String, message: String },
     #[error("no bundled theme named {0:?} (bundled: dark, light, high-contrast) and no such file")]
     Unknown(String),
@@ -137,17 +138,20 @@ impl Theme {
             origin: origin.to_owned(),
             message,
         };
-        let file: ThemeFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let file: ThemeFile = toml::from_str(text)
+            .map_err(|e| invalid(crate::toml_file::located(origin, text, &e)))?;
         if let Some(syntax) = file.syntax_theme {
             self.syntax_theme = syntax;
         }
         for (role, spec) in file.roles {
             let mut style = Style::default();
             if let Some(fg) = &spec.fg {
-                style = style.fg(parse_color(fg).map_err(|e| invalid(format!("{role:?}: {e}")))?);
+                style = style
+                    .fg(parse_color(fg).map_err(|e| invalid(format!("{origin}: {role:?}: {e}")))?);
             }
             if let Some(bg) = &spec.bg {
-                style = style.bg(parse_color(bg).map_err(|e| invalid(format!("{role:?}: {e}")))?);
+                style = style
+                    .bg(parse_color(bg).map_err(|e| invalid(format!("{origin}: {role:?}: {e}")))?);
             }
             if spec.bold {
                 style = style.add_modifier(Modifier::BOLD);
