@@ -9,6 +9,8 @@ mod headless;
 mod overseer;
 mod providers;
 mod records;
+mod signals;
+mod summary;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
