@@ -149,7 +149,7 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
         std::fs::canonicalize(repo).with_context(|| format!("repository {}", repo.display()))?;
     let run = match args.run {
         Some(run) => RunId::new(run),
-        None => latest_interrupted_run(&repo)?,
+        None => run_to_resume(&repo)?,
     };
     if run.kind() == RunKind::OverseerReport {
         bail!("{run} is an overseer report, not a run; `memofab overseer show {run}` prints it");
@@ -247,15 +247,21 @@ pub async fn replay(global: &GlobalArgs, repo: &Path, args: ReplayArgs) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// The newest factory run that is not over: what `resume` carries on.
-fn latest_interrupted_run(repo: &Path) -> Result<RunId> {
+/// What `resume` without an id carries on: the newest factory run that is
+/// not over, else the newest factory run (which then says it is over).
+/// Overseer reports are never picked.
+fn run_to_resume(repo: &Path) -> Result<RunId> {
     let store = crate::effects::store::Store::open(&session::store_path(repo))?;
-    store
+    let runs: Vec<_> = store
         .runs()?
         .into_iter()
-        .find(|r| r.run.kind() == RunKind::Factory && r.phase.is_none_or(|p| !p.is_over()))
-        .map(|r| r.run)
-        .context("no interrupted run to resume; `memofab runs` lists this repository's runs")
+        .filter(|r| r.run.kind() == RunKind::Factory)
+        .collect();
+    runs.iter()
+        .find(|r| r.phase.is_none_or(|p| !p.is_over()))
+        .or(runs.first())
+        .map(|r| r.run.clone())
+        .context("this repository has no runs yet")
 }
 
 async fn finish(

@@ -126,3 +126,25 @@ fn run_cost(repo: &Path, state: &RunState, prices: &Prices) -> Option<f64> {
     let costs = Costs::of(prices, &store.events(&state.run).ok()?);
     costs.priced.then_some(costs.total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixture;
+
+    #[test]
+    fn a_failed_task_is_listed_with_its_whole_reason() {
+        let state = RunState::fold(&fixture::failed_task_events())
+            .unwrap()
+            .unwrap();
+        let text = summary(&state, Path::new("/nowhere"), &Prices::new(), None);
+        let squeeze = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            squeeze(&text).contains(&format!("- stats is failed: {}", fixture::PROVIDER_DOWN)),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
+        // Not over: the summary says how to carry on.
+        assert!(text.contains("continue:    memofab --repo /nowhere resume r2026"));
+    }
+}
