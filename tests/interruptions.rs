@@ -126,10 +126,12 @@ fn stop_at_the_gate_then_resume(signal: libc::c_int, expected_code: i32) {
         String::from_utf8_lossy(&approve.stderr)
     );
     let out = resume(&repo);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("waits at the gate").count(),
+        1,
+        "what waits is said once, old hints are not repeated: {stderr}"
     );
     let events = stored_events(&repo, &run);
     assert!(

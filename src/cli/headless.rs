@@ -77,7 +77,7 @@ pub async fn launch(repo: &Path, request: RunRequest, headless: bool) -> Result<
     }
     let auto_approve = request.auto_approve;
     let prices = price_table(&request.config);
-    let printer = tokio::spawn(print_json_lines(updates_rx, auto_approve));
+    let printer = tokio::spawn(print_json_lines(updates_rx, auto_approve, 0));
     let engine = session::start(request, updates_tx.clone(), commands_rx);
     headless_until_done(
         engine,
@@ -195,7 +195,23 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
         let engine = tokio::spawn(session::resume(request, updates_tx, commands_rx));
         return cockpit(engine, updates_rx, commands_tx, options, &repo, signals).await;
     }
-    let printer = tokio::spawn(print_json_lines(updates_rx, stored.settings.auto_approve));
+    // What still waits on a human is said once; the stored events come
+    // again on stdout, but their old hints do not.
+    if !stored.settings.auto_approve {
+        for task in stored.tasks() {
+            if task.state == TaskState::AwaitingGate {
+                eprintln!(
+                    "{}",
+                    gate_hint(&stored.run, task.id(), task.reason.as_deref())
+                );
+            }
+        }
+    }
+    let printer = tokio::spawn(print_json_lines(
+        updates_rx,
+        stored.settings.auto_approve,
+        stored.last_seq,
+    ));
     let engine = session::resume(request, updates_tx.clone(), commands_rx);
     headless_until_done(
         engine,
@@ -290,10 +306,21 @@ async fn finish(
 }
 
 /// Prints each stored event as one JSON line; hints at gates on stderr.
-async fn print_json_lines(mut updates: mpsc::UnboundedReceiver<EngineUpdate>, auto_approve: bool) {
+/// Events up to `history_until` were stored before this process started
+/// (a resumed run): printed again, but without hints.
+async fn print_json_lines(
+    mut updates: mpsc::UnboundedReceiver<EngineUpdate>,
+    auto_approve: bool,
+    history_until: u64,
+) {
     let mut stdout_open = true;
     while let Some(update) = updates.recv().await {
         match update {
+            EngineUpdate::Event(event) if event.seq <= history_until => {
+                if stdout_open {
+                    stdout_open = print_line(&event);
+                }
+            }
             EngineUpdate::Event(event) => {
                 if !auto_approve
                     && let EventKind::TaskStateChanged {
@@ -303,12 +330,7 @@ async fn print_json_lines(mut updates: mpsc::UnboundedReceiver<EngineUpdate>, au
                         ..
                     } = &event.kind
                 {
-                    eprintln!(
-                        "memofab: task {task} waits at the gate ({}); decide with `memofab approve {} {task}` or `memofab reject {} {task} --reason ...`",
-                        reason.as_deref().unwrap_or("policy"),
-                        event.run,
-                        event.run
-                    );
+                    eprintln!("{}", gate_hint(&event.run, task, reason.as_deref()));
                 }
                 match &event.kind {
                     EventKind::TaskStateChanged {
@@ -333,16 +355,28 @@ async fn print_json_lines(mut updates: mpsc::UnboundedReceiver<EngineUpdate>, au
                     _ => {}
                 }
                 if stdout_open {
-                    let line = serde_json::to_string(&event).unwrap_or_default();
-                    let mut out = std::io::stdout().lock();
-                    // A closed pipe (`| head`) stops the printing, not the run.
-                    stdout_open = writeln!(out, "{line}").and_then(|_| out.flush()).is_ok();
+                    stdout_open = print_line(&event);
                 }
             }
             EngineUpdate::Delta { .. } => {}
             EngineUpdate::Stopped { .. } => break,
         }
     }
+}
+
+/// One event as a JSON line on stdout; false once stdout is closed (`| head`
+/// stops the printing, not the run).
+fn print_line(event: &crate::domain::Event) -> bool {
+    let line = serde_json::to_string(event).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
+}
+
+fn gate_hint(run: &RunId, task: &crate::domain::TaskId, reason: Option<&str>) -> String {
+    format!(
+        "memofab: task {task} waits at the gate ({}); decide with `memofab approve {run} {task}` or `memofab reject {run} {task} --reason ...`",
+        reason.unwrap_or("policy")
+    )
 }
 
 /// `memofab` with no command: the cockpit on this repository, starting with
