@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod llm;
 pub mod protocol;
+pub mod text;
 pub mod toml_file;
 pub mod tui;
 

@@ -154,7 +154,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// The run id (see `memofab runs`); the latest run if omitted.
+    /// The run id (see `memofab runs`); the latest interrupted run if omitted.
     pub run: Option<String>,
     /// Print events as JSON lines instead of opening the cockpit.
     #[arg(long)]
@@ -179,6 +179,8 @@ pub enum OverseerAction {
         /// The proposal's number in the report.
         proposal: u32,
     },
+    /// List the stored reports.
+    List,
     /// Print a stored report.
     Show { report: String },
     /// Review a report's proposals in the terminal; `a` approves one.

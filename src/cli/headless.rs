@@ -11,10 +11,12 @@ use tokio::sync::mpsc;
 
 use super::args::{GlobalArgs, ReplayArgs, ResumeArgs, RunArgs};
 use super::providers;
-use crate::domain::{EventKind, RunId, RunState, TaskState};
+use super::signals::Signals;
+use super::summary::{Prices, summary};
+use crate::domain::{EventKind, RunId, RunKind, RunState, TaskState};
 use crate::engine::orchestrator::Steering;
 use crate::engine::session::{self, ResumeRequest, RunRequest};
-use crate::llm::pricing::{Costs, price_table};
+use crate::llm::pricing::price_table;
 use crate::protocol::{Command, EngineUpdate};
 use crate::tui::{Theme, TuiOptions, run_tui};
 
@@ -67,20 +69,46 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: RunArgs) -> Result<Exit
 /// Starts a run with the chosen front end.
 pub async fn launch(repo: &Path, request: RunRequest, headless: bool) -> Result<ExitCode> {
     super::init_logging(&session::factory_dir(repo));
+    let signals = Signals::install()?;
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
     let (commands_tx, commands_rx) = mpsc::unbounded_channel::<Command>();
     if !headless {
         super::require_terminal("the cockpit", super::HEADLESS_INSTEAD)?;
         let options = cockpit_options(&request.config, "memofab")?;
         let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
-        return cockpit(engine, updates_rx, commands_tx, options, repo).await;
+        return cockpit(engine, updates_rx, commands_tx, options, repo, signals).await;
     }
     let auto_approve = request.auto_approve;
     let prices = price_table(&request.config);
-    let printer = tokio::spawn(print_json_lines(updates_rx, auto_approve));
-    let result = session::start(request, updates_tx.clone(), commands_rx).await;
-    drop(commands_tx);
-    finish(result, updates_tx, printer, repo, &prices).await
+    let printer = tokio::spawn(print_json_lines(updates_rx, auto_approve, 0));
+    let engine = session::start(request, updates_tx.clone(), commands_rx);
+    headless_until_done(
+        engine,
+        updates_tx,
+        commands_tx,
+        printer,
+        repo,
+        &prices,
+        signals,
+    )
+    .await
+}
+
+/// Runs a headless engine to its end or to a stop signal, then prints the
+/// summary.
+async fn headless_until_done(
+    engine: impl std::future::Future<Output = crate::engine::EngineResult<RunState>>,
+    updates: mpsc::UnboundedSender<EngineUpdate>,
+    commands: mpsc::UnboundedSender<Command>,
+    printer: tokio::task::JoinHandle<()>,
+    repo: &Path,
+    prices: &Prices,
+    mut signals: Signals,
+) -> Result<ExitCode> {
+    let (result, signal) = signals.drive(engine, &commands).await;
+    drop(commands);
+    let code = finish(result, updates, printer, repo, prices, signal).await?;
+    Ok(signal.map_or(code, |s| s.exit_code()))
 }
 
 pub(crate) fn cockpit_options(config: &crate::config::Config, title: &str) -> Result<TuiOptions> {
@@ -96,40 +124,51 @@ pub(crate) fn cockpit_options(config: &crate::config::Config, title: &str) -> Re
 }
 
 /// Runs the cockpit in the foreground while the engine works in the
-/// background; quitting the cockpit shuts the engine down (resumable).
+/// background; quitting the cockpit, or a stop signal, shuts the engine down
+/// (resumable).
 async fn cockpit(
     engine: tokio::task::JoinHandle<crate::engine::EngineResult<RunState>>,
     updates: mpsc::UnboundedReceiver<EngineUpdate>,
     commands: mpsc::UnboundedSender<Command>,
     options: TuiOptions,
     repo: &Path,
+    mut signals: Signals,
 ) -> Result<ExitCode> {
     let prices = options.prices.clone();
-    let ui = run_tui(updates, commands.clone(), options).await;
+    // On a signal the cockpit is dropped, which restores the terminal.
+    let (ui, signal) = tokio::select! {
+        ui = run_tui(updates, commands.clone(), options) => (ui, None),
+        signal = signals.recv() => (Ok(()), Some(signal)),
+    };
     let _ = commands.send(Command::Shutdown);
     let state = engine.await.context("the engine task failed")??;
     ui?;
-    eprintln!("{}", summary(&state, repo, &prices));
-    if !state.phase.is_over() {
-        eprintln!(
-            "  continue:    memofab --repo {} resume {}",
-            repo.display(),
-            state.run
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    eprintln!("{}", summary(&state, repo, &prices, signal));
+    Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
 
 pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Result<ExitCode> {
     let repo = super::open_repo(repo)?;
     let run = match args.run {
         Some(run) => RunId::new(run),
-        None => latest_run(&repo, "resume")?,
+        None => run_to_resume(&repo)?,
     };
+    if run.kind() == RunKind::OverseerReport {
+        bail!("{run} is an overseer report, not a run; `memofab overseer show {run}` prints it");
+    }
     if !args.headless {
         super::require_terminal("the cockpit", super::HEADLESS_INSTEAD)?;
     }
     let stored = session::stored_state(&repo, &run)?;
+    if stored.phase.is_over() {
+        // Nothing to carry on, and nothing is recorded.
+        eprintln!(
+            "memofab: run {run} is already {}; nothing to resume (look back with `memofab replay {run}`)",
+            stored.phase
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let signals = Signals::install()?;
     let config = super::load_config(&repo, global.config.as_deref())?;
     let scenario = stored.settings.scenario.as_ref().map(PathBuf::from);
     let provider = stored.settings.provider.clone();
@@ -159,12 +198,36 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
     };
     if !args.headless {
         let engine = tokio::spawn(session::resume(request, updates_tx, commands_rx));
-        return cockpit(engine, updates_rx, commands_tx, options, &repo).await;
+        return cockpit(engine, updates_rx, commands_tx, options, &repo, signals).await;
     }
-    let printer = tokio::spawn(print_json_lines(updates_rx, stored.settings.auto_approve));
-    let result = session::resume(request, updates_tx.clone(), commands_rx).await;
-    drop(commands_tx);
-    finish(result, updates_tx, printer, &repo, &prices).await
+    // What still waits on a human is said once; the stored events come
+    // again on stdout, but their old hints do not.
+    if !stored.settings.auto_approve {
+        for task in stored.tasks() {
+            if task.state == TaskState::AwaitingGate {
+                eprintln!(
+                    "{}",
+                    gate_hint(&stored.run, task.id(), task.reason.as_deref())
+                );
+            }
+        }
+    }
+    let printer = tokio::spawn(print_json_lines(
+        updates_rx,
+        stored.settings.auto_approve,
+        stored.last_seq,
+    ));
+    let engine = session::resume(request, updates_tx.clone(), commands_rx);
+    headless_until_done(
+        engine,
+        updates_tx,
+        commands_tx,
+        printer,
+        &repo,
+        &prices,
+        signals,
+    )
+    .await
 }
 
 /// `memofab replay`: the cockpit over a stored run; no model, no git.
@@ -187,7 +250,11 @@ pub async fn replay(global: &GlobalArgs, repo: &Path, args: ReplayArgs) -> Resul
     let store = open_store(&repo, "replay")?;
     let Some(run) = run else {
         // No run named: the runs browser.
-        let runs = store.runs()?;
+        let runs: Vec<_> = store
+            .runs()?
+            .into_iter()
+            .filter(|r| r.run.kind() == RunKind::Factory)
+            .collect();
         if runs.is_empty() {
             bail!(
                 "no run to replay: {} has no runs yet; start one with `memofab` (the cockpit) or `memofab run`",
@@ -245,13 +312,39 @@ fn open_store(repo: &Path, what: &str) -> Result<crate::effects::store::Store> {
     Ok(crate::effects::store::Store::open(&path)?)
 }
 
+/// The newest factory run (never an overseer report).
 fn latest_run(repo: &Path, what: &str) -> Result<RunId> {
-    open_store(repo, what)?.latest_run()?.with_context(|| {
-        format!(
-            "no run to {what}: {} has no runs yet; start one with `memofab` (the cockpit) or `memofab run`",
-            repo.display()
-        )
-    })
+    factory_runs(repo, what)?
+        .first()
+        .map(|r| r.run.clone())
+        .with_context(|| no_runs(repo, what))
+}
+
+fn no_runs(repo: &Path, what: &str) -> String {
+    format!(
+        "no run to {what}: {} has no runs yet; start one with `memofab` (the cockpit) or `memofab run`",
+        repo.display()
+    )
+}
+
+fn factory_runs(repo: &Path, what: &str) -> Result<Vec<crate::effects::store::RunSummary>> {
+    Ok(open_store(repo, what)?
+        .runs()?
+        .into_iter()
+        .filter(|r| r.run.kind() == RunKind::Factory)
+        .collect())
+}
+
+/// What `resume` without an id carries on: the newest factory run that is
+/// not over, else the newest factory run (which then says it is over).
+/// Overseer reports are never picked.
+fn run_to_resume(repo: &Path) -> Result<RunId> {
+    let runs = factory_runs(repo, "resume")?;
+    runs.iter()
+        .find(|r| r.phase.is_none_or(|p| !p.is_over()))
+        .or(runs.first())
+        .map(|r| r.run.clone())
+        .with_context(|| no_runs(repo, "resume"))
 }
 
 async fn finish(
@@ -260,6 +353,7 @@ async fn finish(
     printer: tokio::task::JoinHandle<()>,
     repo: &Path,
     prices: &Prices,
+    signal: Option<super::signals::StopSignal>,
 ) -> Result<ExitCode> {
     let stopped = EngineUpdate::Stopped {
         error: result.as_ref().err().map(|e| e.to_string()),
@@ -268,7 +362,7 @@ async fn finish(
     drop(updates);
     let _ = printer.await;
     let state = result?;
-    eprintln!("{}", summary(&state, repo, prices));
+    eprintln!("{}", summary(&state, repo, prices, signal));
     Ok(
         if state.count(TaskState::Merged) == state.tasks().len() && !state.tasks().is_empty() {
             ExitCode::SUCCESS
@@ -279,10 +373,21 @@ async fn finish(
 }
 
 /// Prints each stored event as one JSON line; hints at gates on stderr.
-async fn print_json_lines(mut updates: mpsc::UnboundedReceiver<EngineUpdate>, auto_approve: bool) {
+/// Events up to `history_until` were stored before this process started
+/// (a resumed run): printed again, but without hints.
+async fn print_json_lines(
+    mut updates: mpsc::UnboundedReceiver<EngineUpdate>,
+    auto_approve: bool,
+    history_until: u64,
+) {
     let mut stdout_open = true;
     while let Some(update) = updates.recv().await {
         match update {
+            EngineUpdate::Event(event) if event.seq <= history_until => {
+                if stdout_open {
+                    stdout_open = print_line(&event);
+                }
+            }
             EngineUpdate::Event(event) => {
                 if !auto_approve
                     && let EventKind::TaskStateChanged {
@@ -292,12 +397,7 @@ async fn print_json_lines(mut updates: mpsc::UnboundedReceiver<EngineUpdate>, au
                         ..
                     } = &event.kind
                 {
-                    eprintln!(
-                        "memofab: task {task} waits at the gate ({}); decide with `memofab approve {} {task}` or `memofab reject {} {task} --reason ...`",
-                        reason.as_deref().unwrap_or("policy"),
-                        event.run,
-                        event.run
-                    );
+                    eprintln!("{}", gate_hint(&event.run, task, reason.as_deref()));
                 }
                 match &event.kind {
                     EventKind::TaskStateChanged {
@@ -322,10 +422,7 @@ async fn print_json_lines(mut updates: mpsc::UnboundedReceiver<EngineUpdate>, au
                     _ => {}
                 }
                 if stdout_open {
-                    let line = serde_json::to_string(&event).unwrap_or_default();
-                    let mut out = std::io::stdout().lock();
-                    // A closed pipe (`| head`) stops the printing, not the run.
-                    stdout_open = writeln!(out, "{line}").and_then(|_| out.flush()).is_ok();
+                    stdout_open = print_line(&event);
                 }
             }
             EngineUpdate::Delta { .. } | EngineUpdate::ThinkingDelta { .. } => {}
@@ -334,68 +431,19 @@ async fn print_json_lines(mut updates: mpsc::UnboundedReceiver<EngineUpdate>, au
     }
 }
 
-pub fn summary(state: &RunState, repo: &Path, prices: &Prices) -> String {
-    let merged = state.count(TaskState::Merged);
-    let mut lines = vec![
-        String::new(),
-        format!("run {} — {}", state.run, state.phase),
-        format!("  repository:  {}", repo.display()),
-        format!(
-            "  tasks:       {merged} merged of {} ({} failed, {} in conflict, {} blocked, {} at the gate)",
-            state.tasks().len(),
-            state.count(TaskState::Failed),
-            state.count(TaskState::Conflict),
-            state.count(TaskState::Blocked),
-            state.count(TaskState::AwaitingGate),
-        ),
-        format!(
-            "  mainline:    {} at {}, {} new commits",
-            state.mainline,
-            state.mainline_commit.get(..10).unwrap_or("?"),
-            new_commits(repo, state)
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "?".into())
-        ),
-        format!(
-            "  tokens:      {} in, {} out{}",
-            state.tokens.input,
-            state.tokens.output,
-            run_cost(repo, state, prices)
-                .map(|c| format!(", ${c:.2}"))
-                .unwrap_or_default()
-        ),
-    ];
-    for task in state.tasks() {
-        if task.state != TaskState::Merged {
-            lines.push(format!("  - {} is {}", task.id(), task.state));
-        }
-    }
-    lines.push(format!(
-        "  replay:      memofab --repo {} replay {}",
-        repo.display(),
-        state.run
-    ));
-    lines.join("\n")
+/// One event as a JSON line on stdout; false once stdout is closed (`| head`
+/// stops the printing, not the run).
+fn print_line(event: &crate::domain::Event) -> bool {
+    let line = serde_json::to_string(event).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
 }
 
-type Prices = std::collections::BTreeMap<String, crate::config::Price>;
-
-/// Commits on mainline since the run started.
-fn new_commits(repo: &Path, state: &RunState) -> Option<usize> {
-    let git = crate::effects::git::GitRepo::open(repo).ok()?;
-    let all = git.log_messages(&state.mainline, usize::MAX).ok()?;
-    let before = git.log_messages(&state.base_commit, usize::MAX).ok()?;
-    Some(all.len().saturating_sub(before.len()))
-}
-
-/// What the run cost, if its models have prices in config.
-fn run_cost(repo: &Path, state: &RunState, prices: &Prices) -> Option<f64> {
-    if prices.is_empty() {
-        return None;
-    }
-    let store = crate::effects::store::Store::open(&session::store_path(repo)).ok()?;
-    let costs = Costs::of(prices, &store.events(&state.run).ok()?);
-    costs.priced.then_some(costs.total)
+fn gate_hint(run: &RunId, task: &crate::domain::TaskId, reason: Option<&str>) -> String {
+    format!(
+        "memofab: task {task} waits at the gate ({}); decide with `memofab approve {run} {task}` or `memofab reject {run} {task} --reason ...`",
+        reason.unwrap_or("policy")
+    )
 }
 
 /// `memofab` with no command: the cockpit on this repository, starting with

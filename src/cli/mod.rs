@@ -10,6 +10,8 @@ mod init;
 mod overseer;
 mod providers;
 mod records;
+mod signals;
+mod summary;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -21,6 +21,7 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result
         );
     }
     match args.action {
+        Some(OverseerAction::List) => super::records::overseer_reports(&repo),
         Some(OverseerAction::Apply { report, proposal }) => {
             let by = std::env::var("USER").unwrap_or_else(|_| "human".into());
             let path = overseer::apply(&repo, &RunId::new(report), proposal, &by)?;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 
 use super::args::{ExportArgs, ExportFormat, GateArgs, GlobalArgs, RaiseBudgetArgs, RejectArgs};
-use crate::domain::{RunId, TaskId, TaskState};
+use crate::domain::{RunId, RunKind, TaskId, TaskState};
 use crate::effects::store::Store;
 use crate::effects::store::export::{export_jsonl, export_markdown};
 use crate::engine::session::{self, store_path};
@@ -27,11 +27,24 @@ fn open_store(repo: &Path) -> Result<Store> {
     Ok(Store::open(&path)?)
 }
 
+/// `memofab runs`: the factory's runs; overseer reports have their own list.
 pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
     let store = open_store(repo)?;
-    let runs = store.runs()?;
+    let (runs, reports): (Vec<_>, Vec<_>) = store
+        .runs()?
+        .into_iter()
+        .partition(|r| r.run.kind() == RunKind::Factory);
+    let reports_hint = || {
+        if !reports.is_empty() {
+            println!(
+                "\n{} overseer report(s): `memofab overseer list`",
+                reports.len()
+            );
+        }
+    };
     if runs.is_empty() {
         println!("no runs yet");
+        reports_hint();
         return Ok(ExitCode::SUCCESS);
     }
     let prices = super::load_config(repo, global.config.as_deref())
@@ -61,6 +74,8 @@ pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
                 "-".to_owned()
             }
         };
+        // From the first event to the last: an interrupted run records its
+        // interruption, so a run killed while it waited is not shown short.
         let secs = r.last_event_ms.saturating_sub(r.started_ms) / 1000;
         println!(
             "{:<30} {:<16} {:>7}s {:<9} {:>5} {:>6} {:>6} {:>9} {:>8}  {title}",
@@ -73,6 +88,31 @@ pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
             r.failed,
             r.tokens,
             cost
+        );
+    }
+    reports_hint();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `memofab overseer list`: the stored overseer reports, newest first.
+pub fn overseer_reports(repo: &Path) -> Result<ExitCode> {
+    let store = open_store(repo)?;
+    let reports: Vec<_> = store
+        .runs()?
+        .into_iter()
+        .filter(|r| r.run.kind() == RunKind::OverseerReport)
+        .collect();
+    if reports.is_empty() {
+        println!("no overseer reports yet; `memofab overseer` writes one");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<30} {:<16}  reviewed", "report", "written (UTC)");
+    for r in reports {
+        println!(
+            "{:<30} {:<16}  {}",
+            r.run.as_str(),
+            when(r.started_ms),
+            r.requirement.lines().next().unwrap_or("")
         );
     }
     Ok(ExitCode::SUCCESS)

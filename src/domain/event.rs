@@ -174,6 +174,9 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// The process was told to stop (a signal, the cockpit quit) while the
+    /// run was not over; `memofab resume` carries it on.
+    RunInterrupted {},
     /// The process was restarted and the run picked up from its events.
     RunResumed {
         #[serde(default)]
@@ -492,6 +495,7 @@ impl EventKind {
         match self {
             EventKind::RunStarted { .. } => "run_started",
             EventKind::RunPhaseChanged { .. } => "run_phase_changed",
+            EventKind::RunInterrupted {} => "run_interrupted",
             EventKind::RunResumed { .. } => "run_resumed",
             EventKind::RepositoryChanged { .. } => "repository_changed",
             EventKind::SpecSubmitted { .. } => "spec_submitted",

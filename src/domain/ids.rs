@@ -49,7 +49,35 @@ string_id!(
     AgentId
 );
 
+/// Overseer reports are stored like runs, under ids with this prefix.
+const OVERSEER_PREFIX: &str = "overseer-";
+
+/// What a stored run is: the factory at work, or an overseer's report on
+/// past runs (listed, resumed and replayed apart from runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Factory,
+    OverseerReport,
+}
+
 impl RunId {
+    /// A fresh id for an overseer report.
+    pub fn overseer_report() -> Self {
+        let run = Self::generate();
+        Self(format!(
+            "{OVERSEER_PREFIX}{}",
+            run.as_str().trim_start_matches('r')
+        ))
+    }
+
+    pub fn kind(&self) -> RunKind {
+        if self.as_str().starts_with(OVERSEER_PREFIX) {
+            RunKind::OverseerReport
+        } else {
+            RunKind::Factory
+        }
+    }
+
     /// A fresh, sortable run id: `r` + UTC timestamp + a few bits of entropy so
     /// two runs started in the same second do not collide.
     pub fn generate() -> Self {
@@ -197,6 +225,8 @@ mod tests {
     fn generated_run_ids_are_prefixed_and_sortable() {
         let id = RunId::generate();
         assert!(id.as_str().starts_with('r'));
+        assert_eq!(id.kind(), RunKind::Factory);
+        assert_eq!(RunId::overseer_report().kind(), RunKind::OverseerReport);
         assert_eq!(id.as_str().len(), "r20261124-125134-abcd".len());
     }
 }

@@ -21,7 +21,7 @@ pub use event::{
     Budget, ConflictFile, ConflictResolution, Event, EventKind, MergeCheck, MergeOutcome,
     MessageAuthor, RunSettings, TokenUsage,
 };
-pub use ids::{AgentId, AgentRole, RunId, TaskId};
+pub use ids::{AgentId, AgentRole, RunId, RunKind, TaskId};
 pub use quota::{ParkedAgent, ProviderLimit};
 pub use run_state::{Question, RunPhase, RunState, TaskRecord, TransitionError};
 pub use task::TaskState;

@@ -121,6 +121,8 @@ pub struct TaskRecord {
     pub over_budget_from: Option<TaskState>,
     /// `at_ms` of the event that last changed the state.
     pub since_ms: u64,
+    /// Why the task entered its state, when the event said (a failure's cause).
+    pub reason: Option<String>,
 }
 
 impl TaskRecord {
@@ -145,6 +147,7 @@ impl TaskRecord {
             budget_raises: 0,
             over_budget_from: None,
             since_ms: at_ms,
+            reason: None,
         }
     }
 
@@ -181,6 +184,8 @@ pub struct RunState {
     pub base_commit: String,
     pub settings: RunSettings,
     pub phase: RunPhase,
+    /// Why the run entered its phase, when the event said (a failure's cause).
+    pub phase_reason: Option<String>,
     /// Whether the requirement is final (always, unless the run waits for a
     /// human to submit it from the cockpit).
     pub spec_submitted: bool,
@@ -254,6 +259,7 @@ impl RunState {
             base_commit: base_commit.clone(),
             settings: settings.clone(),
             phase: RunPhase::Planning,
+            phase_reason: None,
             spec_submitted: !settings.await_spec,
             plan_round: 0,
             proposal: None,
@@ -307,8 +313,9 @@ impl RunState {
         }
         match &event.kind {
             EventKind::RunStarted { .. } => return Err(TransitionError::StartedTwice { seq }),
-            EventKind::RunPhaseChanged { to, .. } => {
+            EventKind::RunPhaseChanged { to, reason } => {
                 self.phase = *to;
+                self.phase_reason = reason.clone();
                 if to.is_over() {
                     self.parked.clear();
                 }
@@ -326,6 +333,8 @@ impl RunState {
             // No agent outlives the process: a resumed run starts unparked.
             // The process that parked agents or waited for answers is gone;
             // a resumed agent parks, or asks, again.
+            // Its agents stopped with the process.
+            EventKind::RunInterrupted {} => self.parked.clear(),
             EventKind::RunResumed { .. } => {
                 self.parked.clear();
                 // `memofab resume` after the stop is the human's go-ahead.
@@ -369,7 +378,12 @@ impl RunState {
                 // Whoever settled it, a dispute is over once a plan is built.
                 self.plan_dispute = None;
             }
-            EventKind::TaskStateChanged { task, from, to, .. } => {
+            EventKind::TaskStateChanged {
+                task,
+                from,
+                to,
+                reason,
+            } => {
                 let record = self.task_mut(task, seq)?;
                 if record.state != *from {
                     return Err(TransitionError::StaleFrom {
@@ -428,6 +442,7 @@ impl RunState {
                 }
                 record.state = *to;
                 record.since_ms = event.at_ms;
+                record.reason = reason.clone();
                 record.queue_failure = None;
                 // A cancelled task's agents are dropped mid-park, with no
                 // event of their own.

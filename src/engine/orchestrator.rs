@@ -66,6 +66,10 @@ impl Orchestrator {
 
     /// Runs (or resumes) the run to its end; returns the final state.
     pub async fn run(mut self, resumed: bool) -> EngineResult<RunState> {
+        // A run that is over stays as it was: resuming it records nothing.
+        if resumed && self.ctx.recorder.with_state(|s| s.phase.is_over()) {
+            return Ok(self.ctx.recorder.snapshot());
+        }
         if resumed {
             let interrupted: Vec<TaskId> = self
                 .ctx
@@ -78,11 +82,6 @@ impl Orchestrator {
                 })
                 .await?;
         }
-        let over = self.ctx.recorder.with_state(|s| s.phase.is_over());
-        if over && self.steering == Steering::Headless {
-            return Ok(self.ctx.recorder.snapshot());
-        }
-
         match self.plan_phase().await? {
             Some(PlanResult::Accepted(_)) => {}
             // `plan_phase` settles disputes before it returns.
@@ -97,7 +96,7 @@ impl Orchestrator {
                     .await?;
                 return Ok(self.ctx.recorder.snapshot());
             }
-            None => return Ok(self.ctx.recorder.snapshot()),
+            None => return self.interrupted().await,
         }
 
         if resumed {
@@ -237,7 +236,7 @@ impl Orchestrator {
                     Some(Command::Shutdown) | None => {
                         self.pipelines.shutdown().await;
                         self.drop_spare_worktrees().await;
-                        return Ok(self.ctx.recorder.snapshot());
+                        return self.interrupted().await;
                     }
                     Some(command) => self.obey(command).await?,
                 },
@@ -252,6 +251,19 @@ impl Orchestrator {
                 }
             }
         }
+    }
+
+    /// The front end stopped the engine (a signal, the cockpit quit): a run
+    /// that is not over records that it was interrupted, so its record ends
+    /// when the work did and `memofab resume` knows to carry it on.
+    async fn interrupted(&self) -> EngineResult<RunState> {
+        if !self.ctx.recorder.with_state(|s| s.phase.is_over()) {
+            self.ctx
+                .recorder
+                .record(EventKind::RunInterrupted {})
+                .await?;
+        }
+        Ok(self.ctx.recorder.snapshot())
     }
 
     /// A process killed while it kept merged tasks' worktrees for reuse left

@@ -19,12 +19,9 @@ use super::session::{factory_dir, store_path};
 use crate::config::Config;
 use crate::domain::metrics::{FactoryMetrics, Proposal};
 use crate::domain::policy::{Policy, PolicyFile};
-use crate::domain::{AgentRole, EventKind, RunId, RunPhase, RunSettings};
+use crate::domain::{AgentRole, EventKind, RunId, RunKind, RunPhase, RunSettings};
 use crate::effects::store::Store;
 use crate::llm::ToolSpec;
-
-/// Overseer sessions are runs whose id starts with this.
-pub const RUN_PREFIX: &str = "overseer-";
 
 /// What the overseer produced.
 #[derive(Debug, Clone)]
@@ -153,7 +150,7 @@ pub async fn review(
     let runs: Vec<RunId> = store
         .runs()?
         .into_iter()
-        .filter(|r| r.started_ms >= since_ms && !r.run.as_str().starts_with(RUN_PREFIX))
+        .filter(|r| r.started_ms >= since_ms && r.run.kind() == RunKind::Factory)
         .map(|r| r.run)
         .collect();
     let mut all = Vec::with_capacity(runs.len());
@@ -161,10 +158,7 @@ pub async fn review(
         all.push(store.events(run)?);
     }
     let metrics = FactoryMetrics::compute(&all);
-    let run = RunId::new(format!(
-        "{RUN_PREFIX}{}",
-        RunId::generate().as_str().trim_start_matches('r')
-    ));
+    let run = RunId::overseer_report();
     let (updates, _ignored) = mpsc::unbounded_channel();
     let settings = RunSettings {
         concurrency: 1,

@@ -96,16 +96,13 @@ pub async fn run(
     }
 }
 
-/// Frame interval while a replay plays.
-const PLAYBACK_TICK: Duration = Duration::from_millis(33);
-
 /// The replay cockpit: no engine, only stored events and a cursor.
 pub async fn run_replay(
     events: Vec<crate::domain::Event>,
     at: Option<&str>,
     options: TuiOptions,
 ) -> anyhow::Result<()> {
-    use super::replay::{Replay, ReplayKey};
+    use super::replay::{Frames, Replay, ReplayKey};
     let mut replay = Replay::new(&options.title, events);
     replay.app.prices = options.prices.clone();
     if let Some(at) = at {
@@ -115,7 +112,7 @@ pub async fn run_replay(
     }
     let mut guard = TerminalGuard::enter(options.mouse)?;
     let mut input = EventStream::new();
-    let mut tick = tokio::time::interval(PLAYBACK_TICK);
+    let mut frames = Frames::default();
     let mut dirty = true;
     loop {
         if dirty {
@@ -142,8 +139,8 @@ pub async fn run_replay(
                 Some(Err(e)) => return Err(e.into()),
                 None => return Ok(()),
             },
-            _ = tick.tick(), if replay.playing => {
-                dirty |= replay.tick(PLAYBACK_TICK);
+            dt = frames.next(), if replay.playing => {
+                dirty |= replay.tick(dt);
                 // Stopping at the end changes the play glyph.
                 dirty |= !replay.playing;
             }

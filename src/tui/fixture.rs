@@ -236,3 +236,39 @@ fn verified(task: &str, candidate: &str, passed: bool, output: &str) -> EventKin
         output: output.into(),
     }
 }
+
+/// Why the fixture's `stats` fails in [`failed_task_events`]: longer than
+/// any pane is wide.
+pub const PROVIDER_DOWN: &str = "could not reach the provider: error sending request for url (https://api.example.com/v1/chat/completions): client error (Connect): tcp connect error: Connection refused (os error 111)";
+
+/// The fixture run with `stats` failed: its provider could not be reached.
+pub fn failed_task_events() -> Vec<Event> {
+    let mut f = Fixture { events: events() };
+    f.push(EventKind::TaskStateChanged {
+        task: "stats".into(),
+        from: TaskState::Reviewing,
+        to: TaskState::Failed,
+        reason: Some(PROVIDER_DOWN.into()),
+    });
+    f.events
+}
+
+/// Why the run in [`failed_run_events`] failed.
+pub const PLAN_FAILED: &str = "the planner gave no valid blueprint in 3 rounds: dependency cycle: a -> b -> a; task c depends on unknown task d";
+
+/// A run that failed in planning.
+pub fn failed_run_events() -> Vec<Event> {
+    let mut f = Fixture { events: Vec::new() };
+    f.push(EventKind::RunStarted {
+        requirement: "Add stats to textkit.".into(),
+        repo: "/repo".into(),
+        mainline: "main".into(),
+        base_commit: "0000000000".into(),
+        settings: RunSettings::default(),
+    });
+    f.push(EventKind::RunPhaseChanged {
+        to: crate::domain::RunPhase::Failed,
+        reason: Some(PLAN_FAILED.into()),
+    });
+    f.events
+}

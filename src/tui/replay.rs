@@ -64,6 +64,42 @@ impl Speed {
 /// Events applied per tick at `Speed::Max`.
 const MAX_PER_TICK: usize = 200;
 
+/// Frame interval while a replay plays.
+pub const PLAYBACK_TICK: Duration = Duration::from_millis(33);
+
+/// A longer gap between frames (a busy terminal, playback just started
+/// again) counts as this much, so playback never leaps ahead.
+const MAX_FRAME: Duration = Duration::from_millis(250);
+
+/// The playback's frame clock: each frame reports the wall time that really
+/// passed since the previous one, which the replay's clock then runs on by.
+pub struct Frames {
+    interval: tokio::time::Interval,
+    last: tokio::time::Instant,
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        let mut interval = tokio::time::interval(PLAYBACK_TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            interval,
+            last: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Frames {
+    /// Waits for the next frame; returns the time since the last one.
+    pub async fn next(&mut self) -> Duration {
+        self.interval.tick().await;
+        let now = tokio::time::Instant::now();
+        let dt = now.saturating_duration_since(self.last).min(MAX_FRAME);
+        self.last = now;
+        dt
+    }
+}
+
 /// What a key did to the replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayKey {
@@ -132,9 +168,16 @@ impl Replay {
             .unwrap_or(0)
     }
 
-    /// Moves the cursor so that exactly `target` events are applied. Going
-    /// back rebuilds the model from the start; going forward folds on.
+    /// Moves the cursor so that exactly `target` events are applied, and
+    /// the playback clock to that event's time.
     pub fn seek(&mut self, target: usize) {
+        self.fold_to(target);
+        self.clock_ms = self.elapsed_ms(self.cursor) as f64;
+    }
+
+    /// Moves the cursor without touching the playback clock. Going back
+    /// rebuilds the model from the start; going forward folds on.
+    fn fold_to(&mut self, target: usize) {
         let target = target.min(self.events.len());
         if target < self.cursor {
             let mut fresh = App::new(&self.app.title);
@@ -146,29 +189,31 @@ impl Replay {
             self.app.fold(&self.events[self.cursor..target]);
         }
         self.cursor = target;
-        self.clock_ms = self.elapsed_ms(target) as f64;
     }
 
     /// Advances playback by `dt` of wall time. Returns whether anything moved.
+    ///
+    /// The clock runs on between events: a gap longer than one frame is
+    /// crossed over several frames, never reset to the current event's time.
     pub fn tick(&mut self, dt: Duration) -> bool {
         if !self.playing || self.cursor >= self.events.len() {
             self.playing = false;
             return false;
         }
-        let target = if self.speed == Speed::Max {
-            self.cursor + MAX_PER_TICK
+        let before = self.cursor;
+        if self.speed == Speed::Max {
+            self.seek(self.cursor + MAX_PER_TICK);
         } else {
             self.clock_ms += dt.as_secs_f64() * 1000.0 * self.speed.factor();
             let limit = self.start_ms() + self.clock_ms as u64;
-            let mut t = self.cursor;
-            while t < self.events.len() && self.events[t].at_ms <= limit {
-                t += 1;
-            }
-            t
-        };
-        let moved = target != self.cursor;
-        self.seek(target);
-        moved
+            let target = self.cursor
+                + self.events[self.cursor..]
+                    .iter()
+                    .take_while(|e| e.at_ms <= limit)
+                    .count();
+            self.fold_to(target);
+        }
+        self.cursor != before
     }
 
     /// Jumps to an event number (`:120`) or a time offset (`:90s`, `:2m`).
@@ -270,7 +315,7 @@ impl Replay {
             (Some(input), _) => format!(" jump to (event number, or 90s / 2m): {input}"),
             (None, Some(note)) => format!(" {note}"),
             (None, None) => format!(
-                " {state} {} event {}/{} · {:.1}s of {:.1}s · space play  +/- speed  ,/. step  : jump  click to scrub ",
+                " {state} {} event {} of {} · {:.1}s of {:.1}s · space play  +/- speed  ,/. step  : jump  click to scrub ",
                 self.speed.label(),
                 self.cursor,
                 self.events.len(),
@@ -344,6 +389,85 @@ mod tests {
         while replay.tick(Duration::from_millis(10)) {}
         assert_eq!(replay.cursor(), events.len());
         assert!(!replay.playing, "stops at the end");
+    }
+
+    /// The fixture's events, `gap_ms` apart.
+    fn spaced(gap_ms: u64) -> Vec<Event> {
+        let mut events = fixture::events();
+        let start = events[0].at_ms;
+        for (i, e) in events.iter_mut().enumerate() {
+            e.at_ms = start + i as u64 * gap_ms;
+        }
+        events
+    }
+
+    /// Plays for `wall` of (paused) tokio time, frame by frame.
+    async fn play_for(replay: &mut Replay, wall: Duration) {
+        let mut frames = Frames::default();
+        let until = tokio::time::Instant::now() + wall;
+        while tokio::time::Instant::now() < until {
+            let dt = frames.next().await;
+            replay.tick(dt);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn playback_crosses_gaps_of_seconds_at_every_speed() {
+        // Events 3 s apart: far more than one frame at any speed but max.
+        let events = spaced(3000);
+        for (speed, factor) in [(Speed::X1, 1), (Speed::X4, 4), (Speed::X16, 16)] {
+            let mut replay = Replay::new("r", events.clone());
+            replay.speed = speed;
+            replay.handle_key(KeyEvent::from(KeyCode::Char(' ')));
+            assert!(replay.playing);
+            play_for(&mut replay, Duration::from_secs(7)).await;
+            // 7 s of wall time is 7 * factor s of run time: the first event
+            // plus one per 3 s.
+            let expected = (1 + 7 * factor / 3).min(events.len() as u64) as usize;
+            assert_eq!(replay.cursor(), expected, "at {speed:?}");
+            assert_eq!(
+                replay.app.digest(),
+                App::from_events("r", &events[..expected]).digest()
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_frame_does_not_leap_and_pausing_keeps_the_position() {
+        let events = spaced(2000);
+        let mut replay = Replay::new("r", events);
+        replay.speed = Speed::X1;
+        replay.playing = true;
+        let mut frames = Frames::default();
+        frames.next().await;
+        // The terminal stalls for a minute: one frame's worth is played.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        replay.tick(frames.next().await);
+        assert_eq!(replay.cursor(), 1);
+        play_for(&mut replay, Duration::from_millis(2100)).await;
+        assert_eq!(replay.cursor(), 2);
+        // Paused, nothing moves; playing again goes on from the same time.
+        replay.handle_key(KeyEvent::from(KeyCode::Char(' ')));
+        play_for(&mut replay, Duration::from_secs(10)).await;
+        assert_eq!(replay.cursor(), 2);
+        replay.handle_key(KeyEvent::from(KeyCode::Char(' ')));
+        play_for(&mut replay, Duration::from_secs(2)).await;
+        assert_eq!(replay.cursor(), 3);
+    }
+
+    #[test]
+    fn the_timeline_shows_the_event_cursor() {
+        let theme = Theme::dark();
+        let replay = Replay::open_at("r", fixture::events(), 5);
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 30)).unwrap();
+        terminal.draw(|f| replay.render(f, &theme)).unwrap();
+        let buffer = terminal.backend().buffer();
+        let last: String = (0..120).map(|x| buffer[(x, 29)].symbol()).collect();
+        assert!(
+            last.contains(&format!("event 5 of {}", replay.len())),
+            "{last}"
+        );
     }
 
     #[test]

@@ -55,14 +55,19 @@ pub fn render_in(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         frame.render_widget(msg, area);
         return;
     }
+    let status = status::status_lines(app, theme, area.width);
+    let status_height = (status.len() as u16).clamp(1, (area.height / 3).max(1));
     let rows = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
-        Constraint::Length(1),
+        Constraint::Length(status_height),
     ])
     .split(area);
     render_header(frame, app, theme, rows[0]);
-    render_status(frame, app, theme, rows[2]);
+    frame.render_widget(
+        Paragraph::new(status).style(theme.style(Role::StatusBar)),
+        rows[2],
+    );
 
     let body = rows[1];
     let (dag, detail) = if area.width >= WIDE {
@@ -78,7 +83,26 @@ pub fn render_in(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     render_detail(frame, app, theme, detail);
 
     match &app.modal {
-        Some(Modal::Help) => render_help(frame, theme, area),
+        Some(Modal::Help) => help::render(frame, theme, area),
+        Some(Modal::ConfirmCancel(confirm)) => {
+            let question = format!(
+                "Cancel {}? Its agents stop and its work is dropped.",
+                confirm.task
+            );
+            let mut lines = crate::text::wrap(&question, "", "", 54);
+            lines.extend([
+                String::new(),
+                "y  cancel it   ·   n or Esc  keep it".to_owned(),
+            ]);
+            let rect = centered(area, 58, lines.len() as u16 + 2);
+            frame.render_widget(Clear, rect);
+            frame.render_widget(
+                Paragraph::new(lines.into_iter().map(Line::from).collect::<Vec<_>>())
+                    .style(theme.style(Role::Text))
+                    .block(bordered(theme, " Cancel the task? ", true)),
+                rect,
+            );
+        }
         Some(Modal::Reject { task, input }) => {
             let rect = centered(area, 70, 7);
             frame.render_widget(Clear, rect);
@@ -163,75 +187,6 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         spans.push(Span::styled(title, theme.style(Role::Text)));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
-}
-
-fn render_status(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    let style = theme.style(Role::StatusBar);
-    let text = match &app.state {
-        Some(s) => {
-            let active = s.tasks().iter().filter(|t| t.state.holds_slot()).count();
-            let gates = s.count(TaskState::AwaitingGate);
-            let phase = match (&app.stopped, s.phase) {
-                (Some(Some(_)), _) => "engine stopped".to_owned(),
-                (_, RunPhase::Paused) => "PAUSED".to_owned(),
-                (_, p) => p.to_string(),
-            };
-            let gate_hint = if gates > 0 {
-                format!(" │ {gates} at gate: a approve, r reject")
-            } else {
-                String::new()
-            };
-            let waiting = app.inbox().len();
-            let inbox_hint = if waiting > 0 {
-                format!(" │ inbox {waiting}: i")
-            } else {
-                String::new()
-            };
-            format!(
-                " {phase}{gate_hint}{inbox_hint}{} │ agents {active}/{} │ merged {}/{} │ tokens {}/{}{}{} │ ? help  q quit",
-                quota::status_note(s),
-                s.settings.concurrency,
-                s.count(TaskState::Merged),
-                s.tasks().len(),
-                short_tokens(s.tokens.input),
-                short_tokens(s.tokens.output),
-                if app.costs.priced {
-                    format!(" ${:.2}", app.costs.total)
-                } else {
-                    String::new()
-                },
-                burn_hint(s)
-            )
-        }
-        None => " waiting for the engine… │ ? help  q quit".to_owned(),
-    };
-    frame.render_widget(Paragraph::new(text).style(style), area);
-}
-
-/// Spending against the run's budget and where it is heading, when the run
-/// has a budget: ` │ budget 12.0k of 40.0k, forecast 31.0k`.
-pub(crate) fn burn_hint(state: &crate::domain::RunState) -> String {
-    let burn = crate::domain::budget::run_burn(state);
-    let mut parts = Vec::new();
-    if let Some(limit) = burn.token_limit {
-        let mut part = format!("{} of {}", short_tokens(burn.tokens), short_tokens(limit));
-        if let Some(f) = burn.forecast_tokens {
-            part.push_str(&format!(", forecast {}", short_tokens(f)));
-        }
-        parts.push(part);
-    }
-    if let Some(limit) = burn.usd_limit {
-        let mut part = format!("${:.2} of ${limit:.2}", burn.usd);
-        if let Some(f) = burn.forecast_usd {
-            part.push_str(&format!(", forecast ${f:.2}"));
-        }
-        parts.push(part);
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" │ budget {}", parts.join(" · "))
-    }
 }
 
 #[derive(Default)]
@@ -394,7 +349,7 @@ fn render_detail(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         Tab::Conflicts => render_conflicts(frame, app, theme, body),
         Tab::Gates => render_gates(frame, app, theme, body),
         Tab::Spec => render_spec(frame, app, theme, body),
-        Tab::Log => render_log(frame, app, theme, body),
+        Tab::Log => log::render(frame, app, theme, body),
         Tab::Inbox => render_inbox(frame, app, theme, body),
     }
 }
@@ -417,6 +372,15 @@ fn render_transcript(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let block = bordered(theme, &format!(" {agent} · {follow} "), true);
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    // Why the task stopped, in full, above its transcript.
+    let why = ended_why(app, inner.width);
+    let why_height = (why.len() as u16).min(inner.height / 2);
+    let parts = Layout::vertical([Constraint::Length(why_height), Constraint::Min(0)]).split(inner);
+    frame.render_widget(
+        Paragraph::new(why).style(theme.style(Role::Error)),
+        parts[0],
+    );
+    let inner = parts[1];
     app.detail_height.set(inner.height);
     let Some(transcript) = app.shown_transcript() else {
         return;
@@ -450,6 +414,33 @@ fn render_transcript(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The selected task's failure (or block, or cancellation) and its reason,
+/// wrapped to `width`.
+fn ended_why(app: &App, width: u16) -> Vec<Line<'static>> {
+    let Some(task) = app
+        .selected_task()
+        .and_then(|t| app.state.as_ref()?.task(t))
+    else {
+        return Vec::new();
+    };
+    let ended = matches!(
+        task.state,
+        TaskState::Failed | TaskState::Blocked | TaskState::Cancelled
+    );
+    match &task.reason {
+        Some(reason) if ended => crate::text::wrap(
+            &format!("{} {}: {reason}", glyph(task.state), task.state),
+            "",
+            "  ",
+            usize::from(width),
+        )
+        .into_iter()
+        .map(Line::from)
+        .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn render_diff(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
@@ -692,9 +683,28 @@ fn render_inbox(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 fn render_spec(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let editable = app.state.as_ref().is_some_and(|s| !s.spec_submitted);
     let title = if editable {
-        " Requirement · Ctrl-S start planning · Ctrl-B ask the planner "
+        " Requirement "
     } else {
         " Requirement (submitted) "
+    };
+    // The editor takes every key: say how to get out, wrapped, below it.
+    let area = if editable {
+        let keys = crate::text::wrap(
+            "Ctrl-S start planning · Ctrl-B ask the planner · Esc or Tab leave the editor (the draft is kept)",
+            " ",
+            " ",
+            usize::from(area.width),
+        );
+        let height = (keys.len() as u16).min(area.height / 3);
+        let parts = Layout::vertical([Constraint::Min(3), Constraint::Length(height)]).split(area);
+        frame.render_widget(
+            Paragraph::new(keys.into_iter().map(Line::from).collect::<Vec<_>>())
+                .style(theme.style(Role::Muted)),
+            parts[1],
+        );
+        parts[0]
+    } else {
+        area
     };
     let brainstorm = app
         .transcripts
@@ -734,76 +744,13 @@ fn render_spec(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     }
 }
 
-fn render_log(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    let block = bordered(theme, " Log ", true);
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
-    let height = usize::from(inner.height);
-    let first = app.log.len().saturating_sub(height);
-    let lines: Vec<Line> = app.log[first..]
-        .iter()
-        .map(|l| {
-            let role = if l.warn { Role::Warning } else { Role::Text };
-            Line::from(Span::styled(l.text.clone(), theme.style(role)))
-        })
-        .collect();
-    frame.render_widget(Paragraph::new(lines), inner);
-}
-
+mod help;
+mod log;
 mod quota;
+mod status;
 
 #[cfg(test)]
 mod tests;
-
-const HELP: &[(&str, &str)] = &[
-    ("↑/↓ j/k", "select a task (mouse: click)"),
-    (
-        "Tab, 1-7",
-        "switch tab: transcript, diff, conflicts, gates, spec, log, inbox",
-    ),
-    (
-        "i  Enter",
-        "inbox: what waits on you; Enter does the item's action",
-    ),
-    (
-        "PgUp/PgDn J/K",
-        "scroll (wheel too); scrolling up pauses follow",
-    ),
-    ("G / End", "follow the live tail again"),
-    ("< >", "older / newer agent of the task"),
-    ("x", "expand or fold tool results"),
-    ("/ n N", "search the transcript, next, previous"),
-    ("[ ]", "previous / next diff hunk"),
-    ("a", "approve the merge waiting at the gate"),
-    ("r", "reject it with feedback for the coder"),
-    ("p", "pause / resume the run"),
-    ("c  R  E", "cancel, retry, edit the selected task"),
-    (
-        "w v e m",
-        "conflicts: rework, resolver, $EDITOR, mark resolved",
-    ),
-    ("Ctrl-S", "submit the requirement (spec tab) or a task edit"),
-    ("Ctrl-B", "spec tab: ask the planner about the draft"),
-    ("q", "quit (the run can be resumed)"),
-];
-
-fn render_help(frame: &mut Frame, theme: &Theme, area: Rect) {
-    let rect = centered(area, 72, HELP.len() as u16 + 4);
-    frame.render_widget(Clear, rect);
-    let lines: Vec<Line> = HELP
-        .iter()
-        .map(|(k, d)| {
-            Line::from(vec![
-                Span::styled(format!(" {k:<15}"), theme.style(Role::Accent)),
-                Span::styled((*d).to_owned(), theme.style(Role::Text)),
-            ])
-        })
-        .collect();
-    frame.render_widget(
-        Paragraph::new(lines).block(bordered(theme, " Keys · any key closes ", true)),
-        rect,
-    );
-}
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);

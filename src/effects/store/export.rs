@@ -166,6 +166,10 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
             EventKind::Escalated { task, reason } => {
                 outcomes.push(format!("- {task} escalated: {reason}"))
             }
+            EventKind::RunInterrupted {} => {
+                outcomes.push("- the run was interrupted (resumable)".to_owned())
+            }
+            EventKind::RunResumed { .. } => outcomes.push("- the run was resumed".to_owned()),
             EventKind::RunFinished {
                 merged,
                 failed,

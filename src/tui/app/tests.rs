@@ -1,6 +1,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
+use crate::domain::EventKind;
 use crate::tui::fixture;
 
 fn key(code: KeyCode) -> KeyEvent {
@@ -327,4 +328,63 @@ fn enter_acts_on_the_inbox_item_shown_selected_after_others_left() {
     ));
     app.handle_key(key(KeyCode::Char('k')));
     assert_eq!(app.inbox_cursor, items.len() - 2);
+}
+
+#[test]
+fn esc_leaves_the_spec_editor_and_keeps_the_draft() {
+    let mut events = fixture::events();
+    events.truncate(1);
+    if let EventKind::RunStarted { settings, .. } = &mut events[0].kind {
+        settings.await_spec = true;
+    }
+    let mut app = App::from_events("t", &events);
+    app.tab = Tab::Spec;
+    app.handle_key(key(KeyCode::End));
+    for c in " Quickly.".chars() {
+        app.handle_key(key(KeyCode::Char(c)));
+    }
+    assert!(app.handle_key(key(KeyCode::Esc)).is_empty());
+    assert_eq!(app.tab, Tab::Transcript, "out of the editor");
+    // Keys are commands again: `?` opens the help rather than typing.
+    app.handle_key(key(KeyCode::Char('?')));
+    assert!(app.help_open());
+    app.handle_key(key(KeyCode::Esc));
+    app.handle_key(key(KeyCode::Char('5')));
+    assert_eq!(
+        app.handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL)),
+        vec![Action::Send(Command::SubmitSpec {
+            requirement: "Add stats, slugs and docs to textkit. Quickly.".into()
+        })],
+        "the draft was kept"
+    );
+}
+
+#[test]
+fn cancelling_a_task_asks_first() {
+    let mut app = app();
+    select(&mut app, "stats");
+    assert!(app.handle_key(key(KeyCode::Char('c'))).is_empty());
+    assert!(matches!(
+        &app.modal,
+        Some(Modal::ConfirmCancel(ConfirmCancel { task })) if task.as_str() == "stats"
+    ));
+    // Other keys leave the question open; n and Esc keep the task.
+    assert!(app.handle_key(key(KeyCode::Char('j'))).is_empty());
+    assert!(app.modal.is_some());
+    for keep in [KeyCode::Char('n'), KeyCode::Esc] {
+        assert!(app.handle_key(key(keep)).is_empty());
+        assert!(app.modal.is_none());
+        app.handle_key(key(KeyCode::Char('c')));
+    }
+    assert_eq!(
+        app.handle_key(key(KeyCode::Char('y'))),
+        vec![Action::Send(Command::CancelTask {
+            task: "stats".into()
+        })]
+    );
+    assert!(app.modal.is_none());
+    // A merged task cannot be cancelled: nothing to ask.
+    select(&mut app, "loader");
+    app.handle_key(key(KeyCode::Char('c')));
+    assert!(app.modal.is_none());
 }

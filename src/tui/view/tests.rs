@@ -186,10 +186,10 @@ fn a_parked_planner_shows_under_planning() {
 fn the_status_bar_shows_the_burn_against_the_run_budget() {
     let mut app = app_on(Tab::Transcript, "stats");
     let state = app.state.as_mut().unwrap();
-    assert_eq!(burn_hint(state), "", "no budget, no burn");
+    assert_eq!(status::burn_hint(state), "", "no budget, no burn");
     state.settings.budget.run_tokens = Some(40_000);
     state.settings.budget.run_usd = Some(5.0);
-    let hint = burn_hint(state);
+    let hint = status::burn_hint(state);
     // One task merged so far (loader, no tokens): the forecast is what is spent.
     assert_eq!(
         hint,
@@ -197,4 +197,115 @@ fn the_status_bar_shows_the_burn_against_the_run_budget() {
     );
     let screen = text(&draw(&app, 160, 48));
     assert!(screen.contains("budget 1.5k of 40.0k"), "{screen}");
+}
+
+#[test]
+fn help_overlay_fits_wide_and_narrow_screens() {
+    for (width, height) in [(160, 48), (80, 30)] {
+        let mut app = app_on(Tab::Transcript, "stats");
+        app.modal = Some(crate::tui::app::Modal::Help);
+        let screen = text(&draw(&app, width, height));
+        // Every description is there whole: its last word shows.
+        for last in ["inbox", "action", "follow", "resolved", "kept)", "resumed)"] {
+            assert!(
+                screen.contains(last),
+                "{last} at {width}x{height}:\n{screen}"
+            );
+        }
+        insta::assert_snapshot!(format!("help_{width}x{height}"), screen);
+    }
+}
+
+#[test]
+fn cancelling_asks_in_a_modal() {
+    let mut app = app_on(Tab::Transcript, "stats");
+    app.modal = Some(crate::tui::app::Modal::ConfirmCancel(
+        crate::tui::app::ConfirmCancel {
+            task: "stats".into(),
+        },
+    ));
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.contains("Cancel stats?"), "{screen}");
+    insta::assert_snapshot!("confirm_cancel_80x24", screen);
+}
+
+#[test]
+fn the_spec_editor_shows_how_to_leave_it() {
+    let mut events = fixture::events();
+    events.truncate(1);
+    if let crate::domain::EventKind::RunStarted { settings, .. } = &mut events[0].kind {
+        settings.await_spec = true;
+    }
+    let mut app = App::from_events("memofab", &events);
+    app.tab = Tab::Spec;
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.contains("Esc or Tab leave the editor"), "{screen}");
+    insta::assert_snapshot!("spec_editing_80x24", screen);
+}
+
+/// The screen's text from column `from` rightwards.
+fn columns_from(buffer: &Buffer, from: u16) -> String {
+    let area = buffer.area;
+    let mut out = String::new();
+    for y in 0..area.height {
+        for x in from..area.width {
+            out.push_str(buffer[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether `text`'s words all appear on `screen`, in order, however the
+/// screen wrapped them.
+fn shows_whole(screen: &str, text: &str) -> bool {
+    let squeeze = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && !"│┌┐└┘─".contains(*c))
+            .collect::<String>()
+    };
+    squeeze(screen).contains(&squeeze(text))
+}
+
+#[test]
+fn a_failed_task_shows_its_whole_reason_in_the_transcript_and_the_log() {
+    for (width, height) in [(80, 24), (160, 48)] {
+        let mut app = App::from_events("memofab", &fixture::failed_task_events());
+        app.selected = app
+            .order
+            .iter()
+            .position(|(id, _)| id.as_str() == "stats")
+            .unwrap();
+        // The detail pane: right of the blueprint when the screen is wide.
+        let pane = if width >= 120 {
+            width * 38 / 100 + 1
+        } else {
+            0
+        };
+        let buffer = draw(&app, width, height);
+        assert!(
+            shows_whole(&columns_from(&buffer, pane), fixture::PROVIDER_DOWN),
+            "{}",
+            text(&buffer)
+        );
+        insta::assert_snapshot!(format!("failed_task_{width}x{height}"), text(&buffer));
+        app.tab = Tab::Log;
+        let buffer = draw(&app, width, height);
+        assert!(
+            shows_whole(&columns_from(&buffer, pane), fixture::PROVIDER_DOWN),
+            "{}",
+            text(&buffer)
+        );
+        insta::assert_snapshot!(format!("failed_task_log_{width}x{height}"), text(&buffer));
+    }
+}
+
+#[test]
+fn a_failed_run_shows_its_whole_reason_in_the_status_bar() {
+    for (width, height) in [(80, 24), (160, 48)] {
+        let app = App::from_events("memofab", &fixture::failed_run_events());
+        let screen = text(&draw(&app, width, height));
+        assert!(shows_whole(&screen, fixture::PLAN_FAILED), "{screen}");
+        insta::assert_snapshot!(format!("failed_run_{width}x{height}"), screen);
+    }
 }

@@ -1,0 +1,150 @@
+//! The summary a run leaves on stderr when the process ends: what merged,
+//! why what failed did (whole, wrapped, not cut), and how to carry on.
+
+use std::path::Path;
+
+use super::signals::StopSignal;
+use crate::domain::{RunPhase, RunState, TaskState};
+use crate::engine::session;
+use crate::llm::pricing::Costs;
+use crate::text::wrap;
+
+pub type Prices = std::collections::BTreeMap<String, crate::config::Price>;
+
+/// Summary lines are wrapped to this width.
+const WIDTH: usize = 100;
+/// Where values start, after labels like `  repository:  `.
+const LABEL: usize = 15;
+
+pub fn summary(
+    state: &RunState,
+    repo: &Path,
+    prices: &Prices,
+    stopped_by: Option<StopSignal>,
+) -> String {
+    let merged = state.count(TaskState::Merged);
+    let mut lines = vec![
+        String::new(),
+        format!("run {} — {}", state.run, state.phase),
+    ];
+    if let Some(reason) = &state.phase_reason
+        && matches!(state.phase, RunPhase::Failed | RunPhase::Paused)
+    {
+        labelled(&mut lines, "why:", reason);
+    }
+    if let Some(signal) = stopped_by {
+        labelled(
+            &mut lines,
+            "stopped:",
+            &format!("by {}; the run was recorded as interrupted", signal.name()),
+        );
+    }
+    labelled(&mut lines, "repository:", &repo.display().to_string());
+    labelled(
+        &mut lines,
+        "tasks:",
+        &format!(
+            "{merged} merged of {} ({} failed, {} in conflict, {} blocked, {} at the gate)",
+            state.tasks().len(),
+            state.count(TaskState::Failed),
+            state.count(TaskState::Conflict),
+            state.count(TaskState::Blocked),
+            state.count(TaskState::AwaitingGate),
+        ),
+    );
+    if state.blueprint.is_some() {
+        labelled(
+            &mut lines,
+            "mainline:",
+            &format!(
+                "{} at {}, {} new commits",
+                state.mainline,
+                state.mainline_commit.get(..10).unwrap_or("?"),
+                new_commits(repo, state)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "?".into())
+            ),
+        );
+    }
+    labelled(
+        &mut lines,
+        "tokens:",
+        &format!(
+            "{} in, {} out{}",
+            state.tokens.input,
+            state.tokens.output,
+            run_cost(repo, state, prices)
+                .map(|c| format!(", ${c:.2}"))
+                .unwrap_or_default()
+        ),
+    );
+    for task in state.tasks() {
+        if task.state != TaskState::Merged {
+            let mut text = format!("- {} is {}", task.id(), task.state);
+            if let Some(reason) = &task.reason {
+                text.push_str(": ");
+                text.push_str(reason);
+            }
+            lines.extend(wrap(&text, "  ", "    ", WIDTH));
+        }
+    }
+    if !state.phase.is_over() {
+        labelled(
+            &mut lines,
+            "continue:",
+            &format!("memofab --repo {} resume {}", repo.display(), state.run),
+        );
+    }
+    labelled(
+        &mut lines,
+        "replay:",
+        &format!("memofab --repo {} replay {}", repo.display(), state.run),
+    );
+    lines.join("\n")
+}
+
+/// `  label:      value`, the value wrapped under itself.
+fn labelled(lines: &mut Vec<String>, label: &str, value: &str) {
+    let first = format!("  {label:<width$}", width = LABEL - 2);
+    lines.extend(wrap(value, &first, &" ".repeat(LABEL), WIDTH));
+}
+
+/// Commits on mainline since the run started.
+fn new_commits(repo: &Path, state: &RunState) -> Option<usize> {
+    let git = crate::effects::git::GitRepo::open(repo).ok()?;
+    let all = git.log_messages(&state.mainline, usize::MAX).ok()?;
+    let before = git.log_messages(&state.base_commit, usize::MAX).ok()?;
+    Some(all.len().saturating_sub(before.len()))
+}
+
+/// What the run cost, if its models have prices in config.
+fn run_cost(repo: &Path, state: &RunState, prices: &Prices) -> Option<f64> {
+    if prices.is_empty() {
+        return None;
+    }
+    let store = crate::effects::store::Store::open(&session::store_path(repo)).ok()?;
+    let costs = Costs::of(prices, &store.events(&state.run).ok()?);
+    costs.priced.then_some(costs.total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixture;
+
+    #[test]
+    fn a_failed_task_is_listed_with_its_whole_reason() {
+        let state = RunState::fold(&fixture::failed_task_events())
+            .unwrap()
+            .unwrap();
+        let text = summary(&state, Path::new("/nowhere"), &Prices::new(), None);
+        let squeeze = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            squeeze(&text).contains(&format!("- stats is failed: {}", fixture::PROVIDER_DOWN)),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
+        // Not over: the summary says how to carry on.
+        assert!(text.contains("continue:    memofab --repo /nowhere resume r2026"));
+    }
+}
