@@ -82,6 +82,9 @@ pub struct RunConfig {
     /// Never run two tasks whose write-sets (declared paths joined with the
     /// paths seen written) overlap at the same time.
     pub write_set_scheduling: bool,
+    /// Largest requirement a run accepts, in bytes: every planning turn
+    /// carries it, so a huge one burns tokens on every call.
+    pub max_requirement_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,6 +288,7 @@ impl Default for RunConfig {
             isolation: IsolationChoice::Auto,
             allow_network: false,
             write_set_scheduling: true,
+            max_requirement_bytes: 256 * 1024,
         }
     }
 }

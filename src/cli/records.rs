@@ -78,8 +78,9 @@ pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Checks the task is at the gate, then leaves the decision in the store's
-/// inbox for the running engine to pick up.
+/// Checks the task is at the gate (or, for an approval, waits to land on
+/// the user's checkout), then leaves the decision in the store's inbox for
+/// the running engine to pick up.
 fn decide(repo: &Path, run: &str, task: &str, command: Command) -> Result<ExitCode> {
     let run = RunId::new(run);
     let task = TaskId::new(task);
@@ -87,7 +88,9 @@ fn decide(repo: &Path, run: &str, task: &str, command: Command) -> Result<ExitCo
     let record = state
         .task(&task)
         .with_context(|| format!("run {run} has no task {task}"))?;
-    if record.state != TaskState::AwaitingGate {
+    let held = state.held_landing.as_ref().is_some_and(|h| h.task == task);
+    let approving = matches!(command, Command::ApproveGate { .. });
+    if record.state != TaskState::AwaitingGate && !(approving && held) {
         bail!("task {task} is {}, not waiting at the gate", record.state);
     }
     let mut store = open_store(repo)?;

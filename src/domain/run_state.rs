@@ -78,6 +78,12 @@ pub enum TransitionError {
         from: TaskState,
         to: TaskState,
     },
+    #[error("event #{seq}: task {task} is {state}; only a running task can finish unchanged")]
+    NotRunning {
+        seq: u64,
+        task: TaskId,
+        state: TaskState,
+    },
     #[error("event #{seq} is out of order (expected #{expected})")]
     OutOfOrder { seq: u64, expected: u64 },
 }
@@ -161,6 +167,20 @@ impl TaskRecord {
     }
 }
 
+/// A landing held back because the user's checkout of mainline has changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldLanding {
+    pub task: TaskId,
+    /// The user's files in the way.
+    pub files: Vec<String>,
+    pub since_ms: u64,
+}
+
+/// What the coder is told when it finished without changing anything.
+pub const NOTHING_CHANGED_FEEDBACK: &str = "You finished without changing any file; the task \
+    is not done. Make the changes the task asks for in the worktree (write_file or edit_file), \
+    then call finish.";
+
 /// A question an agent asked the human through its `ask_human` tool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Question {
@@ -214,6 +234,9 @@ pub struct RunState {
     pub parked: BTreeMap<AgentId, ParkedAgent>,
     /// Each provider's adaptive concurrency limit, once it has moved.
     pub provider_limits: BTreeMap<String, ProviderLimit>,
+    /// A landing waiting for the user to clean their checkout of mainline;
+    /// the run is paused meanwhile.
+    pub held_landing: Option<HeldLanding>,
 }
 
 impl RunState {
@@ -271,6 +294,7 @@ impl RunState {
             last_at_ms: event.at_ms,
             parked: BTreeMap::new(),
             provider_limits: BTreeMap::new(),
+            held_landing: None,
         })
     }
 
@@ -308,6 +332,33 @@ impl RunState {
                 if to.is_over() {
                     self.parked.clear();
                 }
+                // Resuming says the human dealt with their checkout; if not,
+                // the landing is held again.
+                if *to != RunPhase::Paused {
+                    self.held_landing = None;
+                }
+            }
+            EventKind::CheckoutDirty { task, files } => {
+                self.task_mut(task, seq)?;
+                self.held_landing = Some(HeldLanding {
+                    task: task.clone(),
+                    files: files.clone(),
+                    since_ms: event.at_ms,
+                });
+            }
+            EventKind::NothingChanged { task } => {
+                let record = self.task_mut(task, seq)?;
+                if record.state != TaskState::Running {
+                    return Err(TransitionError::NotRunning {
+                        seq,
+                        task: task.clone(),
+                        state: record.state,
+                    });
+                }
+                // A rework round in place: the same step, a new attempt.
+                record.reworks += 1;
+                record.attempt += 1;
+                record.feedback = Some(NOTHING_CHANGED_FEEDBACK.to_owned());
             }
             // No agent outlives the process: a resumed run starts unparked.
             // The process that parked agents or waited for answers is gone;
@@ -552,6 +603,9 @@ impl RunState {
                 };
                 match result {
                     MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit } => {
+                        if self.held_landing.as_ref().is_some_and(|h| h.task == *task) {
+                            self.held_landing = None;
+                        }
                         record.merged_commit = Some(commit.clone());
                         record.conflict_files.clear();
                         *mainline = commit.clone();
@@ -1081,6 +1135,32 @@ mod tests {
             Err(TransitionError::UnknownTask { .. })
         ));
         assert_eq!(state, before);
+    }
+
+    #[test]
+    fn finishing_unchanged_is_a_rework_round_with_feedback_only_while_running() {
+        use TaskState::*;
+        let mut log = accepted();
+        log.move_task("a", Pending, Ready);
+        let early = log
+            .push(EventKind::NothingChanged { task: "a".into() })
+            .clone();
+        log.events.pop();
+        let mut state = RunState::fold(&log.events).unwrap().unwrap();
+        let before = state.clone();
+        assert!(matches!(
+            state.apply(&early),
+            Err(TransitionError::NotRunning { .. })
+        ));
+        assert_eq!(state, before);
+
+        log.move_task("a", Ready, Running);
+        log.push(EventKind::NothingChanged { task: "a".into() });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!(a.state, Running);
+        assert_eq!((a.attempt, a.reworks), (2, 1));
+        assert_eq!(a.feedback.as_deref(), Some(NOTHING_CHANGED_FEEDBACK));
     }
 
     #[test]

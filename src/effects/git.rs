@@ -10,12 +10,14 @@ use git2::{
     Signature, Status, StatusOptions, Tree, TreeWalkMode, TreeWalkResult,
 };
 
+mod checkout;
 mod commits;
 mod landing;
 mod merge_queue;
 mod worktrees;
 
-pub use merge_queue::MergeCandidate;
+pub use checkout::{Advance, DirtyCheckout};
+pub use merge_queue::{MergeCandidate, Revert};
 use worktrees::worktree_turn;
 
 #[derive(Debug, thiserror::Error)]

@@ -136,10 +136,16 @@ impl Orchestrator {
                     brainstorm.ask(&self.ctx, &message).await?;
                 }
                 Some(Command::SubmitSpec { requirement }) if !requirement.trim().is_empty() => {
-                    self.ctx
-                        .recorder
-                        .record(EventKind::SpecSubmitted { requirement })
-                        .await?;
+                    let kind =
+                        match super::session::check_requirement(&self.ctx.config, &requirement) {
+                            Ok(()) => EventKind::SpecSubmitted { requirement },
+                            // The editor stays open for a shorter one.
+                            Err(refused) => EventKind::Warning {
+                                task: None,
+                                message: refused.to_string(),
+                            },
+                        };
+                    self.ctx.recorder.record(kind).await?;
                 }
                 Some(Command::Shutdown) | None => return Ok(None),
                 Some(other) => self.deferred.push(other),
@@ -210,6 +216,7 @@ impl Orchestrator {
             self.promote().await?;
             self.check_run_budget().await?;
             self.fill_slots();
+            self.revive_landings();
             let state = self.ctx.recorder.snapshot();
             if self.pipelines.is_empty() {
                 let idle = state.count(TaskState::Ready) == 0 && state.phase != RunPhase::Paused;
@@ -350,6 +357,22 @@ impl Orchestrator {
         }
     }
 
+    /// Tasks left in the merge queue while a landing was held for the
+    /// user's checkout go on once it is released.
+    fn revive_landings(&mut self) {
+        let waiting = self.ctx.recorder.with_state(|s| {
+            if s.held_landing.is_some() || s.phase.is_over() {
+                return Vec::new();
+            }
+            s.task_ids(TaskState::in_merge_queue)
+        });
+        for task in waiting {
+            if !self.active.contains_key(&task) {
+                self.spawn(task, false);
+            }
+        }
+    }
+
     fn spawn(&mut self, task: TaskId, resumed: bool) {
         let ctx = self.ctx.clone();
         let id = task.clone();
@@ -419,6 +442,17 @@ impl Orchestrator {
             Command::ApproveGate { task } if task_state(&task) == Some(TaskState::AwaitingGate) => {
                 pipeline::approve(&self.ctx, &task, &human()).await?;
                 self.spawn(task, false);
+            }
+            // The human dealt with their checkout: the held landing goes on
+            // (`revive_landings`), or is held again if it is still dirty.
+            Command::ApproveGate { task }
+                if state.held_landing.as_ref().is_some_and(|h| h.task == task) =>
+            {
+                self.set_phase(
+                    RunPhase::Building,
+                    &format!("landing {task} approved by {}", human()),
+                )
+                .await?;
             }
             Command::RejectGate { task, feedback }
                 if task_state(&task) == Some(TaskState::AwaitingGate) =>

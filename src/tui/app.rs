@@ -507,6 +507,19 @@ impl App {
                 self.log_line(at, false, text);
             }
             EventKind::Warning { message, .. } => self.log_line(at, true, message.clone()),
+            EventKind::CheckoutDirty { task, files } => self.log_line(
+                at,
+                true,
+                format!(
+                    "{task}: waits to land: your checkout has changes in {}",
+                    files.join(", ")
+                ),
+            ),
+            EventKind::NothingChanged { task } => self.log_line(
+                at,
+                true,
+                format!("{task}: the coder finished without changing anything; trying again"),
+            ),
             EventKind::AgentParked {
                 agent,
                 until_ms,
@@ -659,7 +672,9 @@ impl App {
                 });
                 return None;
             }
-            AttentionKind::Gate => Command::ApproveGate { task: task? },
+            AttentionKind::Gate | AttentionKind::DirtyCheckout => {
+                Command::ApproveGate { task: task? }
+            }
             AttentionKind::Conflict => Command::ResolveConflict {
                 task: task?,
                 resolution: ConflictResolution::Resolver,

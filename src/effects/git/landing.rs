@@ -1,61 +1,56 @@
 //! Landing on mainline: merges computed in memory (a conflict never touches
 //! mainline or any work tree), and mainline moved to them.
 
-use git2::build::CheckoutBuilder;
 use git2::{Oid, Repository};
 
-use super::{Context, GitRepo, Result, conflicted_paths, dirty, signature};
+use super::checkout::{Advance, DirtyCheckout};
+use super::{Context, GitRepo, Result, conflicted_paths, signature};
 use crate::domain::MergeOutcome;
 
 impl GitRepo {
-    /// Merges `branch` onto `mainline` without touching any work tree first.
+    /// Merges `branch` onto `mainline`: computed without touching any work
+    /// tree, then mainline (and a clean checkout of it) moves to the result.
+    /// `Err` if the user's checkout of mainline has changes: nothing moved.
     pub fn merge_into_mainline(
         &self,
         mainline: &str,
         branch: &str,
         message: &str,
-    ) -> Result<MergeOutcome> {
+    ) -> Result<std::result::Result<MergeOutcome, DirtyCheckout>> {
         let repo = self.repo()?;
-        let main_oid = Self::resolve(&repo, mainline)?;
-        let branch_oid = Self::resolve(&repo, branch)?;
-        if Self::contains(&repo, main_oid, branch_oid)? {
-            return Ok(MergeOutcome::FastForward {
-                commit: main_oid.to_string(),
-            });
-        }
         let refname = format!("refs/heads/{mainline}");
-        // Decide before moving the ref: afterwards the tree looks changed.
-        let refresh_checkout = self.mainline_checked_out_clean(&repo, &refname)?;
-        let fast_forward = repo
-            .graph_descendant_of(branch_oid, main_oid)
-            .ctx(|| "comparing history".into())?;
-        let outcome = if fast_forward {
-            repo.reference(
-                &refname,
-                branch_oid,
-                true,
-                &format!("memofab: fast-forward {branch}"),
-            )
-            .ctx(|| format!("moving {mainline}"))?;
-            MergeOutcome::FastForward {
-                commit: branch_oid.to_string(),
+        let branch_oid = Self::resolve(&repo, branch)?;
+        // Mainline only moves under memofab's merge turn, unless a human
+        // commits meanwhile: then the merge is computed again.
+        loop {
+            let main_oid = Self::resolve(&repo, mainline)?;
+            if Self::contains(&repo, main_oid, branch_oid)? {
+                return Ok(Ok(MergeOutcome::FastForward {
+                    commit: main_oid.to_string(),
+                }));
             }
-        } else {
-            match Self::merge_commit(&repo, main_oid, branch_oid, branch, message, Some(&refname))?
-            {
-                Ok(oid) => MergeOutcome::MergeCommit {
-                    commit: oid.to_string(),
-                },
-                Err(files) => return Ok(MergeOutcome::Conflict { files }),
+            let fast_forward = repo
+                .graph_descendant_of(branch_oid, main_oid)
+                .ctx(|| "comparing history".into())?;
+            let (to, outcome) = if fast_forward {
+                let commit = branch_oid.to_string();
+                (branch_oid, MergeOutcome::FastForward { commit })
+            } else {
+                match Self::merge_commit(&repo, main_oid, branch_oid, branch, message)? {
+                    Ok(oid) => {
+                        let commit = oid.to_string();
+                        (oid, MergeOutcome::MergeCommit { commit })
+                    }
+                    Err(files) => return Ok(Ok(MergeOutcome::Conflict { files })),
+                }
+            };
+            let log = format!("memofab: merge {branch}");
+            match Self::move_mainline(&repo, &refname, main_oid, to, &log)? {
+                Advance::Moved => return Ok(Ok(outcome)),
+                Advance::Raced => continue,
+                Advance::Blocked(dirty) => return Ok(Err(dirty)),
             }
-        };
-        if refresh_checkout {
-            let mut checkout = CheckoutBuilder::new();
-            checkout.force();
-            repo.checkout_head(Some(&mut checkout))
-                .ctx(|| "updating the main work tree".into())?;
         }
-        Ok(outcome)
     }
 
     /// Whether the history of `head` already has `commit` in it.
@@ -66,15 +61,14 @@ impl GitRepo {
                 .ctx(|| "comparing history".into())?)
     }
 
-    /// Commits the three-way merge of `branch_oid` into `main_oid` (moving
-    /// `update_ref` to it, if given), or returns the conflicted paths.
+    /// Commits the three-way merge of `branch_oid` into `main_oid`, on no
+    /// branch, or returns the conflicted paths.
     pub(super) fn merge_commit(
         repo: &Repository,
         main_oid: Oid,
         branch_oid: Oid,
         branch: &str,
         message: &str,
-        update_ref: Option<&str>,
     ) -> Result<std::result::Result<Oid, Vec<String>>> {
         let ours = repo
             .find_commit(main_oid)
@@ -96,23 +90,8 @@ impl GitRepo {
             .ctx(|| "reading the merged tree".into())?;
         let sig = signature()?;
         let oid = repo
-            .commit(update_ref, &sig, &sig, message, &tree, &[&ours, &theirs])
+            .commit(None, &sig, &sig, message, &tree, &[&ours, &theirs])
             .ctx(|| "committing the merge".into())?;
         Ok(Ok(oid))
-    }
-
-    /// Whether the main work tree has `refname` checked out with no changes,
-    /// so it can follow mainline without clobbering anything.
-    pub(super) fn mainline_checked_out_clean(
-        &self,
-        repo: &Repository,
-        refname: &str,
-    ) -> Result<bool> {
-        let on_mainline = repo
-            .head()
-            .ok()
-            .and_then(|h| h.name().map(str::to_owned))
-            .is_some_and(|n| n == refname);
-        Ok(on_mainline && dirty(repo, false)?.is_empty())
     }
 }

@@ -205,6 +205,38 @@ impl GitRepo {
         Ok(())
     }
 
+    /// Local branches whose names start with `prefix`, sorted.
+    pub fn branches_under(&self, prefix: &str) -> Result<Vec<String>> {
+        let repo = self.repo()?;
+        let branches = repo
+            .branches(Some(BranchType::Local))
+            .ctx(|| "listing branches".into())?;
+        let mut names = Vec::new();
+        for branch in branches {
+            let (branch, _) = branch.ctx(|| "listing branches".into())?;
+            if let Some(name) = branch.name().ok().flatten()
+                && name.starts_with(prefix)
+            {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes a local branch; `false` if there was none. A branch checked
+    /// out in a worktree is refused (remove the worktree first).
+    pub fn delete_branch(&self, branch: &str) -> Result<bool> {
+        let repo = self.repo()?;
+        let mut found = match repo.find_branch(branch, BranchType::Local) {
+            Ok(found) => found,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(false),
+            Err(e) => return Err(e).ctx(|| format!("reading branch {branch}")),
+        };
+        found.delete().ctx(|| format!("deleting branch {branch}"))?;
+        Ok(true)
+    }
+
     /// Removes a worktree's directory and registration; the branch stays.
     pub fn remove_worktree(&self, dir: &Path) -> Result<()> {
         let _turn = worktree_turn();

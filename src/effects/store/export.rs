@@ -165,6 +165,13 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
             EventKind::Escalated { task, reason } => {
                 outcomes.push(format!("- {task} escalated: {reason}"))
             }
+            EventKind::CheckoutDirty { task, files } => outcomes.push(format!(
+                "- {task} waited to land: the checkout of mainline had changes in {}",
+                files.join(", ")
+            )),
+            EventKind::NothingChanged { task } => outcomes.push(format!(
+                "- {task}: the coder finished without changing anything; reworked"
+            )),
             EventKind::RunFinished {
                 merged,
                 failed,
