@@ -324,12 +324,44 @@ pub fn summary(state: &RunState, repo: &Path, prices: &Prices) -> String {
             lines.push(format!("  - {} is {}", task.id(), task.state));
         }
     }
+    if state.phase.is_over() {
+        lines.extend(kept_for_review(repo, state));
+    }
     lines.push(format!(
         "  replay:      memofab --repo {} export {}",
         repo.display(),
         state.run
     ));
     lines.join("\n")
+}
+
+/// The worktrees and branches a finished run kept for a human, and how to
+/// remove them.
+fn kept_for_review(repo: &Path, state: &RunState) -> Vec<String> {
+    let Ok(git) = crate::effects::git::GitRepo::open(repo) else {
+        return Vec::new();
+    };
+    let kept = crate::engine::cleanup::kept(&git, state);
+    if kept.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec!["  kept for you to look at:".to_owned()];
+    for k in kept {
+        let mut what = Vec::new();
+        if let Some(dir) = &k.worktree {
+            what.push(format!("worktree {}", dir.display()));
+        }
+        if let Some(branch) = &k.branch {
+            what.push(format!("branch {branch}"));
+        }
+        lines.push(format!("    {} ({}): {}", k.task, k.state, what.join(", ")));
+    }
+    lines.push(format!(
+        "  remove them: memofab --repo {} clean {}",
+        repo.display(),
+        state.run
+    ));
+    lines
 }
 
 type Prices = std::collections::BTreeMap<String, crate::config::Price>;

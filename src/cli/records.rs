@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use super::args::{ExportArgs, ExportFormat, GateArgs, GlobalArgs, RaiseBudgetArgs, RejectArgs};
+use super::args::{
+    CleanArgs, ExportArgs, ExportFormat, GateArgs, GlobalArgs, RaiseBudgetArgs, RejectArgs,
+};
 use crate::domain::{RunId, TaskId, TaskState};
 use crate::effects::store::Store;
 use crate::effects::store::export::{export_jsonl, export_markdown};
@@ -141,6 +143,22 @@ pub fn reject(repo: &Path, args: RejectArgs) -> Result<ExitCode> {
         feedback: args.reason.clone(),
     };
     decide(repo, &args.run, &args.task, command)
+}
+
+/// `memofab clean [RUN]`: removes what finished runs left, says what.
+pub fn clean(repo: &Path, args: CleanArgs) -> Result<ExitCode> {
+    let run = args.run.map(RunId::new);
+    let cleaned = crate::engine::cleanup::clean(repo, run.as_ref())?;
+    for (run, phase) in &cleaned.skipped {
+        println!("left run {run} alone: it is {phase}, not over");
+    }
+    if cleaned.removed.is_empty() {
+        println!("nothing to remove");
+    }
+    for line in &cleaned.removed {
+        println!("removed {line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn export(repo: &Path, args: ExportArgs) -> Result<ExitCode> {

@@ -86,7 +86,7 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
                             .transition(
                                 task,
                                 TaskState::Merging,
-                                "the merge is computed again after a restart".to_owned(),
+                                "the merge is computed again (after a restart, or a landing held for the checkout)".to_owned(),
                             )
                             .await?;
                     }
@@ -471,5 +471,5 @@ pub fn scratch_dir(ctx: &RunContext) -> PathBuf {
 }
 
 fn scratch_branch(ctx: &RunContext) -> String {
-    format!("memofab-verify/{}", ctx.recorder.run())
+    super::cleanup::verify_branch(ctx.recorder.run())
 }

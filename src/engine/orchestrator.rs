@@ -285,6 +285,7 @@ impl Orchestrator {
 
     async fn finish(&self, state: &RunState) -> EngineResult<()> {
         self.drop_spare_worktrees().await;
+        super::cleanup::tidy_finished(&self.ctx).await;
         let mainline = self.ctx.mainline.clone();
         let head = self.ctx.git(move |g| g.branch_head(&mainline)).await?;
         self.ctx

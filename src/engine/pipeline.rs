@@ -61,7 +61,12 @@ pub async fn drive(ctx: Arc<RunContext>, task: TaskId, mut resumed: bool) -> Eng
             TaskState::Reviewing => review(&ctx, &record).await?,
             TaskState::Testing => test(&ctx, &record).await?,
             TaskState::Queued | TaskState::Merging | TaskState::Verifying => {
-                super::merge_queue::land(&ctx, &task).await?
+                super::merge_queue::land(&ctx, &task).await?;
+                // Held for the user's checkout: the orchestrator starts the
+                // queue again once the human released it.
+                if ctx.recorder.with_state(|s| s.held_landing.is_some()) {
+                    return Ok(());
+                }
             }
             // Waiting for a human, or done.
             _ => return Ok(()),
