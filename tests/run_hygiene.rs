@@ -182,7 +182,7 @@ async fn a_failed_tasks_worktree_stays_until_memofab_clean() {
     let worktree = cleanup::run_dir(&demo.repo, &state.run).join("lazy");
     let branch = format!("memofab/{}/lazy", state.run);
     assert!(worktree.join(".git").exists(), "kept for the human");
-    assert_eq!(branches(&demo.repo, "memofab/"), [branch.clone()]);
+    assert_eq!(branches(&demo.repo, "memofab/"), std::slice::from_ref(&branch));
     assert_eq!(
         branches(&demo.repo, "memofab-verify/"),
         Vec::<String>::new()
