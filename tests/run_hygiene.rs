@@ -170,22 +170,52 @@ async fn a_merged_run_leaves_no_worktrees_or_branches() {
     assert!(cleanup::kept(&worktrees, &state).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_tasks_worktree_stays_until_memofab_clean() {
+#[test]
+fn a_failed_tasks_worktree_stays_until_memofab_clean() {
     let demo = hygiene_repo("lazy.toml");
-    let mut request = demo_request(&demo, scripted(&demo), Steering::Headless, true);
     // No rework allowed: finishing unchanged fails the task at once.
-    request.config.run.max_rework = 0;
-    let state = run_headless(request).await;
+    let config = demo.repo.join(".memofab/config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[run]\nmax_rework = 0\n");
+    std::fs::write(&config, text).unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hygiene/lazy.toml");
+    let out = memofab(
+        &demo.repo,
+        &[
+            "run",
+            "--headless",
+            "--provider",
+            "scripted",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--requirement-text",
+            "One file.",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "the task does not merge");
+    let state = fold(&stored_events(&demo.repo, &only_run(&demo.repo)));
     assert_eq!(state.phase, RunPhase::Finished);
     assert_eq!(state.task(&"lazy".into()).unwrap().state, TaskState::Failed);
     let worktree = cleanup::run_dir(&demo.repo, &state.run).join("lazy");
     let branch = format!("memofab/{}/lazy", state.run);
     assert!(worktree.join(".git").exists(), "kept for the human");
-    assert_eq!(branches(&demo.repo, "memofab/"), std::slice::from_ref(&branch));
+    assert_eq!(
+        branches(&demo.repo, "memofab/"),
+        std::slice::from_ref(&branch)
+    );
     assert_eq!(
         branches(&demo.repo, "memofab-verify/"),
         Vec::<String>::new()
+    );
+    // The summary lists what was kept and how to remove it.
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains(&worktree.display().to_string()) && summary.contains(&branch),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("clean {}", state.run)),
+        "{summary}"
     );
 
     let out = memofab(&demo.repo, &["clean", state.run.as_str()]);

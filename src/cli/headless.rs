@@ -319,13 +319,34 @@ pub fn summary(state: &RunState, repo: &Path, prices: &Prices) -> String {
                 .unwrap_or_default()
         ),
     ];
+    // A finished run kept the worktrees and branches of these for a human.
+    let kept = if state.phase.is_over() {
+        kept_for_review(repo, state)
+    } else {
+        Vec::new()
+    };
     for task in state.tasks() {
         if task.state != TaskState::Merged {
-            lines.push(format!("  - {} is {}", task.id(), task.state));
+            let mut line = format!("  - {} is {}", task.id(), task.state);
+            if let Some(k) = kept.iter().find(|k| k.task == task.id().as_str()) {
+                let mut what = Vec::new();
+                if let Some(dir) = &k.worktree {
+                    what.push(format!("worktree {}", dir.display()));
+                }
+                if let Some(branch) = &k.branch {
+                    what.push(format!("branch {branch}"));
+                }
+                line.push_str(&format!("; kept: {}", what.join(", ")));
+            }
+            lines.push(line);
         }
     }
-    if state.phase.is_over() {
-        lines.extend(kept_for_review(repo, state));
+    if !kept.is_empty() {
+        lines.push(format!(
+            "  clean up:    memofab --repo {} clean {}",
+            repo.display(),
+            state.run
+        ));
     }
     lines.push(format!(
         "  replay:      memofab --repo {} export {}",
@@ -335,33 +356,11 @@ pub fn summary(state: &RunState, repo: &Path, prices: &Prices) -> String {
     lines.join("\n")
 }
 
-/// The worktrees and branches a finished run kept for a human, and how to
-/// remove them.
-fn kept_for_review(repo: &Path, state: &RunState) -> Vec<String> {
-    let Ok(git) = crate::effects::git::GitRepo::open(repo) else {
-        return Vec::new();
-    };
-    let kept = crate::engine::cleanup::kept(&git, state);
-    if kept.is_empty() {
-        return Vec::new();
-    }
-    let mut lines = vec!["  kept for you to look at:".to_owned()];
-    for k in kept {
-        let mut what = Vec::new();
-        if let Some(dir) = &k.worktree {
-            what.push(format!("worktree {}", dir.display()));
-        }
-        if let Some(branch) = &k.branch {
-            what.push(format!("branch {branch}"));
-        }
-        lines.push(format!("    {} ({}): {}", k.task, k.state, what.join(", ")));
-    }
-    lines.push(format!(
-        "  remove them: memofab --repo {} clean {}",
-        repo.display(),
-        state.run
-    ));
-    lines
+/// The worktrees and branches a finished run kept for a human.
+fn kept_for_review(repo: &Path, state: &RunState) -> Vec<crate::engine::cleanup::Kept> {
+    crate::effects::git::GitRepo::open(repo)
+        .map(|git| crate::engine::cleanup::kept(&git, state))
+        .unwrap_or_default()
 }
 
 type Prices = std::collections::BTreeMap<String, crate::config::Price>;
