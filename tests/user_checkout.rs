@@ -12,19 +12,21 @@ mod interactive;
 mod support;
 
 use std::path::Path;
-use std::process::Command as Git;
+use std::process::Command as Process;
+use std::time::{Duration, Instant};
 
 use interactive::Interactive;
 use memofab::cli::demo::prepare_repo;
 use memofab::domain::attention::{AttentionKind, inbox};
 use memofab::domain::{EventKind, RunPhase, TaskState};
 use memofab::engine::orchestrator::Steering;
+use memofab::engine::session;
 use memofab::llm::scenario::Scenario;
 use memofab::protocol::Command;
 use support::*;
 
 fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Git::new("git")
+    let out = Process::new("git")
         .args(["-c", "user.name=u", "-c", "user.email=u@u"])
         .args(args)
         .current_dir(repo)
@@ -138,7 +140,7 @@ async fn held_then_landed(test_command: Option<&str>) {
         std::fs::read_to_string(demo.repo.join("README.md")).unwrap(),
         "# A project\n\nmy notes\n"
     );
-    let contains_mine = Git::new("git")
+    let contains_mine = Process::new("git")
         .args(["merge-base", "--is-ancestor", mine.trim(), "main"])
         .current_dir(&demo.repo)
         .status()
@@ -157,4 +159,90 @@ async fn an_edited_checkout_holds_a_direct_merge_until_the_human_approves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_checkout_holds_a_verified_merge_until_the_human_approves() {
     held_then_landed(Some("sh tests/ok.sh")).await;
+}
+
+/// Polls the store of `repo` until its only run passes `done`.
+fn wait_for(
+    repo: &Path,
+    child: &mut std::process::Child,
+    what: &str,
+    done: impl Fn(&memofab::domain::RunState) -> bool,
+) -> memofab::domain::RunState {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if repo.join(".memofab/memofab.db").exists()
+            && let Ok(state) = session::stored_state(repo, &only_run(repo))
+            && done(&state)
+        {
+            return state;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("never saw {what}; stderr: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn approve(repo: &Path, run: &str) -> std::process::Output {
+    Process::new(memofab_bin())
+        .args(["approve", run, "note", "--repo"])
+        .arg(repo)
+        .env("XDG_CONFIG_HOME", repo.join("no-user-config"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn headless_a_held_landing_waits_for_memofab_approve() {
+    let demo = gated_repo();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hygiene/gated.toml");
+    let mut child = Process::new(memofab_bin())
+        .args(["run", "--headless", "--provider", "scripted", "--scenario"])
+        .arg(&scenario)
+        .args(["--requirement-text", "One note.", "--repo"])
+        .arg(&demo.repo)
+        .env("XDG_CONFIG_HOME", demo.repo.join("no-user-config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let note = "note".into();
+    let state = wait_for(&demo.repo, &mut child, "the gate", |s| {
+        s.task(&note)
+            .is_some_and(|t| t.state == TaskState::AwaitingGate)
+    });
+    let run = state.run.to_string();
+    let base = git(&demo.repo, &["rev-parse", "main"]);
+    std::fs::write(demo.repo.join("README.md"), "# A project\n\nmy notes\n").unwrap();
+    assert!(approve(&demo.repo, &run).status.success());
+    wait_for(&demo.repo, &mut child, "the held landing", |s| {
+        s.held_landing.is_some() && s.phase == RunPhase::Paused
+    });
+    assert_eq!(git(&demo.repo, &["rev-parse", "main"]), base);
+    assert_eq!(
+        git(&demo.repo, &["status", "--porcelain"]),
+        " M README.md\n"
+    );
+
+    git(&demo.repo, &["stash", "-q"]);
+    assert!(approve(&demo.repo, &run).status.success());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("memofab approve {run} note")),
+        "the run told the human how to go on: {stderr}"
+    );
+    assert_eq!(git(&demo.repo, &["status", "--porcelain"]), "");
+    assert!(demo.repo.join("note.txt").exists());
+    // The stash applies cleanly on the new mainline.
+    git(&demo.repo, &["stash", "pop", "-q"]);
+    assert_eq!(
+        git(&demo.repo, &["status", "--porcelain"]),
+        " M README.md\n"
+    );
 }
