@@ -41,7 +41,7 @@ impl AttentionKind {
             AttentionKind::QuotaPause => "ask the provider again now",
             AttentionKind::PlanDispute => "build it anyway (n: plan again)",
             AttentionKind::Question => "answer",
-            AttentionKind::DirtyCheckout => "land it (commit or stash your changes first)",
+            AttentionKind::DirtyCheckout => "land it now",
         }
     }
 

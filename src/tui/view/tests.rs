@@ -198,3 +198,41 @@ fn the_status_bar_shows_the_burn_against_the_run_budget() {
     let screen = text(&draw(&app, 160, 48));
     assert!(screen.contains("budget 1.5k of 40.0k"), "{screen}");
 }
+
+#[test]
+fn a_landing_held_for_the_users_checkout_tops_the_inbox() {
+    use crate::domain::{Event, EventKind, RunPhase};
+    let mut events = fixture::queue_events();
+    let last = events.last().unwrap().clone();
+    for kind in [
+        EventKind::CheckoutDirty {
+            task: "stats".into(),
+            files: vec!["README.md".into(), "notes/todo.md".into()],
+        },
+        EventKind::RunPhaseChanged {
+            to: RunPhase::Paused,
+            reason: Some("your checkout of main has uncommitted changes".into()),
+        },
+    ] {
+        let seq = events.len() as u64 + 1;
+        events.push(Event {
+            run: last.run.clone(),
+            seq,
+            at_ms: last.at_ms + 1000,
+            kind,
+        });
+    }
+    let mut app = App::from_events("memofab", &events);
+    app.tab = Tab::Inbox;
+    let items = app.inbox();
+    assert_eq!(
+        items[0].kind,
+        crate::domain::attention::AttentionKind::DirtyCheckout
+    );
+    let wide = text(&draw(&app, 160, 48));
+    assert!(
+        wide.contains("your checkout of main has changes in README.md, notes/todo.md"),
+        "{wide}"
+    );
+    insta::assert_snapshot!("held_landing_160x48", wide);
+}
