@@ -87,6 +87,9 @@ pub struct RunConfig {
     /// Never run two tasks whose write-sets (declared paths joined with the
     /// paths seen written) overlap at the same time.
     pub write_set_scheduling: bool,
+    /// Largest requirement a run accepts, in bytes: every planning turn
+    /// carries it, so a huge one burns tokens on every call.
+    pub max_requirement_bytes: usize,
 }
 
 pub use crate::effects::isolation::Choice as IsolationChoice;
@@ -336,6 +339,7 @@ impl Default for RunConfig {
             .map(PathBuf::from)
             .to_vec(),
             write_set_scheduling: true,
+            max_requirement_bytes: 256 * 1024,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use memofab::domain::MergeOutcome;
-use memofab::effects::git::{GitError, GitRepo, MergeCandidate};
+use memofab::effects::git::{Advance, DirtyCheckout, GitError, GitRepo, MergeCandidate, Revert};
 
 fn files(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
     list.iter()
@@ -129,6 +129,7 @@ fn a_worktree_killed_while_being_made_is_made_again_from_scratch() {
     write(&other, "b.txt", "b\n");
     git.commit_all(&other, "b").unwrap();
     git.merge_into_mainline("main", "other", "merge other")
+        .unwrap()
         .unwrap();
     let base = git.branch_head("main").unwrap();
 
@@ -163,6 +164,7 @@ fn a_merged_tasks_worktree_is_moved_to_the_next_task() {
     std::fs::remove_file(first.join("bin/run")).unwrap();
     git.commit_all(&first, "first").unwrap().unwrap();
     git.merge_into_mainline("main", "memofab/r/first", "merge first")
+        .unwrap()
         .unwrap();
     // Left behind by the first task: build output, ignored by the project.
     write(&first, ".gitignore", "build/\n");
@@ -174,6 +176,7 @@ fn a_merged_tasks_worktree_is_moved_to_the_next_task() {
     write(&other, "other.txt", "o\n");
     git.commit_all(&other, "other").unwrap();
     git.merge_into_mainline("main", "other", "merge other")
+        .unwrap()
         .unwrap();
     git.remove_worktree(&other).unwrap();
     let base = git.branch_head("main").unwrap();
@@ -250,9 +253,9 @@ fn merges_fast_forward_then_merge_commit_and_update_the_checkout() {
     git.commit_all(&w2, "two").unwrap();
 
     let first = git.merge_into_mainline("main", "b1", "merge b1").unwrap();
-    assert!(matches!(first, MergeOutcome::FastForward { .. }));
+    assert!(matches!(first, Ok(MergeOutcome::FastForward { .. })));
     let second = git.merge_into_mainline("main", "b2", "merge b2").unwrap();
-    assert!(matches!(second, MergeOutcome::MergeCommit { .. }));
+    assert!(matches!(second, Ok(MergeOutcome::MergeCommit { .. })));
     assert_eq!(read_main(&git, "one.txt"), "1");
     assert_eq!(read_main(&git, "two.txt"), "2");
     // The user's checkout follows mainline and stays clean.
@@ -265,9 +268,9 @@ fn merges_fast_forward_then_merge_commit_and_update_the_checkout() {
     let again = git.merge_into_mainline("main", "b2", "again").unwrap();
     assert_eq!(
         again,
-        MergeOutcome::FastForward {
+        Ok(MergeOutcome::FastForward {
             commit: git.branch_head("main").unwrap()
-        }
+        })
     );
 }
 
@@ -283,15 +286,17 @@ fn conflicts_leave_mainline_alone_and_are_resolved_in_the_worktree() {
     write(&w2, "a.txt", "one\nTWO from b2\nthree\n");
     git.commit_all(&w1, "b1").unwrap();
     git.commit_all(&w2, "b2").unwrap();
-    git.merge_into_mainline("main", "b1", "merge b1").unwrap();
+    git.merge_into_mainline("main", "b1", "merge b1")
+        .unwrap()
+        .unwrap();
     let head = git.branch_head("main").unwrap();
 
     let outcome = git.merge_into_mainline("main", "b2", "merge b2").unwrap();
     assert_eq!(
         outcome,
-        MergeOutcome::Conflict {
+        Ok(MergeOutcome::Conflict {
             files: vec!["a.txt".into()]
-        }
+        })
     );
     assert_eq!(git.branch_head("main").unwrap(), head, "mainline untouched");
 
@@ -313,26 +318,178 @@ fn conflicts_leave_mainline_alone_and_are_resolved_in_the_worktree() {
     assert_eq!(commit.parent_count(), 2, "a merge commit");
 
     let merged = git.merge_into_mainline("main", "b2", "merge b2").unwrap();
-    assert!(matches!(merged, MergeOutcome::FastForward { .. }));
+    assert!(matches!(merged, Ok(MergeOutcome::FastForward { .. })));
     assert_eq!(read_main(&git, "a.txt"), "one\nTWO from b1 and b2\nthree\n");
 }
 
-#[test]
-fn a_dirty_checkout_is_not_clobbered_by_a_merge() {
-    let tmp = tempfile::tempdir().unwrap();
-    let git = seed(tmp.path());
+/// `git status --porcelain` in `dir`: what the user would see.
+fn porcelain(dir: &Path) -> String {
+    let out = std::process::Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A task branch `b1` that changes `a.txt` and adds `new.txt`.
+fn branch_changing_a(git: &GitRepo, tmp: &Path) -> String {
     let base = git.branch_head("main").unwrap();
-    let w = tmp.path().join("wt/1");
+    let w = tmp.join("wt/1");
     git.add_worktree(&w, "b1", &base).unwrap();
     write(&w, "a.txt", "from the agent\n");
+    write(&w, "new.txt", "added by the agent\n");
     git.commit_all(&w, "b1").unwrap();
-    write(git.root(), "a.txt", "the human's unsaved work\n");
-    git.merge_into_mainline("main", "b1", "merge").unwrap();
-    assert_eq!(read_main(&git, "a.txt"), "from the agent\n");
+    base
+}
+
+#[test]
+fn a_dirty_checkout_holds_mainline_where_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let base = branch_changing_a(&git, tmp.path());
+    // The user edits a file the merge does not touch: still no move, or
+    // their `git status` would mix their edit with the merge.
+    write(git.root(), "bin/run", "#!/bin/sh\necho edited\n");
+    let held = git.merge_into_mainline("main", "b1", "merge").unwrap();
+    assert_eq!(
+        held,
+        Err(DirtyCheckout {
+            files: vec!["bin/run".into()]
+        })
+    );
+    assert_eq!(
+        git.branch_head("main").unwrap(),
+        base,
+        "mainline did not move"
+    );
+    assert_eq!(
+        porcelain(git.root()),
+        " M bin/run\n",
+        "only the user's edit"
+    );
+    assert_eq!(
+        std::fs::read_to_string(git.root().join("bin/run")).unwrap(),
+        "#!/bin/sh\necho edited\n"
+    );
+
+    // Staged changes hold it too.
+    git2::Repository::open(git.root())
+        .unwrap()
+        .index()
+        .and_then(|mut i| {
+            i.add_path(Path::new("bin/run"))?;
+            i.write()
+        })
+        .unwrap();
+    assert!(
+        git.merge_into_mainline("main", "b1", "merge")
+            .unwrap()
+            .is_err()
+    );
+
+    // Committed, the landing goes through, checkout and all.
+    std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@u",
+            "commit",
+            "-qam",
+            "mine",
+        ])
+        .current_dir(git.root())
+        .status()
+        .unwrap();
+    let landed = git.merge_into_mainline("main", "b1", "merge").unwrap();
+    assert!(matches!(landed, Ok(MergeOutcome::MergeCommit { .. })));
+    assert_eq!(porcelain(git.root()), "");
+    assert_eq!(
+        std::fs::read_to_string(git.root().join("new.txt")).unwrap(),
+        "added by the agent\n"
+    );
+}
+
+#[test]
+fn an_untracked_file_in_the_way_holds_mainline_and_survives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    let base = branch_changing_a(&git, tmp.path());
+    write(git.root(), "new.txt", "the user's own new.txt\n");
+    let held = git.merge_into_mainline("main", "b1", "merge").unwrap();
+    assert_eq!(
+        held,
+        Err(DirtyCheckout {
+            files: vec!["new.txt".into()]
+        })
+    );
+    assert_eq!(git.branch_head("main").unwrap(), base);
+    assert_eq!(
+        std::fs::read_to_string(git.root().join("new.txt")).unwrap(),
+        "the user's own new.txt\n"
+    );
     assert_eq!(
         std::fs::read_to_string(git.root().join("a.txt")).unwrap(),
-        "the human's unsaved work\n"
+        "one\ntwo\nthree\n",
+        "nothing was half checked out"
     );
+    // An untracked file out of the way does not matter.
+    std::fs::rename(git.root().join("new.txt"), git.root().join("mine.txt")).unwrap();
+    assert!(
+        git.merge_into_mainline("main", "b1", "merge")
+            .unwrap()
+            .is_ok()
+    );
+    assert_eq!(porcelain(git.root()), "?? mine.txt\n");
+}
+
+#[test]
+fn a_clean_checkout_follows_every_landing_and_a_dirty_one_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    branch_changing_a(&git, tmp.path());
+    let MergeCandidate::Ready { onto, commit } = git.merge_candidate("main", "b1", "m").unwrap()
+    else {
+        panic!("a clean merge");
+    };
+    write(git.root(), "a.txt", "the human's unsaved work\n");
+    let Advance::Blocked(held) = git.advance_mainline("main", &onto, &commit).unwrap() else {
+        panic!("a dirty checkout holds the landing");
+    };
+    assert_eq!(held.files, ["a.txt"]);
+    assert_eq!(git.branch_head("main").unwrap(), onto);
+    assert_eq!(porcelain(git.root()), " M a.txt\n");
+
+    // Stashed, the same landing goes through.
+    write(git.root(), "a.txt", "one\ntwo\nthree\n");
+    assert_eq!(
+        git.advance_mainline("main", &onto, &commit).unwrap(),
+        Advance::Moved
+    );
+    assert_eq!(git.branch_head("main").unwrap(), commit);
+    assert_eq!(porcelain(git.root()), "");
+    assert_eq!(
+        std::fs::read_to_string(git.root().join("a.txt")).unwrap(),
+        "from the agent\n"
+    );
+
+    // A revert is a landing too.
+    write(git.root(), "README", "notes\n");
+    git2::Repository::open(git.root())
+        .unwrap()
+        .index()
+        .and_then(|mut i| {
+            i.add_path(Path::new("README"))?;
+            i.write()
+        })
+        .unwrap();
+    let Revert::Blocked(held) = git.revert_on_mainline("main", &commit, "revert").unwrap() else {
+        panic!("a staged file holds the revert");
+    };
+    assert_eq!(held.files, ["README"]);
+    assert_eq!(git.branch_head("main").unwrap(), commit);
 }
 
 #[test]
@@ -372,8 +529,14 @@ fn a_merge_candidate_moves_mainline_only_when_landed_and_only_from_where_it_was(
     assert!(!scratch.join("leftover.txt").exists());
 
     // Landing is compare-and-swap: refused once mainline moved.
-    assert!(!git.advance_mainline("main", &commit, &commit).unwrap());
-    assert!(git.advance_mainline("main", &onto, &commit).unwrap());
+    assert_eq!(
+        git.advance_mainline("main", &commit, &commit).unwrap(),
+        Advance::Raced
+    );
+    assert_eq!(
+        git.advance_mainline("main", &onto, &commit).unwrap(),
+        Advance::Moved
+    );
     assert_eq!(git.branch_head("main").unwrap(), commit);
     assert_eq!(read_main(&git, "one.txt"), "1");
     assert!(git.root().join("one.txt").exists(), "the checkout followed");
@@ -392,7 +555,10 @@ fn a_merge_candidate_moves_mainline_only_when_landed_and_only_from_where_it_was(
     else {
         panic!("a clean merge");
     };
-    assert!(git.advance_mainline("main", &o2, &c2).unwrap());
+    assert_eq!(
+        git.advance_mainline("main", &o2, &c2).unwrap(),
+        Advance::Moved
+    );
     assert_eq!(
         git.merge_candidate("main", "b1", "again").unwrap(),
         MergeCandidate::Landed { commit }
@@ -416,12 +582,17 @@ fn a_landed_merge_is_reverted_on_top_and_its_change_put_back_on_the_branch() {
     else {
         panic!("a clean merge");
     };
-    assert!(git.advance_mainline("main", &onto, &commit).unwrap());
+    assert_eq!(
+        git.advance_mainline("main", &onto, &commit).unwrap(),
+        Advance::Moved
+    );
 
-    let revert = git
+    let Revert::Reverted(revert) = git
         .revert_on_mainline("main", &commit, "Revert b1: post-merge check failed")
         .unwrap()
-        .expect("nothing landed after it");
+    else {
+        panic!("nothing landed after it");
+    };
     assert_eq!(git.branch_head("main").unwrap(), revert);
     assert!(git.read_file_at("main", "bad.txt").unwrap().is_none());
     assert!(

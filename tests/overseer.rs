@@ -106,3 +106,43 @@ async fn the_overseer_finds_the_repeated_failing_command_and_waits_for_approval(
     // The factory's runs are unchanged; the overseer's session is its own run.
     assert_eq!(fold(&stored_events(&demo.repo, &state.run)), state);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_in_effect_is_applied_once_and_not_proposed_again() {
+    let demo = demo_repo();
+    run_demo(&demo).await;
+    let providers = scripted(&demo);
+    let config = project_config(&demo.repo);
+    let rule = "Never run the same failing command a third time";
+
+    // Two reviews before anything is applied propose the same change.
+    let first = overseer::review(&demo.repo, 0, &config, &providers)
+        .await
+        .unwrap();
+    let second = overseer::review(&demo.repo, 0, &config, &providers)
+        .await
+        .unwrap();
+    assert_eq!(first.proposals, second.proposals);
+    assert_eq!(first.proposals.len(), 1);
+
+    // Applying both changes the prompt once.
+    let path = overseer::apply(&demo.repo, &first.run, 1, "tester").unwrap();
+    let once = std::fs::read_to_string(&path).unwrap();
+    overseer::apply(&demo.repo, &second.run, 1, "tester").unwrap();
+    let twice = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(twice, once);
+    assert_eq!(twice.matches(rule).count(), 1);
+
+    // The metrics still show the repeated command, but the rule is in the
+    // prompt now: it is not proposed again.
+    let third = overseer::review(&demo.repo, 0, &config, &providers)
+        .await
+        .unwrap();
+    assert!(third.proposals.is_empty(), "{:?}", third.proposals);
+    assert!(
+        third.markdown.contains("already in effect"),
+        "{}",
+        third.markdown
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), once);
+}

@@ -402,7 +402,9 @@ fn git_rounds(repo: &Path, dir: &Path, rounds: usize) -> anyhow::Result<(GitTime
         write_bench_file(&wt, &format!("git2-{i:03}"))?;
         layer.commit_all(&wt, "git2")?;
         let started = Instant::now();
-        layer.merge_into_mainline("main", &branch, "merge")?;
+        if let Err(dirty) = layer.merge_into_mainline("main", &branch, "merge")? {
+            anyhow::bail!("the benchmark checkout has changes: {:?}", dirty.files);
+        }
         ours.merge.push(started.elapsed());
         layer.remove_worktree(&wt)?;
 

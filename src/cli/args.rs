@@ -55,6 +55,8 @@ pub enum Commands {
     RaiseBudget(RaiseBudgetArgs),
     /// Write a run's full record.
     Export(ExportArgs),
+    /// Remove the worktrees and branches of finished runs (or of one).
+    Clean(CleanArgs),
     /// Replay a past run in the cockpit, from its stored events.
     Replay(ReplayArgs),
     /// Review recent runs and propose improvements to the factory's prompts and policy.
@@ -201,6 +203,12 @@ pub struct ReplayArgs {
 pub struct GateArgs {
     pub run: String,
     pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// The run; every finished run if omitted. A run not over is never touched.
+    pub run: Option<String>,
 }
 
 #[derive(Debug, Args)]

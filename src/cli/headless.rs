@@ -419,6 +419,11 @@ async fn print_json_lines(
                             event.run
                         )
                     }
+                    EventKind::CheckoutDirty { task, files } => eprintln!(
+                        "memofab: {task} waits to land: your checkout has uncommitted changes ({}); commit or stash them, then `memofab approve {} {task}`",
+                        files.join(", "),
+                        event.run
+                    ),
                     _ => {}
                 }
                 if stdout_open {

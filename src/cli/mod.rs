@@ -65,6 +65,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Reject(args)) => records::reject(&repo, args),
         Some(Commands::RaiseBudget(args)) => records::raise_budget(&repo, args),
         Some(Commands::Export(args)) => records::export(&repo, args),
+        Some(Commands::Clean(args)) => records::clean(&repo, args),
         Some(Commands::Doctor) => doctor::run(&cli.global, &repo).await,
         Some(Commands::Replay(args)) => headless::replay(&cli.global, &repo, args).await,
         Some(Commands::Overseer(args)) => overseer::run(&cli.global, &repo, args).await,

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use super::args::{ExportArgs, ExportFormat, GateArgs, GlobalArgs, RaiseBudgetArgs, RejectArgs};
+use super::args::{
+    CleanArgs, ExportArgs, ExportFormat, GateArgs, GlobalArgs, RaiseBudgetArgs, RejectArgs,
+};
 use crate::domain::{RunId, RunKind, TaskId, TaskState};
 use crate::effects::store::Store;
 use crate::effects::store::export::{export_jsonl, export_markdown};
@@ -118,8 +120,9 @@ pub fn overseer_reports(repo: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Checks the task is at the gate, then leaves the decision in the store's
-/// inbox for the running engine to pick up.
+/// Checks the task is at the gate (or, for an approval, waits to land on
+/// the user's checkout), then leaves the decision in the store's inbox for
+/// the running engine to pick up.
 fn decide(repo: &Path, run: &str, task: &str, command: Command) -> Result<ExitCode> {
     let run = RunId::new(run);
     let task = TaskId::new(task);
@@ -127,7 +130,9 @@ fn decide(repo: &Path, run: &str, task: &str, command: Command) -> Result<ExitCo
     let record = state
         .task(&task)
         .with_context(|| format!("run {run} has no task {task}"))?;
-    if record.state != TaskState::AwaitingGate {
+    let held = state.held_landing.as_ref().is_some_and(|h| h.task == task);
+    let approving = matches!(command, Command::ApproveGate { .. });
+    if record.state != TaskState::AwaitingGate && !(approving && held) {
         bail!("task {task} is {}, not waiting at the gate", record.state);
     }
     let mut store = open_store(repo)?;
@@ -178,6 +183,22 @@ pub fn reject(repo: &Path, args: RejectArgs) -> Result<ExitCode> {
         feedback: args.reason.clone(),
     };
     decide(repo, &args.run, &args.task, command)
+}
+
+/// `memofab clean [RUN]`: removes what finished runs left, says what.
+pub fn clean(repo: &Path, args: CleanArgs) -> Result<ExitCode> {
+    let run = args.run.map(RunId::new);
+    let cleaned = crate::engine::cleanup::clean(repo, run.as_ref())?;
+    for (run, phase) in &cleaned.skipped {
+        println!("left run {run} alone: it is {phase}, not over");
+    }
+    if cleaned.removed.is_empty() {
+        println!("nothing to remove");
+    }
+    for line in &cleaned.removed {
+        println!("removed {line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn export(repo: &Path, args: ExportArgs) -> Result<ExitCode> {

@@ -78,6 +78,12 @@ pub fn summary(
                 .unwrap_or_default()
         ),
     );
+    // A finished run kept the worktrees and branches of these for a human.
+    let kept = if state.phase.is_over() {
+        kept_for_review(repo, state)
+    } else {
+        Vec::new()
+    };
     for task in state.tasks() {
         if task.state != TaskState::Merged {
             let mut text = format!("- {} is {}", task.id(), task.state);
@@ -85,8 +91,25 @@ pub fn summary(
                 text.push_str(": ");
                 text.push_str(reason);
             }
+            if let Some(k) = kept.iter().find(|k| k.task == task.id().as_str()) {
+                let mut what = Vec::new();
+                if let Some(dir) = &k.worktree {
+                    what.push(format!("worktree {}", dir.display()));
+                }
+                if let Some(branch) = &k.branch {
+                    what.push(format!("branch {branch}"));
+                }
+                text.push_str(&format!("; kept: {}", what.join(", ")));
+            }
             lines.extend(wrap(&text, "  ", "    ", WIDTH));
         }
+    }
+    if !kept.is_empty() {
+        labelled(
+            &mut lines,
+            "clean up:",
+            &format!("memofab --repo {} clean {}", repo.display(), state.run),
+        );
     }
     if !state.phase.is_over() {
         labelled(
@@ -107,6 +130,13 @@ pub fn summary(
 fn labelled(lines: &mut Vec<String>, label: &str, value: &str) {
     let first = format!("  {label:<width$}", width = LABEL - 2);
     lines.extend(wrap(value, &first, &" ".repeat(LABEL), WIDTH));
+}
+
+/// The worktrees and branches a finished run kept for a human.
+fn kept_for_review(repo: &Path, state: &RunState) -> Vec<crate::engine::cleanup::Kept> {
+    crate::effects::git::GitRepo::open(repo)
+        .map(|git| crate::engine::cleanup::kept(&git, state))
+        .unwrap_or_default()
 }
 
 /// Commits on mainline since the run started.

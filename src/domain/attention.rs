@@ -29,6 +29,8 @@ pub enum AttentionKind {
     /// The user's repository changed in a way memofab did not make; the run
     /// is stopped until a human has looked.
     RepositoryChanged,
+    /// A merge waits to land: the user's checkout of mainline has changes.
+    DirtyCheckout,
 }
 
 impl AttentionKind {
@@ -43,6 +45,7 @@ impl AttentionKind {
             AttentionKind::PlanDispute => "build it anyway (n: plan again)",
             AttentionKind::Question => "answer",
             AttentionKind::RepositoryChanged => "accept the change and resume",
+            AttentionKind::DirtyCheckout => "land it now",
         }
     }
 
@@ -57,6 +60,7 @@ impl AttentionKind {
             AttentionKind::PlanDispute => "plan",
             AttentionKind::Question => "question",
             AttentionKind::RepositoryChanged => "repository",
+            AttentionKind::DirtyCheckout => "checkout",
         }
     }
 }
@@ -118,6 +122,22 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
             blocks: unfinished,
             since_ms: state.last_at_ms,
             detail: reason,
+            question: None,
+            provider: None,
+        });
+    }
+    if let Some(held) = &state.held_landing {
+        items.push(AttentionItem {
+            kind: AttentionKind::DirtyCheckout,
+            task: Some(held.task.clone()),
+            // Nothing lands until it is dealt with.
+            blocks: unfinished,
+            since_ms: held.since_ms,
+            detail: format!(
+                "your checkout of {} has changes in {}; commit or stash them",
+                state.mainline,
+                held.files.join(", ")
+            ),
             question: None,
             provider: None,
         });
@@ -272,6 +292,44 @@ mod tests {
         assert_eq!(order, [("gate", 4), ("old", 1), ("lone", 1)]);
         assert_eq!(items[0].kind, AttentionKind::Gate);
         assert_eq!(items[0].kind.action(), "approve the merge");
+    }
+
+    #[test]
+    fn a_held_landing_names_the_users_files_until_the_run_resumes() {
+        let mut run = Run::new(vec![spec("a", &[]), spec("b", &["a"])]);
+        run.walk(
+            1,
+            "a",
+            &[Pending, Ready, Running, Reviewing, Testing, Queued, Merging],
+        );
+        run.push(
+            2,
+            EventKind::CheckoutDirty {
+                task: "a".into(),
+                files: vec!["notes.md".into()],
+            },
+        );
+        run.push(
+            3,
+            EventKind::RunPhaseChanged {
+                to: RunPhase::Paused,
+                reason: None,
+            },
+        );
+        let items = inbox(&run.0);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].kind, AttentionKind::DirtyCheckout);
+        assert_eq!(items[0].task.as_ref().map(TaskId::as_str), Some("a"));
+        assert_eq!(items[0].blocks, 2);
+        assert!(items[0].detail.contains("notes.md"), "{}", items[0].detail);
+        run.push(
+            4,
+            EventKind::RunPhaseChanged {
+                to: RunPhase::Building,
+                reason: None,
+            },
+        );
+        assert!(inbox(&run.0).is_empty());
     }
 
     #[test]

@@ -348,6 +348,18 @@ pub enum EventKind {
         reapplied: String,
         output: String,
     },
+    /// Mainline could not move: the main work tree has it checked out and
+    /// holds changes of the user's (`files`). The task waits to land and the
+    /// run pauses until a human commits or stashes them and resumes.
+    CheckoutDirty {
+        task: TaskId,
+        files: Vec<String>,
+    },
+    /// The coder finished without changing any file. Within the rework
+    /// bound it gets another attempt, told so; the task stays running.
+    NothingChanged {
+        task: TaskId,
+    },
     /// Mainline was merged into the task worktree and left conflict markers
     /// for the coder (or a human) to resolve.
     ConflictMarkers {
@@ -475,6 +487,8 @@ impl EventKind {
             | EventKind::MergeResult { task, .. }
             | EventKind::MergeVerified { task, .. }
             | EventKind::MergeReverted { task, .. }
+            | EventKind::CheckoutDirty { task, .. }
+            | EventKind::NothingChanged { task }
             | EventKind::ConflictMarkers { task, .. }
             | EventKind::GateDecision { task, .. }
             | EventKind::ConflictDecision { task, .. }
@@ -520,6 +534,8 @@ impl EventKind {
             EventKind::MergeResult { .. } => "merge_result",
             EventKind::MergeVerified { .. } => "merge_verified",
             EventKind::MergeReverted { .. } => "merge_reverted",
+            EventKind::CheckoutDirty { .. } => "checkout_dirty",
+            EventKind::NothingChanged { .. } => "nothing_changed",
             EventKind::ConflictMarkers { .. } => "conflict_markers",
             EventKind::GateDecision { .. } => "gate_decision",
             EventKind::ConflictDecision { .. } => "conflict_decision",

@@ -78,6 +78,12 @@ pub enum TransitionError {
         from: TaskState,
         to: TaskState,
     },
+    #[error("event #{seq}: task {task} is {state}; only a running task can finish unchanged")]
+    NotRunning {
+        seq: u64,
+        task: TaskId,
+        state: TaskState,
+    },
     #[error("event #{seq} is out of order (expected #{expected})")]
     OutOfOrder { seq: u64, expected: u64 },
 }
@@ -164,6 +170,20 @@ impl TaskRecord {
     }
 }
 
+/// A landing held back because the user's checkout of mainline has changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldLanding {
+    pub task: TaskId,
+    /// The user's files in the way.
+    pub files: Vec<String>,
+    pub since_ms: u64,
+}
+
+/// What the coder is told when it finished without changing anything.
+pub const NOTHING_CHANGED_FEEDBACK: &str = "You finished without changing any file; the task \
+    is not done. Make the changes the task asks for in the worktree (write_file or edit_file), \
+    then call finish.";
+
 /// A question an agent asked the human through its `ask_human` tool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Question {
@@ -222,6 +242,9 @@ pub struct RunState {
     /// Changes to the user's repository that memofab did not make, not yet
     /// seen by a human; the run is paused while there are any.
     pub repository_changes: Vec<String>,
+    /// A landing waiting for the user to clean their checkout of mainline;
+    /// the run is paused meanwhile.
+    pub held_landing: Option<HeldLanding>,
 }
 
 impl RunState {
@@ -281,6 +304,7 @@ impl RunState {
             parked: BTreeMap::new(),
             provider_limits: BTreeMap::new(),
             repository_changes: Vec::new(),
+            held_landing: None,
         })
     }
 
@@ -319,16 +343,47 @@ impl RunState {
                 if to.is_over() {
                     self.parked.clear();
                 }
-                // Resuming is how a human says they have seen the change.
+                // Resuming is how a human says they have seen the change to
+                // the repository, and dealt with their checkout; if not, the
+                // landing is held again.
                 if *to == RunPhase::Building {
                     self.repository_changes.clear();
+                }
+                if *to != RunPhase::Paused {
+                    self.held_landing = None;
                 }
             }
             EventKind::RepositoryChanged { changes } => {
                 self.repository_changes = changes.clone();
                 if !self.phase.is_over() {
                     self.phase = RunPhase::Paused;
+                    self.phase_reason = Some(format!(
+                        "the repository changed outside memofab: {}",
+                        changes.join("; ")
+                    ));
                 }
+            }
+            EventKind::CheckoutDirty { task, files } => {
+                self.task_mut(task, seq)?;
+                self.held_landing = Some(HeldLanding {
+                    task: task.clone(),
+                    files: files.clone(),
+                    since_ms: event.at_ms,
+                });
+            }
+            EventKind::NothingChanged { task } => {
+                let record = self.task_mut(task, seq)?;
+                if record.state != TaskState::Running {
+                    return Err(TransitionError::NotRunning {
+                        seq,
+                        task: task.clone(),
+                        state: record.state,
+                    });
+                }
+                // A rework round in place: the same step, a new attempt.
+                record.reworks += 1;
+                record.attempt += 1;
+                record.feedback = Some(NOTHING_CHANGED_FEEDBACK.to_owned());
             }
             // No agent outlives the process: a resumed run starts unparked.
             // The process that parked agents or waited for answers is gone;
@@ -588,6 +643,9 @@ impl RunState {
                 };
                 match result {
                     MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit } => {
+                        if self.held_landing.as_ref().is_some_and(|h| h.task == *task) {
+                            self.held_landing = None;
+                        }
                         record.merged_commit = Some(commit.clone());
                         record.conflict_files.clear();
                         *mainline = commit.clone();
@@ -1117,6 +1175,32 @@ mod tests {
             Err(TransitionError::UnknownTask { .. })
         ));
         assert_eq!(state, before);
+    }
+
+    #[test]
+    fn finishing_unchanged_is_a_rework_round_with_feedback_only_while_running() {
+        use TaskState::*;
+        let mut log = accepted();
+        log.move_task("a", Pending, Ready);
+        let early = log
+            .push(EventKind::NothingChanged { task: "a".into() })
+            .clone();
+        log.events.pop();
+        let mut state = RunState::fold(&log.events).unwrap().unwrap();
+        let before = state.clone();
+        assert!(matches!(
+            state.apply(&early),
+            Err(TransitionError::NotRunning { .. })
+        ));
+        assert_eq!(state, before);
+
+        log.move_task("a", Ready, Running);
+        log.push(EventKind::NothingChanged { task: "a".into() });
+        let state = RunState::fold(&log.events).unwrap().unwrap();
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!(a.state, Running);
+        assert_eq!((a.attempt, a.reworks), (2, 1));
+        assert_eq!(a.feedback.as_deref(), Some(NOTHING_CHANGED_FEEDBACK));
     }
 
     #[test]

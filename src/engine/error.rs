@@ -39,6 +39,10 @@ pub enum EngineError {
     UnknownTask(TaskId),
     #[error("run {0} not found in this repository's store")]
     UnknownRun(String),
+    #[error(
+        "the requirement is {size} bytes, over the limit of {limit} (run.max_requirement_bytes in the config); shorten it or raise the limit"
+    )]
+    RequirementTooLarge { size: usize, limit: usize },
     #[error("the repository is not ready for a run: {0}")]
     Preflight(String),
     /// A file memofab reads is wrong; the message names it.

@@ -21,8 +21,8 @@ use super::pipeline::{
     worktree_dir,
 };
 use crate::domain::ids::short_commit;
-use crate::domain::{EventKind, MergeCheck, MergeOutcome, TaskId, TaskRecord, TaskState};
-use crate::effects::git::MergeCandidate;
+use crate::domain::{EventKind, MergeCheck, MergeOutcome, RunPhase, TaskId, TaskRecord, TaskState};
+use crate::effects::git::{Advance, DirtyCheckout, MergeCandidate, Revert};
 
 /// A merge result computed in this turn and not landed yet.
 struct Candidate {
@@ -44,6 +44,11 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
     }
     let mut candidate: Option<Candidate> = None;
     loop {
+        // Nothing lands while the user's checkout of mainline is in the
+        // way; the orchestrator carries the queue on once the run resumes.
+        if ctx.recorder.with_state(|s| s.held_landing.is_some()) {
+            return Ok(());
+        }
         let Some(record) = ctx.recorder.with_state(|s| s.task(task).cloned()) else {
             return Err(EngineError::UnknownTask(task.clone()));
         };
@@ -88,7 +93,7 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
                             .transition(
                                 task,
                                 TaskState::Merging,
-                                "the merge is computed again after a restart".to_owned(),
+                                "the merge is computed again (after a restart, or a landing held for the checkout)".to_owned(),
                             )
                             .await?;
                     }
@@ -187,18 +192,22 @@ async fn verify_and_land(
         candidate.onto.clone(),
         candidate.commit.clone(),
     );
-    let moved = ctx
+    match ctx
         .git(move |g| g.advance_mainline(&m, &onto, &commit))
-        .await?;
-    if !moved {
-        ctx.recorder
-            .transition(
-                &task,
-                TaskState::Merging,
-                "mainline moved while the merge was verified; merging again".to_owned(),
-            )
-            .await?;
-        return Ok(());
+        .await?
+    {
+        Advance::Moved => {}
+        Advance::Raced => {
+            ctx.recorder
+                .transition(
+                    &task,
+                    TaskState::Merging,
+                    "mainline moved while the merge was verified; merging again".to_owned(),
+                )
+                .await?;
+            return Ok(());
+        }
+        Advance::Blocked(dirty) => return hold(ctx, &task, dirty).await,
     }
     ctx.recorder
         .record(EventKind::MergeResult {
@@ -279,15 +288,20 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
         record.spec.title,
         ctx.recorder.run()
     );
-    let reverted = ctx
+    let revert_commit = match ctx
         .git(move |g| g.revert_on_mainline(&m, &l, &message))
-        .await?;
-    let Some(revert_commit) = reverted else {
-        let reason = format!(
-            "the post-merge check failed on {} and the merge could not be reverted automatically; a human must revert it",
-            short_commit(landed)
-        );
-        return escalate(ctx, &task, reason, TaskState::Failed).await;
+        .await?
+    {
+        Revert::Reverted(commit) => commit,
+        Revert::Conflict => {
+            let reason = format!(
+                "the post-merge check failed on {} and the merge could not be reverted automatically; a human must revert it",
+                short_commit(landed)
+            );
+            return escalate(ctx, &task, reason, TaskState::Failed).await;
+        }
+        // Checked again, and reverted, once the checkout is clean.
+        Revert::Blocked(dirty) => return hold(ctx, &task, dirty).await,
     };
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
     let (l, r) = (landed.to_owned(), revert_commit.clone());
@@ -328,9 +342,13 @@ async fn merge_unverified(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineR
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
     let message = merge_message(ctx, record);
     let (m, b) = (ctx.mainline.clone(), branch.clone());
-    let outcome = ctx
+    let outcome = match ctx
         .git(move |g| g.merge_into_mainline(&m, &b, &message))
-        .await?;
+        .await?
+    {
+        Ok(outcome) => outcome,
+        Err(dirty) => return hold(ctx, &task, dirty).await,
+    };
     ctx.recorder
         .record(EventKind::MergeResult {
             task: task.clone(),
@@ -343,6 +361,32 @@ async fn merge_unverified(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineR
         }
         MergeOutcome::Conflict { files } => conflicted(ctx, record, &files).await,
     }
+}
+
+/// Mainline did not move: the user's checkout of it has changes that moving
+/// it would turn into a stale index. The task stays in the queue and the run
+/// pauses until a human commits or stashes them and resumes (or approves).
+async fn hold(ctx: &RunContext, task: &TaskId, dirty: DirtyCheckout) -> EngineResult<()> {
+    let reason = format!(
+        "your checkout of {} has uncommitted changes ({}); {task} waits to land: commit or stash them, then resume",
+        ctx.mainline,
+        dirty.files.join(", ")
+    );
+    ctx.recorder
+        .record(EventKind::CheckoutDirty {
+            task: task.clone(),
+            files: dirty.files,
+        })
+        .await?;
+    if ctx.recorder.with_state(|s| s.phase) != RunPhase::Paused {
+        ctx.recorder
+            .record(EventKind::RunPhaseChanged {
+                to: RunPhase::Paused,
+                reason: Some(reason),
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 /// The message of the merge commit of `record` onto mainline.
@@ -434,5 +478,5 @@ pub fn scratch_dir(ctx: &RunContext) -> PathBuf {
 }
 
 fn scratch_branch(ctx: &RunContext) -> String {
-    format!("memofab-verify/{}", ctx.recorder.run())
+    super::cleanup::verify_branch(ctx.recorder.run())
 }

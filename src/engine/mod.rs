@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod brainstorm;
 pub mod budget_pause;
+pub mod cleanup;
 pub mod context;
 pub mod deny_list;
 pub mod engine_lock;

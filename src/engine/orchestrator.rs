@@ -135,10 +135,16 @@ impl Orchestrator {
                     brainstorm.ask(&self.ctx, &message).await?;
                 }
                 Some(Command::SubmitSpec { requirement }) if !requirement.trim().is_empty() => {
-                    self.ctx
-                        .recorder
-                        .record(EventKind::SpecSubmitted { requirement })
-                        .await?;
+                    let kind =
+                        match super::session::check_requirement(&self.ctx.config, &requirement) {
+                            Ok(()) => EventKind::SpecSubmitted { requirement },
+                            // The editor stays open for a shorter one.
+                            Err(refused) => EventKind::Warning {
+                                task: None,
+                                message: refused.to_string(),
+                            },
+                        };
+                    self.ctx.recorder.record(kind).await?;
                 }
                 Some(Command::Shutdown) | None => return Ok(None),
                 Some(other) => self.deferred.push(other),
@@ -209,6 +215,7 @@ impl Orchestrator {
             self.promote().await?;
             self.check_run_budget().await?;
             self.fill_slots();
+            self.revive_landings();
             let state = self.ctx.recorder.snapshot();
             if !state.repository_changes.is_empty() && self.steering == Steering::Headless {
                 // Nobody here to look: stop; `memofab resume` carries on.
@@ -295,6 +302,7 @@ impl Orchestrator {
 
     async fn finish(&self, state: &RunState) -> EngineResult<()> {
         self.drop_spare_worktrees().await;
+        super::cleanup::tidy_finished(&self.ctx).await;
         let mainline = self.ctx.mainline.clone();
         let head = self.ctx.git(move |g| g.branch_head(&mainline)).await?;
         self.ctx
@@ -364,6 +372,22 @@ impl Orchestrator {
         });
         for task in start {
             self.spawn(task, false);
+        }
+    }
+
+    /// Tasks left in the merge queue while a landing was held for the
+    /// user's checkout go on once it is released.
+    fn revive_landings(&mut self) {
+        let waiting = self.ctx.recorder.with_state(|s| {
+            if s.held_landing.is_some() || s.phase.is_over() {
+                return Vec::new();
+            }
+            s.task_ids(TaskState::in_merge_queue)
+        });
+        for task in waiting {
+            if !self.active.contains_key(&task) {
+                self.spawn(task, false);
+            }
         }
     }
 
@@ -437,6 +461,17 @@ impl Orchestrator {
             Command::ApproveGate { task } if task_state(&task) == Some(TaskState::AwaitingGate) => {
                 pipeline::approve(&self.ctx, &task, &human()).await?;
                 self.spawn(task, false);
+            }
+            // The human dealt with their checkout: the held landing goes on
+            // (`revive_landings`), or is held again if it is still dirty.
+            Command::ApproveGate { task }
+                if state.held_landing.as_ref().is_some_and(|h| h.task == task) =>
+            {
+                self.set_phase(
+                    RunPhase::Building,
+                    &format!("landing {task} approved by {}", human()),
+                )
+                .await?;
             }
             Command::RejectGate { task, feedback }
                 if task_state(&task) == Some(TaskState::AwaitingGate) =>

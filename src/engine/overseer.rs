@@ -50,8 +50,24 @@ fn target_file(repo: &Path, target: &str) -> Result<(PathBuf, String), String> {
     Ok((path, Prompts::for_repo(repo).load(role).text))
 }
 
-/// The target's text with the proposal applied, or why it cannot be.
+/// Whether the target already reads as the proposal would make it: its
+/// new text is there, and the text it replaces is gone (or part of it).
+fn in_effect(current: &str, proposal: &Proposal) -> bool {
+    let (find, replace) = (proposal.find.as_str(), proposal.replace.trim());
+    if replace.is_empty() {
+        return !find.is_empty() && !current.contains(find);
+    }
+    current.contains(replace)
+        && (find.is_empty() || replace.contains(find) || !current.contains(find))
+}
+
+/// The target's text with the proposal applied, or why it cannot be. A
+/// proposal already in effect leaves the text as it is, so applying twice
+/// changes the file once.
 fn applied(current: &str, proposal: &Proposal) -> Result<String, String> {
+    if in_effect(current, proposal) {
+        return Ok(current.to_owned());
+    }
     if proposal.find.is_empty() {
         let mut text = current.trim_end().to_owned();
         text.push_str("\n\n");
@@ -200,7 +216,7 @@ pub async fn review(
         toolbox: None,
         submit: Some(proposals_tool(repo.to_owned())),
     };
-    let proposals = match runner.run(job).await? {
+    let submitted = match runner.run(job).await? {
         Ok(AgentOutcome::Submitted { arguments }) => serde_json::from_value::<Submitted>(arguments)
             .map(|s| s.proposals)
             .unwrap_or_default(),
@@ -215,12 +231,24 @@ pub async fn review(
             Vec::new()
         }
     };
+    // The metrics still show what an applied change came too late for: a
+    // proposal already in effect is not proposed again.
+    let (proposals, in_force): (Vec<Proposal>, Vec<Proposal>) =
+        submitted.into_iter().partition(|p| {
+            !target_file(repo, &p.target).is_ok_and(|(_, current)| in_effect(&current, p))
+        });
     let mut markdown = format!(
         "# Overseer report {run}\n\n{}\n## Proposals\n\n",
         metrics.to_markdown()
     );
     if proposals.is_empty() {
         markdown.push_str("None.\n");
+    }
+    for p in &in_force {
+        markdown.push_str(&format!(
+            "Left out, already in effect in {}: {}\n\n",
+            p.target, p.title
+        ));
     }
     for (i, p) in proposals.iter().enumerate() {
         markdown.push_str(&format!(
@@ -361,6 +389,24 @@ mod tests {
             "search": "coding agent", "replace": "x"
         }]});
         assert!(check(&misnamed).unwrap_err().contains("search"));
+    }
+
+    #[test]
+    fn a_proposal_in_effect_applies_as_no_change() {
+        let append = proposal("", "Never repeat a failing command.");
+        let once = applied("x\n", &append).unwrap();
+        assert!(in_effect(&once, &append));
+        assert_eq!(applied(&once, &append).unwrap(), once);
+        assert_eq!(once.matches("Never repeat").count(), 1);
+
+        let replace = proposal("Be brief.", "Be brief. Cite the test.");
+        let once = applied("Rules: Be brief.\n", &replace).unwrap();
+        assert!(in_effect(&once, &replace));
+        assert_eq!(applied(&once, &replace).unwrap(), once);
+        assert!(!in_effect("Rules: Be brief.\n", &replace));
+        let delete = proposal("Be slow.", "");
+        assert!(in_effect("Be fast.", &delete));
+        assert!(!in_effect("Be slow.", &delete));
     }
 
     #[test]

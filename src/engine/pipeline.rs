@@ -61,7 +61,12 @@ pub async fn drive(ctx: Arc<RunContext>, task: TaskId, mut resumed: bool) -> Eng
             TaskState::Reviewing => review(&ctx, &record).await?,
             TaskState::Testing => test(&ctx, &record).await?,
             TaskState::Queued | TaskState::Merging | TaskState::Verifying => {
-                super::merge_queue::land(&ctx, &task).await?
+                super::merge_queue::land(&ctx, &task).await?;
+                // Held for the user's checkout: the orchestrator starts the
+                // queue again once the human released it.
+                if ctx.recorder.with_state(|s| s.held_landing.is_some()) {
+                    return Ok(());
+                }
             }
             // Waiting for a human, or done.
             _ => return Ok(()),
@@ -283,14 +288,7 @@ async fn commit_and_check(
             .await?;
     }
     if files.is_empty() {
-        ctx.recorder
-            .transition(
-                &task,
-                TaskState::Failed,
-                "the coder finished without changing anything".to_owned(),
-            )
-            .await?;
-        return Ok(());
+        return nothing_changed(ctx, record).await;
     }
     // Tools refuse protected paths, but a `run` command could still write
     // them: check what was actually committed.
@@ -317,6 +315,29 @@ async fn commit_and_check(
     ctx.recorder
         .transition(&task, TaskState::Reviewing, None)
         .await?;
+    Ok(())
+}
+
+/// The coder finished without changing any file: one more attempt, told
+/// so, within the rework bound (the task stays running); then it fails.
+async fn nothing_changed(ctx: &RunContext, record: &TaskRecord) -> EngineResult<()> {
+    let bound = ctx.settings().max_rework;
+    let task = record.id().clone();
+    if record.reworks < bound {
+        ctx.recorder
+            .record(EventKind::NothingChanged { task })
+            .await?;
+    } else {
+        ctx.recorder
+            .transition(
+                &task,
+                TaskState::Failed,
+                format!(
+                    "the coder finished without changing anything, and the {bound} reworks allowed are used up"
+                ),
+            )
+            .await?;
+    }
     Ok(())
 }
 

@@ -140,12 +140,23 @@ fn context(
     })
 }
 
+/// Refuses a requirement over `run.max_requirement_bytes`.
+pub fn check_requirement(config: &Config, requirement: &str) -> EngineResult<()> {
+    let (size, limit) = (requirement.len(), config.run.max_requirement_bytes);
+    if size > limit {
+        return Err(EngineError::RequirementTooLarge { size, limit });
+    }
+    Ok(())
+}
+
 /// Starts a new run and drives it to its end.
 pub async fn start(
     request: RunRequest,
     updates: UnboundedSender<EngineUpdate>,
     commands: UnboundedReceiver<Command>,
 ) -> EngineResult<RunState> {
+    // Before anything is stored: a refused requirement leaves no run.
+    check_requirement(&request.config, &request.requirement)?;
     let (git, branch) = preflight(&request.repo)?;
     let _engine = EngineLock::acquire(&git)?;
     let mainline = request.config.project.mainline.clone().unwrap_or(branch);

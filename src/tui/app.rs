@@ -378,7 +378,9 @@ impl App {
                 });
                 return None;
             }
-            AttentionKind::Gate => Command::ApproveGate { task: task? },
+            AttentionKind::Gate | AttentionKind::DirtyCheckout => {
+                Command::ApproveGate { task: task? }
+            }
             AttentionKind::Conflict => Command::ResolveConflict {
                 task: task?,
                 resolution: ConflictResolution::Resolver,

@@ -7,8 +7,9 @@
 use std::path::Path;
 
 use git2::build::CheckoutBuilder;
-use git2::{ErrorCode, Oid, Repository};
+use git2::{Oid, Repository};
 
+use super::checkout::{Advance, DirtyCheckout};
 use super::{Context, GitRepo, Result, signature, worktree_turn};
 
 /// What merging a task branch onto mainline would give.
@@ -28,6 +29,17 @@ pub enum MergeCandidate {
     Conflict {
         files: Vec<String>,
     },
+}
+
+/// What became of reverting a landed merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revert {
+    /// Mainline is at this revert commit.
+    Reverted(String),
+    /// Undoing the merge conflicts with what landed after it.
+    Conflict,
+    /// The user's checkout of mainline has changes; nothing moved.
+    Blocked(DirtyCheckout),
 }
 
 impl GitRepo {
@@ -50,7 +62,7 @@ impl GitRepo {
             });
         }
         Ok(
-            match Self::merge_commit(&repo, main_oid, branch_oid, branch, message, None)? {
+            match Self::merge_commit(&repo, main_oid, branch_oid, branch, message)? {
                 Ok(oid) => MergeCandidate::Ready {
                     onto: main_oid.to_string(),
                     commit: oid.to_string(),
@@ -120,77 +132,68 @@ impl GitRepo {
         Ok(())
     }
 
-    /// Moves `mainline` from `from` to `to`, only if it is still at `from`.
-    /// `false` if it moved meanwhile: the caller computes a new candidate.
-    /// The main work tree follows when it had mainline checked out clean,
-    /// as with [`GitRepo::merge_into_mainline`].
-    pub fn advance_mainline(&self, mainline: &str, from: &str, to: &str) -> Result<bool> {
+    /// Moves `mainline` from `from` to `to`, only if it is still at `from`
+    /// ([`Advance::Raced`] otherwise: the caller computes a new candidate),
+    /// and only with the user's checkout of it, if any (see [`Advance`]).
+    pub fn advance_mainline(&self, mainline: &str, from: &str, to: &str) -> Result<Advance> {
         let repo = self.repo()?;
         let refname = format!("refs/heads/{mainline}");
         let (from_oid, to_oid) = (Self::resolve(&repo, from)?, Self::resolve(&repo, to)?);
-        // Decide before moving the ref: afterwards the tree looks changed.
-        let refresh_checkout = self.mainline_checked_out_clean(&repo, &refname)?;
-        match repo.reference_matching(
+        Self::move_mainline(
+            &repo,
             &refname,
-            to_oid,
-            true,
             from_oid,
+            to_oid,
             "memofab: land a verified merge",
-        ) {
-            Ok(_) => {}
-            Err(e) if e.code() == ErrorCode::Modified => return Ok(false),
-            Err(e) => return Err(e).ctx(|| format!("moving {mainline}")),
-        }
-        if refresh_checkout {
-            Self::refresh_main_checkout(&repo)?;
-        }
-        Ok(true)
+        )
     }
 
     /// Commits, on top of mainline, the undoing of the landed `merge_commit`:
     /// mainline's tree with the merge's changes taken back (a three-way merge
-    /// towards the merge's first parent, so later commits survive). `None` if
-    /// that conflicts with what landed after it.
+    /// towards the merge's first parent, so later commits survive).
     pub fn revert_on_mainline(
         &self,
         mainline: &str,
         merge_commit: &str,
         message: &str,
-    ) -> Result<Option<String>> {
+    ) -> Result<Revert> {
         let repo = self.repo()?;
         let refname = format!("refs/heads/{mainline}");
-        let head = Self::commit_at(&repo, mainline)?;
         let merge = Self::commit_at(&repo, merge_commit)?;
         let before = merge
             .parent(0)
             .ctx(|| format!("reading the first parent of {merge_commit}"))?;
-        let (ancestor, ours, theirs) = (
-            merge.tree().ctx(|| "reading the merge's tree".into())?,
-            head.tree().ctx(|| "reading mainline's tree".into())?,
-            before.tree().ctx(|| "reading the tree before".into())?,
-        );
-        let mut index = repo
-            .merge_trees(&ancestor, &ours, &theirs, None)
-            .ctx(|| format!("reverting {merge_commit}"))?;
-        if index.has_conflicts() {
-            return Ok(None);
+        loop {
+            let head = Self::commit_at(&repo, mainline)?;
+            let (ancestor, ours, theirs) = (
+                merge.tree().ctx(|| "reading the merge's tree".into())?,
+                head.tree().ctx(|| "reading mainline's tree".into())?,
+                before.tree().ctx(|| "reading the tree before".into())?,
+            );
+            let mut index = repo
+                .merge_trees(&ancestor, &ours, &theirs, None)
+                .ctx(|| format!("reverting {merge_commit}"))?;
+            if index.has_conflicts() {
+                return Ok(Revert::Conflict);
+            }
+            let tree_id = index
+                .write_tree_to(&repo)
+                .ctx(|| "writing the reverted tree".into())?;
+            let tree = repo
+                .find_tree(tree_id)
+                .ctx(|| "reading the reverted tree".into())?;
+            let sig = signature()?;
+            let oid = repo
+                .commit(None, &sig, &sig, message, &tree, &[&head])
+                .ctx(|| "committing the revert".into())?;
+            let log = "memofab: revert a merge that failed its post-merge check";
+            match Self::move_mainline(&repo, &refname, head.id(), oid, log)? {
+                Advance::Moved => return Ok(Revert::Reverted(oid.to_string())),
+                // A human committed meanwhile: revert on top of that.
+                Advance::Raced => continue,
+                Advance::Blocked(dirty) => return Ok(Revert::Blocked(dirty)),
+            }
         }
-        let tree_id = index
-            .write_tree_to(&repo)
-            .ctx(|| "writing the reverted tree".into())?;
-        let tree = repo
-            .find_tree(tree_id)
-            .ctx(|| "reading the reverted tree".into())?;
-        let refresh_checkout = self.mainline_checked_out_clean(&repo, &refname)?;
-        let sig = signature()?;
-        // libgit2 refuses to move the ref unless it still points at `head`.
-        let oid = repo
-            .commit(Some(&refname), &sig, &sig, message, &tree, &[&head])
-            .ctx(|| "committing the revert".into())?;
-        if refresh_checkout {
-            Self::refresh_main_checkout(&repo)?;
-        }
-        Ok(Some(oid.to_string()))
     }
 
     /// Puts a reverted change back on its task branch: a commit on top of
@@ -221,12 +224,5 @@ impl GitRepo {
         )
         .ctx(|| format!("moving {branch}"))?;
         Ok(oid.to_string())
-    }
-
-    fn refresh_main_checkout(repo: &Repository) -> Result<()> {
-        let mut checkout = CheckoutBuilder::new();
-        checkout.force();
-        repo.checkout_head(Some(&mut checkout))
-            .ctx(|| "updating the main work tree".into())
     }
 }

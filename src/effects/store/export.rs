@@ -170,6 +170,13 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                 outcomes.push("- the run was interrupted (resumable)".to_owned())
             }
             EventKind::RunResumed { .. } => outcomes.push("- the run was resumed".to_owned()),
+            EventKind::CheckoutDirty { task, files } => outcomes.push(format!(
+                "- {task} waited to land: the checkout of mainline had changes in {}",
+                files.join(", ")
+            )),
+            EventKind::NothingChanged { task } => outcomes.push(format!(
+                "- {task}: the coder finished without changing anything; reworked"
+            )),
             EventKind::RunFinished {
                 merged,
                 failed,

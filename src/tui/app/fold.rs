@@ -242,6 +242,27 @@ impl App {
                 self.log_line(at, false, text);
             }
             EventKind::Warning { message, .. } => self.log_line(at, true, message.clone()),
+            EventKind::CheckoutDirty { task, files } => self.log_line(
+                at,
+                true,
+                format!(
+                    "{task}: waits to land: your checkout has changes in {}",
+                    files.join(", ")
+                ),
+            ),
+            EventKind::NothingChanged { task } => self.log_line(
+                at,
+                true,
+                format!("{task}: the coder finished without changing anything; trying again"),
+            ),
+            EventKind::RepositoryChanged { changes } => self.log_line(
+                at,
+                true,
+                format!(
+                    "the repository changed outside memofab, the run is paused: {}",
+                    changes.join("; ")
+                ),
+            ),
             EventKind::AgentParked {
                 agent,
                 until_ms,

@@ -309,3 +309,41 @@ fn a_failed_run_shows_its_whole_reason_in_the_status_bar() {
         insta::assert_snapshot!(format!("failed_run_{width}x{height}"), screen);
     }
 }
+
+#[test]
+fn a_landing_held_for_the_users_checkout_tops_the_inbox() {
+    use crate::domain::{Event, EventKind, RunPhase};
+    let mut events = fixture::queue_events();
+    let last = events.last().unwrap().clone();
+    for kind in [
+        EventKind::CheckoutDirty {
+            task: "stats".into(),
+            files: vec!["README.md".into(), "notes/todo.md".into()],
+        },
+        EventKind::RunPhaseChanged {
+            to: RunPhase::Paused,
+            reason: Some("your checkout of main has uncommitted changes".into()),
+        },
+    ] {
+        let seq = events.len() as u64 + 1;
+        events.push(Event {
+            run: last.run.clone(),
+            seq,
+            at_ms: last.at_ms + 1000,
+            kind,
+        });
+    }
+    let mut app = App::from_events("memofab", &events);
+    app.tab = Tab::Inbox;
+    let items = app.inbox();
+    assert_eq!(
+        items[0].kind,
+        crate::domain::attention::AttentionKind::DirtyCheckout
+    );
+    let wide = text(&draw(&app, 160, 48));
+    assert!(
+        wide.contains("your checkout of main has changes in README.md, notes/todo.md"),
+        "{wide}"
+    );
+    insta::assert_snapshot!("held_landing_160x48", wide);
+}

@@ -1,0 +1,136 @@
+//! The one place mainline moves, and the user's checkout with it.
+//!
+//! When the main work tree has mainline checked out, the branch is what
+//! `git status` compares the index and the files against. Moving the ref
+//! alone would leave a stale index that shows every merged change as a
+//! staged reversion, ready for the next `commit -a`. So mainline moves only
+//! together with the checkout, like a fast-forward, and only when the
+//! checkout is clean; otherwise it stays where it is and the caller is told
+//! which of the user's files are in the way.
+
+use git2::build::CheckoutBuilder;
+use git2::{CheckoutNotificationType, ErrorCode, Oid, Repository, Tree};
+
+use super::{Context, GitRepo, Result, dirty};
+
+/// Mainline is checked out in the main work tree with changes of the user's
+/// (or files that the new commit would overwrite), so it was not moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirtyCheckout {
+    pub files: Vec<String>,
+}
+
+/// What became of an attempt to move mainline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advance {
+    /// Mainline (and a checkout of it) is at the new commit.
+    Moved,
+    /// Mainline was no longer where the move was computed from.
+    Raced,
+    /// The user's checkout of mainline is not clean; nothing moved.
+    Blocked(DirtyCheckout),
+}
+
+impl GitRepo {
+    /// Moves `refname` from `from` to `to` (compare-and-swap) and brings a
+    /// checkout of it along. Every move of mainline goes through here.
+    pub(super) fn move_mainline(
+        repo: &Repository,
+        refname: &str,
+        from: Oid,
+        to: Oid,
+        log: &str,
+    ) -> Result<Advance> {
+        let current = repo
+            .refname_to_id(refname)
+            .ctx(|| format!("reading {refname}"))?;
+        if current != from {
+            return Ok(Advance::Raced);
+        }
+        if !checked_out(repo, refname) {
+            return Self::swap_ref(repo, refname, from, to, log);
+        }
+        // The user's changes to tracked files, staged or not: the merged
+        // files would be checked out around them and `git status` would
+        // mix the two.
+        let changed = dirty(repo, false)?;
+        if !changed.is_empty() {
+            return Ok(Advance::Blocked(DirtyCheckout { files: changed }));
+        }
+        let (before, target) = (tree_at(repo, from)?, tree_at(repo, to)?);
+        // The files first, like `git merge --ff`, from HEAD's tree (still
+        // `from`). Safe mode: untracked files in the way are refused, and
+        // nothing is written then.
+        let in_the_way = check_out(repo, &target, false)?;
+        if !in_the_way.is_empty() {
+            return Ok(Advance::Blocked(DirtyCheckout { files: in_the_way }));
+        }
+        let moved = Self::swap_ref(repo, refname, from, to, log)?;
+        if moved == Advance::Raced {
+            // Someone moved the branch in between: give the files back.
+            check_out(repo, &before, true)?;
+        }
+        Ok(moved)
+    }
+
+    fn swap_ref(
+        repo: &Repository,
+        refname: &str,
+        from: Oid,
+        to: Oid,
+        log: &str,
+    ) -> Result<Advance> {
+        match repo.reference_matching(refname, to, true, from, log) {
+            Ok(_) => Ok(Advance::Moved),
+            Err(e) if e.code() == ErrorCode::Modified => Ok(Advance::Raced),
+            Err(e) => Err(e).ctx(|| format!("moving {refname}")),
+        }
+    }
+}
+
+/// Whether the main work tree has `refname` checked out.
+fn checked_out(repo: &Repository, refname: &str) -> bool {
+    repo.head()
+        .ok()
+        .and_then(|h| h.name().map(str::to_owned))
+        .is_some_and(|n| n == refname)
+}
+
+fn tree_at(repo: &Repository, commit: Oid) -> Result<Tree<'_>> {
+    repo.find_commit(commit)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("reading the tree of {commit}"))
+}
+
+/// Checks `target` out in the main work tree, index included, from HEAD's
+/// tree. Returns the paths a safe checkout refused to touch (then nothing
+/// was written); `force` restores the tree whatever the files hold.
+fn check_out(repo: &Repository, target: &Tree<'_>, force: bool) -> Result<Vec<String>> {
+    let mut refused = Vec::new();
+    let result = {
+        let mut checkout = CheckoutBuilder::new();
+        if force {
+            checkout.force();
+        } else {
+            checkout.safe();
+        }
+        checkout
+            .notify_on(CheckoutNotificationType::CONFLICT)
+            .notify(|_, path, _, _, _| {
+                if let Some(path) = path {
+                    refused.push(path.to_string_lossy().into_owned());
+                }
+                true
+            });
+        repo.checkout_tree(target.as_object(), Some(&mut checkout))
+    };
+    match result {
+        Ok(()) => Ok(Vec::new()),
+        Err(e) if e.code() == ErrorCode::Conflict && !refused.is_empty() => {
+            refused.sort();
+            refused.dedup();
+            Ok(refused)
+        }
+        Err(e) => Err(e).ctx(|| "updating the main work tree".into()),
+    }
+}

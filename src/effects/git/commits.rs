@@ -1,0 +1,108 @@
+//! Commits in a task worktree: the coder's work, and mainline merged in
+//! (with conflict markers left for the coder when it does not merge clean).
+
+use std::path::Path;
+
+use git2::build::CheckoutBuilder;
+use git2::{IndexAddOption, Oid, Repository};
+
+use super::{CommitInfo, Context, GitRepo, Result, changed_paths, conflicted_paths, signature};
+
+impl GitRepo {
+    /// Stages every change in the worktree and commits it. Makes a merge
+    /// commit when a merge is in progress. `None` when there is nothing to commit.
+    pub fn commit_all(&self, dir: &Path, message: &str) -> Result<Option<CommitInfo>> {
+        let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        let mut index = repo.index().ctx(|| "reading the index".into())?;
+        index
+            .add_all(["*"], IndexAddOption::DEFAULT, None)
+            .ctx(|| "staging changes".into())?;
+        index
+            .update_all(["*"], None)
+            .ctx(|| "staging deletions".into())?;
+        index.write().ctx(|| "writing the index".into())?;
+        let tree_id = index.write_tree().ctx(|| "writing the tree".into())?;
+        let head = repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .ctx(|| "reading the worktree's HEAD".into())?;
+        let merge_heads = merge_heads(&repo)?;
+        if tree_id == head.tree_id() && merge_heads.is_empty() {
+            return Ok(None);
+        }
+        let tree = repo
+            .find_tree(tree_id)
+            .ctx(|| "reading the new tree".into())?;
+        let mut parents = vec![head.clone()];
+        for oid in &merge_heads {
+            parents.push(
+                repo.find_commit(*oid)
+                    .ctx(|| "reading the merged commit".into())?,
+            );
+        }
+        let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        let sig = signature()?;
+        let oid = repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parent_refs)
+            .ctx(|| "committing".into())?;
+        repo.cleanup_state().ctx(|| "clearing merge state".into())?;
+        let head_tree = head.tree().ctx(|| "reading the old tree".into())?;
+        let files = changed_paths(&repo, &head_tree, &tree)?;
+        Ok(Some(CommitInfo {
+            commit: oid.to_string(),
+            files,
+        }))
+    }
+
+    /// Merges mainline into the task worktree at `dir`. A clean merge is
+    /// committed at once; conflicts are left in the files with markers (and
+    /// MERGE_HEAD set) and their paths returned.
+    pub fn merge_mainline_into_worktree(&self, dir: &Path, mainline: &str) -> Result<Vec<String>> {
+        let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        if repo.state() == git2::RepositoryState::Merge {
+            // Already merging (a human or an agent is resolving): report what
+            // is still conflicted rather than merge again.
+            let index = repo.index().ctx(|| "reading the index".into())?;
+            return conflicted_paths(&index);
+        }
+        let main_oid = Self::resolve(&repo, mainline)?;
+        let head_oid = repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .map(|c| c.id())
+            .ctx(|| "reading the worktree's HEAD".into())?;
+        let up_to_date = head_oid == main_oid
+            || repo
+                .graph_descendant_of(head_oid, main_oid)
+                .ctx(|| "comparing history".into())?;
+        if up_to_date {
+            return Ok(Vec::new());
+        }
+        let annotated = repo
+            .find_annotated_commit(main_oid)
+            .ctx(|| "reading mainline".into())?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.allow_conflicts(true).conflict_style_diff3(true);
+        repo.merge(&[&annotated], None, Some(&mut checkout))
+            .ctx(|| format!("merging {mainline} into {}", dir.display()))?;
+        let index = repo.index().ctx(|| "reading the index".into())?;
+        if index.has_conflicts() {
+            return conflicted_paths(&index);
+        }
+        self.commit_all(dir, &format!("Merge {mainline} into the task branch"))?;
+        Ok(Vec::new())
+    }
+}
+
+/// The commits being merged in, if a merge is in progress (`MERGE_HEAD`).
+fn merge_heads(repo: &Repository) -> Result<Vec<Oid>> {
+    if repo.state() != git2::RepositoryState::Merge {
+        return Ok(Vec::new());
+    }
+    let path = repo.path().join("MERGE_HEAD");
+    let text = std::fs::read_to_string(&path).ctx(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Oid::from_str(l.trim()).ctx(|| format!("reading {}", path.display())))
+        .collect()
+}
