@@ -52,7 +52,22 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
         },
     }
     match config.run.isolation() {
-        Ok(isolation) => report(true, "isolation", isolation.describe().to_owned()),
+        Ok(isolation) => {
+            let mut text = isolation.describe();
+            if isolation.mechanism == crate::effects::isolation::Mechanism::Landlock
+                && let Err(why) = crate::effects::isolation::pid_namespace_status()
+            {
+                text.push_str(&format!(
+                    "; no PID namespace here ({why}), so /proc is closed to commands"
+                ));
+            }
+            report(
+                isolation.mechanism != crate::effects::isolation::Mechanism::None
+                    || config.run.isolation == crate::config::IsolationChoice::None,
+                "isolation",
+                text,
+            )
+        }
         Err(e) => report(false, "isolation", e.to_string()),
     }
     match session::load_policy(repo) {
