@@ -261,6 +261,80 @@ mod tests {
         }
     }
 
+    /// A worktree nested in the user's checkout sees its own files and the
+    /// git data, nothing else of the checkout (tools looking upwards for a
+    /// workspace root, cargo say, must not find the user's).
+    #[tokio::test]
+    async fn a_nested_worktree_is_shown_alone_with_read_only_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(args)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        std::fs::create_dir_all(&repo).unwrap();
+        git(&["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("Cargo.toml"), "[workspace]\n").unwrap();
+        git(&["add", "."]);
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+        ]);
+        git(&[
+            "worktree",
+            "add",
+            "-q",
+            ".memofab/worktrees/r/t",
+            "-b",
+            "memofab/r/t",
+        ]);
+        let worktree = repo.join(".memofab/worktrees/r/t");
+        for mechanism in [Mechanism::Landlock, Mechanism::Bwrap] {
+            let Some(isolation) = crate::effects::isolation::testing::forced(mechanism) else {
+                continue;
+            };
+            let mut s = spec(
+                &format!(
+                    "test -e {} && echo root-visible; test -e Cargo.toml && echo own-visible; \
+                     git log --oneline | wc -l; git update-ref -d refs/heads/main; true",
+                    repo.join("Cargo.toml").display()
+                ),
+                10_000,
+            );
+            s.cwd = worktree.clone();
+            s.isolation = isolation;
+            let out = run_command(&s).await.unwrap();
+            assert!(
+                !out.output.contains("root-visible"),
+                "{mechanism:?}: {}",
+                out.output
+            );
+            assert!(
+                out.output.contains("own-visible"),
+                "{mechanism:?}: {}",
+                out.output
+            );
+            assert!(
+                out.output.contains("1\n"),
+                "{mechanism:?}: git log: {}",
+                out.output
+            );
+            assert!(repo.join(".git/refs/heads/main").exists(), "{mechanism:?}");
+        }
+    }
+
     #[tokio::test]
     async fn environment_is_scrubbed() {
         // Cargo sets these for the test process; a command must not see them.
