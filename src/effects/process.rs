@@ -63,13 +63,7 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, ProcessErr
         command: spec.command.clone(),
         source,
     })?;
-    let std_command = fence
-        .std_command(&spec.command)
-        .map_err(|source| ProcessError::Fence {
-            command: spec.command.clone(),
-            source,
-        })?;
-    let mut command = Command::from(std_command);
+    let mut command = Command::from(fence.std_command(&spec.command));
     command
         .envs(spec.extra_env.iter().cloned())
         .stdin(Stdio::null())

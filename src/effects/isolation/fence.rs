@@ -43,7 +43,7 @@ pub struct Fence {
     git_common_dir: Option<PathBuf>,
     /// Empty directories the Landlock mechanism parks mounts in, outside
     /// everything the command may touch.
-    stash: tempfile::TempDir,
+    stash: Option<tempfile::TempDir>,
 }
 
 impl Fence {
@@ -52,10 +52,15 @@ impl Fence {
             .prefix("memofab-cmd-")
             .tempdir()
             .map_err(FenceError::TempDir)?;
-        let stash = tempfile::Builder::new()
-            .prefix("memofab-stash-")
-            .tempdir()
-            .map_err(FenceError::TempDir)?;
+        let stash = match isolation.mechanism {
+            Mechanism::Landlock => Some(
+                tempfile::Builder::new()
+                    .prefix("memofab-stash-")
+                    .tempdir()
+                    .map_err(FenceError::TempDir)?,
+            ),
+            _ => None,
+        };
         let mut readable = isolation.readable.clone();
         readable.extend(path_dirs());
         Ok(Self {
@@ -86,7 +91,7 @@ impl Fence {
 
     /// `sh -c shell_command`, fenced. The caller sets the environment, stdio
     /// and process group.
-    pub fn std_command(&self, shell_command: &str) -> Result<Command, FenceError> {
+    pub fn std_command(&self, shell_command: &str) -> Command {
         let mut command = match self.mechanism {
             Mechanism::None => Command::new("sh"),
             Mechanism::Bwrap => {
@@ -115,14 +120,14 @@ impl Fence {
             .env_clear()
             .envs(super::scrubbed_env())
             .envs(self.env());
-        Ok(command)
+        command
     }
 
     fn confine_with_landlock(&self, command: &mut Command) {
         use std::os::unix::process::CommandExt;
         let nest = self.repository_root().and_then(|root| {
             let git = self.git_common_dir.as_deref()?;
-            Nest::prepare(&root, &self.cwd, git, self.stash.path())
+            Nest::prepare(&root, &self.cwd, git, self.stash.as_ref()?.path())
         });
         let namespaces = super::pid_namespaces_work()
             .then(|| Namespaces::prepare(!self.network, &self.cwd).with_nest(nest));

@@ -280,9 +280,7 @@ fn probe(mechanism: Mechanism) -> Result<(), String> {
         readable: Vec::new(),
     };
     let fence = Fence::new(&isolation, dir.path()).map_err(|e| e.to_string())?;
-    let mut command = fence
-        .std_command("echo ok > probe")
-        .map_err(|e| e.to_string())?;
+    let mut command = fence.std_command("echo ok > probe");
     let output = command
         .stdin(std::process::Stdio::null())
         .output()
