@@ -89,6 +89,18 @@ impl Room {
     }
 }
 
+/// The escape scenario's planner and reviewers with another coder (TOML for
+/// the `coder` conversation of task `escape`).
+fn scenario_with_coder(room: &Room, coder: &str) -> PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/escape");
+    let dir = room.tmp.path().join("scenario");
+    copy_dir(&fixtures.join("seed"), &dir.join("seed"));
+    let scenario = std::fs::read_to_string(fixtures.join("scenario.toml")).unwrap();
+    let head = &scenario[..scenario.find("[[conversation]]\nrole = \"coder\"").unwrap()];
+    std::fs::write(dir.join("scenario.toml"), format!("{head}{coder}")).unwrap();
+    dir.join("scenario.toml")
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
@@ -295,38 +307,12 @@ fn escapes_fail_under_bubblewrap() {
 #[test]
 fn a_key_an_agent_prints_is_redacted_everywhere() {
     let room = Room::new();
-    let dir = room.tmp.path().join("scenario");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/escape/seed"),
-        &dir.join("seed"),
-    );
-    std::fs::write(
-        dir.join("scenario.toml"),
-        format!(
-            r#"name = "printer"
-seed = "seed"
-requirement = "Print the key."
-[[conversation]]
-role = "planner"
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "submit_blueprint"
-  args = {{ title = "P", tasks = [ {{ id = "p", title = "p", description = "p", acceptance = [], paths = ["notes.txt"], depends_on = [] }} ] }}
-[[conversation]]
-role = "plan_reviewer"
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "submit_review"
-  args = {{ approved = true, feedback = "ok" }}
-[[conversation]]
-role = "reviewer"
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "submit_review"
-  args = {{ approved = true, feedback = "ok" }}
-[[conversation]]
+    let scenario = scenario_with_coder(
+        &room,
+        &format!(
+            r#"[[conversation]]
 role = "coder"
-task = "p"
+task = "escape"
   [[conversation.turn]]
   text = "I found the key {API_KEY} in the repository."
   [[conversation.turn.call]]
@@ -342,8 +328,7 @@ task = "p"
   args = {{ summary = "done" }}
 "#
         ),
-    )
-    .unwrap();
+    );
     let config = room.tmp.path().join("none.toml");
     std::fs::write(&config, "").unwrap();
     let out = room.memofab(
@@ -352,7 +337,7 @@ task = "p"
             "--headless",
             "--auto-approve",
             "--scenario",
-            dir.join("scenario.toml").to_str().unwrap(),
+            scenario.to_str().unwrap(),
             "--dir",
             room.repo.to_str().unwrap(),
         ],
@@ -400,18 +385,10 @@ fn auto_picks_a_working_mechanism_and_none_is_explicit() {
 #[test]
 fn a_repository_changed_outside_memofab_stops_the_run_until_resumed() {
     let room = Room::new();
-    let dir = room.tmp.path().join("scenario");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/escape/seed"),
-        &dir.join("seed"),
-    );
-    let scenario = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/escape/scenario.toml"),
-    )
-    .unwrap();
-    // The same planner and reviewers; a coder that plants a hook, then works.
-    let head = &scenario[..scenario.find("[[conversation]]\nrole = \"coder\"").unwrap()];
-    let coder = r#"[[conversation]]
+    // A coder that plants a hook, then works.
+    let scenario = scenario_with_coder(
+        &room,
+        r#"[[conversation]]
 role = "coder"
 task = "escape"
   [[conversation.turn]]
@@ -426,8 +403,8 @@ task = "escape"
   [[conversation.turn.call]]
   tool = "finish"
   args = { summary = "done" }
-"#;
-    std::fs::write(dir.join("scenario.toml"), format!("{head}{coder}")).unwrap();
+"#,
+    );
     let config = room.tmp.path().join("none.toml");
     std::fs::write(&config, "[run]\nisolation = \"none\"\n").unwrap();
     let repo = room.repo.to_str().unwrap();
@@ -437,7 +414,7 @@ task = "escape"
             "--headless",
             "--auto-approve",
             "--scenario",
-            dir.join("scenario.toml").to_str().unwrap(),
+            scenario.to_str().unwrap(),
             "--dir",
             repo,
         ],
