@@ -197,20 +197,31 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_kills_the_whole_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("grandchild-survived");
-        let mut s = spec(
-            &format!("(sleep 2; touch {}) & sleep 30", marker.display()),
-            300,
-        );
-        s.cwd = dir.path().to_owned();
-        let started = Instant::now();
-        let out = run_command(&s).await.unwrap();
-        assert!(out.timed_out);
-        assert_eq!(out.exit_code, None);
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(!marker.exists(), "the grandchild was not killed");
+        let mut fences = vec![Isolation::none()];
+        for mechanism in [Mechanism::Landlock, Mechanism::Bwrap] {
+            fences.extend(crate::effects::isolation::testing::forced(mechanism));
+        }
+        for isolation in fences {
+            let dir = tempfile::tempdir().unwrap();
+            let marker = dir.path().join("grandchild-survived");
+            let mut s = spec(
+                &format!("(sleep 2; touch {}) & sleep 30", marker.display()),
+                300,
+            );
+            s.cwd = dir.path().to_owned();
+            s.isolation = isolation.clone();
+            let started = Instant::now();
+            let out = run_command(&s).await.unwrap();
+            assert!(out.timed_out, "{:?}", isolation.mechanism);
+            assert_eq!(out.exit_code, None);
+            assert!(started.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            assert!(
+                !marker.exists(),
+                "{:?}: the grandchild was not killed",
+                isolation.mechanism
+            );
+        }
     }
 
     #[tokio::test]

@@ -67,7 +67,8 @@ impl Fence {
             stash,
             mechanism: isolation.mechanism,
             network: isolation.network,
-            cwd: cwd.to_owned(),
+            // Mount points and Landlock rules want the real path.
+            cwd: cwd.canonicalize().unwrap_or_else(|_| cwd.to_owned()),
             tmp,
             readable,
             git_common_dir: git_common_dir(cwd),
@@ -176,8 +177,7 @@ impl Fence {
     fn repository_root(&self) -> Option<PathBuf> {
         let git = self.git_common_dir.as_deref()?;
         let root = git.parent()?;
-        let cwd = self.cwd.canonicalize().ok()?;
-        (git.file_name()? == ".git" && cwd.starts_with(root) && cwd != root)
+        (git.file_name()? == ".git" && self.cwd.starts_with(root) && self.cwd != root)
             .then(|| root.to_owned())
     }
 }
