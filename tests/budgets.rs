@@ -191,8 +191,9 @@ fn a_headless_run_over_budget_waits_for_memofab_raise_budget() {
             std::time::Instant::now() < deadline,
             "the run never finished"
         );
-        if repo.join(".memofab/memofab.db").exists() {
-            let run = only_run(&repo);
+        if repo.join(".memofab/memofab.db").exists()
+            && let Some(run) = latest_run(&repo)
+        {
             let state = memofab::engine::session::stored_state(&repo, &run).unwrap();
             if raised == 0 && !over_budget(&state).is_empty() {
                 // A task that is not waiting is refused, with a reason.

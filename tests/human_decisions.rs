@@ -168,13 +168,12 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
             });
             panic!("the gate never opened; stderr: {err}; state: {state:?}");
         }
-        if repo.join(".memofab/memofab.db").exists() {
-            let run = only_run(&repo);
-            if let Ok(state) = session::stored_state(&repo, &run)
-                && state.task(&"docs".into()).map(|t| t.state) == Some(TaskState::AwaitingGate)
-            {
-                break run;
-            }
+        if repo.join(".memofab/memofab.db").exists()
+            && let Some(run) = latest_run(&repo)
+            && let Ok(state) = session::stored_state(&repo, &run)
+            && state.task(&"docs".into()).map(|t| t.state) == Some(TaskState::AwaitingGate)
+        {
+            break run;
         }
         std::thread::sleep(Duration::from_millis(100));
     };

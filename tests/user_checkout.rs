@@ -171,7 +171,8 @@ fn wait_for(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if repo.join(".memofab/memofab.db").exists()
-            && let Ok(state) = session::stored_state(repo, &only_run(repo))
+            && let Some(run) = latest_run(repo)
+            && let Ok(state) = session::stored_state(repo, &run)
             && done(&state)
         {
             return state;

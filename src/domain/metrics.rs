@@ -10,9 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{Event, EventKind, MergeOutcome, TokenUsage};
 use super::ids::{AgentId, AgentRole, RunId, TaskId};
+use super::path_history::PathHistory;
 
 /// A command failing this many times in a row is a finding.
 pub const REPEATED_FAILURES: u32 = 3;
+
+/// Paths listed under "Riskiest paths" in the report.
+pub const RISKIEST_PATHS: usize = 10;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentMetrics {
@@ -121,6 +125,9 @@ pub struct FactoryMetrics {
     pub tasks: Vec<TaskMetrics>,
     pub by_role: BTreeMap<AgentRole, RoleTotals>,
     pub findings: Vec<Finding>,
+    /// Incidents per path, for the riskiest paths.
+    #[serde(default)]
+    pub paths: PathHistory,
 }
 
 /// Per-agent bookkeeping while folding.
@@ -139,6 +146,7 @@ impl FactoryMetrics {
     pub fn compute(runs: &[Vec<Event>]) -> Self {
         let mut out = FactoryMetrics {
             runs: runs.len(),
+            paths: PathHistory::compute(runs),
             ..Default::default()
         };
         for events in runs {
@@ -357,6 +365,24 @@ impl FactoryMetrics {
                 t.wall_ms as f64 / 1000.0
             );
         }
+        md.push_str("\n## Riskiest paths\n\n");
+        let riskiest = self.paths.riskiest(RISKIEST_PATHS);
+        if riskiest.is_empty() {
+            md.push_str("None: no path had a conflict, failed verification, revert or rework.\n");
+        } else {
+            md.push_str("| path | incidents | conflicts | failed verifications | reverts | reworks |\n|---|---:|---:|---:|---:|---:|\n");
+        }
+        for (path, i) in riskiest {
+            let _ = writeln!(
+                md,
+                "| `{path}` | {} | {} | {} | {} | {} |",
+                i.total(),
+                i.conflicts,
+                i.failed_verifications,
+                i.reverts,
+                i.reworks
+            );
+        }
         md.push_str("\n## Worst offenders\n\n");
         for a in self.worst_agents(5) {
             let _ = writeln!(
@@ -478,6 +504,12 @@ mod tests {
             ok: true,
             summary: String::new(),
         });
+        push(EventKind::ChangeCommitted {
+            task: "t1".into(),
+            commit: "c1".into(),
+            files: vec!["src/db.rs".into()],
+            diff: String::new(),
+        });
         push(EventKind::ReviewVerdict {
             task: "t1".into(),
             approved: false,
@@ -524,6 +556,11 @@ mod tests {
         let md = m.to_markdown();
         assert!(
             md.contains("repeated failing command") && md.contains("`make` 4 times"),
+            "{md}"
+        );
+        // The rework after the rejection counts against the changed file.
+        assert!(
+            md.contains("## Riskiest paths") && md.contains("| `src/db.rs` | 1 | 0 | 0 | 0 | 1 |"),
             "{md}"
         );
     }

@@ -14,6 +14,7 @@ mod checkout;
 mod commits;
 mod landing;
 mod merge_queue;
+mod stats;
 mod worktrees;
 
 pub use checkout::{Advance, DirtyCheckout};

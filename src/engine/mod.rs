@@ -18,6 +18,7 @@ pub mod planning;
 pub mod prompts;
 pub mod questions;
 pub mod recorder;
+pub mod risk_gate;
 pub mod session;
 pub mod tools;
 

@@ -459,18 +459,12 @@ pub(super) async fn run_check_command(
     })
 }
 
-/// Sends a passed change to merge, or holds it for a human if the policy says so.
+/// Sends a passed change to merge, or holds it for a human if the policy says
+/// so (its paths, size, the paths' history, deleted tests), saying why.
 async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
     let task = record.id().clone();
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
-    let m = ctx.mainline.clone();
-    let (_, files) = ctx
-        .git(move |g| {
-            let base = g.merge_base(&m, &branch)?;
-            g.diff(&base, &branch)
-        })
-        .await?;
-    let verdict = ctx.policy.assess(files.iter().map(String::as_str));
+    let verdict = super::risk_gate::assess(ctx, branch).await?;
     if verdict.risk < Risk::Approve {
         ctx.recorder
             .transition(&task, TaskState::Queued, None)
@@ -481,7 +475,7 @@ async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
         .transition(
             &task,
             TaskState::AwaitingGate,
-            format!("needs approval: {}", verdict.reason),
+            format!("needs approval: {}", verdict.reason()),
         )
         .await?;
     if ctx.auto_approve {

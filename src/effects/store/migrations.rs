@@ -2,7 +2,7 @@
 //! lives in SQLite's `user_version`; a store from a newer memofab is refused
 //! untouched rather than misread.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::{Context, StoreError};
 
@@ -63,7 +63,15 @@ pub(super) fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result
         return Err(StoreError::TooNew { found, supported });
     }
     for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction().ctx("starting a migration")?;
+        // Two processes opening a new store at once (a run starting while
+        // `memofab approve` or a test polls it) both read version 0: take
+        // the write lock first, then check whether the other one migrated.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a migration")?;
+        if version(&tx)? > i as u32 {
+            continue;
+        }
         tx.execute_batch(sql)
             .ctx(&format!("migrating the store to v{}", i + 1))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)
@@ -71,4 +79,30 @@ pub(super) fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result
         tx.commit().ctx("committing a migration")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_opening_a_new_store_at_once_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memofab.db");
+        let barrier = std::sync::Barrier::new(6);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        crate::effects::store::Store::open(&path).map(|s| s.schema_version())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in results {
+            assert_eq!(r.unwrap().unwrap(), SCHEMA_VERSION);
+        }
+    }
 }

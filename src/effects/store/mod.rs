@@ -5,6 +5,7 @@
 
 mod decode;
 pub mod export;
+mod history;
 mod migrations;
 
 use std::path::Path;
