@@ -170,8 +170,12 @@ fn wait_for(
 ) -> memofab::domain::RunState {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        // The run may not have written its store, or its first event, yet.
         if repo.join(".memofab/memofab.db").exists()
-            && let Ok(state) = session::stored_state(repo, &only_run(repo))
+            && let Ok(Some(run)) =
+                memofab::effects::store::Store::open_reader(&session::store_path(repo))
+                    .and_then(|store| store.latest_run())
+            && let Ok(state) = session::stored_state(repo, &run)
             && done(&state)
         {
             return state;
