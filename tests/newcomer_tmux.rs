@@ -221,9 +221,12 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
+        // The server leaves its socket file behind; remove it too.
+        let socket = self.run(&["display-message", "-p", "#{socket_path}"]);
+        self.run(&["kill-server"]);
+        if !socket.trim().is_empty() {
+            let _ = std::fs::remove_file(socket.trim());
+        }
     }
 }
 
