@@ -57,28 +57,35 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 pub(super) fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
-    let found = version(conn)?;
     let supported = migrations.len() as u32;
+    let found = version(conn)?;
     if found > supported {
         return Err(StoreError::TooNew { found, supported });
     }
-    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
-        // Two processes opening a new store at once (a run starting while
-        // `memofab approve` or a test polls it) both read version 0: take
-        // the write lock first, then check whether the other one migrated.
+    if found == supported {
+        return Ok(());
+    }
+    // Another process may be creating the same store right now (a run
+    // starting while `memofab approve` opens it): each step takes the write
+    // lock first and reads the version under it, so a step the other process
+    // already applied is skipped instead of failing on its tables.
+    loop {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a migration")?;
-        if version(&tx)? > i as u32 {
-            continue;
+        let found = version(&tx)?;
+        if found > supported {
+            return Err(StoreError::TooNew { found, supported });
         }
+        let Some(sql) = migrations.get(found as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)
-            .ctx(&format!("migrating the store to v{}", i + 1))?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .ctx(&format!("migrating the store to v{}", found + 1))?;
+        tx.pragma_update(None, "user_version", i64::from(found + 1))
             .ctx("recording the schema version")?;
         tx.commit().ctx("committing a migration")?;
     }
-    Ok(())
 }
 
 #[cfg(test)]
