@@ -14,6 +14,7 @@ mod checkout;
 mod commits;
 mod landing;
 mod merge_queue;
+mod named_files;
 mod worktrees;
 
 pub use checkout::{Advance, DirtyCheckout};
