@@ -177,6 +177,10 @@ pub struct ProviderConfig {
     /// offered tool is taken as that call (small local models); `off`.
     #[serde(default)]
     pub text_tool_calls: crate::llm::types::TextToolCalls,
+    /// OpenAI-compatible only: `tool_choice` for requests offering tools
+    /// (`required` for small local models); not sent when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<crate::llm::openai::ToolChoice>,
 }
 
 /// Prices of tokens read from a prompt cache and written to one, when
@@ -296,6 +300,7 @@ impl Default for Config {
                 max_tokens_field: None,
                 reasoning_effort: None,
                 text_tool_calls: Default::default(),
+                tool_choice: None,
             },
         );
         Self {

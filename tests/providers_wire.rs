@@ -133,6 +133,7 @@ fn provider_config(server: &FakeServer) -> ProviderConfig {
         max_tokens_field: None,
         reasoning_effort: None,
         text_tool_calls: TextToolCalls::Auto,
+        tool_choice: None,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod blueprint;
 pub mod budget;
 pub mod event;
 pub mod ids;
+pub mod instructions;
 pub mod made_up;
 pub mod metrics;
 pub mod path_history;

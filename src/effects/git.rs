@@ -15,6 +15,7 @@ mod commits;
 mod landing;
 mod merge_queue;
 mod stats;
+mod named_files;
 mod worktrees;
 
 pub use checkout::{Advance, DirtyCheckout};

@@ -12,6 +12,7 @@ use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
 use super::context::RunContext;
 use super::error::EngineResult;
 use super::tools::{ToolBox, ToolSet};
+use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::policy::Risk;
 use crate::domain::{
     AgentRole, ConflictFile, ConflictResolution, EventKind, RunPhase, TaskId, TaskRecord, TaskState,
@@ -159,7 +160,11 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
         task: Some(task.clone()),
         attempt: record.attempt,
         prompt: ctx.prompts.load(role),
-        first_message: coder_message(record, &conflicts, ctx.test_command.as_deref()),
+        first_message: with_instructions(
+            &ctx.instructions,
+            InstructionScope::Paths(&task_paths(record)),
+            coder_message(record, &conflicts, ctx.test_command.as_deref()),
+        ),
         toolbox: Some((toolbox.clone(), coder_tools(ctx))),
         submit: None,
     };
@@ -361,7 +366,11 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
         task: Some(task.clone()),
         attempt: record.attempt,
         prompt: ctx.prompts.load(AgentRole::Reviewer),
-        first_message: reviewer_message(record, &diff),
+        first_message: with_instructions(
+            &ctx.instructions,
+            InstructionScope::Paths(&task_paths(record)),
+            reviewer_message(record, &diff),
+        ),
         toolbox: Some((toolbox, ToolBox::specs(ToolSet::ReadOnly))),
         submit: Some(review_tool()),
     };
@@ -542,6 +551,14 @@ pub(super) async fn rework_or_fail(
             .await?;
     }
     Ok(())
+}
+
+/// Where a task works, for the instructions its agents get: the paths it
+/// declared and those it was seen writing.
+fn task_paths(record: &TaskRecord) -> Vec<String> {
+    let mut paths = record.spec.paths.clone();
+    paths.extend(record.observed_writes.iter().cloned());
+    paths
 }
 
 fn task_brief(record: &TaskRecord) -> String {

@@ -115,6 +115,8 @@ fn context(
     // Probed once per process: the same answer the run was started with.
     let isolation = config.run.isolation()?;
     let repo = git.root().to_owned();
+    let base_commit = recorder.with_state(|s| s.base_commit.clone());
+    let instructions = git.instruction_files_at(&base_commit)?;
     Ok(RunContext {
         // Taken before any task can land, resumed ones included.
         repo_guard: std::sync::Mutex::new(crate::effects::repo_guard::Fingerprint::take(
@@ -123,6 +125,7 @@ fn context(
         )),
         policy: load_policy(&repo)?,
         prompts: Prompts::for_repo(&repo),
+        instructions,
         worktrees: factory_dir(&repo).join("worktrees"),
         test_command: settings.test_command.clone(),
         auto_approve: settings.auto_approve,

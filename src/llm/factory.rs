@@ -1,18 +1,14 @@
-//! Builds HTTP providers from config and checks that a
-//! configured provider answers (`memofab doctor`).
+//! Builds HTTP providers from config.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
+use super::LlmProvider;
 use super::anthropic::{self, AnthropicProvider};
 use super::http::{Endpoint, RetryPolicy};
 use super::openai::{self, OpenAiOptions, OpenAiProvider};
-use super::types::{ChatMessage, CompletionRequest, LlmError, ScriptKey};
-use super::{LlmProvider, collect_completion};
+use super::types::LlmError;
 use crate::config::{ProviderConfig, ProviderKind};
-use crate::domain::AgentRole;
 
 pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmProvider>, LlmError> {
     let api_key = match &cfg.api_key_env {
@@ -53,34 +49,11 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
                 max_tokens_field: cfg.max_tokens_field.unwrap_or(defaults.max_tokens_field),
                 reasoning_effort: cfg.reasoning_effort,
                 text_tool_calls: cfg.text_tool_calls,
+                tool_choice: cfg.tool_choice,
             };
             Arc::new(OpenAiProvider::new(name, endpoint).with_options(options))
         }
     })
-}
-
-/// Sends a tiny request and returns the reply: proof the provider is reachable,
-/// the key accepted and the model known.
-pub async fn check_provider(provider: &dyn LlmProvider, model: &str) -> Result<String, LlmError> {
-    let request = CompletionRequest {
-        model: model.to_owned(),
-        system: "You are a health check.".into(),
-        messages: vec![ChatMessage::User {
-            content: "Reply with the word ok.".into(),
-        }],
-        tools: Vec::new(),
-        max_tokens: 16,
-        temperature: Some(0.0),
-        reasoning_effort: None,
-        script: ScriptKey {
-            role: AgentRole::Planner,
-            task: None,
-            attempt: 1,
-        },
-    };
-    let stream = provider.stream(request).fuse();
-    let completion = collect_completion(stream, |_| {}).await?;
-    Ok(completion.text)
 }
 
 #[cfg(test)]
@@ -106,6 +79,7 @@ mod tests {
             max_tokens_field: None,
             reasoning_effort: None,
             text_tool_calls: Default::default(),
+            tool_choice: None,
         };
         let err = build_provider("cloud", &cfg).err().unwrap().to_string();
         assert!(err.contains("MEMOFAB_TEST_SURELY_UNSET_KEY"), "{err}");

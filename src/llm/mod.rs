@@ -9,6 +9,7 @@ pub mod governor;
 pub mod http;
 pub mod openai;
 pub mod pricing;
+pub mod probe;
 pub mod redact;
 pub mod scenario;
 pub mod scripted;

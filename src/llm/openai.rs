@@ -58,6 +58,26 @@ impl MaxTokensField {
     }
 }
 
+/// `tool_choice`, sent with every request that offers tools when set.
+/// `required` makes servers that constrain decoding (llama-server, vLLM,
+/// OpenAI) answer with a well-formed call every turn, which small models
+/// need; agents act only through calls anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    Auto,
+    Required,
+}
+
+impl ToolChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolChoice::Auto => "auto",
+            ToolChoice::Required => "required",
+        }
+    }
+}
+
 /// What differs between OpenAI-compatible servers, from the provider config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenAiOptions {
@@ -65,6 +85,7 @@ pub struct OpenAiOptions {
     /// Used when the request names none (the role did not configure one).
     pub reasoning_effort: Option<ReasoningEffort>,
     pub text_tool_calls: TextToolCalls,
+    pub tool_choice: Option<ToolChoice>,
 }
 
 impl OpenAiOptions {
@@ -74,6 +95,7 @@ impl OpenAiOptions {
             max_tokens_field: MaxTokensField::for_base_url(base_url),
             reasoning_effort: None,
             text_tool_calls: TextToolCalls::Auto,
+            tool_choice: None,
         }
     }
 }
@@ -157,6 +179,9 @@ pub fn request_body(request: &CompletionRequest, options: &OpenAiOptions) -> Val
                 })
             })
             .collect();
+        if let Some(choice) = options.tool_choice {
+            body["tool_choice"] = json!(choice.as_str());
+        }
     }
     if let Some(t) = request.temperature {
         body["temperature"] = json!(t);
@@ -436,6 +461,21 @@ mod tests {
         assert_eq!(cloud["max_completion_tokens"], 100);
         assert!(cloud.get("max_tokens").is_none());
         assert_eq!(cloud["reasoning_effort"], "low");
+        assert!(body.get("tool_choice").is_none(), "sent only when set");
+        let required = OpenAiOptions {
+            tool_choice: Some(ToolChoice::Required),
+            ..local.clone()
+        };
+        assert_eq!(request_body(&request, &required)["tool_choice"], "required");
+        let no_tools = CompletionRequest {
+            tools: Vec::new(),
+            ..request.clone()
+        };
+        assert!(
+            request_body(&no_tools, &required)
+                .get("tool_choice")
+                .is_none()
+        );
         let high = CompletionRequest {
             reasoning_effort: Some(ReasoningEffort::High),
             ..request.clone()
