@@ -23,7 +23,7 @@ use memofab::llm::http::{Endpoint, RetryPolicy};
 use memofab::llm::openai::OpenAiProvider;
 use memofab::llm::scripted::ScriptedProvider;
 use memofab::llm::{
-    ChatMessage, CompletionRequest, FinishReason, ScriptKey, StreamEvent, ToolCall,
+    ChatMessage, CompletionRequest, FinishReason, LlmProvider, ScriptKey, StreamEvent, ToolCall,
 };
 use serde_json::{Value, json};
 use support::*;
@@ -98,10 +98,29 @@ impl Router {
             reasoning_effort: None,
             script: key,
         };
-        let events = self
-            .scripted
-            .reply(&request)
-            .expect("the scenario has this turn");
+        // A real model is asked for every task's tester; the scenario
+        // scripts one only for `title`: the others finish without tests.
+        let events = if request.script.role == AgentRole::Tester
+            && !self.scripted.scripts(&request.script)
+        {
+            vec![
+                StreamEvent::ToolCallStart {
+                    index: 0,
+                    id: "call_finish".into(),
+                    name: "finish".into(),
+                },
+                StreamEvent::ToolCallArgs {
+                    index: 0,
+                    fragment: r#"{"summary": "nothing to add"}"#.into(),
+                },
+                StreamEvent::Usage(Default::default()),
+                StreamEvent::Finished(FinishReason::ToolCalls),
+            ]
+        } else {
+            self.scripted
+                .reply(&request)
+                .expect("the scenario has this turn")
+        };
         let mut data = Vec::new();
         let chunk = |delta: Value, finish: Option<&str>| {
             json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).to_string()
@@ -185,6 +204,16 @@ async fn the_demo_runs_over_the_openai_wire_format() {
             .iter()
             .any(|e| matches!(&e.kind, EventKind::TestRun { passed: false, .. }))
     );
+    // Over the wire every task had a tester; only title's wrote tests.
+    let testers = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::TesterDone { .. }))
+        .count();
+    assert_eq!(testers, state.tasks().len());
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::TesterDone { task, tests: Some(_) } if task.as_str() == "title"
+    )));
     assert!(server.count() > 50, "{} requests", server.count());
     assert!(state.tokens.total() > 0);
     // Tool results went back over the wire as `tool` messages.
