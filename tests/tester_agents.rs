@@ -73,9 +73,10 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
     let tests = tester_tests(&events, "title");
     assert!(tests.failed_on_base);
     assert_eq!(tests.files, [ACCEPTANCE]);
-    let coder_started = first(&events, |k| {
-        matches!(k, EventKind::AgentStarted { role: AgentRole::Coder, task: Some(t), .. } if t.as_str() == "title")
-    });
+    let coder_started = first(
+        &events,
+        |k| matches!(k, EventKind::AgentStarted { role: AgentRole::Coder, task: Some(t), .. } if t.as_str() == "title"),
+    );
     assert!(on_base < coder_started);
     let base = events
         .iter()
@@ -87,7 +88,10 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
         })
         .unwrap();
     assert_eq!(git.read_file_at(&base, ACCEPTANCE).unwrap(), None);
-    let written = git.read_file_at(&tests.commit, ACCEPTANCE).unwrap().unwrap();
+    let written = git
+        .read_file_at(&tests.commit, ACCEPTANCE)
+        .unwrap()
+        .unwrap();
 
     // 2. The coder's edit of the tester's file was refused, and the file
     //    landed on mainline exactly as the tester wrote it.
@@ -129,9 +133,11 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
                 && output.contains("FAIL test_title_acceptance_lowers_the_rest_of_each_word")
                 && output.contains("PASS test_title_capitalises_words"))
     });
-    assert!(first(&events, |k| {
-        matches!(k, EventKind::TaskStateChanged { task, from: TaskState::Testing, to: TaskState::Running, .. } if task.as_str() == "title")
-    }) > caught);
+    assert!(
+        first(&events, |k| {
+            matches!(k, EventKind::TaskStateChanged { task, from: TaskState::Testing, to: TaskState::Running, .. } if task.as_str() == "title")
+        }) > caught
+    );
     assert!(caught < edit_index(&events, &edit.0));
 
     // 4. ... and merged in the end.
@@ -145,7 +151,7 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
     assert!(String::from_utf8_lossy(&out.stdout).contains("PASS test_title_acceptance_lowers"));
 
     // The tester counts in the metrics like every other role.
-    let metrics = FactoryMetrics::compute(&[events.clone()]);
+    let metrics = FactoryMetrics::compute(std::slice::from_ref(&events));
     let totals = &metrics.by_role[&AgentRole::Tester];
     assert_eq!(totals.agents, 1);
     assert!(totals.tool_calls >= 3 && totals.tokens.total() > 0);

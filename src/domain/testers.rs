@@ -109,6 +109,147 @@ pub fn passed_on_base_feedback(command: &str, output: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{
+        Blueprint, Event, EventKind, RunId, RunSettings, RunState, TaskSpec, TaskState,
+    };
+
+    /// A run with one task `a`, its worktree at `base`, coding.
+    fn running() -> Vec<Event> {
+        let spec = TaskSpec {
+            id: "a".into(),
+            title: "a".into(),
+            description: String::new(),
+            acceptance: vec![],
+            paths: vec!["src/a.rs".into()],
+            depends_on: vec![],
+        };
+        let kinds = [
+            EventKind::RunStarted {
+                requirement: "r".into(),
+                repo: "/repo".into(),
+                mainline: "main".into(),
+                base_commit: "base".into(),
+                settings: RunSettings::default(),
+            },
+            EventKind::BlueprintAccepted {
+                blueprint: Blueprint {
+                    title: "b".into(),
+                    tasks: vec![spec],
+                },
+            },
+            EventKind::TaskStateChanged {
+                task: "a".into(),
+                from: TaskState::Pending,
+                to: TaskState::Ready,
+                reason: None,
+            },
+            EventKind::TaskStateChanged {
+                task: "a".into(),
+                from: TaskState::Ready,
+                to: TaskState::Running,
+                reason: None,
+            },
+            EventKind::WorktreeCreated {
+                task: "a".into(),
+                branch: "memofab/r/a".into(),
+                path: "/wt/a".into(),
+                base_commit: "base".into(),
+            },
+        ];
+        kinds.into_iter().map(event).collect()
+    }
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            run: RunId::from("r"),
+            seq: 0,
+            at_ms: 0,
+            kind,
+        }
+    }
+
+    fn fold(mut events: Vec<Event>) -> RunState {
+        for (i, e) in events.iter_mut().enumerate() {
+            e.seq = i as u64 + 1;
+        }
+        RunState::fold(&events).unwrap().unwrap()
+    }
+
+    fn on_base(round: u32, failed: bool) -> Event {
+        event(EventKind::TestsOnBase {
+            task: "a".into(),
+            round,
+            files: vec!["tests/a.rs".into()],
+            command: "cargo test".into(),
+            exit_code: Some(i32::from(failed)),
+            failed,
+            duration_ms: 1,
+            output: String::new(),
+        })
+    }
+
+    #[test]
+    fn the_fold_counts_rounds_then_locks_the_committed_tests() {
+        let mut events = running();
+        events.push(on_base(1, false));
+        events.push(on_base(2, true));
+        let state = fold(events.clone());
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!(a.tester, TesterStep::Waiting { checks: 2 });
+        assert_eq!(a.state, TaskState::Running, "the tester works in `running`");
+        assert_eq!(a.attempt, 1, "a tester round is not a coding attempt");
+
+        let tests = TesterTests {
+            commit: "tests".into(),
+            files: vec!["tests/a.rs".into()],
+            failed_on_base: true,
+        };
+        events.push(event(EventKind::TesterDone {
+            task: "a".into(),
+            tests: Some(tests.clone()),
+        }));
+        let state = fold(events);
+        let a = state.task(&"a".into()).unwrap();
+        assert_eq!(a.tester.tests(), Some(&tests));
+        assert_eq!(a.tester.locked_files(), ["tests/a.rs".to_owned()]);
+        // The coder starts on the tester's commit; the tests are in the
+        // task's write-set.
+        assert_eq!(a.head_commit.as_deref(), Some("tests"));
+        assert!(a.observed_writes.contains("tests/a.rs"));
+    }
+
+    #[test]
+    fn a_task_without_tests_goes_on_from_the_base_commit() {
+        let mut events = running();
+        events.push(event(EventKind::TesterDone {
+            task: "a".into(),
+            tests: None,
+        }));
+        let state = fold(events);
+        let a = state.task(&"a".into()).unwrap();
+        assert!(a.tester.is_done());
+        assert!(a.tester.locked_files().is_empty());
+        assert_eq!(a.head_commit.as_deref(), Some("base"));
+    }
+
+    #[test]
+    fn events_name_their_task_and_round_trip() {
+        let done = EventKind::TesterDone {
+            task: "a".into(),
+            tests: None,
+        };
+        assert_eq!(done.name(), "tester_done");
+        assert_eq!(on_base(1, true).kind.name(), "tests_on_base");
+        assert_eq!(on_base(1, true).kind.task().map(|t| t.as_str()), Some("a"));
+        let json = serde_json::to_string(&done).unwrap();
+        assert!(!json.contains("tests\""), "{json}");
+        assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), done);
+        // Runs stored before testers existed had none.
+        let mut settings = serde_json::to_value(RunSettings::default()).unwrap();
+        settings.as_object_mut().unwrap().remove("test_agents");
+        let old: RunSettings = serde_json::from_value(settings).unwrap();
+        assert_eq!(old.test_agents, TestAgents::Off);
+    }
 
     #[test]
     fn modes_pick_tasks() {
@@ -138,10 +279,6 @@ mod tests {
         step.checked(3);
         assert!(step.is_done());
         assert_eq!(step.locked_files(), ["tests/t.sh".to_owned()]);
-        assert!(
-            TesterStep::Done { tests: None }
-                .locked_files()
-                .is_empty()
-        );
+        assert!(TesterStep::Done { tests: None }.locked_files().is_empty());
     }
 }

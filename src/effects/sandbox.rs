@@ -170,7 +170,11 @@ impl Sandbox {
                     });
                 }
                 // In any letter case: case-insensitive file systems exist.
-                if self.locked.iter().any(|l| l.eq_ignore_ascii_case(candidate)) {
+                if self
+                    .locked
+                    .iter()
+                    .any(|l| l.eq_ignore_ascii_case(candidate))
+                {
                     return Err(SandboxError::Locked(rel.to_owned()));
                 }
             }

@@ -154,8 +154,7 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
         return super::tester::write_tests(ctx, record, &dir).await;
     }
 
-    let sandbox =
-        Sandbox::new(&dir, ctx.policy.clone())?.with_locked(record.tester.locked_files());
+    let sandbox = Sandbox::new(&dir, ctx.policy.clone())?.with_locked(record.tester.locked_files());
     let toolbox = Arc::new(ToolBox::new(sandbox, ctx.tool_limits()));
     let job = AgentJob {
         role,

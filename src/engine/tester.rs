@@ -129,9 +129,7 @@ pub(super) async fn write_tests(
 }
 
 fn running(ctx: &RunContext, task: &TaskId) -> bool {
-    ctx.recorder
-        .with_state(|s| s.task(task).map(|t| t.state))
-        == Some(TaskState::Running)
+    ctx.recorder.with_state(|s| s.task(task).map(|t| t.state)) == Some(TaskState::Running)
 }
 
 /// The tester only adds files: what it changed of the project's (through a
@@ -189,7 +187,12 @@ async fn commit(
         ctx.recorder.run()
     );
     let Some(info) = ctx.git(move |g| g.commit_all(&d, &message)).await? else {
-        return give_up(ctx, task, "the tester's tests could not be committed".into()).await;
+        return give_up(
+            ctx,
+            task,
+            "the tester's tests could not be committed".into(),
+        )
+        .await;
     };
     let mut files = info.files;
     files.sort();

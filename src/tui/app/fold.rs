@@ -174,7 +174,10 @@ impl App {
                 self.log_line(at, !approved, text);
             }
             EventKind::TestsOnBase {
-                task, round, failed, ..
+                task,
+                round,
+                failed,
+                ..
             } => {
                 let text = if *failed {
                     format!("{task}: the tester's tests fail on the base commit, as they must")
