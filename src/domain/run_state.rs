@@ -619,8 +619,13 @@ impl RunState {
                         Some(format!("The code reviewer asked for changes:\n{feedback}"));
                 }
             }
-            EventKind::TestsOnBase { task, round, .. } => {
-                self.task_mut(task, seq)?.tester.checked(*round);
+            EventKind::TestsOnBase {
+                task,
+                round,
+                failed,
+                ..
+            } => {
+                self.task_mut(task, seq)?.tester.checked(*round, *failed);
             }
             EventKind::TesterDone { task, tests } => {
                 let record = self.task_mut(task, seq)?;

@@ -58,9 +58,11 @@ pub struct TesterTests {
 /// Where a task's tester step stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TesterStep {
-    /// Not over: `checks` rounds of tests were run on the base commit so
-    /// far (each that passed sent the tester back).
-    Waiting { checks: u32 },
+    /// Not over: the tester was sent back `sent_back` times, its tests
+    /// passing on the base commit. Its next (or interrupted) round is the
+    /// one after: a round whose tests failed there, as they should, but
+    /// were not committed before a crash is done again, not skipped.
+    Waiting { sent_back: u32 },
     /// Over; the coder works. Without tests, the task has none of a tester's
     /// (none was wanted, or it failed, or it wrote nothing).
     Done { tests: Option<TesterTests> },
@@ -68,7 +70,7 @@ pub enum TesterStep {
 
 impl Default for TesterStep {
     fn default() -> Self {
-        TesterStep::Waiting { checks: 0 }
+        TesterStep::Waiting { sent_back: 0 }
     }
 }
 
@@ -89,10 +91,21 @@ impl TesterStep {
         self.tests().map(|t| t.files.as_slice()).unwrap_or_default()
     }
 
-    /// The tests were run on the base commit once more.
-    pub fn checked(&mut self, round: u32) {
-        if let TesterStep::Waiting { checks } = self {
-            *checks = (*checks).max(round);
+    /// The tester's current round, from 1, while the step is not over.
+    pub fn round(&self) -> Option<u32> {
+        match self {
+            TesterStep::Waiting { sent_back } => Some(sent_back + 1),
+            TesterStep::Done { .. } => None,
+        }
+    }
+
+    /// The tests of `round` ran on the base commit; passing, they send the
+    /// tester back.
+    pub fn checked(&mut self, round: u32, failed: bool) {
+        if let TesterStep::Waiting { sent_back } = self
+            && !failed
+        {
+            *sent_back = (*sent_back).max(round);
         }
     }
 }
@@ -195,7 +208,8 @@ mod tests {
         events.push(on_base(2, true));
         let state = fold(events.clone());
         let a = state.task(&"a".into()).unwrap();
-        assert_eq!(a.tester, TesterStep::Waiting { checks: 2 });
+        assert_eq!(a.tester, TesterStep::Waiting { sent_back: 1 });
+        assert_eq!(a.tester.round(), Some(2));
         assert_eq!(a.state, TaskState::Running, "the tester works in `running`");
         assert_eq!(a.attempt, 1, "a tester round is not a coding attempt");
 
@@ -266,9 +280,13 @@ mod tests {
     fn checks_count_up_until_done_and_only_done_tests_lock() {
         let mut step = TesterStep::default();
         assert!(step.locked_files().is_empty());
-        step.checked(1);
-        step.checked(2);
-        assert_eq!(step, TesterStep::Waiting { checks: 2 });
+        assert_eq!(step.round(), Some(1));
+        step.checked(1, false);
+        assert_eq!(step.round(), Some(2));
+        // Failing on base is what is wanted: until the tests are committed,
+        // the same round stands (a crash repeats it).
+        step.checked(2, true);
+        assert_eq!(step, TesterStep::Waiting { sent_back: 1 });
         step = TesterStep::Done {
             tests: Some(TesterTests {
                 commit: "c".into(),
@@ -276,8 +294,9 @@ mod tests {
                 failed_on_base: true,
             }),
         };
-        step.checked(3);
+        step.checked(3, false);
         assert!(step.is_done());
+        assert_eq!(step.round(), None);
         assert_eq!(step.locked_files(), ["tests/t.sh".to_owned()]);
         assert!(TesterStep::Done { tests: None }.locked_files().is_empty());
     }

@@ -65,9 +65,8 @@ pub(super) async fn write_tests(
         let Some(now) = ctx.recorder.with_state(|s| s.task(&task).cloned()) else {
             return Ok(());
         };
-        let round = match now.tester {
-            crate::domain::TesterStep::Waiting { checks } => checks + 1,
-            crate::domain::TesterStep::Done { .. } => return Ok(()),
+        let Some(round) = now.tester.round() else {
+            return Ok(());
         };
         let toolbox = Arc::new(
             ToolBox::new(Sandbox::new(dir, ctx.policy.clone())?, ctx.tool_limits())
