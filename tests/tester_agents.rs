@@ -10,7 +10,7 @@ mod support;
 
 use std::sync::Arc;
 
-use memofab::domain::metrics::FactoryMetrics;
+use memofab::domain::metrics::{FactoryMetrics, Finding};
 use memofab::domain::{AgentRole, Event, EventKind, TaskState, TesterTests};
 use memofab::effects::git::GitRepo;
 use memofab::engine::context::ProviderSet;
@@ -262,6 +262,17 @@ async fn tests_that_pass_on_base_go_back_to_the_tester_a_bounded_number_of_times
         matches!(&e.kind, EventKind::Warning { task: Some(t), message } if t.as_str() == "loader" && message.contains("prove nothing"))
     });
     assert!(warned);
+    let findings = FactoryMetrics::compute(std::slice::from_ref(&events)).findings;
+    let proved_nothing = findings
+        .iter()
+        .filter(
+            |f| matches!(f, Finding::TesterProvedNothing { task, .. } if task.as_str() == "loader"),
+        )
+        .count();
+    assert_eq!(
+        proved_nothing, 3,
+        "each round is a finding for the overseer"
+    );
 
     // The tester added its file and changed nothing of the project's.
     let base = &state.base_commit;
