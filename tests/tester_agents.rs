@@ -11,7 +11,7 @@ mod support;
 use std::sync::Arc;
 
 use memofab::domain::metrics::{FactoryMetrics, Finding};
-use memofab::domain::{AgentRole, Event, EventKind, TaskState, TesterTests};
+use memofab::domain::{AgentRole, Event, EventKind, TaskState, TestAgents, TesterTests};
 use memofab::effects::git::GitRepo;
 use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
@@ -290,5 +290,54 @@ async fn tests_that_pass_on_base_go_back_to_the_tester_a_bounded_number_of_times
     let loader = state.task(&"loader".into()).unwrap();
     assert_eq!(loader.state, TaskState::Merged);
     assert_eq!(git.read_file_at("main", path).unwrap().unwrap(), upper);
+    assert!(state.tasks().iter().all(|t| t.state == TaskState::Merged));
+}
+
+/// A tester for the gated `docs` task, whose test fails until the README
+/// documents `slug`.
+const DOCS_TESTER: &str = r#"
+name = "docs-tester"
+[[conversation]]
+role = "tester"
+task = "docs"
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "write_file"
+  args = { path = "tests/test_docs_acceptance.sh", content = "test_docs_acceptance_lists_slug() {\n  grep -q 'textkit slug' \"$ROOT/README.md\" || return 1\n}\n" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = { summary = "the README must list slug" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gated_testers_test_only_the_tasks_the_policy_gates() {
+    let demo = demo_repo();
+    let mut scenario = Scenario::parse(DOCS_TESTER, "docs tester").unwrap();
+    scenario
+        .conversations
+        .extend(demo.scenario.conversations.iter().cloned());
+    let providers = ProviderSet::uniform(
+        Arc::new(ScriptedProvider::new(Arc::new(scenario))),
+        "scripted",
+    );
+    let mut request = demo_request(&demo, providers, Steering::Headless, true);
+    request.config.run.test_agents = TestAgents::Gated;
+    let state = run_headless(request).await;
+    let events = stored_events(&demo.repo, &state.run);
+    assert_eq!(state.settings.test_agents, TestAgents::Gated);
+    // `title` has a tester script but is not gated; `docs` (README.md) is.
+    let tested: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TesterDone {
+                task,
+                tests: Some(t),
+            } if t.failed_on_base => Some(task.as_str()),
+            EventKind::TesterDone { task, .. } => panic!("{task}: no tests on base"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tested, ["docs"]);
     assert!(state.tasks().iter().all(|t| t.state == TaskState::Merged));
 }
