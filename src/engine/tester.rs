@@ -246,8 +246,8 @@ fn tester_message(
     text
 }
 
-/// Restores the tester's files in the coder's worktree if a command of the
-/// coder's changed them (its file tools cannot). Returns what was restored.
+/// Puts the tester's files in the coder's worktree back if a command of
+/// the coder's changed them (its file tools cannot), with a warning.
 pub(super) async fn restore_tests(
     ctx: &RunContext,
     record: &TaskRecord,
