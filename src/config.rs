@@ -90,6 +90,11 @@ pub struct RunConfig {
     /// Largest requirement a run accepts, in bytes: every planning turn
     /// carries it, so a huge one burns tokens on every call.
     pub max_requirement_bytes: usize,
+    /// Which tasks get a tester writing acceptance tests before the coder:
+    /// `all`, `gated` (tasks whose declared paths the policy gates) or
+    /// `off`. Needs `project.test_command`. On the scripted provider, a task
+    /// without a tester conversation in the scenario gets none.
+    pub test_agents: crate::domain::TestAgents,
 }
 
 pub use crate::effects::isolation::Choice as IsolationChoice;
@@ -345,6 +350,7 @@ impl Default for RunConfig {
             .to_vec(),
             write_set_scheduling: true,
             max_requirement_bytes: 256 * 1024,
+            test_agents: crate::domain::TestAgents::All,
         }
     }
 }

@@ -70,6 +70,16 @@ async fn the_demo_runs_over_the_openai_wire_format() {
             .iter()
             .any(|e| matches!(&e.kind, EventKind::TestRun { passed: false, .. }))
     );
+    // Over the wire every task had a tester; only title's wrote tests.
+    let testers = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::TesterDone { .. }))
+        .count();
+    assert_eq!(testers, state.tasks().len());
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::TesterDone { task, tests: Some(_) } if task.as_str() == "title"
+    )));
     assert!(server.count() > 50, "{} requests", server.count());
     assert!(state.tokens.total() > 0);
     // Tool results went back over the wire as `tool` messages.

@@ -8,6 +8,7 @@ use super::blueprint::Blueprint;
 use super::ids::{AgentId, AgentRole, RunId, TaskId};
 use super::run_state::RunPhase;
 use super::task::TaskState;
+use super::testers::{TestAgents, TesterTests};
 
 /// One stored event. `seq` is assigned by the store: dense, starting at 1,
 /// per run.
@@ -60,6 +61,10 @@ pub struct RunSettings {
     /// `none (...)`); empty in runs stored before it was recorded.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub isolation: String,
+    /// Which tasks get a tester before their coder; none in runs stored
+    /// before testers existed, and none without a test command.
+    #[serde(default = "TestAgents::stored_default")]
+    pub test_agents: TestAgents,
 }
 
 /// Spending limits of a run and of each of its tasks. Cost limits only bite
@@ -95,6 +100,7 @@ impl Default for RunSettings {
             verify_merges: false,
             post_merge_command: None,
             isolation: String::new(),
+            test_agents: TestAgents::All,
         }
     }
 }
@@ -307,6 +313,29 @@ pub enum EventKind {
         files: Vec<String>,
         diff: String,
     },
+    /// The tester's acceptance tests ran on the task's base commit, before
+    /// any change of the coder's: tests of new behaviour fail there. Tests
+    /// that passed send the tester back, within `max_rework` rounds.
+    TestsOnBase {
+        task: TaskId,
+        /// The tester's round, from 1.
+        round: u32,
+        files: Vec<String>,
+        command: String,
+        exit_code: Option<i32>,
+        /// The wanted outcome.
+        failed: bool,
+        duration_ms: u64,
+        output: String,
+    },
+    /// The tester's step is over and the coder's begins. With `tests`, they
+    /// are committed on the task branch and read-only for the coder; without,
+    /// the task goes on without a tester's tests (a warning says why).
+    TesterDone {
+        task: TaskId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tests: Option<TesterTests>,
+    },
     ReviewVerdict {
         task: TaskId,
         approved: bool,
@@ -483,6 +512,8 @@ impl EventKind {
             | EventKind::WorktreeCreated { task, .. }
             | EventKind::ChangeCommitted { task, .. }
             | EventKind::ReviewVerdict { task, .. }
+            | EventKind::TestsOnBase { task, .. }
+            | EventKind::TesterDone { task, .. }
             | EventKind::TestRun { task, .. }
             | EventKind::MergeResult { task, .. }
             | EventKind::MergeVerified { task, .. }
@@ -530,6 +561,8 @@ impl EventKind {
             EventKind::ProviderLimitChanged { .. } => "provider_limit_changed",
             EventKind::ChangeCommitted { .. } => "change_committed",
             EventKind::ReviewVerdict { .. } => "review_verdict",
+            EventKind::TestsOnBase { .. } => "tests_on_base",
+            EventKind::TesterDone { .. } => "tester_done",
             EventKind::TestRun { .. } => "test_run",
             EventKind::MergeResult { .. } => "merge_result",
             EventKind::MergeVerified { .. } => "merge_verified",

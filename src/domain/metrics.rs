@@ -68,6 +68,13 @@ pub enum Finding {
         task: TaskId,
         files: Vec<String>,
     },
+    /// A tester's tests passed on the base commit: they proved nothing, and
+    /// the tester was sent back (or its tests kept with a warning).
+    TesterProvedNothing {
+        run: RunId,
+        task: TaskId,
+        round: u32,
+    },
 }
 
 /// A change the overseer proposes to the factory's own definitions. Never
@@ -297,6 +304,16 @@ impl FactoryMetrics {
                         command: command.clone(),
                     });
                 }
+                EventKind::TestsOnBase {
+                    task,
+                    round,
+                    failed: false,
+                    ..
+                } => self.findings.push(Finding::TesterProvedNothing {
+                    run: run.clone(),
+                    task: task.clone(),
+                    round: *round,
+                }),
                 EventKind::MergeResult {
                     task,
                     result: MergeOutcome::Conflict { files },
@@ -426,6 +443,9 @@ impl FactoryMetrics {
                         files.join(", ")
                     )
                 }
+                Finding::TesterProvedNothing { run, task, round } => format!(
+                    "- the tester's tests of {task} ({run}) passed on the base commit in round {round}: they proved nothing"
+                ),
             };
             md.push_str(&line);
             md.push('\n');

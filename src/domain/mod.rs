@@ -17,6 +17,7 @@ pub mod risk;
 pub mod run_state;
 pub mod schedule;
 pub mod task;
+pub mod testers;
 pub mod write_set;
 
 pub use blueprint::{Blueprint, BlueprintIssue, TaskSpec};
@@ -28,3 +29,4 @@ pub use ids::{AgentId, AgentRole, RunId, RunKind, TaskId};
 pub use quota::{ParkedAgent, ProviderLimit};
 pub use run_state::{Question, RunPhase, RunState, TaskRecord, TransitionError};
 pub use task::TaskState;
+pub use testers::{TestAgents, TesterStep, TesterTests};

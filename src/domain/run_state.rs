@@ -129,6 +129,8 @@ pub struct TaskRecord {
     pub since_ms: u64,
     /// Why the task entered its state, when the event said (a failure's cause).
     pub reason: Option<String>,
+    /// The tester's step, before the coder's first attempt.
+    pub tester: super::testers::TesterStep,
 }
 
 impl TaskRecord {
@@ -154,6 +156,7 @@ impl TaskRecord {
             over_budget_from: None,
             since_ms: at_ms,
             reason: None,
+            tester: super::testers::TesterStep::default(),
         }
     }
 
@@ -615,6 +618,24 @@ impl RunState {
                     self.task_mut(task, seq)?.feedback =
                         Some(format!("The code reviewer asked for changes:\n{feedback}"));
                 }
+            }
+            EventKind::TestsOnBase {
+                task,
+                round,
+                failed,
+                ..
+            } => {
+                self.task_mut(task, seq)?.tester.checked(*round, *failed);
+            }
+            EventKind::TesterDone { task, tests } => {
+                let record = self.task_mut(task, seq)?;
+                if let Some(tests) = tests {
+                    record.head_commit = Some(tests.commit.clone());
+                    record.observed_writes.extend(tests.files.iter().cloned());
+                }
+                record.tester = super::testers::TesterStep::Done {
+                    tests: tests.clone(),
+                };
             }
             EventKind::TestRun {
                 task,

@@ -20,6 +20,7 @@ pub mod questions;
 pub mod recorder;
 pub mod risk_gate;
 pub mod session;
+mod tester;
 pub mod tools;
 
 pub use error::{EngineError, EngineResult};

@@ -150,11 +150,13 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
         Some(ConflictResolution::Resolver) => AgentRole::Resolver,
         _ => AgentRole::Coder,
     };
+    // The tester goes first; `drive` comes back here for the coder.
+    if role == AgentRole::Coder && conflicts.is_empty() && super::tester::wanted(ctx, record)? {
+        return super::tester::write_tests(ctx, record, &dir).await;
+    }
 
-    let toolbox = Arc::new(ToolBox::new(
-        Sandbox::new(&dir, ctx.policy.clone())?,
-        ctx.tool_limits(),
-    ));
+    let sandbox = Sandbox::new(&dir, ctx.policy.clone())?.with_locked(record.tester.locked_files());
+    let toolbox = Arc::new(ToolBox::new(sandbox, ctx.tool_limits()));
     let job = AgentJob {
         role,
         task: Some(task.clone()),
@@ -182,6 +184,7 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
             return Ok(());
         }
     };
+    super::tester::restore_tests(ctx, record, &dir).await?;
 
     let message = format!(
         "{task}: {}\n\n{}\n\nmemofab run {}, attempt {}",
@@ -561,7 +564,7 @@ fn task_paths(record: &TaskRecord) -> Vec<String> {
     paths
 }
 
-fn task_brief(record: &TaskRecord) -> String {
+pub(super) fn task_brief(record: &TaskRecord) -> String {
     let spec = &record.spec;
     let list = |items: &[String]| {
         if items.is_empty() {
@@ -593,6 +596,10 @@ fn coder_message(
     if let Some(command) = test_command {
         text.push_str(&format!("\nThe project's tests run with `{command}`.\n"));
     }
+    text.push_str(&tester_files_note(
+        record,
+        "They are read-only for you: make the code pass them.",
+    ));
     if record.attempt > 1
         && let Some(feedback) = &record.feedback
     {
@@ -627,9 +634,29 @@ fn reviewer_message(record: &TaskRecord, diff: &str) -> String {
         );
     }
     format!(
-        "{}\n## Diff against mainline\n```diff\n{shown}\n```\n{note}\nReview it and call submit_review.\n",
-        task_brief(record)
+        "{}{}\n## Diff against mainline\n```diff\n{shown}\n```\n{note}\nReview it and call submit_review.\n",
+        task_brief(record),
+        tester_files_note(
+            record,
+            "They are in the diff; the rest of it is the coder's, who could not change them."
+        )
     )
+}
+
+/// Names the tester's files, for the coder and the reviewer.
+fn tester_files_note(record: &TaskRecord, then: &str) -> String {
+    match record.tester.tests() {
+        Some(tests) => format!(
+            "\n## Acceptance tests by the task's tester\n{}\n{then}\n",
+            tests
+                .files
+                .iter()
+                .map(|f| format!("- {f}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        None => String::new(),
+    }
 }
 
 /// Reads a conflicted file for the UI; empty if unreadable.

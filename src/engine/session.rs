@@ -189,6 +189,12 @@ pub async fn start(
         verify_merges: request.config.verify_merges(),
         post_merge_command: request.config.merge.post_merge_command.clone(),
         isolation: isolation.describe(),
+        // A tester's tests prove something only once they have been run.
+        test_agents: if request.config.project.test_command.is_some() {
+            request.config.run.test_agents
+        } else {
+            crate::domain::TestAgents::Off
+        },
     };
     let secrets = crate::llm::redact::secrets_in_env(&request.config);
     let started = EventKind::RunStarted {

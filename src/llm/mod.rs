@@ -43,4 +43,12 @@ pub trait LlmProvider: Send + Sync {
     fn reads_text_tool_calls(&self) -> bool {
         false
     }
+
+    /// Whether the provider can hold the conversation `key` names: a model
+    /// can hold any; a scripted provider only those its scenario scripts.
+    /// Optional steps (a task's tester) are left out when it cannot.
+    fn scripts(&self, key: &ScriptKey) -> bool {
+        let _ = key;
+        true
+    }
 }

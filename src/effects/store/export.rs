@@ -114,6 +114,27 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     format!(" — {}", feedback.trim())
                 }
             )),
+            EventKind::TestsOnBase {
+                task,
+                round,
+                command,
+                failed,
+                ..
+            } => outcomes.push(format!(
+                "- the tester's tests of {task} on the base commit (`{command}`, round {round}): {}",
+                if *failed {
+                    "failed, as they must"
+                } else {
+                    "passed, proving nothing"
+                }
+            )),
+            EventKind::TesterDone { task, tests } => outcomes.push(match tests {
+                Some(t) => format!(
+                    "- the tester's tests of {task}, read-only for its coder: {}",
+                    t.files.join(", ")
+                ),
+                None => format!("- {task} goes on without a tester's tests"),
+            }),
             EventKind::TestRun {
                 task,
                 command,

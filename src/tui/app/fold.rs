@@ -173,6 +173,32 @@ impl App {
                 };
                 self.log_line(at, !approved, text);
             }
+            EventKind::TestsOnBase {
+                task,
+                round,
+                failed,
+                ..
+            } => {
+                let text = if *failed {
+                    format!("{task}: the tester's tests fail on the base commit, as they must")
+                } else {
+                    format!(
+                        "{task}: the tester's tests PASS on the base commit (round {round}); they prove nothing"
+                    )
+                };
+                self.log_line(at, !failed, text);
+            }
+            EventKind::TesterDone {
+                task,
+                tests: Some(tests),
+            } => self.log_line(
+                at,
+                false,
+                format!(
+                    "{task}: the tester's tests are in, read-only for the coder: {}",
+                    tests.files.join(", ")
+                ),
+            ),
             EventKind::TestRun {
                 task,
                 passed,
