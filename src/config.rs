@@ -177,6 +177,15 @@ pub struct ProviderConfig {
     /// offered tool is taken as that call (small local models); `off`.
     #[serde(default)]
     pub text_tool_calls: crate::llm::types::TextToolCalls,
+    /// OpenAI-compatible only: send a `prompt_cache_key` per conversation.
+    /// Unset: on for api.openai.com, off for other servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_key: Option<bool>,
+    /// The model's context window in tokens. Unset: the server's own figure
+    /// where it reports one (llama.cpp, Ollama), else a default for
+    /// well-known models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u64>,
 }
 
 /// Prices of tokens read from a prompt cache and written to one, when
@@ -296,6 +305,8 @@ impl Default for Config {
                 max_tokens_field: None,
                 reasoning_effort: None,
                 text_tool_calls: Default::default(),
+                prompt_cache_key: None,
+                context_tokens: None,
             },
         );
         Self {

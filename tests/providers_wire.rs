@@ -133,6 +133,8 @@ fn provider_config(server: &FakeServer) -> ProviderConfig {
         max_tokens_field: None,
         reasoning_effort: None,
         text_tool_calls: TextToolCalls::Auto,
+        prompt_cache_key: None,
+        context_tokens: None,
     }
 }
 

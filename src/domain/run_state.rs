@@ -749,6 +749,7 @@ impl RunState {
             EventKind::BlueprintRejected { .. }
             | EventKind::AgentStarted { .. }
             | EventKind::AgentMessage { .. }
+            | EventKind::ContextCompacted { .. }
             | EventKind::ToolResult { .. }
             | EventKind::ConflictMarkers { .. }
             | EventKind::OverseerReport { .. }

@@ -45,7 +45,9 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
     )?;
     Ok(match cfg.kind {
         ProviderKind::Anthropic => Arc::new(
-            AnthropicProvider::new(name, endpoint).with_text_tool_calls(cfg.text_tool_calls),
+            AnthropicProvider::new(name, endpoint)
+                .with_text_tool_calls(cfg.text_tool_calls)
+                .with_context_tokens(cfg.context_tokens),
         ),
         _ => {
             let defaults = OpenAiOptions::for_base_url(base_url);
@@ -53,8 +55,13 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
                 max_tokens_field: cfg.max_tokens_field.unwrap_or(defaults.max_tokens_field),
                 reasoning_effort: cfg.reasoning_effort,
                 text_tool_calls: cfg.text_tool_calls,
+                prompt_cache_key: cfg.prompt_cache_key.unwrap_or(defaults.prompt_cache_key),
             };
-            Arc::new(OpenAiProvider::new(name, endpoint).with_options(options))
+            Arc::new(
+                OpenAiProvider::new(name, endpoint)
+                    .with_options(options)
+                    .with_context_tokens(cfg.context_tokens),
+            )
         }
     })
 }
@@ -106,6 +113,8 @@ mod tests {
             max_tokens_field: None,
             reasoning_effort: None,
             text_tool_calls: Default::default(),
+            prompt_cache_key: None,
+            context_tokens: None,
         };
         let err = build_provider("cloud", &cfg).err().unwrap().to_string();
         assert!(err.contains("MEMOFAB_TEST_SURELY_UNSET_KEY"), "{err}");

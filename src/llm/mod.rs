@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod assemble;
+pub mod compaction;
 pub mod factory;
 pub mod governor;
 pub mod http;
@@ -41,5 +42,12 @@ pub trait LlmProvider: Send + Sync {
     /// is taken as that call (small local models write calls as text).
     fn reads_text_tool_calls(&self) -> bool {
         false
+    }
+
+    /// `model`'s context window in tokens, where the config sets it or the
+    /// server reports it; `None` leaves it to the defaults for the model.
+    fn context_tokens(&self, model: &str) -> futures_util::future::BoxFuture<'static, Option<u64>> {
+        let _ = model;
+        Box::pin(async { None })
     }
 }
