@@ -242,10 +242,16 @@ fn reply(answer: &Answer, counted: Counted) -> String {
     let mut output = 0;
     if !answer.text.is_empty() {
         output += answer.text.len().div_ceil(BYTES_PER_TOKEN) as u64;
-        events.push(("content_block_start", json!({"type": "content_block_start", "index": 0,
-            "content_block": {"type": "text", "text": ""}})));
-        events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": answer.text}})));
+        events.push((
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ));
+        events.push((
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": answer.text}}),
+        ));
         events.push((
             "content_block_stop",
             json!({"type": "content_block_stop", "index": 0}),
@@ -257,8 +263,11 @@ fn reply(answer: &Answer, counted: Counted) -> String {
         output += input.len().div_ceil(BYTES_PER_TOKEN) as u64 + 8;
         events.push(("content_block_start", json!({"type": "content_block_start", "index": index,
             "content_block": {"type": "tool_use", "id": format!("toolu_{index}_{i}"), "name": name, "input": {}}})));
-        events.push(("content_block_delta", json!({"type": "content_block_delta", "index": index,
-            "delta": {"type": "input_json_delta", "partial_json": input}})));
+        events.push((
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index,
+            "delta": {"type": "input_json_delta", "partial_json": input}}),
+        ));
         events.push((
             "content_block_stop",
             json!({"type": "content_block_stop", "index": index}),

@@ -55,7 +55,10 @@ impl Outcome {
     /// Input tokens as billed: cache reads at 10 %, writes at 125 %.
     pub fn billed(&self) -> f64 {
         let u = &self.usage;
-        let fresh = u.input.saturating_sub(u.cached).saturating_sub(u.cache_write);
+        let fresh = u
+            .input
+            .saturating_sub(u.cached)
+            .saturating_sub(u.cache_write);
         fresh as f64 + 0.1 * u.cached as f64 + 1.25 * u.cache_write as f64
     }
 
@@ -181,7 +184,8 @@ fn source(i: usize) -> String {
 /// window is given (else the window is too big to matter).
 pub async fn conversation(dir: &Path, caching: bool, window: Option<u64>) -> Result<Outcome> {
     let work = dir.join("work");
-    std::fs::create_dir_all(work.join("src")).with_context(|| format!("creating {}", work.display()))?;
+    std::fs::create_dir_all(work.join("src"))
+        .with_context(|| format!("creating {}", work.display()))?;
     for i in 0..FILES {
         std::fs::write(work.join(file_name(i)), source(i))?;
     }
@@ -268,7 +272,9 @@ mod tests {
     #[tokio::test]
     async fn caching_and_compaction_cut_the_bill_and_keep_requests_in_the_window() {
         let dir = tempfile::tempdir().unwrap();
-        let naive = conversation(&dir.path().join("n"), false, None).await.unwrap();
+        let naive = conversation(&dir.path().join("n"), false, None)
+            .await
+            .unwrap();
         let compacted = conversation(&dir.path().join("c"), true, Some(WINDOW))
             .await
             .unwrap();

@@ -156,10 +156,10 @@ impl AgentRunner {
         let mut garbled = 0;
         let mut turns = 0;
         let mut parked = Duration::ZERO;
-        let window = self.window().await;
+        let mut window = None;
         while turns < self.max_turns {
             if let Err(failed) = self
-                .fit_window(agent, job, &mut messages, &tools, window, &mut parked)
+                .fit_window(agent, job, &mut messages, &tools, &mut window, &mut parked)
                 .await?
             {
                 return Ok(Err(failed));

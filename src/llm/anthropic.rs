@@ -163,7 +163,10 @@ impl LlmProvider for AnthropicProvider {
         self.text_tool_calls == TextToolCalls::Auto
     }
 
-    fn context_tokens(&self, _model: &str) -> futures_util::future::BoxFuture<'static, Option<u64>> {
+    fn context_tokens(
+        &self,
+        _model: &str,
+    ) -> futures_util::future::BoxFuture<'static, Option<u64>> {
         let configured = self.context_tokens;
         Box::pin(async move { configured })
     }

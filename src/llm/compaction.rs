@@ -93,7 +93,9 @@ pub fn message_tokens(message: &ChatMessage) -> u64 {
                 text_tokens(content)
                     + tool_calls
                         .iter()
-                        .map(|c| MESSAGE_OVERHEAD + text_tokens(&c.name) + text_tokens(&c.arguments))
+                        .map(|c| {
+                            MESSAGE_OVERHEAD + text_tokens(&c.name) + text_tokens(&c.arguments)
+                        })
                         .sum::<u64>()
             }
             ChatMessage::ToolResult { content, .. } => text_tokens(content),
@@ -300,7 +302,11 @@ pub fn plain_summary(turns: &[ChatMessage]) -> String {
     for message in turns {
         if let ChatMessage::Assistant { tool_calls, .. } = message {
             for call in tool_calls {
-                lines.push(format!("- called {} {}", call.name, short(&call.arguments, 160)));
+                lines.push(format!(
+                    "- called {} {}",
+                    call.name,
+                    short(&call.arguments, 160)
+                ));
             }
         }
     }
@@ -341,7 +347,11 @@ mod tests {
             let id = format!("c{i}");
             messages.push(ChatMessage::Assistant {
                 content: format!("Reading file {i}."),
-                tool_calls: vec![call(&id, "read_file", &format!(r#"{{"path":"src/f{i}.rs"}}"#))],
+                tool_calls: vec![call(
+                    &id,
+                    "read_file",
+                    &format!(r#"{{"path":"src/f{i}.rs"}}"#),
+                )],
             });
             messages.push(ChatMessage::ToolResult {
                 call_id: id,

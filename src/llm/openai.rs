@@ -576,7 +576,10 @@ mod tests {
             }],
             ..request.clone()
         };
-        assert_ne!(request_body(&other, &openai)["prompt_cache_key"], key.as_str());
+        assert_ne!(
+            request_body(&other, &openai)["prompt_cache_key"],
+            key.as_str()
+        );
         let high = CompletionRequest {
             reasoning_effort: Some(ReasoningEffort::High),
             ..request.clone()

@@ -16,6 +16,9 @@ use crate::llm::{ChatMessage, CompletionRequest, ScriptKey, ToolSpec};
 /// Context window assumed for a model nobody describes: small enough for
 /// most served models; set `context_tokens` for a bigger one.
 pub const FALLBACK_CONTEXT_TOKENS: u64 = 32_768;
+/// Prompts this small fit any model's window: the window (for a local
+/// server, a question to it) is looked up only past this.
+const SMALL_PROMPT_TOKENS: u64 = 2_000;
 /// The cap on the summary's length.
 const SUMMARY_TOKENS: u32 = 2_048;
 
@@ -25,8 +28,9 @@ impl AgentRunner {
     pub(super) async fn window(&self) -> Window {
         let context_tokens = match self.provider.context_tokens(&self.model).await {
             Some(n) => n,
-            None => compaction::default_context_tokens(&self.model)
-                .unwrap_or(FALLBACK_CONTEXT_TOKENS),
+            None => {
+                compaction::default_context_tokens(&self.model).unwrap_or(FALLBACK_CONTEXT_TOKENS)
+            }
         };
         Window {
             context_tokens,
@@ -42,12 +46,19 @@ impl AgentRunner {
         job: &AgentJob,
         messages: &mut Vec<ChatMessage>,
         tools: &[ToolSpec],
-        window: Window,
+        window: &mut Option<Window>,
         parked: &mut Duration,
     ) -> EngineResult<Result<(), AgentFailed>> {
         let fixed = compaction::fixed_tokens(&job.prompt.text, tools);
         let size = |messages: &[ChatMessage]| fixed + compaction::messages_tokens(messages);
         let before = size(messages);
+        if before <= SMALL_PROMPT_TOKENS {
+            return Ok(Ok(()));
+        }
+        let window = match *window {
+            Some(known) => known,
+            None => *window.insert(self.window().await),
+        };
         if before <= window.trigger() {
             return Ok(Ok(()));
         }
