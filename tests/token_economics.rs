@@ -369,7 +369,7 @@ async fn openai_conversations_keep_one_prompt_cache_key_and_cached_tokens_are_re
 #[tokio::test]
 async fn a_local_server_reports_its_context_size() {
     // llama.cpp: GET /props.
-    let llama = FakeServer::start(vec![Reply::Dynamic(Arc::new(|_| {
+    let llama = FakeServer::start_answering_probes(vec![Reply::Dynamic(Arc::new(|_| {
         vec![br#"{"default_generation_settings":{"n_ctx":16384},"total_slots":1}"#.to_vec()]
     }))])
     .await;
@@ -383,7 +383,7 @@ async fn a_local_server_reports_its_context_size() {
     assert_eq!(llama.count(), 1, "asked once");
     assert!(llama.request(0).head.starts_with("GET /props "));
     // Ollama: /props is unknown, /api/show lists num_ctx.
-    let ollama = FakeServer::start(vec![
+    let ollama = FakeServer::start_answering_probes(vec![
         status(404, "404 page not found", &[]),
         Reply::Dynamic(Arc::new(|_| {
             vec![br#"{"parameters":"num_ctx                        8192\nstop \"<|im_end|>\"","model_info":{"qwen2.context_length":32768}}"#.to_vec()]
@@ -401,7 +401,7 @@ async fn a_local_server_reports_its_context_size() {
     );
     assert_eq!(ollama.request(1).json()["model"], "qwen2.5-coder:7b");
     // The config wins and nothing is asked.
-    let quiet = FakeServer::start(vec![status(500, "no", &[])]).await;
+    let quiet = FakeServer::start_answering_probes(vec![status(500, "no", &[])]).await;
     let cfg = ProviderConfig {
         context_tokens: Some(4096),
         ..config(ProviderKind::Openai, format!("{}/v1", quiet.url()))
