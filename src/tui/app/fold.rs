@@ -275,7 +275,7 @@ impl App {
             EventKind::ContextCompacted { agent, note, .. } => {
                 let mut text = event.kind.compaction_line().unwrap_or_default();
                 if let Some(note) = note {
-                    text.push_str("\n");
+                    text.push('\n');
                     text.push_str(note);
                 }
                 self.transcripts

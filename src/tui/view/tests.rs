@@ -382,6 +382,9 @@ fn cache_hits_show_for_the_run_and_the_selected_task() {
     let screen = text(&draw(&app, 160, 48));
     // The run: 8,000 of 10,000 prompt tokens; the task: 8,000 of 10,000.
     assert!(screen.contains("tokens 10.0k/400 · cache 80%"), "{screen}");
-    assert!(screen.contains("coder:stats#1 · cache 80% · following"), "{screen}");
+    assert!(
+        screen.contains("coder:stats#1 · cache 80% · following"),
+        "{screen}"
+    );
     insta::assert_snapshot!(screen);
 }
