@@ -186,6 +186,15 @@ pub struct ProviderConfig {
     /// (`required` for small local models); not sent when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<crate::llm::openai::ToolChoice>,
+    /// OpenAI-compatible only: send a `prompt_cache_key` per conversation.
+    /// Unset: on for api.openai.com, off for other servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_key: Option<bool>,
+    /// The model's context window in tokens. Unset: the server's own figure
+    /// where it reports one (llama.cpp, Ollama), else a default for
+    /// well-known models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u64>,
 }
 
 /// Prices of tokens read from a prompt cache and written to one, when
@@ -306,6 +315,8 @@ impl Default for Config {
                 reasoning_effort: None,
                 text_tool_calls: Default::default(),
                 tool_choice: None,
+                prompt_cache_key: None,
+                context_tokens: None,
             },
         );
         Self {

@@ -134,6 +134,8 @@ fn provider_config(server: &FakeServer) -> ProviderConfig {
         reasoning_effort: None,
         text_tool_calls: TextToolCalls::Auto,
         tool_choice: None,
+        prompt_cache_key: None,
+        context_tokens: None,
     }
 }
 

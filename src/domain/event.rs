@@ -295,6 +295,25 @@ pub enum EventKind {
         /// e.g. `rate limited by openai: Rate limit reached for gpt-4o`.
         reason: String,
     },
+    /// The agent's conversation neared its model's context window and was
+    /// compacted: old tool results replaced by one-line stubs, then the
+    /// oldest turns summarised into a note the agent keeps (`note`).
+    ContextCompacted {
+        agent: AgentId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        /// The model's context window, in tokens.
+        context_tokens: u64,
+        /// The prompt's estimated size before and after.
+        before_tokens: u64,
+        after_tokens: u64,
+        /// Tool results replaced by stubs.
+        stubbed: u32,
+        /// Messages folded into the note.
+        summarised: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// The park is over; the agent asks the model again.
     AgentUnparked {
         agent: AgentId,
@@ -527,12 +546,40 @@ impl EventKind {
             | EventKind::Escalated { task, .. } => Some(task),
             EventKind::AgentStarted { task, .. }
             | EventKind::AgentParked { task, .. }
+            | EventKind::ContextCompacted { task, .. }
             | EventKind::TokensUsed { task, .. }
             | EventKind::Warning { task, .. }
             | EventKind::QuestionAsked { task, .. }
             | EventKind::BudgetRaised { task, .. } => task.as_ref(),
             _ => None,
         }
+    }
+
+    /// One line saying what a `ContextCompacted` did, for transcripts.
+    pub fn compaction_line(&self) -> Option<String> {
+        let EventKind::ContextCompacted {
+            context_tokens,
+            before_tokens,
+            after_tokens,
+            stubbed,
+            summarised,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let mut what = Vec::new();
+        if *stubbed > 0 {
+            what.push(format!("{stubbed} old tool results stubbed"));
+        }
+        if *summarised > 0 {
+            what.push(format!("{summarised} earlier messages summarised"));
+        }
+        Some(format!(
+            "context compacted to fit the model's {context_tokens}-token window: about \
+             {before_tokens} → {after_tokens} tokens ({})",
+            what.join(", ")
+        ))
     }
 
     /// Short machine name of the variant, as serialized in `type`.
@@ -558,6 +605,7 @@ impl EventKind {
             EventKind::AgentFinished { .. } => "agent_finished",
             EventKind::AgentParked { .. } => "agent_parked",
             EventKind::AgentUnparked { .. } => "agent_unparked",
+            EventKind::ContextCompacted { .. } => "context_compacted",
             EventKind::ProviderLimitChanged { .. } => "provider_limit_changed",
             EventKind::ChangeCommitted { .. } => "change_committed",
             EventKind::ReviewVerdict { .. } => "review_verdict",

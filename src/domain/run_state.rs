@@ -770,6 +770,7 @@ impl RunState {
             EventKind::BlueprintRejected { .. }
             | EventKind::AgentStarted { .. }
             | EventKind::AgentMessage { .. }
+            | EventKind::ContextCompacted { .. }
             | EventKind::ToolResult { .. }
             | EventKind::ConflictMarkers { .. }
             | EventKind::OverseerReport { .. }

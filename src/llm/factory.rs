@@ -41,7 +41,9 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
     )?;
     Ok(match cfg.kind {
         ProviderKind::Anthropic => Arc::new(
-            AnthropicProvider::new(name, endpoint).with_text_tool_calls(cfg.text_tool_calls),
+            AnthropicProvider::new(name, endpoint)
+                .with_text_tool_calls(cfg.text_tool_calls)
+                .with_context_tokens(cfg.context_tokens),
         ),
         _ => {
             let defaults = OpenAiOptions::for_base_url(base_url);
@@ -50,8 +52,13 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
                 reasoning_effort: cfg.reasoning_effort,
                 text_tool_calls: cfg.text_tool_calls,
                 tool_choice: cfg.tool_choice,
+                prompt_cache_key: cfg.prompt_cache_key.unwrap_or(defaults.prompt_cache_key),
             };
-            Arc::new(OpenAiProvider::new(name, endpoint).with_options(options))
+            Arc::new(
+                OpenAiProvider::new(name, endpoint)
+                    .with_options(options)
+                    .with_context_tokens(cfg.context_tokens),
+            )
         }
     })
 }
@@ -80,6 +87,8 @@ mod tests {
             reasoning_effort: None,
             text_tool_calls: Default::default(),
             tool_choice: None,
+            prompt_cache_key: None,
+            context_tokens: None,
         };
         let err = build_provider("cloud", &cfg).err().unwrap().to_string();
         assert!(err.contains("MEMOFAB_TEST_SURELY_UNSET_KEY"), "{err}");

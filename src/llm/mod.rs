@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod assemble;
+pub mod compaction;
 pub mod factory;
 pub mod governor;
 pub mod http;
@@ -50,5 +51,12 @@ pub trait LlmProvider: Send + Sync {
     fn scripts(&self, key: &ScriptKey) -> bool {
         let _ = key;
         true
+    }
+
+    /// `model`'s context window in tokens, where the config sets it or the
+    /// server reports it; `None` leaves it to the defaults for the model.
+    fn context_tokens(&self, model: &str) -> futures_util::future::BoxFuture<'static, Option<u64>> {
+        let _ = model;
+        Box::pin(async { None })
     }
 }

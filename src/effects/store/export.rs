@@ -82,6 +82,17 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     .or_default()
                     .push(format!("→ `{tool}`\n```json\n{args}\n```\n"));
             }
+            EventKind::ContextCompacted { agent, note, .. } => {
+                let line = event.kind.compaction_line().unwrap_or_default();
+                let note = note
+                    .as_deref()
+                    .map(|n| format!("\n\n{}", n.trim()))
+                    .unwrap_or_default();
+                transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .push(format!("**system:** {line}{note}\n"));
+            }
             EventKind::ToolResult {
                 agent, ok, output, ..
             } => {

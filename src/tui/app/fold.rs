@@ -298,6 +298,17 @@ impl App {
                 let secs = until_ms.saturating_sub(at).div_ceil(1000);
                 self.log_line(at, true, format!("{agent}: parked for {secs}s: {reason}"));
             }
+            EventKind::ContextCompacted { agent, note, .. } => {
+                let mut text = event.kind.compaction_line().unwrap_or_default();
+                if let Some(note) = note {
+                    text.push('\n');
+                    text.push_str(note);
+                }
+                self.transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .message(crate::domain::MessageAuthor::System, &text);
+            }
             EventKind::AgentUnparked { agent } => {
                 self.log_line(at, false, format!("{agent}: resumed"))
             }

@@ -4,7 +4,7 @@
 
 use ratatui::text::{Line, Span};
 
-use super::{quota, short_tokens};
+use super::{cache_hits, quota, short_tokens};
 use crate::domain::{RunPhase, TaskState};
 use crate::text::wrap;
 use crate::tui::app::App;
@@ -34,7 +34,7 @@ pub(super) fn status_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'st
                 String::new()
             };
             format!(
-                " {phase}{gate_hint}{inbox_hint}{} │ agents {active}/{}{} │ merged {}/{} │ tokens {}/{}{}{} │ ? help  q quit",
+                " {phase}{gate_hint}{inbox_hint}{} │ agents {active}/{}{} │ merged {}/{} │ tokens {}/{}{}{}{} │ ? help  q quit",
                 quota::status_note(s),
                 s.settings.concurrency,
                 fence_hint(&s.settings.isolation),
@@ -42,6 +42,7 @@ pub(super) fn status_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'st
                 s.tasks().len(),
                 short_tokens(s.tokens.input),
                 short_tokens(s.tokens.output),
+                cache_hits(&s.tokens),
                 if app.costs.priced {
                     format!(" ${:.2}", app.costs.total)
                 } else {
