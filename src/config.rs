@@ -126,6 +126,8 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic Messages.
     Anthropic,
+    /// Amazon Bedrock's Converse Stream API, signed with AWS credentials.
+    Bedrock,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,6 +179,14 @@ pub struct ProviderConfig {
     /// offered tool is taken as that call (small local models); `off`.
     #[serde(default)]
     pub text_tool_calls: crate::llm::types::TextToolCalls,
+    /// Bedrock only: the AWS region; else AWS_REGION, AWS_DEFAULT_REGION,
+    /// or the profile's `region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Bedrock only: the AWS profile whose credentials sign requests when
+    /// none are in the environment; else AWS_PROFILE, else `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// Prices of tokens read from a prompt cache and written to one, when
@@ -296,6 +306,8 @@ impl Default for Config {
                 max_tokens_field: None,
                 reasoning_effort: None,
                 text_tool_calls: Default::default(),
+                region: None,
+                profile: None,
             },
         );
         Self {

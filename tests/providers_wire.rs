@@ -133,6 +133,8 @@ fn provider_config(server: &FakeServer) -> ProviderConfig {
         max_tokens_field: None,
         reasoning_effort: None,
         text_tool_calls: TextToolCalls::Auto,
+        region: None,
+        profile: None,
     }
 }
 

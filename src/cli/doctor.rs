@@ -127,7 +127,7 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
                     Err(e) => report(false, &what, e.to_string()),
                 }
             }
-            ProviderKind::Openai | ProviderKind::Anthropic => {
+            ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Bedrock => {
                 let model = cfg.model.clone().unwrap_or_else(|| "default".into());
                 match build_provider(name, cfg) {
                     Err(e) => report(false, &what, e.to_string()),

@@ -7,6 +7,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::anthropic::{self, AnthropicProvider};
+use super::bedrock::BedrockProvider;
+use super::bedrock::credentials::AwsEnv;
 use super::http::{Endpoint, RetryPolicy};
 use super::openai::{self, OpenAiOptions, OpenAiProvider};
 use super::types::{ChatMessage, CompletionRequest, LlmError, ScriptKey};
@@ -15,6 +17,19 @@ use crate::config::{ProviderConfig, ProviderKind};
 use crate::domain::AgentRole;
 
 pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmProvider>, LlmError> {
+    let default_url = match cfg.kind {
+        ProviderKind::Openai => openai::DEFAULT_BASE_URL,
+        ProviderKind::Anthropic => anthropic::DEFAULT_BASE_URL,
+        ProviderKind::Bedrock => {
+            let env = AwsEnv::process();
+            return Ok(Arc::new(BedrockProvider::from_config(name, cfg, env)?));
+        }
+        ProviderKind::Scripted => {
+            return Err(LlmError::Config(
+                "scripted providers are built by the engine".into(),
+            ));
+        }
+    };
     let api_key = match &cfg.api_key_env {
         Some(var) => match std::env::var(var) {
             Ok(key) if !key.trim().is_empty() => Some(key.trim().to_owned()),
@@ -25,15 +40,6 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
             }
         },
         None => None,
-    };
-    let default_url = match cfg.kind {
-        ProviderKind::Openai => openai::DEFAULT_BASE_URL,
-        ProviderKind::Anthropic => anthropic::DEFAULT_BASE_URL,
-        ProviderKind::Scripted => {
-            return Err(LlmError::Config(
-                "scripted providers are built by the engine".into(),
-            ));
-        }
     };
     let base_url = cfg.base_url.as_deref().unwrap_or(default_url);
     let endpoint = Endpoint::new(
@@ -106,6 +112,8 @@ mod tests {
             max_tokens_field: None,
             reasoning_effort: None,
             text_tool_calls: Default::default(),
+            region: None,
+            profile: None,
         };
         let err = build_provider("cloud", &cfg).err().unwrap().to_string();
         assert!(err.contains("MEMOFAB_TEST_SURELY_UNSET_KEY"), "{err}");

@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod assemble;
+pub mod bedrock;
 pub mod factory;
 pub mod governor;
 pub mod http;
