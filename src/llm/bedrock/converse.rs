@@ -236,14 +236,13 @@ impl ConverseDecoder {
 /// `x-amzn-ErrorType`) reports. Throttling and an unavailable service park
 /// the provider like a 429; server-side failures back off like a 5xx.
 pub fn exception_error(kind: &str, message: String) -> LlmError {
-    let kind = kind.split(':').next().unwrap_or(kind).to_ascii_lowercase();
-    match kind.trim_end_matches("exception") {
-        "throttling" | "serviceunavailable" | "servicequotaexceeded" | "toomanyrequests" => {
-            LlmError::RateLimited {
-                message,
-                retry_after: None,
-            }
-        }
+    if is_limit(kind) {
+        return LlmError::RateLimited {
+            message,
+            retry_after: None,
+        };
+    }
+    match short_kind(kind).as_str() {
         "internalserver" | "modelstreamerror" | "modeltimeout" | "modelnotready" => {
             LlmError::StreamServer {
                 status: 500,
@@ -266,6 +265,21 @@ pub fn exception_error(kind: &str, message: String) -> LlmError {
         },
         _ => LlmError::Stream(message),
     }
+}
+
+/// Whether an exception of `kind` is a rate or capacity limit, to be sat
+/// out through the governor.
+pub fn is_limit(kind: &str) -> bool {
+    matches!(
+        short_kind(kind).as_str(),
+        "throttling" | "serviceunavailable" | "servicequotaexceeded" | "toomanyrequests"
+    )
+}
+
+/// `ThrottlingException:http://…` and `throttlingException` as `throttling`.
+fn short_kind(kind: &str) -> String {
+    let kind = kind.split(':').next().unwrap_or(kind).to_ascii_lowercase();
+    kind.trim_end_matches("exception").to_owned()
 }
 
 /// The `message` of an exception payload (`{"message": "..."}`, sometimes

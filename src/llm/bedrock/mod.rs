@@ -27,7 +27,7 @@ use super::http::{Endpoint, RetryPolicy, classify, parse_retry_after};
 use super::redact::redact;
 use super::types::{CompletionRequest, LlmError, StreamEvent, TextToolCalls};
 use crate::config::ProviderConfig;
-use converse::{ConverseDecoder, exception_error, payload_message};
+use converse::{ConverseDecoder, is_limit, payload_message};
 use credentials::AwsEnv;
 use eventstream::FrameDecoder;
 
@@ -250,13 +250,13 @@ async fn error_from_response(response: Response, secrets: &[String]) -> LlmError
         message = format!("{kind}: {message}");
     }
     let message = redact(&message, secrets);
-    match kind.as_deref().map(|k| exception_error(k, message.clone())) {
-        Some(LlmError::RateLimited { message, .. }) => LlmError::RateLimited {
+    if kind.as_deref().is_some_and(is_limit) {
+        return LlmError::RateLimited {
             message,
             retry_after,
-        },
-        _ => classify(status, message, retry_after),
+        };
     }
+    classify(status, message, retry_after)
 }
 
 enum State {
