@@ -274,6 +274,24 @@ async fn throttling_and_unavailability_are_rate_limits_and_not_retried_blindly()
 }
 
 #[tokio::test]
+async fn an_internal_server_error_is_retried_with_a_fresh_signature() {
+    let server = FakeBedrock::start(
+        keys(),
+        vec![
+            error(500, "InternalServerException", "Internal failure"),
+            frames(text_reply(&["second time lucky"], 4), 16),
+        ],
+    )
+    .await;
+    let home = AwsHome::new(&keys());
+    let c = complete(&*bedrock(&server, home.env())).await.unwrap();
+    assert_eq!(c.text, "second time lucky");
+    let received = server.received();
+    assert_eq!(received.len(), 2);
+    assert!(received.iter().all(|r| r.signed));
+}
+
+#[tokio::test]
 async fn a_cut_or_corrupt_stream_is_a_garbled_reply() {
     let wire: Vec<u8> = text_reply(&["partial"], 3)
         .iter()
