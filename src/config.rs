@@ -131,6 +131,8 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic Messages.
     Anthropic,
+    /// Amazon Bedrock's Converse Stream API, signed with AWS credentials.
+    Bedrock,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,6 +197,14 @@ pub struct ProviderConfig {
     /// well-known models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_tokens: Option<u64>,
+    /// Bedrock only: the AWS region; else AWS_REGION, AWS_DEFAULT_REGION,
+    /// or the profile's `region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Bedrock only: the AWS profile whose credentials sign requests when
+    /// none are in the environment; else AWS_PROFILE, else `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// Prices of tokens read from a prompt cache and written to one, when
@@ -244,6 +254,31 @@ fn default_max_parked_secs() -> u64 {
 }
 
 impl ProviderConfig {
+    /// A provider of `kind` with every other setting at its default.
+    pub fn new(kind: ProviderKind) -> Self {
+        Self {
+            kind,
+            base_url: None,
+            api_key_env: None,
+            model: None,
+            scenario: None,
+            request_timeout_secs: default_request_timeout(),
+            connect_timeout_secs: default_connect_timeout(),
+            max_retries: default_max_retries(),
+            max_concurrency: default_max_concurrency(),
+            max_parked_secs: default_max_parked_secs(),
+            prices: BTreeMap::new(),
+            max_tokens_field: None,
+            reasoning_effort: None,
+            text_tool_calls: Default::default(),
+            tool_choice: None,
+            prompt_cache_key: None,
+            context_tokens: None,
+            region: None,
+            profile: None,
+        }
+    }
+
     /// The settings of this provider's quota governor.
     pub fn governor(&self) -> crate::llm::governor::GovernorConfig {
         crate::llm::governor::GovernorConfig {
@@ -300,23 +335,13 @@ impl Default for Config {
         providers.insert(
             "scripted".to_owned(),
             ProviderConfig {
-                kind: ProviderKind::Scripted,
-                base_url: None,
-                api_key_env: None,
                 model: Some("scripted".into()),
-                scenario: None,
                 request_timeout_secs: default_request_timeout(),
                 connect_timeout_secs: default_connect_timeout(),
                 max_retries: default_max_retries(),
                 max_concurrency: default_max_concurrency(),
                 max_parked_secs: default_max_parked_secs(),
-                prices: BTreeMap::new(),
-                max_tokens_field: None,
-                reasoning_effort: None,
-                text_tool_calls: Default::default(),
-                tool_choice: None,
-                prompt_cache_key: None,
-                context_tokens: None,
+                ..ProviderConfig::new(ProviderKind::Scripted)
             },
         );
         Self {

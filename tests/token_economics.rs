@@ -7,7 +7,6 @@
 #[path = "support/fake_llm.rs"]
 mod fake_llm;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -115,23 +114,14 @@ impl Bench {
 
 fn config(kind: ProviderKind, url: String) -> ProviderConfig {
     ProviderConfig {
-        kind,
         base_url: Some(url),
-        api_key_env: None,
-        model: None,
-        scenario: None,
         request_timeout_secs: 5,
         connect_timeout_secs: 2,
         max_retries: 0,
         max_concurrency: 2,
         max_parked_secs: 60,
-        prices: BTreeMap::new(),
-        max_tokens_field: None,
-        reasoning_effort: None,
         text_tool_calls: TextToolCalls::Off,
-        prompt_cache_key: None,
-        context_tokens: None,
-        tool_choice: None,
+        ..ProviderConfig::new(kind)
     }
 }
 

@@ -133,7 +133,7 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
                     Err(e) => report(false, &what, e.to_string()),
                 }
             }
-            ProviderKind::Openai | ProviderKind::Anthropic => {
+            ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Bedrock => {
                 let provider = match build_provider(name, cfg) {
                     Ok(provider) => provider,
                     Err(e) => {

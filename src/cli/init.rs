@@ -250,6 +250,7 @@ pub fn config_text(found: &[Found], test: Option<(&str, &str)>) -> String {
         let kind = match f.kind {
             ProviderKind::Openai => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Bedrock => "bedrock",
             ProviderKind::Scripted => "scripted",
         };
         out.push_str(&format!(

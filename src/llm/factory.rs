@@ -5,12 +5,27 @@ use std::time::Duration;
 
 use super::LlmProvider;
 use super::anthropic::{self, AnthropicProvider};
+use super::bedrock::BedrockProvider;
+use super::bedrock::credentials::AwsEnv;
 use super::http::{Endpoint, RetryPolicy};
 use super::openai::{self, OpenAiOptions, OpenAiProvider};
 use super::types::LlmError;
 use crate::config::{ProviderConfig, ProviderKind};
 
 pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmProvider>, LlmError> {
+    let default_url = match cfg.kind {
+        ProviderKind::Openai => openai::DEFAULT_BASE_URL,
+        ProviderKind::Anthropic => anthropic::DEFAULT_BASE_URL,
+        ProviderKind::Bedrock => {
+            let env = AwsEnv::process();
+            return Ok(Arc::new(BedrockProvider::from_config(name, cfg, env)?));
+        }
+        ProviderKind::Scripted => {
+            return Err(LlmError::Config(
+                "scripted providers are built by the engine".into(),
+            ));
+        }
+    };
     let api_key = match &cfg.api_key_env {
         Some(var) => match std::env::var(var) {
             Ok(key) if !key.trim().is_empty() => Some(key.trim().to_owned()),
@@ -21,15 +36,6 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
             }
         },
         None => None,
-    };
-    let default_url = match cfg.kind {
-        ProviderKind::Openai => openai::DEFAULT_BASE_URL,
-        ProviderKind::Anthropic => anthropic::DEFAULT_BASE_URL,
-        ProviderKind::Scripted => {
-            return Err(LlmError::Config(
-                "scripted providers are built by the engine".into(),
-            ));
-        }
     };
     let base_url = cfg.base_url.as_deref().unwrap_or(default_url);
     let endpoint = Endpoint::new(
@@ -65,30 +71,19 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
 
     #[test]
     fn a_missing_key_names_the_variable_not_a_value() {
         let cfg = ProviderConfig {
-            kind: ProviderKind::Openai,
-            base_url: None,
             api_key_env: Some("MEMOFAB_TEST_SURELY_UNSET_KEY".into()),
-            model: None,
-            scenario: None,
             request_timeout_secs: 5,
             connect_timeout_secs: 5,
             max_retries: 0,
             max_concurrency: 4,
             max_parked_secs: 60,
-            prices: BTreeMap::new(),
-            max_tokens_field: None,
-            reasoning_effort: None,
-            text_tool_calls: Default::default(),
-            tool_choice: None,
-            prompt_cache_key: None,
-            context_tokens: None,
+            ..ProviderConfig::new(ProviderKind::Openai)
         };
         let err = build_provider("cloud", &cfg).err().unwrap().to_string();
         assert!(err.contains("MEMOFAB_TEST_SURELY_UNSET_KEY"), "{err}");

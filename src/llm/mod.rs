@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod assemble;
+pub mod bedrock;
 pub mod compaction;
 pub mod factory;
 pub mod governor;
