@@ -305,8 +305,8 @@ fn a_newcomer_follows_the_readme_from_init_to_export() {
         Scenario::parse(SCENARIO, "the newcomer scenario").unwrap(),
     ));
     // A llama.cpp-like server: its one model at /v1/models, `doctor`'s
-    // health check answered, the agents' chat completions streamed from the
-    // scenario.
+    // tool-call probe answered with a proper call, the agents' chat
+    // completions streamed from the scenario.
     let server = runtime.block_on(FakeServer::start(vec![Reply::Dynamic(Arc::new(
         move |req| {
             if req.head.starts_with("GET /v1/models") {
@@ -315,7 +315,7 @@ fn a_newcomer_follows_the_readme_from_init_to_export() {
                 ]
             } else if req.body.contains("You are a health check.") {
                 fake_llm::sse(&[
-                    r#"{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}"#
+                    r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"ping","arguments":"{\"message\":\"hi\"}"}}]},"finish_reason":"tool_calls"}]}"#
                         .into(),
                     "[DONE]".into(),
                 ])
