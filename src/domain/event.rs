@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::blueprint::Blueprint;
 use super::ids::{AgentId, AgentRole, RunId, TaskId};
-use super::run_state::RunPhase;
+use super::phase::RunPhase;
 use super::task::TaskState;
 use super::testers::{TestAgents, TesterTests};
 
@@ -476,7 +476,7 @@ pub enum EventKind {
     OverseerReport {
         runs: Vec<RunId>,
         markdown: String,
-        proposals: Vec<super::metrics::Proposal>,
+        proposals: Vec<super::proposal::Proposal>,
     },
     /// A human applied (or rejected) one of the overseer's proposals.
     ProposalDecision {

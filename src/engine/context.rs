@@ -282,3 +282,12 @@ impl RunContext {
         }
     }
 }
+
+/// Refuses a requirement over `run.max_requirement_bytes`.
+pub fn check_requirement(config: &Config, requirement: &str) -> EngineResult<()> {
+    let (size, limit) = (requirement.len(), config.run.max_requirement_bytes);
+    if size > limit {
+        return Err(EngineError::RequirementTooLarge { size, limit });
+    }
+    Ok(())
+}

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::{EngineError, EngineResult};
-use super::session::factory_dir;
+use super::files::factory_dir;
 use crate::effects::git::GitRepo;
 
 pub struct EngineLock {

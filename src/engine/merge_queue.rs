@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::context::{RunContext, SpareWorktree};
 use super::error::{EngineError, EngineResult};
-use super::pipeline::{
+use super::steps::{
     branch_name, ensure_worktree, merge_mainline_in, rework_or_fail, run_check_command,
     worktree_dir,
 };

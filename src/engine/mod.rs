@@ -10,6 +10,7 @@ pub mod context;
 pub mod deny_list;
 pub mod engine_lock;
 pub mod error;
+pub mod files;
 pub mod merge_queue;
 pub mod orchestrator;
 pub mod overseer;
@@ -20,6 +21,7 @@ pub mod questions;
 pub mod recorder;
 pub mod risk_gate;
 pub mod session;
+pub mod steps;
 mod tester;
 pub mod tools;
 

@@ -136,7 +136,7 @@ impl Orchestrator {
                 }
                 Some(Command::SubmitSpec { requirement }) if !requirement.trim().is_empty() => {
                     let kind =
-                        match super::session::check_requirement(&self.ctx.config, &requirement) {
+                        match super::context::check_requirement(&self.ctx.config, &requirement) {
                             Ok(()) => EventKind::SpecSubmitted { requirement },
                             // The editor stays open for a shorter one.
                             Err(refused) => EventKind::Warning {
@@ -281,7 +281,7 @@ impl Orchestrator {
             .recorder
             .with_state(|s| s.task_ids(|state| state == TaskState::Merged));
         for task in merged {
-            let dir = pipeline::worktree_dir(&self.ctx, &task);
+            let dir = super::steps::worktree_dir(&self.ctx, &task);
             if dir.exists() {
                 self.ctx.discard_worktree(dir).await;
             }

@@ -4,35 +4,26 @@
 //! starts a task, continues a rework and resumes after a crash. It stops when
 //! the task is settled or waits for a human (the gate).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
 use super::context::RunContext;
 use super::error::EngineResult;
+use super::steps::{
+    branch_name, ensure_worktree, merge_mainline_in, read_lossy, rework_or_fail, run_check_command,
+    task_brief,
+};
 use super::tools::{ToolBox, ToolSet};
 use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::policy::Risk;
 use crate::domain::{
     AgentRole, ConflictFile, ConflictResolution, EventKind, RunPhase, TaskId, TaskRecord, TaskState,
 };
-use crate::effects::process::{CommandSpec, run_command};
 use crate::effects::sandbox::Sandbox;
 
 /// Diff text shown to the reviewer at most; the rest is summarised.
 const MAX_REVIEW_DIFF: usize = 60_000;
-
-/// Where a task's worktree and branch are.
-pub fn branch_name(run: &str, task: &TaskId) -> String {
-    format!("memofab/{run}/{task}")
-}
-
-pub fn worktree_dir(ctx: &RunContext, task: &TaskId) -> PathBuf {
-    ctx.worktrees
-        .join(ctx.recorder.run().as_str())
-        .join(task.as_str())
-}
 
 /// Carries `task` on until it settles or waits at the gate. `resumed` is set
 /// when a previous process was interrupted while the task was in flight.
@@ -73,63 +64,6 @@ pub async fn drive(ctx: Arc<RunContext>, task: TaskId, mut resumed: bool) -> Eng
             _ => return Ok(()),
         }
     }
-}
-
-/// Makes sure the task has a worktree on its branch; returns its directory.
-pub(super) async fn ensure_worktree(
-    ctx: &RunContext,
-    record: &TaskRecord,
-    resumed: bool,
-) -> EngineResult<PathBuf> {
-    let task = record.id().clone();
-    let dir = worktree_dir(ctx, &task);
-    let branch = branch_name(ctx.recorder.run().as_str(), &task);
-    match &record.head_commit {
-        None => {
-            let mainline = ctx.mainline.clone();
-            let base = ctx.git(move |g| g.branch_head(&mainline)).await?;
-            let recycled = match ctx.take_spare_worktree() {
-                Some(spare) => {
-                    let (d, b, c) = (dir.clone(), branch.clone(), base.clone());
-                    let from = spare.dir.clone();
-                    let moved = ctx
-                        .git(move |g| g.recycle_worktree(&spare.dir, &spare.branch, &d, &b, &c))
-                        .await;
-                    if let Err(e) = &moved {
-                        tracing::warn!(task = %task, from = %from.display(), error = %e,
-                            "could not reuse a worktree; making a new one");
-                    }
-                    moved.is_ok()
-                }
-                None => false,
-            };
-            if !recycled {
-                let (d, b, c) = (dir.clone(), branch.clone(), base.clone());
-                ctx.git(move |g| g.fresh_worktree(&d, &b, &c)).await?;
-            }
-            ctx.recorder
-                .record(EventKind::WorktreeCreated {
-                    task,
-                    branch,
-                    path: dir.display().to_string(),
-                    base_commit: base,
-                })
-                .await?;
-        }
-        Some(head) => {
-            // Reuse the branch as stored; recreate the directory if a crash or
-            // a human removed it.
-            let (d, b, c) = (dir.clone(), branch.clone(), head.clone());
-            ctx.git(move |g| g.add_worktree(&d, &b, &c)).await?;
-            if resumed {
-                // Work of the interrupted attempt was never committed: start
-                // the attempt again from its last commit.
-                let (d, c) = (dir.clone(), head.clone());
-                ctx.git(move |g| g.reset_worktree(&d, &c)).await?;
-            }
-        }
-    }
-    Ok(dir)
 }
 
 async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> EngineResult<()> {
@@ -203,34 +137,6 @@ fn coder_tools(ctx: &RunContext) -> Vec<crate::llm::ToolSpec> {
         specs.push(super::questions::spec());
     }
     specs
-}
-
-/// Merges mainline into the worktree and records the conflict markers left.
-pub(super) async fn merge_mainline_in(
-    ctx: &RunContext,
-    task: &TaskId,
-    dir: &Path,
-) -> EngineResult<Vec<ConflictFile>> {
-    let (d, m) = (dir.to_owned(), ctx.mainline.clone());
-    let paths = ctx
-        .git(move |g| g.merge_mainline_into_worktree(&d, &m))
-        .await?;
-    let conflicts: Vec<ConflictFile> = paths
-        .into_iter()
-        .map(|path| ConflictFile {
-            content: read_lossy(&dir.join(&path)),
-            path,
-        })
-        .collect();
-    if !conflicts.is_empty() {
-        ctx.recorder
-            .record(EventKind::ConflictMarkers {
-                task: task.clone(),
-                files: conflicts.clone(),
-            })
-            .await?;
-    }
-    Ok(conflicts)
 }
 
 /// A human resolved the conflict in the worktree: commit it as it is, unless
@@ -434,43 +340,6 @@ async fn test(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
     gate(ctx, record).await
 }
 
-/// How a test (or check) command went.
-pub(super) struct CheckRun {
-    pub exit_code: Option<i32>,
-    pub passed: bool,
-    pub duration_ms: u64,
-    pub output: String,
-}
-
-/// Runs `command` in `cwd` the way the test step does: same isolation,
-/// timeout and output cap.
-pub(super) async fn run_check_command(
-    ctx: &RunContext,
-    command: &str,
-    cwd: PathBuf,
-) -> EngineResult<CheckRun> {
-    let spec = CommandSpec {
-        command: command.to_owned(),
-        cwd,
-        timeout: Duration::from_secs(ctx.config.run.command_timeout_secs),
-        output_cap: ctx.config.run.output_cap_bytes,
-        extra_env: Vec::new(),
-        isolation: ctx.isolation.clone(),
-    };
-    let out = run_command(&spec).await?;
-    let passed = out.success();
-    let mut output = out.output;
-    if out.timed_out {
-        output.push_str(&format!("\n[timed out after {}s]", spec.timeout.as_secs()));
-    }
-    Ok(CheckRun {
-        exit_code: out.exit_code,
-        passed,
-        duration_ms: out.duration.as_millis() as u64,
-        output,
-    })
-}
-
 /// Sends a passed change to merge, or holds it for a human if the policy says
 /// so (its paths, size, the paths' history, deleted tests), saying why.
 async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
@@ -528,63 +397,12 @@ pub async fn reject(ctx: &RunContext, task: &TaskId, by: &str, feedback: &str) -
     rework_or_fail(ctx, &record, "rejected at the gate").await
 }
 
-/// Back to the coder with the feedback already recorded, or fail past the bound.
-pub(super) async fn rework_or_fail(
-    ctx: &RunContext,
-    record: &TaskRecord,
-    why: &str,
-) -> EngineResult<()> {
-    let bound = ctx.settings().max_rework;
-    let task = record.id();
-    if record.reworks < bound {
-        ctx.recorder
-            .transition(
-                task,
-                TaskState::Running,
-                format!("{why}; rework {} of {bound}", record.reworks + 1),
-            )
-            .await?;
-    } else {
-        ctx.recorder
-            .transition(
-                task,
-                TaskState::Failed,
-                format!("{why}, and the {bound} reworks allowed are used up"),
-            )
-            .await?;
-    }
-    Ok(())
-}
-
 /// Where a task works, for the instructions its agents get: the paths it
 /// declared and those it was seen writing.
 fn task_paths(record: &TaskRecord) -> Vec<String> {
     let mut paths = record.spec.paths.clone();
     paths.extend(record.observed_writes.iter().cloned());
     paths
-}
-
-pub(super) fn task_brief(record: &TaskRecord) -> String {
-    let spec = &record.spec;
-    let list = |items: &[String]| {
-        if items.is_empty() {
-            "- (none given)".to_owned()
-        } else {
-            items
-                .iter()
-                .map(|i| format!("- {i}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    };
-    format!(
-        "## Task {}: {}\n{}\n\n### Acceptance criteria\n{}\n\n### Paths it expects to touch\n{}\n",
-        spec.id,
-        spec.title,
-        spec.description,
-        list(&spec.acceptance),
-        list(&spec.paths)
-    )
 }
 
 fn coder_message(
@@ -657,11 +475,4 @@ fn tester_files_note(record: &TaskRecord, then: &str) -> String {
         ),
         None => String::new(),
     }
-}
-
-/// Reads a conflicted file for the UI; empty if unreadable.
-pub fn read_lossy(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
 }

@@ -20,16 +20,7 @@ use crate::effects::git::{GitError, GitRepo};
 use crate::effects::store::Store;
 use crate::protocol::{Command, EngineUpdate};
 
-/// The factory's own directory inside a project.
-pub const FACTORY_DIR: &str = ".memofab";
-
-pub fn factory_dir(repo: &Path) -> PathBuf {
-    repo.join(FACTORY_DIR)
-}
-
-pub fn store_path(repo: &Path) -> PathBuf {
-    factory_dir(repo).join("memofab.db")
-}
+pub use super::files::{FACTORY_DIR, factory_dir, store_path, stored_state};
 
 /// The project's policy (`.memofab/policy.toml`), or only the built-in
 /// protections if there is none.
@@ -143,14 +134,7 @@ fn context(
     })
 }
 
-/// Refuses a requirement over `run.max_requirement_bytes`.
-pub fn check_requirement(config: &Config, requirement: &str) -> EngineResult<()> {
-    let (size, limit) = (requirement.len(), config.run.max_requirement_bytes);
-    if size > limit {
-        return Err(EngineError::RequirementTooLarge { size, limit });
-    }
-    Ok(())
-}
+pub use super::context::check_requirement;
 
 /// Starts a new run and drives it to its end.
 pub async fn start(
@@ -234,13 +218,6 @@ pub struct ResumeRequest {
     pub providers: ProviderSet,
     pub steering: Steering,
     pub crash_after: Option<u64>,
-}
-
-/// Reads a stored run's state without touching it.
-pub fn stored_state(repo: &Path, run: &RunId) -> EngineResult<RunState> {
-    let store = Store::open(&store_path(repo))?;
-    let events = store.events(run)?;
-    RunState::fold(&events)?.ok_or_else(|| EngineError::UnknownRun(run.to_string()))
 }
 
 /// Continues a run from its stored events.

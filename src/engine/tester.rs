@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::agent::AgentJob;
 use super::context::RunContext;
 use super::error::EngineResult;
-use super::pipeline::{run_check_command, task_brief};
+use super::steps::{run_check_command, task_brief};
 use super::tools::{ToolBox, ToolSet};
 use crate::domain::policy::Risk;
 use crate::domain::testers::passed_on_base_feedback;
