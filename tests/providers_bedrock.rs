@@ -5,6 +5,8 @@
 //! tool-use round trip and sitting out a throttling exception.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/agent_bench.rs"]
+mod agent_bench;
 #[path = "support/fake_bedrock.rs"]
 mod fake_bedrock;
 
@@ -14,12 +16,10 @@ use std::time::Duration;
 use fake_bedrock::*;
 use memofab::config::{ProviderConfig, ProviderKind};
 use memofab::domain::policy::Policy;
-use memofab::domain::{AgentRole, Event, EventKind, RunId, RunSettings, TokenUsage};
+use memofab::domain::{AgentRole, Event, EventKind, TokenUsage};
 use memofab::effects::sandbox::Sandbox;
-use memofab::effects::store::Store;
 use memofab::engine::agent::{AgentJob, AgentOutcome, AgentRunner, review_tool};
 use memofab::engine::prompts::Prompt;
-use memofab::engine::recorder::Recorder;
 use memofab::engine::tools::{ToolBox, ToolLimits, ToolSet};
 use memofab::llm::bedrock::BedrockProvider;
 use memofab::llm::bedrock::credentials::AwsEnv;
@@ -338,51 +338,13 @@ fn kind_bedrock_reads_from_toml_and_refuses_an_api_key() {
 
 // ---- through an agent ----------------------------------------------------
 
-struct Bench {
-    dir: tempfile::TempDir,
-    store: std::path::PathBuf,
-    recorder: Recorder,
-    run: RunId,
-    _updates: tokio::sync::mpsc::UnboundedReceiver<memofab::protocol::EngineUpdate>,
-}
+type Bench = agent_bench::AgentBench;
 
 fn bench() -> Bench {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("events.sqlite");
-    std::fs::create_dir(dir.path().join("work")).unwrap();
-    let run = RunId::generate();
-    let (tx, updates) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = Recorder::start(
-        Store::open(&store).unwrap(),
-        run.clone(),
-        EventKind::RunStarted {
-            requirement: "bedrock".into(),
-            repo: dir.path().display().to_string(),
-            mainline: "main".into(),
-            base_commit: String::new(),
-            settings: RunSettings::default(),
-        },
-        tx,
-    )
-    .unwrap();
-    Bench {
-        dir,
-        store,
-        recorder,
-        run,
-        _updates: updates,
-    }
+    Bench::new("bedrock")
 }
 
 impl Bench {
-    fn events(&self) -> Vec<Event> {
-        Store::open(&self.store).unwrap().events(&self.run).unwrap()
-    }
-
-    fn work(&self) -> std::path::PathBuf {
-        self.dir.path().join("work")
-    }
-
     fn runner(&self, provider: Arc<dyn LlmProvider>) -> AgentRunner {
         AgentRunner {
             recorder: self.recorder.clone(),

@@ -6,6 +6,8 @@
 //! overload, tool calls written as text, and the bound on calls per reply.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/agent_bench.rs"]
+mod agent_bench;
 #[path = "support/fake_llm.rs"]
 mod fake_llm;
 
@@ -15,12 +17,10 @@ use std::time::Duration;
 use fake_llm::*;
 use memofab::config::{ProviderConfig, ProviderKind};
 use memofab::domain::policy::Policy;
-use memofab::domain::{AgentRole, Event, EventKind, MessageAuthor, RunId, RunSettings, TokenUsage};
+use memofab::domain::{AgentRole, Event, EventKind, MessageAuthor, TokenUsage};
 use memofab::effects::sandbox::Sandbox;
-use memofab::effects::store::Store;
 use memofab::engine::agent::{AgentJob, AgentOutcome, AgentRunner, IGNORED_CALL, review_tool};
 use memofab::engine::prompts::Prompt;
-use memofab::engine::recorder::Recorder;
 use memofab::engine::tools::{ToolBox, ToolLimits, ToolSet};
 use memofab::llm::anthropic::AnthropicProvider;
 use memofab::llm::governor::{Governor, GovernorConfig};
@@ -210,51 +210,13 @@ async fn anthropic_cache_tokens_are_input_and_thinking_is_apart() {
 
 // ---- through an agent ----------------------------------------------------
 
-struct Bench {
-    dir: tempfile::TempDir,
-    store: std::path::PathBuf,
-    recorder: Recorder,
-    run: RunId,
-    _updates: tokio::sync::mpsc::UnboundedReceiver<memofab::protocol::EngineUpdate>,
-}
+type Bench = agent_bench::AgentBench;
 
 fn bench() -> Bench {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("events.sqlite");
-    std::fs::create_dir(dir.path().join("work")).unwrap();
-    let run = RunId::generate();
-    let (tx, updates) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = Recorder::start(
-        Store::open(&store).unwrap(),
-        run.clone(),
-        EventKind::RunStarted {
-            requirement: "wire".into(),
-            repo: dir.path().display().to_string(),
-            mainline: "main".into(),
-            base_commit: String::new(),
-            settings: RunSettings::default(),
-        },
-        tx,
-    )
-    .unwrap();
-    Bench {
-        dir,
-        store,
-        recorder,
-        run,
-        _updates: updates,
-    }
+    Bench::new("wire")
 }
 
 impl Bench {
-    fn events(&self) -> Vec<Event> {
-        Store::open(&self.store).unwrap().events(&self.run).unwrap()
-    }
-
-    fn work(&self) -> std::path::PathBuf {
-        self.dir.path().join("work")
-    }
-
     fn runner(&self, provider: Arc<dyn LlmProvider>, reply: ReplyLimits) -> AgentRunner {
         AgentRunner {
             recorder: self.recorder.clone(),

@@ -4,6 +4,8 @@
 //! with scripted rate limits still merges everything.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/agent_bench.rs"]
+mod agent_bench;
 #[path = "support/factory.rs"]
 mod factory;
 #[path = "support/fake_llm.rs"]
@@ -13,13 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fake_llm::*;
-use memofab::domain::{AgentRole, Event, EventKind, RunId, RunPhase, RunSettings, TaskState};
-use memofab::effects::store::Store;
+use memofab::domain::{AgentRole, Event, EventKind, RunPhase, TaskState};
 use memofab::engine::agent::{AgentJob, AgentOutcome, AgentRunner, review_tool};
 use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::prompts::Prompt;
-use memofab::engine::recorder::{Recorder, now_ms};
+use memofab::engine::recorder::now_ms;
 use memofab::engine::session;
 use memofab::llm::governor::{Governor, GovernorConfig};
 use memofab::llm::http::{Endpoint, RetryPolicy};
@@ -58,45 +59,10 @@ fn too_many_requests() -> Reply {
     )
 }
 
-struct Bench {
-    _dir: tempfile::TempDir,
-    store: std::path::PathBuf,
-    recorder: Recorder,
-    run: RunId,
-    updates: mpsc::UnboundedReceiver<EngineUpdate>,
-}
+type Bench = agent_bench::AgentBench;
 
 fn bench() -> Bench {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("events.sqlite");
-    let run = RunId::generate();
-    let (tx, updates) = mpsc::unbounded_channel();
-    let recorder = Recorder::start(
-        Store::open(&store).unwrap(),
-        run.clone(),
-        EventKind::RunStarted {
-            requirement: "review".into(),
-            repo: dir.path().display().to_string(),
-            mainline: "main".into(),
-            base_commit: String::new(),
-            settings: RunSettings::default(),
-        },
-        tx,
-    )
-    .unwrap();
-    Bench {
-        _dir: dir,
-        store,
-        recorder,
-        run,
-        updates,
-    }
-}
-
-impl Bench {
-    fn events(&self) -> Vec<Event> {
-        Store::open(&self.store).unwrap().events(&self.run).unwrap()
-    }
+    Bench::new("review")
 }
 
 /// An OpenAI provider on the fake server that would retry 429s itself if

@@ -4,6 +4,8 @@
 //! conversation compacted to fit its window with the brief intact.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/agent_bench.rs"]
+mod agent_bench;
 #[path = "support/fake_llm.rs"]
 mod fake_llm;
 
@@ -14,12 +16,10 @@ use std::time::Duration;
 use fake_llm::*;
 use memofab::config::{ProviderConfig, ProviderKind};
 use memofab::domain::policy::Policy;
-use memofab::domain::{AgentRole, Event, EventKind, RunId, RunSettings, TokenUsage};
+use memofab::domain::{AgentRole, Event, EventKind, TokenUsage};
 use memofab::effects::sandbox::Sandbox;
-use memofab::effects::store::Store;
 use memofab::engine::agent::{AgentJob, AgentRunner};
 use memofab::engine::prompts::Prompt;
-use memofab::engine::recorder::Recorder;
 use memofab::engine::tools::{ToolBox, ToolLimits, ToolSet};
 use memofab::llm::compaction::{self, NOTE_HEADING, SUMMARY_INSTRUCTIONS};
 use memofab::llm::factory::build_provider;
@@ -30,51 +30,13 @@ use serde_json::{Value, json};
 const BRIEF: &str = "Task t1: add a --verbose flag.\nAcceptance criteria:\n- `app --verbose` \
                      prints one line per call\nFeedback from the last review:\n1. Document the flag.";
 
-struct Bench {
-    dir: tempfile::TempDir,
-    store: std::path::PathBuf,
-    recorder: Recorder,
-    run: RunId,
-    _updates: tokio::sync::mpsc::UnboundedReceiver<memofab::protocol::EngineUpdate>,
-}
+type Bench = agent_bench::AgentBench;
 
 fn bench() -> Bench {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("events.sqlite");
-    std::fs::create_dir(dir.path().join("work")).unwrap();
-    let run = RunId::generate();
-    let (tx, updates) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = Recorder::start(
-        Store::open(&store).unwrap(),
-        run.clone(),
-        EventKind::RunStarted {
-            requirement: "tokens".into(),
-            repo: dir.path().display().to_string(),
-            mainline: "main".into(),
-            base_commit: String::new(),
-            settings: RunSettings::default(),
-        },
-        tx,
-    )
-    .unwrap();
-    Bench {
-        dir,
-        store,
-        recorder,
-        run,
-        _updates: updates,
-    }
+    Bench::new("tokens")
 }
 
 impl Bench {
-    fn events(&self) -> Vec<Event> {
-        Store::open(&self.store).unwrap().events(&self.run).unwrap()
-    }
-
-    fn work(&self) -> std::path::PathBuf {
-        self.dir.path().join("work")
-    }
-
     fn runner(&self, provider: Arc<dyn LlmProvider>, reply: ReplyLimits) -> AgentRunner {
         AgentRunner {
             recorder: self.recorder.clone(),
