@@ -54,10 +54,16 @@ impl GitRepo {
         // files would be checked out around them and `git status` would
         // mix the two.
         let changed = dirty(repo, false)?;
-        if !changed.is_empty() {
-            return Ok(Advance::Blocked(DirtyCheckout { files: changed }));
-        }
         let (before, target) = (tree_at(repo, from)?, tree_at(repo, to)?);
+        if !changed.is_empty() {
+            if !half_moved(repo, &changed, &before, &target)? {
+                return Ok(Advance::Blocked(DirtyCheckout { files: changed }));
+            }
+            // A process killed between writing the files and moving the
+            // branch left exactly this move half done: finish it.
+            check_out(repo, &target, true)?;
+            return Self::swap_ref(repo, refname, from, to, log);
+        }
         // The files first, like `git merge --ff`, from HEAD's tree (still
         // `from`). Safe mode: untracked files in the way are refused, and
         // nothing is written then.
@@ -86,6 +92,47 @@ impl GitRepo {
             Err(e) => Err(e).ctx(|| format!("moving {refname}")),
         }
     }
+}
+
+/// Whether every changed path is one this very move changes, holding the
+/// new content in the work tree and the old or new one in the index: the
+/// trace of a move killed half way (files written, branch not yet moved),
+/// not a user's edit.
+fn half_moved(
+    repo: &Repository,
+    changed: &[String],
+    before: &Tree<'_>,
+    target: &Tree<'_>,
+) -> Result<bool> {
+    let index = repo.index().ctx(|| "reading the index".into())?;
+    let workdir = match repo.workdir() {
+        Some(dir) => dir.to_owned(),
+        None => return Ok(false),
+    };
+    let blob = |tree: &Tree<'_>, path: &str| {
+        tree.get_path(std::path::Path::new(path))
+            .ok()
+            .map(|e| e.id())
+    };
+    for path in changed {
+        let (old, new) = (blob(before, path), blob(target, path));
+        if old == new {
+            return Ok(false);
+        }
+        let on_disk = match std::fs::read(workdir.join(path)) {
+            Ok(bytes) => Some(
+                Oid::hash_object(git2::ObjectType::Blob, &bytes)
+                    .ctx(|| format!("hashing {path}"))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(_) => return Ok(false),
+        };
+        let staged = index.get_path(std::path::Path::new(path), 0).map(|e| e.id);
+        if on_disk != new || (staged != old && staged != new) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Whether the main work tree has `refname` checked out.
@@ -132,5 +179,56 @@ fn check_out(repo: &Repository, target: &Tree<'_>, force: bool) -> Result<Vec<St
             Ok(refused)
         }
         Err(e) => Err(e).ctx(|| "updating the main work tree".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository with `main` checked out at A (`f` = "old"), and a commit
+    /// B (`f` = "new") that main does not have yet.
+    fn repo() -> (tempfile::TempDir, Repository, Oid, Oid) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let sig = git2::Signature::now("t", "t@t").unwrap();
+        let commit = |content: &str, parents: &[&git2::Commit<'_>]| {
+            let blob = repo.blob(content.as_bytes()).unwrap();
+            let mut tb = repo.treebuilder(None).unwrap();
+            tb.insert("f", blob, 0o100644).unwrap();
+            let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+            repo.commit(None, &sig, &sig, "c", &tree, parents).unwrap()
+        };
+        let a = commit("old\n", &[]);
+        let b = commit("new\n", &[&repo.find_commit(a).unwrap()]);
+        repo.reference("refs/heads/main", a, true, "init").unwrap();
+        repo.set_head("refs/heads/main").unwrap();
+        repo.checkout_head(Some(CheckoutBuilder::new().force()))
+            .unwrap();
+        (dir, repo, a, b)
+    }
+
+    #[test]
+    fn a_move_killed_after_the_files_were_written_is_finished() {
+        let (dir, repo, a, b) = repo();
+        // The files of B are on disk, the index and the branch still at A.
+        std::fs::write(dir.path().join("f"), "new\n").unwrap();
+        let moved = GitRepo::move_mainline(&repo, "refs/heads/main", a, b, "land").unwrap();
+        assert_eq!(moved, Advance::Moved);
+        assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), b);
+        assert!(dirty(&repo, true).unwrap().is_empty(), "a clean checkout");
+    }
+
+    #[test]
+    fn a_users_own_edit_holds_the_move() {
+        let (dir, repo, a, b) = repo();
+        std::fs::write(dir.path().join("f"), "the user's\n").unwrap();
+        let moved = GitRepo::move_mainline(&repo, "refs/heads/main", a, b, "land").unwrap();
+        assert!(matches!(moved, Advance::Blocked(_)));
+        assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), a);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("f")).unwrap(),
+            "the user's\n"
+        );
     }
 }
