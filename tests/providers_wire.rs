@@ -271,6 +271,7 @@ impl Bench {
             prices: Default::default(),
             governor: Governor::new("local", GovernorConfig::default()),
             reply,
+            shepherd: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod quota;
 pub mod run_state;
 pub mod schedule;
+pub mod shepherd;
 pub mod task;
 pub mod write_set;
 

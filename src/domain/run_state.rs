@@ -129,6 +129,8 @@ pub struct TaskRecord {
     pub since_ms: u64,
     /// Why the task entered its state, when the event said (a failure's cause).
     pub reason: Option<String>,
+    /// Where the task is on the shepherd's ladder, and why it is stuck.
+    pub shepherd: super::shepherd::TaskShepherd,
 }
 
 impl TaskRecord {
@@ -154,6 +156,7 @@ impl TaskRecord {
             over_budget_from: None,
             since_ms: at_ms,
             reason: None,
+            shepherd: Default::default(),
         }
     }
 
@@ -495,6 +498,7 @@ impl RunState {
                 if *to == TaskState::Reviewing {
                     record.resolution = None;
                 }
+                record.shepherd.transitioned(*to);
                 record.state = *to;
                 record.since_ms = event.at_ms;
                 record.reason = reason.clone();
@@ -590,6 +594,23 @@ impl RunState {
                 ..
             } => {
                 self.agent_tasks.insert(agent.clone(), task.clone());
+                // Its first message carried the shepherd's note.
+                if let Some(&i) = self.index.get(task) {
+                    self.tasks[i].shepherd.note = None;
+                }
+            }
+            EventKind::ShepherdIntervened {
+                task: Some(task),
+                pattern,
+                action,
+                ..
+            } => {
+                let record = self.task_mut(task, seq)?;
+                record.shepherd.intervened(pattern, *action);
+                // The fresh agent is a new attempt, so its transcript is its own.
+                if *action == super::shepherd::Action::FreshAgent {
+                    record.attempt += 1;
+                }
             }
             EventKind::ToolCalled {
                 agent,
@@ -611,8 +632,10 @@ impl RunState {
                 approved,
                 feedback,
             } => {
+                let record = self.task_mut(task, seq)?;
+                record.shepherd.reviewed(*approved, feedback);
                 if !approved {
-                    self.task_mut(task, seq)?.feedback =
+                    record.feedback =
                         Some(format!("The code reviewer asked for changes:\n{feedback}"));
                 }
             }
@@ -755,6 +778,7 @@ impl RunState {
             | EventKind::ProposalDecision { .. }
             | EventKind::Escalated { .. }
             | EventKind::ParkLifted { .. }
+            | EventKind::ShepherdIntervened { task: None, .. }
             | EventKind::Warning { .. } => {}
             EventKind::GateDecision {
                 task,

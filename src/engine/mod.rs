@@ -19,6 +19,7 @@ pub mod prompts;
 pub mod questions;
 pub mod recorder;
 pub mod session;
+pub mod shepherd;
 pub mod tools;
 
 pub use error::{EngineError, EngineResult};

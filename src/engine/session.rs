@@ -132,6 +132,7 @@ fn context(
         merge_lock: tokio::sync::Mutex::new(()),
         slot_freed: tokio::sync::Notify::new(),
         spare_worktrees: std::sync::Mutex::new(Vec::new()),
+        shepherd: super::shepherd::Desk::new(config.shepherd.clone()),
         recorder,
         git,
         config,
