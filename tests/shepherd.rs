@@ -12,12 +12,16 @@ use std::path::Path;
 use memofab::cli::demo::prepare_repo;
 use memofab::domain::attention::{AttentionKind, inbox};
 use memofab::domain::metrics::FactoryMetrics;
+use memofab::domain::metrics::Proposal;
 use memofab::domain::shepherd::{Action, Pattern};
 use memofab::domain::{
-    AgentId, AgentRole, Event, EventKind, MessageAuthor, RunState, TaskId, TaskState,
+    AgentId, AgentRole, Event, EventKind, MessageAuthor, RunId, RunSettings, RunState, TaskId,
+    TaskState,
 };
+use memofab::effects::store::Store;
 use memofab::effects::store::export::export_markdown;
 use memofab::engine::orchestrator::Steering;
+use memofab::engine::session::store_path;
 use memofab::llm::scenario::Scenario;
 use support::*;
 
@@ -46,7 +50,11 @@ fn interventions(events: &[Event]) -> Vec<(Option<String>, &'static str, Action)
                 pattern,
                 action,
                 ..
-            } => Some((agent.as_ref().map(|a| a.to_string()), pattern.name(), *action)),
+            } => Some((
+                agent.as_ref().map(|a| a.to_string()),
+                pattern.name(),
+                *action,
+            )),
             _ => None,
         })
         .collect()
@@ -152,17 +160,21 @@ async fn a_reviewer_repeating_its_feedback_gets_the_coder_nudged_then_a_human() 
     // The third coder is told the reviewer keeps asking for the same.
     let third = AgentId::for_task(AgentRole::Coder, &task, 3);
     let told = first_message(&events, &third).expect("a third coder started");
-    assert!(told.contains("the reviewer asked for the same changes"), "{told}");
+    assert!(
+        told.contains("the reviewer asked for the same changes"),
+        "{told}"
+    );
     let second = AgentId::for_task(AgentRole::Coder, &task, 2);
-    assert!(!first_message(&events, &second).unwrap().contains("shepherd"));
+    assert!(
+        !first_message(&events, &second)
+            .unwrap()
+            .contains("shepherd")
+    );
 
     let notes = state.task(&task).unwrap();
     assert_eq!(notes.state, TaskState::Failed);
     assert!(
-        notes
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.contains("stuck")),
+        notes.reason.as_deref().is_some_and(|r| r.contains("stuck")),
         "{:?}",
         notes.reason
     );
@@ -197,4 +209,87 @@ async fn a_disabled_shepherd_lets_the_coder_run_out_of_turns() {
         notes.reason
     );
     assert_eq!(inbox(&state)[0].kind, AttentionKind::Failed);
+}
+
+/// Stores an overseer report, as `memofab overseer` would, with proposals
+/// and the human's decisions on them (1-based).
+fn store_overseer_report(repo: &Path, proposals: Vec<Proposal>, rejected: &[u32]) {
+    let run = RunId::overseer_report();
+    let mut kinds = vec![
+        EventKind::RunStarted {
+            requirement: "Overseer review of 1 runs".into(),
+            repo: repo.display().to_string(),
+            mainline: String::new(),
+            base_commit: String::new(),
+            settings: RunSettings::default(),
+        },
+        EventKind::OverseerReport {
+            runs: vec![],
+            markdown: String::new(),
+            proposals,
+        },
+    ];
+    kinds.extend(
+        rejected
+            .iter()
+            .map(|&proposal| EventKind::ProposalDecision {
+                proposal,
+                approved: false,
+                by: "ana".into(),
+            }),
+    );
+    let mut store = Store::open(&store_path(repo)).unwrap();
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let event = Event {
+            run: run.clone(),
+            seq: i as u64 + 1,
+            at_ms: 1 + i as u64,
+            kind,
+        };
+        store.append(&event).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nudge_quotes_the_overseers_last_advice_on_the_pattern() {
+    let demo = shepherd_repo("rereader.toml");
+    let proposal = |title: &str, replace: &str| Proposal {
+        title: title.into(),
+        target: "prompts/coder.md".into(),
+        rationale: "coders re-read the same file again and again".into(),
+        find: String::new(),
+        replace: replace.into(),
+    };
+    store_overseer_report(
+        &demo.repo,
+        vec![
+            proposal("Read once", "Read each file once; its content stays above."),
+            proposal("Read never", "Never read files."),
+        ],
+        &[2],
+    );
+    let state = run_headless(demo_request(
+        &demo,
+        scripted(&demo),
+        Steering::Headless,
+        true,
+    ))
+    .await;
+    let events = stored_events(&demo.repo, &state.run);
+    let first = AgentId::for_task(AgentRole::Coder, &"notes".into(), 1);
+    let nudge = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::AgentMessage {
+                agent,
+                from: MessageAuthor::User,
+                text,
+            } if *agent == first && text.contains("shepherd") => Some(text.clone()),
+            _ => None,
+        })
+        .expect("a nudge");
+    assert!(
+        nudge.contains("The overseer's advice about this: Read each file once"),
+        "the rejected proposal is not advice: {nudge}"
+    );
 }

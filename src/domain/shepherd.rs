@@ -206,6 +206,59 @@ pub fn nudge_text(pattern: &Pattern, advice: Option<&str>) -> String {
     text
 }
 
+/// Longest piece of the overseer's advice quoted in a nudge.
+const ADVICE_CHARS: usize = 400;
+
+impl Pattern {
+    /// Words that show a proposal of the overseer is about this pattern.
+    fn cues(&self) -> Vec<String> {
+        let mut cues: Vec<String> = match self {
+            Pattern::RepeatedFailure { .. } => {
+                vec!["same error".into(), "fails again".into(), "failing".into()]
+            }
+            Pattern::RepeatedCall { .. } => {
+                vec![
+                    "same file".into(),
+                    "again and again".into(),
+                    "re-read".into(),
+                    "reread".into(),
+                ]
+            }
+            Pattern::NoChange { .. } => vec!["without chang".into(), "no change".into()],
+            Pattern::ReworkEcho { .. } => vec!["same feedback".into(), "review feedback".into()],
+            Pattern::SlowStep { .. } => vec!["too long".into(), "slow".into()],
+        };
+        cues.push("stuck".into());
+        if let Pattern::RepeatedFailure { tool, .. } | Pattern::RepeatedCall { tool, .. } = self {
+            cues.push(format!("`{tool}`"));
+        }
+        cues
+    }
+}
+
+/// The overseer's advice about `pattern`: the text of the last proposal of
+/// its report (rejected ones left out) whose title or rationale speaks of it.
+pub fn advice_for(pattern: &Pattern, proposals: &[super::metrics::Proposal]) -> Option<String> {
+    let cues = pattern.cues();
+    proposals
+        .iter()
+        .rev()
+        .find(|p| {
+            let about = format!("{} {}", p.title, p.rationale).to_lowercase();
+            cues.iter().any(|c| about.contains(c.as_str()))
+        })
+        .map(|p| {
+            let text = p.replace.trim();
+            let advice = if text.is_empty() {
+                p.title.trim()
+            } else {
+                text
+            };
+            let cut: String = advice.chars().take(ADVICE_CHARS).collect();
+            cut.split_whitespace().collect::<Vec<_>>().join(" ")
+        })
+}
+
 /// Tools whose success changes a file in the worktree.
 fn writes(tool: &str) -> bool {
     matches!(tool, "write_file" | "edit_file")

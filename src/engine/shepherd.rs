@@ -14,8 +14,9 @@ use super::agent::{AgentFailed, AgentJob};
 use super::context::RunContext;
 use super::error::EngineResult;
 use super::recorder::Recorder;
+use crate::domain::metrics::Proposal;
 use crate::domain::shepherd::{
-    Action, Pattern, StateClock, Thresholds, Watch, next_action, nudge_text,
+    Action, Pattern, StateClock, Thresholds, Watch, advice_for, next_action, nudge_text,
 };
 use crate::domain::{AgentId, EventKind, RunState, TaskId};
 
@@ -26,13 +27,20 @@ use crate::domain::{AgentId, EventKind, RunState, TaskId};
 pub struct Desk {
     pub limits: Thresholds,
     flagged: Mutex<HashMap<TaskId, Pattern>>,
+    /// The proposals of the overseer's last report, quoted in nudges.
+    advice: Vec<Proposal>,
 }
 
 impl Desk {
     pub fn new(limits: Thresholds) -> Arc<Self> {
+        Self::with_advice(limits, Vec::new())
+    }
+
+    pub fn with_advice(limits: Thresholds, advice: Vec<Proposal>) -> Arc<Self> {
         Arc::new(Self {
             limits,
             flagged: Mutex::new(HashMap::new()),
+            advice,
         })
     }
 
@@ -165,7 +173,10 @@ impl Shepherd {
             })
             .await?;
         Ok(match action {
-            Action::Nudge => Verdict::Nudge(nudge_text(&pattern, None)),
+            Action::Nudge => {
+                let advice = advice_for(&pattern, &self.desk.advice);
+                Verdict::Nudge(nudge_text(&pattern, advice.as_deref()))
+            }
             Action::FreshAgent => {
                 self.restart = Some(self.watch.summary(&pattern));
                 Verdict::Stop(AgentFailed(format!(
@@ -179,6 +190,37 @@ impl Shepherd {
             ))),
         })
     }
+}
+
+/// The proposals of the newest overseer report in the store, without those
+/// a human rejected. Advice is optional: a store that cannot say gives none.
+pub fn overseer_advice(store: &crate::effects::store::Store) -> Vec<Proposal> {
+    let newest = store.runs().ok().and_then(|runs| {
+        runs.into_iter()
+            .find(|r| r.run.kind() == crate::domain::RunKind::OverseerReport)
+    });
+    let Some(events) = newest.and_then(|r| store.events(&r.run).ok()) else {
+        return Vec::new();
+    };
+    let mut proposals = Vec::new();
+    let mut rejected = Vec::new();
+    for event in events {
+        match event.kind {
+            EventKind::OverseerReport { proposals: p, .. } => proposals = p,
+            EventKind::ProposalDecision {
+                proposal,
+                approved: false,
+                ..
+            } => rejected.push(proposal as usize),
+            _ => {}
+        }
+    }
+    proposals
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !rejected.contains(&(i + 1)))
+        .map(|(_, p)| p)
+        .collect()
 }
 
 /// The note the shepherd left for the task's next agent, if any.

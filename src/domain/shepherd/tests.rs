@@ -408,3 +408,51 @@ fn patterns_round_trip_through_json() {
         assert!(!p.describe().is_empty());
     }
 }
+
+#[test]
+fn the_overseers_advice_is_its_last_proposal_about_the_pattern() {
+    use crate::domain::metrics::Proposal;
+    let proposal = |title: &str, rationale: &str, replace: &str| Proposal {
+        title: title.into(),
+        target: "prompts/coder.md".into(),
+        rationale: rationale.into(),
+        find: String::new(),
+        replace: replace.into(),
+    };
+    let proposals = [
+        proposal(
+            "Stop re-reading",
+            "the coder read the same file 40 times",
+            "Read a file once;\n  its content stays above.",
+        ),
+        proposal("Tests first", "reviews asked for tests", "Write tests."),
+        proposal(
+            "Errors",
+            "`run` failed with the same error three times",
+            "Read the error before running again.",
+        ),
+    ];
+    let reread = Pattern::RepeatedCall {
+        tool: "read_file".into(),
+        arguments: "{}".into(),
+        times: 4,
+    };
+    assert_eq!(
+        advice_for(&reread, &proposals).as_deref(),
+        Some("Read a file once; its content stays above.")
+    );
+    let failing = Pattern::RepeatedFailure {
+        tool: "run".into(),
+        error: "e".into(),
+        times: 3,
+    };
+    assert_eq!(
+        advice_for(&failing, &proposals).as_deref(),
+        Some("Read the error before running again.")
+    );
+    assert_eq!(
+        advice_for(&Pattern::ReworkEcho { rounds: 2 }, &proposals),
+        None
+    );
+    assert_eq!(advice_for(&reread, &[]), None);
+}
