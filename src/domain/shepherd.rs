@@ -186,11 +186,12 @@ pub fn intervention_line(
         (Some(task), None) => task.to_string(),
         (None, None) => "the run".to_owned(),
     };
-    format!(
-        "{who}: stuck ({}); the shepherd {}",
-        pattern.describe(),
-        action.label()
-    )
+    // Without a task there is no inbox item: the agent is only stopped.
+    let did = match (action, task) {
+        (Action::Escalate, None) => "stopped the agent",
+        _ => action.label(),
+    };
+    format!("{who}: stuck ({}); the shepherd {did}", pattern.describe())
 }
 
 /// The nudge sent to the agent, with the overseer's advice on it, if any.

@@ -185,8 +185,13 @@ impl Shepherd {
                 )))
             }
             Action::Escalate => Verdict::Stop(AgentFailed(format!(
-                "stuck: {}; the shepherd handed it to a human",
-                pattern.describe()
+                "stuck: {}; the shepherd {}",
+                pattern.describe(),
+                if self.task.is_some() {
+                    "handed it to a human"
+                } else {
+                    "stopped the agent"
+                }
             ))),
         })
     }

@@ -456,3 +456,19 @@ fn the_overseers_advice_is_its_last_proposal_about_the_pattern() {
     );
     assert_eq!(advice_for(&reread, &[]), None);
 }
+
+#[test]
+fn the_log_line_says_who_what_and_what_was_done() {
+    let p = Pattern::NoChange { turns: 20 };
+    let agent = crate::domain::AgentId::from("planner#1");
+    let task = TaskId::from("a");
+    assert_eq!(
+        intervention_line(Some(&task), None, &p, Action::Escalate),
+        "a: stuck (20 turns without changing any file); the shepherd handed it to a human"
+    );
+    assert_eq!(
+        intervention_line(None, Some(&agent), &p, Action::Escalate),
+        "planner#1: stuck (20 turns without changing any file); the shepherd stopped the agent"
+    );
+    assert!(intervention_line(None, None, &p, Action::Nudge).starts_with("the run: "));
+}
