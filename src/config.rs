@@ -92,6 +92,11 @@ pub struct RunConfig {
     /// Largest requirement a run accepts, in bytes: every planning turn
     /// carries it, so a huge one burns tokens on every call.
     pub max_requirement_bytes: usize,
+    /// Which tasks get a tester writing acceptance tests before the coder:
+    /// `all`, `gated` (tasks whose declared paths the policy gates) or
+    /// `off`. Needs `project.test_command`. On the scripted provider, a task
+    /// without a tester conversation in the scenario gets none.
+    pub test_agents: crate::domain::TestAgents,
 }
 
 pub use crate::effects::isolation::Choice as IsolationChoice;
@@ -128,6 +133,8 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic Messages.
     Anthropic,
+    /// Amazon Bedrock's Converse Stream API, signed with AWS credentials.
+    Bedrock,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +186,27 @@ pub struct ProviderConfig {
     /// offered tool is taken as that call (small local models); `off`.
     #[serde(default)]
     pub text_tool_calls: crate::llm::types::TextToolCalls,
+    /// OpenAI-compatible only: `tool_choice` for requests offering tools
+    /// (`required` for small local models); not sent when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<crate::llm::openai::ToolChoice>,
+    /// OpenAI-compatible only: send a `prompt_cache_key` per conversation.
+    /// Unset: on for api.openai.com, off for other servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_key: Option<bool>,
+    /// The model's context window in tokens. Unset: the server's own figure
+    /// where it reports one (llama.cpp, Ollama), else a default for
+    /// well-known models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u64>,
+    /// Bedrock only: the AWS region; else AWS_REGION, AWS_DEFAULT_REGION,
+    /// or the profile's `region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Bedrock only: the AWS profile whose credentials sign requests when
+    /// none are in the environment; else AWS_PROFILE, else `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// Prices of tokens read from a prompt cache and written to one, when
@@ -228,6 +256,31 @@ fn default_max_parked_secs() -> u64 {
 }
 
 impl ProviderConfig {
+    /// A provider of `kind` with every other setting at its default.
+    pub fn new(kind: ProviderKind) -> Self {
+        Self {
+            kind,
+            base_url: None,
+            api_key_env: None,
+            model: None,
+            scenario: None,
+            request_timeout_secs: default_request_timeout(),
+            connect_timeout_secs: default_connect_timeout(),
+            max_retries: default_max_retries(),
+            max_concurrency: default_max_concurrency(),
+            max_parked_secs: default_max_parked_secs(),
+            prices: BTreeMap::new(),
+            max_tokens_field: None,
+            reasoning_effort: None,
+            text_tool_calls: Default::default(),
+            tool_choice: None,
+            prompt_cache_key: None,
+            context_tokens: None,
+            region: None,
+            profile: None,
+        }
+    }
+
     /// The settings of this provider's quota governor.
     pub fn governor(&self) -> crate::llm::governor::GovernorConfig {
         crate::llm::governor::GovernorConfig {
@@ -284,20 +337,13 @@ impl Default for Config {
         providers.insert(
             "scripted".to_owned(),
             ProviderConfig {
-                kind: ProviderKind::Scripted,
-                base_url: None,
-                api_key_env: None,
                 model: Some("scripted".into()),
-                scenario: None,
                 request_timeout_secs: default_request_timeout(),
                 connect_timeout_secs: default_connect_timeout(),
                 max_retries: default_max_retries(),
                 max_concurrency: default_max_concurrency(),
                 max_parked_secs: default_max_parked_secs(),
-                prices: BTreeMap::new(),
-                max_tokens_field: None,
-                reasoning_effort: None,
-                text_tool_calls: Default::default(),
+                ..ProviderConfig::new(ProviderKind::Scripted)
             },
         );
         Self {
@@ -343,6 +389,7 @@ impl Default for RunConfig {
             .to_vec(),
             write_set_scheduling: true,
             max_requirement_bytes: 256 * 1024,
+            test_agents: crate::domain::TestAgents::All,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The whole demo scenario on a real temp repository: planning with a
-//! revision, parallel coding, a review rejection, a failing test, a real merge
-//! conflict, a gate — all effects real, the model scripted.
+//! revision, parallel coding, a tester's test catching a bug, a review
+//! rejection, a failing test, a real merge conflict, a gate — all effects
+//! real, the model scripted. `tests/tester_agents.rs` looks closer at the
+//! tester's part.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/factory.rs"]
@@ -46,8 +48,9 @@ async fn demo_scenario_runs_to_a_fully_merged_mainline() {
         );
     }
 
-    // The story: plan revised once, a review rejection, a failing test, a
-    // real conflict between two tasks that both landed, a gate decision.
+    // The story: plan revised once, a tester's catch, a review rejection, a
+    // failing test, a real conflict between two tasks that both landed, a
+    // gate decision.
     let plan_rejected = events.iter().any(|e| {
         matches!(
             &e.kind,
@@ -89,6 +92,17 @@ async fn demo_scenario_runs_to_a_fully_merged_mainline() {
         })
         .collect();
     assert!(!failed_tests.is_empty(), "a test run failed");
+
+    // The tester's tests failed on the base commit, then caught a bug in
+    // the test step that the coder's own tests did not.
+    let title = memofab::domain::TaskId::from("title");
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::TestsOnBase { task, failed: true, .. } if *task == title)));
+    assert!(
+        failed_tests.contains(&title),
+        "the tester's test caught a bug"
+    );
+    assert!(state.task(&title).unwrap().tester.tests().is_some());
 
     let conflicted: Vec<_> = events
         .iter()

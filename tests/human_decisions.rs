@@ -168,13 +168,12 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
             });
             panic!("the gate never opened; stderr: {err}; state: {state:?}");
         }
-        if repo.join(".memofab/memofab.db").exists() {
-            let run = only_run(&repo);
-            if let Ok(state) = session::stored_state(&repo, &run)
-                && state.task(&"docs".into()).map(|t| t.state) == Some(TaskState::AwaitingGate)
-            {
-                break run;
-            }
+        if repo.join(".memofab/memofab.db").exists()
+            && let Some(run) = latest_run(&repo)
+            && let Ok(state) = session::stored_state(&repo, &run)
+            && state.task(&"docs".into()).map(|t| t.state) == Some(TaskState::AwaitingGate)
+        {
+            break run;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -334,8 +333,8 @@ async fn a_failed_task_retried_by_a_human_unblocks_its_dependents() {
     text.push_str("[run]\nmax_rework = 0\n");
     std::fs::write(&path, text).unwrap();
     let mut run = Interactive::start(&demo).await;
-    // With no rework allowed, both the review rejection (title) and the failing
-    // test (json) in the demo scenario fail their tasks.
+    // With no rework allowed, the failing tests (title's, caught by its
+    // tester's test, and json's) in the demo scenario fail their tasks.
     for task in ["title", "json"] {
         run.until("the task to fail", |s, _| {
             s.task(&task.into()).map(|t| t.state) == Some(TaskState::Failed)
@@ -351,6 +350,15 @@ async fn a_failed_task_retried_by_a_human_unblocks_its_dependents() {
     });
     run.send(Command::RetryTask {
         task: "json".into(),
+    });
+    // Title's second attempt meets the review rejection: one more retry.
+    run.until("title to fail at review", |s, _| {
+        s.task(&"title".into())
+            .is_some_and(|t| t.state == TaskState::Failed && t.attempt == 2)
+    })
+    .await;
+    run.send(Command::RetryTask {
+        task: "title".into(),
     });
     run.until("every task to merge", |s, _| {
         s.tasks().iter().all(|t| t.state == TaskState::Merged)

@@ -130,7 +130,7 @@ async fn text_and_tool_use_stream_in_pieces() {
     assert_eq!(req.header("x-api-key").unwrap(), KEY);
     assert_eq!(req.header("anthropic-version").unwrap(), "2023-06-01");
     let body = req.json();
-    assert_eq!(body["system"], "You review code.");
+    assert_eq!(body["system"][0]["text"], "You review code.");
     assert_eq!(body["stream"], true);
     assert_eq!(body["messages"][1]["content"][0]["type"], "tool_use");
     assert_eq!(body["messages"][2]["content"][0]["type"], "tool_result");

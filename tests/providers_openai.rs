@@ -318,7 +318,11 @@ fn doctor(
 async fn doctor_reaches_each_configured_provider() {
     let server = FakeServer::start(vec![
         ok(vec![sse(&[
-            chunk(json!({"content": "ok"}), Some("stop")),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                    "function": {"name": "ping", "arguments": "{\"message\":\"hello\"}"}}]}),
+                Some("tool_calls"),
+            ),
             "[DONE]".into(),
         ])]),
         status(
@@ -345,7 +349,7 @@ async fn doctor_reaches_each_configured_provider() {
         .unwrap();
     let text = String::from_utf8_lossy(&good.stdout);
     assert!(
-        text.contains("ok   provider local: model qwen-test answered \"ok\""),
+        text.contains("ok   provider local, model qwen-test: tool calls: yes"),
         "{text}"
     );
     assert!(good.status.success(), "{text}");

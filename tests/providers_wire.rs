@@ -9,7 +9,6 @@
 #[path = "support/fake_llm.rs"]
 mod fake_llm;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,20 +118,14 @@ async fn ollama_calls_sharing_index_zero_stay_two_calls() {
 
 fn provider_config(server: &FakeServer) -> ProviderConfig {
     ProviderConfig {
-        kind: ProviderKind::Openai,
         base_url: Some(format!("{}/v1", server.url())),
-        api_key_env: None,
-        model: None,
-        scenario: None,
         request_timeout_secs: 5,
         connect_timeout_secs: 2,
         max_retries: 2,
         max_concurrency: 2,
         max_parked_secs: 60,
-        prices: BTreeMap::new(),
-        max_tokens_field: None,
-        reasoning_effort: None,
         text_tool_calls: TextToolCalls::Auto,
+        ..ProviderConfig::new(ProviderKind::Openai)
     }
 }
 

@@ -158,3 +158,58 @@ async fn factory_definitions_and_git_are_off_limits() {
     );
     assert!(!worktree.path().join(".memofab").exists());
 }
+
+/// A hard link's other name may be anywhere: its content is never returned,
+/// by read_file or by search.
+#[cfg(unix)]
+#[tokio::test]
+async fn hard_links_to_outside_files_are_never_read() {
+    let worktree = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "hardlinked secret").unwrap();
+    if std::fs::hard_link(outside.path().join("secret"), worktree.path().join("twin")).is_err() {
+        eprintln!("skipping: temp dirs on different file systems");
+        return;
+    }
+    let tb = toolbox(worktree.path());
+    let read = refused(&tb, "read_file", r#"{"path": "twin"}"#).await;
+    assert!(!read.contains("hardlinked secret"));
+    match tb.call("search", r#"{"pattern": "hardlinked"}"#).await {
+        ToolOutcome::Output { text, .. } => assert!(!text.contains("hardlinked secret"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `.git` and `.memofab` in any letter case: not read, not listed, not written.
+#[tokio::test]
+async fn protected_names_in_any_case_are_off_limits() {
+    let worktree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(worktree.path().join(".memofab")).unwrap();
+    std::fs::write(worktree.path().join(".memofab/memofab.log"), "transcripts").unwrap();
+    std::fs::write(worktree.path().join("ok.txt"), "fine").unwrap();
+    let tb = toolbox(worktree.path());
+    for path in [".memofab/memofab.log", ".MEMOFAB/memofab.log", ".Memofab"] {
+        refused(&tb, "read_file", &format!(r#"{{"path": "{path}"}}"#)).await;
+        refused(&tb, "list_files", &format!(r#"{{"path": "{path}"}}"#)).await;
+    }
+    refused(
+        &tb,
+        "write_file",
+        r#"{"path": ".GIT/hooks/post-commit", "content": "x"}"#,
+    )
+    .await;
+    assert!(!worktree.path().join(".GIT").exists());
+    match tb.call("list_files", r#"{"recursive": true}"#).await {
+        ToolOutcome::Output { ok: true, text } => {
+            assert!(
+                text.contains("ok.txt") && !text.contains("memofab.log"),
+                "{text}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    match tb.call("search", r#"{"pattern": "transcripts"}"#).await {
+        ToolOutcome::Output { text, .. } => assert!(!text.contains(".memofab"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+}

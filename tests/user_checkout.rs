@@ -170,8 +170,10 @@ fn wait_for(
 ) -> memofab::domain::RunState {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        // The run may not have written its store, or its first event, yet.
         if repo.join(".memofab/memofab.db").exists()
-            && let Ok(state) = session::stored_state(repo, &only_run(repo))
+            && let Some(run) = latest_run(repo)
+            && let Ok(state) = session::stored_state(repo, &run)
             && done(&state)
         {
             return state;

@@ -2,11 +2,13 @@
 //! out (scripted provider, synthetic records). Each section prints a table of
 //! figures and, where there is one, the target it is held to.
 
+pub mod fake_anthropic;
 pub mod orchestration;
 pub mod render;
 pub mod replay;
 pub mod store;
 pub mod synthetic;
+pub mod tokens;
 pub mod write_sets;
 
 use std::fmt::Write as _;

@@ -110,6 +110,9 @@ pub enum BenchSection {
     Replay,
     /// Merge conflicts with and without write-set scheduling.
     WriteSets,
+    /// Billed input tokens of a long coder conversation with and without
+    /// prompt caching and compaction (a local fake Anthropic server).
+    Tokens,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             BenchSection::Store,
             BenchSection::Replay,
             BenchSection::WriteSets,
+            BenchSection::Tokens,
         ]
     } else {
         args.sections
@@ -57,6 +58,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
                 let seeds = if args.quick { 3 } else { 50 };
                 bench::write_sets::run(&dir, seeds).await?
             }
+            BenchSection::Tokens => bench::tokens::run(&dir).await?,
         };
         println!("{}", table.render());
         all_met &= table.all_met();

@@ -1,6 +1,7 @@
 //! `memofab doctor`: checks every file memofab reads (config, policy, theme,
-//! scenarios) and reaches every configured provider with a tiny request,
-//! reporting what works and what does not; exits non-zero if anything fails.
+//! scenarios) and sends each model the roles use a tiny request offering one
+//! tool, reporting whether it calls tools (agents can do nothing else);
+//! exits non-zero if anything a run needs fails.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,14 +10,19 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::args::GlobalArgs;
-use crate::config::ProviderKind;
+use crate::config::{Config, ProviderKind};
 use crate::domain::AgentRole;
 use crate::effects::git::GitRepo;
 use crate::engine::session;
-use crate::llm::factory::{build_provider, check_provider};
+use crate::llm::factory::build_provider;
+use crate::llm::probe::{PROBE_TOOL, ToolCalling, probe_tool_calls};
 use crate::llm::scenario::Scenario;
 
-const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Long enough for a local server to load a model for the first request.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where to read how to make a model call tools.
+const LOCAL_MODELS_HELP: &str = "see \"Local and self-hosted models\" in memofab's README";
 
 pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
     let mut failures = 0;
@@ -52,7 +58,22 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
         },
     }
     match config.run.isolation() {
-        Ok(isolation) => report(true, "isolation", isolation.describe().to_owned()),
+        Ok(isolation) => {
+            let mut text = isolation.describe();
+            if isolation.mechanism == crate::effects::isolation::Mechanism::Landlock
+                && let Err(why) = crate::effects::isolation::pid_namespace_status()
+            {
+                text.push_str(&format!(
+                    "; no PID namespace here ({why}), so /proc is closed to commands"
+                ));
+            }
+            report(
+                isolation.mechanism != crate::effects::isolation::Mechanism::None
+                    || config.run.isolation == crate::config::IsolationChoice::None,
+                "isolation",
+                text,
+            )
+        }
         Err(e) => report(false, "isolation", e.to_string()),
     }
     match session::load_policy(repo) {
@@ -112,29 +133,47 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
                     Err(e) => report(false, &what, e.to_string()),
                 }
             }
-            ProviderKind::Openai | ProviderKind::Anthropic => {
-                let model = cfg.model.clone().unwrap_or_else(|| "default".into());
-                match build_provider(name, cfg) {
-                    Err(e) => report(false, &what, e.to_string()),
-                    Ok(provider) => {
-                        match tokio::time::timeout(
-                            CHECK_TIMEOUT,
-                            check_provider(provider.as_ref(), &model),
-                        )
-                        .await
-                        {
-                            Ok(Ok(reply)) => report(
-                                true,
-                                &what,
-                                format!("model {model} answered {:?}", reply.trim()),
-                            ),
-                            Ok(Err(e)) => report(false, &what, format!("model {model}: {e}")),
-                            Err(_) => report(
-                                false,
-                                &what,
-                                format!("model {model}: no answer in {}s", CHECK_TIMEOUT.as_secs()),
-                            ),
+            ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Bedrock => {
+                let provider = match build_provider(name, cfg) {
+                    Ok(provider) => provider,
+                    Err(e) => {
+                        report(false, &what, e.to_string());
+                        continue;
+                    }
+                };
+                let used = models_used(&config, name);
+                let (models, by_roles) = if used.is_empty() {
+                    let model = cfg.model.clone().unwrap_or_else(|| "default".into());
+                    (vec![model], false)
+                } else {
+                    (used, true)
+                };
+                for model in models {
+                    let probe = tokio::time::timeout(
+                        CHECK_TIMEOUT,
+                        probe_tool_calls(provider.as_ref(), &model),
+                    )
+                    .await;
+                    let what = format!("{what}, model {model}");
+                    match probe {
+                        Ok(Ok(calling)) => {
+                            let detail = format!("tool calls: {}", describe(&calling));
+                            if calling.usable() || by_roles {
+                                report(calling.usable(), &what, detail);
+                            } else {
+                                // No role uses it: worth knowing, not a failure.
+                                println!("--   {what}: {detail}");
+                            }
                         }
+                        Ok(Err(e)) => report(false, &what, e.to_string()),
+                        Err(_) => report(
+                            false,
+                            &what,
+                            format!(
+                                "no answer in {}s (a local server may still be loading the model)",
+                                CHECK_TIMEOUT.as_secs()
+                            ),
+                        ),
                     }
                 }
             }
@@ -145,4 +184,53 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The models the roles use on provider `name`, each once, in role order.
+fn models_used(config: &Config, name: &str) -> Vec<String> {
+    let mut models: Vec<String> = Vec::new();
+    for role in AgentRole::ALL {
+        if let Some((provider, model)) = config.role(role)
+            && provider == name
+        {
+            let model = model.unwrap_or("default").to_owned();
+            if !models.contains(&model) {
+                models.push(model);
+            }
+        }
+    }
+    models
+}
+
+/// The probe's answer, for the report.
+fn describe(calling: &ToolCalling) -> String {
+    match calling {
+        ToolCalling::Native => "yes".into(),
+        ToolCalling::AsText { read: true } => {
+            "only as text (text_tool_calls = \"auto\" reads them as calls)".into()
+        }
+        ToolCalling::AsText { read: false } => format!(
+            "only as text, which text_tool_calls = \"off\" ignores: set it to \"auto\" ({LOCAL_MODELS_HELP})"
+        ),
+        ToolCalling::None { reply, cut } => {
+            let said = if reply.is_empty() {
+                "nothing".to_owned()
+            } else {
+                let shown: String = reply.chars().take(80).collect();
+                let more = if shown.len() < reply.len() { "…" } else { "" };
+                format!("{shown:?}{more}")
+            };
+            let cut = if *cut {
+                ", cut at the token limit,"
+            } else {
+                ""
+            };
+            format!(
+                "no: asked to call `{PROBE_TOOL}`, it answered {said}{cut} without a call. \
+Agents act only through tool calls, so runs on this model cannot work: \
+use a model trained for tool calling, and start the server with tool calling on \
+(llama-server --jinja; vLLM --enable-auto-tool-choice --tool-call-parser NAME); {LOCAL_MODELS_HELP}"
+            )
+        }
+    }
 }

@@ -250,6 +250,7 @@ pub fn config_text(found: &[Found], test: Option<(&str, &str)>) -> String {
         let kind = match f.kind {
             ProviderKind::Openai => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Bedrock => "bedrock",
             ProviderKind::Scripted => "scripted",
         };
         out.push_str(&format!(
@@ -325,7 +326,23 @@ pub fn policy_text() -> String {
      # [[rule]]\n\
      # paths = [\"secrets/**\", \".env*\"]\n\
      # risk = \"deny\"\n\
-     # reason = \"no agent touches secrets\"\n"
+     # reason = \"no agent touches secrets\"\n\
+     #\n\
+     # Optional rules that also hold a change at the gate, saying why with numbers:\n\
+     # a large change, a change to paths that caused trouble in recent runs\n\
+     # (conflicts, failed merge verifications, reverts, reworks), a deleted test.\n\
+     #\n\
+     # [blast_radius]\n\
+     # max_files = 20\n\
+     # max_lines = 800\n\
+     #\n\
+     # [history]\n\
+     # runs = 10\n\
+     # max_incidents = 3\n\
+     #\n\
+     # [tests]\n\
+     # gate_deletions = true\n\
+     # paths = [\"tests/**\", \"**/*_test.*\", \"**/test_*.*\", \"**/*.test.*\", \"**/*_spec.*\"]\n"
         .to_owned()
 }
 
@@ -380,5 +397,20 @@ mod tests {
     fn the_written_policy_parses_with_no_rules() {
         let file: PolicyFile = toml::from_str(&policy_text()).unwrap();
         assert!(file.rules.is_empty());
+    }
+
+    #[test]
+    fn the_policy_examples_parse_once_uncommented() {
+        let uncommented: String = policy_text()
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let file: PolicyFile = toml::from_str(&uncommented).unwrap();
+        assert_eq!(file.rules.len(), 2);
+        assert!(file.blast_radius.is_some() && file.history.is_some() && file.tests.is_some());
     }
 }

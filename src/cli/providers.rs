@@ -90,7 +90,7 @@ pub fn build(
                         };
                         Arc::new(ScriptedProvider::new(Arc::new(scenario)).with_pace(pace))
                     }
-                    ProviderKind::Openai | ProviderKind::Anthropic => {
+                    ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Bedrock => {
                         crate::llm::factory::build_provider(name, cfg)
                             .with_context(|| format!("setting up provider {name:?}"))?
                     }

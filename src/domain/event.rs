@@ -8,6 +8,7 @@ use super::blueprint::Blueprint;
 use super::ids::{AgentId, AgentRole, RunId, TaskId};
 use super::run_state::RunPhase;
 use super::task::TaskState;
+use super::testers::{TestAgents, TesterTests};
 
 /// One stored event. `seq` is assigned by the store: dense, starting at 1,
 /// per run.
@@ -60,6 +61,10 @@ pub struct RunSettings {
     /// `none (...)`); empty in runs stored before it was recorded.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub isolation: String,
+    /// Which tasks get a tester before their coder; none in runs stored
+    /// before testers existed, and none without a test command.
+    #[serde(default = "TestAgents::stored_default")]
+    pub test_agents: TestAgents,
 }
 
 /// Spending limits of a run and of each of its tasks. Cost limits only bite
@@ -95,6 +100,7 @@ impl Default for RunSettings {
             verify_merges: false,
             post_merge_command: None,
             isolation: String::new(),
+            test_agents: TestAgents::All,
         }
     }
 }
@@ -289,6 +295,25 @@ pub enum EventKind {
         /// e.g. `rate limited by openai: Rate limit reached for gpt-4o`.
         reason: String,
     },
+    /// The agent's conversation neared its model's context window and was
+    /// compacted: old tool results replaced by one-line stubs, then the
+    /// oldest turns summarised into a note the agent keeps (`note`).
+    ContextCompacted {
+        agent: AgentId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        /// The model's context window, in tokens.
+        context_tokens: u64,
+        /// The prompt's estimated size before and after.
+        before_tokens: u64,
+        after_tokens: u64,
+        /// Tool results replaced by stubs.
+        stubbed: u32,
+        /// Messages folded into the note.
+        summarised: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// The park is over; the agent asks the model again.
     AgentUnparked {
         agent: AgentId,
@@ -306,6 +331,29 @@ pub enum EventKind {
         commit: String,
         files: Vec<String>,
         diff: String,
+    },
+    /// The tester's acceptance tests ran on the task's base commit, before
+    /// any change of the coder's: tests of new behaviour fail there. Tests
+    /// that passed send the tester back, within `max_rework` rounds.
+    TestsOnBase {
+        task: TaskId,
+        /// The tester's round, from 1.
+        round: u32,
+        files: Vec<String>,
+        command: String,
+        exit_code: Option<i32>,
+        /// The wanted outcome.
+        failed: bool,
+        duration_ms: u64,
+        output: String,
+    },
+    /// The tester's step is over and the coder's begins. With `tests`, they
+    /// are committed on the task branch and read-only for the coder; without,
+    /// the task goes on without a tester's tests (a warning says why).
+    TesterDone {
+        task: TaskId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tests: Option<TesterTests>,
     },
     ReviewVerdict {
         task: TaskId,
@@ -494,6 +542,8 @@ impl EventKind {
             | EventKind::WorktreeCreated { task, .. }
             | EventKind::ChangeCommitted { task, .. }
             | EventKind::ReviewVerdict { task, .. }
+            | EventKind::TestsOnBase { task, .. }
+            | EventKind::TesterDone { task, .. }
             | EventKind::TestRun { task, .. }
             | EventKind::MergeResult { task, .. }
             | EventKind::MergeVerified { task, .. }
@@ -507,6 +557,7 @@ impl EventKind {
             | EventKind::Escalated { task, .. } => Some(task),
             EventKind::AgentStarted { task, .. }
             | EventKind::AgentParked { task, .. }
+            | EventKind::ContextCompacted { task, .. }
             | EventKind::TokensUsed { task, .. }
             | EventKind::Warning { task, .. }
             | EventKind::QuestionAsked { task, .. }
@@ -514,6 +565,33 @@ impl EventKind {
             | EventKind::ShepherdIntervened { task, .. } => task.as_ref(),
             _ => None,
         }
+    }
+
+    /// One line saying what a `ContextCompacted` did, for transcripts.
+    pub fn compaction_line(&self) -> Option<String> {
+        let EventKind::ContextCompacted {
+            context_tokens,
+            before_tokens,
+            after_tokens,
+            stubbed,
+            summarised,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let mut what = Vec::new();
+        if *stubbed > 0 {
+            what.push(format!("{stubbed} old tool results stubbed"));
+        }
+        if *summarised > 0 {
+            what.push(format!("{summarised} earlier messages summarised"));
+        }
+        Some(format!(
+            "context compacted to fit the model's {context_tokens}-token window: about \
+             {before_tokens} → {after_tokens} tokens ({})",
+            what.join(", ")
+        ))
     }
 
     /// Short machine name of the variant, as serialized in `type`.
@@ -539,9 +617,12 @@ impl EventKind {
             EventKind::AgentFinished { .. } => "agent_finished",
             EventKind::AgentParked { .. } => "agent_parked",
             EventKind::AgentUnparked { .. } => "agent_unparked",
+            EventKind::ContextCompacted { .. } => "context_compacted",
             EventKind::ProviderLimitChanged { .. } => "provider_limit_changed",
             EventKind::ChangeCommitted { .. } => "change_committed",
             EventKind::ReviewVerdict { .. } => "review_verdict",
+            EventKind::TestsOnBase { .. } => "tests_on_base",
+            EventKind::TesterDone { .. } => "tester_done",
             EventKind::TestRun { .. } => "test_run",
             EventKind::MergeResult { .. } => "merge_result",
             EventKind::MergeVerified { .. } => "merge_verified",

@@ -159,16 +159,20 @@ pub enum AgentRole {
     Reviewer,
     Resolver,
     Overseer,
+    /// Writes a task's acceptance tests before its coder starts, from the
+    /// task alone: it never sees the coder's change.
+    Tester,
 }
 
 impl AgentRole {
-    pub const ALL: [AgentRole; 6] = [
+    pub const ALL: [AgentRole; 7] = [
         AgentRole::Planner,
         AgentRole::PlanReviewer,
         AgentRole::Coder,
         AgentRole::Reviewer,
         AgentRole::Resolver,
         AgentRole::Overseer,
+        AgentRole::Tester,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +183,7 @@ impl AgentRole {
             AgentRole::Reviewer => "reviewer",
             AgentRole::Resolver => "resolver",
             AgentRole::Overseer => "overseer",
+            AgentRole::Tester => "tester",
         }
     }
 }

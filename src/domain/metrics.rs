@@ -10,9 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{Event, EventKind, MergeOutcome, TokenUsage};
 use super::ids::{AgentId, AgentRole, RunId, TaskId};
+use super::path_history::PathHistory;
 
 /// A command failing this many times in a row is a finding.
 pub const REPEATED_FAILURES: u32 = 3;
+
+/// Paths listed under "Riskiest paths" in the report.
+pub const RISKIEST_PATHS: usize = 10;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentMetrics {
@@ -81,6 +85,13 @@ pub enum Finding {
         task: TaskId,
         files: Vec<String>,
     },
+    /// A tester's tests passed on the base commit: they proved nothing, and
+    /// the tester was sent back (or its tests kept with a warning).
+    TesterProvedNothing {
+        run: RunId,
+        task: TaskId,
+        round: u32,
+    },
 }
 
 /// A change the overseer proposes to the factory's own definitions. Never
@@ -140,6 +151,9 @@ pub struct FactoryMetrics {
     pub findings: Vec<Finding>,
     #[serde(default)]
     pub shepherd: ShepherdTotals,
+    /// Incidents per path, for the riskiest paths.
+    #[serde(default)]
+    pub paths: PathHistory,
 }
 
 /// Per-agent bookkeeping while folding.
@@ -158,6 +172,7 @@ impl FactoryMetrics {
     pub fn compute(runs: &[Vec<Event>]) -> Self {
         let mut out = FactoryMetrics {
             runs: runs.len(),
+            paths: PathHistory::compute(runs),
             ..Default::default()
         };
         for events in runs {
@@ -308,6 +323,16 @@ impl FactoryMetrics {
                         command: command.clone(),
                     });
                 }
+                EventKind::TestsOnBase {
+                    task,
+                    round,
+                    failed: false,
+                    ..
+                } => self.findings.push(Finding::TesterProvedNothing {
+                    run: run.clone(),
+                    task: task.clone(),
+                    round: *round,
+                }),
                 EventKind::MergeResult {
                     task,
                     result: MergeOutcome::Conflict { files },
@@ -437,6 +462,24 @@ impl FactoryMetrics {
             );
         }
         md.push_str(&self.shepherd_markdown());
+        md.push_str("\n## Riskiest paths\n\n");
+        let riskiest = self.paths.riskiest(RISKIEST_PATHS);
+        if riskiest.is_empty() {
+            md.push_str("None: no path had a conflict, failed verification, revert or rework.\n");
+        } else {
+            md.push_str("| path | incidents | conflicts | failed verifications | reverts | reworks |\n|---|---:|---:|---:|---:|---:|\n");
+        }
+        for (path, i) in riskiest {
+            let _ = writeln!(
+                md,
+                "| `{path}` | {} | {} | {} | {} | {} |",
+                i.total(),
+                i.conflicts,
+                i.failed_verifications,
+                i.reverts,
+                i.reworks
+            );
+        }
         md.push_str("\n## Worst offenders\n\n");
         for a in self.worst_agents(5) {
             let _ = writeln!(
@@ -480,6 +523,9 @@ impl FactoryMetrics {
                         files.join(", ")
                     )
                 }
+                Finding::TesterProvedNothing { run, task, round } => format!(
+                    "- the tester's tests of {task} ({run}) passed on the base commit in round {round}: they proved nothing"
+                ),
             };
             md.push_str(&line);
             md.push('\n');
@@ -568,6 +614,12 @@ mod tests {
             ok: true,
             summary: String::new(),
         });
+        push(EventKind::ChangeCommitted {
+            task: "t1".into(),
+            commit: "c1".into(),
+            files: vec!["src/db.rs".into()],
+            diff: String::new(),
+        });
         push(EventKind::ReviewVerdict {
             task: "t1".into(),
             approved: false,
@@ -627,6 +679,11 @@ mod tests {
         );
         assert!(
             md.contains("repeated failing command") && md.contains("`make` 4 times"),
+            "{md}"
+        );
+        // The rework after the rejection counts against the changed file.
+        assert!(
+            md.contains("## Riskiest paths") && md.contains("| `src/db.rs` | 1 | 0 | 0 | 0 | 1 |"),
             "{md}"
         );
     }

@@ -131,6 +131,8 @@ pub struct TaskRecord {
     pub reason: Option<String>,
     /// Where the task is on the shepherd's ladder, and why it is stuck.
     pub shepherd: super::shepherd::TaskShepherd,
+    /// The tester's step, before the coder's first attempt.
+    pub tester: super::testers::TesterStep,
 }
 
 impl TaskRecord {
@@ -157,6 +159,7 @@ impl TaskRecord {
             since_ms: at_ms,
             reason: None,
             shepherd: Default::default(),
+            tester: super::testers::TesterStep::default(),
         }
     }
 
@@ -639,6 +642,24 @@ impl RunState {
                         Some(format!("The code reviewer asked for changes:\n{feedback}"));
                 }
             }
+            EventKind::TestsOnBase {
+                task,
+                round,
+                failed,
+                ..
+            } => {
+                self.task_mut(task, seq)?.tester.checked(*round, *failed);
+            }
+            EventKind::TesterDone { task, tests } => {
+                let record = self.task_mut(task, seq)?;
+                if let Some(tests) = tests {
+                    record.head_commit = Some(tests.commit.clone());
+                    record.observed_writes.extend(tests.files.iter().cloned());
+                }
+                record.tester = super::testers::TesterStep::Done {
+                    tests: tests.clone(),
+                };
+            }
             EventKind::TestRun {
                 task,
                 command,
@@ -772,6 +793,7 @@ impl RunState {
             EventKind::BlueprintRejected { .. }
             | EventKind::AgentStarted { .. }
             | EventKind::AgentMessage { .. }
+            | EventKind::ContextCompacted { .. }
             | EventKind::ToolResult { .. }
             | EventKind::ConflictMarkers { .. }
             | EventKind::OverseerReport { .. }

@@ -149,7 +149,10 @@ pub enum Action {
     Nudge,
     /// The agent is replaced by a new one (a new attempt) told what failed.
     FreshAgent,
-    /// The agent stops; a task waits in the inbox for a human.
+    /// The agent stops and its caller carries on without its result: for
+    /// agents that cannot be replaced (planners, testers).
+    Stop,
+    /// The agent stops; the task waits in the inbox for a human.
     Escalate,
 }
 
@@ -158,18 +161,21 @@ impl Action {
         match self {
             Action::Nudge => "nudged the agent",
             Action::FreshAgent => "started a fresh agent",
+            Action::Stop => "stopped the agent",
             Action::Escalate => "handed it to a human",
         }
     }
 }
 
-/// The next step after `steps` earlier interventions. Only a task's agent
-/// can be replaced; a rework echo already gets a new coder each round, so
-/// both go from the nudge straight to a human.
-pub fn next_action(steps: u32, pattern: &Pattern, for_task: bool) -> Action {
+/// The next step after `steps` earlier interventions. Only the agents of a
+/// task's coding attempt (coder, reviewer, resolver) are `replaceable`;
+/// others are stopped after the nudge. A rework echo already gets a new
+/// coder each round, so it goes from the nudge straight to a human.
+pub fn next_action(steps: u32, pattern: &Pattern, replaceable: bool) -> Action {
     match steps {
         0 => Action::Nudge,
-        1 if for_task && !matches!(pattern, Pattern::ReworkEcho { .. }) => Action::FreshAgent,
+        _ if !replaceable => Action::Stop,
+        1 if !matches!(pattern, Pattern::ReworkEcho { .. }) => Action::FreshAgent,
         _ => Action::Escalate,
     }
 }
@@ -186,12 +192,11 @@ pub fn intervention_line(
         (Some(task), None) => task.to_string(),
         (None, None) => "the run".to_owned(),
     };
-    // Without a task there is no inbox item: the agent is only stopped.
-    let did = match (action, task) {
-        (Action::Escalate, None) => "stopped the agent",
-        _ => action.label(),
-    };
-    format!("{who}: stuck ({}); the shepherd {did}", pattern.describe())
+    format!(
+        "{who}: stuck ({}); the shepherd {}",
+        pattern.describe(),
+        action.label()
+    )
 }
 
 /// The nudge sent to the agent, with the overseer's advice on it, if any.

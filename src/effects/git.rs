@@ -14,6 +14,8 @@ mod checkout;
 mod commits;
 mod landing;
 mod merge_queue;
+mod named_files;
+mod stats;
 mod worktrees;
 
 pub use checkout::{Advance, DirtyCheckout};

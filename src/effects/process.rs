@@ -63,13 +63,7 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, ProcessErr
         command: spec.command.clone(),
         source,
     })?;
-    let std_command = fence
-        .std_command(&spec.command)
-        .map_err(|source| ProcessError::Fence {
-            command: spec.command.clone(),
-            source,
-        })?;
-    let mut command = Command::from(std_command);
+    let mut command = Command::from(fence.std_command(&spec.command));
     command
         .envs(spec.extra_env.iter().cloned())
         .stdin(Stdio::null())
@@ -203,20 +197,31 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_kills_the_whole_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("grandchild-survived");
-        let mut s = spec(
-            &format!("(sleep 2; touch {}) & sleep 30", marker.display()),
-            300,
-        );
-        s.cwd = dir.path().to_owned();
-        let started = Instant::now();
-        let out = run_command(&s).await.unwrap();
-        assert!(out.timed_out);
-        assert_eq!(out.exit_code, None);
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(!marker.exists(), "the grandchild was not killed");
+        let mut fences = vec![Isolation::none()];
+        for mechanism in [Mechanism::Landlock, Mechanism::Bwrap] {
+            fences.extend(crate::effects::isolation::testing::forced(mechanism));
+        }
+        for isolation in fences {
+            let dir = tempfile::tempdir().unwrap();
+            let marker = dir.path().join("grandchild-survived");
+            let mut s = spec(
+                &format!("(sleep 2; touch {}) & sleep 30", marker.display()),
+                300,
+            );
+            s.cwd = dir.path().to_owned();
+            s.isolation = isolation.clone();
+            let started = Instant::now();
+            let out = run_command(&s).await.unwrap();
+            assert!(out.timed_out, "{:?}", isolation.mechanism);
+            assert_eq!(out.exit_code, None);
+            assert!(started.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            assert!(
+                !marker.exists(),
+                "{:?}: the grandchild was not killed",
+                isolation.mechanism
+            );
+        }
     }
 
     #[tokio::test]
@@ -258,6 +263,80 @@ mod tests {
                 !target.exists(),
                 "{mechanism:?}: a write outside got through"
             );
+        }
+    }
+
+    /// A worktree nested in the user's checkout sees its own files and the
+    /// git data, nothing else of the checkout (tools looking upwards for a
+    /// workspace root, cargo say, must not find the user's).
+    #[tokio::test]
+    async fn a_nested_worktree_is_shown_alone_with_read_only_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(args)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        std::fs::create_dir_all(&repo).unwrap();
+        git(&["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("Cargo.toml"), "[workspace]\n").unwrap();
+        git(&["add", "."]);
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+        ]);
+        git(&[
+            "worktree",
+            "add",
+            "-q",
+            ".memofab/worktrees/r/t",
+            "-b",
+            "memofab/r/t",
+        ]);
+        let worktree = repo.join(".memofab/worktrees/r/t");
+        for mechanism in [Mechanism::Landlock, Mechanism::Bwrap] {
+            let Some(isolation) = crate::effects::isolation::testing::forced(mechanism) else {
+                continue;
+            };
+            let mut s = spec(
+                &format!(
+                    "test -e {} && echo root-visible; test -e Cargo.toml && echo own-visible; \
+                     git log --oneline | wc -l; git update-ref -d refs/heads/main; true",
+                    repo.join("Cargo.toml").display()
+                ),
+                10_000,
+            );
+            s.cwd = worktree.clone();
+            s.isolation = isolation;
+            let out = run_command(&s).await.unwrap();
+            assert!(
+                !out.output.contains("root-visible"),
+                "{mechanism:?}: {}",
+                out.output
+            );
+            assert!(
+                out.output.contains("own-visible"),
+                "{mechanism:?}: {}",
+                out.output
+            );
+            assert!(
+                out.output.contains("1\n"),
+                "{mechanism:?}: git log: {}",
+                out.output
+            );
+            assert!(repo.join(".git/refs/heads/main").exists(), "{mechanism:?}");
         }
     }
 

@@ -2,8 +2,9 @@
 //! is resolved here: relative only, never through `..` or a symlink out of
 //! the worktree, never a hard link (its other names may live anywhere), never
 //! into `.git` or `.memofab` (in any letter case: case-insensitive file
-//! systems exist), and never a write the policy denies. This is the file
-//! tools' fence; agents' commands are fenced by [`super::isolation`].
+//! systems exist), never a write the policy denies, and never a write to a
+//! file locked for this agent (a tester's tests, for the coder). This is the
+//! file tools' fence; agents' commands are fenced by [`super::isolation`].
 
 use std::path::{Component, Path, PathBuf};
 
@@ -29,6 +30,10 @@ pub enum SandboxError {
     HardLink(String),
     #[error("writing {path:?} is not allowed: {reason}")]
     Denied { path: String, reason: String },
+    #[error(
+        "{0:?} is one of the task's acceptance tests, written by its tester, and read-only for you; change the code so that it passes"
+    )]
+    Locked(String),
     #[error("{0:?} is inside .git, which agents may not touch; commits are made for you")]
     Git(String),
     #[error("{0:?} is inside .memofab, the factory's own records, which agents may not read")]
@@ -46,6 +51,8 @@ pub enum SandboxError {
 pub struct Sandbox {
     root: PathBuf,
     policy: Policy,
+    /// Repository-relative files that may be read but not written.
+    locked: Vec<String>,
 }
 
 impl Sandbox {
@@ -54,7 +61,18 @@ impl Sandbox {
             path: root.display().to_string(),
             source,
         })?;
-        Ok(Self { root, policy })
+        Ok(Self {
+            root,
+            policy,
+            locked: Vec::new(),
+        })
+    }
+
+    /// The same sandbox, refusing writes to `files` (repository-relative).
+    pub fn with_locked(mut self, files: &[String]) -> Self {
+        self.locked
+            .extend(files.iter().map(|f| f.trim_matches('/').to_owned()));
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -150,6 +168,14 @@ impl Sandbox {
                         path: rel.to_owned(),
                         reason: verdict.reason,
                     });
+                }
+                // In any letter case: case-insensitive file systems exist.
+                if self
+                    .locked
+                    .iter()
+                    .any(|l| l.eq_ignore_ascii_case(candidate))
+                {
+                    return Err(SandboxError::Locked(rel.to_owned()));
                 }
             }
         }
@@ -320,5 +346,32 @@ mod tests {
             Err(SandboxError::Denied { .. })
         ));
         assert!(sb.resolve("prompts/coder.md", Access::Read).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn locked_files_are_readable_but_never_writable() {
+        let (root, _o, sb) = sandbox();
+        std::fs::create_dir_all(root.path().join("tests")).unwrap();
+        std::fs::write(root.path().join("tests/accept.sh"), "t").unwrap();
+        std::os::unix::fs::symlink("accept.sh", root.path().join("tests/alias.sh")).unwrap();
+        let sb = sb.with_locked(&["tests/accept.sh".to_owned()]);
+        assert!(sb.resolve("tests/accept.sh", Access::Read).is_ok());
+        for path in [
+            "tests/accept.sh",
+            "./tests/../tests/accept.sh",
+            "TESTS/Accept.sh",
+            "tests/alias.sh",
+        ] {
+            assert!(
+                matches!(
+                    sb.resolve(path, Access::Write),
+                    Err(SandboxError::Locked(_))
+                ),
+                "{path}"
+            );
+        }
+        assert!(sb.resolve("tests/other.sh", Access::Write).is_ok());
+        assert!(sb.resolve("src/lib.rs", Access::Write).is_ok());
     }
 }

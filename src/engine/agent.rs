@@ -3,6 +3,8 @@
 //! call, result and token count is recorded as an event; streaming text goes
 //! to the front end only.
 
+mod context_window;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -196,7 +198,14 @@ impl AgentRunner {
         let mut garbled = 0;
         let mut turns = 0;
         let mut parked = Duration::ZERO;
+        let mut window = None;
         while turns < self.max_turns {
+            if let Err(failed) = self
+                .fit_window(agent, job, &mut messages, &tools, &mut window, &mut parked)
+                .await?
+            {
+                return Ok(Err(failed));
+            }
             let request = CompletionRequest {
                 model: self.model.clone(),
                 system: job.prompt.text.clone(),

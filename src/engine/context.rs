@@ -119,6 +119,9 @@ pub struct RunContext {
     pub config: Config,
     pub policy: Policy,
     pub prompts: Prompts,
+    /// The repository's AGENTS.md / CLAUDE.md files at the run's base
+    /// commit: what agents commit later cannot instruct the agents after them.
+    pub instructions: Vec<crate::domain::instructions::InstructionFile>,
     pub providers: ProviderSet,
     /// Model prices from the config, read once, to cost each reply.
     pub prices: Arc<BTreeMap<String, crate::config::Price>>,

@@ -18,8 +18,10 @@ pub mod planning;
 pub mod prompts;
 pub mod questions;
 pub mod recorder;
+pub mod risk_gate;
 pub mod session;
 pub mod shepherd;
+mod tester;
 pub mod tools;
 
 pub use error::{EngineError, EngineResult};

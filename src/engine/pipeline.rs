@@ -12,6 +12,7 @@ use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
 use super::context::RunContext;
 use super::error::EngineResult;
 use super::tools::{ToolBox, ToolSet};
+use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::policy::Risk;
 use crate::domain::{
     AgentRole, ConflictFile, ConflictResolution, EventKind, RunPhase, TaskId, TaskRecord, TaskState,
@@ -149,17 +150,23 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
         Some(ConflictResolution::Resolver) => AgentRole::Resolver,
         _ => AgentRole::Coder,
     };
+    // The tester goes first; `drive` comes back here for the coder.
+    if role == AgentRole::Coder && conflicts.is_empty() && super::tester::wanted(ctx, record)? {
+        return super::tester::write_tests(ctx, record, &dir).await;
+    }
 
-    let toolbox = Arc::new(ToolBox::new(
-        Sandbox::new(&dir, ctx.policy.clone())?,
-        ctx.tool_limits(),
-    ));
+    let sandbox = Sandbox::new(&dir, ctx.policy.clone())?.with_locked(record.tester.locked_files());
+    let toolbox = Arc::new(ToolBox::new(sandbox, ctx.tool_limits()));
     let job = AgentJob {
         role,
         task: Some(task.clone()),
         attempt: record.attempt,
         prompt: ctx.prompts.load(role),
-        first_message: coder_message(record, &conflicts, ctx.test_command.as_deref()),
+        first_message: with_instructions(
+            &ctx.instructions,
+            InstructionScope::Paths(&task_paths(record)),
+            coder_message(record, &conflicts, ctx.test_command.as_deref()),
+        ),
         toolbox: Some((toolbox.clone(), coder_tools(ctx))),
         submit: None,
     };
@@ -177,6 +184,7 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
             return Ok(());
         }
     };
+    super::tester::restore_tests(ctx, record, &dir).await?;
 
     let message = format!(
         "{task}: {}\n\n{}\n\nmemofab run {}, attempt {}",
@@ -361,7 +369,11 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
         task: Some(task.clone()),
         attempt: record.attempt,
         prompt: ctx.prompts.load(AgentRole::Reviewer),
-        first_message: reviewer_message(record, &diff),
+        first_message: with_instructions(
+            &ctx.instructions,
+            InstructionScope::Paths(&task_paths(record)),
+            reviewer_message(record, &diff),
+        ),
         toolbox: Some((toolbox, ToolBox::specs(ToolSet::ReadOnly))),
         submit: Some(review_tool()),
     };
@@ -472,18 +484,12 @@ pub(super) async fn run_check_command(
     })
 }
 
-/// Sends a passed change to merge, or holds it for a human if the policy says so.
+/// Sends a passed change to merge, or holds it for a human if the policy says
+/// so (its paths, size, the paths' history, deleted tests), saying why.
 async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
     let task = record.id().clone();
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
-    let m = ctx.mainline.clone();
-    let (_, files) = ctx
-        .git(move |g| {
-            let base = g.merge_base(&m, &branch)?;
-            g.diff(&base, &branch)
-        })
-        .await?;
-    let verdict = ctx.policy.assess(files.iter().map(String::as_str));
+    let verdict = super::risk_gate::assess(ctx, branch).await?;
     if verdict.risk < Risk::Approve {
         ctx.recorder
             .transition(&task, TaskState::Queued, None)
@@ -494,7 +500,7 @@ async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
         .transition(
             &task,
             TaskState::AwaitingGate,
-            format!("needs approval: {}", verdict.reason),
+            format!("needs approval: {}", verdict.reason()),
         )
         .await?;
     if ctx.auto_approve {
@@ -563,7 +569,15 @@ pub(super) async fn rework_or_fail(
     Ok(())
 }
 
-fn task_brief(record: &TaskRecord) -> String {
+/// Where a task works, for the instructions its agents get: the paths it
+/// declared and those it was seen writing.
+fn task_paths(record: &TaskRecord) -> Vec<String> {
+    let mut paths = record.spec.paths.clone();
+    paths.extend(record.observed_writes.iter().cloned());
+    paths
+}
+
+pub(super) fn task_brief(record: &TaskRecord) -> String {
     let spec = &record.spec;
     let list = |items: &[String]| {
         if items.is_empty() {
@@ -595,6 +609,10 @@ fn coder_message(
     if let Some(command) = test_command {
         text.push_str(&format!("\nThe project's tests run with `{command}`.\n"));
     }
+    text.push_str(&tester_files_note(
+        record,
+        "They are read-only for you: make the code pass them.",
+    ));
     if record.attempt > 1
         && let Some(feedback) = &record.feedback
     {
@@ -629,9 +647,29 @@ fn reviewer_message(record: &TaskRecord, diff: &str) -> String {
         );
     }
     format!(
-        "{}\n## Diff against mainline\n```diff\n{shown}\n```\n{note}\nReview it and call submit_review.\n",
-        task_brief(record)
+        "{}{}\n## Diff against mainline\n```diff\n{shown}\n```\n{note}\nReview it and call submit_review.\n",
+        task_brief(record),
+        tester_files_note(
+            record,
+            "They are in the diff; the rest of it is the coder's, who could not change them."
+        )
     )
+}
+
+/// Names the tester's files, for the coder and the reviewer.
+fn tester_files_note(record: &TaskRecord, then: &str) -> String {
+    match record.tester.tests() {
+        Some(tests) => format!(
+            "\n## Acceptance tests by the task's tester\n{}\n{then}\n",
+            tests
+                .files
+                .iter()
+                .map(|f| format!("- {f}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        None => String::new(),
+    }
 }
 
 /// Reads a conflicted file for the UI; empty if unreadable.

@@ -9,6 +9,7 @@ use super::agent::{AgentJob, AgentOutcome, Review, SubmitTool, review_tool};
 use super::context::RunContext;
 use super::error::EngineResult;
 use super::tools::{ToolBox, ToolSet};
+use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::{AgentRole, Blueprint, EventKind, RunPhase};
 use crate::effects::sandbox::Sandbox;
 use crate::llm::ToolSpec;
@@ -87,7 +88,11 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
         let blueprint = match pending.take() {
             Some(b) => b,
             None => {
-                let first = planner_message(&requirement, &files, previous.as_ref());
+                let first = with_instructions(
+                    &ctx.instructions,
+                    InstructionScope::Repository,
+                    planner_message(&requirement, &files, previous.as_ref()),
+                );
                 let job = AgentJob {
                     role: AgentRole::Planner,
                     task: None,
@@ -131,7 +136,11 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
             task: None,
             attempt: round,
             prompt: ctx.prompts.load(AgentRole::PlanReviewer),
-            first_message: reviewer_message(&requirement, &files, &blueprint),
+            first_message: with_instructions(
+                &ctx.instructions,
+                InstructionScope::Repository,
+                reviewer_message(&requirement, &files, &blueprint),
+            ),
             toolbox: read_only_tools(ctx)?,
             submit: Some(review_tool()),
         };

@@ -16,6 +16,7 @@ fn shipped(role: AgentRole) -> &'static str {
         AgentRole::Reviewer => include_str!("../../prompts/reviewer.md"),
         AgentRole::Resolver => include_str!("../../prompts/resolver.md"),
         AgentRole::Overseer => include_str!("../../prompts/overseer.md"),
+        AgentRole::Tester => include_str!("../../prompts/tester.md"),
     }
 }
 

@@ -115,6 +115,8 @@ fn context(
     // Probed once per process: the same answer the run was started with.
     let isolation = config.run.isolation()?;
     let repo = git.root().to_owned();
+    let base_commit = recorder.with_state(|s| s.base_commit.clone());
+    let instructions = git.instruction_files_at(&base_commit)?;
     Ok(RunContext {
         // Taken before any task can land, resumed ones included.
         repo_guard: std::sync::Mutex::new(crate::effects::repo_guard::Fingerprint::take(
@@ -123,6 +125,7 @@ fn context(
         )),
         policy: load_policy(&repo)?,
         prompts: Prompts::for_repo(&repo),
+        instructions,
         worktrees: factory_dir(&repo).join("worktrees"),
         test_command: settings.test_command.clone(),
         auto_approve: settings.auto_approve,
@@ -190,6 +193,12 @@ pub async fn start(
         verify_merges: request.config.verify_merges(),
         post_merge_command: request.config.merge.post_merge_command.clone(),
         isolation: isolation.describe(),
+        // A tester's tests prove something only once they have been run.
+        test_agents: if request.config.project.test_command.is_some() {
+            request.config.run.test_agents
+        } else {
+            crate::domain::TestAgents::Off
+        },
     };
     let secrets = crate::llm::redact::secrets_in_env(&request.config);
     let started = EventKind::RunStarted {

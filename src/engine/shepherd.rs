@@ -18,7 +18,7 @@ use crate::domain::metrics::Proposal;
 use crate::domain::shepherd::{
     Action, Pattern, StateClock, Thresholds, Watch, advice_for, next_action, nudge_text,
 };
-use crate::domain::{AgentId, EventKind, RunState, TaskId};
+use crate::domain::{AgentId, AgentRole, EventKind, RunState, TaskId};
 
 /// What a run's shepherd shares between the orchestrator and the agents:
 /// the thresholds, and the tasks found too long in one state, for their
@@ -107,6 +107,9 @@ pub(super) struct Shepherd {
     desk: Arc<Desk>,
     watch: Watch,
     task: Option<TaskId>,
+    /// Whether a fresh agent can take over: the agents of a task's coding
+    /// attempt, whose number the fresh one takes.
+    replaceable: bool,
     /// Interventions on an agent without a task (a task's are in its record).
     steps: u32,
     /// The first pattern reported in the current turn.
@@ -125,6 +128,11 @@ impl Shepherd {
             watch: Watch::new(desk.limits.clone(), can_write),
             desk,
             task: job.task.clone(),
+            replaceable: job.task.is_some()
+                && matches!(
+                    job.role,
+                    AgentRole::Coder | AgentRole::Reviewer | AgentRole::Resolver
+                ),
             steps: 0,
             found: None,
             restart: None,
@@ -162,7 +170,7 @@ impl Shepherd {
             Some(task) => recorder.with_state(|s| s.task(task).map_or(0, |r| r.shepherd.steps)),
             None => self.steps,
         };
-        let action = next_action(steps, &pattern, self.task.is_some());
+        let action = next_action(steps, &pattern, self.replaceable);
         self.steps += 1;
         recorder
             .record(EventKind::ShepherdIntervened {
@@ -184,14 +192,10 @@ impl Shepherd {
                     pattern.describe()
                 )))
             }
-            Action::Escalate => Verdict::Stop(AgentFailed(format!(
+            Action::Stop | Action::Escalate => Verdict::Stop(AgentFailed(format!(
                 "stuck: {}; the shepherd {}",
                 pattern.describe(),
-                if self.task.is_some() {
-                    "handed it to a human"
-                } else {
-                    "stopped the agent"
-                }
+                action.label()
             ))),
         })
     }

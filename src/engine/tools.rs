@@ -47,6 +47,9 @@ pub struct ToolBox {
     sandbox: Sandbox,
     limits: ToolLimits,
     written: Mutex<BTreeSet<String>>,
+    /// Writes may only create files, or change those this toolbox wrote
+    /// (the tester's: it adds tests and never changes the project's files).
+    new_files_only: bool,
 }
 
 fn fail(text: impl Into<String>) -> ToolOutcome {
@@ -121,6 +124,38 @@ impl ToolBox {
             sandbox,
             limits,
             written: Mutex::new(BTreeSet::new()),
+            new_files_only: false,
+        }
+    }
+
+    /// The same toolbox, writing only new files and `own` ones (files it
+    /// wrote in an earlier round).
+    pub fn new_files_only(mut self, own: &[String]) -> Self {
+        self.new_files_only = true;
+        if let Ok(written) = self.written.get_mut() {
+            written.extend(own.iter().cloned());
+        }
+        self
+    }
+
+    /// Refuses a write to an existing file that is not the toolbox's own,
+    /// when only new files may be written.
+    fn check_new(&self, path: &Path, shown: &str) -> Result<(), ToolOutcome> {
+        if !self.new_files_only || std::fs::symlink_metadata(path).is_err() {
+            return Ok(());
+        }
+        let own = self.sandbox.relative(path).is_some_and(|rel| {
+            self.written
+                .lock()
+                .map(|w| w.contains(&rel))
+                .unwrap_or(false)
+        });
+        if own {
+            Ok(())
+        } else {
+            Err(fail(format!(
+                "{shown} already exists, and you may only add new files: put your tests in a new file"
+            )))
         }
     }
 
@@ -308,6 +343,9 @@ impl ToolBox {
         if path.is_dir() {
             return fail(format!("{} is a directory", args.path));
         }
+        if let Err(refused) = self.check_new(&path, &args.path) {
+            return refused;
+        }
         if let Some(parent) = path.parent()
             && let Err(e) = std::fs::create_dir_all(parent)
         {
@@ -337,6 +375,9 @@ impl ToolBox {
             Ok(p) => p,
             Err(e) => return fail(e.to_string()),
         };
+        if let Err(refused) = self.check_new(&path, &args.path) {
+            return refused;
+        }
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

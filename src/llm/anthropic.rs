@@ -22,6 +22,7 @@ pub struct AnthropicProvider {
     name: String,
     endpoint: Endpoint,
     text_tool_calls: TextToolCalls,
+    context_tokens: Option<u64>,
 }
 
 impl AnthropicProvider {
@@ -30,7 +31,13 @@ impl AnthropicProvider {
             name: name.to_owned(),
             endpoint,
             text_tool_calls: TextToolCalls::Auto,
+            context_tokens: None,
         }
+    }
+
+    pub fn with_context_tokens(mut self, context_tokens: Option<u64>) -> Self {
+        self.context_tokens = context_tokens;
+        self
     }
 
     pub fn with_text_tool_calls(mut self, text_tool_calls: TextToolCalls) -> Self {
@@ -39,8 +46,18 @@ impl AnthropicProvider {
     }
 }
 
+/// A prompt-cache breakpoint: the server caches the prompt up to and
+/// including the block that carries it (tools, then system, then messages).
+fn ephemeral() -> Value {
+    json!({"type": "ephemeral"})
+}
+
 /// The request body. Consecutive messages of one role are merged into one
 /// message of several blocks, as the API wants strictly alternating roles.
+/// It carries the four cache breakpoints the API allows: the last tool, the
+/// system prompt and the last blocks of the two newest messages, so every
+/// turn reads the conversation so far from the cache and writes only what
+/// the turn added.
 pub fn request_body(request: &CompletionRequest) -> Value {
     let mut messages: Vec<(&str, Vec<Value>)> = Vec::new();
     let mut push = |role: &'static str, block: Value| match messages.last_mut() {
@@ -78,6 +95,15 @@ pub fn request_body(request: &CompletionRequest) -> Value {
             ),
         }
     }
+    // Prompt caching: the newest message's last block, and the one before
+    // it, which the previous request marked. A turn adds up to 17 blocks, so
+    // the older mark keeps last turn's cache entry within the 20 blocks the
+    // server looks back from a breakpoint.
+    for (_, blocks) in messages.iter_mut().rev().take(2) {
+        if let Some(last) = blocks.last_mut() {
+            last["cache_control"] = ephemeral();
+        }
+    }
     let messages: Vec<Value> = messages
         .into_iter()
         .map(|(role, content)| json!({"role": role, "content": content}))
@@ -85,16 +111,20 @@ pub fn request_body(request: &CompletionRequest) -> Value {
     let mut body = json!({
         "model": request.model,
         "max_tokens": request.max_tokens,
-        "system": request.system,
+        "system": [{"type": "text", "text": request.system, "cache_control": ephemeral()}],
         "messages": messages,
         "stream": true,
     });
     if !request.tools.is_empty() {
-        body["tools"] = request
+        let mut tools: Vec<Value> = request
             .tools
             .iter()
             .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
             .collect();
+        if let Some(last) = tools.last_mut() {
+            last["cache_control"] = ephemeral();
+        }
+        body["tools"] = Value::Array(tools);
     }
     if let Some(t) = request.temperature {
         body["temperature"] = json!(t);
@@ -131,6 +161,14 @@ impl LlmProvider for AnthropicProvider {
 
     fn reads_text_tool_calls(&self) -> bool {
         self.text_tool_calls == TextToolCalls::Auto
+    }
+
+    fn context_tokens(
+        &self,
+        _model: &str,
+    ) -> futures_util::future::BoxFuture<'static, Option<u64>> {
+        let configured = self.context_tokens;
+        Box::pin(async move { configured })
     }
 }
 
@@ -453,7 +491,7 @@ mod tests {
         assert_eq!(messages[2]["role"], "user");
         assert_eq!(messages[2]["content"].as_array().unwrap().len(), 2);
         assert_eq!(messages[2]["content"][1]["is_error"], true);
-        assert_eq!(body["system"], "sys");
+        assert_eq!(body["system"][0]["text"], "sys");
         assert!(body.get("tools").is_none());
     }
 }

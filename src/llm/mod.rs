@@ -4,11 +4,14 @@
 
 pub mod anthropic;
 pub mod assemble;
+pub mod bedrock;
+pub mod compaction;
 pub mod factory;
 pub mod governor;
 pub mod http;
 pub mod openai;
 pub mod pricing;
+pub mod probe;
 pub mod redact;
 pub mod scenario;
 pub mod scripted;
@@ -41,5 +44,20 @@ pub trait LlmProvider: Send + Sync {
     /// is taken as that call (small local models write calls as text).
     fn reads_text_tool_calls(&self) -> bool {
         false
+    }
+
+    /// Whether the provider can hold the conversation `key` names: a model
+    /// can hold any; a scripted provider only those its scenario scripts.
+    /// Optional steps (a task's tester) are left out when it cannot.
+    fn scripts(&self, key: &ScriptKey) -> bool {
+        let _ = key;
+        true
+    }
+
+    /// `model`'s context window in tokens, where the config sets it or the
+    /// server reports it; `None` leaves it to the defaults for the model.
+    fn context_tokens(&self, model: &str) -> futures_util::future::BoxFuture<'static, Option<u64>> {
+        let _ = model;
+        Box::pin(async { None })
     }
 }

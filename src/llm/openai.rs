@@ -7,6 +7,11 @@
 //! stream `reasoning_content` (llama.cpp, vLLM, DeepSeek) or `reasoning`
 //! (Ollama, OpenRouter), and failures can arrive inside a 200 stream.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -31,19 +36,24 @@ pub enum MaxTokensField {
     MaxCompletionTokens,
 }
 
+/// Whether `base_url` is OpenAI's own API (or Azure's).
+fn is_openai(base_url: &str) -> bool {
+    let host = base_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(base_url)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    host == "api.openai.com" || host.ends_with(".openai.azure.com")
+}
+
 impl MaxTokensField {
     /// `max_completion_tokens` for OpenAI's own API (and Azure's), which
     /// takes it for every model; `max_tokens` for everything else.
     pub fn for_base_url(base_url: &str) -> Self {
-        let host = base_url
-            .split("://")
-            .nth(1)
-            .unwrap_or(base_url)
-            .split(['/', ':'])
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if host == "api.openai.com" || host.ends_with(".openai.azure.com") {
+        if is_openai(base_url) {
             MaxTokensField::MaxCompletionTokens
         } else {
             MaxTokensField::MaxTokens
@@ -58,6 +68,26 @@ impl MaxTokensField {
     }
 }
 
+/// `tool_choice`, sent with every request that offers tools when set.
+/// `required` makes servers that constrain decoding (llama-server, vLLM,
+/// OpenAI) answer with a well-formed call every turn, which small models
+/// need; agents act only through calls anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    Auto,
+    Required,
+}
+
+impl ToolChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolChoice::Auto => "auto",
+            ToolChoice::Required => "required",
+        }
+    }
+}
+
 /// What differs between OpenAI-compatible servers, from the provider config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenAiOptions {
@@ -65,6 +95,11 @@ pub struct OpenAiOptions {
     /// Used when the request names none (the role did not configure one).
     pub reasoning_effort: Option<ReasoningEffort>,
     pub text_tool_calls: TextToolCalls,
+    pub tool_choice: Option<ToolChoice>,
+    /// Send `prompt_cache_key`, which routes the turns of one conversation
+    /// to the server that holds its cached prefix. On by default for
+    /// OpenAI's own API; other servers may refuse unknown fields.
+    pub prompt_cache_key: bool,
 }
 
 impl OpenAiOptions {
@@ -74,14 +109,43 @@ impl OpenAiOptions {
             max_tokens_field: MaxTokensField::for_base_url(base_url),
             reasoning_effort: None,
             text_tool_calls: TextToolCalls::Auto,
+            tool_choice: None,
+            prompt_cache_key: is_openai(base_url),
         }
     }
+}
+
+/// A conversation's `prompt_cache_key`: a hash of how it opens (model,
+/// system prompt, first message), the same on every turn of it, as those
+/// never change (compaction keeps the first message), and different between
+/// conversations. FNV-1a, so it is stable across builds.
+pub fn prompt_cache_key(request: &CompletionRequest) -> String {
+    let first = request.messages.iter().find_map(|m| match m {
+        ChatMessage::User { content } => Some(content.as_str()),
+        _ => None,
+    });
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [
+        request.model.as_str(),
+        request.system.as_str(),
+        first.unwrap_or(""),
+    ] {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("memofab-{hash:016x}")
 }
 
 pub struct OpenAiProvider {
     name: String,
     endpoint: Endpoint,
     options: OpenAiOptions,
+    /// The configured window; else what the server reports, asked once
+    /// per model.
+    context_tokens: Option<u64>,
+    reported: Arc<tokio::sync::Mutex<HashMap<String, Option<u64>>>>,
 }
 
 impl OpenAiProvider {
@@ -92,6 +156,8 @@ impl OpenAiProvider {
             name: name.to_owned(),
             endpoint,
             options,
+            context_tokens: None,
+            reported: Arc::default(),
         }
     }
 
@@ -99,6 +165,63 @@ impl OpenAiProvider {
         self.options = options;
         self
     }
+
+    pub fn with_context_tokens(mut self, context_tokens: Option<u64>) -> Self {
+        self.context_tokens = context_tokens;
+        self
+    }
+}
+
+/// How long asking a server for its context size may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The context window a local server reports: llama.cpp's `/props`
+/// (`default_generation_settings.n_ctx`, one slot's share), else Ollama's
+/// `/api/show` (`num_ctx` among the model's parameters). `None` for
+/// servers that say neither, OpenAI's own included.
+pub async fn reported_context_tokens(endpoint: &Endpoint, model: &str) -> Option<u64> {
+    if is_openai(&endpoint.base_url) {
+        return None;
+    }
+    let root = endpoint.base_url.trim_end_matches("/v1");
+    let props = async {
+        let response = endpoint
+            .client
+            .get(format!("{root}/props"))
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .ok()?
+            .error_for_status()
+            .ok()?;
+        let props: Value = response.json().await.ok()?;
+        props
+            .pointer("/default_generation_settings/n_ctx")
+            .or_else(|| props.get("n_ctx"))
+            .and_then(Value::as_u64)
+            .filter(|n| *n > 0)
+    };
+    if let Some(n) = props.await {
+        return Some(n);
+    }
+    let response = endpoint
+        .client
+        .post(format!("{root}/api/show"))
+        .timeout(PROBE_TIMEOUT)
+        .json(&json!({"model": model}))
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?;
+    let show: Value = response.json().await.ok()?;
+    show.get("parameters")
+        .and_then(Value::as_str)?
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("num_ctx")).then(|| words.next()?.parse().ok())?
+        })
 }
 
 /// The request body for a completion.
@@ -143,6 +266,9 @@ pub fn request_body(request: &CompletionRequest, options: &OpenAiOptions) -> Val
         "stream_options": {"include_usage": true},
     });
     body[options.max_tokens_field.key()] = json!(request.max_tokens);
+    if options.prompt_cache_key {
+        body["prompt_cache_key"] = json!(prompt_cache_key(request));
+    }
     if let Some(effort) = request.reasoning_effort.or(options.reasoning_effort) {
         body["reasoning_effort"] = json!(effort.as_str());
     }
@@ -157,6 +283,9 @@ pub fn request_body(request: &CompletionRequest, options: &OpenAiOptions) -> Val
                 })
             })
             .collect();
+        if let Some(choice) = options.tool_choice {
+            body["tool_choice"] = json!(choice.as_str());
+        }
     }
     if let Some(t) = request.temperature {
         body["temperature"] = json!(t);
@@ -190,6 +319,24 @@ impl LlmProvider for OpenAiProvider {
 
     fn reads_text_tool_calls(&self) -> bool {
         self.options.text_tool_calls == TextToolCalls::Auto
+    }
+
+    fn context_tokens(&self, model: &str) -> BoxFuture<'static, Option<u64>> {
+        if let Some(n) = self.context_tokens {
+            return Box::pin(async move { Some(n) });
+        }
+        let endpoint = self.endpoint.clone();
+        let reported = self.reported.clone();
+        let model = model.to_owned();
+        Box::pin(async move {
+            let mut known = reported.lock().await;
+            if let Some(n) = known.get(&model) {
+                return *n;
+            }
+            let n = reported_context_tokens(&endpoint, &model).await;
+            known.insert(model, n);
+            n
+        })
     }
 }
 
@@ -436,6 +583,43 @@ mod tests {
         assert_eq!(cloud["max_completion_tokens"], 100);
         assert!(cloud.get("max_tokens").is_none());
         assert_eq!(cloud["reasoning_effort"], "low");
+        assert!(body.get("tool_choice").is_none(), "sent only when set");
+        let required = OpenAiOptions {
+            tool_choice: Some(ToolChoice::Required),
+            ..local.clone()
+        };
+        assert_eq!(request_body(&request, &required)["tool_choice"], "required");
+        let no_tools = CompletionRequest {
+            tools: Vec::new(),
+            ..request.clone()
+        };
+        assert!(
+            request_body(&no_tools, &required)
+                .get("tool_choice")
+                .is_none()
+        );
+        assert!(body.get("prompt_cache_key").is_none(), "local servers");
+        let key = cloud["prompt_cache_key"].as_str().unwrap().to_owned();
+        assert!(key.starts_with("memofab-"), "{key}");
+        let mut later = request.clone();
+        later.messages.push(ChatMessage::User {
+            content: "more".into(),
+        });
+        assert_eq!(
+            request_body(&later, &openai)["prompt_cache_key"],
+            key.as_str(),
+            "stable over the turns of one conversation"
+        );
+        let other = CompletionRequest {
+            messages: vec![ChatMessage::User {
+                content: "another task".into(),
+            }],
+            ..request.clone()
+        };
+        assert_ne!(
+            request_body(&other, &openai)["prompt_cache_key"],
+            key.as_str()
+        );
         let high = CompletionRequest {
             reasoning_effort: Some(ReasoningEffort::High),
             ..request.clone()

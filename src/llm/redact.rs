@@ -43,6 +43,15 @@ pub fn secrets_in_env(config: &crate::config::Config) -> Vec<String> {
             .filter(|(name, _)| looks_secret(name))
             .map(|(_, value)| value),
     );
+    // Bedrock's keys may come from ~/.aws files rather than the environment.
+    let aws = crate::llm::bedrock::credentials::AwsEnv::process();
+    for provider in config.providers.values() {
+        if provider.kind == crate::config::ProviderKind::Bedrock
+            && let Ok(credentials) = aws.credentials(provider.profile.as_deref())
+        {
+            secrets.extend(credentials.secrets());
+        }
+    }
     secrets.retain(|s| s.len() >= MIN_SECRET);
     // Longest first, so a key that contains another is replaced whole.
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));

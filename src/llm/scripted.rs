@@ -127,6 +127,10 @@ impl LlmProvider for ScriptedProvider {
         format!("scripted:{}", self.scenario.name)
     }
 
+    fn scripts(&self, key: &ScriptKey) -> bool {
+        self.scenario.conversation(key).is_some()
+    }
+
     fn stream(
         &self,
         request: CompletionRequest,

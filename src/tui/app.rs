@@ -229,7 +229,16 @@ impl App {
     /// Folds one engine update in. Returns whether anything visible changed.
     pub fn update(&mut self, update: EngineUpdate) -> bool {
         match update {
-            EngineUpdate::Event(event) => self.apply(&event),
+            EngineUpdate::Event(event) => {
+                let first = self.state.is_none();
+                self.apply(&event);
+                // A run waiting for its requirement opens on the editor, so
+                // the first thing typed goes into it. Live only: a replay
+                // keeps the tab its viewer chose.
+                if first && self.spec_editable() {
+                    self.tab = Tab::Spec;
+                }
+            }
             EngineUpdate::Delta { agent, text } => {
                 self.transcripts.entry(agent).or_default().delta(&text);
             }

@@ -369,7 +369,12 @@ fn render_transcript(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     } else {
         "paused — G to follow"
     };
-    let block = bordered(theme, &format!(" {agent} · {follow} "), true);
+    let hits = app
+        .selected_task()
+        .and_then(|id| app.state.as_ref()?.task(id))
+        .map(|task| cache_hits(&task.tokens))
+        .unwrap_or_default();
+    let block = bordered(theme, &format!(" {agent}{hits} · {follow} "), true);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     // Why the task stopped, in full, above its transcript.
@@ -777,6 +782,16 @@ fn task_spend(app: &App, task: &crate::domain::TaskId, tokens: u64) -> String {
         Some(cost) if app.costs.priced => format!("${cost:.2}"),
         _ => short_tokens(tokens),
     }
+}
+
+/// The share of prompt tokens read from the provider's cache, as
+/// ` · cache 81%`; nothing before any cache read.
+fn cache_hits(usage: &crate::domain::TokenUsage) -> String {
+    if usage.cached == 0 {
+        return String::new();
+    }
+    let rate = 100 * usage.cached / usage.input.max(1);
+    format!(" · cache {rate}%")
 }
 
 fn short_tokens(n: u64) -> String {

@@ -99,8 +99,14 @@ pub fn stored_events(repo: &Path, run: &RunId) -> Vec<Event> {
 }
 
 pub fn only_run(repo: &Path) -> RunId {
+    latest_run(repo).expect("a run")
+}
+
+/// The latest run, if one is recorded yet: for polling a run another
+/// process is starting (its store may exist before its first event).
+pub fn latest_run(repo: &Path) -> Option<RunId> {
     let store = Store::open(&store_path(repo)).expect("store");
-    store.latest_run().expect("runs").expect("a run")
+    store.latest_run().expect("runs")
 }
 
 pub fn mainline_tree(repo: &Path) -> Vec<(String, Vec<u8>)> {

@@ -63,7 +63,19 @@ impl Drop for FakeServer {
 
 impl FakeServer {
     /// Serves `replies` in order; the last one repeats once the queue is empty.
+    /// Questions about the server (llama.cpp's `GET /props`, Ollama's
+    /// `/api/show`) get a 404, as from a server that has no such endpoint,
+    /// and are not recorded.
     pub async fn start(replies: Vec<Reply>) -> Self {
+        Self::start_inner(replies, false).await
+    }
+
+    /// Like `start`, but questions about the server take replies too.
+    pub async fn start_answering_probes(replies: Vec<Reply>) -> Self {
+        Self::start_inner(replies, true).await
+    }
+
+    async fn start_inner(replies: Vec<Reply>, probes: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -76,19 +88,10 @@ impl FakeServer {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
-                let reply = {
-                    let mut q = queue.lock().unwrap();
-                    if q.len() > 1 {
-                        q.pop_front()
-                    } else {
-                        q.front().cloned()
-                    }
-                };
                 let recorded = recorded.clone();
+                let queue = queue.clone();
                 tokio::spawn(async move {
-                    if let Some(reply) = reply {
-                        let _ = serve(socket, reply, recorded).await;
-                    }
+                    let _ = serve(socket, queue, probes, recorded).await;
                 });
             }
         });
@@ -114,7 +117,8 @@ impl FakeServer {
 
 async fn serve(
     mut socket: TcpStream,
-    reply: Reply,
+    queue: Arc<Mutex<VecDeque<Reply>>>,
+    probes: bool,
     recorded: Arc<Mutex<Vec<Recorded>>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
@@ -148,7 +152,22 @@ async fn serve(
     }
     let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
     let request = Recorded { head, body };
-    recorded.lock().unwrap().push(request.clone());
+    let probe = request.head.starts_with("GET /props ") || request.head.contains(" /api/show ");
+    let reply = if probe && !probes {
+        status(404, "404 page not found", &[])
+    } else {
+        recorded.lock().unwrap().push(request.clone());
+        let mut q = queue.lock().unwrap();
+        let next = if q.len() > 1 {
+            q.pop_front()
+        } else {
+            q.front().cloned()
+        };
+        match next {
+            Some(reply) => reply,
+            None => return Ok(()),
+        }
+    };
 
     let (status, headers, chunks) = match reply {
         Reply::Canned {

@@ -212,7 +212,7 @@ fn the_ladder_goes_nudge_fresh_agent_human() {
     };
     use Action::*;
     assert_eq!(steps(&call, true), [Nudge, FreshAgent, Escalate, Escalate]);
-    assert_eq!(steps(&call, false), [Nudge, Escalate, Escalate, Escalate]);
+    assert_eq!(steps(&call, false), [Nudge, Stop, Stop, Stop]);
     assert_eq!(steps(&echo, true), [Nudge, Escalate, Escalate, Escalate]);
 }
 
@@ -313,6 +313,12 @@ fn the_task_record_climbs_the_ladder_until_it_moves_on_or_is_retried() {
         t.note,
         Some(nudge_text(&echo, None)),
         "a nudge in conversation leaves no note"
+    );
+    t.intervened(&stuck, Action::Stop);
+    assert_eq!(
+        (t.steps, t.stuck.as_ref()),
+        (2, None),
+        "a stopped tester is no human's matter"
     );
     t.intervened(&stuck, Action::Escalate);
     t.transitioned(TaskState::Failed);
@@ -467,7 +473,7 @@ fn the_log_line_says_who_what_and_what_was_done() {
         "a: stuck (20 turns without changing any file); the shepherd handed it to a human"
     );
     assert_eq!(
-        intervention_line(None, Some(&agent), &p, Action::Escalate),
+        intervention_line(None, Some(&agent), &p, Action::Stop),
         "planner#1: stuck (20 turns without changing any file); the shepherd stopped the agent"
     );
     assert!(intervention_line(None, None, &p, Action::Nudge).starts_with("the run: "));

@@ -92,6 +92,76 @@ impl GitRepo {
         self.commit_all(dir, &format!("Merge {mainline} into the task branch"))?;
         Ok(Vec::new())
     }
+
+    /// Files of the worktree at `dir` that differ from its HEAD (changed,
+    /// new or deleted), each named, not their directories.
+    pub fn worktree_changes(&self, dir: &Path) -> Result<Vec<String>> {
+        let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false)
+            .exclude_submodules(true);
+        let statuses = repo
+            .statuses(Some(&mut opts))
+            .ctx(|| "reading status".into())?;
+        Ok(statuses
+            .iter()
+            .filter(|s| s.status() != git2::Status::CURRENT)
+            .filter_map(|s| s.path().map(str::to_owned))
+            .collect())
+    }
+
+    /// Puts `paths` of the worktree at `dir` back as they are in `commit`
+    /// (deleting those it does not have). Returns the paths that differed.
+    pub fn restore_files(&self, dir: &Path, commit: &str, paths: &[String]) -> Result<Vec<String>> {
+        let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        let tree = Self::commit_at(&repo, commit)?
+            .tree()
+            .ctx(|| format!("reading the tree of {commit}"))?;
+        let mut restored = Vec::new();
+        for rel in paths {
+            let wanted = match tree.get_path(Path::new(rel)) {
+                Ok(entry) => Some(
+                    repo.find_blob(entry.id())
+                        .ctx(|| format!("reading {rel} at {commit}"))?
+                        .content()
+                        .to_vec(),
+                ),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+                Err(e) => return Err(e).ctx(|| format!("looking up {rel} at {commit}")),
+            };
+            let path = dir.join(rel);
+            if std::fs::read(&path).ok() == wanted {
+                continue;
+            }
+            match &wanted {
+                Some(bytes) => {
+                    // A directory or link in its place goes first.
+                    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+                        remove_any(&path)?;
+                    }
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)
+                            .ctx(|| format!("creating {}", parent.display()))?;
+                    }
+                    std::fs::write(&path, bytes).ctx(|| format!("writing {}", path.display()))?;
+                }
+                None => remove_any(&path)?,
+            }
+            restored.push(rel.clone());
+        }
+        Ok(restored)
+    }
+}
+
+fn remove_any(path: &Path) -> Result<()> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => return Ok(()),
+    };
+    result.ctx(|| format!("removing {}", path.display()))
 }
 
 /// The commits being merged in, if a merge is in progress (`MERGE_HEAD`).

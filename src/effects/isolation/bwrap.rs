@@ -11,6 +11,9 @@ pub struct Plan<'a> {
     pub network: bool,
     pub readable: &'a [std::path::PathBuf],
     pub git_common_dir: Option<&'a Path>,
+    /// The user's checkout the working directory is nested in: covered, so
+    /// only the worktree and the git data show.
+    pub repository_root: Option<&'a Path>,
     pub home: Option<&'a Path>,
 }
 
@@ -38,6 +41,9 @@ pub fn args(plan: &Plan<'_>) -> Vec<OsString> {
     }
     if let Some(home) = plan.home.filter(|h| h.is_dir() && *h != Path::new("/")) {
         push(&["--tmpfs".as_ref(), home.as_os_str()]);
+    }
+    if let Some(root) = plan.repository_root {
+        push(&["--tmpfs".as_ref(), root.as_os_str()]);
     }
     // The store and log of every run, with every transcript.
     if let Some(store) = plan
@@ -87,6 +93,7 @@ mod tests {
             network: false,
             readable: &[],
             git_common_dir: Some(&git),
+            repository_root: None,
             home: Some(dir.path()),
         });
         let hide_home = position(&args, "--tmpfs", dir.path());

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::landlock::{Grant, Ruleset};
-use super::namespaces::Namespaces;
+use super::namespaces::{Namespaces, Nest};
 use super::{Isolation, Mechanism, bwrap, landlock, seccomp};
 
 /// System paths every fenced command may read (those a machine lacks are skipped).
@@ -41,6 +41,9 @@ pub struct Fence {
     readable: Vec<PathBuf>,
     /// The repository's git data the working directory's `.git` points to.
     git_common_dir: Option<PathBuf>,
+    /// Empty directories the Landlock mechanism parks mounts in, outside
+    /// everything the command may touch.
+    stash: Option<tempfile::TempDir>,
 }
 
 impl Fence {
@@ -49,12 +52,23 @@ impl Fence {
             .prefix("memofab-cmd-")
             .tempdir()
             .map_err(FenceError::TempDir)?;
+        let stash = match isolation.mechanism {
+            Mechanism::Landlock => Some(
+                tempfile::Builder::new()
+                    .prefix("memofab-stash-")
+                    .tempdir()
+                    .map_err(FenceError::TempDir)?,
+            ),
+            _ => None,
+        };
         let mut readable = isolation.readable.clone();
         readable.extend(path_dirs());
         Ok(Self {
+            stash,
             mechanism: isolation.mechanism,
             network: isolation.network,
-            cwd: cwd.to_owned(),
+            // Mount points and Landlock rules want the real path.
+            cwd: cwd.canonicalize().unwrap_or_else(|_| cwd.to_owned()),
             tmp,
             readable,
             git_common_dir: git_common_dir(cwd),
@@ -78,7 +92,7 @@ impl Fence {
 
     /// `sh -c shell_command`, fenced. The caller sets the environment, stdio
     /// and process group.
-    pub fn std_command(&self, shell_command: &str) -> Result<Command, FenceError> {
+    pub fn std_command(&self, shell_command: &str) -> Command {
         let mut command = match self.mechanism {
             Mechanism::None => Command::new("sh"),
             Mechanism::Bwrap => {
@@ -88,6 +102,7 @@ impl Fence {
                     network: self.network,
                     readable: &self.readable,
                     git_common_dir: self.git_common_dir.as_deref(),
+                    repository_root: self.repository_root().as_deref(),
                     home: std::env::var_os("HOME").map(PathBuf::from).as_deref(),
                 }));
                 c.arg("sh");
@@ -106,13 +121,17 @@ impl Fence {
             .env_clear()
             .envs(super::scrubbed_env())
             .envs(self.env());
-        Ok(command)
+        command
     }
 
     fn confine_with_landlock(&self, command: &mut Command) {
         use std::os::unix::process::CommandExt;
-        let namespaces =
-            super::pid_namespaces_work().then(|| Namespaces::prepare(!self.network, &self.cwd));
+        let nest = self.repository_root().and_then(|root| {
+            let git = self.git_common_dir.as_deref()?;
+            Nest::prepare(&root, &self.cwd, git, self.stash.as_ref()?.path())
+        });
+        let namespaces = super::pid_namespaces_work()
+            .then(|| Namespaces::prepare(!self.network, &self.cwd).with_nest(nest));
         let mut rules = Ruleset::new(landlock::abi_version());
         for path in SYSTEM_READABLE {
             rules.allow(Path::new(path), Grant::Read);
@@ -149,6 +168,17 @@ impl Fence {
         unsafe {
             command.pre_exec(confine);
         }
+    }
+}
+
+impl Fence {
+    /// The user's checkout the working directory is nested in, if it is:
+    /// the parent of the git data, when the worktree lies beneath it.
+    fn repository_root(&self) -> Option<PathBuf> {
+        let git = self.git_common_dir.as_deref()?;
+        let root = git.parent()?;
+        (git.file_name()? == ".git" && self.cwd.starts_with(root) && self.cwd != root)
+            .then(|| root.to_owned())
     }
 }
 

@@ -95,31 +95,7 @@ impl Isolation {
         network: bool,
         readable: Vec<PathBuf>,
     ) -> Result<Self, IsolationError> {
-        let mechanism = match choice {
-            Choice::None => Mechanism::None,
-            Choice::Landlock => {
-                landlock_status()
-                    .as_ref()
-                    .map_err(|e| IsolationError::Landlock(e.clone()))?;
-                Mechanism::Landlock
-            }
-            Choice::Bwrap => {
-                bwrap_status()
-                    .as_ref()
-                    .map_err(|e| IsolationError::Bwrap(e.clone()))?;
-                Mechanism::Bwrap
-            }
-            Choice::Auto => match (landlock_status(), bwrap_status()) {
-                (Ok(()), _) => Mechanism::Landlock,
-                (_, Ok(())) => Mechanism::Bwrap,
-                (Err(landlock), Err(bwrap)) => {
-                    return Err(IsolationError::NoneAvailable {
-                        landlock: landlock.clone(),
-                        bwrap: bwrap.clone(),
-                    });
-                }
-            },
-        };
+        let mechanism = resolve(choice, landlock_status(), bwrap_status())?;
         Ok(Self {
             mechanism,
             network: network || mechanism == Mechanism::None,
@@ -168,6 +144,33 @@ impl Isolation {
             "[memofab] this command ran without network access (run.allow_network = false); \
              work offline, or ask a human to allow the network",
         )
+    }
+}
+
+/// What `choice` comes to, given whether each mechanism works here.
+fn resolve(
+    choice: Choice,
+    landlock: &Result<(), String>,
+    bwrap: &Result<(), String>,
+) -> Result<Mechanism, IsolationError> {
+    match choice {
+        Choice::None => Ok(Mechanism::None),
+        Choice::Landlock => landlock
+            .as_ref()
+            .map(|()| Mechanism::Landlock)
+            .map_err(|e| IsolationError::Landlock(e.clone())),
+        Choice::Bwrap => bwrap
+            .as_ref()
+            .map(|()| Mechanism::Bwrap)
+            .map_err(|e| IsolationError::Bwrap(e.clone())),
+        Choice::Auto => match (landlock, bwrap) {
+            (Ok(()), _) => Ok(Mechanism::Landlock),
+            (_, Ok(())) => Ok(Mechanism::Bwrap),
+            (Err(landlock), Err(bwrap)) => Err(IsolationError::NoneAvailable {
+                landlock: landlock.clone(),
+                bwrap: bwrap.clone(),
+            }),
+        },
     }
 }
 
@@ -277,9 +280,7 @@ fn probe(mechanism: Mechanism) -> Result<(), String> {
         readable: Vec::new(),
     };
     let fence = Fence::new(&isolation, dir.path()).map_err(|e| e.to_string())?;
-    let mut command = fence
-        .std_command("echo ok > probe")
-        .map_err(|e| e.to_string())?;
+    let mut command = fence.std_command("echo ok > probe");
     let output = command
         .stdin(std::process::Stdio::null())
         .output()
@@ -296,5 +297,53 @@ fn probe(mechanism: Mechanism) -> Result<(), String> {
             "" => format!("a test command failed ({})", output.status),
             text => text.lines().next().unwrap_or(text).to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_never_comes_to_none() {
+        let works = Ok(());
+        let broken: Result<(), String> = Err("no".into());
+        assert_eq!(
+            resolve(Choice::Auto, &works, &broken).ok(),
+            Some(Mechanism::Landlock)
+        );
+        assert_eq!(
+            resolve(Choice::Auto, &broken, &works).ok(),
+            Some(Mechanism::Bwrap)
+        );
+        assert!(matches!(
+            resolve(Choice::Auto, &broken, &broken),
+            Err(IsolationError::NoneAvailable { .. })
+        ));
+        assert!(resolve(Choice::Landlock, &broken, &works).is_err());
+        assert!(resolve(Choice::Bwrap, &works, &broken).is_err());
+        assert_eq!(
+            resolve(Choice::None, &broken, &broken).ok(),
+            Some(Mechanism::None)
+        );
+    }
+
+    #[test]
+    fn a_refused_network_is_explained_only_when_the_network_is_off() {
+        let mut fenced = Isolation::none();
+        fenced.mechanism = Mechanism::Landlock;
+        fenced.network = false;
+        assert!(
+            fenced
+                .network_note("bash: socket: Operation not permitted")
+                .is_some()
+        );
+        assert!(fenced.network_note("assertion failed").is_none());
+        fenced.network = true;
+        assert!(
+            fenced
+                .network_note("bash: socket: Operation not permitted")
+                .is_none()
+        );
     }
 }

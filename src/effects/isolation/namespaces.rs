@@ -22,6 +22,106 @@ pub struct Namespaces {
     gid_map: CString,
     /// Directories covered by an empty tmpfs in the command's mount namespace.
     hidden: Vec<CString>,
+    nest: Option<Nest>,
+}
+
+/// A worktree nested in the user's repository (`<repo>/.memofab/worktrees/…`)
+/// is shown alone: the repository's checkout (its `Cargo.toml`, its
+/// `package.json`, the store) is covered by an empty tmpfs, with the worktree
+/// and the git data mounted back at their own paths. Tools that look upwards
+/// for a workspace root then find nothing of the user's checkout, neither
+/// readable nor, under Landlock, a file they may not read.
+#[derive(Debug)]
+pub struct Nest {
+    root: CString,
+    worktree: CString,
+    git_dir: CString,
+    /// Empty directories outside everything the command may touch, to hold
+    /// the worktree and git data while the root is covered.
+    stash_worktree: CString,
+    stash_git: CString,
+    /// Directories to make in the tmpfs, parents first.
+    skeleton: Vec<CString>,
+}
+
+impl Nest {
+    /// `None` unless both `worktree` and `git_dir` lie strictly beneath `root`.
+    pub fn prepare(
+        root: &std::path::Path,
+        worktree: &std::path::Path,
+        git_dir: &std::path::Path,
+        stash: &std::path::Path,
+    ) -> Option<Nest> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &std::path::Path| CString::new(p.as_os_str().as_bytes()).ok();
+        if worktree == root || !worktree.starts_with(root) || !git_dir.starts_with(root) {
+            return None;
+        }
+        let mut skeleton = Vec::new();
+        for target in [worktree, git_dir] {
+            let mut dirs: Vec<&std::path::Path> =
+                target.ancestors().take_while(|a| *a != root).collect();
+            dirs.reverse();
+            for dir in dirs {
+                let dir = c(dir)?;
+                if !skeleton.contains(&dir) {
+                    skeleton.push(dir);
+                }
+            }
+        }
+        let stash_worktree = stash.join("worktree");
+        let stash_git = stash.join("git");
+        std::fs::create_dir_all(&stash_worktree).ok()?;
+        std::fs::create_dir_all(&stash_git).ok()?;
+        Some(Nest {
+            root: c(root)?,
+            worktree: c(worktree)?,
+            git_dir: c(git_dir)?,
+            stash_worktree: c(&stash_worktree)?,
+            stash_git: c(&stash_git)?,
+            skeleton,
+        })
+    }
+
+    fn mount(&self) -> io::Result<()> {
+        let bind = |from: &CString, to: &CString| {
+            check(unsafe {
+                libc::mount(
+                    from.as_ptr(),
+                    to.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            })
+        };
+        bind(&self.worktree, &self.stash_worktree)?;
+        bind(&self.git_dir, &self.stash_git)?;
+        check(unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                self.root.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"mode=0755".as_ptr().cast(),
+            )
+        })?;
+        for dir in &self.skeleton {
+            if unsafe { libc::mkdir(dir.as_ptr(), 0o755) } != 0
+                && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        bind(&self.stash_worktree, &self.worktree)?;
+        bind(&self.stash_git, &self.git_dir)?;
+        // Nothing stays reachable through the stash.
+        for stash in [&self.stash_worktree, &self.stash_git] {
+            check(unsafe { libc::umount2(stash.as_ptr(), libc::MNT_DETACH) })?;
+        }
+        // The working directory was the worktree under the covered root.
+        check(unsafe { libc::chdir(self.worktree.as_ptr()) })
+    }
 }
 
 /// Where local daemons keep their sockets (docker, dbus, X11). Landlock does
@@ -44,7 +144,14 @@ impl Namespaces {
                 .filter(|dir| !cwd.starts_with(dir) && std::path::Path::new(dir).is_dir())
                 .filter_map(|dir| CString::new(*dir).ok())
                 .collect(),
+            nest: None,
         }
+    }
+
+    /// Shows a nested worktree alone (see [`Nest`]).
+    pub fn with_nest(mut self, nest: Option<Nest>) -> Self {
+        self.nest = nest;
+        self
     }
 
     /// Enters new user, mount and PID namespaces and forks; returns in the
@@ -102,6 +209,9 @@ impl Namespaces {
                     std::ptr::null(),
                 )
             })?;
+        }
+        if let Some(nest) = &self.nest {
+            nest.mount()?;
         }
         Ok(())
     }

@@ -82,6 +82,17 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     .or_default()
                     .push(format!("→ `{tool}`\n```json\n{args}\n```\n"));
             }
+            EventKind::ContextCompacted { agent, note, .. } => {
+                let line = event.kind.compaction_line().unwrap_or_default();
+                let note = note
+                    .as_deref()
+                    .map(|n| format!("\n\n{}", n.trim()))
+                    .unwrap_or_default();
+                transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .push(format!("**system:** {line}{note}\n"));
+            }
             EventKind::ToolResult {
                 agent, ok, output, ..
             } => {
@@ -114,6 +125,27 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     format!(" — {}", feedback.trim())
                 }
             )),
+            EventKind::TestsOnBase {
+                task,
+                round,
+                command,
+                failed,
+                ..
+            } => outcomes.push(format!(
+                "- the tester's tests of {task} on the base commit (`{command}`, round {round}): {}",
+                if *failed {
+                    "failed, as they must"
+                } else {
+                    "passed, proving nothing"
+                }
+            )),
+            EventKind::TesterDone { task, tests } => outcomes.push(match tests {
+                Some(t) => format!(
+                    "- the tester's tests of {task}, read-only for its coder: {}",
+                    t.files.join(", ")
+                ),
+                None => format!("- {task} goes on without a tester's tests"),
+            }),
             EventKind::TestRun {
                 task,
                 command,

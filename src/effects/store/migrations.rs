@@ -2,7 +2,7 @@
 //! lives in SQLite's `user_version`; a store from a newer memofab is refused
 //! untouched rather than misread.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::{Context, StoreError};
 
@@ -57,18 +57,59 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 pub(super) fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
-    let found = version(conn)?;
     let supported = migrations.len() as u32;
+    let found = version(conn)?;
     if found > supported {
         return Err(StoreError::TooNew { found, supported });
     }
-    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction().ctx("starting a migration")?;
+    if found == supported {
+        return Ok(());
+    }
+    // Another process may be creating the same store right now (a run
+    // starting while `memofab approve` opens it): each step takes the write
+    // lock first and reads the version under it, so a step the other process
+    // already applied is skipped instead of failing on its tables.
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a migration")?;
+        let found = version(&tx)?;
+        if found > supported {
+            return Err(StoreError::TooNew { found, supported });
+        }
+        let Some(sql) = migrations.get(found as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)
-            .ctx(&format!("migrating the store to v{}", i + 1))?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .ctx(&format!("migrating the store to v{}", found + 1))?;
+        tx.pragma_update(None, "user_version", i64::from(found + 1))
             .ctx("recording the schema version")?;
         tx.commit().ctx("committing a migration")?;
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_opening_a_new_store_at_once_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memofab.db");
+        let barrier = std::sync::Barrier::new(6);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        crate::effects::store::Store::open(&path).map(|s| s.schema_version())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in results {
+            assert_eq!(r.unwrap().unwrap(), SCHEMA_VERSION);
+        }
+    }
 }

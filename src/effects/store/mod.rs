@@ -5,6 +5,7 @@
 
 mod decode;
 pub mod export;
+mod history;
 mod migrations;
 
 use std::path::Path;
@@ -65,6 +66,28 @@ impl<T> Context<T> for rusqlite::Result<T> {
     }
 }
 
+/// How long a store waits for another process's lock before giving up.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Switches the store to WAL (a no-op once it is). Switching a new file
+/// needs it to itself, and SQLite answers BUSY at once there, without the
+/// busy timeout, while another process is creating the same store: wait
+/// for that process here as the timeout would.
+fn enable_wal(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result.ctx("enabling WAL"),
+        }
+    }
+}
+
 /// One line of `memofab runs`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSummary {
@@ -104,11 +127,10 @@ impl Store {
     }
 
     fn setup(mut conn: Connection, wal: bool) -> Result<Self> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.busy_timeout(BUSY_TIMEOUT)
             .ctx("setting the busy timeout")?;
         if wal {
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .ctx("enabling WAL")?;
+            enable_wal(&conn)?;
         }
         // WAL + NORMAL: a committed transaction survives a killed process.
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -125,7 +147,7 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .ctx(&format!("opening {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.busy_timeout(BUSY_TIMEOUT)
             .ctx("setting the busy timeout")?;
         let found = migrations::version(&conn)?;
         if found > SCHEMA_VERSION {

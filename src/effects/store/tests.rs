@@ -301,3 +301,28 @@ fn a_reader_cannot_write_and_refuses_a_newer_store() {
         Err(StoreError::TooNew { found: 99, .. })
     ));
 }
+
+#[test]
+fn processes_opening_a_new_store_at_once_all_get_it() {
+    // A run creating its store while `memofab approve` (or another reader)
+    // opens it: each must see the schema exactly once, none fail.
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memofab.db");
+        let start = std::sync::Barrier::new(4);
+        let opened: Vec<Result<u32>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        Store::open(&path)?.schema_version()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for result in opened {
+            assert_eq!(result.unwrap(), SCHEMA_VERSION);
+        }
+    }
+}

@@ -173,6 +173,32 @@ impl App {
                 };
                 self.log_line(at, !approved, text);
             }
+            EventKind::TestsOnBase {
+                task,
+                round,
+                failed,
+                ..
+            } => {
+                let text = if *failed {
+                    format!("{task}: the tester's tests fail on the base commit, as they must")
+                } else {
+                    format!(
+                        "{task}: the tester's tests PASS on the base commit (round {round}); they prove nothing"
+                    )
+                };
+                self.log_line(at, !failed, text);
+            }
+            EventKind::TesterDone {
+                task,
+                tests: Some(tests),
+            } => self.log_line(
+                at,
+                false,
+                format!(
+                    "{task}: the tester's tests are in, read-only for the coder: {}",
+                    tests.files.join(", ")
+                ),
+            ),
             EventKind::TestRun {
                 task,
                 passed,
@@ -293,6 +319,17 @@ impl App {
             } => {
                 let secs = until_ms.saturating_sub(at).div_ceil(1000);
                 self.log_line(at, true, format!("{agent}: parked for {secs}s: {reason}"));
+            }
+            EventKind::ContextCompacted { agent, note, .. } => {
+                let mut text = event.kind.compaction_line().unwrap_or_default();
+                if let Some(note) = note {
+                    text.push('\n');
+                    text.push_str(note);
+                }
+                self.transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .message(crate::domain::MessageAuthor::System, &text);
             }
             EventKind::AgentUnparked { agent } => {
                 self.log_line(at, false, format!("{agent}: resumed"))

@@ -185,6 +185,32 @@ fn spec_editor_submits_the_edited_requirement() {
 }
 
 #[test]
+fn a_live_run_waiting_for_its_requirement_opens_on_the_editor() {
+    let mut events = fixture::events();
+    events.truncate(1);
+    if let EventKind::RunStarted { settings, .. } = &mut events[0].kind {
+        settings.await_spec = true;
+    }
+    let mut app = App::new("t");
+    app.update(EngineUpdate::Event(events[0].clone()));
+    assert_eq!(app.tab, Tab::Spec);
+    // Typed straight in, no tab key first.
+    let sent = append_and_submit(&mut app, " Now.");
+    assert_eq!(
+        sent,
+        vec![Action::Send(Command::SubmitSpec {
+            requirement: "Add stats, slugs and docs to textkit. Now.".into()
+        })]
+    );
+    // A replay of the same event keeps the tab its viewer is on.
+    assert_eq!(App::from_events("t", &events).tab, Tab::Transcript);
+    // A run that has its requirement opens where it always did.
+    let mut app = App::new("t");
+    app.update(EngineUpdate::Event(fixture::events()[0].clone()));
+    assert_eq!(app.tab, Tab::Transcript);
+}
+
+#[test]
 fn mouse_click_selects_a_task() {
     let mut app = app();
     app.dag_area.set(Rect::new(1, 2, 40, 10));

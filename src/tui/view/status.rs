@@ -4,7 +4,7 @@
 
 use ratatui::text::{Line, Span};
 
-use super::{quota, short_tokens};
+use super::{cache_hits, quota, short_tokens};
 use crate::domain::{RunPhase, TaskState};
 use crate::text::wrap;
 use crate::tui::app::App;
@@ -34,13 +34,15 @@ pub(super) fn status_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'st
                 String::new()
             };
             format!(
-                " {phase}{gate_hint}{inbox_hint}{} │ agents {active}/{} │ merged {}/{} │ tokens {}/{}{}{} │ ? help  q quit",
+                " {phase}{gate_hint}{inbox_hint}{} │ agents {active}/{}{} │ merged {}/{} │ tokens {}/{}{}{}{} │ ? help  q quit",
                 quota::status_note(s),
                 s.settings.concurrency,
+                fence_hint(&s.settings.isolation),
                 s.count(TaskState::Merged),
                 s.tasks().len(),
                 short_tokens(s.tokens.input),
                 short_tokens(s.tokens.output),
+                cache_hits(&s.tokens),
                 if app.costs.priced {
                     format!(" ${:.2}", app.costs.total)
                 } else {
@@ -63,6 +65,16 @@ pub(super) fn status_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'st
     lines
 }
 
+/// The isolation agents' commands run under: ` │ fence landlock`. Runs
+/// stored before it was recorded show nothing; none is shouted.
+fn fence_hint(isolation: &str) -> String {
+    match isolation.split_whitespace().next() {
+        None => String::new(),
+        Some("none") => " │ fence NONE".to_owned(),
+        Some(mechanism) => format!(" │ fence {mechanism}"),
+    }
+}
+
 /// Why the run stopped moving, when it says.
 fn why(app: &App) -> Option<String> {
     if let Some(Some(error)) = &app.stopped {
@@ -74,6 +86,10 @@ fn why(app: &App) -> Option<String> {
         RunPhase::Failed => Some(format!(
             "the run failed: {}",
             reason.unwrap_or("no reason given")
+        )),
+        RunPhase::Paused if !state.repository_changes.is_empty() => Some(format!(
+            "stopped: the repository changed outside memofab: {}; look, then resume (i, Enter)",
+            state.repository_changes.join("; ")
         )),
         _ => None,
     }
@@ -102,5 +118,21 @@ pub(crate) fn burn_hint(state: &crate::domain::RunState) -> String {
         String::new()
     } else {
         format!(" │ budget {}", parts.join(" · "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fence_hint;
+
+    #[test]
+    fn the_fence_is_named_and_none_stands_out() {
+        assert_eq!(
+            fence_hint("landlock (writes confined ...)"),
+            " │ fence landlock"
+        );
+        assert_eq!(fence_hint("bwrap (...)"), " │ fence bwrap");
+        assert_eq!(fence_hint("none (working directory ...)"), " │ fence NONE");
+        assert_eq!(fence_hint(""), "");
     }
 }

@@ -347,3 +347,44 @@ fn a_landing_held_for_the_users_checkout_tops_the_inbox() {
     );
     insta::assert_snapshot!("held_landing_160x48", wide);
 }
+
+#[test]
+fn cache_hits_show_for_the_run_and_the_selected_task() {
+    let mut events = fixture::events();
+    let last = events.last().unwrap().clone();
+    events.push(crate::domain::Event {
+        seq: last.seq + 1,
+        kind: crate::domain::EventKind::TokensUsed {
+            cost_usd: None,
+            agent: crate::domain::AgentId::for_task(
+                crate::domain::AgentRole::Coder,
+                &"stats".into(),
+                1,
+            ),
+            task: Some("stats".into()),
+            model: "scripted".into(),
+            usage: crate::domain::TokenUsage {
+                input: 8_800,
+                output: 100,
+                cached: 8_000,
+                cache_write: 500,
+            },
+        },
+        ..last
+    });
+    let mut app = App::from_events("memofab", &events);
+    app.tab = Tab::Transcript;
+    app.selected = app
+        .order
+        .iter()
+        .position(|(id, _)| id.as_str() == "stats")
+        .unwrap();
+    let screen = text(&draw(&app, 160, 48));
+    // The run: 8,000 of 10,000 prompt tokens; the task: 8,000 of 10,000.
+    assert!(screen.contains("tokens 10.0k/400 · cache 80%"), "{screen}");
+    assert!(
+        screen.contains("coder:stats#1 · cache 80% · following"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+}

@@ -1,0 +1,455 @@
+//! The escape suite: a scripted coding agent tries every way out of its
+//! worktree (tests/fixtures/escape/scenario.toml), under each isolation
+//! mechanism forced by config, and the test checks the *effects*: the refs,
+//! hooks and config of the user's repository unchanged, files outside the
+//! worktree absent, a listener on 127.0.0.1 never reached, the secrets of
+//! memofab's own environment and the user's private key in no byte of the
+//! store, the output, the export or mainline — while the same run's real
+//! work still merges and read-only git works inside the fence.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/factory.rs"]
+mod support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use memofab::domain::{EventKind, TaskState};
+use memofab::effects::isolation::{Isolation, Mechanism, testing};
+use support::*;
+
+/// In memofab's environment, as a user's shell exports them.
+const API_KEY: &str = "sk-escape-0123456789abcdef";
+const TOKEN: &str = "tok-escape-fedcba9876543210";
+/// In the user's home directory.
+const PRIVATE_KEY: &str = "-----BEGIN FAKE PRIVATE KEY----- escape-room";
+/// Outside every worktree.
+const OUTSIDE_SECRET: &str = "outside-secret-31415926";
+
+struct Room {
+    tmp: tempfile::TempDir,
+    home: PathBuf,
+    outside: PathBuf,
+    repo: PathBuf,
+    listener: TcpListener,
+}
+
+impl Room {
+    fn new() -> Room {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::write(home.join(".ssh/id_rsa"), PRIVATE_KEY).unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret.txt"), OUTSIDE_SECRET).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let repo = tmp.path().join("repo");
+        Room {
+            tmp,
+            home,
+            outside,
+            repo,
+            listener,
+        }
+    }
+
+    /// The scenario with this room's paths and port filled in.
+    fn scenario(&self) -> PathBuf {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/escape");
+        let text = std::fs::read_to_string(fixtures.join("scenario.toml"))
+            .unwrap()
+            .replace("{HOME}", &self.home.display().to_string())
+            .replace("{REPO}", &self.repo.display().to_string())
+            .replace("{OUTSIDE}", &self.outside.display().to_string())
+            .replace("{OUTSIDE_NAME}", "outside")
+            .replace(
+                "{PORT}",
+                &self.listener.local_addr().unwrap().port().to_string(),
+            );
+        let dir = self.tmp.path().join("scenario");
+        copy_dir(&fixtures.join("seed"), &dir.join("seed"));
+        std::fs::write(dir.join("scenario.toml"), text).unwrap();
+        dir.join("scenario.toml")
+    }
+
+    fn memofab(&self, args: &[&str], config: &Path) -> std::process::Output {
+        Command::new(memofab_bin())
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.tmp.path().join("xdg"))
+            .env("OPENAI_API_KEY", API_KEY)
+            .env("MEMOFAB_ESCAPE_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    }
+}
+
+/// The escape scenario's planner and reviewers with another coder (TOML for
+/// the `coder` conversation of task `escape`).
+fn scenario_with_coder(room: &Room, coder: &str) -> PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/escape");
+    let dir = room.tmp.path().join("scenario");
+    copy_dir(&fixtures.join("seed"), &dir.join("seed"));
+    let scenario = std::fs::read_to_string(fixtures.join("scenario.toml")).unwrap();
+    let head = &scenario[..scenario.find("[[conversation]]\nrole = \"coder\"").unwrap()];
+    std::fs::write(dir.join("scenario.toml"), format!("{head}{coder}")).unwrap();
+    dir.join("scenario.toml")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every byte under `dir`, lossily as text.
+fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in read.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn escape_attempts_fail_under(mechanism: Mechanism) {
+    let Some(isolation) = testing::forced(mechanism) else {
+        return;
+    };
+    let room = Room::new();
+    let scenario = room.scenario();
+    let config = room.tmp.path().join("isolation.toml");
+    std::fs::write(
+        &config,
+        format!("[run]\nisolation = \"{}\"\n", mechanism.label()),
+    )
+    .unwrap();
+
+    let out = room.memofab(
+        &[
+            "demo",
+            "--headless",
+            "--auto-approve",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--dir",
+            room.repo.to_str().unwrap(),
+        ],
+        &config,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run = only_run(&room.repo);
+    let events = stored_events(&room.repo, &run);
+    let state = fold(&events);
+
+    // The run used the mechanism asked for, and said so.
+    assert_eq!(state.settings.isolation, isolation.describe(), "{stderr}");
+    // The real work merged; nothing stopped the run.
+    assert_eq!(
+        state.task(&"escape".into()).map(|t| t.state),
+        Some(TaskState::Merged),
+        "{mechanism:?}: {stderr}"
+    );
+    assert_eq!(git(&room.repo, &["show", "main:notes.txt"]), "legit work\n");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RepositoryChanged { .. })),
+        "{mechanism:?}: the fence leaked into the repository"
+    );
+
+    // Read-only git worked inside the fence.
+    let git_read = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ToolCalled {
+                call_id, arguments, ..
+            } if arguments.to_string().contains("git status") => Some(call_id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::ToolResult { call_id, ok: true, output, .. }
+                if *call_id == git_read && output.contains("On branch"))),
+        "{mechanism:?}: git status failed inside the fence"
+    );
+
+    // Mainline is where the merge queue put it, and nothing else moved.
+    assert_eq!(
+        git(&room.repo, &["rev-parse", "refs/heads/main"]).trim(),
+        state.mainline_commit,
+        "{mechanism:?}"
+    );
+    assert_eq!(git(&room.repo, &["branch", "--list", "sneaky"]), "");
+    let git_dir = room.repo.join(".git");
+    assert!(!git_dir.join("hooks/post-commit").exists(), "{mechanism:?}");
+    let config_text = std::fs::read_to_string(git_dir.join("config")).unwrap();
+    assert!(
+        !config_text.contains("evil"),
+        "{mechanism:?}: {config_text}"
+    );
+    assert!(!config_text.contains("hooksPath"), "{mechanism:?}");
+
+    // No file written outside the worktree.
+    for planted in [
+        room.outside.join("planted"),
+        room.outside.join("hook-ran"),
+        room.home.join("planted"),
+        room.repo.join("planted"),
+        room.repo.join(".memofab/planted"),
+        room.repo.join("escape.txt"),
+        PathBuf::from("/tmp/memofab-escape-planted"),
+    ] {
+        assert!(
+            !planted.exists(),
+            "{mechanism:?}: {} exists",
+            planted.display()
+        );
+    }
+
+    // The listener never saw a connection.
+    assert!(
+        matches!(room.listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{mechanism:?}: a command reached 127.0.0.1"
+    );
+
+    // What the agent carried off, as committed to mainline (git objects are
+    // not redacted): no secret, no key, no store.
+    for loot in [
+        "loot/environ.txt",
+        "loot/id_rsa.txt",
+        "loot/store.txt",
+        "loot/links.txt",
+    ] {
+        let got = git(&room.repo, &["show", &format!("main:{loot}")]);
+        for secret in [API_KEY, TOKEN, PRIVATE_KEY, OUTSIDE_SECRET, "run_started"] {
+            assert!(
+                !got.contains(secret),
+                "{mechanism:?}: {loot} holds {secret:?}"
+            );
+        }
+    }
+
+    // No secret in any byte of the store, the log, the output or the export.
+    let export = room.memofab(
+        &[
+            "export",
+            run.as_str(),
+            "--format",
+            "jsonl",
+            "--repo",
+            room.repo.to_str().unwrap(),
+        ],
+        &config,
+    );
+    let mut places = all_bytes(&room.repo.join(".memofab"));
+    places.push(("stdout".into(), out.stdout.clone()));
+    places.push(("stderr".into(), out.stderr.clone()));
+    places.push(("export".into(), export.stdout.clone()));
+    for (place, bytes) in &places {
+        for secret in [API_KEY, TOKEN, PRIVATE_KEY, OUTSIDE_SECRET] {
+            assert!(
+                !contains(bytes, secret),
+                "{mechanism:?}: {secret:?} in {}",
+                place.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn escapes_fail_under_landlock() {
+    escape_attempts_fail_under(Mechanism::Landlock);
+}
+
+#[test]
+fn escapes_fail_under_bubblewrap() {
+    escape_attempts_fail_under(Mechanism::Bwrap);
+}
+
+/// An agent that prints a key it was given (say, in a file of the
+/// repository) does not get it into the record: every event is redacted.
+#[test]
+fn a_key_an_agent_prints_is_redacted_everywhere() {
+    let room = Room::new();
+    let scenario = scenario_with_coder(
+        &room,
+        &format!(
+            r#"[[conversation]]
+role = "coder"
+task = "escape"
+  [[conversation.turn]]
+  text = "I found the key {API_KEY} in the repository."
+  [[conversation.turn.call]]
+  tool = "run"
+  args = {{ command = "echo {API_KEY}" }}
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "write_file"
+  args = {{ path = "notes.txt", content = "done" }}
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = {{ summary = "done" }}
+"#
+        ),
+    );
+    let config = room.tmp.path().join("none.toml");
+    std::fs::write(&config, "").unwrap();
+    let out = room.memofab(
+        &[
+            "demo",
+            "--headless",
+            "--auto-approve",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--dir",
+            room.repo.to_str().unwrap(),
+        ],
+        &config,
+    );
+    let run = only_run(&room.repo);
+    let events = stored_events(&room.repo, &run);
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::ToolResult { ok: true, output, .. } if output.contains("[REDACTED]"))),
+        "the agent did print the key"
+    );
+    let mut places = all_bytes(&room.repo.join(".memofab"));
+    places.push(("stdout".into(), out.stdout));
+    places.push(("stderr".into(), out.stderr));
+    for (place, bytes) in &places {
+        assert!(
+            !contains(bytes, API_KEY),
+            "the key is in {}",
+            place.display()
+        );
+    }
+}
+
+/// `auto` never degrades silently: it resolves to a real mechanism here, and
+/// `none` is only ever what a user wrote down.
+#[test]
+fn auto_picks_a_working_mechanism_and_none_is_explicit() {
+    use memofab::effects::isolation::Choice;
+    match Isolation::choose(Choice::Auto, false, Vec::new()) {
+        Ok(isolation) => assert_ne!(isolation.mechanism, Mechanism::None),
+        Err(e) => assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines have Landlock and bubblewrap: {e}"
+        ),
+    }
+    let none = Isolation::choose(Choice::None, false, Vec::new()).unwrap();
+    assert_eq!(none.mechanism, Mechanism::None);
+}
+
+/// Landing is the only writer of mainline: when the user's repository
+/// changes in a way memofab did not make (here a hook, planted by an agent
+/// running with `isolation = "none"`), nothing lands; the run stops with an
+/// inbox item, and carries on once a human resumes it.
+#[test]
+fn a_repository_changed_outside_memofab_stops_the_run_until_resumed() {
+    let room = Room::new();
+    // A coder that plants a hook, then works.
+    let scenario = scenario_with_coder(
+        &room,
+        r#"[[conversation]]
+role = "coder"
+task = "escape"
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = { command = "printf '#!/bin/sh\\n' > \"$(git rev-parse --git-common-dir)/hooks/post-commit\"" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "write_file"
+  args = { path = "notes.txt", content = "legit work\n" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = { summary = "done" }
+"#,
+    );
+    let config = room.tmp.path().join("none.toml");
+    std::fs::write(&config, "[run]\nisolation = \"none\"\n").unwrap();
+    let repo = room.repo.to_str().unwrap();
+    room.memofab(
+        &[
+            "demo",
+            "--headless",
+            "--auto-approve",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--dir",
+            repo,
+        ],
+        &config,
+    );
+    let run = only_run(&room.repo);
+    let state = fold(&stored_events(&room.repo, &run));
+    assert!(
+        state
+            .repository_changes
+            .iter()
+            .any(|c| c.contains("hooks/post-commit")),
+        "{:?}",
+        state.repository_changes
+    );
+    assert_eq!(state.phase, memofab::domain::RunPhase::Paused);
+    assert!(
+        memofab::domain::attention::inbox(&state)
+            .iter()
+            .any(|i| i.kind == memofab::domain::attention::AttentionKind::RepositoryChanged)
+    );
+    assert_eq!(
+        git(&room.repo, &["show", "main:notes.txt"]),
+        "",
+        "nothing landed onto the changed repository"
+    );
+
+    // A human looked (the hook is theirs now) and resumes: the work lands.
+    let out = room.memofab(&["resume", "--headless", "--repo", repo], &config);
+    let state = fold(&stored_events(&room.repo, &run));
+    assert_eq!(
+        state.task(&"escape".into()).map(|t| t.state),
+        Some(TaskState::Merged),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(git(&room.repo, &["show", "main:notes.txt"]), "legit work\n");
+}
