@@ -477,12 +477,14 @@ fn canonical(value: &serde_json::Value) -> String {
     sorted(value).to_string()
 }
 
-/// The first non-empty line of a tool's output, shortened.
+/// The first telling line of a tool's output, shortened. `run` starts its
+/// output with `$ command` and the exit status, which say nothing of the
+/// error; the status stands in when nothing else is there.
 fn first_line(output: &str) -> String {
-    let line = output
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
+    let lines = || output.lines().map(str::trim).filter(|l| !l.is_empty());
+    let line = lines()
+        .find(|l| !l.starts_with("$ ") && !l.starts_with("exit code "))
+        .or_else(|| lines().next())
         .unwrap_or("(no output)");
     quote(line)
 }

@@ -478,3 +478,24 @@ fn the_log_line_says_who_what_and_what_was_done() {
     );
     assert!(intervention_line(None, None, &p, Action::Nudge).starts_with("the run: "));
 }
+
+#[test]
+fn a_failing_commands_error_is_its_output_not_its_echo() {
+    let mut watch = Watch::new(limits(), false);
+    let out = |n: u32| format!("$ sh tests/run.sh\nexit code 1\nFAIL test_slug\nrun {n}");
+    let found: Vec<Pattern> = (0..3)
+        .filter_map(|n| {
+            watch.call(
+                "run",
+                &json!({"command": format!("sh t{n}")}),
+                false,
+                &out(n),
+            )
+        })
+        .collect();
+    assert!(
+        matches!(&found[..], [Pattern::RepeatedFailure { error, .. }] if error == "FAIL test_slug"),
+        "{found:?}"
+    );
+    assert_eq!(first_line("$ true\nexit code 1\n"), "$ true");
+}
