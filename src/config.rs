@@ -25,6 +25,8 @@ pub struct Config {
     pub budget: crate::domain::Budget,
     /// The mainline merge queue.
     pub merge: MergeConfig,
+    /// When the shepherd finds work stuck, and whether it acts at all.
+    pub shepherd: crate::domain::shepherd::Thresholds,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -352,6 +354,7 @@ impl Default for Config {
             ui: UiConfig::default(),
             budget: crate::domain::Budget::default(),
             merge: MergeConfig::default(),
+            shepherd: Default::default(),
         }
     }
 }
@@ -661,6 +664,24 @@ mod tests {
         let config = Config::load(&[tests, off]).unwrap();
         assert!(!config.verify_merges());
         assert_eq!(config.merge.post_merge_command.as_deref(), Some("make e2e"));
+    }
+
+    #[test]
+    fn shepherd_thresholds_default_and_can_be_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "s.toml",
+            "[shepherd]\nrepeat_calls = 6\nmax_minutes_in_state = 0\n",
+        );
+        let c = Config::load(&[f]).unwrap();
+        let defaults = crate::domain::shepherd::Thresholds::default();
+        assert_eq!(c.shepherd.repeat_calls, 6);
+        assert_eq!(c.shepherd.max_minutes_in_state, 0);
+        assert_eq!(c.shepherd.repeat_failures, defaults.repeat_failures);
+        assert!(c.shepherd.enabled);
+        let typo = write(dir.path(), "t.toml", "[shepherd]\nrepeat_call = 6\n");
+        assert!(Config::load(&[typo]).is_err());
     }
 
     #[test]

@@ -354,6 +354,7 @@ impl Bench {
             prices: Default::default(),
             governor: Governor::new("aws", GovernorConfig::default()),
             reply: ReplyLimits::default(),
+            shepherd: Default::default(),
         }
     }
 

@@ -226,6 +226,7 @@ impl Bench {
             prices: Default::default(),
             governor: Governor::new("local", GovernorConfig::default()),
             reply,
+            shepherd: Default::default(),
         }
     }
 

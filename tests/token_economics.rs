@@ -46,6 +46,10 @@ impl Bench {
             prices: Default::default(),
             governor: memofab::llm::governor::Governor::new("p", Default::default()),
             reply,
+            // Long conversations measured for their tokens, not shepherded.
+            shepherd: memofab::engine::shepherd::Desk::new(
+                memofab::domain::shepherd::Thresholds::off(),
+            ),
         }
     }
 

@@ -224,6 +224,8 @@ pub async fn conversation(dir: &Path, caching: bool, window: Option<u64>) -> Res
         prices: Default::default(),
         governor: Governor::new("bench", GovernorConfig::default()),
         reply: ReplyLimits::default(),
+        // Measures the tokens of a long conversation, not its shepherding.
+        shepherd: crate::engine::shepherd::Desk::new(crate::domain::shepherd::Thresholds::off()),
     };
     let toolbox = ToolBox::new(
         Sandbox::new(&work, Policy::protected_only())?,

@@ -31,6 +31,9 @@ pub enum AttentionKind {
     RepositoryChanged,
     /// A merge waits to land: the user's checkout of mainline has changes.
     DirtyCheckout,
+    /// The shepherd found the task's agents stuck, through a nudge and a
+    /// fresh agent, and stopped it for a human to look.
+    Stuck,
 }
 
 impl AttentionKind {
@@ -41,6 +44,7 @@ impl AttentionKind {
             AttentionKind::Gate => "approve the merge",
             AttentionKind::Conflict => "hand to the resolver agent",
             AttentionKind::Failed => "retry",
+            AttentionKind::Stuck => "retry with a fresh agent",
             AttentionKind::QuotaPause => "ask the provider again now",
             AttentionKind::PlanDispute => "build it anyway (n: plan again)",
             AttentionKind::Question => "answer",
@@ -61,6 +65,7 @@ impl AttentionKind {
             AttentionKind::Question => "question",
             AttentionKind::RepositoryChanged => "repository",
             AttentionKind::DirtyCheckout => "checkout",
+            AttentionKind::Stuck => "stuck",
         }
     }
 }
@@ -147,6 +152,7 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
             TaskState::AwaitingGate => AttentionKind::Gate,
             TaskState::Conflict => AttentionKind::Conflict,
             TaskState::OverBudget => AttentionKind::TaskOverBudget,
+            TaskState::Failed if task.shepherd.stuck.is_some() => AttentionKind::Stuck,
             TaskState::Failed => AttentionKind::Failed,
             _ => continue,
         };
@@ -155,6 +161,11 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
                 budget::overrun(state, task.id()).unwrap_or_else(|| "over budget".to_owned())
             }
             AttentionKind::Conflict => format!("conflicts in {}", task.conflict_files.join(", ")),
+            AttentionKind::Stuck => format!(
+                "{}: {}",
+                task.spec.title,
+                task.shepherd.stuck.as_deref().unwrap_or("stuck")
+            ),
             _ => task.spec.title.clone(),
         };
         items.push(AttentionItem {
@@ -330,6 +341,39 @@ mod tests {
             },
         );
         assert!(inbox(&run.0).is_empty());
+    }
+
+    #[test]
+    fn a_task_the_shepherd_gave_up_on_is_stuck_until_retried() {
+        use crate::domain::shepherd::{Action, Pattern};
+        let mut run = Run::new(vec![spec("a", &[]), spec("b", &["a"])]);
+        run.walk(1, "a", &[Pending, Ready, Running]);
+        run.push(
+            2,
+            EventKind::ShepherdIntervened {
+                task: Some("a".into()),
+                agent: None,
+                pattern: Pattern::NoChange { turns: 20 },
+                action: Action::Escalate,
+            },
+        );
+        run.walk(3, "a", &[Running, Failed]);
+        let items = inbox(&run.0);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].kind, AttentionKind::Stuck);
+        assert_eq!(items[0].blocks, 2);
+        assert!(
+            items[0]
+                .detail
+                .contains("20 turns without changing any file")
+        );
+        run.walk(4, "a", &[Failed, Pending]);
+        run.walk(5, "a", &[Pending, Ready, Running, Failed]);
+        assert_eq!(
+            inbox(&run.0)[0].kind,
+            AttentionKind::Failed,
+            "a retry forgets"
+        );
     }
 
     #[test]

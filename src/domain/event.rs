@@ -440,6 +440,17 @@ pub enum EventKind {
         task: Option<TaskId>,
         message: String,
     },
+    /// The shepherd found work stuck and acted: a nudge to the agent, a
+    /// fresh agent in its place, or a human asked to look.
+    ShepherdIntervened {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        /// The agent it acted on; none for a rework echo between rounds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<AgentId>,
+        pattern: super::shepherd::Pattern,
+        action: super::shepherd::Action,
+    },
     /// A human changed a task before it started.
     TaskEdited {
         task: TaskId,
@@ -550,7 +561,8 @@ impl EventKind {
             | EventKind::TokensUsed { task, .. }
             | EventKind::Warning { task, .. }
             | EventKind::QuestionAsked { task, .. }
-            | EventKind::BudgetRaised { task, .. } => task.as_ref(),
+            | EventKind::BudgetRaised { task, .. }
+            | EventKind::ShepherdIntervened { task, .. } => task.as_ref(),
             _ => None,
         }
     }
@@ -623,6 +635,7 @@ impl EventKind {
             EventKind::Escalated { .. } => "escalated",
             EventKind::Warning { .. } => "warning",
             EventKind::TaskEdited { .. } => "task_edited",
+            EventKind::ShepherdIntervened { .. } => "shepherd_intervened",
             EventKind::BudgetRaised { .. } => "budget_raised",
             EventKind::PlanDisputed { .. } => "plan_disputed",
             EventKind::PlanDisputeSettled { .. } => "plan_dispute_settled",

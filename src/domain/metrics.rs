@@ -39,8 +39,25 @@ pub struct TaskMetrics {
     pub review_rejections: u32,
     pub failed_tests: u32,
     pub conflicts: u32,
+    /// Times the shepherd acted on the task's work.
+    #[serde(default)]
+    pub interventions: u32,
     pub tokens: TokenUsage,
     pub wall_ms: u64,
+}
+
+/// The shepherd's interventions, by what it did and by what it found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShepherdTotals {
+    pub by_action: BTreeMap<super::shepherd::Action, u32>,
+    /// By pattern name (`repeated_call`, `no_change`, ...).
+    pub by_pattern: BTreeMap<String, u32>,
+}
+
+impl ShepherdTotals {
+    pub fn total(&self) -> u32 {
+        self.by_action.values().sum()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +113,8 @@ pub struct FactoryMetrics {
     pub tasks: Vec<TaskMetrics>,
     pub by_role: BTreeMap<AgentRole, RoleTotals>,
     pub findings: Vec<Finding>,
+    #[serde(default)]
+    pub shepherd: ShepherdTotals,
     /// Incidents per path, for the riskiest paths.
     #[serde(default)]
     pub paths: PathHistory,
@@ -293,6 +312,26 @@ impl FactoryMetrics {
                         files: files.clone(),
                     });
                 }
+                EventKind::ShepherdIntervened {
+                    task,
+                    pattern,
+                    action,
+                    ..
+                } => {
+                    *self.shepherd.by_action.entry(*action).or_default() += 1;
+                    *self
+                        .shepherd
+                        .by_pattern
+                        .entry(pattern.name().to_owned())
+                        .or_default() += 1;
+                    if let Some(task) = task {
+                        tasks
+                            .entry(task.clone())
+                            .or_insert_with(|| (task_of(run, task), None))
+                            .0
+                            .interventions += 1;
+                    }
+                }
                 EventKind::TaskStateChanged { task, to, .. } => {
                     let entry = tasks
                         .entry(task.clone())
@@ -306,6 +345,46 @@ impl FactoryMetrics {
         }
         self.agents.extend(agents.into_values().map(|f| f.metrics));
         self.tasks.extend(tasks.into_values().map(|(m, _)| m));
+    }
+
+    /// How often the shepherd stepped in, for the overseer to weigh: many
+    /// interventions on one pattern point at a prompt or a tool to fix.
+    fn shepherd_markdown(&self) -> String {
+        let totals = &self.shepherd;
+        if totals.total() == 0 {
+            return "\n## Shepherd\n\nNo interventions.\n".to_owned();
+        }
+        let list = |pairs: Vec<(String, u32)>| {
+            pairs
+                .iter()
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let actions = totals
+            .by_action
+            .iter()
+            .map(|(a, n)| (a.label().to_owned(), *n))
+            .collect();
+        let patterns = totals
+            .by_pattern
+            .iter()
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
+        let mut md = format!(
+            "\n## Shepherd\n\n{} interventions: {}.\nStuck patterns: {}.\n",
+            totals.total(),
+            list(actions),
+            list(patterns)
+        );
+        for t in self.tasks.iter().filter(|t| t.interventions > 0) {
+            let _ = writeln!(
+                md,
+                "- {} ({}): {} interventions",
+                t.task, t.run, t.interventions
+            );
+        }
+        md
     }
 
     /// The agents that cost most in errors, then turns.
@@ -346,6 +425,7 @@ impl FactoryMetrics {
                 t.wall_ms as f64 / 1000.0
             );
         }
+        md.push_str(&self.shepherd_markdown());
         md.push_str("\n## Riskiest paths\n\n");
         let riskiest = self.paths.riskiest(RISKIEST_PATHS);
         if riskiest.is_empty() {
@@ -483,6 +563,16 @@ mod tests {
                 output: String::new(),
             });
         }
+        push(EventKind::ShepherdIntervened {
+            task: Some("t1".into()),
+            agent: Some(agent.clone()),
+            pattern: crate::domain::shepherd::Pattern::RepeatedFailure {
+                tool: "run".into(),
+                error: "make failed".into(),
+                times: 3,
+            },
+            action: crate::domain::shepherd::Action::Nudge,
+        });
         push(EventKind::AgentFinished {
             agent,
             ok: true,
@@ -515,7 +605,7 @@ mod tests {
         let a = &m.agents[0];
         assert_eq!((a.turns, a.tool_calls, a.tool_errors), (6, 6, 5));
         assert_eq!(a.tokens.total(), 66);
-        assert_eq!(a.wall_ms, 2000);
+        assert_eq!(a.wall_ms, 2100);
         let repeated: Vec<_> = m
             .findings
             .iter()
@@ -537,7 +627,20 @@ mod tests {
             (1, "running")
         );
         assert_eq!(m.by_role[&AgentRole::Coder].tool_errors, 5);
+        assert_eq!(m.shepherd.total(), 1);
+        assert_eq!(m.shepherd.by_pattern["repeated_failure"], 1);
+        assert_eq!(
+            m.shepherd.by_action[&crate::domain::shepherd::Action::Nudge],
+            1
+        );
+        assert_eq!(t.interventions, 1);
         let md = m.to_markdown();
+        assert!(
+            md.contains("1 interventions: nudged the agent 1")
+                && md.contains("repeated_failure 1")
+                && md.contains("- t1 (r1): 1 interventions"),
+            "{md}"
+        );
         assert!(
             md.contains("repeated failing command") && md.contains("`make` 4 times"),
             "{md}"

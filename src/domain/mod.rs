@@ -18,6 +18,7 @@ pub mod quota;
 pub mod risk;
 pub mod run_state;
 pub mod schedule;
+pub mod shepherd;
 pub mod task;
 pub mod testers;
 pub mod write_set;

@@ -315,6 +315,7 @@ impl RunState {
                 if *to == TaskState::Reviewing {
                     record.resolution = None;
                 }
+                record.shepherd.transitioned(*to);
                 record.state = *to;
                 record.since_ms = event.at_ms;
                 record.reason = reason.clone();
@@ -410,6 +411,23 @@ impl RunState {
                 ..
             } => {
                 self.agent_tasks.insert(agent.clone(), task.clone());
+                // Its first message carried the shepherd's note.
+                if let Some(&i) = self.index.get(task) {
+                    self.tasks[i].shepherd.note = None;
+                }
+            }
+            EventKind::ShepherdIntervened {
+                task: Some(task),
+                pattern,
+                action,
+                ..
+            } => {
+                let record = self.task_mut(task, seq)?;
+                record.shepherd.intervened(pattern, *action);
+                // The fresh agent is a new attempt, so its transcript is its own.
+                if *action == super::shepherd::Action::FreshAgent {
+                    record.attempt += 1;
+                }
             }
             EventKind::ToolCalled {
                 agent,
@@ -431,8 +449,10 @@ impl RunState {
                 approved,
                 feedback,
             } => {
+                let record = self.task_mut(task, seq)?;
+                record.shepherd.reviewed(*approved, feedback);
                 if !approved {
-                    self.task_mut(task, seq)?.feedback =
+                    record.feedback =
                         Some(format!("The code reviewer asked for changes:\n{feedback}"));
                 }
             }
@@ -594,6 +614,7 @@ impl RunState {
             | EventKind::ProposalDecision { .. }
             | EventKind::Escalated { .. }
             | EventKind::ParkLifted { .. }
+            | EventKind::ShepherdIntervened { task: None, .. }
             | EventKind::Warning { .. } => {}
             EventKind::GateDecision {
                 task,

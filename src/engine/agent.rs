@@ -80,6 +80,8 @@ pub struct AgentRunner {
     pub governor: Arc<Governor>,
     /// The role's reply cap and how many tool calls one reply may run.
     pub reply: ReplyLimits,
+    /// The run's shepherd, watching for stuck work.
+    pub shepherd: Arc<super::shepherd::Desk>,
 }
 
 /// Why a model request gave no reply.
@@ -108,35 +110,75 @@ impl AgentJob {
 impl AgentRunner {
     /// Runs the conversation. `Ok(Err(_))` is an agent that gave no result;
     /// `Err(_)` is the engine failing (the store, say).
-    pub async fn run(&self, job: AgentJob) -> EngineResult<Result<AgentOutcome, AgentFailed>> {
-        let agent = job.id();
-        self.recorder
-            .record(EventKind::AgentStarted {
-                agent: agent.clone(),
-                role: job.role,
-                task: job.task.clone(),
-                model: self.model.clone(),
-            })
-            .await?;
-        self.say(&agent, MessageAuthor::User, &job.first_message)
-            .await?;
+    /// A conversation the shepherd stops as stuck is carried on by a fresh
+    /// agent, told what failed, as a new attempt of the task.
+    pub async fn run(&self, mut job: AgentJob) -> EngineResult<Result<AgentOutcome, AgentFailed>> {
+        let first_message = job.first_message.clone();
+        if let Some(note) = super::shepherd::note_for(&self.recorder, &job) {
+            job.first_message = format!("{first_message}\n{note}\n");
+        }
+        loop {
+            let agent = job.id();
+            self.recorder
+                .record(EventKind::AgentStarted {
+                    agent: agent.clone(),
+                    role: job.role,
+                    task: job.task.clone(),
+                    model: self.model.clone(),
+                })
+                .await?;
+            self.say(&agent, MessageAuthor::User, &job.first_message)
+                .await?;
 
-        let result = self.converse(&agent, &job).await?;
-        let (ok, summary) = match &result {
-            Ok(AgentOutcome::Finished { summary }) => (true, summary.clone()),
-            Ok(AgentOutcome::Submitted { arguments }) => (true, submitted_summary(arguments)),
-            Err(failed) => (false, failed.0.clone()),
-        };
-        self.recorder
-            .record(EventKind::AgentFinished { agent, ok, summary })
-            .await?;
-        Ok(result)
+            let mut shepherd = super::shepherd::Shepherd::new(self.shepherd.clone(), &job);
+            let result = self.converse(&agent, &job, &mut shepherd).await?;
+            let (ok, summary) = match &result {
+                Ok(AgentOutcome::Finished { summary }) => (true, summary.clone()),
+                Ok(AgentOutcome::Submitted { arguments }) => (true, submitted_summary(arguments)),
+                Err(failed) => (false, failed.0.clone()),
+            };
+            self.recorder
+                .record(EventKind::AgentFinished { agent, ok, summary })
+                .await?;
+            let next_attempt = job
+                .task
+                .as_ref()
+                .and_then(|t| super::shepherd::attempt_of(&self.recorder, t));
+            match (shepherd.restart.take(), next_attempt) {
+                (Some(summary), Some(attempt)) => {
+                    job.attempt = attempt;
+                    job.first_message = format!("{first_message}\n{summary}");
+                }
+                _ => return Ok(result),
+            }
+        }
+    }
+
+    /// The shepherd's hook after each turn: a nudge joins the conversation;
+    /// `Some` ends it.
+    async fn shepherd_turn(
+        &self,
+        agent: &AgentId,
+        shepherd: &mut super::shepherd::Shepherd,
+        messages: &mut Vec<ChatMessage>,
+    ) -> EngineResult<Option<AgentFailed>> {
+        use super::shepherd::Verdict;
+        match shepherd.turn_over(&self.recorder, agent).await? {
+            Verdict::Continue => Ok(None),
+            Verdict::Nudge(text) => {
+                self.say(agent, MessageAuthor::User, &text).await?;
+                messages.push(ChatMessage::User { content: text });
+                Ok(None)
+            }
+            Verdict::Stop(failed) => Ok(Some(failed)),
+        }
     }
 
     async fn converse(
         &self,
         agent: &AgentId,
         job: &AgentJob,
+        shepherd: &mut super::shepherd::Shepherd,
     ) -> EngineResult<Result<AgentOutcome, AgentFailed>> {
         let mut tools: Vec<ToolSpec> = job
             .toolbox
@@ -235,6 +277,9 @@ impl AgentRunner {
                 );
                 self.say(agent, MessageAuthor::User, &nudge).await?;
                 messages.push(ChatMessage::User { content: nudge });
+                if let Some(failed) = self.shepherd_turn(agent, shepherd, &mut messages).await? {
+                    return Ok(Err(failed));
+                }
                 continue;
             }
             let taken = reply.tool_calls.len().min(self.reply.max_tool_calls.max(1));
@@ -252,15 +297,16 @@ impl AgentRunner {
             }
             for call in run {
                 let parsed: Result<serde_json::Value, _> = serde_json::from_str(&call.arguments);
+                let arguments = parsed
+                    .as_ref()
+                    .cloned()
+                    .unwrap_or_else(|_| json!(call.arguments));
                 self.recorder
                     .record(EventKind::ToolCalled {
                         agent: agent.clone(),
                         call_id: call.id.clone(),
                         tool: call.name.clone(),
-                        arguments: parsed
-                            .as_ref()
-                            .cloned()
-                            .unwrap_or_else(|_| json!(call.arguments)),
+                        arguments: arguments.clone(),
                     })
                     .await?;
                 let (ok, output, done) =
@@ -288,6 +334,7 @@ impl AgentRunner {
                 if let Some(outcome) = done {
                     return Ok(Ok(outcome));
                 }
+                shepherd.tool_result(&call.name, &arguments, ok, &output);
                 messages.push(ChatMessage::ToolResult {
                     call_id: call.id.clone(),
                     content: output,
@@ -302,6 +349,9 @@ impl AgentRunner {
                 ),
                 is_error: true,
             }));
+            if let Some(failed) = self.shepherd_turn(agent, shepherd, &mut messages).await? {
+                return Ok(Err(failed));
+            }
         }
         Ok(Err(AgentFailed(format!(
             "no result after {} turns (the limit is run.max_agent_turns)",

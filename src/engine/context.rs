@@ -146,6 +146,8 @@ pub struct RunContext {
     /// large repository that saves a full checkout per task. Memory only; a
     /// resumed run starts without.
     pub spare_worktrees: std::sync::Mutex<Vec<SpareWorktree>>,
+    /// The shepherd's thresholds, and tasks flagged as too long in a state.
+    pub shepherd: Arc<super::shepherd::Desk>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +198,7 @@ impl RunContext {
             prices: self.prices.clone(),
             governor,
             reply: self.config.reply_limits(role),
+            shepherd: self.shepherd.clone(),
         })
     }
 

@@ -21,6 +21,7 @@ pub mod questions;
 pub mod recorder;
 pub mod risk_gate;
 pub mod session;
+pub mod shepherd;
 pub mod steps;
 mod tester;
 pub mod tools;

@@ -46,6 +46,8 @@ pub struct Orchestrator {
     /// Commands that came before the build could obey them (a pause pressed
     /// while the planner works): carried out once the build starts.
     deferred: Vec<Command>,
+    /// How long each task has been in its state, for the shepherd.
+    time_watch: super::shepherd::TimeWatch,
 }
 
 impl Orchestrator {
@@ -61,6 +63,7 @@ impl Orchestrator {
             pipelines: JoinSet::new(),
             active: HashMap::new(),
             deferred: Vec::new(),
+            time_watch: Default::default(),
         }
     }
 
@@ -250,6 +253,8 @@ impl Orchestrator {
                 // Also wakes the loop to notice what agents did meanwhile,
                 // such as spending the run's budget.
                 _ = inbox.tick() => {
+                    let (clock, desk) = (&mut self.time_watch, &self.ctx.shepherd);
+                    self.ctx.recorder.with_state(|s| clock.check(s, desk));
                     if self.steering == Steering::Headless {
                         for command in self.poll_inbox().await? {
                             self.obey(command).await?;

@@ -206,6 +206,7 @@ pub async fn review(
         prices: std::sync::Arc::new(crate::llm::pricing::price_table(config)),
         governor: binding.governor,
         reply: config.reply_limits(AgentRole::Overseer),
+        shepherd: super::shepherd::Desk::new(config.shepherd.clone()),
     };
     let job = AgentJob {
         role: AgentRole::Overseer,

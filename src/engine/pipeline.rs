@@ -285,6 +285,13 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
     };
     let verdict = match ctx.runner(AgentRole::Reviewer)?.run(job).await? {
         Ok(outcome) => Review::from_outcome(&outcome),
+        Err(failed) if super::shepherd::is_stuck(ctx, &task) => {
+            let why = format!("the reviewer failed: {failed}");
+            ctx.recorder
+                .transition(&task, TaskState::Failed, why)
+                .await?;
+            return Ok(());
+        }
         Err(failed) => Review {
             approved: false,
             feedback: format!("The review could not be completed: {failed}"),
@@ -300,6 +307,12 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
     if verdict.approved {
         ctx.recorder
             .transition(&task, TaskState::Testing, None)
+            .await?;
+        Ok(())
+    } else if let Some(stuck) = super::shepherd::rework_echo(ctx, &task).await? {
+        let why = format!("stuck: {stuck}; the shepherd handed it to a human");
+        ctx.recorder
+            .transition(&task, TaskState::Failed, why)
             .await?;
         Ok(())
     } else {

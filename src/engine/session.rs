@@ -126,6 +126,10 @@ fn context(
         merge_lock: tokio::sync::Mutex::new(()),
         slot_freed: tokio::sync::Notify::new(),
         spare_worktrees: std::sync::Mutex::new(Vec::new()),
+        shepherd: super::shepherd::Desk::with_advice(
+            config.shepherd.clone(),
+            recorder.with_store(|store| super::shepherd::overseer_advice(store)),
+        ),
         recorder,
         git,
         config,

@@ -397,7 +397,7 @@ impl App {
             AttentionKind::TaskOverBudget | AttentionKind::RunOverBudget => {
                 Command::RaiseBudget { task }
             }
-            AttentionKind::Failed => Command::RetryTask { task: task? },
+            AttentionKind::Failed | AttentionKind::Stuck => Command::RetryTask { task: task? },
             AttentionKind::QuotaPause => Command::LiftPark {
                 provider: item.provider?,
             },

@@ -85,6 +85,8 @@ pub struct TaskRecord {
     pub since_ms: u64,
     /// Why the task entered its state, when the event said (a failure's cause).
     pub reason: Option<String>,
+    /// Where the task is on the shepherd's ladder, and why it is stuck.
+    pub shepherd: crate::domain::shepherd::TaskShepherd,
     /// The tester's step, before the coder's first attempt.
     pub tester: testers::TesterStep,
 }
@@ -112,6 +114,7 @@ impl TaskRecord {
             over_budget_from: None,
             since_ms: at_ms,
             reason: None,
+            shepherd: Default::default(),
             tester: testers::TesterStep::default(),
         }
     }

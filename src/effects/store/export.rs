@@ -206,6 +206,26 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                 "- {task} waited to land: the checkout of mainline had changes in {}",
                 files.join(", ")
             )),
+            EventKind::ShepherdIntervened {
+                task,
+                agent,
+                pattern,
+                action,
+            } => {
+                let line = crate::domain::shepherd::intervention_line(
+                    task.as_ref(),
+                    agent.as_ref(),
+                    pattern,
+                    *action,
+                );
+                if let Some(agent) = agent {
+                    transcripts
+                        .entry(agent.clone())
+                        .or_default()
+                        .push(format!("**shepherd:** {line}\n"));
+                }
+                outcomes.push(format!("- {line}"));
+            }
             EventKind::NothingChanged { task } => outcomes.push(format!(
                 "- {task}: the coder finished without changing anything; reworked"
             )),

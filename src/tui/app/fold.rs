@@ -276,6 +276,28 @@ impl App {
                     files.join(", ")
                 ),
             ),
+            EventKind::ShepherdIntervened {
+                task,
+                agent,
+                pattern,
+                action,
+            } => {
+                let line = crate::domain::shepherd::intervention_line(
+                    task.as_ref(),
+                    agent.as_ref(),
+                    pattern,
+                    *action,
+                );
+                if let Some(agent) = agent {
+                    let note = format!("shepherd: {}", first_line(&line));
+                    self.transcripts
+                        .entry(agent.clone())
+                        .or_default()
+                        .message(crate::domain::MessageAuthor::System, &note);
+                }
+                let escalated = *action == crate::domain::shepherd::Action::Escalate;
+                self.log_line(at, escalated, line);
+            }
             EventKind::NothingChanged { task } => self.log_line(
                 at,
                 true,

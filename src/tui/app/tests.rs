@@ -414,3 +414,52 @@ fn cancelling_a_task_asks_first() {
     app.handle_key(key(KeyCode::Char('c')));
     assert!(app.modal.is_none());
 }
+
+#[test]
+fn a_shepherd_intervention_shows_in_the_log_and_the_agents_transcript() {
+    use crate::domain::shepherd::{Action, Pattern};
+    let mut events = fixture::events();
+    let agent = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::AgentStarted {
+                agent,
+                task: Some(_),
+                ..
+            } => Some(agent.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let last = events.last().unwrap().clone();
+    events.push(crate::domain::Event {
+        seq: last.seq + 1,
+        at_ms: last.at_ms + 1,
+        kind: EventKind::ShepherdIntervened {
+            task: None,
+            agent: Some(agent.clone()),
+            pattern: Pattern::RepeatedCall {
+                tool: "read_file".into(),
+                arguments: r#"{"path":"a.rs"}"#.into(),
+                times: 4,
+            },
+            action: Action::Nudge,
+        },
+        ..last
+    });
+    let app = App::from_events("t", &events);
+    let line = app.log.last().unwrap();
+    assert!(
+        line.text.contains("the shepherd nudged the agent") && line.text.contains("read_file"),
+        "{}",
+        line.text
+    );
+    assert!(!line.warn, "a nudge is routine; only a hand-over warns");
+    let transcript = &app.transcripts[&agent];
+    let n = transcript.len(false);
+    let noted = (0..n).any(|i| {
+        transcript
+            .line(i, false)
+            .is_some_and(|(_, text)| text.contains("shepherd: ") && text.contains("4 times"))
+    });
+    assert!(noted, "the transcript notes the intervention");
+}
