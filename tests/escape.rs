@@ -441,6 +441,18 @@ task = "escape"
         "",
         "nothing landed onto the changed repository"
     );
+    let export = room.memofab(
+        &[
+            "export",
+            run.as_str(),
+            "--format",
+            "markdown",
+            "--repo",
+            repo,
+        ],
+        &config,
+    );
+    assert!(String::from_utf8_lossy(&export.stdout).contains("hooks/post-commit"));
 
     // A human looked (the hook is theirs now) and resumes: the work lands.
     let out = room.memofab(&["resume", "--headless", "--repo", repo], &config);

@@ -202,6 +202,10 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                 outcomes.push("- the run was interrupted (resumable)".to_owned())
             }
             EventKind::RunResumed { .. } => outcomes.push("- the run was resumed".to_owned()),
+            EventKind::RepositoryChanged { changes } => outcomes.push(format!(
+                "- the run stopped: the repository changed outside memofab ({})",
+                changes.join("; ")
+            )),
             EventKind::CheckoutDirty { task, files } => outcomes.push(format!(
                 "- {task} waited to land: the checkout of mainline had changes in {}",
                 files.join(", ")
