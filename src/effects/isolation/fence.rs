@@ -169,9 +169,7 @@ impl Fence {
             command.pre_exec(confine);
         }
     }
-}
 
-impl Fence {
     /// The user's checkout the working directory is nested in, if it is:
     /// the parent of the git data, when the worktree lies beneath it.
     fn repository_root(&self) -> Option<PathBuf> {
