@@ -117,6 +117,14 @@ fn stop_at_the_gate_then_resume(signal: libc::c_int, expected_code: i32) {
         listed.last_event_ms >= signalled_at,
         "the run's duration reaches its interruption"
     );
+    // `runs` says the run waits for `resume`, not that it is building.
+    let runs = memofab(&repo, &["runs"]);
+    let row = String::from_utf8_lossy(&runs.stdout)
+        .lines()
+        .find(|l| l.contains(run.as_str()))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(row.contains("interrupted"), "{row}");
 
     // The human approves the waiting gate; the resumed run picks it up.
     let approve = memofab(&repo, &["approve", run.as_str(), "docs"]);

@@ -53,11 +53,24 @@ pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
         .map(|c| price_table(&c))
         .unwrap_or_default();
     println!(
-        "{:<30} {:<16} {:>8} {:<9} {:>5} {:>6} {:>6} {:>9} {:>8}  requirement",
+        "{:<30} {:<16} {:>8} {:<11} {:>5} {:>6} {:>6} {:>9} {:>8}  requirement",
         "run", "started (UTC)", "duration", "phase", "tasks", "merged", "failed", "tokens", "cost"
     );
+    // A run not over is live only if an engine works here now, and then only
+    // the newest such run; the others were interrupted and wait for resume.
+    let engine = crate::engine::engine_lock::EngineLock::held(repo);
+    let live = runs
+        .iter()
+        .find(|r| r.phase.is_none_or(|p| !p.is_over()))
+        .filter(|_| engine)
+        .map(|r| r.run.clone());
     for r in runs {
-        let phase = r.phase.map(|p| p.as_str()).unwrap_or("-");
+        let interrupted = r.phase.is_none_or(|p| !p.is_over()) && live.as_ref() != Some(&r.run);
+        let phase = match r.phase {
+            _ if interrupted => "interrupted",
+            Some(p) => p.as_str(),
+            None => "-",
+        };
         let title = r
             .requirement
             .lines()
@@ -80,7 +93,7 @@ pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
         // interruption, so a run killed while it waited is not shown short.
         let secs = r.last_event_ms.saturating_sub(r.started_ms) / 1000;
         println!(
-            "{:<30} {:<16} {:>7}s {:<9} {:>5} {:>6} {:>6} {:>9} {:>8}  {title}",
+            "{:<30} {:<16} {:>7}s {:<11} {:>5} {:>6} {:>6} {:>9} {:>8}  {title}",
             r.run.as_str(),
             when(r.started_ms),
             secs,

@@ -41,6 +41,14 @@ impl EngineLock {
         Ok(Self { path })
     }
 
+    /// Whether an engine is working in the repository at `repo` now.
+    pub fn held(repo: &Path) -> bool {
+        std::fs::read_to_string(factory_dir(repo).join("engine.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .is_some_and(alive)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
