@@ -82,6 +82,9 @@ impl Fence {
             _ => self.tmp.path().display().to_string(),
         };
         vec![
+            // Caches (pip, go, npm's XDG-aware tools) go to the private temp
+            // dir: the home directory is not writable in the fence.
+            ("XDG_CACHE_HOME".into(), format!("{tmp}/.cache")),
             ("TMPDIR".into(), tmp),
             // Git data is read-only: don't try to refresh the index on `status`.
             ("GIT_OPTIONAL_LOCKS".into(), "0".into()),
