@@ -15,12 +15,9 @@ use std::time::Duration;
 
 use fake_bedrock::*;
 use memofab::config::{ProviderConfig, ProviderKind};
-use memofab::domain::policy::Policy;
 use memofab::domain::{AgentRole, Event, EventKind, TokenUsage};
-use memofab::effects::sandbox::Sandbox;
 use memofab::engine::agent::{AgentJob, AgentOutcome, AgentRunner, review_tool};
 use memofab::engine::prompts::Prompt;
-use memofab::engine::tools::{ToolBox, ToolLimits, ToolSet};
 use memofab::llm::bedrock::BedrockProvider;
 use memofab::llm::bedrock::credentials::AwsEnv;
 use memofab::llm::bedrock::eventstream::Message;
@@ -359,25 +356,7 @@ impl Bench {
     }
 
     fn coder(&self) -> AgentJob {
-        let limits = ToolLimits {
-            command_timeout: Duration::from_secs(5),
-            output_cap: 4096,
-            deny_commands: vec![],
-            isolation: memofab::effects::process::Isolation::none(),
-        };
-        let toolbox = ToolBox::new(
-            Sandbox::new(&self.work(), Policy::protected_only()).unwrap(),
-            limits,
-        );
-        AgentJob {
-            role: AgentRole::Coder,
-            task: None,
-            attempt: 1,
-            prompt: prompt(),
-            first_message: "Write hello.py.".into(),
-            toolbox: Some((Arc::new(toolbox), ToolBox::specs(ToolSet::Coder))),
-            submit: None,
-        }
+        self.coder_job("Write hello.py.", 1, 4096)
     }
 }
 

@@ -16,12 +16,9 @@ use std::time::Duration;
 
 use fake_llm::*;
 use memofab::config::{ProviderConfig, ProviderKind};
-use memofab::domain::policy::Policy;
 use memofab::domain::{AgentRole, Event, EventKind, MessageAuthor, TokenUsage};
-use memofab::effects::sandbox::Sandbox;
 use memofab::engine::agent::{AgentJob, AgentOutcome, AgentRunner, IGNORED_CALL, review_tool};
 use memofab::engine::prompts::Prompt;
-use memofab::engine::tools::{ToolBox, ToolLimits, ToolSet};
 use memofab::llm::anthropic::AnthropicProvider;
 use memofab::llm::governor::{Governor, GovernorConfig};
 use memofab::llm::http::{Endpoint, RetryPolicy};
@@ -231,25 +228,7 @@ impl Bench {
     }
 
     fn coder(&self) -> AgentJob {
-        let limits = ToolLimits {
-            command_timeout: Duration::from_secs(5),
-            output_cap: 4096,
-            deny_commands: vec![],
-            isolation: memofab::effects::process::Isolation::none(),
-        };
-        let toolbox = ToolBox::new(
-            Sandbox::new(&self.work(), Policy::protected_only()).unwrap(),
-            limits,
-        );
-        AgentJob {
-            role: AgentRole::Coder,
-            task: None,
-            attempt: 1,
-            prompt: prompt(),
-            first_message: "Write hello.py and world.py.".into(),
-            toolbox: Some((Arc::new(toolbox), ToolBox::specs(ToolSet::Coder))),
-            submit: None,
-        }
+        self.coder_job("Write hello.py and world.py.", 1, 4096)
     }
 }
 

@@ -13,7 +13,6 @@ use std::path::Path;
 use std::process::{Command as Process, Output};
 
 use interactive::Interactive;
-use memofab::cli::demo::prepare_repo;
 use memofab::domain::{AgentId, AgentRole, EventKind, MessageAuthor, RunPhase, TaskState};
 use memofab::effects::git::GitRepo;
 use memofab::effects::store::Store;
@@ -21,22 +20,10 @@ use memofab::engine::EngineError;
 use memofab::engine::cleanup;
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::session::{self, store_path};
-use memofab::llm::scenario::Scenario;
 use support::*;
 
 fn hygiene_repo(scenario: &str) -> DemoRepo {
-    let dir = tempfile::tempdir().unwrap();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/hygiene")
-        .join(scenario);
-    let scenario = Scenario::load(&path).unwrap();
-    let seed = vec![("README.md".to_owned(), b"# A project\n".to_vec())];
-    let repo = prepare_repo(&dir.path().join("repo"), &scenario, &seed).unwrap();
-    DemoRepo {
-        dir,
-        repo,
-        scenario,
-    }
+    fixture_repo(&format!("hygiene/{scenario}"))
 }
 
 fn memofab(repo: &Path, args: &[&str]) -> Output {

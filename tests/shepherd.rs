@@ -9,7 +9,6 @@ mod support;
 
 use std::path::Path;
 
-use memofab::cli::demo::prepare_repo;
 use memofab::domain::attention::{AttentionKind, inbox};
 use memofab::domain::metrics::FactoryMetrics;
 use memofab::domain::metrics::Proposal;
@@ -22,22 +21,10 @@ use memofab::effects::store::Store;
 use memofab::effects::store::export::export_markdown;
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::session::store_path;
-use memofab::llm::scenario::Scenario;
 use support::*;
 
 fn shepherd_repo(scenario: &str) -> DemoRepo {
-    let dir = tempfile::tempdir().unwrap();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/shepherd")
-        .join(scenario);
-    let scenario = Scenario::load(&path).unwrap();
-    let seed = vec![("README.md".to_owned(), b"# A project\n".to_vec())];
-    let repo = prepare_repo(&dir.path().join("repo"), &scenario, &seed).unwrap();
-    DemoRepo {
-        dir,
-        repo,
-        scenario,
-    }
+    fixture_repo(&format!("shepherd/{scenario}"))
 }
 
 /// The shepherd's interventions, in order: (agent, pattern name, action).

@@ -11,16 +11,12 @@ mod fake_llm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use fake_llm::*;
 use memofab::config::{ProviderConfig, ProviderKind};
-use memofab::domain::policy::Policy;
-use memofab::domain::{AgentRole, Event, EventKind, TokenUsage};
-use memofab::effects::sandbox::Sandbox;
+use memofab::domain::{Event, EventKind, TokenUsage};
 use memofab::engine::agent::{AgentJob, AgentRunner};
-use memofab::engine::prompts::Prompt;
-use memofab::engine::tools::{ToolBox, ToolLimits, ToolSet};
+use memofab::engine::tools::{ToolBox, ToolSet};
 use memofab::llm::compaction::{self, NOTE_HEADING, SUMMARY_INSTRUCTIONS};
 use memofab::llm::factory::build_provider;
 use memofab::llm::types::TextToolCalls;
@@ -54,27 +50,7 @@ impl Bench {
     }
 
     fn coder(&self, first_message: &str, attempt: u32) -> AgentJob {
-        let toolbox = ToolBox::new(
-            Sandbox::new(&self.work(), Policy::protected_only()).unwrap(),
-            ToolLimits {
-                command_timeout: Duration::from_secs(5),
-                output_cap: 64 * 1024,
-                deny_commands: vec![],
-                isolation: memofab::effects::process::Isolation::none(),
-            },
-        );
-        AgentJob {
-            role: AgentRole::Coder,
-            task: None,
-            attempt,
-            prompt: Prompt {
-                text: "You code.".into(),
-                source: "test".into(),
-            },
-            first_message: first_message.into(),
-            toolbox: Some((Arc::new(toolbox), ToolBox::specs(ToolSet::Coder))),
-            submit: None,
-        }
+        self.coder_job(first_message, attempt, 64 * 1024)
     }
 }
 

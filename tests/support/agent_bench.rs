@@ -4,10 +4,18 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use memofab::domain::{Event, EventKind, RunId, RunSettings};
+use memofab::domain::policy::Policy;
+use memofab::domain::{AgentRole, Event, EventKind, RunId, RunSettings};
+use memofab::effects::process::Isolation;
+use memofab::effects::sandbox::Sandbox;
 use memofab::effects::store::Store;
+use memofab::engine::agent::AgentJob;
+use memofab::engine::prompts::Prompt;
 use memofab::engine::recorder::Recorder;
+use memofab::engine::tools::{ToolBox, ToolLimits, ToolSet};
 use memofab::protocol::EngineUpdate;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -60,5 +68,31 @@ impl AgentBench {
     /// Where the agent's tools work.
     pub fn work(&self) -> PathBuf {
         self.dir.path().join("work")
+    }
+
+    /// A coder working in `work/` with every tool, commands unfenced, their
+    /// output capped at `output_cap` bytes.
+    pub fn coder_job(&self, first_message: &str, attempt: u32, output_cap: usize) -> AgentJob {
+        let toolbox = ToolBox::new(
+            Sandbox::new(&self.work(), Policy::protected_only()).expect("sandbox"),
+            ToolLimits {
+                command_timeout: Duration::from_secs(5),
+                output_cap,
+                deny_commands: vec![],
+                isolation: Isolation::none(),
+            },
+        );
+        AgentJob {
+            role: AgentRole::Coder,
+            task: None,
+            attempt,
+            prompt: Prompt {
+                text: "You code.".into(),
+                source: "test".into(),
+            },
+            first_message: first_message.into(),
+            toolbox: Some((Arc::new(toolbox), ToolBox::specs(ToolSet::Coder))),
+            submit: None,
+        }
     }
 }

@@ -35,6 +35,23 @@ pub fn demo_repo() -> DemoRepo {
     }
 }
 
+/// A repository for the scenario `tests/fixtures/<fixture>` (say
+/// `hygiene/lazy.toml`), seeded with a one-line README.
+pub fn fixture_repo(fixture: &str) -> DemoRepo {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture);
+    let scenario = Scenario::load(&path).expect("fixture scenario parses");
+    let seed = vec![("README.md".to_owned(), b"# A project\n".to_vec())];
+    let repo = prepare_repo(&dir.path().join("repo"), &scenario, &seed).expect("fixture repo");
+    DemoRepo {
+        dir,
+        repo,
+        scenario,
+    }
+}
+
 /// Config from the project's file only, so a developer's own config cannot
 /// change what the tests see.
 pub fn project_config(repo: &Path) -> Config {
