@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::domain::policy::Policy;
 use crate::domain::{AgentRole, EventKind};
 use crate::effects::git::GitRepo;
+use crate::effects::repo_guard::Fingerprint;
 use crate::llm::LlmProvider;
 use crate::llm::governor::{Governor, GovernorConfig};
 
@@ -114,7 +115,7 @@ pub struct RunContext {
     pub recorder: Recorder,
     /// The user's repository as memofab last saw it (refs, hooks, config),
     /// to notice changes nobody should have made.
-    pub repo_guard: std::sync::Mutex<crate::effects::repo_guard::Fingerprint>,
+    pub repo_guard: std::sync::Mutex<Fingerprint>,
     pub git: GitRepo,
     pub config: Config,
     pub policy: Policy,
@@ -229,41 +230,45 @@ impl RunContext {
 }
 
 impl RunContext {
-    fn git_common_dir(&self) -> PathBuf {
-        crate::effects::repo_guard::common_dir(self.git.root())
+    /// The repository's fingerprint now, read off the blocking pool.
+    async fn fingerprint_now(self: &Arc<Self>) -> EngineResult<Fingerprint> {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            Fingerprint::take(
+                &crate::effects::repo_guard::common_dir(this.git.root()),
+                &this.mainline,
+            )
+        })
+        .await
+        .map_err(|e| EngineError::Join(e.to_string()))
+    }
+
+    /// The reference fingerprint; a panic elsewhere cannot leave it half
+    /// written (it is replaced whole), so a poisoned lock is still good.
+    fn repo_guard(&self) -> std::sync::MutexGuard<'_, Fingerprint> {
+        self.repo_guard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Takes the repository's fingerprint as the new reference, when a human
     /// resumes after a change.
-    pub async fn rebaseline_repository(self: &Arc<Self>) {
-        let this = Arc::clone(self);
-        let taken = tokio::task::spawn_blocking(move || {
-            crate::effects::repo_guard::Fingerprint::take(&this.git_common_dir(), &this.mainline)
-        })
-        .await;
-        if let (Ok(fingerprint), Ok(mut guard)) = (taken, self.repo_guard.lock()) {
-            *guard = fingerprint;
-        }
+    pub async fn rebaseline_repository(self: &Arc<Self>) -> EngineResult<()> {
+        let now = self.fingerprint_now().await?;
+        *self.repo_guard() = now;
+        Ok(())
     }
 
     /// Compares the repository with the reference; a change nobody made
     /// through memofab is recorded, which pauses the run. Whether the run
     /// is now stopped by such a change.
     pub async fn check_repository(self: &Arc<Self>) -> EngineResult<bool> {
-        let this = Arc::clone(self);
-        let now = tokio::task::spawn_blocking(move || {
-            crate::effects::repo_guard::Fingerprint::take(&this.git_common_dir(), &this.mainline)
-        })
-        .await
-        .map_err(|e| EngineError::Join(e.to_string()))?;
-        let changes = match self.repo_guard.lock() {
-            Ok(guard) => guard.changes(&now),
-            Err(poisoned) => poisoned.into_inner().changes(&now),
-        };
-        let flagged = self
+        let now = self.fingerprint_now().await?;
+        let changes = self.repo_guard().changes(&now);
+        let (flagged, over) = self
             .recorder
-            .with_state(|s| !s.repository_changes.is_empty());
-        if !changes.is_empty() && !flagged && !self.recorder.with_state(|s| s.phase.is_over()) {
+            .with_state(|s| (!s.repository_changes.is_empty(), s.phase.is_over()));
+        if !changes.is_empty() && !flagged && !over {
             tracing::warn!(?changes, "the repository changed outside memofab");
             self.recorder
                 .record(EventKind::RepositoryChanged { changes })

@@ -500,7 +500,7 @@ impl Orchestrator {
             Command::Resume if state.phase == RunPhase::Paused => {
                 if !state.repository_changes.is_empty() {
                     // The human has seen the change; it is the new normal.
-                    self.ctx.rebaseline_repository().await;
+                    self.ctx.rebaseline_repository().await?;
                 }
                 self.set_phase(RunPhase::Building, "resumed by a human")
                     .await?;

@@ -36,7 +36,7 @@ pub struct Fence {
     network: bool,
     cwd: PathBuf,
     /// The private temp dir (Landlock and none); bubblewrap mounts its own.
-    tmp: tempfile::TempDir,
+    tmp: Option<tempfile::TempDir>,
     /// Read-only paths beyond the system: the config's and toolchains on PATH.
     readable: Vec<PathBuf>,
     /// The repository's git data the working directory's `.git` points to.
@@ -48,10 +48,15 @@ pub struct Fence {
 
 impl Fence {
     pub fn new(isolation: &Isolation, cwd: &Path) -> Result<Self, FenceError> {
-        let tmp = tempfile::Builder::new()
-            .prefix("memofab-cmd-")
-            .tempdir()
-            .map_err(FenceError::TempDir)?;
+        let tmp = match isolation.mechanism {
+            Mechanism::Bwrap => None,
+            _ => Some(
+                tempfile::Builder::new()
+                    .prefix("memofab-cmd-")
+                    .tempdir()
+                    .map_err(FenceError::TempDir)?,
+            ),
+        };
         let stash = match isolation.mechanism {
             Mechanism::Landlock => Some(
                 tempfile::Builder::new()
@@ -77,9 +82,9 @@ impl Fence {
 
     /// Variables the fenced command gets on top of the scrubbed environment.
     pub fn env(&self) -> Vec<(String, String)> {
-        let tmp = match self.mechanism {
-            Mechanism::Bwrap => "/tmp".to_owned(),
-            _ => self.tmp.path().display().to_string(),
+        let tmp = match &self.tmp {
+            Some(dir) => dir.path().display().to_string(),
+            None => "/tmp".to_owned(),
         };
         vec![
             // Caches (pip, go, npm's XDG-aware tools) go to the private temp
@@ -153,7 +158,9 @@ impl Fence {
             rules.allow(git, Grant::Read);
         }
         rules.allow(&self.cwd, Grant::Full);
-        rules.allow(self.tmp.path(), Grant::Full);
+        if let Some(tmp) = &self.tmp {
+            rules.allow(tmp.path(), Grant::Full);
+        }
         let filter = (!self.network).then(seccomp::no_network_filter);
         let confine = move || {
             if let Some(namespaces) = &namespaces {
