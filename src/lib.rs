@@ -6,10 +6,13 @@
 //! - [`effects`]: git, the event store, processes and the tool sandbox.
 //! - [`engine`]: the orchestrator and agents, tying domain and effects together.
 //! - [`tui`]: the cockpit; it only sees engine events and sends commands.
+//! - [`daemon`]: the long-running factory: a queue per repository, runs that
+//!   outlive the terminal, cockpits that attach over a socket.
 
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod effects;
 pub mod engine;

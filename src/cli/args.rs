@@ -65,6 +65,81 @@ pub enum Commands {
     Doctor,
     /// Measure memofab's own overhead (orchestration, store, cockpit, replay).
     Bench(BenchArgs),
+    /// Run the factory as a daemon: the queues of every registered
+    /// repository, with or without a terminal attached.
+    Serve(ServeArgs),
+    /// Register, list or unregister the repositories the daemon works in.
+    Repo(RepoArgs),
+    /// Put a requirement on a repository's queue (default: this one).
+    Submit(SubmitArgs),
+    /// List the daemon's queue; reorder or drop entries.
+    Queue(QueueArgs),
+    /// Serve the Model Context Protocol over stdio, for other agents and
+    /// factories: submit requirements, read runs, decide gates.
+    Mcp,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Accept error reports (Sentry webhooks, plain JSON) over HTTP here,
+    /// e.g. 127.0.0.1:8787.
+    #[arg(long)]
+    pub intake: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    #[command(subcommand)]
+    pub action: RepoAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoAction {
+    /// Register a repository with the daemon.
+    Add {
+        path: PathBuf,
+        /// Its short name (default: the directory's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the registered repositories.
+    List,
+    /// Unregister a repository (by name or path); its queued entries are dropped.
+    Remove { repo: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// File holding the requirement.
+    #[arg(long, conflicts_with = "requirement_text")]
+    pub requirement: Option<PathBuf>,
+    /// The requirement itself.
+    #[arg(long)]
+    pub requirement_text: Option<String>,
+    /// Higher runs first (default 0); equal priorities run in the order submitted.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Also list finished and dropped entries.
+    #[arg(long)]
+    pub all: bool,
+    #[command(subcommand)]
+    pub action: Option<QueueAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Change a queued entry's priority (higher runs first).
+    Move {
+        entry: String,
+        #[arg(long, allow_negative_numbers = true)]
+        priority: i64,
+    },
+    /// Take a queued entry off the queue.
+    Drop { entry: String },
 }
 
 #[derive(Debug, Args)]

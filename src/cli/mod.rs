@@ -9,6 +9,7 @@ mod headless;
 mod init;
 mod overseer;
 mod providers;
+mod queue;
 mod records;
 mod signals;
 mod summary;
@@ -29,7 +30,9 @@ pub fn main() -> ExitCode {
     // just stops); listing commands end quietly instead.
     let runs_the_factory = matches!(
         cli.command,
-        None | Some(Commands::Demo(_) | Commands::Run(_) | Commands::Resume(_))
+        None | Some(
+            Commands::Demo(_) | Commands::Run(_) | Commands::Resume(_) | Commands::Serve(_)
+        )
     );
     if !runs_the_factory {
         restore_default_sigpipe();
@@ -70,6 +73,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Replay(args)) => headless::replay(&cli.global, &repo, args).await,
         Some(Commands::Overseer(args)) => overseer::run(&cli.global, &repo, args).await,
         Some(Commands::Bench(args)) => bench::run(args).await,
+        Some(Commands::Repo(args)) => queue::repo(args),
+        Some(Commands::Submit(args)) => queue::submit(&repo, args),
+        Some(Commands::Queue(args)) => queue::queue(args),
+        Some(Commands::Serve(_)) => bail!("`memofab serve` is not built yet"),
+        Some(Commands::Mcp) => bail!("`memofab mcp` is not built yet"),
         None => headless::cockpit_new_run(&cli.global, &repo, cli.provider.as_deref()).await,
     }
 }

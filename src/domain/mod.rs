@@ -14,6 +14,7 @@ pub mod path_history;
 pub mod phase;
 pub mod policy;
 pub mod proposal;
+pub mod queue;
 pub mod quota;
 pub mod risk;
 pub mod run_state;

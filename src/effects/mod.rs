@@ -4,6 +4,7 @@
 pub mod git;
 pub mod isolation;
 pub mod process;
+pub mod queue;
 pub mod repo_guard;
 pub mod sandbox;
 pub mod store;

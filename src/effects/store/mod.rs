@@ -67,13 +67,13 @@ impl<T> Context<T> for rusqlite::Result<T> {
 }
 
 /// How long a store waits for another process's lock before giving up.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Switches the store to WAL (a no-op once it is). Switching a new file
 /// needs it to itself, and SQLite answers BUSY at once there, without the
 /// busy timeout, while another process is creating the same store: wait
 /// for that process here as the timeout would.
-fn enable_wal(conn: &Connection) -> Result<()> {
+pub(crate) fn enable_wal(conn: &Connection) -> Result<()> {
     let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
     loop {
         match conn.pragma_update(None, "journal_mode", "WAL") {

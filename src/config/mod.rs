@@ -27,6 +27,12 @@ pub struct Config {
     pub merge: MergeConfig,
     /// When the shepherd finds work stuck, and whether it acts at all.
     pub shepherd: crate::domain::shepherd::Thresholds,
+    /// What `memofab serve` shares across repositories.
+    pub daemon: DaemonConfig,
+    /// The overseer's nightly schedule.
+    pub overseer: OverseerConfig,
+    /// MCP servers whose tools agents are given.
+    pub mcp: McpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +106,9 @@ pub struct RunConfig {
 }
 
 pub use crate::effects::isolation::Choice as IsolationChoice;
+
+mod factory;
+pub use factory::{DaemonConfig, McpConfig, McpServerConfig, OverseerConfig};
 
 impl RunConfig {
     /// The isolation commands get, or why the configured one is unavailable.
@@ -355,6 +364,9 @@ impl Default for Config {
             budget: crate::domain::Budget::default(),
             merge: MergeConfig::default(),
             shepherd: Default::default(),
+            daemon: DaemonConfig::default(),
+            overseer: OverseerConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }

@@ -1,0 +1,149 @@
+//! `memofab repo`, `submit` and `queue`: the daemon's queue, edited in its
+//! store directly so that it works whether the daemon runs or not; a
+//! running daemon is woken to look again.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use super::args::{QueueAction, QueueArgs, RepoAction, RepoArgs, SubmitArgs};
+use crate::daemon::protocol::{Reply, Request};
+use crate::daemon::{DaemonPaths, client};
+use crate::domain::queue::{ItemState, RequirementId, Source};
+use crate::effects::queue::{NewRequirement, Queue};
+
+fn open_queue() -> Result<(DaemonPaths, Queue)> {
+    let paths = DaemonPaths::from_env()?;
+    paths.create_dirs()?;
+    let queue = Queue::open(&paths.queue)?;
+    Ok((paths, queue))
+}
+
+pub fn repo(args: RepoArgs) -> Result<ExitCode> {
+    let (paths, mut queue) = open_queue()?;
+    match args.action {
+        RepoAction::Add { path, name } => {
+            let root = super::open_repo(&path)?;
+            let git = crate::effects::git::GitRepo::open(&root)?;
+            let repo = queue.add_repo(git.root(), name.as_deref())?;
+            println!("registered {} ({})", repo.name, repo.path.display());
+            if !client::wake(&paths) {
+                println!("the daemon is not running; `memofab serve` starts it");
+            }
+        }
+        RepoAction::List => {
+            let repos = queue.repos()?;
+            if repos.is_empty() {
+                println!("no repositories registered; `memofab repo add PATH` registers one");
+            }
+            for repo in repos {
+                println!("{:<20} {}", repo.name, repo.path.display());
+            }
+        }
+        RepoAction::Remove { repo } => {
+            let removed = queue.remove_repo(&repo)?;
+            println!("unregistered {} ({})", removed.name, removed.path.display());
+            client::wake(&paths);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn submit(repo: &Path, args: SubmitArgs) -> Result<ExitCode> {
+    let requirement = match (&args.requirement, &args.requirement_text) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading the requirement from {}", file.display()))?,
+        (None, Some(text)) => text.clone(),
+        (None, None) => {
+            bail!("give the requirement with --requirement FILE or --requirement-text TEXT")
+        }
+    };
+    let (paths, mut queue) = open_queue()?;
+    let repo = std::fs::canonicalize(repo)
+        .with_context(|| format!("{} does not exist", repo.display()))?;
+    let entry = queue.submit(NewRequirement {
+        repo: repo.display().to_string(),
+        requirement,
+        priority: args.priority,
+        source: Source::Human,
+        fingerprint: None,
+    })?;
+    println!("queued {} for {}: {}", entry.id, entry.repo, entry.title());
+    if !client::wake(&paths) {
+        println!("the daemon is not running; it runs the queue once `memofab serve` starts");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn queue(args: QueueArgs) -> Result<ExitCode> {
+    let (paths, mut queue) = open_queue()?;
+    match args.action {
+        Some(QueueAction::Move { entry, priority }) => {
+            let id = entry_id(&entry)?;
+            let moved = queue.set_priority(id, priority)?;
+            println!("{} now has priority {}", moved.id, moved.priority);
+            client::wake(&paths);
+        }
+        Some(QueueAction::Drop { entry }) => {
+            let id = entry_id(&entry)?;
+            let dropped = queue.drop_entry(id)?;
+            println!("dropped {}: {}", dropped.id, dropped.title());
+        }
+        None => list(&paths, &queue, args.all)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn entry_id(text: &str) -> Result<RequirementId> {
+    text.parse::<RequirementId>().map_err(anyhow::Error::msg)
+}
+
+fn list(paths: &DaemonPaths, queue: &Queue, all: bool) -> Result<()> {
+    let states: &[ItemState] = if all {
+        &[]
+    } else {
+        &[ItemState::Queued, ItemState::Running]
+    };
+    let entries = queue.entries(states)?;
+    if entries.is_empty() {
+        println!(
+            "the queue is empty; `memofab submit --requirement-text ...` adds to it{}",
+            if all {
+                ""
+            } else {
+                " (--all lists finished entries)"
+            }
+        );
+    } else {
+        println!(
+            "{:<6} {:<16} {:<8} {:>8} {:<8} {:<24} requirement",
+            "entry", "repo", "state", "priority", "source", "run"
+        );
+        for e in entries {
+            let title: String = e.title().chars().take(60).collect();
+            println!(
+                "{:<6} {:<16} {:<8} {:>8} {:<8} {:<24} {title}",
+                e.id.to_string(),
+                e.repo,
+                e.state.as_str(),
+                e.priority,
+                e.source.as_str(),
+                e.run.as_ref().map_or("-", |r| r.as_str()),
+            );
+        }
+    }
+    match client::request(paths, &Request::Status) {
+        Some(Reply::Status(status)) => println!(
+            "\ndaemon: serving (pid {}), {} run(s) under way{}",
+            status.pid,
+            status.runs.len(),
+            status
+                .intake
+                .map(|a| format!(", incidents accepted at {a}"))
+                .unwrap_or_default()
+        ),
+        _ => println!("\ndaemon: not running; `memofab serve` starts it"),
+    }
+    Ok(())
+}

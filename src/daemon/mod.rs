@@ -1,0 +1,26 @@
+//! The factory that stays up: `memofab serve` owns runs for several
+//! repositories, one at a time each, taken from a queue of requirements; it
+//! keeps working with no terminal, resumes its runs after a restart, and
+//! cockpits attach to it over a Unix socket.
+//!
+//! - [`paths`]: where the queue, lock and socket live.
+//! - [`protocol`]: the socket's requests and replies.
+//! - [`live`]: the runs under way, shared by workers and attached cockpits.
+//! - [`shared`]: what every part of the daemon holds.
+//! - [`attach`]: a cockpit attached over the socket.
+//! - [`intake`]: error reports over HTTP become queued requirements.
+//! - [`nightly`]: the overseer on a schedule.
+
+pub mod attach;
+pub mod client;
+pub mod error;
+pub mod intake;
+pub mod live;
+pub mod nightly;
+pub mod paths;
+pub mod protocol;
+pub mod shared;
+
+pub use error::{DaemonError, DaemonResult};
+pub use paths::DaemonPaths;
+pub use shared::Shared;

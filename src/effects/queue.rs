@@ -1,0 +1,591 @@
+//! The daemon's queue of requirements and its registered repositories, in
+//! one SQLite file. `memofab submit`, the incident intake and MCP write here;
+//! the daemon reads it. Writers may be other processes: WAL and a busy
+//! timeout let them take turns, and a requirement submitted while the
+//! daemon is down waits for it.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use thiserror::Error;
+
+use crate::domain::RunId;
+use crate::domain::queue::{ItemState, QueuedRequirement, RegisteredRepo, RequirementId, Source};
+
+#[derive(Debug, Error)]
+pub enum QueueError {
+    #[error("queue {context}: {source}")]
+    Sqlite {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The repository named is not registered.
+    #[error(
+        "{0} is not a registered repository; `memofab repo add PATH` registers one, `memofab repo list` lists them"
+    )]
+    UnknownRepo(String),
+    #[error("no queue entry {0}; `memofab queue` lists them")]
+    UnknownEntry(RequirementId),
+    /// The request does not fit the queue's state (e.g. dropping a running entry).
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub type QueueResult<T> = Result<T, QueueError>;
+
+trait Context<T> {
+    fn ctx(self, context: &str) -> QueueResult<T>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn ctx(self, context: &str) -> QueueResult<T> {
+        self.map_err(|source| QueueError::Sqlite {
+            context: context.to_owned(),
+            source,
+        })
+    }
+}
+
+/// A requirement to put on the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequirement {
+    /// The repository's name or path.
+    pub repo: String,
+    pub requirement: String,
+    pub priority: i64,
+    pub source: Source,
+    pub fingerprint: Option<String>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS repos (
+    name TEXT PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    added_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requirements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- No foreign key: entries outlive an unregistered repository, as history.
+    repo TEXT NOT NULL,
+    requirement TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL,
+    fingerprint TEXT,
+    state TEXT NOT NULL,
+    run TEXT,
+    submitted_ms INTEGER NOT NULL,
+    finished_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS requirements_by_repo ON requirements(repo, state);
+CREATE INDEX IF NOT EXISTS requirements_by_fingerprint ON requirements(fingerprint);
+";
+
+pub struct Queue {
+    conn: Connection,
+}
+
+impl Queue {
+    pub fn open(path: &Path) -> QueueResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| QueueError::Io {
+                context: format!("creating {}", dir.display()),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).ctx(&format!("opening {}", path.display()))?;
+        conn.busy_timeout(crate::effects::store::BUSY_TIMEOUT)
+            .ctx("setting the busy timeout")?;
+        crate::effects::store::enable_wal(&conn).map_err(|e| QueueError::Refused(e.to_string()))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .ctx("setting synchronous")?;
+        conn.execute_batch(SCHEMA).ctx("creating tables")?;
+        Ok(Self { conn })
+    }
+
+    /// Registers a repository under `name` (default: its directory's name,
+    /// made unique). Registering the same path again returns the existing entry.
+    pub fn add_repo(&mut self, path: &Path, name: Option<&str>) -> QueueResult<RegisteredRepo> {
+        let path = std::fs::canonicalize(path).map_err(|source| QueueError::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        })?;
+        if let Some(existing) = self.repo_at(&path)? {
+            if name.is_none_or(|n| n == existing.name) {
+                return Ok(existing);
+            }
+            return Err(QueueError::Refused(format!(
+                "{} is already registered as {}",
+                path.display(),
+                existing.name
+            )));
+        }
+        let name = match name {
+            Some(name) => {
+                check_name(name)?;
+                if self.repo_named(name)?.is_some() {
+                    return Err(QueueError::Refused(format!(
+                        "the name {name} is taken; choose another with --name"
+                    )));
+                }
+                name.to_owned()
+            }
+            None => self.free_name(&path)?,
+        };
+        let repo = RegisteredRepo {
+            name,
+            path,
+            added_ms: crate::engine::recorder::now_ms(),
+        };
+        self.conn
+            .execute(
+                "INSERT INTO repos (name, path, added_ms) VALUES (?1, ?2, ?3)",
+                params![repo.name, path_text(&repo.path)?, repo.added_ms as i64],
+            )
+            .ctx("registering a repository")?;
+        Ok(repo)
+    }
+
+    /// Unregisters a repository; refused while one of its entries runs.
+    /// Its queued entries are dropped.
+    pub fn remove_repo(&mut self, repo: &str) -> QueueResult<RegisteredRepo> {
+        let found = self.resolve_repo(repo)?;
+        let tx = self.conn.transaction().ctx("starting a transaction")?;
+        let running: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM requirements WHERE repo = ?1 AND state = 'running'",
+                [&found.name],
+                |r| r.get(0),
+            )
+            .ctx("reading the queue")?;
+        if running > 0 {
+            return Err(QueueError::Refused(format!(
+                "{} has a run under way; let it finish (or cancel it) first",
+                found.name
+            )));
+        }
+        tx.execute(
+            "UPDATE requirements SET state = 'dropped', finished_ms = ?2 WHERE repo = ?1 AND state = 'queued'",
+            params![found.name, crate::engine::recorder::now_ms() as i64],
+        )
+        .ctx("dropping the repository's queue")?;
+        tx.execute("DELETE FROM repos WHERE name = ?1", [&found.name])
+            .ctx("unregistering")?;
+        tx.commit().ctx("committing")?;
+        Ok(found)
+    }
+
+    pub fn repos(&self) -> QueueResult<Vec<RegisteredRepo>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, path, added_ms FROM repos ORDER BY name")
+            .ctx("listing repositories")?;
+        let rows = stmt
+            .query_map([], repo_row)
+            .ctx("listing repositories")?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .ctx("listing repositories")?;
+        Ok(rows)
+    }
+
+    /// A registered repository by name, or by a path inside its work tree.
+    pub fn resolve_repo(&self, repo: &str) -> QueueResult<RegisteredRepo> {
+        if let Some(found) = self.repo_named(repo)? {
+            return Ok(found);
+        }
+        if let Ok(path) = std::fs::canonicalize(repo) {
+            let repos = self.repos()?;
+            if let Some(found) = repos
+                .into_iter()
+                .filter(|r| path.starts_with(&r.path))
+                .max_by_key(|r| r.path.as_os_str().len())
+            {
+                return Ok(found);
+            }
+        }
+        Err(QueueError::UnknownRepo(repo.to_owned()))
+    }
+
+    fn repo_named(&self, name: &str) -> QueueResult<Option<RegisteredRepo>> {
+        self.conn
+            .query_row(
+                "SELECT name, path, added_ms FROM repos WHERE name = ?1",
+                [name],
+                repo_row,
+            )
+            .optional()
+            .ctx("reading a repository")
+    }
+
+    fn repo_at(&self, path: &Path) -> QueueResult<Option<RegisteredRepo>> {
+        self.conn
+            .query_row(
+                "SELECT name, path, added_ms FROM repos WHERE path = ?1",
+                [path_text(path)?],
+                repo_row,
+            )
+            .optional()
+            .ctx("reading a repository")
+    }
+
+    fn free_name(&self, path: &Path) -> QueueResult<String> {
+        let base: String = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".into())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let base = if base.is_empty() {
+            "repo".to_owned()
+        } else {
+            base
+        };
+        let mut name = base.clone();
+        let mut n = 2;
+        while self.repo_named(&name)?.is_some() {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        Ok(name)
+    }
+
+    /// Puts a requirement on its repository's queue.
+    pub fn submit(&mut self, new: NewRequirement) -> QueueResult<QueuedRequirement> {
+        if new.requirement.trim().is_empty() {
+            return Err(QueueError::Refused("the requirement is empty".into()));
+        }
+        let repo = self.resolve_repo(&new.repo)?;
+        let now = crate::engine::recorder::now_ms();
+        self.conn
+            .execute(
+                "INSERT INTO requirements (repo, requirement, priority, source, fingerprint, state, submitted_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)",
+                params![
+                    repo.name,
+                    new.requirement,
+                    new.priority,
+                    new.source.as_str(),
+                    new.fingerprint,
+                    now as i64
+                ],
+            )
+            .ctx("queuing a requirement")?;
+        self.entry(RequirementId(self.conn.last_insert_rowid()))
+    }
+
+    pub fn entry(&self, id: RequirementId) -> QueueResult<QueuedRequirement> {
+        self.conn
+            .query_row(&format!("{SELECT_ENTRY} WHERE id = ?1"), [id.0], entry_row)
+            .optional()
+            .ctx("reading a queue entry")?
+            .ok_or(QueueError::UnknownEntry(id))
+    }
+
+    /// Entries in these states (all if empty), in the order they would run:
+    /// by repository, running first, then by priority and age.
+    pub fn entries(&self, states: &[ItemState]) -> QueueResult<Vec<QueuedRequirement>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{SELECT_ENTRY} ORDER BY repo, state != 'running', priority DESC, id"
+            ))
+            .ctx("listing the queue")?;
+        let rows = stmt
+            .query_map([], entry_row)
+            .ctx("listing the queue")?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .ctx("listing the queue")?;
+        Ok(rows
+            .into_iter()
+            .filter(|e| states.is_empty() || states.contains(&e.state))
+            .collect())
+    }
+
+    /// The entry a repository runs next: highest priority, then oldest.
+    pub fn next_queued(&self, repo: &str) -> QueueResult<Option<QueuedRequirement>> {
+        self.conn
+            .query_row(
+                &format!(
+                    "{SELECT_ENTRY} WHERE repo = ?1 AND state = 'queued' ORDER BY priority DESC, id LIMIT 1"
+                ),
+                [repo],
+                entry_row,
+            )
+            .optional()
+            .ctx("reading the queue")
+    }
+
+    /// Entries of this group (fingerprint) in a repository, newest first.
+    pub fn with_fingerprint(
+        &self,
+        repo: &str,
+        fingerprint: &str,
+    ) -> QueueResult<Vec<QueuedRequirement>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{SELECT_ENTRY} WHERE repo = ?1 AND fingerprint = ?2 ORDER BY id DESC"
+            ))
+            .ctx("reading the queue")?;
+        let rows = stmt
+            .query_map(params![repo, fingerprint], entry_row)
+            .ctx("reading the queue")?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .ctx("reading the queue")?;
+        Ok(rows)
+    }
+
+    /// Changes a queued entry's priority.
+    pub fn set_priority(
+        &mut self,
+        id: RequirementId,
+        priority: i64,
+    ) -> QueueResult<QueuedRequirement> {
+        let entry = self.entry(id)?;
+        if entry.state != ItemState::Queued {
+            return Err(QueueError::Refused(format!(
+                "{id} is {}; only queued entries can be reordered",
+                entry.state
+            )));
+        }
+        self.conn
+            .execute(
+                "UPDATE requirements SET priority = ?2 WHERE id = ?1",
+                params![id.0, priority],
+            )
+            .ctx("reordering")?;
+        self.entry(id)
+    }
+
+    /// Takes a queued entry off the queue (kept, as dropped).
+    pub fn drop_entry(&mut self, id: RequirementId) -> QueueResult<QueuedRequirement> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE requirements SET state = 'dropped', finished_ms = ?2 WHERE id = ?1 AND state = 'queued'",
+                params![id.0, crate::engine::recorder::now_ms() as i64],
+            )
+            .ctx("dropping")?;
+        let entry = self.entry(id)?;
+        if changed == 0 {
+            return Err(QueueError::Refused(format!(
+                "{id} is {}; only queued entries can be dropped (cancel a running one in its cockpit)",
+                entry.state
+            )));
+        }
+        Ok(entry)
+    }
+
+    /// The daemon took the entry: its run is `run`.
+    pub fn mark_running(&mut self, id: RequirementId, run: &RunId) -> QueueResult<()> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE requirements SET state = 'running', run = ?2 WHERE id = ?1 AND state = 'queued'",
+                params![id.0, run.as_str()],
+            )
+            .ctx("starting an entry")?;
+        if changed == 0 {
+            return Err(QueueError::Refused(format!("{id} is not queued")));
+        }
+        Ok(())
+    }
+
+    /// The entry's run ended (or could not start).
+    pub fn mark_finished(&mut self, id: RequirementId, state: ItemState) -> QueueResult<()> {
+        debug_assert!(!state.is_open());
+        self.conn
+            .execute(
+                "UPDATE requirements SET state = ?2, finished_ms = ?3 WHERE id = ?1",
+                params![
+                    id.0,
+                    state.as_str(),
+                    crate::engine::recorder::now_ms() as i64
+                ],
+            )
+            .ctx("finishing an entry")?;
+        Ok(())
+    }
+}
+
+const SELECT_ENTRY: &str = "SELECT id, repo, requirement, priority, source, fingerprint, state, run, submitted_ms, finished_ms FROM requirements";
+
+fn entry_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRequirement> {
+    let bad = |i: usize, what: &str, value: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown {what} {value:?}").into(),
+        )
+    };
+    let source: String = row.get(4)?;
+    let state: String = row.get(6)?;
+    Ok(QueuedRequirement {
+        id: RequirementId(row.get(0)?),
+        repo: row.get(1)?,
+        requirement: row.get(2)?,
+        priority: row.get(3)?,
+        source: Source::parse(&source).ok_or_else(|| bad(4, "source", source.clone()))?,
+        fingerprint: row.get(5)?,
+        state: ItemState::parse(&state).ok_or_else(|| bad(6, "state", state.clone()))?,
+        run: row.get::<_, Option<String>>(7)?.map(RunId::new),
+        submitted_ms: row.get::<_, i64>(8)? as u64,
+        finished_ms: row.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+    })
+}
+
+fn repo_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RegisteredRepo> {
+    Ok(RegisteredRepo {
+        name: row.get(0)?,
+        path: PathBuf::from(row.get::<_, String>(1)?),
+        added_ms: row.get::<_, i64>(2)? as u64,
+    })
+}
+
+fn path_text(path: &Path) -> QueueResult<&str> {
+    path.to_str()
+        .ok_or_else(|| QueueError::Refused(format!("{} is not valid UTF-8", path.display())))
+}
+
+/// Names appear in URLs (`/intake/NAME`) and listings.
+fn check_name(name: &str) -> QueueResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(QueueError::Refused(format!(
+            "{name:?}: a repository name is letters, digits, '-', '_' and '.', not starting with '.'"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> (tempfile::TempDir, Queue, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("shop");
+        std::fs::create_dir(&repo).unwrap();
+        let mut q = Queue::open(&dir.path().join("state/queue.sqlite")).unwrap();
+        q.add_repo(&repo, None).unwrap();
+        (dir, q, repo)
+    }
+
+    fn submit(q: &mut Queue, text: &str, priority: i64) -> QueuedRequirement {
+        q.submit(NewRequirement {
+            repo: "shop".into(),
+            requirement: text.into(),
+            priority,
+            source: Source::Human,
+            fingerprint: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_highest_priority_runs_first_then_the_oldest() {
+        let (_dir, mut q, _) = queue();
+        let a = submit(&mut q, "a", 0);
+        let b = submit(&mut q, "b", 5);
+        let c = submit(&mut q, "c", 5);
+        assert_eq!(q.next_queued("shop").unwrap().unwrap().id, b.id);
+        q.set_priority(a.id, 9).unwrap();
+        assert_eq!(q.next_queued("shop").unwrap().unwrap().id, a.id);
+        q.mark_running(a.id, &RunId::new("r1")).unwrap();
+        assert_eq!(q.next_queued("shop").unwrap().unwrap().id, b.id);
+        q.drop_entry(b.id).unwrap();
+        assert_eq!(q.next_queued("shop").unwrap().unwrap().id, c.id);
+    }
+
+    #[test]
+    fn a_running_entry_is_neither_dropped_nor_reordered() {
+        let (_dir, mut q, _) = queue();
+        let a = submit(&mut q, "a", 0);
+        q.mark_running(a.id, &RunId::new("r1")).unwrap();
+        assert!(q.drop_entry(a.id).is_err());
+        assert!(q.set_priority(a.id, 3).is_err());
+        assert_eq!(q.entry(a.id).unwrap().state, ItemState::Running);
+        assert!(q.mark_running(a.id, &RunId::new("r2")).is_err());
+        assert_eq!(q.entry(a.id).unwrap().run, Some(RunId::new("r1")));
+    }
+
+    #[test]
+    fn repositories_resolve_by_name_or_by_a_path_inside_them() {
+        let (_dir, mut q, repo) = queue();
+        std::fs::create_dir(repo.join("src")).unwrap();
+        let inside = repo.join("src");
+        assert_eq!(
+            q.resolve_repo(inside.to_str().unwrap()).unwrap().name,
+            "shop"
+        );
+        assert!(matches!(
+            q.resolve_repo("nope"),
+            Err(QueueError::UnknownRepo(_))
+        ));
+        // Same path again: the same entry; a second directory called shop
+        // gets its own name.
+        assert_eq!(q.add_repo(&repo, None).unwrap().name, "shop");
+        let other = repo.join("shop");
+        std::fs::create_dir(&other).unwrap();
+        assert_eq!(q.add_repo(&other, None).unwrap().name, "shop-2");
+        assert!(q.add_repo(&other, Some("../x")).is_err());
+    }
+
+    #[test]
+    fn an_empty_requirement_or_unknown_repository_queues_nothing() {
+        let (_dir, mut q, _) = queue();
+        assert!(
+            q.submit(NewRequirement {
+                repo: "shop".into(),
+                requirement: "  \n".into(),
+                priority: 0,
+                source: Source::Human,
+                fingerprint: None,
+            })
+            .is_err()
+        );
+        assert!(
+            q.submit(NewRequirement {
+                repo: "elsewhere".into(),
+                requirement: "x".into(),
+                priority: 0,
+                source: Source::Human,
+                fingerprint: None,
+            })
+            .is_err()
+        );
+        assert!(q.entries(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn removing_a_repository_drops_its_queue_but_not_a_running_one() {
+        let (_dir, mut q, _) = queue();
+        let a = submit(&mut q, "a", 0);
+        q.mark_running(a.id, &RunId::new("r1")).unwrap();
+        assert!(q.remove_repo("shop").is_err());
+        q.mark_finished(a.id, ItemState::Done).unwrap();
+        let b = submit(&mut q, "b", 0);
+        q.remove_repo("shop").unwrap();
+        assert_eq!(q.entry(b.id).unwrap().state, ItemState::Dropped);
+        assert!(q.repos().unwrap().is_empty());
+    }
+}
