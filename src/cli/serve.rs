@@ -30,17 +30,17 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
     let config = Config::load(&files)?;
     let mut signals = Signals::install()?;
     let mut server = Server::bind(paths, config.daemon.max_agents)?;
-    println!(
+    say(&format!(
         "memofab serve: listening on {} (pid {})",
         server.socket().display(),
         std::process::id()
-    );
+    ));
     if let Some(addr) = args.intake {
         let bound = server
             .start_intake(addr)
             .await
             .with_context(|| format!("accepting incidents at {addr}"))?;
-        println!("memofab serve: incidents accepted at http://{bound}");
+        say(&format!("memofab serve: incidents accepted at http://{bound}"));
     }
     tracing::info!(pid = std::process::id(), "serving");
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -61,6 +61,15 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         })
         .await?;
     signalled.abort();
-    println!("memofab serve: stopped");
+    say("memofab serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line on stdout; nobody reading it (a closed pipe, a service manager
+/// that dropped it) is no reason to stop serving.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
