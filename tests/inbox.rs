@@ -109,6 +109,41 @@ async fn a_plan_dispute_and_a_question_wait_in_the_inbox_for_the_human() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_daemon_the_inbox_waits_for_a_human_and_the_run_returns_when_over() {
+    let demo = inbox_repo();
+    let mut run = Interactive::with(request(&demo, Steering::Daemon));
+    run.until("a plan dispute", |s, _| s.plan_dispute.is_some())
+        .await;
+    run.send(Command::SettlePlanDispute { build: true });
+    run.until("the coder's question", |s, _| {
+        s.open_questions().count() == 1
+    })
+    .await;
+    let (agent, call_id) = inbox(run.state.as_ref().unwrap())
+        .into_iter()
+        .find_map(|i| i.question)
+        .unwrap();
+    run.send(Command::AnswerQuestion {
+        agent,
+        call_id,
+        answer: "good day".into(),
+    });
+    // No shutdown: the engine ends by itself once the run is over, and
+    // the command sender is still held.
+    let state = tokio::time::timeout(std::time::Duration::from_secs(120), &mut run.engine)
+        .await
+        .expect("the run returns by itself")
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.phase, RunPhase::Finished);
+    assert_eq!(
+        state.task(&"greet".into()).unwrap().state,
+        TaskState::Merged
+    );
+    drop(run.commands);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_human_nothing_waits_for_one() {
     let demo = inbox_repo();
     let state = run_headless(request(&demo, Steering::Headless)).await;

@@ -169,7 +169,7 @@ async fn serve_client(stream: UnixStream, ctx: Connections) {
             message: format!("not a request: {e}"),
         },
         Ok(Request::Wake) => {
-            ctx.shared.queue_changed.notify_one();
+            ctx.shared.wake();
             Reply::Ok
         }
         Ok(Request::Status) => Reply::Status(status(&ctx)),

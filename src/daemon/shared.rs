@@ -26,6 +26,13 @@ impl Shared {
         }
     }
 
+    /// Rings `queue_changed`. One permit is kept if nobody waits at this
+    /// moment (the supervisor is busy), so a wake is never lost; the
+    /// supervisor passes it on to every worker.
+    pub fn wake(&self) {
+        self.queue_changed.notify_one();
+    }
+
     /// Opens the queue store (a connection of the caller's own: SQLite
     /// connections are not shared across tasks).
     pub fn queue(&self) -> Result<crate::effects::queue::Queue, crate::effects::queue::QueueError> {

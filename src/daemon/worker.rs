@@ -264,6 +264,12 @@ async fn drive(
             state.run,
             repo.path.display()
         )),
+        // Stopped on the way: the next start tries again, and fails it
+        // then if the error was not the stop's doing.
+        Err(e) if *env.stop.borrow() => {
+            tracing::warn!(%run, error = %e, "a run failed while the daemon stopped");
+            Outcome::Interrupted
+        }
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }
