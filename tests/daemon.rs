@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use memofab::daemon::protocol::{Reply, Request};
+use memofab::daemon::{DaemonPaths, client};
 use memofab::domain::queue::{ItemState, QueuedRequirement};
 use memofab::domain::{Event, EventKind, RunId, TaskState};
 use memofab::effects::git::GitRepo;
@@ -356,6 +358,15 @@ fn sigterm_interrupts_the_runs_and_the_next_start_carries_them_on() {
         let state = fold(&stored_events(&gated.repo, &run));
         (state.count(TaskState::AwaitingGate) == 1).then_some(())
     });
+    // The waiting run is under way, for `queue` and for cockpits to attach.
+    let paths = DaemonPaths::in_dir(&home.path());
+    match client::request(&paths, &Request::Status) {
+        Some(Reply::Status(status)) => {
+            let runs: Vec<_> = status.runs.iter().map(|r| (&r.repo, &r.run)).collect();
+            assert_eq!(runs, [(&repo_name(&home, &gated), &run)]);
+        }
+        other => panic!("no status: {other:?}"),
+    }
     let sent = Command::new("kill")
         .args(["-TERM", &daemon.child.id().to_string()])
         .status()
