@@ -143,6 +143,37 @@ async fn a_conflict_handed_to_the_resolver_agent_is_merged() {
     assert!(events.iter().any(|e| matches!(&e.kind, EventKind::AgentStarted { role: AgentRole::Resolver, task: Some(t), .. } if *t == task)));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_daemon_an_escalated_conflict_keeps_the_run_open_until_decided() {
+    let demo = demo_repo();
+    no_conflict_rework(&demo);
+    let mut run = Interactive::with(demo_request(&demo, scripted(&demo), Steering::Daemon, true));
+    run.until("everything else settled around the conflict", |s, _| {
+        escalated_task(s).is_some() && s.all_settled()
+    })
+    .await;
+    let task = escalated_task(run.state.as_ref().unwrap()).unwrap();
+    run.send(Command::ResolveConflict {
+        task: task.clone(),
+        resolution: ConflictResolution::Resolver,
+    });
+    // The run returns by itself once the decision let it end.
+    let state = tokio::time::timeout(std::time::Duration::from_secs(120), &mut run.engine)
+        .await
+        .expect("the run returns by itself")
+        .unwrap()
+        .unwrap();
+    assert!(state.tasks().iter().all(|t| t.state == TaskState::Merged));
+    let events = stored_events(&demo.repo, &state.run);
+    let at = |matches: fn(&EventKind) -> bool| events.iter().position(|e| matches(&e.kind));
+    let decided = at(|k| matches!(k, EventKind::ConflictDecision { .. })).unwrap();
+    let finished = at(|k| matches!(k, EventKind::RunFinished { .. })).unwrap();
+    assert!(
+        decided < finished,
+        "the run did not finish while the conflict waited"
+    );
+}
+
 #[test]
 fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
     let tmp = tempfile::tempdir().unwrap();

@@ -239,7 +239,11 @@ impl Orchestrator {
             }
             if self.pipelines.is_empty() {
                 let idle = state.count(TaskState::Ready) == 0 && state.phase != RunPhase::Paused;
-                if idle && state.all_settled() && !state.phase.is_over() {
+                if idle
+                    && state.all_settled()
+                    && !state.phase.is_over()
+                    && !self.keeps_waiting(&state)
+                {
                     self.finish(&state).await?;
                 }
                 if self.steering == Steering::Headless
@@ -281,6 +285,17 @@ impl Orchestrator {
                 }
             }
         }
+    }
+
+    /// Under the daemon, a run whose tasks wait on a human (an escalated
+    /// conflict, a task over budget) is not over: finishing it would free
+    /// the repository for the next requirement and drop the decision.
+    fn keeps_waiting(&self, state: &RunState) -> bool {
+        self.steering == Steering::Daemon
+            && state
+                .tasks()
+                .iter()
+                .any(|t| matches!(t.state, TaskState::Conflict | TaskState::OverBudget))
     }
 
     /// The front end stopped the engine (a signal, the cockpit quit): a run
