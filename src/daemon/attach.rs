@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
 use super::error::{DaemonError, DaemonResult};
@@ -28,6 +28,8 @@ use crate::protocol::{Command, EngineUpdate};
 
 /// Events read from the store per query while catching up.
 const CATCH_UP_CHUNK: usize = 2000;
+/// How long an ended run's last updates may take to arrive.
+const END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves one attached cockpit until it leaves: `lines` are its further
 /// requests (commands), `writer` takes the replies.
@@ -186,17 +188,24 @@ impl Connection {
                 changed = self.watch.changed() => {
                     let still = self.shared.live.get(&self.repo).is_some_and(|l| l.run == run);
                     if changed.is_err() || !still {
-                        // The run ended: what it sent last, then the store's word.
-                        loop {
-                            match updates.try_recv() {
-                                Ok(update) => {
-                                    if !self.forward(update, &mut last).await {
-                                        return Ok(Flow::Left);
+                        // The run ended: what is still on its way (its
+                        // forwarder closes the broadcast once delivered),
+                        // then whatever the store has that was not sent.
+                        let rest = async {
+                            loop {
+                                match updates.recv().await {
+                                    Ok(update) => {
+                                        if !self.forward(update, &mut last).await {
+                                            return Flow::Left;
+                                        }
                                     }
+                                    Err(RecvError::Lagged(_)) => {}
+                                    Err(RecvError::Closed) => return Flow::Next,
                                 }
-                                Err(TryRecvError::Lagged(_)) => {}
-                                Err(_) => break,
                             }
+                        };
+                        if tokio::time::timeout(END_GRACE, rest).await == Ok(Flow::Left) {
+                            return Ok(Flow::Left);
                         }
                         return self.catch_up(&run, &store, &mut last).await;
                     }
