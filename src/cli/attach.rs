@@ -185,3 +185,46 @@ async fn send(writer: &mut OwnedWriteHalf, request: &Request) -> std::io::Result
     line.push('\n');
     writer.write_all(line.as_bytes()).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::queue::ItemState;
+
+    #[tokio::test]
+    async fn a_requirement_written_with_no_run_goes_on_the_queue_as_the_humans() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("app");
+        std::fs::create_dir_all(&repo).unwrap();
+        let paths = DaemonPaths::in_dir(&dir.path().join("home"));
+        paths.create_dirs().unwrap();
+        Queue::open(&paths.queue)
+            .unwrap()
+            .add_repo(&repo, None)
+            .unwrap();
+
+        let fed = queue_requirement(&repo, &paths, "Add a flag".into()).await;
+        let Feed::Queued(id) = fed else {
+            panic!("not queued: {fed:?}")
+        };
+        let entry = Queue::open(&paths.queue).unwrap().entry(id).unwrap();
+        assert_eq!(
+            (entry.state, entry.source, entry.requirement.as_str()),
+            (ItemState::Queued, Source::Human, "Add a flag")
+        );
+
+        // Nothing is queued for a repository the daemon does not serve.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let fed = queue_requirement(&elsewhere, &paths, "Add a flag".into()).await;
+        assert!(matches!(fed, Feed::Refused(_)), "{fed:?}");
+        assert_eq!(
+            Queue::open(&paths.queue)
+                .unwrap()
+                .entries(&[])
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
