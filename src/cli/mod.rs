@@ -2,6 +2,7 @@
 //! binary's edge, so errors are `anyhow` with context for the human.
 
 mod args;
+mod attach;
 mod bench;
 pub mod demo;
 mod doctor;
@@ -79,7 +80,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Queue(args)) => queue::queue(args),
         Some(Commands::Serve(args)) => serve::run(&cli.global, args).await,
         Some(Commands::Mcp) => bail!("`memofab mcp` is not built yet"),
-        None => headless::cockpit_new_run(&cli.global, &repo, cli.provider.as_deref()).await,
+        None => {
+            // A repository the daemon serves: follow its run there.
+            let root = open_repo(&repo)?;
+            match attach::connect(&root).await? {
+                Some(attachment) => attach::run(&cli.global, attachment).await,
+                None => {
+                    headless::cockpit_new_run(&cli.global, &repo, cli.provider.as_deref()).await
+                }
+            }
+        }
     }
 }
 
