@@ -190,7 +190,7 @@ fn locate(reported: &str, root: &Path) -> Option<PathBuf> {
 /// `located` is [`locate_frames`]' answer for the incident's frames.
 pub fn requirement(incident: &Incident, located: &[Located]) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "Fix the production error: {}", incident.title);
+    let _ = writeln!(text, "Fix the reported error: {}", incident.title);
     let _ = writeln!(
         text,
         "\nThis error was reported to the factory's incident intake by {}.",
@@ -393,7 +393,7 @@ mod tests {
         ]);
         let located = locate_frames(&incident.frames, repo.path());
         let text = requirement(&incident, &located);
-        assert!(text.starts_with("Fix the production error: KeyError: 'sku'\n"));
+        assert!(text.starts_with("Fix the reported error: KeyError: 'sku'\n"));
         assert!(text.contains("- Environment: production"));
         assert!(text.contains("- Events so far: 12"));
         assert!(text.contains("* src/cart.py:42 in add"));
