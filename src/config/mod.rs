@@ -520,18 +520,12 @@ impl Config {
 
     /// The usual config files for a project at `repo`: user, then project.
     pub fn standard_files(repo: &Path) -> Vec<PathBuf> {
-        let mut files = Self::user_files();
+        let mut files = Vec::new();
+        if let Some(dirs) = directories::ProjectDirs::from("dev", "memofab", "memofab") {
+            files.push(dirs.config_dir().join("config.toml"));
+        }
         files.push(repo.join(".memofab").join("config.toml"));
         files
-    }
-
-    /// The user's config file alone (the daemon's settings, which no
-    /// project may override).
-    pub fn user_files() -> Vec<PathBuf> {
-        directories::ProjectDirs::from("dev", "memofab", "memofab")
-            .map(|dirs| dirs.config_dir().join("config.toml"))
-            .into_iter()
-            .collect()
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

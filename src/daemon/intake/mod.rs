@@ -68,7 +68,7 @@ impl IntakeSettings {
 /// Listens at `addr` until the daemon stops; returns the address bound (the
 /// port may have been 0). Reads its settings from the user's config file.
 pub async fn spawn(addr: SocketAddr, shared: Shared) -> DaemonResult<SocketAddr> {
-    let config = Config::load(&Config::user_files())
+    let config = Config::load(&Config::user_file().into_iter().collect::<Vec<_>>())
         .map_err(|e| DaemonError::Invalid(format!("reading the config for the intake: {e}")))?;
     spawn_with(addr, shared, IntakeSettings::from_config(&config.daemon)?).await
 }
