@@ -60,6 +60,8 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: RunArgs) -> Result<Exit
                 Steering::Interactive
             },
             crash_after: global.crash_after_events,
+            run_id: None,
+            agent_slots: None,
         },
         args.headless,
     )
@@ -195,6 +197,7 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
             Steering::Interactive
         },
         crash_after: global.crash_after_events,
+        agent_slots: None,
     };
     if !args.headless {
         let engine = tokio::spawn(session::resume(request, updates_tx, commands_rx));
@@ -475,6 +478,8 @@ pub async fn cockpit_new_run(
             await_spec: true,
             steering: Steering::Interactive,
             crash_after: global.crash_after_events,
+            run_id: None,
+            agent_slots: None,
         },
         false,
     )

@@ -8,9 +8,10 @@ mod doctor;
 mod headless;
 mod init;
 mod overseer;
-mod providers;
+pub(crate) mod providers;
 mod queue;
 mod records;
+mod serve;
 mod signals;
 mod summary;
 
@@ -76,7 +77,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Repo(args)) => queue::repo(args),
         Some(Commands::Submit(args)) => queue::submit(&repo, args),
         Some(Commands::Queue(args)) => queue::queue(args),
-        Some(Commands::Serve(_)) => bail!("`memofab serve` is not built yet"),
+        Some(Commands::Serve(args)) => serve::run(&cli.global, args).await,
         Some(Commands::Mcp) => bail!("`memofab mcp` is not built yet"),
         None => headless::cockpit_new_run(&cli.global, &repo, cli.provider.as_deref()).await,
     }
