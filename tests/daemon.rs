@@ -197,10 +197,7 @@ fn assert_whole_run(repo: &Path, run: &RunId) -> Vec<Event> {
     assert_eq!(starts, 1, "{run} started once");
     let state = fold(&events);
     assert!(
-        state
-            .tasks()
-            .iter()
-            .all(|t| t.state == TaskState::Merged),
+        state.tasks().iter().all(|t| t.state == TaskState::Merged),
         "{run}: every task merged"
     );
     events
@@ -221,7 +218,9 @@ fn agent_spans(events: &[Event]) -> Vec<(u64, u64)> {
         if let EventKind::AgentStarted { agent, .. } = &event.kind {
             let end = events[i..]
                 .iter()
-                .find(|e| matches!(&e.kind, EventKind::AgentFinished { agent: a, .. } if a == agent))
+                .find(
+                    |e| matches!(&e.kind, EventKind::AgentFinished { agent: a, .. } if a == agent),
+                )
                 .map(|e| e.at_ms)
                 .unwrap();
             spans.push((event.at_ms, end));
@@ -246,7 +245,10 @@ fn two_repositories_run_their_requirements_with_one_agent_at_a_time_between_them
     for demo in [&first, &second] {
         let run = run_of(&home, &repo_name(&home, demo));
         let events = assert_whole_run(&demo.repo, &run);
-        assert!(on_mainline(&demo.repo, "lazy.txt"), "the work is on mainline");
+        assert!(
+            on_mainline(&demo.repo, "lazy.txt"),
+            "the work is on mainline"
+        );
         spans.extend(agent_spans(&events));
     }
     // max_agents = 1 across both repositories: no two agents overlapped.

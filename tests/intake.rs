@@ -339,3 +339,90 @@ async fn webhooks_that_report_no_error_are_acknowledged_without_queuing() {
     assert!(reply["ignored"].is_string());
     assert!(intake.entries().is_empty());
 }
+
+/// Kills the daemon when the test ends, however it ends.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn memofab_serve_takes_incidents_at_the_address_it_prints() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("memofab")).unwrap();
+    std::fs::write(
+        xdg.join("memofab/config.toml"),
+        "[daemon]\nintake_secret = \"s3cret\"\n",
+    )
+    .unwrap();
+    let repo = dir.path().join("shop");
+    std::fs::create_dir_all(repo.join("src/cart")).unwrap();
+    std::fs::write(repo.join("src/cart/total.js"), "// shop\n").unwrap();
+    Queue::open(&home.join("queue.sqlite"))
+        .unwrap()
+        .add_repo(&repo, None)
+        .unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memofab"))
+        .args(["serve", "--intake", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("MEMOFAB_HOME", &home)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let serving = Serving(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let url = lines
+        .by_ref()
+        .take(5)
+        .map(Result::unwrap)
+        .find_map(|line| {
+            line.split_once("incidents accepted at ")
+                .map(|(_, url)| url.trim().to_owned())
+        })
+        .expect("serve prints where it takes incidents");
+    assert!(!url.ends_with(":0"), "the bound port, not 0: {url}");
+
+    let client = reqwest::Client::new();
+    let body = fixture("issue_alert.json");
+    let post = || {
+        client
+            .post(format!("{url}/intake/shop"))
+            .header("Sentry-Hook-Resource", "event_alert")
+            .body(body.clone())
+    };
+    let (status, _) = answer(post()).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the user's secret applies"
+    );
+    let (status, reply) =
+        answer(post().header("Sentry-Hook-Signature", sign("s3cret", &body))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+
+    // The daemon's worker may already have taken it; it is in the queue,
+    // as an incident, either way.
+    let entries = Queue::open(&home.join("queue.sqlite"))
+        .unwrap()
+        .entries(&[])
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].source, Source::Incident);
+    assert_eq!(entries[0].fingerprint.as_deref(), Some("sentry:4509873425"));
+    assert!(entries[0].requirement.contains("src/cart/total.js:27"));
+    drop(serving);
+}

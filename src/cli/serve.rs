@@ -40,7 +40,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
             .start_intake(addr)
             .await
             .with_context(|| format!("accepting incidents at {addr}"))?;
-        say(&format!("memofab serve: incidents accepted at http://{bound}"));
+        say(&format!(
+            "memofab serve: incidents accepted at http://{bound}"
+        ));
     }
     tracing::info!(pid = std::process::id(), "serving");
     let (stop_tx, stop_rx) = oneshot::channel();
