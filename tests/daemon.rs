@@ -288,6 +288,16 @@ fn a_daemon_killed_mid_run_resumes_at_its_next_start_and_loses_nothing() {
     );
 
     let _daemon = home.serve(None);
+    // The gate keeps its repository busy; the other one goes on.
+    let gated_state = wait_for("the other repository's entry", || {
+        let entries = home.entries();
+        let state = |demo| {
+            let name = repo_name(&home, demo);
+            entries.iter().find(|e| e.repo == name).map(|e| e.state)
+        };
+        (state(&lazy) == Some(ItemState::Done)).then(|| state(&gated))
+    });
+    assert_eq!(gated_state, Some(ItemState::Running));
     let out = home.memofab(&gated.repo, &["approve", run.as_str(), "note"]);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for("both entries done", || all_done(&home, 2));
@@ -325,9 +335,9 @@ fn one_daemon_serves_and_the_queue_says_so() {
 }
 
 #[test]
-fn sigterm_stops_the_daemon_cleanly_and_a_repository_without_a_provider_fails_its_entry() {
+fn sigterm_interrupts_the_runs_and_the_next_start_carries_them_on() {
     let home = Home::new();
-    let daemon = home.serve(None);
+    let mut daemon = home.serve(None);
     // No provider named in its config: the entry fails, with why.
     let bare = fixture_repo("hygiene/lazy.toml");
     home.submit(&bare);
@@ -339,7 +349,13 @@ fn sigterm_stops_the_daemon_cleanly_and_a_repository_without_a_provider_fails_it
     assert!(failed.note.is_some_and(|n| !n.is_empty()));
     assert!(latest_run(&bare.repo).is_none(), "no run was stored");
 
-    let mut daemon = daemon;
+    let gated = scripted_repo("hygiene/gated.toml");
+    home.submit(&gated);
+    let run = wait_for("the gated run's events", || latest_run(&gated.repo));
+    wait_for("the gate", || {
+        let state = fold(&stored_events(&gated.repo, &run));
+        (state.count(TaskState::AwaitingGate) == 1).then_some(())
+    });
     let sent = Command::new("kill")
         .args(["-TERM", &daemon.child.id().to_string()])
         .status()
@@ -348,6 +364,25 @@ fn sigterm_stops_the_daemon_cleanly_and_a_repository_without_a_provider_fails_it
     let status = wait_for("the daemon to exit", || daemon.child.try_wait().unwrap());
     assert!(status.success(), "exit status {status:?}");
     assert!(!home.path().join("daemon.sock").exists());
-    // The lock went with it: a new daemon starts.
-    drop(home.serve(None));
+    let events = stored_events(&gated.repo, &run);
+    assert!(
+        matches!(
+            events.last().map(|e| &e.kind),
+            Some(EventKind::RunInterrupted {})
+        ),
+        "the run recorded its interruption"
+    );
+    let name = repo_name(&home, &gated);
+    let entry = |home: &Home| home.entries().into_iter().find(|e| e.repo == name);
+    assert_eq!(entry(&home).map(|e| e.state), Some(ItemState::Running));
+
+    // The lock went with it: a new daemon starts and carries the run on.
+    let _daemon = home.serve(None);
+    let out = home.memofab(&gated.repo, &["approve", run.as_str(), "note"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("the entry done", || {
+        (entry(&home)?.state == ItemState::Done).then_some(())
+    });
+    assert_whole_run(&gated.repo, &run);
+    assert!(on_mainline(&gated.repo, "note.txt"));
 }

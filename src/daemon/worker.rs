@@ -109,9 +109,12 @@ async fn work(env: Workers, repo: RegisteredRepo, bell: Arc<Notify>) {
             return;
         }
         match next_entry(&env.shared, &repo.name) {
+            // An entry that could not be taken (the store is busy) waits
+            // for the next look rather than spinning.
             Ok(Some(entry)) => {
-                take_turn(&env, &repo, entry).await;
-                continue;
+                if take_turn(&env, &repo, entry).await {
+                    continue;
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(repo = %repo.name, error = %e, "cannot read the queue"),
@@ -150,15 +153,15 @@ fn next_entry(
 }
 
 /// Runs one entry to its end (or to the daemon's stop) and records how it
-/// ended on the queue.
-async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequirement) {
+/// ended on the queue. False if the entry could not be taken.
+async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequirement) -> bool {
     let id = entry.id;
     let (run, resuming) = match (&entry.state, &entry.run) {
         (ItemState::Running, Some(run)) => (run.clone(), true),
         (ItemState::Running, None) => {
             // Marked running without a run id: never written by a worker.
             finish(env, id, Outcome::Failed("running without a run id".into()));
-            return;
+            return true;
         }
         _ => {
             // Recorded before the run exists, so a kill at any point is
@@ -170,7 +173,7 @@ async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequiremen
                 .and_then(|mut q| q.mark_running(id, &run));
             if let Err(e) = marked {
                 tracing::warn!(entry = %id, error = %e, "cannot take a queue entry");
-                return;
+                return false;
             }
             (run, false)
         }
@@ -179,6 +182,7 @@ async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequiremen
     let outcome = drive(env, repo, &entry, run.clone(), resuming).await;
     tracing::info!(entry = %id, %run, ?outcome, "run ended");
     finish(env, id, outcome);
+    true
 }
 
 fn finish(env: &Workers, id: crate::domain::queue::RequirementId, outcome: Outcome) {

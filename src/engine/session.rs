@@ -108,7 +108,6 @@ fn context(
     mainline: String,
     settings: &RunSettings,
     steering: Steering,
-    agent_slots: Option<AgentSlots>,
 ) -> EngineResult<RunContext> {
     // Probed once per process: the same answer the run was started with.
     let isolation = config.run.isolation()?;
@@ -143,7 +142,8 @@ fn context(
         config,
         providers,
         mainline,
-        agent_slots,
+        // The daemon's budget, if any, is set by the caller.
+        agent_slots: None,
     })
 }
 
@@ -209,7 +209,7 @@ pub async fn start(
     )?
     .with_crash_after(request.crash_after.map(CrashAfter))
     .with_secrets(secrets);
-    let ctx = context(
+    let mut ctx = context(
         recorder,
         git,
         request.config,
@@ -217,8 +217,8 @@ pub async fn start(
         mainline,
         &settings,
         request.steering,
-        request.agent_slots,
     )?;
+    ctx.agent_slots = request.agent_slots;
     Orchestrator::new(Arc::new(ctx), commands, request.steering)
         .run(false)
         .await
@@ -251,7 +251,7 @@ pub async fn resume(
         .with_crash_after(request.crash_after.map(CrashAfter))
         .with_secrets(crate::llm::redact::secrets_in_env(&request.config));
     let (settings, mainline) = recorder.with_state(|s| (s.settings.clone(), s.mainline.clone()));
-    let ctx = context(
+    let mut ctx = context(
         recorder,
         git,
         request.config,
@@ -259,8 +259,8 @@ pub async fn resume(
         mainline,
         &settings,
         request.steering,
-        request.agent_slots,
     )?;
+    ctx.agent_slots = request.agent_slots;
     Orchestrator::new(Arc::new(ctx), commands, request.steering)
         .run(true)
         .await
