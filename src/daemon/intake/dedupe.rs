@@ -175,6 +175,7 @@ mod tests {
             run: None,
             submitted_ms: 0,
             finished_ms,
+            note: None,
         }
     }
 

@@ -80,6 +80,9 @@ pub(super) async fn spawn(
         queue: Mutex::new(queue),
         settings,
     });
+    if intake.settings.secret.is_none() && !bound.ip().is_loopback() {
+        tracing::warn!(%bound, "the incident intake has no [daemon] intake_secret: anyone who reaches it can queue work");
+    }
     tokio::spawn(accept(listener, intake));
     tracing::info!(%bound, "incident intake listening");
     Ok(bound)
