@@ -12,7 +12,6 @@ mod providers;
 mod queue;
 mod records;
 mod signals;
-mod summary;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
