@@ -76,9 +76,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Submit(args)) => queue::submit(&repo, args),
         Some(Commands::Queue(args)) => queue::queue(args),
         Some(Commands::Serve(_)) => bail!("`memofab serve` is not built yet"),
-        Some(Commands::Mcp) => bail!("`memofab mcp` is not built yet"),
+        Some(Commands::Mcp) => mcp().await,
         None => headless::cockpit_new_run(&cli.global, &repo, cli.provider.as_deref()).await,
     }
+}
+
+/// `memofab mcp`: serves MCP on stdin/stdout; stdout carries nothing else,
+/// logs go to the daemon's log directory.
+async fn mcp() -> Result<ExitCode> {
+    let paths = crate::daemon::DaemonPaths::from_env()?;
+    paths.create_dirs()?;
+    init_logging(&paths.log_dir);
+    crate::mcp::serve_stdio(paths).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Like other command-line tools, end quietly when the reader of our output
