@@ -25,7 +25,7 @@ pub struct SubmitArgs {
     /// Higher runs first; equal priorities run in the order submitted
     /// (default 0).
     #[serde(default)]
-    pub priority: Option<i64>,
+    pub priority: i64,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -34,7 +34,7 @@ pub struct ListQueueArgs {
     /// Also list finished and dropped entries (default: only queued and
     /// running ones).
     #[serde(default)]
-    pub all: Option<bool>,
+    pub all: bool,
 }
 
 /// One entry of the queue.
@@ -127,7 +127,7 @@ pub fn submit(paths: &DaemonPaths, args: SubmitArgs) -> ToolResult<Submitted> {
     let entry = queue.submit(NewRequirement {
         repo: args.repo,
         requirement: args.requirement,
-        priority: args.priority.unwrap_or(0),
+        priority: args.priority,
         source: Source::Mcp,
         fingerprint: None,
     })?;
@@ -140,7 +140,7 @@ pub fn submit(paths: &DaemonPaths, args: SubmitArgs) -> ToolResult<Submitted> {
 
 pub fn list_queue(paths: &DaemonPaths, args: ListQueueArgs) -> ToolResult<QueueListing> {
     let queue = open_queue(paths)?;
-    let states: &[ItemState] = if args.all.unwrap_or(false) {
+    let states: &[ItemState] = if args.all {
         &[]
     } else {
         &[ItemState::Queued, ItemState::Running]
