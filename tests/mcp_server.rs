@@ -13,6 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use memofab::daemon::DaemonPaths;
+use memofab::daemon::protocol::{Reply, Request};
 use memofab::domain::queue::{ItemState, Source};
 use memofab::domain::{EventKind, RunId, TaskId, TaskState};
 use memofab::effects::queue::Queue;
@@ -83,7 +84,10 @@ async fn the_tools_are_listed_with_their_input_schemas_and_the_server_says_what_
     let home = tempfile::tempdir().unwrap();
     let client = connect(home.path()).await;
     let info = client.peer_info().expect("the server's info");
-    assert_eq!(info.server_info.as_ref().map(|i| i.name.as_str()), Some("memofab"));
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("memofab")
+    );
     assert!(
         info.instructions
             .as_deref()
@@ -105,10 +109,18 @@ async fn the_tools_are_listed_with_their_input_schemas_and_the_server_says_what_
         ]
     );
     for tool in &tools {
-        assert_eq!(tool.input_schema.get("type"), Some(&json!("object")), "{}", tool.name);
+        assert_eq!(
+            tool.input_schema.get("type"),
+            Some(&json!("object")),
+            "{}",
+            tool.name
+        );
         assert!(tool.output_schema.is_some(), "{}", tool.name);
     }
-    let submit = tools.iter().find(|t| t.name == "submit_requirement").unwrap();
+    let submit = tools
+        .iter()
+        .find(|t| t.name == "submit_requirement")
+        .unwrap();
     let required = submit.input_schema.get("required").unwrap();
     assert!(required.as_array().unwrap().contains(&json!("repo")));
     assert!(required.as_array().unwrap().contains(&json!("requirement")));
@@ -165,6 +177,24 @@ async fn a_requirement_submitted_over_mcp_is_queued_as_from_mcp() {
     assert_eq!(runs["runs"], json!([]));
     refused(&client, "run_status", json!({"repo": name})).await;
     assert!(!store_path(&demo.repo).exists(), "reading made no store");
+
+    // A serving daemon is woken, and the result says so.
+    let listener = std::os::unix::net::UnixListener::bind(home.path().join("daemon.sock")).unwrap();
+    let daemon = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        BufReader::new(&stream).read_line(&mut request).unwrap();
+        writeln!(&stream, "{}", serde_json::to_string(&Reply::Ok).unwrap()).unwrap();
+        serde_json::from_str::<Request>(&request).unwrap()
+    });
+    let woken = ok(
+        &client,
+        "submit_requirement",
+        json!({"repo": name, "requirement": "Add a --quiet flag"}),
+    )
+    .await;
+    assert_eq!(woken["daemon_serving"], json!(true));
+    assert_eq!(daemon.join().unwrap(), Request::Wake);
     client.cancel().await.unwrap();
 }
 
@@ -172,7 +202,13 @@ async fn a_requirement_submitted_over_mcp_is_queued_as_from_mcp() {
 /// the background; the policy holds `docs` at the gate.
 fn spawn_gated_run(demo: &DemoRepo, home: &Path) -> std::process::Child {
     std::process::Command::new(memofab_bin())
-        .args(["run", "--headless", "--provider", "scripted", "--requirement-text"])
+        .args([
+            "run",
+            "--headless",
+            "--provider",
+            "scripted",
+            "--requirement-text",
+        ])
         .arg(&demo.scenario.requirement)
         .arg("--repo")
         .arg(&demo.repo)
@@ -230,7 +266,12 @@ async fn a_gate_is_read_and_approved_over_mcp_and_the_resumed_run_merges_it() {
         .iter()
         .find(|w| w["kind"] == json!("gate"))
         .unwrap();
-    assert!(gate["tools"].as_array().unwrap().contains(&json!("approve_gate")));
+    assert!(
+        gate["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("approve_gate"))
+    );
     assert!(status["summary"].as_str().unwrap().contains(&run));
     let merged = status["tasks"]
         .as_array()
@@ -303,11 +344,13 @@ async fn a_gate_is_read_and_approved_over_mcp_and_the_resumed_run_merges_it() {
         &e.kind,
         EventKind::GateDecision { approved: true, by, .. } if by != "auto-approve"
     )));
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(&e.kind, EventKind::GateDecision { approved: false, .. }))
-    );
+    assert!(!events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::GateDecision {
+            approved: false,
+            ..
+        }
+    )));
     // Mainline moved: the docs change is on it.
     let readme_after = memofab::effects::git::GitRepo::open(&demo.repo)
         .unwrap()
@@ -384,7 +427,11 @@ fn a_client_speaking_plain_json_rpc_lines_is_served() {
     let tools = response(&mut lines, 2);
     let tools = tools["result"]["tools"].as_array().unwrap();
     assert_eq!(tools.len(), 7);
-    assert!(tools.iter().all(|t| t["inputSchema"]["type"] == json!("object")));
+    assert!(
+        tools
+            .iter()
+            .all(|t| t["inputSchema"]["type"] == json!("object"))
+    );
 
     // Missing arguments are the tool's error, not the protocol's.
     send(

@@ -16,7 +16,9 @@ use crate::protocol::Command;
 pub enum GateDecision {
     Approve,
     /// Back to the coder, with what to change.
-    Reject { reason: String },
+    Reject {
+        reason: String,
+    },
 }
 
 /// Checks the task waits at the gate (or, for an approval, waits to land on

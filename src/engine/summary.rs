@@ -20,12 +20,7 @@ const LABEL: usize = 15;
 
 /// The summary of `state`; `stopped_by` names the signal that stopped the
 /// process, if one did.
-pub fn summary(
-    state: &RunState,
-    repo: &Path,
-    prices: &Prices,
-    stopped_by: Option<&str>,
-) -> String {
+pub fn summary(state: &RunState, repo: &Path, prices: &Prices, stopped_by: Option<&str>) -> String {
     let merged = state.count(TaskState::Merged);
     let mut lines = vec![
         String::new(),

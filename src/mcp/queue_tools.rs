@@ -3,8 +3,8 @@
 //! `memofab submit` does, and wake a running daemon to look again.
 
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::{Json, tool, tool_router};
 use rmcp::schemars::JsonSchema;
+use rmcp::{Json, tool, tool_router};
 use serde::{Deserialize, Serialize};
 
 use super::error::ToolResult;
@@ -145,7 +145,11 @@ pub fn list_queue(paths: &DaemonPaths, args: ListQueueArgs) -> ToolResult<QueueL
     } else {
         &[ItemState::Queued, ItemState::Running]
     };
-    let entries = queue.entries(states)?.iter().map(QueueEntry::from).collect();
+    let entries = queue
+        .entries(states)?
+        .iter()
+        .map(QueueEntry::from)
+        .collect();
     let daemon_serving = matches!(
         client::request(paths, &Request::Status),
         Some(Reply::Status(_))

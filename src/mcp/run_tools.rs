@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::{Json, tool, tool_router};
 use rmcp::schemars::JsonSchema;
+use rmcp::{Json, tool, tool_router};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ToolError, ToolResult};

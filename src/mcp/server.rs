@@ -81,8 +81,9 @@ impl ServerHandler for FactoryServer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// Boxed: the SDK's error is large, and this one is returned once.
     #[error("the MCP client did not complete the handshake: {0}")]
-    Start(#[from] rmcp::service::ServerInitializeError),
+    Start(Box<rmcp::service::ServerInitializeError>),
     #[error("the MCP server stopped: {0}")]
     Stopped(#[from] tokio::task::JoinError),
 }
@@ -91,7 +92,8 @@ pub enum ServeError {
 pub async fn serve_stdio(paths: DaemonPaths) -> Result<(), ServeError> {
     let running = FactoryServer::new(paths)
         .serve(rmcp::transport::stdio())
-        .await?;
+        .await
+        .map_err(|e| ServeError::Start(Box::new(e)))?;
     let reason = running.waiting().await?;
     tracing::info!(?reason, "the MCP client left");
     Ok(())
@@ -134,6 +136,9 @@ mod tests {
         );
         let info = server.get_info();
         assert!(info.capabilities.tools.is_some());
-        assert!(info.instructions.is_some_and(|i| i.contains("approve_gate")));
+        assert!(
+            info.instructions
+                .is_some_and(|i| i.contains("approve_gate"))
+        );
     }
 }
