@@ -37,6 +37,11 @@ pub enum EngineError {
     },
     #[error("unknown task {0}")]
     UnknownTask(TaskId),
+    /// A run was asked about in a repository memofab never ran in.
+    #[error("no memofab store at {}; run memofab in this repository first", .0.display())]
+    NoStore(std::path::PathBuf),
+    #[error("a rejection's reason must say what the coder should change")]
+    RejectionWithoutReason,
     /// A gate decision for a task that does not wait at the gate.
     #[error("task {task} is {state}, not waiting at the gate")]
     NotAtGate { task: TaskId, state: TaskState },

@@ -33,17 +33,12 @@ pub fn leave_gate_decision(
     if let GateDecision::Reject { reason } = &decision
         && reason.trim().is_empty()
     {
-        return Err(EngineError::Invalid(
-            "a rejection's reason must say what the coder should change".into(),
-        ));
+        return Err(EngineError::RejectionWithoutReason);
     }
     let path = store_path(repo);
     // Reading a run must not create a store where there is none.
     if !path.exists() {
-        return Err(EngineError::Invalid(format!(
-            "no memofab store at {}; run memofab in this repository first",
-            path.display()
-        )));
+        return Err(EngineError::NoStore(path));
     }
     let state = stored_state(repo, run)?;
     let record = state
