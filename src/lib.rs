@@ -8,6 +8,8 @@
 //! - [`tui`]: the cockpit; it only sees engine events and sends commands.
 //! - [`daemon`]: the long-running factory: a queue per repository, runs that
 //!   outlive the terminal, cockpits that attach over a socket.
+//! - [`mcp`]: the factory as a Model Context Protocol server, for other
+//!   agents and factories.
 
 pub mod bench;
 pub mod cli;
@@ -18,6 +20,7 @@ pub mod effects;
 pub mod engine;
 pub mod error;
 pub mod llm;
+pub mod mcp;
 pub mod protocol;
 pub mod text;
 pub mod toml_file;

@@ -12,10 +12,10 @@ use tokio::sync::mpsc;
 use super::args::{GlobalArgs, ReplayArgs, ResumeArgs, RunArgs};
 use super::providers;
 use super::signals::Signals;
-use super::summary::{Prices, summary};
 use crate::domain::{EventKind, RunId, RunKind, RunState, TaskState};
 use crate::engine::orchestrator::Steering;
 use crate::engine::session::{self, ResumeRequest, RunRequest};
+use crate::engine::summary::{Prices, summary};
 use crate::llm::pricing::price_table;
 use crate::protocol::{Command, EngineUpdate};
 use crate::tui::{Theme, TuiOptions, run_tui};
@@ -145,7 +145,10 @@ async fn cockpit(
     let _ = commands.send(Command::Shutdown);
     let state = engine.await.context("the engine task failed")??;
     ui?;
-    eprintln!("{}", summary(&state, repo, &prices, signal));
+    eprintln!(
+        "{}",
+        summary(&state, repo, &prices, signal.map(|s| s.name()))
+    );
     Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
 
@@ -365,7 +368,10 @@ async fn finish(
     drop(updates);
     let _ = printer.await;
     let state = result?;
-    eprintln!("{}", summary(&state, repo, prices, signal));
+    eprintln!(
+        "{}",
+        summary(&state, repo, prices, signal.map(|s| s.name()))
+    );
     Ok(
         if state.count(TaskState::Merged) == state.tasks().len() && !state.tasks().is_empty() {
             ExitCode::SUCCESS

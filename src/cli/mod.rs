@@ -14,7 +14,6 @@ mod queue;
 mod records;
 mod serve;
 mod signals;
-mod summary;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,7 +78,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Submit(args)) => queue::submit(&repo, args),
         Some(Commands::Queue(args)) => queue::queue(args),
         Some(Commands::Serve(args)) => serve::run(&cli.global, args).await,
-        Some(Commands::Mcp) => bail!("`memofab mcp` is not built yet"),
+        Some(Commands::Mcp) => mcp().await,
         None => {
             // A repository the daemon serves: follow its run there.
             let root = open_repo(&repo)?;
@@ -91,6 +90,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// `memofab mcp`: serves MCP on stdin/stdout; stdout carries nothing else,
+/// logs go to the daemon's log directory.
+async fn mcp() -> Result<ExitCode> {
+    let paths = crate::daemon::DaemonPaths::from_env()?;
+    paths.create_dirs()?;
+    init_logging(&paths.log_dir);
+    crate::mcp::serve_stdio(paths).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Like other command-line tools, end quietly when the reader of our output

@@ -13,6 +13,7 @@ use super::args::{
 use crate::domain::{RunId, RunKind, TaskId, TaskState};
 use crate::effects::store::Store;
 use crate::effects::store::export::{export_jsonl, export_markdown};
+use crate::engine::gate_decision::{GateDecision, leave_gate_decision};
 use crate::engine::session::{self, store_path};
 use crate::llm::pricing::{Costs, price_table};
 use crate::protocol::Command;
@@ -56,14 +57,7 @@ pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
         "{:<30} {:<16} {:>8} {:<11} {:>5} {:>6} {:>6} {:>9} {:>8}  requirement",
         "run", "started (UTC)", "duration", "phase", "tasks", "merged", "failed", "tokens", "cost"
     );
-    // A run not over is live only if an engine works here now, and then only
-    // the newest such run; the others were interrupted and wait for resume.
-    let engine = crate::engine::engine_lock::EngineLock::held(repo);
-    let live = runs
-        .iter()
-        .find(|r| r.phase.is_none_or(|p| !p.is_over()))
-        .filter(|_| engine)
-        .map(|r| r.run.clone());
+    let live = crate::engine::summary::live_run(repo, &runs);
     for r in runs {
         let interrupted = r.phase.is_none_or(|p| !p.is_over()) && live.as_ref() != Some(&r.run);
         let phase = match r.phase {
@@ -133,32 +127,16 @@ pub fn overseer_reports(repo: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Checks the task is at the gate (or, for an approval, waits to land on
-/// the user's checkout), then leaves the decision in the store's inbox for
-/// the running engine to pick up.
-fn decide(repo: &Path, run: &str, task: &str, command: Command) -> Result<ExitCode> {
-    let run = RunId::new(run);
-    let task = TaskId::new(task);
-    let state = session::stored_state(repo, &run)?;
-    let record = state
-        .task(&task)
-        .with_context(|| format!("run {run} has no task {task}"))?;
-    let held = state.held_landing.as_ref().is_some_and(|h| h.task == task);
-    let approving = matches!(command, Command::ApproveGate { .. });
-    if record.state != TaskState::AwaitingGate && !(approving && held) {
-        bail!("task {task} is {}, not waiting at the gate", record.state);
-    }
-    let mut store = open_store(repo)?;
-    store.push_command(&run, &command)?;
+/// Leaves a gate decision for the running engine, after checking the task
+/// waits at the gate.
+fn decide(repo: &Path, run: &str, task: &str, decision: GateDecision) -> Result<ExitCode> {
+    leave_gate_decision(repo, &RunId::new(run), &TaskId::new(task), decision)?;
     println!("sent; the running memofab will record the decision");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn approve(repo: &Path, args: GateArgs) -> Result<ExitCode> {
-    let command = Command::ApproveGate {
-        task: TaskId::new(&args.task),
-    };
-    decide(repo, &args.run, &args.task, command)
+    decide(repo, &args.run, &args.task, GateDecision::Approve)
 }
 
 /// Leaves a budget raise in the store's inbox, if something waits for one.
@@ -188,14 +166,10 @@ pub fn raise_budget(repo: &Path, args: RaiseBudgetArgs) -> Result<ExitCode> {
 }
 
 pub fn reject(repo: &Path, args: RejectArgs) -> Result<ExitCode> {
-    if args.reason.trim().is_empty() {
-        bail!("--reason must say what the coder should change");
-    }
-    let command = Command::RejectGate {
-        task: TaskId::new(&args.task),
-        feedback: args.reason.clone(),
+    let decision = GateDecision::Reject {
+        reason: args.reason,
     };
-    decide(repo, &args.run, &args.task, command)
+    decide(repo, &args.run, &args.task, decision)
 }
 
 /// `memofab clean [RUN]`: removes what finished runs left, says what.

@@ -1,6 +1,6 @@
 //! Errors of the engine: which effect failed, with what context.
 
-use crate::domain::{TaskId, TransitionError};
+use crate::domain::{TaskId, TaskState, TransitionError};
 use crate::effects::git::GitError;
 use crate::effects::process::ProcessError;
 use crate::effects::sandbox::SandboxError;
@@ -37,6 +37,14 @@ pub enum EngineError {
     },
     #[error("unknown task {0}")]
     UnknownTask(TaskId),
+    /// A run was asked about in a repository memofab never ran in.
+    #[error("no memofab store at {}; run memofab in this repository first", .0.display())]
+    NoStore(std::path::PathBuf),
+    #[error("a rejection's reason must say what the coder should change")]
+    RejectionWithoutReason,
+    /// A gate decision for a task that does not wait at the gate.
+    #[error("task {task} is {state}, not waiting at the gate")]
+    NotAtGate { task: TaskId, state: TaskState },
     #[error("run {0} not found in this repository's store")]
     UnknownRun(String),
     #[error(

@@ -11,6 +11,7 @@ pub mod deny_list;
 pub mod engine_lock;
 pub mod error;
 pub mod files;
+pub mod gate_decision;
 pub mod merge_queue;
 pub mod orchestrator;
 pub mod overseer;
@@ -23,6 +24,7 @@ pub mod risk_gate;
 pub mod session;
 pub mod shepherd;
 pub mod steps;
+pub mod summary;
 mod tester;
 pub mod tools;
 

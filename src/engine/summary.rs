@@ -1,10 +1,12 @@
-//! The summary a run leaves on stderr when the process ends: what merged,
-//! why what failed did (whole, wrapped, not cut), and how to carry on.
+//! How a run reads from outside its engine: the summary a run leaves on
+//! stderr when the process ends (what merged, why what failed did, whole,
+//! wrapped, not cut, and how to carry on), which MCP hands out too, and
+//! which stored run an engine works on now.
 
 use std::path::Path;
 
-use super::signals::StopSignal;
-use crate::domain::{RunPhase, RunState, TaskState};
+use crate::domain::{RunId, RunPhase, RunState, TaskState};
+use crate::effects::store::RunSummary;
 use crate::engine::session;
 use crate::llm::pricing::Costs;
 use crate::text::wrap;
@@ -16,12 +18,9 @@ const WIDTH: usize = 100;
 /// Where values start, after labels like `  repository:  `.
 const LABEL: usize = 15;
 
-pub fn summary(
-    state: &RunState,
-    repo: &Path,
-    prices: &Prices,
-    stopped_by: Option<StopSignal>,
-) -> String {
+/// The summary of `state`; `stopped_by` names the signal that stopped the
+/// process, if one did.
+pub fn summary(state: &RunState, repo: &Path, prices: &Prices, stopped_by: Option<&str>) -> String {
     let merged = state.count(TaskState::Merged);
     let mut lines = vec![
         String::new(),
@@ -36,7 +35,7 @@ pub fn summary(
         labelled(
             &mut lines,
             "stopped:",
-            &format!("by {}; the run was recorded as interrupted", signal.name()),
+            &format!("by {signal}; the run was recorded as interrupted"),
         );
     }
     labelled(&mut lines, "repository:", &repo.display().to_string());
@@ -148,13 +147,23 @@ fn new_commits(repo: &Path, state: &RunState) -> Option<usize> {
 }
 
 /// What the run cost, if its models have prices in config.
-fn run_cost(repo: &Path, state: &RunState, prices: &Prices) -> Option<f64> {
+pub fn run_cost(repo: &Path, state: &RunState, prices: &Prices) -> Option<f64> {
     if prices.is_empty() {
         return None;
     }
-    let store = crate::effects::store::Store::open(&session::store_path(repo)).ok()?;
+    let store = crate::effects::store::Store::open_reader(&session::store_path(repo)).ok()?;
     let costs = Costs::of(prices, &store.events(&state.run).ok()?);
     costs.priced.then_some(costs.total)
+}
+
+/// The run an engine works on now, among `runs` (newest first): only the
+/// newest run not over, and only while an engine holds the repository. The
+/// other runs not over were interrupted and wait for `memofab resume`.
+pub fn live_run(repo: &Path, runs: &[RunSummary]) -> Option<RunId> {
+    runs.iter()
+        .find(|r| r.phase.is_none_or(|p| !p.is_over()))
+        .filter(|_| crate::engine::engine_lock::EngineLock::held(repo))
+        .map(|r| r.run.clone())
 }
 
 #[cfg(test)]
