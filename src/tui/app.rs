@@ -18,6 +18,7 @@ pub use modal::{ConfirmCancel, Modal};
 use super::transcript::Transcript;
 use crate::config::Price;
 use crate::domain::attention::{self, AttentionItem, AttentionKind};
+use crate::domain::nightly::WaitingProposals;
 use crate::domain::{AgentId, ConflictFile, Event, RunPhase, RunState, TaskId, TaskState};
 use crate::llm::pricing::Costs;
 use crate::protocol::{Command, ConflictResolution, EngineUpdate};
@@ -147,6 +148,8 @@ pub struct App {
     pub costs: Costs,
     /// Which attention item the Inbox tab has selected.
     pub inbox_cursor: usize,
+    /// The overseer's proposals waiting for a decision, as last told.
+    pub proposals: Option<WaitingProposals>,
 }
 
 impl App {
@@ -179,6 +182,7 @@ impl App {
             prices: BTreeMap::new(),
             costs: Costs::default(),
             inbox_cursor: 0,
+            proposals: None,
         }
     }
 
@@ -254,6 +258,7 @@ impl App {
                 }
                 self.stopped = Some(error);
             }
+            EngineUpdate::ProposalsWaiting(waiting) => self.proposals = Some(waiting),
         }
         self.follow_tail();
         true
@@ -344,12 +349,16 @@ impl App {
         self.gated_tasks().into_iter().next()
     }
 
-    /// Everything waiting on a human, most blocking first.
+    /// Everything waiting on a human, most blocking first; the overseer's
+    /// proposals, which block nothing, last.
     pub fn inbox(&self) -> Vec<AttentionItem> {
-        self.state
+        let mut items = self
+            .state
             .as_ref()
             .map(attention::inbox)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        items.extend(self.proposals.as_ref().map(attention::proposals_item));
+        items
     }
 
     /// Which of `len` inbox items is selected: the cursor, kept on the list
@@ -402,6 +411,8 @@ impl App {
                 provider: item.provider?,
             },
             AttentionKind::RepositoryChanged => Command::Resume,
+            // Reviewed in their own screen, outside the run.
+            AttentionKind::Proposals => return None,
         })
     }
 
