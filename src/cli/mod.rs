@@ -8,7 +8,7 @@ mod doctor;
 mod headless;
 mod init;
 mod overseer;
-mod providers;
+pub(crate) mod providers;
 mod queue;
 mod records;
 mod signals;

@@ -202,7 +202,7 @@ pub fn waiting_proposals(repo: &Path) -> EngineResult<Option<WaitingProposals>> 
                 title: p.title,
             })
             .collect();
-        return Ok((!open.is_empty()).then(|| WaitingProposals {
+        return Ok((!open.is_empty()).then_some(WaitingProposals {
             report: report.run,
             reported_ms: report.started_ms,
             open,
