@@ -100,6 +100,7 @@ pub async fn run_with(shared: Shared, clock: Arc<dyn Clock>) {
                             clock: clock.clone(),
                             name: repo.name.clone(),
                             failed: None,
+                            retry_since: None,
                             problem: None,
                         };
                         let handle = watchers.spawn(watcher.watch());
@@ -123,6 +124,9 @@ struct Watcher {
     /// The firing whose review failed (unix ms): not tried again before the
     /// next one.
     failed: Option<i64>,
+    /// Where the failed review's window began: the retry covers it too,
+    /// when no review was ever recorded.
+    retry_since: Option<u64>,
     /// The last problem logged, so a wrong config is said once, not at
     /// every recheck.
     problem: Option<String>,
@@ -219,10 +223,13 @@ impl Watcher {
         firing: DateTime<Local>,
         now: DateTime<Local>,
     ) {
-        let since_ms = last.unwrap_or_else(|| unix_ms(now - FIRST_WINDOW));
+        let since_ms = last
+            .or(self.retry_since)
+            .unwrap_or_else(|| unix_ms(now - FIRST_WINDOW));
         match review(&repo.path, since_ms, config).await {
             Ok(reviewed) => {
                 self.failed = None;
+                self.retry_since = None;
                 if let Err(e) = self
                     .shared
                     .queue()
@@ -243,6 +250,7 @@ impl Watcher {
             }
             Err(e) => {
                 self.failed = Some(firing.timestamp_millis());
+                self.retry_since = Some(since_ms);
                 tracing::warn!(
                     repo = %self.name, error = %e, %schedule,
                     "nightly overseer: the review failed; it is tried again at the next firing"
