@@ -99,7 +99,7 @@ pub async fn run_with(shared: Shared, clock: Arc<dyn Clock>) {
                             shared: shared.clone(),
                             clock: clock.clone(),
                             name: repo.name.clone(),
-                            failed: None,
+                            handled: None,
                             retry_since: None,
                             problem: None,
                         };
@@ -121,9 +121,9 @@ struct Watcher {
     shared: Shared,
     clock: Arc<dyn Clock>,
     name: String,
-    /// The firing whose review failed (unix ms): not tried again before the
-    /// next one.
-    failed: Option<i64>,
+    /// The last firing dealt with here (unix ms), reviewed or failed: not
+    /// tried again before the next one, even if recording it failed.
+    handled: Option<i64>,
     /// Where the failed review's window began: the retry covers it too,
     /// when no review was ever recorded.
     retry_since: Option<u64>,
@@ -205,7 +205,7 @@ impl Watcher {
         self.problem = None;
         let now = self.clock.now();
         if let Some(firing) = nightly::owed(schedule, last.unwrap_or(repo.added_ms), &now)
-            && self.failed != Some(firing.timestamp_millis())
+            && self.handled != Some(firing.timestamp_millis())
         {
             self.review(&repo, &config, schedule, last, firing, now)
                 .await;
@@ -226,16 +226,16 @@ impl Watcher {
         let since_ms = last
             .or(self.retry_since)
             .unwrap_or_else(|| unix_ms(now - FIRST_WINDOW));
+        self.handled = Some(firing.timestamp_millis());
         match review(&repo.path, since_ms, config).await {
             Ok(reviewed) => {
-                self.failed = None;
                 self.retry_since = None;
                 if let Err(e) = self
                     .shared
                     .queue()
                     .and_then(|mut q| q.set_last_review(&self.name, unix_ms(now)))
                 {
-                    // The review is stored; the worst case is a second one.
+                    // The review is stored; at worst a restart reviews again.
                     tracing::warn!(repo = %self.name, error = %e, "nightly overseer: the review was not recorded");
                 }
                 match reviewed {
@@ -249,7 +249,6 @@ impl Watcher {
                 }
             }
             Err(e) => {
-                self.failed = Some(firing.timestamp_millis());
                 self.retry_since = Some(since_ms);
                 tracing::warn!(
                     repo = %self.name, error = %e, %schedule,
