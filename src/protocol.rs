@@ -23,6 +23,9 @@ pub enum EngineUpdate {
     ThinkingDelta { agent: AgentId, text: String },
     /// The engine stopped: the run is over or paused for good, or it failed.
     Stopped { error: Option<String> },
+    /// The overseer's newest report has proposals no human decided yet:
+    /// sent when a cockpit starts and when the nightly review writes one.
+    ProposalsWaiting(crate::domain::nightly::WaitingProposals),
 }
 
 pub use crate::domain::ConflictResolution;

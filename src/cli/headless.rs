@@ -77,6 +77,7 @@ pub async fn launch(repo: &Path, request: RunRequest, headless: bool) -> Result<
     if !headless {
         super::require_terminal("the cockpit", super::HEADLESS_INSTEAD)?;
         let options = cockpit_options(&request.config, "memofab")?;
+        tell_waiting_proposals(repo, &updates_tx);
         let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
         return cockpit(engine, updates_rx, commands_tx, options, repo, signals).await;
     }
@@ -111,6 +112,18 @@ async fn headless_until_done(
     drop(commands);
     let code = finish(result, updates, printer, repo, prices, signal).await?;
     Ok(signal.map_or(code, |s| s.exit_code()))
+}
+
+/// Puts the overseer's undecided proposals in the cockpit's inbox. Read
+/// once, before the cockpit starts: the render path does no IO.
+pub(crate) fn tell_waiting_proposals(repo: &Path, updates: &mpsc::UnboundedSender<EngineUpdate>) {
+    match crate::engine::overseer::waiting_proposals(repo) {
+        Ok(Some(waiting)) => {
+            let _ = updates.send(EngineUpdate::ProposalsWaiting(waiting));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("reading the overseer's proposals: {e}"),
+    }
 }
 
 pub(crate) fn cockpit_options(config: &crate::config::Config, title: &str) -> Result<TuiOptions> {
@@ -203,6 +216,7 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
         agent_slots: None,
     };
     if !args.headless {
+        tell_waiting_proposals(&repo, &updates_tx);
         let engine = tokio::spawn(session::resume(request, updates_tx, commands_rx));
         return cockpit(engine, updates_rx, commands_tx, options, &repo, signals).await;
     }
@@ -439,7 +453,9 @@ async fn print_json_lines(
                     stdout_open = print_line(&event);
                 }
             }
-            EngineUpdate::Delta { .. } | EngineUpdate::ThinkingDelta { .. } => {}
+            EngineUpdate::Delta { .. }
+            | EngineUpdate::ThinkingDelta { .. }
+            | EngineUpdate::ProposalsWaiting(_) => {}
             EngineUpdate::Stopped { .. } => break,
         }
     }

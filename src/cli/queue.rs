@@ -136,6 +136,7 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool) -> Result<()> {
             }
         }
     }
+    print_waiting_proposals(queue)?;
     match client::request(paths, &Request::Status) {
         Some(Reply::Status(status)) => println!(
             "\ndaemon: serving (pid {}), {} run(s) under way{}",
@@ -147,6 +148,32 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool) -> Result<()> {
                 .unwrap_or_default()
         ),
         _ => println!("\ndaemon: not running; `memofab serve` starts it"),
+    }
+    Ok(())
+}
+
+/// Per repository, the overseer's proposals no human decided yet (the
+/// nightly review puts them there).
+fn print_waiting_proposals(queue: &Queue) -> Result<()> {
+    let mut heading = false;
+    for repo in queue.repos()? {
+        let line = match crate::engine::overseer::waiting_proposals(&repo.path) {
+            Ok(None) => continue,
+            Ok(Some(waiting)) => format!(
+                "{:<16} {}
+{:<16} review: memofab --repo {} overseer review {}",
+                repo.name,
+                waiting.summary(),
+                "",
+                repo.path.display(),
+                waiting.report
+            ),
+            Err(e) => format!("{:<16} cannot read the overseer's reports: {e}", repo.name),
+        };
+        if !std::mem::replace(&mut heading, true) {
+            println!("\nproposals waiting for a decision:");
+        }
+        println!("{line}");
     }
     Ok(())
 }

@@ -35,8 +35,9 @@ impl Default for DaemonConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct OverseerConfig {
     /// A local wall-clock time, `HH:MM`: each day at this time the daemon
-    /// reviews the day's runs and puts the proposals in the inbox.
-    pub schedule: Option<String>,
+    /// reviews the runs since its last review and puts the proposals in the
+    /// inbox. Unset: no nightly review.
+    pub schedule: Option<crate::domain::nightly::DailyTime>,
 }
 
 /// `[mcp]`: MCP servers (stdio) whose tools agents are given.
@@ -55,4 +56,31 @@ pub struct McpServerConfig {
     pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use crate::domain::nightly::DailyTime;
+
+    #[test]
+    fn the_overseer_schedule_is_a_time_of_day_checked_where_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "[overseer]\nschedule = \"02:30\"\n").unwrap();
+        let config = Config::load(std::slice::from_ref(&file)).unwrap();
+        assert_eq!(config.overseer.schedule, DailyTime::new(2, 30));
+        assert_eq!(Config::default().overseer.schedule, None);
+
+        std::fs::write(
+            &file,
+            "[run]\nconcurrency = 2\n\n[overseer]\nschedule = \"25:00\"\n",
+        )
+        .unwrap();
+        let err = Config::load(std::slice::from_ref(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.toml:5:"), "{err}");
+        assert!(err.contains("25:00"), "{err}");
+    }
 }

@@ -3,6 +3,7 @@
 
 use super::budget;
 use super::ids::{AgentId, TaskId};
+use super::nightly::WaitingProposals;
 use super::run_state::{RunPhase, RunState};
 use super::task::TaskState;
 
@@ -34,6 +35,9 @@ pub enum AttentionKind {
     /// The shepherd found the task's agents stuck, through a nudge and a
     /// fresh agent, and stopped it for a human to look.
     Stuck,
+    /// The overseer's newest report has proposals no human decided yet;
+    /// they are reviewed outside the run, with `memofab overseer review`.
+    Proposals,
 }
 
 impl AttentionKind {
@@ -50,6 +54,7 @@ impl AttentionKind {
             AttentionKind::Question => "answer",
             AttentionKind::RepositoryChanged => "accept the change and resume",
             AttentionKind::DirtyCheckout => "land it now",
+            AttentionKind::Proposals => "review in a shell, below",
         }
     }
 
@@ -66,6 +71,7 @@ impl AttentionKind {
             AttentionKind::RepositoryChanged => "repository",
             AttentionKind::DirtyCheckout => "checkout",
             AttentionKind::Stuck => "stuck",
+            AttentionKind::Proposals => "overseer",
         }
     }
 }
@@ -208,6 +214,20 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
     items.extend(quota_pauses(state));
     items.sort_by(|a, b| b.blocks.cmp(&a.blocks).then(a.since_ms.cmp(&b.since_ms)));
     items
+}
+
+/// The overseer's undecided proposals: nothing waits on them, so the item
+/// blocks no task and sorts last.
+pub fn proposals_item(waiting: &WaitingProposals) -> AttentionItem {
+    AttentionItem {
+        kind: AttentionKind::Proposals,
+        task: None,
+        blocks: 0,
+        since_ms: waiting.reported_ms,
+        detail: format!("{} · {}", waiting.command(), waiting.summary()),
+        question: None,
+        provider: None,
+    }
 }
 
 /// Agents parked by a provider's limits; they hold their task meanwhile.

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod instructions;
 pub mod made_up;
 pub mod metrics;
+pub mod nightly;
 pub mod path_history;
 pub mod phase;
 pub mod policy;

@@ -87,6 +87,12 @@ CREATE TABLE IF NOT EXISTS requirements (
 );
 CREATE INDEX IF NOT EXISTS requirements_by_repo ON requirements(repo, state);
 CREATE INDEX IF NOT EXISTS requirements_by_fingerprint ON requirements(fingerprint);
+-- The nightly overseer's last review per repository (by name), so a restart
+-- neither repeats nor skips a night.
+CREATE TABLE IF NOT EXISTS overseer_reviews (
+    repo TEXT PRIMARY KEY,
+    reviewed_ms INTEGER NOT NULL
+);
 ";
 
 pub struct Queue {
@@ -445,6 +451,35 @@ impl Queue {
 }
 
 const SELECT_ENTRY: &str = "SELECT id, repo, requirement, priority, source, fingerprint, state, run, submitted_ms, finished_ms, note FROM requirements";
+/// The nightly overseer's bookkeeping.
+impl Queue {
+    /// When the nightly overseer last reviewed the repository (unix ms).
+    pub fn last_review(&self, repo: &str) -> QueueResult<Option<u64>> {
+        self.conn
+            .query_row(
+                "SELECT reviewed_ms FROM overseer_reviews WHERE repo = ?1",
+                [repo],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .ctx("reading the last review")
+            .map(|ms| ms.map(|ms| ms as u64))
+    }
+
+    /// Records a review of the repository's runs up to `at_ms` (a day
+    /// without runs counts: there was nothing to review).
+    pub fn set_last_review(&mut self, repo: &str, at_ms: u64) -> QueueResult<()> {
+        self.conn
+            .execute(
+                "INSERT INTO overseer_reviews (repo, reviewed_ms) VALUES (?1, ?2)
+                 ON CONFLICT(repo) DO UPDATE SET reviewed_ms = excluded.reviewed_ms",
+                params![repo, at_ms as i64],
+            )
+            .ctx("recording a review")?;
+        Ok(())
+    }
+}
+
 
 fn entry_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRequirement> {
     let bad = |i: usize, what: &str, value: String| {
@@ -629,5 +664,17 @@ mod tests {
         q.remove_repo("shop").unwrap();
         assert_eq!(q.entry(b.id).unwrap().state, ItemState::Dropped);
         assert!(q.repos().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_last_review_survives_reopening_and_moves_forward() {
+        let (dir, mut q, _) = queue();
+        assert_eq!(q.last_review("shop").unwrap(), None);
+        q.set_last_review("shop", 1_000).unwrap();
+        q.set_last_review("shop", 2_000).unwrap();
+        drop(q);
+        let q = Queue::open(&dir.path().join("state/queue.sqlite")).unwrap();
+        assert_eq!(q.last_review("shop").unwrap(), Some(2_000));
+        assert_eq!(q.last_review("other").unwrap(), None);
     }
 }

@@ -18,6 +18,7 @@ use super::prompts::Prompts;
 use super::recorder::Recorder;
 use crate::config::Config;
 use crate::domain::metrics::{FactoryMetrics, Proposal};
+use crate::domain::nightly::{OpenProposal, WaitingProposals};
 use crate::domain::policy::{Policy, PolicyFile};
 use crate::domain::{AgentRole, EventKind, RunId, RunKind, RunPhase, RunSettings};
 use crate::effects::store::Store;
@@ -155,6 +156,61 @@ fn first_message(repo: &Path, metrics: &FactoryMetrics) -> String {
     text
 }
 
+/// The factory's runs started since `since_ms` (unix ms).
+fn runs_in(store: &Store, since_ms: u64) -> EngineResult<Vec<RunId>> {
+    Ok(store
+        .runs()?
+        .into_iter()
+        .filter(|r| r.started_ms >= since_ms && r.run.kind() == RunKind::Factory)
+        .map(|r| r.run)
+        .collect())
+}
+
+/// The factory's runs in the repository started since `since_ms`; none
+/// (and no store created) in a repository that never ran.
+pub fn runs_since(repo: &Path, since_ms: u64) -> EngineResult<Vec<RunId>> {
+    let path = store_path(repo);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    runs_in(&Store::open(&path)?, since_ms)
+}
+
+/// The newest report's proposals no human decided yet, if it has any. A
+/// report whose session stopped before it was written is passed over.
+pub fn waiting_proposals(repo: &Path) -> EngineResult<Option<WaitingProposals>> {
+    let path = store_path(repo);
+    if !path.exists() {
+        return Ok(None);
+    }
+    // Newest first.
+    let reports = Store::open(&path)?
+        .runs()?
+        .into_iter()
+        .filter(|r| r.run.kind() == RunKind::OverseerReport);
+    for report in reports {
+        let (_, proposals, decided) = match stored_report(repo, &report.run) {
+            Ok(found) => found,
+            Err(EngineError::UnknownRun(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        let open: Vec<OpenProposal> = (1..)
+            .zip(proposals)
+            .filter(|(number, _)| !decided.contains(number))
+            .map(|(number, p)| OpenProposal {
+                number,
+                title: p.title,
+            })
+            .collect();
+        return Ok((!open.is_empty()).then_some(WaitingProposals {
+            report: report.run,
+            reported_ms: report.started_ms,
+            open,
+        }));
+    }
+    Ok(None)
+}
+
 /// Reviews the runs started since `since_ms` (unix ms) and stores a report.
 pub async fn review(
     repo: &Path,
@@ -163,12 +219,7 @@ pub async fn review(
     providers: &ProviderSet,
 ) -> EngineResult<Report> {
     let store = Store::open(&store_path(repo))?;
-    let runs: Vec<RunId> = store
-        .runs()?
-        .into_iter()
-        .filter(|r| r.started_ms >= since_ms && r.run.kind() == RunKind::Factory)
-        .map(|r| r.run)
-        .collect();
+    let runs = runs_in(&store, since_ms)?;
     let mut all = Vec::with_capacity(runs.len());
     for run in &runs {
         all.push(store.events(run)?);

@@ -20,6 +20,7 @@ pub use modal::{ConfirmCancel, Modal};
 use super::transcript::Transcript;
 use crate::config::Price;
 use crate::domain::attention::{self, AttentionItem, AttentionKind};
+use crate::domain::nightly::WaitingProposals;
 use crate::domain::{AgentId, ConflictFile, Event, RunPhase, RunState, TaskId, TaskState};
 use crate::llm::pricing::Costs;
 use crate::protocol::{Command, ConflictResolution, EngineUpdate};
@@ -151,6 +152,8 @@ pub struct App {
     pub inbox_cursor: usize,
     /// Set when the cockpit follows the daemon's run over its socket.
     pub attached: Option<Attached>,
+    /// The overseer's proposals waiting for a decision, as last told.
+    pub proposals: Option<WaitingProposals>,
 }
 
 impl App {
@@ -184,6 +187,7 @@ impl App {
             costs: Costs::default(),
             inbox_cursor: 0,
             attached: None,
+            proposals: None,
         }
     }
 
@@ -259,6 +263,7 @@ impl App {
                 }
                 self.stopped = Some(error);
             }
+            EngineUpdate::ProposalsWaiting(waiting) => self.proposals = Some(waiting),
         }
         self.follow_tail();
         true
@@ -349,12 +354,16 @@ impl App {
         self.gated_tasks().into_iter().next()
     }
 
-    /// Everything waiting on a human, most blocking first.
+    /// Everything waiting on a human, most blocking first; the overseer's
+    /// proposals, which block nothing, last.
     pub fn inbox(&self) -> Vec<AttentionItem> {
-        self.state
+        let mut items = self
+            .state
             .as_ref()
             .map(attention::inbox)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        items.extend(self.proposals.as_ref().map(attention::proposals_item));
+        items
     }
 
     /// Which of `len` inbox items is selected: the cursor, kept on the list
@@ -407,6 +416,8 @@ impl App {
                 provider: item.provider?,
             },
             AttentionKind::RepositoryChanged => Command::Resume,
+            // Reviewed in their own screen, outside the run.
+            AttentionKind::Proposals => return None,
         })
     }
 

@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
 use super::app::{App, Modal, Tab};
 use super::theme::{Role, Theme};
 use super::transcript::LineKind;
+use crate::domain::attention::AttentionKind;
 use crate::domain::{RunPhase, TaskState};
 use diff::{diff_line, render_conflicts, render_diff};
 
@@ -558,7 +559,10 @@ fn render_inbox(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             .task
             .as_ref()
             .map(|t| t.to_string())
-            .unwrap_or_else(|| "run".to_owned());
+            .unwrap_or_else(|| match item.kind {
+                AttentionKind::Proposals => "report".to_owned(),
+                _ => "run".to_owned(),
+            });
         let waited = format_secs(app.now_ms.saturating_sub(item.since_ms) / 1000);
         let mut line = Line::from(vec![
             Span::styled(

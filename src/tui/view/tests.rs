@@ -431,3 +431,44 @@ fn a_lost_daemon_connection_is_shown() {
     app.feed(Feed::Lost("the daemon closed the connection".into()));
     insta::assert_snapshot!("attached_lost_80x24", text(&draw(&app, 80, 24)));
 }
+
+#[test]
+fn the_overseers_waiting_proposals_are_an_inbox_item_naming_the_review_command() {
+    use crate::domain::RunId;
+    use crate::domain::attention::AttentionKind;
+    use crate::domain::nightly::{OpenProposal, WaitingProposals};
+    use crate::protocol::EngineUpdate;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    let mut app = App::from_events("memofab", &fixture::queue_events());
+    let reported_ms = app.state.as_ref().unwrap().last_at_ms;
+    app.update(EngineUpdate::ProposalsWaiting(WaitingProposals {
+        report: RunId::new("overseer-20260310-020000-ab12"),
+        reported_ms,
+        open: vec![
+            OpenProposal {
+                number: 1,
+                title: "Never run the same failing command a third time".into(),
+            },
+            OpenProposal {
+                number: 3,
+                title: "Cite the acceptance test in reviews".into(),
+            },
+        ],
+    }));
+    app.now_ms = reported_ms + 7 * 3_600_000;
+    app.tab = Tab::Inbox;
+    let items = app.inbox();
+    let last = items.last().unwrap();
+    assert_eq!(last.kind, AttentionKind::Proposals, "it blocks nothing");
+    app.inbox_cursor = items.len() - 1;
+    let screen = text(&draw(&app, 160, 40));
+    assert!(
+        screen.contains("memofab overseer review overseer-20260310-020000-ab12"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("proposals_waiting_160x40", screen);
+    // Enter sends nothing to the run: the proposals are not the run's.
+    let actions = app.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(actions.is_empty(), "{actions:?}");
+}
