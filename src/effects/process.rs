@@ -153,7 +153,7 @@ fn cap(bytes: &[u8], cap: usize) -> (String, bool) {
 /// Kills the process group led by `pid`, so grandchildren die too.
 #[cfg(unix)]
 #[allow(unsafe_code)]
-fn kill_group(pid: u32) {
+pub(crate) fn kill_group(pid: u32) {
     let Ok(pgid) = i32::try_from(pid) else {
         return;
     };
@@ -165,7 +165,7 @@ fn kill_group(pid: u32) {
 }
 
 #[cfg(not(unix))]
-fn kill_group(_pid: u32) {}
+pub(crate) fn kill_group(_pid: u32) {}
 
 #[cfg(test)]
 mod tests {
