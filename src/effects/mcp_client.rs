@@ -46,6 +46,18 @@ pub enum McpError {
     /// A start that failed, with what the server wrote to its standard error.
     #[error("{error}; it said: {stderr}")]
     Said { error: Box<McpError>, stderr: String },
+    #[error("it exited ({status}) without answering{}", said(.stderr))]
+    Exited {
+        status: String,
+        stderr: Option<String>,
+    },
+}
+
+fn said(stderr: &Option<String>) -> String {
+    stderr
+        .as_deref()
+        .map(|s| format!("; it said: {s}"))
+        .unwrap_or_default()
 }
 
 /// What a tool call answered.
@@ -71,6 +83,8 @@ struct ServerProcess {
     /// Owns the server's private temp dir: kept as long as it runs.
     _fence: Fence,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// Reads standard error until the server's end of it closes.
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl McpClient {
@@ -105,7 +119,7 @@ impl McpClient {
             });
         };
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        if let Some(mut pipe) = child.stderr.take() {
+        let stderr_reader = child.stderr.take().map(|mut pipe| {
             let tail = stderr.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
@@ -116,12 +130,13 @@ impl McpClient {
                         tail.drain(..excess);
                     }
                 }
-            });
-        }
+            })
+        });
         let process = ServerProcess {
             child,
             _fence: fence,
             stderr,
+            stderr_reader,
         };
         match Self::connect((stdout, stdin), timeout).await {
             Ok(mut client) => {
@@ -130,13 +145,26 @@ impl McpClient {
             }
             Err(error) => {
                 let mut process = process;
+                // A server that broke the connection is likely gone or going.
+                let exited = match error {
+                    McpError::Timeout { .. } => None,
+                    _ => tokio::time::timeout(EXIT_WAIT, process.child.wait())
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                };
                 process.stop().await;
-                Err(match process.stderr_tail() {
-                    Some(stderr) => McpError::Said {
+                let stderr = process.stderr_tail();
+                Err(match (exited, stderr) {
+                    (Some(status), stderr) => McpError::Exited {
+                        status: status.to_string(),
+                        stderr,
+                    },
+                    (None, Some(stderr)) => McpError::Said {
                         error: Box::new(error),
                         stderr,
                     },
-                    None => error,
+                    (None, None) => error,
                 })
             }
         }
@@ -231,6 +259,9 @@ impl ServerProcess {
             super::process::kill_group(pid);
         }
         let _ = tokio::time::timeout(EXIT_WAIT, self.child.wait()).await;
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = tokio::time::timeout(EXIT_WAIT, reader).await;
+        }
     }
 
     fn stderr_tail(&self) -> Option<String> {
@@ -286,4 +317,4 @@ fn outcome(result: &CallToolResult) -> CallOutcome {
 
 #[cfg(test)]
 #[path = "mcp_client_tests.rs"]
-mod tests;
+pub(crate) mod tests;

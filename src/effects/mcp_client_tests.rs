@@ -19,7 +19,7 @@ const STUB: &str = include_str!(concat!(
 ));
 
 /// An in-process server: `echo` answers its text, `fail` an error result,
-/// `hang` never answers.
+/// `hang` never answers; `dotted.name` has a name providers refuse.
 struct Server;
 
 impl ServerHandler for Server {
@@ -41,6 +41,7 @@ impl ServerHandler for Server {
             Tool::new("echo", "Answer the text.", text),
             Tool::new("fail", "Fail.", schema(json!({"type": "object"}))),
             Tool::new("hang", "Never answer.", schema(json!({"type": "object"}))),
+            Tool::new("dotted.name", "", schema(json!({"type": "object"}))),
         ])))
     }
 
@@ -65,7 +66,8 @@ impl ServerHandler for Server {
     }
 }
 
-async fn in_process() -> McpClient {
+/// A client of [`Server`], over an in-memory pipe.
+pub(crate) async fn in_process() -> McpClient {
     let (server_end, client_end) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
         if let Ok(running) = Server.serve(server_end).await {
@@ -85,7 +87,7 @@ fn args(value: serde_json::Value) -> Option<JsonObject> {
 async fn tools_are_listed_and_calls_answered() {
     let client = in_process().await;
     let names: Vec<&str> = client.tools().iter().map(|t| t.name.as_ref()).collect();
-    assert_eq!(names, ["echo", "fail", "hang"]);
+    assert_eq!(names, ["echo", "fail", "hang", "dotted.name"]);
     assert_eq!(
         client.tools()[0].input_schema["properties"]["text"]["type"],
         "string"

@@ -135,7 +135,7 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, ProcessErr
 }
 
 /// Keeps the head and the tail of `bytes` within `cap` bytes, lossily decoded.
-fn cap(bytes: &[u8], cap: usize) -> (String, bool) {
+pub(crate) fn cap(bytes: &[u8], cap: usize) -> (String, bool) {
     if bytes.len() <= cap {
         return (String::from_utf8_lossy(bytes).into_owned(), false);
     }

@@ -11,6 +11,7 @@ pub mod deny_list;
 pub mod engine_lock;
 pub mod error;
 pub mod files;
+pub mod mcp_tools;
 pub mod merge_queue;
 pub mod orchestrator;
 pub mod overseer;
