@@ -37,15 +37,15 @@ pub enum McpError {
         source: std::io::Error,
     },
     #[error("{what}: no answer within {}s", .after.as_secs())]
-    Timeout {
-        what: &'static str,
-        after: Duration,
-    },
+    Timeout { what: &'static str, after: Duration },
     #[error("{what}: {message}")]
     Protocol { what: &'static str, message: String },
     /// A start that failed, with what the server wrote to its standard error.
     #[error("{error}; it said: {stderr}")]
-    Said { error: Box<McpError>, stderr: String },
+    Said {
+        error: Box<McpError>,
+        stderr: String,
+    },
     #[error("it exited ({status}) without answering{}", said(.stderr))]
     Exited {
         status: String,
@@ -99,7 +99,8 @@ impl McpClient {
         timeout: Duration,
     ) -> Result<Self, McpError> {
         let fence = Fence::new(isolation, cwd)?;
-        let mut process = tokio::process::Command::from(fence.std_command(&exec_line(command, args)));
+        let mut process =
+            tokio::process::Command::from(fence.std_command(&exec_line(command, args)));
         process
             .envs(env)
             .stdin(Stdio::piped())

@@ -123,7 +123,11 @@ async fn a_call_without_an_answer_times_out() {
     );
     // The connection still serves other calls.
     let echoed = client
-        .call("echo", args(json!({"text": "after"})), Duration::from_secs(5))
+        .call(
+            "echo",
+            args(json!({"text": "after"})),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert_eq!(echoed.text, "after");
@@ -171,7 +175,11 @@ async fn a_fenced_server_writes_its_working_directory_and_nothing_else() {
         let client = spawn_stub(work.path(), &isolation).await;
         let timeout = Duration::from_secs(10);
         let inside = client
-            .call("write", args(json!({"file": "made.txt", "text": "in"})), timeout)
+            .call(
+                "write",
+                args(json!({"file": "made.txt", "text": "in"})),
+                timeout,
+            )
             .await
             .unwrap();
         assert!(!inside.is_error, "{:?}: {inside:?}", isolation.mechanism);

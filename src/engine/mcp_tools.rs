@@ -129,7 +129,10 @@ impl McpTools {
                 .description
                 .as_deref()
                 .filter(|d| !d.trim().is_empty())
-                .map_or_else(|| format!("{} of the MCP server {server}.", tool.name), str::to_owned);
+                .map_or_else(
+                    || format!("{} of the MCP server {server}.", tool.name),
+                    str::to_owned,
+                );
             self.specs.push(ToolSpec {
                 name: name.clone(),
                 description,
@@ -183,12 +186,10 @@ impl McpTools {
             return (false, format!("{name} was not called: {refusal}"));
         }
         let limits = toolbox.limits();
-        match client
-            .call(tool, arguments, limits.command_timeout)
-            .await
-        {
+        match client.call(tool, arguments, limits.command_timeout).await {
             Ok(outcome) => {
-                let (text, _) = crate::effects::process::cap(outcome.text.as_bytes(), limits.output_cap);
+                let (text, _) =
+                    crate::effects::process::cap(outcome.text.as_bytes(), limits.output_cap);
                 (!outcome.is_error, text)
             }
             Err(e) => (false, format!("the MCP server {server} failed: {e}")),
@@ -197,11 +198,20 @@ impl McpTools {
 
     /// Stops every server, waiting for each to exit.
     pub async fn shutdown(self) {
-        join_all(self.servers.into_iter().map(|(_, client)| client.shutdown())).await;
+        join_all(
+            self.servers
+                .into_iter()
+                .map(|(_, client)| client.shutdown()),
+        )
+        .await;
     }
 }
 
-async fn spawn(server: &McpServerConfig, root: &Path, limits: &ToolLimits) -> Result<McpClient, String> {
+async fn spawn(
+    server: &McpServerConfig,
+    root: &Path,
+    limits: &ToolLimits,
+) -> Result<McpClient, String> {
     McpClient::spawn(
         &server.command,
         &server.args,

@@ -114,7 +114,12 @@ async fn a_server_that_does_not_start_is_listed_and_the_others_serve() {
     );
     assert_eq!(
         listings[1].tools,
-        ["mcp__stub__write", "mcp__stub__greeting", "mcp__stub__linger"]
+        [
+            "mcp__stub__write",
+            "mcp__stub__greeting",
+            "mcp__stub__linger",
+            "mcp__stub__plant"
+        ]
     );
     let (ok, text) = tools
         .call(

@@ -126,16 +126,11 @@ async fn edit_needs_exactly_one_match() {
 #[tokio::test]
 async fn bad_calls_become_messages_for_the_model() {
     let (_d, tb) = toolbox();
-    assert!(
-        expect_err(tb.call("read_file", r#"{"path": "#).await).contains("could not be read")
-    );
-    assert!(
-        expect_err(tb.call("read_file", r#"{"path": 3}"#).await).contains("could not be read")
-    );
+    assert!(expect_err(tb.call("read_file", r#"{"path": "#).await).contains("could not be read"));
+    assert!(expect_err(tb.call("read_file", r#"{"path": 3}"#).await).contains("could not be read"));
     assert!(expect_err(tb.call("teleport", "{}").await).contains("no tool named"));
     assert!(
-        expect_err(tb.call("read_file", r#"{"path": "nope.rs"}"#).await)
-            .contains("does not exist")
+        expect_err(tb.call("read_file", r#"{"path": "nope.rs"}"#).await).contains("does not exist")
     );
     assert!(
         expect_err(
