@@ -58,10 +58,76 @@ pub struct McpServerConfig {
     pub env: BTreeMap<String, String>,
 }
 
+impl McpConfig {
+    /// The first server whose name cannot be part of its tools' names
+    /// (`mcp__NAME__tool`), or that names no program.
+    pub(super) fn problem(&self) -> Option<super::Problem> {
+        self.servers.iter().find_map(|(name, server)| {
+            if name.is_empty() || !name.chars().all(crate::domain::mcp::is_name_char) {
+                return Some(super::Problem::new(
+                    &["mcp", "servers", name],
+                    format!(
+                        "mcp.servers.{name:?}: a server's name becomes part of its tools' names \
+                         (mcp__NAME__tool), so it may hold only letters, digits, '_' and '-'"
+                    ),
+                ));
+            }
+            server.command.trim().is_empty().then(|| {
+                super::Problem::new(
+                    &["mcp", "servers", name, "command"],
+                    format!(
+                        "mcp.servers.{name}.command is empty: name the program that serves MCP \
+                         over its standard input and output"
+                    ),
+                )
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::Config;
+    use super::super::{Config, ConfigError};
     use crate::domain::nightly::DailyTime;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("project.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&[path])
+    }
+
+    #[test]
+    fn mcp_servers_are_read_with_args_and_env() {
+        let config = load(
+            "[mcp.servers.files]\ncommand = \"files-mcp\"\nargs = [\"--root\", \".\"]\n\
+             env = { LEVEL = \"debug\" }\n",
+        )
+        .unwrap();
+        let files = &config.mcp.servers["files"];
+        assert_eq!(files.command, "files-mcp");
+        assert_eq!(files.args, ["--root", "."]);
+        assert_eq!(files.env["LEVEL"], "debug");
+    }
+
+    #[test]
+    fn unusable_server_names_and_empty_commands_are_refused_in_their_file() {
+        for text in [
+            "[mcp.servers.\"a.b\"]\ncommand = \"x\"\n",
+            "[mcp.servers.\"with space\"]\ncommand = \"x\"\n",
+            "[mcp.servers.\"\"]\ncommand = \"x\"\n",
+            "[mcp.servers.ok]\ncommand = \"  \"\n",
+        ] {
+            match load(text) {
+                Err(ConfigError::Parse { path, .. }) => {
+                    assert!(path.ends_with("project.toml"), "{text}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(load("[mcp.servers.my-server_2]\ncommand = \"x\"\n").is_ok());
+        assert!(load("[mcp.servers.x]\ncommand = \"x\"\ncmd = \"y\"\n").is_err());
+    }
 
     #[test]
     fn the_overseer_schedule_is_a_time_of_day_checked_where_it_is_written() {

@@ -539,6 +539,9 @@ impl Config {
     }
 
     fn problem(&self) -> Option<Problem> {
+        if let Some(problem) = self.mcp.problem() {
+            return Some(problem);
+        }
         if self.run.concurrency == 0 {
             return Some(Problem::new(
                 &["run", "concurrency"],

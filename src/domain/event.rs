@@ -457,6 +457,12 @@ pub enum EventKind {
         description: String,
         acceptance: Vec<String>,
     },
+    /// The tools an agent was given from the configured MCP servers, and
+    /// the servers that gave none; recorded right after `AgentStarted`.
+    McpToolsListed {
+        agent: AgentId,
+        servers: Vec<super::mcp::McpServerListing>,
+    },
     /// An agent asked the human a question (its `ask_human` tool) and waits.
     QuestionAsked {
         agent: AgentId,
@@ -639,6 +645,7 @@ impl EventKind {
             EventKind::BudgetRaised { .. } => "budget_raised",
             EventKind::PlanDisputed { .. } => "plan_disputed",
             EventKind::PlanDisputeSettled { .. } => "plan_dispute_settled",
+            EventKind::McpToolsListed { .. } => "mcp_tools_listed",
             EventKind::QuestionAsked { .. } => "question_asked",
             EventKind::QuestionAnswered { .. } => "question_answered",
             EventKind::ParkLifted { .. } => "park_lifted",

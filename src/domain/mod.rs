@@ -9,6 +9,7 @@ pub mod event;
 pub mod ids;
 pub mod instructions;
 pub mod made_up;
+pub mod mcp;
 pub mod metrics;
 pub mod nightly;
 pub mod path_history;

@@ -607,6 +607,7 @@ impl RunState {
             EventKind::BlueprintRejected { .. }
             | EventKind::AgentStarted { .. }
             | EventKind::AgentMessage { .. }
+            | EventKind::McpToolsListed { .. }
             | EventKind::ContextCompacted { .. }
             | EventKind::ToolResult { .. }
             | EventKind::ConflictMarkers { .. }

@@ -3,6 +3,7 @@
 
 pub mod git;
 pub mod isolation;
+pub mod mcp_client;
 pub mod process;
 pub mod queue;
 pub mod repo_guard;

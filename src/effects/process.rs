@@ -135,7 +135,7 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, ProcessErr
 }
 
 /// Keeps the head and the tail of `bytes` within `cap` bytes, lossily decoded.
-fn cap(bytes: &[u8], cap: usize) -> (String, bool) {
+pub(crate) fn cap(bytes: &[u8], cap: usize) -> (String, bool) {
     if bytes.len() <= cap {
         return (String::from_utf8_lossy(bytes).into_owned(), false);
     }
@@ -153,7 +153,7 @@ fn cap(bytes: &[u8], cap: usize) -> (String, bool) {
 /// Kills the process group led by `pid`, so grandchildren die too.
 #[cfg(unix)]
 #[allow(unsafe_code)]
-fn kill_group(pid: u32) {
+pub(crate) fn kill_group(pid: u32) {
     let Ok(pgid) = i32::try_from(pid) else {
         return;
     };
@@ -165,7 +165,7 @@ fn kill_group(pid: u32) {
 }
 
 #[cfg(not(unix))]
-fn kill_group(_pid: u32) {}
+pub(crate) fn kill_group(_pid: u32) {}
 
 #[cfg(test)]
 mod tests {

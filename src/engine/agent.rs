@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use serde_json::json;
 
 use super::error::EngineResult;
+use super::mcp_tools::McpTools;
 use super::prompts::Prompt;
 use super::questions;
 use super::recorder::Recorder;
@@ -127,11 +128,16 @@ impl AgentRunner {
                     model: self.model.clone(),
                 })
                 .await?;
+            let toolbox = job.toolbox.as_ref().map(|(toolbox, _)| toolbox);
+            let mcp = McpTools::start(&self.recorder, &agent, toolbox).await?;
             self.say(&agent, MessageAuthor::User, &job.first_message)
                 .await?;
 
             let mut shepherd = super::shepherd::Shepherd::new(self.shepherd.clone(), &job);
-            let result = self.converse(&agent, &job, &mut shepherd).await?;
+            let result = self.converse(&agent, &job, &mcp, &mut shepherd).await;
+            // The servers stop with the agent, before its work is committed.
+            mcp.shutdown().await;
+            let result = result?;
             let (ok, summary) = match &result {
                 Ok(AgentOutcome::Finished { summary }) => (true, summary.clone()),
                 Ok(AgentOutcome::Submitted { arguments }) => (true, submitted_summary(arguments)),
@@ -178,6 +184,7 @@ impl AgentRunner {
         &self,
         agent: &AgentId,
         job: &AgentJob,
+        mcp: &McpTools,
         shepherd: &mut super::shepherd::Shepherd,
     ) -> EngineResult<Result<AgentOutcome, AgentFailed>> {
         let mut tools: Vec<ToolSpec> = job
@@ -185,6 +192,7 @@ impl AgentRunner {
             .as_ref()
             .map(|(_, specs)| specs.clone())
             .unwrap_or_default();
+        tools.extend(mcp.specs().iter().cloned());
         if let Some(submit) = &job.submit {
             tools.push(submit.spec.clone());
         }
@@ -321,7 +329,8 @@ impl AgentRunner {
                         .await?;
                         (ok, output, None)
                     } else {
-                        self.execute(job, &call.name, &call.arguments, parsed).await
+                        self.execute(job, mcp, &call.name, &call.arguments, parsed)
+                            .await
                     };
                 self.recorder
                     .record(EventKind::ToolResult {
@@ -508,6 +517,7 @@ impl AgentRunner {
     async fn execute(
         &self,
         job: &AgentJob,
+        mcp: &McpTools,
         name: &str,
         raw: &str,
         parsed: Result<serde_json::Value, serde_json::Error>,
@@ -550,6 +560,10 @@ impl AgentRunner {
                         Some(AgentOutcome::Finished { summary }),
                     ),
                 }
+            }
+            _ if mcp.offers(name) => {
+                let (ok, output) = mcp.call(name, raw).await;
+                (ok, output, None)
             }
             _ => (
                 false,

@@ -12,6 +12,7 @@ pub mod engine_lock;
 pub mod error;
 pub mod files;
 pub mod gate_decision;
+pub mod mcp_tools;
 pub mod merge_queue;
 pub mod orchestrator;
 pub mod overseer;

@@ -90,7 +90,11 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
     }
 
     let sandbox = Sandbox::new(&dir, ctx.policy.clone())?.with_locked(record.tester.locked_files());
-    let toolbox = Arc::new(ToolBox::new(sandbox, ctx.tool_limits()));
+    // Only agents that may change the worktree get MCP tools: what a server
+    // does there is theirs, committed and checked like their own edits.
+    let toolbox = Arc::new(
+        ToolBox::new(sandbox, ctx.tool_limits()).with_mcp_servers(ctx.config.mcp.servers.clone()),
+    );
     let job = AgentJob {
         role,
         task: Some(task.clone()),

@@ -43,6 +43,16 @@ pub fn secrets_in_env(config: &crate::config::Config) -> Vec<String> {
             .filter(|(name, _)| looks_secret(name))
             .map(|(_, value)| value),
     );
+    // Keys the config hands to MCP servers: a tool may echo them back.
+    secrets.extend(
+        config
+            .mcp
+            .servers
+            .values()
+            .flat_map(|server| &server.env)
+            .filter(|(name, _)| looks_secret(name))
+            .map(|(_, value)| value.clone()),
+    );
     // Bedrock's keys may come from ~/.aws files rather than the environment.
     let aws = crate::llm::bedrock::credentials::AwsEnv::process();
     for provider in config.providers.values() {
@@ -98,6 +108,26 @@ fn redact_tree(value: &mut serde_json::Value, secrets: &[&String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_given_to_mcp_servers_are_secrets() {
+        let mut config = crate::config::Config::default();
+        config.mcp.servers.insert(
+            "hub".into(),
+            crate::config::McpServerConfig {
+                command: "hub-mcp".into(),
+                args: Vec::new(),
+                env: [
+                    ("HUB_TOKEN".to_owned(), "hub-secret-0123456789".to_owned()),
+                    ("HUB_URL".to_owned(), "https://hub.example".to_owned()),
+                ]
+                .into(),
+            },
+        );
+        let secrets = secrets_in_env(&config);
+        assert!(secrets.contains(&"hub-secret-0123456789".to_owned()));
+        assert!(!secrets.contains(&"https://hub.example".to_owned()));
+    }
 
     #[test]
     fn nested_strings_are_redacted() {

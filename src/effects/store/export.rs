@@ -82,6 +82,12 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     .or_default()
                     .push(format!("→ `{tool}`\n```json\n{args}\n```\n"));
             }
+            EventKind::McpToolsListed { agent, servers } => {
+                let lines = transcripts.entry(agent.clone()).or_default();
+                for server in servers {
+                    lines.push(format!("**system:** {}\n", server.line()));
+                }
+            }
             EventKind::ContextCompacted { agent, note, .. } => {
                 let line = event.kind.compaction_line().unwrap_or_default();
                 let note = note

@@ -50,6 +50,12 @@ impl App {
                     .or_default()
                     .message(*from, text);
             }
+            EventKind::McpToolsListed { agent, servers } => {
+                let transcript = self.transcripts.entry(agent.clone()).or_default();
+                for server in servers {
+                    transcript.message(crate::domain::MessageAuthor::System, &server.line());
+                }
+            }
             EventKind::ToolCalled {
                 agent,
                 tool,

@@ -1,0 +1,175 @@
+use super::*;
+use crate::domain::policy::Policy;
+
+fn toolbox() -> (tempfile::TempDir, ToolBox) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("src/lib.rs"),
+        "fn a() {}\nfn b() {}\nfn a2() {}\n",
+    )
+    .unwrap();
+    let sandbox = Sandbox::new(dir.path(), Policy::protected_only()).unwrap();
+    let limits = ToolLimits {
+        command_timeout: Duration::from_secs(5),
+        output_cap: 4096,
+        deny_commands: vec!["git push".into()],
+        isolation: Isolation::none(),
+    };
+    (dir, ToolBox::new(sandbox, limits))
+}
+
+fn expect_ok(outcome: ToolOutcome) -> String {
+    match outcome {
+        ToolOutcome::Output { ok: true, text } => text,
+        other => panic!("expected success, got {other:?}"),
+    }
+}
+
+fn expect_err(outcome: ToolOutcome) -> String {
+    match outcome {
+        ToolOutcome::Output { ok: false, text } => text,
+        other => panic!("expected failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn read_file_never_answers_an_empty_success() {
+    let (dir, tb) = toolbox();
+    let whole = "fn a() {}\nfn b() {}\nfn a2() {}\n";
+    let read = |args: &'static str| tb.call("read_file", args);
+    assert_eq!(
+        expect_ok(read(r#"{"path": "src/lib.rs", "max_lines": 0}"#).await),
+        whole
+    );
+    assert_eq!(
+        expect_ok(read(r#"{"path": "src/lib.rs", "offset_line": 2, "max_lines": 1}"#).await),
+        "fn b() {}\n"
+    );
+    expect_err(read(r#"{"path": "src/lib.rs", "offset_line": 9}"#).await);
+    std::fs::write(dir.path().join("empty.txt"), "").unwrap();
+    assert!(!expect_ok(read(r#"{"path": "empty.txt"}"#).await).is_empty());
+}
+
+#[tokio::test]
+async fn read_write_edit_list_search() {
+    let (dir, tb) = toolbox();
+    expect_ok(
+        tb.call(
+            "write_file",
+            r#"{"path": "src/new/m.rs", "content": "hello\nworld\n"}"#,
+        )
+        .await,
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("src/new/m.rs")).unwrap(),
+        "hello\nworld\n"
+    );
+    assert_eq!(
+        expect_ok(
+            tb.call("read_file", r#"{"path": "src/new/m.rs", "offset_line": 2}"#)
+                .await
+        ),
+        "world\n"
+    );
+    expect_ok(
+        tb.call(
+            "edit_file",
+            r#"{"path": "src/lib.rs", "old": "fn b() {}", "new": "fn b() { 1 }"}"#,
+        )
+        .await,
+    );
+    assert!(
+        std::fs::read_to_string(dir.path().join("src/lib.rs"))
+            .unwrap()
+            .contains("fn b() { 1 }")
+    );
+    let listing = expect_ok(tb.call("list_files", r#"{"recursive": true}"#).await);
+    assert!(
+        listing.contains("src/\n") && listing.contains("src/new/m.rs"),
+        "{listing}"
+    );
+    let hits = expect_ok(tb.call("search", r#"{"pattern": "fn a"}"#).await);
+    assert_eq!(hits.lines().count(), 2, "{hits}");
+    let re = expect_ok(
+        tb.call("search", r#"{"pattern": "^fn a\\d", "regex": true}"#)
+            .await,
+    );
+    assert!(re.contains("src/lib.rs:3:"), "{re}");
+    assert_eq!(
+        tb.written_paths(),
+        vec!["src/lib.rs".to_string(), "src/new/m.rs".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn edit_needs_exactly_one_match() {
+    let (_d, tb) = toolbox();
+    let none = expect_err(
+        tb.call(
+            "edit_file",
+            r#"{"path": "src/lib.rs", "old": "fn z", "new": ""}"#,
+        )
+        .await,
+    );
+    assert!(none.contains("does not occur"));
+    let many = expect_err(
+        tb.call(
+            "edit_file",
+            r#"{"path": "src/lib.rs", "old": "fn a", "new": ""}"#,
+        )
+        .await,
+    );
+    assert!(many.contains("occurs 2 times"));
+}
+
+#[tokio::test]
+async fn bad_calls_become_messages_for_the_model() {
+    let (_d, tb) = toolbox();
+    assert!(expect_err(tb.call("read_file", r#"{"path": "#).await).contains("could not be read"));
+    assert!(expect_err(tb.call("read_file", r#"{"path": 3}"#).await).contains("could not be read"));
+    assert!(expect_err(tb.call("teleport", "{}").await).contains("no tool named"));
+    assert!(
+        expect_err(tb.call("read_file", r#"{"path": "nope.rs"}"#).await).contains("does not exist")
+    );
+    assert!(
+        expect_err(
+            tb.call("run", r#"{"command": "git push origin main"}"#)
+                .await
+        )
+        .contains("not allowed")
+    );
+    assert_eq!(
+        tb.call("finish", r#"{"summary": "done"}"#).await,
+        ToolOutcome::Finish {
+            summary: "done".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn run_reports_exit_code_and_times_out() {
+    let (_d, tb) = toolbox();
+    let text = expect_ok(tb.call("run", r#"{"command": "ls src"}"#).await);
+    assert!(
+        text.contains("exit code 0") && text.contains("lib.rs"),
+        "{text}"
+    );
+    let failed = expect_err(tb.call("run", r#"{"command": "exit 4"}"#).await);
+    assert!(failed.contains("exit code 4"));
+    let slow = expect_err(
+        tb.call("run", r#"{"command": "sleep 5", "timeout_secs": 1}"#)
+            .await,
+    );
+    assert!(slow.contains("timed out"), "{slow}");
+}
+
+#[test]
+fn read_only_set_has_no_writers() {
+    let names: Vec<String> = ToolBox::specs(ToolSet::ReadOnly)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["read_file", "list_files", "search"]);
+    assert_eq!(ToolBox::specs(ToolSet::Coder).len(), 7);
+}
