@@ -70,6 +70,8 @@ fn request(repo: &Path, scenario: &Scenario, auto_approve: bool) -> RunRequest {
         await_spec: false,
         steering: Steering::Interactive,
         crash_after: None,
+        run_id: None,
+        agent_slots: None,
     }
 }
 

@@ -68,6 +68,8 @@ pub fn scripted_run(
         await_spec: false,
         steering: crate::engine::orchestrator::Steering::Headless,
         crash_after: None,
+        run_id: None,
+        agent_slots: None,
     }
 }
 

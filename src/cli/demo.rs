@@ -71,6 +71,8 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
                 Steering::Interactive
             },
             crash_after: global.crash_after_events,
+            run_id: None,
+            agent_slots: None,
         },
         args.headless,
     )

@@ -60,6 +60,8 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: RunArgs) -> Result<Exit
                 Steering::Interactive
             },
             crash_after: global.crash_after_events,
+            run_id: None,
+            agent_slots: None,
         },
         args.headless,
     )
@@ -208,6 +210,7 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
             Steering::Interactive
         },
         crash_after: global.crash_after_events,
+        agent_slots: None,
     };
     if !args.headless {
         tell_waiting_proposals(&repo, &updates_tx);
@@ -491,6 +494,8 @@ pub async fn cockpit_new_run(
             await_spec: true,
             steering: Steering::Interactive,
             crash_after: global.crash_after_events,
+            run_id: None,
+            agent_slots: None,
         },
         false,
     )

@@ -2,6 +2,7 @@
 //! binary's edge, so errors are `anyhow` with context for the human.
 
 mod args;
+mod attach;
 mod bench;
 pub mod demo;
 mod doctor;
@@ -11,6 +12,7 @@ mod overseer;
 pub(crate) mod providers;
 mod queue;
 mod records;
+mod serve;
 mod signals;
 mod summary;
 
@@ -76,9 +78,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Repo(args)) => queue::repo(args),
         Some(Commands::Submit(args)) => queue::submit(&repo, args),
         Some(Commands::Queue(args)) => queue::queue(args),
-        Some(Commands::Serve(_)) => bail!("`memofab serve` is not built yet"),
+        Some(Commands::Serve(args)) => serve::run(&cli.global, args).await,
         Some(Commands::Mcp) => bail!("`memofab mcp` is not built yet"),
-        None => headless::cockpit_new_run(&cli.global, &repo, cli.provider.as_deref()).await,
+        None => {
+            // A repository the daemon serves: follow its run there.
+            let root = open_repo(&repo)?;
+            match attach::connect(&root).await? {
+                Some(attachment) => attach::run(&cli.global, attachment).await,
+                None => {
+                    headless::cockpit_new_run(&cli.global, &repo, cli.provider.as_deref()).await
+                }
+            }
+        }
     }
 }
 

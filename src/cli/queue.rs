@@ -131,6 +131,9 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool) -> Result<()> {
                 e.source.as_str(),
                 e.run.as_ref().map_or("-", |r| r.as_str()),
             );
+            if let Some(note) = &e.note {
+                println!("{:<6} {note}", "");
+            }
         }
     }
     print_waiting_proposals(queue)?;

@@ -27,6 +27,10 @@ impl StopSignal {
     }
 
     /// The shell's convention for a process ended by this signal: 128 + its number.
+    pub fn exit_code_number(self) -> u8 {
+        self.code()
+    }
+
     fn code(self) -> u8 {
         match self {
             StopSignal::Terminate => 128 + 15,

@@ -518,12 +518,15 @@ impl Config {
         Ok(config)
     }
 
+    /// The user's config file, for every project (and the daemon).
+    pub fn user_file() -> Option<PathBuf> {
+        directories::ProjectDirs::from("dev", "memofab", "memofab")
+            .map(|dirs| dirs.config_dir().join("config.toml"))
+    }
+
     /// The usual config files for a project at `repo`: user, then project.
     pub fn standard_files(repo: &Path) -> Vec<PathBuf> {
-        let mut files = Vec::new();
-        if let Some(dirs) = directories::ProjectDirs::from("dev", "memofab", "memofab") {
-            files.push(dirs.config_dir().join("config.toml"));
-        }
+        let mut files: Vec<PathBuf> = Self::user_file().into_iter().collect();
         files.push(repo.join(".memofab").join("config.toml"));
         files
     }

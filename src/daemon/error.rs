@@ -21,6 +21,9 @@ pub enum DaemonError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// Another `memofab serve` holds the lock.
+    #[error("another memofab serve is already running{}; one daemon serves every repository (`memofab queue` shows it)", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    AlreadyServing { pid: Option<u32> },
 }
 
 impl DaemonError {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::domain::RunId;
 use crate::domain::queue::RequirementId;
@@ -29,9 +29,22 @@ pub struct LiveRun {
     pub commands: mpsc::UnboundedSender<Command>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LiveRuns {
     inner: Arc<Mutex<HashMap<String, LiveRun>>>,
+    /// Bumped whenever a run starts or ends, so that an attached cockpit
+    /// waiting for a repository's next run learns of it (a watch, unlike a
+    /// `Notify`, cannot miss a change made between a look and the wait).
+    changed: Arc<watch::Sender<u64>>,
+}
+
+impl Default for LiveRuns {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            changed: Arc::new(watch::Sender::new(0)),
+        }
+    }
 }
 
 impl LiveRuns {
@@ -42,10 +55,19 @@ impl LiveRuns {
 
     pub fn insert(&self, run: LiveRun) {
         self.lock().insert(run.repo.clone(), run);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn remove(&self, repo: &str) -> Option<LiveRun> {
-        self.lock().remove(repo)
+        let removed = self.lock().remove(repo);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        removed
+    }
+
+    /// Changes whenever a run starts or ends: mark it seen, look with
+    /// [`Self::get`], then wait on `changed()` for the next start or end.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// The run under way in the repository with this name.

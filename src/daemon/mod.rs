@@ -10,16 +10,22 @@
 //! - [`attach`]: a cockpit attached over the socket.
 //! - [`intake`]: error reports over HTTP become queued requirements.
 //! - [`nightly`]: the overseer on a schedule.
+//! - [`lock`]: one daemon per user.
+//! - [`server`]: the socket's accept loop and the daemon's life.
+//! - [`worker`]: one worker per repository, running its queue.
 
 pub mod attach;
 pub mod client;
 pub mod error;
 pub mod intake;
 pub mod live;
+pub mod lock;
 pub mod nightly;
 pub mod paths;
 pub mod protocol;
+pub mod server;
 pub mod shared;
+pub mod worker;
 
 pub use error::{DaemonError, DaemonResult};
 pub use paths::DaemonPaths;

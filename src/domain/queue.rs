@@ -147,6 +147,9 @@ pub struct QueuedRequirement {
     pub run: Option<RunId>,
     pub submitted_ms: u64,
     pub finished_ms: Option<u64>,
+    /// Why the entry failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl QueuedRequirement {

@@ -81,7 +81,9 @@ CREATE TABLE IF NOT EXISTS requirements (
     state TEXT NOT NULL,
     run TEXT,
     submitted_ms INTEGER NOT NULL,
-    finished_ms INTEGER
+    finished_ms INTEGER,
+    -- Why the entry failed, when its run could not start or did not finish.
+    note TEXT
 );
 CREATE INDEX IF NOT EXISTS requirements_by_repo ON requirements(repo, state);
 CREATE INDEX IF NOT EXISTS requirements_by_fingerprint ON requirements(fingerprint);
@@ -112,6 +114,14 @@ impl Queue {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .ctx("setting synchronous")?;
         conn.execute_batch(SCHEMA).ctx("creating tables")?;
+        // Files written before entries had a note.
+        if conn
+            .prepare("SELECT note FROM requirements LIMIT 0")
+            .is_err()
+        {
+            conn.execute_batch("ALTER TABLE requirements ADD COLUMN note TEXT")
+                .ctx("adding the note column")?;
+        }
         Ok(Self { conn })
     }
 
@@ -410,6 +420,19 @@ impl Queue {
         Ok(())
     }
 
+    /// The entry failed: its run could not start, or ended with work not
+    /// merged. `note` says why, for `memofab queue --all`.
+    pub fn mark_failed(&mut self, id: RequirementId, note: &str) -> QueueResult<()> {
+        self.mark_finished(id, ItemState::Failed)?;
+        self.conn
+            .execute(
+                "UPDATE requirements SET note = ?2 WHERE id = ?1",
+                params![id.0, note],
+            )
+            .ctx("noting why an entry failed")?;
+        Ok(())
+    }
+
     /// The entry's run ended (or could not start).
     pub fn mark_finished(&mut self, id: RequirementId, state: ItemState) -> QueueResult<()> {
         debug_assert!(!state.is_open());
@@ -456,7 +479,7 @@ impl Queue {
     }
 }
 
-const SELECT_ENTRY: &str = "SELECT id, repo, requirement, priority, source, fingerprint, state, run, submitted_ms, finished_ms FROM requirements";
+const SELECT_ENTRY: &str = "SELECT id, repo, requirement, priority, source, fingerprint, state, run, submitted_ms, finished_ms, note FROM requirements";
 
 fn entry_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRequirement> {
     let bad = |i: usize, what: &str, value: String| {
@@ -479,6 +502,7 @@ fn entry_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRequirement> {
         run: row.get::<_, Option<String>>(7)?.map(RunId::new),
         submitted_ms: row.get::<_, i64>(8)? as u64,
         finished_ms: row.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+        note: row.get(10)?,
     })
 }
 
@@ -561,6 +585,24 @@ mod tests {
         assert_eq!(q.entry(a.id).unwrap().state, ItemState::Running);
         assert!(q.mark_running(a.id, &RunId::new("r2")).is_err());
         assert_eq!(q.entry(a.id).unwrap().run, Some(RunId::new("r1")));
+    }
+
+    #[test]
+    fn a_failed_entry_keeps_why() {
+        let (_dir, mut q, _) = queue();
+        let a = submit(&mut q, "a", 0);
+        q.mark_running(a.id, &RunId::new("r1")).unwrap();
+        q.mark_failed(a.id, "the work tree has uncommitted changes")
+            .unwrap();
+        let entry = q.entry(a.id).unwrap();
+        assert_eq!(entry.state, ItemState::Failed);
+        assert_eq!(
+            entry.note.as_deref(),
+            Some("the work tree has uncommitted changes")
+        );
+        assert!(entry.finished_ms.is_some());
+        let b = submit(&mut q, "b", 0);
+        assert_eq!(q.entry(b.id).unwrap().note, None);
     }
 
     #[test]

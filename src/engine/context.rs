@@ -149,7 +149,14 @@ pub struct RunContext {
     pub spare_worktrees: std::sync::Mutex<Vec<SpareWorktree>>,
     /// The shepherd's thresholds, and tasks flagged as too long in a state.
     pub shepherd: Arc<super::shepherd::Desk>,
+    /// The daemon's agent budget, shared by every run it drives: an agent
+    /// holds one permit while it works. `None` in-process (no cap beyond
+    /// the run's own concurrency).
+    pub agent_slots: Option<AgentSlots>,
 }
+
+/// Agents allowed to work at once across runs (the daemon's `max_agents`).
+pub type AgentSlots = Arc<tokio::sync::Semaphore>;
 
 #[derive(Debug, Clone)]
 pub struct SpareWorktree {
@@ -201,6 +208,28 @@ impl RunContext {
             reply: self.config.reply_limits(role),
             shepherd: self.shepherd.clone(),
         })
+    }
+
+    /// Runs one agent's conversation as `role`, first taking a permit of
+    /// the daemon's agent budget if there is one; the permit goes back when
+    /// the agent stops, whatever its outcome.
+    pub async fn run_agent(
+        &self,
+        role: AgentRole,
+        job: super::agent::AgentJob,
+    ) -> EngineResult<Result<super::agent::AgentOutcome, super::agent::AgentFailed>> {
+        let runner = self.runner(role)?;
+        let _slot = match &self.agent_slots {
+            Some(slots) => Some(
+                slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| EngineError::Invalid("the agent budget was closed".into()))?,
+            ),
+            None => None,
+        };
+        runner.run(job).await
     }
 
     pub fn settings(&self) -> crate::domain::RunSettings {

@@ -35,6 +35,18 @@ pub enum Steering {
     /// Finish when nothing can move without a human, except gates, which
     /// wait for `memofab approve`/`reject` through the store's inbox.
     Headless,
+    /// Driven by `memofab serve`: cockpits come and go, so questions,
+    /// disputes and conflicts wait for one as in `Interactive`, and the
+    /// store's inbox is read as in `Headless`; the run returns once its
+    /// phase is over, freeing the repository for its next requirement.
+    Daemon,
+}
+
+impl Steering {
+    /// Whether commands left in the store's inbox are obeyed.
+    fn reads_inbox(self) -> bool {
+        matches!(self, Steering::Headless | Steering::Daemon)
+    }
 }
 
 pub struct Orchestrator {
@@ -238,6 +250,12 @@ impl Orchestrator {
                     return Ok(self.ctx.recorder.snapshot());
                 }
             }
+            if self.steering == Steering::Daemon
+                && self.pipelines.is_empty()
+                && self.ctx.recorder.with_state(|s| s.phase.is_over())
+            {
+                return Ok(self.ctx.recorder.snapshot());
+            }
             tokio::select! {
                 Some(joined) = self.pipelines.join_next_with_id() => self.reap(joined).await?,
                 // A task entered the merge queue: its slot is free for the next.
@@ -255,7 +273,7 @@ impl Orchestrator {
                 _ = inbox.tick() => {
                     let (clock, desk) = (&mut self.time_watch, &self.ctx.shepherd);
                     self.ctx.recorder.with_state(|s| clock.check(s, desk));
-                    if self.steering == Steering::Headless {
+                    if self.steering.reads_inbox() {
                         for command in self.poll_inbox().await? {
                             self.obey(command).await?;
                         }

@@ -104,7 +104,7 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
         toolbox: Some((toolbox.clone(), coder_tools(ctx))),
         submit: None,
     };
-    let summary = match ctx.runner(role)?.run(job).await? {
+    let summary = match ctx.run_agent(role, job).await? {
         Ok(AgentOutcome::Finished { summary }) => summary,
         Ok(AgentOutcome::Submitted { .. }) => String::new(),
         Err(failed) => {
@@ -283,7 +283,7 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
         toolbox: Some((toolbox, ToolBox::specs(ToolSet::ReadOnly))),
         submit: Some(review_tool()),
     };
-    let verdict = match ctx.runner(AgentRole::Reviewer)?.run(job).await? {
+    let verdict = match ctx.run_agent(AgentRole::Reviewer, job).await? {
         Ok(outcome) => Review::from_outcome(&outcome),
         Err(failed) if super::shepherd::is_stuck(ctx, &task) => {
             let why = format!("the reviewer failed: {failed}");

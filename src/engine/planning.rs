@@ -102,7 +102,7 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                     toolbox: read_only_tools(ctx)?,
                     submit: Some(blueprint_tool(max_tasks)),
                 };
-                match ctx.runner(AgentRole::Planner)?.run(job).await? {
+                match ctx.run_agent(AgentRole::Planner, job).await? {
                     Ok(AgentOutcome::Submitted { arguments }) => {
                         match serde_json::from_value::<Blueprint>(arguments) {
                             Ok(b) => b,
@@ -144,7 +144,7 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
             toolbox: read_only_tools(ctx)?,
             submit: Some(review_tool()),
         };
-        let review = match ctx.runner(AgentRole::PlanReviewer)?.run(job).await? {
+        let review = match ctx.run_agent(AgentRole::PlanReviewer, job).await? {
             Ok(outcome) => Review::from_outcome(&outcome),
             Err(failed) => Review {
                 approved: true,

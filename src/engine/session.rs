@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::context::{ProviderSet, RunContext};
+use super::context::{AgentSlots, ProviderSet, RunContext};
 use super::engine_lock::EngineLock;
 use super::error::{EngineError, EngineResult};
 use super::orchestrator::{Orchestrator, Steering};
@@ -55,6 +55,12 @@ pub struct RunRequest {
     pub await_spec: bool,
     pub steering: Steering,
     pub crash_after: Option<u64>,
+    /// The run's id, when the caller recorded it before the start (the
+    /// daemon's queue does, so that a kill at any point can be resumed);
+    /// a fresh one otherwise.
+    pub run_id: Option<RunId>,
+    /// The daemon's agent budget shared across runs, if any.
+    pub agent_slots: Option<AgentSlots>,
 }
 
 /// Opens the repository and checks it can host a run.
@@ -102,6 +108,7 @@ fn context(
     mainline: String,
     settings: &RunSettings,
     steering: Steering,
+    agent_slots: Option<AgentSlots>,
 ) -> EngineResult<RunContext> {
     // Probed once per process: the same answer the run was started with.
     let isolation = config.run.isolation()?;
@@ -120,7 +127,8 @@ fn context(
         worktrees: factory_dir(&repo).join("worktrees"),
         test_command: settings.test_command.clone(),
         auto_approve: settings.auto_approve,
-        humans: steering == Steering::Interactive,
+        // A daemon's run waits for a cockpit to attach, as a cockpit's does.
+        humans: steering != Steering::Headless,
         isolation,
         prices: Arc::new(crate::llm::pricing::price_table(&config)),
         merge_lock: tokio::sync::Mutex::new(()),
@@ -135,6 +143,7 @@ fn context(
         config,
         providers,
         mainline,
+        agent_slots,
     })
 }
 
@@ -160,7 +169,7 @@ pub async fn start(
     load_policy(git.root())?;
     request.config.run.isolation()?;
     let store = Store::open(&store_path(git.root()))?;
-    let run = RunId::generate();
+    let run = request.run_id.clone().unwrap_or_else(RunId::generate);
     let settings = RunSettings {
         concurrency: request.config.run.concurrency,
         max_tasks: request.config.run.max_tasks,
@@ -208,6 +217,7 @@ pub async fn start(
         mainline,
         &settings,
         request.steering,
+        request.agent_slots,
     )?;
     Orchestrator::new(Arc::new(ctx), commands, request.steering)
         .run(false)
@@ -222,6 +232,8 @@ pub struct ResumeRequest {
     pub providers: ProviderSet,
     pub steering: Steering,
     pub crash_after: Option<u64>,
+    /// The daemon's agent budget shared across runs, if any.
+    pub agent_slots: Option<AgentSlots>,
 }
 
 /// Continues a run from its stored events.
@@ -247,6 +259,7 @@ pub async fn resume(
         mainline,
         &settings,
         request.steering,
+        request.agent_slots,
     )?;
     Orchestrator::new(Arc::new(ctx), commands, request.steering)
         .run(true)

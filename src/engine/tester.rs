@@ -81,7 +81,7 @@ pub(super) async fn write_tests(
             toolbox: Some((toolbox, ToolBox::specs(ToolSet::Coder))),
             submit: None,
         };
-        if let Err(failed) = ctx.runner(AgentRole::Tester)?.run(job).await? {
+        if let Err(failed) = ctx.run_agent(AgentRole::Tester, job).await? {
             if !running(ctx, &task) {
                 return Ok(());
             }

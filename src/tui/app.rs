@@ -10,9 +10,11 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent,
 use ratatui::layout::Rect;
 use tui_textarea::TextArea;
 
+mod attached;
 mod fold;
 mod modal;
 
+pub use attached::{Attached, Feed};
 pub use modal::{ConfirmCancel, Modal};
 
 use super::transcript::Transcript;
@@ -150,6 +152,8 @@ pub struct App {
     pub inbox_cursor: usize,
     /// The overseer's proposals waiting for a decision, as last told.
     pub proposals: Option<WaitingProposals>,
+    /// Set when the cockpit follows the daemon's run over its socket.
+    pub attached: Option<Attached>,
 }
 
 impl App {
@@ -183,6 +187,7 @@ impl App {
             costs: Costs::default(),
             inbox_cursor: 0,
             proposals: None,
+            attached: None,
         }
     }
 
@@ -441,8 +446,13 @@ impl App {
             .collect()
     }
 
-    fn spec_editable(&self) -> bool {
-        self.state.as_ref().is_some_and(|s| !s.spec_submitted)
+    /// Whether the spec editor takes keys: a run waiting for its
+    /// requirement, or an attached cockpit with no run that may queue one.
+    pub fn spec_editable(&self) -> bool {
+        match &self.state {
+            Some(s) => !s.spec_submitted,
+            None => self.attached.as_ref().is_some_and(Attached::can_queue),
+        }
     }
 
     pub fn handle_key(&mut self, key: KeyEvent) -> Vec<Action> {
@@ -454,6 +464,10 @@ impl App {
                 (KeyCode::Char('s'), KeyModifiers::CONTROL) => {
                     let requirement = self.spec.lines().join("\n");
                     return vec![Action::Send(Command::SubmitSpec { requirement })];
+                }
+                // No planner to ask before the daemon starts the run.
+                (KeyCode::Char('b'), KeyModifiers::CONTROL) if self.attached.is_some() => {
+                    return Vec::new();
                 }
                 (KeyCode::Char('b'), KeyModifiers::CONTROL) => {
                     let message = self.spec.lines().join("\n");
@@ -471,6 +485,9 @@ impl App {
                     return Vec::new();
                 }
             }
+        }
+        if let Some(actions) = self.attached_key(key) {
+            return actions;
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {

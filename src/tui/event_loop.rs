@@ -9,7 +9,7 @@ use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::app::{Action, App};
+use super::app::{Action, App, Feed};
 use super::notify::{self, Notifier};
 use super::terminal::TerminalGuard;
 use super::{TuiOptions, view};
@@ -19,12 +19,31 @@ use crate::protocol::{Command, EngineUpdate};
 const CLOCK: Duration = Duration::from_secs(1);
 
 pub async fn run(
-    mut updates: UnboundedReceiver<EngineUpdate>,
+    updates: UnboundedReceiver<EngineUpdate>,
+    commands: UnboundedSender<Command>,
+    options: TuiOptions,
+) -> anyhow::Result<()> {
+    let app = App::new(&options.title);
+    run_app(app, updates, commands, options).await
+}
+
+/// The cockpit attached to the daemon's run: fed by the connection.
+pub async fn run_attached(
+    feed: UnboundedReceiver<Feed>,
+    commands: UnboundedSender<Command>,
+    options: TuiOptions,
+) -> anyhow::Result<()> {
+    let app = App::attached(&options.title);
+    run_app(app, feed, commands, options).await
+}
+
+async fn run_app<M: Into<Feed>>(
+    mut app: App,
+    mut updates: UnboundedReceiver<M>,
     commands: UnboundedSender<Command>,
     options: TuiOptions,
 ) -> anyhow::Result<()> {
     let mut guard = TerminalGuard::enter(options.mouse)?;
-    let mut app = App::new(&options.title);
     app.prices = options.prices.clone();
     let mut input = EventStream::new();
     let mut clock = tokio::time::interval(CLOCK);
@@ -41,10 +60,10 @@ pub async fn run(
         tokio::select! {
             update = updates.recv(), if engine_open => match update {
                 Some(update) => {
-                    dirty |= app.update(update);
+                    dirty |= app.feed(update.into());
                     // Batch whatever else is already waiting into one frame.
                     while let Ok(more) = updates.try_recv() {
-                        dirty |= app.update(more);
+                        dirty |= app.feed(more.into());
                     }
                     if let Some(bytes) = notifier.on_inbox(&app.inbox(), options.notify) {
                         use std::io::Write;

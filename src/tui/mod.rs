@@ -60,6 +60,18 @@ pub async fn run_replay(
     event_loop::run_replay(events, at, options).await
 }
 
+/// The cockpit attached to the daemon's run until the human detaches:
+/// `feed` carries the run's updates and word of the connection, `commands`
+/// go to the run (a requirement written with no run under way comes out as
+/// `SubmitSpec`, for the caller to queue).
+pub async fn run_attached(
+    feed: UnboundedReceiver<app::Feed>,
+    commands: UnboundedSender<Command>,
+    options: TuiOptions,
+) -> anyhow::Result<()> {
+    event_loop::run_attached(feed, commands, options).await
+}
+
 /// Runs the cockpit until the human quits.
 pub async fn run_tui(
     updates: UnboundedReceiver<EngineUpdate>,

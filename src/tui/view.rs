@@ -85,6 +85,26 @@ pub fn render_in(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
     match &app.modal {
         Some(Modal::Help) => help::render(frame, theme, area),
+        Some(Modal::ConfirmDetach) => {
+            let mut lines = crate::text::wrap(
+                "This cockpit is attached to the daemon: the run goes on without it, and `memofab` here attaches again.",
+                "",
+                "",
+                54,
+            );
+            lines.extend([
+                String::new(),
+                "q or y  detach   ·   n or Esc  stay".to_owned(),
+            ]);
+            let rect = centered(area, 58, lines.len() as u16 + 2);
+            frame.render_widget(Clear, rect);
+            frame.render_widget(
+                Paragraph::new(lines.into_iter().map(Line::from).collect::<Vec<_>>())
+                    .style(theme.style(Role::Text))
+                    .block(bordered(theme, " Detach from the daemon? ", true)),
+                rect,
+            );
+        }
         Some(Modal::ConfirmCancel(confirm)) => {
             let question = format!(
                 "Cancel {}? Its agents stop and its work is dropped.",
@@ -175,6 +195,13 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         format!(" {} ", app.title),
         theme.style(Role::Accent),
     )];
+    if let Some(attached) = &app.attached {
+        let (text, role) = match attached.lost {
+            Some(_) => ("✖ daemon connection lost ", Role::Error),
+            None => ("⇄ attached to the daemon ", Role::Muted),
+        };
+        spans.push(Span::styled(text, theme.style(role)));
+    }
     if let Some(state) = &app.state {
         spans.push(Span::styled(
             format!("run {} ", state.run),
@@ -225,7 +252,17 @@ fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: boo
     let inner = block.inner(area);
     frame.render_widget(block, area);
     app.dag_area.set(inner);
-    let Some(state) = &app.state else { return };
+    let Some(state) = &app.state else {
+        if let Some(attached) = &app.attached {
+            frame.render_widget(
+                Paragraph::new(status::attached_waiting(attached))
+                    .wrap(Wrap { trim: true })
+                    .style(theme.style(Role::Muted)),
+                inner,
+            );
+        }
+        return;
+    };
     if app.order.is_empty() {
         let msg = match state.phase {
             RunPhase::Planning if !state.spec_submitted => {
@@ -551,20 +588,21 @@ fn render_inbox(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 }
 
 fn render_spec(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    let editable = app.state.as_ref().is_some_and(|s| !s.spec_submitted);
-    let title = if editable {
-        " Requirement "
+    let editable = app.spec_editable();
+    let queued = app.attached.as_ref().and_then(|a| a.queued);
+    let title = match queued {
+        Some(id) => format!(" Requirement (queued as {id}) "),
+        None if editable => " Requirement ".to_owned(),
+        None => " Requirement (submitted) ".to_owned(),
+    };
+    let keys = if app.attached.is_some() {
+        "Ctrl-S queue it for the daemon · Esc or Tab leave the editor (the draft is kept)"
     } else {
-        " Requirement (submitted) "
+        "Ctrl-S start planning · Ctrl-B ask the planner · Esc or Tab leave the editor (the draft is kept)"
     };
     // The editor takes every key: say how to get out, wrapped, below it.
     let area = if editable {
-        let keys = crate::text::wrap(
-            "Ctrl-S start planning · Ctrl-B ask the planner · Esc or Tab leave the editor (the draft is kept)",
-            " ",
-            " ",
-            usize::from(area.width),
-        );
+        let keys = crate::text::wrap(keys, " ", " ", usize::from(area.width));
         let height = (keys.len() as u16).min(area.height / 3);
         let parts = Layout::vertical([Constraint::Min(3), Constraint::Length(height)]).split(area);
         frame.render_widget(
@@ -588,7 +626,7 @@ fn render_spec(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         _ => (area, None),
     };
     let mut spec = app.spec.clone();
-    spec.set_block(bordered(theme, title, editable));
+    spec.set_block(bordered(theme, &title, editable));
     if !editable {
         spec.set_cursor_style(Style::default());
     }

@@ -84,6 +84,8 @@ pub fn demo_request(
         await_spec: false,
         steering,
         crash_after: None,
+        run_id: None,
+        agent_slots: None,
     }
 }
 

@@ -32,6 +32,8 @@ pub enum Modal {
     },
     /// Asking before a task is cancelled.
     ConfirmCancel(ConfirmCancel),
+    /// Asking before an attached cockpit detaches (the run goes on).
+    ConfirmDetach,
 }
 
 /// Cancelling stops a task's agents and drops its work: `y` confirms,
@@ -90,6 +92,7 @@ impl App {
     pub(super) fn modal_key(&mut self, modal: Modal, key: KeyEvent) -> Vec<Action> {
         match modal {
             Modal::Help => Vec::new(),
+            Modal::ConfirmDetach => self.confirm_detach_key(key),
             Modal::ConfirmCancel(confirm) => match ConfirmCancel::decide(key) {
                 Some(true) => vec![Action::Send(Command::CancelTask { task: confirm.task })],
                 Some(false) => Vec::new(),

@@ -43,7 +43,10 @@ const HELP: &[(&str, &str)] = &[
     ("Ctrl-S", "submit the requirement (spec tab) or a task edit"),
     ("Ctrl-B", "spec tab: ask the planner about the draft"),
     ("Esc  Tab", "spec tab: leave the editor (the draft is kept)"),
-    ("q", "quit (the run can be resumed)"),
+    (
+        "q",
+        "quit (the run can be resumed); attached to the daemon: detach (the run goes on)",
+    ),
 ];
 
 /// Width of the key column.

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use super::{cache_hits, quota, short_tokens};
 use crate::domain::{RunPhase, TaskState};
 use crate::text::wrap;
-use crate::tui::app::App;
+use crate::tui::app::{App, Attached};
 use crate::tui::theme::{Role, Theme};
 
 /// The status bar's lines at `width`.
@@ -34,7 +34,7 @@ pub(super) fn status_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'st
                 String::new()
             };
             format!(
-                " {phase}{gate_hint}{inbox_hint}{} │ agents {active}/{}{} │ merged {}/{} │ tokens {}/{}{}{}{} │ ? help  q quit",
+                " {phase}{gate_hint}{inbox_hint}{} │ agents {active}/{}{} │ merged {}/{} │ tokens {}/{}{}{}{} │ ? help  {}",
                 quota::status_note(s),
                 s.settings.concurrency,
                 fence_hint(&s.settings.isolation),
@@ -48,10 +48,21 @@ pub(super) fn status_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'st
                 } else {
                     String::new()
                 },
-                burn_hint(s)
+                burn_hint(s),
+                quit_hint(app)
             )
         }
-        None => " waiting for the engine… │ ? help  q quit".to_owned(),
+        None => match &app.attached {
+            Some(attached) => {
+                let what = match (&attached.run, attached.queued) {
+                    (Some(_), _) => "catching up…".to_owned(),
+                    (None, Some(id)) => format!("{id} queued"),
+                    (None, None) => "no run under way".to_owned(),
+                };
+                format!(" {what} │ ? help  {}", quit_hint(app))
+            }
+            None => " waiting for the engine… │ ? help  q quit".to_owned(),
+        },
     };
     let mut lines = vec![Line::from(Span::styled(text, style))];
     if let Some(why) = why(app) {
@@ -75,8 +86,37 @@ fn fence_hint(isolation: &str) -> String {
     }
 }
 
+/// What `q` does: an attached cockpit detaches and the run goes on.
+fn quit_hint(app: &App) -> &'static str {
+    match &app.attached {
+        Some(a) if a.lost.is_some() => "q quit",
+        Some(a) if a.run.is_some() => "q detach (the run goes on)",
+        Some(_) => "q detach",
+        None => "q quit",
+    }
+}
+
+/// What an attached cockpit with no run to show is waiting for.
+pub(super) fn attached_waiting(attached: &Attached) -> String {
+    match (&attached.run, attached.queued, &attached.refused) {
+        (Some(run), _, _) => format!("attached to run {run}, catching up…"),
+        (None, Some(id), _) => {
+            format!("{id} is queued; the daemon starts it when the repository is free.")
+        }
+        (None, None, Some(why)) => format!("not queued: {why}"),
+        (None, None, None) => {
+            "No run under way: write a requirement in the Spec tab; Ctrl-S queues it.".to_owned()
+        }
+    }
+}
+
 /// Why the run stopped moving, when it says.
 fn why(app: &App) -> Option<String> {
+    if let Some(lost) = app.attached.as_ref().and_then(|a| a.lost.as_ref()) {
+        return Some(format!(
+            "lost the connection to the daemon ({lost}); its run goes on without this cockpit; `memofab` attaches again"
+        ));
+    }
     if let Some(Some(error)) = &app.stopped {
         return Some(format!("engine stopped: {error}"));
     }

@@ -429,3 +429,46 @@ fn the_overseers_waiting_proposals_are_an_inbox_item_naming_the_review_command()
     let actions = app.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
     assert!(actions.is_empty(), "{actions:?}");
 }
+
+/// A cockpit attached to the daemon, following the fixture's run.
+fn attached_app() -> App {
+    use crate::protocol::EngineUpdate;
+    use crate::tui::app::Feed;
+    let mut app = App::attached("memofab");
+    let events = fixture::events();
+    app.feed(Feed::Attached(Some(events[0].run.clone())));
+    for event in events {
+        app.feed(Feed::Update(EngineUpdate::Event(event)));
+    }
+    app
+}
+
+#[test]
+fn an_attached_cockpit_says_so_and_that_q_detaches() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut app = attached_app();
+    insta::assert_snapshot!("attached_80x24", text(&draw(&app, 80, 24)));
+    insta::assert_snapshot!("attached_160x30", text(&draw(&app, 160, 30)));
+    app.handle_key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE));
+    insta::assert_snapshot!("attached_detach_question_80x24", text(&draw(&app, 80, 24)));
+}
+
+#[test]
+fn an_attached_cockpit_with_no_run_opens_the_editor_to_queue_one() {
+    use crate::domain::queue::RequirementId;
+    use crate::tui::app::Feed;
+    let mut app = App::attached("memofab");
+    app.feed(Feed::Attached(None));
+    insta::assert_snapshot!("attached_no_run_80x24", text(&draw(&app, 80, 24)));
+    app.spec = tui_textarea::TextArea::from(["Add a --json flag"]);
+    app.feed(Feed::Queued(RequirementId(3)));
+    insta::assert_snapshot!("attached_queued_80x24", text(&draw(&app, 80, 24)));
+}
+
+#[test]
+fn a_lost_daemon_connection_is_shown() {
+    use crate::tui::app::Feed;
+    let mut app = attached_app();
+    app.feed(Feed::Lost("the daemon closed the connection".into()));
+    insta::assert_snapshot!("attached_lost_80x24", text(&draw(&app, 80, 24)));
+}

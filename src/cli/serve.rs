@@ -1,0 +1,77 @@
+//! `memofab serve`: the daemon in the foreground. It needs no terminal;
+//! SIGTERM or SIGINT stops it gracefully (runs are interrupted and resume
+//! at the next start), a second signal ends it at once.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use tokio::sync::oneshot;
+
+use super::args::{GlobalArgs, ServeArgs};
+use super::signals::Signals;
+use crate::config::Config;
+use crate::daemon::DaemonPaths;
+use crate::daemon::server::Server;
+
+pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
+    let paths = DaemonPaths::from_env()?;
+    paths.create_dirs()?;
+    super::init_logging(&paths.log_dir);
+    // The daemon's own settings: the user's config, and `--config`.
+    let mut files: Vec<_> = Config::user_file().into_iter().collect();
+    if let Some(extra) = &global.config {
+        anyhow::ensure!(
+            extra.exists(),
+            "config file {} does not exist",
+            extra.display()
+        );
+        files.push(extra.clone());
+    }
+    let config = Config::load(&files)?;
+    let mut signals = Signals::install()?;
+    let mut server = Server::bind(paths, config.daemon.max_agents)?;
+    say(&format!(
+        "memofab serve: listening on {} (pid {})",
+        server.socket().display(),
+        std::process::id()
+    ));
+    if let Some(addr) = args.intake {
+        let bound = server
+            .start_intake(addr)
+            .await
+            .with_context(|| format!("accepting incidents at {addr}"))?;
+        say(&format!(
+            "memofab serve: incidents accepted at http://{bound}"
+        ));
+    }
+    tracing::info!(pid = std::process::id(), "serving");
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let signalled = tokio::spawn(async move {
+        let first = signals.recv().await;
+        eprintln!(
+            "memofab serve: {} received; stopping the runs (they resume at the next start)",
+            first.name()
+        );
+        let _ = stop_tx.send(());
+        let again = signals.recv().await;
+        eprintln!("memofab serve: {} again; exiting now", again.name());
+        std::process::exit(i32::from(again.exit_code_number()));
+    });
+    server
+        .run(async {
+            let _ = stop_rx.await;
+        })
+        .await?;
+    signalled.abort();
+    say("memofab serve: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A line on stdout; nobody reading it (a closed pipe, a service manager
+/// that dropped it) is no reason to stop serving.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

@@ -1,0 +1,367 @@
+//! The daemon's workers: one per registered repository, each running that
+//! repository's queue one requirement at a time.
+//!
+//! Invariants:
+//! - An entry is marked running, with its run id, before the run starts:
+//!   a daemon killed at any point finds it at its next start and resumes
+//!   the run (or starts it under that id if it never got stored), so a
+//!   requirement is neither lost nor run twice.
+//! - A run waiting on a human (a gate, a question, a conflict) keeps its
+//!   repository busy; the other repositories go on.
+//! - On stop, each run is asked to shut down (it records the interruption)
+//!   and its entry stays running, for the next start to resume.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::live::{FANOUT_CAPACITY, LiveRun};
+use super::shared::Shared;
+use crate::config::Config;
+use crate::domain::queue::{ItemState, QueuedRequirement, RegisteredRepo};
+use crate::domain::{RunId, RunPhase, RunState, TaskState};
+use crate::engine::EngineError;
+use crate::engine::context::AgentSlots;
+use crate::engine::orchestrator::Steering;
+use crate::engine::session::{self, ResumeRequest, RunRequest};
+use crate::protocol::Command;
+
+/// How often the repositories and queues are read again without a wake: a
+/// safety net for writers that could not reach the daemon.
+const POLL: Duration = Duration::from_secs(5);
+
+/// What the workers share besides [`Shared`].
+#[derive(Clone)]
+pub struct Workers {
+    pub shared: Shared,
+    /// The daemon's agent budget, across every repository.
+    pub agent_slots: AgentSlots,
+    /// Becomes true when the daemon stops.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// How a queue entry's turn ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Failed(String),
+    /// Stopped with the daemon: resumed at its next start.
+    Interrupted,
+}
+
+struct Worker {
+    bell: Arc<Notify>,
+    handle: JoinHandle<()>,
+}
+
+/// Keeps one worker per registered repository until the daemon stops, then
+/// waits for every worker to put its run down.
+pub async fn supervise(env: Workers) {
+    let mut workers: HashMap<String, Worker> = HashMap::new();
+    let mut stop = env.stop.clone();
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        // A worker leaves by itself once its repository is unregistered.
+        workers.retain(|_, w| !w.handle.is_finished());
+        match env.shared.queue().and_then(|q| q.repos()) {
+            Ok(repos) => {
+                for repo in repos {
+                    workers.entry(repo.name.clone()).or_insert_with(|| {
+                        tracing::info!(repo = %repo.name, path = %repo.path.display(), "worker started");
+                        let bell = Arc::new(Notify::new());
+                        let handle = tokio::spawn(work(env.clone(), repo, bell.clone()));
+                        Worker { bell, handle }
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the registered repositories"),
+        }
+        for worker in workers.values() {
+            // A stored permit: a worker busy now looks again when it is done.
+            worker.bell.notify_one();
+        }
+        tokio::select! {
+            _ = env.shared.queue_changed.notified() => {}
+            _ = poll.tick() => {}
+            _ = stop.changed() => {}
+        }
+    }
+    for (repo, worker) in workers {
+        if let Err(e) = worker.handle.await {
+            tracing::error!(%repo, error = %e, "a worker ended abnormally");
+        }
+    }
+}
+
+/// Runs one repository's queue until the daemon stops or the repository is
+/// unregistered.
+async fn work(env: Workers, repo: RegisteredRepo, bell: Arc<Notify>) {
+    let mut stop = env.stop.clone();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match next_entry(&env.shared, &repo.name) {
+            Ok(Some(entry)) => {
+                take_turn(&env, &repo, entry).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(repo = %repo.name, error = %e, "cannot read the queue"),
+        }
+        let registered = env
+            .shared
+            .queue()
+            .and_then(|q| q.repos())
+            .map(|repos| repos.iter().any(|r| r.name == repo.name));
+        if matches!(registered, Ok(false)) {
+            tracing::info!(repo = %repo.name, "repository unregistered; worker stops");
+            return;
+        }
+        tokio::select! {
+            _ = bell.notified() => {}
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// A running entry left by a previous daemon comes first, then the queue.
+fn next_entry(
+    shared: &Shared,
+    repo: &str,
+) -> Result<Option<QueuedRequirement>, crate::effects::queue::QueueError> {
+    let queue = shared.queue()?;
+    let running = queue
+        .entries(&[ItemState::Running])?
+        .into_iter()
+        .find(|e| e.repo == repo);
+    match running {
+        Some(entry) => Ok(Some(entry)),
+        None => queue.next_queued(repo),
+    }
+}
+
+/// Runs one entry to its end (or to the daemon's stop) and records how it
+/// ended on the queue.
+async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequirement) {
+    let id = entry.id;
+    let (run, resuming) = match (&entry.state, &entry.run) {
+        (ItemState::Running, Some(run)) => (run.clone(), true),
+        (ItemState::Running, None) => {
+            // Marked running without a run id: never written by a worker.
+            finish(env, id, Outcome::Failed("running without a run id".into()));
+            return;
+        }
+        _ => {
+            // Recorded before the run exists, so a kill at any point is
+            // recoverable: the next start resumes or starts this id.
+            let run = RunId::generate();
+            let marked = env
+                .shared
+                .queue()
+                .and_then(|mut q| q.mark_running(id, &run));
+            if let Err(e) = marked {
+                tracing::warn!(entry = %id, error = %e, "cannot take a queue entry");
+                return;
+            }
+            (run, false)
+        }
+    };
+    tracing::info!(entry = %id, repo = %repo.name, %run, resuming, "run starting");
+    let outcome = drive(env, repo, &entry, run.clone(), resuming).await;
+    tracing::info!(entry = %id, %run, ?outcome, "run ended");
+    finish(env, id, outcome);
+}
+
+fn finish(env: &Workers, id: crate::domain::queue::RequirementId, outcome: Outcome) {
+    let written = env.shared.queue().and_then(|mut q| match &outcome {
+        Outcome::Done => q.mark_finished(id, ItemState::Done),
+        Outcome::Failed(note) => q.mark_failed(id, note),
+        Outcome::Interrupted => Ok(()),
+    });
+    if let Err(e) = written {
+        tracing::error!(entry = %id, error = %e, "cannot record how a queue entry ended");
+    }
+}
+
+type EngineRun =
+    Pin<Box<dyn Future<Output = crate::engine::EngineResult<RunState>> + Send + 'static>>;
+
+/// Starts (or resumes) the entry's run and drives it to its end, with its
+/// updates fanned out to attached cockpits.
+async fn drive(
+    env: &Workers,
+    repo: &RegisteredRepo,
+    entry: &QueuedRequirement,
+    run: RunId,
+    resuming: bool,
+) -> Outcome {
+    let stored = if resuming {
+        match session::stored_state(&repo.path, &run) {
+            Ok(state) => Some(state),
+            // Killed after the entry was marked and before the run was stored.
+            Err(EngineError::UnknownRun(_)) => None,
+            Err(e) => return Outcome::Failed(format!("cannot read run {run}: {e}")),
+        }
+    } else {
+        None
+    };
+    if let Some(state) = &stored
+        && state.phase.is_over()
+    {
+        // Killed after the run ended and before the queue heard of it.
+        return outcome_of(state);
+    }
+    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel::<Command>();
+    let engine = match prepare(env, repo, entry, &run, stored.as_ref()) {
+        Ok(Launch::Start(request)) => {
+            Box::pin(session::start(*request, updates_tx, commands_rx)) as EngineRun
+        }
+        Ok(Launch::Resume(request)) => {
+            Box::pin(session::resume(*request, updates_tx, commands_rx)) as EngineRun
+        }
+        Err(reason) => return Outcome::Failed(reason),
+    };
+    let (fanout, _) = broadcast::channel(FANOUT_CAPACITY);
+    env.shared.live.insert(LiveRun {
+        repo: repo.name.clone(),
+        path: repo.path.clone(),
+        run: run.clone(),
+        requirement: entry.id,
+        updates: fanout.clone(),
+        commands: commands_tx.clone(),
+    });
+    let forward = tokio::spawn(async move {
+        while let Some(update) = updates_rx.recv().await {
+            // Nobody attached is fine: the store keeps everything.
+            let _ = fanout.send(update);
+        }
+    });
+    let result = run_until_stopped(engine, &commands_tx, env.stop.clone()).await;
+    env.shared.live.remove(&repo.name);
+    // The engine dropped its sender: the forwarder has delivered everything.
+    let _ = forward.await;
+    match result {
+        Ok(state) if state.phase.is_over() => outcome_of(&state),
+        Ok(_) if *env.stop.borrow() => Outcome::Interrupted,
+        Ok(state) => Outcome::Failed(format!(
+            "run {} stopped before its end ({}); `memofab resume {}` in {} carries it on",
+            state.run,
+            state.phase,
+            state.run,
+            repo.path.display()
+        )),
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// Drives the engine; when the daemon stops, asks it to shut down and waits
+/// for it to record the interruption.
+async fn run_until_stopped(
+    engine: EngineRun,
+    commands: &mpsc::UnboundedSender<Command>,
+    mut stop: watch::Receiver<bool>,
+) -> crate::engine::EngineResult<RunState> {
+    tokio::pin!(engine);
+    loop {
+        if *stop.borrow_and_update() {
+            let _ = commands.send(Command::Shutdown);
+            return engine.await;
+        }
+        tokio::select! {
+            result = &mut engine => return result,
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    // The daemon is gone without a word: stop all the same.
+                    let _ = commands.send(Command::Shutdown);
+                    return engine.await;
+                }
+            }
+        }
+    }
+}
+
+enum Launch {
+    Start(Box<RunRequest>),
+    Resume(Box<ResumeRequest>),
+}
+
+/// The run's request, with config and providers built from the repository's
+/// own config as `memofab run` builds them: a repository that names no
+/// provider fails its entry rather than running a scripted model.
+fn prepare(
+    env: &Workers,
+    repo: &RegisteredRepo,
+    entry: &QueuedRequirement,
+    run: &RunId,
+    stored: Option<&RunState>,
+) -> Result<Launch, String> {
+    let config = Config::load(&Config::standard_files(&repo.path)).map_err(|e| e.to_string())?;
+    let agent_slots = Some(env.agent_slots.clone());
+    if let Some(stored) = stored {
+        // The provider the run was started with, as `memofab resume` does.
+        let scenario = stored.settings.scenario.as_deref().map(Path::new);
+        let choice = crate::cli::providers::build(
+            &config,
+            Some(stored.settings.provider.as_str()),
+            scenario,
+            Duration::ZERO,
+        )
+        .or_else(|_| crate::cli::providers::build(&config, None, scenario, Duration::ZERO))
+        .map_err(|e| format!("{e:#}"))?;
+        return Ok(Launch::Resume(Box::new(ResumeRequest {
+            repo: repo.path.clone(),
+            run: run.clone(),
+            config,
+            providers: choice.set,
+            steering: Steering::Daemon,
+            crash_after: None,
+            agent_slots,
+        })));
+    }
+    let choice = crate::cli::providers::build(&config, None, None, Duration::ZERO)
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(Launch::Start(Box::new(RunRequest {
+        repo: repo.path.clone(),
+        requirement: entry.requirement.clone(),
+        config,
+        providers: choice.set,
+        provider_label: choice.label,
+        scenario: choice.scenario,
+        // Gates wait for a human: `memofab approve`, or an attached cockpit.
+        auto_approve: false,
+        await_spec: false,
+        steering: Steering::Daemon,
+        crash_after: None,
+        run_id: Some(run.clone()),
+        agent_slots,
+    })))
+}
+
+/// Done when the run finished with every task merged; failed otherwise,
+/// with what happened.
+fn outcome_of(state: &RunState) -> Outcome {
+    let tasks = state.tasks().len();
+    let merged = state.count(TaskState::Merged);
+    if state.phase == RunPhase::Finished && tasks > 0 && merged == tasks {
+        return Outcome::Done;
+    }
+    let why = state
+        .phase_reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    Outcome::Failed(format!(
+        "run {} {}{why}; {merged} of {tasks} tasks merged",
+        state.run, state.phase
+    ))
+}

@@ -1,0 +1,353 @@
+//! `memofab serve`, the real binary: requirements submitted to two
+//! repositories both run and land; a daemon killed mid-run is restarted and
+//! finishes with nothing lost; one daemon per user; the agent budget is
+//! shared across repositories.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/factory.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use memofab::domain::queue::{ItemState, QueuedRequirement};
+use memofab::domain::{Event, EventKind, RunId, TaskState};
+use memofab::effects::git::GitRepo;
+use memofab::effects::queue::Queue;
+use support::*;
+
+/// Long enough for a scripted run on a loaded 2-core machine.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// The daemon's home and a user config dir with nothing in it.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn command(&self, cwd: &Path) -> Command {
+        let mut command = Command::new(memofab_bin());
+        command
+            .current_dir(cwd)
+            .env("MEMOFAB_HOME", self.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn memofab(&self, cwd: &Path, args: &[&str]) -> Output {
+        self.command(cwd).args(args).output().unwrap()
+    }
+
+    /// `memofab serve` (with `--config` if given), once it says it listens.
+    fn serve(&self, config: Option<&Path>) -> Daemon {
+        let mut command = self.command(self.dir.path());
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        // Its stderr is kept beside its log, for a failing test to read.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.stderr"))
+            .unwrap();
+        let mut child = command
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(
+            line.contains("listening on") && line.contains(&child.id().to_string()),
+            "serve says where it listens: {line:?}"
+        );
+        Daemon {
+            child,
+            _stdout: stdout,
+        }
+    }
+
+    fn queue(&self) -> Queue {
+        Queue::open(&self.path().join("queue.sqlite")).unwrap()
+    }
+
+    fn entries(&self) -> Vec<QueuedRequirement> {
+        self.queue().entries(&[]).unwrap()
+    }
+
+    /// Registers `repo` and queues its scenario's requirement.
+    fn submit(&self, demo: &DemoRepo) {
+        let path = demo.repo.to_str().unwrap();
+        let out = self.memofab(&demo.repo, &["repo", "add", path]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = self.memofab(
+            &demo.repo,
+            &["submit", "--requirement-text", &demo.scenario.requirement],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+struct Daemon {
+    child: Child,
+    // Held open: the daemon may say more.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Daemon {
+    fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fixture repository whose config names the scripted provider on its
+/// scenario, as a user's repository names its provider.
+fn scripted_repo(fixture: &str) -> DemoRepo {
+    let demo = fixture_repo(fixture);
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture);
+    let config = demo.repo.join(".memofab/config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[roles.default]\nprovider = \"scripted\"\n[providers.scripted]\nkind = \"scripted\"\nscenario = {:?}\n",
+        scenario.display().to_string()
+    ));
+    std::fs::write(&config, text).unwrap();
+    demo
+}
+
+/// Polls `check` until it gives a value, failing the test at the deadline.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn all_done(home: &Home, count: usize) -> Option<Vec<QueuedRequirement>> {
+    let entries = home.entries();
+    let failed: Vec<_> = entries
+        .iter()
+        .filter(|e| e.state == ItemState::Failed)
+        .collect();
+    assert!(failed.is_empty(), "an entry failed: {failed:?}");
+    (entries.len() == count && entries.iter().all(|e| e.state == ItemState::Done))
+        .then_some(entries)
+}
+
+fn run_of(home: &Home, repo: &str) -> RunId {
+    home.entries()
+        .into_iter()
+        .find(|e| e.repo == repo)
+        .and_then(|e| e.run)
+        .unwrap()
+}
+
+/// The name the daemon registered the repository under (fixture
+/// repositories share their directory's name).
+fn repo_name(home: &Home, demo: &DemoRepo) -> String {
+    home.queue()
+        .resolve_repo(demo.repo.to_str().unwrap())
+        .unwrap()
+        .name
+}
+
+/// Nothing lost: seqs 1..=n, one start, every task merged.
+fn assert_whole_run(repo: &Path, run: &RunId) -> Vec<Event> {
+    let events = stored_events(repo, run);
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(seqs, expected, "{run}'s seqs are contiguous");
+    let starts = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::RunStarted { .. }))
+        .count();
+    assert_eq!(starts, 1, "{run} started once");
+    let state = fold(&events);
+    assert!(
+        state.tasks().iter().all(|t| t.state == TaskState::Merged),
+        "{run}: every task merged"
+    );
+    events
+}
+
+fn on_mainline(repo: &Path, file: &str) -> bool {
+    GitRepo::open(repo)
+        .unwrap()
+        .read_file_at("main", file)
+        .unwrap()
+        .is_some()
+}
+
+/// When each agent worked, across runs: (started, finished) in ms.
+fn agent_spans(events: &[Event]) -> Vec<(u64, u64)> {
+    let mut spans = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        if let EventKind::AgentStarted { agent, .. } = &event.kind {
+            let end = events[i..]
+                .iter()
+                .find(
+                    |e| matches!(&e.kind, EventKind::AgentFinished { agent: a, .. } if a == agent),
+                )
+                .map(|e| e.at_ms)
+                .unwrap();
+            spans.push((event.at_ms, end));
+        }
+    }
+    spans
+}
+
+#[test]
+fn two_repositories_run_their_requirements_with_one_agent_at_a_time_between_them() {
+    let home = Home::new();
+    let config = home.dir.path().join("daemon.toml");
+    std::fs::write(&config, "[daemon]\nmax_agents = 1\n").unwrap();
+    let first = scripted_repo("hygiene/lazy.toml");
+    let second = scripted_repo("hygiene/lazy.toml");
+    let daemon = home.serve(Some(&config));
+    home.submit(&first);
+    home.submit(&second);
+
+    wait_for("both entries done", || all_done(&home, 2));
+    let mut spans = Vec::new();
+    for demo in [&first, &second] {
+        let run = run_of(&home, &repo_name(&home, demo));
+        let events = assert_whole_run(&demo.repo, &run);
+        assert!(
+            on_mainline(&demo.repo, "lazy.txt"),
+            "the work is on mainline"
+        );
+        spans.extend(agent_spans(&events));
+    }
+    // max_agents = 1 across both repositories: no two agents overlapped.
+    spans.sort();
+    assert!(spans.len() >= 2 * 4, "each run had its agents: {spans:?}");
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "an agent started before the previous one finished: {pair:?}"
+        );
+    }
+    drop(daemon);
+}
+
+#[test]
+fn a_daemon_killed_mid_run_resumes_at_its_next_start_and_loses_nothing() {
+    let home = Home::new();
+    // Its one task waits at the gate: the run is surely under way at the kill.
+    let gated = scripted_repo("hygiene/gated.toml");
+    let lazy = scripted_repo("hygiene/lazy.toml");
+    let mut daemon = home.serve(None);
+    home.submit(&gated);
+    home.submit(&lazy);
+    let run = wait_for("the gated run's events", || latest_run(&gated.repo));
+    wait_for("the gate", || {
+        let state = fold(&stored_events(&gated.repo, &run));
+        (state.count(TaskState::AwaitingGate) == 1).then_some(())
+    });
+    daemon.kill_9();
+    assert_eq!(
+        home.entries()
+            .iter()
+            .find(|e| e.repo == repo_name(&home, &gated))
+            .map(|e| e.state),
+        Some(ItemState::Running),
+        "the killed run's entry is still running"
+    );
+
+    let _daemon = home.serve(None);
+    let out = home.memofab(&gated.repo, &["approve", run.as_str(), "note"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("both entries done", || all_done(&home, 2));
+
+    for (demo, file) in [(&gated, "note.txt"), (&lazy, "lazy.txt")] {
+        let run = run_of(&home, &repo_name(&home, demo));
+        assert_eq!(only_run(&demo.repo), run, "one run per requirement");
+        assert_whole_run(&demo.repo, &run);
+        assert!(on_mainline(&demo.repo, file), "{file} is on mainline");
+    }
+    let resumed = stored_events(&gated.repo, &run)
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::RunResumed { .. }))
+        .count();
+    assert_eq!(resumed, 1, "the killed run was resumed, not restarted");
+}
+
+#[test]
+fn one_daemon_serves_and_the_queue_says_so() {
+    let home = Home::new();
+    let daemon = home.serve(None);
+    let pid = daemon.child.id().to_string();
+
+    let second = home.memofab(home.dir.path(), &["serve"]);
+    assert!(!second.status.success(), "a second daemon is refused");
+    assert!(stderr(&second).contains(&pid), "{}", stderr(&second));
+
+    let out = home.memofab(home.dir.path(), &["queue"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("serving") && stdout.contains(&pid),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly_and_a_repository_without_a_provider_fails_its_entry() {
+    let home = Home::new();
+    let daemon = home.serve(None);
+    // No provider named in its config: the entry fails, with why.
+    let bare = fixture_repo("hygiene/lazy.toml");
+    home.submit(&bare);
+    let failed = wait_for("the entry to fail", || {
+        home.entries()
+            .into_iter()
+            .find(|e| e.state == ItemState::Failed)
+    });
+    assert!(failed.note.is_some_and(|n| !n.is_empty()));
+    assert!(latest_run(&bare.repo).is_none(), "no run was stored");
+
+    let mut daemon = daemon;
+    let sent = Command::new("kill")
+        .args(["-TERM", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = wait_for("the daemon to exit", || daemon.child.try_wait().unwrap());
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!home.path().join("daemon.sock").exists());
+    // The lock went with it: a new daemon starts.
+    drop(home.serve(None));
+}

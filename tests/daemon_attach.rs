@@ -1,0 +1,237 @@
+//! Cockpits attached to the real daemon (`memofab serve` on a temp
+//! MEMOFAB_HOME): a cockpit waiting for a run follows it when it starts,
+//! two attach at once, one detaches and re-attaches to the same state, a
+//! command sent by one moves the run, and no detach interrupts it. Then the
+//! same in a real terminal: `memofab` in tmux attaches, approves the gate
+//! with one key, and `q` detaches while the daemon finishes the run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/daemon.rs"]
+mod daemon;
+#[path = "support/factory.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command as Process;
+use std::time::{Duration, Instant};
+
+use daemon::{Home, scripted_repo, wait_for};
+use memofab::daemon::protocol::Request;
+use memofab::domain::queue::ItemState;
+use memofab::domain::{Event, EventKind, RunState, TaskState};
+use memofab::effects::git::GitRepo;
+use memofab::protocol::Command;
+use support::{fold, latest_run, stored_events};
+
+fn at_gate(state: &RunState) -> bool {
+    state.count(TaskState::AwaitingGate) == 1
+}
+
+fn seqs(events: &[Event]) -> Vec<u64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+fn interrupted(events: &[Event]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::RunInterrupted {}))
+}
+
+fn on_mainline(repo: &Path, file: &str) -> bool {
+    GitRepo::open(repo)
+        .unwrap()
+        .read_file_at("main", file)
+        .unwrap()
+        .is_some()
+}
+
+/// The only entry, once finished.
+fn entry_done(home: &Home) -> Option<()> {
+    let entries = home.entries();
+    assert!(
+        entries.iter().all(|e| e.state != ItemState::Failed),
+        "{entries:?}"
+    );
+    (entries.len() == 1 && entries[0].state == ItemState::Done).then_some(())
+}
+
+#[test]
+fn cockpits_attach_detach_and_reattach_while_the_daemon_runs_on() {
+    let home = Home::new();
+    let gated = scripted_repo("hygiene/gated.toml");
+    home.add_repo(&gated);
+    let _daemon = home.serve();
+
+    // Attached before anything is queued: it waits, then follows the run.
+    let mut first = home.attach(&gated.repo);
+    assert_eq!(first.attached(), None);
+    home.submit(&gated);
+    let run = first.attached().expect("the run the daemon started");
+    first.until(at_gate);
+
+    // A second cockpit at once, caught up from the store.
+    let mut second = home.attach(&gated.repo);
+    assert_eq!(second.attached(), Some(run.clone()));
+    second.until(at_gate);
+    let stored = stored_events(&gated.repo, &run);
+    first.until_count(stored.len());
+    second.until_count(stored.len());
+    assert_eq!(seqs(&first.events), seqs(&stored));
+    assert_eq!(first.events, second.events);
+    assert_eq!(first.state(), fold(&stored));
+
+    // Detach, re-attach: the same state, nothing twice, nothing missing.
+    let before = first.state();
+    drop(first);
+    let mut again = home.attach(&gated.repo);
+    assert_eq!(again.attached(), Some(run.clone()));
+    again.until_count(stored.len());
+    assert_eq!(seqs(&again.events), seqs(&stored));
+    assert_eq!(again.state(), before);
+
+    // A cockpit never stops the run: a shutdown from one is refused.
+    again.send(&Request::Command(Command::Shutdown));
+    // One cockpit's approval moves the task on; the run finishes.
+    second.send(&Request::Command(Command::ApproveGate {
+        task: "note".into(),
+    }));
+    let finished = second.until(|s| s.phase.is_over());
+    assert!(
+        finished
+            .tasks()
+            .iter()
+            .all(|t| t.state == TaskState::Merged)
+    );
+    drop(again);
+    drop(second);
+    wait_for("the entry done", || entry_done(&home));
+    assert!(on_mainline(&gated.repo, "note.txt"));
+    let stored = stored_events(&gated.repo, &run);
+    assert!(!interrupted(&stored), "no detach interrupted the run");
+    assert_eq!(fold(&stored), finished);
+}
+
+/// A terminal in tmux, on its own server.
+struct Tmux {
+    socket: String,
+}
+
+const PANE: &str = "attach:0";
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Process::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn start(&self, line: &str) {
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "attach",
+            "-x",
+            "160",
+            "-y",
+            "45",
+            line,
+        ]);
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", PANE])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", PANE];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn wait_for(&self, what: &str, mut check: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let socket = self.run(&["display-message", "-p", "#{socket_path}"]);
+        self.run(&["kill-server"]);
+        if !socket.trim().is_empty() {
+            let _ = std::fs::remove_file(socket.trim());
+        }
+    }
+}
+
+#[test]
+fn memofab_in_a_terminal_attaches_approves_the_gate_and_detaches() {
+    if Process::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux is required in CI (.ci/run installs it)"
+        );
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let home = Home::new();
+    let gated = scripted_repo("hygiene/gated.toml");
+    home.add_repo(&gated);
+    let _daemon = home.serve();
+    home.submit(&gated);
+    let run = wait_for("the run", || latest_run(&gated.repo));
+    wait_for("the gate", || {
+        at_gate(&fold(&stored_events(&gated.repo, &run))).then_some(())
+    });
+
+    let vars: String = home
+        .env()
+        .iter()
+        .map(|(k, v)| format!("{k}='{}' ", v.display()))
+        .collect();
+    let tmux = Tmux {
+        socket: format!("memofab-attach-{}", std::process::id()),
+    };
+    tmux.start(&format!(
+        "cd '{}' && env {vars}'{}'; echo MEMOFAB-EXITED-$?; sleep 600",
+        gated.repo.display(),
+        support::memofab_bin().display()
+    ));
+    tmux.wait_for("the attached cockpit at the gate", |s| {
+        s.contains("attached to the daemon") && s.contains("1 at gate")
+    });
+    tmux.keys(&["a"]);
+    tmux.wait_for("the gate passed", |s| !s.contains("1 at gate"));
+    tmux.keys(&["q"]);
+    tmux.wait_for("the detach question", |s| {
+        s.contains("Detach from the daemon?")
+    });
+    tmux.keys(&["q"]);
+    let exited = tmux.wait_for("the cockpit to exit", |s| s.contains("MEMOFAB-EXITED-"));
+    assert!(exited.contains("MEMOFAB-EXITED-0"), "{exited}");
+    assert!(exited.contains("detached"), "{exited}");
+
+    wait_for("the entry done", || entry_done(&home));
+    assert!(
+        on_mainline(&gated.repo, "note.txt"),
+        "the work is on mainline"
+    );
+    assert!(
+        !interrupted(&stored_events(&gated.repo, &run)),
+        "detaching interrupted nothing"
+    );
+}
