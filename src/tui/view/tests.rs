@@ -472,3 +472,27 @@ fn a_lost_daemon_connection_is_shown() {
     app.feed(Feed::Lost("the daemon closed the connection".into()));
     insta::assert_snapshot!("attached_lost_80x24", text(&draw(&app, 80, 24)));
 }
+
+#[test]
+fn an_attached_cockpit_keeps_the_overseers_proposals_when_it_follows_a_new_run() {
+    use crate::domain::RunId;
+    use crate::domain::attention::AttentionKind;
+    use crate::domain::nightly::{OpenProposal, WaitingProposals};
+    use crate::protocol::EngineUpdate;
+    use crate::tui::app::Feed;
+    let mut app = App::attached("memofab");
+    app.feed(Feed::Attached(None));
+    app.feed(Feed::Update(EngineUpdate::ProposalsWaiting(
+        WaitingProposals {
+            report: RunId::new("overseer-1"),
+            reported_ms: 0,
+            open: vec![OpenProposal {
+                number: 1,
+                title: "Cite the test".into(),
+            }],
+        },
+    )));
+    app.feed(Feed::Attached(Some(RunId::new("r-next"))));
+    let kinds: Vec<_> = app.inbox().into_iter().map(|i| i.kind).collect();
+    assert_eq!(kinds, [AttentionKind::Proposals]);
+}
