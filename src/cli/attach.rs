@@ -98,6 +98,11 @@ pub async fn run(global: &GlobalArgs, attachment: Attachment) -> Result<ExitCode
     let (feed, feed_rx) = mpsc::unbounded_channel();
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let _ = feed.send(Feed::Attached(run));
+    if let Ok(Some(waiting)) = crate::engine::overseer::waiting_proposals(&repo) {
+        let _ = feed.send(Feed::Update(
+            crate::protocol::EngineUpdate::ProposalsWaiting(waiting),
+        ));
+    }
     let reader = tokio::spawn(read_replies(lines, feed.clone()));
     let writer = tokio::spawn(write_commands(writer, commands_rx, feed, repo, paths));
     let ui = crate::tui::run_attached(feed_rx, commands, options).await;

@@ -98,6 +98,8 @@ impl App {
         let mut fresh = App::new(&self.title);
         fresh.prices = std::mem::take(&mut self.prices);
         fresh.detail_height.set(self.detail_height.get());
+        // The overseer's proposals are the repository's, not the run's.
+        fresh.proposals = self.proposals.take();
         fresh.attached = Some(Attached {
             run: Some(run),
             ..Attached::default()

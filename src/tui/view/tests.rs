@@ -472,3 +472,27 @@ fn the_overseers_waiting_proposals_are_an_inbox_item_naming_the_review_command()
     let actions = app.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
     assert!(actions.is_empty(), "{actions:?}");
 }
+
+#[test]
+fn an_attached_cockpit_keeps_the_overseers_proposals_when_it_follows_a_new_run() {
+    use crate::domain::RunId;
+    use crate::domain::attention::AttentionKind;
+    use crate::domain::nightly::{OpenProposal, WaitingProposals};
+    use crate::protocol::EngineUpdate;
+    use crate::tui::app::Feed;
+    let mut app = App::attached("memofab");
+    app.feed(Feed::Attached(None));
+    app.feed(Feed::Update(EngineUpdate::ProposalsWaiting(
+        WaitingProposals {
+            report: RunId::new("overseer-1"),
+            reported_ms: 0,
+            open: vec![OpenProposal {
+                number: 1,
+                title: "Cite the test".into(),
+            }],
+        },
+    )));
+    app.feed(Feed::Attached(Some(RunId::new("r-next"))));
+    let kinds: Vec<_> = app.inbox().into_iter().map(|i| i.kind).collect();
+    assert_eq!(kinds, [AttentionKind::Proposals]);
+}
