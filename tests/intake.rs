@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use memofab::daemon::intake::{IntakeSettings, spawn_with};
+use memofab::daemon::intake::{IntakeSettings, spawn};
 use memofab::daemon::{DaemonPaths, Shared};
 use memofab::domain::RunId;
 use memofab::domain::queue::{ItemState, QueuedRequirement, Source};
@@ -48,7 +48,7 @@ async fn start(secret: Option<&str>) -> Intake {
         secret: secret.map(str::to_owned),
         recent_fix_days: 7,
     };
-    let addr = spawn_with("127.0.0.1:0".parse().unwrap(), shared.clone(), settings)
+    let addr = spawn("127.0.0.1:0".parse().unwrap(), shared.clone(), settings)
         .await
         .unwrap();
     assert_ne!(addr.port(), 0, "the bound port is returned");

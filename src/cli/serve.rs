@@ -11,6 +11,7 @@ use super::args::{GlobalArgs, ServeArgs};
 use super::signals::Signals;
 use crate::config::Config;
 use crate::daemon::DaemonPaths;
+use crate::daemon::intake::IntakeSettings;
 use crate::daemon::server::Server;
 
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
@@ -37,7 +38,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
     ));
     if let Some(addr) = args.intake {
         let bound = server
-            .start_intake(addr)
+            .start_intake(addr, IntakeSettings::from_config(&config.daemon)?)
             .await
             .with_context(|| format!("accepting incidents at {addr}"))?;
         say(&format!(

@@ -85,8 +85,12 @@ impl Server {
 
     /// Starts accepting incidents over HTTP at `addr`; returns the address
     /// bound (the port may have been 0).
-    pub async fn start_intake(&mut self, addr: SocketAddr) -> DaemonResult<SocketAddr> {
-        let bound = super::intake::spawn(addr, self.shared.clone()).await?;
+    pub async fn start_intake(
+        &mut self,
+        addr: SocketAddr,
+        settings: super::intake::IntakeSettings,
+    ) -> DaemonResult<SocketAddr> {
+        let bound = super::intake::spawn(addr, self.shared.clone(), settings).await?;
         self.intake = Some(bound);
         Ok(bound)
     }

@@ -480,7 +480,6 @@ impl Queue {
     }
 }
 
-
 fn entry_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRequirement> {
     let bad = |i: usize, what: &str, value: String| {
         rusqlite::Error::FromSqlConversionFailure(

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::error::{DaemonError, DaemonResult};
 use super::shared::Shared;
-use crate::config::{Config, DaemonConfig};
+use crate::config::DaemonConfig;
 use incident::Incident;
 
 /// What the intake needs from the config.
@@ -65,16 +65,10 @@ impl IntakeSettings {
     }
 }
 
-/// Listens at `addr` until the daemon stops; returns the address bound (the
-/// port may have been 0). Reads its settings from the user's config file.
-pub async fn spawn(addr: SocketAddr, shared: Shared) -> DaemonResult<SocketAddr> {
-    let config = Config::load(&Config::user_file().into_iter().collect::<Vec<_>>())
-        .map_err(|e| DaemonError::Invalid(format!("reading the config for the intake: {e}")))?;
-    spawn_with(addr, shared, IntakeSettings::from_config(&config.daemon)?).await
-}
-
-/// [`spawn`] with settings the caller already has.
-pub async fn spawn_with(
+/// Listens at `addr` until the daemon stops; returns the address bound
+/// (the port may have been 0). The settings come from the daemon's own
+/// config (the user's file and `serve --config`), never a project's.
+pub async fn spawn(
     addr: SocketAddr,
     shared: Shared,
     settings: IntakeSettings,
