@@ -4,159 +4,21 @@
 //! shared across repositories.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/factory.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
+use daemon::*;
 use memofab::daemon::protocol::{Reply, Request};
 use memofab::daemon::{DaemonPaths, client};
 use memofab::domain::queue::{ItemState, QueuedRequirement};
 use memofab::domain::{Event, EventKind, RunId, TaskState};
 use memofab::effects::git::GitRepo;
-use memofab::effects::queue::Queue;
 use support::*;
-
-/// Long enough for a scripted run on a loaded 2-core machine.
-const DEADLINE: Duration = Duration::from_secs(180);
-
-/// The daemon's home and a user config dir with nothing in it.
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-
-    fn command(&self, cwd: &Path) -> Command {
-        let mut command = Command::new(memofab_bin());
-        command
-            .current_dir(cwd)
-            .env("MEMOFAB_HOME", self.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn memofab(&self, cwd: &Path, args: &[&str]) -> Output {
-        self.command(cwd).args(args).output().unwrap()
-    }
-
-    /// `memofab serve` (with `--config` if given), once it says it listens.
-    fn serve(&self, config: Option<&Path>) -> Daemon {
-        let mut command = self.command(self.dir.path());
-        if let Some(config) = config {
-            command.arg("--config").arg(config);
-        }
-        // Its stderr is kept beside its log, for a failing test to read.
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("serve.stderr"))
-            .unwrap();
-        let mut child = command
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert!(
-            line.contains("listening on") && line.contains(&child.id().to_string()),
-            "serve says where it listens: {line:?}"
-        );
-        Daemon {
-            child,
-            _stdout: stdout,
-        }
-    }
-
-    fn queue(&self) -> Queue {
-        Queue::open(&self.path().join("queue.sqlite")).unwrap()
-    }
-
-    fn entries(&self) -> Vec<QueuedRequirement> {
-        self.queue().entries(&[]).unwrap()
-    }
-
-    /// Registers `repo` and queues its scenario's requirement.
-    fn submit(&self, demo: &DemoRepo) {
-        let path = demo.repo.to_str().unwrap();
-        let out = self.memofab(&demo.repo, &["repo", "add", path]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let out = self.memofab(
-            &demo.repo,
-            &["submit", "--requirement-text", &demo.scenario.requirement],
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
-}
-
-struct Daemon {
-    child: Child,
-    // Held open: the daemon may say more.
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Daemon {
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A fixture repository whose config names the scripted provider on its
-/// scenario, as a user's repository names its provider.
-fn scripted_repo(fixture: &str) -> DemoRepo {
-    let demo = fixture_repo(fixture);
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(fixture);
-    let config = demo.repo.join(".memofab/config.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "[roles.default]\nprovider = \"scripted\"\n[providers.scripted]\nkind = \"scripted\"\nscenario = {:?}\n",
-        scenario.display().to_string()
-    ));
-    std::fs::write(&config, text).unwrap();
-    demo
-}
-
-/// Polls `check` until it gives a value, failing the test at the deadline.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn all_done(home: &Home, count: usize) -> Option<Vec<QueuedRequirement>> {
     let entries = home.entries();
@@ -238,8 +100,10 @@ fn two_repositories_run_their_requirements_with_one_agent_at_a_time_between_them
     std::fs::write(&config, "[daemon]\nmax_agents = 1\n").unwrap();
     let first = scripted_repo("hygiene/lazy.toml");
     let second = scripted_repo("hygiene/lazy.toml");
-    let daemon = home.serve(Some(&config));
+    let daemon = home.serve_with(Some(&config));
+    home.add_repo(&first);
     home.submit(&first);
+    home.add_repo(&second);
     home.submit(&second);
 
     wait_for("both entries done", || all_done(&home, 2));
@@ -271,8 +135,10 @@ fn a_daemon_killed_mid_run_resumes_at_its_next_start_and_loses_nothing() {
     // Its one task waits at the gate: the run is surely under way at the kill.
     let gated = scripted_repo("hygiene/gated.toml");
     let lazy = scripted_repo("hygiene/lazy.toml");
-    let mut daemon = home.serve(None);
+    let mut daemon = home.serve();
+    home.add_repo(&gated);
     home.submit(&gated);
+    home.add_repo(&lazy);
     home.submit(&lazy);
     let run = wait_for("the gated run's events", || latest_run(&gated.repo));
     wait_for("the gate", || {
@@ -289,7 +155,7 @@ fn a_daemon_killed_mid_run_resumes_at_its_next_start_and_loses_nothing() {
         "the killed run's entry is still running"
     );
 
-    let _daemon = home.serve(None);
+    let _daemon = home.serve();
     // The gate keeps its repository busy; the other one goes on.
     let gated_state = wait_for("the other repository's entry", || {
         let entries = home.entries();
@@ -320,7 +186,7 @@ fn a_daemon_killed_mid_run_resumes_at_its_next_start_and_loses_nothing() {
 #[test]
 fn one_daemon_serves_and_the_queue_says_so() {
     let home = Home::new();
-    let daemon = home.serve(None);
+    let daemon = home.serve();
     let pid = daemon.child.id().to_string();
 
     let second = home.memofab(home.dir.path(), &["serve"]);
@@ -339,9 +205,10 @@ fn one_daemon_serves_and_the_queue_says_so() {
 #[test]
 fn sigterm_interrupts_the_runs_and_the_next_start_carries_them_on() {
     let home = Home::new();
-    let mut daemon = home.serve(None);
+    let mut daemon = home.serve();
     // No provider named in its config: the entry fails, with why.
     let bare = fixture_repo("hygiene/lazy.toml");
+    home.add_repo(&bare);
     home.submit(&bare);
     let failed = wait_for("the entry to fail", || {
         home.entries()
@@ -352,6 +219,7 @@ fn sigterm_interrupts_the_runs_and_the_next_start_carries_them_on() {
     assert!(latest_run(&bare.repo).is_none(), "no run was stored");
 
     let gated = scripted_repo("hygiene/gated.toml");
+    home.add_repo(&gated);
     home.submit(&gated);
     let run = wait_for("the gated run's events", || latest_run(&gated.repo));
     wait_for("the gate", || {
@@ -388,7 +256,7 @@ fn sigterm_interrupts_the_runs_and_the_next_start_carries_them_on() {
     assert_eq!(entry(&home).map(|e| e.state), Some(ItemState::Running));
 
     // The lock went with it: a new daemon starts and carries the run on.
-    let _daemon = home.serve(None);
+    let _daemon = home.serve();
     let out = home.memofab(&gated.repo, &["approve", run.as_str(), "note"]);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for("the entry done", || {

@@ -10,10 +10,11 @@
 mod daemon;
 #[path = "support/factory.rs"]
 mod support;
+#[path = "support/tmux.rs"]
+mod tmux;
 
 use std::path::Path;
-use std::process::Command as Process;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use daemon::{Home, scripted_repo, wait_for};
 use memofab::daemon::protocol::Request;
@@ -22,6 +23,10 @@ use memofab::domain::{Event, EventKind, RunState, TaskState};
 use memofab::effects::git::GitRepo;
 use memofab::protocol::Command;
 use support::{fold, latest_run, stored_events};
+use tmux::Tmux;
+
+/// How long the terminal may take to show what is waited for.
+const TERMINAL: Duration = Duration::from_secs(60);
 
 fn at_gate(state: &RunState) -> bool {
     state.count(TaskState::AwaitingGate) == 1
@@ -111,83 +116,11 @@ fn cockpits_attach_detach_and_reattach_while_the_daemon_runs_on() {
     assert_eq!(fold(&stored), finished);
 }
 
-/// A terminal in tmux, on its own server.
-struct Tmux {
-    socket: String,
-}
-
-const PANE: &str = "attach:0";
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Process::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn start(&self, line: &str) {
-        self.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "attach",
-            "-x",
-            "160",
-            "-y",
-            "45",
-            line,
-        ]);
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", PANE])
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", PANE];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    fn wait_for(&self, what: &str, mut check: impl FnMut(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let socket = self.run(&["display-message", "-p", "#{socket_path}"]);
-        self.run(&["kill-server"]);
-        if !socket.trim().is_empty() {
-            let _ = std::fs::remove_file(socket.trim());
-        }
-    }
-}
-
 #[test]
 fn memofab_in_a_terminal_attaches_approves_the_gate_and_detaches() {
-    if Process::new("tmux").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tmux is required in CI (.ci/run installs it)"
-        );
-        eprintln!("skipping: tmux is not installed");
+    let Some(tmux) = Tmux::new("attach") else {
         return;
-    }
+    };
     let home = Home::new();
     let gated = scripted_repo("hygiene/gated.toml");
     home.add_repo(&gated);
@@ -203,25 +136,24 @@ fn memofab_in_a_terminal_attaches_approves_the_gate_and_detaches() {
         .iter()
         .map(|(k, v)| format!("{k}='{}' ", v.display()))
         .collect();
-    let tmux = Tmux {
-        socket: format!("memofab-attach-{}", std::process::id()),
-    };
     tmux.start(&format!(
         "cd '{}' && env {vars}'{}'; echo MEMOFAB-EXITED-$?; sleep 600",
         gated.repo.display(),
         support::memofab_bin().display()
     ));
-    tmux.wait_for("the attached cockpit at the gate", |s| {
+    tmux.wait_for("the attached cockpit at the gate", TERMINAL, |s| {
         s.contains("attached to the daemon") && s.contains("1 at gate")
     });
     tmux.keys(&["a"]);
-    tmux.wait_for("the gate passed", |s| !s.contains("1 at gate"));
+    tmux.wait_for("the gate passed", TERMINAL, |s| !s.contains("1 at gate"));
     tmux.keys(&["q"]);
-    tmux.wait_for("the detach question", |s| {
+    tmux.wait_for("the detach question", TERMINAL, |s| {
         s.contains("Detach from the daemon?")
     });
     tmux.keys(&["q"]);
-    let exited = tmux.wait_for("the cockpit to exit", |s| s.contains("MEMOFAB-EXITED-"));
+    let exited = tmux.wait_for("the cockpit to exit", TERMINAL, |s| {
+        s.contains("MEMOFAB-EXITED-")
+    });
     assert!(exited.contains("MEMOFAB-EXITED-0"), "{exited}");
     assert!(exited.contains("detached"), "{exited}");
 

@@ -12,6 +12,8 @@ mod fake_llm;
 mod scenario_server;
 #[path = "support/factory.rs"]
 mod support;
+#[path = "support/tmux.rs"]
+mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -23,6 +25,7 @@ use memofab::domain::{RunId, RunPhase, TaskState};
 use memofab::llm::scenario::Scenario;
 use scenario_server::Router;
 use support::{memofab_bin, only_run};
+use tmux::Tmux;
 
 /// What the fake model does: plans one task writing `docs/greeting.md`
 /// (which the policy gates), writes it, and approves plan and code.
@@ -69,9 +72,6 @@ role = "reviewer"
 
 const TASK: &str = "greeting";
 const TASK_FILE: &str = "docs/greeting.md";
-
-/// The cockpit's (then the replay's) window.
-const PANE: &str = "newcomer:0";
 
 /// A machine of the newcomer's own: a home with git's identity and nothing
 /// of memofab's, and no API keys, so only the local server is found.
@@ -158,78 +158,6 @@ impl Machine {
     }
 }
 
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", PANE])
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", PANE];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    /// Starts `line` in the single window, replacing whatever ran there.
-    fn start(&self, line: &str) {
-        self.run(&["kill-session", "-t", "newcomer"]);
-        self.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "newcomer",
-            "-x",
-            "160",
-            "-y",
-            "45",
-            line,
-        ]);
-    }
-
-    fn wait_for(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut(&str) -> bool,
-    ) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        // The server leaves its socket file behind; remove it too.
-        let socket = self.run(&["display-message", "-p", "#{socket_path}"]);
-        self.run(&["kill-server"]);
-        if !socket.trim().is_empty() {
-            let _ = std::fs::remove_file(socket.trim());
-        }
-    }
-}
-
 /// Waits for `check` on the stored state of the repository's latest run.
 fn wait_for_run(
     repo: &Path,
@@ -288,14 +216,9 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn a_newcomer_follows_the_readme_from_init_to_export() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tmux is required in CI (.ci/run installs it)"
-        );
-        eprintln!("skipping: tmux is not installed");
+    let Some(tmux) = Tmux::new("newcomer") else {
         return;
-    }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -359,9 +282,6 @@ fn a_newcomer_follows_the_readme_from_init_to_export() {
     assert!(doctor.status.success(), "{}", text(&doctor));
 
     // `memofab`: the cockpit opens on the spec editor.
-    let tmux = Tmux {
-        socket: format!("memofab-newcomer-{}", std::process::id()),
-    };
     tmux.start(&machine.memofab_line(&url, ""));
     tmux.wait_for("the spec editor", Duration::from_secs(60), |s| {
         s.contains("Requirement") && s.contains("Ctrl-S start planning")

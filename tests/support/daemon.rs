@@ -43,23 +43,37 @@ impl Home {
         ]
     }
 
-    pub fn memofab(&self, cwd: &Path, args: &[&str]) -> Output {
-        Command::new(memofab_bin())
+    pub fn command(&self, cwd: &Path) -> Command {
+        let mut command = Command::new(memofab_bin());
+        command
             .current_dir(cwd)
             .envs(self.env())
-            .stdin(Stdio::null())
-            .args(args)
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn memofab(&self, cwd: &Path, args: &[&str]) -> Output {
+        self.command(cwd).args(args).output().unwrap()
     }
 
     /// `memofab serve`, once it says it listens.
     pub fn serve(&self) -> Daemon {
-        let log = std::fs::File::create(self.dir.path().join("serve.stderr")).unwrap();
-        let mut child = Command::new(memofab_bin())
-            .current_dir(self.dir.path())
-            .envs(self.env())
-            .stdin(Stdio::null())
+        self.serve_with(None)
+    }
+
+    /// `memofab --config FILE serve` (without `--config` if none).
+    pub fn serve_with(&self, config: Option<&Path>) -> Daemon {
+        let mut command = self.command(self.dir.path());
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        // Its stderr is kept beside its log, for a failing test to read.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.stderr"))
+            .unwrap();
+        let mut child = command
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -68,23 +82,27 @@ impl Home {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        assert!(line.contains("listening on"), "serve listens: {line:?}");
+        assert!(
+            line.contains("listening on") && line.contains(&child.id().to_string()),
+            "serve says where it listens: {line:?}"
+        );
         Daemon {
             child,
             _stdout: stdout,
         }
     }
 
+    pub fn queue(&self) -> Queue {
+        Queue::open(&self.path().join("queue.sqlite")).unwrap()
+    }
+
     pub fn entries(&self) -> Vec<QueuedRequirement> {
-        Queue::open(&self.path().join("queue.sqlite"))
-            .unwrap()
-            .entries(&[])
-            .unwrap()
+        self.queue().entries(&[]).unwrap()
     }
 
     pub fn add_repo(&self, demo: &DemoRepo) {
         let out = self.memofab(&demo.repo, &["repo", "add", demo.repo.to_str().unwrap()]);
-        assert!(out.status.success(), "{out:?}");
+        assert!(out.status.success(), "{}", stderr(&out));
     }
 
     pub fn submit(&self, demo: &DemoRepo) {
@@ -92,7 +110,7 @@ impl Home {
             &demo.repo,
             &["submit", "--requirement-text", &demo.scenario.requirement],
         );
-        assert!(out.status.success(), "{out:?}");
+        assert!(out.status.success(), "{}", stderr(&out));
     }
 
     /// A cockpit attached over the socket to the run of `repo`.
@@ -112,9 +130,16 @@ impl Home {
 }
 
 pub struct Daemon {
-    child: Child,
+    pub child: Child,
     // Held open: the daemon may say more.
     _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Daemon {
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
 }
 
 impl Drop for Daemon {
@@ -122,6 +147,10 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A fixture repository whose config names the scripted provider on its
