@@ -21,17 +21,8 @@ use crate::protocol::{Command, EngineUpdate};
 use crate::tui::{Theme, TuiOptions, run_tui};
 
 pub async fn run(global: &GlobalArgs, repo: &Path, args: RunArgs) -> Result<ExitCode> {
-    let requirement = match (&args.requirement, &args.requirement_text) {
-        (Some(file), _) => std::fs::read_to_string(file)
-            .with_context(|| format!("reading the requirement from {}", file.display()))?,
-        (None, Some(text)) => text.clone(),
-        (None, None) => {
-            bail!("give the requirement with --requirement FILE or --requirement-text TEXT")
-        }
-    };
-    if requirement.trim().is_empty() {
-        bail!("the requirement is empty");
-    }
+    let requirement =
+        super::read_requirement(args.requirement.as_deref(), args.requirement_text.as_deref())?;
     let repo = super::open_repo(repo)?;
     let config = super::load_config(&repo, global.config.as_deref())?;
     let choice = providers::build(

@@ -162,6 +162,23 @@ pub(crate) fn require_terminal(what: &str, instead: &str) -> Result<()> {
 pub(crate) const HEADLESS_INSTEAD: &str =
     "add --headless to print the run's events as JSON lines instead";
 
+/// The requirement of `run` and `submit`: from `--requirement FILE` or
+/// `--requirement-text TEXT`, never empty.
+pub(crate) fn read_requirement(file: Option<&Path>, text: Option<&str>) -> Result<String> {
+    let requirement = match (file, text) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading the requirement from {}", file.display()))?,
+        (None, Some(text)) => text.to_owned(),
+        (None, None) => {
+            bail!("give the requirement with --requirement FILE or --requirement-text TEXT")
+        }
+    };
+    if requirement.trim().is_empty() {
+        bail!("the requirement is empty");
+    }
+    Ok(requirement)
+}
+
 /// Loads config for a project: defaults, user file, project file, `--config`.
 pub(crate) fn load_config(repo: &Path, extra: Option<&Path>) -> Result<Config> {
     let mut files = Config::standard_files(repo);

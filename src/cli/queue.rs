@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::args::{QueueAction, QueueArgs, RepoAction, RepoArgs, SubmitArgs};
 use crate::daemon::protocol::{Reply, Request};
@@ -51,14 +51,8 @@ pub fn repo(args: RepoArgs) -> Result<ExitCode> {
 }
 
 pub fn submit(repo: &Path, args: SubmitArgs) -> Result<ExitCode> {
-    let requirement = match (&args.requirement, &args.requirement_text) {
-        (Some(file), _) => std::fs::read_to_string(file)
-            .with_context(|| format!("reading the requirement from {}", file.display()))?,
-        (None, Some(text)) => text.clone(),
-        (None, None) => {
-            bail!("give the requirement with --requirement FILE or --requirement-text TEXT")
-        }
-    };
+    let requirement =
+        super::read_requirement(args.requirement.as_deref(), args.requirement_text.as_deref())?;
     let (paths, mut queue) = open_queue()?;
     let repo = std::fs::canonicalize(repo)
         .with_context(|| format!("{} does not exist", repo.display()))?;
