@@ -352,6 +352,25 @@ impl Drop for Serving {
 
 #[tokio::test]
 async fn memofab_serve_takes_incidents_at_the_address_it_prints() {
+    serve_and_post(SecretIn::UserConfig).await;
+}
+
+#[tokio::test]
+async fn a_secret_in_serves_own_config_file_applies_too() {
+    serve_and_post(SecretIn::ConfigFlag).await;
+}
+
+/// Where the daemon's intake secret is set.
+enum SecretIn {
+    /// The user's config file.
+    UserConfig,
+    /// `memofab --config FILE serve`.
+    ConfigFlag,
+}
+
+/// The real `memofab serve --intake 127.0.0.1:0`: the secret applies, a
+/// signed Sentry alert is queued once however often it comes.
+async fn serve_and_post(secret_in: SecretIn) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
@@ -359,11 +378,12 @@ async fn memofab_serve_takes_incidents_at_the_address_it_prints() {
     let home = dir.path().join("home");
     let xdg = dir.path().join("xdg");
     std::fs::create_dir_all(xdg.join("memofab")).unwrap();
-    std::fs::write(
-        xdg.join("memofab/config.toml"),
-        "[daemon]\nintake_secret = \"s3cret\"\n",
-    )
-    .unwrap();
+    let secret = "[daemon]\nintake_secret = \"s3cret\"\n";
+    let flag = dir.path().join("daemon.toml");
+    match secret_in {
+        SecretIn::UserConfig => std::fs::write(xdg.join("memofab/config.toml"), secret).unwrap(),
+        SecretIn::ConfigFlag => std::fs::write(&flag, secret).unwrap(),
+    }
     let repo = dir.path().join("shop");
     std::fs::create_dir_all(repo.join("src/cart")).unwrap();
     std::fs::write(repo.join("src/cart/total.js"), "// shop\n").unwrap();
@@ -372,7 +392,11 @@ async fn memofab_serve_takes_incidents_at_the_address_it_prints() {
         .add_repo(&repo, None)
         .unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_memofab"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_memofab"));
+    if let SecretIn::ConfigFlag = secret_in {
+        command.arg("--config").arg(&flag);
+    }
+    let mut child = command
         .args(["serve", "--intake", "127.0.0.1:0"])
         .current_dir(dir.path())
         .env("MEMOFAB_HOME", &home)
@@ -413,6 +437,12 @@ async fn memofab_serve_takes_incidents_at_the_address_it_prints() {
     let (status, reply) =
         answer(post().header("Sentry-Hook-Signature", sign("s3cret", &body))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    // The same alert again: whether the daemon's worker has taken the entry
+    // (this directory is no repository, so its attempt fails) or not, the
+    // group is known and nothing more is queued.
+    let (status, reply) =
+        answer(post().header("Sentry-Hook-Signature", sign("s3cret", &body))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
 
     // The daemon's worker may already have taken it; it is in the queue,
     // as an incident, either way.

@@ -21,8 +21,10 @@ use crate::protocol::{Command, EngineUpdate};
 use crate::tui::{Theme, TuiOptions, run_tui};
 
 pub async fn run(global: &GlobalArgs, repo: &Path, args: RunArgs) -> Result<ExitCode> {
-    let requirement =
-        super::read_requirement(args.requirement.as_deref(), args.requirement_text.as_deref())?;
+    let requirement = super::read_requirement(
+        args.requirement.as_deref(),
+        args.requirement_text.as_deref(),
+    )?;
     let repo = super::open_repo(repo)?;
     let config = super::load_config(&repo, global.config.as_deref())?;
     let choice = providers::build(

@@ -51,8 +51,10 @@ pub fn repo(args: RepoArgs) -> Result<ExitCode> {
 }
 
 pub fn submit(repo: &Path, args: SubmitArgs) -> Result<ExitCode> {
-    let requirement =
-        super::read_requirement(args.requirement.as_deref(), args.requirement_text.as_deref())?;
+    let requirement = super::read_requirement(
+        args.requirement.as_deref(),
+        args.requirement_text.as_deref(),
+    )?;
     let (paths, mut queue) = open_queue()?;
     let repo = std::fs::canonicalize(repo)
         .with_context(|| format!("{} does not exist", repo.display()))?;

@@ -62,6 +62,9 @@ pub enum Known {
     RecentlyFixed { entry: RequirementId, days_ago: u64 },
     /// A human took the group's entry off the queue, recently.
     RecentlyDropped { entry: RequirementId, days_ago: u64 },
+    /// The group's last attempt failed, recently: an error no run can fix
+    /// must not fill the queue with one failing attempt per report.
+    RecentlyFailed { entry: RequirementId, days_ago: u64 },
 }
 
 impl Known {
@@ -69,7 +72,8 @@ impl Known {
         match self {
             Self::Open { entry, .. }
             | Self::RecentlyFixed { entry, .. }
-            | Self::RecentlyDropped { entry, .. } => *entry,
+            | Self::RecentlyDropped { entry, .. }
+            | Self::RecentlyFailed { entry, .. } => *entry,
         }
     }
 }
@@ -88,6 +92,11 @@ impl fmt::Display for Known {
                     ago(*days_ago)
                 )
             }
+            Self::RecentlyFailed { entry, days_ago } => write!(
+                f,
+                "this incident's last attempt, {entry}, failed {}; `memofab queue --all` says why, `memofab submit` tries again",
+                ago(*days_ago)
+            ),
         }
     }
 }
@@ -101,8 +110,9 @@ fn ago(days: u64) -> String {
 }
 
 /// Whether a report of a group with these queue entries needs a new one.
-/// A failed run, or a fix or drop older than `recent_fix_days`, lets the
-/// group be queued again: the error is still happening.
+/// The latest outcome within `recent_fix_days` counts (a fix, a drop or a
+/// failed attempt); an older one lets the group be queued again: the error
+/// is still happening.
 pub fn known(entries: &[QueuedRequirement], now_ms: u64, recent_fix_days: u32) -> Option<Known> {
     if let Some(open) = entries.iter().find(|e| e.state.is_open()) {
         return Some(Known::Open {
@@ -128,7 +138,11 @@ pub fn known(entries: &[QueuedRequirement], now_ms: u64, recent_fix_days: u32) -
                 entry: e.id,
                 days_ago,
             }),
-            _ => None,
+            ItemState::Failed => Some(Known::RecentlyFailed {
+                entry: e.id,
+                days_ago,
+            }),
+            ItemState::Queued | ItemState::Running => None,
         })
 }
 
@@ -209,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn open_entries_and_recent_fixes_are_known_old_and_failed_ones_are_not() {
+    fn open_entries_and_recent_outcomes_are_known_old_ones_are_not() {
         let now = 100 * DAY_MS;
         assert_eq!(known(&[], now, 7), None);
         let queued = [entry(3, ItemState::Queued, None)];
@@ -225,14 +239,21 @@ mod tests {
         );
         let old_fix = [entry(4, ItemState::Done, Some(now - 8 * DAY_MS))];
         assert_eq!(known(&old_fix, now, 7), None);
+        // A failed attempt holds the group back too, so an error no run can
+        // fix does not queue one failing attempt per report.
         let failed = [entry(5, ItemState::Failed, Some(now - DAY_MS))];
-        assert_eq!(known(&failed, now, 7), None);
-        // The latest outcome counts: a failed retry after a fix queues again.
+        assert!(matches!(
+            known(&failed, now, 7),
+            Some(Known::RecentlyFailed { days_ago: 1, .. })
+        ));
+        let old_failure = [entry(5, ItemState::Failed, Some(now - 8 * DAY_MS))];
+        assert_eq!(known(&old_failure, now, 7), None);
+        // The latest outcome counts: a failed retry after a fix.
         let refailed = [
             entry(6, ItemState::Failed, Some(now - DAY_MS)),
             entry(4, ItemState::Done, Some(now - 2 * DAY_MS)),
         ];
-        assert_eq!(known(&refailed, now, 7), None);
+        assert_eq!(known(&refailed, now, 7).unwrap().entry(), RequirementId(6));
         let dropped = [entry(7, ItemState::Dropped, Some(now))];
         assert!(matches!(
             known(&dropped, now, 7),
