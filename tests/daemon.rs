@@ -206,18 +206,6 @@ fn one_daemon_serves_and_the_queue_says_so() {
 fn sigterm_interrupts_the_runs_and_the_next_start_carries_them_on() {
     let home = Home::new();
     let mut daemon = home.serve();
-    // No provider named in its config: the entry fails, with why.
-    let bare = fixture_repo("hygiene/lazy.toml");
-    home.add_repo(&bare);
-    home.submit(&bare);
-    let failed = wait_for("the entry to fail", || {
-        home.entries()
-            .into_iter()
-            .find(|e| e.state == ItemState::Failed)
-    });
-    assert!(failed.note.is_some_and(|n| !n.is_empty()));
-    assert!(latest_run(&bare.repo).is_none(), "no run was stored");
-
     let gated = scripted_repo("hygiene/gated.toml");
     home.add_repo(&gated);
     home.submit(&gated);
@@ -264,4 +252,55 @@ fn sigterm_interrupts_the_runs_and_the_next_start_carries_them_on() {
     });
     assert_whole_run(&gated.repo, &run);
     assert!(on_mainline(&gated.repo, "note.txt"));
+}
+
+#[test]
+fn a_repository_that_is_not_ready_holds_its_entry_until_it_is() {
+    let home = Home::new();
+    let _daemon = home.serve();
+    let repo = fixture_repo("hygiene/lazy.toml");
+    let main_before = git(&repo.repo, &["rev-parse", "main"]);
+    home.add_repo(&repo);
+    home.submit(&repo);
+    // No provider named in its config: the entry waits, with why; it is
+    // neither failed nor started.
+    let held = wait_for("the entry to be held", || {
+        home.entries().into_iter().find(|e| e.note.is_some())
+    });
+    assert_eq!(held.state, ItemState::Queued, "{held:?}");
+    assert_eq!(held.run, None);
+    assert!(latest_run(&repo.repo).is_none(), "no run was stored");
+    let out = home.memofab(&repo.repo, &["queue"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("waits:"));
+
+    // The provider named, but the checkout has uncommitted changes: still
+    // held, now for that.
+    name_scripted_provider(&repo, "hygiene/lazy.toml");
+    std::fs::write(repo.repo.join("README.md"), "edited by the human\n").unwrap();
+    client::wake(&DaemonPaths::in_dir(&home.path()));
+    let dirty = wait_for("the entry held for the dirty checkout", || {
+        home.entries()
+            .into_iter()
+            .find(|e| e.note.as_deref().is_some_and(|n| n.contains("README.md")))
+    });
+    assert_eq!(dirty.state, ItemState::Queued, "{dirty:?}");
+    assert!(latest_run(&repo.repo).is_none(), "no run was stored");
+    assert_eq!(git(&repo.repo, &["rev-parse", "main"]), main_before);
+
+    // Committed: the entry runs and lands, under one run.
+    git(&repo.repo, &["commit", "-qam", "the human's edit"]);
+    client::wake(&DaemonPaths::in_dir(&home.path()));
+    let done = wait_for("the entry done", || all_done(&home, 1)).remove(0);
+    assert_eq!(done.note, None);
+    assert_whole_run(&repo.repo, &done.run.unwrap());
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

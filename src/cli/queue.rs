@@ -128,7 +128,10 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool) -> Result<()> {
                 e.run.as_ref().map_or("-", |r| r.as_str()),
             );
             if let Some(note) = &e.note {
-                println!("{:<6} {note}", "");
+                // A queued or running entry with a note waits for the
+                // repository to be ready; a failed one says why it failed.
+                let label = if e.state.is_open() { "waits:" } else { "why:" };
+                println!("{:<6} {label} {note}", "");
             }
         }
     }

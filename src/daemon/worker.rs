@@ -53,6 +53,20 @@ enum Outcome {
     Failed(String),
     /// Stopped with the daemon: resumed at its next start.
     Interrupted,
+    /// The repository is not ready for the run (uncommitted changes, no
+    /// provider, another memofab at work): the entry waits, with why, and
+    /// is tried again at the next look; the rest of the repository's queue
+    /// waits behind it, as it would meet the same.
+    Held(String),
+}
+
+/// What a worker does after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Take the next entry now.
+    Go,
+    /// Wait for a wake or the next look.
+    Wait,
 }
 
 struct Worker {
@@ -112,7 +126,7 @@ async fn work(env: Workers, repo: RegisteredRepo, bell: Arc<Notify>) {
             // An entry that could not be taken (the store is busy) waits
             // for the next look rather than spinning.
             Ok(Some(entry)) => {
-                if take_turn(&env, &repo, entry).await {
+                if take_turn(&env, &repo, entry).await == Next::Go {
                     continue;
                 }
             }
@@ -153,15 +167,20 @@ fn next_entry(
 }
 
 /// Runs one entry to its end (or to the daemon's stop) and records how it
-/// ended on the queue. False if the entry could not be taken.
-async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequirement) -> bool {
+/// ended on the queue.
+async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequirement) -> Next {
     let id = entry.id;
     let (run, resuming) = match (&entry.state, &entry.run) {
         (ItemState::Running, Some(run)) => (run.clone(), true),
         (ItemState::Running, None) => {
             // Marked running without a run id: never written by a worker.
-            finish(env, id, Outcome::Failed("running without a run id".into()));
-            return true;
+            finish(
+                env,
+                &entry,
+                false,
+                Outcome::Failed("running without a run id".into()),
+            );
+            return Next::Go;
         }
         _ => {
             // Recorded before the run exists, so a kill at any point is
@@ -173,23 +192,40 @@ async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequiremen
                 .and_then(|mut q| q.mark_running(id, &run));
             if let Err(e) = marked {
                 tracing::warn!(entry = %id, error = %e, "cannot take a queue entry");
-                return false;
+                return Next::Wait;
             }
             (run, false)
         }
     };
     tracing::info!(entry = %id, repo = %repo.name, %run, resuming, "run starting");
     let outcome = drive(env, repo, &entry, run.clone(), resuming).await;
-    tracing::info!(entry = %id, %run, ?outcome, "run ended");
-    finish(env, id, outcome);
-    true
+    let next = match &outcome {
+        Outcome::Held(why) => {
+            // Said once per reason, not at every look.
+            if entry.note.as_deref() != Some(why.as_str()) {
+                tracing::info!(entry = %id, repo = %repo.name, reason = %why, "entry held");
+            }
+            Next::Wait
+        }
+        _ => {
+            tracing::info!(entry = %id, %run, ?outcome, "run ended");
+            Next::Go
+        }
+    };
+    finish(env, &entry, resuming, outcome);
+    next
 }
 
-fn finish(env: &Workers, id: crate::domain::queue::RequirementId, outcome: Outcome) {
+fn finish(env: &Workers, entry: &QueuedRequirement, resuming: bool, outcome: Outcome) {
+    let id = entry.id;
     let written = env.shared.queue().and_then(|mut q| match &outcome {
         Outcome::Done => q.mark_finished(id, ItemState::Done),
         Outcome::Failed(note) => q.mark_failed(id, note),
         Outcome::Interrupted => Ok(()),
+        // A run already stored stays running, to be resumed; an unstarted
+        // one goes back to the queue.
+        Outcome::Held(note) if resuming => q.set_note(id, note),
+        Outcome::Held(note) => q.hold(id, note),
     });
     if let Err(e) = written {
         tracing::error!(entry = %id, error = %e, "cannot record how a queue entry ended");
@@ -233,7 +269,9 @@ async fn drive(
         Ok(Launch::Resume(request)) => {
             Box::pin(session::resume(*request, updates_tx, commands_rx)) as EngineRun
         }
-        Err(reason) => return Outcome::Failed(reason),
+        // The repository's config names no usable provider: every entry
+        // would meet the same until it is fixed.
+        Err(reason) => return Outcome::Held(reason),
     };
     let (fanout, _) = broadcast::channel(FANOUT_CAPACITY);
     env.shared.live.insert(LiveRun {
@@ -270,8 +308,33 @@ async fn drive(
             tracing::warn!(%run, error = %e, "a run failed while the daemon stopped");
             Outcome::Interrupted
         }
+        Err(e) if not_ready(&e) && (resuming || !stored_run(&repo.path, &run)) => {
+            Outcome::Held(e.to_string())
+        }
         Err(e) => Outcome::Failed(e.to_string()),
     }
+}
+
+/// Errors that say the repository or its setup is not ready for a run
+/// (the human can fix them), not that this requirement cannot be done.
+fn not_ready(error: &EngineError) -> bool {
+    matches!(
+        error,
+        EngineError::Preflight(_)
+            | EngineError::Config(_)
+            | EngineError::Isolation(_)
+            | EngineError::Policy(_)
+            | EngineError::Invalid(_)
+    )
+}
+
+/// Whether the run got as far as its store (a run stored is resumed, never
+/// started again).
+fn stored_run(repo: &Path, run: &RunId) -> bool {
+    !matches!(
+        session::stored_state(repo, run),
+        Err(EngineError::UnknownRun(_) | EngineError::NoStore(_))
+    )
 }
 
 /// Drives the engine; when the daemon stops, asks it to shut down and waits

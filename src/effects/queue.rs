@@ -410,13 +410,39 @@ impl Queue {
         let changed = self
             .conn
             .execute(
-                "UPDATE requirements SET state = 'running', run = ?2 WHERE id = ?1 AND state = 'queued'",
+                "UPDATE requirements SET state = 'running', run = ?2, note = NULL WHERE id = ?1 AND state = 'queued'",
                 params![id.0, run.as_str()],
             )
             .ctx("starting an entry")?;
         if changed == 0 {
             return Err(QueueError::Refused(format!("{id} is not queued")));
         }
+        Ok(())
+    }
+
+    /// The entry's run could not start because the repository is not ready
+    /// (uncommitted changes, no provider configured, another memofab at
+    /// work): it goes back to the queue, unstarted, with `note` saying why,
+    /// and is tried again later. A run already stored is never put back.
+    pub fn hold(&mut self, id: RequirementId, note: &str) -> QueueResult<()> {
+        self.conn
+            .execute(
+                "UPDATE requirements SET state = 'queued', run = NULL, note = ?2 WHERE id = ?1 AND state = 'running'",
+                params![id.0, note],
+            )
+            .ctx("holding an entry")?;
+        Ok(())
+    }
+
+    /// Why an entry waits, kept beside it without changing its state (a run
+    /// to resume that cannot resume yet).
+    pub fn set_note(&mut self, id: RequirementId, note: &str) -> QueueResult<()> {
+        self.conn
+            .execute(
+                "UPDATE requirements SET note = ?2 WHERE id = ?1",
+                params![id.0, note],
+            )
+            .ctx("noting why an entry waits")?;
         Ok(())
     }
 
@@ -572,6 +598,26 @@ mod tests {
         assert_eq!(q.next_queued("shop").unwrap().unwrap().id, b.id);
         q.drop_entry(b.id).unwrap();
         assert_eq!(q.next_queued("shop").unwrap().unwrap().id, c.id);
+    }
+
+    #[test]
+    fn a_held_entry_goes_back_to_the_queue_unstarted_with_why() {
+        let (_dir, mut q, _) = queue();
+        let a = submit(&mut q, "a", 0);
+        q.mark_running(a.id, &RunId::new("r1")).unwrap();
+        q.hold(a.id, "uncommitted changes").unwrap();
+        let held = q.entry(a.id).unwrap();
+        assert_eq!(held.state, ItemState::Queued);
+        assert_eq!(held.run, None);
+        assert_eq!(held.note.as_deref(), Some("uncommitted changes"));
+        assert_eq!(q.next_queued("shop").unwrap().unwrap().id, a.id);
+        // Taken again: the note goes with the start.
+        q.mark_running(a.id, &RunId::new("r2")).unwrap();
+        assert_eq!(q.entry(a.id).unwrap().note, None);
+        // A finished entry is never put back.
+        q.mark_finished(a.id, ItemState::Done).unwrap();
+        q.hold(a.id, "x").unwrap();
+        assert_eq!(q.entry(a.id).unwrap().state, ItemState::Done);
     }
 
     #[test]

@@ -157,6 +157,13 @@ pub fn stderr(out: &Output) -> String {
 /// scenario, as a user's repository names its provider.
 pub fn scripted_repo(fixture: &str) -> DemoRepo {
     let demo = fixture_repo(fixture);
+    name_scripted_provider(&demo, fixture);
+    demo
+}
+
+/// Names the scripted provider on the fixture's scenario in the
+/// repository's config.
+pub fn name_scripted_provider(demo: &DemoRepo, fixture: &str) {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(fixture);
@@ -167,7 +174,6 @@ pub fn scripted_repo(fixture: &str) -> DemoRepo {
         scenario.display().to_string()
     ));
     std::fs::write(&config, text).unwrap();
-    demo
 }
 
 /// Polls `check` until it gives a value, failing the test at the deadline.
