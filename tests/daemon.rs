@@ -11,6 +11,7 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use daemon::*;
 use memofab::daemon::protocol::{Reply, Request};
@@ -303,4 +304,55 @@ fn git(repo: &Path, args: &[&str]) -> String {
         .unwrap();
     assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// An agent's command must not steer the daemon: it could approve its own
+/// gate or stop every run. The socket is private to the user, and agents
+/// run as the user, so the daemon refuses connections from inside a fence.
+#[test]
+fn a_fenced_command_cannot_reach_the_daemon() {
+    use memofab::effects::isolation::{Mechanism, testing};
+    use memofab::effects::process::{CommandSpec, Isolation, run_command};
+
+    let home = Home::new();
+    let mut daemon = home.serve();
+    let paths = DaemonPaths::in_dir(&home.path());
+    // What an escaping agent would try: ask the daemon to stop.
+    let attack = format!(
+        "perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer => \"{}\") or die \"no connection: $!\\n\"; print $s qq({{\"request\":\"shutdown\"}}\\n); print scalar <$s>'",
+        paths.socket.display()
+    );
+    let cwd = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let run = |isolation: Isolation| {
+        runtime
+            .block_on(run_command(&CommandSpec {
+                command: attack.clone(),
+                cwd: cwd.path().to_owned(),
+                timeout: Duration::from_secs(20),
+                output_cap: 4096,
+                extra_env: Vec::new(),
+                isolation,
+            }))
+            .unwrap()
+    };
+    for mechanism in [Mechanism::Landlock, Mechanism::Bwrap] {
+        let Some(isolation) = testing::forced(mechanism) else {
+            continue;
+        };
+        let out = run(isolation);
+        assert!(
+            matches!(
+                client::request(&paths, &Request::Status),
+                Some(Reply::Status(_))
+            ),
+            "under {}, the daemon still serves: {}",
+            mechanism.label(),
+            out.output
+        );
+    }
+    // The same command unfenced does reach it: the test can tell.
+    run(Isolation::none());
+    let status = wait_for("the daemon to stop", || daemon.child.try_wait().unwrap());
+    assert!(status.success());
 }

@@ -6,6 +6,7 @@
 //! - [`paths`]: where the queue, lock and socket live.
 //! - [`protocol`]: the socket's requests and replies.
 //! - [`live`]: the runs under way, shared by workers and attached cockpits.
+//! - [`peer`]: only the user's own processes outside any fence get in.
 //! - [`shared`]: what every part of the daemon holds.
 //! - [`attach`]: a cockpit attached over the socket.
 //! - [`intake`]: error reports over HTTP become queued requirements.
@@ -22,6 +23,7 @@ pub mod live;
 pub mod lock;
 pub mod nightly;
 pub mod paths;
+pub mod peer;
 pub mod protocol;
 pub mod server;
 pub mod shared;

@@ -161,6 +161,15 @@ fn set_private(socket: &Path) -> DaemonResult<()> {
 
 /// One connection: its first line says what it wants.
 async fn serve_client(stream: UnixStream, ctx: Connections) {
+    if let Err(refused) = super::peer::check(&stream) {
+        tracing::warn!(reason = %refused, "refused a connection");
+        let (_, mut writer) = stream.into_split();
+        let reply = Reply::Error {
+            message: format!("refused: {refused}"),
+        };
+        send(&mut writer, &reply).await;
+        return;
+    }
     let (read, mut writer) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let first = match lines.next_line().await {
