@@ -97,6 +97,7 @@ pub struct RepoArgs {
 pub enum RepoAction {
     /// Register a repository with the daemon.
     Add {
+        /// The repository (any path inside it).
         path: PathBuf,
         /// Its short name (default: the directory's name).
         #[arg(long)]
@@ -105,7 +106,13 @@ pub enum RepoAction {
     /// List the registered repositories.
     List,
     /// Unregister a repository (by name or path); its queued entries are dropped.
-    Remove { repo: String },
+    Remove {
+        // Not called `repo`: that id is the global `--repo` option's, and
+        // clap panics on two arguments with one id.
+        /// Its name (`memofab repo list`) or a path inside it.
+        #[arg(value_name = "REPO")]
+        which: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -134,12 +141,17 @@ pub struct QueueArgs {
 pub enum QueueAction {
     /// Change a queued entry's priority (higher runs first).
     Move {
+        /// The entry, as `memofab queue` lists it (q12).
         entry: String,
+        /// Its new priority; higher runs first.
         #[arg(long, allow_negative_numbers = true)]
         priority: i64,
     },
-    /// Take a queued entry off the queue.
-    Drop { entry: String },
+    /// Take a queued entry off the queue (a running one is cancelled in its cockpit).
+    Drop {
+        /// The entry, as `memofab queue` lists it (q12).
+        entry: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -319,4 +331,23 @@ pub struct ExportArgs {
     /// Output file (default: standard output).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_remove_takes_a_name_beside_the_global_repo_option() {
+        let cli =
+            Cli::try_parse_from(["memofab", "--repo", "/x", "repo", "remove", "shop"]).unwrap();
+        let Some(Commands::Repo(RepoArgs {
+            action: RepoAction::Remove { which },
+        })) = cli.command
+        else {
+            panic!("not repo remove: {:?}", cli.command);
+        };
+        assert_eq!(which, "shop");
+        assert_eq!(cli.repo, Some(PathBuf::from("/x")));
+    }
 }

@@ -41,8 +41,8 @@ pub fn repo(args: RepoArgs) -> Result<ExitCode> {
                 println!("{:<20} {}", repo.name, repo.path.display());
             }
         }
-        RepoAction::Remove { repo } => {
-            let removed = queue.remove_repo(&repo)?;
+        RepoAction::Remove { which } => {
+            let removed = queue.remove_repo(&which)?;
             println!("unregistered {} ({})", removed.name, removed.path.display());
             client::wake(&paths);
         }
