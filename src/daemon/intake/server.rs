@@ -70,7 +70,7 @@ pub(super) async fn spawn(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(DaemonError::io(format!(
-            "listening for incidents at {addr}"
+            "cannot listen for incidents at {addr} (give `--intake` another address, or stop what listens there)"
         )))?;
     let bound = listener
         .local_addr()
