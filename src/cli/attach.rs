@@ -104,12 +104,29 @@ pub async fn run(global: &GlobalArgs, attachment: Attachment) -> Result<ExitCode
         ));
     }
     let reader = tokio::spawn(read_replies(lines, feed.clone()));
-    let writer = tokio::spawn(write_commands(writer, commands_rx, feed, repo, paths));
+    let writer = tokio::spawn(write_commands(
+        writer,
+        commands_rx,
+        feed,
+        repo,
+        paths.clone(),
+    ));
     let ui = crate::tui::run_attached(feed_rx, commands, options).await;
     // Closing the connection is detaching.
     reader.abort();
     writer.abort();
     ui?;
+    // The daemon may have gone while this cockpit was attached (killed,
+    // crashed, stopped): then nothing goes on, and saying so is the job.
+    let serving =
+        tokio::task::spawn_blocking(move || client::request(&paths, &Request::Status).is_some())
+            .await
+            .unwrap_or(false);
+    if !serving {
+        bail!(
+            "the daemon stopped while this cockpit was attached; `memofab serve` starts it again and its runs resume where they stopped"
+        );
+    }
     eprintln!(
         "memofab: detached; the daemon's run goes on (`memofab` here attaches again, `memofab queue` shows the queue)"
     );
