@@ -43,3 +43,84 @@ fn repo_remove_unregisters_by_name_and_by_path() {
     let out = home.memofab(&shop.repo, &["repo", "remove", "shop"]);
     assert_eq!(out.status.code(), Some(1), "unknown now: {out:?}");
 }
+
+#[test]
+fn submit_takes_a_registered_name_and_refuses_what_no_run_would_take() {
+    let home = Home::new();
+    let shop = demo_repo();
+    let out = home.memofab(
+        &shop.repo,
+        &["repo", "add", shop.repo.to_str().unwrap(), "--name", "shop"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let elsewhere = tempfile::tempdir().unwrap();
+
+    // By name, from a directory that is no repository.
+    let out = home.memofab(
+        elsewhere.path(),
+        &[
+            "submit",
+            "--repo",
+            "shop",
+            "--requirement-text",
+            "Add CSV export",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(home.entries().len(), 1);
+
+    // One line longer than the repository's runs accept: refused, nothing
+    // queued, and the line is not echoed whole.
+    let long = elsewhere.path().join("long.md");
+    std::fs::write(&long, "Add x. ".repeat(50_000)).unwrap();
+    let out = home.memofab(
+        elsewhere.path(),
+        &[
+            "submit",
+            "--repo",
+            "shop",
+            "--requirement",
+            long.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.len() + out.stderr.len() < 1_000, "{out:?}");
+    assert_eq!(home.entries().len(), 1);
+
+    // Within the limit but on one long line: queued, echoed as a title.
+    std::fs::write(&long, "Add x. ".repeat(10_000)).unwrap();
+    let out = home.memofab(
+        elsewhere.path(),
+        &[
+            "submit",
+            "--repo",
+            "shop",
+            "--requirement",
+            long.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.len() < 1_000,
+        "{} bytes echoed",
+        out.stdout.len()
+    );
+    assert_eq!(home.entries().len(), 2);
+
+    for bad in [
+        vec!["submit", "--repo", "nowhere", "--requirement-text", "x"],
+        vec!["submit", "--repo", "shop", "--requirement-text", "  "],
+        vec![
+            "submit",
+            "--repo",
+            "shop",
+            "--requirement",
+            "/nonexistent/req.md",
+        ],
+        vec!["submit", "--repo", "shop"],
+    ] {
+        let out = home.memofab(elsewhere.path(), &bad);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {out:?}");
+    }
+    assert_eq!(home.entries().len(), 2, "no bad submission queued anything");
+}

@@ -68,7 +68,7 @@ impl From<&QueuedRequirement> for QueueEntry {
             priority: e.priority,
             source: e.source.as_str().to_owned(),
             run: e.run.as_ref().map(|r| r.as_str().to_owned()),
-            title: e.title().to_owned(),
+            title: e.title(),
             submitted_ms: e.submitted_ms,
             finished_ms: e.finished_ms,
         }
