@@ -70,7 +70,8 @@ pub enum Commands {
     Serve(ServeArgs),
     /// Register, list or unregister the repositories the daemon works in.
     Repo(RepoArgs),
-    /// Put a requirement on a repository's queue (default: this one).
+    /// Put a requirement on a registered repository's queue (--repo PATH or
+    /// NAME; default: the one here).
     Submit(SubmitArgs),
     /// List the daemon's queue; reorder or drop entries.
     Queue(QueueArgs),
