@@ -70,7 +70,8 @@ pub enum Commands {
     Serve(ServeArgs),
     /// Register, list or unregister the repositories the daemon works in.
     Repo(RepoArgs),
-    /// Put a requirement on a repository's queue (default: this one).
+    /// Put a requirement on a registered repository's queue (--repo PATH or
+    /// NAME; default: the one here).
     Submit(SubmitArgs),
     /// List the daemon's queue; reorder or drop entries.
     Queue(QueueArgs),
@@ -97,6 +98,7 @@ pub struct RepoArgs {
 pub enum RepoAction {
     /// Register a repository with the daemon.
     Add {
+        /// The repository (any path inside it).
         path: PathBuf,
         /// Its short name (default: the directory's name).
         #[arg(long)]
@@ -105,7 +107,13 @@ pub enum RepoAction {
     /// List the registered repositories.
     List,
     /// Unregister a repository (by name or path); its queued entries are dropped.
-    Remove { repo: String },
+    Remove {
+        // Not called `repo`: that id is the global `--repo` option's, and
+        // clap panics on two arguments with one id.
+        /// Its name (`memofab repo list`) or a path inside it.
+        #[arg(value_name = "REPO")]
+        which: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -134,12 +142,17 @@ pub struct QueueArgs {
 pub enum QueueAction {
     /// Change a queued entry's priority (higher runs first).
     Move {
+        /// The entry, as `memofab queue` lists it (q12).
         entry: String,
+        /// Its new priority; higher runs first.
         #[arg(long, allow_negative_numbers = true)]
         priority: i64,
     },
-    /// Take a queued entry off the queue.
-    Drop { entry: String },
+    /// Take a queued entry off the queue (a running one is cancelled in its cockpit).
+    Drop {
+        /// The entry, as `memofab queue` lists it (q12).
+        entry: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -319,4 +332,23 @@ pub struct ExportArgs {
     /// Output file (default: standard output).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_remove_takes_a_name_beside_the_global_repo_option() {
+        let cli =
+            Cli::try_parse_from(["memofab", "--repo", "/x", "repo", "remove", "shop"]).unwrap();
+        let Some(Commands::Repo(RepoArgs {
+            action: RepoAction::Remove { which },
+        })) = cli.command
+        else {
+            panic!("not repo remove: {:?}", cli.command);
+        };
+        assert_eq!(which, "shop");
+        assert_eq!(cli.repo, Some(PathBuf::from("/x")));
+    }
 }

@@ -104,12 +104,29 @@ pub async fn run(global: &GlobalArgs, attachment: Attachment) -> Result<ExitCode
         ));
     }
     let reader = tokio::spawn(read_replies(lines, feed.clone()));
-    let writer = tokio::spawn(write_commands(writer, commands_rx, feed, repo, paths));
+    let writer = tokio::spawn(write_commands(
+        writer,
+        commands_rx,
+        feed,
+        repo,
+        paths.clone(),
+    ));
     let ui = crate::tui::run_attached(feed_rx, commands, options).await;
     // Closing the connection is detaching.
     reader.abort();
     writer.abort();
     ui?;
+    // The daemon may have gone while this cockpit was attached (killed,
+    // crashed, stopped): then nothing goes on, and saying so is the job.
+    let serving =
+        tokio::task::spawn_blocking(move || client::request(&paths, &Request::Status).is_some())
+            .await
+            .unwrap_or(false);
+    if !serving {
+        bail!(
+            "the daemon stopped while this cockpit was attached; `memofab serve` starts it again and its runs resume where they stopped"
+        );
+    }
     eprintln!(
         "memofab: detached; the daemon's run goes on (`memofab` here attaches again, `memofab queue` shows the queue)"
     );
@@ -167,20 +184,31 @@ async fn write_commands(
 async fn queue_requirement(repo: &Path, paths: &DaemonPaths, requirement: String) -> Feed {
     let (repo, paths) = (repo.to_owned(), paths.clone());
     let queued = tokio::task::spawn_blocking(move || {
-        let entry = Queue::open(&paths.queue)?.submit(NewRequirement {
-            repo: repo.display().to_string(),
-            requirement,
-            priority: 0,
-            source: Source::Human,
-            fingerprint: None,
-        })?;
+        // Too long for the repository's runs: refused now, not failed later.
+        if let Ok(config) =
+            crate::config::Config::load(&crate::config::Config::standard_files(&repo))
+        {
+            crate::engine::context::check_requirement(&config, &requirement)
+                .map_err(|e| e.to_string())?;
+        }
+        let entry = Queue::open(&paths.queue)
+            .and_then(|mut queue| {
+                queue.submit(NewRequirement {
+                    repo: repo.display().to_string(),
+                    requirement,
+                    priority: 0,
+                    source: Source::Human,
+                    fingerprint: None,
+                })
+            })
+            .map_err(|e| e.to_string())?;
         client::wake(&paths);
-        Ok::<_, crate::effects::queue::QueueError>(entry.id)
+        Ok::<_, String>(entry.id)
     })
     .await;
     match queued {
         Ok(Ok(id)) => Feed::Queued(id),
-        Ok(Err(e)) => Feed::Refused(e.to_string()),
+        Ok(Err(why)) => Feed::Refused(why),
         Err(e) => Feed::Refused(e.to_string()),
     }
 }
@@ -217,6 +245,16 @@ mod tests {
             (entry.state, entry.source, entry.requirement.as_str()),
             (ItemState::Queued, Source::Human, "Add a flag")
         );
+
+        // Nor a requirement longer than the repository's runs take.
+        std::fs::create_dir_all(repo.join(".memofab")).unwrap();
+        std::fs::write(
+            repo.join(".memofab/config.toml"),
+            "[run]\nmax_requirement_bytes = 10\n",
+        )
+        .unwrap();
+        let fed = queue_requirement(&repo, &paths, "Add a flag, now".into()).await;
+        assert!(matches!(fed, Feed::Refused(_)), "{fed:?}");
 
         // Nothing is queued for a repository the daemon does not serve.
         let elsewhere = dir.path().join("elsewhere");

@@ -51,10 +51,27 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("memofab: {e:#}");
+            eprintln!("memofab: {}", error_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, like `{:#}`, but without a cause
+/// the line already ends with: our error types print their source in their
+/// own message, and `{:#}` would print it twice.
+fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -212,4 +229,33 @@ pub(crate) fn init_logging(dir: &Path) {
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("listening at {addr}: {source}")]
+    struct Listening {
+        addr: &'static str,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let error = anyhow::Error::new(Listening {
+            addr: "127.0.0.1:8787",
+            source: io,
+        })
+        .context("serving");
+        assert_eq!(
+            error_line(&error),
+            "serving: listening at 127.0.0.1:8787: Address already in use"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_line(&plain), "outer: inner");
+    }
 }

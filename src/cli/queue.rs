@@ -41,8 +41,8 @@ pub fn repo(args: RepoArgs) -> Result<ExitCode> {
                 println!("{:<20} {}", repo.name, repo.path.display());
             }
         }
-        RepoAction::Remove { repo } => {
-            let removed = queue.remove_repo(&repo)?;
+        RepoAction::Remove { which } => {
+            let removed = queue.remove_repo(&which)?;
             println!("unregistered {} ({})", removed.name, removed.path.display());
             client::wake(&paths);
         }
@@ -56,10 +56,15 @@ pub fn submit(repo: &Path, args: SubmitArgs) -> Result<ExitCode> {
         args.requirement_text.as_deref(),
     )?;
     let (paths, mut queue) = open_queue()?;
-    let repo = std::fs::canonicalize(repo)
-        .with_context(|| format!("{} does not exist", repo.display()))?;
+    // A path inside the repository, or else its registered name.
+    let repo = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_owned());
+    let registered = queue.resolve_repo(&repo.display().to_string())?;
+    // Too long for the repository's runs: refused now, not failed later.
+    if let Ok(config) = super::load_config(&registered.path, None) {
+        crate::engine::context::check_requirement(&config, &requirement)?;
+    }
     let entry = queue.submit(NewRequirement {
-        repo: repo.display().to_string(),
+        repo: registered.name,
         requirement,
         priority: args.priority,
         source: Source::Human,

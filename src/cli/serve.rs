@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::sync::oneshot;
 
 use super::args::{GlobalArgs, ServeArgs};
@@ -39,8 +39,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
     if let Some(addr) = args.intake {
         let bound = server
             .start_intake(addr, IntakeSettings::from_config(&config.daemon)?)
-            .await
-            .with_context(|| format!("accepting incidents at {addr}"))?;
+            .await?;
         say(&format!(
             "memofab serve: incidents accepted at http://{bound}"
         ));

@@ -130,6 +130,21 @@ mod tests {
     }
 
     #[test]
+    fn a_daemon_with_no_agent_slot_is_refused_in_its_file() {
+        match load("[daemon]\nmax_agents = 0\n") {
+            Err(ConfigError::Parse { path, .. }) => assert!(path.ends_with("project.toml")),
+            other => panic!("max_agents = 0 is refused: {other:?}"),
+        }
+        assert_eq!(
+            load("[daemon]\nmax_agents = 1\n")
+                .unwrap()
+                .daemon
+                .max_agents,
+            1
+        );
+    }
+
+    #[test]
     fn the_overseer_schedule_is_a_time_of_day_checked_where_it_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");

@@ -554,6 +554,12 @@ impl Config {
                 "run.max_tasks must be at least 1".into(),
             ));
         }
+        if self.daemon.max_agents == 0 {
+            return Some(Problem::new(
+                &["daemon", "max_agents"],
+                "daemon.max_agents must be at least 1".into(),
+            ));
+        }
         let mut roles: Vec<(String, &RoleConfig)> = self
             .roles
             .default

@@ -153,15 +153,54 @@ pub struct QueuedRequirement {
 }
 
 impl QueuedRequirement {
-    /// The requirement's first line, for one-line listings.
-    pub fn title(&self) -> &str {
-        self.requirement.lines().next().unwrap_or("").trim()
+    /// The requirement's first line, for one-line listings; a long one is
+    /// cut (with `…`) so that a requirement written on one line is not
+    /// echoed whole.
+    pub fn title(&self) -> String {
+        let line = self.requirement.lines().next().unwrap_or("").trim();
+        match line.char_indices().nth(TITLE_CHARS) {
+            Some((end, _)) => format!("{}…", line[..end].trim_end()),
+            None => line.to_owned(),
+        }
     }
 }
+
+/// The longest title, in characters.
+const TITLE_CHARS: usize = 72;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(requirement: &str) -> QueuedRequirement {
+        QueuedRequirement {
+            id: RequirementId(1),
+            repo: "shop".into(),
+            requirement: requirement.into(),
+            priority: 0,
+            source: Source::Human,
+            fingerprint: None,
+            state: ItemState::Queued,
+            run: None,
+            submitted_ms: 0,
+            finished_ms: None,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn a_title_is_the_first_line_and_never_the_whole_of_a_long_one() {
+        assert_eq!(
+            entry("  Add CSV export \nwith headers").title(),
+            "Add CSV export"
+        );
+        let long = "Add x. ".repeat(50_000);
+        let title = entry(&long).title();
+        assert!(title.chars().count() <= TITLE_CHARS + 1, "{title}");
+        assert!(title.starts_with("Add x. Add x.") && title.ends_with('…'));
+        let exact = "é".repeat(TITLE_CHARS);
+        assert_eq!(entry(&exact).title(), exact);
+    }
 
     #[test]
     fn ids_read_with_or_without_their_prefix() {

@@ -281,7 +281,9 @@ impl Queue {
     /// Puts a requirement on its repository's queue.
     pub fn submit(&mut self, new: NewRequirement) -> QueueResult<QueuedRequirement> {
         if new.requirement.trim().is_empty() {
-            return Err(QueueError::Refused("the requirement is empty".into()));
+            return Err(QueueError::Refused(
+                "the requirement is empty; say what the factory should build".into(),
+            ));
         }
         let repo = self.resolve_repo(&new.repo)?;
         let now = crate::engine::recorder::now_ms();

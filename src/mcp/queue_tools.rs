@@ -68,7 +68,7 @@ impl From<&QueuedRequirement> for QueueEntry {
             priority: e.priority,
             source: e.source.as_str().to_owned(),
             run: e.run.as_ref().map(|r| r.as_str().to_owned()),
-            title: e.title().to_owned(),
+            title: e.title(),
             submitted_ms: e.submitted_ms,
             finished_ms: e.finished_ms,
         }
@@ -124,8 +124,14 @@ pub(super) fn open_queue(paths: &DaemonPaths) -> ToolResult<Queue> {
 
 pub fn submit(paths: &DaemonPaths, args: SubmitArgs) -> ToolResult<Submitted> {
     let mut queue = open_queue(paths)?;
+    let registered = queue.resolve_repo(&args.repo)?;
+    // Too long for the repository's runs: refused now, not failed later.
+    let files = crate::config::Config::standard_files(&registered.path);
+    if let Ok(config) = crate::config::Config::load(&files) {
+        crate::engine::context::check_requirement(&config, &args.requirement)?;
+    }
     let entry = queue.submit(NewRequirement {
-        repo: args.repo,
+        repo: registered.name,
         requirement: args.requirement,
         priority: args.priority,
         source: Source::Mcp,
@@ -202,5 +208,41 @@ impl FactoryServer {
     #[tool(annotations(title = "List the repositories", read_only_hint = true))]
     async fn list_repositories(&self) -> Result<Json<Repositories>, String> {
         self.blocking(list_repositories).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_requirement_no_run_would_take_is_refused_and_nothing_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = DaemonPaths::in_dir(&dir.path().join("home"));
+        let repo = dir.path().join("shop");
+        std::fs::create_dir_all(repo.join(".memofab")).unwrap();
+        std::fs::write(
+            repo.join(".memofab/config.toml"),
+            "[run]\nmax_requirement_bytes = 100\n",
+        )
+        .unwrap();
+        Queue::open(&paths.queue)
+            .unwrap()
+            .add_repo(&repo, None)
+            .unwrap();
+        let submit_text = |requirement: String| {
+            submit(
+                &paths,
+                SubmitArgs {
+                    repo: "shop".into(),
+                    requirement,
+                    priority: 0,
+                },
+            )
+        };
+        assert!(submit_text("x".repeat(101)).is_err());
+        assert!(open_queue(&paths).unwrap().entries(&[]).unwrap().is_empty());
+        assert!(submit_text("x".repeat(100)).is_ok());
+        assert_eq!(open_queue(&paths).unwrap().entries(&[]).unwrap().len(), 1);
     }
 }

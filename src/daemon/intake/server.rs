@@ -70,7 +70,7 @@ pub(super) async fn spawn(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(DaemonError::io(format!(
-            "listening for incidents at {addr}"
+            "cannot listen for incidents at {addr} (give `--intake` another address, or stop what listens there)"
         )))?;
     let bound = listener
         .local_addr()
@@ -335,14 +335,16 @@ fn find_repo(queue: &Queue, target: &Target) -> Result<RegisteredRepo, Answer> {
         Target::Named(name) => repos.into_iter().find(|r| &r.name == name).ok_or_else(|| {
             Answer::refuse(
                 StatusCode::NOT_FOUND,
-                format!("{name} is not a registered repository"),
+                format!(
+                    "{name} is not a registered repository; `memofab repo list` shows the names to post to"
+                ),
             )
         }),
         Target::Only => match <[RegisteredRepo; 1]>::try_from(repos) {
             Ok([only]) => Ok(only),
             Err(repos) if repos.is_empty() => Err(Answer::refuse(
                 StatusCode::NOT_FOUND,
-                "no repository is registered",
+                "no repository is registered; `memofab repo add PATH` registers one",
             )),
             Err(repos) => Err(Answer::refuse(
                 StatusCode::NOT_FOUND,

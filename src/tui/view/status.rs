@@ -114,7 +114,7 @@ pub(super) fn attached_waiting(attached: &Attached) -> String {
 fn why(app: &App) -> Option<String> {
     if let Some(lost) = app.attached.as_ref().and_then(|a| a.lost.as_ref()) {
         return Some(format!(
-            "lost the connection to the daemon ({lost}); its run goes on without this cockpit; `memofab` attaches again"
+            "lost the connection to the daemon ({lost}); if it stopped, `memofab serve` starts it again and the run resumes; `memofab` attaches again"
         ));
     }
     if let Some(Some(error)) = &app.stopped {

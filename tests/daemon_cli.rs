@@ -1,0 +1,126 @@
+//! The daemon's command line as a newcomer meets it, the real binary on a
+//! temp MEMOFAB_HOME: registering and unregistering repositories,
+//! submitting by name, and what each command does with bad input (exit
+//! code, queue untouched).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/daemon.rs"]
+mod daemon;
+#[path = "support/factory.rs"]
+mod support;
+
+use daemon::Home;
+use support::demo_repo;
+
+fn repo_names(home: &Home) -> Vec<String> {
+    memofab::effects::queue::Queue::open(&home.path().join("queue.sqlite"))
+        .unwrap()
+        .repos()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
+#[test]
+fn repo_remove_unregisters_by_name_and_by_path() {
+    let home = Home::new();
+    let (shop, blog) = (demo_repo(), demo_repo());
+    for (demo, name) in [(&shop, "shop"), (&blog, "blog")] {
+        let path = demo.repo.to_str().unwrap();
+        let out = home.memofab(&demo.repo, &["repo", "add", path, "--name", name]);
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    let out = home.memofab(&shop.repo, &["repo", "remove", "shop"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(repo_names(&home), ["blog"]);
+
+    let out = home.memofab(&shop.repo, &["repo", "remove", blog.repo.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(repo_names(&home).is_empty());
+
+    let out = home.memofab(&shop.repo, &["repo", "remove", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "unknown now: {out:?}");
+}
+
+#[test]
+fn submit_takes_a_registered_name_and_refuses_what_no_run_would_take() {
+    let home = Home::new();
+    let shop = demo_repo();
+    let out = home.memofab(
+        &shop.repo,
+        &["repo", "add", shop.repo.to_str().unwrap(), "--name", "shop"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let elsewhere = tempfile::tempdir().unwrap();
+
+    // By name, from a directory that is no repository.
+    let out = home.memofab(
+        elsewhere.path(),
+        &[
+            "submit",
+            "--repo",
+            "shop",
+            "--requirement-text",
+            "Add CSV export",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(home.entries().len(), 1);
+
+    // One line longer than the repository's runs accept: refused, nothing
+    // queued, and the line is not echoed whole.
+    let long = elsewhere.path().join("long.md");
+    std::fs::write(&long, "Add x. ".repeat(50_000)).unwrap();
+    let out = home.memofab(
+        elsewhere.path(),
+        &[
+            "submit",
+            "--repo",
+            "shop",
+            "--requirement",
+            long.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.len() + out.stderr.len() < 1_000, "{out:?}");
+    assert_eq!(home.entries().len(), 1);
+
+    // Within the limit but on one long line: queued, echoed as a title.
+    std::fs::write(&long, "Add x. ".repeat(10_000)).unwrap();
+    let out = home.memofab(
+        elsewhere.path(),
+        &[
+            "submit",
+            "--repo",
+            "shop",
+            "--requirement",
+            long.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.len() < 1_000,
+        "{} bytes echoed",
+        out.stdout.len()
+    );
+    assert_eq!(home.entries().len(), 2);
+
+    for bad in [
+        vec!["submit", "--repo", "nowhere", "--requirement-text", "x"],
+        vec!["submit", "--repo", "shop", "--requirement-text", "  "],
+        vec![
+            "submit",
+            "--repo",
+            "shop",
+            "--requirement",
+            "/nonexistent/req.md",
+        ],
+        vec!["submit", "--repo", "shop"],
+    ] {
+        let out = home.memofab(elsewhere.path(), &bad);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {out:?}");
+    }
+    assert_eq!(home.entries().len(), 2, "no bad submission queued anything");
+}
