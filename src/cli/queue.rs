@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::args::{QueueAction, QueueArgs, RepoAction, RepoArgs, SubmitArgs};
 use crate::daemon::protocol::{Reply, Request};
