@@ -131,16 +131,7 @@ fn memofab_in_a_terminal_attaches_approves_the_gate_and_detaches() {
         at_gate(&fold(&stored_events(&gated.repo, &run))).then_some(())
     });
 
-    let vars: String = home
-        .env()
-        .iter()
-        .map(|(k, v)| format!("{k}='{}' ", v.display()))
-        .collect();
-    tmux.start(&format!(
-        "cd '{}' && env {vars}'{}'; echo MEMOFAB-EXITED-$?; sleep 600",
-        gated.repo.display(),
-        support::memofab_bin().display()
-    ));
+    tmux.start(&home.cockpit_line(&gated.repo));
     tmux.wait_for("the attached cockpit at the gate", TERMINAL, |s| {
         s.contains("attached to the daemon") && s.contains("1 at gate")
     });
@@ -170,14 +161,9 @@ fn memofab_in_a_terminal_attaches_approves_the_gate_and_detaches() {
 
 #[test]
 fn a_cockpit_whose_daemon_dies_says_so_and_exits_non_zero() {
-    if Process::new("tmux").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tmux is required in CI (.ci/run installs it)"
-        );
-        eprintln!("skipping: tmux is not installed");
+    let Some(tmux) = Tmux::new("attach-lost") else {
         return;
-    }
+    };
     let home = Home::new();
     let gated = scripted_repo("hygiene/gated.toml");
     home.add_repo(&gated);
@@ -187,28 +173,18 @@ fn a_cockpit_whose_daemon_dies_says_so_and_exits_non_zero() {
     wait_for("the gate", || {
         at_gate(&fold(&stored_events(&gated.repo, &run))).then_some(())
     });
-    let vars: String = home
-        .env()
-        .iter()
-        .map(|(k, v)| format!("{k}='{}' ", v.display()))
-        .collect();
-    let tmux = Tmux {
-        socket: format!("memofab-attach-lost-{}", std::process::id()),
-    };
-    tmux.start(&format!(
-        "cd '{}' && env {vars}'{}'; echo MEMOFAB-EXITED-$?; sleep 600",
-        gated.repo.display(),
-        support::memofab_bin().display()
-    ));
-    tmux.wait_for("the attached cockpit at the gate", |s| {
+    tmux.start(&home.cockpit_line(&gated.repo));
+    tmux.wait_for("the attached cockpit at the gate", TERMINAL, |s| {
         s.contains("attached to the daemon") && s.contains("1 at gate")
     });
     drop(daemon); // kill -9
-    tmux.wait_for("the lost connection", |s| {
+    tmux.wait_for("the lost connection", TERMINAL, |s| {
         s.contains("daemon connection lost")
     });
     tmux.keys(&["q"]);
-    let exited = tmux.wait_for("the cockpit to exit", |s| s.contains("MEMOFAB-EXITED-"));
+    let exited = tmux.wait_for("the cockpit to exit", TERMINAL, |s| {
+        s.contains("MEMOFAB-EXITED-")
+    });
     assert!(exited.contains("MEMOFAB-EXITED-1"), "{exited}");
     assert!(
         at_gate(&fold(&stored_events(&gated.repo, &run))),

@@ -52,6 +52,21 @@ impl Home {
         command
     }
 
+    /// A shell line for a terminal: `memofab` (the cockpit) in `repo` with
+    /// this home's environment, then its exit code as `MEMOFAB-EXITED-N`.
+    pub fn cockpit_line(&self, repo: &Path) -> String {
+        let vars: String = self
+            .env()
+            .iter()
+            .map(|(k, v)| format!("{k}='{}' ", v.display()))
+            .collect();
+        format!(
+            "cd '{}' && env {vars}'{}'; echo MEMOFAB-EXITED-$?; sleep 600",
+            repo.display(),
+            memofab_bin().display()
+        )
+    }
+
     pub fn memofab(&self, cwd: &Path, args: &[&str]) -> Output {
         self.command(cwd).args(args).output().unwrap()
     }
