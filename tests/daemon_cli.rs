@@ -124,3 +124,35 @@ fn submit_takes_a_registered_name_and_refuses_what_no_run_would_take() {
     }
     assert_eq!(home.entries().len(), 2, "no bad submission queued anything");
 }
+
+#[test]
+fn queue_says_what_a_running_entry_waits_for_and_its_command_decides_it() {
+    use memofab::domain::queue::ItemState;
+    let home = Home::new();
+    let gated = daemon::scripted_repo("hygiene/gated.toml");
+    home.add_repo(&gated);
+    let _daemon = home.serve();
+    home.submit(&gated);
+    let run = daemon::wait_for("the run", || support::latest_run(&gated.repo));
+    daemon::wait_for("the gate", || {
+        let state = support::fold(&support::stored_events(&gated.repo, &run));
+        (state.count(memofab::domain::TaskState::AwaitingGate) == 1).then_some(())
+    });
+
+    let out = home.memofab(&gated.repo, &["queue"]);
+    assert!(out.status.success(), "{out:?}");
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let command = listing
+        .lines()
+        .find(|l| l.contains("at the gate"))
+        .and_then(|l| l.split('`').nth(1))
+        .unwrap_or_else(|| panic!("no gate in the listing:\n{listing}"));
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = home.memofab(elsewhere.path(), &args);
+    assert!(out.status.success(), "{command}: {out:?}");
+    daemon::wait_for("the entry done", || {
+        let entries = home.entries();
+        (entries[0].state == ItemState::Done).then_some(())
+    });
+}
