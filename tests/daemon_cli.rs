@@ -156,3 +156,34 @@ fn queue_says_what_a_running_entry_waits_for_and_its_command_decides_it() {
         (entries[0].state == ItemState::Done).then_some(())
     });
 }
+
+#[test]
+fn a_failed_entry_says_why_its_task_failed() {
+    use memofab::domain::TaskState;
+    use memofab::domain::queue::ItemState;
+    let home = Home::new();
+    let gated = daemon::scripted_repo("hygiene/gated.toml");
+    home.add_repo(&gated);
+    let _daemon = home.serve();
+    home.submit(&gated);
+    let run = daemon::wait_for("the run", || support::latest_run(&gated.repo));
+    daemon::wait_for("the gate", || {
+        let state = support::fold(&support::stored_events(&gated.repo, &run));
+        (state.count(TaskState::AwaitingGate) == 1).then_some(())
+    });
+    // Rejected, the task goes back to a coder the scenario has no script
+    // for: it fails, and the run finishes with nothing merged.
+    let out = home.memofab(
+        &gated.repo,
+        &["reject", run.as_str(), "note", "--reason", "shorter"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let entry = daemon::wait_for("the entry over", || {
+        home.entries().into_iter().find(|e| !e.state.is_open())
+    });
+    assert_eq!(entry.state, ItemState::Failed);
+    let state = support::fold(&support::stored_events(&gated.repo, &run));
+    let reason = state.tasks()[0].reason.clone().expect("the task's reason");
+    let note = entry.note.unwrap_or_default();
+    assert!(note.contains(&reason), "{note:?} names {reason:?}");
+}
