@@ -124,3 +124,66 @@ fn submit_takes_a_registered_name_and_refuses_what_no_run_would_take() {
     }
     assert_eq!(home.entries().len(), 2, "no bad submission queued anything");
 }
+
+#[test]
+fn queue_says_what_a_running_entry_waits_for_and_its_command_decides_it() {
+    use memofab::domain::queue::ItemState;
+    let home = Home::new();
+    let gated = daemon::scripted_repo("hygiene/gated.toml");
+    home.add_repo(&gated);
+    let _daemon = home.serve();
+    home.submit(&gated);
+    let run = daemon::wait_for("the run", || support::latest_run(&gated.repo));
+    daemon::wait_for("the gate", || {
+        let state = support::fold(&support::stored_events(&gated.repo, &run));
+        (state.count(memofab::domain::TaskState::AwaitingGate) == 1).then_some(())
+    });
+
+    let out = home.memofab(&gated.repo, &["queue"]);
+    assert!(out.status.success(), "{out:?}");
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let command = listing
+        .lines()
+        .find(|l| l.contains("at the gate"))
+        .and_then(|l| l.split('`').nth(1))
+        .unwrap_or_else(|| panic!("no gate in the listing:\n{listing}"));
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = home.memofab(elsewhere.path(), &args);
+    assert!(out.status.success(), "{command}: {out:?}");
+    daemon::wait_for("the entry done", || {
+        let entries = home.entries();
+        (entries[0].state == ItemState::Done).then_some(())
+    });
+}
+
+#[test]
+fn a_failed_entry_says_why_its_task_failed() {
+    use memofab::domain::TaskState;
+    use memofab::domain::queue::ItemState;
+    let home = Home::new();
+    let gated = daemon::scripted_repo("hygiene/gated.toml");
+    home.add_repo(&gated);
+    let _daemon = home.serve();
+    home.submit(&gated);
+    let run = daemon::wait_for("the run", || support::latest_run(&gated.repo));
+    daemon::wait_for("the gate", || {
+        let state = support::fold(&support::stored_events(&gated.repo, &run));
+        (state.count(TaskState::AwaitingGate) == 1).then_some(())
+    });
+    // Rejected, the task goes back to a coder the scenario has no script
+    // for: it fails, and the run finishes with nothing merged.
+    let out = home.memofab(
+        &gated.repo,
+        &["reject", run.as_str(), "note", "--reason", "shorter"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let entry = daemon::wait_for("the entry over", || {
+        home.entries().into_iter().find(|e| !e.state.is_open())
+    });
+    assert_eq!(entry.state, ItemState::Failed);
+    let state = support::fold(&support::stored_events(&gated.repo, &run));
+    let reason = state.tasks()[0].reason.clone().expect("the task's reason");
+    let note = entry.note.unwrap_or_default();
+    assert!(note.contains(&reason), "{note:?} names {reason:?}");
+}

@@ -138,6 +138,11 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool) -> Result<()> {
                 let label = if e.state.is_open() { "waits:" } else { "why:" };
                 println!("{:<6} {label} {note}", "");
             }
+            if let (ItemState::Running, Some(run)) = (e.state, &e.run) {
+                for line in waiting_on_human(queue, &e.repo, run) {
+                    println!("{:<6} {line}", "");
+                }
+            }
         }
     }
     print_waiting_proposals(queue)?;
@@ -154,6 +159,39 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool) -> Result<()> {
         _ => println!("\ndaemon: not running; `memofab serve` starts it"),
     }
     Ok(())
+}
+
+/// What a running entry's run waits for from a human, each with the command
+/// that decides it: a run at a gate otherwise shows only as `running`.
+/// Read from the run's store; nothing is shown if it cannot be read.
+fn waiting_on_human(queue: &Queue, repo: &str, run: &crate::domain::RunId) -> Vec<String> {
+    use crate::domain::attention::{self, AttentionKind};
+    let Ok(registered) = queue.resolve_repo(repo) else {
+        return Vec::new();
+    };
+    let store = crate::engine::session::store_path(&registered.path);
+    let Ok(events) = crate::effects::store::Store::open_reader(&store).and_then(|s| s.events(run))
+    else {
+        return Vec::new();
+    };
+    let Ok(Some(state)) = crate::domain::RunState::fold(&events) else {
+        return Vec::new();
+    };
+    let path = registered.path.display();
+    attention::inbox(&state)
+        .into_iter()
+        .map(|item| match (item.kind, item.task) {
+            (AttentionKind::Gate, Some(task)) => format!(
+                "waits: {task} at the gate; `memofab --repo {path} approve {run} {task}` (or reject), or `memofab` there"
+            ),
+            (kind, task) => format!(
+                "waits: {}{}; `memofab` in {path} to {}",
+                kind.label(),
+                task.map(|t| format!(" {t}")).unwrap_or_default(),
+                kind.action()
+            ),
+        })
+        .collect()
 }
 
 /// Per repository, the overseer's proposals no human decided yet (the

@@ -428,11 +428,21 @@ fn outcome_of(state: &RunState) -> Outcome {
     if state.phase == RunPhase::Finished && tasks > 0 && merged == tasks {
         return Outcome::Done;
     }
-    let why = state
-        .phase_reason
-        .as_deref()
-        .map(|r| format!(": {r}"))
-        .unwrap_or_default();
+    // The run's own reason, else the first unmerged task's: "0 of 6 tasks
+    // merged" alone sends the human digging through the run for why.
+    let why = match state.phase_reason.as_deref() {
+        Some(reason) => format!(": {reason}"),
+        None => state
+            .tasks()
+            .iter()
+            .find(|t| t.state != TaskState::Merged && t.reason.is_some())
+            .and_then(|t| {
+                t.reason
+                    .as_deref()
+                    .map(|r| format!(": task {} {}: {r}", t.id(), t.state.as_str()))
+            })
+            .unwrap_or_default(),
+    };
     Outcome::Failed(format!(
         "run {} {}{why}; {merged} of {tasks} tasks merged",
         state.run, state.phase
