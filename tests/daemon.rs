@@ -258,7 +258,7 @@ fn sigterm_interrupts_the_runs_and_the_next_start_carries_them_on() {
 #[test]
 fn a_repository_that_is_not_ready_holds_its_entry_until_it_is() {
     let home = Home::new();
-    let _daemon = home.serve();
+    let mut daemon = home.serve();
     let repo = fixture_repo("hygiene/lazy.toml");
     let main_before = git(&repo.repo, &["rev-parse", "main"]);
     home.add_repo(&repo);
@@ -293,7 +293,18 @@ fn a_repository_that_is_not_ready_holds_its_entry_until_it_is() {
     client::wake(&DaemonPaths::in_dir(&home.path()));
     let done = wait_for("the entry done", || all_done(&home, 1)).remove(0);
     assert_eq!(done.note, None);
-    assert_whole_run(&repo.repo, &done.run.unwrap());
+    let run = done.run.unwrap();
+    assert_whole_run(&repo.repo, &run);
+    // Whoever watches the daemon saw the entry wait, once per reason, then
+    // start and land.
+    let said = daemon.said_until("done: every task merged");
+    let waits = said.iter().filter(|l| l.contains("waits:")).count();
+    assert_eq!(waits, 2, "{said:#?}");
+    assert!(
+        said.iter()
+            .any(|l| l.contains(&format!("run {run} starts"))),
+        "{said:#?}"
+    );
 }
 
 fn git(repo: &Path, args: &[&str]) -> String {

@@ -187,3 +187,40 @@ fn a_failed_entry_says_why_its_task_failed() {
     let note = entry.note.unwrap_or_default();
     assert!(note.contains(&reason), "{note:?} names {reason:?}");
 }
+
+#[test]
+fn queue_with_repo_lists_only_that_repositorys_entries() {
+    let home = Home::new();
+    let (shop, blog) = (demo_repo(), demo_repo());
+    for (demo, name) in [(&shop, "shop"), (&blog, "blog")] {
+        let path = demo.repo.to_str().unwrap();
+        let out = home.memofab(&demo.repo, &["repo", "add", path, "--name", name]);
+        assert!(out.status.success(), "{out:?}");
+        let text = format!("Work for {name}");
+        let out = home.memofab(&demo.repo, &["submit", "--requirement-text", &text]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let elsewhere = tempfile::tempdir().unwrap();
+    let listed = |args: &[&str]| {
+        let out = home.memofab(elsewhere.path(), args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let all = listed(&["queue"]);
+    assert!(
+        all.contains("Work for shop") && all.contains("Work for blog"),
+        "{all}"
+    );
+    let by_name = listed(&["--repo", "blog", "queue"]);
+    assert!(
+        by_name.contains("Work for blog") && !by_name.contains("Work for shop"),
+        "{by_name}"
+    );
+    let by_path = listed(&["--repo", shop.repo.to_str().unwrap(), "queue"]);
+    assert!(
+        by_path.contains("Work for shop") && !by_path.contains("Work for blog"),
+        "{by_path}"
+    );
+    let out = home.memofab(elsewhere.path(), &["--repo", "nowhere", "queue"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}

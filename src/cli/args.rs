@@ -83,9 +83,22 @@ pub enum Commands {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Accept error reports (Sentry webhooks, plain JSON) over HTTP here,
-    /// e.g. 127.0.0.1:8787.
-    #[arg(long)]
+    /// e.g. 127.0.0.1:8787 or localhost:8787.
+    #[arg(long, value_parser = socket_address)]
     pub intake: Option<std::net::SocketAddr>,
+}
+
+/// `HOST:PORT`, the host an address or a name (`localhost`); the first
+/// address it resolves to.
+fn socket_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("{e}; give HOST:PORT, e.g. 127.0.0.1:8787"))?
+        .next()
+        .ok_or_else(|| format!("{text} resolves to no address"))
 }
 
 #[derive(Debug, Args)]
@@ -350,5 +363,18 @@ mod tests {
         };
         assert_eq!(which, "shop");
         assert_eq!(cli.repo, Some(PathBuf::from("/x")));
+    }
+
+    #[test]
+    fn the_intake_takes_an_address_or_a_host_name() {
+        for (arg, port) in [("127.0.0.1:8787", 8787), ("localhost:9", 9), ("[::1]:0", 0)] {
+            let cli = Cli::try_parse_from(["memofab", "serve", "--intake", arg]).unwrap();
+            let Some(Commands::Serve(ServeArgs { intake: Some(addr) })) = cli.command else {
+                panic!("{arg}: {:?}", cli.command);
+            };
+            assert_eq!(addr.port(), port, "{arg}");
+            assert!(addr.ip().is_loopback(), "{arg}");
+        }
+        assert!(Cli::try_parse_from(["memofab", "serve", "--intake", "8787"]).is_err());
     }
 }

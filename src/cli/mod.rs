@@ -93,7 +93,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Bench(args)) => bench::run(args).await,
         Some(Commands::Repo(args)) => queue::repo(args),
         Some(Commands::Submit(args)) => queue::submit(&repo, args),
-        Some(Commands::Queue(args)) => queue::queue(args),
+        Some(Commands::Queue(args)) => queue::queue(args, cli.repo.as_deref()),
         Some(Commands::Serve(args)) => serve::run(&cli.global, args).await,
         Some(Commands::Mcp) => mcp().await,
         None => {

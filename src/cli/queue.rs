@@ -77,7 +77,9 @@ pub fn submit(repo: &Path, args: SubmitArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn queue(args: QueueArgs) -> Result<ExitCode> {
+/// `repo`: the global `--repo`, which narrows the listing to one
+/// repository (a path inside it or its name).
+pub fn queue(args: QueueArgs, repo: Option<&Path>) -> Result<ExitCode> {
     let (paths, mut queue) = open_queue()?;
     match args.action {
         Some(QueueAction::Move { entry, priority }) => {
@@ -91,7 +93,16 @@ pub fn queue(args: QueueArgs) -> Result<ExitCode> {
             let dropped = queue.drop_entry(id)?;
             println!("dropped {}: {}", dropped.id, dropped.title());
         }
-        None => list(&paths, &queue, args.all)?,
+        None => {
+            let only = match repo {
+                Some(repo) => {
+                    let key = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_owned());
+                    Some(queue.resolve_repo(&key.display().to_string())?.name)
+                }
+                None => None,
+            };
+            list(&paths, &queue, args.all, only.as_deref())?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -100,13 +111,17 @@ fn entry_id(text: &str) -> Result<RequirementId> {
     text.parse::<RequirementId>().map_err(anyhow::Error::msg)
 }
 
-fn list(paths: &DaemonPaths, queue: &Queue, all: bool) -> Result<()> {
+fn list(paths: &DaemonPaths, queue: &Queue, all: bool, only: Option<&str>) -> Result<()> {
     let states: &[ItemState] = if all {
         &[]
     } else {
         &[ItemState::Queued, ItemState::Running]
     };
-    let entries = queue.entries(states)?;
+    let entries: Vec<_> = queue
+        .entries(states)?
+        .into_iter()
+        .filter(|e| only.is_none_or(|repo| e.repo == repo))
+        .collect();
     if entries.is_empty() {
         println!(
             "the queue is empty; `memofab submit --requirement-text ...` adds to it{}",

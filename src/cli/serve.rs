@@ -30,7 +30,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
     }
     let config = Config::load(&files)?;
     let mut signals = Signals::install()?;
-    let mut server = Server::bind(paths, config.daemon.max_agents)?;
+    let mut server =
+        Server::bind(paths, config.daemon.max_agents)?.report_to(std::sync::Arc::new(|line| {
+            say(&format!("memofab serve: {line}"))
+        }));
     say(&format!(
         "memofab serve: listening on {} (pid {})",
         server.socket().display(),

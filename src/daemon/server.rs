@@ -22,6 +22,7 @@ use super::lock::DaemonLock;
 use super::paths::DaemonPaths;
 use super::protocol::{DaemonStatus, LiveRunStatus, Reply, Request};
 use super::shared::Shared;
+use super::worker::Report;
 use super::worker::{self, Workers};
 use crate::engine::context::AgentSlots;
 
@@ -31,6 +32,7 @@ pub struct Server {
     listener: UnixListener,
     agent_slots: AgentSlots,
     intake: Option<SocketAddr>,
+    report: Report,
     // Released last, after the socket is gone.
     _lock: DaemonLock,
 }
@@ -63,6 +65,12 @@ impl Server {
             }
         }
         let shown = paths.socket.display().to_string();
+        // sockaddr_un holds 108 bytes with its terminating NUL.
+        if paths.socket.as_os_str().len() >= 108 {
+            return Err(DaemonError::Invalid(format!(
+                "the socket path {shown} is too long for a Unix socket (107 bytes at most); set MEMOFAB_HOME (or XDG_RUNTIME_DIR) to a shorter directory"
+            )));
+        }
         let listener = UnixListener::bind(&paths.socket)
             .map_err(DaemonError::io(format!("binding {shown}")))?;
         set_private(&paths.socket)?;
@@ -71,8 +79,16 @@ impl Server {
             listener,
             agent_slots: Arc::new(Semaphore::new(max_agents.max(1))),
             intake: None,
+            report: Arc::new(|_| {}),
             _lock: lock,
         })
+    }
+
+    /// Where a line goes when an entry's run starts or ends, for whoever
+    /// watches the daemon (its terminal, a service manager's journal).
+    pub fn report_to(mut self, report: Report) -> Self {
+        self.report = report;
+        self
     }
 
     pub fn socket(&self) -> &Path {
@@ -103,6 +119,7 @@ impl Server {
             listener,
             agent_slots,
             intake,
+            report,
             _lock,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -110,6 +127,7 @@ impl Server {
             shared: shared.clone(),
             agent_slots,
             stop: stop_rx,
+            report,
         }));
         let nightly = tokio::spawn(super::nightly::run(shared.clone()));
         let connections = Connections {

@@ -36,6 +36,10 @@ use crate::protocol::Command;
 /// safety net for writers that could not reach the daemon.
 const POLL: Duration = Duration::from_secs(5);
 
+/// Says one line about the queue's progress (an entry's run started,
+/// ended, or waits for the repository to be ready).
+pub type Report = Arc<dyn Fn(String) + Send + Sync>;
+
 /// What the workers share besides [`Shared`].
 #[derive(Clone)]
 pub struct Workers {
@@ -44,6 +48,7 @@ pub struct Workers {
     pub agent_slots: AgentSlots,
     /// Becomes true when the daemon stops.
     pub stop: watch::Receiver<bool>,
+    pub report: Report,
 }
 
 /// How a queue entry's turn ended.
@@ -198,17 +203,34 @@ async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequiremen
         }
     };
     tracing::info!(entry = %id, repo = %repo.name, %run, resuming, "run starting");
+    (env.report)(format!(
+        "{id} {}: run {run} {}: {}",
+        repo.name,
+        if resuming { "resumes" } else { "starts" },
+        entry.title()
+    ));
     let outcome = drive(env, repo, &entry, run.clone(), resuming).await;
     let next = match &outcome {
         Outcome::Held(why) => {
             // Said once per reason, not at every look.
             if entry.note.as_deref() != Some(why.as_str()) {
                 tracing::info!(entry = %id, repo = %repo.name, reason = %why, "entry held");
+                (env.report)(format!("{id} {}: waits: {why}", repo.name));
             }
             Next::Wait
         }
         _ => {
             tracing::info!(entry = %id, %run, ?outcome, "run ended");
+            (env.report)(format!(
+                "{id} {}: run {run} {}",
+                repo.name,
+                match &outcome {
+                    Outcome::Done => "done: every task merged".to_owned(),
+                    Outcome::Failed(why) => format!("failed: {why}"),
+                    Outcome::Interrupted => "interrupted; it resumes at the next start".to_owned(),
+                    Outcome::Held(_) => String::new(),
+                }
+            ));
             Next::Go
         }
     };

@@ -101,10 +101,7 @@ impl Home {
             line.contains("listening on") && line.contains(&child.id().to_string()),
             "serve says where it listens: {line:?}"
         );
-        Daemon {
-            child,
-            _stdout: stdout,
-        }
+        Daemon { child, stdout }
     }
 
     pub fn queue(&self) -> Queue {
@@ -147,10 +144,29 @@ impl Home {
 pub struct Daemon {
     pub child: Child,
     // Held open: the daemon may say more.
-    _stdout: BufReader<std::process::ChildStdout>,
+    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Daemon {
+    /// The lines the daemon printed since the last call, up to the first
+    /// that contains `needle` (which must come: it is read blocking).
+    pub fn said_until(&mut self, needle: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(
+                n > 0,
+                "the daemon never said {needle:?}; it said {lines:#?}"
+            );
+            let found = line.contains(needle);
+            lines.push(line.trim_end().to_owned());
+            if found {
+                return lines;
+            }
+        }
+    }
+
     pub fn kill_9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
