@@ -18,7 +18,6 @@ use memofab::daemon::protocol::{Reply, Request};
 use memofab::daemon::{DaemonPaths, client};
 use memofab::domain::queue::{ItemState, QueuedRequirement};
 use memofab::domain::{Event, EventKind, RunId, TaskState};
-use memofab::effects::git::GitRepo;
 use support::*;
 
 fn all_done(home: &Home, count: usize) -> Option<Vec<QueuedRequirement>> {
@@ -66,14 +65,6 @@ fn assert_whole_run(repo: &Path, run: &RunId) -> Vec<Event> {
         "{run}: every task merged"
     );
     events
-}
-
-fn on_mainline(repo: &Path, file: &str) -> bool {
-    GitRepo::open(repo)
-        .unwrap()
-        .read_file_at("main", file)
-        .unwrap()
-        .is_some()
 }
 
 /// When each agent worked, across runs: (started, finished) in ms.

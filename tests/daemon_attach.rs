@@ -13,16 +13,14 @@ mod support;
 #[path = "support/tmux.rs"]
 mod tmux;
 
-use std::path::Path;
 use std::time::Duration;
 
-use daemon::{Home, scripted_repo, wait_for};
+use daemon::{Daemon, Home, on_mainline, scripted_repo, wait_for};
 use memofab::daemon::protocol::Request;
 use memofab::domain::queue::ItemState;
-use memofab::domain::{Event, EventKind, RunState, TaskState};
-use memofab::effects::git::GitRepo;
+use memofab::domain::{Event, EventKind, RunId, RunState, TaskState};
 use memofab::protocol::Command;
-use support::{fold, latest_run, stored_events};
+use support::{DemoRepo, fold, latest_run, stored_events};
 use tmux::Tmux;
 
 /// How long the terminal may take to show what is waited for.
@@ -40,14 +38,6 @@ fn interrupted(events: &[Event]) -> bool {
     events
         .iter()
         .any(|e| matches!(e.kind, EventKind::RunInterrupted {}))
-}
-
-fn on_mainline(repo: &Path, file: &str) -> bool {
-    GitRepo::open(repo)
-        .unwrap()
-        .read_file_at("main", file)
-        .unwrap()
-        .is_some()
 }
 
 /// The only entry, once finished.
@@ -116,25 +106,31 @@ fn cockpits_attach_detach_and_reattach_while_the_daemon_runs_on() {
     assert_eq!(fold(&stored), finished);
 }
 
-#[test]
-fn memofab_in_a_terminal_attaches_approves_the_gate_and_detaches() {
-    let Some(tmux) = Tmux::new("attach") else {
-        return;
-    };
+/// A daemon whose run waits at its gate, and `memofab` in tmux attached
+/// to it, showing the gate.
+fn attached_at_gate(tmux: &Tmux) -> (Home, DemoRepo, Daemon, RunId) {
     let home = Home::new();
     let gated = scripted_repo("hygiene/gated.toml");
     home.add_repo(&gated);
-    let _daemon = home.serve();
+    let daemon = home.serve();
     home.submit(&gated);
     let run = wait_for("the run", || latest_run(&gated.repo));
     wait_for("the gate", || {
         at_gate(&fold(&stored_events(&gated.repo, &run))).then_some(())
     });
-
     tmux.start(&home.cockpit_line(&gated.repo));
     tmux.wait_for("the attached cockpit at the gate", TERMINAL, |s| {
         s.contains("attached to the daemon") && s.contains("1 at gate")
     });
+    (home, gated, daemon, run)
+}
+
+#[test]
+fn memofab_in_a_terminal_attaches_approves_the_gate_and_detaches() {
+    let Some(tmux) = Tmux::new("attach") else {
+        return;
+    };
+    let (home, gated, _daemon, run) = attached_at_gate(&tmux);
     tmux.keys(&["a"]);
     tmux.wait_for("the gate passed", TERMINAL, |s| !s.contains("1 at gate"));
     tmux.keys(&["q"]);
@@ -164,19 +160,7 @@ fn a_cockpit_whose_daemon_dies_says_so_and_exits_non_zero() {
     let Some(tmux) = Tmux::new("attach-lost") else {
         return;
     };
-    let home = Home::new();
-    let gated = scripted_repo("hygiene/gated.toml");
-    home.add_repo(&gated);
-    let daemon = home.serve();
-    home.submit(&gated);
-    let run = wait_for("the run", || latest_run(&gated.repo));
-    wait_for("the gate", || {
-        at_gate(&fold(&stored_events(&gated.repo, &run))).then_some(())
-    });
-    tmux.start(&home.cockpit_line(&gated.repo));
-    tmux.wait_for("the attached cockpit at the gate", TERMINAL, |s| {
-        s.contains("attached to the daemon") && s.contains("1 at gate")
-    });
+    let (_home, gated, daemon, run) = attached_at_gate(&tmux);
     drop(daemon); // kill -9
     tmux.wait_for("the lost connection", TERMINAL, |s| {
         s.contains("daemon connection lost")

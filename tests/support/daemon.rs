@@ -207,6 +207,15 @@ pub fn name_scripted_provider(demo: &DemoRepo, fixture: &str) {
     std::fs::write(&config, text).unwrap();
 }
 
+/// Whether `file` is on the repository's mainline (`main`).
+pub fn on_mainline(repo: &Path, file: &str) -> bool {
+    memofab::effects::git::GitRepo::open(repo)
+        .unwrap()
+        .read_file_at("main", file)
+        .unwrap()
+        .is_some()
+}
+
 /// Polls `check` until it gives a value, failing the test at the deadline.
 pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
