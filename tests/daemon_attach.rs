@@ -20,7 +20,7 @@ use memofab::daemon::protocol::Request;
 use memofab::domain::queue::ItemState;
 use memofab::domain::{Event, EventKind, RunId, RunState, TaskState};
 use memofab::protocol::Command;
-use support::{DemoRepo, fold, latest_run, stored_events};
+use support::{DemoRepo, fold, stored_events};
 use tmux::Tmux;
 
 /// How long the terminal may take to show what is waited for.
@@ -110,14 +110,7 @@ fn cockpits_attach_detach_and_reattach_while_the_daemon_runs_on() {
 /// to it, showing the gate.
 fn attached_at_gate(tmux: &Tmux) -> (Home, DemoRepo, Daemon, RunId) {
     let home = Home::new();
-    let gated = scripted_repo("hygiene/gated.toml");
-    home.add_repo(&gated);
-    let daemon = home.serve();
-    home.submit(&gated);
-    let run = wait_for("the run", || latest_run(&gated.repo));
-    wait_for("the gate", || {
-        at_gate(&fold(&stored_events(&gated.repo, &run))).then_some(())
-    });
+    let (gated, daemon, run) = home.run_at_gate();
     tmux.start(&home.cockpit_line(&gated.repo));
     tmux.wait_for("the attached cockpit at the gate", TERMINAL, |s| {
         s.contains("attached to the daemon") && s.contains("1 at gate")

@@ -129,15 +129,7 @@ fn submit_takes_a_registered_name_and_refuses_what_no_run_would_take() {
 fn queue_says_what_a_running_entry_waits_for_and_its_command_decides_it() {
     use memofab::domain::queue::ItemState;
     let home = Home::new();
-    let gated = daemon::scripted_repo("hygiene/gated.toml");
-    home.add_repo(&gated);
-    let _daemon = home.serve();
-    home.submit(&gated);
-    let run = daemon::wait_for("the run", || support::latest_run(&gated.repo));
-    daemon::wait_for("the gate", || {
-        let state = support::fold(&support::stored_events(&gated.repo, &run));
-        (state.count(memofab::domain::TaskState::AwaitingGate) == 1).then_some(())
-    });
+    let (gated, _daemon, _run) = home.run_at_gate();
 
     let out = home.memofab(&gated.repo, &["queue"]);
     assert!(out.status.success(), "{out:?}");
@@ -159,18 +151,9 @@ fn queue_says_what_a_running_entry_waits_for_and_its_command_decides_it() {
 
 #[test]
 fn a_failed_entry_says_why_its_task_failed() {
-    use memofab::domain::TaskState;
     use memofab::domain::queue::ItemState;
     let home = Home::new();
-    let gated = daemon::scripted_repo("hygiene/gated.toml");
-    home.add_repo(&gated);
-    let _daemon = home.serve();
-    home.submit(&gated);
-    let run = daemon::wait_for("the run", || support::latest_run(&gated.repo));
-    daemon::wait_for("the gate", || {
-        let state = support::fold(&support::stored_events(&gated.repo, &run));
-        (state.count(TaskState::AwaitingGate) == 1).then_some(())
-    });
+    let (gated, _daemon, run) = home.run_at_gate();
     // Rejected, the task goes back to a coder the scenario has no script
     // for: it fails, and the run finishes with nothing merged.
     let out = home.memofab(

@@ -6,6 +6,19 @@ use crate::domain::{
     MessageAuthor, RunId, RunSettings, TaskSpec, TaskState, TokenUsage,
 };
 
+/// A cockpit attached to the daemon, following the fixture's run.
+pub fn attached_app() -> super::app::App {
+    use super::app::{App, Feed};
+    use crate::protocol::EngineUpdate;
+    let mut app = App::attached("memofab");
+    let events = events();
+    app.feed(Feed::Attached(Some(events[0].run.clone())));
+    for event in events {
+        app.feed(Feed::Update(EngineUpdate::Event(event)));
+    }
+    app
+}
+
 pub struct Fixture {
     pub events: Vec<Event>,
 }

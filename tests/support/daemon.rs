@@ -125,6 +125,21 @@ impl Home {
         assert!(out.status.success(), "{}", stderr(&out));
     }
 
+    /// The gated fixture registered and served, its run waiting at its gate.
+    pub fn run_at_gate(&self) -> (DemoRepo, Daemon, RunId) {
+        use super::support::{fold, latest_run, stored_events};
+        let gated = scripted_repo("hygiene/gated.toml");
+        self.add_repo(&gated);
+        let daemon = self.serve();
+        self.submit(&gated);
+        let run = wait_for("the run", || latest_run(&gated.repo));
+        wait_for("the gate", || {
+            let state = fold(&stored_events(&gated.repo, &run));
+            (state.count(memofab::domain::TaskState::AwaitingGate) == 1).then_some(())
+        });
+        (gated, daemon, run)
+    }
+
     /// A cockpit attached over the socket to the run of `repo`.
     pub fn attach(&self, repo: &Path) -> Cockpit {
         let stream = UnixStream::connect(self.path().join("daemon.sock")).unwrap();

@@ -389,23 +389,10 @@ fn cache_hits_show_for_the_run_and_the_selected_task() {
     insta::assert_snapshot!(screen);
 }
 
-/// A cockpit attached to the daemon, following the fixture's run.
-fn attached_app() -> App {
-    use crate::protocol::EngineUpdate;
-    use crate::tui::app::Feed;
-    let mut app = App::attached("memofab");
-    let events = fixture::events();
-    app.feed(Feed::Attached(Some(events[0].run.clone())));
-    for event in events {
-        app.feed(Feed::Update(EngineUpdate::Event(event)));
-    }
-    app
-}
-
 #[test]
 fn an_attached_cockpit_says_so_and_that_q_detaches() {
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-    let mut app = attached_app();
+    let mut app = fixture::attached_app();
     insta::assert_snapshot!("attached_80x24", text(&draw(&app, 80, 24)));
     insta::assert_snapshot!("attached_160x30", text(&draw(&app, 160, 30)));
     app.handle_key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE));
@@ -427,7 +414,7 @@ fn an_attached_cockpit_with_no_run_opens_the_editor_to_queue_one() {
 #[test]
 fn a_lost_daemon_connection_is_shown() {
     use crate::tui::app::Feed;
-    let mut app = attached_app();
+    let mut app = fixture::attached_app();
     app.feed(Feed::Lost("the daemon closed the connection".into()));
     insta::assert_snapshot!("attached_lost_80x24", text(&draw(&app, 80, 24)));
 }
