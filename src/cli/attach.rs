@@ -184,24 +184,18 @@ async fn write_commands(
 async fn queue_requirement(repo: &Path, paths: &DaemonPaths, requirement: String) -> Feed {
     let (repo, paths) = (repo.to_owned(), paths.clone());
     let queued = tokio::task::spawn_blocking(move || {
-        // Too long for the repository's runs: refused now, not failed later.
-        if let Ok(config) =
-            crate::config::Config::load(&crate::config::Config::standard_files(&repo))
-        {
-            crate::engine::context::check_requirement(&config, &requirement)
-                .map_err(|e| e.to_string())?;
-        }
-        let entry = Queue::open(&paths.queue)
-            .and_then(|mut queue| {
-                queue.submit(NewRequirement {
-                    repo: repo.display().to_string(),
-                    requirement,
-                    priority: 0,
-                    source: Source::Human,
-                    fingerprint: None,
-                })
-            })
-            .map_err(|e| e.to_string())?;
+        let mut queue = Queue::open(&paths.queue).map_err(|e| e.to_string())?;
+        let entry = crate::daemon::submit::submit(
+            &mut queue,
+            NewRequirement {
+                repo: repo.display().to_string(),
+                requirement,
+                priority: 0,
+                source: Source::Human,
+                fingerprint: None,
+            },
+        )
+        .map_err(|e| e.to_string())?;
         client::wake(&paths);
         Ok::<_, String>(entry.id)
     })

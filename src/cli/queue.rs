@@ -58,18 +58,16 @@ pub fn submit(repo: &Path, args: SubmitArgs) -> Result<ExitCode> {
     let (paths, mut queue) = open_queue()?;
     // A path inside the repository, or else its registered name.
     let repo = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_owned());
-    let registered = queue.resolve_repo(&repo.display().to_string())?;
-    // Too long for the repository's runs: refused now, not failed later.
-    if let Ok(config) = super::load_config(&registered.path, None) {
-        crate::engine::context::check_requirement(&config, &requirement)?;
-    }
-    let entry = queue.submit(NewRequirement {
-        repo: registered.name,
-        requirement,
-        priority: args.priority,
-        source: Source::Human,
-        fingerprint: None,
-    })?;
+    let entry = crate::daemon::submit::submit(
+        &mut queue,
+        NewRequirement {
+            repo: repo.display().to_string(),
+            requirement,
+            priority: args.priority,
+            source: Source::Human,
+            fingerprint: None,
+        },
+    )?;
     println!("queued {} for {}: {}", entry.id, entry.repo, entry.title());
     if !client::wake(&paths) {
         println!("the daemon is not running; it runs the queue once `memofab serve` starts");

@@ -8,6 +8,7 @@
 //! - [`live`]: the runs under way, shared by workers and attached cockpits.
 //! - [`peer`]: only the user's own processes outside any fence get in.
 //! - [`shared`]: what every part of the daemon holds.
+//! - [`submit`]: a requirement onto the queue, checked as its run would.
 //! - [`attach`]: a cockpit attached over the socket.
 //! - [`intake`]: error reports over HTTP become queued requirements.
 //! - [`nightly`]: the overseer on a schedule.
@@ -27,6 +28,7 @@ pub mod peer;
 pub mod protocol;
 pub mod server;
 pub mod shared;
+pub mod submit;
 pub mod worker;
 
 pub use error::{DaemonError, DaemonResult};

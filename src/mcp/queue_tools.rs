@@ -124,19 +124,16 @@ pub(super) fn open_queue(paths: &DaemonPaths) -> ToolResult<Queue> {
 
 pub fn submit(paths: &DaemonPaths, args: SubmitArgs) -> ToolResult<Submitted> {
     let mut queue = open_queue(paths)?;
-    let registered = queue.resolve_repo(&args.repo)?;
-    // Too long for the repository's runs: refused now, not failed later.
-    let files = crate::config::Config::standard_files(&registered.path);
-    if let Ok(config) = crate::config::Config::load(&files) {
-        crate::engine::context::check_requirement(&config, &args.requirement)?;
-    }
-    let entry = queue.submit(NewRequirement {
-        repo: registered.name,
-        requirement: args.requirement,
-        priority: args.priority,
-        source: Source::Mcp,
-        fingerprint: None,
-    })?;
+    let entry = crate::daemon::submit::submit(
+        &mut queue,
+        NewRequirement {
+            repo: args.repo,
+            requirement: args.requirement,
+            priority: args.priority,
+            source: Source::Mcp,
+            fingerprint: None,
+        },
+    )?;
     tracing::info!(entry = %entry.id, repo = %entry.repo, "queued over MCP");
     Ok(Submitted {
         entry: QueueEntry::from(&entry),
