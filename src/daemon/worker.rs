@@ -203,12 +203,6 @@ async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequiremen
         }
     };
     tracing::info!(entry = %id, repo = %repo.name, %run, resuming, "run starting");
-    (env.report)(format!(
-        "{id} {}: run {run} {}: {}",
-        repo.name,
-        if resuming { "resumes" } else { "starts" },
-        entry.title()
-    ));
     let outcome = drive(env, repo, &entry, run.clone(), resuming).await;
     let next = match &outcome {
         Outcome::Held(why) => {
@@ -304,8 +298,23 @@ async fn drive(
         updates: fanout.clone(),
         commands: commands_tx.clone(),
     });
+    // Said when the run's first event comes, so an entry that waits for
+    // its repository (and is tried again every few seconds) does not say
+    // it starts each time.
+    let started = format!(
+        "{} {}: run {run} {}: {}",
+        entry.id,
+        repo.name,
+        if resuming { "resumes" } else { "starts" },
+        entry.title()
+    );
+    let report = env.report.clone();
     let forward = tokio::spawn(async move {
+        let mut started = Some(started);
         while let Some(update) = updates_rx.recv().await {
+            if let Some(line) = started.take() {
+                report(line);
+            }
             // Nobody attached is fine: the store keeps everything.
             let _ = fanout.send(update);
         }
