@@ -238,7 +238,15 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
         "the run told the human how to decide: {stderr}"
     );
     let events = stored_events(&repo, &run);
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::GateDecision { approved: true, by, .. } if by != "auto-approve")));
+    // Recorded as decided through the CLI.
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::GateDecision {
+            approved: true,
+            by: memofab::domain::Decider::Cli,
+            ..
+        }
+    )));
     assert!(
         fold(&events)
             .tasks()

@@ -189,10 +189,15 @@ fn a_v1_store_is_migrated_and_keeps_its_events() {
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(store.events(&"old".into()).unwrap(), vec![started("old")]);
     // The v2 inbox works on the migrated store.
-    store.push_command(&"old".into(), &Command::Pause).unwrap();
+    store
+        .push_command(&"old".into(), &Command::Pause, &Decider::Cli)
+        .unwrap();
     assert_eq!(
         store.take_commands(&"old".into()).unwrap(),
-        vec![Command::Pause]
+        vec![Inboxed {
+            by: Decider::Cli,
+            command: Command::Pause
+        }]
     );
 }
 
@@ -200,13 +205,42 @@ fn a_v1_store_is_migrated_and_keeps_its_events() {
 fn inbox_commands_are_taken_once_per_run() {
     let mut store = Store::open_in_memory().unwrap();
     let approve = Command::ApproveGate { task: "t1".into() };
-    store.push_command(&"a".into(), &approve).unwrap();
-    store.push_command(&"b".into(), &Command::Pause).unwrap();
-    assert_eq!(store.take_commands(&"a".into()).unwrap(), vec![approve]);
+    let by = Decider::Mcp("claude-code".into());
+    store.push_command(&"a".into(), &approve, &by).unwrap();
+    store
+        .push_command(&"b".into(), &Command::Pause, &Decider::Cli)
+        .unwrap();
+    let taken = store.take_commands(&"a".into()).unwrap();
+    assert_eq!(
+        taken,
+        vec![Inboxed {
+            by,
+            command: approve
+        }]
+    );
     assert!(store.take_commands(&"a".into()).unwrap().is_empty());
     assert_eq!(
-        store.take_commands(&"b".into()).unwrap(),
-        vec![Command::Pause]
+        store.take_commands(&"b".into()).unwrap()[0].by,
+        Decider::Cli
+    );
+}
+
+#[test]
+fn a_bare_command_left_by_an_older_memofab_is_still_taken() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .conn
+        .execute(
+            "INSERT INTO inbox (run, created_ms, body) VALUES ('a', 1, ?1)",
+            [r#"{"command":"approve_gate","task":"t1"}"#],
+        )
+        .unwrap();
+    assert_eq!(
+        store.take_commands(&"a".into()).unwrap(),
+        vec![Inboxed {
+            by: Decider::Earlier("human".into()),
+            command: Command::ApproveGate { task: "t1".into() }
+        }]
     );
 }
 
