@@ -288,6 +288,43 @@ fn exports_round_trip_and_read_well() {
 }
 
 #[test]
+fn an_export_says_who_decided_each_gate() {
+    let decided = |seq, by| {
+        event(
+            "a",
+            seq,
+            EventKind::GateDecision {
+                task: "t1".into(),
+                approved: true,
+                by,
+                feedback: String::new(),
+            },
+        )
+    };
+    let events = vec![
+        started("a"),
+        decided(2, Decider::Mcp("claude-code".into())),
+        decided(3, Decider::Cli),
+        decided(4, Decider::Earlier("ada".into())),
+    ];
+    let mut jsonl = Vec::new();
+    export::export_jsonl(&events, &mut jsonl).unwrap();
+    let jsonl = String::from_utf8(jsonl).unwrap();
+    assert!(jsonl.contains(r#""by":"mcp:claude-code""#), "{jsonl}");
+    assert!(jsonl.contains(r#""by":"cli""#), "{jsonl}");
+    assert!(jsonl.contains(r#""by":"ada""#), "{jsonl}");
+    let mut md = Vec::new();
+    export::export_markdown(&events, &mut md).unwrap();
+    let md = String::from_utf8(md).unwrap();
+    assert!(
+        md.contains("gate for t1: approved by MCP client \"claude-code\""),
+        "{md}"
+    );
+    assert!(md.contains("gate for t1: approved by the CLI"), "{md}");
+    assert!(md.contains("gate for t1: approved by ada"), "{md}");
+}
+
+#[test]
 fn loading_a_long_run_in_parallel_gives_every_event_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("m.db");
