@@ -300,9 +300,9 @@ async fn a_gate_is_read_and_approved_over_mcp_and_the_resumed_run_merges_it() {
     // engine runs, and nothing is decided: no decision left or recorded,
     // mainline where it was, the task still at the gate.
     let mainline = || {
-        memofab::effects::git::GitRepo::open(&demo.repo)
+        git2::Repository::open(&demo.repo)
             .unwrap()
-            .read_file_at("main", "README.md")
+            .refname_to_id("refs/heads/main")
             .unwrap()
     };
     let mainline_before = mainline();
