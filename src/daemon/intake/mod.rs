@@ -103,10 +103,10 @@ impl IntakeSettings {
                 return Err(DaemonError::Invalid(format!(
                     "the incident intake needs a secret, or anyone who reaches it can queue work \
                      that agents build and merge. Set one in {file} (or the file given with \
-                     --config):\n\n  [daemon]\n  intake_secret = \"<a long random value, e.g. \
-                     from `openssl rand -hex 32`>\"\n\nand give the same value to Sentry as the \
-                     integration's client secret, or send it as the X-Memofab-Secret header. To \
-                     accept reports without one from this machine only, add --intake-insecure \
+                     --config):\n\n  [daemon]\n  intake_secret = \"<for Sentry, its integration's \
+                     client secret; else a long random value, e.g. `openssl rand -hex 32`>\"\n\n\
+                     and send it as the X-Memofab-Secret header (Sentry signs with it instead). \
+                     To accept reports without one from this machine only, add --intake-insecure \
                      with a loopback address (127.0.0.1:PORT)."
                 )));
             }
