@@ -103,6 +103,15 @@ fn cockpits_attach_detach_and_reattach_while_the_daemon_runs_on() {
     assert!(on_mainline(&gated.repo, "note.txt"));
     let stored = stored_events(&gated.repo, &run);
     assert!(!interrupted(&stored), "no detach interrupted the run");
+    // The attached cockpit's approval is recorded as the cockpit's.
+    assert!(stored.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::GateDecision {
+            approved: true,
+            by: memofab::domain::Decider::Cockpit,
+            ..
+        }
+    )));
     assert_eq!(fold(&stored), finished);
 }
 

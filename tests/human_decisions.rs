@@ -238,7 +238,15 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
         "the run told the human how to decide: {stderr}"
     );
     let events = stored_events(&repo, &run);
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::GateDecision { approved: true, by, .. } if by != "auto-approve")));
+    // Recorded as decided through the CLI.
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::GateDecision {
+            approved: true,
+            by: memofab::domain::Decider::Cli,
+            ..
+        }
+    )));
     assert!(
         fold(&events)
             .tasks()
@@ -346,14 +354,16 @@ async fn a_gate_rejection_sends_the_task_back_then_approval_merges_it() {
     .await;
     let events = run.events.clone();
     run.shutdown().await;
-    let decisions: Vec<bool> = events
+    // Both recorded as decided at the cockpit.
+    let decisions: Vec<(bool, memofab::domain::Decider)> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::GateDecision { approved, .. } => Some(*approved),
+            EventKind::GateDecision { approved, by, .. } => Some((*approved, by.clone())),
             _ => None,
         })
         .collect();
-    assert_eq!(decisions, vec![false, true]);
+    use memofab::domain::Decider::Cockpit;
+    assert_eq!(decisions, vec![(false, Cockpit), (true, Cockpit)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use memofab::config::DaemonConfig;
 use memofab::daemon::intake::{IntakeSettings, spawn};
 use memofab::daemon::{DaemonPaths, Shared};
 use memofab::domain::RunId;
@@ -28,8 +29,14 @@ struct Intake {
 }
 
 /// A daemon home with the repository `shop` registered (its files are the
-/// ones the recorded Sentry payload points at), and the intake listening.
+/// ones the recorded Sentry payload points at), and the intake listening:
+/// with the secret, or open (as `--intake-insecure`) on 127.0.0.1.
 async fn start(secret: Option<&str>) -> Intake {
+    start_with(secret, |_| {}).await
+}
+
+/// [`start`], with the settings changed by `adjust` first.
+async fn start_with(secret: Option<&str>, adjust: impl FnOnce(&mut IntakeSettings)) -> Intake {
     let home = tempfile::tempdir().unwrap();
     let repo = home.path().join("shop");
     for file in ["src/cart/total.js", "src/routes/cart.js", "package.json"] {
@@ -44,10 +51,12 @@ async fn start(secret: Option<&str>) -> Intake {
         .add_repo(&repo, None)
         .unwrap();
     let shared = Shared::new(paths.clone());
-    let settings = IntakeSettings {
-        secret: secret.map(str::to_owned),
-        recent_fix_days: 7,
+    let config = DaemonConfig {
+        intake_secret: secret.map(str::to_owned),
+        ..DaemonConfig::default()
     };
+    let mut settings = IntakeSettings::from_config(&config, true).unwrap();
+    adjust(&mut settings);
     let addr = spawn("127.0.0.1:0".parse().unwrap(), shared.clone(), settings)
         .await
         .unwrap();
@@ -97,6 +106,11 @@ fn fixture(name: &str) -> Vec<u8> {
             .join(name),
     )
     .unwrap()
+}
+
+/// Unix seconds now, as Sentry writes `Sentry-Hook-Timestamp`.
+fn now_s() -> u64 {
+    memofab::engine::recorder::now_ms() / 1000
 }
 
 fn sign(secret: &str, body: &[u8]) -> String {
@@ -233,7 +247,8 @@ async fn with_a_secret_only_the_secret_or_a_sentry_signature_gets_in() {
     let (status, _) = answer(
         intake
             .sentry_alert("/intake/shop")
-            .header("Sentry-Hook-Signature", forged),
+            .header("Sentry-Hook-Signature", forged)
+            .header("Sentry-Hook-Timestamp", now_s().to_string()),
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "signed with another key");
@@ -245,7 +260,8 @@ async fn with_a_secret_only_the_secret_or_a_sentry_signature_gets_in() {
     let (status, reply) = answer(
         intake
             .sentry_alert("/intake/shop")
-            .header("Sentry-Hook-Signature", sign("s3cret", &body)),
+            .header("Sentry-Hook-Signature", sign("s3cret", &body))
+            .header("Sentry-Hook-Timestamp", now_s().to_string()),
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
@@ -426,6 +442,7 @@ async fn serve_and_post(secret_in: SecretIn) {
         client
             .post(format!("{url}/intake/shop"))
             .header("Sentry-Hook-Resource", "event_alert")
+            .header("Sentry-Hook-Timestamp", now_s().to_string())
             .body(body.clone())
     };
     let (status, _) = answer(post()).await;
@@ -455,4 +472,284 @@ async fn serve_and_post(secret_in: SecretIn) {
     assert_eq!(entries[0].fingerprint.as_deref(), Some("sentry:4509873425"));
     assert!(entries[0].requirement.contains("src/cart/total.js:27"));
     drop(serving);
+}
+
+#[tokio::test]
+async fn a_signed_sentry_request_sent_a_month_ago_is_refused_and_queues_nothing() {
+    let intake = start(Some("s3cret")).await;
+    let body = fixture("issue_alert.json");
+    let signed = |stamp: String| {
+        intake
+            .sentry_alert("/intake/shop")
+            .header("Sentry-Hook-Signature", sign("s3cret", &body))
+            .header("Sentry-Hook-Timestamp", stamp)
+    };
+    let month_ago = now_s() - 30 * DAY_MS / 1000;
+    let (status, reply) = answer(signed(month_ago.to_string())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    let (status, _) = answer(signed((now_s() + 3600).to_string())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "from the future");
+    let (status, _) = answer(
+        intake
+            .sentry_alert("/intake/shop")
+            .header("Sentry-Hook-Signature", sign("s3cret", &body)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "signed without a time");
+    assert!(intake.entries().is_empty(), "nothing queued");
+
+    let (status, reply) = answer(signed(now_s().to_string())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    assert_eq!(intake.entries().len(), 1);
+}
+
+/// `POST` headers sent in part, the rest never: a slow client.
+async fn slow_client(addr: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /intake/shop HTTP/1.1\r\nHost: x\r\nContent-Type: applic")
+        .await
+        .unwrap();
+    stream
+}
+
+/// The server closed the connection within `within` (end of stream, a
+/// reset, or an answer such as a 408 or 503 followed by the end).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+fn host(intake: &Intake) -> String {
+    intake.base.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test]
+async fn thirty_two_slow_connections_do_not_hold_up_a_report() {
+    let intake = start(None).await;
+    let addr = host(&intake);
+    let mut slow = Vec::new();
+    for _ in 0..32 {
+        slow.push(slow_client(&addr).await);
+    }
+    let began = std::time::Instant::now();
+    let (status, reply) = answer(intake.post("/intake/shop", &br#"{"title": "boom"}"#[..])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "answered after {:?}",
+        began.elapsed()
+    );
+    assert_eq!(intake.entries().len(), 1);
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_oldest_slow_one_first() {
+    let intake = start_with(None, |s| s.max_connections = 4).await;
+    let addr = host(&intake);
+    let mut first = Vec::new();
+    for _ in 0..4 {
+        first.push(slow_client(&addr).await);
+    }
+    let mut second = Vec::new();
+    for _ in 0..4 {
+        second.push(slow_client(&addr).await);
+    }
+    for (i, stream) in first.iter_mut().enumerate() {
+        assert!(
+            closed_within(stream, Duration::from_secs(2)).await,
+            "connection {i} past the cap is still open"
+        );
+    }
+    for (i, stream) in second.iter_mut().enumerate() {
+        assert!(
+            !closed_within(stream, Duration::from_millis(200)).await,
+            "the newest connection {i} was closed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_or_body_is_dropped_at_the_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let intake = start_with(None, |s| s.request_deadline = Duration::from_secs(1)).await;
+    let addr = host(&intake);
+
+    // Headers, a byte every 100 ms, never finished.
+    let mut headers = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let began = std::time::Instant::now();
+    let trickle = async {
+        for byte in
+            b"POST /intake/shop HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        {
+            if headers.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        std::future::pending::<()>().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), trickle).await;
+    assert!(
+        closed_within(&mut headers, Duration::from_millis(100)).await,
+        "still open after {:?}",
+        began.elapsed()
+    );
+    assert!(began.elapsed() < Duration::from_millis(2500));
+
+    // Headers whole, the body trickled: a 408, then the end.
+    let mut body = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    body.write_all(
+        b"POST /intake/shop HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\"",
+    )
+    .await
+    .unwrap();
+    let began = std::time::Instant::now();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::io::AsyncReadExt::read_to_end(&mut body, &mut reply),
+    )
+    .await;
+    assert!(read.is_ok(), "still open after 3 s");
+    assert!(began.elapsed() < Duration::from_millis(2000));
+    assert!(
+        reply.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(intake.entries().is_empty());
+}
+
+/// `memofab serve --intake ADDR` and its other arguments, in a temp home
+/// with the user config `user_config` (none if empty).
+struct ServeSetup {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+}
+
+impl ServeSetup {
+    fn new(user_config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let xdg = dir.path().join("xdg");
+        std::fs::create_dir_all(xdg.join("memofab")).unwrap();
+        if !user_config.is_empty() {
+            std::fs::write(xdg.join("memofab/config.toml"), user_config).unwrap();
+        }
+        let repo = dir.path().join("shop");
+        std::fs::create_dir_all(&repo).unwrap();
+        Queue::open(&home.join("queue.sqlite"))
+            .unwrap()
+            .add_repo(&repo, None)
+            .unwrap();
+        Self { dir, home }
+    }
+
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        use std::process::{Command, Stdio};
+        Command::new(env!("CARGO_BIN_EXE_memofab"))
+            .arg("serve")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("MEMOFAB_HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits for `serve` to exit, checking all along that nothing listens at
+/// 127.0.0.1:`port`; its exit status and stderr.
+fn exits_without_listening(mut child: std::process::Child, port: u16) -> (i32, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "the intake listened at {port}"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "serve kept running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    (status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn serve_refuses_an_intake_without_a_secret_and_never_listens() {
+    let setup = ServeSetup::new("");
+    let port = free_port();
+    let child = setup.spawn(&["--intake", &format!("127.0.0.1:{port}")]);
+    let (code, stderr) = exits_without_listening(child, port);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("intake_secret"), "says how: {stderr}");
+    assert!(
+        !setup.home.join("daemon.sock").exists(),
+        "nothing else was started either"
+    );
+}
+
+#[test]
+fn intake_insecure_is_refused_on_an_address_other_machines_reach() {
+    let setup = ServeSetup::new("");
+    let port = free_port();
+    let child = setup.spawn(&["--intake", &format!("0.0.0.0:{port}"), "--intake-insecure"]);
+    let (code, stderr) = exits_without_listening(child, port);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(!setup.home.join("daemon.sock").exists());
+}
+
+#[tokio::test]
+async fn intake_insecure_on_loopback_takes_reports_without_a_secret() {
+    use std::io::{BufRead, BufReader};
+    let setup = ServeSetup::new("");
+    let mut child = setup.spawn(&["--intake", "127.0.0.1:0", "--intake-insecure"]);
+    let stdout = child.stdout.take().unwrap();
+    let _serving = Serving(child);
+    let url = BufReader::new(stdout)
+        .lines()
+        .take(5)
+        .map(Result::unwrap)
+        .find_map(|line| {
+            line.split_once("incidents accepted at ")
+                .map(|(_, url)| url.trim().to_owned())
+        })
+        .expect("serve prints where it takes incidents");
+    let (status, reply) = answer(
+        reqwest::Client::new()
+            .post(format!("{url}/intake/shop"))
+            .body(r#"{"title": "boom"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    let entries = Queue::open(&setup.home.join("queue.sqlite"))
+        .unwrap()
+        .entries(&[])
+        .unwrap();
+    assert_eq!(entries.len(), 1);
 }

@@ -15,29 +15,62 @@ use std::time::{Duration, Instant};
 use memofab::daemon::DaemonPaths;
 use memofab::daemon::protocol::{Reply, Request};
 use memofab::domain::queue::{ItemState, Source};
-use memofab::domain::{EventKind, RunId, TaskId, TaskState};
+use memofab::domain::{Decider, EventKind, RunId, TaskId, TaskState};
 use memofab::effects::queue::Queue;
+use memofab::effects::store::Inboxed;
 use memofab::engine::session::store_path;
 use memofab::protocol::Command;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+};
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use support::*;
 
-type Client = RunningService<RoleClient, ()>;
+type Client = RunningService<RoleClient, ClientConfig>;
 
-/// The real binary serving MCP, with its queue in `home` and no user config.
+/// The real binary serving MCP, with its queue in `home` and no user config
+/// (so gate decisions are not allowed).
 async fn connect(home: &Path) -> Client {
+    connect_as(home, "mcp-server-test", Approvals::Off).await
+}
+
+/// Whether the user's config lets MCP clients decide gates.
+#[derive(Clone, Copy, PartialEq)]
+enum Approvals {
+    Off,
+    Allowed,
+}
+
+/// The real binary serving MCP to a client named `name`.
+async fn connect_as(home: &Path, name: &str, approvals: Approvals) -> Client {
+    let xdg = match approvals {
+        Approvals::Off => home.join("no-user-config"),
+        Approvals::Allowed => {
+            let xdg = home.join("allowing-config");
+            std::fs::create_dir_all(xdg.join("memofab")).unwrap();
+            std::fs::write(
+                xdg.join("memofab/config.toml"),
+                "[mcp]\nallow_approve = true\n",
+            )
+            .unwrap();
+            xdg
+        }
+    };
     let mut command = tokio::process::Command::new(memofab_bin());
     command
         .arg("mcp")
         .env("MEMOFAB_HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("no-user-config"));
-    ().serve(TokioChildProcess::new(command).unwrap())
-        .await
-        .expect("the MCP handshake")
+        .env("XDG_CONFIG_HOME", xdg);
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new(name, "1.0"),
+    )
+    .serve(TokioChildProcess::new(command).unwrap())
+    .await
+    .expect("the MCP handshake")
 }
 
 async fn call(client: &Client, tool: &'static str, arguments: Value) -> CallToolResult {
@@ -70,7 +103,7 @@ fn register(home: &Path, repo: &Path) -> String {
     queue.add_repo(repo, None).unwrap().name
 }
 
-fn inbox(repo: &Path) -> Vec<Command> {
+fn inbox(repo: &Path) -> Vec<Inboxed> {
     let conn = rusqlite::Connection::open(store_path(repo)).unwrap();
     let mut stmt = conn.prepare("SELECT body FROM inbox ORDER BY id").unwrap();
     stmt.query_map([], |r| r.get::<_, String>(0))
@@ -121,6 +154,15 @@ async fn the_tools_are_listed_with_their_input_schemas_and_the_server_says_what_
         .iter()
         .find(|t| t.name == "submit_requirement")
         .unwrap();
+    // Approving moves mainline: clients are told it is destructive.
+    let approve = tools.iter().find(|t| t.name == "approve_gate").unwrap();
+    assert_eq!(
+        approve
+            .annotations
+            .as_ref()
+            .and_then(|a| a.destructive_hint),
+        Some(true)
+    );
     let required = submit.input_schema.get("required").unwrap();
     assert!(required.as_array().unwrap().contains(&json!("repo")));
     assert!(required.as_array().unwrap().contains(&json!("requirement")));
@@ -247,12 +289,62 @@ async fn a_gate_is_read_and_approved_over_mcp_and_the_resumed_run_merges_it() {
     let demo = demo_repo();
     let name = register(home.path(), &demo.repo);
     let readme_before = std::fs::read(demo.repo.join("README.md")).unwrap();
-    let client = connect(home.path()).await;
+    let client = connect_as(home.path(), "gatekeeper", Approvals::Allowed).await;
     let mut engine = spawn_gated_run(&demo, home.path());
 
     let status = until_gate(&client, &name, &mut engine).await;
     let run = status["run"].as_str().unwrap().to_owned();
     assert_eq!(status["engine_running"], json!(true));
+
+    // A client the user did not allow to decide gates is refused while the
+    // engine runs, and nothing is decided: no decision left or recorded,
+    // mainline where it was, the task still at the gate.
+    let mainline = || {
+        git2::Repository::open(&demo.repo)
+            .unwrap()
+            .refname_to_id("refs/heads/main")
+            .unwrap()
+    };
+    let mainline_before = mainline();
+    let denied = connect(home.path()).await;
+    let seen = ok(&denied, "run_status", json!({"repo": name, "run": run})).await;
+    assert!(
+        seen["waiting_on_human"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["tools"] == json!([])),
+        "no tool offered that would refuse: {seen}"
+    );
+    let approve = json!({"repo": name, "run": run, "task": "docs"});
+    refused(&denied, "approve_gate", approve.clone()).await;
+    refused(
+        &denied,
+        "reject_gate",
+        json!({"repo": name, "run": run, "task": "docs", "reason": "redo"}),
+    )
+    .await;
+    assert!(inbox(&demo.repo).is_empty());
+    // Several of the engine's looks at its inbox.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let events = stored_events(&demo.repo, &RunId::new(&run));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::GateDecision { .. })),
+        "nothing decided"
+    );
+    assert_eq!(mainline(), mainline_before, "mainline did not move");
+    let still = ok(&denied, "run_status", json!({"repo": name, "run": run})).await;
+    assert!(
+        still["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == json!("docs") && t["state"] == json!("awaiting_gate")),
+        "{still}"
+    );
+    denied.cancel().await.unwrap();
     let docs = status["tasks"]
         .as_array()
         .unwrap()
@@ -328,8 +420,11 @@ async fn a_gate_is_read_and_approved_over_mcp_and_the_resumed_run_merges_it() {
     assert_eq!(sent["engine_running"], json!(false));
     assert_eq!(
         inbox(&demo.repo),
-        [Command::ApproveGate {
-            task: TaskId::new("docs")
+        [Inboxed {
+            by: Decider::Mcp("gatekeeper".into()),
+            command: Command::ApproveGate {
+                task: TaskId::new("docs")
+            }
         }]
     );
 
@@ -340,10 +435,15 @@ async fn a_gate_is_read_and_approved_over_mcp_and_the_resumed_run_merges_it() {
         String::from_utf8_lossy(&resumed.stderr)
     );
     let events = stored_events(&demo.repo, &RunId::new(&run));
-    assert!(events.iter().any(|e| matches!(
-        &e.kind,
-        EventKind::GateDecision { approved: true, by, .. } if by != "auto-approve"
-    )));
+    // Recorded with the client's own name.
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::GateDecision { approved: true, by, .. }
+                if *by == Decider::Mcp("gatekeeper".into())
+        )),
+        "{events:?}"
+    );
     assert!(!events.iter().any(|e| matches!(
         &e.kind,
         EventKind::GateDecision {

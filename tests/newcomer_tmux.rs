@@ -346,7 +346,7 @@ fn a_newcomer_follows_the_readme_from_init_to_export() {
     let events = support::stored_events(repo, &run);
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        memofab::domain::EventKind::GateDecision { approved: true, by, .. } if by != "auto-approve"
+        memofab::domain::EventKind::GateDecision { approved: true, by, .. } if by.is_human()
     )));
 
     // `memofab runs` lists it, finished.

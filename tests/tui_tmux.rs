@@ -183,6 +183,10 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
     let events = stored_events(&repo, &only_run(&repo));
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        memofab::domain::EventKind::GateDecision { approved: true, by, .. } if by != "auto-approve"
+        memofab::domain::EventKind::GateDecision {
+            approved: true,
+            by: memofab::domain::Decider::Cockpit,
+            ..
+        }
     )));
 }

@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// e.g. 127.0.0.1:8787 or localhost:8787.
     #[arg(long, value_parser = socket_address)]
     pub intake: Option<std::net::SocketAddr>,
+    /// Accept reports without `[daemon] intake_secret`: anyone who reaches
+    /// the address can queue work, so only a loopback address is allowed.
+    #[arg(long, requires = "intake")]
+    pub intake_insecure: bool,
 }
 
 /// `HOST:PORT`, the host an address or a name (`localhost`); the first
@@ -369,7 +373,10 @@ mod tests {
     fn the_intake_takes_an_address_or_a_host_name() {
         for (arg, port) in [("127.0.0.1:8787", 8787), ("localhost:9", 9), ("[::1]:0", 0)] {
             let cli = Cli::try_parse_from(["memofab", "serve", "--intake", arg]).unwrap();
-            let Some(Commands::Serve(ServeArgs { intake: Some(addr) })) = cli.command else {
+            let Some(Commands::Serve(ServeArgs {
+                intake: Some(addr), ..
+            })) = cli.command
+            else {
                 panic!("{arg}: {:?}", cli.command);
             };
             assert_eq!(addr.port(), port, "{arg}");

@@ -115,7 +115,10 @@ async fn mcp() -> Result<ExitCode> {
     let paths = crate::daemon::DaemonPaths::from_env()?;
     paths.create_dirs()?;
     init_logging(&paths.log_dir);
-    crate::mcp::serve_stdio(paths).await?;
+    // Only the user's own file: a project's config is what its agents write.
+    let files: Vec<_> = crate::config::Config::user_file().into_iter().collect();
+    let allow_approve = crate::config::Config::load(&files)?.mcp.allow_approve;
+    crate::mcp::serve_stdio(paths, allow_approve).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use super::args::{
     CleanArgs, ExportArgs, ExportFormat, GateArgs, GlobalArgs, RaiseBudgetArgs, RejectArgs,
 };
-use crate::domain::{RunId, RunKind, TaskId, TaskState};
+use crate::domain::{Decider, RunId, RunKind, TaskId, TaskState};
 use crate::effects::store::Store;
 use crate::effects::store::export::{export_jsonl, export_markdown};
 use crate::engine::gate_decision::{GateDecision, leave_gate_decision};
@@ -130,7 +130,13 @@ pub fn overseer_reports(repo: &Path) -> Result<ExitCode> {
 /// Leaves a gate decision for the running engine, after checking the task
 /// waits at the gate.
 fn decide(repo: &Path, run: &str, task: &str, decision: GateDecision) -> Result<ExitCode> {
-    leave_gate_decision(repo, &RunId::new(run), &TaskId::new(task), decision)?;
+    leave_gate_decision(
+        repo,
+        &RunId::new(run),
+        &TaskId::new(task),
+        decision,
+        &Decider::Cli,
+    )?;
     println!("sent; the running memofab will record the decision");
     Ok(ExitCode::SUCCESS)
 }
@@ -160,7 +166,7 @@ pub fn raise_budget(repo: &Path, args: RaiseBudgetArgs) -> Result<ExitCode> {
         }
     }
     let mut store = open_store(repo)?;
-    store.push_command(&run, &Command::RaiseBudget { task })?;
+    store.push_command(&run, &Command::RaiseBudget { task }, &Decider::Cli)?;
     println!("sent; the running memofab will raise the budget");
     Ok(ExitCode::SUCCESS)
 }

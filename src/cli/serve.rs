@@ -11,7 +11,7 @@ use super::args::{GlobalArgs, ServeArgs};
 use super::signals::Signals;
 use crate::config::Config;
 use crate::daemon::DaemonPaths;
-use crate::daemon::intake::IntakeSettings;
+use crate::daemon::intake::{Access, IntakeSettings};
 use crate::daemon::server::Server;
 
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
@@ -29,6 +29,15 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         files.push(extra.clone());
     }
     let config = Config::load(&files)?;
+    // Refused before anything listens: no open intake by accident.
+    let intake = match args.intake {
+        Some(addr) => {
+            let settings = IntakeSettings::from_config(&config.daemon, args.intake_insecure)?;
+            settings.check_address(addr)?;
+            Some((addr, settings))
+        }
+        None => None,
+    };
     let mut signals = Signals::install()?;
     let mut server =
         Server::bind(paths, config.daemon.max_agents)?.report_to(std::sync::Arc::new(|line| {
@@ -39,13 +48,17 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         server.socket().display(),
         std::process::id()
     ));
-    if let Some(addr) = args.intake {
-        let bound = server
-            .start_intake(addr, IntakeSettings::from_config(&config.daemon)?)
-            .await?;
+    if let Some((addr, settings)) = intake {
+        let open = settings.access == Access::OpenOnLoopback;
+        let bound = server.start_intake(addr, settings).await?;
         say(&format!(
             "memofab serve: incidents accepted at http://{bound}"
         ));
+        if open {
+            say(
+                "memofab serve: the intake takes reports without a secret (--intake-insecure): any local program can queue work",
+            );
+        }
     }
     tracing::info!(pid = std::process::id(), "serving");
     let (stop_tx, stop_rx) = oneshot::channel();

@@ -13,8 +13,13 @@ pub struct DaemonConfig {
     /// run still keeps to its own `run.concurrency`).
     pub max_agents: usize,
     /// The incident intake refuses a request without this value in its
-    /// `X-Memofab-Secret` header (or a Sentry signature made with it).
+    /// `X-Memofab-Secret` header (or a fresh Sentry signature made with it).
+    /// Without it, `serve --intake` refuses to start unless given
+    /// `--intake-insecure` on a loopback address.
     pub intake_secret: Option<String>,
+    /// Connections the intake serves at once; past it, the oldest one still
+    /// sending its request is dropped, or the new one refused.
+    pub intake_max_connections: usize,
     /// An incident whose fingerprint a run fixed within this many days is not
     /// queued again.
     pub recent_fix_days: u32,
@@ -25,6 +30,7 @@ impl Default for DaemonConfig {
         Self {
             max_agents: 4,
             intake_secret: None,
+            intake_max_connections: 16,
             recent_fix_days: 7,
         }
     }
@@ -40,11 +46,15 @@ pub struct OverseerConfig {
     pub schedule: Option<crate::domain::nightly::DailyTime>,
 }
 
-/// `[mcp]`: MCP servers (stdio) whose tools agents are given.
+/// `[mcp]`: MCP servers (stdio) whose tools agents are given, and what
+/// clients of `memofab mcp` may do.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct McpConfig {
     pub servers: BTreeMap<String, McpServerConfig>,
+    /// Clients of `memofab mcp` may approve and reject gates. Off by
+    /// default; read from the user's config file only.
+    pub allow_approve: bool,
 }
 
 /// One MCP server, started as a child process speaking MCP over stdio.

@@ -560,6 +560,12 @@ impl Config {
                 "daemon.max_agents must be at least 1".into(),
             ));
         }
+        if self.daemon.intake_max_connections == 0 {
+            return Some(Problem::new(
+                &["daemon", "intake_max_connections"],
+                "daemon.intake_max_connections must be at least 1".into(),
+            ));
+        }
         let mut roles: Vec<(String, &RoleConfig)> = self
             .roles
             .default

@@ -418,7 +418,9 @@ pub enum EventKind {
     GateDecision {
         task: TaskId,
         approved: bool,
-        by: String,
+        /// The channel it came through (`cockpit`, `cli`, `mcp:<client>`,
+        /// `auto`); a user name in stores written before that was recorded.
+        by: super::decider::Decider,
         #[serde(default)]
         feedback: String,
     },
@@ -680,5 +682,28 @@ mod tests {
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back, event);
         assert_eq!(back.kind.name(), "task_state_changed");
+    }
+
+    #[test]
+    fn a_gate_decision_stored_with_a_user_name_still_decodes() {
+        let old = serde_json::json!({"run": "r1", "seq": 3, "at_ms": 1,
+            "type": "gate_decision", "task": "t1", "approved": true, "by": "human"});
+        let event: Event = serde_json::from_value(old).unwrap();
+        let EventKind::GateDecision { by, .. } = &event.kind else {
+            panic!("{event:?}")
+        };
+        assert_eq!(*by, crate::domain::Decider::Earlier("human".into()));
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["by"], "human", "written back as it was read");
+
+        let new = EventKind::GateDecision {
+            task: TaskId::from("t1"),
+            approved: false,
+            by: crate::domain::Decider::Mcp("claude-code".into()),
+            feedback: "no".into(),
+        };
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json["by"], "mcp:claude-code");
+        assert_eq!(serde_json::from_value::<EventKind>(json).unwrap(), new);
     }
 }

@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod blueprint;
 pub mod budget;
+pub mod decider;
 pub mod event;
 pub mod ids;
 pub mod instructions;
@@ -27,6 +28,7 @@ pub mod testers;
 pub mod write_set;
 
 pub use blueprint::{Blueprint, BlueprintIssue, TaskSpec};
+pub use decider::Decider;
 pub use event::{
     Budget, ConflictFile, ConflictResolution, Event, EventKind, MergeCheck, MergeOutcome,
     MessageAuthor, RunSettings, TokenUsage,

@@ -1,13 +1,14 @@
 //! A gate decided from outside the engine's process (`memofab approve` and
 //! `reject`, MCP's `approve_gate` and `reject_gate`): checked against the
 //! stored run, then left in the store's inbox, where the engine running the
-//! run (or resuming it later) picks it up and records the decision.
+//! run (or resuming it later) picks it up and records the decision, with
+//! who left it ([`Decider`]).
 
 use std::path::Path;
 
 use super::error::{EngineError, EngineResult};
 use super::files::{store_path, stored_state};
-use crate::domain::{RunId, TaskId, TaskState};
+use crate::domain::{Decider, RunId, TaskId, TaskState};
 use crate::effects::store::Store;
 use crate::protocol::Command;
 
@@ -29,6 +30,7 @@ pub fn leave_gate_decision(
     run: &RunId,
     task: &TaskId,
     decision: GateDecision,
+    by: &Decider,
 ) -> EngineResult<()> {
     if let GateDecision::Reject { reason } = &decision
         && reason.trim().is_empty()
@@ -59,6 +61,6 @@ pub fn leave_gate_decision(
             feedback: reason,
         },
     };
-    Store::open(&path)?.push_command(run, &command)?;
+    Store::open(&path)?.push_command(run, &command, by)?;
     Ok(())
 }

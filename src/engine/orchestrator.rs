@@ -16,7 +16,7 @@ use super::error::{EngineError, EngineResult};
 use super::pipeline;
 use super::planning::{self, PlanResult};
 use crate::domain::schedule;
-use crate::domain::{EventKind, RunPhase, RunState, TaskId, TaskState};
+use crate::domain::{Decider, EventKind, RunPhase, RunState, TaskId, TaskState};
 use crate::protocol::{Command, ConflictResolution};
 
 /// How a pause for the run's budget is introduced in its reason.
@@ -132,7 +132,7 @@ impl Orchestrator {
                     .recorder
                     .with_state(|s| s.task_ids(|state| state == TaskState::AwaitingGate));
                 for task in gated {
-                    pipeline::approve(&self.ctx, &task, "auto-approve").await?;
+                    pipeline::approve(&self.ctx, &task, &Decider::Auto).await?;
                     self.spawn(task, false);
                 }
             }
@@ -223,8 +223,9 @@ impl Orchestrator {
     async fn build_phase(&mut self) -> EngineResult<RunState> {
         let mut inbox = tokio::time::interval(INBOX_POLL);
         inbox.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Held back while planning; they came from the cockpit.
         for command in std::mem::take(&mut self.deferred) {
-            self.obey(command).await?;
+            self.obey(command, Decider::Cockpit).await?;
         }
         loop {
             self.promote().await?;
@@ -270,7 +271,9 @@ impl Orchestrator {
                         self.drop_spare_worktrees().await;
                         return self.interrupted().await;
                     }
-                    Some(command) => self.obey(command).await?,
+                    // Only a cockpit (here or attached to the daemon)
+                    // sends on this channel.
+                    Some(command) => self.obey(command, Decider::Cockpit).await?,
                 },
                 // Also wakes the loop to notice what agents did meanwhile,
                 // such as spending the run's budget.
@@ -278,8 +281,8 @@ impl Orchestrator {
                     let (clock, desk) = (&mut self.time_watch, &self.ctx.shepherd);
                     self.ctx.recorder.with_state(|s| clock.check(s, desk));
                     if self.steering.reads_inbox() {
-                        for command in self.poll_inbox().await? {
-                            self.obey(command).await?;
+                        for left in self.poll_inbox().await? {
+                            self.obey(left.command, left.by).await?;
                         }
                     }
                 }
@@ -483,7 +486,9 @@ impl Orchestrator {
         }
     }
 
-    async fn obey(&mut self, command: Command) -> EngineResult<()> {
+    /// Carries out a human's command; `by` is who sent it, recorded with a
+    /// gate decision.
+    async fn obey(&mut self, command: Command, by: Decider) -> EngineResult<()> {
         // A task a human acts on must not have a pipeline still running.
         match &command {
             Command::ApproveGate { task }
@@ -497,7 +502,7 @@ impl Orchestrator {
         let task_state = |t: &TaskId| state.task(t).map(|r| r.state);
         match command {
             Command::ApproveGate { task } if task_state(&task) == Some(TaskState::AwaitingGate) => {
-                pipeline::approve(&self.ctx, &task, &human()).await?;
+                pipeline::approve(&self.ctx, &task, &by).await?;
                 self.spawn(task, false);
             }
             // The human dealt with their checkout: the held landing goes on
@@ -507,14 +512,14 @@ impl Orchestrator {
             {
                 self.set_phase(
                     RunPhase::Building,
-                    &format!("landing {task} approved by {}", human()),
+                    &format!("landing {task} approved by {by}"),
                 )
                 .await?;
             }
             Command::RejectGate { task, feedback }
                 if task_state(&task) == Some(TaskState::AwaitingGate) =>
             {
-                pipeline::reject(&self.ctx, &task, &human(), &feedback).await?;
+                pipeline::reject(&self.ctx, &task, &by, &feedback).await?;
                 // Rework starts when a slot frees; `fill_slots` only starts
                 // Ready tasks, so start it here.
                 if self
@@ -738,7 +743,7 @@ impl Orchestrator {
         Ok(())
     }
 
-    async fn poll_inbox(&self) -> EngineResult<Vec<Command>> {
+    async fn poll_inbox(&self) -> EngineResult<Vec<crate::effects::store::Inboxed>> {
         let recorder = self.ctx.recorder.clone();
         let run = recorder.run().clone();
         tokio::task::spawn_blocking(move || recorder.with_store(|store| store.take_commands(&run)))

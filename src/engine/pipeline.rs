@@ -18,7 +18,8 @@ use super::tools::{ToolBox, ToolSet};
 use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::policy::Risk;
 use crate::domain::{
-    AgentRole, ConflictFile, ConflictResolution, EventKind, RunPhase, TaskId, TaskRecord, TaskState,
+    AgentRole, ConflictFile, ConflictResolution, Decider, EventKind, RunPhase, TaskId, TaskRecord,
+    TaskState,
 };
 use crate::effects::sandbox::Sandbox;
 
@@ -377,18 +378,18 @@ async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
         )
         .await?;
     if ctx.auto_approve {
-        approve(ctx, &task, "auto-approve").await?;
+        approve(ctx, &task, &Decider::Auto).await?;
     }
     Ok(())
 }
 
 /// Records a human's approval at the gate and puts the change in the merge queue.
-pub async fn approve(ctx: &RunContext, task: &TaskId, by: &str) -> EngineResult<()> {
+pub async fn approve(ctx: &RunContext, task: &TaskId, by: &Decider) -> EngineResult<()> {
     ctx.recorder
         .record(EventKind::GateDecision {
             task: task.clone(),
             approved: true,
-            by: by.to_owned(),
+            by: by.clone(),
             feedback: String::new(),
         })
         .await?;
@@ -399,12 +400,17 @@ pub async fn approve(ctx: &RunContext, task: &TaskId, by: &str) -> EngineResult<
 }
 
 /// Records a rejection at the gate; the task goes back to its coder.
-pub async fn reject(ctx: &RunContext, task: &TaskId, by: &str, feedback: &str) -> EngineResult<()> {
+pub async fn reject(
+    ctx: &RunContext,
+    task: &TaskId,
+    by: &Decider,
+    feedback: &str,
+) -> EngineResult<()> {
     ctx.recorder
         .record(EventKind::GateDecision {
             task: task.clone(),
             approved: false,
-            by: by.to_owned(),
+            by: by.clone(),
             feedback: feedback.to_owned(),
         })
         .await?;

@@ -22,6 +22,12 @@ pub enum ToolError {
     NoRuns { repo: String },
     #[error("{repo} has no run {run}; list_runs lists its runs")]
     UnknownRun { repo: String, run: String },
+    #[error(
+        "MCP clients may not approve or reject gates here: the user decides them in memofab's \
+         cockpit or with `memofab approve`/`reject`, unless they set `[mcp] allow_approve = true` \
+         in their own memofab config file"
+    )]
+    ApprovalsOff,
     /// The blocking work behind a tool panicked or was cancelled.
     #[error("the tool stopped before it finished: {0}")]
     Stopped(String),

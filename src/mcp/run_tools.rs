@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::schemars::JsonSchema;
+use rmcp::service::{Peer, RoleServer};
 use rmcp::{Json, tool, tool_router};
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,7 @@ use super::server::FactoryServer;
 use crate::config::Config;
 use crate::daemon::DaemonPaths;
 use crate::domain::attention::{self, AttentionKind};
-use crate::domain::{RunId, RunKind, RunState, TaskId};
+use crate::domain::{Decider, RunId, RunKind, RunState, TaskId};
 use crate::effects::store::{RunSummary, Store};
 use crate::engine::gate_decision::{GateDecision, leave_gate_decision};
 use crate::engine::session::store_path;
@@ -287,13 +288,15 @@ pub fn run_status(paths: &DaemonPaths, args: RunStatusArgs) -> ToolResult<RunSta
     })
 }
 
-/// `memofab approve`/`reject` for a registered repository.
+/// `memofab approve`/`reject` for a registered repository, left as decided
+/// by `by` (the MCP client).
 pub fn decide(
     paths: &DaemonPaths,
     repo: &str,
     run: &str,
     task: &str,
     decision: GateDecision,
+    by: &Decider,
 ) -> ToolResult<GateSent> {
     let (_, path) = registered(paths, repo)?;
     let run = RunId::new(run);
@@ -301,8 +304,8 @@ pub fn decide(
         GateDecision::Approve => "approved",
         GateDecision::Reject { .. } => "rejected",
     };
-    leave_gate_decision(&path, &run, &TaskId::new(task), decision)?;
-    tracing::info!(%run, task, decision = label, "gate decided over MCP");
+    leave_gate_decision(&path, &run, &TaskId::new(task), decision, by)?;
+    tracing::info!(%run, task, decision = label, by = %by.as_stored(), "gate decided over MCP");
     let engine_running = live_run(&path, &factory_runs(&path)?).as_ref() == Some(&run);
     Ok(GateSent {
         run: run.to_string(),
@@ -332,22 +335,39 @@ impl FactoryServer {
         &self,
         Parameters(args): Parameters<RunStatusArgs>,
     ) -> Result<Json<RunStatus>, String> {
-        self.blocking(move |paths| run_status(paths, args)).await
+        let gate_tools = self.allow_approve;
+        self.blocking(move |paths| {
+            run_status(paths, args).map(|mut status| {
+                // Point the client at no tool that would refuse it.
+                if !gate_tools {
+                    for waiting in &mut status.waiting_on_human {
+                        waiting.tools.clear();
+                    }
+                }
+                status
+            })
+        })
+        .await
     }
 
-    /// Lets a change held at the gate merge. Refused unless the task waits
-    /// at the gate; the engine running the run records the decision.
+    /// Lets a change held at the gate merge onto mainline. Refused unless
+    /// the user's config has `[mcp] allow_approve = true` and the task waits
+    /// at the gate; the engine running the run records the decision, with
+    /// this client's name.
     #[tool(annotations(
         title = "Approve a gated change",
         read_only_hint = false,
-        destructive_hint = false,
+        // It moves mainline: what the gate held back gets merged.
+        destructive_hint = true,
         idempotent_hint = true,
         open_world_hint = false
     ))]
     async fn approve_gate(
         &self,
+        peer: Peer<RoleServer>,
         Parameters(args): Parameters<GateArgs>,
     ) -> Result<Json<GateSent>, String> {
+        let by = self.may_decide(&peer)?;
         self.blocking(move |paths| {
             decide(
                 paths,
@@ -355,13 +375,15 @@ impl FactoryServer {
                 &args.run,
                 &args.task,
                 GateDecision::Approve,
+                &by,
             )
         })
         .await
     }
 
     /// Sends a change held at the gate back to its coder, with the reason as
-    /// feedback. Refused unless the task waits at the gate.
+    /// feedback. Refused unless the user's config has `[mcp] allow_approve =
+    /// true` and the task waits at the gate.
     #[tool(annotations(
         title = "Reject a gated change",
         read_only_hint = false,
@@ -371,13 +393,15 @@ impl FactoryServer {
     ))]
     async fn reject_gate(
         &self,
+        peer: Peer<RoleServer>,
         Parameters(args): Parameters<RejectArgs>,
     ) -> Result<Json<GateSent>, String> {
+        let by = self.may_decide(&peer)?;
         self.blocking(move |paths| {
             let decision = GateDecision::Reject {
                 reason: args.reason,
             };
-            decide(paths, &args.repo, &args.run, &args.task, decision)
+            decide(paths, &args.repo, &args.run, &args.task, decision, &by)
         })
         .await
     }

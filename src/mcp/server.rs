@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::service::{Peer, RoleServer};
 use rmcp::{Json, ServerHandler, ServiceExt, tool_handler};
 
 use super::error::{ToolError, ToolResult};
 use crate::daemon::DaemonPaths;
+use crate::domain::Decider;
 
 /// What a client reads first: what the factory does and how to drive it.
 pub const INSTRUCTIONS: &str = "\
@@ -28,22 +30,43 @@ Changes to risky paths (as the project's policy says) stop at a gate instead of 
 run_status lists them under waiting_on_human with their task ids. approve_gate lets such a \
 change merge; reject_gate sends it back to its coder with a reason. Both only leave the \
 decision for the engine running the run (or resuming it), after checking the task waits at \
-the gate. Other waits (questions, conflicts, budgets) are decided in memofab's cockpit.";
+the gate, and are refused unless the user allowed MCP clients to decide gates \
+(`[mcp] allow_approve = true` in their memofab config); the decision is recorded with this \
+client's name. Other waits (questions, conflicts, budgets) are decided in memofab's cockpit.";
 
 /// The factory's MCP server: the daemon's queue and the registered
 /// repositories' stores, read and written by the same functions as the CLI.
 #[derive(Clone)]
 pub struct FactoryServer {
     paths: Arc<DaemonPaths>,
+    /// The user's `[mcp] allow_approve`: clients may decide gates.
+    pub(super) allow_approve: bool,
     tools: ToolRouter<Self>,
 }
 
 impl FactoryServer {
-    pub fn new(paths: DaemonPaths) -> Self {
+    /// `allow_approve` comes from the user's own config file, never a
+    /// project's: a project's files are what agents write and merge.
+    pub fn new(paths: DaemonPaths, allow_approve: bool) -> Self {
         Self {
             paths: Arc::new(paths),
+            allow_approve,
             tools: Self::queue_tools() + Self::run_tools(),
         }
+    }
+
+    /// Who decides a gate through this server: the client by the name it
+    /// gave at `initialize`; refused unless the user allowed MCP approvals.
+    pub(super) fn may_decide(&self, peer: &Peer<RoleServer>) -> Result<Decider, String> {
+        if !self.allow_approve {
+            tracing::info!("an MCP client tried to decide a gate; [mcp] allow_approve is off");
+            return Err(ToolError::ApprovalsOff.to_string());
+        }
+        let name = peer
+            .peer_info()
+            .map(|info| info.client_info.name.clone())
+            .unwrap_or_default();
+        Ok(Decider::mcp_client(&name))
     }
 
     /// Runs a tool's work where blocking is fine (SQLite, git, the daemon's
@@ -89,8 +112,8 @@ pub enum ServeError {
 }
 
 /// Serves MCP on stdin/stdout until the client closes them.
-pub async fn serve_stdio(paths: DaemonPaths) -> Result<(), ServeError> {
-    let running = FactoryServer::new(paths)
+pub async fn serve_stdio(paths: DaemonPaths, allow_approve: bool) -> Result<(), ServeError> {
+    let running = FactoryServer::new(paths, allow_approve)
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| ServeError::Start(Box::new(e)))?;
@@ -105,7 +128,8 @@ mod tests {
 
     #[test]
     fn every_tool_has_an_object_input_schema_and_the_info_names_the_gates() {
-        let server = FactoryServer::new(DaemonPaths::in_dir(std::path::Path::new("/nowhere")));
+        let server =
+            FactoryServer::new(DaemonPaths::in_dir(std::path::Path::new("/nowhere")), false);
         let mut names: Vec<String> = server
             .tools
             .list_all()

@@ -229,7 +229,7 @@ pub fn queue_events() -> Vec<Event> {
     f.push(EventKind::GateDecision {
         task: "slug".into(),
         approved: true,
-        by: "ada".into(),
+        by: crate::domain::Decider::Earlier("ada".into()),
         feedback: String::new(),
     });
     f.walk("slug", &[AwaitingGate, Queued]);

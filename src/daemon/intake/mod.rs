@@ -8,9 +8,16 @@
 //! queued requirement tagged as an incident. The HTTP side is [`server`].
 //!
 //! Settings come from the user's config file (`[daemon] intake_secret`,
-//! `recent_fix_days`), read once when the intake starts: a project's config
-//! cannot loosen the daemon's secret.
+//! `recent_fix_days`, `intake_max_connections`), read once when the intake
+//! starts: a project's config cannot loosen the daemon's secret.
+//!
+//! Secure by default: without a secret the intake does not start, unless
+//! the user says `--intake-insecure`, and then only on a loopback address
+//! ([`Access`]). Who may post is checked in [`auth`]; slow and surplus
+//! connections are bounded in [`connections`].
 
+mod auth;
+mod connections;
 pub mod dedupe;
 pub mod incident;
 pub mod plain;
@@ -19,6 +26,7 @@ mod server;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -27,41 +35,100 @@ use super::shared::Shared;
 use crate::config::DaemonConfig;
 use incident::Incident;
 
+pub use auth::WINDOW as SIGNATURE_WINDOW;
+
+/// A slow client's whole request (headers and body) must arrive within this.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Who may post reports.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Access {
+    /// The secret in `X-Memofab-Secret`, or a fresh Sentry signature made
+    /// with it.
+    Secret(String),
+    /// `--intake-insecure`: anyone who reaches the address, which must be a
+    /// loopback one.
+    OpenOnLoopback,
+}
+
 /// What the intake needs from the config.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IntakeSettings {
-    /// Required in `X-Memofab-Secret`, or as the key of a valid
-    /// `Sentry-Hook-Signature`; none accepts every request.
-    pub secret: Option<String>,
+    pub access: Access,
     /// A group fixed within this many days is not queued again.
     pub recent_fix_days: u32,
+    /// Connections served at once; see [`connections`].
+    pub max_connections: usize,
+    /// The whole request, headers and body, arrives within this.
+    pub request_deadline: Duration,
+}
+
+/// Never shows the secret.
+impl fmt::Debug for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::Secret(_) => "Secret(<set>)",
+            Access::OpenOnLoopback => "OpenOnLoopback",
+        })
+    }
 }
 
 impl fmt::Debug for IntakeSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntakeSettings")
-            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("access", &self.access)
             .field("recent_fix_days", &self.recent_fix_days)
+            .field("max_connections", &self.max_connections)
+            .field("request_deadline", &self.request_deadline)
             .finish()
     }
 }
 
 impl IntakeSettings {
-    pub fn from_config(config: &DaemonConfig) -> DaemonResult<Self> {
-        if config
-            .intake_secret
-            .as_deref()
-            .is_some_and(|s| s.trim().is_empty())
-        {
-            return Err(DaemonError::Invalid(
-                "[daemon] intake_secret is empty; set a value, or remove it to accept reports without one"
-                    .into(),
-            ));
-        }
+    /// From the daemon's config; `insecure` is `--intake-insecure`. No
+    /// secret and not `insecure` is refused, saying how to set one.
+    pub fn from_config(config: &DaemonConfig, insecure: bool) -> DaemonResult<Self> {
+        let access = match config.intake_secret.as_deref() {
+            Some(secret) if secret.trim().is_empty() => {
+                return Err(DaemonError::Invalid(
+                    "[daemon] intake_secret is empty; set a long random value".into(),
+                ));
+            }
+            Some(secret) => Access::Secret(secret.to_owned()),
+            None if insecure => Access::OpenOnLoopback,
+            None => {
+                let file = crate::config::Config::user_file()
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| "your memofab config file".into());
+                return Err(DaemonError::Invalid(format!(
+                    "the incident intake needs a secret, or anyone who reaches it can queue work \
+                     that agents build and merge. Set one in {file} (or the file given with \
+                     --config):\n\n  [daemon]\n  intake_secret = \"<for Sentry, its integration's \
+                     client secret; else a long random value, e.g. `openssl rand -hex 32`>\"\n\n\
+                     and send it as the X-Memofab-Secret header (Sentry signs with it instead). \
+                     To accept reports without one from this machine only, add --intake-insecure \
+                     with a loopback address (127.0.0.1:PORT)."
+                )));
+            }
+        };
         Ok(Self {
-            secret: config.intake_secret.clone(),
+            access,
             recent_fix_days: config.recent_fix_days,
+            max_connections: config.intake_max_connections.max(1),
+            request_deadline: REQUEST_DEADLINE,
         })
+    }
+
+    /// An open intake listens on loopback only; checked before anything
+    /// binds.
+    pub fn check_address(&self, addr: SocketAddr) -> DaemonResult<()> {
+        if self.access == Access::OpenOnLoopback && !addr.ip().is_loopback() {
+            return Err(DaemonError::Invalid(format!(
+                "--intake-insecure accepts reports without a secret, so it listens on a loopback \
+                 address only, not {addr}; set [daemon] intake_secret to listen there"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -73,6 +140,7 @@ pub async fn spawn(
     shared: Shared,
     settings: IntakeSettings,
 ) -> DaemonResult<SocketAddr> {
+    settings.check_address(addr)?;
     server::spawn(addr, shared, settings).await
 }
 
@@ -153,12 +221,52 @@ mod tests {
             intake_secret: Some(" ".into()),
             ..DaemonConfig::default()
         };
-        assert!(IntakeSettings::from_config(&config).is_err());
-        let settings = IntakeSettings::from_config(&DaemonConfig {
-            intake_secret: Some("s3cret".into()),
-            ..DaemonConfig::default()
-        })
+        assert!(IntakeSettings::from_config(&config, false).is_err());
+        assert!(IntakeSettings::from_config(&config, true).is_err());
+        let settings = IntakeSettings::from_config(
+            &DaemonConfig {
+                intake_secret: Some("s3cret".into()),
+                ..DaemonConfig::default()
+            },
+            false,
+        )
         .unwrap();
         assert!(!format!("{settings:?}").contains("s3cret"));
+        assert_eq!(settings.access, Access::Secret("s3cret".into()));
+    }
+
+    #[test]
+    fn without_a_secret_only_an_explicit_insecure_intake_on_loopback_starts() {
+        let none = DaemonConfig::default();
+        assert!(IntakeSettings::from_config(&none, false).is_err());
+        let open = IntakeSettings::from_config(&none, true).unwrap();
+        assert_eq!(open.access, Access::OpenOnLoopback);
+        for ok in ["127.0.0.1:8787", "[::1]:8787", "127.0.0.2:0"] {
+            assert!(open.check_address(ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        for refused in [
+            "0.0.0.0:8787",
+            "[::]:8787",
+            "192.168.1.5:8787",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(
+                open.check_address(refused.parse().unwrap()).is_err(),
+                "{refused}"
+            );
+        }
+        let secret = IntakeSettings::from_config(
+            &DaemonConfig {
+                intake_secret: Some("s3cret".into()),
+                ..DaemonConfig::default()
+            },
+            true,
+        )
+        .unwrap();
+        assert!(
+            secret
+                .check_address("0.0.0.0:8787".parse().unwrap())
+                .is_ok()
+        );
     }
 }

@@ -1,19 +1,19 @@
-//! The intake's HTTP/1.1 server (hyper): routes, limits, the shared-secret
-//! check, and the answers. Every answer is a JSON object:
+//! The intake's HTTP/1.1 server (hyper): routes, limits, the access
+//! check ([`super::auth`]), and the answers. Every answer is a JSON object:
 //! 202 `{"queued": "q3", ..}` for a new group, 200 `{"ignored": why, ..}`
 //! for a known one or a webhook that reports no error, 4xx `{"error": why}`
 //! with nothing queued.
 //!
 //! Limits: a body over [`MAX_BODY`] is refused while it is read (never
-//! buffered whole), headers and body each have a deadline, and at most
-//! [`MAX_CONNECTIONS`] connections are served at once.
+//! buffered whole); each connection carries one request, whose headers and
+//! body must arrive within the settings' deadline (408, or closed, after);
+//! at most `max_connections` are open at once ([`super::connections`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -22,13 +22,12 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
 
+use super::connections::{Admission, Connections, Slot};
 use super::dedupe::{self, Known};
 use super::incident::{self, Incident};
-use super::{IntakeSettings, Report};
+use super::{IntakeSettings, Report, auth};
 use crate::daemon::error::{DaemonError, DaemonResult};
 use crate::daemon::shared::Shared;
 use crate::domain::queue::{QueuedRequirement, RegisteredRepo, Source};
@@ -36,13 +35,13 @@ use crate::effects::queue::{NewRequirement, Queue, QueueError};
 
 /// The largest body accepted. Sentry's event payloads are tens of KiB.
 pub const MAX_BODY: usize = 1024 * 1024;
-/// Connections served at once; more wait to be accepted.
-pub const MAX_CONNECTIONS: usize = 32;
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time to answer once the request has arrived (the queue's lock, SQLite),
+/// past the request's deadline, before the connection is closed regardless.
+const ANSWER_GRACE: Duration = Duration::from_secs(10);
+/// Written, without waiting, to a connection refused for want of room.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
 
-const SECRET_HEADER: &str = "x-memofab-secret";
-const SIGNATURE_HEADER: &str = "sentry-hook-signature";
 const RESOURCE_HEADER: &str = "sentry-hook-resource";
 
 struct Intake {
@@ -80,20 +79,16 @@ pub(super) async fn spawn(
         queue: Mutex::new(queue),
         settings,
     });
-    if intake.settings.secret.is_none() && !bound.ip().is_loopback() {
-        tracing::warn!(%bound, "the incident intake has no [daemon] intake_secret: anyone who reaches it can queue work");
-    }
     tokio::spawn(accept(listener, intake));
     tracing::info!(%bound, "incident intake listening");
     Ok(bound)
 }
 
+/// Accepts without waiting for room: a connection is served, makes room
+/// by dropping the oldest slow one, or is refused at once.
 async fn accept(listener: TcpListener, intake: Arc<Intake>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Connections::new(intake.settings.max_connections);
     loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -103,23 +98,48 @@ async fn accept(listener: TcpListener, intake: Arc<Intake>) {
                 continue;
             }
         };
-        let intake = Arc::clone(&intake);
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let intake = Arc::clone(&intake);
-                async move { Ok::<_, Infallible>(handle(&intake, request).await) }
-            });
-            let served = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!("incident intake: connection ended: {e}");
+        let slot = match connections.admit() {
+            Admission::Admitted(slot) => Arc::new(slot),
+            Admission::Refused => {
+                tracing::debug!("incident intake: every connection is being answered; one refused");
+                // Never waits on the client: what does not fit is dropped.
+                let _ = stream.try_write(BUSY);
+                continue;
             }
-            drop(slot);
-        });
+        };
+        let task = tokio::spawn(serve(stream, Arc::clone(&intake), Arc::clone(&slot)));
+        slot.set_abort(task.abort_handle());
     }
+}
+
+/// One connection, one request, within the deadline.
+async fn serve(stream: TcpStream, intake: Arc<Intake>, slot: Arc<Slot>) {
+    let started = Instant::now();
+    let deadline = intake.settings.request_deadline;
+    let service = {
+        let slot = Arc::clone(&slot);
+        service_fn(move |request| {
+            let intake = Arc::clone(&intake);
+            let slot = Arc::clone(&slot);
+            async move {
+                let answer = match respond(&intake, &slot, started, request).await {
+                    Ok(answer) | Err(answer) => answer,
+                };
+                Ok::<_, Infallible>(answer.into_response())
+            }
+        })
+    };
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(deadline)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(deadline + ANSWER_GRACE, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("incident intake: connection ended: {e}"),
+        Err(_) => tracing::debug!("incident intake: connection past its deadline closed"),
+    }
+    drop(slot);
 }
 
 /// One answer: a status and a JSON body.
@@ -152,12 +172,6 @@ impl Answer {
     }
 }
 
-async fn handle(intake: &Arc<Intake>, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    match respond(intake, request).await {
-        Ok(answer) | Err(answer) => answer.into_response(),
-    }
-}
-
 /// Which repository the path names.
 #[derive(Debug, PartialEq, Eq)]
 enum Target {
@@ -184,7 +198,12 @@ fn route(path: &str) -> Option<Target> {
     plausible.then(|| Target::Named(name.to_owned()))
 }
 
-async fn respond(intake: &Arc<Intake>, request: Request<Incoming>) -> Result<Answer, Answer> {
+async fn respond(
+    intake: &Arc<Intake>,
+    slot: &Slot,
+    started: Instant,
+    request: Request<Incoming>,
+) -> Result<Answer, Answer> {
     let target = route(request.uri().path()).ok_or_else(|| {
         Answer::refuse(
             StatusCode::NOT_FOUND,
@@ -198,13 +217,15 @@ async fn respond(intake: &Arc<Intake>, request: Request<Incoming>) -> Result<Ans
         ));
     }
     let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body).await?;
-    if !authorised(intake.settings.secret.as_deref(), &parts.headers, &body) {
-        return Err(Answer::refuse(
-            StatusCode::UNAUTHORIZED,
-            "a valid X-Memofab-Secret header or Sentry-Hook-Signature is required",
-        ));
-    }
+    let left = intake
+        .settings
+        .request_deadline
+        .saturating_sub(started.elapsed());
+    let body = read_body(&parts.headers, body, left).await?;
+    slot.answering();
+    let now_s = crate::engine::recorder::now_ms() / 1000;
+    auth::check(&intake.settings.access, &parts.headers, &body, now_s)
+        .map_err(|refusal| Answer::refuse(StatusCode::UNAUTHORIZED, refusal.reason()))?;
     let repo = blocking(intake, move |intake| find_repo(&intake.queue(), &target)).await??;
     let resource = parts
         .headers
@@ -251,8 +272,9 @@ async fn respond(intake: &Arc<Intake>, request: Request<Incoming>) -> Result<Ans
     })
 }
 
-/// The body, refused (413) as soon as it passes [`MAX_BODY`].
-async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, Answer> {
+/// The body, refused (413) as soon as it passes [`MAX_BODY`], or (408) when
+/// it has not arrived within `left`.
+async fn read_body(headers: &HeaderMap, body: Incoming, left: Duration) -> Result<Bytes, Answer> {
     let too_large = || {
         Answer::refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -266,7 +288,7 @@ async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, Answer>
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }
-    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await;
+    let read = tokio::time::timeout(left, Limited::new(body, MAX_BODY).collect()).await;
     match read {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
@@ -279,54 +301,6 @@ async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, Answer>
             "the body took too long to arrive",
         )),
     }
-}
-
-/// No secret configured, the secret in `X-Memofab-Secret`, or a Sentry
-/// signature (HMAC-SHA256 of the raw body, hex) made with it.
-fn authorised(secret: Option<&str>, headers: &HeaderMap, body: &[u8]) -> bool {
-    let Some(secret) = secret else {
-        return true;
-    };
-    let given = headers.get(SECRET_HEADER).map(HeaderValue::as_bytes);
-    if given.is_some_and(|given| same_secret(given, secret.as_bytes())) {
-        return true;
-    }
-    headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|signature| signed(secret, body, signature))
-}
-
-/// Compares digests, not the values: the time taken says nothing about the
-/// secret, not even its length.
-fn same_secret(given: &[u8], secret: &[u8]) -> bool {
-    let (a, b) = (Sha256::digest(given), Sha256::digest(secret));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
-fn signed(secret: &str, body: &[u8], signature: &str) -> bool {
-    let Some(expected) = from_hex(signature.trim()) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    // Constant time.
-    mac.verify_slice(&expected).is_ok()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 fn find_repo(queue: &Queue, target: &Target) -> Result<RegisteredRepo, Answer> {
@@ -421,55 +395,5 @@ mod tests {
         assert_eq!(route("/intake/.hidden"), None);
         assert_eq!(route("/intakes"), None);
         assert_eq!(route("/"), None);
-    }
-
-    #[test]
-    fn the_secret_or_a_sentry_signature_made_with_it_is_accepted() {
-        let body = br#"{"title":"x"}"#;
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
-        mac.update(body);
-        let signature: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let with = |name: &'static str, value: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(name, HeaderValue::from_str(value).unwrap());
-            headers
-        };
-        assert!(authorised(None, &HeaderMap::new(), body));
-        assert!(!authorised(Some("s3cret"), &HeaderMap::new(), body));
-        assert!(authorised(
-            Some("s3cret"),
-            &with(SECRET_HEADER, "s3cret"),
-            body
-        ));
-        assert!(!authorised(
-            Some("s3cret"),
-            &with(SECRET_HEADER, "s3cre"),
-            body
-        ));
-        assert!(authorised(
-            Some("s3cret"),
-            &with(SIGNATURE_HEADER, &signature),
-            body
-        ));
-        assert!(!authorised(
-            Some("s3cret"),
-            &with(SIGNATURE_HEADER, &signature),
-            b"{}"
-        ));
-        assert!(!authorised(
-            Some("other"),
-            &with(SIGNATURE_HEADER, &signature),
-            body
-        ));
-        assert!(!authorised(
-            Some("s3cret"),
-            &with(SIGNATURE_HEADER, "zz"),
-            body
-        ));
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
-use crate::domain::{Event, EventKind, RunId, RunPhase, TaskState};
+use crate::domain::{Decider, Event, EventKind, RunId, RunPhase, TaskState};
 use crate::protocol::Command;
 
 pub use migrations::SCHEMA_VERSION;
@@ -323,9 +323,14 @@ impl Store {
         }
     }
 
-    /// Leaves a command for the engine running `run` (another process).
-    pub fn push_command(&mut self, run: &RunId, command: &Command) -> Result<()> {
-        let body = serde_json::to_string(command).map_err(|e| StoreError::Corrupt {
+    /// Leaves a command for the engine running `run` (another process),
+    /// with who sent it.
+    pub fn push_command(&mut self, run: &RunId, command: &Command, by: &Decider) -> Result<()> {
+        let left = Inboxed {
+            command: command.clone(),
+            by: by.clone(),
+        };
+        let body = serde_json::to_string(&left).map_err(|e| StoreError::Corrupt {
             run: run.clone(),
             seq: 0,
             message: e.to_string(),
@@ -340,7 +345,7 @@ impl Store {
     }
 
     /// Takes the commands waiting for `run`, oldest first; each is returned once.
-    pub fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>> {
+    pub fn take_commands(&mut self, run: &RunId) -> Result<Vec<Inboxed>> {
         let tx = self.conn.transaction().ctx("starting a transaction")?;
         let mut commands = Vec::new();
         {
@@ -354,8 +359,8 @@ impl Store {
                 .ctx("reading the inbox")?;
             for row in rows {
                 let (id, body) = row.ctx("reading the inbox")?;
-                match serde_json::from_str::<Command>(&body) {
-                    Ok(c) => commands.push(c),
+                match Inboxed::read(&body) {
+                    Ok(left) => commands.push(left),
                     Err(e) => tracing::warn!(id, error = %e, "unreadable inbox command dropped"),
                 }
             }
@@ -364,6 +369,26 @@ impl Store {
             .ctx("clearing the inbox")?;
         tx.commit().ctx("clearing the inbox")?;
         Ok(commands)
+    }
+}
+
+/// A command left in the inbox and who left it. Stored as
+/// `{"by": .., "command": {..}}`; a bare command, as older versions left
+/// them, reads as left by `human`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Inboxed {
+    pub by: Decider,
+    pub command: Command,
+}
+
+impl Inboxed {
+    fn read(body: &str) -> serde_json::Result<Self> {
+        serde_json::from_str::<Inboxed>(body).or_else(|_| {
+            serde_json::from_str::<Command>(body).map(|command| Inboxed {
+                by: Decider::Earlier("human".to_owned()),
+                command,
+            })
+        })
     }
 }
 

@@ -189,10 +189,15 @@ fn a_v1_store_is_migrated_and_keeps_its_events() {
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(store.events(&"old".into()).unwrap(), vec![started("old")]);
     // The v2 inbox works on the migrated store.
-    store.push_command(&"old".into(), &Command::Pause).unwrap();
+    store
+        .push_command(&"old".into(), &Command::Pause, &Decider::Cli)
+        .unwrap();
     assert_eq!(
         store.take_commands(&"old".into()).unwrap(),
-        vec![Command::Pause]
+        vec![Inboxed {
+            by: Decider::Cli,
+            command: Command::Pause
+        }]
     );
 }
 
@@ -200,13 +205,42 @@ fn a_v1_store_is_migrated_and_keeps_its_events() {
 fn inbox_commands_are_taken_once_per_run() {
     let mut store = Store::open_in_memory().unwrap();
     let approve = Command::ApproveGate { task: "t1".into() };
-    store.push_command(&"a".into(), &approve).unwrap();
-    store.push_command(&"b".into(), &Command::Pause).unwrap();
-    assert_eq!(store.take_commands(&"a".into()).unwrap(), vec![approve]);
+    let by = Decider::Mcp("claude-code".into());
+    store.push_command(&"a".into(), &approve, &by).unwrap();
+    store
+        .push_command(&"b".into(), &Command::Pause, &Decider::Cli)
+        .unwrap();
+    let taken = store.take_commands(&"a".into()).unwrap();
+    assert_eq!(
+        taken,
+        vec![Inboxed {
+            by,
+            command: approve
+        }]
+    );
     assert!(store.take_commands(&"a".into()).unwrap().is_empty());
     assert_eq!(
-        store.take_commands(&"b".into()).unwrap(),
-        vec![Command::Pause]
+        store.take_commands(&"b".into()).unwrap()[0].by,
+        Decider::Cli
+    );
+}
+
+#[test]
+fn a_bare_command_left_by_an_older_memofab_is_still_taken() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .conn
+        .execute(
+            "INSERT INTO inbox (run, created_ms, body) VALUES ('a', 1, ?1)",
+            [r#"{"command":"approve_gate","task":"t1"}"#],
+        )
+        .unwrap();
+    assert_eq!(
+        store.take_commands(&"a".into()).unwrap(),
+        vec![Inboxed {
+            by: Decider::Earlier("human".into()),
+            command: Command::ApproveGate { task: "t1".into() }
+        }]
     );
 }
 
@@ -251,6 +285,43 @@ fn exports_round_trip_and_read_well() {
     assert!(md.contains("### coder:t1#1"));
     assert!(md.contains("`read_file`"));
     assert!(md.contains("README.md"));
+}
+
+#[test]
+fn an_export_says_who_decided_each_gate() {
+    let decided = |seq, by| {
+        event(
+            "a",
+            seq,
+            EventKind::GateDecision {
+                task: "t1".into(),
+                approved: true,
+                by,
+                feedback: String::new(),
+            },
+        )
+    };
+    let events = vec![
+        started("a"),
+        decided(2, Decider::Mcp("claude-code".into())),
+        decided(3, Decider::Cli),
+        decided(4, Decider::Earlier("ada".into())),
+    ];
+    let mut jsonl = Vec::new();
+    export::export_jsonl(&events, &mut jsonl).unwrap();
+    let jsonl = String::from_utf8(jsonl).unwrap();
+    assert!(jsonl.contains(r#""by":"mcp:claude-code""#), "{jsonl}");
+    assert!(jsonl.contains(r#""by":"cli""#), "{jsonl}");
+    assert!(jsonl.contains(r#""by":"ada""#), "{jsonl}");
+    let mut md = Vec::new();
+    export::export_markdown(&events, &mut md).unwrap();
+    let md = String::from_utf8(md).unwrap();
+    assert!(
+        md.contains("gate for t1: approved by MCP client \"claude-code\""),
+        "{md}"
+    );
+    assert!(md.contains("gate for t1: approved by the CLI"), "{md}");
+    assert!(md.contains("gate for t1: approved by ada"), "{md}");
 }
 
 #[test]
