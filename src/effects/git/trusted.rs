@@ -21,9 +21,13 @@ use super::{Context, GitError, GitRepo, Result};
 
 impl GitRepo {
     /// Opens the worktree at `dir` through its registration in the user's
-    /// repository (see the module docs). Fails if `dir` is not a worktree
-    /// memofab registered.
+    /// repository (see the module docs), or the user's checkout itself.
+    /// Fails for any other directory.
     pub(super) fn open_worktree(&self, dir: &Path) -> Result<Repository> {
+        // The user's own checkout is the repository memofab was started in.
+        if dir.canonicalize().is_ok_and(|d| d == self.root) {
+            return self.repo();
+        }
         let common = self.common_dir()?;
         let admin = admin_of(&common, dir)?;
         check_head(&admin)?;
