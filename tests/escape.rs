@@ -716,7 +716,7 @@ task = "escape"
   [[conversation.turn]]
   [[conversation.turn.call]]
   tool = "run"
-  args = { command = "git update-ref refs/heads/main $(git commit-tree -p HEAD -m sneaky 'HEAD^{tree}')" }
+  args = { command = "export GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@a GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@a; git update-ref refs/heads/main $(git commit-tree -p HEAD -m sneaky 'HEAD^{tree}')" }
   [[conversation.turn]]
   [[conversation.turn.call]]
   tool = "write_file"
@@ -731,13 +731,21 @@ task = "escape"
     std::fs::write(&config, "[run]\nisolation = \"none\"\n").unwrap();
     demo(&room, &scenario, &config);
     let run = only_run(&room.repo);
-    let state = fold(&stored_events(&room.repo, &run));
+    let events = stored_events(&room.repo, &run);
+    let state = fold(&events);
+    let outputs: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult { output, .. } => Some(output.as_str()),
+            _ => None,
+        })
+        .collect();
     assert!(
         state
             .repository_changes
             .iter()
             .any(|c| c.contains("refs/heads/main")),
-        "{:?}",
+        "{:?} {outputs:?}",
         state.repository_changes
     );
     assert_eq!(state.phase, memofab::domain::RunPhase::Paused);
