@@ -48,6 +48,18 @@ impl Guard {
         self.reference = now;
     }
 
+    /// A human accepted mainline as it is in `now` (they committed on it to
+    /// release a landing held for their checkout); the rest stays watched.
+    pub fn accept_mainline(&mut self, now: &Fingerprint) {
+        match now.0.get(&self.mainline_item) {
+            Some(at) => self
+                .reference
+                .0
+                .insert(self.mainline_item.clone(), at.clone()),
+            None => self.reference.0.remove(&self.mainline_item),
+        };
+    }
+
     /// A landing starts moving mainline.
     pub fn landing_starts(&mut self) {
         self.landing = true;
@@ -221,6 +233,12 @@ mod tests {
         guard.landing_starts();
         guard.landing_ends(None);
         assert_eq!(guard.changes(&Fingerprint::take(&git, "main")).len(), 1);
+        // A human who releases a held landing accepts mainline, only it.
+        std::fs::write(git.join("hooks/post-commit"), "#!/bin/sh\n").unwrap();
+        guard.accept_mainline(&Fingerprint::take(&git, "main"));
+        let changes = guard.changes(&Fingerprint::take(&git, "main"));
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(changes[0].contains("hooks/post-commit"));
     }
 
     #[test]

@@ -289,6 +289,14 @@ impl RunContext {
         Ok(())
     }
 
+    /// A human released a landing held for their checkout, which they were
+    /// asked to commit: mainline as it is now is where memofab lands next.
+    pub async fn accept_mainline(self: &Arc<Self>) -> EngineResult<()> {
+        let now = self.fingerprint_now().await?;
+        self.repo_guard().accept_mainline(&now);
+        Ok(())
+    }
+
     /// Runs one of memofab's own moves of mainline (a landing, a revert):
     /// the guard lets mainline move meanwhile, then takes the commit that
     /// `landed` names (if it moved) as where mainline is. Every other move

@@ -552,6 +552,9 @@ impl Orchestrator {
             Command::ApproveGate { task }
                 if state.held_landing.as_ref().is_some_and(|h| h.task == task) =>
             {
+                // They were asked to commit their changes: that commit on
+                // mainline is theirs, not a change behind the run's back.
+                self.ctx.accept_mainline().await?;
                 self.set_phase(
                     RunPhase::Building,
                     &format!("landing {task} approved by {}", human()),
@@ -581,6 +584,9 @@ impl Orchestrator {
                 if !state.repository_changes.is_empty() {
                     // The human has seen the change; it is the new normal.
                     self.ctx.rebaseline_repository().await?;
+                } else if state.held_landing.is_some() {
+                    // Released by resuming, as by approving the landing.
+                    self.ctx.accept_mainline().await?;
                 }
                 self.set_phase(RunPhase::Building, "resumed by a human")
                     .await?;
