@@ -297,6 +297,9 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
     if passed {
         return merged(ctx, &task, landed).await;
     }
+    // The check took a while: a revert lands on top of mainline as it is,
+    // so mainline must still be where memofab's landings left it.
+    repository_accepted(ctx).await?;
     let (m, l) = (ctx.mainline.clone(), landed.to_owned());
     let message = format!(
         "Revert {task}: {}: post-merge check failed\n\n`{command}` failed on {landed}.\n\nmemofab run {}",
