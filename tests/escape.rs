@@ -574,18 +574,37 @@ fn assert_repository_untouched(room: &Room, out: &std::process::Output, config: 
     );
 }
 
+/// What the coder leaves in `.git` before it finishes: the user's own
+/// `.git` (memofab's commit would land on the user's HEAD, past review and
+/// the merge queue), or a registration it planted whose `gitdir` names an
+/// outside directory (memofab would commit that directory, onto mainline).
+#[derive(Clone, Copy, Debug)]
+enum LastGit {
+    UsersRepository,
+    PlantedRegistration,
+}
+
 /// A coder rewrites its worktree's `.git`: first to `gitdir: /` (the fence
-/// would grant reading everything), then to the user's own `.git` (memofab's
-/// commit would land on the user's HEAD, past review and the merge queue).
-fn a_worktree_git_file_is_never_followed_under(mechanism: Mechanism) {
+/// would grant reading everything), then as `last` says before finishing.
+fn a_worktree_git_file_is_never_followed_under(mechanism: Mechanism, last: LastGit) {
     let room = Room::new();
     let Some(config) = forced_config(&room, mechanism) else {
         return;
     };
-    let (home, outside, repo) = (
+    let last_command = match last {
+        LastGit::UsersRepository => {
+            format!("printf 'gitdir: {}/.git\\n' > .git", room.repo.display())
+        }
+        LastGit::PlantedRegistration => format!(
+            "mkdir -p loot/fake; echo {outside}/.git > loot/fake/gitdir; echo {repo}/.git > loot/fake/commondir; \
+             echo 'ref: refs/heads/main' > loot/fake/HEAD; echo \\\"gitdir: $PWD/loot/fake\\\" > .git",
+            outside = room.outside.display(),
+            repo = room.repo.display()
+        ),
+    };
+    let (home, outside) = (
         room.home.display().to_string(),
         room.outside.display().to_string(),
-        room.repo.display().to_string(),
     );
     let scenario = scenario_with_coder(
         &room,
@@ -612,7 +631,7 @@ task = "escape"
   [[conversation.turn]]
   [[conversation.turn.call]]
   tool = "run"
-  args = {{ command = "printf 'gitdir: {repo}/.git\\n' > .git" }}
+  args = {{ command = "{last_command}" }}
   [[conversation.turn]]
   [[conversation.turn.call]]
   tool = "finish"
@@ -642,17 +661,27 @@ task = "escape"
             EventKind::ToolResult { ok: true, output, .. } if output.contains("On branch memofab/"))),
         "{mechanism:?}: git status did not see the task branch"
     );
-    assert_repository_untouched(&room, &out, &config, &format!("{mechanism:?}"));
+    assert_repository_untouched(&room, &out, &config, &format!("{mechanism:?} {last:?}"));
 }
 
 #[test]
 fn a_worktree_git_file_is_never_followed_under_landlock() {
-    a_worktree_git_file_is_never_followed_under(Mechanism::Landlock);
+    a_worktree_git_file_is_never_followed_under(Mechanism::Landlock, LastGit::UsersRepository);
 }
 
 #[test]
 fn a_worktree_git_file_is_never_followed_under_bubblewrap() {
-    a_worktree_git_file_is_never_followed_under(Mechanism::Bwrap);
+    a_worktree_git_file_is_never_followed_under(Mechanism::Bwrap, LastGit::UsersRepository);
+}
+
+#[test]
+fn a_planted_registration_naming_outside_is_never_followed_under_landlock() {
+    a_worktree_git_file_is_never_followed_under(Mechanism::Landlock, LastGit::PlantedRegistration);
+}
+
+#[test]
+fn a_planted_registration_naming_outside_is_never_followed_under_bubblewrap() {
+    a_worktree_git_file_is_never_followed_under(Mechanism::Bwrap, LastGit::PlantedRegistration);
 }
 
 /// A merged test script, run in the verification worktree, plants a fake
