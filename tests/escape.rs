@@ -58,8 +58,13 @@ impl Room {
 
     /// The scenario with this room's paths and port filled in.
     fn scenario(&self) -> PathBuf {
+        self.scenario_from("scenario.toml")
+    }
+
+    /// The scenario `file` of the escape fixtures, filled in likewise.
+    fn scenario_from(&self, file: &str) -> PathBuf {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/escape");
-        let text = std::fs::read_to_string(fixtures.join("scenario.toml"))
+        let text = std::fs::read_to_string(fixtures.join(file))
             .unwrap()
             .replace("{HOME}", &self.home.display().to_string())
             .replace("{REPO}", &self.repo.display().to_string())
@@ -464,4 +469,367 @@ task = "escape"
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(git(&room.repo, &["show", "main:notes.txt"]), "legit work\n");
+}
+
+/// Runs `memofab demo` headless on `scenario` under `config`.
+fn demo(room: &Room, scenario: &Path, config: &Path) -> std::process::Output {
+    room.memofab(
+        &[
+            "demo",
+            "--headless",
+            "--auto-approve",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--dir",
+            room.repo.to_str().unwrap(),
+        ],
+        config,
+    )
+}
+
+/// A config forcing `mechanism`, or `None` when it cannot work here.
+fn forced_config(room: &Room, mechanism: Mechanism) -> Option<PathBuf> {
+    testing::forced(mechanism)?;
+    let config = room.tmp.path().join("isolation.toml");
+    std::fs::write(
+        &config,
+        format!("[run]\nisolation = \"{}\"\n", mechanism.label()),
+    )
+    .unwrap();
+    Some(config)
+}
+
+/// The user's repository after an attack: mainline moved only by landings
+/// (its reflog), the user's index and checkout agree with it, no commit
+/// reachable from any ref holds a secret or an outside file, and no byte of
+/// the store, the output or the export holds the key.
+fn assert_repository_untouched(room: &Room, out: &std::process::Output, config: &Path, what: &str) {
+    let reflog = git(
+        &room.repo,
+        &["reflog", "show", "--format=%gs", "refs/heads/main"],
+    );
+    let entries: Vec<&str> = reflog.lines().collect();
+    assert!(
+        entries
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|line| line.starts_with("memofab: ")),
+        "{what}: mainline moved by something other than a landing: {reflog}"
+    );
+    let status = git(
+        &room.repo,
+        &["status", "--porcelain", "--untracked-files=no"],
+    );
+    assert_eq!(
+        status, "",
+        "{what}: the user's index or checkout was written"
+    );
+    let history = git(&room.repo, &["log", "--all", "-p", "--format=%H %s"]);
+    for secret in [PRIVATE_KEY, OUTSIDE_SECRET] {
+        assert!(
+            !history.contains(secret),
+            "{what}: {secret:?} was committed"
+        );
+    }
+    let run = only_run(&room.repo);
+    let export = room.memofab(
+        &[
+            "export",
+            run.as_str(),
+            "--format",
+            "jsonl",
+            "--repo",
+            room.repo.to_str().unwrap(),
+        ],
+        config,
+    );
+    let mut places = all_bytes(&room.repo.join(".memofab"));
+    places.push(("stdout".into(), out.stdout.clone()));
+    places.push(("stderr".into(), out.stderr.clone()));
+    places.push(("export".into(), export.stdout.clone()));
+    for (place, bytes) in &places {
+        for secret in [PRIVATE_KEY, OUTSIDE_SECRET] {
+            assert!(
+                !contains(bytes, secret),
+                "{what}: {secret:?} in {}",
+                place.display()
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(room.outside.join("secret.txt")).unwrap(),
+        OUTSIDE_SECRET,
+        "{what}: a file outside changed"
+    );
+    let outside: Vec<_> = std::fs::read_dir(&room.outside)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        outside.len(),
+        1,
+        "{what}: files written outside: {outside:?}"
+    );
+}
+
+/// What the coder leaves in `.git` before it finishes: the user's own
+/// `.git` (memofab's commit would land on the user's HEAD, past review and
+/// the merge queue), or a registration it planted whose `gitdir` names an
+/// outside directory (memofab would commit that directory, onto mainline).
+#[derive(Clone, Copy, Debug)]
+enum LastGit {
+    UsersRepository,
+    PlantedRegistration,
+}
+
+/// A coder rewrites its worktree's `.git`: first to `gitdir: /` (the fence
+/// would grant reading everything), then as `last` says before finishing.
+fn a_worktree_git_file_is_never_followed_under(mechanism: Mechanism, last: LastGit) {
+    let room = Room::new();
+    let Some(config) = forced_config(&room, mechanism) else {
+        return;
+    };
+    let last_command = match last {
+        LastGit::UsersRepository => {
+            format!("printf 'gitdir: {}/.git\\n' > .git", room.repo.display())
+        }
+        LastGit::PlantedRegistration => format!(
+            "mkdir -p loot/fake; echo {outside}/.git > loot/fake/gitdir; echo {repo}/.git > loot/fake/commondir; \
+             echo 'ref: refs/heads/main' > loot/fake/HEAD; echo \\\"gitdir: $PWD/loot/fake\\\" > .git",
+            outside = room.outside.display(),
+            repo = room.repo.display()
+        ),
+    };
+    let (home, outside) = (
+        room.home.display().to_string(),
+        room.outside.display().to_string(),
+    );
+    let scenario = scenario_with_coder(
+        &room,
+        &format!(
+            r#"[[conversation]]
+role = "coder"
+task = "escape"
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = {{ command = "printf 'gitdir: /\\n' > .git" }}
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = {{ command = "mkdir -p loot; cat {home}/.ssh/id_rsa {outside}/secret.txt > loot/key.txt 2>/dev/null; true" }}
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = {{ command = "git status" }}
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "write_file"
+  args = {{ path = "notes.txt", content = "legit work\n" }}
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = {{ command = "{last_command}" }}
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = {{ summary = "done" }}
+"#
+        ),
+    );
+    let out = demo(&room, &scenario, &config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run = only_run(&room.repo);
+    let events = stored_events(&room.repo, &run);
+    let state = fold(&events);
+    assert_eq!(
+        state.task(&"escape".into()).map(|t| t.state),
+        Some(TaskState::Merged),
+        "{mechanism:?}: {stderr}"
+    );
+    assert_eq!(git(&room.repo, &["show", "main:notes.txt"]), "legit work\n");
+    assert_eq!(
+        git(&room.repo, &["rev-parse", "refs/heads/main"]).trim(),
+        state.mainline_commit,
+        "{mechanism:?}"
+    );
+    // The command after the rewrite ran with the `.git` memofab made.
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::ToolResult { ok: true, output, .. } if output.contains("On branch memofab/"))),
+        "{mechanism:?}: git status did not see the task branch"
+    );
+    assert_repository_untouched(&room, &out, &config, &format!("{mechanism:?} {last:?}"));
+}
+
+#[test]
+fn a_worktree_git_file_is_never_followed_under_landlock() {
+    a_worktree_git_file_is_never_followed_under(Mechanism::Landlock, LastGit::UsersRepository);
+}
+
+#[test]
+fn a_worktree_git_file_is_never_followed_under_bubblewrap() {
+    a_worktree_git_file_is_never_followed_under(Mechanism::Bwrap, LastGit::UsersRepository);
+}
+
+#[test]
+fn a_planted_registration_naming_outside_is_never_followed_under_landlock() {
+    a_worktree_git_file_is_never_followed_under(Mechanism::Landlock, LastGit::PlantedRegistration);
+}
+
+#[test]
+fn a_planted_registration_naming_outside_is_never_followed_under_bubblewrap() {
+    a_worktree_git_file_is_never_followed_under(Mechanism::Bwrap, LastGit::PlantedRegistration);
+}
+
+/// A merged test script, run in the verification worktree, plants a fake
+/// registration there naming an outside directory as its work tree: the
+/// next verification checks out in the verification worktree all the same.
+fn a_planted_registration_in_the_verify_worktree_is_ignored_under(mechanism: Mechanism) {
+    let room = Room::new();
+    let Some(config) = forced_config(&room, mechanism) else {
+        return;
+    };
+    let scenario = room.scenario_from("verify.toml");
+    let out = demo(&room, &scenario, &config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run = only_run(&room.repo);
+    let events = stored_events(&room.repo, &run);
+    let state = fold(&events);
+    for task in ["plant", "later"] {
+        assert_eq!(
+            state.task(&task.into()).map(|t| t.state),
+            Some(TaskState::Merged),
+            "{mechanism:?} {task}: {stderr}"
+        );
+    }
+    let verified = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::MergeVerified { passed: true, .. }))
+        .count();
+    assert_eq!(verified, 2, "{mechanism:?}: both merges were verified");
+    assert_eq!(git(&room.repo, &["show", "main:later.txt"]), "later\n");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RepositoryChanged { .. })),
+        "{mechanism:?}"
+    );
+    assert_repository_untouched(&room, &out, &config, &format!("{mechanism:?}"));
+}
+
+#[test]
+fn a_planted_registration_in_the_verify_worktree_is_ignored_under_landlock() {
+    a_planted_registration_in_the_verify_worktree_is_ignored_under(Mechanism::Landlock);
+}
+
+#[test]
+fn a_planted_registration_in_the_verify_worktree_is_ignored_under_bubblewrap() {
+    a_planted_registration_in_the_verify_worktree_is_ignored_under(Mechanism::Bwrap);
+}
+
+/// Mainline moves only by a landing: an agent running without a fence
+/// (`isolation = "none"`) that commits onto mainline itself is noticed,
+/// recorded, and nothing lands on top of it, nor is the user's checkout
+/// brought along.
+#[test]
+fn mainline_moved_outside_a_landing_stops_the_run() {
+    let room = Room::new();
+    let scenario = scenario_with_coder(
+        &room,
+        r#"[[conversation]]
+role = "coder"
+task = "escape"
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = { command = "export GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@a GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@a; git update-ref refs/heads/main $(git commit-tree -p HEAD -m sneaky 'HEAD^{tree}')" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "write_file"
+  args = { path = "notes.txt", content = "legit work\n" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = { summary = "done" }
+"#,
+    );
+    let config = room.tmp.path().join("none.toml");
+    std::fs::write(&config, "[run]\nisolation = \"none\"\n").unwrap();
+    demo(&room, &scenario, &config);
+    let run = only_run(&room.repo);
+    let events = stored_events(&room.repo, &run);
+    let state = fold(&events);
+    let outputs: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult { output, .. } => Some(output.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        state
+            .repository_changes
+            .iter()
+            .any(|c| c.contains("refs/heads/main")),
+        "{:?} {outputs:?}",
+        state.repository_changes
+    );
+    assert_eq!(state.phase, memofab::domain::RunPhase::Paused);
+    assert_eq!(
+        git(&room.repo, &["log", "-1", "--format=%s", "main"]).trim(),
+        "sneaky",
+        "nothing landed on top of the sneaky commit"
+    );
+    assert_eq!(git(&room.repo, &["show", "main:notes.txt"]), "");
+    // The user's checkout stayed where it was: on the old tree, which the
+    // sneaky commit shares.
+    assert_eq!(
+        git(
+            &room.repo,
+            &["status", "--porcelain", "--untracked-files=no"]
+        ),
+        ""
+    );
+}
+
+/// A task's own code never ends the run: the test command leaves the
+/// worktree changed after the commit, so git refuses to merge mainline into
+/// it for the conflict rework. That task fails, saying why; the other task's
+/// work stays merged and the run finishes.
+#[test]
+fn a_worktree_git_refuses_fails_the_task_not_the_run() {
+    let room = Room::new();
+    let scenario = room.scenario_from("dirty.toml");
+    let config = room.tmp.path().join("none.toml");
+    // Both tasks at once, so the second one to land conflicts.
+    std::fs::write(
+        &config,
+        "[run]\nisolation = \"none\"\nwrite_set_scheduling = false\n",
+    )
+    .unwrap();
+    let out = demo(&room, &scenario, &config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run = only_run(&room.repo);
+    let events = stored_events(&room.repo, &run);
+    let state = fold(&events);
+    let states: Vec<_> = ["left", "right"]
+        .iter()
+        .map(|t| state.task(&(*t).into()).map(|r| r.state))
+        .collect();
+    assert!(
+        states.contains(&Some(TaskState::Merged)) && states.contains(&Some(TaskState::Failed)),
+        "{states:?}: {stderr}"
+    );
+    let landed = git(&room.repo, &["show", "main:README.md"]);
+    assert!(landed == "left\n" || landed == "right\n", "{landed}");
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::TaskStateChanged { to: TaskState::Failed, reason: Some(reason), .. }
+                if reason.contains("worktree"))),
+        "the failure says why"
+    );
+    assert!(state.phase.is_over(), "the run ended normally: {stderr}");
 }

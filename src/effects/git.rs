@@ -16,10 +16,12 @@ mod landing;
 mod merge_queue;
 mod named_files;
 mod stats;
+mod trusted;
 mod worktrees;
 
 pub use checkout::{Advance, DirtyCheckout};
 pub use merge_queue::{MergeCandidate, Revert};
+pub use trusted::restore_worktree_link;
 use worktrees::worktree_turn;
 
 #[derive(Debug, thiserror::Error)]

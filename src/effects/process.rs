@@ -319,8 +319,21 @@ mod tests {
                 10_000,
             );
             s.cwd = worktree.clone();
-            s.isolation = isolation;
+            // The git data is what memofab knows, not what `.git` says: a
+            // `gitdir: /` left by the last command grants nothing.
+            s.isolation = isolation.with_git_data(&repo.join(".git"));
+            std::fs::write(worktree.join(".git"), "gitdir: /\n").unwrap();
+            s.command.push_str(&format!(
+                "; cat {} && echo secret-visible",
+                dir.path().join("secret").display()
+            ));
+            std::fs::write(dir.path().join("secret"), "s").unwrap();
             let out = run_command(&s).await.unwrap();
+            assert!(
+                !out.output.contains("secret-visible"),
+                "{mechanism:?}: {}",
+                out.output
+            );
             assert!(
                 !out.output.contains("root-visible"),
                 "{mechanism:?}: {}",

@@ -2,7 +2,9 @@
 //! moved or added, hooks planted, config rewritten (a remote, `hooksPath`).
 //! Agents' commands cannot write there (the fence makes git data read-only),
 //! so a change means a hole in the fence, or a human at work; either way the
-//! run stops until someone looks.
+//! run stops until someone looks. Mainline is watched like any other ref:
+//! during a run it moves only by memofab's landings, which the [`Guard`] is
+//! told about; any other move of it is a change.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,14 +13,81 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fingerprint(BTreeMap<String, String>);
 
-/// Refs memofab itself moves: its task and verification branches, the
-/// mainline it lands on (guarded by compare-and-swap), and the stash a human
-/// may use to clear the checkout.
-fn is_ours(name: &str, mainline: &str) -> bool {
+/// Refs memofab itself moves: its task and verification branches, and the
+/// stash a human may use to clear the checkout. Not mainline: see [`Guard`].
+fn is_ours(name: &str) -> bool {
     name.starts_with("refs/heads/memofab/")
         || name.starts_with("refs/heads/memofab-verify/")
-        || name == format!("refs/heads/{mainline}")
         || name == "refs/stash"
+}
+
+/// The reference fingerprint of a run, and mainline as memofab's own
+/// landings left it.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    reference: Fingerprint,
+    mainline_item: String,
+    /// A landing is moving mainline right now: its ref is not compared until
+    /// the landing says where it put it.
+    landing: bool,
+}
+
+impl Guard {
+    /// `reference` taken at the run's start (or resume): mainline may have
+    /// moved between runs, by a human; from here on only by a landing.
+    pub fn new(reference: Fingerprint, mainline: &str) -> Self {
+        Self {
+            reference,
+            mainline_item: format!("ref refs/heads/{mainline}"),
+            landing: false,
+        }
+    }
+
+    /// A human accepted the repository as it is now.
+    pub fn rebaseline(&mut self, now: Fingerprint) {
+        self.reference = now;
+    }
+
+    /// A human accepted mainline as it is in `now` (they committed on it to
+    /// release a landing held for their checkout); the rest stays watched.
+    pub fn accept_mainline(&mut self, now: &Fingerprint) {
+        match now.0.get(&self.mainline_item) {
+            Some(at) => self
+                .reference
+                .0
+                .insert(self.mainline_item.clone(), at.clone()),
+            None => self.reference.0.remove(&self.mainline_item),
+        };
+    }
+
+    /// A landing starts moving mainline.
+    pub fn landing_starts(&mut self) {
+        self.landing = true;
+    }
+
+    /// The landing is over: mainline is at `landed` if it moved it (a
+    /// compare-and-swap from where it was), else where it was before.
+    pub fn landing_ends(&mut self, landed: Option<&str>) {
+        if let Some(commit) = landed {
+            self.reference
+                .0
+                .insert(self.mainline_item.clone(), commit.to_owned());
+        }
+        self.landing = false;
+    }
+
+    /// What changed from the reference to `now`, one line each.
+    pub fn changes(&self, now: &Fingerprint) -> Vec<String> {
+        if !self.landing {
+            return self.reference.changes(now);
+        }
+        let skip = |f: &Fingerprint| {
+            let mut items = f.0.clone();
+            items.remove(&self.mainline_item);
+            Fingerprint(items)
+        };
+        skip(&self.reference).changes(&skip(now))
+    }
 }
 
 /// The user's git data: the main repository's `.git`, also from a worktree.
@@ -30,7 +99,8 @@ pub fn common_dir(repo_root: &Path) -> PathBuf {
 
 impl Fingerprint {
     /// Reads the repository whose git data is at `git_dir` (its `.git`).
-    pub fn take(git_dir: &Path, mainline: &str) -> Fingerprint {
+    /// `_mainline` is watched like any other ref (see [`Guard`]).
+    pub fn take(git_dir: &Path, _mainline: &str) -> Fingerprint {
         let mut items = BTreeMap::new();
         if let Ok(repo) = git2::Repository::open(git_dir)
             && let Ok(refs) = repo.references()
@@ -39,7 +109,7 @@ impl Fingerprint {
                 let Some(name) = reference.name() else {
                     continue;
                 };
-                if is_ours(name, mainline) {
+                if is_ours(name) {
                     continue;
                 }
                 let target = reference
@@ -136,14 +206,48 @@ mod tests {
     }
 
     #[test]
+    fn mainline_moves_only_by_a_landing() {
+        let (_dir, git) = repo();
+        let mut guard = Guard::new(Fingerprint::take(&git, "main"), "main");
+        let repo = git2::Repository::open(&git).unwrap();
+        let sig = git2::Signature::now("t", "t@t").unwrap();
+        let parent = repo.find_commit(repo.refname_to_id("refs/heads/main").unwrap());
+        let parent = parent.unwrap();
+        let tree = parent.tree().unwrap();
+        let next = repo
+            .commit(None, &sig, &sig, "next", &tree, &[&parent])
+            .unwrap();
+        // A landing: not a change while it moves, nor after it says so.
+        guard.landing_starts();
+        repo.reference("refs/heads/main", next, true, "landing")
+            .unwrap();
+        assert!(guard.changes(&Fingerprint::take(&git, "main")).is_empty());
+        guard.landing_ends(Some(&next.to_string()));
+        assert!(guard.changes(&Fingerprint::take(&git, "main")).is_empty());
+        // Anything else that moves it is.
+        repo.reference("refs/heads/main", parent.id(), true, "sneaky")
+            .unwrap();
+        let changes = guard.changes(&Fingerprint::take(&git, "main"));
+        assert_eq!(changes, vec!["ref refs/heads/main changed".to_owned()]);
+        // A landing that did not move it does not accept the sneaky move.
+        guard.landing_starts();
+        guard.landing_ends(None);
+        assert_eq!(guard.changes(&Fingerprint::take(&git, "main")).len(), 1);
+        // A human who releases a held landing accepts mainline, only it.
+        std::fs::write(git.join("hooks/post-commit"), "#!/bin/sh\n").unwrap();
+        guard.accept_mainline(&Fingerprint::take(&git, "main"));
+        let changes = guard.changes(&Fingerprint::take(&git, "main"));
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(changes[0].contains("hooks/post-commit"));
+    }
+
+    #[test]
     fn hooks_config_and_foreign_refs_are_noticed_ours_are_not() {
         let (_dir, git) = repo();
         let before = Fingerprint::take(&git, "main");
         let repo = git2::Repository::open(&git).unwrap();
         let head = repo.refname_to_id("refs/heads/main").unwrap();
         repo.reference("refs/heads/memofab/r/a", head, true, "ours")
-            .unwrap();
-        repo.reference("refs/heads/main", head, true, "landing")
             .unwrap();
         assert!(before.changes(&Fingerprint::take(&git, "main")).is_empty());
 

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::domain::policy::Policy;
 use crate::domain::{AgentRole, EventKind};
 use crate::effects::git::GitRepo;
-use crate::effects::repo_guard::Fingerprint;
+use crate::effects::repo_guard::{Fingerprint, Guard};
 use crate::llm::LlmProvider;
 use crate::llm::governor::{Governor, GovernorConfig};
 
@@ -113,9 +113,10 @@ impl ProviderSet {
 
 pub struct RunContext {
     pub recorder: Recorder,
-    /// The user's repository as memofab last saw it (refs, hooks, config),
-    /// to notice changes nobody should have made.
-    pub repo_guard: std::sync::Mutex<Fingerprint>,
+    /// The user's repository as memofab last saw it (refs, hooks, config,
+    /// mainline where the last landing put it), to notice changes nobody
+    /// should have made.
+    pub repo_guard: std::sync::Mutex<Guard>,
     pub git: GitRepo,
     pub config: Config,
     pub policy: Policy,
@@ -274,7 +275,7 @@ impl RunContext {
 
     /// The reference fingerprint; a panic elsewhere cannot leave it half
     /// written (it is replaced whole), so a poisoned lock is still good.
-    fn repo_guard(&self) -> std::sync::MutexGuard<'_, Fingerprint> {
+    fn repo_guard(&self) -> std::sync::MutexGuard<'_, Guard> {
         self.repo_guard
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -284,8 +285,57 @@ impl RunContext {
     /// resumes after a change.
     pub async fn rebaseline_repository(self: &Arc<Self>) -> EngineResult<()> {
         let now = self.fingerprint_now().await?;
-        *self.repo_guard() = now;
+        self.repo_guard().rebaseline(now);
         Ok(())
+    }
+
+    /// A human released a landing held for their checkout, which they were
+    /// asked to commit: mainline as it is now is where memofab lands next.
+    pub async fn accept_mainline(self: &Arc<Self>) -> EngineResult<()> {
+        let now = self.fingerprint_now().await?;
+        self.repo_guard().accept_mainline(&now);
+        Ok(())
+    }
+
+    /// Runs one of memofab's own moves of mainline (a landing, a revert):
+    /// the guard lets mainline move meanwhile, then takes the commit that
+    /// `landed` names (if it moved) as where mainline is. Every other move
+    /// of mainline during the run is a change the guard reports.
+    pub async fn move_mainline<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&GitRepo) -> Result<T, crate::effects::git::GitError> + Send + 'static,
+        landed: impl FnOnce(&T) -> Option<String>,
+    ) -> EngineResult<T> {
+        /// Ends the landing however the move ends, cancelled included.
+        struct Landing<'a>(&'a RunContext, Option<String>);
+        impl Drop for Landing<'_> {
+            fn drop(&mut self) {
+                self.0.repo_guard().landing_ends(self.1.as_deref());
+            }
+        }
+        self.repo_guard().landing_starts();
+        let mut landing = Landing(self, None);
+        let result = self.git(f).await;
+        landing.1 = result.as_ref().ok().and_then(landed);
+        drop(landing);
+        result
+    }
+
+    /// Runs git work on `task`'s own worktree (or the scratch worktree its
+    /// merge is checked in). Its failure is the task's (what its code left
+    /// there), not the run's: see [`EngineError::TaskWorktree`].
+    pub async fn worktree_git<T: Send + 'static>(
+        &self,
+        task: &crate::domain::TaskId,
+        f: impl FnOnce(&GitRepo) -> Result<T, crate::effects::git::GitError> + Send + 'static,
+    ) -> EngineResult<T> {
+        self.git(f).await.map_err(|e| match e {
+            EngineError::Git(source) => EngineError::TaskWorktree {
+                task: task.clone(),
+                source,
+            },
+            other => other,
+        })
     }
 
     /// Compares the repository with the reference; a change nobody made

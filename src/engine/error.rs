@@ -12,6 +12,11 @@ use crate::llm::scenario::ScenarioError;
 pub enum EngineError {
     #[error("git: {0}")]
     Git(#[from] GitError),
+    /// Git work on one task's worktree failed: likely over what the task's
+    /// own commands left there (files in the way of a merge, say). The task
+    /// fails with this reason; the run goes on.
+    #[error("git, in the worktree of {task}: {source}")]
+    TaskWorktree { task: TaskId, source: GitError },
     #[error("event store: {0}")]
     Store(#[from] StoreError),
     #[error("LLM: {0}")]

@@ -35,13 +35,7 @@ struct Candidate {
 pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
     ctx.slot_freed.notify_one();
     let _turn = ctx.merge_lock.lock().await;
-    // Landing is the only writer of mainline: nothing lands onto a
-    // repository someone else changed until a human has looked.
-    if ctx.check_repository().await? {
-        ctx.recorder
-            .wait_until(|s| s.repository_changes.is_empty().then_some(()))
-            .await;
-    }
+    repository_accepted(ctx).await?;
     let mut candidate: Option<Candidate> = None;
     loop {
         // Nothing lands while the user's checkout of mainline is in the
@@ -65,7 +59,12 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
             TaskState::Merging if !needs_checks(ctx) => {
                 return merge_unverified(ctx, &record).await;
             }
-            TaskState::Merging => candidate = compute(ctx, &record).await?,
+            TaskState::Merging => {
+                // Computed again after mainline raced the last candidate:
+                // if not by a landing, a human looks first.
+                repository_accepted(ctx).await?;
+                candidate = compute(ctx, &record).await?
+            }
             TaskState::Verifying => {
                 match (
                     &record.merged_commit,
@@ -102,6 +101,17 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
             _ => return Ok(()),
         }
     }
+}
+
+/// Landing is the only writer of mainline: nothing lands onto a repository
+/// someone else changed (mainline included) until a human has looked.
+async fn repository_accepted(ctx: &Arc<RunContext>) -> EngineResult<()> {
+    if ctx.check_repository().await? {
+        ctx.recorder
+            .wait_until(|s| s.repository_changes.is_empty().then_some(()))
+            .await;
+    }
+    Ok(())
 }
 
 /// Whether anything is checked around a merge.
@@ -192,8 +202,12 @@ async fn verify_and_land(
         candidate.onto.clone(),
         candidate.commit.clone(),
     );
+    let landed = candidate.commit.clone();
     match ctx
-        .git(move |g| g.advance_mainline(&m, &onto, &commit))
+        .move_mainline(
+            move |g| g.advance_mainline(&m, &onto, &commit),
+            |advance| (*advance == Advance::Moved).then_some(landed),
+        )
         .await?
     {
         Advance::Moved => {}
@@ -231,7 +245,8 @@ async fn check(
 ) -> EngineResult<(bool, String)> {
     let dir = scratch_dir(ctx);
     let (d, b, c) = (dir.clone(), scratch_branch(ctx), candidate.commit.clone());
-    ctx.git(move |g| g.check_out_scratch(&d, &b, &c)).await?;
+    ctx.worktree_git(task, move |g| g.check_out_scratch(&d, &b, &c))
+        .await?;
     let run = run_check_command(ctx, command, dir).await?;
     ctx.recorder
         .record(EventKind::MergeVerified {
@@ -282,6 +297,9 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
     if passed {
         return merged(ctx, &task, landed).await;
     }
+    // The check took a while: a revert lands on top of mainline as it is,
+    // so mainline must still be where memofab's landings left it.
+    repository_accepted(ctx).await?;
     let (m, l) = (ctx.mainline.clone(), landed.to_owned());
     let message = format!(
         "Revert {task}: {}: post-merge check failed\n\n`{command}` failed on {landed}.\n\nmemofab run {}",
@@ -289,7 +307,13 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
         ctx.recorder.run()
     );
     let revert_commit = match ctx
-        .git(move |g| g.revert_on_mainline(&m, &l, &message))
+        .move_mainline(
+            move |g| g.revert_on_mainline(&m, &l, &message),
+            |revert| match revert {
+                Revert::Reverted(commit) => Some(commit.clone()),
+                _ => None,
+            },
+        )
         .await?
     {
         Revert::Reverted(commit) => commit,
@@ -315,7 +339,8 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
     let dir = worktree_dir(ctx, &task);
     if dir.exists() {
         let (d, c) = (dir, reapplied.clone());
-        ctx.git(move |g| g.reset_worktree(&d, &c)).await?;
+        ctx.worktree_git(&task, move |g| g.reset_worktree(&d, &c))
+            .await?;
     }
     ctx.recorder
         .record(EventKind::MergeReverted {
@@ -343,7 +368,15 @@ async fn merge_unverified(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineR
     let message = merge_message(ctx, record);
     let (m, b) = (ctx.mainline.clone(), branch.clone());
     let outcome = match ctx
-        .git(move |g| g.merge_into_mainline(&m, &b, &message))
+        .move_mainline(
+            move |g| g.merge_into_mainline(&m, &b, &message),
+            |merged| match merged {
+                Ok(MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit }) => {
+                    Some(commit.clone())
+                }
+                _ => None,
+            },
+        )
         .await?
     {
         Ok(outcome) => outcome,

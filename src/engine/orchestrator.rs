@@ -458,6 +458,38 @@ impl Orchestrator {
         }
     }
 
+    /// Git work on the task's own worktree failed (what its commands left
+    /// there, a test that leaves files in the way of a merge): the task
+    /// fails with the reason, the others go on. A task that cannot fail from
+    /// where it is still stops the run, as any effect's failure does.
+    async fn fail_over_worktree(
+        &mut self,
+        task: &TaskId,
+        source: crate::effects::git::GitError,
+    ) -> EngineResult<()> {
+        let state = self
+            .ctx
+            .recorder
+            .with_state(|s| s.task(task).map(|t| t.state));
+        if !state.is_some_and(|s| s.can_become(TaskState::Failed)) {
+            self.pipelines.shutdown().await;
+            return Err(EngineError::TaskWorktree {
+                task: task.clone(),
+                source,
+            });
+        }
+        tracing::warn!(task = %task, error = %source, "git failed in a task's worktree");
+        self.ctx
+            .recorder
+            .transition(
+                task,
+                TaskState::Failed,
+                format!("git failed in its worktree: {source}"),
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn reap(
         &mut self,
         joined: Result<(tokio::task::Id, (TaskId, EngineResult<()>)), tokio::task::JoinError>,
@@ -465,6 +497,21 @@ impl Orchestrator {
         match joined {
             Ok((id, (task, Ok(())))) => {
                 self.forget(&task, id);
+                self.ctx.check_repository().await?;
+                Ok(())
+            }
+            Ok((
+                id,
+                (
+                    task,
+                    Err(EngineError::TaskWorktree {
+                        task: failed,
+                        source,
+                    }),
+                ),
+            )) => {
+                self.forget(&task, id);
+                self.fail_over_worktree(&failed, source).await?;
                 self.ctx.check_repository().await?;
                 Ok(())
             }
@@ -510,6 +557,9 @@ impl Orchestrator {
             Command::ApproveGate { task }
                 if state.held_landing.as_ref().is_some_and(|h| h.task == task) =>
             {
+                // They were asked to commit their changes: that commit on
+                // mainline is theirs, not a change behind the run's back.
+                self.ctx.accept_mainline().await?;
                 self.set_phase(
                     RunPhase::Building,
                     &format!("landing {task} approved by {by}"),
@@ -539,6 +589,9 @@ impl Orchestrator {
                 if !state.repository_changes.is_empty() {
                     // The human has seen the change; it is the new normal.
                     self.ctx.rebaseline_repository().await?;
+                } else if state.held_landing.is_some() {
+                    // Released by resuming, as by approving the landing.
+                    self.ctx.accept_mainline().await?;
                 }
                 self.set_phase(RunPhase::Building, "resumed by a human")
                     .await?;

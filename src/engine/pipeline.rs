@@ -187,7 +187,9 @@ async fn commit_and_check(
 ) -> EngineResult<()> {
     let task = record.id().clone();
     let d = dir.to_owned();
-    let committed = ctx.git(move |g| g.commit_all(&d, &message)).await?;
+    let committed = ctx
+        .worktree_git(&task, move |g| g.commit_all(&d, &message))
+        .await?;
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
     let (m, b) = (ctx.mainline.clone(), branch.clone());
     let (diff, files) = ctx

@@ -110,14 +110,18 @@ fn context(
     steering: Steering,
 ) -> EngineResult<RunContext> {
     // Probed once per process: the same answer the run was started with.
-    let isolation = config.run.isolation()?;
     let repo = git.root().to_owned();
+    let common_dir = crate::effects::repo_guard::common_dir(&repo);
+    // The fence reads the user's git data from here, never from whatever a
+    // worktree's `.git` names.
+    let isolation = config.run.isolation()?.with_git_data(&common_dir);
     let base_commit = recorder.with_state(|s| s.base_commit.clone());
     let instructions = git.instruction_files_at(&base_commit)?;
     Ok(RunContext {
         // Taken before any task can land, resumed ones included.
-        repo_guard: std::sync::Mutex::new(crate::effects::repo_guard::Fingerprint::take(
-            &crate::effects::repo_guard::common_dir(&repo),
+        // Mainline's baseline too: from here on it moves only by a landing.
+        repo_guard: std::sync::Mutex::new(crate::effects::repo_guard::Guard::new(
+            crate::effects::repo_guard::Fingerprint::take(&common_dir, &mainline),
             &mainline,
         )),
         policy: load_policy(&repo)?,

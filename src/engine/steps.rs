@@ -53,7 +53,8 @@ pub(crate) async fn ensure_worktree(
             };
             if !recycled {
                 let (d, b, c) = (dir.clone(), branch.clone(), base.clone());
-                ctx.git(move |g| g.fresh_worktree(&d, &b, &c)).await?;
+                ctx.worktree_git(&task, move |g| g.fresh_worktree(&d, &b, &c))
+                    .await?;
             }
             ctx.recorder
                 .record(EventKind::WorktreeCreated {
@@ -68,12 +69,14 @@ pub(crate) async fn ensure_worktree(
             // Reuse the branch as stored; recreate the directory if a crash or
             // a human removed it.
             let (d, b, c) = (dir.clone(), branch.clone(), head.clone());
-            ctx.git(move |g| g.add_worktree(&d, &b, &c)).await?;
+            ctx.worktree_git(&task, move |g| g.add_worktree(&d, &b, &c))
+                .await?;
             if resumed {
                 // Work of the interrupted attempt was never committed: start
                 // the attempt again from its last commit.
                 let (d, c) = (dir.clone(), head.clone());
-                ctx.git(move |g| g.reset_worktree(&d, &c)).await?;
+                ctx.worktree_git(&task, move |g| g.reset_worktree(&d, &c))
+                    .await?;
             }
         }
     }
@@ -88,7 +91,7 @@ pub(crate) async fn merge_mainline_in(
 ) -> EngineResult<Vec<ConflictFile>> {
     let (d, m) = (dir.to_owned(), ctx.mainline.clone());
     let paths = ctx
-        .git(move |g| g.merge_mainline_into_worktree(&d, &m))
+        .worktree_git(task, move |g| g.merge_mainline_into_worktree(&d, &m))
         .await?;
     let conflicts: Vec<ConflictFile> = paths
         .into_iter()

@@ -143,7 +143,7 @@ async fn keep_new_files(
     let (d, b) = (dir.to_owned(), base.to_owned());
     let policy = ctx.policy.clone();
     let (new, undone) = ctx
-        .git(move |g| {
+        .worktree_git(task, move |g| {
             let mut new = Vec::new();
             let mut undo = Vec::new();
             for path in g.worktree_changes(&d)? {
@@ -185,7 +185,10 @@ async fn commit(
         "{task}: acceptance tests by the tester\n\nmemofab run {}",
         ctx.recorder.run()
     );
-    let Some(info) = ctx.git(move |g| g.commit_all(&d, &message)).await? else {
+    let Some(info) = ctx
+        .worktree_git(task, move |g| g.commit_all(&d, &message))
+        .await?
+    else {
         return give_up(
             ctx,
             task,
@@ -258,7 +261,9 @@ pub(super) async fn restore_tests(
     };
     let d = dir.to_owned();
     let restored = ctx
-        .git(move |g| g.restore_files(&d, &tests.commit, &tests.files))
+        .worktree_git(record.id(), move |g| {
+            g.restore_files(&d, &tests.commit, &tests.files)
+        })
         .await?;
     if !restored.is_empty() {
         ctx.recorder

@@ -12,7 +12,7 @@ impl GitRepo {
     /// Stages every change in the worktree and commits it. Makes a merge
     /// commit when a merge is in progress. `None` when there is nothing to commit.
     pub fn commit_all(&self, dir: &Path, message: &str) -> Result<Option<CommitInfo>> {
-        let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        let repo = self.open_worktree(dir)?;
         let mut index = repo.index().ctx(|| "reading the index".into())?;
         index
             .add_all(["*"], IndexAddOption::DEFAULT, None)
@@ -58,7 +58,7 @@ impl GitRepo {
     /// committed at once; conflicts are left in the files with markers (and
     /// MERGE_HEAD set) and their paths returned.
     pub fn merge_mainline_into_worktree(&self, dir: &Path, mainline: &str) -> Result<Vec<String>> {
-        let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        let repo = self.open_worktree(dir)?;
         if repo.state() == git2::RepositoryState::Merge {
             // Already merging (a human or an agent is resolving): report what
             // is still conflicted rather than merge again.
@@ -96,7 +96,7 @@ impl GitRepo {
     /// Files of the worktree at `dir` that differ from its HEAD (changed,
     /// new or deleted), each named, not their directories.
     pub fn worktree_changes(&self, dir: &Path) -> Result<Vec<String>> {
-        let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        let repo = self.open_worktree(dir)?;
         let mut opts = git2::StatusOptions::new();
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)
@@ -115,7 +115,7 @@ impl GitRepo {
     /// Puts `paths` of the worktree at `dir` back as they are in `commit`
     /// (deleting those it does not have). Returns the paths that differed.
     pub fn restore_files(&self, dir: &Path, commit: &str, paths: &[String]) -> Result<Vec<String>> {
-        let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        let repo = self.open_worktree(dir)?;
         let tree = Self::commit_at(&repo, commit)?
             .tree()
             .ctx(|| format!("reading the tree of {commit}"))?;

@@ -100,9 +100,8 @@ impl GitRepo {
     /// of the last check go; ignored ones (build caches) stay, so a check
     /// does not rebuild the world each time.
     pub fn check_out_scratch(&self, dir: &Path, scratch_branch: &str, commit: &str) -> Result<()> {
-        let existing = Repository::open(dir)
-            .ok()
-            .filter(|r| r.is_worktree() && dir.join(".git").is_file());
+        // Never `Repository::open(dir)`: what a check ran there wrote its `.git`.
+        let existing = self.open_worktree(dir).ok();
         let worktree = match existing {
             Some(worktree) => worktree,
             None => {
@@ -114,7 +113,7 @@ impl GitRepo {
                     .branch(scratch_branch, &base, true)
                     .ctx(|| format!("creating branch {scratch_branch}"))?;
                 Self::link_worktree(&repo, branch_ref, scratch_branch, dir)?;
-                Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?
+                self.open_worktree(dir)?
             }
         };
         let target = Self::commit_at(&worktree, commit)?;

@@ -21,7 +21,7 @@ impl GitRepo {
         // make that check fail spuriously. Worktree changes are rare and
         // quick, so they take turns.
         let _turn = worktree_turn();
-        if let Ok(existing) = Repository::open(dir) {
+        if let Ok(existing) = self.open_worktree(dir) {
             let on_branch = existing
                 .head()
                 .ok()
@@ -82,7 +82,7 @@ impl GitRepo {
             admin_root.join(worktree_name(from_branch)),
             admin_root.join(worktree_name(branch)),
         );
-        if !old_admin.join("gitdir").is_file() || !from_dir.join(".git").is_file() {
+        if !old_admin.join("gitdir").is_file() {
             return Err(GitError::Io {
                 context: format!("{} is not a linked worktree", from_dir.display()),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
@@ -95,11 +95,6 @@ impl GitRepo {
         std::fs::rename(&old_admin, &new_admin)
             .ctx(|| format!("renaming {}", old_admin.display()))?;
         std::fs::write(
-            dir.join(".git"),
-            format!("gitdir: {}\n", new_admin.display()),
-        )
-        .ctx(|| format!("linking {}", dir.display()))?;
-        std::fs::write(
             new_admin.join("gitdir"),
             format!("{}\n", dir.join(".git").display()),
         )
@@ -108,8 +103,7 @@ impl GitRepo {
         let base = Self::commit_at(&repo, base_commit)?;
         repo.branch(branch, &base, true)
             .ctx(|| format!("creating branch {branch}"))?;
-        let worktree =
-            Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        let worktree = self.open_worktree_at(dir, &new_admin)?;
         worktree
             .cleanup_state()
             .ctx(|| "clearing merge state".into())?;
@@ -173,7 +167,7 @@ impl GitRepo {
     /// Hard-resets a worktree to `commit`, deletes untracked files and
     /// forgets any merge in progress.
     pub fn reset_worktree(&self, dir: &Path, commit: &str) -> Result<()> {
-        let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
+        let repo = self.open_worktree(dir)?;
         let target = Self::commit_at(&repo, commit)?;
         repo.cleanup_state().ctx(|| "clearing merge state".into())?;
         let mut checkout = CheckoutBuilder::new();
@@ -271,7 +265,7 @@ pub(super) fn worktree_turn() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A filesystem-safe worktree name for a branch.
-fn worktree_name(branch: &str) -> String {
+pub(super) fn worktree_name(branch: &str) -> String {
     branch
         .chars()
         .map(|c| {

@@ -28,6 +28,8 @@ const DEVICES: [&str; 5] = [
 pub enum FenceError {
     #[error("cannot make a private temp dir for the command: {0}")]
     TempDir(std::io::Error),
+    #[error("cannot restore the worktree's .git before the command: {0}")]
+    GitLink(std::io::Error),
 }
 
 #[derive(Debug)]
@@ -39,7 +41,8 @@ pub struct Fence {
     tmp: Option<tempfile::TempDir>,
     /// Read-only paths beyond the system: the config's and toolchains on PATH.
     readable: Vec<PathBuf>,
-    /// The repository's git data the working directory's `.git` points to.
+    /// The user's git data, from memofab's own records (never from a `.git`
+    /// inside the working directory: an agent writes those).
     git_common_dir: Option<PathBuf>,
     /// Empty directories the Landlock mechanism parks mounts in, outside
     /// everything the command may touch.
@@ -48,6 +51,11 @@ pub struct Fence {
 
 impl Fence {
     pub fn new(isolation: &Isolation, cwd: &Path) -> Result<Self, FenceError> {
+        if let Some(common) = &isolation.git_data {
+            // The command's own git reads what memofab registered, not what
+            // the last command left in `.git`.
+            crate::effects::git::restore_worktree_link(common, cwd).map_err(FenceError::GitLink)?;
+        }
         let tmp = match isolation.mechanism {
             Mechanism::Bwrap => None,
             _ => Some(
@@ -76,7 +84,7 @@ impl Fence {
             cwd: cwd.canonicalize().unwrap_or_else(|_| cwd.to_owned()),
             tmp,
             readable,
-            git_common_dir: git_common_dir(cwd),
+            git_common_dir: isolation.git_data.clone(),
         })
     }
 
@@ -202,17 +210,4 @@ fn path_dirs() -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The git data a worktree's `.git` file points to: its `commondir` (the
-/// main repository's `.git`). `None` for a directory without a `.git` file.
-fn git_common_dir(cwd: &Path) -> Option<PathBuf> {
-    let dot_git = cwd.join(".git");
-    let text = std::fs::read_to_string(&dot_git).ok()?;
-    let gitdir = text.trim().strip_prefix("gitdir:")?.trim();
-    let gitdir = cwd.join(gitdir);
-    let common = std::fs::read_to_string(gitdir.join("commondir"))
-        .map(|c| gitdir.join(c.trim()))
-        .unwrap_or(gitdir);
-    common.canonicalize().ok()
 }

@@ -62,6 +62,10 @@ pub struct Isolation {
     /// Paths beyond the system a command may read (toolchains in the home
     /// directory, say). `~/` is expanded.
     pub readable: Vec<PathBuf>,
+    /// The user's git data (the main repository's `.git`), as memofab
+    /// opened it: commands read it, and read nothing a worktree's `.git`
+    /// names. Set by whoever knows the repository ([`Isolation::with_git_data`]).
+    pub git_data: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +90,19 @@ impl Isolation {
             mechanism: Mechanism::None,
             network: true,
             readable: Vec::new(),
+            git_data: None,
         }
+    }
+
+    /// The same isolation for commands in worktrees of the repository whose
+    /// git data is at `common_dir`.
+    pub fn with_git_data(mut self, common_dir: &std::path::Path) -> Self {
+        self.git_data = Some(
+            common_dir
+                .canonicalize()
+                .unwrap_or_else(|_| common_dir.to_owned()),
+        );
+        self
     }
 
     /// Resolves what the config asks for into what works here.
@@ -100,6 +116,7 @@ impl Isolation {
             mechanism,
             network: network || mechanism == Mechanism::None,
             readable: readable.into_iter().map(|p| expand_home(&p)).collect(),
+            git_data: None,
         })
     }
 
@@ -278,6 +295,7 @@ fn probe(mechanism: Mechanism) -> Result<(), String> {
         mechanism,
         network: false,
         readable: Vec::new(),
+        git_data: None,
     };
     let fence = Fence::new(&isolation, dir.path()).map_err(|e| e.to_string())?;
     let mut command = fence.std_command("echo ok > probe");
