@@ -1,4 +1,4 @@
-//! Stopping and resuming with the real binary: SIGTERM and SIGINT stop a
+//! Stopping and resuming with the real binary: SIGTERM, SIGINT and SIGHUP stop a
 //! headless run cleanly (the interruption is recorded, the summary names
 //! `memofab resume`, the pid file goes) and `memofab resume` finishes it; a
 //! finished run is not resumed; overseer reports are neither listed nor
@@ -161,6 +161,13 @@ fn sigterm_stops_a_headless_run_cleanly_and_resume_finishes_it() {
 #[test]
 fn sigint_stops_a_headless_run_cleanly_and_resume_finishes_it() {
     stop_at_the_gate_then_resume(libc::SIGINT, 130);
+}
+
+/// Closing the terminal is not kill -9: the run records its interruption
+/// and the pid file goes.
+#[test]
+fn sighup_stops_a_headless_run_cleanly_and_resume_finishes_it() {
+    stop_at_the_gate_then_resume(libc::SIGHUP, 129);
 }
 
 #[test]

@@ -151,10 +151,7 @@ async fn cockpit(
     let _ = commands.send(Command::Shutdown);
     let state = engine.await.context("the engine task failed")??;
     ui?;
-    eprintln!(
-        "{}",
-        summary(&state, repo, &prices, signal.map(|s| s.name()))
-    );
+    super::signals::say(&summary(&state, repo, &prices, signal.map(|s| s.name())));
     Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
 
@@ -375,10 +372,7 @@ async fn finish(
     drop(updates);
     let _ = printer.await;
     let state = result?;
-    eprintln!(
-        "{}",
-        summary(&state, repo, prices, signal.map(|s| s.name()))
-    );
+    super::signals::say(&summary(&state, repo, prices, signal.map(|s| s.name())));
     Ok(
         if state.count(TaskState::Merged) == state.tasks().len() && !state.tasks().is_empty() {
             ExitCode::SUCCESS
