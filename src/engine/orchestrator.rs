@@ -376,14 +376,25 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Records what the schedule says: tasks becoming ready or blocked.
+    /// Records what the schedule says, until it says nothing more: a task
+    /// blocked by a failure blocks its own dependents in turn, so one pass
+    /// would leave tasks two levels below a failure pending, and a run that
+    /// stops when it is idle (headless) would stop before it is settled.
     async fn promote(&self) -> EngineResult<()> {
-        let moves = self.ctx.recorder.with_state(schedule::promotions);
-        for m in moves {
-            self.ctx
-                .recorder
-                .transition(&m.task, m.to, m.reason)
-                .await?;
+        // Each pass settles one more level of the graph; the bound only
+        // guards against a schedule that never comes to rest.
+        let levels = self.ctx.recorder.with_state(|s| s.tasks().len()) + 1;
+        for _ in 0..levels {
+            let moves = self.ctx.recorder.with_state(schedule::promotions);
+            if moves.is_empty() {
+                break;
+            }
+            for m in moves {
+                self.ctx
+                    .recorder
+                    .transition(&m.task, m.to, m.reason)
+                    .await?;
+            }
         }
         Ok(())
     }
