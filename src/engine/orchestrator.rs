@@ -300,8 +300,18 @@ impl Orchestrator {
 
     /// The front end stopped the engine (a signal, the cockpit quit): a run
     /// that is not over records that it was interrupted, so its record ends
-    /// when the work did and `memofab resume` knows to carry it on.
+    /// when the work did and `memofab resume` knows to carry it on; one
+    /// whose requirement never came is forgotten.
     async fn interrupted(&self) -> EngineResult<RunState> {
+        // A run exists only once it has a requirement: a cockpit closed in
+        // its spec editor leaves nothing to list or resume.
+        if !self.ctx.recorder.with_state(|s| s.spec_submitted) {
+            let run = self.ctx.recorder.run().clone();
+            self.ctx
+                .recorder
+                .with_store(|store| store.forget_run(&run))?;
+            return Ok(self.ctx.recorder.snapshot());
+        }
         if !self.ctx.recorder.with_state(|s| s.phase.is_over()) {
             self.ctx
                 .recorder
