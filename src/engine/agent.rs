@@ -4,6 +4,7 @@
 //! to the front end only.
 
 mod context_window;
+pub(crate) use context_window::FALLBACK_CONTEXT_TOKENS;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -150,8 +150,13 @@ impl Orchestrator {
                     brainstorm.ask(&self.ctx, &message).await?;
                 }
                 Some(Command::SubmitSpec { requirement }) if !requirement.trim().is_empty() => {
-                    let kind =
-                        match super::context::check_requirement(&self.ctx.config, &requirement) {
+                    let checked = super::context::check_requirement_with(
+                        &self.ctx.config,
+                        &self.ctx.providers,
+                        &requirement,
+                    )
+                    .await;
+                    let kind = match checked {
                             Ok(()) => EventKind::SpecSubmitted { requirement },
                             // The editor stays open for a shorter one.
                             Err(refused) => EventKind::Warning {
