@@ -219,3 +219,29 @@ async fn resume_skips_a_run_without_a_requirement_and_never_waits_on_one() {
     assert_eq!(resumed.phase, RunPhase::Finished, "the real run was resumed");
     assert_eq!(stored_events(&demo.repo, &blank_run), blank_before);
 }
+
+/// A requirement under `run.max_requirement_bytes` that the planner's
+/// window cannot hold is refused before it becomes a run, instead of a run
+/// whose planner fails at once.
+#[test]
+fn a_requirement_no_planner_window_holds_is_refused_before_any_run() {
+    let demo = demo_repo();
+    let big = demo.dir.path().join("requirement.md");
+    // 250 KB: under the 256 KiB limit, far over the scripted planner's
+    // fallback window of 32k tokens.
+    std::fs::write(&big, "word ".repeat(50 * 1024)).unwrap();
+    let out = memofab(
+        &demo.repo,
+        &[
+            "run",
+            "--headless",
+            "--provider",
+            "scripted",
+            "--requirement",
+            big.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert_ne!(out.status.code(), Some(2), "refused, not a run that failed");
+    assert_eq!(latest_run(&demo.repo), None, "no run is stored");
+}
