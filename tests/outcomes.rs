@@ -52,7 +52,11 @@ fn a_headless_run_with_a_failed_task_is_recorded_finished_with_every_dependent_b
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "not everything merged: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "not everything merged: {stderr}"
+    );
 
     let run = only_run(&demo.repo);
     let events = stored_events(&demo.repo, &run);
@@ -216,7 +220,11 @@ async fn resume_skips_a_run_without_a_requirement_and_never_waits_on_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     let resumed = fold(&stored_events(&demo.repo, &real.run));
-    assert_eq!(resumed.phase, RunPhase::Finished, "the real run was resumed");
+    assert_eq!(
+        resumed.phase,
+        RunPhase::Finished,
+        "the real run was resumed"
+    );
     assert_eq!(stored_events(&demo.repo, &blank_run), blank_before);
 }
 

@@ -398,12 +398,8 @@ async fn a_reasoning_model_behind_a_gateway_gets_max_completion_tokens() {
 #[tokio::test]
 async fn a_refused_cap_field_is_switched_once_and_remembered() {
     let refused = r#"{"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.", "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}"#;
-    let server = FakeServer::start(vec![
-        status(400, refused, &[]),
-        good_reply(),
-        good_reply(),
-    ])
-    .await;
+    let server =
+        FakeServer::start(vec![status(400, refused, &[]), good_reply(), good_reply()]).await;
     let p = provider(&server, 0);
     assert_eq!(complete(&p).await.unwrap().text, "fine");
     assert_eq!(complete(&p).await.unwrap().text, "fine");
@@ -416,8 +412,12 @@ async fn a_refused_cap_field_is_switched_once_and_remembered() {
     }
 
     // A second refusal is not asked again.
-    let stubborn = FakeServer::start(vec![status(400, refused, &[]), status(400, refused, &[])]).await;
+    let stubborn =
+        FakeServer::start(vec![status(400, refused, &[]), status(400, refused, &[])]).await;
     let err = complete(&provider(&stubborn, 0)).await.unwrap_err();
-    assert!(matches!(err, LlmError::BadRequest { status: 400, .. }), "{err}");
+    assert!(
+        matches!(err, LlmError::BadRequest { status: 400, .. }),
+        "{err}"
+    );
     assert_eq!(stubborn.count(), 2);
 }

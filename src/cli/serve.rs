@@ -57,7 +57,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         ));
         let _ = stop_tx.send(());
         let again = signals.recv().await;
-        super::signals::say(&format!("memofab serve: {} again; exiting now", again.name()));
+        super::signals::say(&format!(
+            "memofab serve: {} again; exiting now",
+            again.name()
+        ));
         std::process::exit(i32::from(again.exit_code_number()));
     });
     server

@@ -327,15 +327,17 @@ impl RunContext {
 /// [`check_requirement_with`].
 pub fn check_requirement(config: &Config, requirement: &str) -> EngineResult<()> {
     check_size(config, requirement)?;
-    let known = config.role(AgentRole::Planner).and_then(|(provider, model)| {
-        let model = model?;
-        config
-            .providers
-            .get(provider)
-            .and_then(|p| p.context_tokens)
-            .or_else(|| crate::llm::compaction::default_context_tokens(model))
-            .map(|tokens| (model.to_owned(), tokens))
-    });
+    let known = config
+        .role(AgentRole::Planner)
+        .and_then(|(provider, model)| {
+            let model = model?;
+            config
+                .providers
+                .get(provider)
+                .and_then(|p| p.context_tokens)
+                .or_else(|| crate::llm::compaction::default_context_tokens(model))
+                .map(|tokens| (model.to_owned(), tokens))
+        });
     match known {
         Some((model, tokens)) => check_fits(config, &model, tokens, requirement),
         None => Ok(()),

@@ -157,13 +157,13 @@ impl Orchestrator {
                     )
                     .await;
                     let kind = match checked {
-                            Ok(()) => EventKind::SpecSubmitted { requirement },
-                            // The editor stays open for a shorter one.
-                            Err(refused) => EventKind::Warning {
-                                task: None,
-                                message: refused.to_string(),
-                            },
-                        };
+                        Ok(()) => EventKind::SpecSubmitted { requirement },
+                        // The editor stays open for a shorter one.
+                        Err(refused) => EventKind::Warning {
+                            task: None,
+                            message: refused.to_string(),
+                        },
+                    };
                     self.ctx.recorder.record(kind).await?;
                 }
                 Some(Command::Shutdown) | None => return Ok(None),

@@ -380,16 +380,7 @@ impl LlmProvider for OpenAiProvider {
         let endpoint = self.endpoint.clone();
         let learned = self.learned_cap_field.clone();
         let start = async move {
-            let url = format!("{}/chat/completions", endpoint.base_url);
-            let send = |body: &Value| {
-                send_with_retry(&endpoint, || {
-                    sign(
-                        endpoint.client.post(&url).json(body),
-                        endpoint.api_key.as_deref(),
-                    )
-                })
-            };
-            match send(&body).await {
+            match send_body(&endpoint, &body).await {
                 Err(refused) if refuses_cap_field(&refused) => {
                     let other = field.other();
                     let mut again = body.clone();
@@ -397,7 +388,7 @@ impl LlmProvider for OpenAiProvider {
                         let cap = fields.remove(field.key()).unwrap_or(Value::Null);
                         fields.insert(other.key().to_owned(), cap);
                     }
-                    let answered = send(&again).await;
+                    let answered = send_body(&endpoint, &again).await;
                     if answered.is_ok() {
                         *learned
                             .lock()
@@ -409,7 +400,11 @@ impl LlmProvider for OpenAiProvider {
             }
         }
         .boxed();
-        event_stream(start, decoder, self.endpoint.api_key.iter().cloned().collect())
+        event_stream(
+            start,
+            decoder,
+            self.endpoint.api_key.iter().cloned().collect(),
+        )
     }
 
     fn reads_text_tool_calls(&self) -> bool {
@@ -433,6 +428,18 @@ impl LlmProvider for OpenAiProvider {
             n
         })
     }
+}
+
+/// Posts a chat completion request, retried as every request is.
+async fn send_body(endpoint: &Endpoint, body: &Value) -> Result<reqwest::Response, LlmError> {
+    let url = format!("{}/chat/completions", endpoint.base_url);
+    send_with_retry(endpoint, || {
+        sign(
+            endpoint.client.post(&url).json(body),
+            endpoint.api_key.as_deref(),
+        )
+    })
+    .await
 }
 
 /// Bearer authentication, when the provider has a key.
@@ -745,7 +752,15 @@ mod tests {
 
     #[test]
     fn reasoning_families_get_max_completion_tokens_wherever_served() {
-        for model in ["o1", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "openai/o3", "O1-preview"] {
+        for model in [
+            "o1",
+            "o3-mini",
+            "o4-mini",
+            "gpt-5",
+            "gpt-5-mini",
+            "openai/o3",
+            "O1-preview",
+        ] {
             assert_eq!(
                 MaxTokensField::for_model(model),
                 Some(MaxTokensField::MaxCompletionTokens),
