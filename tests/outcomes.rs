@@ -94,28 +94,41 @@ fn a_headless_run_with_a_failed_task_is_recorded_finished_with_every_dependent_b
 }
 
 /// `memofab ARGS` in `repo`, killed (and the test failed) if it has not
-/// ended within a minute: what must not hang is not let to.
-fn memofab_within_a_minute(repo: &Path, args: &[&str]) -> Output {
+/// ended within `secs`: what must not hang is not let to.
+fn memofab_within(secs: u64, repo: &Path, args: &[&str]) -> Output {
+    // Files, not pipes: a full pipe nobody reads would stall the child.
+    let log = tempfile::tempdir().unwrap();
+    let (out, err) = (log.path().join("stdout"), log.path().join("stderr"));
     let mut child = Command::new(memofab_bin())
         .arg("--repo")
         .arg(repo)
         .args(args)
         .env("XDG_CONFIG_HOME", repo.join("no-user-config"))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("memofab {args:?} hung");
+            panic!(
+                "memofab {args:?} hung: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
     }
-    child.wait_with_output().unwrap()
 }
 
 /// The cockpit's new run, waiting in its spec editor for a requirement.
@@ -201,7 +214,7 @@ async fn resume_skips_a_run_without_a_requirement_and_never_waits_on_one() {
     let repo = demo.repo.clone();
     let named = blank_run.to_string();
     let out = tokio::task::spawn_blocking(move || {
-        memofab_within_a_minute(&repo, &["resume", "--headless", &named])
+        memofab_within(60, &repo, &["resume", "--headless", &named])
     })
     .await
     .unwrap();
@@ -210,7 +223,7 @@ async fn resume_skips_a_run_without_a_requirement_and_never_waits_on_one() {
 
     let repo = demo.repo.clone();
     let out = tokio::task::spawn_blocking(move || {
-        memofab_within_a_minute(&repo, &["resume", "--headless"])
+        memofab_within(240, &repo, &["resume", "--headless"])
     })
     .await
     .unwrap();
