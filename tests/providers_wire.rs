@@ -150,8 +150,10 @@ async fn the_reply_cap_goes_by_the_name_the_server_wants() {
     assert_eq!(bodies[1]["reasoning_effort"], "low");
 }
 
+/// OpenAI's refusal of `max_tokens` is asked again once, with
+/// `max_completion_tokens`; refused again, it is a bad request, not retried.
 #[tokio::test]
-async fn openais_refusal_of_max_tokens_is_a_bad_request_not_retried() {
+async fn openais_refusal_of_max_tokens_is_asked_again_once_with_the_other_field() {
     let body = String::from_utf8(fixture("openai_max_tokens_unsupported.json")).unwrap();
     let server = FakeServer::start(vec![status(400, &body, &[])]).await;
     let err = complete(&*openai(&server)).await.unwrap_err();
@@ -159,7 +161,10 @@ async fn openais_refusal_of_max_tokens_is_a_bad_request_not_retried() {
         matches!(err, LlmError::BadRequest { status: 400, .. }),
         "{err}"
     );
-    assert_eq!(server.count(), 1);
+    assert_eq!(server.count(), 2);
+    let bodies = server.bodies();
+    assert_eq!(bodies[0]["max_tokens"], bodies[1]["max_completion_tokens"]);
+    assert!(bodies[1].get("max_tokens").is_none());
 }
 
 #[tokio::test]
