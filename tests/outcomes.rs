@@ -222,11 +222,10 @@ async fn resume_skips_a_run_without_a_requirement_and_never_waits_on_one() {
     assert_eq!(stored_events(&demo.repo, &blank_run), blank_before);
 
     let repo = demo.repo.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        memofab_within(240, &repo, &["resume", "--headless"])
-    })
-    .await
-    .unwrap();
+    let out =
+        tokio::task::spawn_blocking(move || memofab_within(240, &repo, &["resume", "--headless"]))
+            .await
+            .unwrap();
     assert!(
         out.status.success(),
         "{}",
