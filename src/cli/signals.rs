@@ -55,8 +55,10 @@ pub struct Signals {
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    /// None when SIGHUP was ignored at start (`nohup memofab serve`): it
+    /// stays ignored.
     #[cfg(unix)]
-    hup: tokio::signal::unix::Signal,
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -66,7 +68,11 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
-            hup: signal(SignalKind::hangup()).context("catching SIGHUP")?,
+            hup: if hangup_ignored() {
+                None
+            } else {
+                Some(signal(SignalKind::hangup()).context("catching SIGHUP")?)
+            },
         })
     }
 
@@ -81,7 +87,12 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => StopSignal::Terminate,
             _ = self.int.recv() => StopSignal::Interrupt,
-            _ = self.hup.recv() => StopSignal::Hangup,
+            _ = async {
+                match &mut self.hup {
+                    Some(hup) => hup.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => StopSignal::Hangup,
         }
     }
 
@@ -117,6 +128,20 @@ impl Signals {
             }
         }
     }
+}
+
+/// Whether SIGHUP is ignored, as `nohup` leaves it for its command.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn hangup_ignored() -> bool {
+    // SAFETY: a zeroed sigaction is valid plain data; sigaction(2) with a
+    // null new action only writes the current one into it.
+    let (read, current) = unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        let read = libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut current);
+        (read, current)
+    };
+    read == 0 && current.sa_sigaction == libc::SIG_IGN
 }
 
 /// A line on stderr, unless stderr is gone (`eprintln!` would panic).
