@@ -1,4 +1,4 @@
-//! Stopping and resuming with the real binary: SIGTERM and SIGINT stop a
+//! Stopping and resuming with the real binary: SIGTERM, SIGINT and SIGHUP stop a
 //! headless run cleanly (the interruption is recorded, the summary names
 //! `memofab resume`, the pid file goes) and `memofab resume` finishes it; a
 //! finished run is not resumed; overseer reports are neither listed nor
@@ -161,6 +161,48 @@ fn sigterm_stops_a_headless_run_cleanly_and_resume_finishes_it() {
 #[test]
 fn sigint_stops_a_headless_run_cleanly_and_resume_finishes_it() {
     stop_at_the_gate_then_resume(libc::SIGINT, 130);
+}
+
+/// Closing the terminal is not kill -9: the run records its interruption
+/// and the pid file goes.
+#[test]
+fn sighup_stops_a_headless_run_cleanly_and_resume_finishes_it() {
+    stop_at_the_gate_then_resume(libc::SIGHUP, 129);
+}
+
+/// Under `nohup` (SIGHUP ignored at start) closing the terminal stops
+/// nothing: the run keeps waiting at its gate.
+#[test]
+#[allow(unsafe_code)]
+fn under_nohup_sighup_stays_ignored() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("demo");
+    let mut command = Command::new(memofab_bin());
+    command
+        .args(["demo", "--headless", "--dir"])
+        .arg(&repo)
+        .env("XDG_CONFIG_HOME", repo.join("no-user-config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: signal(2) between fork and exec, as nohup does; it touches
+    // no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let run = wait_for_the_gate(&mut child, &repo);
+    send(&child, libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    send(&child, libc::SIGTERM);
+    let (code, stderr) = exit_of(child);
+    assert_eq!(code, Some(143), "{stderr}");
+    let last = stored_events(&repo, &run).pop().unwrap();
+    assert!(matches!(last.kind, EventKind::RunInterrupted {}));
 }
 
 #[test]

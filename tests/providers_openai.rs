@@ -376,3 +376,48 @@ async fn doctor_reaches_each_configured_provider() {
         "{text}"
     );
 }
+
+/// A reasoning model reached through a gateway (not api.openai.com) gets
+/// `max_completion_tokens`, chosen by its family.
+#[tokio::test]
+async fn a_reasoning_model_behind_a_gateway_gets_max_completion_tokens() {
+    let server = FakeServer::start(vec![good_reply()]).await;
+    let p = provider(&server, 0);
+    let o3 = CompletionRequest {
+        model: "openai/o3-mini".into(),
+        ..request()
+    };
+    collect_completion(p.stream(o3), |_| {}).await.unwrap();
+    let body = server.request(0).json();
+    assert_eq!(body["max_completion_tokens"], 256);
+    assert!(body.get("max_tokens").is_none());
+}
+
+/// The 400 that asks for the other field name is answered by asking again
+/// once with it, and the provider keeps it for its later requests.
+#[tokio::test]
+async fn a_refused_cap_field_is_switched_once_and_remembered() {
+    let refused = r#"{"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.", "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}"#;
+    let server =
+        FakeServer::start(vec![status(400, refused, &[]), good_reply(), good_reply()]).await;
+    let p = provider(&server, 0);
+    assert_eq!(complete(&p).await.unwrap().text, "fine");
+    assert_eq!(complete(&p).await.unwrap().text, "fine");
+    assert_eq!(server.count(), 3, "asked again once, then once more");
+    let sent: Vec<_> = (0..3).map(|i| server.request(i).json()).collect();
+    assert_eq!(sent[0]["max_tokens"], 256);
+    for later in &sent[1..] {
+        assert_eq!(later["max_completion_tokens"], 256);
+        assert!(later.get("max_tokens").is_none());
+    }
+
+    // A second refusal is not asked again.
+    let stubborn =
+        FakeServer::start(vec![status(400, refused, &[]), status(400, refused, &[])]).await;
+    let err = complete(&provider(&stubborn, 0)).await.unwrap_err();
+    assert!(
+        matches!(err, LlmError::BadRequest { status: 400, .. }),
+        "{err}"
+    );
+    assert_eq!(stubborn.count(), 2);
+}

@@ -150,8 +150,10 @@ async fn the_reply_cap_goes_by_the_name_the_server_wants() {
     assert_eq!(bodies[1]["reasoning_effort"], "low");
 }
 
+/// OpenAI's refusal of `max_tokens` is asked again once, with
+/// `max_completion_tokens`; refused again, it is a bad request, not retried.
 #[tokio::test]
-async fn openais_refusal_of_max_tokens_is_a_bad_request_not_retried() {
+async fn openais_refusal_of_max_tokens_is_asked_again_once_with_the_other_field() {
     let body = String::from_utf8(fixture("openai_max_tokens_unsupported.json")).unwrap();
     let server = FakeServer::start(vec![status(400, &body, &[])]).await;
     let err = complete(&*openai(&server)).await.unwrap_err();
@@ -159,7 +161,10 @@ async fn openais_refusal_of_max_tokens_is_a_bad_request_not_retried() {
         matches!(err, LlmError::BadRequest { status: 400, .. }),
         "{err}"
     );
-    assert_eq!(server.count(), 1);
+    assert_eq!(server.count(), 2);
+    let bodies = server.bodies();
+    assert_eq!(bodies[0]["max_tokens"], bodies[1]["max_completion_tokens"]);
+    assert!(bodies[1].get("max_tokens").is_none());
 }
 
 #[tokio::test]
@@ -534,4 +539,53 @@ async fn reasoning_is_recorded_as_thinking_before_the_answer() {
     // The reasoning is not sent back as part of the answer.
     let sent = server.bodies()[1]["messages"].to_string();
     assert!(!sent.contains("one-word"), "{sent}");
+}
+
+/// A reply that breaks off after the 200 (OpenAI's `data: {"error": …}`
+/// chunk, then `[DONE]`) is asked again, and the human is told: a
+/// `reply_broken_off` event naming the agent and the attempt, in the
+/// agent's transcript of the export.
+#[tokio::test]
+async fn a_reply_broken_off_mid_stream_is_recorded_before_it_is_asked_again() {
+    let b = bench();
+    let broken = ok(vec![sse(&[
+        chunk(json!({"content": "Looking at the"}), None),
+        json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error", "param": null, "code": null}}).to_string(),
+        "[DONE]".into(),
+    ])]);
+    let server = FakeServer::start(vec![broken, approval_reply()]).await;
+    let outcome = b
+        .runner(openai(&server), ReplyLimits::default())
+        .run(reviewer())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Ok(AgentOutcome::Submitted { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(server.count(), 2);
+    let events = b.events();
+    let broken: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ReplyBrokenOff {
+                agent,
+                attempt,
+                reason,
+                ..
+            } => Some((agent.to_string(), *attempt, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    let (agent, attempt, reason) = &broken[0];
+    assert_eq!(attempt, &1);
+    assert!(reason.contains("The server had an error"), "{reason}");
+    let mut markdown = Vec::new();
+    memofab::effects::store::export::export_markdown(&events, &mut markdown).unwrap();
+    let markdown = String::from_utf8(markdown).unwrap();
+    let transcript = markdown.split("\n### ").find(|section| {
+        section.starts_with(agent.as_str()) && section.contains("The server had an error")
+    });
+    assert!(transcript.is_some(), "{markdown}");
 }

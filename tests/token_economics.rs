@@ -456,3 +456,35 @@ async fn a_long_conversation_is_compacted_to_fit_and_keeps_its_brief() {
     let md = String::from_utf8(md).unwrap();
     assert!(md.contains("context compacted"), "{md}");
 }
+
+/// A first message the window cannot hold has nothing to stub or
+/// summarise: the agent fails without asking the model, and no compaction
+/// is recorded (it would read "N → N tokens ()").
+#[tokio::test]
+async fn a_brief_too_big_for_the_window_records_no_compaction_that_compacted_nothing() {
+    let b = bench();
+    let server = FakeServer::start(vec![Reply::Dynamic(Arc::new(|_| {
+        vec![anthropic_reply("never asked", &[])]
+    }))])
+    .await;
+    let cfg = ProviderConfig {
+        context_tokens: Some(8_000),
+        ..config(ProviderKind::Anthropic, server.url())
+    };
+    let provider = build_provider("cloud", &cfg).unwrap();
+    let huge = "Every word of this brief matters. ".repeat(4_000);
+    let outcome = b
+        .runner(provider, ReplyLimits::default())
+        .run(b.coder(&huge, 1))
+        .await
+        .unwrap();
+    assert!(outcome.is_err(), "the agent fails");
+    assert_eq!(server.count(), 0, "the model is never asked");
+    let events = b.events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ContextCompacted { .. })),
+        "nothing was compacted, and nothing is recorded"
+    );
+}

@@ -151,10 +151,12 @@ async fn cockpit(
     let _ = commands.send(Command::Shutdown);
     let state = engine.await.context("the engine task failed")??;
     ui?;
-    eprintln!(
-        "{}",
-        summary(&state, repo, &prices, signal.map(|s| s.name()))
-    );
+    if !state.spec_submitted {
+        // Closed in the spec editor: the engine kept no run.
+        super::signals::say("memofab: no requirement was submitted; no run was recorded");
+        return Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()));
+    }
+    super::signals::say(&summary(&state, repo, &prices, signal.map(|s| s.name())));
     Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
 
@@ -178,6 +180,13 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
             stored.phase
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    if args.headless && !stored.spec_submitted {
+        // Only the cockpit's spec editor can give it one; headless would
+        // wait for it forever.
+        bail!(
+            "run {run} has no requirement yet; `memofab resume {run}` opens the cockpit's spec editor for it"
+        );
     }
     let signals = Signals::install()?;
     let config = super::load_config(&repo, global.config.as_deref())?;
@@ -350,9 +359,14 @@ fn factory_runs(repo: &Path, what: &str) -> Result<Vec<crate::effects::store::Ru
 
 /// What `resume` without an id carries on: the newest factory run that is
 /// not over, else the newest factory run (which then says it is over).
-/// Overseer reports are never picked.
+/// Overseer reports and runs without a requirement are never picked.
 fn run_to_resume(repo: &Path) -> Result<RunId> {
-    let runs = factory_runs(repo, "resume")?;
+    // A run without a requirement (a cockpit killed in its spec editor)
+    // has nothing to carry on.
+    let runs: Vec<_> = factory_runs(repo, "resume")?
+        .into_iter()
+        .filter(|r| !r.requirement.trim().is_empty())
+        .collect();
     runs.iter()
         .find(|r| r.phase.is_none_or(|p| !p.is_over()))
         .or(runs.first())
@@ -375,10 +389,7 @@ async fn finish(
     drop(updates);
     let _ = printer.await;
     let state = result?;
-    eprintln!(
-        "{}",
-        summary(&state, repo, prices, signal.map(|s| s.name()))
-    );
+    super::signals::say(&summary(&state, repo, prices, signal.map(|s| s.name())));
     Ok(
         if state.count(TaskState::Merged) == state.tasks().len() && !state.tasks().is_empty() {
             ExitCode::SUCCESS

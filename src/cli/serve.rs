@@ -64,13 +64,16 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
     let (stop_tx, stop_rx) = oneshot::channel();
     let signalled = tokio::spawn(async move {
         let first = signals.recv().await;
-        eprintln!(
+        super::signals::say(&format!(
             "memofab serve: {} received; stopping the runs (they resume at the next start)",
             first.name()
-        );
+        ));
         let _ = stop_tx.send(());
         let again = signals.recv().await;
-        eprintln!("memofab serve: {} again; exiting now", again.name());
+        super::signals::say(&format!(
+            "memofab serve: {} again; exiting now",
+            again.name()
+        ));
         std::process::exit(i32::from(again.exit_code_number()));
     });
     server

@@ -1,7 +1,9 @@
-//! SIGTERM and SIGINT while the factory runs: the first asks the engine to
-//! stop cleanly (it records the interruption, the front end prints the
-//! summary and the resume command, the pid file goes); a second one, for an
-//! engine that does not stop, ends the process at once.
+//! SIGTERM, SIGINT and SIGHUP (the terminal closed) while the factory runs:
+//! the first asks the engine to stop cleanly (it records the interruption,
+//! the front end prints the summary and the resume command, the pid file
+//! goes); a second one, for an engine that does not stop, ends the process
+//! at once. What is said goes to stderr when it can: after SIGHUP there may
+//! be no terminal left to write to, and that is no reason to stop uncleanly.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -16,6 +18,8 @@ use crate::protocol::Command;
 pub enum StopSignal {
     Terminate,
     Interrupt,
+    /// The terminal went away: stopped like SIGTERM, never like kill -9.
+    Hangup,
 }
 
 impl StopSignal {
@@ -23,6 +27,7 @@ impl StopSignal {
         match self {
             StopSignal::Terminate => "SIGTERM",
             StopSignal::Interrupt => "SIGINT",
+            StopSignal::Hangup => "SIGHUP",
         }
     }
 
@@ -35,6 +40,7 @@ impl StopSignal {
         match self {
             StopSignal::Terminate => 128 + 15,
             StopSignal::Interrupt => 128 + 2,
+            StopSignal::Hangup => 128 + 1,
         }
     }
 
@@ -49,6 +55,10 @@ pub struct Signals {
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    /// None when SIGHUP was ignored at start (`nohup memofab serve`): it
+    /// stays ignored.
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -58,6 +68,11 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            hup: if hangup_ignored() {
+                None
+            } else {
+                Some(signal(SignalKind::hangup()).context("catching SIGHUP")?)
+            },
         })
     }
 
@@ -72,6 +87,12 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => StopSignal::Terminate,
             _ = self.int.recv() => StopSignal::Interrupt,
+            _ = async {
+                match &mut self.hup {
+                    Some(hup) => hup.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => StopSignal::Hangup,
         }
     }
 
@@ -94,17 +115,37 @@ impl Signals {
             result = &mut engine => return (result, None),
             signal = self.recv() => signal,
         };
-        eprintln!(
+        say(&format!(
             "memofab: {} received; stopping the run (it can be resumed)",
             signal.name()
-        );
+        ));
         let _ = commands.send(Command::Shutdown);
         tokio::select! {
             result = &mut engine => (result, Some(signal)),
             again = self.recv() => {
-                eprintln!("memofab: {} again; exiting now", again.name());
+                say(&format!("memofab: {} again; exiting now", again.name()));
                 std::process::exit(i32::from(again.code()));
             }
         }
     }
+}
+
+/// Whether SIGHUP is ignored, as `nohup` leaves it for its command.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn hangup_ignored() -> bool {
+    // SAFETY: a zeroed sigaction is valid plain data; sigaction(2) with a
+    // null new action only writes the current one into it.
+    let (read, current) = unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        let read = libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut current);
+        (read, current)
+    };
+    read == 0 && current.sa_sigaction == libc::SIG_IGN
+}
+
+/// A line on stderr, unless stderr is gone (`eprintln!` would panic).
+pub(crate) fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -184,8 +184,10 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
     /// OpenAI-compatible only: what the reply cap is called in requests.
-    /// Unset: `max_completion_tokens` for api.openai.com (its reasoning
-    /// models refuse `max_tokens`), `max_tokens` for other servers.
+    /// Unset: `max_completion_tokens` for api.openai.com and for OpenAI's
+    /// reasoning models (o1/o3/o4, gpt-5) wherever served, `max_tokens`
+    /// otherwise; a 400 refusing the field is asked again once with the
+    /// other, which the provider then keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens_field: Option<crate::llm::openai::MaxTokensField>,
     /// OpenAI-compatible only: `reasoning_effort` for roles that set none.

@@ -314,6 +314,18 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// The model's reply broke off mid-stream with an error the server sent
+    /// after answering 200 (OpenAI's `data: {"error": …}`, Anthropic's
+    /// `event: error`, overloaded): the agent asks again after a back-off.
+    ReplyBrokenOff {
+        agent: AgentId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        /// How many times this request has broken off in a row.
+        attempt: u32,
+        /// What the server said, e.g. `529: Overloaded`.
+        reason: String,
+    },
     /// The park is over; the agent asks the model again.
     AgentUnparked {
         agent: AgentId,
@@ -566,6 +578,7 @@ impl EventKind {
             EventKind::AgentStarted { task, .. }
             | EventKind::AgentParked { task, .. }
             | EventKind::ContextCompacted { task, .. }
+            | EventKind::ReplyBrokenOff { task, .. }
             | EventKind::TokensUsed { task, .. }
             | EventKind::Warning { task, .. }
             | EventKind::QuestionAsked { task, .. }
@@ -573,6 +586,20 @@ impl EventKind {
             | EventKind::ShepherdIntervened { task, .. } => task.as_ref(),
             _ => None,
         }
+    }
+
+    /// One line saying a reply broke off, for transcripts and the log.
+    pub fn broken_off_line(&self) -> Option<String> {
+        let EventKind::ReplyBrokenOff {
+            attempt, reason, ..
+        } = self
+        else {
+            return None;
+        };
+        Some(format!(
+            "the reply broke off mid-stream ({reason}); asking again (attempt {})",
+            attempt + 1
+        ))
     }
 
     /// One line saying what a `ContextCompacted` did, for transcripts.
@@ -626,6 +653,7 @@ impl EventKind {
             EventKind::AgentParked { .. } => "agent_parked",
             EventKind::AgentUnparked { .. } => "agent_unparked",
             EventKind::ContextCompacted { .. } => "context_compacted",
+            EventKind::ReplyBrokenOff { .. } => "reply_broken_off",
             EventKind::ProviderLimitChanged { .. } => "provider_limit_changed",
             EventKind::ChangeCommitted { .. } => "change_committed",
             EventKind::ReviewVerdict { .. } => "review_verdict",

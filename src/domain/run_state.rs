@@ -609,6 +609,7 @@ impl RunState {
             | EventKind::AgentMessage { .. }
             | EventKind::McpToolsListed { .. }
             | EventKind::ContextCompacted { .. }
+            | EventKind::ReplyBrokenOff { .. }
             | EventKind::ToolResult { .. }
             | EventKind::ConflictMarkers { .. }
             | EventKind::OverseerReport { .. }

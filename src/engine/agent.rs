@@ -4,6 +4,7 @@
 //! to the front end only.
 
 mod context_window;
+pub(crate) use context_window::FALLBACK_CONTEXT_TOKENS;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -429,6 +430,17 @@ impl AgentRunner {
                 drop(permit);
                 return Ok(Err(Unanswered::Llm(error)));
             };
+            if limit.kind == LimitKind::ServerError {
+                // Asked again after the back-off: the human sees why.
+                self.recorder
+                    .record(EventKind::ReplyBrokenOff {
+                        agent: agent.clone(),
+                        task: job.task.clone(),
+                        attempt: server_errors,
+                        reason: limit.message.clone(),
+                    })
+                    .await?;
+            }
             // The next round of the loop finds the provider parked.
             if let Some(new_limit) = permit.limited(&limit).new_limit {
                 self.limit_changed(new_limit).await?;

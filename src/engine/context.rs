@@ -370,11 +370,120 @@ impl RunContext {
     }
 }
 
-/// Refuses a requirement over `run.max_requirement_bytes`.
+/// Refuses a requirement over `run.max_requirement_bytes`, or one the
+/// planner's context window cannot hold where config tells the window (the
+/// provider's `context_tokens`, else the model's well-known one). Used where
+/// no provider is at hand (`memofab submit`, MCP); a run checks again with
+/// [`check_requirement_with`].
 pub fn check_requirement(config: &Config, requirement: &str) -> EngineResult<()> {
+    check_size(config, requirement)?;
+    let known = config
+        .role(AgentRole::Planner)
+        .and_then(|(provider, model)| {
+            let model = model?;
+            config
+                .providers
+                .get(provider)
+                .and_then(|p| p.context_tokens)
+                .or_else(|| crate::llm::compaction::default_context_tokens(model))
+                .map(|tokens| (model.to_owned(), tokens))
+        });
+    match known {
+        Some((model, tokens)) => check_fits(config, &model, tokens, requirement),
+        None => Ok(()),
+    }
+}
+
+/// [`check_requirement`] with the planner's window found as its agent will
+/// find it: the provider's figure (a local server's own), else the model's
+/// well-known one, else the fallback.
+pub async fn check_requirement_with(
+    config: &Config,
+    providers: &ProviderSet,
+    requirement: &str,
+) -> EngineResult<()> {
+    check_requirement(config, requirement)?;
+    let Binding {
+        provider, model, ..
+    } = providers.binding(AgentRole::Planner)?;
+    let tokens = match provider.context_tokens(&model).await {
+        Some(n) => n,
+        None => crate::llm::compaction::default_context_tokens(&model)
+            .unwrap_or(super::agent::FALLBACK_CONTEXT_TOKENS),
+    };
+    check_fits(config, &model, tokens, requirement)
+}
+
+fn check_size(config: &Config, requirement: &str) -> EngineResult<()> {
     let (size, limit) = (requirement.len(), config.run.max_requirement_bytes);
     if size > limit {
         return Err(EngineError::RequirementTooLarge { size, limit });
     }
     Ok(())
+}
+
+/// What the planner's first request carries besides the requirement: its
+/// prompt, its tools and the repository's file listing.
+const PLANNER_ALLOWANCE_TOKENS: u64 = 4_000;
+
+/// The requirement is in every planning request and cannot be compacted:
+/// it must fit the planner's window with room for the rest and the reply.
+fn check_fits(
+    config: &Config,
+    model: &str,
+    context_tokens: u64,
+    requirement: &str,
+) -> EngineResult<()> {
+    let window = crate::llm::compaction::Window {
+        context_tokens,
+        reply_tokens: u64::from(config.reply_limits(AgentRole::Planner).max_tokens),
+    };
+    let tokens = crate::llm::compaction::text_tokens(requirement);
+    let room = window.limit().saturating_sub(PLANNER_ALLOWANCE_TOKENS);
+    if tokens > room {
+        return Err(EngineError::RequirementTooLong {
+            tokens,
+            room,
+            model: model.to_owned(),
+            context_tokens,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&[path]).unwrap()
+    }
+
+    #[test]
+    fn a_requirement_the_planners_window_cannot_hold_is_refused_at_submit() {
+        let small_window = config(
+            "[roles.default]\nprovider = \"local\"\nmodel = \"some-model\"\n\
+             [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+             context_tokens = 16000\n",
+        );
+        // Well under max_requirement_bytes, far over what 16k tokens hold.
+        let long = "word ".repeat(20_000);
+        assert!(matches!(
+            check_requirement(&small_window, &long),
+            Err(EngineError::RequirementTooLong {
+                context_tokens: 16_000,
+                ..
+            })
+        ));
+        assert!(check_requirement(&small_window, "Add a stats command.").is_ok());
+        // A model known for a large window takes it.
+        let claude = config(
+            "[roles.default]\nprovider = \"a\"\nmodel = \"claude-sonnet-4-5\"\n\
+             [providers.a]\nkind = \"anthropic\"\n",
+        );
+        assert!(check_requirement(&claude, &long).is_ok());
+    }
 }

@@ -56,6 +56,15 @@ pub enum EngineError {
         "the requirement is {size} bytes, over the limit of {limit} (run.max_requirement_bytes in the config); shorten it or raise the limit"
     )]
     RequirementTooLarge { size: usize, limit: usize },
+    #[error(
+        "the requirement is about {tokens} tokens; the planner ({model}, a context window of {context_tokens} tokens) has room for about {room} beside its prompt and reply; shorten it, or give the planner a model with a larger window (context_tokens in the provider's config)"
+    )]
+    RequirementTooLong {
+        tokens: u64,
+        room: u64,
+        model: String,
+        context_tokens: u64,
+    },
     #[error("the repository is not ready for a run: {0}")]
     Preflight(String),
     /// A file memofab reads is wrong; the message names it.

@@ -150,15 +150,20 @@ impl Orchestrator {
                     brainstorm.ask(&self.ctx, &message).await?;
                 }
                 Some(Command::SubmitSpec { requirement }) if !requirement.trim().is_empty() => {
-                    let kind =
-                        match super::context::check_requirement(&self.ctx.config, &requirement) {
-                            Ok(()) => EventKind::SpecSubmitted { requirement },
-                            // The editor stays open for a shorter one.
-                            Err(refused) => EventKind::Warning {
-                                task: None,
-                                message: refused.to_string(),
-                            },
-                        };
+                    let checked = super::context::check_requirement_with(
+                        &self.ctx.config,
+                        &self.ctx.providers,
+                        &requirement,
+                    )
+                    .await;
+                    let kind = match checked {
+                        Ok(()) => EventKind::SpecSubmitted { requirement },
+                        // The editor stays open for a shorter one.
+                        Err(refused) => EventKind::Warning {
+                            task: None,
+                            message: refused.to_string(),
+                        },
+                    };
                     self.ctx.recorder.record(kind).await?;
                 }
                 Some(Command::Shutdown) | None => return Ok(None),
@@ -303,8 +308,18 @@ impl Orchestrator {
 
     /// The front end stopped the engine (a signal, the cockpit quit): a run
     /// that is not over records that it was interrupted, so its record ends
-    /// when the work did and `memofab resume` knows to carry it on.
+    /// when the work did and `memofab resume` knows to carry it on; one
+    /// whose requirement never came is forgotten.
     async fn interrupted(&self) -> EngineResult<RunState> {
+        // A run exists only once it has a requirement: a cockpit closed in
+        // its spec editor leaves nothing to list or resume.
+        if !self.ctx.recorder.with_state(|s| s.spec_submitted) {
+            let run = self.ctx.recorder.run().clone();
+            self.ctx
+                .recorder
+                .with_store(|store| store.forget_run(&run))?;
+            return Ok(self.ctx.recorder.snapshot());
+        }
         if !self.ctx.recorder.with_state(|s| s.phase.is_over()) {
             self.ctx
                 .recorder
@@ -379,14 +394,25 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Records what the schedule says: tasks becoming ready or blocked.
+    /// Records what the schedule says, until it says nothing more: a task
+    /// blocked by a failure blocks its own dependents in turn, so one pass
+    /// would leave tasks two levels below a failure pending, and a run that
+    /// stops when it is idle (headless) would stop before it is settled.
     async fn promote(&self) -> EngineResult<()> {
-        let moves = self.ctx.recorder.with_state(schedule::promotions);
-        for m in moves {
-            self.ctx
-                .recorder
-                .transition(&m.task, m.to, m.reason)
-                .await?;
+        // Each pass settles one more level of the graph; the bound only
+        // guards against a schedule that never comes to rest.
+        let levels = self.ctx.recorder.with_state(|s| s.tasks().len()) + 1;
+        for _ in 0..levels {
+            let moves = self.ctx.recorder.with_state(schedule::promotions);
+            if moves.is_empty() {
+                break;
+            }
+            for m in moves {
+                self.ctx
+                    .recorder
+                    .transition(&m.task, m.to, m.reason)
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -151,7 +151,7 @@ fn context(
     })
 }
 
-pub use super::context::check_requirement;
+pub use super::context::{check_requirement, check_requirement_with};
 
 /// Starts a new run and drives it to its end.
 pub async fn start(
@@ -160,7 +160,9 @@ pub async fn start(
     commands: UnboundedReceiver<Command>,
 ) -> EngineResult<RunState> {
     // Before anything is stored: a refused requirement leaves no run.
-    check_requirement(&request.config, &request.requirement)?;
+    if !request.await_spec {
+        check_requirement_with(&request.config, &request.providers, &request.requirement).await?;
+    }
     let (git, branch) = preflight(&request.repo)?;
     let _engine = EngineLock::acquire(&git)?;
     let mainline = request.config.project.mainline.clone().unwrap_or(branch);

@@ -63,6 +63,7 @@ pub fn build_provider(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn LlmPro
             Arc::new(
                 OpenAiProvider::new(name, endpoint)
                     .with_options(options)
+                    .with_configured_cap_field(cfg.max_tokens_field.is_some())
                     .with_context_tokens(cfg.context_tokens),
             )
         }

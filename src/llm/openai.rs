@@ -11,13 +11,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::LlmProvider;
-use super::http::{Decoder, Endpoint, parse_json, post_stream, stream_error};
+use super::http::{
+    Decoder, Endpoint, event_stream, parse_json, post_stream, send_with_retry, stream_error,
+};
 use super::sse::SseEvent;
 use super::types::{
     ChatMessage, CompletionRequest, FinishReason, LlmError, ReasoningEffort, StreamEvent,
@@ -60,12 +63,40 @@ impl MaxTokensField {
         }
     }
 
+    /// `max_completion_tokens` for OpenAI's reasoning models (o1, o3,
+    /// o4-mini, gpt-5…) wherever they are served, a gateway or proxy
+    /// included (`openai/o3` on OpenRouter); `None` for other models.
+    pub fn for_model(model: &str) -> Option<Self> {
+        let model = model.to_ascii_lowercase();
+        let name = model.rsplit('/').next().unwrap_or(&model);
+        let reasoning = ["o1", "o3", "o4"]
+            .iter()
+            .any(|family| name == *family || name.starts_with(&format!("{family}-")))
+            || name.starts_with("gpt-5");
+        reasoning.then_some(MaxTokensField::MaxCompletionTokens)
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             MaxTokensField::MaxTokens => "max_tokens",
             MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
         }
     }
+
+    fn other(self) -> Self {
+        match self {
+            MaxTokensField::MaxTokens => MaxTokensField::MaxCompletionTokens,
+            MaxTokensField::MaxCompletionTokens => MaxTokensField::MaxTokens,
+        }
+    }
+}
+
+/// Whether a 400 is the server refusing the reply cap's field name (OpenAI:
+/// "Unsupported parameter: 'max_tokens' … Use 'max_completion_tokens'
+/// instead"); asking again with the other name is then worth one try.
+fn refuses_cap_field(error: &LlmError) -> bool {
+    matches!(error, LlmError::BadRequest { status: 400, message }
+        if message.contains("max_tokens") || message.contains("max_completion_tokens"))
 }
 
 /// `tool_choice`, sent with every request that offers tools when set.
@@ -146,6 +177,11 @@ pub struct OpenAiProvider {
     /// per model.
     context_tokens: Option<u64>,
     reported: Arc<tokio::sync::Mutex<HashMap<String, Option<u64>>>>,
+    /// Config named the reply cap's field: it is sent as named, always.
+    cap_field_configured: bool,
+    /// The field a server's 400 asked for instead of the one sent: used for
+    /// the rest of the process.
+    learned_cap_field: Arc<std::sync::Mutex<Option<MaxTokensField>>>,
 }
 
 impl OpenAiProvider {
@@ -158,7 +194,31 @@ impl OpenAiProvider {
             options,
             context_tokens: None,
             reported: Arc::default(),
+            cap_field_configured: false,
+            learned_cap_field: Arc::default(),
         }
+    }
+
+    /// Config named the reply cap's field (`max_tokens_field`): it is never
+    /// chosen by model nor switched on a 400.
+    pub fn with_configured_cap_field(mut self, configured: bool) -> Self {
+        self.cap_field_configured = configured;
+        self
+    }
+
+    /// The reply cap's field for `model`: config's, else the one a 400
+    /// taught this provider, else the model family's, else the base URL's.
+    fn cap_field(&self, model: &str) -> MaxTokensField {
+        if self.cap_field_configured {
+            return self.options.max_tokens_field;
+        }
+        let learned = *self
+            .learned_cap_field
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        learned
+            .or_else(|| MaxTokensField::for_model(model))
+            .unwrap_or(self.options.max_tokens_field)
     }
 
     pub fn with_options(mut self, options: OpenAiOptions) -> Self {
@@ -302,18 +362,48 @@ impl LlmProvider for OpenAiProvider {
         &self,
         request: CompletionRequest,
     ) -> BoxStream<'static, Result<StreamEvent, LlmError>> {
-        post_stream(
-            &self.endpoint,
-            "/chat/completions",
-            request_body(&request, &self.options),
-            |req, key| match key {
-                Some(key) => req.bearer_auth(key),
-                None => req,
-            },
-            ChunkDecoder {
-                secrets: self.endpoint.api_key.iter().cloned().collect(),
-                ..ChunkDecoder::default()
-            },
+        let field = self.cap_field(&request.model);
+        let options = OpenAiOptions {
+            max_tokens_field: field,
+            ..self.options.clone()
+        };
+        let body = request_body(&request, &options);
+        let decoder = ChunkDecoder {
+            secrets: self.endpoint.api_key.iter().cloned().collect(),
+            ..ChunkDecoder::default()
+        };
+        if self.cap_field_configured {
+            return post_stream(&self.endpoint, "/chat/completions", body, sign, decoder);
+        }
+        // A server that refuses the cap's field is asked once more with the
+        // other one, which this provider then keeps.
+        let endpoint = self.endpoint.clone();
+        let learned = self.learned_cap_field.clone();
+        let start = async move {
+            match send_body(&endpoint, &body).await {
+                Err(refused) if refuses_cap_field(&refused) => {
+                    let other = field.other();
+                    let mut again = body.clone();
+                    if let Some(fields) = again.as_object_mut() {
+                        let cap = fields.remove(field.key()).unwrap_or(Value::Null);
+                        fields.insert(other.key().to_owned(), cap);
+                    }
+                    let answered = send_body(&endpoint, &again).await;
+                    if answered.is_ok() {
+                        *learned
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(other);
+                    }
+                    answered
+                }
+                result => result,
+            }
+        }
+        .boxed();
+        event_stream(
+            start,
+            decoder,
+            self.endpoint.api_key.iter().cloned().collect(),
         )
     }
 
@@ -337,6 +427,26 @@ impl LlmProvider for OpenAiProvider {
             known.insert(model, n);
             n
         })
+    }
+}
+
+/// Posts a chat completion request, retried as every request is.
+async fn send_body(endpoint: &Endpoint, body: &Value) -> Result<reqwest::Response, LlmError> {
+    let url = format!("{}/chat/completions", endpoint.base_url);
+    send_with_retry(endpoint, || {
+        sign(
+            endpoint.client.post(&url).json(body),
+            endpoint.api_key.as_deref(),
+        )
+    })
+    .await
+}
+
+/// Bearer authentication, when the provider has a key.
+fn sign(request: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::RequestBuilder {
+    match key {
+        Some(key) => request.bearer_auth(key),
+        None => request,
     }
 }
 
@@ -638,6 +748,28 @@ mod tests {
         assert_eq!(body["messages"][3]["role"], "tool");
         assert_eq!(body["tools"][0]["type"], "function");
         assert_eq!(body["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn reasoning_families_get_max_completion_tokens_wherever_served() {
+        for model in [
+            "o1",
+            "o3-mini",
+            "o4-mini",
+            "gpt-5",
+            "gpt-5-mini",
+            "openai/o3",
+            "O1-preview",
+        ] {
+            assert_eq!(
+                MaxTokensField::for_model(model),
+                Some(MaxTokensField::MaxCompletionTokens),
+                "{model}"
+            );
+        }
+        for model in ["gpt-4o", "qwen3-coder", "llama3.1", "o1x", "gpt-4.1-mini"] {
+            assert_eq!(MaxTokensField::for_model(model), None, "{model}");
+        }
     }
 
     #[test]

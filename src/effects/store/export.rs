@@ -88,6 +88,13 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     lines.push(format!("**system:** {}\n", server.line()));
                 }
             }
+            EventKind::ReplyBrokenOff { agent, .. } => {
+                let line = event.kind.broken_off_line().unwrap_or_default();
+                transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .push(format!("**warning:** {line}\n"));
+            }
             EventKind::ContextCompacted { agent, note, .. } => {
                 let line = event.kind.compaction_line().unwrap_or_default();
                 let note = note

@@ -370,6 +370,21 @@ impl Store {
         tx.commit().ctx("clearing the inbox")?;
         Ok(commands)
     }
+
+    /// Removes every trace of `run`: for a run that never came to be (a
+    /// cockpit closed before its requirement was submitted), so that it is
+    /// neither listed nor resumed.
+    pub fn forget_run(&mut self, run: &RunId) -> Result<()> {
+        let tx = self.conn.transaction().ctx("starting a transaction")?;
+        for table in ["events", "runs", "inbox"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE run = ?1"),
+                params![run.as_str()],
+            )
+            .ctx("forgetting a run")?;
+        }
+        tx.commit().ctx("forgetting a run")
+    }
 }
 
 /// A command left in the inbox and who left it. Stored as

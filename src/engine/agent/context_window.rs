@@ -81,22 +81,31 @@ impl AgentRunner {
             stubbed += compaction::stub_results(messages, fixed, window.target(), true);
         }
         let after = size(messages);
-        self.recorder
-            .record(EventKind::ContextCompacted {
-                agent: agent.clone(),
-                task: job.task.clone(),
-                context_tokens: window.context_tokens,
-                before_tokens: before,
-                after_tokens: after,
-                stubbed: stubbed as u32,
-                summarised,
-                note,
-            })
-            .await?;
+        // Nothing to stub or summarise (one huge first message): no
+        // compaction happened, and none is recorded.
+        if stubbed > 0 || summarised > 0 {
+            self.recorder
+                .record(EventKind::ContextCompacted {
+                    agent: agent.clone(),
+                    task: job.task.clone(),
+                    context_tokens: window.context_tokens,
+                    before_tokens: before,
+                    after_tokens: after,
+                    stubbed: stubbed as u32,
+                    summarised,
+                    note,
+                })
+                .await?;
+        }
         if after > window.limit() {
+            let tried = if stubbed > 0 || summarised > 0 {
+                " even after compaction"
+            } else {
+                ", and nothing in it can be compacted"
+            };
             return Ok(Err(AgentFailed(format!(
-                "the conversation does not fit {}'s context window of {} tokens even after \
-                 compaction (about {after} tokens with a reply of {}); set a larger \
+                "the conversation does not fit {}'s context window of {} tokens{tried} \
+                 (about {after} tokens with a reply of {}); set a larger \
                  context_tokens if the model has one, or a smaller max_reply_tokens",
                 self.model, window.context_tokens, window.reply_tokens
             ))));

@@ -326,6 +326,14 @@ impl App {
                 let secs = until_ms.saturating_sub(at).div_ceil(1000);
                 self.log_line(at, true, format!("{agent}: parked for {secs}s: {reason}"));
             }
+            EventKind::ReplyBrokenOff { agent, .. } => {
+                let line = event.kind.broken_off_line().unwrap_or_default();
+                self.log_line(at, true, format!("{agent}: {line}"));
+                self.transcripts
+                    .entry(agent.clone())
+                    .or_default()
+                    .message(crate::domain::MessageAuthor::System, &line);
+            }
             EventKind::ContextCompacted { agent, note, .. } => {
                 let mut text = event.kind.compaction_line().unwrap_or_default();
                 if let Some(note) = note {
