@@ -155,7 +155,22 @@ async fn cockpit(
         "{}",
         summary(&state, repo, &prices, signal.map(|s| s.name()))
     );
-    Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
+    Ok(signal.map_or_else(|| outcome_code(&state), |s| s.exit_code()))
+}
+
+/// What a run's end means to a script, the same from the cockpit as
+/// headless: 0 when every task merged, 2 when some did not (failed,
+/// blocked, or left for `memofab resume` by quitting). A cockpit left
+/// before its requirement was submitted asked for nothing: 0.
+fn outcome_code(state: &RunState) -> ExitCode {
+    let nothing_asked = !state.spec_submitted && state.tasks().is_empty();
+    let all_merged =
+        !state.tasks().is_empty() && state.count(TaskState::Merged) == state.tasks().len();
+    if nothing_asked || all_merged {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Result<ExitCode> {
