@@ -469,11 +469,25 @@ fn a_line_that_is_not_json_gets_a_parse_error_with_a_null_id_and_the_session_goe
         .spawn()
         .unwrap();
     let mut stdin = server.stdin.take().unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    // Read on a thread, so a server that never answers fails the test
+    // instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = server.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("an answer within 20 s")
+    };
 
     writeln!(stdin, "{{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": ").unwrap();
     stdin.flush().unwrap();
-    let error: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let error: Value = serde_json::from_str(&next().unwrap()).unwrap();
     assert_eq!(error["jsonrpc"], json!("2.0"));
     assert_eq!(error["id"], Value::Null);
     assert_eq!(error["error"]["code"], json!(-32700));
@@ -486,7 +500,7 @@ fn a_line_that_is_not_json_gets_a_parse_error_with_a_null_id_and_the_session_goe
     }});
     writeln!(stdin, "{init}").unwrap();
     stdin.flush().unwrap();
-    let init = response(&mut lines, 2);
+    let init = response(&mut std::iter::from_fn(|| Some(next())), 2);
     assert_eq!(init["result"]["serverInfo"]["name"], json!("memofab"));
 
     drop(stdin);
