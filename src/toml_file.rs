@@ -6,6 +6,8 @@
 /// by the line itself; `origin: message` when toml gave no span.
 pub fn located(origin: &str, text: &str, err: &toml::de::Error) -> String {
     let message = err.message().trim_end();
+    let plain = duplicate_table(message);
+    let message = plain.as_deref().unwrap_or(message);
     match err.span() {
         Some(span) => {
             let (line, col) = line_col(text, span.start);
@@ -14,6 +16,25 @@ pub fn located(origin: &str, text: &str, err: &toml::de::Error) -> String {
         }
         None => format!("{origin}: {message}"),
     }
+}
+
+/// toml's words for a table written twice (`invalid table header` over
+/// `duplicate key `b` in table `a``) as a person would say them.
+fn duplicate_table(message: &str) -> Option<String> {
+    let mut lines = message.lines();
+    if lines.next()?.trim() != "invalid table header" {
+        return None;
+    }
+    let detail = lines.next()?.trim();
+    let rest = detail.strip_prefix("duplicate key `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let table = match rest.trim().strip_prefix("in table `") {
+        Some(parent) => format!("{}.{key}", parent.trim_end_matches('`')),
+        None => key.to_owned(),
+    };
+    Some(format!(
+        "duplicate table [{table}]: write each table once, with all its keys under one header"
+    ))
 }
 
 /// The 1-based line and column (in characters) of byte `offset` of `text`.
@@ -46,6 +67,23 @@ mod tests {
         let located = located("p.toml", text, &err);
         assert!(located.starts_with("p.toml:3:3: "), "{located}");
         assert!(located.ends_with("\n    reasn = 1"), "{located}");
+    }
+
+    #[test]
+    fn a_table_written_twice_is_named_at_its_second_header() {
+        for (text, table, line) in [
+            ("[project]\na = 1\n\n[project]\nb = 2\n", "[project]", 4),
+            ("[run]\n[x.y]\nc = 1\n[x.y]\n", "[x.y]", 4),
+        ] {
+            let err = toml::from_str::<toml::Value>(text).unwrap_err();
+            let located = located("p.toml", text, &err);
+            assert!(located.starts_with(&format!("p.toml:{line}:")), "{located}");
+            assert!(
+                located.contains(&format!("duplicate table {table}")),
+                "{located}"
+            );
+            assert!(!located.contains("invalid table header"), "{located}");
+        }
     }
 
     #[test]

@@ -207,3 +207,25 @@ fn queue_with_repo_lists_only_that_repositorys_entries() {
     let out = home.memofab(elsewhere.path(), &["--repo", "nowhere", "queue"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+#[test]
+fn a_running_entry_of_a_stopped_daemon_says_it_waits_for_the_daemon() {
+    let home = Home::new();
+    let demo = demo_repo();
+    home.add_repo(&demo);
+    home.submit(&demo);
+    // What a daemon killed mid-run leaves behind: the entry still running.
+    let entry = home.entries()[0].id;
+    home.queue()
+        .mark_running(entry, &memofab::domain::RunId::from("run-x"))
+        .unwrap();
+
+    let out = home.memofab(&demo.repo, &["queue"]);
+    assert!(out.status.success(), "{out:?}");
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let row = listing
+        .lines()
+        .find(|l| l.contains("run-x"))
+        .unwrap_or_else(|| panic!("no running entry:\n{listing}"));
+    assert!(row.contains("daemon stopped"), "{listing}");
+}

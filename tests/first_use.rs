@@ -165,7 +165,9 @@ fn init_with_nothing_found_writes_a_template_that_still_parses() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = repo(tmp.path(), "r");
     let out = memofab(&repo, &["init"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    // Nothing can run yet: a script's `memofab init && memofab` stops here.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no model provider found"));
     let config = Config::load(&[repo.join(".memofab/config.toml")]).unwrap();
     assert_eq!(config.role(AgentRole::Coder), None);
     // Still no silent demo: a run explains what to configure.
@@ -414,4 +416,58 @@ fn run_help_documents_every_flag() {
                 .is_some_and(|next| !next.trim_start().starts_with('-'));
         assert!(described, "{flag} has no help text:\n{help}");
     }
+}
+
+#[test]
+fn clean_while_another_memofab_works_names_it_and_touches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo(tmp.path(), "r");
+    // pid 1 always lives: another memofab at work here.
+    write(&repo.join(".memofab/engine.pid"), "1");
+    let before = (head(&repo), branches(&repo));
+    let out = memofab(&repo, &["clean"]);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("pid 1"), "{said}");
+    assert!(!said.contains("not ready for a run"), "{said}");
+    assert_eq!((head(&repo), branches(&repo)), before);
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".memofab/engine.pid")).unwrap(),
+        "1",
+        "the other memofab's lock is left alone"
+    );
+}
+
+#[test]
+fn a_table_written_twice_is_named_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo(tmp.path(), "r");
+    write(
+        &repo.join(".memofab/config.toml"),
+        &format!(
+            "{SCRIPTED}[project]\ntest_command = \"true\"\n\n[project]\nmainline = \"main\"\n"
+        ),
+    );
+    let out = memofab(&repo, &["doctor"]);
+    assert!(!out.status.success());
+    let report = stdout(&out);
+    assert!(
+        report.contains("config.toml:6:") && report.contains("duplicate table [project]"),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_top_level_provider_reaches_the_overseer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo(tmp.path(), "r");
+    let out = memofab(
+        &repo,
+        &["--provider", "scripted", "overseer", "--since", "all"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Its report is stored, as `overseer list` shows.
+    let list = memofab(&repo, &["overseer", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert!(stdout(&list).contains("overseer-"), "{}", stdout(&list));
 }

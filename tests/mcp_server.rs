@@ -555,3 +555,54 @@ fn a_client_speaking_plain_json_rpc_lines_is_served() {
     assert!(status.success());
     assert!(lines.next().is_none(), "nothing after the last response");
 }
+
+#[test]
+fn a_line_that_is_not_json_gets_a_parse_error_with_a_null_id_and_the_session_goes_on() {
+    let home = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new(memofab_bin())
+        .arg("mcp")
+        .env("MEMOFAB_HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("no-user-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = server.stdin.take().unwrap();
+    // Read on a thread, so a server that never answers fails the test
+    // instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = server.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("an answer within 20 s")
+    };
+
+    writeln!(stdin, "{{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": ").unwrap();
+    stdin.flush().unwrap();
+    let error: Value = serde_json::from_str(&next().unwrap()).unwrap();
+    assert_eq!(error["jsonrpc"], json!("2.0"));
+    assert_eq!(error["id"], Value::Null);
+    assert_eq!(error["error"]["code"], json!(-32700));
+
+    // The session is not spoiled: a well-formed request is still served.
+    let init = json!({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "by-hand", "version": "1.0"}
+    }});
+    writeln!(stdin, "{init}").unwrap();
+    stdin.flush().unwrap();
+    let init = response(&mut std::iter::from_fn(|| Some(next())), 2);
+    assert_eq!(init["result"]["serverInfo"]["name"], json!("memofab"));
+
+    drop(stdin);
+    let _ = server.wait();
+}

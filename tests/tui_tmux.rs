@@ -92,7 +92,7 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
         socket: format!("memofab-test-{}", std::process::id()),
     };
     let command = format!(
-        "XDG_CONFIG_HOME={} {} demo --dir {} --pace-ms 0; echo COCKPIT-EXITED; sleep 60",
+        "XDG_CONFIG_HOME={} {} demo --dir {} --pace-ms 0; echo COCKPIT-EXITED-$?; sleep 60",
         tmp.path().join("config").display(),
         memofab_bin().display(),
         repo.display()
@@ -180,6 +180,7 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
     );
     let after = screen();
     assert!(after.contains("6 merged of 6"), "{after}");
+    assert!(after.contains("COCKPIT-EXITED-0"), "all merged: {after}");
     let events = stored_events(&repo, &only_run(&repo));
     assert!(events.iter().any(|e| matches!(
         &e.kind,
@@ -189,4 +190,94 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
             ..
         }
     )));
+}
+
+/// The transcript pane's title: the agent it shows.
+fn shown_agent(screen: &str) -> Option<String> {
+    screen.lines().find_map(|l| {
+        let at = l.find(" · following")?;
+        let start = l[..at].rfind('┌')?;
+        Some(l[start + '┌'.len_utf8()..at].trim().to_owned())
+    })
+}
+
+#[test]
+fn the_demo_is_paced_for_a_person_and_the_transcript_follows_the_work() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux is required in CI (.ci/run installs it)"
+        );
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("demo");
+    let tmux = Tmux {
+        socket: format!("memofab-paced-{}", std::process::id()),
+    };
+    // The default pace: no --pace-ms.
+    let command = format!(
+        "XDG_CONFIG_HOME={} {} demo --dir {}; echo COCKPIT-EXITED-$?; sleep 60",
+        tmp.path().join("config").display(),
+        memofab_bin().display(),
+        repo.display()
+    );
+    let started = Instant::now();
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "cockpit",
+        "-x",
+        "160",
+        "-y",
+        "45",
+        &command,
+    ]);
+    let screen = || tmux.screen();
+
+    // A person has time to look: no gate in the first 25 seconds (a loaded
+    // machine only makes it later), and meanwhile the transcript moves on
+    // from the first task to the agents at work on the others.
+    let mut seen = std::collections::BTreeSet::new();
+    while started.elapsed() < Duration::from_secs(25) {
+        assert_ne!(
+            task_state(&repo, "docs"),
+            Some(TaskState::AwaitingGate),
+            "the gate came after {:?}",
+            started.elapsed()
+        );
+        if let Some(agent) = shown_agent(&screen()) {
+            seen.insert(agent);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for(
+        "the transcript to follow an agent of a later task",
+        Duration::from_secs(120),
+        || {
+            if let Some(agent) = shown_agent(&screen()) {
+                seen.insert(agent);
+            }
+            seen.iter().any(|a| {
+                ["stats", "slug", "title", "json", "docs"]
+                    .iter()
+                    .any(|t| a.contains(&format!(":{t}#")))
+            })
+        },
+        screen,
+    );
+
+    // Quitting before everything merged: the run is left for `resume`,
+    // and the exit code says not everything merged, as headless does.
+    tmux.run(&["send-keys", "-t", COCKPIT, "q"]);
+    wait_for(
+        "the cockpit to exit",
+        Duration::from_secs(30),
+        || screen().contains("COCKPIT-EXITED"),
+        screen,
+    );
+    let after = screen();
+    assert!(after.contains("COCKPIT-EXITED-2"), "{after}");
 }

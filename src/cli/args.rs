@@ -276,6 +276,9 @@ pub struct OverseerArgs {
     /// How far back to look: e.g. 24h, 30m, 7d, or `all`.
     #[arg(long, default_value = "24h")]
     pub since: String,
+    /// Provider for the overseer agent, overriding the config (e.g. `scripted`).
+    #[arg(long)]
+    pub provider: Option<String>,
     #[command(subcommand)]
     pub action: Option<OverseerAction>,
 }

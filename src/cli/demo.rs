@@ -19,8 +19,20 @@ mod seed {
     include!(concat!(env!("OUT_DIR"), "/demo_seed.rs"));
 }
 
-/// Streaming pace in the cockpit, so a human can follow the agents.
-const WATCHABLE_PACE: Duration = Duration::from_millis(20);
+/// Streaming pace in the cockpit, per word (a tool call counts as a few):
+/// a person can read along, and the first gate comes after about a minute
+/// rather than before the eye has found the panes.
+const WATCHABLE_PACE: Duration = Duration::from_millis(130);
+
+/// The scripted provider's pace: as asked, else watchable in the cockpit
+/// and none headless, where nobody watches.
+fn pace(headless: bool, asked_ms: Option<u64>) -> Duration {
+    match asked_ms {
+        Some(ms) => Duration::from_millis(ms),
+        None if headless => Duration::ZERO,
+        None => WATCHABLE_PACE,
+    }
+}
 
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     if !args.headless {
@@ -47,11 +59,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     let repo = prepare_repo(&dir, &scenario, &seed_files)?;
 
     let config = super::load_config(&repo, global.config.as_deref())?;
-    let pace = match args.pace_ms {
-        Some(ms) => Duration::from_millis(ms),
-        None if args.headless => Duration::ZERO,
-        None => WATCHABLE_PACE,
-    };
+    let pace = pace(args.headless, args.pace_ms);
     let choice = providers::build(&config, Some("scripted"), args.scenario.as_deref(), pace)?;
     eprintln!("memofab demo: repository {}", repo.display());
     headless::launch(
@@ -164,4 +172,68 @@ fn read_tree(root: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::llm::LlmProvider;
+    use crate::llm::scripted::ScriptedProvider;
+    use crate::llm::types::{ChatMessage, CompletionRequest, ScriptKey};
+
+    /// Virtual time to stream every turn of the demo's script, one after
+    /// the other, at `pace`.
+    async fn whole_script(pace: Duration) -> Duration {
+        let scenario = Scenario::demo().unwrap();
+        let provider = ScriptedProvider::new(Arc::new(scenario.clone())).with_pace(pace);
+        let start = tokio::time::Instant::now();
+        for conversation in &scenario.conversations {
+            let script = ScriptKey {
+                role: conversation.role,
+                task: conversation.task.clone(),
+                attempt: conversation.attempt.unwrap_or(1),
+            };
+            let mut messages = vec![ChatMessage::User {
+                content: "go".into(),
+            }];
+            for _ in &conversation.turns {
+                let request = CompletionRequest {
+                    model: "scripted".into(),
+                    system: String::new(),
+                    messages: messages.clone(),
+                    tools: Vec::new(),
+                    max_tokens: 1000,
+                    temperature: None,
+                    reasoning_effort: None,
+                    script: script.clone(),
+                };
+                let mut stream = provider.stream(request);
+                while let Some(event) = stream.next().await {
+                    event.unwrap();
+                }
+                messages.push(ChatMessage::Assistant {
+                    content: String::new(),
+                    tool_calls: Vec::new(),
+                });
+            }
+        }
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cockpit_demo_is_paced_for_a_person_and_headless_is_not() {
+        assert_eq!(pace(true, None), Duration::ZERO);
+        assert_eq!(pace(false, Some(0)), Duration::ZERO);
+        // Agents work in parallel, so the gate comes before the script's
+        // end: streamed one after the other it lasts well over a minute.
+        let watched = whole_script(pace(false, None)).await;
+        assert!(watched >= Duration::from_secs(60), "{watched:?}");
+        assert!(watched <= Duration::from_secs(300), "{watched:?}");
+        assert_eq!(whole_script(pace(true, None)).await, Duration::ZERO);
+    }
 }

@@ -157,7 +157,20 @@ async fn cockpit(
         return Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()));
     }
     super::signals::say(&summary(&state, repo, &prices, signal.map(|s| s.name())));
-    Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
+    Ok(signal.map_or_else(|| outcome_code(&state), |s| s.exit_code()))
+}
+
+/// What a run's end means to a script, the same from the cockpit as
+/// headless: 0 when every task merged, 2 when some did not (failed,
+/// blocked, or left for `memofab resume` by quitting).
+fn outcome_code(state: &RunState) -> ExitCode {
+    let all_merged =
+        !state.tasks().is_empty() && state.count(TaskState::Merged) == state.tasks().len();
+    if all_merged {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Result<ExitCode> {
@@ -390,13 +403,7 @@ async fn finish(
     let _ = printer.await;
     let state = result?;
     super::signals::say(&summary(&state, repo, prices, signal.map(|s| s.name())));
-    Ok(
-        if state.count(TaskState::Merged) == state.tasks().len() && !state.tasks().is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(2)
-        },
-    )
+    Ok(outcome_code(&state))
 }
 
 /// Prints each stored event as one JSON line; hints at gates on stderr.

@@ -89,12 +89,21 @@ pub async fn run(repo: &Path, args: InitArgs) -> Result<ExitCode> {
                 ""
             }
         ),
-        None => eprintln!(
-            "memofab init: no model provider found. Set OPENAI_API_KEY or ANTHROPIC_API_KEY, or start \
+        None => {
+            eprintln!(
+                "memofab init: no model provider found. Set OPENAI_API_KEY or ANTHROPIC_API_KEY, or start \
              Ollama (127.0.0.1:11434) or a llama.cpp server (127.0.0.1:8080), then run `memofab init --force`; \
              or fill in the commented example in {}",
-            dir.join("config.toml").display()
-        ),
+                dir.join("config.toml").display()
+            );
+            // Not a success: nothing can run yet, and `memofab init && memofab`
+            // in a script must stop here, not at a confusing later error. A
+            // kept config may name a provider already, so then it is not ours
+            // to fail.
+            if !keep.contains(&dir.join("config.toml")) {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -89,7 +89,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Clean(args)) => records::clean(&repo, args),
         Some(Commands::Doctor) => doctor::run(&cli.global, &repo).await,
         Some(Commands::Replay(args)) => headless::replay(&cli.global, &repo, args).await,
-        Some(Commands::Overseer(args)) => overseer::run(&cli.global, &repo, args).await,
+        Some(Commands::Overseer(mut args)) => {
+            // `memofab --provider scripted overseer` means the same.
+            args.provider = args.provider.or(cli.provider);
+            overseer::run(&cli.global, &repo, args).await
+        }
         Some(Commands::Bench(args)) => bench::run(args).await,
         Some(Commands::Repo(args)) => queue::repo(args),
         Some(Commands::Submit(args)) => queue::submit(&repo, args),

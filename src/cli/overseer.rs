@@ -76,7 +76,7 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result
         None => {
             let since = since_ms(&args.since)?;
             let config = super::load_config(&repo, global.config.as_deref())?;
-            let choice = providers::build(&config, None, None, Duration::ZERO)?;
+            let choice = providers::build(&config, args.provider.as_deref(), None, Duration::ZERO)?;
             super::init_logging(&crate::engine::session::factory_dir(&repo));
             let report = overseer::review(&repo, since, &config, &choice.set).await?;
             println!("{}", report.markdown);

@@ -110,6 +110,12 @@ fn entry_id(text: &str) -> Result<RequirementId> {
 }
 
 fn list(paths: &DaemonPaths, queue: &Queue, all: bool, only: Option<&str>) -> Result<()> {
+    // Asked first: whether a daemon answers changes what `running` means.
+    let status = match client::request(paths, &Request::Status) {
+        Some(Reply::Status(status)) => Some(status),
+        _ => None,
+    };
+    let serving = status.is_some();
     let states: &[ItemState] = if all {
         &[]
     } else {
@@ -130,17 +136,22 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool, only: Option<&str>) -> Re
             }
         );
     } else {
+        let states: Vec<String> = entries
+            .iter()
+            .map(|e| state_label(e.state, serving))
+            .collect();
+        let width = states.iter().map(String::len).max().unwrap_or(0).max(8);
         println!(
-            "{:<6} {:<16} {:<8} {:>8} {:<8} {:<24} requirement",
+            "{:<6} {:<16} {:<width$} {:>8} {:<8} {:<24} requirement",
             "entry", "repo", "state", "priority", "source", "run"
         );
-        for e in entries {
+        for (e, state) in entries.into_iter().zip(states) {
             let title: String = e.title().chars().take(60).collect();
             println!(
-                "{:<6} {:<16} {:<8} {:>8} {:<8} {:<24} {title}",
+                "{:<6} {:<16} {:<width$} {:>8} {:<8} {:<24} {title}",
                 e.id.to_string(),
                 e.repo,
-                e.state.as_str(),
+                state,
                 e.priority,
                 e.source.as_str(),
                 e.run.as_ref().map_or("-", |r| r.as_str()),
@@ -159,8 +170,8 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool, only: Option<&str>) -> Re
         }
     }
     print_waiting_proposals(queue)?;
-    match client::request(paths, &Request::Status) {
-        Some(Reply::Status(status)) => println!(
+    match status {
+        Some(status) => println!(
             "\ndaemon: serving (pid {}), {} run(s) under way{}",
             status.pid,
             status.runs.len(),
@@ -169,9 +180,20 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool, only: Option<&str>) -> Re
                 .map(|a| format!(", incidents accepted at {a}"))
                 .unwrap_or_default()
         ),
-        _ => println!("\ndaemon: not running; `memofab serve` starts it"),
+        None => println!("\ndaemon: not running; `memofab serve` starts it"),
     }
     Ok(())
+}
+
+/// An entry's state as the listing shows it: a `running` entry of a daemon
+/// that is not serving runs nothing until it starts again.
+fn state_label(state: ItemState, serving: bool) -> String {
+    match state {
+        ItemState::Running if !serving => {
+            "running (daemon stopped; resumes when it starts)".to_owned()
+        }
+        state => state.as_str().to_owned(),
+    }
 }
 
 /// What a running entry's run waits for from a human, each with the command

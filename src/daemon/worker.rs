@@ -352,6 +352,7 @@ fn not_ready(error: &EngineError) -> bool {
     matches!(
         error,
         EngineError::Preflight(_)
+            | EngineError::Busy { .. }
             | EngineError::Config(_)
             | EngineError::Isolation(_)
             | EngineError::Policy(_)

@@ -118,7 +118,7 @@ pub fn clean(repo: &Path, run: Option<&RunId>) -> EngineResult<Cleaned> {
         Some(run) => {
             let state = stored_state(git.root(), run)?;
             if !state.phase.is_over() {
-                return Err(EngineError::Preflight(format!(
+                return Err(EngineError::Invalid(format!(
                     "run {run} is {}, not over; it keeps its worktrees until it finishes",
                     state.phase
                 )));

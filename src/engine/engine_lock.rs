@@ -23,9 +23,7 @@ impl EngineLock {
             .and_then(|t| t.trim().parse::<u32>().ok())
         {
             if pid != std::process::id() && alive(pid) {
-                return Err(EngineError::Preflight(format!(
-                    "another memofab (pid {pid}) is working in this repository; wait for it or stop it first"
-                )));
+                return Err(EngineError::Busy { pid });
             }
             // The previous engine died without cleaning up.
             let removed = git.clear_stale_locks()?;
@@ -91,8 +89,8 @@ mod tests {
 
         // pid 1 is always alive.
         std::fs::write(&pid_file, "1").unwrap();
-        let err = EngineLock::acquire(&git).err().unwrap().to_string();
-        assert!(err.contains("pid 1"), "{err}");
+        let err = EngineLock::acquire(&git).err().unwrap();
+        assert!(matches!(err, EngineError::Busy { pid: 1 }), "{err}");
 
         // A dead pid's stale ref lock is cleaned up.
         std::fs::write(&pid_file, "999999999").unwrap();

@@ -67,6 +67,12 @@ pub enum EngineError {
     },
     #[error("the repository is not ready for a run: {0}")]
     Preflight(String),
+    /// Another engine holds the repository's lock: whatever was asked
+    /// (a run, `clean`) must wait for it.
+    #[error(
+        "another memofab (pid {pid}) is working in this repository; wait for it or stop it first"
+    )]
+    Busy { pid: u32 },
     /// A file memofab reads is wrong; the message names it.
     #[error("{0}")]
     Invalid(String),

@@ -145,12 +145,26 @@ impl LlmProvider for ScriptedProvider {
         let pace = self.pace;
         stream::iter(events)
             .then(move |event| async move {
-                if !pace.is_zero() && matches!(event, StreamEvent::TextDelta(_)) {
-                    tokio::time::sleep(pace).await;
+                let wait = paced(&event, pace);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
                 }
                 Ok(event)
             })
             .boxed()
+    }
+}
+
+/// A tool call takes as long to write as this many words: without it a
+/// turn of calls and few words would flash by.
+const WORDS_PER_CALL: u32 = 4;
+
+/// How long a watched stream waits before `event`, at `pace` per word.
+fn paced(event: &StreamEvent, pace: Duration) -> Duration {
+    match event {
+        StreamEvent::TextDelta(_) => pace,
+        StreamEvent::ToolCallStart { .. } => pace * WORDS_PER_CALL,
+        _ => Duration::ZERO,
     }
 }
 

@@ -4,6 +4,8 @@
 //!
 //! - [`server`]: the server itself, what it says about the factory, and the
 //!   stdio transport. Only the protocol goes to stdout; logs go to the file.
+//! - [`framing`]: a parse error answered for each input line that is not
+//!   JSON (the SDK's transport drops them silently).
 //! - [`queue_tools`]: the daemon's queue and its repositories.
 //! - [`run_tools`]: a repository's runs, their status, their gates.
 //!
@@ -14,6 +16,7 @@
 //! never a protocol failure.
 
 mod error;
+mod framing;
 pub mod queue_tools;
 pub mod run_tools;
 pub mod server;

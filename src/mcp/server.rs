@@ -113,12 +113,17 @@ pub enum ServeError {
 
 /// Serves MCP on stdin/stdout until the client closes them.
 pub async fn serve_stdio(paths: DaemonPaths, allow_approve: bool) -> Result<(), ServeError> {
+    let io = super::framing::checked(tokio::io::stdin(), tokio::io::stdout());
     let running = FactoryServer::new(paths, allow_approve)
-        .serve(rmcp::transport::stdio())
+        .serve((io.reader, io.writer))
         .await
         .map_err(|e| ServeError::Start(Box::new(e)))?;
     let reason = running.waiting().await?;
     tracing::info!(?reason, "the MCP client left");
+    // The last answers may still be on their way to stdout. A stdin still
+    // open (the service stopped for another reason) keeps the writer alive,
+    // so the wait is bounded.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), io.drained).await;
     Ok(())
 }
 

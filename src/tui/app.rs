@@ -21,7 +21,9 @@ use super::transcript::Transcript;
 use crate::config::Price;
 use crate::domain::attention::{self, AttentionItem, AttentionKind};
 use crate::domain::nightly::WaitingProposals;
-use crate::domain::{AgentId, ConflictFile, Event, RunPhase, RunState, TaskId, TaskState};
+use crate::domain::{
+    AgentId, ConflictFile, Event, EventKind, RunPhase, RunState, TaskId, TaskState,
+};
 use crate::llm::pricing::Costs;
 use crate::protocol::{Command, ConflictResolution, EngineUpdate};
 
@@ -131,6 +133,22 @@ pub struct App {
     pub selected: usize,
     /// Which of the selected task's agents the transcript shows, from the latest.
     pub agent_back: usize,
+    /// Whether the human picked a task or an agent to look at. Until they
+    /// do, the transcript follows the agent that started last: the one at
+    /// work, not the first task's.
+    pub chosen: bool,
+    /// A run's own agent (not a task's) that started after the tasks did,
+    /// shown while nothing is chosen; a task's agent is followed by
+    /// selecting its task.
+    pub working: Option<AgentId>,
+    /// Feedback for the last key that did nothing (a search without a match,
+    /// an empty requirement), shown under the status bar until the next key.
+    pub notice: Option<String>,
+    /// The task whose conflict the human marked resolved, until the engine
+    /// answers: if it finds markers left, its reason becomes the notice.
+    pub marked_resolved: Option<TaskId>,
+    /// A replay: keys that decide nothing are not offered.
+    pub read_only: bool,
     pub tab: Tab,
     pub scroll: Scroll,
     pub expanded: bool,
@@ -168,6 +186,11 @@ impl App {
             log: Vec::new(),
             selected: 0,
             agent_back: 0,
+            chosen: false,
+            working: None,
+            notice: None,
+            marked_resolved: None,
+            read_only: false,
             tab: Tab::Transcript,
             scroll: Scroll {
                 offset: 0,
@@ -220,15 +243,59 @@ impl App {
 
     /// The agent whose transcript is on screen.
     pub fn shown_agent(&self) -> Option<&AgentId> {
-        let agents = match self.selected_task().and_then(|t| self.task_views.get(t)) {
-            Some(view) if !view.agents.is_empty() => &view.agents,
-            _ => &self.run_agents,
-        };
+        if !self.chosen
+            && let Some(working) = &self.working
+        {
+            return Some(working);
+        }
+        let agents = self.selectable_agents();
         let n = agents.len();
         if n == 0 {
             return None;
         }
         agents.get(n - 1 - self.agent_back.min(n - 1))
+    }
+
+    /// The agents `<` and `>` step through: the selected task's, or the
+    /// run's own (planner, reviewers of the plan) before there are tasks.
+    fn selectable_agents(&self) -> &[AgentId] {
+        match self.selected_task().and_then(|t| self.task_views.get(t)) {
+            Some(view) if !view.agents.is_empty() => &view.agents,
+            _ => &self.run_agents,
+        }
+    }
+
+    /// Follows `agent`, just started, unless the human chose what to see:
+    /// its task becomes the selected one (its latest agent is the one
+    /// shown), so the other tabs show that task too. A run's own agent
+    /// starting once there are tasks (the overseer, say) is shown as is.
+    fn follow_working(&mut self, agent: &AgentId, task: Option<&TaskId>) {
+        if self.chosen {
+            return;
+        }
+        self.working = None;
+        match task {
+            Some(task) => {
+                if let Some(i) = self.order.iter().position(|(id, _)| id == task)
+                    && i != self.selected
+                {
+                    self.selected = i;
+                    self.hunk = 0;
+                    self.search = Search::default();
+                }
+            }
+            None if !self.order.is_empty() => self.working = Some(agent.clone()),
+            None => {}
+        }
+        self.scroll.follow = true;
+    }
+
+    /// The human picked what to look at: the transcript stops following.
+    fn choose(&mut self) {
+        if !self.chosen {
+            self.chosen = true;
+            self.working = None;
+        }
     }
 
     pub fn shown_transcript(&self) -> Option<&Transcript> {
@@ -241,6 +308,7 @@ impl App {
             EngineUpdate::Event(event) => {
                 let first = self.state.is_none();
                 self.apply(&event);
+                self.answer_mark_resolved(&event);
                 // A run waiting for its requirement opens on the editor, so
                 // the first thing typed goes into it. Live only: a replay
                 // keeps the tab its viewer chose.
@@ -267,6 +335,30 @@ impl App {
         }
         self.follow_tail();
         true
+    }
+
+    /// The engine's answer to `m`: back in conflict means markers remain,
+    /// and the human is told where; any other move ends the wait.
+    fn answer_mark_resolved(&mut self, event: &Event) {
+        let Some(marked) = &self.marked_resolved else {
+            return;
+        };
+        if let EventKind::TaskStateChanged {
+            task, to, reason, ..
+        } = &event.kind
+            && task == marked
+        {
+            match to {
+                TaskState::Conflict => {
+                    let why = reason.as_deref().unwrap_or("the conflict is not resolved");
+                    self.notice = Some(format!("{task} is still in conflict: {why}"));
+                    self.marked_resolved = None;
+                }
+                // On its way: the engine is checking the worktree.
+                TaskState::Running => {}
+                _ => self.marked_resolved = None,
+            }
+        }
     }
 
     fn log_line(&mut self, at_ms: u64, warn: bool, text: String) {
@@ -333,6 +425,9 @@ impl App {
     }
 
     fn select(&mut self, index: usize) {
+        if index < self.order.len() {
+            self.choose();
+        }
         if index < self.order.len() && index != self.selected {
             self.selected = index;
             self.agent_back = 0;
@@ -456,6 +551,7 @@ impl App {
     }
 
     pub fn handle_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        self.notice = None;
         if let Some(modal) = self.modal.take() {
             return self.modal_key(modal, key);
         }
@@ -463,6 +559,12 @@ impl App {
             match (key.code, key.modifiers) {
                 (KeyCode::Char('s'), KeyModifiers::CONTROL) => {
                     let requirement = self.spec.lines().join("\n");
+                    if requirement.trim().is_empty() {
+                        self.notice = Some(
+                            "the requirement is empty: write what to build, then Ctrl-S".into(),
+                        );
+                        return Vec::new();
+                    }
                     return vec![Action::Send(Command::SubmitSpec { requirement })];
                 }
                 // No planner to ask before the daemon starts the run.
@@ -550,8 +652,7 @@ impl App {
                 self.expanded = !self.expanded;
                 self.follow_tail();
             }
-            KeyCode::Char('<') => self.agent_back += 1,
-            KeyCode::Char('>') => self.agent_back = self.agent_back.saturating_sub(1),
+            KeyCode::Char('<') | KeyCode::Char('>') => self.step_agent(key.code),
             KeyCode::Char('/') => {
                 self.modal = Some(Modal::Search {
                     query: String::new(),
@@ -585,11 +686,13 @@ impl App {
             }
             KeyCode::Char('c') => {
                 if let Some(task) = self.selected_task().cloned()
-                    && self
-                        .task_state(&task)
-                        .is_some_and(|s| s.can_become(TaskState::Cancelled))
+                    && let Some(state) = self.task_state(&task)
                 {
-                    self.modal = Some(Modal::ConfirmCancel(ConfirmCancel { task }));
+                    if state.can_become(TaskState::Cancelled) {
+                        self.modal = Some(Modal::ConfirmCancel(ConfirmCancel { task }));
+                    } else {
+                        self.notice = Some(format!("{task} is {state}: nothing to cancel"));
+                    }
                 }
             }
             KeyCode::Char('R') => {
@@ -621,6 +724,8 @@ impl App {
                         'v' => ConflictResolution::Resolver,
                         _ => ConflictResolution::MarkResolved,
                     };
+                    self.marked_resolved =
+                        (resolution == ConflictResolution::MarkResolved).then(|| task.clone());
                     return vec![Action::Send(Command::ResolveConflict { task, resolution })];
                 }
             }
@@ -637,11 +742,35 @@ impl App {
         Vec::new()
     }
 
+    /// `<` goes to the agent before the shown one, `>` to the one after,
+    /// each stopping at the ends (the oldest, the latest).
+    fn step_agent(&mut self, key: KeyCode) {
+        let n = self.selectable_agents().len();
+        // Leaving the followed agent starts from the agent it is.
+        if !self.chosen {
+            let shown = self.shown_agent().cloned();
+            self.choose();
+            self.agent_back = shown
+                .and_then(|a| self.selectable_agents().iter().rev().position(|x| *x == a))
+                .unwrap_or(0);
+        }
+        let last = n.saturating_sub(1);
+        self.agent_back = match key {
+            KeyCode::Char('<') => (self.agent_back + 1).min(last),
+            _ => self.agent_back.min(last).saturating_sub(1),
+        };
+        self.scroll.follow = true;
+        self.follow_tail();
+    }
+
     fn run_search(&mut self, query: &str) {
         let hits = self
             .shown_transcript()
             .map(|t| t.find(query, self.expanded))
             .unwrap_or_default();
+        if hits.is_empty() && !query.is_empty() {
+            self.notice = Some(format!("no match for {query:?} in this transcript"));
+        }
         self.search = Search {
             query: query.to_owned(),
             hits,
@@ -708,11 +837,16 @@ impl App {
     /// Keeps what the human chose to look at from another model (replay
     /// rebuilds the model when it steps back).
     pub fn keep_view_of(&mut self, old: &App) {
-        self.selected = old.selected.min(self.order.len().saturating_sub(1));
+        // Not chosen: the rebuilt model followed the agent at work there.
+        if old.chosen {
+            self.selected = old.selected.min(self.order.len().saturating_sub(1));
+        }
         self.tab = old.tab;
         self.scroll = old.scroll;
         self.expanded = old.expanded;
         self.agent_back = old.agent_back;
+        self.chosen = old.chosen;
+        self.read_only = old.read_only;
         self.hunk = old.hunk;
         self.detail_height.set(old.detail_height.get());
     }

@@ -133,6 +133,7 @@ impl Replay {
             jump: None,
             note: None,
         };
+        replay.app.read_only = true;
         replay.seek(1);
         replay
     }

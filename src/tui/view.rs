@@ -80,7 +80,7 @@ pub fn render_in(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let parts = Layout::vertical([Constraint::Length(wanted), Constraint::Min(3)]).split(body);
         (parts[0], parts[1])
     };
-    render_dag(frame, app, theme, dag, area.width >= WIDE);
+    render_dag(frame, app, theme, dag);
     render_detail(frame, app, theme, detail);
 
     match &app.modal {
@@ -247,7 +247,7 @@ fn conflict_risk(state: &crate::domain::RunState, task: &crate::domain::TaskId) 
     }
 }
 
-fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: bool) {
+fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let block = bordered(theme, " Blueprint ", false);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -339,12 +339,11 @@ fn render_dag(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, wide: boo
                 theme.style(Role::Warning),
             ));
         }
-        if wide {
-            spans.push(Span::styled(
-                format!("  {}", task.spec.title),
-                theme.style(Role::Muted),
-            ));
-        }
+        // Wherever there is room: the line is cut at the pane's edge.
+        spans.push(Span::styled(
+            format!("  {}", task.spec.title),
+            theme.style(Role::Muted),
+        ));
         let mut line = Line::from(spans);
         if i == app.selected {
             line = line.style(theme.style(Role::Selection));

@@ -1,7 +1,7 @@
 //! Writes a run's record for people and tools: JSON lines (one event per
 //! line, lossless) or markdown (a readable account with a transcript per agent).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::{self, Write};
 
 use crate::domain::ids::short_commit;
@@ -18,12 +18,78 @@ pub fn export_jsonl(events: &[Event], out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
+/// Each agent's transcript lines, agents in the order they first spoke, so
+/// the account reads as the run went (the planner before the coders).
+#[derive(Default)]
+struct Transcripts {
+    agents: Vec<(AgentId, Vec<String>)>,
+    index: HashMap<AgentId, usize>,
+}
+
+impl Transcripts {
+    fn lines(&mut self, agent: AgentId) -> &mut Vec<String> {
+        let at = match self.index.get(&agent) {
+            Some(at) => *at,
+            None => {
+                self.index.insert(agent.clone(), self.agents.len());
+                self.agents.push((agent, Vec::new()));
+                self.agents.len() - 1
+            }
+        };
+        &mut self.agents[at].1
+    }
+}
+
+/// Text written by agents or people, made safe to place inside the account:
+/// a line that would open a heading (`## Diff against mainline` in a
+/// prompt) or a setext underline is escaped, so it cannot become a section
+/// of the export, and a code fence left open is closed, so it cannot
+/// swallow what follows. Lines inside fences are code and stay as they are.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut fence: Option<&str> = None;
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let body = line.trim_start_matches(' ');
+        let indent = line.len() - body.len();
+        let opens = ["```", "~~~"].into_iter().find(|f| body.starts_with(f));
+        match (fence, opens) {
+            (Some(open), Some(f)) if indent < 4 && f == open => fence = None,
+            (None, Some(f)) if indent < 4 => fence = Some(f),
+            (None, _) if indent < 4 && needs_escape(body) => {
+                out.push_str(&line[..indent]);
+                out.push('\\');
+                out.push_str(body);
+                continue;
+            }
+            _ => {}
+        }
+        out.push_str(line);
+    }
+    if let Some(open) = fence {
+        out.push('\n');
+        out.push_str(open);
+    }
+    out
+}
+
+/// Whether a line (leading spaces removed) would be read as a heading or a
+/// setext underline turning the line above into one.
+fn needs_escape(body: &str) -> bool {
+    let trimmed = body.trim_end();
+    body.starts_with('#')
+        || (!trimmed.is_empty() && trimmed.chars().all(|c| c == '='))
+        || (!trimmed.is_empty() && trimmed.chars().all(|c| c == '-'))
+}
+
 pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()> {
     let Some(first) = events.first() else {
         return Ok(());
     };
     writeln!(out, "# memofab run {}\n", first.run)?;
-    let mut transcripts: BTreeMap<AgentId, Vec<String>> = BTreeMap::new();
+    let mut transcripts = Transcripts::default();
     let mut outcomes = Vec::new();
     for event in events {
         match &event.kind {
@@ -43,7 +109,11 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     settings.max_conflict_rework,
                     settings.provider
                 )?;
-                writeln!(out, "## Requirement\n\n{}\n", requirement.trim())?;
+                writeln!(
+                    out,
+                    "## Requirement\n\n{}\n",
+                    escape_markdown(requirement.trim())
+                )?;
             }
             EventKind::BlueprintAccepted { blueprint } => {
                 writeln!(out, "## Blueprint: {}\n", blueprint.title)?;
@@ -66,9 +136,8 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     MessageAuthor::Thinking => "thinking",
                 };
                 transcripts
-                    .entry(agent.clone())
-                    .or_default()
-                    .push(format!("**{who}:** {}\n", text.trim()));
+                    .lines(agent.clone())
+                    .push(format!("**{who}:** {}\n", escape_markdown(text.trim())));
             }
             EventKind::ToolCalled {
                 agent,
@@ -78,12 +147,11 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
             } => {
                 let args = serde_json::to_string_pretty(arguments).unwrap_or_default();
                 transcripts
-                    .entry(agent.clone())
-                    .or_default()
+                    .lines(agent.clone())
                     .push(format!("→ `{tool}`\n```json\n{args}\n```\n"));
             }
             EventKind::McpToolsListed { agent, servers } => {
-                let lines = transcripts.entry(agent.clone()).or_default();
+                let lines = transcripts.lines(agent.clone());
                 for server in servers {
                     lines.push(format!("**system:** {}\n", server.line()));
                 }
@@ -91,19 +159,17 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
             EventKind::ReplyBrokenOff { agent, .. } => {
                 let line = event.kind.broken_off_line().unwrap_or_default();
                 transcripts
-                    .entry(agent.clone())
-                    .or_default()
+                    .lines(agent.clone())
                     .push(format!("**warning:** {line}\n"));
             }
             EventKind::ContextCompacted { agent, note, .. } => {
                 let line = event.kind.compaction_line().unwrap_or_default();
                 let note = note
                     .as_deref()
-                    .map(|n| format!("\n\n{}", n.trim()))
+                    .map(|n| format!("\n\n{}", escape_markdown(n.trim())))
                     .unwrap_or_default();
                 transcripts
-                    .entry(agent.clone())
-                    .or_default()
+                    .lines(agent.clone())
                     .push(format!("**system:** {line}{note}\n"));
             }
             EventKind::ToolResult {
@@ -117,8 +183,7 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                 };
                 let mark = if *ok { "ok" } else { "error" };
                 transcripts
-                    .entry(agent.clone())
-                    .or_default()
+                    .lines(agent.clone())
                     .push(format!("← {mark}\n```\n{shown}{cut}\n```\n"));
             }
             EventKind::ReviewVerdict {
@@ -237,8 +302,7 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                 );
                 if let Some(agent) = agent {
                     transcripts
-                        .entry(agent.clone())
-                        .or_default()
+                        .lines(agent.clone())
                         .push(format!("**shepherd:** {line}\n"));
                 }
                 outcomes.push(format!("- {line}"));
@@ -258,7 +322,7 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
         }
     }
     writeln!(out, "## Transcripts\n")?;
-    for (agent, lines) in &transcripts {
+    for (agent, lines) in &transcripts.agents {
         writeln!(out, "### {agent}\n")?;
         for line in lines {
             writeln!(out, "{line}")?;

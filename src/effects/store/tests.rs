@@ -325,6 +325,71 @@ fn an_export_says_who_decided_each_gate() {
 }
 
 #[test]
+fn the_markdown_export_keeps_transcripts_in_time_order_and_prompt_headings_inside_them() {
+    let said = |seq, agent: &str, from, text: &str| {
+        event(
+            "a",
+            seq,
+            EventKind::AgentMessage {
+                agent: agent.into(),
+                from,
+                text: text.into(),
+            },
+        )
+    };
+    use crate::domain::MessageAuthor::{Assistant, User};
+    let events = vec![
+        started("a"),
+        // The planner speaks first; by name it sorts after the coder.
+        said(2, "planner#1", Assistant, "The plan."),
+        said(
+            3,
+            "coder:t1#1",
+            User,
+            "Fix it.\n## Diff against mainline\nheading\n===\n```diff\n# kept in code\n```\n```\nnever closed",
+        ),
+        said(4, "planner#1", Assistant, "Still the planner."),
+    ];
+    let mut md = Vec::new();
+    export::export_markdown(&events, &mut md).unwrap();
+    let md = String::from_utf8(md).unwrap();
+    let planner = md.find("### planner#1").unwrap();
+    let coder = md.find("### coder:t1#1").unwrap();
+    assert!(planner < coder, "first to speak comes first:\n{md}");
+    // Headings as a markdown reader finds them: outside code fences.
+    let mut in_code = false;
+    let sections: Vec<&str> = md
+        .lines()
+        .filter(|l| {
+            if l.starts_with("```") {
+                in_code = !in_code;
+            }
+            !in_code && (l.starts_with('#') || *l == "===")
+        })
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            "# memofab run a",
+            "## Requirement",
+            "## Transcripts",
+            "### planner#1",
+            "### coder:t1#1",
+            "## Outcomes",
+        ],
+        "{md}"
+    );
+    assert!(md.contains("\\## Diff against mainline"));
+    assert!(
+        md.contains("```diff\n# kept in code\n```"),
+        "code stays as written"
+    );
+    // The fence the message left open is closed before the next section.
+    let transcript = &md[coder..md.find("## Outcomes").unwrap()];
+    assert_eq!(transcript.matches("```").count() % 2, 0, "{transcript}");
+}
+
+#[test]
 fn loading_a_long_run_in_parallel_gives_every_event_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("m.db");

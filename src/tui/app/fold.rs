@@ -43,6 +43,7 @@ impl App {
                 }
                 self.transcripts.entry(agent.clone()).or_default();
                 self.agent_back = 0;
+                self.follow_working(agent, task.as_ref());
             }
             EventKind::AgentMessage { agent, from, text } => {
                 self.transcripts

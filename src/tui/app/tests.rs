@@ -1,7 +1,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
-use crate::domain::EventKind;
+use crate::domain::{AgentRole, EventKind};
 use crate::tui::fixture;
 
 fn key(code: KeyCode) -> KeyEvent {
@@ -462,4 +462,157 @@ fn a_shepherd_intervention_shows_in_the_log_and_the_agents_transcript() {
             .is_some_and(|(_, text)| text.contains("shepherd: ") && text.contains("4 times"))
     });
     assert!(noted, "the transcript notes the intervention");
+}
+
+/// `app` told that `role` started on `task` (a run agent without one).
+fn agent_starts(app: &mut App, role: AgentRole, task: Option<&str>, attempt: u32) -> AgentId {
+    let agent = match task {
+        Some(task) => AgentId::for_task(role, &task.into(), attempt),
+        None => AgentId::for_run(role, attempt),
+    };
+    let at_ms = app.now_ms + 1000;
+    app.update(EngineUpdate::Event(Event {
+        run: app.state.as_ref().unwrap().run.clone(),
+        seq: 1000 + at_ms,
+        at_ms,
+        kind: EventKind::AgentStarted {
+            agent: agent.clone(),
+            role,
+            task: task.map(Into::into),
+            model: "scripted".into(),
+        },
+    }));
+    agent
+}
+
+#[test]
+fn the_transcript_follows_the_agent_at_work_until_the_human_chooses() {
+    let mut app = app();
+    // Nothing chosen: the task whose agent started last is shown.
+    let reviewer = agent_starts(&mut app, AgentRole::Reviewer, Some("slug"), 1);
+    assert_eq!(app.selected_task().unwrap().as_str(), "slug");
+    assert_eq!(app.shown_agent(), Some(&reviewer));
+    let coder = agent_starts(&mut app, AgentRole::Coder, Some("title"), 1);
+    assert_eq!(app.selected_task().unwrap().as_str(), "title");
+    assert_eq!(app.shown_agent(), Some(&coder));
+    // A run's own agent, once there are tasks, is shown too.
+    let overseer = agent_starts(&mut app, AgentRole::Overseer, None, 1);
+    assert_eq!(app.shown_agent(), Some(&overseer));
+
+    // The human picks a task: it stays, whoever starts next.
+    app.handle_key(key(KeyCode::Up));
+    let picked = app.selected_task().cloned();
+    agent_starts(&mut app, AgentRole::Coder, Some("json"), 1);
+    assert_eq!(app.selected_task().cloned(), picked);
+    assert_ne!(app.shown_agent(), Some(&overseer));
+}
+
+#[test]
+fn stepping_through_a_tasks_agents_stops_at_the_oldest_and_the_latest() {
+    let mut app = app();
+    select(&mut app, "slug");
+    app.chosen = true;
+    let first = agent_starts(&mut app, AgentRole::Coder, Some("slug"), 1);
+    let second = agent_starts(&mut app, AgentRole::Reviewer, Some("slug"), 1);
+    assert_eq!(app.shown_agent(), Some(&second));
+    // Past the oldest, `<` stays there...
+    for _ in 0..5 {
+        app.handle_key(key(KeyCode::Char('<')));
+    }
+    assert_eq!(app.shown_agent(), Some(&first));
+    // ...so one `>` comes back at once.
+    app.handle_key(key(KeyCode::Char('>')));
+    assert_eq!(app.shown_agent(), Some(&second));
+    app.handle_key(key(KeyCode::Char('>')));
+    assert_eq!(app.shown_agent(), Some(&second));
+    assert_eq!(app.agent_back, 0);
+}
+
+#[test]
+fn keys_that_do_nothing_say_why() {
+    let mut app = app();
+    // A search without a match.
+    select(&mut app, "stats");
+    app.handle_key(key(KeyCode::Char('/')));
+    for c in "zebra".chars() {
+        app.handle_key(key(KeyCode::Char(c)));
+    }
+    app.handle_key(key(KeyCode::Enter));
+    assert!(app.search.hits.is_empty());
+    assert!(app.notice.as_deref().unwrap_or("").contains("zebra"));
+    // The next key clears it.
+    app.handle_key(key(KeyCode::Char('J')));
+    assert_eq!(app.notice, None);
+
+    // `c` on a merged task.
+    select(&mut app, "loader");
+    app.handle_key(key(KeyCode::Char('c')));
+    assert!(app.modal.is_none());
+    assert!(app.notice.as_deref().unwrap_or("").contains("loader"));
+}
+
+#[test]
+fn an_empty_requirement_is_not_submitted_and_says_so() {
+    let mut app = App::new("memofab");
+    app.update(EngineUpdate::Event(Event {
+        run: "r".into(),
+        seq: 1,
+        at_ms: 1,
+        kind: EventKind::RunStarted {
+            requirement: String::new(),
+            repo: "/r".into(),
+            mainline: "main".into(),
+            base_commit: "abc".into(),
+            settings: crate::domain::RunSettings {
+                await_spec: true,
+                ..Default::default()
+            },
+        },
+    }));
+    assert_eq!(app.tab, Tab::Spec);
+    let ctrl_s = KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL);
+    assert!(app.handle_key(ctrl_s).is_empty());
+    assert!(app.notice.is_some());
+    app.handle_key(key(KeyCode::Char(' ')));
+    assert!(app.handle_key(ctrl_s).is_empty(), "blank is empty too");
+}
+
+#[test]
+fn marking_a_conflict_resolved_with_markers_left_says_where() {
+    let mut app = app();
+    app.tab = Tab::Conflicts;
+    select(&mut app, "title");
+    app.chosen = true;
+    assert_eq!(
+        app.handle_key(key(KeyCode::Char('m'))),
+        vec![Action::Send(Command::ResolveConflict {
+            task: "title".into(),
+            resolution: ConflictResolution::MarkResolved
+        })]
+    );
+    moved(&mut app, TaskState::Conflict, TaskState::Running, None);
+    assert_eq!(app.notice, None);
+    moved(
+        &mut app,
+        TaskState::Running,
+        TaskState::Conflict,
+        Some("conflict markers remain in lib/title.sh"),
+    );
+    let notice = app.notice.clone().unwrap_or_default();
+    assert!(notice.contains("lib/title.sh"), "{notice}");
+}
+
+fn moved(app: &mut App, from: TaskState, to: TaskState, reason: Option<&str>) {
+    let at_ms = app.now_ms + 1;
+    app.update(EngineUpdate::Event(Event {
+        run: app.state.as_ref().unwrap().run.clone(),
+        seq: at_ms,
+        at_ms,
+        kind: EventKind::TaskStateChanged {
+            task: "title".into(),
+            from,
+            to,
+            reason: reason.map(Into::into),
+        },
+    }));
 }

@@ -14,44 +14,7 @@ use crate::tui::theme::{Role, Theme};
 pub(super) fn status_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'static>> {
     let style = theme.style(Role::StatusBar);
     let text = match &app.state {
-        Some(s) => {
-            let active = s.tasks().iter().filter(|t| t.state.holds_slot()).count();
-            let gates = s.count(TaskState::AwaitingGate);
-            let phase = match (&app.stopped, s.phase) {
-                (Some(Some(_)), _) => "engine stopped".to_owned(),
-                (_, RunPhase::Paused) => "PAUSED".to_owned(),
-                (_, p) => p.to_string(),
-            };
-            let gate_hint = if gates > 0 {
-                format!(" │ {gates} at gate: a approve, r reject")
-            } else {
-                String::new()
-            };
-            let waiting = app.inbox().len();
-            let inbox_hint = if waiting > 0 {
-                format!(" │ inbox {waiting}: i")
-            } else {
-                String::new()
-            };
-            format!(
-                " {phase}{gate_hint}{inbox_hint}{} │ agents {active}/{}{} │ merged {}/{} │ tokens {}/{}{}{}{} │ ? help  {}",
-                quota::status_note(s),
-                s.settings.concurrency,
-                fence_hint(&s.settings.isolation),
-                s.count(TaskState::Merged),
-                s.tasks().len(),
-                short_tokens(s.tokens.input),
-                short_tokens(s.tokens.output),
-                cache_hits(&s.tokens),
-                if app.costs.priced {
-                    format!(" ${:.2}", app.costs.total)
-                } else {
-                    String::new()
-                },
-                burn_hint(s),
-                quit_hint(app)
-            )
-        }
+        Some(s) => run_line(app, s, usize::from(width)),
         None => match &app.attached {
             Some(attached) => {
                 let what = match (&attached.run, attached.queued) {
@@ -65,6 +28,14 @@ pub(super) fn status_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'st
         },
     };
     let mut lines = vec![Line::from(Span::styled(text, style))];
+    if let Some(notice) = &app.notice {
+        let warning = theme.style(Role::Warning);
+        lines.extend(
+            wrap(notice, " ", "   ", usize::from(width).saturating_sub(1))
+                .into_iter()
+                .map(|l| Line::from(Span::styled(l, warning))),
+        );
+    }
     if let Some(why) = why(app) {
         let reason = theme.style(Role::Error);
         lines.extend(
@@ -74,6 +45,86 @@ pub(super) fn status_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'st
         );
     }
     lines
+}
+
+/// The run's counters on one line of `width` columns. What needs the human
+/// (the phase, gates, the inbox) and the keys (help, quit) always show; the
+/// counters give way, least useful first, when the line is too long.
+fn run_line(app: &App, s: &crate::domain::RunState, width: usize) -> String {
+    let active = s.tasks().iter().filter(|t| t.state.holds_slot()).count();
+    let gates = s.count(TaskState::AwaitingGate);
+    let phase = match (&app.stopped, s.phase) {
+        (Some(Some(_)), _) => "engine stopped".to_owned(),
+        (_, RunPhase::Paused) => "PAUSED".to_owned(),
+        (_, p) => p.to_string(),
+    };
+    let gate_hint = match gates {
+        0 => String::new(),
+        // A replay decides nothing: no keys to offer.
+        n if app.read_only => format!(" │ {n} at gate"),
+        n => format!(" │ {n} at gate: a approve, r reject"),
+    };
+    let waiting = app.inbox().len();
+    let inbox_hint = if waiting > 0 {
+        format!(" │ inbox {waiting}: i")
+    } else {
+        String::new()
+    };
+    let head = format!(" {phase}{gate_hint}{inbox_hint}");
+    let fence = fence_hint(&s.settings.isolation);
+    // (segment, how long it stays when room runs out: higher stays longer)
+    let mut counters: Vec<(String, u8)> = vec![
+        (quota::status_note(s), 6),
+        (format!(" │ agents {active}/{}", s.settings.concurrency), 2),
+        // An unfenced run is a warning, not a counter.
+        (fence.clone(), if fence.ends_with("NONE") { 9 } else { 3 }),
+        (
+            format!(
+                " │ merged {}/{}",
+                s.count(TaskState::Merged),
+                s.tasks().len()
+            ),
+            5,
+        ),
+        (
+            format!(
+                " │ tokens {}/{}{}{}",
+                short_tokens(s.tokens.input),
+                short_tokens(s.tokens.output),
+                cache_hits(&s.tokens),
+                if app.costs.priced {
+                    format!(" ${:.2}", app.costs.total)
+                } else {
+                    String::new()
+                }
+            ),
+            1,
+        ),
+        (burn_hint(s), 7),
+    ];
+    counters.retain(|(text, _)| !text.is_empty());
+    let line = |counters: &[(String, u8)], quit: &str| {
+        let middle: String = counters.iter().map(|(text, _)| text.as_str()).collect();
+        format!("{head}{middle} │ ? help  {quit}")
+    };
+    let quit = quit_hint(app);
+    while line(&counters, quit).chars().count() > width {
+        let Some(least) = counters
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, keep))| *keep)
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        counters.remove(least);
+    }
+    let full = line(&counters, quit);
+    if full.chars().count() > width {
+        // Still too long: the key itself is what must show.
+        return line(&counters, quit.split(" (").next().unwrap_or(quit));
+    }
+    full
 }
 
 /// The isolation agents' commands run under: ` │ fence landlock`. Runs

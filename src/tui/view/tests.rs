@@ -483,3 +483,70 @@ fn an_attached_cockpit_keeps_the_overseers_proposals_when_it_follows_a_new_run()
     let kinds: Vec<_> = app.inbox().into_iter().map(|i| i.kind).collect();
     assert_eq!(kinds, [AttentionKind::Proposals]);
 }
+
+/// The status bar's first row on a `width`-column screen.
+fn status_row(app: &App, width: u16, height: u16) -> String {
+    let screen = text(&draw(app, width, height));
+    let rows: Vec<&str> = screen.lines().collect();
+    // The status bar is the last row but for notices and reasons; it is
+    // the row with the help key, wherever the key ends up.
+    rows.iter()
+        .rev()
+        .find(|r| r.contains(" │ "))
+        .map(|r| r.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_status_bar_keeps_its_keys_whole_at_any_width() {
+    let attached = fixture::attached_app();
+    for width in [80, 120, 160] {
+        let row = status_row(&attached, width, 30);
+        assert!(
+            row.ends_with("? help  q detach (the run goes on)")
+                || row.ends_with("? help  q detach"),
+            "{width}: {row:?}"
+        );
+        assert!(
+            row.contains("at gate: a approve, r reject"),
+            "{width}: {row:?}"
+        );
+    }
+    let live = App::from_events("memofab", &fixture::events());
+    for width in [80, 160] {
+        let row = status_row(&live, width, 24);
+        assert!(row.ends_with("? help  q quit"), "{width}: {row:?}");
+    }
+    // Wide enough, nothing gives way.
+    let row = status_row(&live, 200, 24);
+    assert!(
+        row.contains("merged ") && row.contains("tokens "),
+        "{row:?}"
+    );
+}
+
+#[test]
+fn a_replay_does_not_offer_the_gate_keys() {
+    let mut app = App::from_events("memofab", &fixture::events());
+    app.read_only = true;
+    let row = status_row(&app, 160, 24);
+    assert!(row.contains("1 at gate"), "{row:?}");
+    assert!(!row.contains("approve"), "{row:?}");
+}
+
+#[test]
+fn a_narrow_dag_shows_task_titles_where_there_is_room() {
+    let app = app_on(Tab::Transcript, "loader");
+    let screen = text(&draw(&app, 80, 24));
+    for title in ["Load every module", "stats command", "Document it"] {
+        assert!(screen.contains(title), "{title}:\n{screen}");
+    }
+}
+
+#[test]
+fn a_notice_shows_under_the_status_bar() {
+    let mut app = app_on(Tab::Transcript, "stats");
+    app.notice = Some("no match for \"zebra\" in this transcript".into());
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.contains("no match for \"zebra\""), "{screen}");
+}
