@@ -172,6 +172,11 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
                 task.spec.title,
                 task.shepherd.stuck.as_deref().unwrap_or("stuck")
             ),
+            AttentionKind::Gate if !task.gate_reasons.is_empty() => format!(
+                "{}: {}",
+                task.spec.title,
+                super::gate_reason::joined(&task.gate_reasons)
+            ),
             _ => task.spec.title.clone(),
         };
         items.push(AttentionItem {

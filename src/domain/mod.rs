@@ -5,7 +5,10 @@
 pub mod attention;
 pub mod blueprint;
 pub mod budget;
+pub mod change_rules;
 pub mod event;
+pub mod gate_reason;
+pub mod governance;
 pub mod ids;
 pub mod instructions;
 pub mod made_up;
@@ -23,6 +26,7 @@ pub mod run_state;
 pub mod schedule;
 pub mod shepherd;
 pub mod task;
+pub mod test_runner;
 pub mod testers;
 pub mod write_set;
 

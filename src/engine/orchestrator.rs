@@ -126,13 +126,21 @@ impl Orchestrator {
             }
             // A run that approves its gates itself may have died between
             // reaching the gate and approving it.
+            // Not one a governance path holds: that waits for a human.
             if self.ctx.auto_approve {
-                let gated: Vec<TaskId> = self
-                    .ctx
-                    .recorder
-                    .with_state(|s| s.task_ids(|state| state == TaskState::AwaitingGate));
+                let policy = &self.ctx.policy;
+                let gated: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
+                    s.tasks()
+                        .iter()
+                        .filter(|t| {
+                            t.state == TaskState::AwaitingGate
+                                && crate::domain::risk::auto_approvable(policy, &t.gate_reasons)
+                        })
+                        .map(|t| t.id().clone())
+                        .collect()
+                });
                 for task in gated {
-                    pipeline::approve(&self.ctx, &task, "auto-approve").await?;
+                    pipeline::approve(&self.ctx, &task, pipeline::AUTO_APPROVER).await?;
                     self.spawn(task, false);
                 }
             }
