@@ -331,6 +331,38 @@ mod tests {
     }
 
     #[test]
+    fn a_gate_says_why_until_the_task_leaves_it() {
+        use crate::domain::gate_reason::{GateReason, GovernanceClass};
+        let mut run = Run::new(vec![spec("a", &[])]);
+        run.walk(1, "a", &[Pending, Ready, Running, Reviewing, Testing]);
+        let reasons = vec![
+            GateReason::Governance {
+                path: "AGENTS.md".into(),
+                class: GovernanceClass::Instructions,
+            },
+            GateReason::TestDeleted {
+                path: "tests/a_test.sh".into(),
+            },
+        ];
+        run.push(
+            2,
+            EventKind::GateHeld {
+                task: "a".into(),
+                reasons: reasons.clone(),
+            },
+        );
+        run.walk(2, "a", &[Testing, AwaitingGate]);
+        assert_eq!(run.0.task(&"a".into()).unwrap().gate_reasons, reasons);
+        let items = inbox(&run.0);
+        assert_eq!(
+            items[0].detail,
+            "a title: changes AGENTS.md, the agents' project instructions; deletes tests/a_test.sh"
+        );
+        run.walk(3, "a", &[AwaitingGate, Queued]);
+        assert!(run.0.task(&"a".into()).unwrap().gate_reasons.is_empty());
+    }
+
+    #[test]
     fn a_held_landing_names_the_users_files_until_the_run_resumes() {
         let mut run = Run::new(vec![spec("a", &[]), spec("b", &["a"])]);
         run.walk(
