@@ -345,7 +345,7 @@ async fn weakened_guards_wait_at_the_gate_until_a_human_approves() {
     let state = run.state.clone().unwrap();
     for (task, reason) in &expected {
         let record = state.task(&(*task).into()).unwrap();
-        assert_eq!(record.gate_reasons, [reason.clone()], "{task}");
+        assert_eq!(record.gate_reasons, std::slice::from_ref(reason), "{task}");
         assert!(
             gate_reason(&state, task).contains(&reason.to_string()),
             "{task}"
@@ -356,7 +356,7 @@ async fn weakened_guards_wait_at_the_gate_until_a_human_approves() {
     for (task, reason) in &expected {
         assert!(
             stored.iter().any(|e| matches!(&e.kind,
-                EventKind::GateHeld { task: t, reasons } if t.as_str() == *task && reasons == &[reason.clone()])),
+                EventKind::GateHeld { task: t, reasons } if t.as_str() == *task && reasons.as_slice() == std::slice::from_ref(reason))),
             "{task}"
         );
     }
