@@ -23,6 +23,7 @@ use memofab::domain::gate_reason::GateReason;
 use memofab::domain::path_history::PathIncidents;
 use memofab::domain::{EventKind, MergeOutcome, RunState, TaskState};
 use memofab::effects::git::GitRepo;
+use memofab::effects::isolation::{Mechanism, testing};
 use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::overseer;
@@ -324,11 +325,17 @@ fn assert_guards_intact(repo: &Path, except: &[&str]) {
 /// the defaults) each wait at the gate with their typed reason, recorded in
 /// a `gate_held` event; mainline keeps the guarded files until a human
 /// approves, while a new test merges by itself. The gate judges the blobs
-/// of the task's branch, so it does not depend on the isolation mechanism
-/// the commands ran under (here the configured `auto`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weakened_guards_wait_at_the_gate_until_a_human_approves() {
+/// of the task's branch, not the worktree; the agents' commands (the move,
+/// the deletion, the binary) run under each mechanism in turn.
+async fn weakened_guards_wait_at_the_gate_until_a_human_approves(mechanism: Mechanism) {
+    if testing::forced(mechanism).is_none() {
+        return;
+    }
     let demo = weaken_repo(None);
+    let config = demo.repo.join(".memofab/config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("[run]\nisolation = \"{}\"\n", mechanism.label()));
+    std::fs::write(&config, text).unwrap();
     let expected = expected_reasons();
     let mut run = Interactive::with(request(&demo.repo, &demo.scenario, false));
     let gated: Vec<&str> = expected.iter().map(|(t, _)| *t).collect();
@@ -396,6 +403,16 @@ async fn weakened_guards_wait_at_the_gate_until_a_human_approves() {
                 if task.as_str() == "agents" && by != "auto-approve")),
         "a human's approval is recorded"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weakened_guards_wait_at_the_gate_under_landlock() {
+    weakened_guards_wait_at_the_gate_until_a_human_approves(Mechanism::Landlock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weakened_guards_wait_at_the_gate_under_bubblewrap() {
+    weakened_guards_wait_at_the_gate_until_a_human_approves(Mechanism::Bwrap).await;
 }
 
 /// `--auto-approve` approves the weakened tests and the binary (recorded as

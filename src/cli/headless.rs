@@ -518,3 +518,30 @@ pub async fn cockpit_new_run(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::gate_reason::{GateReason, GovernanceClass};
+    use crate::domain::policy::Policy;
+
+    #[test]
+    fn a_headless_run_says_which_gates_wait_for_a_human() {
+        let agents = [GateReason::Governance {
+            path: "AGENTS.md".into(),
+            class: GovernanceClass::Instructions,
+        }];
+        let big = [GateReason::TooManyFiles { files: 30, max: 20 }];
+        let manual = Approver {
+            auto: false,
+            policy: Policy::protected_only(),
+        };
+        assert!(manual.leaves_to_a_human(&big) && manual.leaves_to_a_human(&agents));
+        let auto = Approver {
+            auto: true,
+            policy: Policy::protected_only(),
+        };
+        assert!(!auto.leaves_to_a_human(&big));
+        assert!(auto.leaves_to_a_human(&agents));
+    }
+}
