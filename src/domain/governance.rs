@@ -1,7 +1,8 @@
 //! Governance paths: the files that decide what later runs, CI and
 //! developers' machines do, rather than what the code does. A change to one
 //! waits for a human at the gate unless `[governance]` relaxes its class.
-//! The globs are built in (one list per class); a policy can add its own.
+//! The globs are built in, one list per class; a project holds more paths
+//! with an `approve` `[[rule]]`.
 
 use super::gate_reason::GovernanceClass;
 

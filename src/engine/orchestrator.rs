@@ -125,8 +125,8 @@ impl Orchestrator {
                 self.spawn(task, true);
             }
             // A run that approves its gates itself may have died between
-            // reaching the gate and approving it.
-            // Not one a governance path holds: that waits for a human.
+            // reaching the gate and approving it. A gate a governance path
+            // holds is not among them: it waits for a human.
             if self.ctx.auto_approve {
                 let policy = &self.ctx.policy;
                 let gated: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
