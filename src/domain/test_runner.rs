@@ -14,6 +14,8 @@ const MAX_DEPTH: usize = 3;
 const MAX_FILES: usize = 32;
 /// Only the head of each file is scanned for the scripts it names.
 const MAX_SCANNED_BYTES: usize = 64 * 1024;
+/// At most this many paths are looked up, however wordy the scripts.
+const MAX_LOOKUPS: usize = 512;
 
 /// Build and task tools whose own file defines what a test run does, with
 /// the files they read without being named.
@@ -43,6 +45,7 @@ pub fn runner_files<'a>(
     read: impl Fn(&str) -> Option<Vec<u8>>,
 ) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
+    let mut looked_up = BTreeSet::new();
     // (text to scan, the directory it lives in, depth)
     let mut pending: Vec<(String, String, usize)> = commands
         .into_iter()
@@ -52,9 +55,6 @@ pub fn runner_files<'a>(
         let words = words(&text);
         let mut named: Vec<(String, Option<String>)> = Vec::new();
         for (i, word) in words.iter().enumerate() {
-            for candidate in candidates(word, &dir) {
-                named.push((candidate, None));
-            }
             if let Some((_, files)) = TOOL_FILES.iter().find(|(tool, _)| tool == word) {
                 // `make test`: the target is the next word that is not a flag.
                 let target = words[i + 1..].iter().find(|w| !w.starts_with('-')).cloned();
@@ -62,15 +62,26 @@ pub fn runner_files<'a>(
                     named.push(((*file).to_owned(), target.clone()));
                 }
             }
+            // In scripts, `echo`, `if`, `exit`: a word without a dot or a
+            // slash is a command on PATH. The configured command is short:
+            // all its words are looked up (`sh run`).
+            if depth == 0 || word.contains(['/', '.']) {
+                for candidate in candidates(word, &dir) {
+                    named.push((candidate, None));
+                }
+            }
         }
         for (path, target) in named {
-            if found.len() >= MAX_FILES || found.contains(&path) {
+            if found.len() >= MAX_FILES
+                || looked_up.len() >= MAX_LOOKUPS
+                || !looked_up.insert(path.clone())
+            {
                 continue;
             }
             let Some(content) = read(&path) else { continue };
             // Deeper than the command itself, only scripts are followed: a
             // runner naming `src/main.c` does not make it a runner file.
-            if depth > 0 && !is_script(&path, &content) {
+            if depth > 0 && !is_tool_file(&path) && !is_script(&path, &content) {
                 continue;
             }
             found.insert(path.clone());
@@ -204,6 +215,13 @@ mod tests {
             ["tests/helper.sh", "tests/lib.sh", "tests/run.sh"]
         );
         assert!(found("cargo test", &files).is_empty());
+        assert_eq!(found("sh run", &[("run", "echo ok\n")]), ["run"]);
+        let nested = [
+            ("ci.sh", "#!/bin/sh\nmake check\n"),
+            ("Makefile", "check:\n\t./t.sh\n"),
+            ("t.sh", ""),
+        ];
+        assert_eq!(found("sh ci.sh", &nested), ["Makefile", "ci.sh", "t.sh"]);
     }
 
     #[test]
@@ -247,5 +265,21 @@ mod tests {
             .collect();
         let refs: Vec<(&str, &str)> = many.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
         assert!(found("sh s0.sh", &refs).len() <= MAX_DEPTH);
+        // A wordy script costs a bounded number of lookups.
+        let wordy = format!(
+            "{}\n",
+            (0..20_000)
+                .map(|i| format!("w{i}.sh"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let files = [("run.sh", wordy.as_str())];
+        let lookups = std::cell::Cell::new(0);
+        let read = |path: &str| {
+            lookups.set(lookups.get() + 1);
+            repo(&files)(path)
+        };
+        assert_eq!(runner_files(["sh run.sh"], read).len(), 1);
+        assert!(lookups.get() <= MAX_LOOKUPS, "{}", lookups.get());
     }
 }
