@@ -74,9 +74,9 @@ pub async fn launch(repo: &Path, request: RunRequest, headless: bool) -> Result<
         let engine = tokio::spawn(session::start(request, updates_tx, commands_rx));
         return cockpit(engine, updates_rx, commands_tx, options, repo, signals).await;
     }
-    let auto_approve = request.auto_approve;
+    let approver = Approver::of(repo, request.auto_approve);
     let prices = price_table(&request.config);
-    let printer = tokio::spawn(print_json_lines(updates_rx, auto_approve, 0));
+    let printer = tokio::spawn(print_json_lines(updates_rx, approver, 0));
     let engine = session::start(request, updates_tx.clone(), commands_rx);
     headless_until_done(
         engine,
@@ -237,21 +237,16 @@ pub async fn resume(global: &GlobalArgs, repo: &Path, args: ResumeArgs) -> Resul
     }
     // What still waits on a human is said once; the stored events come
     // again on stdout, but their old hints do not.
-    if !stored.settings.auto_approve {
-        for task in stored.tasks() {
-            if task.state == TaskState::AwaitingGate {
-                eprintln!(
-                    "{}",
-                    gate_hint(&stored.run, task.id(), task.reason.as_deref())
-                );
-            }
+    let approver = Approver::of(&repo, stored.settings.auto_approve);
+    for task in stored.tasks() {
+        if task.state == TaskState::AwaitingGate && approver.leaves_to_a_human(&task.gate_reasons) {
+            eprintln!(
+                "{}",
+                gate_hint(&stored.run, task.id(), task.reason.as_deref())
+            );
         }
     }
-    let printer = tokio::spawn(print_json_lines(
-        updates_rx,
-        stored.settings.auto_approve,
-        stored.last_seq,
-    ));
+    let printer = tokio::spawn(print_json_lines(updates_rx, approver, stored.last_seq));
     let engine = session::resume(request, updates_tx.clone(), commands_rx);
     headless_until_done(
         engine,
@@ -411,7 +406,7 @@ async fn finish(
 /// (a resumed run): printed again, but without hints.
 async fn print_json_lines(
     mut updates: mpsc::UnboundedReceiver<EngineUpdate>,
-    auto_approve: bool,
+    approver: Approver,
     history_until: u64,
 ) {
     let mut stdout_open = true;
@@ -423,15 +418,15 @@ async fn print_json_lines(
                 }
             }
             EngineUpdate::Event(event) => {
-                if !auto_approve
-                    && let EventKind::TaskStateChanged {
-                        task,
-                        to: TaskState::AwaitingGate,
-                        reason,
-                        ..
-                    } = &event.kind
+                // Every gate is held with its reasons first.
+                if let EventKind::GateHeld { task, reasons } = &event.kind
+                    && approver.leaves_to_a_human(reasons)
                 {
-                    eprintln!("{}", gate_hint(&event.run, task, reason.as_deref()));
+                    let why = crate::domain::gate_reason::joined(reasons);
+                    eprintln!(
+                        "{}",
+                        gate_hint(&event.run, task, Some(&format!("needs approval: {why}")))
+                    );
                 }
                 match &event.kind {
                     EventKind::TaskStateChanged {
@@ -480,6 +475,29 @@ fn print_line(event: &crate::domain::Event) -> bool {
     writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
 }
 
+/// Whether gates are left to a human in a headless run: all of them
+/// without `--auto-approve`; with it, those held for a governance path
+/// (unless the policy lets auto-approve approve those too).
+struct Approver {
+    auto: bool,
+    policy: crate::domain::policy::Policy,
+}
+
+impl Approver {
+    fn of(repo: &Path, auto: bool) -> Self {
+        Self {
+            auto,
+            // The run itself refuses a policy it cannot load.
+            policy: session::load_policy(repo)
+                .unwrap_or_else(|_| crate::domain::policy::Policy::protected_only()),
+        }
+    }
+
+    fn leaves_to_a_human(&self, reasons: &[crate::domain::gate_reason::GateReason]) -> bool {
+        !self.auto || !crate::domain::risk::auto_approvable(&self.policy, reasons)
+    }
+}
+
 fn gate_hint(run: &RunId, task: &crate::domain::TaskId, reason: Option<&str>) -> String {
     format!(
         "memofab: task {task} waits at the gate ({}); decide with `memofab approve {run} {task}` or `memofab reject {run} {task} --reason ...`",
@@ -517,4 +535,31 @@ pub async fn cockpit_new_run(
         false,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::gate_reason::{GateReason, GovernanceClass};
+    use crate::domain::policy::Policy;
+
+    #[test]
+    fn a_headless_run_says_which_gates_wait_for_a_human() {
+        let agents = [GateReason::Governance {
+            path: "AGENTS.md".into(),
+            class: GovernanceClass::Instructions,
+        }];
+        let big = [GateReason::TooManyFiles { files: 30, max: 20 }];
+        let manual = Approver {
+            auto: false,
+            policy: Policy::protected_only(),
+        };
+        assert!(manual.leaves_to_a_human(&big) && manual.leaves_to_a_human(&agents));
+        let auto = Approver {
+            auto: true,
+            policy: Policy::protected_only(),
+        };
+        assert!(!auto.leaves_to_a_human(&big));
+        assert!(auto.leaves_to_a_human(&agents));
+    }
 }

@@ -339,7 +339,7 @@ pub fn policy_text() -> String {
      #\n\
      # Optional rules that also hold a change at the gate, saying why with numbers:\n\
      # a large change, a change to paths that caused trouble in recent runs\n\
-     # (conflicts, failed merge verifications, reverts, reworks), a deleted test.\n\
+     # (conflicts, failed merge verifications, reverts, reworks).\n\
      #\n\
      # [blast_radius]\n\
      # max_files = 20\n\
@@ -349,9 +349,27 @@ pub fn policy_text() -> String {
      # runs = 10\n\
      # max_incidents = 3\n\
      #\n\
+     # Rules on by default (shown with their defaults; set one to false to relax it):\n\
+     # weakened tests, the test command's own files, governance paths (AGENTS.md,\n\
+     # CI definitions, .gitattributes/.gitmodules, hooks), large binaries.\n\
+     #\n\
      # [tests]\n\
-     # gate_deletions = true\n\
-     # paths = [\"tests/**\", \"**/*_test.*\", \"**/test_*.*\", \"**/*.test.*\", \"**/*_spec.*\"]\n"
+     # gate_weakened = true    # a test deleted, renamed out of the test paths, or shrunk\n\
+     # gate_deletions = true   # false lets deletions alone through\n\
+     # gate_runner = true      # the runner script the test command names, scripts it runs\n\
+     # paths = [\"tests/**\", \"**/*_test.*\", \"**/test_*.*\", \"**/*.test.*\", \"**/*_spec.*\"]\n\
+     #\n\
+     # [governance]\n\
+     # gate = true             # false: none of the classes below\n\
+     # instructions = true\n\
+     # ci = true\n\
+     # git = true\n\
+     # hooks = true\n\
+     # auto_approve = false    # true lets --auto-approve approve these gates too\n\
+     #\n\
+     # [binaries]\n\
+     # gate = true\n\
+     # max_bytes = 1048576     # a file over this that is not text\n"
         .to_owned()
 }
 
@@ -420,6 +438,12 @@ mod tests {
             .collect();
         let file: PolicyFile = toml::from_str(&uncommented).unwrap();
         assert_eq!(file.rules.len(), 2);
-        assert!(file.blast_radius.is_some() && file.history.is_some() && file.tests.is_some());
+        assert!(file.blast_radius.is_some() && file.history.is_some());
+        assert_ne!(file.tests, crate::domain::policy::TestsRule::default());
+        assert_eq!(
+            (file.governance, file.binaries),
+            Default::default(),
+            "the defaults as written"
+        );
     }
 }

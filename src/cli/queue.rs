@@ -216,9 +216,21 @@ fn waiting_on_human(queue: &Queue, repo: &str, run: &crate::domain::RunId) -> Ve
     attention::inbox(&state)
         .into_iter()
         .map(|item| match (item.kind, item.task) {
-            (AttentionKind::Gate, Some(task)) => format!(
-                "waits: {task} at the gate; `memofab --repo {path} approve {run} {task}` (or reject), or `memofab` there"
-            ),
+            (AttentionKind::Gate, Some(task)) => {
+                let why = state
+                    .task(&task)
+                    .filter(|t| !t.gate_reasons.is_empty())
+                    .map(|t| {
+                        format!(
+                            " ({})",
+                            crate::domain::gate_reason::joined(&t.gate_reasons)
+                        )
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "waits: {task} at the gate{why}; `memofab --repo {path} approve {run} {task}` (or reject), or `memofab` there"
+                )
+            }
             (kind, task) => format!(
                 "waits: {}{}; `memofab` in {path} to {}",
                 kind.label(),

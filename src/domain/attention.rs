@@ -172,6 +172,11 @@ pub fn inbox(state: &RunState) -> Vec<AttentionItem> {
                 task.spec.title,
                 task.shepherd.stuck.as_deref().unwrap_or("stuck")
             ),
+            AttentionKind::Gate if !task.gate_reasons.is_empty() => format!(
+                "{}: {}",
+                task.spec.title,
+                super::gate_reason::joined(&task.gate_reasons)
+            ),
             _ => task.spec.title.clone(),
         };
         items.push(AttentionItem {
@@ -323,6 +328,38 @@ mod tests {
         assert_eq!(order, [("gate", 4), ("old", 1), ("lone", 1)]);
         assert_eq!(items[0].kind, AttentionKind::Gate);
         assert_eq!(items[0].kind.action(), "approve the merge");
+    }
+
+    #[test]
+    fn a_gate_says_why_until_the_task_leaves_it() {
+        use crate::domain::gate_reason::{GateReason, GovernanceClass};
+        let mut run = Run::new(vec![spec("a", &[])]);
+        run.walk(1, "a", &[Pending, Ready, Running, Reviewing, Testing]);
+        let reasons = vec![
+            GateReason::Governance {
+                path: "AGENTS.md".into(),
+                class: GovernanceClass::Instructions,
+            },
+            GateReason::TestDeleted {
+                path: "tests/a_test.sh".into(),
+            },
+        ];
+        run.push(
+            2,
+            EventKind::GateHeld {
+                task: "a".into(),
+                reasons: reasons.clone(),
+            },
+        );
+        run.walk(2, "a", &[Testing, AwaitingGate]);
+        assert_eq!(run.0.task(&"a".into()).unwrap().gate_reasons, reasons);
+        let items = inbox(&run.0);
+        assert_eq!(
+            items[0].detail,
+            "a title: changes AGENTS.md, the agents' project instructions; deletes tests/a_test.sh"
+        );
+        run.walk(3, "a", &[AwaitingGate, Queued]);
+        assert!(run.0.task(&"a".into()).unwrap().gate_reasons.is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::blueprint::Blueprint;
+use super::gate_reason::GateReason;
 use super::ids::{AgentId, AgentRole, RunId, TaskId};
 use super::phase::RunPhase;
 use super::task::TaskState;
@@ -426,6 +427,12 @@ pub enum EventKind {
         task: TaskId,
         files: Vec<ConflictFile>,
     },
+    /// The gate held a change for a human, for these reasons (recorded
+    /// just before the task moves to `awaiting_gate`).
+    GateHeld {
+        task: TaskId,
+        reasons: Vec<GateReason>,
+    },
     /// A human (or `--auto-approve`) decided a gated merge.
     GateDecision {
         task: TaskId,
@@ -571,6 +578,7 @@ impl EventKind {
             | EventKind::CheckoutDirty { task, .. }
             | EventKind::NothingChanged { task }
             | EventKind::ConflictMarkers { task, .. }
+            | EventKind::GateHeld { task, .. }
             | EventKind::GateDecision { task, .. }
             | EventKind::ConflictDecision { task, .. }
             | EventKind::TaskEdited { task, .. }
@@ -666,6 +674,7 @@ impl EventKind {
             EventKind::CheckoutDirty { .. } => "checkout_dirty",
             EventKind::NothingChanged { .. } => "nothing_changed",
             EventKind::ConflictMarkers { .. } => "conflict_markers",
+            EventKind::GateHeld { .. } => "gate_held",
             EventKind::GateDecision { .. } => "gate_decision",
             EventKind::ConflictDecision { .. } => "conflict_decision",
             EventKind::Escalated { .. } => "escalated",

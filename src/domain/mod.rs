@@ -5,8 +5,11 @@
 pub mod attention;
 pub mod blueprint;
 pub mod budget;
+pub mod change_rules;
 pub mod decider;
 pub mod event;
+pub mod gate_reason;
+pub mod governance;
 pub mod ids;
 pub mod instructions;
 pub mod made_up;
@@ -24,6 +27,7 @@ pub mod run_state;
 pub mod schedule;
 pub mod shepherd;
 pub mod task;
+pub mod test_runner;
 pub mod testers;
 pub mod write_set;
 

@@ -1,21 +1,49 @@
 //! The gate's verdict on a change that passed review and tests: merge it,
-//! or hold it for a human, and why — with the numbers that decided it. Path
-//! rules come first; the policy's optional rules (blast radius, path history,
-//! deleted tests) can only add reasons to hold it.
+//! or hold it for a human, and why — one typed reason per rule and path,
+//! with the numbers that decided it. Path rules come first; the policy's
+//! other rules (blast radius, path history, weakened tests, governance
+//! paths, large binaries: `domain::change_rules`) can only add reasons to
+//! hold it.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::change_rules;
+use super::gate_reason::{self, GateReason};
 use super::path_history::PathHistory;
 use super::policy::{Policy, Risk};
 
-/// One file of a change, as the diff against mainline shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One file of a change, as the diff against mainline shows it: read from
+/// the blobs of the task's branch, never from its worktree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileChange {
     pub path: String,
+    /// Its path before the change, when the change renamed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
     pub added: usize,
     pub removed: usize,
     /// The file is gone after the change (a rename is not a deletion).
     pub deleted: bool,
+    /// The size of its blob after the change (0 when deleted).
+    #[serde(default)]
+    pub bytes: u64,
+    /// Its blob is not text (not UTF-8, or holds a NUL byte). Only looked
+    /// at for blobs over the policy's binary size limit; `false` below it.
+    #[serde(default)]
+    pub binary: bool,
+}
+
+/// What the gate judges a change by besides its diff, all read at mainline.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GateFacts {
+    /// The incidents of the recent runs (empty without a history rule).
+    pub history: PathHistory,
+    /// The files the test command runs (`domain::test_runner`).
+    pub runner_files: BTreeSet<String>,
+    /// The directory `core.hooksPath` names inside the repository.
+    pub hooks_dir: Option<String>,
 }
 
 /// The gate's verdict.
@@ -23,79 +51,84 @@ pub struct FileChange {
 pub struct GateVerdict {
     pub risk: Risk,
     /// Every reason to hold the change; empty when it merges.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<GateReason>,
 }
 
 impl GateVerdict {
+    /// The reasons in one line.
     pub fn reason(&self) -> String {
-        self.reasons.join("; ")
+        gate_reason::joined(&self.reasons)
     }
+}
+
+/// Whether `--auto-approve` may approve a gate held for `reasons`: not one
+/// held for a governance path (what agents are told, what CI runs, hooks),
+/// unless the policy says `[governance] auto_approve = true`.
+pub fn auto_approvable(policy: &Policy, reasons: &[GateReason]) -> bool {
+    policy.auto_approves_governance() || !reasons.iter().any(GateReason::is_governance)
 }
 
 /// Paths over the history limit named one by one; the rest are counted.
 const HISTORY_PATHS_SHOWN: usize = 5;
 
-/// Judges `change` under `policy`, with `history` the incidents of the
-/// recent runs (empty when the policy has no history rule).
-pub fn assess_change(policy: &Policy, change: &[FileChange], history: &PathHistory) -> GateVerdict {
-    let by_path = policy.assess(change.iter().map(|f| f.path.as_str()));
+/// Judges `change` under `policy`, with `facts` what mainline and the
+/// store say about it.
+pub fn assess_change(policy: &Policy, change: &[FileChange], facts: &GateFacts) -> GateVerdict {
+    let paths = change
+        .iter()
+        .flat_map(|f| std::iter::once(f.path.as_str()).chain(f.renamed_from.as_deref()));
+    let by_path = policy.assess(paths);
+    let path_rule = |a: super::policy::Assessment| GateReason::PathRule {
+        path: a.path,
+        reason: a.rule_reason,
+    };
     if by_path.risk == Risk::Deny {
         return GateVerdict {
             risk: Risk::Deny,
-            reasons: vec![by_path.reason],
+            reasons: vec![path_rule(by_path)],
         };
     }
     let mut reasons = Vec::new();
     if by_path.risk == Risk::Approve {
-        reasons.push(by_path.reason);
+        reasons.push(path_rule(by_path));
     }
     if let Some(limits) = policy.blast_radius() {
         if let Some(max) = limits.max_files
             && change.len() > max
         {
-            reasons.push(format!("touches {} files (max {max})", change.len()));
+            reasons.push(GateReason::TooManyFiles {
+                files: change.len(),
+                max,
+            });
         }
         let lines: usize = change.iter().map(|f| f.added + f.removed).sum();
         if let Some(max) = limits.max_lines
             && lines > max
         {
-            reasons.push(format!("changes {lines} lines (max {max})"));
+            reasons.push(GateReason::TooManyLines { lines, max });
         }
     }
     if let Some(rule) = policy.history() {
-        let over: Vec<String> = change
+        let history = &facts.history;
+        let over: Vec<GateReason> = change
             .iter()
             .filter_map(|f| {
                 let incidents = history.of(&f.path);
-                (incidents.total() > rule.max_incidents).then(|| {
-                    format!(
-                        "{} had {} incident{} in the last {} ({incidents}; max {})",
-                        f.path,
-                        incidents.total(),
-                        plural(incidents.total() as usize),
-                        runs(history.runs),
-                        rule.max_incidents
-                    )
+                (incidents.total() > rule.max_incidents).then(|| GateReason::TroubledPath {
+                    path: f.path.clone(),
+                    incidents,
+                    runs: history.runs,
+                    max: rule.max_incidents,
                 })
             })
             .collect();
         let hidden = over.len().saturating_sub(HISTORY_PATHS_SHOWN);
         reasons.extend(over.into_iter().take(HISTORY_PATHS_SHOWN));
         if hidden > 0 {
-            reasons.push(format!(
-                "{hidden} more path{} over the incident limit",
-                plural(hidden)
-            ));
+            reasons.push(GateReason::MoreTroubledPaths { count: hidden });
         }
     }
-    let deleted: Vec<&str> = change
-        .iter()
-        .filter(|f| f.deleted && policy.is_guarded_test(&f.path))
-        .map(|f| f.path.as_str())
-        .collect();
-    if !deleted.is_empty() {
-        reasons.push(format!("deletes {}", deleted.join(", ")));
-    }
+    reasons.extend(change_rules::reasons(policy, change, facts));
     GateVerdict {
         risk: if reasons.is_empty() {
             Risk::Auto
@@ -103,18 +136,6 @@ pub fn assess_change(policy: &Policy, change: &[FileChange], history: &PathHisto
             Risk::Approve
         },
         reasons,
-    }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-fn runs(n: usize) -> String {
-    if n == 1 {
-        "run".to_owned()
-    } else {
-        format!("{n} runs")
     }
 }
 
@@ -133,7 +154,7 @@ mod tests {
             path: path.into(),
             added,
             removed,
-            deleted: false,
+            ..FileChange::default()
         }
     }
 
@@ -144,11 +165,18 @@ mod tests {
         }
     }
 
-    fn history(runs: usize, paths: &[(&str, PathIncidents)]) -> PathHistory {
-        PathHistory {
-            runs,
-            by_path: paths.iter().map(|(p, i)| ((*p).to_owned(), *i)).collect(),
+    fn history(runs: usize, paths: &[(&str, PathIncidents)]) -> GateFacts {
+        GateFacts {
+            history: PathHistory {
+                runs,
+                by_path: paths.iter().map(|(p, i)| ((*p).to_owned(), *i)).collect(),
+            },
+            ..GateFacts::default()
         }
+    }
+
+    fn texts(v: &GateVerdict) -> Vec<String> {
+        v.reasons.iter().map(ToString::to_string).collect()
     }
 
     const ALL_RULES: &str = "
@@ -178,7 +206,7 @@ mod tests {
         let v = assess_change(&policy(ALL_RULES), &change, &history(0, &[]));
         assert_eq!(v.risk, Risk::Approve);
         assert_eq!(
-            v.reasons,
+            texts(&v),
             ["touches 4 files (max 3)", "changes 124 lines (max 100)"]
         );
         // At the limit is within it.
@@ -209,7 +237,7 @@ mod tests {
         );
         assert_eq!(v.risk, Risk::Approve);
         assert_eq!(
-            v.reasons,
+            texts(&v),
             ["src/db.rs had 4 incidents in the last 10 runs (3 conflicts, 1 rework; max 3)"]
         );
         let one = history(1, &[("a", db)]);
@@ -236,8 +264,8 @@ mod tests {
         let v = assess_change(&policy("[history]\nmax_incidents = 0"), &change, &h);
         assert_eq!(v.reasons.len(), HISTORY_PATHS_SHOWN + 1);
         assert_eq!(
-            v.reasons.last().map(String::as_str),
-            Some("3 more paths over the incident limit")
+            v.reasons.last(),
+            Some(&GateReason::MoreTroubledPaths { count: 3 })
         );
     }
 
@@ -249,13 +277,31 @@ mod tests {
             &[deleted("tests/a_test.rs"), deleted("src/old.rs")],
             &history(0, &[]),
         );
-        assert_eq!(v.reasons, ["deletes tests/a_test.rs"]);
+        assert_eq!(texts(&v), ["deletes tests/a_test.rs"]);
         let off = policy("[tests]\ngate_deletions = false");
         let v = assess_change(&off, &[deleted("tests/a_test.rs")], &history(0, &[]));
         assert_eq!(v.risk, Risk::Auto);
         let none = Policy::protected_only();
         let v = assess_change(&none, &[deleted("tests/a_test.rs")], &history(0, &[]));
-        assert_eq!(v.risk, Risk::Auto, "without [tests] the rule is off");
+        assert_eq!(v.risk, Risk::Approve, "without [tests] the default rule");
+    }
+
+    #[test]
+    fn auto_approve_leaves_governance_to_a_human_unless_the_policy_says() {
+        let agents = GateReason::Governance {
+            path: "AGENTS.md".into(),
+            class: crate::domain::gate_reason::GovernanceClass::Instructions,
+        };
+        let shrunk = GateReason::TestShrunk {
+            path: "tests/a.rs".into(),
+            added: 0,
+            removed: 3,
+        };
+        let p = Policy::protected_only();
+        assert!(auto_approvable(&p, std::slice::from_ref(&shrunk)));
+        assert!(!auto_approvable(&p, &[shrunk.clone(), agents.clone()]));
+        let trusting = policy("[governance]\nauto_approve = true");
+        assert!(auto_approvable(&trusting, &[shrunk, agents]));
     }
 
     #[test]
@@ -276,12 +322,13 @@ mod tests {
             &history(0, &[]),
         );
         assert_eq!(
-            v.reasons,
+            texts(&v),
             [
                 "migrations/1.sql: schema changes need a human",
                 "touches 2 files (max 1)"
             ]
         );
+        assert_eq!(v.reasons[0].path(), Some("migrations/1.sql"));
         let v = assess_change(
             &p,
             &[file(".memofab/policy.toml", 1, 0), file("b", 1, 0)],
@@ -289,5 +336,12 @@ mod tests {
         );
         assert_eq!(v.risk, Risk::Deny);
         assert_eq!(v.reasons.len(), 1);
+        // A rename out of a denied path is a change to it.
+        let moved = FileChange {
+            renamed_from: Some("prompts/coder.md".into()),
+            ..file("docs/coder.md", 0, 0)
+        };
+        let v = assess_change(&p, &[moved], &history(0, &[]));
+        assert_eq!(v.risk, Risk::Deny);
     }
 }

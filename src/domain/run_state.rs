@@ -320,6 +320,9 @@ impl RunState {
                 record.since_ms = event.at_ms;
                 record.reason = reason.clone();
                 record.queue_failure = None;
+                if *to != TaskState::AwaitingGate {
+                    record.gate_reasons.clear();
+                }
                 // A cancelled task's agents are dropped mid-park, with no
                 // event of their own.
                 if matches!(
@@ -618,6 +621,9 @@ impl RunState {
             | EventKind::ParkLifted { .. }
             | EventKind::ShepherdIntervened { task: None, .. }
             | EventKind::Warning { .. } => {}
+            EventKind::GateHeld { task, reasons } => {
+                self.task_mut(task, seq)?.gate_reasons = reasons.clone();
+            }
             EventKind::GateDecision {
                 task,
                 approved,

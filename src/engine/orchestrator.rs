@@ -125,12 +125,20 @@ impl Orchestrator {
                 self.spawn(task, true);
             }
             // A run that approves its gates itself may have died between
-            // reaching the gate and approving it.
+            // reaching the gate and approving it. A gate a governance path
+            // holds is not among them: it waits for a human.
             if self.ctx.auto_approve {
-                let gated: Vec<TaskId> = self
-                    .ctx
-                    .recorder
-                    .with_state(|s| s.task_ids(|state| state == TaskState::AwaitingGate));
+                let policy = &self.ctx.policy;
+                let gated: Vec<TaskId> = self.ctx.recorder.with_state(|s| {
+                    s.tasks()
+                        .iter()
+                        .filter(|t| {
+                            t.state == TaskState::AwaitingGate
+                                && crate::domain::risk::auto_approvable(policy, &t.gate_reasons)
+                        })
+                        .map(|t| t.id().clone())
+                        .collect()
+                });
                 for task in gated {
                     pipeline::approve(&self.ctx, &task, &Decider::Auto).await?;
                     self.spawn(task, false);

@@ -17,6 +17,7 @@ use super::steps::{
 use super::tools::{ToolBox, ToolSet};
 use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::policy::Risk;
+use crate::domain::risk::auto_approvable;
 use crate::domain::{
     AgentRole, ConflictFile, ConflictResolution, Decider, EventKind, RunPhase, TaskId, TaskRecord,
     TaskState,
@@ -373,6 +374,12 @@ async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
         return Ok(());
     }
     ctx.recorder
+        .record(EventKind::GateHeld {
+            task: task.clone(),
+            reasons: verdict.reasons.clone(),
+        })
+        .await?;
+    ctx.recorder
         .transition(
             &task,
             TaskState::AwaitingGate,
@@ -380,9 +387,30 @@ async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
         )
         .await?;
     if ctx.auto_approve {
-        approve(ctx, &task, &Decider::Auto).await?;
+        if auto_approvable(&ctx.policy, &verdict.reasons) {
+            approve(ctx, &task, &Decider::Auto).await?;
+        } else {
+            ctx.recorder
+                .record(EventKind::Warning {
+                    task: Some(task.clone()),
+                    message: format!(
+                        "--auto-approve leaves this gate to a human: the change touches governance paths ({})",
+                        governance_paths(&verdict.reasons)
+                    ),
+                })
+                .await?;
+        }
     }
     Ok(())
+}
+
+fn governance_paths(reasons: &[crate::domain::gate_reason::GateReason]) -> String {
+    reasons
+        .iter()
+        .filter(|r| r.is_governance())
+        .filter_map(|r| r.path())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Records a human's approval at the gate and puts the change in the merge queue.

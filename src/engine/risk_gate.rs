@@ -1,28 +1,51 @@
-//! Gathers what the gate judges a change by: its size per file from git, and,
-//! when the policy has a history rule, the incidents of the recent runs from
-//! the store. The judgement itself is `domain::risk`.
+//! Gathers what the gate judges a change by: its files from the blobs of
+//! the task's branch (sizes, renames, deletions); from mainline, the files
+//! the test command runs and where `core.hooksPath` points; and, when the
+//! policy has a history rule, the incidents of the recent runs from the
+//! store. Nothing is read from a task's worktree. The judgement itself is
+//! `domain::risk`.
 
 use super::context::RunContext;
 use super::error::{EngineError, EngineResult};
+use crate::domain::governance::hooks_dir_in_repo;
 use crate::domain::path_history::{self, PathHistory};
-use crate::domain::risk::{GateVerdict, assess_change};
+use crate::domain::risk::{GateFacts, GateVerdict, assess_change};
+use crate::domain::test_runner::runner_files;
 use crate::domain::{Event, RunKind};
 use crate::effects::store::StoreError;
 
 /// The gate's verdict on `branch`'s change against mainline.
 pub async fn assess(ctx: &RunContext, branch: String) -> EngineResult<GateVerdict> {
     let m = ctx.mainline.clone();
-    let change = ctx
+    let sniff_over = ctx.policy.max_binary_bytes();
+    let commands: Vec<String> = ctx
+        .test_command
+        .iter()
+        .chain(&ctx.config.merge.post_merge_command)
+        .cloned()
+        .collect();
+    let (change, runner, hooks_path) = ctx
         .git(move |g| {
             let base = g.merge_base(&m, &branch)?;
-            g.diff_stat(&base, &branch)
+            let change = g.diff_stat(&base, &branch, sniff_over)?;
+            // The runner as mainline has it: the branch's copy is the one
+            // an agent may have rewritten.
+            let runner = runner_files(commands.iter().map(String::as_str), |path| {
+                g.read_file_at(&base, path).ok().flatten()
+            });
+            Ok((change, runner, g.hooks_path()?))
         })
         .await?;
     let history = match ctx.policy.history() {
         Some(rule) => recent_history(ctx, rule.runs).await?,
         None => PathHistory::default(),
     };
-    Ok(assess_change(&ctx.policy, &change, &history))
+    let facts = GateFacts {
+        history,
+        runner_files: runner,
+        hooks_dir: hooks_path.as_deref().and_then(hooks_dir_in_repo),
+    };
+    Ok(assess_change(&ctx.policy, &change, &facts))
 }
 
 /// Incidents per path over the `runs` factory runs before this one. The

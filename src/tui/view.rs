@@ -506,7 +506,19 @@ fn render_gates(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         } else {
             " "
         };
-        let reason = view.and_then(|v| v.gate_reason.clone()).unwrap_or_default();
+        // One line per typed reason when the gate recorded them; the
+        // transition's one-line reason for runs stored before that.
+        let reasons = app
+            .state
+            .as_ref()
+            .and_then(|s| s.task(task))
+            .map(|t| t.gate_reasons.as_slice())
+            .unwrap_or_default();
+        let reason = if reasons.is_empty() {
+            view.and_then(|v| v.gate_reason.clone()).unwrap_or_default()
+        } else {
+            "needs approval:".to_owned()
+        };
         lines.push(Line::from(vec![
             Span::styled(
                 format!("{marker} {} {task} ", glyph(TaskState::AwaitingGate)),
@@ -514,6 +526,12 @@ fn render_gates(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             ),
             Span::styled(reason, theme.style(Role::Text)),
         ]));
+        for why in reasons {
+            lines.push(Line::from(Span::styled(
+                format!("    · {why}"),
+                theme.style(Role::Text),
+            )));
+        }
         if let Some(v) = view {
             lines.push(Line::from(Span::styled(
                 format!("    files: {}", v.files.join(", ")),

@@ -85,6 +85,9 @@ pub struct TaskRecord {
     pub since_ms: u64,
     /// Why the task entered its state, when the event said (a failure's cause).
     pub reason: Option<String>,
+    /// Why the gate holds the task, one typed reason per rule and path;
+    /// empty once it has left the gate.
+    pub gate_reasons: Vec<crate::domain::gate_reason::GateReason>,
     /// Where the task is on the shepherd's ladder, and why it is stuck.
     pub shepherd: crate::domain::shepherd::TaskShepherd,
     /// The tester's step, before the coder's first attempt.
@@ -114,6 +117,7 @@ impl TaskRecord {
             over_budget_from: None,
             since_ms: at_ms,
             reason: None,
+            gate_reasons: Vec::new(),
             shepherd: Default::default(),
             tester: testers::TesterStep::default(),
         }

@@ -32,6 +32,14 @@ impl GitRepo {
             .collect())
     }
 
+    /// The repository's `core.hooksPath`, as configured (local, global or
+    /// system config), if set: hooks there run on a developer's commit.
+    pub fn hooks_path(&self) -> Result<Option<String>> {
+        let repo = self.repo()?;
+        let config = repo.config().ctx(|| "reading the git config".into())?;
+        Ok(config.get_string("core.hooksPath").ok())
+    }
+
     /// Every file at `rev` whose name is one of `names`, with its content cut
     /// at `max_bytes`. A symbolic link (`CLAUDE.md -> AGENTS.md`) is read as
     /// the file it points to inside the tree; one pointing outside, or at

@@ -1,15 +1,23 @@
-//! The size of a change: lines added and removed per file, and which files
-//! it deletes, for the gate's blast-radius and deleted-tests rules.
+//! The size of a change: lines added and removed per file, which files it
+//! deletes or renames, and each new blob's size (and, for large ones,
+//! whether it is text), for the gate's rules. Everything is read from the
+//! commits' blobs, never from a work tree an agent could have changed.
 
-use git2::{Delta, DiffFindOptions, Patch};
+use git2::{Delta, DiffFindOptions, FileMode, Oid, Patch, Repository};
 
 use super::{Context, GitRepo, Result};
 use crate::domain::risk::FileChange;
 
 impl GitRepo {
     /// Per-file statistics of the change from `base` to `head`. Renames are
-    /// detected, so a moved file is neither a deletion nor two files.
-    pub fn diff_stat(&self, base: &str, head: &str) -> Result<Vec<FileChange>> {
+    /// detected, so a moved file is neither a deletion nor two files. Blobs
+    /// over `sniff_over` bytes are read to tell text from binary.
+    pub fn diff_stat(
+        &self,
+        base: &str,
+        head: &str,
+        sniff_over: Option<u64>,
+    ) -> Result<Vec<FileChange>> {
         let repo = self.repo()?;
         let (old, new) = (Self::tree_of(&repo, base)?, Self::tree_of(&repo, head)?);
         let mut diff = repo
@@ -32,15 +40,56 @@ impl GitRepo {
                 }
                 None => (0, 0),
             };
+            let deleted = delta.status() == Delta::Deleted;
+            let renamed_from = match delta.status() {
+                Delta::Renamed => delta
+                    .old_file()
+                    .path()
+                    .map(|p| p.to_string_lossy().into_owned()),
+                _ => None,
+            };
+            let new = delta.new_file();
+            let is_blob = matches!(
+                new.mode(),
+                FileMode::Blob | FileMode::BlobExecutable | FileMode::Link
+            );
+            let (bytes, binary) = if deleted || !is_blob {
+                (0, false)
+            } else {
+                blob_size_and_kind(&repo, new.id(), sniff_over)?
+            };
             files.push(FileChange {
                 path: path.to_string_lossy().into_owned(),
+                renamed_from,
                 added,
                 removed,
-                deleted: delta.status() == Delta::Deleted,
+                deleted,
+                bytes,
+                binary,
             });
         }
         Ok(files)
     }
+}
+
+/// A blob's size, from the object header, and whether it is binary: read
+/// only when it is over `sniff_over` bytes. Text is UTF-8 without a NUL
+/// byte, throughout: a few text bytes in front do not make a binary text.
+fn blob_size_and_kind(repo: &Repository, id: Oid, sniff_over: Option<u64>) -> Result<(u64, bool)> {
+    let odb = repo.odb().ctx(|| "opening the object database".into())?;
+    let (size, _) = odb
+        .read_header(id)
+        .ctx(|| format!("reading the header of {id}"))?;
+    let size = size as u64;
+    let binary = match sniff_over {
+        Some(limit) if size > limit => {
+            let blob = repo.find_blob(id).ctx(|| format!("reading {id}"))?;
+            let content = blob.content();
+            content.contains(&0) || std::str::from_utf8(content).is_err()
+        }
+        _ => false,
+    };
+    Ok((size, binary))
 }
 
 #[cfg(test)]
@@ -62,7 +111,7 @@ mod tests {
         std::fs::remove_file(root.join("tests/old_test.sh")).unwrap();
         std::fs::rename(root.join("moved.txt"), root.join("renamed.txt")).unwrap();
         git.commit_all(&root, "change").unwrap();
-        let mut stat = git.diff_stat(&base, "main").unwrap();
+        let mut stat = git.diff_stat(&base, "main", None).unwrap();
         stat.sort_by(|a, b| a.path.cmp(&b.path));
         let got: Vec<(&str, usize, usize, bool)> = stat
             .iter()
@@ -74,6 +123,40 @@ mod tests {
                 ("keep.txt", 2, 1, false),
                 ("renamed.txt", 0, 0, false),
                 ("tests/old_test.sh", 0, 2, true),
+            ]
+        );
+        assert_eq!(stat[1].renamed_from.as_deref(), Some("moved.txt"));
+        assert_eq!((stat[0].bytes, stat[2].bytes), (8, 0));
+    }
+
+    #[test]
+    fn large_blobs_are_sized_from_the_commit_and_sniffed_for_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let git =
+            GitRepo::init_with_files(dir.path(), &[("a".to_owned(), b"a\n".to_vec())], "seed")
+                .unwrap();
+        let base = git.branch_head("main").unwrap();
+        let root = git.root().to_owned();
+        // Text in front, a NUL byte far behind it.
+        let mut binary = vec![b'x'; 20_000];
+        binary.push(0);
+        std::fs::write(root.join("blob.bin"), &binary).unwrap();
+        std::fs::write(root.join("big.txt"), "line\n".repeat(5_000)).unwrap();
+        std::fs::write(root.join("small.bin"), [0u8, 1, 2]).unwrap();
+        git.commit_all(&root, "blobs").unwrap();
+        // The work tree no longer says anything about what was committed.
+        std::fs::write(root.join("blob.bin"), "now text").unwrap();
+        let stat = git.diff_stat(&base, "main", Some(10_000)).unwrap();
+        let got: Vec<(&str, u64, bool)> = stat
+            .iter()
+            .map(|f| (f.path.as_str(), f.bytes, f.binary))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("big.txt", 25_000, false),
+                ("blob.bin", 20_001, true),
+                ("small.bin", 3, false),
             ]
         );
     }

@@ -267,6 +267,10 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     format!("- {task} conflicted in {}", files.join(", "))
                 }
             }),
+            EventKind::GateHeld { task, reasons } => outcomes.push(format!(
+                "- {task} held at the gate: {}",
+                crate::domain::gate_reason::joined(reasons)
+            )),
             EventKind::GateDecision {
                 task, approved, by, ..
             } => outcomes.push(format!(

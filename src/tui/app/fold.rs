@@ -256,6 +256,10 @@ impl App {
                     ),
                 );
             }
+            EventKind::GateHeld { task, reasons } => {
+                let why = crate::domain::gate_reason::joined(reasons);
+                self.log_line(at, false, format!("{task}: held at the gate: {why}"));
+            }
             EventKind::GateDecision {
                 task, approved, by, ..
             } => {

@@ -550,3 +550,38 @@ fn a_notice_shows_under_the_status_bar() {
     let screen = text(&draw(&app, 80, 24));
     assert!(screen.contains("no match for \"zebra\""), "{screen}");
 }
+
+#[test]
+fn the_gate_view_lists_each_reason_on_its_own_line() {
+    use crate::domain::gate_reason::{GateReason, GovernanceClass};
+    let mut events = fixture::events();
+    let last = events.last().unwrap().clone();
+    events.push(crate::domain::Event {
+        seq: last.seq + 1,
+        kind: crate::domain::EventKind::GateHeld {
+            task: "slug".into(),
+            reasons: vec![
+                GateReason::Governance {
+                    path: "AGENTS.md".into(),
+                    class: GovernanceClass::Instructions,
+                },
+                GateReason::TestRunnerChanged {
+                    path: "tests/run.sh".into(),
+                },
+            ],
+        },
+        ..last
+    });
+    let mut app = App::from_events("memofab", &events);
+    app.tab = Tab::Gates;
+    let screen = text(&draw(&app, 100, 30));
+    assert!(screen.contains("slug needs approval:"), "{screen}");
+    assert!(
+        screen.contains("    · changes AGENTS.md, the agents' project instructions"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("    · changes tests/run.sh, which the test command runs"),
+        "{screen}"
+    );
+}
