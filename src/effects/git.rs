@@ -10,6 +10,8 @@ use git2::{
     Signature, Status, StatusOptions, Tree, TreeWalkMode, TreeWalkResult,
 };
 
+use crate::effects::beneath::{Beneath, BeneathError};
+
 mod checkout;
 mod commits;
 mod landing;
@@ -44,6 +46,9 @@ pub enum GitError {
         context: String,
         source: std::io::Error,
     },
+    /// A file of a worktree that could not be reached beneath it.
+    #[error(transparent)]
+    Beneath(#[from] BeneathError),
 }
 
 type Result<T> = std::result::Result<T, GitError>;
@@ -133,6 +138,13 @@ impl GitRepo {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The worktree (or scratch checkout) at `dir`, for reading and writing
+    /// its files without following links, reached from the repository's
+    /// root when it is inside it.
+    fn beneath(&self, dir: &Path) -> Result<Beneath> {
+        Ok(Beneath::open_under(&self.root, dir)?)
     }
 
     fn repo(&self) -> Result<Repository> {
