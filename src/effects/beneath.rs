@@ -91,8 +91,12 @@ impl Beneath {
     /// directories above it may be: they are the user's choice).
     pub fn open(root: &Path) -> Result<Self> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::open(root, flags, Mode::empty())
-            .map_err(|e| classify(e, &root.display().to_string()))?;
+        let fd = rustix::fs::open(root, flags, Mode::empty()).map_err(|e| {
+            // O_DIRECTORY | O_NOFOLLOW on a link says ENOTDIR: say which.
+            let link = root.symlink_metadata().is_ok_and(|m| m.is_symlink());
+            let e = if link { Errno::LOOP } else { e };
+            classify(e, &root.display().to_string())
+        })?;
         Ok(Self::from_fd(fd, root))
     }
 
@@ -129,7 +133,7 @@ impl Beneath {
     pub fn open_dir(&self, rel: &Path) -> Result<OwnedFd> {
         let parts = parts(rel)?;
         self.resolve(&parts, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-            .map_err(|e| classify(e, &shown(rel)))
+            .map_err(|e| self.explain(e, &parts, rel))
     }
 
     /// The regular file at `rel`, open for reading. A directory, FIFO,
@@ -138,7 +142,7 @@ impl Beneath {
         let parts = parts(rel)?;
         let fd = self
             .resolve(&parts, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())
-            .map_err(|e| classify(e, &shown(rel)))?;
+            .map_err(|e| self.explain(e, &parts, rel))?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| classify(e, &shown(rel)))?;
         match FileType::from_raw_mode(stat.st_mode) {
             FileType::RegularFile => Ok(File::from(fd)),
@@ -194,10 +198,13 @@ impl Beneath {
             return Err(BeneathError::IsADirectory { path: shown(rel) });
         };
         let dir = self.make_dirs(dirs, false, rel)?;
-        if kind_at(&dir, *name).map_err(|e| classify(e, &shown(rel)))? == Some(Kind::Dir) {
-            return Err(BeneathError::IsADirectory { path: shown(rel) });
+        // Refused for the message; one planted after this look is replaced
+        // by the rename, still never written through.
+        match kind_at(&dir, *name).map_err(|e| classify(e, &shown(rel)))? {
+            Some(Kind::Dir) => Err(BeneathError::IsADirectory { path: shown(rel) }),
+            Some(Kind::Symlink) => Err(BeneathError::Symlink { path: shown(rel) }),
+            _ => replace_file(&dir, name, bytes, mode, rel),
         }
-        replace_file(&dir, name, bytes, mode, rel)
     }
 
     /// Puts `bytes` at `rel` whatever stands there or on the way: a link or
@@ -245,8 +252,37 @@ impl Beneath {
         };
         let dir = self
             .resolve(dirs, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-            .map_err(|e| classify(e, &shown(rel)))?;
+            .map_err(|e| self.explain(e, dirs, rel))?;
         Ok((dir, cstring(name, rel)?))
+    }
+
+    /// The typed error for a failed lookup of `parts`. The kernel says
+    /// ENOTDIR, not ELOOP, for a link opened with `O_DIRECTORY | O_NOFOLLOW`;
+    /// the components are looked at again (after the fact, for the message
+    /// only) to tell a link from a file in the way.
+    fn explain(&self, errno: Errno, parts: &[&OsStr], rel: &Path) -> BeneathError {
+        if errno == Errno::NOTDIR && self.has_link(parts) {
+            return classify(Errno::LOOP, &shown(rel));
+        }
+        classify(errno, &shown(rel))
+    }
+
+    fn has_link(&self, parts: &[&OsStr]) -> bool {
+        let Ok(mut dir) = rustix::fs::openat(&self.root, c".", dir_flags(), Mode::empty()) else {
+            return false;
+        };
+        for part in parts {
+            match kind_at(&dir, *part) {
+                Ok(Some(Kind::Symlink)) => return true,
+                Ok(Some(Kind::Dir)) => {}
+                _ => return false,
+            }
+            match rustix::fs::openat(&dir, *part, dir_flags(), Mode::empty()) {
+                Ok(next) => dir = next,
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// Opens `parts` beneath the root with `flags`, following no link.
@@ -301,7 +337,8 @@ impl Beneath {
                     }
                     Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
                         if !replace {
-                            return Err(fail(e));
+                            let link = kind_at(&dir, *part) == Ok(Some(Kind::Symlink));
+                            return Err(fail(if link { Errno::LOOP } else { e }));
                         }
                         remove_entry(&dir, *part, rel, 0)?;
                     }
