@@ -732,6 +732,12 @@ fn checkouts_never_write_through_a_planted_link() {
     git.reset_worktree(&wt, &tests).unwrap();
     assert_eq!(snapshot(&outside), before, "reset");
     inside(&wt);
+    // A link where the tree has a file.
+    std::fs::remove_file(wt.join("tests/accept.sh")).unwrap();
+    std::os::unix::fs::symlink(outside.join("config.toml"), wt.join("tests/accept.sh")).unwrap();
+    git.reset_worktree(&wt, &tests).unwrap();
+    assert_eq!(snapshot(&outside), before, "reset over a linked file");
+    inside(&wt);
 
     // The scratch worktree's checkout of a candidate.
     let scratch = git.root().join(".memofab/worktrees/r/.verify");

@@ -17,6 +17,7 @@ mod commits;
 mod landing;
 mod merge_queue;
 mod named_files;
+mod planted_links;
 mod stats;
 mod worktrees;
 

@@ -6,6 +6,8 @@ use std::path::Path;
 use git2::build::CheckoutBuilder;
 use git2::{IndexAddOption, Oid, Repository};
 
+use crate::effects::beneath::Kind;
+
 use super::{CommitInfo, Context, GitRepo, Result, changed_paths, conflicted_paths, signature};
 
 impl GitRepo {
@@ -78,6 +80,15 @@ impl GitRepo {
         if up_to_date {
             return Ok(Vec::new());
         }
+        let (main_tree, head_tree) = (
+            Self::commit_at(&repo, mainline)?
+                .tree()
+                .ctx(|| "reading mainline's tree".into())?,
+            repo.head()
+                .and_then(|h| h.peel_to_tree())
+                .ctx(|| "reading the worktree's tree".into())?,
+        );
+        self.unlink_planted(&repo, dir, &main_tree, Some(&head_tree))?;
         let annotated = repo
             .find_annotated_commit(main_oid)
             .ctx(|| "reading mainline".into())?;
@@ -137,9 +148,15 @@ impl GitRepo {
                 Err(e) => return Err(e).ctx(|| format!("looking up {rel} at {commit}")),
             };
             let rel_path = Path::new(rel);
-            // Unreadable (missing, a link, a directory, a FIFO) is different.
-            let current = worktree.read(rel_path).ok();
-            if current.as_deref() == wanted.as_ref().map(|(bytes, _)| bytes.as_slice()) {
+            // A link, a directory or a FIFO in its place is never the same.
+            let same = match (&wanted, worktree.kind(rel_path)?) {
+                (None, None) => true,
+                (Some((bytes, _)), Some(Kind::File)) => {
+                    worktree.read(rel_path).ok().as_ref() == Some(bytes)
+                }
+                _ => false,
+            };
+            if same {
                 continue;
             }
             match &wanted {

@@ -119,6 +119,8 @@ impl GitRepo {
         let target = worktree
             .find_commit(base.id())
             .ctx(|| format!("reading {base_commit}"))?;
+        let tree = target.tree().ctx(|| format!("reading {base_commit}"))?;
+        self.unlink_planted(&worktree, dir, &tree, None)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.force().remove_untracked(true).remove_ignored(true);
         worktree
@@ -179,6 +181,10 @@ impl GitRepo {
         let repo = Repository::open(dir).ctx(|| format!("opening worktree {}", dir.display()))?;
         let target = Self::commit_at(&repo, commit)?;
         repo.cleanup_state().ctx(|| "clearing merge state".into())?;
+        let tree = target
+            .tree()
+            .ctx(|| format!("reading the tree of {commit}"))?;
+        self.unlink_planted(&repo, dir, &tree, None)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.force().remove_untracked(true);
         repo.reset(
