@@ -833,3 +833,144 @@ fn a_worktree_git_refuses_fails_the_task_not_the_run() {
     );
     assert!(state.phase.is_over(), "the run ended normally: {stderr}");
 }
+
+/// The tester's files, and a test command that passes only once the coder
+/// did its work: the scenario of the put-back attack.
+const TESTER_FILES: [(&str, &str); 2] = [
+    ("tests/check.sh", "test -f notes.txt\n"),
+    ("tests/config.toml", "[run]\nisolation = \"none\"\n"),
+];
+
+/// A tester writes acceptance tests (among them a `config.toml`); the coder
+/// replaces `tests/` with a link (`link`) and works. memofab puts the
+/// tester's files back: inside the worktree, never where the link points.
+fn testers_put_back_follows_no_link(mechanism: Mechanism, link: &str) {
+    let Some(_) = testing::forced(mechanism) else {
+        return;
+    };
+    let room = Room::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/escape");
+    let dir = room.tmp.path().join("scenario");
+    copy_dir(&fixtures.join("seed"), &dir.join("seed"));
+    let scenario = std::fs::read_to_string(fixtures.join("scenario.toml")).unwrap();
+    let head = &scenario[..scenario.find("[[conversation]]\nrole = \"coder\"").unwrap()];
+    let head = head.replacen(
+        "requirement = \"Add notes.txt.\"\n",
+        "requirement = \"Add notes.txt.\"\ntest_command = \"sh tests/check.sh\"\n",
+        1,
+    );
+    let tester_calls: String = TESTER_FILES
+        .iter()
+        .map(|(path, content)| {
+            format!(
+                "  [[conversation.turn]]\n  [[conversation.turn.call]]\n  tool = \"write_file\"\n  args = {{ path = \"{path}\", content = {content:?} }}\n"
+            )
+        })
+        .collect();
+    let link = link.replace("{OUTSIDE}", &room.outside.display().to_string());
+    let text = format!(
+        r#"{head}[[conversation]]
+role = "tester"
+task = "escape"
+{tester_calls}  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = {{ summary = "notes.txt must exist" }}
+
+[[conversation]]
+role = "coder"
+task = "escape"
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = {{ command = "rm -rf tests && ln -s {link} tests && ls -l tests" }}
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "write_file"
+  args = {{ path = "notes.txt", content = "legit work\n" }}
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = {{ summary = "notes added" }}
+"#
+    );
+    std::fs::write(dir.join("scenario.toml"), text).unwrap();
+    let config = room.tmp.path().join("isolation.toml");
+    std::fs::write(
+        &config,
+        format!("[run]\nisolation = \"{}\"\n", mechanism.label()),
+    )
+    .unwrap();
+    let outside_before = all_bytes(&room.outside);
+
+    let out = room.memofab(
+        &[
+            "demo",
+            "--headless",
+            "--auto-approve",
+            "--scenario",
+            dir.join("scenario.toml").to_str().unwrap(),
+            "--dir",
+            room.repo.to_str().unwrap(),
+        ],
+        &config,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run = only_run(&room.repo);
+    let events = stored_events(&room.repo, &run);
+    let state = fold(&events);
+
+    // The factory's config is as the demo wrote it, and nothing of the
+    // tester's landed in .memofab/ or outside.
+    let factory = room.repo.join(".memofab");
+    assert_eq!(
+        std::fs::read_to_string(factory.join("config.toml")).unwrap(),
+        "# Written by `memofab demo`.\n[project]\ntest_command = \"sh tests/check.sh\"\n",
+        "{mechanism:?} {link}: {stderr}"
+    );
+    assert!(!factory.join("check.sh").exists(), "{mechanism:?} {link}");
+    assert_eq!(
+        all_bytes(&room.outside),
+        outside_before,
+        "{mechanism:?} {link}"
+    );
+
+    // The coder's change to the tester's files was seen and put back, inside.
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::Warning { message, .. } if message.contains("they were put back"))),
+        "{mechanism:?} {link}: {stderr}"
+    );
+    // The ordinary work merged, with the tester's files as it wrote them.
+    assert_eq!(
+        state.task(&"escape".into()).map(|t| t.state),
+        Some(TaskState::Merged),
+        "{mechanism:?} {link}: {stderr}"
+    );
+    assert_eq!(git(&room.repo, &["show", "main:notes.txt"]), "legit work\n");
+    assert_eq!(
+        git(&room.repo, &["cat-file", "-t", "main:tests"]).trim(),
+        "tree"
+    );
+    for (path, content) in TESTER_FILES {
+        assert_eq!(
+            git(&room.repo, &["show", &format!("main:{path}")]),
+            content,
+            "{mechanism:?} {link}"
+        );
+    }
+}
+
+/// `tests/` → the factory's own directory (`.memofab/`, three levels up
+/// from a worktree), and → a directory outside the repository.
+#[test]
+fn a_linked_tests_dir_never_redirects_the_put_back_under_landlock() {
+    testers_put_back_follows_no_link(Mechanism::Landlock, "../../..");
+    testers_put_back_follows_no_link(Mechanism::Landlock, "{OUTSIDE}");
+}
+
+#[test]
+fn a_linked_tests_dir_never_redirects_the_put_back_under_bubblewrap() {
+    testers_put_back_follows_no_link(Mechanism::Bwrap, "../../..");
+    testers_put_back_follows_no_link(Mechanism::Bwrap, "{OUTSIDE}");
+}

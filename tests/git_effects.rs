@@ -613,3 +613,193 @@ fn a_landed_merge_is_reverted_on_top_and_its_change_put_back_on_the_branch() {
         MergeCandidate::Ready { .. }
     ));
 }
+
+/// A task worktree under the repository's `.memofab/worktrees/`, where the
+/// engine makes them, at a commit that has the tester's `tests/accept.sh`
+/// (executable); and a directory outside holding the factory's config.
+#[cfg(unix)]
+fn worktree_with_tests(tmp: &Path) -> (GitRepo, std::path::PathBuf, String, std::path::PathBuf) {
+    let git = seed(tmp);
+    let base = git.branch_head("main").unwrap();
+    let wt = git.root().join(".memofab/worktrees/r/t");
+    git.add_worktree(&wt, "memofab/r/t", &base).unwrap();
+    write(&wt, "tests/accept.sh", "#!/bin/sh\nexit 1\n");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            wt.join("tests/accept.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let tests = git.commit_all(&wt, "tester").unwrap().unwrap().commit;
+    let outside = tmp.join("factory");
+    write(&outside, "config.toml", "isolation = \"landlock\"\n");
+    (git, wt, tests, outside)
+}
+
+/// Every file under `dir`, with its bytes.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+        if meta.is_dir() {
+            out.extend(snapshot(&entry.path()));
+        } else {
+            out.push((
+                entry.path(),
+                std::fs::read(entry.path()).unwrap_or_default(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The coder replaced `tests/` with a link to the factory's directory; the
+/// put-back of the tester's files removes the link and writes inside.
+#[cfg(unix)]
+#[test]
+fn testers_files_are_put_back_inside_never_through_a_planted_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (git, wt, tests, outside) = worktree_with_tests(tmp.path());
+    let before = snapshot(&outside);
+    std::fs::remove_dir_all(wt.join("tests")).unwrap();
+    std::os::unix::fs::symlink(&outside, wt.join("tests")).unwrap();
+    let files = ["tests/accept.sh".to_owned(), "tests/config.toml".to_owned()];
+
+    let restored = git.restore_files(&wt, &tests, &files).unwrap();
+
+    assert_eq!(
+        snapshot(&outside),
+        before,
+        "nothing written or removed outside"
+    );
+    assert!(
+        std::fs::symlink_metadata(wt.join("tests"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(
+        std::fs::read_to_string(wt.join("tests/accept.sh")).unwrap(),
+        "#!/bin/sh\nexit 1\n"
+    );
+    let mode = std::fs::metadata(wt.join("tests/accept.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755, "executable, as committed");
+    assert_eq!(restored, ["tests/accept.sh"]);
+
+    // A link at the file itself, and one at a file the commit does not have.
+    std::fs::remove_file(wt.join("tests/accept.sh")).unwrap();
+    std::os::unix::fs::symlink(outside.join("config.toml"), wt.join("tests/accept.sh")).unwrap();
+    std::os::unix::fs::symlink(outside.join("config.toml"), wt.join("tests/config.toml")).unwrap();
+    git.restore_files(&wt, &tests, &files).unwrap();
+    assert_eq!(snapshot(&outside), before);
+    assert!(std::fs::symlink_metadata(wt.join("tests/config.toml")).is_err());
+    assert!(
+        std::fs::symlink_metadata(wt.join("tests/accept.sh"))
+            .unwrap()
+            .is_file()
+    );
+}
+
+/// libgit2's own checkouts (reset, the scratch checkout, recycling, merging
+/// mainline in) meet a link the agent planted where the tree has a directory.
+#[cfg(unix)]
+#[test]
+fn checkouts_never_write_through_a_planted_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (git, wt, tests, outside) = worktree_with_tests(tmp.path());
+    let before = snapshot(&outside);
+    let plant = |dir: &Path| {
+        let _ = std::fs::remove_dir_all(dir.join("tests"));
+        std::os::unix::fs::symlink(&outside, dir.join("tests")).unwrap();
+    };
+    let inside = |dir: &Path| {
+        assert!(
+            std::fs::symlink_metadata(dir.join("tests"))
+                .unwrap()
+                .is_dir()
+        );
+        assert!(dir.join("tests/accept.sh").is_file());
+    };
+
+    // Reset (a resumed attempt) to the commit with the tests.
+    plant(&wt);
+    git.reset_worktree(&wt, &tests).unwrap();
+    assert_eq!(snapshot(&outside), before, "reset");
+    inside(&wt);
+    // A link where the tree has a file.
+    std::fs::remove_file(wt.join("tests/accept.sh")).unwrap();
+    std::os::unix::fs::symlink(outside.join("config.toml"), wt.join("tests/accept.sh")).unwrap();
+    git.reset_worktree(&wt, &tests).unwrap();
+    assert_eq!(snapshot(&outside), before, "reset over a linked file");
+    inside(&wt);
+
+    // The scratch worktree's checkout of a candidate.
+    let scratch = git.root().join(".memofab/worktrees/r/.verify");
+    git.check_out_scratch(&scratch, "memofab/r/verify", &tests)
+        .unwrap();
+    plant(&scratch);
+    git.check_out_scratch(&scratch, "memofab/r/verify", &tests)
+        .unwrap();
+    assert_eq!(snapshot(&outside), before, "scratch");
+    inside(&scratch);
+
+    // Mainline gains the tests; a worktree without them merges it in.
+    git.merge_into_mainline("main", "memofab/r/t", "land")
+        .unwrap()
+        .unwrap();
+    let base = git.branch_head("main").unwrap();
+    let old = git.root().join(".memofab/worktrees/r/old");
+    git.add_worktree(
+        &old,
+        "memofab/r/old",
+        &git.merge_base("main", "memofab/r/t").unwrap(),
+    )
+    .unwrap();
+    write(&old, "other.txt", "o\n");
+    git.commit_all(&old, "other").unwrap();
+    let lagging = git.branch_head("memofab/r/old").unwrap();
+    plant(&old);
+    let merged = git.merge_mainline_into_worktree(&old, "main");
+    assert_eq!(snapshot(&outside), before, "merge: {merged:?}");
+
+    // A finished task's worktree recycled onto mainline.
+    git.reset_worktree(&old, &lagging).unwrap();
+    plant(&old);
+    let next = git.root().join(".memofab/worktrees/r/next");
+    git.recycle_worktree(&old, "memofab/r/old", &next, "memofab/r/next", &base)
+        .unwrap();
+    assert_eq!(snapshot(&outside), before, "recycle");
+    inside(&next);
+
+    // Removing worktrees with links in them removes the links only.
+    plant(&next);
+    std::os::unix::fs::symlink(outside.join("config.toml"), next.join("cfg")).unwrap();
+    git.remove_worktree(&next).unwrap();
+    git.remove_worktree(&wt).unwrap();
+    assert!(!next.exists() && !wt.exists());
+    assert_eq!(snapshot(&outside), before, "remove");
+}
+
+/// Untracked files of an interrupted attempt go on reset; a link among them
+/// goes itself, its target stays.
+#[cfg(unix)]
+#[test]
+fn reset_removes_planted_links_not_their_targets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (git, wt, tests, outside) = worktree_with_tests(tmp.path());
+    let before = snapshot(&outside);
+    std::os::unix::fs::symlink(outside.join("config.toml"), wt.join("cfg")).unwrap();
+    std::os::unix::fs::symlink(&outside, wt.join("dir-link")).unwrap();
+    write(&wt, "new/file.txt", "x");
+    git.reset_worktree(&wt, &tests).unwrap();
+    assert_eq!(snapshot(&outside), before);
+    for gone in ["cfg", "dir-link", "new/file.txt"] {
+        assert!(std::fs::symlink_metadata(wt.join(gone)).is_err(), "{gone}");
+    }
+}

@@ -213,3 +213,83 @@ async fn protected_names_in_any_case_are_off_limits() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Writes follow no link at all, even one that stays inside (the tools
+/// write at the path as named, beneath the worktree); reads may go through
+/// a link inside, resolved beneath it. A FIFO is refused, not waited on.
+#[cfg(unix)]
+#[tokio::test]
+async fn writes_follow_no_link_and_a_fifo_never_blocks() {
+    let worktree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(worktree.path().join("src")).unwrap();
+    std::fs::write(worktree.path().join("src/lib.rs"), "fn lib() {}\n").unwrap();
+    std::os::unix::fs::symlink("src", worktree.path().join("alias")).unwrap();
+    std::os::unix::fs::symlink("src/lib.rs", worktree.path().join("lib-link.rs")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        worktree.path().join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let tb = toolbox(worktree.path());
+
+    for (tool, args) in [
+        ("write_file", r#"{"path": "alias/lib.rs", "content": "x"}"#),
+        ("write_file", r#"{"path": "lib-link.rs", "content": "x"}"#),
+        ("write_file", r#"{"path": "alias/new.rs", "content": "x"}"#),
+        (
+            "edit_file",
+            r#"{"path": "lib-link.rs", "old": "lib", "new": "evil"}"#,
+        ),
+    ] {
+        assert!(
+            refused(&tb, tool, args).await.contains("symbolic link"),
+            "{tool} {args}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(worktree.path().join("src/lib.rs")).unwrap(),
+        "fn lib() {}\n"
+    );
+    assert!(!worktree.path().join("src/new.rs").exists());
+    assert!(
+        std::fs::symlink_metadata(worktree.path().join("lib-link.rs"))
+            .unwrap()
+            .is_symlink()
+    );
+    match tb.call("read_file", r#"{"path": "alias/lib.rs"}"#).await {
+        ToolOutcome::Output { ok: true, text } => assert!(text.contains("fn lib")),
+        other => panic!("{other:?}"),
+    }
+
+    // Each would block for good on a FIFO opened without O_NONBLOCK: they
+    // run on a thread of their own, so a hang fails the test.
+    let tb = std::sync::Arc::new(tb);
+    let (sender, results) = std::sync::mpsc::channel();
+    let calls = tb.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let read = refused(&calls, "read_file", r#"{"path": "pipe"}"#).await;
+            let edit = refused(
+                &calls,
+                "edit_file",
+                r#"{"path": "pipe", "old": "a", "new": "b"}"#,
+            )
+            .await;
+            let search = calls.call("search", r#"{"pattern": "lib"}"#).await;
+            sender.send((read, edit, search)).unwrap();
+        });
+    });
+    let (read, edit, search) = results
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a FIFO blocked the file tools");
+    assert!(read.contains("not a regular file"), "{read}");
+    assert!(edit.contains("not a regular file"), "{edit}");
+    assert!(matches!(search, ToolOutcome::Output { ok: true, .. }));
+}

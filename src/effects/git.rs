@@ -10,11 +10,14 @@ use git2::{
     Signature, Status, StatusOptions, Tree, TreeWalkMode, TreeWalkResult,
 };
 
+use crate::effects::beneath::{Beneath, BeneathError};
+
 mod checkout;
 mod commits;
 mod landing;
 mod merge_queue;
 mod named_files;
+mod planted_links;
 mod stats;
 mod trusted;
 mod worktrees;
@@ -46,6 +49,9 @@ pub enum GitError {
         context: String,
         source: std::io::Error,
     },
+    /// A file of a worktree that could not be reached beneath it.
+    #[error(transparent)]
+    Beneath(#[from] BeneathError),
 }
 
 type Result<T> = std::result::Result<T, GitError>;
@@ -135,6 +141,13 @@ impl GitRepo {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The worktree (or scratch checkout) at `dir`, for reading and writing
+    /// its files without following links, reached from the repository's
+    /// root when it is inside it.
+    fn beneath(&self, dir: &Path) -> Result<Beneath> {
+        Ok(Beneath::open_under(&self.root, dir)?)
     }
 
     fn repo(&self) -> Result<Repository> {

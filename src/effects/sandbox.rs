@@ -86,8 +86,11 @@ impl Sandbox {
             .map(|p| p.to_string_lossy().replace('\\', "/"))
     }
 
-    /// Resolves `rel` to an absolute path inside the worktree, or says why not.
-    pub fn resolve(&self, rel: &str, access: Access) -> Result<PathBuf, SandboxError> {
+    /// `rel` as a plain repository-relative path, `.` and `a/..` folded
+    /// away without looking at the file system (`..` above the root, an
+    /// absolute path and a protected name are refused). What the file tools
+    /// write at, beneath the worktree and following no link.
+    pub fn normalize(&self, rel: &str) -> Result<String, SandboxError> {
         let raw = rel.trim();
         if raw.starts_with('/')
             || raw.starts_with('\\')
@@ -116,7 +119,15 @@ impl Sandbox {
                 }
             }
         }
-        let normal = parts.join("/");
+        Ok(parts.join("/"))
+    }
+
+    /// Resolves `rel` to an absolute path inside the worktree, or says why
+    /// not. Links that stay inside are resolved here; the file tools then
+    /// open the path returned beneath the worktree following none (see
+    /// [`crate::effects::beneath`]), so a link swapped in meanwhile is refused.
+    pub fn resolve(&self, rel: &str, access: Access) -> Result<PathBuf, SandboxError> {
+        let normal = self.normalize(rel)?;
         let lexical = self.root.join(&normal);
 
         // Then follow symlinks: the deepest existing ancestor must stay inside.

@@ -151,17 +151,16 @@ fn clean_run(git: &GitRepo, run: &RunId, removed: &mut Vec<String>) -> Result<()
     if let Ok(entries) = std::fs::read_dir(&dir) {
         let mut worktrees: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         worktrees.sort();
-        for worktree in worktrees.iter().filter(|p| p.is_dir()) {
+        // A directory itself, not a link to one.
+        for worktree in worktrees
+            .iter()
+            .filter(|p| p.symlink_metadata().is_ok_and(|m| m.is_dir()))
+        {
             git.remove_worktree(worktree)?;
             removed.push(format!("worktree {}", worktree.display()));
         }
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|source| GitError::Io {
-            context: format!("removing {}", dir.display()),
-            source,
-        })?;
-    }
+    crate::effects::beneath::remove_all(git.root(), &dir)?;
     let mut branches = git.branches_under(&format!("memofab/{run}/"))?;
     branches.push(verify_branch(run));
     for branch in branches {

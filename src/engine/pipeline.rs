@@ -156,7 +156,7 @@ async fn commit_human_resolution(
     let unresolved: Vec<&str> = record
         .conflict_files
         .iter()
-        .filter(|f| has_markers(&read_lossy(&dir.join(f))))
+        .filter(|f| has_markers(&read_lossy(dir, f)))
         .map(String::as_str)
         .collect();
     if !unresolved.is_empty() {

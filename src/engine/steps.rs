@@ -96,7 +96,7 @@ pub(crate) async fn merge_mainline_in(
     let conflicts: Vec<ConflictFile> = paths
         .into_iter()
         .map(|path| ConflictFile {
-            content: read_lossy(&dir.join(&path)),
+            content: read_lossy(dir, &path),
             path,
         })
         .collect();
@@ -199,9 +199,12 @@ pub(crate) fn task_brief(record: &TaskRecord) -> String {
     )
 }
 
-/// Reads a conflicted file for the UI; empty if unreadable.
-pub fn read_lossy(path: &Path) -> String {
-    std::fs::read(path)
+/// Reads a conflicted file of the worktree at `dir` for the UI; empty if
+/// unreadable. Reached beneath the worktree: a link the coder left at the
+/// path (to a key in the user's home, say) is not followed into the record.
+pub fn read_lossy(dir: &Path, rel: &str) -> String {
+    crate::effects::beneath::Beneath::open(dir)
+        .and_then(|worktree| worktree.read(Path::new(rel)))
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
 }

@@ -3,6 +3,8 @@
 //! the model can act on, never an error that stops the run.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::config::McpServerConfig;
+use crate::effects::beneath::{Beneath, BeneathError};
 use crate::effects::process::{CommandSpec, Isolation, run_command};
 use crate::effects::sandbox::{Access, Sandbox, SandboxError, is_protected_name};
 use crate::llm::ToolSpec;
@@ -323,21 +326,19 @@ impl ToolBox {
             Ok(p) => p,
             Err(e) => return fail(e.to_string()),
         };
-        let bytes = match std::fs::read(&path) {
+        let rel = self.sandbox.relative(&path).unwrap_or_default();
+        let bytes = match self.read_beneath(&rel, &args.path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(BeneathError::NotFound { .. }) => {
                 return fail(format!(
                     "{} does not exist; list_files shows what does",
                     args.path
                 ));
             }
-            Err(e) if path.is_dir() => {
-                return fail(format!(
-                    "{} is a directory; use list_files ({e})",
-                    args.path
-                ));
+            Err(BeneathError::IsADirectory { .. }) => {
+                return fail(format!("{} is a directory; use list_files", args.path));
             }
-            Err(e) => return fail(format!("cannot read {}: {e}", args.path)),
+            Err(e) => return fail(refusal("read", &args.path, e)),
         };
         if bytes.contains(&0) {
             return fail(format!("{} is a binary file", args.path));
@@ -372,6 +373,32 @@ impl ToolBox {
         ok(out)
     }
 
+    /// The worktree, for the file tools' reads and writes: every path is
+    /// opened beneath it following no link.
+    fn worktree(&self) -> Result<Beneath, BeneathError> {
+        Beneath::open(self.sandbox.root())
+    }
+
+    /// The bytes of the regular file at `rel` (link-free, as the sandbox
+    /// resolved it), read beneath the worktree: a link swapped in since the
+    /// sandbox looked, a FIFO, or a file with another name is refused.
+    fn read_beneath(&self, rel: &str, shown: &str) -> Result<Vec<u8>, BeneathError> {
+        let mut file = self.worktree()?.open_file(Path::new(rel))?;
+        let io = |source| BeneathError::Io {
+            path: shown.to_owned(),
+            source,
+        };
+        // Checked on what was opened: its other names may be anywhere.
+        if file.metadata().map_err(io)?.nlink() > 1 {
+            return Err(io(std::io::Error::other(
+                SandboxError::HardLink(shown.to_owned()).to_string(),
+            )));
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        Ok(bytes)
+    }
+
     fn note_write(&self, path: &Path) {
         if let (Some(rel), Ok(mut written)) = (self.sandbox.relative(path), self.written.lock()) {
             written.insert(rel);
@@ -383,21 +410,21 @@ impl ToolBox {
             Ok(p) => p,
             Err(e) => return fail(e.to_string()),
         };
-        if path.is_dir() {
-            return fail(format!("{} is a directory", args.path));
-        }
         if let Err(refused) = self.check_new(&path, &args.path) {
             return refused;
         }
-        if let Some(parent) = path.parent()
-            && let Err(e) = std::fs::create_dir_all(parent)
-        {
-            return fail(format!(
-                "cannot create the directory for {}: {e}",
-                args.path
-            ));
-        }
-        match std::fs::write(&path, &args.content) {
+        // Written at the path as named, beneath the worktree: a link in any
+        // component (even one that stays inside) is refused, not followed.
+        let written = self
+            .sandbox
+            .normalize(&args.path)
+            .map_err(|e| e.to_string());
+        let written = written.and_then(|rel| {
+            self.worktree()
+                .and_then(|w| w.write(Path::new(&rel), args.content.as_bytes(), None))
+                .map_err(|e| refusal("write", &args.path, e))
+        });
+        match written {
             Ok(()) => {
                 self.note_write(&path);
                 ok(format!(
@@ -406,7 +433,7 @@ impl ToolBox {
                     args.content.len()
                 ))
             }
-            Err(e) => fail(format!("cannot write {}: {e}", args.path)),
+            Err(e) => fail(e),
         }
     }
 
@@ -421,25 +448,34 @@ impl ToolBox {
         if let Err(refused) = self.check_new(&path, &args.path) {
             return refused;
         }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        // Read and written at the path as named, following no link.
+        let rel = match self.sandbox.normalize(&args.path) {
+            Ok(rel) => rel,
+            Err(e) => return fail(e.to_string()),
+        };
+        let text = match self.read_beneath(&rel, &args.path).map(String::from_utf8) {
+            Ok(Ok(t)) => t,
+            Ok(Err(_)) => return fail(format!("{} is not UTF-8 text", args.path)),
+            Err(BeneathError::NotFound { .. }) => {
                 return fail(format!(
                     "{} does not exist; create it with write_file",
                     args.path
                 ));
             }
-            Err(e) => return fail(format!("cannot read {}: {e}", args.path)),
+            Err(e) => return fail(refusal("edit", &args.path, e)),
         };
         match text.matches(&args.old).count() {
             1 => {
                 let updated = text.replacen(&args.old, &args.new, 1);
-                match std::fs::write(&path, updated) {
+                let written = self
+                    .worktree()
+                    .and_then(|w| w.write(Path::new(&rel), updated.as_bytes(), None));
+                match written {
                     Ok(()) => {
                         self.note_write(&path);
                         ok(format!("edited {}", args.path))
                     }
-                    Err(e) => fail(format!("cannot write {}: {e}", args.path)),
+                    Err(e) => fail(refusal("write", &args.path, e)),
                 }
             }
             0 => fail(format!(
@@ -556,6 +592,7 @@ impl ToolBox {
                 true
             });
         }
+        let worktree = self.worktree().ok();
         let mut hits = Vec::new();
         'files: for file in files {
             // Each file found passes the same checks as a named one: no
@@ -564,14 +601,9 @@ impl ToolBox {
             if self.sandbox.resolve(&shown, Access::Read).is_err() {
                 continue;
             }
-            if std::fs::metadata(&file)
-                .map(|m| m.len())
-                .unwrap_or(u64::MAX)
-                > MAX_SEARCH_FILE_BYTES
-            {
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(&file) else {
+            // Opened beneath the worktree following no link; a FIFO is
+            // skipped, not waited on.
+            let Some(bytes) = worktree.as_ref().and_then(|w| searchable(w, &shown)) else {
                 continue;
             };
             if bytes.contains(&0) {
@@ -639,6 +671,38 @@ impl ToolBox {
             }
             Err(e) => fail(e.to_string()),
         }
+    }
+}
+
+/// The bytes of a file `search` may look in: a regular file with one name,
+/// not too big, opened beneath the worktree.
+fn searchable(worktree: &Beneath, rel: &str) -> Option<Vec<u8>> {
+    let mut file = worktree.open_file(Path::new(rel)).ok()?;
+    let meta = file.metadata().ok()?;
+    if meta.len() > MAX_SEARCH_FILE_BYTES || meta.nlink() > 1 {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// What the agent is told when `path` could not be read or written beneath
+/// its worktree.
+fn refusal(doing: &str, path: &str, error: BeneathError) -> String {
+    match error {
+        BeneathError::Symlink { .. } => format!(
+            "{path} goes through a symbolic link, which the file tools do not follow; name the file it points to instead"
+        ),
+        BeneathError::IsADirectory { .. } => format!("{path} is a directory"),
+        BeneathError::NotADirectory { .. } => {
+            format!("cannot {doing} {path}: a file stands where a directory of its path should be")
+        }
+        BeneathError::NotAFile { .. } => {
+            format!("{path} is not a regular file (a pipe, socket or device)")
+        }
+        BeneathError::Io { source, .. } => format!("cannot {doing} {path}: {source}"),
+        other => format!("cannot {doing} {path}: {other}"),
     }
 }
 

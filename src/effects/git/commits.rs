@@ -6,6 +6,8 @@ use std::path::Path;
 use git2::build::CheckoutBuilder;
 use git2::{IndexAddOption, Oid, Repository};
 
+use crate::effects::beneath::Kind;
+
 use super::{CommitInfo, Context, GitRepo, Result, changed_paths, conflicted_paths, signature};
 
 impl GitRepo {
@@ -78,6 +80,15 @@ impl GitRepo {
         if up_to_date {
             return Ok(Vec::new());
         }
+        let (main_tree, head_tree) = (
+            Self::commit_at(&repo, mainline)?
+                .tree()
+                .ctx(|| "reading mainline's tree".into())?,
+            repo.head()
+                .and_then(|h| h.peel_to_tree())
+                .ctx(|| "reading the worktree's tree".into())?,
+        );
+        self.unlink_planted(&repo, dir, &main_tree, Some(&head_tree))?;
         let annotated = repo
             .find_annotated_commit(main_oid)
             .ctx(|| "reading mainline".into())?;
@@ -114,40 +125,45 @@ impl GitRepo {
 
     /// Puts `paths` of the worktree at `dir` back as they are in `commit`
     /// (deleting those it does not have). Returns the paths that differed.
+    /// Every path is reached beneath the worktree without following a link:
+    /// a link an agent planted where a directory belongs is removed, itself,
+    /// and the file written inside the worktree, never where it pointed.
     pub fn restore_files(&self, dir: &Path, commit: &str, paths: &[String]) -> Result<Vec<String>> {
         let repo = self.open_worktree(dir)?;
         let tree = Self::commit_at(&repo, commit)?
             .tree()
             .ctx(|| format!("reading the tree of {commit}"))?;
+        let worktree = self.beneath(dir)?;
         let mut restored = Vec::new();
         for rel in paths {
             let wanted = match tree.get_path(Path::new(rel)) {
-                Ok(entry) => Some(
+                Ok(entry) => Some((
                     repo.find_blob(entry.id())
                         .ctx(|| format!("reading {rel} at {commit}"))?
                         .content()
                         .to_vec(),
-                ),
+                    file_mode(entry.filemode()),
+                )),
                 Err(e) if e.code() == git2::ErrorCode::NotFound => None,
                 Err(e) => return Err(e).ctx(|| format!("looking up {rel} at {commit}")),
             };
-            let path = dir.join(rel);
-            if std::fs::read(&path).ok() == wanted {
+            let rel_path = Path::new(rel);
+            // A link, a directory or a FIFO in its place is never the same.
+            let same = match (&wanted, worktree.kind(rel_path)?) {
+                (None, None) => true,
+                (Some((bytes, _)), Some(Kind::File)) => {
+                    worktree.read(rel_path).ok().as_ref() == Some(bytes)
+                }
+                _ => false,
+            };
+            if same {
                 continue;
             }
             match &wanted {
-                Some(bytes) => {
-                    // A directory or link in its place goes first.
-                    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
-                        remove_any(&path)?;
-                    }
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent)
-                            .ctx(|| format!("creating {}", parent.display()))?;
-                    }
-                    std::fs::write(&path, bytes).ctx(|| format!("writing {}", path.display()))?;
+                Some((bytes, mode)) => worktree.put(rel_path, bytes, Some(*mode))?,
+                None => {
+                    worktree.remove(rel_path)?;
                 }
-                None => remove_any(&path)?,
             }
             restored.push(rel.clone());
         }
@@ -155,13 +171,13 @@ impl GitRepo {
     }
 }
 
-fn remove_any(path: &Path) -> Result<()> {
-    let result = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(_) => return Ok(()),
-    };
-    result.ctx(|| format!("removing {}", path.display()))
+/// The permission bits a tree entry's file gets in a work tree.
+fn file_mode(filemode: i32) -> u32 {
+    if filemode == i32::from(git2::FileMode::BlobExecutable) {
+        0o755
+    } else {
+        0o644
+    }
 }
 
 /// The commits being merged in, if a merge is in progress (`MERGE_HEAD`).

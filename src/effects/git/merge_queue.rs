@@ -120,6 +120,10 @@ impl GitRepo {
         worktree
             .cleanup_state()
             .ctx(|| "clearing merge state".into())?;
+        let tree = target
+            .tree()
+            .ctx(|| format!("reading the tree of {commit}"))?;
+        self.unlink_planted(&worktree, dir, &tree, None)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.force().remove_untracked(true);
         worktree

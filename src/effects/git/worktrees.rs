@@ -10,6 +10,7 @@ use git2::{
 };
 
 use super::{Context, GitError, GitRepo, Result};
+use crate::effects::beneath;
 
 impl GitRepo {
     /// A linked worktree at `dir` on `branch`, creating the branch at
@@ -112,6 +113,8 @@ impl GitRepo {
         let target = worktree
             .find_commit(base.id())
             .ctx(|| format!("reading {base_commit}"))?;
+        let tree = target.tree().ctx(|| format!("reading {base_commit}"))?;
+        self.unlink_planted(&worktree, dir, &tree, None)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.force().remove_untracked(true).remove_ignored(true);
         worktree
@@ -127,6 +130,11 @@ impl GitRepo {
     /// or half made.
     pub(super) fn forget_worktree(repo: &Repository, branch: &str, dir: &Path) -> Result<()> {
         let name = worktree_name(branch);
+        // The files first, beneath the repository and following no link (an
+        // agent may have left links anywhere in them); libgit2's own removal
+        // below looks each path up by name, and then has nothing left here.
+        let base = repo.workdir().unwrap_or(dir);
+        beneath::remove_all(base, dir)?;
         if let Ok(stale) = repo.find_worktree(&name) {
             let mut opts = WorktreePruneOptions::new();
             opts.valid(true).locked(true).working_tree(true);
@@ -140,9 +148,6 @@ impl GitRepo {
         if admin.exists() {
             std::fs::remove_dir_all(&admin)
                 .ctx(|| format!("removing leftover {}", admin.display()))?;
-        }
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).ctx(|| format!("removing leftover {}", dir.display()))?;
         }
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
@@ -170,6 +175,10 @@ impl GitRepo {
         let repo = self.open_worktree(dir)?;
         let target = Self::commit_at(&repo, commit)?;
         repo.cleanup_state().ctx(|| "clearing merge state".into())?;
+        let tree = target
+            .tree()
+            .ctx(|| format!("reading the tree of {commit}"))?;
+        self.unlink_planted(&repo, dir, &tree, None)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.force().remove_untracked(true);
         repo.reset(
@@ -187,13 +196,14 @@ impl GitRepo {
         let statuses = repo
             .statuses(Some(&mut opts))
             .ctx(|| "reading status".into())?;
+        let worktree = self.beneath(dir)?;
         for entry in statuses
             .iter()
             .filter(|e| e.status().contains(Status::WT_NEW))
         {
             if let Some(rel) = entry.path() {
-                let path = dir.join(rel);
-                std::fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
+                // Reached beneath the worktree: a link is removed, itself.
+                worktree.remove(Path::new(rel))?;
             }
         }
         Ok(())
@@ -237,6 +247,7 @@ impl GitRepo {
         let repo = self.repo()?;
         let names = repo.worktrees().ctx(|| "listing worktrees".into())?;
         let target = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+        let mut registered = Vec::new();
         for name in names.iter().flatten() {
             if let Ok(wt) = repo.find_worktree(name) {
                 let path = wt
@@ -244,15 +255,19 @@ impl GitRepo {
                     .canonicalize()
                     .unwrap_or_else(|_| wt.path().to_owned());
                 if path == target {
-                    let mut opts = WorktreePruneOptions::new();
-                    opts.valid(true).locked(true).working_tree(true);
-                    wt.prune(Some(&mut opts))
-                        .ctx(|| format!("removing worktree {name}"))?;
+                    registered.push((name.to_owned(), wt));
                 }
             }
         }
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).ctx(|| format!("removing {}", dir.display()))?;
+        // The files first, beneath the repository and following no link;
+        // libgit2's removal looks paths up by name (a directory swapped for
+        // a link meanwhile would be followed), and then finds nothing.
+        beneath::remove_all(&self.root, dir)?;
+        for (name, wt) in registered {
+            let mut opts = WorktreePruneOptions::new();
+            opts.valid(true).locked(true).working_tree(true);
+            wt.prune(Some(&mut opts))
+                .ctx(|| format!("removing worktree {name}"))?;
         }
         Ok(())
     }
