@@ -1,6 +1,7 @@
 //! Effects: everything that touches the world outside the process — git,
 //! the SQLite event store, child processes and the agents' file sandbox.
 
+pub mod bounded_lines;
 pub mod git;
 pub mod isolation;
 pub mod mcp_client;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
 use super::context::RunContext;
-use super::error::EngineResult;
+use super::error::{EngineError, EngineResult};
 use super::steps::{
     branch_name, ensure_worktree, merge_mainline_in, read_lossy, rework_or_fail, run_check_command,
     task_brief,
@@ -20,6 +20,7 @@ use crate::domain::policy::Risk;
 use crate::domain::{
     AgentRole, ConflictFile, ConflictResolution, EventKind, RunPhase, TaskId, TaskRecord, TaskState,
 };
+use crate::effects::git::GitError;
 use crate::effects::sandbox::Sandbox;
 
 /// Diff text shown to the reviewer at most; the rest is summarised.
@@ -186,7 +187,14 @@ async fn commit_and_check(
 ) -> EngineResult<()> {
     let task = record.id().clone();
     let d = dir.to_owned();
-    let committed = ctx.git(move |g| g.commit_all(&d, &message)).await?;
+    let committed = match ctx.git(move |g| g.commit_all(&d, &message)).await {
+        // `finish` refuses such files; one written after it is refused here,
+        // unread, and the coder is sent back to remove it.
+        Err(EngineError::Git(refused @ GitError::TooLarge { .. })) => {
+            return rework_or_fail(ctx, record, &format!("nothing was committed: {refused}")).await;
+        }
+        other => other?,
+    };
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
     let (m, b) = (ctx.mainline.clone(), branch.clone());
     let (diff, files) = ctx

@@ -3,6 +3,7 @@
 //! the model can act on, never an error that stops the run.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::config::McpServerConfig;
+use crate::effects::git::{describe_large_files, large_changes_in};
 use crate::effects::process::{CommandSpec, Isolation, run_command};
 use crate::effects::sandbox::{Access, Sandbox, SandboxError, is_protected_name};
 use crate::llm::ToolSpec;
@@ -20,6 +22,13 @@ const MAX_READ_BYTES: usize = 100_000;
 const MAX_LIST_ENTRIES: usize = 500;
 const MAX_SEARCH_HITS: usize = 200;
 const MAX_SEARCH_FILE_BYTES: u64 = 2_000_000;
+/// Files one search looks through at most.
+const MAX_SEARCH_FILES: usize = 20_000;
+/// Entries read from one directory at most, for listing or searching.
+const MAX_DIR_ENTRIES_READ: usize = 20_000;
+/// Bytes of a file `read_file` and `edit_file` read at most, however large
+/// (or sparse) the file is: what lies beyond is never read.
+const MAX_READ_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Which tools a role gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +51,8 @@ pub struct ToolLimits {
     pub output_cap: usize,
     pub deny_commands: Vec<String>,
     pub isolation: Isolation,
+    /// `finish` is refused while a changed file is larger (`run.max_file_bytes`).
+    pub max_file_bytes: u64,
 }
 
 pub struct ToolBox {
@@ -309,7 +320,7 @@ impl ToolBox {
                 Err(e) => e,
             },
             "finish" => match parse::<FinishArgs>(name, raw) {
-                Ok(a) => ToolOutcome::Finish { summary: a.summary },
+                Ok(a) => self.finish(a),
                 Err(e) => e,
             },
             other => fail(format!(
@@ -323,8 +334,8 @@ impl ToolBox {
             Ok(p) => p,
             Err(e) => return fail(e.to_string()),
         };
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let (bytes, whole) = match read_at_most(&path, MAX_READ_FILE_BYTES) {
+            Ok(read) => read,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return fail(format!(
                     "{} does not exist; list_files shows what does",
@@ -343,6 +354,11 @@ impl ToolBox {
             return fail(format!("{} is a binary file", args.path));
         }
         let text = String::from_utf8_lossy(&bytes);
+        let beyond = if whole {
+            ""
+        } else {
+            "\n[... the file is larger than the 8 MiB read_file reads; the rest cannot be read ...]"
+        };
         let start = args.offset_line.unwrap_or(1).max(1) - 1;
         // Zero lines is no limit: an empty "success" reads as an empty file
         // (a reviewer once approved a file it had not seen that way).
@@ -368,8 +384,34 @@ impl ToolBox {
             }
             out.truncate(cut);
             out.push_str("\n[... file continues; read more with offset_line/max_lines ...]");
+        } else {
+            out.push_str(beyond);
         }
         ok(out)
+    }
+
+    /// Finishes, unless a changed file is over the size limit: it would be
+    /// refused at commit, so the agent is told now, while it can remove it.
+    fn finish(&self, args: FinishArgs) -> ToolOutcome {
+        let limit = self.limits.max_file_bytes;
+        match large_changes_in(self.sandbox.root(), limit) {
+            Ok(large) if large.is_empty() => ToolOutcome::Finish {
+                summary: args.summary,
+            },
+            Ok(large) => fail(format!(
+                "Not finished: {}. Nothing is committed while they are there: delete them \
+                 (or make them smaller, or keep them out of the repository), then call finish again.",
+                describe_large_files(&large, limit)
+            )),
+            // The commit measures again and refuses; nothing is lost by
+            // letting a check that could not run pass here.
+            Err(e) => {
+                tracing::warn!("measuring changed files at finish: {e}");
+                ToolOutcome::Finish {
+                    summary: args.summary,
+                }
+            }
+        }
     }
 
     fn note_write(&self, path: &Path) {
@@ -421,8 +463,17 @@ impl ToolBox {
         if let Err(refused) = self.check_new(&path, &args.path) {
             return refused;
         }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
+        let text = match read_at_most(&path, MAX_READ_FILE_BYTES) {
+            Ok((_, false)) => {
+                return fail(format!(
+                    "{} is larger than the 8 MiB edit_file works on",
+                    args.path
+                ));
+            }
+            Ok((bytes, true)) => match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(_) => return fail(format!("{} is not UTF-8 text", args.path)),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return fail(format!(
                     "{} does not exist; create it with write_file",
@@ -501,7 +552,12 @@ impl ToolBox {
             let Ok(read) = std::fs::read_dir(&current) else {
                 continue;
             };
-            let mut children: Vec<_> = read.flatten().map(|e| e.path()).collect();
+            // A directory of millions of entries is read in part, not whole.
+            let mut children: Vec<_> = read
+                .flatten()
+                .take(MAX_DIR_ENTRIES_READ)
+                .map(|e| e.path())
+                .collect();
             children.sort();
             for child in children {
                 if child
@@ -553,7 +609,7 @@ impl ToolBox {
                 if !is_dir {
                     files.push(path.to_owned());
                 }
-                true
+                files.len() < MAX_SEARCH_FILES
             });
         }
         let mut hits = Vec::new();
@@ -564,14 +620,7 @@ impl ToolBox {
             if self.sandbox.resolve(&shown, Access::Read).is_err() {
                 continue;
             }
-            if std::fs::metadata(&file)
-                .map(|m| m.len())
-                .unwrap_or(u64::MAX)
-                > MAX_SEARCH_FILE_BYTES
-            {
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(&file) else {
+            let Ok((bytes, true)) = read_at_most(&file, MAX_SEARCH_FILE_BYTES) else {
                 continue;
             };
             if bytes.contains(&0) {
@@ -640,6 +689,27 @@ impl ToolBox {
             Err(e) => fail(e.to_string()),
         }
     }
+}
+
+/// The first `cap` bytes of the regular file at `path`, and whether that is
+/// all of it. Reads `cap + 1` bytes at most, however large the file says it
+/// is; anything but a regular file (a FIFO would block forever) is refused.
+fn read_at_most(path: &Path, cap: u64) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    // Opening a FIFO without a writer would wait forever; a regular file
+    // reads the same with or without the flag.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut open, libc::O_NONBLOCK);
+    let file = open.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    let whole = bytes.len() as u64 <= cap;
+    bytes.truncate(cap.try_into().unwrap_or(usize::MAX));
+    Ok((bytes, whole))
 }
 
 fn parse<T: DeserializeOwned>(tool: &str, raw: &str) -> Result<T, ToolOutcome> {

@@ -15,6 +15,7 @@ fn toolbox() -> (tempfile::TempDir, ToolBox) {
         output_cap: 4096,
         deny_commands: vec!["git push".into()],
         isolation: Isolation::none(),
+        max_file_bytes: crate::effects::git::DEFAULT_MAX_FILE_BYTES,
     };
     (dir, ToolBox::new(sandbox, limits))
 }
