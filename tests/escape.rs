@@ -479,7 +479,7 @@ impl Room {
     /// Runs memofab as [`Room::memofab`] does, reaping it with `wait4` to
     /// read its peak resident set. Its children's peaks count too (they are
     /// `sh`, `yes`, `head`: a few MiB).
-    #[allow(unsafe_code)]
+    #[allow(unsafe_code, clippy::zombie_processes)]
     fn measured(&self, args: &[&str], config: &Path) -> Measured {
         let err_path = self.tmp.path().join("measured-stderr");
         let child = Command::new(memofab_bin())
