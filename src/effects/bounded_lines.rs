@@ -43,6 +43,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for BoundedLines<R> {
                     None => this.current + read.len(),
                 };
                 if this.current > this.max {
+                    // A failed read leaves the buffer as it found it.
+                    buf.set_filled(before);
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("a line longer than {} bytes", this.max),

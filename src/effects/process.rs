@@ -235,6 +235,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_flood_is_drained_to_the_end_and_counted() {
+        let out = run_command(&spec("yes | head -c 200000000; echo tail-end >&2", 60_000))
+            .await
+            .unwrap();
+        assert!(out.success(), "{out:?}");
+        assert!(out.output.len() < 1100, "{}", out.output.len());
+        // 200 MB of `y\n`, then `tail-end\n`; 1000 kept.
+        assert!(
+            out.output.contains(&format!(
+                "[... {} bytes omitted ...]",
+                200_000_000 + 9 - 1000
+            )),
+            "{}",
+            out.output
+        );
+        assert!(out.output.ends_with("tail-end\n"), "{}", out.output);
+    }
+
+    #[tokio::test]
+    async fn a_command_that_times_out_keeps_what_it_printed() {
+        let out = run_command(&spec("echo before; sleep 30", 500))
+            .await
+            .unwrap();
+        assert!(out.timed_out);
+        assert_eq!(out.output, "before\n");
+    }
+
+    #[tokio::test]
     async fn fenced_commands_write_only_their_working_directory() {
         for mechanism in [Mechanism::Landlock, Mechanism::Bwrap] {
             let Some(isolation) = crate::effects::isolation::testing::forced(mechanism) else {
