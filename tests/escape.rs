@@ -714,9 +714,10 @@ task = "escape"
         .env("HOME", &room.home)
         .env("XDG_CONFIG_HOME", room.tmp.path().join("xdg"))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(room.tmp.path().join("stderr")).unwrap())
         .spawn()
         .unwrap();
+    let stderr = || std::fs::read_to_string(room.tmp.path().join("stderr")).unwrap_or_default();
     // Wait for the coder to finish: the commit (the hash) starts then.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
@@ -724,9 +725,23 @@ task = "escape"
             std::time::Instant::now() < deadline,
             "the coder never finished"
         );
-        assert!(child.try_wait().unwrap().is_none(), "memofab ended early");
-        let finished = latest_run(&room.repo).is_some_and(|run| {
-            stored_events(&room.repo, &run).iter().any(|e| {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "memofab ended early: {}",
+            stderr()
+        );
+        // Read only: opening the store to write would make it, and the
+        // demo wants an empty directory.
+        let finished = memofab::effects::store::Store::open_reader(
+            &memofab::engine::session::store_path(&room.repo),
+        )
+        .ok()
+        .and_then(|store| {
+            let run = store.latest_run().ok()??;
+            store.events(&run).ok()
+        })
+        .is_some_and(|events| {
+            events.iter().any(|e| {
                 matches!(&e.kind, EventKind::AgentFinished { agent, ok: true, .. }
                     if agent.as_str().starts_with("coder"))
             })
@@ -752,7 +767,7 @@ task = "escape"
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(143));
+    assert_eq!(status.code(), Some(143), "{}", stderr());
     let run = only_run(&room.repo);
     let events = stored_events(&room.repo, &run);
     assert!(
