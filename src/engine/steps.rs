@@ -198,7 +198,20 @@ pub(crate) fn task_brief(record: &TaskRecord) -> String {
 
 /// Reads a conflicted file for the UI; empty if unreadable.
 pub fn read_lossy(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    use std::io::Read;
+    // A regular file only (a FIFO would block), and at most its first
+    // 8 MiB: an agent may have put anything in a conflicted file's place.
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    let read =
+        std::fs::File::open(path).and_then(|f| f.take(MAX_LOSSY_READ).read_to_end(&mut bytes));
+    match read {
+        Ok(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    }
 }
+
+/// The most of a worktree file `read_lossy` reads.
+const MAX_LOSSY_READ: u64 = 8 * 1024 * 1024;

@@ -142,7 +142,7 @@ impl GitRepo {
                 Err(e) => return Err(e).ctx(|| format!("looking up {rel} at {commit}")),
             };
             let path = dir.join(rel);
-            if std::fs::read(&path).ok() == wanted {
+            if same_file_content(&path, wanted.as_deref()) {
                 continue;
             }
             match &wanted {
@@ -162,6 +162,20 @@ impl GitRepo {
             restored.push(rel.clone());
         }
         Ok(restored)
+    }
+}
+
+/// Whether the regular file at `path` holds exactly `wanted` (`None`: that
+/// nothing is there). Sizes are compared first, so a huge file an agent put
+/// in the place of a small one is never read.
+fn same_file_content(path: &Path, wanted: Option<&[u8]>) -> bool {
+    let meta = std::fs::symlink_metadata(path);
+    match (meta, wanted) {
+        (Err(_), None) => true,
+        (Ok(meta), Some(bytes)) if meta.is_file() && meta.len() == bytes.len() as u64 => {
+            std::fs::read(path).is_ok_and(|on_disk| on_disk == bytes)
+        }
+        _ => false,
     }
 }
 
