@@ -974,3 +974,314 @@ fn a_linked_tests_dir_never_redirects_the_put_back_under_bubblewrap() {
     testers_put_back_follows_no_link(Mechanism::Bwrap, "../../..");
     testers_put_back_follows_no_link(Mechanism::Bwrap, "{OUTSIDE}");
 }
+
+/// What [`Room::measured`] saw of one memofab process.
+struct Measured {
+    code: Option<i32>,
+    stderr: String,
+    /// Its peak resident set, from `wait4` (KiB).
+    peak_kib: i64,
+    took: std::time::Duration,
+}
+
+impl Room {
+    /// Runs memofab as [`Room::memofab`] does, reaping it with `wait4` to
+    /// read its peak resident set. Its children's peaks count too (they are
+    /// `sh`, `yes`, `head`: a few MiB).
+    #[allow(unsafe_code, clippy::zombie_processes)]
+    fn measured(&self, args: &[&str], config: &Path) -> Measured {
+        let err_path = self.tmp.path().join("measured-stderr");
+        let child = Command::new(memofab_bin())
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.tmp.path().join("xdg"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let pid = i32::try_from(child.id()).unwrap();
+        let mut status = 0;
+        // SAFETY: wait4 writes only into the two locals it is given; the
+        // child is ours and reaped once, here (`Child` is never waited on).
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(reaped, pid);
+        Measured {
+            code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+            stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+            peak_kib: usage.ru_maxrss,
+            took: started.elapsed(),
+        }
+    }
+}
+
+/// A coder that only does its work: memofab's baseline.
+const ORDINARY_CODER: &str = r#"[[conversation]]
+role = "coder"
+task = "escape"
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "write_file"
+  args = { path = "notes.txt", content = "legit work\n" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = { summary = "done" }
+"#;
+
+/// A coder that prints 1.5 GB, reads a 3 GB sparse file, and leaves a
+/// 200 GB sparse one at `finish`; told the limit, it deletes the giants and
+/// finishes with its real work.
+const GREEDY_CODER: &str = r#"[[conversation]]
+role = "coder"
+task = "escape"
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = { command = "yes | head -c 1500000000" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = { command = "truncate -s 3G big.txt && truncate -s 200G giant.bin && echo made" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "read_file"
+  args = { path = "big.txt" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "search"
+  args = { pattern = "anything" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "write_file"
+  args = { path = "notes.txt", content = "legit work\n" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = { summary = "done, giants and all" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = { command = "rm big.txt giant.bin" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = { summary = "done" }
+"#;
+
+fn demo_args<'a>(scenario: &'a Path, repo: &'a Path) -> [&'a str; 7] {
+    [
+        "demo",
+        "--headless",
+        "--auto-approve",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--dir",
+        repo.to_str().unwrap(),
+    ]
+}
+
+/// memofab's own memory stays within 100 MiB of its baseline whatever the
+/// agent makes it handle, and the run still merges the real work.
+fn greedy_agent_is_bounded_under(mechanism: Mechanism) {
+    if testing::forced(mechanism).is_none() {
+        return;
+    }
+    let config_text = format!(
+        "[run]\nisolation = \"{}\"\ncommand_timeout_secs = 600\n",
+        mechanism.label()
+    );
+
+    let baseline = {
+        let room = Room::new();
+        let scenario = scenario_with_coder(&room, ORDINARY_CODER);
+        let config = room.tmp.path().join("config.toml");
+        std::fs::write(&config, &config_text).unwrap();
+        let out = room.measured(&demo_args(&scenario, &room.repo), &config);
+        assert_eq!(out.code, Some(0), "{mechanism:?}: {}", out.stderr);
+        out.peak_kib
+    };
+
+    let room = Room::new();
+    let scenario = scenario_with_coder(&room, GREEDY_CODER);
+    let config = room.tmp.path().join("config.toml");
+    std::fs::write(&config, &config_text).unwrap();
+    let out = room.measured(&demo_args(&scenario, &room.repo), &config);
+    eprintln!(
+        "{mechanism:?}: peak RSS {} MiB (baseline {} MiB), {:?}",
+        out.peak_kib / 1024,
+        baseline / 1024,
+        out.took
+    );
+    assert_eq!(out.code, Some(0), "{mechanism:?}: {}", out.stderr);
+    assert!(
+        out.peak_kib < baseline + 100 * 1024,
+        "{mechanism:?}: peak RSS {} KiB, baseline {baseline} KiB",
+        out.peak_kib
+    );
+    assert!(
+        out.took < std::time::Duration::from_secs(300),
+        "{mechanism:?}: {:?}",
+        out.took
+    );
+
+    let run = only_run(&room.repo);
+    let events = stored_events(&room.repo, &run);
+    let results: Vec<(bool, &str)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult { ok, output, .. } => Some((*ok, output.as_str())),
+            _ => None,
+        })
+        .collect();
+    // The 1.5 GB came back as its head and tail, every byte counted.
+    let printed = results
+        .iter()
+        .find(|(_, out)| out.contains("yes | head"))
+        .unwrap()
+        .1;
+    assert!(printed.len() < 20_000, "{mechanism:?}: {}", printed.len());
+    assert!(
+        printed.contains(&format!(
+            "[... {} bytes omitted ...]",
+            1_500_000_000 - 16384
+        )),
+        "{mechanism:?}: {}",
+        &printed[..200]
+    );
+    // The first finish was refused, naming the giants and the limit.
+    let refused = results
+        .iter()
+        .find(|(ok, out)| !ok && out.contains("giant.bin"))
+        .unwrap()
+        .1;
+    assert!(
+        refused.contains("big.txt") && refused.contains("5242880"),
+        "{mechanism:?}: {refused}"
+    );
+    // Nothing of them reached any commit; the real work merged.
+    let state = fold(&events);
+    assert_eq!(
+        state.task(&"escape".into()).map(|t| t.state),
+        Some(TaskState::Merged),
+        "{mechanism:?}: {}",
+        out.stderr
+    );
+    assert_eq!(git(&room.repo, &["show", "main:notes.txt"]), "legit work\n");
+    let everything = git(&room.repo, &["log", "--all", "--name-only", "--format="]);
+    assert!(
+        !everything.contains("giant.bin") && !everything.contains("big.txt"),
+        "{mechanism:?}: {everything}"
+    );
+}
+
+#[test]
+fn a_greedy_agent_leaves_memory_bounded_under_landlock() {
+    greedy_agent_is_bounded_under(Mechanism::Landlock);
+}
+
+#[test]
+fn a_greedy_agent_leaves_memory_bounded_under_bubblewrap() {
+    greedy_agent_is_bounded_under(Mechanism::Bwrap);
+}
+
+/// SIGTERM while libgit2 hashes a 200 GB sparse file (allowed here by a
+/// huge `max_file_bytes`): memofab records the interruption and exits
+/// within seconds instead of waiting minutes for the hash.
+#[test]
+#[allow(unsafe_code)]
+fn sigterm_stops_memofab_while_git_hashes_a_huge_file() {
+    let room = Room::new();
+    let scenario = scenario_with_coder(
+        &room,
+        r#"[[conversation]]
+role = "coder"
+task = "escape"
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = { command = "truncate -s 200G giant.bin" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "write_file"
+  args = { path = "notes.txt", content = "legit work\n" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = { summary = "done" }
+"#,
+    );
+    let config = room.tmp.path().join("config.toml");
+    std::fs::write(&config, "[run]\nmax_file_bytes = 1000000000000000\n").unwrap();
+    let mut child = Command::new(memofab_bin())
+        .args(demo_args(&scenario, &room.repo))
+        .arg("--config")
+        .arg(&config)
+        .env("HOME", &room.home)
+        .env("XDG_CONFIG_HOME", room.tmp.path().join("xdg"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(room.tmp.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let stderr = || std::fs::read_to_string(room.tmp.path().join("stderr")).unwrap_or_default();
+    // Wait for the coder to finish: the commit (the hash) starts then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the coder never finished"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "memofab ended early: {}",
+            stderr()
+        );
+        // Read only: opening the store to write would make it, and the
+        // demo wants an empty directory.
+        let finished = memofab::effects::store::Store::open_reader(
+            &memofab::engine::session::store_path(&room.repo),
+        )
+        .ok()
+        .and_then(|store| {
+            let run = store.latest_run().ok()??;
+            store.events(&run).ok()
+        })
+        .is_some_and(|events| {
+            events.iter().any(|e| {
+                matches!(&e.kind, EventKind::AgentFinished { agent, ok: true, .. }
+                    if agent.as_str().starts_with("coder"))
+            })
+        });
+        if finished {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child; it touches no memory.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let signalled = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > std::time::Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("memofab did not stop within 15 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(143), "{}", stderr());
+    let run = only_run(&room.repo);
+    let events = stored_events(&room.repo, &run);
+    assert!(
+        matches!(events.last().unwrap().kind, EventKind::RunInterrupted {}),
+        "{:?}",
+        events.last().unwrap().kind
+    );
+}

@@ -14,6 +14,7 @@ fn toolbox(root: &std::path::Path) -> ToolBox {
         output_cap: 4096,
         deny_commands: vec![],
         isolation: memofab::effects::process::Isolation::none(),
+        max_file_bytes: memofab::effects::git::DEFAULT_MAX_FILE_BYTES,
     };
     ToolBox::new(
         Sandbox::new(root, Policy::protected_only()).unwrap(),

@@ -234,6 +234,7 @@ pub async fn conversation(dir: &Path, caching: bool, window: Option<u64>) -> Res
             output_cap: 64 * 1024,
             deny_commands: Vec::new(),
             isolation: Isolation::none(),
+            max_file_bytes: crate::effects::git::DEFAULT_MAX_FILE_BYTES,
         },
     );
     let job = AgentJob {

@@ -99,7 +99,7 @@ async fn headless_until_done(
     printer: tokio::task::JoinHandle<()>,
     repo: &Path,
     prices: &Prices,
-    mut signals: Signals,
+    signals: Signals,
 ) -> Result<ExitCode> {
     let (result, signal) = signals.drive(engine, &commands).await;
     drop(commands);
@@ -149,6 +149,8 @@ async fn cockpit(
         signal = signals.recv() => (Ok(()), Some(signal)),
     };
     let _ = commands.send(Command::Shutdown);
+    // Stopping: another signal must not wait for the engine.
+    signals.exit_on_next();
     let state = engine.await.context("the engine task failed")??;
     ui?;
     if !state.spec_submitted {

@@ -48,7 +48,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let result = runtime.block_on(dispatch(cli));
+    // Dropping the runtime would wait for every blocking task, and one may
+    // be libgit2 hashing a huge file for minutes after a stop signal: give
+    // them a moment, then leave them (the process's exit ends them).
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("memofab: {}", error_line(&e));
@@ -56,6 +61,9 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// How long blocking work may go on after the command's work is done.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The error and its causes on one line, like `{:#}`, but without a cause
 /// the line already ends with: our error types print their source in their

@@ -4,6 +4,8 @@
 //! goes); a second one, for an engine that does not stop, ends the process
 //! at once. What is said goes to stderr when it can: after SIGHUP there may
 //! be no terminal left to write to, and that is no reason to stop uncleanly.
+//! Work left on the blocking pool (libgit2 hashing a file, say) does not
+//! hold the exit up: `cli::main` gives the runtime a bounded grace period.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -106,7 +108,7 @@ impl Signals {
     /// shut down and waits for it; a second signal exits at once. Returns
     /// the engine's result and the signal that stopped it, if one did.
     pub async fn drive<T>(
-        &mut self,
+        mut self,
         engine: impl Future<Output = T>,
         commands: &UnboundedSender<Command>,
     ) -> (T, Option<StopSignal>) {
@@ -120,13 +122,19 @@ impl Signals {
             signal.name()
         ));
         let _ = commands.send(Command::Shutdown);
-        tokio::select! {
-            result = &mut engine => (result, Some(signal)),
-            again = self.recv() => {
-                say(&format!("memofab: {} again; exiting now", again.name()));
-                std::process::exit(i32::from(again.code()));
-            }
-        }
+        self.exit_on_next();
+        (engine.await, Some(signal))
+    }
+
+    /// From now on the next stop signal ends the process at once, whatever
+    /// is still running: the engine's clean stop, the summary, work on the
+    /// blocking pool. Lives until the runtime shuts down.
+    pub fn exit_on_next(mut self) {
+        tokio::spawn(async move {
+            let again = self.recv().await;
+            say(&format!("memofab: {} again; exiting now", again.name()));
+            std::process::exit(i32::from(again.code()));
+        });
     }
 }
 

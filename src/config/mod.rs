@@ -98,6 +98,9 @@ pub struct RunConfig {
     /// Largest requirement a run accepts, in bytes: every planning turn
     /// carries it, so a huge one burns tokens on every call.
     pub max_requirement_bytes: usize,
+    /// Largest file a task may commit, in bytes (its apparent size, sparse
+    /// or not): a larger one is refused before git reads it.
+    pub max_file_bytes: u64,
     /// Which tasks get a tester writing acceptance tests before the coder:
     /// `all`, `gated` (tasks whose declared paths the policy gates) or
     /// `off`. Needs `project.test_command`. On the scripted provider, a task
@@ -403,6 +406,7 @@ impl Default for RunConfig {
             .to_vec(),
             write_set_scheduling: true,
             max_requirement_bytes: 256 * 1024,
+            max_file_bytes: crate::effects::git::DEFAULT_MAX_FILE_BYTES,
             test_agents: crate::domain::TestAgents::All,
         }
     }

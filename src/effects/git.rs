@@ -18,12 +18,14 @@ mod landing;
 mod merge_queue;
 mod named_files;
 mod planted_links;
+mod sizes;
 mod stats;
 mod trusted;
 mod worktrees;
 
 pub use checkout::{Advance, DirtyCheckout};
 pub use merge_queue::{MergeCandidate, Revert};
+pub use sizes::{DEFAULT_MAX_FILE_BYTES, LargeFile, describe_large_files, large_changes_in};
 pub use trusted::restore_worktree_link;
 use worktrees::worktree_turn;
 
@@ -44,6 +46,8 @@ pub enum GitError {
         context: String,
         source: git2::Error,
     },
+    #[error("{}", describe_large_files(.files, *.limit))]
+    TooLarge { files: Vec<LargeFile>, limit: u64 },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -89,7 +93,12 @@ pub struct CommitInfo {
 #[derive(Debug, Clone)]
 pub struct GitRepo {
     root: PathBuf,
+    /// Largest file `commit_all` stages; larger ones are refused unread.
+    max_file_bytes: u64,
 }
+
+/// The most of a diff's text `diff` returns; the rest is counted, not kept.
+const MAX_DIFF_TEXT: usize = 2 * 1024 * 1024;
 
 fn signature() -> Result<Signature<'static>> {
     Signature::now("memofab", "memofab@localhost").ctx(|| "making a commit signature".into())
@@ -103,7 +112,16 @@ impl GitRepo {
         })?;
         let root = repo.workdir().ok_or(GitError::Bare)?.to_owned();
         let root = root.canonicalize().unwrap_or(root);
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        })
+    }
+
+    /// The same repository, committing no file larger than `bytes`.
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes;
+        self
     }
 
     /// Creates a repository in `dir` on branch `main` with `files` committed.
@@ -249,14 +267,26 @@ impl GitRepo {
             .diff_tree_to_tree(Some(&old), Some(&new), None)
             .ctx(|| "diffing".into())?;
         let mut patch = String::new();
+        let mut left_out = 0usize;
         diff.print(DiffFormat::Patch, |_, _, line| {
-            if matches!(line.origin(), '+' | '-' | ' ') {
+            let origin = matches!(line.origin(), '+' | '-' | ' ');
+            let len = usize::from(origin) + line.content().len();
+            if left_out > 0 || patch.len() + len > MAX_DIFF_TEXT {
+                left_out += len;
+                return true;
+            }
+            if origin {
                 patch.push(line.origin());
             }
             patch.push_str(&String::from_utf8_lossy(line.content()));
             true
         })
         .ctx(|| "formatting the diff".into())?;
+        if left_out > 0 {
+            patch.push_str(&format!(
+                "\n[diff cut at {MAX_DIFF_TEXT} bytes: {left_out} more bytes; read the files for the rest]\n"
+            ));
+        }
         Ok((patch, changed_paths(&repo, &old, &new)?))
     }
 

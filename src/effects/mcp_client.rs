@@ -20,10 +20,14 @@ use rmcp::service::{RoleClient, RunningService, ServiceError, ServiceExt};
 use rmcp::transport::IntoTransport;
 use tokio::io::AsyncReadExt;
 
+use super::bounded_lines::BoundedLines;
 use super::isolation::{Fence, FenceError, Isolation, expand_home};
 
 /// Bytes of a server's standard error kept to explain why it failed.
 const STDERR_TAIL: usize = 2_000;
+/// The longest message (one line of JSON) a server may send: the SDK
+/// buffers a line until its end, so a longer one breaks the connection.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// How long a stopped server may take to exit after it is killed.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 
@@ -139,6 +143,7 @@ impl McpClient {
             stderr,
             stderr_reader,
         };
+        let stdout = BoundedLines::new(stdout, MAX_MESSAGE_BYTES);
         match Self::connect((stdout, stdin), timeout).await {
             Ok(mut client) => {
                 client.process = Some(process);

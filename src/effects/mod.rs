@@ -2,6 +2,7 @@
 //! the SQLite event store, child processes and the agents' file sandbox.
 
 pub mod beneath;
+pub mod bounded_lines;
 pub mod git;
 pub mod isolation;
 pub mod mcp_client;

@@ -6,11 +6,17 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use super::isolation::{Fence, FenceError};
 pub use super::isolation::{Isolation, scrubbed_env};
+
+mod head_tail;
+pub use head_tail::{HeadTail, Kept, join_capped};
+
+/// Bytes read from a pipe at a time.
+const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
@@ -77,31 +83,28 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, ProcessErr
         source,
     })?;
     let pid = child.id();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    // Read both pipes while waiting, so a chatty command cannot block on a full pipe.
-    let read_out = async {
-        let mut buf = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.read_to_end(&mut buf).await;
-        }
-        buf
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    // Both pipes are drained while waiting, so a chatty command cannot block
+    // on a full pipe; each keeps only its head and tail, so memofab holds at
+    // most the cap whatever the command prints.
+    let mut out = HeadTail::new(spec.output_cap);
+    let mut err = HeadTail::new(spec.output_cap);
+    let work = async {
+        tokio::join!(
+            child.wait(),
+            drain(stdout, &mut out),
+            drain(stderr, &mut err)
+        )
+        .0
     };
-    let read_err = async {
-        let mut buf = Vec::new();
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.read_to_end(&mut buf).await;
-        }
-        buf
-    };
-    let work = async { tokio::join!(child.wait(), read_out, read_err) };
-    let (status, out, err, timed_out) = match tokio::time::timeout(spec.timeout, work).await {
-        Ok((status, out, err)) => (Some(status), out, err, false),
+    let (status, timed_out) = match tokio::time::timeout(spec.timeout, work).await {
+        Ok(status) => (Some(status), false),
         Err(_) => {
             if let Some(pid) = pid {
                 kill_group(pid);
             }
-            (None, Vec::new(), Vec::new(), true)
+            (None, true)
         }
     };
     let exit_code = match status {
@@ -117,14 +120,7 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, ProcessErr
             None
         }
     };
-    let mut combined = out;
-    if !err.is_empty() {
-        if !combined.is_empty() && !combined.ends_with(b"\n") {
-            combined.push(b'\n');
-        }
-        combined.extend_from_slice(&err);
-    }
-    let (output, truncated) = cap(&combined, spec.output_cap);
+    let (output, truncated) = join_capped(out.into_kept(), err.into_kept(), spec.output_cap);
     Ok(CommandOutput {
         exit_code,
         timed_out,
@@ -134,20 +130,25 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, ProcessErr
     })
 }
 
+/// Reads `pipe` to its end into `sink`, a chunk at a time.
+async fn drain(pipe: Option<impl AsyncRead + Unpin>, sink: &mut HeadTail) {
+    let Some(mut pipe) = pipe else {
+        return;
+    };
+    let mut chunk = vec![0; READ_CHUNK];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => sink.push(&chunk[..n]),
+        }
+    }
+}
+
 /// Keeps the head and the tail of `bytes` within `cap` bytes, lossily decoded.
 pub(crate) fn cap(bytes: &[u8], cap: usize) -> (String, bool) {
-    if bytes.len() <= cap {
-        return (String::from_utf8_lossy(bytes).into_owned(), false);
-    }
-    let head = cap / 2;
-    let tail = cap - head;
-    let omitted = bytes.len() - head - tail;
-    let text = format!(
-        "{}\n[... {omitted} bytes omitted ...]\n{}",
-        String::from_utf8_lossy(&bytes[..head]),
-        String::from_utf8_lossy(&bytes[bytes.len() - tail..])
-    );
-    (text, true)
+    let mut sink = HeadTail::new(cap);
+    sink.push(bytes);
+    join_capped(sink.into_kept(), Kept::default(), cap)
 }
 
 /// Kills the process group led by `pid`, so grandchildren die too.
@@ -231,6 +232,34 @@ mod tests {
         assert!(out.output.starts_with("1\n2\n"));
         assert!(out.output.trim_end().ends_with("5000"));
         assert!(out.output.contains("bytes omitted"));
+    }
+
+    #[tokio::test]
+    async fn a_flood_is_drained_to_the_end_and_counted() {
+        let out = run_command(&spec("yes | head -c 200000000; echo tail-end >&2", 60_000))
+            .await
+            .unwrap();
+        assert!(out.success(), "{out:?}");
+        assert!(out.output.len() < 1100, "{}", out.output.len());
+        // 200 MB of `y\n`, then `tail-end\n`; 1000 kept.
+        assert!(
+            out.output.contains(&format!(
+                "[... {} bytes omitted ...]",
+                200_000_000 + 9 - 1000
+            )),
+            "{}",
+            out.output
+        );
+        assert!(out.output.ends_with("tail-end\n"), "{}", out.output);
+    }
+
+    #[tokio::test]
+    async fn a_command_that_times_out_keeps_what_it_printed() {
+        let out = run_command(&spec("echo before; sleep 30", 500))
+            .await
+            .unwrap();
+        assert!(out.timed_out);
+        assert_eq!(out.output, "before\n");
     }
 
     #[tokio::test]

@@ -366,6 +366,7 @@ impl RunContext {
             output_cap: run.output_cap_bytes,
             deny_commands: run.deny_commands.clone(),
             isolation: self.isolation.clone(),
+            max_file_bytes: run.max_file_bytes,
         }
     }
 }

@@ -18,6 +18,7 @@ fn toolbox(dir: &Path, servers: BTreeMap<String, McpServerConfig>) -> Arc<ToolBo
         output_cap: 4096,
         deny_commands: vec!["git push".into()],
         isolation: Isolation::none(),
+        max_file_bytes: crate::effects::git::DEFAULT_MAX_FILE_BYTES,
     };
     Arc::new(ToolBox::new(sandbox, limits).with_mcp_servers(servers))
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
 use super::context::RunContext;
-use super::error::EngineResult;
+use super::error::{EngineError, EngineResult};
 use super::steps::{
     branch_name, ensure_worktree, merge_mainline_in, read_lossy, rework_or_fail, run_check_command,
     task_brief,
@@ -22,6 +22,7 @@ use crate::domain::{
     AgentRole, ConflictFile, ConflictResolution, Decider, EventKind, RunPhase, TaskId, TaskRecord,
     TaskState,
 };
+use crate::effects::git::GitError;
 use crate::effects::sandbox::Sandbox;
 
 /// Diff text shown to the reviewer at most; the rest is summarised.
@@ -188,9 +189,20 @@ async fn commit_and_check(
 ) -> EngineResult<()> {
     let task = record.id().clone();
     let d = dir.to_owned();
-    let committed = ctx
+    let committed = match ctx
         .worktree_git(&task, move |g| g.commit_all(&d, &message))
-        .await?;
+        .await
+    {
+        // `finish` refuses such files; one written after it is refused here,
+        // unread, and the coder is sent back to remove it.
+        Err(EngineError::TaskWorktree {
+            source: refused @ GitError::TooLarge { .. },
+            ..
+        }) => {
+            return rework_or_fail(ctx, record, &format!("nothing was committed: {refused}")).await;
+        }
+        other => other?,
+    };
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
     let (m, b) = (ctx.mainline.clone(), branch.clone());
     let (diff, files) = ctx

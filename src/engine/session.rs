@@ -142,7 +142,7 @@ fn context(
             recorder.with_store(|store| super::shepherd::overseer_advice(store)),
         ),
         recorder,
-        git,
+        git: git.with_max_file_bytes(config.run.max_file_bytes),
         config,
         providers,
         mainline,

@@ -202,9 +202,19 @@ pub(crate) fn task_brief(record: &TaskRecord) -> String {
 /// Reads a conflicted file of the worktree at `dir` for the UI; empty if
 /// unreadable. Reached beneath the worktree: a link the coder left at the
 /// path (to a key in the user's home, say) is not followed into the record.
+/// A regular file only (a FIFO would block), and at most its first 8 MiB:
+/// an agent may have put anything in a conflicted file's place.
 pub fn read_lossy(dir: &Path, rel: &str) -> String {
-    crate::effects::beneath::Beneath::open(dir)
-        .and_then(|worktree| worktree.read(Path::new(rel)))
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = crate::effects::beneath::Beneath::open(dir)
+        .and_then(|worktree| worktree.open_file(Path::new(rel)))
+        .map(|file| file.take(MAX_LOSSY_READ).read_to_end(&mut bytes));
+    match read {
+        Ok(Ok(_)) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => String::new(),
+    }
 }
+
+/// The most of a worktree file `read_lossy` reads.
+const MAX_LOSSY_READ: u64 = 8 * 1024 * 1024;

@@ -16,12 +16,13 @@ use std::sync::Arc;
 
 use super::agent::AgentJob;
 use super::context::RunContext;
-use super::error::EngineResult;
+use super::error::{EngineError, EngineResult};
 use super::steps::{run_check_command, task_brief};
 use super::tools::{ToolBox, ToolSet};
 use crate::domain::policy::Risk;
 use crate::domain::testers::passed_on_base_feedback;
 use crate::domain::{AgentRole, EventKind, TaskId, TaskRecord, TaskState, TesterTests};
+use crate::effects::git::GitError;
 use crate::effects::sandbox::Sandbox;
 use crate::llm::ScriptKey;
 
@@ -185,10 +186,24 @@ async fn commit(
         "{task}: acceptance tests by the tester\n\nmemofab run {}",
         ctx.recorder.run()
     );
-    let Some(info) = ctx
+    let committed = match ctx
         .worktree_git(task, move |g| g.commit_all(&d, &message))
-        .await?
-    else {
+        .await
+    {
+        Err(EngineError::TaskWorktree {
+            source: refused @ GitError::TooLarge { .. },
+            ..
+        }) => {
+            return give_up(
+                ctx,
+                task,
+                format!("the tester's work was refused: {refused}"),
+            )
+            .await;
+        }
+        other => other?,
+    };
+    let Some(info) = committed else {
         return give_up(
             ctx,
             task,
@@ -294,6 +309,7 @@ mod tests {
             output_cap: 4096,
             deny_commands: Vec::new(),
             isolation: Isolation::none(),
+            max_file_bytes: crate::effects::git::DEFAULT_MAX_FILE_BYTES,
         }
     }
 

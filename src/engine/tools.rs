@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::config::McpServerConfig;
 use crate::effects::beneath::{Beneath, BeneathError};
+use crate::effects::git::{describe_large_files, large_changes_in};
 use crate::effects::process::{CommandSpec, Isolation, run_command};
 use crate::effects::sandbox::{Access, Sandbox, SandboxError, is_protected_name};
 use crate::llm::ToolSpec;
@@ -23,6 +24,13 @@ const MAX_READ_BYTES: usize = 100_000;
 const MAX_LIST_ENTRIES: usize = 500;
 const MAX_SEARCH_HITS: usize = 200;
 const MAX_SEARCH_FILE_BYTES: u64 = 2_000_000;
+/// Files one search looks through at most.
+const MAX_SEARCH_FILES: usize = 20_000;
+/// Entries read from one directory at most, for listing or searching.
+const MAX_DIR_ENTRIES_READ: usize = 20_000;
+/// Bytes of a file `read_file` and `edit_file` read at most, however large
+/// (or sparse) the file is: what lies beyond is never read.
+const MAX_READ_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Which tools a role gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +53,8 @@ pub struct ToolLimits {
     pub output_cap: usize,
     pub deny_commands: Vec<String>,
     pub isolation: Isolation,
+    /// `finish` is refused while a changed file is larger (`run.max_file_bytes`).
+    pub max_file_bytes: u64,
 }
 
 pub struct ToolBox {
@@ -312,7 +322,7 @@ impl ToolBox {
                 Err(e) => e,
             },
             "finish" => match parse::<FinishArgs>(name, raw) {
-                Ok(a) => ToolOutcome::Finish { summary: a.summary },
+                Ok(a) => self.finish(a),
                 Err(e) => e,
             },
             other => fail(format!(
@@ -327,8 +337,8 @@ impl ToolBox {
             Err(e) => return fail(e.to_string()),
         };
         let rel = self.sandbox.relative(&path).unwrap_or_default();
-        let bytes = match self.read_beneath(&rel, &args.path) {
-            Ok(b) => b,
+        let (bytes, whole) = match self.read_beneath(&rel, &args.path, MAX_READ_FILE_BYTES) {
+            Ok(read) => read,
             Err(BeneathError::NotFound { .. }) => {
                 return fail(format!(
                     "{} does not exist; list_files shows what does",
@@ -344,6 +354,11 @@ impl ToolBox {
             return fail(format!("{} is a binary file", args.path));
         }
         let text = String::from_utf8_lossy(&bytes);
+        let beyond = if whole {
+            ""
+        } else {
+            "\n[... the file is larger than the 8 MiB read_file reads; the rest cannot be read ...]"
+        };
         let start = args.offset_line.unwrap_or(1).max(1) - 1;
         // Zero lines is no limit: an empty "success" reads as an empty file
         // (a reviewer once approved a file it had not seen that way).
@@ -369,6 +384,8 @@ impl ToolBox {
             }
             out.truncate(cut);
             out.push_str("\n[... file continues; read more with offset_line/max_lines ...]");
+        } else {
+            out.push_str(beyond);
         }
         ok(out)
     }
@@ -379,11 +396,18 @@ impl ToolBox {
         Beneath::open(self.sandbox.root())
     }
 
-    /// The bytes of the regular file at `rel` (link-free, as the sandbox
-    /// resolved it), read beneath the worktree: a link swapped in since the
-    /// sandbox looked, a FIFO, or a file with another name is refused.
-    fn read_beneath(&self, rel: &str, shown: &str) -> Result<Vec<u8>, BeneathError> {
-        let mut file = self.worktree()?.open_file(Path::new(rel))?;
+    /// The first `cap` bytes of the regular file at `rel` (link-free, as the
+    /// sandbox resolved it), and whether that is all of it, read beneath the
+    /// worktree: a link swapped in since the sandbox looked, a FIFO, or a
+    /// file with another name is refused. Reads `cap + 1` bytes at most,
+    /// however large the file says it is.
+    fn read_beneath(
+        &self,
+        rel: &str,
+        shown: &str,
+        cap: u64,
+    ) -> Result<(Vec<u8>, bool), BeneathError> {
+        let file = self.worktree()?.open_file(Path::new(rel))?;
         let io = |source| BeneathError::Io {
             path: shown.to_owned(),
             source,
@@ -395,8 +419,42 @@ impl ToolBox {
             )));
         }
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io)?;
-        Ok(bytes)
+        file.take(cap + 1).read_to_end(&mut bytes).map_err(io)?;
+        let whole = bytes.len() as u64 <= cap;
+        bytes.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+        Ok((bytes, whole))
+    }
+
+    /// Finishes, unless a changed file is over the size limit: it would be
+    /// refused at commit, so the agent is told now, while it can remove it.
+    fn finish(&self, args: FinishArgs) -> ToolOutcome {
+        let limit = self.limits.max_file_bytes;
+        // Through the registration the fence's records name, never the
+        // worktree's own `.git`; without them (no repository) the commit
+        // still measures and refuses.
+        let Some(common) = self.limits.isolation.git_data.as_deref() else {
+            return ToolOutcome::Finish {
+                summary: args.summary,
+            };
+        };
+        match large_changes_in(common, self.sandbox.root(), limit) {
+            Ok(large) if large.is_empty() => ToolOutcome::Finish {
+                summary: args.summary,
+            },
+            Ok(large) => fail(format!(
+                "Not finished: {}. Nothing is committed while they are there: delete them \
+                 (or make them smaller, or keep them out of the repository), then call finish again.",
+                describe_large_files(&large, limit)
+            )),
+            // The commit measures again and refuses; nothing is lost by
+            // letting a check that could not run pass here.
+            Err(e) => {
+                tracing::warn!("measuring changed files at finish: {e}");
+                ToolOutcome::Finish {
+                    summary: args.summary,
+                }
+            }
+        }
     }
 
     fn note_write(&self, path: &Path) {
@@ -453,9 +511,17 @@ impl ToolBox {
             Ok(rel) => rel,
             Err(e) => return fail(e.to_string()),
         };
-        let text = match self.read_beneath(&rel, &args.path).map(String::from_utf8) {
-            Ok(Ok(t)) => t,
-            Ok(Err(_)) => return fail(format!("{} is not UTF-8 text", args.path)),
+        let text = match self.read_beneath(&rel, &args.path, MAX_READ_FILE_BYTES) {
+            Ok((_, false)) => {
+                return fail(format!(
+                    "{} is larger than the 8 MiB edit_file works on",
+                    args.path
+                ));
+            }
+            Ok((bytes, true)) => match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(_) => return fail(format!("{} is not UTF-8 text", args.path)),
+            },
             Err(BeneathError::NotFound { .. }) => {
                 return fail(format!(
                     "{} does not exist; create it with write_file",
@@ -537,7 +603,12 @@ impl ToolBox {
             let Ok(read) = std::fs::read_dir(&current) else {
                 continue;
             };
-            let mut children: Vec<_> = read.flatten().map(|e| e.path()).collect();
+            // A directory of millions of entries is read in part, not whole.
+            let mut children: Vec<_> = read
+                .flatten()
+                .take(MAX_DIR_ENTRIES_READ)
+                .map(|e| e.path())
+                .collect();
             children.sort();
             for child in children {
                 if child
@@ -589,7 +660,7 @@ impl ToolBox {
                 if !is_dir {
                     files.push(path.to_owned());
                 }
-                true
+                files.len() < MAX_SEARCH_FILES
             });
         }
         let worktree = self.worktree().ok();
@@ -677,14 +748,17 @@ impl ToolBox {
 /// The bytes of a file `search` may look in: a regular file with one name,
 /// not too big, opened beneath the worktree.
 fn searchable(worktree: &Beneath, rel: &str) -> Option<Vec<u8>> {
-    let mut file = worktree.open_file(Path::new(rel)).ok()?;
+    let file = worktree.open_file(Path::new(rel)).ok()?;
     let meta = file.metadata().ok()?;
     if meta.len() > MAX_SEARCH_FILE_BYTES || meta.nlink() > 1 {
         return None;
     }
+    // The size it said when opened is all that is read, should it grow.
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).ok()?;
-    Some(bytes)
+    file.take(MAX_SEARCH_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    (bytes.len() as u64 <= MAX_SEARCH_FILE_BYTES).then_some(bytes)
 }
 
 /// What the agent is told when `path` could not be read or written beneath

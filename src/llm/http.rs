@@ -160,6 +160,25 @@ fn send_error(e: &reqwest::Error, secrets: &[String]) -> LlmError {
     LlmError::Connect(redact(&text, secrets))
 }
 
+/// The most of an error response's body read: enough for any message.
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The first `cap` bytes of a response's body; the rest is never read (a
+/// broken server's endless error page must not fill memory).
+pub async fn body_at_most(mut response: Response, cap: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < cap {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = (cap - body.len()).min(chunk.len());
+                body.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
+}
+
 /// Reads an error response into the matching [`LlmError`].
 pub async fn error_from_response(response: Response, secrets: &[String]) -> LlmError {
     let status = response.status();
@@ -168,7 +187,7 @@ pub async fn error_from_response(response: Response, secrets: &[String]) -> LlmE
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-    let body = response.text().await.unwrap_or_default();
+    let body = String::from_utf8_lossy(&body_at_most(response, MAX_ERROR_BODY).await).into_owned();
     let message = redact(&error_message(&body), secrets);
     classify(status, message, retry_after)
 }

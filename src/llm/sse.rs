@@ -12,11 +12,19 @@ pub struct SseEvent {
     pub data: String,
 }
 
+/// The largest event (or line) a stream may send: a server that never ends
+/// one cannot grow memofab's memory without bound.
+const MAX_EVENT_BYTES: usize = 32 * 1024 * 1024;
+
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,
+    /// Bytes of `buf` known to hold no newline: not scanned again.
+    scanned: usize,
     event: Option<String>,
     data: Vec<String>,
+    /// Bytes of `data` so far.
+    data_bytes: usize,
 }
 
 impl SseParser {
@@ -24,7 +32,13 @@ impl SseParser {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, LlmError> {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+        loop {
+            let Some(at) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') else {
+                self.scanned = self.buf.len();
+                break;
+            };
+            let end = self.scanned + at;
+            self.scanned = 0;
             let mut line: Vec<u8> = self.buf.drain(..=end).collect();
             line.pop();
             if line.last() == Some(&b'\r') {
@@ -33,6 +47,11 @@ impl SseParser {
             let line = String::from_utf8(line)
                 .map_err(|_| LlmError::Protocol("the event stream is not valid UTF-8".into()))?;
             self.line(&line, &mut events);
+        }
+        if self.buf.len() + self.data_bytes > MAX_EVENT_BYTES {
+            return Err(LlmError::Protocol(format!(
+                "the event stream sent an event over {MAX_EVENT_BYTES} bytes"
+            )));
         }
         Ok(events)
     }
@@ -67,13 +86,17 @@ impl SseParser {
             None => (line, ""),
         };
         match field {
-            "data" => self.data.push(value.to_owned()),
+            "data" => {
+                self.data_bytes += value.len();
+                self.data.push(value.to_owned());
+            }
             "event" => self.event = Some(value.to_owned()),
             // Not SSE: older llama.cpp servers report a failure mid-stream
             // as an `error: {json}` line (then `data: [DONE]`). Ignoring it,
             // as the spec says, would take the failure for a finished reply.
             "error" => {
                 self.event = Some("error".to_owned());
+                self.data_bytes += value.len();
                 self.data.push(value.to_owned());
             }
             _ => {}
@@ -84,6 +107,7 @@ impl SseParser {
         if self.data.is_empty() && self.event.is_none() {
             return None;
         }
+        self.data_bytes = 0;
         Some(SseEvent {
             event: self.event.take(),
             data: std::mem::take(&mut self.data).join("\n"),
@@ -103,6 +127,21 @@ mod tests {
         }
         out.extend(p.finish().unwrap());
         out
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_refused_at_the_bound() {
+        let mut p = SseParser::default();
+        let chunk = vec![b'x'; 1 << 20];
+        assert!(p.push(b"data: ").unwrap().is_empty());
+        let refused = (0..64).find_map(|_| p.push(&chunk).err());
+        assert!(matches!(refused, Some(LlmError::Protocol(_))));
+        assert!(p.buf.len() <= MAX_EVENT_BYTES + chunk.len());
+        // Many lines of one endless event count too.
+        let mut p = SseParser::default();
+        let line = [b"data: ".as_slice(), &chunk, b"\n"].concat();
+        let refused = (0..64).find_map(|_| p.push(&line).err());
+        assert!(matches!(refused, Some(LlmError::Protocol(_))));
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl AgentBench {
                 output_cap,
                 deny_commands: vec![],
                 isolation: Isolation::none(),
+                max_file_bytes: memofab::effects::git::DEFAULT_MAX_FILE_BYTES,
             },
         );
         AgentJob {

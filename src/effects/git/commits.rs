@@ -6,15 +6,25 @@ use std::path::Path;
 use git2::build::CheckoutBuilder;
 use git2::{IndexAddOption, Oid, Repository};
 
-use crate::effects::beneath::Kind;
+use crate::effects::beneath::{Beneath, Kind};
 
-use super::{CommitInfo, Context, GitRepo, Result, changed_paths, conflicted_paths, signature};
+use super::{
+    CommitInfo, Context, GitError, GitRepo, Result, changed_paths, conflicted_paths, signature,
+};
 
 impl GitRepo {
     /// Stages every change in the worktree and commits it. Makes a merge
     /// commit when a merge is in progress. `None` when there is nothing to commit.
     pub fn commit_all(&self, dir: &Path, message: &str) -> Result<Option<CommitInfo>> {
         let repo = self.open_worktree(dir)?;
+        // Measured before libgit2 reads anything: a huge file is refused unhashed.
+        let large = super::sizes::large_changes(&repo, dir, self.max_file_bytes)?;
+        if !large.is_empty() {
+            return Err(GitError::TooLarge {
+                files: large,
+                limit: self.max_file_bytes,
+            });
+        }
         let mut index = repo.index().ctx(|| "reading the index".into())?;
         index
             .add_all(["*"], IndexAddOption::DEFAULT, None)
@@ -151,9 +161,7 @@ impl GitRepo {
             // A link, a directory or a FIFO in its place is never the same.
             let same = match (&wanted, worktree.kind(rel_path)?) {
                 (None, None) => true,
-                (Some((bytes, _)), Some(Kind::File)) => {
-                    worktree.read(rel_path).ok().as_ref() == Some(bytes)
-                }
+                (Some((bytes, _)), Some(Kind::File)) => holds_exactly(&worktree, rel_path, bytes),
                 _ => false,
             };
             if same {
@@ -178,6 +186,23 @@ fn file_mode(filemode: i32) -> u32 {
     } else {
         0o644
     }
+}
+
+/// Whether the regular file at `rel` holds exactly `wanted`. Sizes are
+/// compared first, so a huge file an agent put in the place of a small one
+/// is never read.
+fn holds_exactly(worktree: &Beneath, rel: &Path, wanted: &[u8]) -> bool {
+    use std::io::Read;
+    let Ok(file) = worktree.open_file(rel) else {
+        return false;
+    };
+    if file.metadata().map(|m| m.len()).ok() != Some(wanted.len() as u64) {
+        return false;
+    }
+    let mut on_disk = Vec::with_capacity(wanted.len());
+    file.take(wanted.len() as u64 + 1)
+        .read_to_end(&mut on_disk)
+        .is_ok_and(|_| on_disk == wanted)
 }
 
 /// The commits being merged in, if a merge is in progress (`MERGE_HEAD`).

@@ -28,10 +28,7 @@ impl GitRepo {
         if dir.canonicalize().is_ok_and(|d| d == self.root) {
             return self.repo();
         }
-        let common = self.common_dir()?;
-        let admin = admin_of(&common, dir)?;
-        check_head(&admin)?;
-        open_through(&common, &admin, dir)
+        open_registered(&self.common_dir()?, dir)
     }
 
     /// Opens `dir` through the admin dir `admin`, without checking its
@@ -49,6 +46,16 @@ impl GitRepo {
             .canonicalize()
             .ctx(|| format!("resolving {}", common.display()))
     }
+}
+
+/// Opens the worktree at `dir` through its registration in the repository
+/// whose git data (real path) is `common`: for callers that hold the git
+/// data rather than a [`GitRepo`] (an agent's tools, through the fence's
+/// records). Fails if `dir` is not a worktree registered there.
+pub fn open_registered(common: &Path, dir: &Path) -> Result<Repository> {
+    let admin = admin_of(common, dir)?;
+    check_head(&admin)?;
+    open_through(common, &admin, dir)
 }
 
 /// Puts the `.git` of the worktree at `dir` back as memofab made it, if

@@ -15,6 +15,7 @@ fn toolbox() -> (tempfile::TempDir, ToolBox) {
         output_cap: 4096,
         deny_commands: vec!["git push".into()],
         isolation: Isolation::none(),
+        max_file_bytes: crate::effects::git::DEFAULT_MAX_FILE_BYTES,
     };
     (dir, ToolBox::new(sandbox, limits))
 }
@@ -172,4 +173,107 @@ fn read_only_set_has_no_writers() {
         .collect();
     assert_eq!(names, ["read_file", "list_files", "search"]);
     assert_eq!(ToolBox::specs(ToolSet::Coder).len(), 7);
+}
+
+/// A 3 GB sparse file, a text file past the read cap and a FIFO: each
+/// answered at once, from at most the cap's bytes.
+#[tokio::test]
+async fn reads_stop_at_their_cap_whatever_the_file() {
+    let (dir, tb) = toolbox();
+    let sparse = std::fs::File::create(dir.path().join("sparse.txt")).unwrap();
+    sparse.set_len(3 << 30).unwrap();
+    let started = std::time::Instant::now();
+    let text = expect_err(tb.call("read_file", r#"{"path": "sparse.txt"}"#).await);
+    assert!(text.contains("binary"), "{text}");
+    let text = expect_err(
+        tb.call(
+            "edit_file",
+            r#"{"path": "sparse.txt", "old": "a", "new": "b"}"#,
+        )
+        .await,
+    );
+    assert!(text.contains("larger"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let long = "line\n".repeat((MAX_READ_FILE_BYTES as usize) / 5 + 10);
+    std::fs::write(dir.path().join("long.txt"), &long).unwrap();
+    let last = (MAX_READ_FILE_BYTES as usize) / 5;
+    let text = expect_ok(
+        tb.call(
+            "read_file",
+            &format!(r#"{{"path": "long.txt", "offset_line": {last}}}"#),
+        )
+        .await,
+    );
+    assert!(text.contains("larger than"), "{text}");
+
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let answered = tokio::time::timeout(
+        Duration::from_secs(5),
+        tb.call("read_file", r#"{"path": "fifo"}"#),
+    )
+    .await
+    .expect("a FIFO does not hang read_file");
+    expect_err(answered);
+    let answered = tokio::time::timeout(
+        Duration::from_secs(5),
+        tb.call("search", r#"{"pattern": "fn"}"#),
+    )
+    .await
+    .expect("a FIFO does not hang search");
+    assert!(expect_ok(answered).contains("src/lib.rs"));
+}
+
+/// `finish` with a changed file over the limit is refused, naming it; the
+/// agent can remove it and finish.
+#[tokio::test]
+async fn finish_is_refused_while_a_file_is_over_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo_dir = tmp.path().join("repo");
+    let git = crate::effects::git::GitRepo::init_with_files(
+        &repo_dir,
+        &[("README.md".into(), b"hi\n".to_vec())],
+        "init",
+    )
+    .unwrap();
+    // A task worktree, measured through its registration.
+    let wt = repo_dir.join(".memofab/worktrees/r/t");
+    let head = git.branch_head("main").unwrap();
+    git.fresh_worktree(&wt, "memofab/r/t", &head).unwrap();
+    let common = repo_dir.join(".git").canonicalize().unwrap();
+    let sandbox = Sandbox::new(&wt, Policy::protected_only()).unwrap();
+    let limits = ToolLimits {
+        command_timeout: Duration::from_secs(5),
+        output_cap: 4096,
+        deny_commands: Vec::new(),
+        isolation: Isolation::none().with_git_data(&common),
+        max_file_bytes: 1000,
+    };
+    let tb = ToolBox::new(sandbox, limits);
+    let dir = &wt;
+    let giant = std::fs::File::create(dir.join("giant.bin")).unwrap();
+    giant.set_len(200 << 30).unwrap();
+    // A `.git` the agent rewrote to name the user's repository changes nothing.
+    std::fs::write(dir.join(".git"), format!("gitdir: {}\n", common.display())).unwrap();
+    std::fs::write(dir.join("README.md"), "x".repeat(1001)).unwrap();
+    let text = expect_err(tb.call("finish", r#"{"summary": "done"}"#).await);
+    assert!(
+        text.contains("giant.bin") && text.contains("README.md") && text.contains("1000"),
+        "{text}"
+    );
+    std::fs::remove_file(dir.join("giant.bin")).unwrap();
+    std::fs::write(dir.join("README.md"), "small\n").unwrap();
+    assert_eq!(
+        tb.call("finish", r#"{"summary": "done"}"#).await,
+        ToolOutcome::Finish {
+            summary: "done".into()
+        }
+    );
 }

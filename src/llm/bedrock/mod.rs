@@ -244,7 +244,7 @@ async fn error_from_response(response: Response, secrets: &[String]) -> LlmError
         .and_then(|k| k.split(':').next().map(str::to_owned))
         .filter(|k| !k.is_empty());
     let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
-    let body = response.bytes().await.unwrap_or_default();
+    let body = super::http::body_at_most(response, super::http::MAX_ERROR_BODY).await;
     let mut message = payload_message(&body);
     if let Some(kind) = &kind {
         message = format!("{kind}: {message}");
