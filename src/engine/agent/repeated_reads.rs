@@ -1,0 +1,77 @@
+//! A cap on identical reads. Small models loop on the same `read_file`
+//! (the same arguments, turn after turn), each answer adding the whole file
+//! to the conversation again until it no longer fits. A read repeated past
+//! the cap, with nothing changed in between, is not run: the model is told
+//! the answer is already above.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// Identical reads run; the next one is refused.
+pub const MAX_IDENTICAL_READS: u32 = 2;
+
+/// Tools that only read: the same call gives the same answer until
+/// something is written or run.
+const READ_TOOLS: [&str; 3] = ["read_file", "list_files", "search"];
+
+#[derive(Debug, Default)]
+pub struct RepeatedReads {
+    /// How often each read (tool and canonical arguments) ran since the
+    /// last call that could change the worktree.
+    seen: HashMap<String, u32>,
+}
+
+impl RepeatedReads {
+    /// Counts the call; `Some(times)` when it is a read already run `times`
+    /// times (at the cap), which is then not to be run again.
+    pub fn repeated(&mut self, tool: &str, arguments: &Value) -> Option<u32> {
+        if !READ_TOOLS.contains(&tool) {
+            // A write or a command may change what a read sees.
+            self.seen.clear();
+            return None;
+        }
+        // serde_json's maps are sorted, so key order does not matter.
+        let key = format!("{tool} {arguments}");
+        let count = self.seen.entry(key).or_insert(0);
+        if *count >= MAX_IDENTICAL_READS {
+            return Some(*count);
+        }
+        *count += 1;
+        None
+    }
+
+    /// What a refused read is answered.
+    pub fn answer(tool: &str, times: u32) -> String {
+        format!(
+            "Not run: this {tool} call, with the same arguments, already ran {times} times and \
+             nothing was written since; its answer is above. Do not repeat it: use what you read \
+             and take the next step of the task."
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_same_read_past_the_cap_is_refused_until_something_changes() {
+        let mut reads = RepeatedReads::default();
+        let args = json!({"path": "README.md"});
+        assert_eq!(reads.repeated("read_file", &args), None);
+        assert_eq!(reads.repeated("read_file", &args), None);
+        assert_eq!(reads.repeated("read_file", &args), Some(2));
+        // Key order is the same call; other arguments are another read.
+        let reordered: Value = serde_json::from_str(r#"{"max_lines": 5, "path": "a"}"#).unwrap();
+        let ordered: Value = serde_json::from_str(r#"{"path": "a", "max_lines": 5}"#).unwrap();
+        assert_eq!(reads.repeated("read_file", &reordered), None);
+        assert_eq!(reads.repeated("read_file", &ordered), None);
+        assert_eq!(reads.repeated("read_file", &ordered), Some(2));
+        assert_eq!(reads.repeated("list_files", &json!({})), None);
+        // A write resets the count: the file may read differently now.
+        assert_eq!(reads.repeated("write_file", &args), None);
+        assert_eq!(reads.repeated("read_file", &args), None);
+    }
+}
