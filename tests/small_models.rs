@@ -257,3 +257,30 @@ async fn init_gives_a_small_local_model_the_small_profile() {
     );
     assert_eq!(load().run.profile, ModelProfile::Small);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_plan_revision_builds_the_last_blueprint() {
+    let repo = fixture_repo("small_models/revision_fails.toml");
+    let state = run_headless(demo_request(
+        &repo,
+        scripted(&repo),
+        Steering::Headless,
+        true,
+    ))
+    .await;
+    let events = stored_events(&repo.repo, &state.run);
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::AgentFinished { agent, ok: false, .. } if agent.as_str().starts_with("planner")
+    )));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::BlueprintAccepted { blueprint } if blueprint.title == "solo"))
+    );
+    assert_eq!(
+        state.tasks().iter().map(|t| t.state).collect::<Vec<_>>(),
+        vec![TaskState::Merged]
+    );
+    assert!(mainline_tree(&repo.repo).contains(&("solo.txt".to_owned(), b"solo\n".to_vec())));
+}

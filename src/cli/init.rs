@@ -361,7 +361,9 @@ pub fn config_text(found: &[Found], test: Option<(&str, &str)>, profile: ModelPr
              # Short prompts without examples (a small model copies them word for word).\n\
              profile = \"small\"\n\
              # No tester agents: a small model's acceptance tests rarely fail for the right reason.\n\
-             test_agents = \"off\"\n",
+             test_agents = \"off\"\n\
+             # One plan review: a small reviewer's objections rarely improve the plan.\n\
+             max_plan_rounds = 1\n",
         );
     }
     out.push_str("\n[project]\n");
@@ -502,6 +504,7 @@ mod tests {
         let config = load(&config_text(&[small], None, ModelProfile::Small));
         assert_eq!(config.run.profile, ModelProfile::Small);
         assert_eq!(config.run.test_agents, crate::domain::TestAgents::Off);
+        assert_eq!(config.run.max_plan_rounds, 1);
         assert_eq!(config.reply_limits(AgentRole::Coder).max_tokens, 1024);
         assert_eq!(
             config.providers["llamacpp"].text_tool_calls,

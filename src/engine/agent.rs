@@ -330,7 +330,11 @@ impl AgentRunner {
                     .await?;
                 let repeated = reads.repeated(&call.name, &arguments);
                 let (ok, output, done) = if let Some(times) = repeated {
-                    (false, RepeatedReads::answer(&call.name, times), None)
+                    (
+                        false,
+                        RepeatedReads::answer(&call.name, times, &finish_hint),
+                        None,
+                    )
                 } else if call.name == questions::ASK_HUMAN && job.offers(questions::ASK_HUMAN) {
                     let (ok, output) = questions::ask(
                         &self.recorder,

@@ -42,11 +42,13 @@ impl RepeatedReads {
     }
 
     /// What a refused read is answered.
-    pub fn answer(tool: &str, times: u32) -> String {
+    /// `finish` names the call that ends the conversation, the step a
+    /// looping model most often misses.
+    pub fn answer(tool: &str, times: u32, finish: &str) -> String {
         format!(
             "Not run: this {tool} call, with the same arguments, already ran {times} times and \
              nothing was written since; its answer is above. Do not repeat it: use what you read \
-             and take the next step of the task."
+             and take the next step of the task. When you are done, call {finish}."
         )
     }
 }
