@@ -207,3 +207,36 @@ fn a_reply_full_of_broken_braces_is_scanned_in_bounded_time() {
     assert!(matches!(read(&text), TextReading::Unreadable(_)));
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// The text of a recorded stream: every `delta.content`, in order.
+fn streamed_text(sse: &str) -> String {
+    sse.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Recorded from Qwen2.5-Coder-1.5B on llama.cpp answering memofab's
+/// planner with a one-call `response_format`: the grammar puts
+/// `arguments` before `name`, pretty-printed.
+#[test]
+fn a_recorded_constrained_reply_is_read_as_its_call() {
+    let text = streamed_text(include_str!(
+        "../../tests/fixtures/llm/llamacpp_qwen15b_constrained_blueprint.sse"
+    ));
+    assert!(
+        text.trim_start().starts_with("{\n  \"arguments\""),
+        "{text}"
+    );
+    let got = call(&text);
+    assert_eq!(got.call.name, "submit_blueprint");
+    let args = arguments(&got);
+    assert_eq!(args["tasks"][0]["id"], "add-hello-to-readme");
+    assert_eq!(args["tasks"][0]["paths"], json!(["README.md"]));
+    assert_eq!(got.rest, "");
+}

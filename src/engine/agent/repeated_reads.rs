@@ -2,7 +2,9 @@
 //! (the same arguments, turn after turn), each answer adding the whole file
 //! to the conversation again until it no longer fits. A read repeated past
 //! the cap, with nothing changed in between, is not run: the model is told
-//! the answer is already above.
+//! the answer is already above. So is a `write_file` identical to the call
+//! just before it, which would change nothing: small models rewrite the
+//! same file turn after turn instead of finishing.
 
 use std::collections::HashMap;
 
@@ -14,25 +16,33 @@ pub const MAX_IDENTICAL_READS: u32 = 2;
 /// Tools that only read: the same call gives the same answer until
 /// something is written or run.
 const READ_TOOLS: [&str; 3] = ["read_file", "list_files", "search"];
+/// Tools whose identical repeat changes nothing.
+const IDEMPOTENT_WRITES: [&str; 1] = ["write_file"];
 
 #[derive(Debug, Default)]
 pub struct RepeatedReads {
     /// How often each read (tool and canonical arguments) ran since the
     /// last call that could change the worktree.
     seen: HashMap<String, u32>,
+    /// The last call that could change the worktree.
+    last_write: Option<String>,
 }
 
 impl RepeatedReads {
     /// Counts the call; `Some(times)` when it is a read already run `times`
     /// times (at the cap), which is then not to be run again.
     pub fn repeated(&mut self, tool: &str, arguments: &Value) -> Option<u32> {
-        if !READ_TOOLS.contains(&tool) {
-            // A write or a command may change what a read sees.
-            self.seen.clear();
-            return None;
-        }
         // serde_json's maps are sorted, so key order does not matter.
         let key = format!("{tool} {arguments}");
+        if !READ_TOOLS.contains(&tool) {
+            if IDEMPOTENT_WRITES.contains(&tool) && self.last_write.as_ref() == Some(&key) {
+                return Some(1);
+            }
+            // A write or a command may change what a read sees.
+            self.seen.clear();
+            self.last_write = Some(key);
+            return None;
+        }
         let count = self.seen.entry(key).or_insert(0);
         if *count >= MAX_IDENTICAL_READS {
             return Some(*count);
@@ -45,6 +55,13 @@ impl RepeatedReads {
     /// `finish` names the call that ends the conversation, the step a
     /// looping model most often misses.
     pub fn answer(tool: &str, times: u32, finish: &str) -> String {
+        if IDEMPOTENT_WRITES.contains(&tool) {
+            return format!(
+                "Not run: this {tool} call is the same as the one just before it, which already \
+                 wrote exactly this; it would change nothing. Check the task: if it is done, call \
+                 {finish}; if not, make a different change."
+            );
+        }
         format!(
             "Not run: this {tool} call, with the same arguments, already ran {times} times and \
              nothing was written since; its answer is above. Do not repeat it: use what you read \
@@ -75,5 +92,27 @@ mod tests {
         // A write resets the count: the file may read differently now.
         assert_eq!(reads.repeated("write_file", &args), None);
         assert_eq!(reads.repeated("read_file", &args), None);
+    }
+
+    #[test]
+    fn a_write_identical_to_the_one_before_is_refused() {
+        let mut calls = RepeatedReads::default();
+        let write = json!({"path": "a", "content": "x"});
+        assert_eq!(calls.repeated("write_file", &write), None);
+        assert_eq!(calls.repeated("write_file", &write), Some(1));
+        assert_eq!(calls.repeated("write_file", &write), Some(1));
+        // Another write in between: the file changed, writing it back is real.
+        assert_eq!(
+            calls.repeated("write_file", &json!({"path": "a", "content": "y"})),
+            None
+        );
+        assert_eq!(calls.repeated("write_file", &write), None);
+        // A command in between may have changed the file too.
+        assert_eq!(calls.repeated("run", &json!({"command": "make"})), None);
+        assert_eq!(calls.repeated("write_file", &write), None);
+        // Reads in between do not.
+        assert_eq!(calls.repeated("read_file", &json!({"path": "a"})), None);
+        assert_eq!(calls.repeated("write_file", &write), Some(1));
+        assert!(RepeatedReads::answer("write_file", 1, "`finish`").contains("`finish`"));
     }
 }
