@@ -74,7 +74,7 @@ async fn text_only_run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_writing_calls_as_text_gets_its_plan_accepted_and_its_task_merged() {
-    let (repo, _server, state) = text_only_run(|o| o).await;
+    let (repo, server, state) = text_only_run(|o| o).await;
     let events = stored_events(&repo.repo, &state.run);
 
     // The blueprint written without its title was accepted.
@@ -133,6 +133,26 @@ async fn a_model_writing_calls_as_text_gets_its_plan_accepted_and_its_task_merge
     assert!(!reads[2].1, "{reads:?}");
     assert_eq!(reads[0].0, reads[1].0);
     assert_ne!(reads[2].0, reads[0].0);
+    // The turn after the refusal is not offered read_file; the next is.
+    let offers = |body: &serde_json::Value, tool: &str| {
+        body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["function"]["name"] == tool)
+    };
+    let bodies = server.bodies();
+    let after = bodies
+        .iter()
+        .position(|b| {
+            b["messages"].as_array().unwrap().last().unwrap()["content"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("Not run:"))
+        })
+        .expect("a request after the refused read");
+    assert!(!offers(&bodies[after], "read_file"));
+    assert!(offers(&bodies[after], "write_file"));
+    assert!(offers(&bodies[after + 1], "read_file"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,6 +208,7 @@ impl AgentRunner {
         }];
         let mut garbled = 0;
         let mut reads = RepeatedReads::default();
+        let mut withheld: Option<String> = None;
         let mut turns = 0;
         let mut parked = Duration::ZERO;
         let mut window = None;
@@ -222,7 +223,14 @@ impl AgentRunner {
                 model: self.model.clone(),
                 system: job.prompt.text.clone(),
                 messages: messages.clone(),
-                tools: tools.clone(),
+                // A call just refused as a repeat is not offered for one
+                // turn: a small model asked for one call per reply then
+                // cannot write it a fifth time (the reply's grammar comes
+                // from the tools).
+                tools: match withheld.take() {
+                    Some(name) => tools.iter().filter(|t| t.name != name).cloned().collect(),
+                    None => tools.clone(),
+                },
                 max_tokens: self.reply.max_tokens,
                 temperature: None,
                 reasoning_effort: self.reply.reasoning_effort,
@@ -329,6 +337,9 @@ impl AgentRunner {
                     })
                     .await?;
                 let repeated = reads.repeated(&call.name, &arguments);
+                if repeated.is_some() {
+                    withheld = Some(call.name.clone());
+                }
                 let (ok, output, done) = if let Some(times) = repeated {
                     (
                         false,
