@@ -151,6 +151,7 @@ async fn a_model_writing_calls_as_text_gets_its_plan_accepted_and_its_task_merge
         })
         .expect("a request after the refused read");
     assert!(!offers(&bodies[after], "read_file"));
+    assert!(!offers(&bodies[after], "list_files"));
     assert!(offers(&bodies[after], "write_file"));
     assert!(offers(&bodies[after + 1], "read_file"));
 }

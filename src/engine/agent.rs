@@ -208,7 +208,7 @@ impl AgentRunner {
         }];
         let mut garbled = 0;
         let mut reads = RepeatedReads::default();
-        let mut withheld: Option<String> = None;
+        let mut withheld: Vec<String> = Vec::new();
         let mut turns = 0;
         let mut parked = Duration::ZERO;
         let mut window = None;
@@ -224,13 +224,14 @@ impl AgentRunner {
                 system: job.prompt.text.clone(),
                 messages: messages.clone(),
                 // A call just refused as a repeat is not offered for one
-                // turn: a small model asked for one call per reply then
-                // cannot write it a fifth time (the reply's grammar comes
-                // from the tools).
-                tools: match withheld.take() {
-                    Some(name) => tools.iter().filter(|t| t.name != name).cloned().collect(),
-                    None => tools.clone(),
-                },
+                // turn (nor other reads, after a read): a small model asked
+                // for one call per reply then cannot write it a fifth time
+                // (the reply's grammar comes from the tools).
+                tools: tools
+                    .iter()
+                    .filter(|t| !withheld.contains(&t.name))
+                    .cloned()
+                    .collect(),
                 max_tokens: self.reply.max_tokens,
                 temperature: None,
                 reasoning_effort: self.reply.reasoning_effort,
@@ -240,6 +241,7 @@ impl AgentRunner {
                     attempt: job.attempt,
                 },
             };
+            withheld.clear();
             let mut reply = match self.ask(agent, job, request, &mut parked).await? {
                 Ok(reply) => reply,
                 Err(Unanswered::Llm(e)) if e.is_garbled() && garbled < MAX_GARBLED_RETRIES => {
@@ -338,7 +340,7 @@ impl AgentRunner {
                     .await?;
                 let repeated = reads.repeated(&call.name, &arguments);
                 if repeated.is_some() {
-                    withheld = Some(call.name.clone());
+                    withheld = RepeatedReads::withheld_after(&call.name);
                 }
                 let (ok, output, done) = if let Some(times) = repeated {
                     (

@@ -32,8 +32,7 @@ impl RepeatedReads {
     /// Counts the call; `Some(times)` when it is a read already run `times`
     /// times (at the cap), which is then not to be run again.
     pub fn repeated(&mut self, tool: &str, arguments: &Value) -> Option<u32> {
-        // serde_json's maps are sorted, so key order does not matter.
-        let key = format!("{tool} {arguments}");
+        let key = call_key(tool, arguments);
         if !READ_TOOLS.contains(&tool) {
             if IDEMPOTENT_WRITES.contains(&tool) && self.last_write.as_ref() == Some(&key) {
                 return Some(1);
@@ -49,6 +48,18 @@ impl RepeatedReads {
         }
         *count += 1;
         None
+    }
+
+    /// The tools not offered on the turn after `tool` was refused: every
+    /// read after a read (a looping model swaps one read for another), else
+    /// the tool itself. A model constrained to one call of the tools offered
+    /// then has to act on what it read.
+    pub fn withheld_after(tool: &str) -> Vec<String> {
+        if READ_TOOLS.contains(&tool) {
+            READ_TOOLS.iter().map(|t| (*t).to_owned()).collect()
+        } else {
+            vec![tool.to_owned()]
+        }
     }
 
     /// What a refused read is answered.
@@ -70,6 +81,23 @@ impl RepeatedReads {
     }
 }
 
+/// What makes two calls the same. serde_json's maps are sorted, so key
+/// order does not matter; a `read_file` from the start of a file is the
+/// same read whatever `max_lines` says (small models vary it to no end),
+/// while one from another line is the next page.
+fn call_key(tool: &str, arguments: &Value) -> String {
+    if tool == "read_file" {
+        let path = arguments.get("path").and_then(Value::as_str).unwrap_or("");
+        let from = arguments
+            .get("offset_line")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            .max(1);
+        return format!("read_file {path:?} from {from}");
+    }
+    format!("{tool} {arguments}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +117,18 @@ mod tests {
         assert_eq!(reads.repeated("read_file", &ordered), None);
         assert_eq!(reads.repeated("read_file", &ordered), Some(2));
         assert_eq!(reads.repeated("list_files", &json!({})), None);
+        // From the start of README.md, however many lines: the same read.
+        let mut reads = RepeatedReads::default();
+        assert_eq!(
+            reads.repeated("read_file", &json!({"path": "README.md"})),
+            None
+        );
+        let first_page = json!({"path": "README.md", "offset_line": 0, "max_lines": 100});
+        assert_eq!(reads.repeated("read_file", &first_page), None);
+        assert_eq!(reads.repeated("read_file", &first_page), Some(2));
+        // The next page is another read.
+        let next = json!({"path": "README.md", "offset_line": 101});
+        assert_eq!(reads.repeated("read_file", &next), None);
         // A write resets the count: the file may read differently now.
         assert_eq!(reads.repeated("write_file", &args), None);
         assert_eq!(reads.repeated("read_file", &args), None);
