@@ -191,6 +191,18 @@ pub struct InitArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub llamacpp_url: String,
+    /// The model profile to write: `small` (short prompts and replies, no
+    /// tester agents) or `standard`; `auto` picks `small` for a local server
+    /// serving a model under ~7B parameters.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub profile: ProfileChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProfileChoice {
+    Auto,
+    Standard,
+    Small,
 }
 
 #[derive(Debug, Args)]

@@ -10,13 +10,15 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::args::GlobalArgs;
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, ProviderConfig, ProviderKind};
 use crate::domain::AgentRole;
 use crate::effects::git::GitRepo;
 use crate::engine::session;
 use crate::llm::factory::build_provider;
+use crate::llm::openai::ToolChoice;
 use crate::llm::probe::{PROBE_TOOL, ToolCalling, probe_tool_calls};
 use crate::llm::scenario::Scenario;
+use crate::llm::types::TextToolCalls;
 
 /// Long enough for a local server to load a model for the first request.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -157,7 +159,7 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
                     let what = format!("{what}, model {model}");
                     match probe {
                         Ok(Ok(calling)) => {
-                            let detail = format!("tool calls: {}", describe(&calling));
+                            let detail = format!("tool calls: {}", describe(&calling, cfg));
                             if calling.usable() || by_roles {
                                 report(calling.usable(), &what, detail);
                             } else {
@@ -203,11 +205,32 @@ fn models_used(config: &Config, name: &str) -> Vec<String> {
 }
 
 /// The probe's answer, for the report.
-fn describe(calling: &ToolCalling) -> String {
+fn describe(calling: &ToolCalling, cfg: &ProviderConfig) -> String {
     match calling {
         ToolCalling::Native => "yes".into(),
         ToolCalling::AsText { read: true } => {
-            "only as text (text_tool_calls = \"auto\" reads them as calls)".into()
+            let required = cfg.tool_choice == Some(ToolChoice::Required);
+            match cfg.text_tool_calls {
+                TextToolCalls::Constrained if required => {
+                    "only as text, each reply constrained to one call (text_tool_calls = \"constrained\"; \
+                     tool_choice = \"required\" is not sent with it)"
+                        .into()
+                }
+                TextToolCalls::Constrained => {
+                    "only as text, each reply constrained to one call (text_tool_calls = \"constrained\")"
+                        .into()
+                }
+                _ => format!(
+                    "only as text, read as calls; this server needs text_tool_calls = \"constrained\" \
+                     in [providers.<name>] so that each reply is one whole call (a json_schema \
+                     response_format){} ({LOCAL_MODELS_HELP})",
+                    if required {
+                        ", and not tool_choice = \"required\", with which llama.cpp pads replies to the cap"
+                    } else {
+                        ""
+                    }
+                ),
+            }
         }
         ToolCalling::AsText { read: false } => format!(
             "only as text, which text_tool_calls = \"off\" ignores: set it to \"auto\" ({LOCAL_MODELS_HELP})"

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::args::InitArgs;
-use crate::config::ProviderKind;
+use super::args::{InitArgs, ProfileChoice};
+use crate::config::{ModelProfile, ProviderKind};
 use crate::effects::git::GitRepo;
 use crate::engine::session::factory_dir;
 
@@ -29,8 +29,33 @@ pub struct Found {
     pub base_url: Option<String>,
     pub api_key_env: Option<&'static str>,
     pub model: String,
+    /// The model's parameter count, where the server or the name says.
+    pub params: Option<u64>,
     /// How it was found, for the file's header and the terminal.
     pub evidence: String,
+}
+
+impl Found {
+    /// Whether this is a server on this machine or network serving a
+    /// model under ~7B parameters.
+    pub fn is_small_local(&self) -> bool {
+        self.base_url
+            .as_deref()
+            .is_some_and(crate::llm::local::is_local_base_url)
+            && self
+                .params
+                .is_some_and(|n| n < crate::llm::local::SMALL_MODEL_PARAMS)
+    }
+}
+
+/// The profile to write for the default role's provider, `first`.
+pub fn choose_profile(choice: ProfileChoice, first: Option<&Found>) -> ModelProfile {
+    match choice {
+        ProfileChoice::Small => ModelProfile::Small,
+        ProfileChoice::Standard => ModelProfile::Standard,
+        ProfileChoice::Auto if first.is_some_and(Found::is_small_local) => ModelProfile::Small,
+        ProfileChoice::Auto => ModelProfile::Standard,
+    }
 }
 
 pub async fn run(repo: &Path, args: InitArgs) -> Result<ExitCode> {
@@ -66,6 +91,17 @@ pub async fn run(repo: &Path, args: InitArgs) -> Result<ExitCode> {
     for f in &found {
         eprintln!("memofab init: found {} ({})", f.name, f.evidence);
     }
+    let profile = choose_profile(args.profile, found.first());
+    if profile == ModelProfile::Small {
+        eprintln!(
+            "memofab init: the small-model profile: short prompts and replies, no tester agents{}",
+            if args.profile == ProfileChoice::Auto {
+                " (a local model under 7B parameters; --profile standard for the full one)"
+            } else {
+                ""
+            }
+        );
+    }
 
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // The factory's files are not the project's: keep them out of `git status`.
@@ -75,7 +111,7 @@ pub async fn run(repo: &Path, args: InitArgs) -> Result<ExitCode> {
             eprintln!("memofab init: kept {}", path.display());
             continue;
         }
-        let text = text.unwrap_or_else(|| config_text(&found, test_command(&repo)));
+        let text = text.unwrap_or_else(|| config_text(&found, test_command(&repo), profile));
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("memofab init: wrote {}", path.display());
     }
@@ -139,6 +175,7 @@ async fn detect(args: &InitArgs) -> Vec<Result<Found, String>> {
             base_url: None,
             api_key_env: Some("ANTHROPIC_API_KEY"),
             model: "claude-sonnet-4-5".into(),
+            params: None,
             evidence: "ANTHROPIC_API_KEY is set".into(),
         }));
     }
@@ -149,6 +186,7 @@ async fn detect(args: &InitArgs) -> Vec<Result<Found, String>> {
             base_url: Some(crate::llm::openai::DEFAULT_BASE_URL.into()),
             api_key_env: Some("OPENAI_API_KEY"),
             model: "gpt-4.1".into(),
+            params: None,
             evidence: "OPENAI_API_KEY is set".into(),
         }));
     }
@@ -197,15 +235,22 @@ async fn probe_ollama(client: &reqwest::Client, base: &str) -> Result<Found, Str
     let tags = get_json(client, &format!("{base}/api/tags"))
         .await
         .map_err(|e| format!("no Ollama server: {e}"))?;
-    let model = tags["models"][0]["name"].as_str().ok_or_else(|| {
+    let first = &tags["models"][0];
+    let model = first["name"].as_str().ok_or_else(|| {
         format!("the Ollama server at {base} has no models; pull one (e.g. `ollama pull qwen2.5-coder`) and run `memofab init` again")
     })?;
+    // `details.parameter_size` reads like "1.5B".
+    let params = first["details"]["parameter_size"]
+        .as_str()
+        .and_then(crate::llm::local::params_from_name)
+        .or_else(|| crate::llm::local::params_from_name(model));
     Ok(Found {
         name: "ollama",
         kind: ProviderKind::Openai,
         base_url: Some(format!("{base}/v1")),
         api_key_env: None,
         model: model.to_owned(),
+        params,
         evidence: format!("an Ollama server answers at {base}"),
     })
 }
@@ -216,13 +261,19 @@ async fn probe_llamacpp(client: &reqwest::Client, base: &str) -> Result<Found, S
     let models = get_json(client, &format!("{base}/v1/models"))
         .await
         .map_err(|e| format!("no llama.cpp server: {e}"))?;
-    let model = models["data"][0]["id"].as_str().unwrap_or("default");
+    let first = &models["data"][0];
+    let model = first["id"].as_str().unwrap_or("default");
+    // llama.cpp says how big its model is; else the name (a file path) may.
+    let params = first["meta"]["n_params"]
+        .as_u64()
+        .or_else(|| crate::llm::local::params_from_name(model));
     Ok(Found {
         name: "llamacpp",
         kind: ProviderKind::Openai,
         base_url: Some(format!("{base}/v1")),
         api_key_env: None,
         model: model.to_owned(),
+        params,
         evidence: format!("a llama.cpp server answers at {base}"),
     })
 }
@@ -245,7 +296,7 @@ fn quoted(s: &str) -> String {
 }
 
 /// The config naming every provider found, the first for every role.
-pub fn config_text(found: &[Found], test: Option<(&str, &str)>) -> String {
+pub fn config_text(found: &[Found], test: Option<(&str, &str)>, profile: ModelProfile) -> String {
     let mut out = String::from(
         "# memofab's config for this repository, written by `memofab init`.\n\
          # It is layered over the built-in defaults and your user config; every key\n\
@@ -255,7 +306,7 @@ pub fn config_text(found: &[Found], test: Option<(&str, &str)>) -> String {
     for f in found {
         out.push_str(&format!("# Found: {}.\n", f.evidence));
     }
-    for f in found {
+    for (i, f) in found.iter().enumerate() {
         let kind = match f.kind {
             ProviderKind::Openai => "openai",
             ProviderKind::Anthropic => "anthropic",
@@ -277,6 +328,13 @@ pub fn config_text(found: &[Found], test: Option<(&str, &str)>) -> String {
             ));
         }
         out.push_str(&format!("model = {}\n", quoted(&f.model)));
+        if profile == ModelProfile::Small && i == 0 && f.name == "llamacpp" {
+            out.push_str(
+                "# The model writes tool calls as text: each reply is constrained to one\n\
+                 # call of an offered tool (a json_schema response_format).\n\
+                 text_tool_calls = \"constrained\"\n",
+            );
+        }
     }
     match found.first() {
         Some(first) => {
@@ -287,6 +345,12 @@ pub fn config_text(found: &[Found], test: Option<(&str, &str)>) -> String {
                 quoted(first.name),
                 quoted(first.name)
             ));
+            if profile == ModelProfile::Small {
+                out.push_str(
+                    "# A small model loops rather than writes long answers: a short cap.\n\
+                     max_reply_tokens = 1024\n",
+                );
+            }
         }
         None => out.push_str(
             "\n# No provider was found on this machine. Name one, for example:\n\
@@ -299,6 +363,17 @@ pub fn config_text(found: &[Found], test: Option<(&str, &str)>) -> String {
              # [roles.default]\n\
              # provider = \"openai\"\n",
         ),
+    }
+    if profile == ModelProfile::Small {
+        out.push_str(
+            "\n[run]\n\
+             # Short prompts without examples (a small model copies them word for word).\n\
+             profile = \"small\"\n\
+             # No tester agents: a small model's acceptance tests rarely fail for the right reason.\n\
+             test_agents = \"off\"\n\
+             # One plan review: a small reviewer's objections rarely improve the plan.\n\
+             max_plan_rounds = 1\n",
+        );
     }
     out.push_str("\n[project]\n");
     match test {
@@ -387,6 +462,7 @@ mod tests {
             base_url: Some("http://127.0.0.1:1/v1".into()),
             api_key_env: Some("OPENAI_API_KEY"),
             model: "m \"quoted\"".into(),
+            params: None,
             evidence: "test".into(),
         }
     }
@@ -403,6 +479,7 @@ mod tests {
         let text = config_text(
             &[found("ollama"), found("llamacpp")],
             Some(("Cargo.toml", "cargo test")),
+            ModelProfile::Standard,
         );
         let config = load(&text);
         assert_eq!(
@@ -414,8 +491,67 @@ mod tests {
     }
 
     #[test]
+    fn a_small_local_model_gets_the_small_profile() {
+        let small = Found {
+            params: Some(1_777_088_000),
+            ..found("llamacpp")
+        };
+        let hosted = Found {
+            base_url: Some("https://api.example.com/v1".into()),
+            ..small.clone()
+        };
+        let big = Found {
+            params: Some(32_000_000_000),
+            ..small.clone()
+        };
+        let unknown = found("llamacpp");
+        assert_eq!(
+            choose_profile(ProfileChoice::Auto, Some(&small)),
+            ModelProfile::Small
+        );
+        for other in [&hosted, &big, &unknown] {
+            assert_eq!(
+                choose_profile(ProfileChoice::Auto, Some(other)),
+                ModelProfile::Standard
+            );
+        }
+        assert_eq!(
+            choose_profile(ProfileChoice::Auto, None),
+            ModelProfile::Standard
+        );
+        assert_eq!(
+            choose_profile(ProfileChoice::Small, Some(&big)),
+            ModelProfile::Small
+        );
+        assert_eq!(
+            choose_profile(ProfileChoice::Standard, Some(&small)),
+            ModelProfile::Standard
+        );
+
+        let config = load(&config_text(&[small], None, ModelProfile::Small));
+        assert_eq!(config.run.profile, ModelProfile::Small);
+        assert_eq!(config.run.test_agents, crate::domain::TestAgents::Off);
+        assert_eq!(config.run.max_plan_rounds, 1);
+        assert_eq!(config.reply_limits(AgentRole::Coder).max_tokens, 1024);
+        assert_eq!(
+            config.providers["llamacpp"].text_tool_calls,
+            crate::llm::types::TextToolCalls::Constrained
+        );
+        let standard = load(&config_text(
+            &[found("llamacpp")],
+            None,
+            ModelProfile::Standard,
+        ));
+        assert_eq!(standard.run.profile, ModelProfile::Standard);
+        assert_eq!(
+            standard.providers["llamacpp"].text_tool_calls,
+            crate::llm::types::TextToolCalls::Auto
+        );
+    }
+
+    #[test]
     fn with_nothing_found_the_config_parses_and_names_no_provider() {
-        let config = load(&config_text(&[], None));
+        let config = load(&config_text(&[], None, ModelProfile::Standard));
         assert_eq!(config.role(AgentRole::Coder), None);
         assert_eq!(config.project.test_command, None);
     }

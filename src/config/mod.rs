@@ -106,6 +106,28 @@ pub struct RunConfig {
     /// `off`. Needs `project.test_command`. On the scripted provider, a task
     /// without a tester conversation in the scenario gets none.
     pub test_agents: crate::domain::TestAgents,
+    /// Which shipped prompts agents get: `standard`, or `small` (short,
+    /// without literal examples, which small models copy word for word).
+    /// `memofab init` picks `small` for a local model under ~7B.
+    pub profile: ModelProfile,
+}
+
+/// How much a model can take: the prompts shipped for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelProfile {
+    #[default]
+    Standard,
+    Small,
+}
+
+impl ModelProfile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelProfile::Standard => "standard",
+            ModelProfile::Small => "small",
+        }
+    }
 }
 
 pub use crate::effects::isolation::Choice as IsolationChoice;
@@ -408,6 +430,7 @@ impl Default for RunConfig {
             max_requirement_bytes: 256 * 1024,
             max_file_bytes: crate::effects::git::DEFAULT_MAX_FILE_BYTES,
             test_agents: crate::domain::TestAgents::All,
+            profile: ModelProfile::Standard,
         }
     }
 }
@@ -613,6 +636,14 @@ impl Config {
         Some((rc.provider.as_str(), model))
     }
 
+    /// Whether `role`'s provider is a server on this machine or network.
+    pub fn role_is_local(&self, role: AgentRole) -> bool {
+        self.role(role)
+            .and_then(|(name, _)| self.providers.get(name))
+            .and_then(|p| p.base_url.as_deref())
+            .is_some_and(crate::llm::local::is_local_base_url)
+    }
+
     /// The reply limits of `role`: its own settings, else the default
     /// role's, else the built-in ones.
     pub fn reply_limits(&self, role: AgentRole) -> crate::llm::ReplyLimits {
@@ -620,7 +651,10 @@ impl Config {
         let default = self.roles.default.as_ref();
         let pick =
             |f: fn(&RoleConfig) -> Option<u32>| own.and_then(f).or_else(|| default.and_then(f));
-        let builtin = crate::llm::ReplyLimits::default();
+        let mut builtin = crate::llm::ReplyLimits::default();
+        if self.role_is_local(role) {
+            builtin.max_tokens = crate::llm::types::DEFAULT_LOCAL_MAX_REPLY_TOKENS;
+        }
         crate::llm::ReplyLimits {
             max_tokens: pick(|r| r.max_reply_tokens).unwrap_or(builtin.max_tokens),
             max_tool_calls: pick(|r| r.max_tool_calls)

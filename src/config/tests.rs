@@ -198,3 +198,40 @@ fn wire_settings_and_reply_limits_per_role() {
     );
     assert!(Config::load(&[bad]).is_err());
 }
+
+#[test]
+fn a_local_server_gets_a_short_reply_cap_unless_one_is_set() {
+    use crate::llm::types::{DEFAULT_LOCAL_MAX_REPLY_TOKENS, DEFAULT_MAX_REPLY_TOKENS};
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "c.toml",
+        r#"
+        [providers.local]
+        kind = "openai"
+        base_url = "http://127.0.0.1:8080/v1"
+        [providers.cloud]
+        kind = "openai"
+        base_url = "https://api.openai.com/v1"
+        [roles.default]
+        provider = "local"
+        [roles.reviewer]
+        provider = "cloud"
+        [roles.coder]
+        provider = "local"
+        max_reply_tokens = 6000
+        "#,
+    );
+    let c = Config::load(&[f]).unwrap();
+    assert_eq!(
+        c.reply_limits(AgentRole::Planner).max_tokens,
+        DEFAULT_LOCAL_MAX_REPLY_TOKENS
+    );
+    const { assert!(DEFAULT_LOCAL_MAX_REPLY_TOKENS <= 2048) };
+    assert_eq!(
+        c.reply_limits(AgentRole::Reviewer).max_tokens,
+        DEFAULT_MAX_REPLY_TOKENS
+    );
+    assert_eq!(c.reply_limits(AgentRole::Coder).max_tokens, 6000);
+    assert_eq!(c.run.profile, super::ModelProfile::Standard);
+}

@@ -4,7 +4,10 @@
 //! to the front end only.
 
 mod context_window;
+mod repeated_reads;
+
 pub(crate) use context_window::FALLBACK_CONTEXT_TOKENS;
+use repeated_reads::RepeatedReads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +24,10 @@ use super::recorder::Recorder;
 use super::tools::{ToolBox, ToolOutcome};
 use crate::domain::{AgentId, AgentRole, EventKind, MessageAuthor, TaskId};
 use crate::llm::governor::{Admission, Governor, Limit, LimitKind, Park};
-use crate::llm::text_calls::text_tool_call;
+use crate::llm::text_calls::{TextReading, read_text_call};
 use crate::llm::{
-    ChatMessage, Completion, CompletionRequest, Delta, Interrupted, LlmError, LlmProvider,
-    ReplyLimits, ScriptKey, ToolCall, ToolSpec, assemble,
+    ChatMessage, Completion, CompletionRequest, Delta, FinishReason, Interrupted, LlmError,
+    LlmProvider, ReplyLimits, ScriptKey, ToolCall, ToolSpec, assemble,
 };
 use crate::protocol::EngineUpdate;
 
@@ -205,6 +208,8 @@ impl AgentRunner {
             content: job.first_message.clone(),
         }];
         let mut garbled = 0;
+        let mut reads = RepeatedReads::default();
+        let mut withheld: Vec<String> = Vec::new();
         let mut turns = 0;
         let mut parked = Duration::ZERO;
         let mut window = None;
@@ -219,7 +224,15 @@ impl AgentRunner {
                 model: self.model.clone(),
                 system: job.prompt.text.clone(),
                 messages: messages.clone(),
-                tools: tools.clone(),
+                // A call just refused as a repeat is not offered for one
+                // turn (nor other reads, after a read): a small model asked
+                // for one call per reply then cannot write it a fifth time
+                // (the reply's grammar comes from the tools).
+                tools: tools
+                    .iter()
+                    .filter(|t| !withheld.contains(&t.name))
+                    .cloned()
+                    .collect(),
                 max_tokens: self.reply.max_tokens,
                 temperature: None,
                 reasoning_effort: self.reply.reasoning_effort,
@@ -229,6 +242,7 @@ impl AgentRunner {
                     attempt: job.attempt,
                 },
             };
+            withheld.clear();
             let mut reply = match self.ask(agent, job, request, &mut parked).await? {
                 Ok(reply) => reply,
                 Err(Unanswered::Llm(e)) if e.is_garbled() && garbled < MAX_GARBLED_RETRIES => {
@@ -255,11 +269,15 @@ impl AgentRunner {
                 self.say(agent, MessageAuthor::Thinking, &reply.reasoning)
                     .await?;
             }
-            let text_call = if reply.tool_calls.is_empty() && self.provider.reads_text_tool_calls()
-            {
-                text_tool_call(&reply.text, &tools, &format!("text_call_{turns}"))
+            let reading = if reply.tool_calls.is_empty() && self.provider.reads_text_tool_calls() {
+                read_text_call(&reply.text, &tools, &format!("text_call_{turns}"))
             } else {
-                None
+                TextReading::Prose
+            };
+            let (text_call, unreadable) = match reading {
+                TextReading::Call(found) => (Some(found), None),
+                TextReading::Unreadable(why) => (None, Some(why)),
+                TextReading::Prose => (None, None),
             };
             if let Some(found) = &text_call {
                 reply.text.clone_from(&found.rest);
@@ -281,8 +299,11 @@ impl AgentRunner {
                 tool_calls: reply.tool_calls.clone(),
             });
             if reply.tool_calls.is_empty() {
-                let nudge = format!(
-                    "Please continue by calling a tool. When you are done, call {finish_hint}."
+                let nudge = no_call_nudge(
+                    unreadable.as_deref(),
+                    reply.finish == FinishReason::Length,
+                    self.reply.max_tokens,
+                    &finish_hint,
                 );
                 self.say(agent, MessageAuthor::User, &nudge).await?;
                 messages.push(ChatMessage::User { content: nudge });
@@ -318,21 +339,30 @@ impl AgentRunner {
                         arguments: arguments.clone(),
                     })
                     .await?;
-                let (ok, output, done) =
-                    if call.name == questions::ASK_HUMAN && job.offers(questions::ASK_HUMAN) {
-                        let (ok, output) = questions::ask(
-                            &self.recorder,
-                            agent,
-                            &call.id,
-                            job.task.as_ref(),
-                            parsed.as_ref().ok(),
-                        )
-                        .await?;
-                        (ok, output, None)
-                    } else {
-                        self.execute(job, mcp, &call.name, &call.arguments, parsed)
-                            .await
-                    };
+                let repeated = reads.repeated(&call.name, &arguments);
+                if repeated.is_some() {
+                    withheld = RepeatedReads::withheld_after(&call.name);
+                }
+                let (ok, output, done) = if let Some(times) = repeated {
+                    (
+                        false,
+                        RepeatedReads::answer(&call.name, times, &finish_hint),
+                        None,
+                    )
+                } else if call.name == questions::ASK_HUMAN && job.offers(questions::ASK_HUMAN) {
+                    let (ok, output) = questions::ask(
+                        &self.recorder,
+                        agent,
+                        &call.id,
+                        job.task.as_ref(),
+                        parsed.as_ref().ok(),
+                    )
+                    .await?;
+                    (ok, output, None)
+                } else {
+                    self.execute(job, mcp, &call.name, &call.arguments, parsed)
+                        .await
+                };
                 self.recorder
                     .record(EventKind::ToolResult {
                         agent: agent.clone(),
@@ -607,6 +637,33 @@ impl AgentRunner {
             .await?;
         Ok(())
     }
+}
+
+/// What a reply without a call is answered: what was wrong with the JSON
+/// it wrote, or that it was cut, so a small model can correct itself
+/// rather than be told the same thing until it runs out of turns.
+fn no_call_nudge(
+    unreadable: Option<&str>,
+    cut: bool,
+    max_tokens: u32,
+    finish_hint: &str,
+) -> String {
+    let mut nudge = String::new();
+    if let Some(why) = unreadable {
+        nudge.push_str(&format!(
+            "Your reply wrote JSON that could not be run as a tool call: {why}. "
+        ));
+    }
+    if cut {
+        nudge.push_str(&format!(
+            "Your reply was cut at the limit of {max_tokens} tokens before it ended. \
+             Keep replies short: one tool call, no repeated text. "
+        ));
+    }
+    nudge.push_str(&format!(
+        "Please continue by calling a tool. When you are done, call {finish_hint}."
+    ));
+    nudge
 }
 
 fn llm_failure(e: &LlmError) -> String {

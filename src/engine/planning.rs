@@ -118,6 +118,32 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                             "the planner stopped without a blueprint: {summary}"
                         )));
                     }
+                    // A revision that fails leaves the last blueprint, as a
+                    // reviewer who never approves does: a small model that
+                    // loops while revising has still made a plan.
+                    Err(failed) if previous.is_some() => {
+                        let Some((blueprint, feedback)) = previous else {
+                            return Ok(PlanResult::Failed(format!("the planner failed: {failed}")));
+                        };
+                        if ctx.humans {
+                            return Ok(PlanResult::Disputed {
+                                blueprint,
+                                round: round - 1,
+                                feedback,
+                            });
+                        }
+                        ctx.recorder
+                            .record(EventKind::Warning {
+                                task: None,
+                                message: format!(
+                                    "the planner's revision in round {round} failed ({failed}); \
+                                     building the blueprint of round {}",
+                                    round - 1
+                                ),
+                            })
+                            .await?;
+                        return accept(ctx, blueprint).await;
+                    }
                     Err(failed) => {
                         return Ok(PlanResult::Failed(format!("the planner failed: {failed}")));
                     }
@@ -263,7 +289,9 @@ fn blueprint_tool(max_tasks: usize) -> SubmitTool {
                                 "description": {"type": "string"},
                                 "acceptance": {"type": "array", "items": {"type": "string"}},
                                 "paths": {"type": "array", "items": {"type": "string"}},
-                                "depends_on": {"type": "array", "items": {"type": "string"}}
+                                // Task ids, as `id`: a schema that says so keeps
+                                // a constrained small model from naming files.
+                                "depends_on": {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9_-]{1,40}$"}}
                             },
                             "required": ["id", "title", "description", "acceptance", "paths", "depends_on"]
                         }

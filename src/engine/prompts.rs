@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::ModelProfile;
 use crate::domain::AgentRole;
 
 /// The shipped prompts, so an installed binary works without its source tree.
@@ -20,6 +21,20 @@ fn shipped(role: AgentRole) -> &'static str {
     }
 }
 
+/// The short prompts shipped for small models (`run.profile = "small"`);
+/// the overseer keeps its one prompt.
+fn shipped_small(role: AgentRole) -> Option<&'static str> {
+    Some(match role {
+        AgentRole::Planner => include_str!("../../prompts/small/planner.md"),
+        AgentRole::PlanReviewer => include_str!("../../prompts/small/plan_reviewer.md"),
+        AgentRole::Coder => include_str!("../../prompts/small/coder.md"),
+        AgentRole::Reviewer => include_str!("../../prompts/small/reviewer.md"),
+        AgentRole::Resolver => include_str!("../../prompts/small/resolver.md"),
+        AgentRole::Tester => include_str!("../../prompts/small/tester.md"),
+        AgentRole::Overseer => return None,
+    })
+}
+
 /// A system prompt and where it came from (recorded with each agent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
@@ -30,6 +45,7 @@ pub struct Prompt {
 #[derive(Debug, Clone)]
 pub struct Prompts {
     dirs: Vec<PathBuf>,
+    profile: ModelProfile,
 }
 
 impl Prompts {
@@ -39,11 +55,24 @@ impl Prompts {
         if let Some(d) = directories::ProjectDirs::from("dev", "memofab", "memofab") {
             dirs.push(d.config_dir().join("prompts"));
         }
-        Self { dirs }
+        Self {
+            dirs,
+            profile: ModelProfile::Standard,
+        }
     }
 
     pub fn with_dirs(dirs: Vec<PathBuf>) -> Self {
-        Self { dirs }
+        Self {
+            dirs,
+            profile: ModelProfile::Standard,
+        }
+    }
+
+    /// The shipped prompts of `profile`; files in the lookup directories
+    /// still win.
+    pub fn with_profile(mut self, profile: ModelProfile) -> Self {
+        self.profile = profile;
+        self
     }
 
     pub fn load(&self, role: AgentRole) -> Prompt {
@@ -64,6 +93,14 @@ impl Prompts {
                 }
             }
         }
+        if self.profile == ModelProfile::Small
+            && let Some(text) = shipped_small(role)
+        {
+            return Prompt {
+                text: text.to_owned(),
+                source: format!("prompts/small/{file} (built in)"),
+            };
+        }
         Prompt {
             text: shipped(role).to_owned(),
             source: format!("prompts/{file} (built in)"),
@@ -83,6 +120,33 @@ mod tests {
             assert!(p.text.len() > 100, "{role}");
             assert!(p.source.contains(role.as_str()));
         }
+    }
+
+    #[test]
+    fn the_small_profile_has_short_prompts_without_examples() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("reviewer.md"), "Own reviewer prompt.").unwrap();
+        let small =
+            Prompts::with_dirs(vec![dir.path().to_owned()]).with_profile(ModelProfile::Small);
+        let standard = Prompts::with_dirs(vec![]);
+        for role in [
+            AgentRole::Planner,
+            AgentRole::Coder,
+            AgentRole::PlanReviewer,
+        ] {
+            let short = small.load(role);
+            assert!(short.source.contains("small"), "{role}: {}", short.source);
+            assert!(
+                short.text.len() * 2 < standard.load(role).text.len(),
+                "{role}"
+            );
+            assert!(!short.text.contains("e.g.") && !short.text.contains("for example"));
+        }
+        assert_eq!(small.load(AgentRole::Reviewer).text, "Own reviewer prompt.");
+        assert_eq!(
+            small.load(AgentRole::Overseer),
+            standard.load(AgentRole::Overseer)
+        );
     }
 
     #[test]

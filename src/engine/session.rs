@@ -125,7 +125,7 @@ fn context(
             &mainline,
         )),
         policy: load_policy(&repo)?,
-        prompts: Prompts::for_repo(&repo),
+        prompts: Prompts::for_repo(&repo).with_profile(config.run.profile),
         instructions,
         worktrees: factory_dir(&repo).join("worktrees"),
         test_command: settings.test_command.clone(),

@@ -160,7 +160,7 @@ impl LlmProvider for AnthropicProvider {
     }
 
     fn reads_text_tool_calls(&self) -> bool {
-        self.text_tool_calls == TextToolCalls::Auto
+        self.text_tool_calls.reads_text()
     }
 
     fn context_tokens(

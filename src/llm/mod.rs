@@ -9,6 +9,7 @@ pub mod compaction;
 pub mod factory;
 pub mod governor;
 pub mod http;
+pub mod local;
 pub mod openai;
 pub mod pricing;
 pub mod probe;

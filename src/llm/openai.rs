@@ -343,14 +343,52 @@ pub fn request_body(request: &CompletionRequest, options: &OpenAiOptions) -> Val
                 })
             })
             .collect();
-        if let Some(choice) = options.tool_choice {
-            body["tool_choice"] = json!(choice.as_str());
+        let constrained = options.text_tool_calls == TextToolCalls::Constrained;
+        if constrained {
+            body["response_format"] = one_call_format(&request.tools);
+        }
+        // With the reply constrained to a call, `required` is not needed,
+        // and llama.cpp on a stock template pads the reply to the cap with it.
+        match options.tool_choice {
+            Some(ToolChoice::Required) if constrained => {}
+            Some(choice) => body["tool_choice"] = json!(choice.as_str()),
+            None => {}
         }
     }
     if let Some(t) = request.temperature {
         body["temperature"] = json!(t);
     }
     body
+}
+
+/// A `json_schema` response format whose schema is one call of one of
+/// `tools`: `{"name": <const>, "arguments": <that tool's parameters>}`.
+/// Servers that constrain decoding to it (llama.cpp turns it into a
+/// grammar) make a model that writes calls as text write a whole, valid one
+/// instead of echoing the tool list; the reply's text is then read as the
+/// call.
+pub fn one_call_format(tools: &[super::ToolSpec]) -> Value {
+    let calls: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "object",
+                "properties": {
+                    "name": {"const": t.name},
+                    "arguments": t.parameters,
+                },
+                "required": ["name", "arguments"],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    json!({
+        "type": "json_schema",
+        "json_schema": {
+            "name": "tool_call",
+            "schema": {"oneOf": calls},
+        },
+    })
 }
 
 impl LlmProvider for OpenAiProvider {
@@ -408,7 +446,7 @@ impl LlmProvider for OpenAiProvider {
     }
 
     fn reads_text_tool_calls(&self) -> bool {
-        self.options.text_tool_calls == TextToolCalls::Auto
+        self.options.text_tool_calls.reads_text()
     }
 
     fn context_tokens(&self, model: &str) -> BoxFuture<'static, Option<u64>> {
@@ -770,6 +808,69 @@ mod tests {
         for model in ["gpt-4o", "qwen3-coder", "llama3.1", "o1x", "gpt-4.1-mini"] {
             assert_eq!(MaxTokensField::for_model(model), None, "{model}");
         }
+    }
+
+    #[test]
+    fn a_text_only_model_is_asked_for_one_call_and_never_for_a_required_one() {
+        let tool = |name: &str, parameters: Value| ToolSpec {
+            name: name.into(),
+            description: "d".into(),
+            parameters,
+        };
+        let read = json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]});
+        let request = CompletionRequest {
+            model: "qwen".into(),
+            system: "sys".into(),
+            messages: vec![ChatMessage::User {
+                content: "go".into(),
+            }],
+            tools: vec![
+                tool("read_file", read.clone()),
+                tool("finish", json!({"type": "object"})),
+            ],
+            max_tokens: 100,
+            temperature: None,
+            reasoning_effort: None,
+            script: ScriptKey {
+                role: AgentRole::Coder,
+                task: None,
+                attempt: 1,
+            },
+        };
+        let options = OpenAiOptions {
+            text_tool_calls: TextToolCalls::Constrained,
+            tool_choice: Some(ToolChoice::Required),
+            ..OpenAiOptions::for_base_url("http://127.0.0.1:8080/v1")
+        };
+        let body = request_body(&request, &options);
+        assert!(body.get("tool_choice").is_none(), "{body}");
+        assert_eq!(body["tools"].as_array().map(Vec::len), Some(2));
+        let format = &body["response_format"];
+        assert_eq!(format["type"], "json_schema");
+        assert_eq!(format["json_schema"]["name"], "tool_call");
+        let calls = &format["json_schema"]["schema"]["oneOf"];
+        assert_eq!(calls[0]["properties"]["name"]["const"], "read_file");
+        assert_eq!(calls[0]["properties"]["arguments"], read);
+        assert_eq!(calls[1]["properties"]["name"]["const"], "finish");
+        assert_eq!(calls[0]["required"], json!(["name", "arguments"]));
+        // `auto` sends neither; `tool_choice = "auto"` still goes out.
+        let auto = OpenAiOptions {
+            text_tool_calls: TextToolCalls::Auto,
+            tool_choice: Some(ToolChoice::Auto),
+            ..options.clone()
+        };
+        let body = request_body(&request, &auto);
+        assert!(body.get("response_format").is_none());
+        assert_eq!(body["tool_choice"], "auto");
+        let no_tools = CompletionRequest {
+            tools: Vec::new(),
+            ..request
+        };
+        assert!(
+            request_body(&no_tools, &options)
+                .get("response_format")
+                .is_none()
+        );
     }
 
     #[test]

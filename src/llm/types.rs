@@ -101,7 +101,19 @@ pub enum TextToolCalls {
     /// offered tool, take it as that call.
     #[default]
     Auto,
+    /// As `auto`, and each request also asks the server to constrain the
+    /// reply to one call of an offered tool, as JSON (OpenAI-compatible:
+    /// a `json_schema` `response_format`). For models that write calls
+    /// only as text; llama.cpp honours it while streaming.
+    Constrained,
     Off,
+}
+
+impl TextToolCalls {
+    /// Whether a reply's text may be read as a call.
+    pub fn reads_text(self) -> bool {
+        self != TextToolCalls::Off
+    }
 }
 
 /// How much of one reply an agent takes: the token cap sent with each
@@ -116,6 +128,10 @@ pub struct ReplyLimits {
 }
 
 pub const DEFAULT_MAX_REPLY_TOKENS: u32 = 8192;
+/// The reply cap for a model served on this machine or the local network:
+/// a small model that loops fills whatever it is allowed, at a few tokens a
+/// second, while a tool call takes a few hundred.
+pub const DEFAULT_LOCAL_MAX_REPLY_TOKENS: u32 = 2048;
 pub const DEFAULT_MAX_TOOL_CALLS: usize = 16;
 
 impl Default for ReplyLimits {

@@ -135,7 +135,7 @@ impl LlmProvider for BedrockProvider {
     }
 
     fn reads_text_tool_calls(&self) -> bool {
-        self.text_tool_calls == TextToolCalls::Auto
+        self.text_tool_calls.reads_text()
     }
 }
 

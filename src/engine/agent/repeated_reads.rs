@@ -1,0 +1,158 @@
+//! A cap on identical reads. Small models loop on the same `read_file`
+//! (the same arguments, turn after turn), each answer adding the whole file
+//! to the conversation again until it no longer fits. A read repeated past
+//! the cap, with nothing changed in between, is not run: the model is told
+//! the answer is already above. So is a `write_file` identical to the call
+//! just before it, which would change nothing: small models rewrite the
+//! same file turn after turn instead of finishing.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// Identical reads run; the next one is refused.
+pub const MAX_IDENTICAL_READS: u32 = 2;
+
+/// Tools that only read: the same call gives the same answer until
+/// something is written or run.
+const READ_TOOLS: [&str; 3] = ["read_file", "list_files", "search"];
+/// Tools whose identical repeat changes nothing.
+const IDEMPOTENT_WRITES: [&str; 1] = ["write_file"];
+
+#[derive(Debug, Default)]
+pub struct RepeatedReads {
+    /// How often each read (tool and canonical arguments) ran since the
+    /// last call that could change the worktree.
+    seen: HashMap<String, u32>,
+    /// The last call that could change the worktree.
+    last_write: Option<String>,
+}
+
+impl RepeatedReads {
+    /// Counts the call; `Some(times)` when it is a read already run `times`
+    /// times (at the cap), which is then not to be run again.
+    pub fn repeated(&mut self, tool: &str, arguments: &Value) -> Option<u32> {
+        let key = call_key(tool, arguments);
+        if !READ_TOOLS.contains(&tool) {
+            if IDEMPOTENT_WRITES.contains(&tool) && self.last_write.as_ref() == Some(&key) {
+                return Some(1);
+            }
+            // A write or a command may change what a read sees.
+            self.seen.clear();
+            self.last_write = Some(key);
+            return None;
+        }
+        let count = self.seen.entry(key).or_insert(0);
+        if *count >= MAX_IDENTICAL_READS {
+            return Some(*count);
+        }
+        *count += 1;
+        None
+    }
+
+    /// The tools not offered on the turn after `tool` was refused: every
+    /// read after a read (a looping model swaps one read for another), else
+    /// the tool itself. A model constrained to one call of the tools offered
+    /// then has to act on what it read.
+    pub fn withheld_after(tool: &str) -> Vec<String> {
+        if READ_TOOLS.contains(&tool) {
+            READ_TOOLS.iter().map(|t| (*t).to_owned()).collect()
+        } else {
+            vec![tool.to_owned()]
+        }
+    }
+
+    /// What a refused read is answered.
+    /// `finish` names the call that ends the conversation, the step a
+    /// looping model most often misses.
+    pub fn answer(tool: &str, times: u32, finish: &str) -> String {
+        if IDEMPOTENT_WRITES.contains(&tool) {
+            return format!(
+                "Not run: this {tool} call is the same as the one just before it, which already \
+                 wrote exactly this; it would change nothing. Check the task: if it is done, call \
+                 {finish}; if not, make a different change."
+            );
+        }
+        format!(
+            "Not run: this {tool} call, with the same arguments, already ran {times} times and \
+             nothing was written since; its answer is above. Do not repeat it: use what you read \
+             and take the next step of the task. When you are done, call {finish}."
+        )
+    }
+}
+
+/// What makes two calls the same. serde_json's maps are sorted, so key
+/// order does not matter; a `read_file` from the start of a file is the
+/// same read whatever `max_lines` says (small models vary it to no end),
+/// while one from another line is the next page.
+fn call_key(tool: &str, arguments: &Value) -> String {
+    if tool == "read_file" {
+        let path = arguments.get("path").and_then(Value::as_str).unwrap_or("");
+        let from = arguments
+            .get("offset_line")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            .max(1);
+        return format!("read_file {path:?} from {from}");
+    }
+    format!("{tool} {arguments}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_same_read_past_the_cap_is_refused_until_something_changes() {
+        let mut reads = RepeatedReads::default();
+        let args = json!({"path": "README.md"});
+        assert_eq!(reads.repeated("read_file", &args), None);
+        assert_eq!(reads.repeated("read_file", &args), None);
+        assert_eq!(reads.repeated("read_file", &args), Some(2));
+        // Key order is the same call; other arguments are another read.
+        let reordered: Value = serde_json::from_str(r#"{"max_lines": 5, "path": "a"}"#).unwrap();
+        let ordered: Value = serde_json::from_str(r#"{"path": "a", "max_lines": 5}"#).unwrap();
+        assert_eq!(reads.repeated("read_file", &reordered), None);
+        assert_eq!(reads.repeated("read_file", &ordered), None);
+        assert_eq!(reads.repeated("read_file", &ordered), Some(2));
+        assert_eq!(reads.repeated("list_files", &json!({})), None);
+        // From the start of README.md, however many lines: the same read.
+        let mut reads = RepeatedReads::default();
+        assert_eq!(
+            reads.repeated("read_file", &json!({"path": "README.md"})),
+            None
+        );
+        let first_page = json!({"path": "README.md", "offset_line": 0, "max_lines": 100});
+        assert_eq!(reads.repeated("read_file", &first_page), None);
+        assert_eq!(reads.repeated("read_file", &first_page), Some(2));
+        // The next page is another read.
+        let next = json!({"path": "README.md", "offset_line": 101});
+        assert_eq!(reads.repeated("read_file", &next), None);
+        // A write resets the count: the file may read differently now.
+        assert_eq!(reads.repeated("write_file", &args), None);
+        assert_eq!(reads.repeated("read_file", &args), None);
+    }
+
+    #[test]
+    fn a_write_identical_to_the_one_before_is_refused() {
+        let mut calls = RepeatedReads::default();
+        let write = json!({"path": "a", "content": "x"});
+        assert_eq!(calls.repeated("write_file", &write), None);
+        assert_eq!(calls.repeated("write_file", &write), Some(1));
+        assert_eq!(calls.repeated("write_file", &write), Some(1));
+        // Another write in between: the file changed, writing it back is real.
+        assert_eq!(
+            calls.repeated("write_file", &json!({"path": "a", "content": "y"})),
+            None
+        );
+        assert_eq!(calls.repeated("write_file", &write), None);
+        // A command in between may have changed the file too.
+        assert_eq!(calls.repeated("run", &json!({"command": "make"})), None);
+        assert_eq!(calls.repeated("write_file", &write), None);
+        // Reads in between do not.
+        assert_eq!(calls.repeated("read_file", &json!({"path": "a"})), None);
+        assert_eq!(calls.repeated("write_file", &write), Some(1));
+        assert!(RepeatedReads::answer("write_file", 1, "`finish`").contains("`finish`"));
+    }
+}
