@@ -351,6 +351,7 @@ impl Bench {
             prices: Default::default(),
             governor: Governor::new("aws", GovernorConfig::default()),
             reply: ReplyLimits::default(),
+            cap_identical_reads: false,
             shepherd: Default::default(),
         }
     }

@@ -228,6 +228,7 @@ impl Bench {
             prices: Default::default(),
             governor: Governor::new("local", GovernorConfig::default()),
             reply,
+            cap_identical_reads: false,
             shepherd: Default::default(),
         }
     }

@@ -93,6 +93,7 @@ fn runner(bench: &Bench, server: &FakeServer, governor: &Arc<Governor>) -> Agent
         prices: Default::default(),
         governor: governor.clone(),
         reply: Default::default(),
+        cap_identical_reads: false,
         shepherd: Default::default(),
     }
 }

@@ -43,6 +43,7 @@ impl Bench {
             governor: memofab::llm::governor::Governor::new("p", Default::default()),
             reply,
             // Long conversations measured for their tokens, not shepherded.
+            cap_identical_reads: false,
             shepherd: memofab::engine::shepherd::Desk::new(
                 memofab::domain::shepherd::Thresholds::off(),
             ),

@@ -14,7 +14,7 @@ pub mod write_sets;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// How big the workloads are. `full` is what the README's figures use;
+/// How big the workloads are. `full` is what docs/performance.md's figures use;
 /// `quick` is a smoke run of every code path in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scale {

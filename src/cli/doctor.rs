@@ -24,7 +24,7 @@ use crate::llm::types::TextToolCalls;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where to read how to make a model call tools.
-const LOCAL_MODELS_HELP: &str = "see \"Local and self-hosted models\" in memofab's README";
+const LOCAL_MODELS_HELP: &str = "see docs/local-models.md in memofab's repository";
 
 pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
     let mut failures = 0;

@@ -300,8 +300,8 @@ pub fn config_text(found: &[Found], test: Option<(&str, &str)>, profile: ModelPr
     let mut out = String::from(
         "# memofab's config for this repository, written by `memofab init`.\n\
          # It is layered over the built-in defaults and your user config; every key\n\
-         # is described in memofab's README. `memofab doctor` checks this file and\n\
-         # sends each provider a tiny request.\n",
+         # is described in memofab's docs/configuration.md. `memofab doctor` checks\n\
+         # this file and sends each provider a tiny request.\n",
     );
     for f in found {
         out.push_str(&format!("# Found: {}.\n", f.evidence));

@@ -87,6 +87,10 @@ pub struct AgentRunner {
     pub reply: ReplyLimits,
     /// The run's shepherd, watching for stuck work.
     pub shepherd: Arc<super::shepherd::Desk>,
+    /// Refuse a read repeated with nothing changed in between (the small
+    /// profile: small models loop on one read). Off otherwise: after a
+    /// compaction the earlier answer may no longer be in the conversation.
+    pub cap_identical_reads: bool,
 }
 
 /// Why a model request gave no reply.
@@ -339,7 +343,10 @@ impl AgentRunner {
                         arguments: arguments.clone(),
                     })
                     .await?;
-                let repeated = reads.repeated(&call.name, &arguments);
+                let repeated = self
+                    .cap_identical_reads
+                    .then(|| reads.repeated(&call.name, &arguments))
+                    .flatten();
                 if repeated.is_some() {
                     withheld = RepeatedReads::withheld_after(&call.name);
                 }

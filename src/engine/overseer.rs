@@ -258,6 +258,7 @@ pub async fn review(
         governor: binding.governor,
         reply: config.reply_limits(AgentRole::Overseer),
         shepherd: super::shepherd::Desk::new(config.shepherd.clone()),
+        cap_identical_reads: config.run.profile == crate::config::ModelProfile::Small,
     };
     let job = AgentJob {
         role: AgentRole::Overseer,

@@ -1,6 +1,6 @@
 //! Scenario files for the scripted provider: per role, task and attempt, the
 //! assistant turns (text and tool calls) to return. The format is documented
-//! in README.md ("Scenario files").
+//! in docs/configuration.md ("Scenario files").
 
 use std::path::{Path, PathBuf};
 
