@@ -59,14 +59,17 @@ async fn text_only_run(
     }))])
     .await;
     let provider = provider(&server, options);
+    let mut request = demo_request(
+        &repo,
+        ProviderSet::uniform(provider, "qwen2.5-coder-1.5b-instruct"),
+        Steering::Headless,
+        true,
+    );
+    // What `init` gives a small local model: its identical reads are capped.
+    request.config.run.profile = ModelProfile::Small;
     let state = run_headless(RunRequest {
         provider_label: "openai".into(),
-        ..demo_request(
-            &repo,
-            ProviderSet::uniform(provider, "qwen2.5-coder-1.5b-instruct"),
-            Steering::Headless,
-            true,
-        )
+        ..request
     })
     .await;
     (repo, server, state)

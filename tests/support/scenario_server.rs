@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use memofab::config::ModelProfile;
 use memofab::domain::AgentRole;
 use memofab::engine::prompts::Prompts;
 use memofab::llm::scenario::Scenario;
@@ -32,12 +33,14 @@ pub struct Router {
 
 impl Router {
     pub fn new(scenario: Scenario) -> Self {
-        let prompts = Prompts::with_dirs(vec![]);
+        // The shipped prompts of every profile: a run may use either.
+        let profiles = [ModelProfile::Standard, ModelProfile::Small]
+            .map(|profile| Prompts::with_dirs(vec![]).with_profile(profile));
         Self {
             scripted: ScriptedProvider::new(Arc::new(scenario)),
-            prompts: AgentRole::ALL
+            prompts: profiles
                 .iter()
-                .map(|r| (*r, prompts.load(*r).text))
+                .flat_map(|prompts| AgentRole::ALL.iter().map(|r| (*r, prompts.load(*r).text)))
                 .collect(),
             conversations: Mutex::new(HashMap::new()),
         }
