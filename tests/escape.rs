@@ -106,6 +106,27 @@ fn scenario_with_coder(room: &Room, coder: &str) -> PathBuf {
     dir.join("scenario.toml")
 }
 
+/// The `coder` conversation of task `escape` (TOML) that runs `commands`
+/// one turn each, then does the real work (`notes.txt`) and finishes.
+fn coder_running(commands: &[&str]) -> String {
+    let mut toml = String::from("[[conversation]]\nrole = \"coder\"\ntask = \"escape\"\n");
+    let turn = |tool: &str, args: String| {
+        format!(
+            "  [[conversation.turn]]\n  [[conversation.turn.call]]\n  tool = \"{tool}\"\n  args = {{ {args} }}\n"
+        )
+    };
+    for command in commands {
+        // Debug quoting is TOML's basic-string quoting for these commands.
+        toml.push_str(&turn("run", format!("command = {command:?}")));
+    }
+    toml.push_str(&turn(
+        "write_file",
+        r#"path = "notes.txt", content = "legit work\n""#.to_owned(),
+    ));
+    toml.push_str(&turn("finish", r#"summary = "done""#.to_owned()));
+    toml
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
@@ -157,25 +178,9 @@ fn escape_attempts_fail_under(mechanism: Mechanism) {
     };
     let room = Room::new();
     let scenario = room.scenario();
-    let config = room.tmp.path().join("isolation.toml");
-    std::fs::write(
-        &config,
-        format!("[run]\nisolation = \"{}\"\n", mechanism.label()),
-    )
-    .unwrap();
+    let config = forced_config(&room, mechanism).expect("forced above");
 
-    let out = room.memofab(
-        &[
-            "demo",
-            "--headless",
-            "--auto-approve",
-            "--scenario",
-            scenario.to_str().unwrap(),
-            "--dir",
-            room.repo.to_str().unwrap(),
-        ],
-        &config,
-    );
+    let out = demo(&room, &scenario, &config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let run = only_run(&room.repo);
     let events = stored_events(&room.repo, &run);
@@ -393,22 +398,9 @@ fn a_repository_changed_outside_memofab_stops_the_run_until_resumed() {
     // A coder that plants a hook, then works.
     let scenario = scenario_with_coder(
         &room,
-        r#"[[conversation]]
-role = "coder"
-task = "escape"
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "run"
-  args = { command = "printf '#!/bin/sh\\n' > \"$(git rev-parse --git-common-dir)/hooks/post-commit\"" }
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "write_file"
-  args = { path = "notes.txt", content = "legit work\n" }
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "finish"
-  args = { summary = "done" }
-"#,
+        &coder_running(&[
+            r#"printf '#!/bin/sh\n' > "$(git rev-parse --git-common-dir)/hooks/post-commit""#,
+        ]),
     );
     let config = room.tmp.path().join("none.toml");
     std::fs::write(&config, "[run]\nisolation = \"none\"\n").unwrap();
@@ -473,18 +465,7 @@ task = "escape"
 
 /// Runs `memofab demo` headless on `scenario` under `config`.
 fn demo(room: &Room, scenario: &Path, config: &Path) -> std::process::Output {
-    room.memofab(
-        &[
-            "demo",
-            "--headless",
-            "--auto-approve",
-            "--scenario",
-            scenario.to_str().unwrap(),
-            "--dir",
-            room.repo.to_str().unwrap(),
-        ],
-        config,
-    )
+    room.memofab(&demo_args(scenario, &room.repo), config)
 }
 
 /// A config forcing `mechanism`, or `None` when it cannot work here.
@@ -739,22 +720,10 @@ fn mainline_moved_outside_a_landing_stops_the_run() {
     let room = Room::new();
     let scenario = scenario_with_coder(
         &room,
-        r#"[[conversation]]
-role = "coder"
-task = "escape"
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "run"
-  args = { command = "export GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@a GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@a; git update-ref refs/heads/main $(git commit-tree -p HEAD -m sneaky 'HEAD^{tree}')" }
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "write_file"
-  args = { path = "notes.txt", content = "legit work\n" }
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "finish"
-  args = { summary = "done" }
-"#,
+        &coder_running(&[
+            "export GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@a GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@a; \
+         git update-ref refs/heads/main $(git commit-tree -p HEAD -m sneaky 'HEAD^{tree}')",
+        ]),
     );
     let config = room.tmp.path().join("none.toml");
     std::fs::write(&config, "[run]\nisolation = \"none\"\n").unwrap();
@@ -845,10 +814,10 @@ const TESTER_FILES: [(&str, &str); 2] = [
 /// replaces `tests/` with a link (`link`) and works. memofab puts the
 /// tester's files back: inside the worktree, never where the link points.
 fn testers_put_back_follows_no_link(mechanism: Mechanism, link: &str) {
-    let Some(_) = testing::forced(mechanism) else {
+    let room = Room::new();
+    let Some(config) = forced_config(&room, mechanism) else {
         return;
     };
-    let room = Room::new();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/escape");
     let dir = room.tmp.path().join("scenario");
     copy_dir(&fixtures.join("seed"), &dir.join("seed"));
@@ -895,26 +864,9 @@ task = "escape"
 "#
     );
     std::fs::write(dir.join("scenario.toml"), text).unwrap();
-    let config = room.tmp.path().join("isolation.toml");
-    std::fs::write(
-        &config,
-        format!("[run]\nisolation = \"{}\"\n", mechanism.label()),
-    )
-    .unwrap();
     let outside_before = all_bytes(&room.outside);
 
-    let out = room.memofab(
-        &[
-            "demo",
-            "--headless",
-            "--auto-approve",
-            "--scenario",
-            dir.join("scenario.toml").to_str().unwrap(),
-            "--dir",
-            room.repo.to_str().unwrap(),
-        ],
-        &config,
-    );
+    let out = demo(&room, &dir.join("scenario.toml"), &config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let run = only_run(&room.repo);
     let events = stored_events(&room.repo, &run);
@@ -1195,25 +1147,7 @@ fn a_greedy_agent_leaves_memory_bounded_under_bubblewrap() {
 #[allow(unsafe_code)]
 fn sigterm_stops_memofab_while_git_hashes_a_huge_file() {
     let room = Room::new();
-    let scenario = scenario_with_coder(
-        &room,
-        r#"[[conversation]]
-role = "coder"
-task = "escape"
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "run"
-  args = { command = "truncate -s 200G giant.bin" }
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "write_file"
-  args = { path = "notes.txt", content = "legit work\n" }
-  [[conversation.turn]]
-  [[conversation.turn.call]]
-  tool = "finish"
-  args = { summary = "done" }
-"#,
-    );
+    let scenario = scenario_with_coder(&room, &coder_running(&["truncate -s 200G giant.bin"]));
     let config = room.tmp.path().join("config.toml");
     std::fs::write(&config, "[run]\nmax_file_bytes = 1000000000000000\n").unwrap();
     let mut child = Command::new(memofab_bin())
