@@ -123,6 +123,39 @@ fn sign(secret: &str, body: &[u8]) -> String {
         .collect()
 }
 
+/// A report whose requirement the repository's planner could not hold is
+/// refused as `memofab submit` refuses it, and nothing is queued: the
+/// intake goes through the same way onto the queue.
+#[tokio::test]
+async fn a_report_too_long_for_the_planners_window_is_refused_and_queues_nothing() {
+    let intake = start(None).await;
+    let factory = intake.home.path().join("shop/.memofab");
+    std::fs::create_dir_all(&factory).unwrap();
+    // A window that holds the planner's own prompt and little more.
+    std::fs::write(
+        factory.join("config.toml"),
+        "[roles.default]\nprovider = \"local\"\nmodel = \"some-model\"\n\
+         [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         context_tokens = 4100\n",
+    )
+    .unwrap();
+    let (status, _) = answer(intake.sentry_alert("/intake/shop")).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(intake.entries().is_empty());
+
+    // The same report fits a window of the usual size.
+    std::fs::write(
+        factory.join("config.toml"),
+        "[roles.default]\nprovider = \"local\"\nmodel = \"some-model\"\n\
+         [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         context_tokens = 32000\n",
+    )
+    .unwrap();
+    let (status, _) = answer(intake.sentry_alert("/intake/shop")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(intake.entries().len(), 1);
+}
+
 #[tokio::test]
 async fn a_sentry_alert_posted_twice_queues_one_incident_with_its_stack_trace() {
     let intake = start(None).await;

@@ -1,5 +1,5 @@
 //! Putting a requirement on the queue, for every way one arrives (`memofab
-//! submit`, the attached cockpit, MCP): the checks its run would make
+//! submit`, the attached cockpit, MCP, incident intake): the checks its run would make
 //! first are made now, so a requirement no run would take is refused at
 //! once instead of failing later.
 

@@ -31,7 +31,8 @@ use super::{IntakeSettings, Report, auth};
 use crate::daemon::error::{DaemonError, DaemonResult};
 use crate::daemon::shared::Shared;
 use crate::domain::queue::{QueuedRequirement, RegisteredRepo, Source};
-use crate::effects::queue::{NewRequirement, Queue, QueueError};
+use crate::effects::queue::{NewRequirement, Queue};
+use crate::engine::EngineError;
 
 /// The largest body accepted. Sentry's event payloads are tens of KiB.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -246,7 +247,16 @@ async fn respond(
         .await?
         .map_err(|e| {
             tracing::warn!("incident intake: {e}");
-            Answer::refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            // A report no run could take (over `max_requirement_bytes`, or
+            // too long for the planner's window) is refused, as `submit` is.
+            let status = match &e {
+                DaemonError::Engine(
+                    EngineError::RequirementTooLarge { .. }
+                    | EngineError::RequirementTooLong { .. },
+                ) => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Answer::refuse(status, e.to_string())
         })?;
     Ok(match outcome {
         Taken::Queued(entry) => {
@@ -337,7 +347,8 @@ enum Taken {
 }
 
 /// Queues the incident unless its group is known; under the queue's lock.
-fn take(intake: &Intake, repo: &RegisteredRepo, incident: &Incident) -> Result<Taken, QueueError> {
+/// Through the one way onto the queue, so it is checked as its run would be.
+fn take(intake: &Intake, repo: &RegisteredRepo, incident: &Incident) -> DaemonResult<Taken> {
     let fingerprint = dedupe::fingerprint(incident);
     let located = incident::locate_frames(&incident.frames, &repo.path);
     let mut queue = intake.queue();
@@ -346,13 +357,16 @@ fn take(intake: &Intake, repo: &RegisteredRepo, incident: &Incident) -> Result<T
     if let Some(known) = dedupe::known(&entries, now, intake.settings.recent_fix_days) {
         return Ok(Taken::Known { known, fingerprint });
     }
-    let entry = queue.submit(NewRequirement {
-        repo: repo.name.clone(),
-        requirement: incident::requirement(incident, &located),
-        priority: 0,
-        source: Source::Incident,
-        fingerprint: Some(fingerprint),
-    })?;
+    let entry = crate::daemon::submit::submit(
+        &mut queue,
+        NewRequirement {
+            repo: repo.name.clone(),
+            requirement: incident::requirement(incident, &located),
+            priority: 0,
+            source: Source::Incident,
+            fingerprint: Some(fingerprint),
+        },
+    )?;
     Ok(Taken::Queued(entry))
 }
 
