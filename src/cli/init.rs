@@ -286,6 +286,8 @@ fn test_command(repo: &Path) -> Option<(&'static str, &'static str)> {
         ("go.mod", "go test ./..."),
         ("pyproject.toml", "pytest"),
         ("Makefile", "make test"),
+        // A shell project's runner (memofab's own demo project has one).
+        ("tests/run.sh", "sh tests/run.sh"),
     ]
     .into_iter()
     .find(|(file, _)| repo.join(file).exists())
@@ -546,6 +548,18 @@ mod tests {
         assert_eq!(
             standard.providers["llamacpp"].text_tool_calls,
             crate::llm::types::TextToolCalls::Auto
+        );
+    }
+
+    #[test]
+    fn a_shell_projects_test_runner_is_its_test_command() {
+        let repo = tempfile::tempdir().unwrap();
+        assert_eq!(test_command(repo.path()), None);
+        std::fs::create_dir_all(repo.path().join("tests")).unwrap();
+        std::fs::write(repo.path().join("tests/run.sh"), "exit 0\n").unwrap();
+        assert_eq!(
+            test_command(repo.path()).map(|(_, command)| command),
+            Some("sh tests/run.sh")
         );
     }
 
