@@ -370,6 +370,9 @@ impl AgentRunner {
                     self.execute(job, mcp, &call.name, &call.arguments, parsed)
                         .await
                 };
+                if !ok && repeated.is_none() {
+                    reads.failed();
+                }
                 self.recorder
                     .record(EventKind::ToolResult {
                         agent: agent.clone(),

@@ -50,6 +50,12 @@ impl RepeatedReads {
         None
     }
 
+    /// The call just counted failed (a write refused, say): it wrote
+    /// nothing, so the same write again is no repeat.
+    pub fn failed(&mut self) {
+        self.last_write = None;
+    }
+
     /// The tools not offered on the turn after `tool` was refused: every
     /// read after a read (a looping model swaps one read for another), else
     /// the tool itself. A model constrained to one call of the tools offered
@@ -102,6 +108,17 @@ fn call_key(tool: &str, arguments: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_write_that_failed_may_be_tried_again() {
+        let mut reads = RepeatedReads::default();
+        let args = json!({"path": "notes.txt", "content": "x"});
+        assert_eq!(reads.repeated("write_file", &args), None);
+        reads.failed();
+        assert_eq!(reads.repeated("write_file", &args), None);
+        // Written this time: the same write again changes nothing.
+        assert_eq!(reads.repeated("write_file", &args), Some(1));
+    }
 
     #[test]
     fn the_same_read_past_the_cap_is_refused_until_something_changes() {
