@@ -36,7 +36,9 @@ pub enum SandboxError {
     Locked(String),
     #[error("{0:?} is inside .git, which agents may not touch; commits are made for you")]
     Git(String),
-    #[error("{0:?} is inside .memofab, the factory's own records, which agents may neither read nor write")]
+    #[error(
+        "{0:?} is inside .memofab, the factory's own records, which agents may neither read nor write"
+    )]
     Factory(String),
     #[error("{0:?} does not exist")]
     NotFound(String),
