@@ -131,26 +131,22 @@ async fn a_report_too_long_for_the_planners_window_is_refused_and_queues_nothing
     let intake = start(None).await;
     let factory = intake.home.path().join("shop/.memofab");
     std::fs::create_dir_all(&factory).unwrap();
+    let planner_window = |tokens: u32| {
+        let config = format!(
+            "[roles.default]\nprovider = \"local\"\nmodel = \"some-model\"\n\
+             [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+             context_tokens = {tokens}\n"
+        );
+        std::fs::write(factory.join("config.toml"), config).unwrap();
+    };
     // A window that holds the planner's own prompt and little more.
-    std::fs::write(
-        factory.join("config.toml"),
-        "[roles.default]\nprovider = \"local\"\nmodel = \"some-model\"\n\
-         [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
-         context_tokens = 4100\n",
-    )
-    .unwrap();
+    planner_window(4100);
     let (status, _) = answer(intake.sentry_alert("/intake/shop")).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(intake.entries().is_empty());
 
     // The same report fits a window of the usual size.
-    std::fs::write(
-        factory.join("config.toml"),
-        "[roles.default]\nprovider = \"local\"\nmodel = \"some-model\"\n\
-         [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
-         context_tokens = 32000\n",
-    )
-    .unwrap();
+    planner_window(32000);
     let (status, _) = answer(intake.sentry_alert("/intake/shop")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(intake.entries().len(), 1);
