@@ -68,22 +68,10 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
             let Some((blueprint, feedback)) = previous else {
                 return Ok(PlanResult::Failed("no blueprint was proposed".into()));
             };
-            if ctx.humans {
-                return Ok(PlanResult::Disputed {
-                    blueprint,
-                    round: round - 1,
-                    feedback,
-                });
-            }
-            ctx.recorder
-                .record(EventKind::Warning {
-                    task: None,
-                    message: format!(
-                        "the plan reviewer did not approve within {max_rounds} rounds; building the last blueprint"
-                    ),
-                })
-                .await?;
-            return accept(ctx, blueprint).await;
+            let why = format!(
+                "the plan reviewer did not approve within {max_rounds} rounds; building the last blueprint"
+            );
+            return settle_on_last(ctx, blueprint, round - 1, feedback, why).await;
         }
         let blueprint = match pending.take() {
             Some(b) => b,
@@ -125,24 +113,12 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                         let Some((blueprint, feedback)) = previous else {
                             return Ok(PlanResult::Failed(format!("the planner failed: {failed}")));
                         };
-                        if ctx.humans {
-                            return Ok(PlanResult::Disputed {
-                                blueprint,
-                                round: round - 1,
-                                feedback,
-                            });
-                        }
-                        ctx.recorder
-                            .record(EventKind::Warning {
-                                task: None,
-                                message: format!(
-                                    "the planner's revision in round {round} failed ({failed}); \
-                                     building the blueprint of round {}",
-                                    round - 1
-                                ),
-                            })
-                            .await?;
-                        return accept(ctx, blueprint).await;
+                        let why = format!(
+                            "the planner's revision in round {round} failed ({failed}); \
+                             building the blueprint of round {}",
+                            round - 1
+                        );
+                        return settle_on_last(ctx, blueprint, round - 1, feedback, why).await;
                     }
                     Err(failed) => {
                         return Ok(PlanResult::Failed(format!("the planner failed: {failed}")));
@@ -192,6 +168,32 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
         previous = Some((blueprint, review.feedback));
         round += 1;
     }
+}
+
+/// Planning ended without an approved revision: the last blueprint (of
+/// `round`) goes to a human when there is one, else it is built, with
+/// `why` recorded as a warning.
+async fn settle_on_last(
+    ctx: &RunContext,
+    blueprint: Blueprint,
+    round: u32,
+    feedback: String,
+    why: String,
+) -> EngineResult<PlanResult> {
+    if ctx.humans {
+        return Ok(PlanResult::Disputed {
+            blueprint,
+            round,
+            feedback,
+        });
+    }
+    ctx.recorder
+        .record(EventKind::Warning {
+            task: None,
+            message: why,
+        })
+        .await?;
+    accept(ctx, blueprint).await
 }
 
 pub async fn accept(ctx: &RunContext, blueprint: Blueprint) -> EngineResult<PlanResult> {
