@@ -109,3 +109,8 @@ impl Drop for Tmux {
         }
     }
 }
+
+#[test]
+fn two_servers_under_one_label_get_two_sockets() {
+    assert_ne!(socket_name("same"), socket_name("same"));
+}
