@@ -179,7 +179,7 @@ fn a_headless_run_over_budget_waits_for_memofab_raise_budget() {
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let mut raised = 0;
-    let mut sent: std::collections::HashMap<TaskId, u32> = Default::default();
+    let mut sent: std::collections::HashMap<TaskId, u64> = Default::default();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -201,11 +201,14 @@ fn a_headless_run_over_budget_waits_for_memofab_raise_budget() {
             for task in over_budget(&state) {
                 // One raise per pause: the engine picks it up from the store
                 // within a moment, and only a raise takes a task out of it.
-                let raises = state.task(&task).unwrap().budget_raises;
-                if sent.get(&task) == Some(&raises) {
+                // A pause is told by when it began: the engine records the
+                // raise before it moves the task on, so the count of raises
+                // changes while the task still shows the same pause.
+                let paused_at = state.task(&task).unwrap().since_ms;
+                if sent.get(&task) == Some(&paused_at) {
                     continue;
                 }
-                sent.insert(task.clone(), raises);
+                sent.insert(task.clone(), paused_at);
                 let out = memofab(&["raise-budget", run.as_str(), task.as_str()]);
                 assert!(
                     out.status.success(),
