@@ -1,0 +1,304 @@
+//! Small local models: a "model" that writes every call as text, in the
+//! shapes Qwen2.5-Coder 0.5B/1.5B write them, gets its plan accepted and
+//! its task merged over the real OpenAI wire format; a text-only provider
+//! asks the server for one call per reply (`response_format`) and never
+//! for a required one; `memofab init` picks the small profile for a small
+//! local model.
+
+use crate::support::{factory, fake_llm, scenario_server};
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use factory::*;
+use fake_llm::*;
+use memofab::config::{Config, ModelProfile};
+use memofab::domain::{AgentRole, EventKind, MessageAuthor, TaskState, TestAgents};
+use memofab::engine::context::ProviderSet;
+use memofab::engine::orchestrator::Steering;
+use memofab::engine::session::RunRequest;
+use memofab::llm::http::{Endpoint, RetryPolicy};
+use memofab::llm::openai::{OpenAiOptions, OpenAiProvider, ToolChoice};
+use memofab::llm::types::TextToolCalls;
+use scenario_server::Router;
+
+fn provider(
+    server: &FakeServer,
+    options: impl Fn(OpenAiOptions) -> OpenAiOptions,
+) -> Arc<OpenAiProvider> {
+    let base = format!("{}/v1", server.url());
+    let endpoint = Endpoint::new(
+        &base,
+        None,
+        Duration::from_secs(5),
+        Duration::from_secs(30),
+        RetryPolicy::new(0),
+    )
+    .unwrap();
+    Arc::new(
+        OpenAiProvider::new("local", endpoint)
+            .with_options(options(OpenAiOptions::for_base_url(&base))),
+    )
+}
+
+async fn text_only_run(
+    options: impl Fn(OpenAiOptions) -> OpenAiOptions,
+) -> (DemoRepo, FakeServer, memofab::domain::RunState) {
+    let repo = fixture_repo("small_models/text_only.toml");
+    let router = Arc::new(Router::new(repo.scenario.clone()));
+    let server = FakeServer::start(vec![Reply::Dynamic(Arc::new(move |req| {
+        router.reply(&req.json())
+    }))])
+    .await;
+    let provider = provider(&server, options);
+    let mut request = demo_request(
+        &repo,
+        ProviderSet::uniform(provider, "qwen2.5-coder-1.5b-instruct"),
+        Steering::Headless,
+        true,
+    );
+    // What `init` gives a small local model: its identical reads are capped.
+    request.config.run.profile = ModelProfile::Small;
+    let state = run_headless(RunRequest {
+        provider_label: "openai".into(),
+        ..request
+    })
+    .await;
+    (repo, server, state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_writing_calls_as_text_gets_its_plan_accepted_and_its_task_merged() {
+    let (repo, server, state) = text_only_run(|o| o).await;
+    let events = stored_events(&repo.repo, &state.run);
+
+    // The blueprint written without its title was accepted.
+    let accepted = events.iter().find_map(|e| match &e.kind {
+        EventKind::BlueprintAccepted { blueprint } => Some(blueprint.clone()),
+        _ => None,
+    });
+    let accepted = accepted.expect("the plan was accepted");
+    assert_eq!(accepted.title, "");
+    assert_eq!(accepted.tasks.len(), 1);
+    assert_eq!(
+        state.tasks().iter().map(|t| t.state).collect::<Vec<_>>(),
+        vec![TaskState::Merged]
+    );
+    let tree = mainline_tree(&repo.repo);
+    assert!(
+        tree.contains(&("solo.txt".to_owned(), b"solo\n".to_vec())),
+        "{:?}",
+        tree.iter().map(|(f, _)| f).collect::<Vec<_>>()
+    );
+    // Only the first of the two calls in one reply ran.
+    assert!(!tree.iter().any(|(f, _)| f == "other.txt"));
+
+    // The call of a tool not offered was answered with what was wrong.
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::AgentMessage { from: MessageAuthor::User, text, .. }
+                if text.contains("submit_plan") && text.contains("submit_blueprint")
+        )),
+        "no nudge naming the unknown tool"
+    );
+    // Three identical reads: two ran, the third was refused unrun.
+    let reads: Vec<(String, bool)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolCalled { call_id, tool, .. } if tool == "read_file" => {
+                Some(call_id.clone())
+            }
+            _ => None,
+        })
+        .filter_map(|id| {
+            events.iter().find_map(|e| match &e.kind {
+                EventKind::ToolResult {
+                    call_id,
+                    ok,
+                    output,
+                    ..
+                } if *call_id == id => Some((output.clone(), *ok)),
+                _ => None,
+            })
+        })
+        .collect();
+    assert_eq!(reads.len(), 3, "{reads:?}");
+    assert!(reads[0].1 && reads[1].1, "{reads:?}");
+    assert!(!reads[2].1, "{reads:?}");
+    assert_eq!(reads[0].0, reads[1].0);
+    assert_ne!(reads[2].0, reads[0].0);
+    // The turn after the refusal is not offered read_file; the next is.
+    let offers = |body: &serde_json::Value, tool: &str| {
+        body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["function"]["name"] == tool)
+    };
+    let bodies = server.bodies();
+    let after = bodies
+        .iter()
+        .position(|b| {
+            b["messages"].as_array().unwrap().last().unwrap()["content"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("Not run:"))
+        })
+        .expect("a request after the refused read");
+    assert!(!offers(&bodies[after], "read_file"));
+    assert!(!offers(&bodies[after], "list_files"));
+    assert!(offers(&bodies[after], "write_file"));
+    assert!(offers(&bodies[after + 1], "read_file"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_only_provider_asks_for_one_call_per_reply_and_never_a_required_one() {
+    let (repo, server, state) = text_only_run(|o| OpenAiOptions {
+        text_tool_calls: TextToolCalls::Constrained,
+        tool_choice: Some(ToolChoice::Required),
+        ..o
+    })
+    .await;
+    assert!(
+        state.tasks().iter().all(|t| t.state == TaskState::Merged),
+        "the run still merges"
+    );
+    assert!(
+        mainline_tree(&repo.repo)
+            .iter()
+            .any(|(f, _)| f == "solo.txt")
+    );
+    let bodies = server.bodies();
+    assert!(bodies.len() >= 9, "{} requests", bodies.len());
+    for body in &bodies {
+        assert!(body.get("tool_choice").is_none(), "{body}");
+        let tools: Vec<&str> = body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        let format = &body["response_format"];
+        assert_eq!(format["type"], "json_schema", "{body}");
+        let calls = format["json_schema"]["schema"]["oneOf"].as_array().unwrap();
+        let names: Vec<&str> = calls
+            .iter()
+            .map(|c| c["properties"]["name"]["const"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, tools, "one branch per offered tool, in order");
+        for (call, tool) in calls.iter().zip(body["tools"].as_array().unwrap()) {
+            assert_eq!(
+                call["properties"]["arguments"], tool["function"]["parameters"],
+                "each branch takes that tool's own arguments"
+            );
+        }
+    }
+}
+
+/// `memofab init` against a fake llama.cpp server.
+fn init(repo: &Path, llamacpp: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(memofab_bin())
+        .arg("init")
+        .arg("--force")
+        .args(extra)
+        .current_dir(repo)
+        .env("XDG_CONFIG_HOME", repo.join("no-user-config"))
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env("MEMOFAB_OLLAMA_URL", "http://127.0.0.1:9")
+        .env("MEMOFAB_LLAMACPP_URL", llamacpp)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn git_repo(dir: &Path) {
+    let ok = Command::new("git")
+        .args(["init", "-q", "-b", "main"])
+        .current_dir(dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_gives_a_small_local_model_the_small_profile() {
+    // What llama.cpp's /v1/models says of Qwen2.5-Coder-1.5B (trimmed).
+    let small = FakeServer::start(vec![ok(vec![br#"{"object":"list","data":[{"id":"/models/qwen2.5-coder-1.5b-instruct.gguf","object":"model","owned_by":"llamacpp","meta":{"n_params":1777088000,"n_ctx_train":32768}}]}"#.to_vec()])]).await;
+    let big = FakeServer::start(vec![ok(vec![br#"{"object":"list","data":[{"id":"qwen","object":"model","meta":{"n_params":32763876352}}]}"#.to_vec()])]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    std::fs::create_dir_all(&repo).unwrap();
+    git_repo(&repo);
+    let config_path = repo.join(".memofab/config.toml");
+    let load = || Config::load(std::slice::from_ref(&config_path)).unwrap();
+
+    let out = tokio::task::block_in_place(|| init(&repo, &small.url(), &[]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(small.request(0).head.starts_with("GET /v1/models"));
+    let config = load();
+    assert_eq!(config.role(AgentRole::Coder).unwrap().0, "llamacpp");
+    assert_eq!(config.run.profile, ModelProfile::Small);
+    assert_eq!(config.run.test_agents, TestAgents::Off);
+    assert!(config.reply_limits(AgentRole::Coder).max_tokens <= 2048);
+    assert_eq!(
+        config.providers["llamacpp"].text_tool_calls,
+        TextToolCalls::Constrained
+    );
+    assert_eq!(config.providers["llamacpp"].tool_choice, None);
+
+    // A big model on the same kind of server keeps the standard profile,
+    // still with a local server's reply cap.
+    let out = tokio::task::block_in_place(|| init(&repo, &big.url(), &[]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = load();
+    assert_eq!(config.run.profile, ModelProfile::Standard);
+    assert_eq!(config.run.test_agents, TestAgents::All);
+    assert!(config.reply_limits(AgentRole::Coder).max_tokens <= 2048);
+    // Unless asked for.
+    let out = tokio::task::block_in_place(|| init(&repo, &big.url(), &["--profile", "small"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(load().run.profile, ModelProfile::Small);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_plan_revision_builds_the_last_blueprint() {
+    let repo = fixture_repo("small_models/revision_fails.toml");
+    let state = run_headless(demo_request(
+        &repo,
+        scripted(&repo),
+        Steering::Headless,
+        true,
+    ))
+    .await;
+    let events = stored_events(&repo.repo, &state.run);
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::AgentFinished { agent, ok: false, .. } if agent.as_str().starts_with("planner")
+    )));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::BlueprintAccepted { blueprint } if blueprint.title == "solo"))
+    );
+    assert_eq!(
+        state.tasks().iter().map(|t| t.state).collect::<Vec<_>>(),
+        vec![TaskState::Merged]
+    );
+    assert!(mainline_tree(&repo.repo).contains(&("solo.txt".to_owned(), b"solo\n".to_vec())));
+}
