@@ -18,15 +18,15 @@ mod landing;
 mod merge_queue;
 mod named_files;
 mod planted_links;
-mod sizes;
 mod stats;
 mod trusted;
+mod unstageable;
 mod worktrees;
 
 pub use checkout::{Advance, DirtyCheckout};
 pub use merge_queue::{MergeCandidate, Revert};
-pub use sizes::{DEFAULT_MAX_FILE_BYTES, LargeFile, describe_large_files, large_changes_in};
 pub use trusted::restore_worktree_link;
+pub use unstageable::{DEFAULT_MAX_FILE_BYTES, LargeFile, Unstageable, unstageable_in};
 use worktrees::worktree_turn;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +46,9 @@ pub enum GitError {
         context: String,
         source: git2::Error,
     },
-    #[error("{}", describe_large_files(.files, *.limit))]
-    TooLarge { files: Vec<LargeFile>, limit: u64 },
+    /// Something in a worktree a commit must not stage; nothing was staged.
+    #[error("{0}")]
+    Unstageable(Unstageable),
     #[error("{context}: {source}")]
     Io {
         context: String,

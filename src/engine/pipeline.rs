@@ -196,7 +196,7 @@ async fn commit_and_check(
         // `finish` refuses such files; one written after it is refused here,
         // unread, and the coder is sent back to remove it.
         Err(EngineError::TaskWorktree {
-            source: refused @ GitError::TooLarge { .. },
+            source: refused @ GitError::Unstageable(_),
             ..
         }) => {
             return rework_or_fail(ctx, record, &format!("nothing was committed: {refused}")).await;

@@ -191,7 +191,7 @@ async fn commit(
         .await
     {
         Err(EngineError::TaskWorktree {
-            source: refused @ GitError::TooLarge { .. },
+            source: refused @ GitError::Unstageable(_),
             ..
         }) => {
             return give_up(

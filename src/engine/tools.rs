@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::config::McpServerConfig;
 use crate::effects::beneath::{Beneath, BeneathError};
-use crate::effects::git::{describe_large_files, large_changes_in};
+use crate::effects::git::unstageable_in;
 use crate::effects::process::{CommandSpec, Isolation, run_command};
 use crate::effects::sandbox::{Access, Sandbox, SandboxError, is_protected_name};
 use crate::llm::ToolSpec;
@@ -425,8 +425,9 @@ impl ToolBox {
         Ok((bytes, whole))
     }
 
-    /// Finishes, unless a changed file is over the size limit: it would be
-    /// refused at commit, so the agent is told now, while it can remove it.
+    /// Finishes, unless the worktree holds what a commit would refuse (a
+    /// file over the size limit, a repository inside): the agent is told
+    /// now, while it can remove it.
     fn finish(&self, args: FinishArgs) -> ToolOutcome {
         let limit = self.limits.max_file_bytes;
         // Through the registration the fence's records name, never the
@@ -437,14 +438,13 @@ impl ToolBox {
                 summary: args.summary,
             };
         };
-        match large_changes_in(common, self.sandbox.root(), limit) {
-            Ok(large) if large.is_empty() => ToolOutcome::Finish {
+        match unstageable_in(common, self.sandbox.root(), limit) {
+            Ok(found) if found.is_empty() => ToolOutcome::Finish {
                 summary: args.summary,
             },
-            Ok(large) => fail(format!(
-                "Not finished: {}. Nothing is committed while they are there: delete them \
-                 (or make them smaller, or keep them out of the repository), then call finish again.",
-                describe_large_files(&large, limit)
+            Ok(found) => fail(format!(
+                "Not finished: {found}. Nothing is committed while that is so: fix it, then \
+                 call finish again."
             )),
             // The commit measures again and refuses; nothing is lost by
             // letting a check that could not run pass here.

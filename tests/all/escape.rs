@@ -1217,3 +1217,63 @@ fn sigterm_stops_memofab_while_git_hashes_a_huge_file() {
         events.last().unwrap().kind
     );
 }
+
+/// A coder that leaves a `.git` of its own in a new directory (what `git
+/// clone` or `git init` there would): its first finish is refused, naming
+/// the directory, and nothing is committed while it is there; once it is
+/// removed, the directory's files merge and no `.git` is in any commit.
+#[test]
+fn a_repository_left_inside_is_refused_until_removed() {
+    let room = Room::new();
+    let coder = r#"[[conversation]]
+role = "coder"
+task = "escape"
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = { command = "mkdir -p vendor/lib && echo nonsense > vendor/lib/.git && echo code > vendor/lib/f.txt" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = { summary = "vendored" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "run"
+  args = { command = "rm vendor/lib/.git" }
+  [[conversation.turn]]
+  [[conversation.turn.call]]
+  tool = "finish"
+  args = { summary = "vendored, without its .git" }
+"#;
+    let scenario = scenario_with_coder(&room, coder);
+    let config = room.tmp.path().join("none.toml");
+    std::fs::write(&config, "[run]\nisolation = \"none\"\n").unwrap();
+    let out = demo(&room, &scenario, &config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events = stored_events(&room.repo, &only_run(&room.repo));
+    let finishes: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult { ok, output, .. } if output.contains("vendor/lib/") || *ok => {
+                Some(*ok)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        finishes.contains(&false),
+        "the first finish was refused: {stderr}"
+    );
+    let state = fold(&events);
+    assert_eq!(
+        state.task(&"escape".into()).map(|t| t.state),
+        Some(TaskState::Merged),
+        "{stderr}"
+    );
+    assert_eq!(
+        git(&room.repo, &["show", "main:vendor/lib/f.txt"]),
+        "code\n"
+    );
+    let everything = git(&room.repo, &["log", "--all", "--name-only", "--format="]);
+    assert!(!everything.contains(".git\n"), "{everything}");
+}

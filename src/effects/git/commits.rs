@@ -8,23 +8,16 @@ use git2::{IndexAddOption, Oid, Repository};
 
 use crate::effects::beneath::{Beneath, Kind};
 
-use super::{
-    CommitInfo, Context, GitError, GitRepo, Result, changed_paths, conflicted_paths, signature,
-};
+use super::{CommitInfo, Context, GitRepo, Result, changed_paths, conflicted_paths, signature};
 
 impl GitRepo {
     /// Stages every change in the worktree and commits it. Makes a merge
     /// commit when a merge is in progress. `None` when there is nothing to commit.
     pub fn commit_all(&self, dir: &Path, message: &str) -> Result<Option<CommitInfo>> {
         let repo = self.open_worktree(dir)?;
-        // Measured before libgit2 reads anything: a huge file is refused unhashed.
-        let large = super::sizes::large_changes(&repo, dir, self.max_file_bytes)?;
-        if !large.is_empty() {
-            return Err(GitError::TooLarge {
-                files: large,
-                limit: self.max_file_bytes,
-            });
-        }
+        // Looked at before libgit2 stages anything: a huge file is refused
+        // unhashed, a repository inside refused before it fails the staging.
+        super::unstageable::check(&repo, dir, self.max_file_bytes)?;
         let mut index = repo.index().ctx(|| "reading the index".into())?;
         index
             .add_all(["*"], IndexAddOption::DEFAULT, None)
