@@ -277,3 +277,23 @@ async fn finish_is_refused_while_a_file_is_over_the_limit() {
         }
     );
 }
+
+/// The tool lists sent to models, per role, as JSON: byte for byte what
+/// they were before the tools became one registry. `MEMOFAB_BLESS=1`
+/// writes the snapshot anew (only for a change meant to reach models).
+#[test]
+fn the_tool_specs_sent_to_models_are_unchanged() {
+    let lists = serde_json::json!({
+        "read_only": ToolBox::specs(ToolSet::ReadOnly),
+        "coder": ToolBox::specs(ToolSet::Coder),
+        "ask_human": crate::engine::questions::spec(),
+        "submit_review": crate::engine::agent::review_tool().spec,
+    });
+    let text = serde_json::to_string_pretty(&lists).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/engine/tools/specs.snapshot.json");
+    if std::env::var_os("MEMOFAB_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    assert_eq!(text, std::fs::read_to_string(&path).unwrap());
+}
