@@ -1,5 +1,10 @@
+use std::time::Duration;
+
 use super::*;
 use crate::domain::policy::Policy;
+use crate::effects::process::Isolation;
+use crate::effects::sandbox::Sandbox;
+use read_file::MAX_READ_FILE_BYTES;
 
 fn toolbox() -> (tempfile::TempDir, ToolBox) {
     let dir = tempfile::tempdir().unwrap();
@@ -286,7 +291,7 @@ fn the_tool_specs_sent_to_models_are_unchanged() {
     let lists = serde_json::json!({
         "read_only": ToolBox::specs(ToolSet::ReadOnly),
         "coder": ToolBox::specs(ToolSet::Coder),
-        "ask_human": crate::engine::questions::spec(),
+        "ask_human": AskHuman::spec(),
         "submit_review": crate::engine::agent::review_tool().spec,
     });
     let text = serde_json::to_string_pretty(&lists).unwrap() + "\n";
