@@ -158,3 +158,83 @@ fn answer(name: &str, outcome: Option<ToolOutcome>) -> (bool, String, Option<Age
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::policy::Policy;
+    use crate::domain::{AgentRole, RunId, RunSettings};
+    use crate::effects::process::Isolation;
+    use crate::effects::sandbox::Sandbox;
+    use crate::effects::store::Store;
+    use crate::engine::agent::review_tool;
+    use crate::engine::prompts::Prompt;
+    use crate::engine::tools::{ToolBox, ToolLimits, ToolSet};
+
+    fn recorder() -> Recorder {
+        let (updates, _) = tokio::sync::mpsc::unbounded_channel();
+        Recorder::start(
+            Store::open_in_memory().unwrap(),
+            RunId::from("r"),
+            EventKind::RunStarted {
+                requirement: String::new(),
+                repo: String::new(),
+                mainline: "main".into(),
+                base_commit: String::new(),
+                settings: RunSettings::default(),
+            },
+            updates,
+        )
+        .unwrap()
+    }
+
+    fn job(dir: &std::path::Path, specs: Vec<crate::llm::ToolSpec>, review: bool) -> AgentJob {
+        let limits = ToolLimits {
+            command_timeout: Duration::from_secs(5),
+            output_cap: 4096,
+            deny_commands: Vec::new(),
+            isolation: Isolation::none(),
+            max_file_bytes: crate::effects::git::DEFAULT_MAX_FILE_BYTES,
+        };
+        let sandbox = Sandbox::new(dir, Policy::protected_only()).unwrap();
+        AgentJob {
+            role: AgentRole::Coder,
+            task: None,
+            attempt: 1,
+            prompt: Prompt {
+                text: String::new(),
+                source: String::new(),
+            },
+            first_message: String::new(),
+            toolbox: Some((Arc::new(ToolBox::new(sandbox, limits)), specs)),
+            submit: review.then(review_tool),
+        }
+    }
+
+    /// The list a model is sent is the job's worktree tools as the role
+    /// names them, then the MCP tools, then the submit tool: in the order,
+    /// and with the specs, the roles built before the registry.
+    #[test]
+    fn the_tools_offered_are_the_jobs_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = recorder();
+        let agent = AgentId::for_run(AgentRole::Coder, 1);
+        let mcp = McpTools::none();
+        let mut coder_specs = ToolBox::specs(ToolSet::Coder);
+        coder_specs.push(AskHuman::spec());
+        let coder = job(dir.path(), coder_specs.clone(), false);
+        let offered = Dispatch::new(&recorder, &agent, &coder, &mcp, false);
+        assert_eq!(offered.registry.specs(), coder_specs);
+        assert_eq!(offered.finish_hint, "`finish`");
+
+        let reviewer = job(dir.path(), ToolBox::specs(ToolSet::ReadOnly), true);
+        let offered = Dispatch::new(&recorder, &agent, &reviewer, &mcp, false);
+        let mut expected = ToolBox::specs(ToolSet::ReadOnly);
+        expected.push(review_tool().spec);
+        assert_eq!(offered.registry.specs(), expected);
+        assert_eq!(offered.finish_hint, "`submit_review`");
+    }
+}

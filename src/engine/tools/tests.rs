@@ -302,3 +302,20 @@ fn the_tool_specs_sent_to_models_are_unchanged() {
     }
     assert_eq!(text, std::fs::read_to_string(&path).unwrap());
 }
+
+/// File IO runs on a blocking thread: a tool reading a large tree never
+/// holds up the runtime the other agents share.
+#[tokio::test]
+async fn file_work_runs_off_the_async_thread() {
+    let (_dir, tb) = toolbox();
+    let here = std::thread::current().id();
+    let there = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = there.clone();
+    tb.blocking(move |_| {
+        *seen.lock().unwrap() = Some(std::thread::current().id());
+        ok("")
+    })
+    .await;
+    let there = there.lock().unwrap().unwrap();
+    assert_ne!(there, here, "the work ran on the async thread");
+}
