@@ -9,7 +9,7 @@ use crate::engine::error::EngineResult;
 use crate::engine::mcp_tools::McpTools;
 use crate::engine::recorder::Recorder;
 use crate::engine::tools::{
-    Arguments, AskHuman, Call, Finish, Registry, ToolOutcome, WorkspaceTool, WorktreeTool,
+    Arguments, AskHuman, BuiltinTool, Call, Finish, Registry, ToolOutcome, WorktreeTool,
 };
 use crate::llm::ToolCall;
 
@@ -45,7 +45,7 @@ impl<'a> Dispatch<'a> {
         let mut registry = Registry::new();
         if let Some((toolbox, specs)) = &job.toolbox {
             for spec in specs {
-                if let Some(tool) = WorkspaceTool::named(&spec.name) {
+                if let Some(tool) = BuiltinTool::named(&spec.name) {
                     registry.add(tool.on(toolbox));
                 } else if spec.name == AskHuman::NAME {
                     let ask = AskHuman::new(recorder, agent, job.task.as_ref());

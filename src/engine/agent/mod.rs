@@ -39,7 +39,9 @@ pub struct AgentJob {
     pub attempt: u32,
     pub prompt: Prompt,
     pub first_message: String,
-    /// Workspace tools (read, write, run, ...), if the role has any.
+    /// The worktree and the tools offered on it, if the role has any: the
+    /// specs of built-in tools (`ToolBox::specs`), and `ask_human` when a
+    /// human is there to answer. The registry is built from their names.
     pub toolbox: Option<(Arc<ToolBox>, Vec<ToolSpec>)>,
     pub submit: Option<SubmitTool>,
 }

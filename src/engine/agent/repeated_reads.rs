@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::engine::tools::{ReadFile, ToolSet, WorkspaceTool, WorktreeTool, WriteFile};
+use crate::engine::tools::{BuiltinTool, ReadFile, ToolSet, WorktreeTool, WriteFile};
 
 /// Identical reads run; the next one is refused.
 pub const MAX_IDENTICAL_READS: u32 = 2;
@@ -18,7 +18,7 @@ pub const MAX_IDENTICAL_READS: u32 = 2;
 /// Whether `tool` only reads: the same call gives the same answer until
 /// something is written or run.
 fn only_reads(tool: &str) -> bool {
-    WorkspaceTool::named(tool).is_some_and(WorkspaceTool::only_reads)
+    BuiltinTool::named(tool).is_some_and(BuiltinTool::only_reads)
 }
 
 /// Whether an identical repeat of `tool` changes nothing.

@@ -35,7 +35,7 @@ pub use edit_file::EditFile;
 pub use finish::Finish;
 pub use list_files::ListFiles;
 pub use read_file::ReadFile;
-pub use registry::{Registry, ToolSet, WorkspaceTool};
+pub use registry::{BuiltinTool, Registry, ToolSet};
 pub use run::Run;
 pub use search::Search;
 pub use submit::SubmitTool;

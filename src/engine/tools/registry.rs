@@ -19,17 +19,18 @@ pub enum ToolSet {
 
 impl ToolSet {
     /// The set's tools, in the order the model is sent them.
-    pub fn tools(self) -> &'static [WorkspaceTool] {
+    pub fn tools(self) -> &'static [BuiltinTool] {
         match self {
-            Self::Coder => &WorkspaceTool::ALL,
-            Self::ReadOnly => &WorkspaceTool::ALL[..3],
+            Self::Coder => &BuiltinTool::ALL,
+            Self::ReadOnly => &BuiltinTool::ALL[..3],
         }
     }
 }
 
-/// The tools that work on an agent's worktree.
+/// The built-in tools, which work on an agent's worktree: the catalogue
+/// roles are offered from (`ToolSet`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkspaceTool {
+pub enum BuiltinTool {
     ReadFile,
     ListFiles,
     Search,
@@ -39,7 +40,7 @@ pub enum WorkspaceTool {
     Finish,
 }
 
-impl WorkspaceTool {
+impl BuiltinTool {
     /// Every one, the reading ones first: the order the model is sent them.
     pub const ALL: [Self; 7] = [
         Self::ReadFile,
