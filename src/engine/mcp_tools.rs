@@ -20,11 +20,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::future::{BoxFuture, join_all};
 
 use super::error::EngineResult;
 use super::recorder::Recorder;
-use super::tools::{ToolBox, ToolLimits};
+use super::tools::{Arguments, Call, Tool, ToolBox, ToolLimits, ToolOutcome};
 use crate::config::McpServerConfig;
 use crate::domain::mcp::{McpServerListing, tool_name, unusable_tool_name};
 use crate::domain::{AgentId, EventKind};
@@ -155,20 +155,29 @@ impl McpTools {
         self.routes.contains_key(name)
     }
 
+    /// The tools to offer, each an adapter behind [`Tool`].
+    pub fn tools(&self) -> impl Iterator<Item = McpTool<'_>> {
+        self.specs.iter().map(|spec| McpTool { tools: self, spec })
+    }
+
     /// Runs one call: `(ok, output for the model)`. Every failure is an
     /// answer the model can act on.
     pub async fn call(&self, name: &str, raw: &str) -> (bool, String) {
+        self.call_with(name, &Arguments::parse(raw)).await
+    }
+
+    async fn call_with(&self, name: &str, given: &Arguments<'_>) -> (bool, String) {
         let (Some((index, tool)), Some(toolbox)) = (self.routes.get(name), &self.toolbox) else {
             return (false, format!("There is no tool named {name:?}."));
         };
         let Some((server, client)) = self.servers.get(*index) else {
             return (false, format!("There is no tool named {name:?}."));
         };
-        let arguments = if raw.trim().is_empty() {
+        let arguments = if given.is_empty() {
             None
         } else {
-            match serde_json::from_str(raw) {
-                Ok(serde_json::Value::Object(map)) => Some(map),
+            match given.value() {
+                Ok(serde_json::Value::Object(map)) => Some(map.clone()),
                 _ => {
                     return (
                         false,
@@ -179,11 +188,15 @@ impl McpTools {
                 }
             }
         };
-        if let Some(refusal) = arguments
-            .as_ref()
-            .and_then(|args| refused(toolbox, &serde_json::Value::Object(args.clone())))
-        {
-            return (false, format!("{name} was not called: {refusal}"));
+        if let Some(args) = &arguments {
+            // The check looks at the worktree: off the async threads.
+            let (toolbox, args) = (toolbox.clone(), serde_json::Value::Object(args.clone()));
+            let refusal = tokio::task::spawn_blocking(move || refused(&toolbox, &args))
+                .await
+                .unwrap_or_else(|e| Some(format!("its arguments could not be checked: {e}")));
+            if let Some(refusal) = refusal {
+                return (false, format!("{name} was not called: {refusal}"));
+            }
         }
         let limits = toolbox.limits();
         match client.call(tool, arguments, limits.command_timeout).await {
@@ -204,6 +217,29 @@ impl McpTools {
                 .map(|(_, client)| client.shutdown()),
         )
         .await;
+    }
+}
+
+/// One tool of an MCP server, as the agent is offered it.
+pub struct McpTool<'a> {
+    tools: &'a McpTools,
+    spec: &'a ToolSpec,
+}
+
+impl Tool for McpTool<'_> {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn spec(&self) -> ToolSpec {
+        self.spec.clone()
+    }
+
+    fn call<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, EngineResult<ToolOutcome>> {
+        Box::pin(async move {
+            let (ok, text) = self.tools.call_with(&self.spec.name, call.arguments).await;
+            Ok(ToolOutcome::Output { ok, text })
+        })
     }
 }
 

@@ -19,7 +19,6 @@ pub mod overseer;
 pub mod pipeline;
 pub mod planning;
 pub mod prompts;
-pub mod questions;
 pub mod recorder;
 pub mod risk_gate;
 pub mod session;

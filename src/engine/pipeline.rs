@@ -141,7 +141,7 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
 fn coder_tools(ctx: &RunContext) -> Vec<crate::llm::ToolSpec> {
     let mut specs = ToolBox::specs(ToolSet::Coder);
     if ctx.humans {
-        specs.push(super::questions::spec());
+        specs.push(super::tools::AskHuman::spec());
     }
     specs
 }
@@ -305,7 +305,7 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
     };
     let verdict = match ctx.run_agent(AgentRole::Reviewer, job).await? {
         Ok(outcome) => Review::from_outcome(&outcome),
-        Err(failed) if super::shepherd::is_stuck(ctx, &task) => {
+        Err(failed) if super::shepherd::is_stuck(&ctx.recorder, &task) => {
             let why = format!("the reviewer failed: {failed}");
             ctx.recorder
                 .transition(&task, TaskState::Failed, why)
@@ -329,7 +329,9 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
             .transition(&task, TaskState::Testing, None)
             .await?;
         Ok(())
-    } else if let Some(stuck) = super::shepherd::rework_echo(ctx, &task).await? {
+    } else if let Some(stuck) =
+        super::shepherd::rework_echo(&ctx.recorder, &ctx.shepherd.limits, &task).await?
+    {
         let why = format!("stuck: {stuck}; the shepherd handed it to a human");
         ctx.recorder
             .transition(&task, TaskState::Failed, why)

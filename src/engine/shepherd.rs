@@ -3,15 +3,14 @@
 //! ([`TimeWatch`]), and the review step asks about rework echoes. What
 //! counts as stuck, and which step of the ladder comes next, is decided in
 //! `domain::shepherd`; this module records the interventions and carries
-//! them out.
+//! them out. It knows the recorder, not the agent loop or the run's context
+//! that call it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
-use super::agent::{AgentFailed, AgentJob};
-use super::context::RunContext;
 use super::error::EngineResult;
 use super::recorder::Recorder;
 use crate::domain::metrics::Proposal;
@@ -98,8 +97,8 @@ pub(super) enum Verdict {
     Continue,
     /// Send the agent this message.
     Nudge(String),
-    /// End the conversation.
-    Stop(AgentFailed),
+    /// End the conversation, for this reason.
+    Stop(String),
 }
 
 /// The shepherd of one agent's conversation.
@@ -119,20 +118,18 @@ pub(super) struct Shepherd {
 }
 
 impl Shepherd {
-    pub fn new(desk: Arc<Desk>, job: &AgentJob) -> Self {
-        let can_write = job
-            .toolbox
-            .as_ref()
-            .is_some_and(|(_, specs)| specs.iter().any(|s| s.name == "write_file"));
+    /// The shepherd of an agent of `role` on `task`; `can_write` when it
+    /// is offered the tools that write files.
+    pub fn new(desk: Arc<Desk>, role: AgentRole, task: Option<TaskId>, can_write: bool) -> Self {
         Self {
             watch: Watch::new(desk.limits.clone(), can_write),
             desk,
-            task: job.task.clone(),
-            replaceable: job.task.is_some()
+            replaceable: task.is_some()
                 && matches!(
-                    job.role,
+                    role,
                     AgentRole::Coder | AgentRole::Reviewer | AgentRole::Resolver
                 ),
+            task,
             steps: 0,
             found: None,
             restart: None,
@@ -187,16 +184,16 @@ impl Shepherd {
             }
             Action::FreshAgent => {
                 self.restart = Some(self.watch.summary(&pattern));
-                Verdict::Stop(AgentFailed(format!(
+                Verdict::Stop(format!(
                     "replaced by a fresh agent; the shepherd found it stuck: {}",
                     pattern.describe()
-                )))
+                ))
             }
-            Action::Stop | Action::Escalate => Verdict::Stop(AgentFailed(format!(
+            Action::Stop | Action::Escalate => Verdict::Stop(format!(
                 "stuck: {}; the shepherd {}",
                 pattern.describe(),
                 action.label()
-            ))),
+            )),
         })
     }
 }
@@ -233,8 +230,8 @@ pub fn overseer_advice(store: &crate::effects::store::Store) -> Vec<Proposal> {
 }
 
 /// The note the shepherd left for the task's next agent, if any.
-pub(super) fn note_for(recorder: &Recorder, job: &AgentJob) -> Option<String> {
-    let task = job.task.as_ref()?;
+pub(super) fn note_for(recorder: &Recorder, task: Option<&TaskId>) -> Option<String> {
+    let task = task?;
     recorder.with_state(|s| s.task(task).and_then(|r| r.shepherd.note.clone()))
 }
 
@@ -246,12 +243,15 @@ pub(super) fn attempt_of(recorder: &Recorder, task: &TaskId) -> Option<u32> {
 /// After a review rejection: if the reviewer keeps asking for the same
 /// changes, nudge the next coder, then hand the task to a human. Returns
 /// why the task is stuck when it was handed over.
-pub(super) async fn rework_echo(ctx: &RunContext, task: &TaskId) -> EngineResult<Option<String>> {
-    let limits = &ctx.shepherd.limits;
+pub(super) async fn rework_echo(
+    recorder: &Recorder,
+    limits: &Thresholds,
+    task: &TaskId,
+) -> EngineResult<Option<String>> {
     if !limits.enabled {
         return Ok(None);
     }
-    let found = ctx.recorder.with_state(|s| {
+    let found = recorder.with_state(|s| {
         let record = s.task(task)?;
         Some((
             record.shepherd.echo(limits.rework_echo)?,
@@ -262,7 +262,7 @@ pub(super) async fn rework_echo(ctx: &RunContext, task: &TaskId) -> EngineResult
         return Ok(None);
     };
     let action = next_action(steps, &pattern, true);
-    ctx.recorder
+    recorder
         .record(EventKind::ShepherdIntervened {
             task: Some(task.clone()),
             agent: None,
@@ -274,9 +274,8 @@ pub(super) async fn rework_echo(ctx: &RunContext, task: &TaskId) -> EngineResult
 }
 
 /// Whether the shepherd handed `task` to a human.
-pub(super) fn is_stuck(ctx: &RunContext, task: &TaskId) -> bool {
-    ctx.recorder
-        .with_state(|s| s.task(task).is_some_and(|r| r.shepherd.stuck.is_some()))
+pub(super) fn is_stuck(recorder: &Recorder, task: &TaskId) -> bool {
+    recorder.with_state(|s| s.task(task).is_some_and(|r| r.shepherd.stuck.is_some()))
 }
 
 #[cfg(test)]

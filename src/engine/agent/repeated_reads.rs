@@ -10,14 +10,21 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::engine::tools::{BuiltinTool, ReadFile, ToolSet, WorktreeTool, WriteFile};
+
 /// Identical reads run; the next one is refused.
 pub const MAX_IDENTICAL_READS: u32 = 2;
 
-/// Tools that only read: the same call gives the same answer until
+/// Whether `tool` only reads: the same call gives the same answer until
 /// something is written or run.
-const READ_TOOLS: [&str; 3] = ["read_file", "list_files", "search"];
-/// Tools whose identical repeat changes nothing.
-const IDEMPOTENT_WRITES: [&str; 1] = ["write_file"];
+fn only_reads(tool: &str) -> bool {
+    BuiltinTool::named(tool).is_some_and(BuiltinTool::only_reads)
+}
+
+/// Whether an identical repeat of `tool` changes nothing.
+fn idempotent_write(tool: &str) -> bool {
+    tool == WriteFile::NAME
+}
 
 #[derive(Debug, Default)]
 pub struct RepeatedReads {
@@ -33,8 +40,8 @@ impl RepeatedReads {
     /// times (at the cap), which is then not to be run again.
     pub fn repeated(&mut self, tool: &str, arguments: &Value) -> Option<u32> {
         let key = call_key(tool, arguments);
-        if !READ_TOOLS.contains(&tool) {
-            if IDEMPOTENT_WRITES.contains(&tool) && self.last_write.as_ref() == Some(&key) {
+        if !only_reads(tool) {
+            if idempotent_write(tool) && self.last_write.as_ref() == Some(&key) {
                 return Some(1);
             }
             // A write or a command may change what a read sees.
@@ -61,8 +68,12 @@ impl RepeatedReads {
     /// the tool itself. A model constrained to one call of the tools offered
     /// then has to act on what it read.
     pub fn withheld_after(tool: &str) -> Vec<String> {
-        if READ_TOOLS.contains(&tool) {
-            READ_TOOLS.iter().map(|t| (*t).to_owned()).collect()
+        if only_reads(tool) {
+            ToolSet::ReadOnly
+                .tools()
+                .iter()
+                .map(|t| t.name().to_owned())
+                .collect()
         } else {
             vec![tool.to_owned()]
         }
@@ -72,7 +83,7 @@ impl RepeatedReads {
     /// `finish` names the call that ends the conversation, the step a
     /// looping model most often misses.
     pub fn answer(tool: &str, times: u32, finish: &str) -> String {
-        if IDEMPOTENT_WRITES.contains(&tool) {
+        if idempotent_write(tool) {
             return format!(
                 "Not run: this {tool} call is the same as the one just before it, which already \
                  wrote exactly this; it would change nothing. Check the task: if it is done, call \
@@ -92,14 +103,14 @@ impl RepeatedReads {
 /// same read whatever `max_lines` says (small models vary it to no end),
 /// while one from another line is the next page.
 fn call_key(tool: &str, arguments: &Value) -> String {
-    if tool == "read_file" {
+    if tool == ReadFile::NAME {
         let path = arguments.get("path").and_then(Value::as_str).unwrap_or("");
         let from = arguments
             .get("offset_line")
             .and_then(Value::as_u64)
             .unwrap_or(1)
             .max(1);
-        return format!("read_file {path:?} from {from}");
+        return format!("{tool} {path:?} from {from}");
     }
     format!("{tool} {arguments}")
 }

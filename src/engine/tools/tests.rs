@@ -1,5 +1,10 @@
+use std::time::Duration;
+
 use super::*;
 use crate::domain::policy::Policy;
+use crate::effects::process::Isolation;
+use crate::effects::sandbox::Sandbox;
+use read_file::MAX_READ_FILE_BYTES;
 
 fn toolbox() -> (tempfile::TempDir, ToolBox) {
     let dir = tempfile::tempdir().unwrap();
@@ -276,4 +281,41 @@ async fn finish_is_refused_while_a_file_is_over_the_limit() {
             summary: "done".into()
         }
     );
+}
+
+/// The tool lists sent to models, per role, as JSON: byte for byte what
+/// they were before the tools became one registry. `MEMOFAB_BLESS=1`
+/// writes the snapshot anew (only for a change meant to reach models).
+#[test]
+fn the_tool_specs_sent_to_models_are_unchanged() {
+    let lists = serde_json::json!({
+        "read_only": ToolBox::specs(ToolSet::ReadOnly),
+        "coder": ToolBox::specs(ToolSet::Coder),
+        "ask_human": AskHuman::spec(),
+        "submit_review": crate::engine::agent::review_tool().spec,
+    });
+    let text = serde_json::to_string_pretty(&lists).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/engine/tools/specs.snapshot.json");
+    if std::env::var_os("MEMOFAB_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    assert_eq!(text, std::fs::read_to_string(&path).unwrap());
+}
+
+/// File IO runs on a blocking thread: a tool reading a large tree never
+/// holds up the runtime the other agents share.
+#[tokio::test]
+async fn file_work_runs_off_the_async_thread() {
+    let (_dir, tb) = toolbox();
+    let here = std::thread::current().id();
+    let there = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = there.clone();
+    tb.blocking(move |_| {
+        *seen.lock().unwrap() = Some(std::thread::current().id());
+        ok("")
+    })
+    .await;
+    let there = there.lock().unwrap().unwrap();
+    assert_ne!(there, here, "the work ran on the async thread");
 }
