@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use daemon::{Daemon, Home, on_mainline, scripted_repo, wait_for};
 use memofab::daemon::protocol::Request;
+use memofab::domain::event::{GateDecision, RunInterrupted};
 use memofab::domain::queue::ItemState;
 use memofab::domain::{Event, EventKind, RunId, RunState, TaskState};
 use memofab::protocol::Command;
@@ -37,7 +38,7 @@ fn seqs(events: &[Event]) -> Vec<u64> {
 fn interrupted(events: &[Event]) -> bool {
     events
         .iter()
-        .any(|e| matches!(e.kind, EventKind::RunInterrupted {}))
+        .any(|e| matches!(e.kind, EventKind::RunInterrupted(RunInterrupted {})))
 }
 
 /// The only entry, once finished.
@@ -106,11 +107,11 @@ fn cockpits_attach_detach_and_reattach_while_the_daemon_runs_on() {
     // The attached cockpit's approval is recorded as the cockpit's.
     assert!(stored.iter().any(|e| matches!(
         &e.kind,
-        EventKind::GateDecision {
+        EventKind::GateDecision(GateDecision {
             approved: true,
             by: memofab::domain::Decider::Cockpit,
             ..
-        }
+        })
     )));
     assert_eq!(fold(&stored), finished);
 }

@@ -5,6 +5,7 @@
 #[path = "support/factory.rs"]
 mod support;
 
+use memofab::domain::event::RunPhaseChanged;
 use memofab::domain::{EventKind, RunPhase};
 use memofab::effects::git::GitRepo;
 use support::*;
@@ -40,10 +41,10 @@ fn an_unreachable_provider_fails_the_run_with_the_whole_reason_on_stderr() {
     let reason = events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::RunPhaseChanged {
+            EventKind::RunPhaseChanged(RunPhaseChanged {
                 to: RunPhase::Failed,
                 reason,
-            } => reason.clone(),
+            }) => reason.clone(),
             _ => None,
         })
         .expect("the run failed with a reason");

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_llm::{FakeServer, Reply};
+use memofab::domain::event::GateDecision;
 use memofab::domain::{RunId, RunPhase, TaskState};
 use memofab::llm::scenario::Scenario;
 use scenario_server::Router;
@@ -346,7 +347,7 @@ fn a_newcomer_follows_the_readme_from_init_to_export() {
     let events = support::stored_events(repo, &run);
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        memofab::domain::EventKind::GateDecision { approved: true, by, .. } if by.is_human()
+        memofab::domain::EventKind::GateDecision(GateDecision { approved: true, by, .. }) if by.is_human()
     )));
 
     // `memofab runs` lists it, finished.

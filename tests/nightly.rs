@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Local, TimeDelta};
 use memofab::daemon::nightly::{self, TokioClock};
 use memofab::daemon::{DaemonPaths, Shared};
+use memofab::domain::event::OverseerReport;
 use memofab::domain::{EventKind, RunId, RunKind};
 use memofab::effects::store::Store;
 use memofab::engine::session::store_path;
@@ -75,7 +76,7 @@ fn reviewed_runs(repo: &Path, report: &RunId) -> Vec<RunId> {
     stored_events(repo, report)
         .into_iter()
         .find_map(|e| match e.kind {
-            EventKind::OverseerReport { runs, .. } => Some(runs),
+            EventKind::OverseerReport(OverseerReport { runs, .. }) => Some(runs),
             _ => None,
         })
         .expect("a report event")

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use memofab::domain::TaskState;
+use memofab::domain::event::GateDecision;
 use support::*;
 
 /// The cockpit's window. Another window is in front of it, as when the
@@ -184,11 +185,11 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
     let events = stored_events(&repo, &only_run(&repo));
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        memofab::domain::EventKind::GateDecision {
+        memofab::domain::EventKind::GateDecision(GateDecision {
             approved: true,
             by: memofab::domain::Decider::Cockpit,
             ..
-        }
+        })
     )));
 }
 

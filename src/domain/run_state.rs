@@ -10,6 +10,15 @@ use super::event::{Event, EventKind, MergeOutcome, RunSettings, TokenUsage};
 use super::ids::{AgentId, RunId, TaskId};
 use super::quota::{ParkedAgent, ProviderLimit};
 use super::task::TaskState;
+use crate::domain::event::{
+    AgentFinished, AgentParked, AgentStarted, AgentUnparked, BlueprintAccepted, BlueprintProposed,
+    BudgetRaised, ChangeCommitted, CheckoutDirty, ConflictDecision, GateDecision, GateHeld,
+    MergeResult, MergeReverted, MergeVerified, NothingChanged, PlanDisputeSettled, PlanDisputed,
+    PlanReviewed, ProviderLimitChanged, QuestionAnswered, QuestionAsked, RepositoryChanged,
+    ReviewVerdict, RunFinished, RunInterrupted, RunPhaseChanged, RunStarted, ShepherdIntervened,
+    SpecSubmitted, TaskEdited, TaskStateChanged, TestRun, TesterDone, TestsOnBase, TokensUsed,
+    ToolCalled, WorktreeCreated,
+};
 mod records;
 
 pub use super::phase::RunPhase;
@@ -84,13 +93,13 @@ impl RunState {
 
     /// Builds the initial state from the run's first event.
     pub fn start(event: &Event) -> Result<Self, TransitionError> {
-        let EventKind::RunStarted {
+        let EventKind::RunStarted(RunStarted {
             requirement,
             repo,
             mainline,
             base_commit,
             settings,
-        } = &event.kind
+        }) = &event.kind
         else {
             return Err(TransitionError::NotStarted { seq: event.seq });
         };
@@ -156,8 +165,8 @@ impl RunState {
             });
         }
         match &event.kind {
-            EventKind::RunStarted { .. } => return Err(TransitionError::StartedTwice { seq }),
-            EventKind::RunPhaseChanged { to, reason } => {
+            EventKind::RunStarted(_) => return Err(TransitionError::StartedTwice { seq }),
+            EventKind::RunPhaseChanged(RunPhaseChanged { to, reason }) => {
                 self.phase = *to;
                 self.phase_reason = reason.clone();
                 if to.is_over() {
@@ -173,7 +182,7 @@ impl RunState {
                     self.held_landing = None;
                 }
             }
-            EventKind::RepositoryChanged { changes } => {
+            EventKind::RepositoryChanged(RepositoryChanged { changes }) => {
                 self.repository_changes = changes.clone();
                 if !self.phase.is_over() {
                     self.phase = RunPhase::Paused;
@@ -183,7 +192,7 @@ impl RunState {
                     ));
                 }
             }
-            EventKind::CheckoutDirty { task, files } => {
+            EventKind::CheckoutDirty(CheckoutDirty { task, files }) => {
                 self.task_mut(task, seq)?;
                 self.held_landing = Some(HeldLanding {
                     task: task.clone(),
@@ -191,7 +200,7 @@ impl RunState {
                     since_ms: event.at_ms,
                 });
             }
-            EventKind::NothingChanged { task } => {
+            EventKind::NothingChanged(NothingChanged { task }) => {
                 let record = self.task_mut(task, seq)?;
                 if record.state != TaskState::Running {
                     return Err(TransitionError::NotRunning {
@@ -209,8 +218,8 @@ impl RunState {
             // The process that parked agents or waited for answers is gone;
             // a resumed agent parks, or asks, again.
             // Its agents stopped with the process.
-            EventKind::RunInterrupted {} => self.parked.clear(),
-            EventKind::RunResumed { .. } => {
+            EventKind::RunInterrupted(RunInterrupted {}) => self.parked.clear(),
+            EventKind::RunResumed(_) => {
                 self.parked.clear();
                 // `memofab resume` after the stop is the human's go-ahead.
                 if !self.repository_changes.is_empty() {
@@ -221,20 +230,20 @@ impl RunState {
                 }
                 self.questions.retain(|q| q.answer.is_some());
             }
-            EventKind::SpecSubmitted { requirement } => {
+            EventKind::SpecSubmitted(SpecSubmitted { requirement }) => {
                 self.requirement = requirement.clone();
                 self.spec_submitted = true;
             }
-            EventKind::BlueprintProposed { round, blueprint } => {
+            EventKind::BlueprintProposed(BlueprintProposed { round, blueprint }) => {
                 self.plan_round = *round;
                 self.proposal = Some(blueprint.clone());
             }
-            EventKind::PlanReviewed {
+            EventKind::PlanReviewed(PlanReviewed {
                 round,
                 approved,
                 feedback,
-            } => self.plan_review = Some((*round, *approved, feedback.clone())),
-            EventKind::BlueprintAccepted { blueprint } => {
+            }) => self.plan_review = Some((*round, *approved, feedback.clone())),
+            EventKind::BlueprintAccepted(BlueprintAccepted { blueprint }) => {
                 if self.blueprint.is_some() {
                     return Err(TransitionError::BlueprintTwice { seq });
                 }
@@ -253,12 +262,12 @@ impl RunState {
                 // Whoever settled it, a dispute is over once a plan is built.
                 self.plan_dispute = None;
             }
-            EventKind::TaskStateChanged {
+            EventKind::TaskStateChanged(TaskStateChanged {
                 task,
                 from,
                 to,
                 reason,
-            } => {
+            }) => {
                 let record = self.task_mut(task, seq)?;
                 if record.state != *from {
                     return Err(TransitionError::StaleFrom {
@@ -332,23 +341,23 @@ impl RunState {
                     self.parked.retain(|_, p| p.task.as_ref() != Some(task));
                 }
             }
-            EventKind::WorktreeCreated {
+            EventKind::WorktreeCreated(WorktreeCreated {
                 task,
                 branch,
                 path,
                 base_commit,
-            } => {
+            }) => {
                 let record = self.task_mut(task, seq)?;
                 record.branch = Some(branch.clone());
                 record.worktree = Some(path.clone());
                 record.head_commit = Some(base_commit.clone());
             }
-            EventKind::TokensUsed {
+            EventKind::TokensUsed(TokensUsed {
                 task,
                 usage,
                 cost_usd,
                 ..
-            } => {
+            }) => {
                 let cost = cost_usd.unwrap_or(0.0);
                 if let Some(task) = task {
                     let record = self.task_mut(task, seq)?;
@@ -358,21 +367,21 @@ impl RunState {
                 self.tokens.add(*usage);
                 self.cost_usd += cost;
             }
-            EventKind::PlanDisputed { round, feedback } => {
+            EventKind::PlanDisputed(PlanDisputed { round, feedback }) => {
                 self.plan_dispute = Some((*round, feedback.clone()));
             }
-            EventKind::PlanDisputeSettled { build, .. } => {
+            EventKind::PlanDisputeSettled(PlanDisputeSettled { build, .. }) => {
                 self.plan_dispute = None;
                 if !build {
                     self.extra_plan_rounds += 1;
                 }
             }
-            EventKind::QuestionAsked {
+            EventKind::QuestionAsked(QuestionAsked {
                 agent,
                 call_id,
                 task,
                 question,
-            } => self.questions.push(Question {
+            }) => self.questions.push(Question {
                 agent: agent.clone(),
                 call_id: call_id.clone(),
                 task: task.clone(),
@@ -380,12 +389,12 @@ impl RunState {
                 asked_ms: event.at_ms,
                 answer: None,
             }),
-            EventKind::QuestionAnswered {
+            EventKind::QuestionAnswered(QuestionAnswered {
                 agent,
                 call_id,
                 answer,
                 ..
-            } => {
+            }) => {
                 if let Some(q) = self
                     .questions
                     .iter_mut()
@@ -394,37 +403,37 @@ impl RunState {
                     q.answer = Some(answer.clone());
                 }
             }
-            EventKind::BudgetRaised { task, .. } => match task {
+            EventKind::BudgetRaised(BudgetRaised { task, .. }) => match task {
                 Some(task) => self.task_mut(task, seq)?.budget_raises += 1,
                 None => self.run_budget_raises += 1,
             },
-            EventKind::ChangeCommitted {
+            EventKind::ChangeCommitted(ChangeCommitted {
                 task,
                 commit,
                 files,
                 ..
-            } => {
+            }) => {
                 let record = self.task_mut(task, seq)?;
                 record.head_commit = Some(commit.clone());
                 record.observed_writes.extend(files.iter().cloned());
             }
-            EventKind::AgentStarted {
+            EventKind::AgentStarted(AgentStarted {
                 agent,
                 task: Some(task),
                 ..
-            } => {
+            }) => {
                 self.agent_tasks.insert(agent.clone(), task.clone());
                 // Its first message carried the shepherd's note.
                 if let Some(&i) = self.index.get(task) {
                     self.tasks[i].shepherd.note = None;
                 }
             }
-            EventKind::ShepherdIntervened {
+            EventKind::ShepherdIntervened(ShepherdIntervened {
                 task: Some(task),
                 pattern,
                 action,
                 ..
-            } => {
+            }) => {
                 let record = self.task_mut(task, seq)?;
                 record.shepherd.intervened(pattern, *action);
                 // The fresh agent is a new attempt, so its transcript is its own.
@@ -432,12 +441,12 @@ impl RunState {
                     record.attempt += 1;
                 }
             }
-            EventKind::ToolCalled {
+            EventKind::ToolCalled(ToolCalled {
                 agent,
                 tool,
                 arguments,
                 ..
-            } => {
+            }) => {
                 if let Some(path) = written_path(tool, arguments)
                     && let Some(&i) = self
                         .agent_tasks
@@ -447,11 +456,11 @@ impl RunState {
                     self.tasks[i].observed_writes.insert(path);
                 }
             }
-            EventKind::ReviewVerdict {
+            EventKind::ReviewVerdict(ReviewVerdict {
                 task,
                 approved,
                 feedback,
-            } => {
+            }) => {
                 let record = self.task_mut(task, seq)?;
                 record.shepherd.reviewed(*approved, feedback);
                 if !approved {
@@ -459,15 +468,15 @@ impl RunState {
                         Some(format!("The code reviewer asked for changes:\n{feedback}"));
                 }
             }
-            EventKind::TestsOnBase {
+            EventKind::TestsOnBase(TestsOnBase {
                 task,
                 round,
                 failed,
                 ..
-            } => {
+            }) => {
                 self.task_mut(task, seq)?.tester.checked(*round, *failed);
             }
-            EventKind::TesterDone { task, tests } => {
+            EventKind::TesterDone(TesterDone { task, tests }) => {
                 let record = self.task_mut(task, seq)?;
                 if let Some(tests) = tests {
                     record.head_commit = Some(tests.commit.clone());
@@ -477,13 +486,13 @@ impl RunState {
                     tests: tests.clone(),
                 };
             }
-            EventKind::TestRun {
+            EventKind::TestRun(TestRun {
                 task,
                 command,
                 passed,
                 output,
                 ..
-            } => {
+            }) => {
                 if !passed {
                     self.task_mut(task, seq)?.feedback = Some(format!(
                         "The test command `{command}` failed:\n{}",
@@ -491,7 +500,7 @@ impl RunState {
                     ));
                 }
             }
-            EventKind::MergeResult { task, result } => {
+            EventKind::MergeResult(MergeResult { task, result }) => {
                 let mainline = &mut self.mainline_commit;
                 let record = match self.index.get(task) {
                     Some(&i) => &mut self.tasks[i],
@@ -521,14 +530,14 @@ impl RunState {
                     }
                 }
             }
-            EventKind::MergeVerified {
+            EventKind::MergeVerified(MergeVerified {
                 task,
                 check,
                 command,
                 passed,
                 output,
                 ..
-            } => {
+            }) => {
                 if !passed {
                     let record = self.task_mut(task, seq)?;
                     record.queue_failure = Some(*check);
@@ -540,13 +549,13 @@ impl RunState {
                     ));
                 }
             }
-            EventKind::MergeReverted {
+            EventKind::MergeReverted(MergeReverted {
                 task,
                 revert_commit,
                 reapplied,
                 output,
                 ..
-            } => {
+            }) => {
                 let record = self.task_mut(task, seq)?;
                 record.merged_commit = None;
                 record.head_commit = Some(reapplied.clone());
@@ -557,30 +566,30 @@ impl RunState {
                 ));
                 self.mainline_commit = revert_commit.clone();
             }
-            EventKind::ConflictDecision {
+            EventKind::ConflictDecision(ConflictDecision {
                 task, resolution, ..
-            } => self.task_mut(task, seq)?.resolution = Some(*resolution),
-            EventKind::TaskEdited {
+            }) => self.task_mut(task, seq)?.resolution = Some(*resolution),
+            EventKind::TaskEdited(TaskEdited {
                 task,
                 description,
                 acceptance,
-            } => {
+            }) => {
                 let record = self.task_mut(task, seq)?;
                 record.spec.description = description.clone();
                 record.spec.acceptance = acceptance.clone();
             }
-            EventKind::RunFinished {
+            EventKind::RunFinished(RunFinished {
                 mainline_commit, ..
-            } => {
+            }) => {
                 self.mainline_commit = mainline_commit.clone();
             }
-            EventKind::AgentParked {
+            EventKind::AgentParked(AgentParked {
                 agent,
                 task,
                 provider,
                 until_ms,
                 reason,
-            } => {
+            }) => {
                 self.parked.insert(
                     agent.clone(),
                     ParkedAgent {
@@ -591,14 +600,15 @@ impl RunState {
                     },
                 );
             }
-            EventKind::AgentUnparked { agent } | EventKind::AgentFinished { agent, .. } => {
+            EventKind::AgentUnparked(AgentUnparked { agent })
+            | EventKind::AgentFinished(AgentFinished { agent, .. }) => {
                 self.parked.remove(agent);
             }
-            EventKind::ProviderLimitChanged {
+            EventKind::ProviderLimitChanged(ProviderLimitChanged {
                 provider,
                 limit,
                 ceiling,
-            } => {
+            }) => {
                 self.provider_limits.insert(
                     provider.clone(),
                     ProviderLimit {
@@ -607,29 +617,29 @@ impl RunState {
                     },
                 );
             }
-            EventKind::BlueprintRejected { .. }
-            | EventKind::AgentStarted { .. }
-            | EventKind::AgentMessage { .. }
-            | EventKind::McpToolsListed { .. }
-            | EventKind::ContextCompacted { .. }
-            | EventKind::ReplyBrokenOff { .. }
-            | EventKind::ToolResult { .. }
-            | EventKind::ConflictMarkers { .. }
-            | EventKind::OverseerReport { .. }
-            | EventKind::ProposalDecision { .. }
-            | EventKind::Escalated { .. }
-            | EventKind::ParkLifted { .. }
-            | EventKind::ShepherdIntervened { task: None, .. }
-            | EventKind::Warning { .. } => {}
-            EventKind::GateHeld { task, reasons } => {
+            EventKind::BlueprintRejected(_)
+            | EventKind::AgentStarted(_)
+            | EventKind::AgentMessage(_)
+            | EventKind::McpToolsListed(_)
+            | EventKind::ContextCompacted(_)
+            | EventKind::ReplyBrokenOff(_)
+            | EventKind::ToolResult(_)
+            | EventKind::ConflictMarkers(_)
+            | EventKind::OverseerReport(_)
+            | EventKind::ProposalDecision(_)
+            | EventKind::Escalated(_)
+            | EventKind::ParkLifted(_)
+            | EventKind::ShepherdIntervened(ShepherdIntervened { task: None, .. })
+            | EventKind::Warning(_) => {}
+            EventKind::GateHeld(GateHeld { task, reasons }) => {
                 self.task_mut(task, seq)?.gate_reasons = reasons.clone();
             }
-            EventKind::GateDecision {
+            EventKind::GateDecision(GateDecision {
                 task,
                 approved,
                 feedback,
                 by,
-            } => {
+            }) => {
                 if !approved {
                     self.task_mut(task, seq)?.feedback = Some(format!(
                         "{by} rejected the change at the merge gate:\n{feedback}"

@@ -22,6 +22,10 @@ use super::prompts::Prompt;
 use super::questions;
 use super::recorder::Recorder;
 use super::tools::{ToolBox, ToolOutcome};
+use crate::domain::event::{
+    AgentFinished, AgentMessage, AgentParked, AgentStarted, AgentUnparked, ProviderLimitChanged,
+    ReplyBrokenOff, TokensUsed, ToolCalled, ToolResult, Warning,
+};
 use crate::domain::{AgentId, AgentRole, EventKind, MessageAuthor, TaskId};
 use crate::llm::governor::{Admission, Governor, Limit, LimitKind, Park};
 use crate::llm::text_calls::{TextReading, read_text_call};
@@ -129,12 +133,12 @@ impl AgentRunner {
         loop {
             let agent = job.id();
             self.recorder
-                .record(EventKind::AgentStarted {
+                .record(EventKind::AgentStarted(AgentStarted {
                     agent: agent.clone(),
                     role: job.role,
                     task: job.task.clone(),
                     model: self.model.clone(),
-                })
+                }))
                 .await?;
             let toolbox = job.toolbox.as_ref().map(|(toolbox, _)| toolbox);
             let mcp = McpTools::start(&self.recorder, &agent, toolbox).await?;
@@ -152,7 +156,11 @@ impl AgentRunner {
                 Err(failed) => (false, failed.0.clone()),
             };
             self.recorder
-                .record(EventKind::AgentFinished { agent, ok, summary })
+                .record(EventKind::AgentFinished(AgentFinished {
+                    agent,
+                    ok,
+                    summary,
+                }))
                 .await?;
             let next_attempt = job
                 .task
@@ -336,12 +344,12 @@ impl AgentRunner {
                     .cloned()
                     .unwrap_or_else(|_| json!(call.arguments));
                 self.recorder
-                    .record(EventKind::ToolCalled {
+                    .record(EventKind::ToolCalled(ToolCalled {
                         agent: agent.clone(),
                         call_id: call.id.clone(),
                         tool: call.name.clone(),
                         arguments: arguments.clone(),
-                    })
+                    }))
                     .await?;
                 let repeated = self
                     .cap_identical_reads
@@ -374,12 +382,12 @@ impl AgentRunner {
                     reads.failed();
                 }
                 self.recorder
-                    .record(EventKind::ToolResult {
+                    .record(EventKind::ToolResult(ToolResult {
                         agent: agent.clone(),
                         call_id: call.id.clone(),
                         ok,
                         output: output.clone(),
-                    })
+                    }))
                     .await?;
                 if let Some(outcome) = done {
                     return Ok(Ok(outcome));
@@ -473,12 +481,12 @@ impl AgentRunner {
             if limit.kind == LimitKind::ServerError {
                 // Asked again after the back-off: the human sees why.
                 self.recorder
-                    .record(EventKind::ReplyBrokenOff {
+                    .record(EventKind::ReplyBrokenOff(ReplyBrokenOff {
                         agent: agent.clone(),
                         task: job.task.clone(),
                         attempt: server_errors,
                         reason: limit.message.clone(),
-                    })
+                    }))
                     .await?;
             }
             // The next round of the loop finds the provider parked.
@@ -512,13 +520,13 @@ impl AgentRunner {
                 ))));
             }
             self.recorder
-                .record(EventKind::AgentParked {
+                .record(EventKind::AgentParked(AgentParked {
                     agent: agent.clone(),
                     task: job.task.clone(),
                     provider: provider.clone(),
                     until_ms: park.until_ms,
                     reason: park.reason.clone(),
-                })
+                }))
                 .await?;
             self.governor.sit_until(park.until).await;
             // Another agent may have hit the limit again meanwhile.
@@ -529,9 +537,9 @@ impl AgentRunner {
         }
         *parked += started.elapsed();
         self.recorder
-            .record(EventKind::AgentUnparked {
+            .record(EventKind::AgentUnparked(AgentUnparked {
                 agent: agent.clone(),
-            })
+            }))
             .await?;
         Ok(None)
     }
@@ -543,24 +551,24 @@ impl AgentRunner {
         usage: crate::domain::TokenUsage,
     ) -> EngineResult<()> {
         self.recorder
-            .record(EventKind::TokensUsed {
+            .record(EventKind::TokensUsed(TokensUsed {
                 agent: agent.clone(),
                 task: job.task.clone(),
                 model: self.model.clone(),
                 usage,
                 cost_usd: crate::llm::pricing::cost_usd(&self.prices, &self.model, &usage),
-            })
+            }))
             .await?;
         Ok(())
     }
 
     async fn limit_changed(&self, limit: u32) -> EngineResult<()> {
         self.recorder
-            .record(EventKind::ProviderLimitChanged {
+            .record(EventKind::ProviderLimitChanged(ProviderLimitChanged {
                 provider: self.governor.name().to_owned(),
                 limit,
                 ceiling: self.governor.ceiling(),
-            })
+            }))
             .await?;
         Ok(())
     }
@@ -629,21 +637,21 @@ impl AgentRunner {
 
     async fn say(&self, agent: &AgentId, from: MessageAuthor, text: &str) -> EngineResult<()> {
         self.recorder
-            .record(EventKind::AgentMessage {
+            .record(EventKind::AgentMessage(AgentMessage {
                 agent: agent.clone(),
                 from,
                 text: text.to_owned(),
-            })
+            }))
             .await?;
         Ok(())
     }
 
     async fn warn(&self, job: &AgentJob, message: String) -> EngineResult<()> {
         self.recorder
-            .record(EventKind::Warning {
+            .record(EventKind::Warning(Warning {
                 task: job.task.clone(),
                 message,
-            })
+            }))
             .await?;
         Ok(())
     }

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::error::EngineResult;
 use super::recorder::Recorder;
+use crate::domain::event::QuestionAsked;
 use crate::domain::{AgentId, EventKind, TaskId, TaskState};
 use crate::llm::ToolSpec;
 
@@ -45,12 +46,12 @@ pub async fn ask(
         ));
     }
     recorder
-        .record(EventKind::QuestionAsked {
+        .record(EventKind::QuestionAsked(QuestionAsked {
             agent: agent.clone(),
             call_id: call_id.to_owned(),
             task: task.cloned(),
             question: question.to_owned(),
-        })
+        }))
         .await?;
     let answer = recorder
         .wait_until(|s| {

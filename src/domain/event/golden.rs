@@ -23,7 +23,10 @@ fn reencoded() -> String {
 fn every_kind_serializes_to_the_recorded_bytes() {
     let out = reencoded();
     if std::env::var_os("MEMOFAB_BLESS").is_some() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/domain/event/samples.golden.jsonl");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/domain/event/samples.golden.jsonl"
+        );
         std::fs::write(path, &out).unwrap();
         return;
     }

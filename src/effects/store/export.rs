@@ -4,6 +4,12 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
+use crate::domain::event::{
+    AgentMessage, BlueprintAccepted, CheckoutDirty, ContextCompacted, Escalated, GateDecision,
+    GateHeld, McpToolsListed, MergeResult, MergeReverted, MergeVerified, NothingChanged,
+    ReplyBrokenOff, RepositoryChanged, ReviewVerdict, RunFinished, RunInterrupted, RunStarted,
+    ShepherdIntervened, TestRun, TesterDone, TestsOnBase, ToolCalled, ToolResult,
+};
 use crate::domain::ids::short_commit;
 use crate::domain::{AgentId, Event, EventKind, MergeOutcome, MessageAuthor};
 
@@ -93,13 +99,13 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
     let mut outcomes = Vec::new();
     for event in events {
         match &event.kind {
-            EventKind::RunStarted {
+            EventKind::RunStarted(RunStarted {
                 requirement,
                 repo,
                 mainline,
                 settings,
                 ..
-            } => {
+            }) => {
                 writeln!(out, "- repository: `{repo}`, mainline `{mainline}`")?;
                 writeln!(
                     out,
@@ -115,7 +121,7 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     escape_markdown(requirement.trim())
                 )?;
             }
-            EventKind::BlueprintAccepted { blueprint } => {
+            EventKind::BlueprintAccepted(BlueprintAccepted { blueprint }) => {
                 writeln!(out, "## Blueprint: {}\n", blueprint.title)?;
                 for task in &blueprint.tasks {
                     let deps: Vec<&str> = task.depends_on.iter().map(|d| d.as_str()).collect();
@@ -128,7 +134,7 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                 }
                 writeln!(out)?;
             }
-            EventKind::AgentMessage { agent, from, text } => {
+            EventKind::AgentMessage(AgentMessage { agent, from, text }) => {
                 let who = match from {
                     MessageAuthor::System => "system",
                     MessageAuthor::User => "factory",
@@ -139,30 +145,30 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     .lines(agent.clone())
                     .push(format!("**{who}:** {}\n", escape_markdown(text.trim())));
             }
-            EventKind::ToolCalled {
+            EventKind::ToolCalled(ToolCalled {
                 agent,
                 tool,
                 arguments,
                 ..
-            } => {
+            }) => {
                 let args = serde_json::to_string_pretty(arguments).unwrap_or_default();
                 transcripts
                     .lines(agent.clone())
                     .push(format!("→ `{tool}`\n```json\n{args}\n```\n"));
             }
-            EventKind::McpToolsListed { agent, servers } => {
+            EventKind::McpToolsListed(McpToolsListed { agent, servers }) => {
                 let lines = transcripts.lines(agent.clone());
                 for server in servers {
                     lines.push(format!("**system:** {}\n", server.line()));
                 }
             }
-            EventKind::ReplyBrokenOff { agent, .. } => {
+            EventKind::ReplyBrokenOff(ReplyBrokenOff { agent, .. }) => {
                 let line = event.kind.broken_off_line().unwrap_or_default();
                 transcripts
                     .lines(agent.clone())
                     .push(format!("**warning:** {line}\n"));
             }
-            EventKind::ContextCompacted { agent, note, .. } => {
+            EventKind::ContextCompacted(ContextCompacted { agent, note, .. }) => {
                 let line = event.kind.compaction_line().unwrap_or_default();
                 let note = note
                     .as_deref()
@@ -172,9 +178,9 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     .lines(agent.clone())
                     .push(format!("**system:** {line}{note}\n"));
             }
-            EventKind::ToolResult {
+            EventKind::ToolResult(ToolResult {
                 agent, ok, output, ..
-            } => {
+            }) => {
                 let shown: String = output.chars().take(MAX_RESULT_CHARS).collect();
                 let cut = if output.chars().count() > MAX_RESULT_CHARS {
                     "\n[… cut]"
@@ -186,11 +192,11 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     .lines(agent.clone())
                     .push(format!("← {mark}\n```\n{shown}{cut}\n```\n"));
             }
-            EventKind::ReviewVerdict {
+            EventKind::ReviewVerdict(ReviewVerdict {
                 task,
                 approved,
                 feedback,
-            } => outcomes.push(format!(
+            }) => outcomes.push(format!(
                 "- review of {task}: {}{}",
                 if *approved {
                     "approved"
@@ -203,13 +209,13 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     format!(" — {}", feedback.trim())
                 }
             )),
-            EventKind::TestsOnBase {
+            EventKind::TestsOnBase(TestsOnBase {
                 task,
                 round,
                 command,
                 failed,
                 ..
-            } => outcomes.push(format!(
+            }) => outcomes.push(format!(
                 "- the tester's tests of {task} on the base commit (`{command}`, round {round}): {}",
                 if *failed {
                     "failed, as they must"
@@ -217,46 +223,46 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     "passed, proving nothing"
                 }
             )),
-            EventKind::TesterDone { task, tests } => outcomes.push(match tests {
+            EventKind::TesterDone(TesterDone { task, tests }) => outcomes.push(match tests {
                 Some(t) => format!(
                     "- the tester's tests of {task}, read-only for its coder: {}",
                     t.files.join(", ")
                 ),
                 None => format!("- {task} goes on without a tester's tests"),
             }),
-            EventKind::TestRun {
+            EventKind::TestRun(TestRun {
                 task,
                 command,
                 passed,
                 ..
-            } => outcomes.push(format!(
+            }) => outcomes.push(format!(
                 "- tests of {task} (`{command}`): {}",
                 if *passed { "passed" } else { "failed" }
             )),
-            EventKind::MergeVerified {
+            EventKind::MergeVerified(MergeVerified {
                 task,
                 check,
                 candidate,
                 command,
                 passed,
                 ..
-            } => outcomes.push(format!(
+            }) => outcomes.push(format!(
                 "- {} of {task} on {} (`{command}`): {}",
                 check.label(),
                 short_commit(candidate),
                 if *passed { "passed" } else { "failed" }
             )),
-            EventKind::MergeReverted {
+            EventKind::MergeReverted(MergeReverted {
                 task,
                 merge_commit,
                 revert_commit,
                 ..
-            } => outcomes.push(format!(
+            }) => outcomes.push(format!(
                 "- {task}'s merge {} reverted on mainline by {}",
                 short_commit(merge_commit),
                 short_commit(revert_commit)
             )),
-            EventKind::MergeResult { task, result } => outcomes.push(match result {
+            EventKind::MergeResult(MergeResult { task, result }) => outcomes.push(match result {
                 MergeOutcome::FastForward { commit } => {
                     format!("- {task} merged (fast-forward to {})", short_commit(commit))
                 }
@@ -267,37 +273,37 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                     format!("- {task} conflicted in {}", files.join(", "))
                 }
             }),
-            EventKind::GateHeld { task, reasons } => outcomes.push(format!(
+            EventKind::GateHeld(GateHeld { task, reasons }) => outcomes.push(format!(
                 "- {task} held at the gate: {}",
                 crate::domain::gate_reason::joined(reasons)
             )),
-            EventKind::GateDecision {
+            EventKind::GateDecision(GateDecision {
                 task, approved, by, ..
-            } => outcomes.push(format!(
+            }) => outcomes.push(format!(
                 "- gate for {task}: {} by {by}",
                 if *approved { "approved" } else { "rejected" }
             )),
-            EventKind::Escalated { task, reason } => {
+            EventKind::Escalated(Escalated { task, reason }) => {
                 outcomes.push(format!("- {task} escalated: {reason}"))
             }
-            EventKind::RunInterrupted {} => {
+            EventKind::RunInterrupted(RunInterrupted {}) => {
                 outcomes.push("- the run was interrupted (resumable)".to_owned())
             }
-            EventKind::RunResumed { .. } => outcomes.push("- the run was resumed".to_owned()),
-            EventKind::RepositoryChanged { changes } => outcomes.push(format!(
+            EventKind::RunResumed(_) => outcomes.push("- the run was resumed".to_owned()),
+            EventKind::RepositoryChanged(RepositoryChanged { changes }) => outcomes.push(format!(
                 "- the run stopped: the repository changed outside memofab ({})",
                 changes.join("; ")
             )),
-            EventKind::CheckoutDirty { task, files } => outcomes.push(format!(
+            EventKind::CheckoutDirty(CheckoutDirty { task, files }) => outcomes.push(format!(
                 "- {task} waited to land: the checkout of mainline had changes in {}",
                 files.join(", ")
             )),
-            EventKind::ShepherdIntervened {
+            EventKind::ShepherdIntervened(ShepherdIntervened {
                 task,
                 agent,
                 pattern,
                 action,
-            } => {
+            }) => {
                 let line = crate::domain::shepherd::intervention_line(
                     task.as_ref(),
                     agent.as_ref(),
@@ -311,14 +317,14 @@ pub fn export_markdown(events: &[Event], out: &mut impl Write) -> io::Result<()>
                 }
                 outcomes.push(format!("- {line}"));
             }
-            EventKind::NothingChanged { task } => outcomes.push(format!(
+            EventKind::NothingChanged(NothingChanged { task }) => outcomes.push(format!(
                 "- {task}: the coder finished without changing anything; reworked"
             )),
-            EventKind::RunFinished {
+            EventKind::RunFinished(RunFinished {
                 merged,
                 failed,
                 mainline_commit,
-            } => outcomes.push(format!(
+            }) => outcomes.push(format!(
                 "\n**Finished:** {merged} merged, {failed} not merged; mainline at {}",
                 short_commit(mainline_commit)
             )),

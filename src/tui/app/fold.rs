@@ -4,6 +4,15 @@
 use tui_textarea::TextArea;
 
 use super::{App, LogLine, first_line};
+use crate::domain::event::{
+    AgentMessage, AgentParked, AgentStarted, AgentUnparked, BudgetRaised, ChangeCommitted,
+    CheckoutDirty, ConflictMarkers, ContextCompacted, Escalated, GateDecision, GateHeld,
+    McpToolsListed, MergeResult, MergeReverted, MergeVerified, NothingChanged, ParkLifted,
+    PlanDisputeSettled, PlanDisputed, PlanReviewed, ProviderLimitChanged, QuestionAnswered,
+    QuestionAsked, ReplyBrokenOff, RepositoryChanged, ReviewVerdict, RunFinished, RunPhaseChanged,
+    ShepherdIntervened, TaskStateChanged, TestRun, TesterDone, TestsOnBase, ToolCalled, ToolResult,
+    Warning, WorktreeCreated,
+};
 use crate::domain::ids::short_commit;
 use crate::domain::{Event, EventKind, RunPhase, RunState, TaskState};
 
@@ -34,9 +43,9 @@ impl App {
         }
         let at = event.at_ms;
         match &event.kind {
-            EventKind::BlueprintAccepted { .. } => self.relayout(),
-            EventKind::TaskEdited { .. } => {}
-            EventKind::AgentStarted { agent, task, .. } => {
+            EventKind::BlueprintAccepted(_) => self.relayout(),
+            EventKind::TaskEdited(_) => {}
+            EventKind::AgentStarted(AgentStarted { agent, task, .. }) => {
                 match task {
                     Some(task) => self.view(task).agents.push(agent.clone()),
                     None => self.run_agents.push(agent.clone()),
@@ -45,50 +54,50 @@ impl App {
                 self.agent_back = 0;
                 self.follow_working(agent, task.as_ref());
             }
-            EventKind::AgentMessage { agent, from, text } => {
+            EventKind::AgentMessage(AgentMessage { agent, from, text }) => {
                 self.transcripts
                     .entry(agent.clone())
                     .or_default()
                     .message(*from, text);
             }
-            EventKind::McpToolsListed { agent, servers } => {
+            EventKind::McpToolsListed(McpToolsListed { agent, servers }) => {
                 let transcript = self.transcripts.entry(agent.clone()).or_default();
                 for server in servers {
                     transcript.message(crate::domain::MessageAuthor::System, &server.line());
                 }
             }
-            EventKind::ToolCalled {
+            EventKind::ToolCalled(ToolCalled {
                 agent,
                 tool,
                 arguments,
                 ..
-            } => self
+            }) => self
                 .transcripts
                 .entry(agent.clone())
                 .or_default()
                 .tool_call(tool, arguments),
-            EventKind::ToolResult {
+            EventKind::ToolResult(ToolResult {
                 agent, ok, output, ..
-            } => {
+            }) => {
                 self.transcripts
                     .entry(agent.clone())
                     .or_default()
                     .tool_result(*ok, output);
             }
-            EventKind::ChangeCommitted {
+            EventKind::ChangeCommitted(ChangeCommitted {
                 task, diff, files, ..
-            } => {
+            }) => {
                 let v = self.view(task);
                 v.diff = diff.clone();
                 v.files = files.clone();
             }
-            EventKind::WorktreeCreated { task, path, .. } => {
+            EventKind::WorktreeCreated(WorktreeCreated { task, path, .. }) => {
                 self.view(task).worktree = Some(path.clone())
             }
-            EventKind::ConflictMarkers { task, files } => {
+            EventKind::ConflictMarkers(ConflictMarkers { task, files }) => {
                 self.view(task).conflicts = files.clone();
             }
-            EventKind::MergeResult { task, result } => {
+            EventKind::MergeResult(MergeResult { task, result }) => {
                 let files = match result {
                     crate::domain::MergeOutcome::Conflict { files } => files.clone(),
                     _ => Vec::new(),
@@ -103,15 +112,15 @@ impl App {
                 self.view(task).conflict_files = files;
                 self.log_line(at, warn, text);
             }
-            EventKind::TaskStateChanged {
+            EventKind::TaskStateChanged(TaskStateChanged {
                 task, to, reason, ..
-            } if *to == TaskState::AwaitingGate => {
+            }) if *to == TaskState::AwaitingGate => {
                 self.view(task).gate_reason = reason.clone();
             }
             // Failures and blocks are what a human must notice: log them with why.
-            EventKind::TaskStateChanged {
+            EventKind::TaskStateChanged(TaskStateChanged {
                 task, to, reason, ..
-            } if matches!(
+            }) if matches!(
                 to,
                 TaskState::Failed | TaskState::Blocked | TaskState::Cancelled
             ) =>
@@ -119,19 +128,19 @@ impl App {
                 let why = reason.as_deref().unwrap_or("no reason given");
                 self.log_line(at, true, format!("{task}: {to}: {why}"));
             }
-            EventKind::TaskStateChanged {
+            EventKind::TaskStateChanged(TaskStateChanged {
                 task, to, reason, ..
-            } if *to == TaskState::OverBudget => {
+            }) if *to == TaskState::OverBudget => {
                 let why = reason.as_deref().unwrap_or("over budget");
                 self.log_line(at, true, format!("{task}: paused, {why}"));
             }
-            EventKind::BudgetRaised { task, by } => {
+            EventKind::BudgetRaised(BudgetRaised { task, by }) => {
                 let what = task
                     .as_ref()
                     .map_or_else(|| "the run".to_owned(), |t| t.to_string());
                 self.log_line(at, false, format!("{by} granted {what} more budget"));
             }
-            EventKind::PlanDisputed { round, feedback } => self.log_line(
+            EventKind::PlanDisputed(PlanDisputed { round, feedback }) => self.log_line(
                 at,
                 true,
                 format!(
@@ -139,7 +148,7 @@ impl App {
                     feedback.lines().next().unwrap_or_default()
                 ),
             ),
-            EventKind::PlanDisputeSettled { build, by } => self.log_line(
+            EventKind::PlanDisputeSettled(PlanDisputeSettled { build, by }) => self.log_line(
                 at,
                 false,
                 if *build {
@@ -148,31 +157,31 @@ impl App {
                     format!("{by} settled the plan dispute: plan once more")
                 },
             ),
-            EventKind::QuestionAsked {
+            EventKind::QuestionAsked(QuestionAsked {
                 agent, question, ..
-            } => self.log_line(at, true, format!("{agent} asks: {question}")),
-            EventKind::ParkLifted { provider, by } => {
+            }) => self.log_line(at, true, format!("{agent} asks: {question}")),
+            EventKind::ParkLifted(ParkLifted { provider, by }) => {
                 self.log_line(at, false, format!("{by} had {provider} tried again now"))
             }
-            EventKind::QuestionAnswered {
+            EventKind::QuestionAnswered(QuestionAnswered {
                 agent, answer, by, ..
-            } => self.log_line(at, false, format!("{by} answered {agent}: {answer}")),
-            EventKind::RunPhaseChanged {
+            }) => self.log_line(at, false, format!("{by} answered {agent}: {answer}")),
+            EventKind::RunPhaseChanged(RunPhaseChanged {
                 to: RunPhase::Failed,
                 reason,
-            } => {
+            }) => {
                 let why = reason.as_deref().unwrap_or("no reason given");
                 self.log_line(at, true, format!("the run failed: {why}"));
             }
-            EventKind::Escalated { task, reason } => {
+            EventKind::Escalated(Escalated { task, reason }) => {
                 self.view(task).escalation = Some(reason.clone());
                 self.log_line(at, true, format!("{task}: escalated: {reason}"));
             }
-            EventKind::ReviewVerdict {
+            EventKind::ReviewVerdict(ReviewVerdict {
                 task,
                 approved,
                 feedback,
-            } => {
+            }) => {
                 let text = if *approved {
                     format!("{task}: review approved")
                 } else {
@@ -180,12 +189,12 @@ impl App {
                 };
                 self.log_line(at, !approved, text);
             }
-            EventKind::TestsOnBase {
+            EventKind::TestsOnBase(TestsOnBase {
                 task,
                 round,
                 failed,
                 ..
-            } => {
+            }) => {
                 let text = if *failed {
                     format!("{task}: the tester's tests fail on the base commit, as they must")
                 } else {
@@ -195,10 +204,10 @@ impl App {
                 };
                 self.log_line(at, !failed, text);
             }
-            EventKind::TesterDone {
+            EventKind::TesterDone(TesterDone {
                 task,
                 tests: Some(tests),
-            } => self.log_line(
+            }) => self.log_line(
                 at,
                 false,
                 format!(
@@ -206,16 +215,16 @@ impl App {
                     tests.files.join(", ")
                 ),
             ),
-            EventKind::TestRun {
+            EventKind::TestRun(TestRun {
                 task,
                 passed,
                 command,
                 ..
-            } => {
+            }) => {
                 let verdict = if *passed { "passed" } else { "FAILED" };
                 self.log_line(at, !passed, format!("{task}: `{command}` {verdict}"));
             }
-            EventKind::MergeVerified {
+            EventKind::MergeVerified(MergeVerified {
                 task,
                 check,
                 candidate,
@@ -223,7 +232,7 @@ impl App {
                 passed,
                 output,
                 ..
-            } => {
+            }) => {
                 let at_commit = short_commit(candidate);
                 let text = if *passed {
                     format!(
@@ -240,12 +249,12 @@ impl App {
                 };
                 self.log_line(at, !passed, text);
             }
-            EventKind::MergeReverted {
+            EventKind::MergeReverted(MergeReverted {
                 task,
                 merge_commit,
                 revert_commit,
                 ..
-            } => {
+            }) => {
                 self.log_line(
                     at,
                     true,
@@ -256,21 +265,21 @@ impl App {
                     ),
                 );
             }
-            EventKind::GateHeld { task, reasons } => {
+            EventKind::GateHeld(GateHeld { task, reasons }) => {
                 let why = crate::domain::gate_reason::joined(reasons);
                 self.log_line(at, false, format!("{task}: held at the gate: {why}"));
             }
-            EventKind::GateDecision {
+            EventKind::GateDecision(GateDecision {
                 task, approved, by, ..
-            } => {
+            }) => {
                 let verdict = if *approved { "approved" } else { "rejected" };
                 self.log_line(at, false, format!("{task}: gate {verdict} by {by}"));
             }
-            EventKind::PlanReviewed {
+            EventKind::PlanReviewed(PlanReviewed {
                 round,
                 approved,
                 feedback,
-            } => {
+            }) => {
                 let text = if *approved {
                     format!("plan round {round} approved")
                 } else {
@@ -278,8 +287,8 @@ impl App {
                 };
                 self.log_line(at, false, text);
             }
-            EventKind::Warning { message, .. } => self.log_line(at, true, message.clone()),
-            EventKind::CheckoutDirty { task, files } => self.log_line(
+            EventKind::Warning(Warning { message, .. }) => self.log_line(at, true, message.clone()),
+            EventKind::CheckoutDirty(CheckoutDirty { task, files }) => self.log_line(
                 at,
                 true,
                 format!(
@@ -287,12 +296,12 @@ impl App {
                     files.join(", ")
                 ),
             ),
-            EventKind::ShepherdIntervened {
+            EventKind::ShepherdIntervened(ShepherdIntervened {
                 task,
                 agent,
                 pattern,
                 action,
-            } => {
+            }) => {
                 let line = crate::domain::shepherd::intervention_line(
                     task.as_ref(),
                     agent.as_ref(),
@@ -309,12 +318,12 @@ impl App {
                 let escalated = *action == crate::domain::shepherd::Action::Escalate;
                 self.log_line(at, escalated, line);
             }
-            EventKind::NothingChanged { task } => self.log_line(
+            EventKind::NothingChanged(NothingChanged { task }) => self.log_line(
                 at,
                 true,
                 format!("{task}: the coder finished without changing anything; trying again"),
             ),
-            EventKind::RepositoryChanged { changes } => self.log_line(
+            EventKind::RepositoryChanged(RepositoryChanged { changes }) => self.log_line(
                 at,
                 true,
                 format!(
@@ -322,16 +331,16 @@ impl App {
                     changes.join("; ")
                 ),
             ),
-            EventKind::AgentParked {
+            EventKind::AgentParked(AgentParked {
                 agent,
                 until_ms,
                 reason,
                 ..
-            } => {
+            }) => {
                 let secs = until_ms.saturating_sub(at).div_ceil(1000);
                 self.log_line(at, true, format!("{agent}: parked for {secs}s: {reason}"));
             }
-            EventKind::ReplyBrokenOff { agent, .. } => {
+            EventKind::ReplyBrokenOff(ReplyBrokenOff { agent, .. }) => {
                 let line = event.kind.broken_off_line().unwrap_or_default();
                 self.log_line(at, true, format!("{agent}: {line}"));
                 self.transcripts
@@ -339,7 +348,7 @@ impl App {
                     .or_default()
                     .message(crate::domain::MessageAuthor::System, &line);
             }
-            EventKind::ContextCompacted { agent, note, .. } => {
+            EventKind::ContextCompacted(ContextCompacted { agent, note, .. }) => {
                 let mut text = event.kind.compaction_line().unwrap_or_default();
                 if let Some(note) = note {
                     text.push('\n');
@@ -350,19 +359,19 @@ impl App {
                     .or_default()
                     .message(crate::domain::MessageAuthor::System, &text);
             }
-            EventKind::AgentUnparked { agent } => {
+            EventKind::AgentUnparked(AgentUnparked { agent }) => {
                 self.log_line(at, false, format!("{agent}: resumed"))
             }
-            EventKind::ProviderLimitChanged {
+            EventKind::ProviderLimitChanged(ProviderLimitChanged {
                 provider,
                 limit,
                 ceiling,
-            } => self.log_line(
+            }) => self.log_line(
                 at,
                 false,
                 format!("{provider}: {limit} of {ceiling} request slots"),
             ),
-            EventKind::RunFinished { merged, failed, .. } => {
+            EventKind::RunFinished(RunFinished { merged, failed, .. }) => {
                 self.log_line(
                     at,
                     *failed > 0,
