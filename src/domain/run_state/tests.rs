@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::domain::blueprint::TaskSpec;
-use crate::domain::event::MergeCheck;
+use crate::domain::event::{MergeCheck, MergeOutcome};
 use crate::domain::event::{
     AgentFinished, AgentParked, AgentStarted, AgentUnparked, BlueprintAccepted, MergeResult,
     MergeReverted, MergeVerified, NothingChanged, PlanDisputeSettled, PlanDisputed,
