@@ -278,7 +278,7 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
     assert!(
         md.contains("## Transcripts")
             && md.contains("### coder:json#1")
-            && md.contains("gate for docs: approved"),
+            && md.contains("docs: gate approved"),
         "{md}"
     );
 }

@@ -258,7 +258,7 @@ async fn a_failing_post_merge_check_reverts_the_merge() {
     let mut md = Vec::new();
     memofab::effects::store::export::export_markdown(&events, &mut md).unwrap();
     let md = String::from_utf8(md).unwrap();
-    assert!(md.contains("post-merge check of bad"), "{md}");
+    assert!(md.contains("bad: post-merge check"), "{md}");
     assert!(md.contains("reverted on mainline by"), "{md}");
 }
 

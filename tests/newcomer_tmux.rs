@@ -368,7 +368,10 @@ fn a_newcomer_follows_the_readme_from_init_to_export() {
     assert!(export.status.success(), "{}", text(&export));
     let markdown = String::from_utf8_lossy(&export.stdout).into_owned();
     assert!(markdown.contains(TASK), "{markdown}");
-    assert!(markdown.contains(&format!("{TASK} merged")), "{markdown}");
+    assert!(
+        markdown.contains(&format!("{TASK}: merged onto mainline")),
+        "{markdown}"
+    );
     drop(server);
 }
 

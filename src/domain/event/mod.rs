@@ -180,47 +180,6 @@ impl EventKind {
             _ => None,
         }
     }
-
-    /// One line saying a reply broke off, for transcripts and the log.
-    pub fn broken_off_line(&self) -> Option<String> {
-        let EventKind::ReplyBrokenOff(ReplyBrokenOff {
-            attempt, reason, ..
-        }) = self
-        else {
-            return None;
-        };
-        Some(format!(
-            "the reply broke off mid-stream ({reason}); asking again (attempt {})",
-            attempt + 1
-        ))
-    }
-
-    /// One line saying what a `ContextCompacted` did, for transcripts.
-    pub fn compaction_line(&self) -> Option<String> {
-        let EventKind::ContextCompacted(ContextCompacted {
-            context_tokens,
-            before_tokens,
-            after_tokens,
-            stubbed,
-            summarised,
-            ..
-        }) = self
-        else {
-            return None;
-        };
-        let mut what = Vec::new();
-        if *stubbed > 0 {
-            what.push(format!("{stubbed} old tool results stubbed"));
-        }
-        if *summarised > 0 {
-            what.push(format!("{summarised} earlier messages summarised"));
-        }
-        Some(format!(
-            "context compacted to fit the model's {context_tokens}-token window: about \
-             {before_tokens} → {after_tokens} tokens ({})",
-            what.join(", ")
-        ))
-    }
 }
 
 #[cfg(test)]

@@ -2,13 +2,13 @@
 
 use super::*;
 use crate::domain::blueprint::TaskSpec;
-use crate::domain::event::{MergeCheck, MergeOutcome};
 use crate::domain::event::{
     AgentFinished, AgentParked, AgentStarted, AgentUnparked, BlueprintAccepted, MergeResult,
     MergeReverted, MergeVerified, NothingChanged, PlanDisputeSettled, PlanDisputed,
     ProviderLimitChanged, QuestionAnswered, QuestionAsked, ReviewVerdict, RunResumed, RunStarted,
     TaskStateChanged, ToolCalled, WorktreeCreated,
 };
+use crate::domain::event::{MergeCheck, MergeOutcome};
 
 fn settings() -> RunSettings {
     RunSettings {

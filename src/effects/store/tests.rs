@@ -321,11 +321,11 @@ fn an_export_says_who_decided_each_gate() {
     export::export_markdown(&events, &mut md).unwrap();
     let md = String::from_utf8(md).unwrap();
     assert!(
-        md.contains("gate for t1: approved by MCP client \"claude-code\""),
+        md.contains("t1: gate approved by MCP client \"claude-code\""),
         "{md}"
     );
-    assert!(md.contains("gate for t1: approved by the CLI"), "{md}");
-    assert!(md.contains("gate for t1: approved by ada"), "{md}");
+    assert!(md.contains("t1: gate approved by the CLI"), "{md}");
+    assert!(md.contains("t1: gate approved by ada"), "{md}");
 }
 
 #[test]
