@@ -246,3 +246,96 @@ fn needs_escape(body: &str) -> bool {
         || (!trimmed.is_empty() && trimmed.chars().all(|c| c == '='))
         || (!trimmed.is_empty() && trimmed.chars().all(|c| c == '-'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::{QuestionAsked, Warning};
+    use crate::domain::{Blueprint, RunId, RunSettings, TaskSpec};
+
+    fn event(seq: u64, kind: EventKind) -> Event {
+        Event {
+            run: RunId::from("r1"),
+            seq,
+            at_ms: seq,
+            kind,
+        }
+    }
+
+    /// Hostile text reaches the account through narrated lines and the
+    /// blueprint too: none of it may open a section of its own.
+    #[test]
+    fn narrated_text_cannot_forge_a_section_of_the_account() {
+        let forged = "look\n## Forged section\n===\n```\n# still forged";
+        let events = vec![
+            event(
+                1,
+                EventKind::RunStarted(RunStarted {
+                    requirement: "do it".into(),
+                    repo: "/r".into(),
+                    mainline: "main".into(),
+                    base_commit: "abc".into(),
+                    settings: RunSettings::default(),
+                }),
+            ),
+            event(
+                2,
+                EventKind::BlueprintAccepted(BlueprintAccepted {
+                    blueprint: Blueprint {
+                        title: "# Forged title".into(),
+                        tasks: vec![TaskSpec {
+                            id: "t1".into(),
+                            title: "## Forged task".into(),
+                            description: String::new(),
+                            acceptance: Vec::new(),
+                            paths: Vec::new(),
+                            depends_on: Vec::new(),
+                        }],
+                    },
+                }),
+            ),
+            event(
+                3,
+                EventKind::QuestionAsked(QuestionAsked {
+                    agent: "coder:t1#1".into(),
+                    call_id: "c1".into(),
+                    task: Some("t1".into()),
+                    question: forged.into(),
+                }),
+            ),
+            event(
+                4,
+                EventKind::Warning(Warning {
+                    task: None,
+                    message: forged.into(),
+                }),
+            ),
+        ];
+        let account = markdown(&events);
+        // Outside code fences, the lines a Markdown reader takes for headings.
+        let mut in_fence = false;
+        let mut headings = Vec::new();
+        for line in account.lines() {
+            if line.starts_with("```") {
+                in_fence = !in_fence;
+            } else if !in_fence
+                && (line.starts_with('#') || (!line.is_empty() && line.chars().all(|c| c == '=')))
+            {
+                headings.push(line);
+            }
+        }
+        assert!(!in_fence, "a fence left open: {account}");
+        assert_eq!(
+            headings,
+            [
+                "# memofab run r1",
+                "## Requirement",
+                "## Blueprint: \\# Forged title",
+                "## Transcripts",
+                "## Outcomes",
+            ],
+            "{account}"
+        );
+        assert!(account.contains("coder:t1#1 asks: look"), "{account}");
+    }
+}

@@ -182,6 +182,16 @@ mod tests {
             "{text}"
         );
         assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
+        // The Log tab and the export's account say it in the same words.
+        let said = format!("stats is failed: {}", fixture::PROVIDER_DOWN);
+        let log: Vec<String> = fixture::failed_task_events()
+            .iter()
+            .filter_map(crate::domain::narrate::line)
+            .map(|l| l.text)
+            .collect();
+        assert!(log.contains(&said), "{log:?}");
+        let account = crate::domain::report::markdown(&fixture::failed_task_events());
+        assert!(account.contains(&format!("- {said}")), "{account}");
         // Not over: the summary says how to carry on.
         assert!(text.contains("continue:    memofab --repo /nowhere resume r2026"));
     }
