@@ -378,3 +378,55 @@ pub fn compaction(e: &ContextCompacted) -> String {
 pub fn first_line(text: &str) -> &str {
     text.trim().lines().next().unwrap_or("")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every sample event (one or more of each kind) and what it says: a
+    /// change of wording shows here, on purpose or not.
+    #[test]
+    fn the_words_for_every_kind() {
+        let samples = include_str!("event/samples.jsonl");
+        let mut told = String::new();
+        for body in samples.lines() {
+            let event: Event = serde_json::from_str(body).unwrap();
+            let said = match line(&event) {
+                Some(Line { warn: true, text }) => format!("! {text}"),
+                Some(Line { warn: false, text }) => format!("  {text}"),
+                None => "  -".to_owned(),
+            };
+            told.push_str(&format!("{:<22} {said}\n", event.kind.name()));
+        }
+        insta::assert_snapshot!(told);
+    }
+
+    #[test]
+    fn transcript_notes_say_what_the_factory_did() {
+        let compacted = ContextCompacted {
+            agent: "coder:a#1".into(),
+            task: None,
+            context_tokens: 8000,
+            before_tokens: 7000,
+            after_tokens: 3000,
+            stubbed: 4,
+            summarised: 0,
+            note: None,
+        };
+        assert_eq!(
+            compaction(&compacted),
+            "context compacted to fit the model's 8000-token window: about 7000 → 3000 tokens \
+             (4 old tool results stubbed)"
+        );
+        let broke = ReplyBrokenOff {
+            agent: "coder:a#1".into(),
+            task: None,
+            attempt: 1,
+            reason: "529: Overloaded".into(),
+        };
+        assert_eq!(
+            broken_off(&broke),
+            "the reply broke off mid-stream (529: Overloaded); asking again (attempt 2)"
+        );
+    }
+}
