@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{Samples, Scale, Table, ms, thousands};
 use crate::config::Config;
+use crate::domain::event::{AgentStarted, TaskStateChanged, WorktreeCreated};
 use crate::domain::{AgentRole, Event, EventKind, TaskId, TaskState};
 use crate::effects::git::GitRepo;
 use crate::engine::session;
@@ -252,7 +253,7 @@ fn steps(seen: &[(Instant, Event)]) -> Steps {
     let mut last_merge: Option<Instant> = None;
     for (at, event) in seen {
         match &event.kind {
-            EventKind::TaskStateChanged { task, to, .. } => match to {
+            EventKind::TaskStateChanged(TaskStateChanged { task, to, .. }) => match to {
                 TaskState::Running if !running.contains_key(task) => {
                     running.insert(task.clone(), *at);
                     if let Some(merged) = last_merge {
@@ -270,17 +271,17 @@ fn steps(seen: &[(Instant, Event)]) -> Steps {
                 }
                 _ => {}
             },
-            EventKind::WorktreeCreated { task, .. } => {
+            EventKind::WorktreeCreated(WorktreeCreated { task, .. }) => {
                 if let Some(start) = running.get(task) {
                     steps.worktree.push(at.saturating_duration_since(*start));
                 }
                 worktree.insert(task.clone(), *at);
             }
-            EventKind::AgentStarted {
+            EventKind::AgentStarted(AgentStarted {
                 role: AgentRole::Coder,
                 task: Some(task),
                 ..
-            } => {
+            }) => {
                 if let Some(made) = worktree.remove(task) {
                     steps.agent.push(at.saturating_duration_since(made));
                 }

@@ -8,6 +8,9 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::{Samples, Scale, Table, mib, ms, rss_bytes, thousands};
+use crate::domain::event::{
+    AgentMessage, AgentStarted, BlueprintAccepted, RunStarted, TaskStateChanged,
+};
 use crate::domain::{
     AgentId, AgentRole, Blueprint, Event, EventKind, MessageAuthor, RunId, RunSettings, TaskSpec,
     TaskState,
@@ -96,7 +99,7 @@ fn streaming_run(lines: usize) -> (Vec<Event>, Vec<AgentId>) {
             kind,
         });
     };
-    push(EventKind::RunStarted {
+    push(EventKind::RunStarted(RunStarted {
         requirement: "bench".into(),
         repo: "/bench".into(),
         mainline: "main".into(),
@@ -106,7 +109,7 @@ fn streaming_run(lines: usize) -> (Vec<Event>, Vec<AgentId>) {
             provider: "bench".into(),
             ..RunSettings::default()
         },
-    });
+    }));
     let tasks: Vec<TaskSpec> = (0..AGENTS)
         .map(|i| TaskSpec {
             id: format!("t{i}").as_str().into(),
@@ -117,12 +120,12 @@ fn streaming_run(lines: usize) -> (Vec<Event>, Vec<AgentId>) {
             depends_on: vec![],
         })
         .collect();
-    push(EventKind::BlueprintAccepted {
+    push(EventKind::BlueprintAccepted(BlueprintAccepted {
         blueprint: Blueprint {
             title: "bench".into(),
             tasks: tasks.clone(),
         },
-    });
+    }));
     let agents: Vec<AgentId> = tasks
         .iter()
         .map(|t| AgentId::for_task(AgentRole::Coder, &t.id, 1))
@@ -132,30 +135,30 @@ fn streaming_run(lines: usize) -> (Vec<Event>, Vec<AgentId>) {
             (TaskState::Pending, TaskState::Ready),
             (TaskState::Ready, TaskState::Running),
         ] {
-            push(EventKind::TaskStateChanged {
+            push(EventKind::TaskStateChanged(TaskStateChanged {
                 task: task.id.clone(),
                 from,
                 to,
                 reason: None,
-            });
+            }));
         }
-        push(EventKind::AgentStarted {
+        push(EventKind::AgentStarted(AgentStarted {
             agent: agent.clone(),
             role: AgentRole::Coder,
             task: Some(task.id.clone()),
             model: "bench".into(),
-        });
+        }));
     }
     // Messages of 100 lines each, as a long answer with code would be.
     let block: String = (0..100)
         .map(|i| format!("line {i} of a long answer with some code in it\n"))
         .collect();
     for _ in 0..lines.div_ceil(100) {
-        push(EventKind::AgentMessage {
+        push(EventKind::AgentMessage(AgentMessage {
             agent: agents[0].clone(),
             from: MessageAuthor::Assistant,
             text: block.clone(),
-        });
+        }));
     }
     (events, agents)
 }

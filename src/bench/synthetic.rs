@@ -3,6 +3,11 @@
 //! conversation (messages, tool calls, results, token counts) fills the run
 //! up to about `total` events. Every event passes the state machine.
 
+use crate::domain::event::{
+    AgentFinished, AgentMessage, AgentStarted, BlueprintAccepted, ChangeCommitted, MergeResult,
+    ReviewVerdict, RunFinished, RunPhaseChanged, RunStarted, TaskStateChanged, TestRun, TokensUsed,
+    ToolCalled, ToolResult, WorktreeCreated,
+};
 use crate::domain::{
     AgentId, AgentRole, Blueprint, Event, EventKind, MergeOutcome, MessageAuthor, RunId, RunPhase,
     RunSettings, TaskId, TaskSpec, TaskState, TokenUsage,
@@ -32,12 +37,12 @@ impl Synthetic {
     }
 
     fn step(&mut self, task: &TaskId, from: TaskState, to: TaskState) {
-        self.push(EventKind::TaskStateChanged {
+        self.push(EventKind::TaskStateChanged(TaskStateChanged {
             task: task.clone(),
             from,
             to,
             reason: None,
-        });
+        }));
     }
 }
 
@@ -49,7 +54,7 @@ pub fn run_events(run: &RunId, tasks: usize, total: usize) -> Vec<Event> {
         seq: 0,
         events: Vec::with_capacity(total + 16),
     };
-    s.push(EventKind::RunStarted {
+    s.push(EventKind::RunStarted(RunStarted {
         requirement: "synthetic benchmark run".into(),
         repo: "/bench".into(),
         mainline: "main".into(),
@@ -58,11 +63,11 @@ pub fn run_events(run: &RunId, tasks: usize, total: usize) -> Vec<Event> {
             max_tasks: tasks,
             ..RunSettings::default()
         },
-    });
+    }));
     let ids: Vec<TaskId> = (0..tasks)
         .map(|i| TaskId::new(format!("t{i:03}")))
         .collect();
-    s.push(EventKind::BlueprintAccepted {
+    s.push(EventKind::BlueprintAccepted(BlueprintAccepted {
         blueprint: Blueprint {
             title: "synthetic".into(),
             tasks: ids
@@ -77,25 +82,25 @@ pub fn run_events(run: &RunId, tasks: usize, total: usize) -> Vec<Event> {
                 })
                 .collect(),
         },
-    });
-    s.push(EventKind::RunPhaseChanged {
+    }));
+    s.push(EventKind::RunPhaseChanged(RunPhaseChanged {
         to: RunPhase::Building,
         reason: None,
-    });
+    }));
     let per_task = total.saturating_sub(s.events.len() + 2) / tasks;
     let turns = per_task.saturating_sub(TASK_EVENTS) / TURN_EVENTS;
     for (i, task) in ids.iter().enumerate() {
         task_events(&mut s, task, turns, i);
     }
-    s.push(EventKind::RunFinished {
+    s.push(EventKind::RunFinished(RunFinished {
         merged: tasks,
         failed: 0,
         mainline_commit: "f".repeat(40),
-    });
-    s.push(EventKind::RunPhaseChanged {
+    }));
+    s.push(EventKind::RunPhaseChanged(RunPhaseChanged {
         to: RunPhase::Finished,
         reason: None,
-    });
+    }));
     s.events
 }
 
@@ -104,43 +109,43 @@ fn task_events(s: &mut Synthetic, task: &TaskId, turns: usize, index: usize) {
     let agent = AgentId::for_task(AgentRole::Coder, task, 1);
     s.step(task, Pending, Ready);
     s.step(task, Ready, Running);
-    s.push(EventKind::WorktreeCreated {
+    s.push(EventKind::WorktreeCreated(WorktreeCreated {
         task: task.clone(),
         branch: format!("memofab/bench/{task}"),
         path: format!("/bench/.memofab/worktrees/{task}"),
         base_commit: "0".repeat(40),
-    });
-    s.push(EventKind::AgentStarted {
+    }));
+    s.push(EventKind::AgentStarted(AgentStarted {
         agent: agent.clone(),
         role: AgentRole::Coder,
         task: Some(task.clone()),
         model: "bench".into(),
-    });
+    }));
     for turn in 0..turns {
-        s.push(EventKind::AgentMessage {
+        s.push(EventKind::AgentMessage(AgentMessage {
             agent: agent.clone(),
             from: MessageAuthor::Assistant,
             text: format!(
                 "Turn {turn}: reading the module and the tests around it, then making the change the task asks for."
             ),
-        });
+        }));
         let call_id = format!("call_{turn}_0");
         let path = format!("src/{task}/file_{}.rs", turn % 7);
-        s.push(EventKind::ToolCalled {
+        s.push(EventKind::ToolCalled(ToolCalled {
             agent: agent.clone(),
             call_id: call_id.clone(),
             tool: "read_file".into(),
             arguments: serde_json::json!({ "path": path }),
-        });
-        s.push(EventKind::ToolResult {
+        }));
+        s.push(EventKind::ToolResult(ToolResult {
             agent: agent.clone(),
             call_id,
             ok: true,
             output: format!(
                 "//! {path}\nfn handler(input: &str) -> usize {{\n    input.lines().filter(|l| !l.is_empty()).count()\n}}\n"
             ),
-        });
-        s.push(EventKind::TokensUsed {
+        }));
+        s.push(EventKind::TokensUsed(TokensUsed {
             cost_usd: None,
             agent: agent.clone(),
             task: Some(task.clone()),
@@ -151,43 +156,43 @@ fn task_events(s: &mut Synthetic, task: &TaskId, turns: usize, index: usize) {
                 cached: 500,
                 cache_write: 0,
             },
-        });
+        }));
     }
-    s.push(EventKind::AgentFinished {
+    s.push(EventKind::AgentFinished(AgentFinished {
         agent,
         ok: true,
         summary: "Done.".into(),
-    });
-    s.push(EventKind::ChangeCommitted {
+    }));
+    s.push(EventKind::ChangeCommitted(ChangeCommitted {
         task: task.clone(),
         commit: format!("{index:040x}"),
         files: vec![format!("src/{task}/mod.rs")],
         diff: format!(
             "diff --git a/src/{task}/mod.rs b/src/{task}/mod.rs\n--- a/src/{task}/mod.rs\n+++ b/src/{task}/mod.rs\n@@ -1 +1,2 @@\n fn a() {{}}\n+fn b() {{}}\n"
         ),
-    });
+    }));
     s.step(task, Running, Reviewing);
-    s.push(EventKind::ReviewVerdict {
+    s.push(EventKind::ReviewVerdict(ReviewVerdict {
         task: task.clone(),
         approved: true,
         feedback: "Looks good.".into(),
-    });
+    }));
     s.step(task, Reviewing, Testing);
-    s.push(EventKind::TestRun {
+    s.push(EventKind::TestRun(TestRun {
         task: task.clone(),
         command: "true".into(),
         exit_code: Some(0),
         passed: true,
         duration_ms: 5,
         output: String::new(),
-    });
+    }));
     s.step(task, Testing, Merging);
-    s.push(EventKind::MergeResult {
+    s.push(EventKind::MergeResult(MergeResult {
         task: task.clone(),
         result: MergeOutcome::MergeCommit {
             commit: format!("{:040x}", index + 1_000_000),
         },
-    });
+    }));
     s.step(task, Merging, Merged);
 }
 

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::fake_anthropic::{Answer, FakeAnthropic, Script};
 use super::{Table, thousands};
+use crate::domain::event::{RunStarted, TokensUsed};
 use crate::domain::policy::Policy;
 use crate::domain::{AgentRole, EventKind, RunId, RunSettings, TokenUsage};
 use crate::effects::process::Isolation;
@@ -207,13 +208,13 @@ pub async fn conversation(dir: &Path, caching: bool, window: Option<u64>) -> Res
     let recorder = Recorder::start(
         Store::open(&store_path)?,
         run.clone(),
-        EventKind::RunStarted {
+        EventKind::RunStarted(RunStarted {
             requirement: "bench tokens".into(),
             repo: work.display().to_string(),
             mainline: "main".into(),
             base_commit: String::new(),
             settings: RunSettings::default(),
-        },
+        }),
         tx,
     )?;
     let runner = AgentRunner {
@@ -258,8 +259,8 @@ pub async fn conversation(dir: &Path, caching: bool, window: Option<u64>) -> Res
     let mut outcome = Outcome::default();
     for event in &events {
         match &event.kind {
-            EventKind::TokensUsed { usage, .. } => outcome.usage.add(*usage),
-            EventKind::ContextCompacted { .. } => outcome.compactions += 1,
+            EventKind::TokensUsed(TokensUsed { usage, .. }) => outcome.usage.add(*usage),
+            EventKind::ContextCompacted(_) => outcome.compactions += 1,
             _ => {}
         }
     }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::Table;
 use crate::cli::demo::{embedded_seed, prepare_repo};
 use crate::config::Config;
+use crate::domain::event::{ChangeCommitted, MergeResult};
 use crate::domain::{
     Blueprint, Event, EventKind, MergeOutcome, RunSettings, TaskId, TaskSpec, TaskState,
 };
@@ -79,10 +80,10 @@ async fn demo_conflicts(dir: &Path, write_sets: bool) -> Result<usize> {
         while let Some(update) = rx.recv().await {
             if let crate::protocol::EngineUpdate::Event(Event {
                 kind:
-                    EventKind::MergeResult {
+                    EventKind::MergeResult(MergeResult {
                         result: MergeOutcome::Conflict { .. },
                         ..
-                    },
+                    }),
                 ..
             }) = update
             {
@@ -206,12 +207,12 @@ fn simulate(blueprint: &Blueprint, write_sets: bool, seed: u64) -> Result<Sim> {
             made_up::push(
                 &mut state,
                 now,
-                EventKind::ChangeCommitted {
+                EventKind::ChangeCommitted(ChangeCommitted {
                     task: task.clone(),
                     commit: String::new(),
                     files: writes[&task].iter().cloned().collect(),
                     diff: String::new(),
-                },
+                }),
             )?;
             let done_at = now + 2 + rng.below(7);
             flights.insert(task, Flight { base: now, done_at });

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::args::{GlobalArgs, ReplayArgs, ResumeArgs, RunArgs};
 use super::providers;
 use super::signals::Signals;
+use crate::domain::event::{CheckoutDirty, GateHeld, RunPhaseChanged, TaskStateChanged};
 use crate::domain::{EventKind, RunId, RunKind, RunState, TaskState};
 use crate::engine::orchestrator::Steering;
 use crate::engine::session::{self, ResumeRequest, RunRequest};
@@ -421,7 +422,7 @@ async fn print_json_lines(
             }
             EngineUpdate::Event(event) => {
                 // Every gate is held with its reasons first.
-                if let EventKind::GateHeld { task, reasons } = &event.kind
+                if let EventKind::GateHeld(GateHeld { task, reasons }) = &event.kind
                     && approver.leaves_to_a_human(reasons)
                 {
                     let why = crate::domain::gate_reason::joined(reasons);
@@ -431,26 +432,26 @@ async fn print_json_lines(
                     );
                 }
                 match &event.kind {
-                    EventKind::TaskStateChanged {
+                    EventKind::TaskStateChanged(TaskStateChanged {
                         task,
                         to: TaskState::OverBudget,
                         reason,
                         ..
-                    } => eprintln!(
+                    }) => eprintln!(
                         "memofab: task {task} waits over budget ({}); grant more with `memofab raise-budget {} {task}`",
                         reason.as_deref().unwrap_or("budget spent"),
                         event.run
                     ),
-                    EventKind::RunPhaseChanged {
+                    EventKind::RunPhaseChanged(RunPhaseChanged {
                         to: crate::domain::RunPhase::Paused,
                         reason: Some(reason),
-                    } if reason.starts_with(crate::engine::orchestrator::RUN_BUDGET_PAUSE) => {
+                    }) if reason.starts_with(crate::engine::orchestrator::RUN_BUDGET_PAUSE) => {
                         eprintln!(
                             "memofab: {reason}; grant more with `memofab raise-budget {}`",
                             event.run
                         )
                     }
-                    EventKind::CheckoutDirty { task, files } => eprintln!(
+                    EventKind::CheckoutDirty(CheckoutDirty { task, files }) => eprintln!(
                         "memofab: {task} waits to land: your checkout has uncommitted changes ({}); commit or stash them, then `memofab approve {} {task}`",
                         files.join(", "),
                         event.run

@@ -276,6 +276,9 @@ pub fn downstream(state: &RunState, task: &TaskId) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::{
+        AgentParked, AgentUnparked, CheckoutDirty, GateHeld, RunPhaseChanged, ShepherdIntervened,
+    };
     use crate::domain::made_up::{self, advance, push, task};
     use crate::domain::{AgentRole, EventKind, RunSettings, TaskSpec};
 
@@ -346,10 +349,10 @@ mod tests {
         ];
         run.push(
             2,
-            EventKind::GateHeld {
+            EventKind::GateHeld(GateHeld {
                 task: "a".into(),
                 reasons: reasons.clone(),
-            },
+            }),
         );
         run.walk(2, "a", &[Testing, AwaitingGate]);
         assert_eq!(run.0.task(&"a".into()).unwrap().gate_reasons, reasons);
@@ -372,17 +375,17 @@ mod tests {
         );
         run.push(
             2,
-            EventKind::CheckoutDirty {
+            EventKind::CheckoutDirty(CheckoutDirty {
                 task: "a".into(),
                 files: vec!["notes.md".into()],
-            },
+            }),
         );
         run.push(
             3,
-            EventKind::RunPhaseChanged {
+            EventKind::RunPhaseChanged(RunPhaseChanged {
                 to: RunPhase::Paused,
                 reason: None,
-            },
+            }),
         );
         let items = inbox(&run.0);
         assert_eq!(items.len(), 1);
@@ -392,10 +395,10 @@ mod tests {
         assert!(items[0].detail.contains("notes.md"), "{}", items[0].detail);
         run.push(
             4,
-            EventKind::RunPhaseChanged {
+            EventKind::RunPhaseChanged(RunPhaseChanged {
                 to: RunPhase::Building,
                 reason: None,
-            },
+            }),
         );
         assert!(inbox(&run.0).is_empty());
     }
@@ -407,12 +410,12 @@ mod tests {
         run.walk(1, "a", &[Pending, Ready, Running]);
         run.push(
             2,
-            EventKind::ShepherdIntervened {
+            EventKind::ShepherdIntervened(ShepherdIntervened {
                 task: Some("a".into()),
                 agent: None,
                 pattern: Pattern::NoChange { turns: 20 },
                 action: Action::Escalate,
-            },
+            }),
         );
         run.walk(3, "a", &[Running, Failed]);
         let items = inbox(&run.0);
@@ -440,13 +443,13 @@ mod tests {
         let agent = AgentId::for_task(AgentRole::Coder, &"a".into(), 1);
         run.push(
             2,
-            EventKind::AgentParked {
+            EventKind::AgentParked(AgentParked {
                 agent: agent.clone(),
                 task: Some("a".into()),
                 provider: "openai".into(),
                 until_ms: 62_000,
                 reason: "rate limited by openai: slow down".into(),
-            },
+            }),
         );
         let items = inbox(&run.0);
         assert_eq!(items.len(), 1);
@@ -459,7 +462,7 @@ mod tests {
             "{}",
             items[0].detail
         );
-        run.push(3, EventKind::AgentUnparked { agent });
+        run.push(3, EventKind::AgentUnparked(AgentUnparked { agent }));
         assert!(inbox(&run.0).is_empty());
     }
 }

@@ -129,6 +129,7 @@ pub fn run_burn(state: &RunState) -> Burn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::{BudgetRaised, TokensUsed};
     use crate::domain::made_up::{self, advance, push, task};
     use crate::domain::{AgentId, AgentRole, EventKind, RunSettings, TokenUsage};
 
@@ -147,7 +148,7 @@ mod tests {
     fn spend(state: &mut RunState, task: &str, tokens: u64, usd: Option<f64>) {
         apply(
             state,
-            EventKind::TokensUsed {
+            EventKind::TokensUsed(TokensUsed {
                 agent: AgentId::for_task(AgentRole::Coder, &task.into(), 1),
                 task: Some(task.into()),
                 model: "m".into(),
@@ -158,7 +159,7 @@ mod tests {
                     cache_write: 0,
                 },
                 cost_usd: usd,
-            },
+            }),
         );
     }
 
@@ -175,10 +176,10 @@ mod tests {
         assert_eq!(overrun(&state, &"b".into()), None, "budgets are per task");
         apply(
             &mut state,
-            EventKind::BudgetRaised {
+            EventKind::BudgetRaised(BudgetRaised {
                 task: Some("a".into()),
                 by: "me".into(),
-            },
+            }),
         );
         assert_eq!(overrun(&state, &"a".into()), None);
         spend(&mut state, "a", 100, None);
@@ -202,10 +203,10 @@ mod tests {
         );
         apply(
             &mut state,
-            EventKind::BudgetRaised {
+            EventKind::BudgetRaised(BudgetRaised {
                 task: None,
                 by: "me".into(),
-            },
+            }),
         );
         assert_eq!(run_overrun(&state), None);
     }

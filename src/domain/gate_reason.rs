@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::path_history::PathIncidents;
+use super::path_incidents::PathIncidents;
 
 /// Files that govern more than the code: what agents are told, what CI
 /// runs, what git does on a developer's machine.

@@ -7,6 +7,7 @@ use super::event::{Event, EventKind, RunSettings};
 use super::ids::{RunId, TaskId};
 use super::run_state::{RunState, TransitionError};
 use super::task::TaskState;
+use crate::domain::event::{BlueprintAccepted, RunStarted, TaskStateChanged};
 
 /// A run with `settings` whose blueprint of `tasks` was just accepted.
 pub fn started(settings: RunSettings, tasks: Vec<TaskSpec>) -> Result<RunState, TransitionError> {
@@ -14,24 +15,24 @@ pub fn started(settings: RunSettings, tasks: Vec<TaskSpec>) -> Result<RunState, 
         run: RunId::from("made-up"),
         seq: 1,
         at_ms: 0,
-        kind: EventKind::RunStarted {
+        kind: EventKind::RunStarted(RunStarted {
             requirement: String::new(),
             repo: String::new(),
             mainline: "main".into(),
             base_commit: "c0".into(),
             settings,
-        },
+        }),
     };
     let mut state = RunState::start(&start)?;
     push(
         &mut state,
         0,
-        EventKind::BlueprintAccepted {
+        EventKind::BlueprintAccepted(BlueprintAccepted {
             blueprint: Blueprint {
                 title: String::new(),
                 tasks,
             },
-        },
+        }),
     )?;
     Ok(state)
 }
@@ -59,12 +60,12 @@ pub fn advance(
         push(
             state,
             at_ms,
-            EventKind::TaskStateChanged {
+            EventKind::TaskStateChanged(TaskStateChanged {
                 task: task.clone(),
                 from,
                 to: *to,
                 reason: None,
-            },
+            }),
         )?;
     }
     Ok(())

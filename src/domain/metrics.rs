@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::event::{Event, EventKind, MergeOutcome, TokenUsage};
 use super::ids::{AgentId, AgentRole, RunId, TaskId};
 use super::path_history::PathHistory;
+use crate::domain::event::{
+    AgentFinished, AgentStarted, MergeResult, MergeVerified, ReviewVerdict, ShepherdIntervened,
+    TaskStateChanged, TestRun, TestsOnBase, TokensUsed, ToolCalled, ToolResult,
+};
 
 /// A command failing this many times in a row is a finding.
 pub const REPEATED_FAILURES: u32 = 3;
@@ -49,7 +53,7 @@ pub struct TaskMetrics {
 /// The shepherd's interventions, by what it did and by what it found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShepherdTotals {
-    pub by_action: BTreeMap<super::shepherd::Action, u32>,
+    pub by_action: BTreeMap<super::stuck::Action, u32>,
     /// By pattern name (`repeated_call`, `no_change`, ...).
     pub by_pattern: BTreeMap<String, u32>,
 }
@@ -169,9 +173,9 @@ impl FactoryMetrics {
         for e in events {
             let run = &e.run;
             match &e.kind {
-                EventKind::AgentStarted {
+                EventKind::AgentStarted(AgentStarted {
                     agent, role, task, ..
-                } => {
+                }) => {
                     let f = agents.entry(agent.clone()).or_default();
                     f.metrics.run = run.clone();
                     f.metrics.agent = agent.clone();
@@ -179,9 +183,9 @@ impl FactoryMetrics {
                     f.metrics.task = task.clone();
                     f.first_ms = Some(e.at_ms);
                 }
-                EventKind::TokensUsed {
+                EventKind::TokensUsed(TokensUsed {
                     agent, task, usage, ..
-                } => {
+                }) => {
                     let f = agents.entry(agent.clone()).or_default();
                     f.metrics.turns += 1;
                     f.metrics.tokens.add(*usage);
@@ -194,12 +198,12 @@ impl FactoryMetrics {
                             .add(*usage);
                     }
                 }
-                EventKind::ToolCalled {
+                EventKind::ToolCalled(ToolCalled {
                     agent,
                     call_id,
                     tool,
                     arguments,
-                } => {
+                }) => {
                     let f = agents.entry(agent.clone()).or_default();
                     f.metrics.tool_calls += 1;
                     if tool == "run" {
@@ -211,9 +215,9 @@ impl FactoryMetrics {
                         f.pending.insert(call_id.clone(), command);
                     }
                 }
-                EventKind::ToolResult {
+                EventKind::ToolResult(ToolResult {
                     agent, call_id, ok, ..
-                } => {
+                }) => {
                     let f = agents.entry(agent.clone()).or_default();
                     if !ok {
                         f.metrics.tool_errors += 1;
@@ -243,15 +247,15 @@ impl FactoryMetrics {
                         }
                     }
                 }
-                EventKind::AgentFinished { agent, .. } => {
+                EventKind::AgentFinished(AgentFinished { agent, .. }) => {
                     let f = agents.entry(agent.clone()).or_default();
                     f.metrics.wall_ms = e.at_ms.saturating_sub(f.first_ms.unwrap_or(e.at_ms));
                 }
-                EventKind::ReviewVerdict {
+                EventKind::ReviewVerdict(ReviewVerdict {
                     task,
                     approved: false,
                     feedback,
-                } => {
+                }) => {
                     tasks
                         .entry(task.clone())
                         .or_insert_with(|| (task_of(run, task), None))
@@ -264,18 +268,18 @@ impl FactoryMetrics {
                     });
                 }
                 // A merge result failing its tests is a failed test run too.
-                EventKind::TestRun {
+                EventKind::TestRun(TestRun {
                     task,
                     passed: false,
                     command,
                     ..
-                }
-                | EventKind::MergeVerified {
+                })
+                | EventKind::MergeVerified(MergeVerified {
                     task,
                     passed: false,
                     command,
                     ..
-                } => {
+                }) => {
                     tasks
                         .entry(task.clone())
                         .or_insert_with(|| (task_of(run, task), None))
@@ -287,20 +291,20 @@ impl FactoryMetrics {
                         command: command.clone(),
                     });
                 }
-                EventKind::TestsOnBase {
+                EventKind::TestsOnBase(TestsOnBase {
                     task,
                     round,
                     failed: false,
                     ..
-                } => self.findings.push(Finding::TesterProvedNothing {
+                }) => self.findings.push(Finding::TesterProvedNothing {
                     run: run.clone(),
                     task: task.clone(),
                     round: *round,
                 }),
-                EventKind::MergeResult {
+                EventKind::MergeResult(MergeResult {
                     task,
                     result: MergeOutcome::Conflict { files },
-                } => {
+                }) => {
                     tasks
                         .entry(task.clone())
                         .or_insert_with(|| (task_of(run, task), None))
@@ -312,12 +316,12 @@ impl FactoryMetrics {
                         files: files.clone(),
                     });
                 }
-                EventKind::ShepherdIntervened {
+                EventKind::ShepherdIntervened(ShepherdIntervened {
                     task,
                     pattern,
                     action,
                     ..
-                } => {
+                }) => {
                     *self.shepherd.by_action.entry(*action).or_default() += 1;
                     *self
                         .shepherd
@@ -332,7 +336,7 @@ impl FactoryMetrics {
                             .interventions += 1;
                     }
                 }
-                EventKind::TaskStateChanged { task, to, .. } => {
+                EventKind::TaskStateChanged(TaskStateChanged { task, to, .. }) => {
                     let entry = tasks
                         .entry(task.clone())
                         .or_insert_with(|| (task_of(run, task), None));
@@ -502,6 +506,7 @@ impl FactoryMetrics {
 mod tests {
     use super::*;
     use crate::domain::TaskState;
+    use crate::domain::event::ChangeCommitted;
 
     fn run_events() -> Vec<Event> {
         let mut events = Vec::new();
@@ -515,18 +520,18 @@ mod tests {
             });
         };
         let agent = AgentId::from("coder:t1#1");
-        push(EventKind::AgentStarted {
+        push(EventKind::AgentStarted(AgentStarted {
             agent: agent.clone(),
             role: AgentRole::Coder,
             task: Some("t1".into()),
             model: "m".into(),
-        });
-        push(EventKind::TaskStateChanged {
+        }));
+        push(EventKind::TaskStateChanged(TaskStateChanged {
             task: "t1".into(),
             from: TaskState::Ready,
             to: TaskState::Running,
             reason: None,
-        });
+        }));
         for (i, (command, ok)) in [
             ("make", false),
             ("make", false),
@@ -538,7 +543,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            push(EventKind::TokensUsed {
+            push(EventKind::TokensUsed(TokensUsed {
                 cost_usd: None,
                 agent: agent.clone(),
                 task: Some("t1".into()),
@@ -549,21 +554,21 @@ mod tests {
                     cached: 0,
                     cache_write: 0,
                 },
-            });
-            push(EventKind::ToolCalled {
+            }));
+            push(EventKind::ToolCalled(ToolCalled {
                 agent: agent.clone(),
                 call_id: format!("c{i}"),
                 tool: "run".into(),
                 arguments: serde_json::json!({"command": command}),
-            });
-            push(EventKind::ToolResult {
+            }));
+            push(EventKind::ToolResult(ToolResult {
                 agent: agent.clone(),
                 call_id: format!("c{i}"),
                 ok,
                 output: String::new(),
-            });
+            }));
         }
-        push(EventKind::ShepherdIntervened {
+        push(EventKind::ShepherdIntervened(ShepherdIntervened {
             task: Some("t1".into()),
             agent: Some(agent.clone()),
             pattern: crate::domain::shepherd::Pattern::RepeatedFailure {
@@ -572,29 +577,29 @@ mod tests {
                 times: 3,
             },
             action: crate::domain::shepherd::Action::Nudge,
-        });
-        push(EventKind::AgentFinished {
+        }));
+        push(EventKind::AgentFinished(AgentFinished {
             agent,
             ok: true,
             summary: String::new(),
-        });
-        push(EventKind::ChangeCommitted {
+        }));
+        push(EventKind::ChangeCommitted(ChangeCommitted {
             task: "t1".into(),
             commit: "c1".into(),
             files: vec!["src/db.rs".into()],
             diff: String::new(),
-        });
-        push(EventKind::ReviewVerdict {
+        }));
+        push(EventKind::ReviewVerdict(ReviewVerdict {
             task: "t1".into(),
             approved: false,
             feedback: "add tests".into(),
-        });
-        push(EventKind::TaskStateChanged {
+        }));
+        push(EventKind::TaskStateChanged(TaskStateChanged {
             task: "t1".into(),
             from: TaskState::Reviewing,
             to: TaskState::Running,
             reason: None,
-        });
+        }));
         events
     }
 

@@ -8,72 +8,23 @@
 //! changed at the time (its latest `change_committed`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use super::event::{Event, EventKind, MergeCheck, MergeOutcome};
 use super::ids::TaskId;
+pub use super::path_incidents::PathIncidents;
 use super::task::TaskState;
+use crate::domain::event::{ChangeCommitted, MergeResult, MergeVerified, TaskStateChanged};
 
 /// The stored event types the fold reads; the store can skip the rest
 /// (agent messages and tool output are most of a run's bytes).
 pub const EVENT_TYPES: [&str; 4] = [
-    "change_committed",
-    "merge_result",
-    "merge_verified",
-    "task_state_changed",
+    ChangeCommitted::NAME,
+    MergeResult::NAME,
+    MergeVerified::NAME,
+    TaskStateChanged::NAME,
 ];
-
-/// One path's incidents.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PathIncidents {
-    pub conflicts: u32,
-    /// The merge result failed the test command before mainline moved.
-    pub failed_verifications: u32,
-    /// The post-merge check failed on mainline: the merge queue reverted the
-    /// merge (or, when it could not, a human had to).
-    pub reverts: u32,
-    /// Sent back to the coder by the reviewer, the tests or the gate.
-    pub reworks: u32,
-}
-
-impl PathIncidents {
-    pub fn total(&self) -> u32 {
-        self.conflicts + self.failed_verifications + self.reverts + self.reworks
-    }
-}
-
-impl fmt::Display for PathIncidents {
-    /// The non-zero counts, e.g. `2 conflicts, 1 rework`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts = [
-            (self.conflicts, "conflict", "conflicts"),
-            (
-                self.failed_verifications,
-                "failed verification",
-                "failed verifications",
-            ),
-            (self.reverts, "revert", "reverts"),
-            (self.reworks, "rework", "reworks"),
-        ];
-        let mut first = true;
-        for (n, one, many) in parts {
-            if n == 0 {
-                continue;
-            }
-            if !first {
-                f.write_str(", ")?;
-            }
-            first = false;
-            write!(f, "{n} {}", if n == 1 { one } else { many })?;
-        }
-        if first {
-            f.write_str("no incidents")?;
-        }
-        Ok(())
-    }
-}
 
 /// Incidents per path over a number of runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -101,31 +52,31 @@ impl PathHistory {
         let mut files: HashMap<&TaskId, &[String]> = HashMap::new();
         for e in events {
             match &e.kind {
-                EventKind::ChangeCommitted { task, files: f, .. } => {
+                EventKind::ChangeCommitted(ChangeCommitted { task, files: f, .. }) => {
                     files.insert(task, f);
                 }
-                EventKind::MergeResult {
+                EventKind::MergeResult(MergeResult {
                     result: MergeOutcome::Conflict { files: conflicted },
                     ..
-                } => self.count(conflicted, |i| &mut i.conflicts),
-                EventKind::MergeVerified {
+                }) => self.count(conflicted, |i| &mut i.conflicts),
+                EventKind::MergeVerified(MergeVerified {
                     task,
                     check,
                     passed: false,
                     ..
-                } => {
+                }) => {
                     let changed = files.get(task).copied().unwrap_or_default();
                     match check {
                         MergeCheck::Verify => self.count(changed, |i| &mut i.failed_verifications),
                         MergeCheck::PostMerge => self.count(changed, |i| &mut i.reverts),
                     }
                 }
-                EventKind::TaskStateChanged {
+                EventKind::TaskStateChanged(TaskStateChanged {
                     task,
                     from: TaskState::Reviewing | TaskState::Testing | TaskState::AwaitingGate,
                     to: TaskState::Running,
                     ..
-                } => {
+                }) => {
                     let changed = files.get(task).copied().unwrap_or_default();
                     self.count(changed, |i| &mut i.reworks);
                 }
@@ -181,25 +132,25 @@ mod tests {
     }
 
     fn committed(task: &str, files: &[&str]) -> EventKind {
-        EventKind::ChangeCommitted {
+        EventKind::ChangeCommitted(ChangeCommitted {
             task: task.into(),
             commit: "c".into(),
             files: files.iter().map(|f| (*f).to_owned()).collect(),
             diff: String::new(),
-        }
+        })
     }
 
     fn moved(task: &str, from: TaskState, to: TaskState) -> EventKind {
-        EventKind::TaskStateChanged {
+        EventKind::TaskStateChanged(TaskStateChanged {
             task: task.into(),
             from,
             to,
             reason: None,
-        }
+        })
     }
 
     fn verified(task: &str, check: MergeCheck, passed: bool) -> EventKind {
-        EventKind::MergeVerified {
+        EventKind::MergeVerified(MergeVerified {
             task: task.into(),
             check,
             candidate: "c".into(),
@@ -209,7 +160,7 @@ mod tests {
             passed,
             duration_ms: 1,
             output: String::new(),
-        }
+        })
     }
 
     #[test]
@@ -221,12 +172,12 @@ mod tests {
             verified("a", MergeCheck::Verify, false),
             moved("a", TaskState::Verifying, TaskState::Running),
             committed("b", &["src/db.rs", "README.md"]),
-            EventKind::MergeResult {
+            EventKind::MergeResult(MergeResult {
                 task: "b".into(),
                 result: MergeOutcome::Conflict {
                     files: vec!["src/db.rs".into()],
                 },
-            },
+            }),
             moved("b", TaskState::Merging, TaskState::Running),
             verified("b", MergeCheck::Verify, true),
         ]);
@@ -279,10 +230,10 @@ mod tests {
     fn event_types_name_the_variants_folded() {
         let kinds = [
             committed("a", &[]),
-            EventKind::MergeResult {
+            EventKind::MergeResult(MergeResult {
                 task: "a".into(),
                 result: MergeOutcome::Conflict { files: vec![] },
-            },
+            }),
             verified("a", MergeCheck::Verify, false),
             moved("a", TaskState::Reviewing, TaskState::Running),
         ];

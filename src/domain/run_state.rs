@@ -6,11 +6,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::blueprint::Blueprint;
-use super::event::{Event, EventKind, MergeOutcome, RunSettings, TokenUsage};
+use super::event::{Event, EventKind, RunSettings, TokenUsage};
 use super::ids::{AgentId, RunId, TaskId};
 use super::quota::{ParkedAgent, ProviderLimit};
 use super::task::TaskState;
+use crate::domain::event::{AgentFinished, AgentUnparked, RunStarted};
+mod agent_events;
+mod merge_events;
 mod records;
+mod run_events;
+mod task_events;
 
 pub use super::phase::RunPhase;
 pub use records::{HeldLanding, NOTHING_CHANGED_FEEDBACK, Question, TaskRecord, TransitionError};
@@ -84,13 +89,13 @@ impl RunState {
 
     /// Builds the initial state from the run's first event.
     pub fn start(event: &Event) -> Result<Self, TransitionError> {
-        let EventKind::RunStarted {
+        let EventKind::RunStarted(RunStarted {
             requirement,
             repo,
             mainline,
             base_commit,
             settings,
-        } = &event.kind
+        }) = &event.kind
         else {
             return Err(TransitionError::NotStarted { seq: event.seq });
         };
@@ -146,7 +151,9 @@ impl RunState {
         }
     }
 
-    /// Applies one event. On error the state is unchanged.
+    /// Applies one event. On error the state is unchanged. Each kind is
+    /// handed to its area: `run_events`, `task_events`, `merge_events` and
+    /// `agent_events`.
     pub fn apply(&mut self, event: &Event) -> Result<(), TransitionError> {
         let seq = event.seq;
         if seq != self.last_seq + 1 {
@@ -155,490 +162,80 @@ impl RunState {
                 expected: self.last_seq + 1,
             });
         }
+        let at_ms = event.at_ms;
         match &event.kind {
-            EventKind::RunStarted { .. } => return Err(TransitionError::StartedTwice { seq }),
-            EventKind::RunPhaseChanged { to, reason } => {
-                self.phase = *to;
-                self.phase_reason = reason.clone();
-                if to.is_over() {
-                    self.parked.clear();
-                }
-                // Resuming is how a human says they have seen the change to
-                // the repository, and dealt with their checkout; if not, the
-                // landing is held again.
-                if *to == RunPhase::Building {
-                    self.repository_changes.clear();
-                }
-                if *to != RunPhase::Paused {
-                    self.held_landing = None;
-                }
-            }
-            EventKind::RepositoryChanged { changes } => {
-                self.repository_changes = changes.clone();
-                if !self.phase.is_over() {
-                    self.phase = RunPhase::Paused;
-                    self.phase_reason = Some(format!(
-                        "the repository changed outside memofab: {}",
-                        changes.join("; ")
-                    ));
-                }
-            }
-            EventKind::CheckoutDirty { task, files } => {
-                self.task_mut(task, seq)?;
-                self.held_landing = Some(HeldLanding {
-                    task: task.clone(),
-                    files: files.clone(),
-                    since_ms: event.at_ms,
-                });
-            }
-            EventKind::NothingChanged { task } => {
-                let record = self.task_mut(task, seq)?;
-                if record.state != TaskState::Running {
-                    return Err(TransitionError::NotRunning {
-                        seq,
-                        task: task.clone(),
-                        state: record.state,
-                    });
-                }
-                // A rework round in place: the same step, a new attempt.
-                record.reworks += 1;
-                record.attempt += 1;
-                record.feedback = Some(NOTHING_CHANGED_FEEDBACK.to_owned());
-            }
-            // No agent outlives the process: a resumed run starts unparked.
-            // The process that parked agents or waited for answers is gone;
-            // a resumed agent parks, or asks, again.
+            EventKind::RunStarted(_) => return Err(TransitionError::StartedTwice { seq }),
+            // The run and its plan.
+            EventKind::RunPhaseChanged(e) => self.phase_changed(e),
+            EventKind::RepositoryChanged(e) => self.repository_changed(e),
             // Its agents stopped with the process.
-            EventKind::RunInterrupted {} => self.parked.clear(),
-            EventKind::RunResumed { .. } => {
-                self.parked.clear();
-                // `memofab resume` after the stop is the human's go-ahead.
-                if !self.repository_changes.is_empty() {
-                    self.repository_changes.clear();
-                    if self.phase == RunPhase::Paused {
-                        self.phase = RunPhase::Building;
-                    }
-                }
-                self.questions.retain(|q| q.answer.is_some());
-            }
-            EventKind::SpecSubmitted { requirement } => {
-                self.requirement = requirement.clone();
+            EventKind::RunInterrupted(_) => self.parked.clear(),
+            EventKind::RunResumed(_) => self.resumed(),
+            EventKind::SpecSubmitted(e) => {
+                self.requirement = e.requirement.clone();
                 self.spec_submitted = true;
             }
-            EventKind::BlueprintProposed { round, blueprint } => {
-                self.plan_round = *round;
-                self.proposal = Some(blueprint.clone());
-            }
-            EventKind::PlanReviewed {
-                round,
-                approved,
-                feedback,
-            } => self.plan_review = Some((*round, *approved, feedback.clone())),
-            EventKind::BlueprintAccepted { blueprint } => {
-                if self.blueprint.is_some() {
-                    return Err(TransitionError::BlueprintTwice { seq });
-                }
-                self.tasks = blueprint
-                    .tasks
-                    .iter()
-                    .map(|spec| TaskRecord::new(spec.clone(), event.at_ms))
-                    .collect();
-                self.index = self
-                    .tasks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (t.spec.id.clone(), i))
-                    .collect();
-                self.blueprint = Some(blueprint.clone());
-                // Whoever settled it, a dispute is over once a plan is built.
-                self.plan_dispute = None;
-            }
-            EventKind::TaskStateChanged {
-                task,
-                from,
-                to,
-                reason,
-            } => {
-                let record = self.task_mut(task, seq)?;
-                if record.state != *from {
-                    return Err(TransitionError::StaleFrom {
-                        seq,
-                        task: task.clone(),
-                        claimed: *from,
-                        actual: record.state,
-                    });
-                }
-                if !from.can_become(*to) {
-                    return Err(TransitionError::Illegal {
-                        seq,
-                        task: task.clone(),
-                        from: *from,
-                        to: *to,
-                    });
-                }
-                if *to == TaskState::OverBudget {
-                    // Its agent waits with its conversation and comes back
-                    // to this step: not a new attempt.
-                    record.over_budget_from = Some(*from);
-                }
-                if *to == TaskState::Running {
-                    match from {
-                        TaskState::Reviewing
-                        | TaskState::Testing
-                        | TaskState::AwaitingGate
-                        | TaskState::Verifying => {
-                            record.reworks += 1;
-                            record.attempt += 1;
-                        }
-                        TaskState::Merging | TaskState::Conflict => {
-                            record.conflict_reworks += 1;
-                            record.attempt += 1;
-                        }
-                        _ => {}
-                    }
-                }
-                if matches!(to, TaskState::Ready | TaskState::Pending)
-                    && matches!(
-                        from,
-                        TaskState::Failed | TaskState::Cancelled | TaskState::Blocked
-                    )
-                {
-                    // A retry by a human starts the bounds afresh, and as a
-                    // new attempt if the task ever ran, so that its agents
-                    // and transcripts are not mixed up with the last ones.
-                    record.reworks = 0;
-                    record.conflict_reworks = 0;
-                    if record.branch.is_some() {
-                        record.attempt += 1;
-                    }
-                }
-                if *to == TaskState::Reviewing {
-                    record.resolution = None;
-                }
-                record.shepherd.transitioned(*to);
-                record.state = *to;
-                record.since_ms = event.at_ms;
-                record.reason = reason.clone();
-                record.queue_failure = None;
-                if *to != TaskState::AwaitingGate {
-                    record.gate_reasons.clear();
-                }
-                // A cancelled task's agents are dropped mid-park, with no
-                // event of their own.
-                if matches!(
-                    to,
-                    TaskState::Cancelled | TaskState::Failed | TaskState::Blocked
-                ) {
-                    self.parked.retain(|_, p| p.task.as_ref() != Some(task));
-                }
-            }
-            EventKind::WorktreeCreated {
-                task,
-                branch,
-                path,
-                base_commit,
-            } => {
-                let record = self.task_mut(task, seq)?;
-                record.branch = Some(branch.clone());
-                record.worktree = Some(path.clone());
-                record.head_commit = Some(base_commit.clone());
-            }
-            EventKind::TokensUsed {
-                task,
-                usage,
-                cost_usd,
-                ..
-            } => {
-                let cost = cost_usd.unwrap_or(0.0);
-                if let Some(task) = task {
-                    let record = self.task_mut(task, seq)?;
-                    record.tokens.add(*usage);
-                    record.cost_usd += cost;
-                }
-                self.tokens.add(*usage);
-                self.cost_usd += cost;
-            }
-            EventKind::PlanDisputed { round, feedback } => {
-                self.plan_dispute = Some((*round, feedback.clone()));
-            }
-            EventKind::PlanDisputeSettled { build, .. } => {
-                self.plan_dispute = None;
-                if !build {
-                    self.extra_plan_rounds += 1;
-                }
-            }
-            EventKind::QuestionAsked {
-                agent,
-                call_id,
-                task,
-                question,
-            } => self.questions.push(Question {
-                agent: agent.clone(),
-                call_id: call_id.clone(),
-                task: task.clone(),
-                question: question.clone(),
-                asked_ms: event.at_ms,
-                answer: None,
-            }),
-            EventKind::QuestionAnswered {
-                agent,
-                call_id,
-                answer,
-                ..
-            } => {
-                if let Some(q) = self
-                    .questions
-                    .iter_mut()
-                    .find(|q| q.agent == *agent && q.call_id == *call_id)
-                {
-                    q.answer = Some(answer.clone());
-                }
-            }
-            EventKind::BudgetRaised { task, .. } => match task {
+            EventKind::BlueprintProposed(e) => self.blueprint_proposed(e),
+            EventKind::PlanReviewed(e) => self.plan_reviewed(e),
+            EventKind::BlueprintAccepted(e) => self.blueprint_accepted(e, seq, at_ms)?,
+            EventKind::PlanDisputed(e) => self.plan_disputed(e),
+            EventKind::PlanDisputeSettled(e) => self.plan_dispute_settled(e),
+            EventKind::RunFinished(e) => self.mainline_commit = e.mainline_commit.clone(),
+            // A task's pipeline.
+            EventKind::TaskStateChanged(e) => self.task_state_changed(e, seq, at_ms)?,
+            EventKind::WorktreeCreated(e) => self.worktree_created(e, seq)?,
+            EventKind::NothingChanged(e) => self.nothing_changed(e, seq)?,
+            EventKind::ChangeCommitted(e) => self.change_committed(e, seq)?,
+            EventKind::ShepherdIntervened(e) => self.shepherd_intervened(e, seq)?,
+            EventKind::ReviewVerdict(e) => self.review_verdict(e, seq)?,
+            EventKind::TestsOnBase(e) => self
+                .task_mut(&e.task, seq)?
+                .tester
+                .checked(e.round, e.failed),
+            EventKind::TesterDone(e) => self.tester_done(e, seq)?,
+            EventKind::TestRun(e) => self.test_run(e, seq)?,
+            EventKind::TaskEdited(e) => self.task_edited(e, seq)?,
+            EventKind::BudgetRaised(e) => match &e.task {
                 Some(task) => self.task_mut(task, seq)?.budget_raises += 1,
                 None => self.run_budget_raises += 1,
             },
-            EventKind::ChangeCommitted {
-                task,
-                commit,
-                files,
-                ..
-            } => {
-                let record = self.task_mut(task, seq)?;
-                record.head_commit = Some(commit.clone());
-                record.observed_writes.extend(files.iter().cloned());
+            // Landing.
+            EventKind::CheckoutDirty(e) => self.checkout_dirty(e, seq, at_ms)?,
+            EventKind::MergeResult(e) => self.merge_result(e, seq)?,
+            EventKind::MergeVerified(e) => self.merge_verified(e, seq)?,
+            EventKind::MergeReverted(e) => self.merge_reverted(e, seq)?,
+            EventKind::ConflictDecision(e) => {
+                self.task_mut(&e.task, seq)?.resolution = Some(e.resolution);
             }
-            EventKind::AgentStarted {
-                agent,
-                task: Some(task),
-                ..
-            } => {
-                self.agent_tasks.insert(agent.clone(), task.clone());
-                // Its first message carried the shepherd's note.
-                if let Some(&i) = self.index.get(task) {
-                    self.tasks[i].shepherd.note = None;
-                }
-            }
-            EventKind::ShepherdIntervened {
-                task: Some(task),
-                pattern,
-                action,
-                ..
-            } => {
-                let record = self.task_mut(task, seq)?;
-                record.shepherd.intervened(pattern, *action);
-                // The fresh agent is a new attempt, so its transcript is its own.
-                if *action == super::shepherd::Action::FreshAgent {
-                    record.attempt += 1;
-                }
-            }
-            EventKind::ToolCalled {
-                agent,
-                tool,
-                arguments,
-                ..
-            } => {
-                if let Some(path) = written_path(tool, arguments)
-                    && let Some(&i) = self
-                        .agent_tasks
-                        .get(agent)
-                        .and_then(|task| self.index.get(task))
-                {
-                    self.tasks[i].observed_writes.insert(path);
-                }
-            }
-            EventKind::ReviewVerdict {
-                task,
-                approved,
-                feedback,
-            } => {
-                let record = self.task_mut(task, seq)?;
-                record.shepherd.reviewed(*approved, feedback);
-                if !approved {
-                    record.feedback =
-                        Some(format!("The code reviewer asked for changes:\n{feedback}"));
-                }
-            }
-            EventKind::TestsOnBase {
-                task,
-                round,
-                failed,
-                ..
-            } => {
-                self.task_mut(task, seq)?.tester.checked(*round, *failed);
-            }
-            EventKind::TesterDone { task, tests } => {
-                let record = self.task_mut(task, seq)?;
-                if let Some(tests) = tests {
-                    record.head_commit = Some(tests.commit.clone());
-                    record.observed_writes.extend(tests.files.iter().cloned());
-                }
-                record.tester = super::testers::TesterStep::Done {
-                    tests: tests.clone(),
-                };
-            }
-            EventKind::TestRun {
-                task,
-                command,
-                passed,
-                output,
-                ..
-            } => {
-                if !passed {
-                    self.task_mut(task, seq)?.feedback = Some(format!(
-                        "The test command `{command}` failed:\n{}",
-                        tail(output, 4000)
-                    ));
-                }
-            }
-            EventKind::MergeResult { task, result } => {
-                let mainline = &mut self.mainline_commit;
-                let record = match self.index.get(task) {
-                    Some(&i) => &mut self.tasks[i],
-                    None => {
-                        return Err(TransitionError::UnknownTask {
-                            seq,
-                            task: task.clone(),
-                        });
-                    }
-                };
-                match result {
-                    MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit } => {
-                        if self.held_landing.as_ref().is_some_and(|h| h.task == *task) {
-                            self.held_landing = None;
-                        }
-                        record.merged_commit = Some(commit.clone());
-                        record.conflict_files.clear();
-                        *mainline = commit.clone();
-                    }
-                    MergeOutcome::Conflict { files } => {
-                        record.conflict_files = files.clone();
-                        record.feedback = Some(format!(
-                            "Merging onto mainline conflicted in: {}. Mainline has moved; \
-                             resolve the conflict markers in those files keeping both intents.",
-                            files.join(", ")
-                        ));
-                    }
-                }
-            }
-            EventKind::MergeVerified {
-                task,
-                check,
-                command,
-                passed,
-                output,
-                ..
-            } => {
-                if !passed {
-                    let record = self.task_mut(task, seq)?;
-                    record.queue_failure = Some(*check);
-                    record.feedback = Some(format!(
-                        "Your change passed its own tests, but the {} failed: `{command}` \
-                         on your change merged with the current mainline:\n{}",
-                        check.label(),
-                        tail(output, 4000)
-                    ));
-                }
-            }
-            EventKind::MergeReverted {
-                task,
-                revert_commit,
-                reapplied,
-                output,
-                ..
-            } => {
-                let record = self.task_mut(task, seq)?;
-                record.merged_commit = None;
-                record.head_commit = Some(reapplied.clone());
-                record.feedback = Some(format!(
-                    "Your change was merged, but the post-merge check failed on mainline, \
-                     so the merge was reverted. Your change is back on your branch; fix it:\n{}",
-                    tail(output, 4000)
-                ));
-                self.mainline_commit = revert_commit.clone();
-            }
-            EventKind::ConflictDecision {
-                task, resolution, ..
-            } => self.task_mut(task, seq)?.resolution = Some(*resolution),
-            EventKind::TaskEdited {
-                task,
-                description,
-                acceptance,
-            } => {
-                let record = self.task_mut(task, seq)?;
-                record.spec.description = description.clone();
-                record.spec.acceptance = acceptance.clone();
-            }
-            EventKind::RunFinished {
-                mainline_commit, ..
-            } => {
-                self.mainline_commit = mainline_commit.clone();
-            }
-            EventKind::AgentParked {
-                agent,
-                task,
-                provider,
-                until_ms,
-                reason,
-            } => {
-                self.parked.insert(
-                    agent.clone(),
-                    ParkedAgent {
-                        task: task.clone(),
-                        provider: provider.clone(),
-                        until_ms: *until_ms,
-                        reason: reason.clone(),
-                    },
-                );
-            }
-            EventKind::AgentUnparked { agent } | EventKind::AgentFinished { agent, .. } => {
+            EventKind::GateHeld(e) => self.task_mut(&e.task, seq)?.gate_reasons = e.reasons.clone(),
+            EventKind::GateDecision(e) => self.gate_decision(e, seq)?,
+            // Agents.
+            EventKind::AgentStarted(e) => self.agent_started(e),
+            EventKind::ToolCalled(e) => self.tool_called(e),
+            EventKind::TokensUsed(e) => self.tokens_used(e, seq)?,
+            EventKind::QuestionAsked(e) => self.question_asked(e, at_ms),
+            EventKind::QuestionAnswered(e) => self.question_answered(e),
+            EventKind::AgentParked(e) => self.agent_parked(e),
+            EventKind::AgentUnparked(AgentUnparked { agent })
+            | EventKind::AgentFinished(AgentFinished { agent, .. }) => {
                 self.parked.remove(agent);
             }
-            EventKind::ProviderLimitChanged {
-                provider,
-                limit,
-                ceiling,
-            } => {
-                self.provider_limits.insert(
-                    provider.clone(),
-                    ProviderLimit {
-                        limit: *limit,
-                        ceiling: *ceiling,
-                    },
-                );
-            }
-            EventKind::BlueprintRejected { .. }
-            | EventKind::AgentStarted { .. }
-            | EventKind::AgentMessage { .. }
-            | EventKind::McpToolsListed { .. }
-            | EventKind::ContextCompacted { .. }
-            | EventKind::ReplyBrokenOff { .. }
-            | EventKind::ToolResult { .. }
-            | EventKind::ConflictMarkers { .. }
-            | EventKind::OverseerReport { .. }
-            | EventKind::ProposalDecision { .. }
-            | EventKind::Escalated { .. }
-            | EventKind::ParkLifted { .. }
-            | EventKind::ShepherdIntervened { task: None, .. }
-            | EventKind::Warning { .. } => {}
-            EventKind::GateHeld { task, reasons } => {
-                self.task_mut(task, seq)?.gate_reasons = reasons.clone();
-            }
-            EventKind::GateDecision {
-                task,
-                approved,
-                feedback,
-                by,
-            } => {
-                if !approved {
-                    self.task_mut(task, seq)?.feedback = Some(format!(
-                        "{by} rejected the change at the merge gate:\n{feedback}"
-                    ));
-                }
-            }
+            EventKind::ProviderLimitChanged(e) => self.provider_limit_changed(e),
+            EventKind::BlueprintRejected(_)
+            | EventKind::AgentMessage(_)
+            | EventKind::McpToolsListed(_)
+            | EventKind::ContextCompacted(_)
+            | EventKind::ReplyBrokenOff(_)
+            | EventKind::ToolResult(_)
+            | EventKind::ConflictMarkers(_)
+            | EventKind::OverseerReport(_)
+            | EventKind::ProposalDecision(_)
+            | EventKind::Escalated(_)
+            | EventKind::ParkLifted(_)
+            | EventKind::Warning(_) => {}
         }
         self.last_seq = seq;
-        self.last_at_ms = event.at_ms;
+        self.last_at_ms = at_ms;
         Ok(())
     }
 

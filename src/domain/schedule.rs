@@ -150,6 +150,7 @@ fn related(state: &RunState, a: &TaskRecord, b: &TaskRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::{AgentStarted, RunPhaseChanged, ToolCalled};
     use crate::domain::made_up::{self, advance, task as writing};
     use crate::domain::{EventKind, RunSettings, TaskSpec};
 
@@ -257,10 +258,10 @@ mod tests {
         walk(&mut state, "a", &[Pending, Ready]);
         apply(
             &mut state,
-            EventKind::RunPhaseChanged {
+            EventKind::RunPhaseChanged(RunPhaseChanged {
                 to: RunPhase::Paused,
                 reason: None,
-            },
+            }),
         );
         assert!(to_start(&state, &HashSet::new()).is_empty());
     }
@@ -322,7 +323,7 @@ mod tests {
         // z's coder writes a file x declared, which z never said it would.
         apply(
             &mut state,
-            EventKind::AgentStarted {
+            EventKind::AgentStarted(AgentStarted {
                 agent: crate::domain::AgentId::for_task(
                     crate::domain::AgentRole::Coder,
                     &TaskId::from("z"),
@@ -331,11 +332,11 @@ mod tests {
                 role: crate::domain::AgentRole::Coder,
                 task: Some(TaskId::from("z")),
                 model: "m".into(),
-            },
+            }),
         );
         apply(
             &mut state,
-            EventKind::ToolCalled {
+            EventKind::ToolCalled(ToolCalled {
                 agent: crate::domain::AgentId::for_task(
                     crate::domain::AgentRole::Coder,
                     &TaskId::from("z"),
@@ -344,7 +345,7 @@ mod tests {
                 call_id: "c1".into(),
                 tool: "write_file".into(),
                 arguments: serde_json::json!({"path": "./lib/x.sh", "content": ""}),
-            },
+            }),
         );
         // x now waits for z; y, which only x overlapped, may go instead.
         assert_eq!(ids(&to_start(&state, &active)), ["y"]);

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::stuck::{Action, Pattern};
 use super::task::TaskState;
 
 /// The `[shepherd]` config: when work counts as stuck.
@@ -54,69 +55,10 @@ impl Thresholds {
     }
 }
 
-/// A way of being stuck.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Pattern {
-    /// The same error from the same tool, again and again.
-    RepeatedFailure {
-        tool: String,
-        error: String,
-        times: u32,
-    },
-    /// The same call with the same arguments, while nothing changed.
-    RepeatedCall {
-        tool: String,
-        arguments: String,
-        times: u32,
-    },
-    /// An agent that can write files wrote none for this many turns.
-    NoChange { turns: u32 },
-    /// The reviewer sent back the same feedback this many rounds in a row.
-    ReworkEcho { rounds: u32 },
-    /// The task stayed in one state this long.
-    SlowStep { state: TaskState, minutes: u64 },
-}
-
 /// Longest argument or error text quoted in a pattern.
 const QUOTE_CHARS: usize = 160;
 
 impl Pattern {
-    /// Short machine name, for metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Pattern::RepeatedFailure { .. } => "repeated_failure",
-            Pattern::RepeatedCall { .. } => "repeated_call",
-            Pattern::NoChange { .. } => "no_change",
-            Pattern::ReworkEcho { .. } => "rework_echo",
-            Pattern::SlowStep { .. } => "slow_step",
-        }
-    }
-
-    /// One line for the log, the inbox and the agent.
-    pub fn describe(&self) -> String {
-        match self {
-            Pattern::RepeatedFailure { tool, error, times } => {
-                format!("`{tool}` failed {times} times with the same error: {error}")
-            }
-            Pattern::RepeatedCall {
-                tool,
-                arguments,
-                times,
-            } => format!(
-                "`{tool}` was called {times} times with the same arguments ({arguments}) \
-                 while no file changed"
-            ),
-            Pattern::NoChange { turns } => format!("{turns} turns without changing any file"),
-            Pattern::ReworkEcho { rounds } => {
-                format!("the reviewer asked for the same changes {rounds} rounds in a row")
-            }
-            Pattern::SlowStep { state, minutes } => {
-                format!("{minutes} minutes {state} without moving on")
-            }
-        }
-    }
-
     /// What to do instead, told to the agent with the nudge.
     fn advice(&self) -> &'static str {
         match self {
@@ -137,32 +79,6 @@ impl Pattern {
                  point and change exactly what it asks for."
             }
             Pattern::SlowStep { .. } => "Finish the essential part of the work now and wrap up.",
-        }
-    }
-}
-
-/// The steps of the ladder, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// A message to the agent naming the pattern.
-    Nudge,
-    /// The agent is replaced by a new one (a new attempt) told what failed.
-    FreshAgent,
-    /// The agent stops and its caller carries on without its result: for
-    /// agents that cannot be replaced (planners, testers).
-    Stop,
-    /// The agent stops; the task waits in the inbox for a human.
-    Escalate,
-}
-
-impl Action {
-    pub fn label(self) -> &'static str {
-        match self {
-            Action::Nudge => "nudged the agent",
-            Action::FreshAgent => "started a fresh agent",
-            Action::Stop => "stopped the agent",
-            Action::Escalate => "handed it to a human",
         }
     }
 }
@@ -244,7 +160,7 @@ impl Pattern {
 
 /// The overseer's advice about `pattern`: the text of the last proposal of
 /// its report (rejected ones left out) whose title or rationale speaks of it.
-pub fn advice_for(pattern: &Pattern, proposals: &[super::metrics::Proposal]) -> Option<String> {
+pub fn advice_for(pattern: &Pattern, proposals: &[super::proposal::Proposal]) -> Option<String> {
     let cues = pattern.cues();
     proposals
         .iter()

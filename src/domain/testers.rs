@@ -122,6 +122,9 @@ pub fn passed_on_base_feedback(command: &str, output: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::{
+        BlueprintAccepted, RunStarted, TaskStateChanged, TesterDone, TestsOnBase, WorktreeCreated,
+    };
     use crate::domain::{
         Blueprint, Event, EventKind, RunId, RunSettings, RunState, TaskSpec, TaskState,
     };
@@ -137,37 +140,37 @@ mod tests {
             depends_on: vec![],
         };
         let kinds = [
-            EventKind::RunStarted {
+            EventKind::RunStarted(RunStarted {
                 requirement: "r".into(),
                 repo: "/repo".into(),
                 mainline: "main".into(),
                 base_commit: "base".into(),
                 settings: RunSettings::default(),
-            },
-            EventKind::BlueprintAccepted {
+            }),
+            EventKind::BlueprintAccepted(BlueprintAccepted {
                 blueprint: Blueprint {
                     title: "b".into(),
                     tasks: vec![spec],
                 },
-            },
-            EventKind::TaskStateChanged {
+            }),
+            EventKind::TaskStateChanged(TaskStateChanged {
                 task: "a".into(),
                 from: TaskState::Pending,
                 to: TaskState::Ready,
                 reason: None,
-            },
-            EventKind::TaskStateChanged {
+            }),
+            EventKind::TaskStateChanged(TaskStateChanged {
                 task: "a".into(),
                 from: TaskState::Ready,
                 to: TaskState::Running,
                 reason: None,
-            },
-            EventKind::WorktreeCreated {
+            }),
+            EventKind::WorktreeCreated(WorktreeCreated {
                 task: "a".into(),
                 branch: "memofab/r/a".into(),
                 path: "/wt/a".into(),
                 base_commit: "base".into(),
-            },
+            }),
         ];
         kinds.into_iter().map(event).collect()
     }
@@ -189,7 +192,7 @@ mod tests {
     }
 
     fn on_base(round: u32, failed: bool) -> Event {
-        event(EventKind::TestsOnBase {
+        event(EventKind::TestsOnBase(TestsOnBase {
             task: "a".into(),
             round,
             files: vec!["tests/a.rs".into()],
@@ -198,7 +201,7 @@ mod tests {
             failed,
             duration_ms: 1,
             output: String::new(),
-        })
+        }))
     }
 
     #[test]
@@ -218,10 +221,10 @@ mod tests {
             files: vec!["tests/a.rs".into()],
             failed_on_base: true,
         };
-        events.push(event(EventKind::TesterDone {
+        events.push(event(EventKind::TesterDone(TesterDone {
             task: "a".into(),
             tests: Some(tests.clone()),
-        }));
+        })));
         let state = fold(events);
         let a = state.task(&"a".into()).unwrap();
         assert_eq!(a.tester.tests(), Some(&tests));
@@ -235,10 +238,10 @@ mod tests {
     #[test]
     fn a_task_without_tests_goes_on_from_the_base_commit() {
         let mut events = running();
-        events.push(event(EventKind::TesterDone {
+        events.push(event(EventKind::TesterDone(TesterDone {
             task: "a".into(),
             tests: None,
-        }));
+        })));
         let state = fold(events);
         let a = state.task(&"a".into()).unwrap();
         assert!(a.tester.is_done());
@@ -248,10 +251,10 @@ mod tests {
 
     #[test]
     fn events_name_their_task_and_round_trip() {
-        let done = EventKind::TesterDone {
+        let done = EventKind::TesterDone(TesterDone {
             task: "a".into(),
             tests: None,
-        };
+        });
         assert_eq!(done.name(), "tester_done");
         assert_eq!(on_base(1, true).kind.name(), "tests_on_base");
         assert_eq!(on_base(1, true).kind.task().map(|t| t.as_str()), Some("a"));

@@ -5,6 +5,7 @@
 
 use super::context::{Binding, RunContext};
 use super::error::EngineResult;
+use crate::domain::event::{AgentMessage, AgentStarted, ProviderLimitChanged, TokensUsed, Warning};
 use crate::domain::{AgentId, AgentRole, EventKind, MessageAuthor};
 use crate::llm::governor::{Admission, Limit};
 use crate::llm::{ChatMessage, CompletionRequest, ScriptKey, collect_completion};
@@ -39,20 +40,20 @@ impl Brainstorm {
         } = ctx.providers.binding(AgentRole::Planner)?;
         if self.history.is_empty() {
             ctx.recorder
-                .record(EventKind::AgentStarted {
+                .record(EventKind::AgentStarted(AgentStarted {
                     agent: agent.clone(),
                     role: AgentRole::Planner,
                     task: None,
                     model: model.clone(),
-                })
+                }))
                 .await?;
         }
         ctx.recorder
-            .record(EventKind::AgentMessage {
+            .record(EventKind::AgentMessage(AgentMessage {
                 agent: agent.clone(),
                 from: MessageAuthor::User,
                 text: message.to_owned(),
-            })
+            }))
             .await?;
         self.history.push(ChatMessage::User {
             content: message.to_owned(),
@@ -79,7 +80,7 @@ impl Brainstorm {
             Admission::Parked(park) => {
                 self.history.pop();
                 ctx.recorder
-                    .record(EventKind::Warning {
+                    .record(EventKind::Warning(Warning {
                         task: None,
                         message: format!(
                             "the planner could not brainstorm now ({}); ask again in {}s",
@@ -89,7 +90,7 @@ impl Brainstorm {
                                 .as_secs()
                                 .max(1)
                         ),
-                    })
+                    }))
                     .await?;
                 return Ok(());
             }
@@ -115,30 +116,30 @@ impl Brainstorm {
         };
         if let Some(limit) = new_limit {
             ctx.recorder
-                .record(EventKind::ProviderLimitChanged {
+                .record(EventKind::ProviderLimitChanged(ProviderLimitChanged {
                     provider: governor.name().to_owned(),
                     limit,
                     ceiling: governor.ceiling(),
-                })
+                }))
                 .await?;
         }
         match reply {
             Ok(reply) => {
                 ctx.recorder
-                    .record(EventKind::TokensUsed {
+                    .record(EventKind::TokensUsed(TokensUsed {
                         agent: agent.clone(),
                         task: None,
                         cost_usd: crate::llm::pricing::cost_usd(&ctx.prices, &model, &reply.usage),
                         model,
                         usage: reply.usage,
-                    })
+                    }))
                     .await?;
                 ctx.recorder
-                    .record(EventKind::AgentMessage {
+                    .record(EventKind::AgentMessage(AgentMessage {
                         agent,
                         from: MessageAuthor::Assistant,
                         text: reply.text.clone(),
-                    })
+                    }))
                     .await?;
                 self.history.push(ChatMessage::Assistant {
                     content: reply.text,
@@ -149,10 +150,10 @@ impl Brainstorm {
                 // Keep the history answerable: drop the unanswered question.
                 self.history.pop();
                 ctx.recorder
-                    .record(EventKind::Warning {
+                    .record(EventKind::Warning(Warning {
                         task: None,
                         message: format!("the planner could not brainstorm: {e}"),
-                    })
+                    }))
                     .await?;
             }
         }

@@ -10,6 +10,7 @@ use super::error::{EngineError, EngineResult};
 use super::prompts::Prompts;
 use super::recorder::Recorder;
 use crate::config::Config;
+use crate::domain::event::RepositoryChanged;
 use crate::domain::policy::Policy;
 use crate::domain::{AgentRole, EventKind};
 use crate::effects::git::GitRepo;
@@ -351,7 +352,7 @@ impl RunContext {
         if !changes.is_empty() && !flagged && !over {
             tracing::warn!(?changes, "the repository changed outside memofab");
             self.recorder
-                .record(EventKind::RepositoryChanged { changes })
+                .record(EventKind::RepositoryChanged(RepositoryChanged { changes }))
                 .await?;
         }
         Ok(self

@@ -26,6 +26,7 @@ use super::error::EngineResult;
 use super::recorder::Recorder;
 use super::tools::{Arguments, Call, Tool, ToolBox, ToolLimits, ToolOutcome};
 use crate::config::McpServerConfig;
+use crate::domain::event::McpToolsListed;
 use crate::domain::mcp::{McpServerListing, tool_name, unusable_tool_name};
 use crate::domain::{AgentId, EventKind};
 use crate::effects::mcp_client::McpClient;
@@ -69,10 +70,10 @@ impl McpTools {
         };
         let (tools, servers) = Self::connect(toolbox).await;
         recorder
-            .record(EventKind::McpToolsListed {
+            .record(EventKind::McpToolsListed(McpToolsListed {
                 agent: agent.clone(),
                 servers,
-            })
+            }))
             .await?;
         Ok(tools)
     }

@@ -20,6 +20,9 @@ use super::steps::{
     branch_name, ensure_worktree, merge_mainline_in, rework_or_fail, run_check_command,
     worktree_dir,
 };
+use crate::domain::event::{
+    CheckoutDirty, Escalated, MergeResult, MergeReverted, MergeVerified, RunPhaseChanged,
+};
 use crate::domain::ids::short_commit;
 use crate::domain::{EventKind, MergeCheck, MergeOutcome, RunPhase, TaskId, TaskRecord, TaskState};
 use crate::effects::git::{Advance, DirtyCheckout, MergeCandidate, Revert};
@@ -149,12 +152,12 @@ async fn compute(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<Opt
             // now, once, and let the post-merge check (if any) run.
             if record.merged_commit.is_none() {
                 ctx.recorder
-                    .record(EventKind::MergeResult {
+                    .record(EventKind::MergeResult(MergeResult {
                         task: task.clone(),
                         result: MergeOutcome::FastForward {
                             commit: commit.clone(),
                         },
-                    })
+                    }))
                     .await?;
             }
             ctx.recorder
@@ -168,12 +171,12 @@ async fn compute(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<Opt
         }
         MergeCandidate::Conflict { files } => {
             ctx.recorder
-                .record(EventKind::MergeResult {
+                .record(EventKind::MergeResult(MergeResult {
                     task: task.clone(),
                     result: MergeOutcome::Conflict {
                         files: files.clone(),
                     },
-                })
+                }))
                 .await?;
             conflicted(ctx, record, &files).await?;
             Ok(None)
@@ -224,12 +227,12 @@ async fn verify_and_land(
         Advance::Blocked(dirty) => return hold(ctx, &task, dirty).await,
     }
     ctx.recorder
-        .record(EventKind::MergeResult {
+        .record(EventKind::MergeResult(MergeResult {
             task,
             result: MergeOutcome::MergeCommit {
                 commit: candidate.commit,
             },
-        })
+        }))
         .await?;
     Ok(())
 }
@@ -249,7 +252,7 @@ async fn check(
         .await?;
     let run = run_check_command(ctx, command, dir).await?;
     ctx.recorder
-        .record(EventKind::MergeVerified {
+        .record(EventKind::MergeVerified(MergeVerified {
             task: task.clone(),
             check,
             candidate: candidate.commit.clone(),
@@ -259,7 +262,7 @@ async fn check(
             passed: run.passed,
             duration_ms: run.duration_ms,
             output: run.output.clone(),
-        })
+        }))
         .await?;
     Ok((run.passed, run.output))
 }
@@ -343,13 +346,13 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
             .await?;
     }
     ctx.recorder
-        .record(EventKind::MergeReverted {
+        .record(EventKind::MergeReverted(MergeReverted {
             task: task.clone(),
             merge_commit: landed.to_owned(),
             revert_commit,
             reapplied,
             output,
-        })
+        }))
         .await?;
     let Some(record) = ctx.recorder.with_state(|s| s.task(&task).cloned()) else {
         return Err(EngineError::UnknownTask(task));
@@ -383,10 +386,10 @@ async fn merge_unverified(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineR
         Err(dirty) => return hold(ctx, &task, dirty).await,
     };
     ctx.recorder
-        .record(EventKind::MergeResult {
+        .record(EventKind::MergeResult(MergeResult {
             task: task.clone(),
             result: outcome.clone(),
-        })
+        }))
         .await?;
     match outcome {
         MergeOutcome::FastForward { commit } | MergeOutcome::MergeCommit { commit } => {
@@ -406,17 +409,17 @@ async fn hold(ctx: &RunContext, task: &TaskId, dirty: DirtyCheckout) -> EngineRe
         dirty.files.join(", ")
     );
     ctx.recorder
-        .record(EventKind::CheckoutDirty {
+        .record(EventKind::CheckoutDirty(CheckoutDirty {
             task: task.clone(),
             files: dirty.files,
-        })
+        }))
         .await?;
     if ctx.recorder.with_state(|s| s.phase) != RunPhase::Paused {
         ctx.recorder
-            .record(EventKind::RunPhaseChanged {
+            .record(EventKind::RunPhaseChanged(RunPhaseChanged {
                 to: RunPhase::Paused,
                 reason: Some(reason),
-            })
+            }))
             .await?;
     }
     Ok(())
@@ -494,10 +497,10 @@ async fn escalate(
     to: TaskState,
 ) -> EngineResult<()> {
     ctx.recorder
-        .record(EventKind::Escalated {
+        .record(EventKind::Escalated(Escalated {
             task: task.clone(),
             reason: reason.clone(),
-        })
+        }))
         .await?;
     ctx.recorder.transition(task, to, reason).await?;
     Ok(())

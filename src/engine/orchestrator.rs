@@ -15,6 +15,10 @@ use super::context::RunContext;
 use super::error::{EngineError, EngineResult};
 use super::pipeline;
 use super::planning::{self, PlanResult};
+use crate::domain::event::{
+    BudgetRaised, ConflictDecision, ParkLifted, PlanDisputeSettled, PlanDisputed, QuestionAnswered,
+    RunFinished, RunInterrupted, RunPhaseChanged, RunResumed, SpecSubmitted, TaskEdited, Warning,
+};
 use crate::domain::schedule;
 use crate::domain::{Decider, EventKind, RunPhase, RunState, TaskId, TaskState};
 use crate::protocol::{Command, ConflictResolution};
@@ -92,9 +96,9 @@ impl Orchestrator {
                 .with_state(|s| s.task_ids(TaskState::is_active));
             self.ctx
                 .recorder
-                .record(EventKind::RunResumed {
+                .record(EventKind::RunResumed(RunResumed {
                     interrupted: interrupted.clone(),
-                })
+                }))
                 .await?;
         }
         match self.plan_phase().await? {
@@ -104,10 +108,10 @@ impl Orchestrator {
             Some(PlanResult::Failed(reason)) => {
                 self.ctx
                     .recorder
-                    .record(EventKind::RunPhaseChanged {
+                    .record(EventKind::RunPhaseChanged(RunPhaseChanged {
                         to: RunPhase::Failed,
                         reason: Some(reason),
-                    })
+                    }))
                     .await?;
                 return Ok(self.ctx.recorder.snapshot());
             }
@@ -165,12 +169,12 @@ impl Orchestrator {
                     )
                     .await;
                     let kind = match checked {
-                        Ok(()) => EventKind::SpecSubmitted { requirement },
+                        Ok(()) => EventKind::SpecSubmitted(SpecSubmitted { requirement }),
                         // The editor stays open for a shorter one.
-                        Err(refused) => EventKind::Warning {
+                        Err(refused) => EventKind::Warning(Warning {
                             task: None,
                             message: refused.to_string(),
-                        },
+                        }),
                     };
                     self.ctx.recorder.record(kind).await?;
                 }
@@ -215,7 +219,7 @@ impl Orchestrator {
         if self.ctx.recorder.with_state(|s| s.plan_dispute.is_none()) {
             self.ctx
                 .recorder
-                .record(EventKind::PlanDisputed { round, feedback })
+                .record(EventKind::PlanDisputed(PlanDisputed { round, feedback }))
                 .await?;
         }
         loop {
@@ -223,7 +227,10 @@ impl Orchestrator {
                 Some(Command::SettlePlanDispute { build }) => {
                     self.ctx
                         .recorder
-                        .record(EventKind::PlanDisputeSettled { build, by: human() })
+                        .record(EventKind::PlanDisputeSettled(PlanDisputeSettled {
+                            build,
+                            by: human(),
+                        }))
                         .await?;
                     return Ok(Some(build));
                 }
@@ -331,7 +338,7 @@ impl Orchestrator {
         if !self.ctx.recorder.with_state(|s| s.phase.is_over()) {
             self.ctx
                 .recorder
-                .record(EventKind::RunInterrupted {})
+                .record(EventKind::RunInterrupted(RunInterrupted {}))
                 .await?;
         }
         Ok(self.ctx.recorder.snapshot())
@@ -371,18 +378,18 @@ impl Orchestrator {
         let head = self.ctx.git(move |g| g.branch_head(&mainline)).await?;
         self.ctx
             .recorder
-            .record(EventKind::RunFinished {
+            .record(EventKind::RunFinished(RunFinished {
                 merged: state.count(TaskState::Merged),
                 failed: state.tasks().len() - state.count(TaskState::Merged),
                 mainline_commit: head,
-            })
+            }))
             .await?;
         self.ctx
             .recorder
-            .record(EventKind::RunPhaseChanged {
+            .record(EventKind::RunPhaseChanged(RunPhaseChanged {
                 to: RunPhase::Finished,
                 reason: None,
-            })
+            }))
             .await?;
         Ok(())
     }
@@ -676,11 +683,11 @@ impl Orchestrator {
             {
                 self.ctx
                     .recorder
-                    .record(EventKind::TaskEdited {
+                    .record(EventKind::TaskEdited(TaskEdited {
                         task,
                         description,
                         acceptance,
-                    })
+                    }))
                     .await?;
             }
             Command::RaiseBudget { task: Some(task) }
@@ -703,12 +710,12 @@ impl Orchestrator {
             {
                 self.ctx
                     .recorder
-                    .record(EventKind::QuestionAnswered {
+                    .record(EventKind::QuestionAnswered(QuestionAnswered {
                         agent,
                         call_id,
                         answer,
                         by: human(),
-                    })
+                    }))
                     .await?;
             }
             Command::LiftPark { provider }
@@ -718,10 +725,10 @@ impl Orchestrator {
                 if let Some(governor) = governors.iter().find(|g| g.name() == provider) {
                     self.ctx
                         .recorder
-                        .record(EventKind::ParkLifted {
+                        .record(EventKind::ParkLifted(ParkLifted {
                             provider,
                             by: human(),
-                        })
+                        }))
                         .await?;
                     governor.lift_park();
                 }
@@ -754,11 +761,11 @@ impl Orchestrator {
                 }
                 self.ctx
                     .recorder
-                    .record(EventKind::ConflictDecision {
+                    .record(EventKind::ConflictDecision(ConflictDecision {
                         task: task.clone(),
                         resolution,
                         by: human(),
-                    })
+                    }))
                     .await?;
                 self.ctx
                     .recorder
@@ -769,13 +776,13 @@ impl Orchestrator {
             other => {
                 self.ctx
                     .recorder
-                    .record(EventKind::Warning {
+                    .record(EventKind::Warning(Warning {
                         task: None,
                         message: format!(
                             "command ignored, it does not apply now: {}",
                             describe(&other)
                         ),
-                    })
+                    }))
                     .await?;
             }
         }
@@ -814,7 +821,7 @@ impl Orchestrator {
     async fn raise_budget(&self, task: Option<TaskId>) -> EngineResult<()> {
         self.ctx
             .recorder
-            .record(EventKind::BudgetRaised { task, by: human() })
+            .record(EventKind::BudgetRaised(BudgetRaised { task, by: human() }))
             .await?;
         Ok(())
     }
@@ -822,10 +829,10 @@ impl Orchestrator {
     async fn set_phase(&self, to: RunPhase, reason: &str) -> EngineResult<()> {
         self.ctx
             .recorder
-            .record(EventKind::RunPhaseChanged {
+            .record(EventKind::RunPhaseChanged(RunPhaseChanged {
                 to,
                 reason: Some(reason.to_owned()),
-            })
+            }))
             .await?;
         Ok(())
     }

@@ -17,6 +17,9 @@ use super::files::{factory_dir, store_path};
 use super::prompts::Prompts;
 use super::recorder::Recorder;
 use crate::config::Config;
+use crate::domain::event::{
+    OverseerReport, ProposalDecision, RunPhaseChanged, RunStarted, Warning,
+};
 use crate::domain::metrics::{FactoryMetrics, Proposal};
 use crate::domain::nightly::{OpenProposal, WaitingProposals};
 use crate::domain::policy::{Policy, PolicyFile};
@@ -239,13 +242,13 @@ pub async fn review(
     let recorder = Recorder::start(
         store,
         run.clone(),
-        EventKind::RunStarted {
+        EventKind::RunStarted(RunStarted {
             requirement: format!("Overseer review of {} runs", runs.len()),
             repo: repo.display().to_string(),
             mainline: String::new(),
             base_commit: String::new(),
             settings,
-        },
+        }),
         updates,
     )?;
     let binding = providers.binding(AgentRole::Overseer)?;
@@ -276,10 +279,10 @@ pub async fn review(
         Ok(AgentOutcome::Finished { .. }) => Vec::new(),
         Err(failed) => {
             recorder
-                .record(EventKind::Warning {
+                .record(EventKind::Warning(Warning {
                     task: None,
                     message: format!("the overseer agent gave no proposals: {failed}"),
-                })
+                }))
                 .await?;
             Vec::new()
         }
@@ -314,17 +317,17 @@ pub async fn review(
         ));
     }
     recorder
-        .record(EventKind::OverseerReport {
+        .record(EventKind::OverseerReport(OverseerReport {
             runs,
             markdown: markdown.clone(),
             proposals: proposals.clone(),
-        })
+        }))
         .await?;
     recorder
-        .record(EventKind::RunPhaseChanged {
+        .record(EventKind::RunPhaseChanged(RunPhaseChanged {
             to: RunPhase::Finished,
             reason: None,
-        })
+        }))
         .await?;
     Ok(Report {
         run,
@@ -341,12 +344,14 @@ pub fn stored_report(repo: &Path, run: &RunId) -> EngineResult<(String, Vec<Prop
     let mut decided = Vec::new();
     for event in store.events(run)? {
         match event.kind {
-            EventKind::OverseerReport {
+            EventKind::OverseerReport(OverseerReport {
                 markdown,
                 proposals,
                 ..
-            } => report = Some((markdown, proposals)),
-            EventKind::ProposalDecision { proposal, .. } => decided.push(proposal),
+            }) => report = Some((markdown, proposals)),
+            EventKind::ProposalDecision(ProposalDecision { proposal, .. }) => {
+                decided.push(proposal)
+            }
             _ => {}
         }
     }
@@ -392,11 +397,11 @@ pub fn apply(repo: &Path, run: &RunId, number: u32, by: &str) -> EngineResult<Pa
     let store = Store::open(&store_path(repo))?;
     let (updates, _ignored) = mpsc::unbounded_channel();
     let recorder = Recorder::resume(store, run, updates)?;
-    recorder.record_blocking(EventKind::ProposalDecision {
+    recorder.record_blocking(EventKind::ProposalDecision(ProposalDecision {
         proposal: number,
         approved: true,
         by: by.to_owned(),
-    })?;
+    }))?;
     Ok(path)
 }
 

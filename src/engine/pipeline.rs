@@ -15,6 +15,9 @@ use super::steps::{
     task_brief,
 };
 use super::tools::{ToolBox, ToolSet};
+use crate::domain::event::{
+    ChangeCommitted, GateDecision, GateHeld, NothingChanged, ReviewVerdict, TestRun, Warning,
+};
 use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::policy::Risk;
 use crate::domain::risk::auto_approvable;
@@ -213,12 +216,12 @@ async fn commit_and_check(
         .await?;
     if let Some(commit) = committed {
         ctx.recorder
-            .record(EventKind::ChangeCommitted {
+            .record(EventKind::ChangeCommitted(ChangeCommitted {
                 task: task.clone(),
                 commit: commit.commit,
                 files: files.clone(),
                 diff: diff.clone(),
-            })
+            }))
             .await?;
     }
     if files.is_empty() {
@@ -229,13 +232,13 @@ async fn commit_and_check(
     let verdict = ctx.policy.assess(files.iter().map(String::as_str));
     if verdict.risk == Risk::Deny {
         ctx.recorder
-            .record(EventKind::Warning {
+            .record(EventKind::Warning(Warning {
                 task: Some(task.clone()),
                 message: format!(
                     "security: the change touches a protected path ({})",
                     verdict.reason
                 ),
-            })
+            }))
             .await?;
         ctx.recorder
             .transition(
@@ -259,7 +262,7 @@ async fn nothing_changed(ctx: &RunContext, record: &TaskRecord) -> EngineResult<
     let task = record.id().clone();
     if record.reworks < bound {
         ctx.recorder
-            .record(EventKind::NothingChanged { task })
+            .record(EventKind::NothingChanged(NothingChanged { task }))
             .await?;
     } else {
         ctx.recorder
@@ -318,11 +321,11 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
         },
     };
     ctx.recorder
-        .record(EventKind::ReviewVerdict {
+        .record(EventKind::ReviewVerdict(ReviewVerdict {
             task: task.clone(),
             approved: verdict.approved,
             feedback: verdict.feedback.clone(),
-        })
+        }))
         .await?;
     if verdict.approved {
         ctx.recorder
@@ -349,14 +352,14 @@ async fn test(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
         Some(command) => {
             let run = run_check_command(ctx, command, dir).await?;
             ctx.recorder
-                .record(EventKind::TestRun {
+                .record(EventKind::TestRun(TestRun {
                     task: task.clone(),
                     command: command.clone(),
                     exit_code: run.exit_code,
                     passed: run.passed,
                     duration_ms: run.duration_ms,
                     output: run.output,
-                })
+                }))
                 .await?;
             if !run.passed {
                 return rework_or_fail(ctx, record, "the tests failed").await;
@@ -364,11 +367,11 @@ async fn test(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
         }
         None => {
             ctx.recorder
-                .record(EventKind::Warning {
+                .record(EventKind::Warning(Warning {
                     task: Some(task.clone()),
                     message: "no test command is configured (project.test_command); tests skipped"
                         .into(),
-                })
+                }))
                 .await?;
         }
     }
@@ -388,10 +391,10 @@ async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
         return Ok(());
     }
     ctx.recorder
-        .record(EventKind::GateHeld {
+        .record(EventKind::GateHeld(GateHeld {
             task: task.clone(),
             reasons: verdict.reasons.clone(),
-        })
+        }))
         .await?;
     ctx.recorder
         .transition(
@@ -405,13 +408,13 @@ async fn gate(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> {
             approve(ctx, &task, &Decider::Auto).await?;
         } else {
             ctx.recorder
-                .record(EventKind::Warning {
+                .record(EventKind::Warning(Warning {
                     task: Some(task.clone()),
                     message: format!(
                         "--auto-approve leaves this gate to a human: the change touches governance paths ({})",
                         governance_paths(&verdict.reasons)
                     ),
-                })
+                }))
                 .await?;
         }
     }
@@ -430,12 +433,12 @@ fn governance_paths(reasons: &[crate::domain::gate_reason::GateReason]) -> Strin
 /// Records a human's approval at the gate and puts the change in the merge queue.
 pub async fn approve(ctx: &RunContext, task: &TaskId, by: &Decider) -> EngineResult<()> {
     ctx.recorder
-        .record(EventKind::GateDecision {
+        .record(EventKind::GateDecision(GateDecision {
             task: task.clone(),
             approved: true,
             by: by.clone(),
             feedback: String::new(),
-        })
+        }))
         .await?;
     ctx.recorder
         .transition(task, TaskState::Queued, format!("approved by {by}"))
@@ -451,12 +454,12 @@ pub async fn reject(
     feedback: &str,
 ) -> EngineResult<()> {
     ctx.recorder
-        .record(EventKind::GateDecision {
+        .record(EventKind::GateDecision(GateDecision {
             task: task.clone(),
             approved: false,
             by: by.clone(),
             feedback: feedback.to_owned(),
-        })
+        }))
         .await?;
     let Some(record) = ctx.recorder.with_state(|s| s.task(task).cloned()) else {
         return Ok(());

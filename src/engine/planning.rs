@@ -9,6 +9,9 @@ use super::agent::{AgentJob, AgentOutcome, Review, SubmitTool, review_tool};
 use super::context::RunContext;
 use super::error::EngineResult;
 use super::tools::{ToolBox, ToolSet};
+use crate::domain::event::{
+    BlueprintAccepted, BlueprintProposed, PlanReviewed, RunPhaseChanged, Warning,
+};
 use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::{AgentRole, Blueprint, EventKind, RunPhase};
 use crate::effects::sandbox::Sandbox;
@@ -127,10 +130,10 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
             }
         };
         ctx.recorder
-            .record(EventKind::BlueprintProposed {
+            .record(EventKind::BlueprintProposed(BlueprintProposed {
                 round,
                 blueprint: blueprint.clone(),
-            })
+            }))
             .await?;
 
         let job = AgentJob {
@@ -156,11 +159,11 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
             },
         };
         ctx.recorder
-            .record(EventKind::PlanReviewed {
+            .record(EventKind::PlanReviewed(PlanReviewed {
                 round,
                 approved: review.approved,
                 feedback: review.feedback.clone(),
-            })
+            }))
             .await?;
         if review.approved {
             return accept(ctx, blueprint).await;
@@ -188,25 +191,25 @@ async fn settle_on_last(
         });
     }
     ctx.recorder
-        .record(EventKind::Warning {
+        .record(EventKind::Warning(Warning {
             task: None,
             message: why,
-        })
+        }))
         .await?;
     accept(ctx, blueprint).await
 }
 
 pub async fn accept(ctx: &RunContext, blueprint: Blueprint) -> EngineResult<PlanResult> {
     ctx.recorder
-        .record(EventKind::BlueprintAccepted {
+        .record(EventKind::BlueprintAccepted(BlueprintAccepted {
             blueprint: blueprint.clone(),
-        })
+        }))
         .await?;
     ctx.recorder
-        .record(EventKind::RunPhaseChanged {
+        .record(EventKind::RunPhaseChanged(RunPhaseChanged {
             to: RunPhase::Building,
             reason: None,
-        })
+        }))
         .await?;
     Ok(PlanResult::Accepted(blueprint))
 }

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::error::{EngineError, EngineResult};
+use crate::domain::event::TaskStateChanged;
 use crate::domain::{Event, EventKind, RunId, RunState, TaskId, TaskState};
 use crate::effects::store::Store;
 use crate::protocol::EngineUpdate;
@@ -214,12 +215,12 @@ impl Recorder {
             .ok_or_else(|| EngineError::UnknownTask(task.clone()))?;
         self.append_locked(
             inner,
-            EventKind::TaskStateChanged {
+            EventKind::TaskStateChanged(TaskStateChanged {
                 task,
                 from,
                 to,
                 reason,
-            },
+            }),
         )
     }
 
@@ -260,6 +261,7 @@ pub const CRASH_EXIT_CODE: i32 = 86;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::{RunPhaseChanged, RunStarted, Warning};
     use crate::domain::{RunPhase, RunSettings};
 
     fn recorder() -> Recorder {
@@ -267,13 +269,13 @@ mod tests {
         Recorder::start(
             Store::open_in_memory().unwrap(),
             RunId::from("r"),
-            EventKind::RunStarted {
+            EventKind::RunStarted(RunStarted {
                 requirement: String::new(),
                 repo: String::new(),
                 mainline: "main".into(),
                 base_commit: String::new(),
                 settings: RunSettings::default(),
-            },
+            }),
             updates,
         )
         .unwrap()
@@ -295,18 +297,18 @@ mod tests {
         });
         tokio::task::yield_now().await;
         recorder
-            .record(EventKind::Warning {
+            .record(EventKind::Warning(Warning {
                 task: None,
                 message: "not yet".into(),
-            })
+            }))
             .await
             .unwrap();
         assert!(!waiter.is_finished());
         recorder
-            .record(EventKind::RunPhaseChanged {
+            .record(EventKind::RunPhaseChanged(RunPhaseChanged {
                 to: RunPhase::Paused,
                 reason: None,
-            })
+            }))
             .await
             .unwrap();
         let seq = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)

@@ -14,6 +14,7 @@ use super::orchestrator::{Orchestrator, Steering};
 use super::prompts::Prompts;
 use super::recorder::{CrashAfter, Recorder};
 use crate::config::Config;
+use crate::domain::event::RunStarted;
 use crate::domain::policy::{Policy, PolicyFile};
 use crate::domain::{EventKind, RunId, RunSettings, RunState};
 use crate::effects::git::{GitError, GitRepo};
@@ -200,13 +201,13 @@ pub async fn start(
         },
     };
     let secrets = crate::llm::redact::secrets_in_env(&request.config);
-    let started = EventKind::RunStarted {
+    let started = EventKind::RunStarted(RunStarted {
         requirement: request.requirement.clone(),
         repo: git.root().display().to_string(),
         mainline: mainline.clone(),
         base_commit,
         settings: settings.clone(),
-    };
+    });
     let recorder = Recorder::start(
         store,
         run,

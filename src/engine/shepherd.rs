@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::error::EngineResult;
 use super::recorder::Recorder;
+use crate::domain::event::{OverseerReport, ProposalDecision, ShepherdIntervened};
 use crate::domain::metrics::Proposal;
 use crate::domain::shepherd::{
     Action, Pattern, StateClock, Thresholds, Watch, advice_for, next_action, nudge_text,
@@ -170,12 +171,12 @@ impl Shepherd {
         let action = next_action(steps, &pattern, self.replaceable);
         self.steps += 1;
         recorder
-            .record(EventKind::ShepherdIntervened {
+            .record(EventKind::ShepherdIntervened(ShepherdIntervened {
                 task: self.task.clone(),
                 agent: Some(agent.clone()),
                 pattern: pattern.clone(),
                 action,
-            })
+            }))
             .await?;
         Ok(match action {
             Action::Nudge => {
@@ -212,12 +213,12 @@ pub fn overseer_advice(store: &crate::effects::store::Store) -> Vec<Proposal> {
     let mut rejected = Vec::new();
     for event in events {
         match event.kind {
-            EventKind::OverseerReport { proposals: p, .. } => proposals = p,
-            EventKind::ProposalDecision {
+            EventKind::OverseerReport(OverseerReport { proposals: p, .. }) => proposals = p,
+            EventKind::ProposalDecision(ProposalDecision {
                 proposal,
                 approved: false,
                 ..
-            } => rejected.push(proposal as usize),
+            }) => rejected.push(proposal as usize),
             _ => {}
         }
     }
@@ -263,12 +264,12 @@ pub(super) async fn rework_echo(
     };
     let action = next_action(steps, &pattern, true);
     recorder
-        .record(EventKind::ShepherdIntervened {
+        .record(EventKind::ShepherdIntervened(ShepherdIntervened {
             task: Some(task.clone()),
             agent: None,
             pattern: pattern.clone(),
             action,
-        })
+        }))
         .await?;
     Ok((action == Action::Escalate).then(|| pattern.describe()))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::context::RunContext;
 use super::error::EngineResult;
+use crate::domain::event::{ConflictMarkers, WorktreeCreated};
 use crate::domain::{ConflictFile, EventKind, TaskId, TaskRecord, TaskState};
 use crate::effects::process::{CommandSpec, run_command};
 
@@ -57,12 +58,12 @@ pub(crate) async fn ensure_worktree(
                     .await?;
             }
             ctx.recorder
-                .record(EventKind::WorktreeCreated {
+                .record(EventKind::WorktreeCreated(WorktreeCreated {
                     task,
                     branch,
                     path: dir.display().to_string(),
                     base_commit: base,
-                })
+                }))
                 .await?;
         }
         Some(head) => {
@@ -102,10 +103,10 @@ pub(crate) async fn merge_mainline_in(
         .collect();
     if !conflicts.is_empty() {
         ctx.recorder
-            .record(EventKind::ConflictMarkers {
+            .record(EventKind::ConflictMarkers(ConflictMarkers {
                 task: task.clone(),
                 files: conflicts.clone(),
-            })
+            }))
             .await?;
     }
     Ok(conflicts)

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::domain::{RunId, RunPhase, RunState, TaskState};
+use crate::domain::{RunId, RunPhase, RunState, TaskState, narrate};
 use crate::effects::store::RunSummary;
 use crate::engine::session;
 use crate::llm::pricing::Costs;
@@ -85,11 +85,10 @@ pub fn summary(state: &RunState, repo: &Path, prices: &Prices, stopped_by: Optio
     };
     for task in state.tasks() {
         if task.state != TaskState::Merged {
-            let mut text = format!("- {} is {}", task.id(), task.state);
-            if let Some(reason) = &task.reason {
-                text.push_str(": ");
-                text.push_str(reason);
-            }
+            let mut text = format!(
+                "- {}",
+                narrate::task_state(task.id(), task.state, task.reason.as_deref())
+            );
             if let Some(k) = kept.iter().find(|k| k.task == task.id().as_str()) {
                 let mut what = Vec::new();
                 if let Some(dir) = &k.worktree {
@@ -183,6 +182,16 @@ mod tests {
             "{text}"
         );
         assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
+        // The Log tab and the export's account say it in the same words.
+        let said = format!("stats is failed: {}", fixture::PROVIDER_DOWN);
+        let log: Vec<String> = fixture::failed_task_events()
+            .iter()
+            .filter_map(crate::domain::narrate::line)
+            .map(|l| l.text)
+            .collect();
+        assert!(log.contains(&said), "{log:?}");
+        let account = crate::domain::report::markdown(&fixture::failed_task_events());
+        assert!(account.contains(&format!("- {said}")), "{account}");
         // Not over: the summary says how to carry on.
         assert!(text.contains("continue:    memofab --repo /nowhere resume r2026"));
     }

@@ -19,6 +19,7 @@ use super::context::RunContext;
 use super::error::{EngineError, EngineResult};
 use super::steps::{run_check_command, task_brief};
 use super::tools::{ToolBox, ToolSet};
+use crate::domain::event::{TesterDone, TestsOnBase, Warning};
 use crate::domain::policy::Risk;
 use crate::domain::testers::passed_on_base_feedback;
 use crate::domain::{AgentRole, EventKind, TaskId, TaskRecord, TaskState, TesterTests};
@@ -95,7 +96,7 @@ pub(super) async fn write_tests(
         }
         let run = run_check_command(ctx, &command, dir.to_owned()).await?;
         ctx.recorder
-            .record(EventKind::TestsOnBase {
+            .record(EventKind::TestsOnBase(TestsOnBase {
                 task: task.clone(),
                 round,
                 files: files.clone(),
@@ -104,19 +105,19 @@ pub(super) async fn write_tests(
                 failed: !run.passed,
                 duration_ms: run.duration_ms,
                 output: run.output.clone(),
-            })
+            }))
             .await?;
         if !run.passed {
             return commit(ctx, &task, dir, true).await;
         }
         if round > bound {
             ctx.recorder
-                .record(EventKind::Warning {
+                .record(EventKind::Warning(Warning {
                     task: Some(task.clone()),
                     message: format!(
                         "the tester's tests of {task} still pass on the base commit after {round} rounds; kept, though they prove nothing"
                     ),
-                })
+                }))
                 .await?;
             return commit(ctx, &task, dir, false).await;
         }
@@ -161,13 +162,13 @@ async fn keep_new_files(
         .await?;
     if !undone.is_empty() {
         ctx.recorder
-            .record(EventKind::Warning {
+            .record(EventKind::Warning(Warning {
                 task: Some(task.clone()),
                 message: format!(
                     "the tester may only add test files; its changes to {} were undone",
                     undone.join(", ")
                 ),
-            })
+            }))
             .await?;
     }
     Ok(new)
@@ -214,14 +215,14 @@ async fn commit(
     let mut files = info.files;
     files.sort();
     ctx.recorder
-        .record(EventKind::TesterDone {
+        .record(EventKind::TesterDone(TesterDone {
             task: task.clone(),
             tests: Some(TesterTests {
                 commit: info.commit,
                 files,
                 failed_on_base,
             }),
-        })
+        }))
         .await?;
     Ok(())
 }
@@ -230,16 +231,16 @@ async fn commit(
 /// base commit had it.
 async fn give_up(ctx: &RunContext, task: &TaskId, why: String) -> EngineResult<()> {
     ctx.recorder
-        .record(EventKind::Warning {
+        .record(EventKind::Warning(Warning {
             task: Some(task.clone()),
             message: format!("{why}; {task} goes on without a tester's tests"),
-        })
+        }))
         .await?;
     ctx.recorder
-        .record(EventKind::TesterDone {
+        .record(EventKind::TesterDone(TesterDone {
             task: task.clone(),
             tests: None,
-        })
+        }))
         .await?;
     Ok(())
 }
@@ -282,13 +283,13 @@ pub(super) async fn restore_tests(
         .await?;
     if !restored.is_empty() {
         ctx.recorder
-            .record(EventKind::Warning {
+            .record(EventKind::Warning(Warning {
                 task: Some(record.id().clone()),
                 message: format!(
                     "the coder changed the tester's tests ({}); they were put back",
                     restored.join(", ")
                 ),
-            })
+            }))
             .await?;
     }
     Ok(())

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::config::{Config, Price};
+use crate::domain::event::TokensUsed;
 use crate::domain::{Event, EventKind, TaskId, TokenUsage};
 
 /// Every configured provider's prices, by model.
@@ -42,9 +43,9 @@ pub struct Costs {
 
 impl Costs {
     pub fn add(&mut self, prices: &BTreeMap<String, Price>, event: &Event) {
-        if let EventKind::TokensUsed {
+        if let EventKind::TokensUsed(TokensUsed {
             task, model, usage, ..
-        } = &event.kind
+        }) = &event.kind
             && let Some(cost) = cost_usd(prices, model, usage)
         {
             self.priced = true;
@@ -124,7 +125,7 @@ mod tests {
             run: RunId::from("r"),
             seq: 1,
             at_ms: 0,
-            kind: EventKind::TokensUsed {
+            kind: EventKind::TokensUsed(TokensUsed {
                 cost_usd: None,
                 agent: "a".into(),
                 task: task.map(TaskId::from),
@@ -135,7 +136,7 @@ mod tests {
                     cached: 0,
                     cache_write: 0,
                 },
-            },
+            }),
         };
         let events = vec![
             used(Some("t1"), "m", 100_000),

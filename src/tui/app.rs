@@ -20,6 +20,7 @@ pub use modal::{ConfirmCancel, Modal};
 use super::transcript::Transcript;
 use crate::config::Price;
 use crate::domain::attention::{self, AttentionItem, AttentionKind};
+use crate::domain::event::TaskStateChanged;
 use crate::domain::nightly::WaitingProposals;
 use crate::domain::{
     AgentId, ConflictFile, Event, EventKind, RunPhase, RunState, TaskId, TaskState,
@@ -343,9 +344,9 @@ impl App {
         let Some(marked) = &self.marked_resolved else {
             return;
         };
-        if let EventKind::TaskStateChanged {
+        if let EventKind::TaskStateChanged(TaskStateChanged {
             task, to, reason, ..
-        } = &event.kind
+        }) = &event.kind
             && task == marked
         {
             match to {

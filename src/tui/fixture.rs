@@ -1,6 +1,11 @@
 //! A fixed, realistic event sequence for cockpit tests: a six-task diamond
 //! with tasks merged, running, in review, at the gate and in conflict.
 
+use crate::domain::event::{
+    AgentMessage, AgentStarted, BlueprintAccepted, ChangeCommitted, ConflictMarkers, Escalated,
+    GateDecision, MergeResult, MergeVerified, RunPhaseChanged, RunStarted, TaskStateChanged,
+    TokensUsed, ToolCalled, ToolResult,
+};
 use crate::domain::{
     AgentId, AgentRole, Blueprint, ConflictFile, Event, EventKind, MergeCheck, MergeOutcome,
     MessageAuthor, RunId, RunSettings, TaskSpec, TaskState, TokenUsage,
@@ -38,12 +43,12 @@ impl Fixture {
         for pair in path.windows(2) {
             let reason = (pair[1] == TaskState::AwaitingGate)
                 .then(|| "needs approval: README.md: docs are read by a human".to_owned());
-            self.push(EventKind::TaskStateChanged {
+            self.push(EventKind::TaskStateChanged(TaskStateChanged {
                 task: task.into(),
                 from: pair[0],
                 to: pair[1],
                 reason,
-            });
+            }));
         }
     }
 }
@@ -72,7 +77,7 @@ pub const DIFF: &str = "diff --git a/lib/stats.sh b/lib/stats.sh\nnew file mode 
 pub fn events() -> Vec<Event> {
     use TaskState::*;
     let mut f = Fixture { events: Vec::new() };
-    f.push(EventKind::RunStarted {
+    f.push(EventKind::RunStarted(RunStarted {
         requirement: "Add stats, slugs and docs to textkit.".into(),
         repo: "/repo".into(),
         mainline: "main".into(),
@@ -81,8 +86,8 @@ pub fn events() -> Vec<Event> {
             test_command: Some("sh tests/run.sh".into()),
             ..RunSettings::default()
         },
-    });
-    f.push(EventKind::BlueprintAccepted {
+    }));
+    f.push(EventKind::BlueprintAccepted(BlueprintAccepted {
         blueprint: Blueprint {
             title: "Statistics and slugs".into(),
             tasks: vec![
@@ -94,11 +99,11 @@ pub fn events() -> Vec<Event> {
                 spec("docs", "Document it", &["json", "title"]),
             ],
         },
-    });
-    f.push(EventKind::RunPhaseChanged {
+    }));
+    f.push(EventKind::RunPhaseChanged(RunPhaseChanged {
         to: crate::domain::RunPhase::Building,
         reason: None,
-    });
+    }));
     f.walk(
         "loader",
         &[
@@ -106,58 +111,58 @@ pub fn events() -> Vec<Event> {
         ],
     );
     f.push(verified("loader", "4444444444", true, "all good"));
-    f.push(EventKind::MergeResult {
+    f.push(EventKind::MergeResult(MergeResult {
         task: "loader".into(),
         result: MergeOutcome::MergeCommit {
             commit: "4444444444".into(),
         },
-    });
+    }));
     f.walk("loader", &[Verifying, Merged]);
     for t in ["stats", "slug", "title"] {
         f.walk(t, &[Pending, Ready, Running]);
     }
     let coder = AgentId::for_task(AgentRole::Coder, &"stats".into(), 1);
-    f.push(EventKind::AgentStarted {
+    f.push(EventKind::AgentStarted(AgentStarted {
         agent: coder.clone(),
         role: AgentRole::Coder,
         task: Some("stats".into()),
         model: "scripted".into(),
-    });
-    f.push(EventKind::AgentMessage {
+    }));
+    f.push(EventKind::AgentMessage(AgentMessage {
         agent: coder.clone(),
         from: MessageAuthor::User,
         text: "## Task stats: stats command\nDo stats command.".into(),
-    });
-    f.push(EventKind::AgentMessage {
+    }));
+    f.push(EventKind::AgentMessage(AgentMessage {
         agent: coder.clone(),
         from: MessageAuthor::Assistant,
         text: "Reading the dispatch first.".into(),
-    });
-    f.push(EventKind::ToolCalled {
+    }));
+    f.push(EventKind::ToolCalled(ToolCalled {
         agent: coder.clone(),
         call_id: "c1".into(),
         tool: "read_file".into(),
         arguments: serde_json::json!({"path": "bin/textkit"}),
-    });
-    f.push(EventKind::ToolResult {
+    }));
+    f.push(EventKind::ToolResult(ToolResult {
         agent: coder.clone(),
         call_id: "c1".into(),
         ok: true,
         output: "#!/bin/sh\nset -eu\ncase \"$cmd\" in".into(),
-    });
-    f.push(EventKind::ToolCalled {
+    }));
+    f.push(EventKind::ToolCalled(ToolCalled {
         agent: coder.clone(),
         call_id: "c2".into(),
         tool: "run".into(),
         arguments: serde_json::json!({"command": "sh tests/run.sh"}),
-    });
-    f.push(EventKind::ToolResult {
+    }));
+    f.push(EventKind::ToolResult(ToolResult {
         agent: coder.clone(),
         call_id: "c2".into(),
         ok: false,
         output: "$ sh tests/run.sh\nexit code 1\nFAIL test_stats".into(),
-    });
-    f.push(EventKind::TokensUsed {
+    }));
+    f.push(EventKind::TokensUsed(TokensUsed {
         cost_usd: None,
         agent: coder,
         task: Some("stats".into()),
@@ -168,41 +173,41 @@ pub fn events() -> Vec<Event> {
             cached: 0,
             cache_write: 0,
         },
-    });
-    f.push(EventKind::ChangeCommitted {
+    }));
+    f.push(EventKind::ChangeCommitted(ChangeCommitted {
         task: "stats".into(),
         commit: "1111111111".into(),
         files: vec!["lib/stats.sh".into()],
         diff: DIFF.into(),
-    });
+    }));
     f.walk("stats", &[Running, Reviewing]);
     f.walk("title", &[Running, Reviewing, Testing, Merging]);
-    f.push(EventKind::MergeResult {
+    f.push(EventKind::MergeResult(MergeResult {
         task: "title".into(),
         result: MergeOutcome::Conflict {
             files: vec!["bin/textkit".into()],
         },
-    });
+    }));
     f.walk("title", &[Merging, Running]);
-    f.push(EventKind::ConflictMarkers {
+    f.push(EventKind::ConflictMarkers(ConflictMarkers {
         task: "title".into(),
         files: vec![ConflictFile {
             path: "bin/textkit".into(),
             content: "case \"$cmd\" in\n<<<<<<< ours\n  title) tk_title ;;\n=======\n  slug) tk_slug ;;\n>>>>>>> theirs\nesac".into(),
         }],
-    });
+    }));
     f.walk("title", &[Running, Reviewing, Testing, Merging]);
-    f.push(EventKind::Escalated {
+    f.push(EventKind::Escalated(Escalated {
         task: "title".into(),
         reason: "merge conflicts in bin/textkit remain after 2 rework attempts".into(),
-    });
+    }));
     f.walk("title", &[Merging, Conflict]);
-    f.push(EventKind::ChangeCommitted {
+    f.push(EventKind::ChangeCommitted(ChangeCommitted {
         task: "slug".into(),
         commit: "2222222222".into(),
         files: vec!["README.md".into()],
         diff: "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n # textkit\n+Slugs!\n".into(),
-    });
+    }));
     f.walk("slug", &[Running, Reviewing, Testing, AwaitingGate]);
     f.events
 }
@@ -226,18 +231,18 @@ pub fn queue_events() -> Vec<Event> {
             Verifying, Running, Reviewing, Testing, Queued, Merging, Verifying,
         ],
     );
-    f.push(EventKind::GateDecision {
+    f.push(EventKind::GateDecision(GateDecision {
         task: "slug".into(),
         approved: true,
         by: crate::domain::Decider::Earlier("ada".into()),
         feedback: String::new(),
-    });
+    }));
     f.walk("slug", &[AwaitingGate, Queued]);
     f.events
 }
 
 fn verified(task: &str, candidate: &str, passed: bool, output: &str) -> EventKind {
-    EventKind::MergeVerified {
+    EventKind::MergeVerified(MergeVerified {
         task: task.into(),
         check: MergeCheck::Verify,
         candidate: candidate.into(),
@@ -247,7 +252,7 @@ fn verified(task: &str, candidate: &str, passed: bool, output: &str) -> EventKin
         passed,
         duration_ms: 40,
         output: output.into(),
-    }
+    })
 }
 
 /// Why the fixture's `stats` fails in [`failed_task_events`]: longer than
@@ -257,12 +262,12 @@ pub const PROVIDER_DOWN: &str = "could not reach the provider: error sending req
 /// The fixture run with `stats` failed: its provider could not be reached.
 pub fn failed_task_events() -> Vec<Event> {
     let mut f = Fixture { events: events() };
-    f.push(EventKind::TaskStateChanged {
+    f.push(EventKind::TaskStateChanged(TaskStateChanged {
         task: "stats".into(),
         from: TaskState::Reviewing,
         to: TaskState::Failed,
         reason: Some(PROVIDER_DOWN.into()),
-    });
+    }));
     f.events
 }
 
@@ -272,16 +277,16 @@ pub const PLAN_FAILED: &str = "the planner gave no valid blueprint in 3 rounds: 
 /// A run that failed in planning.
 pub fn failed_run_events() -> Vec<Event> {
     let mut f = Fixture { events: Vec::new() };
-    f.push(EventKind::RunStarted {
+    f.push(EventKind::RunStarted(RunStarted {
         requirement: "Add stats to textkit.".into(),
         repo: "/repo".into(),
         mainline: "main".into(),
         base_commit: "0000000000".into(),
         settings: RunSettings::default(),
-    });
-    f.push(EventKind::RunPhaseChanged {
+    }));
+    f.push(EventKind::RunPhaseChanged(RunPhaseChanged {
         to: crate::domain::RunPhase::Failed,
         reason: Some(PLAN_FAILED.into()),
-    });
+    }));
     f.events
 }

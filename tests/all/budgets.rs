@@ -6,6 +6,7 @@ use crate::support::{factory, interactive};
 
 use factory::*;
 use interactive::Interactive;
+use memofab::domain::event::{BudgetRaised, RunPhaseChanged, TaskStateChanged, TokensUsed};
 use memofab::domain::{Budget, EventKind, RunPhase, TaskId, TaskState};
 use memofab::engine::orchestrator::Steering;
 use memofab::protocol::Command;
@@ -56,7 +57,7 @@ async fn a_task_over_its_budget_pauses_until_a_human_grants_more() {
     assert!(
         run.events[paused_at..].iter().all(|e| !matches!(
             &e.kind,
-            EventKind::TokensUsed { task: Some(t), .. } if *t == task
+            EventKind::TokensUsed(TokensUsed { task: Some(t), .. }) if *t == task
         )),
         "a paused task spends nothing"
     );
@@ -90,13 +91,13 @@ async fn a_task_over_its_budget_pauses_until_a_human_grants_more() {
     assert!(state.task(&task).unwrap().budget_raises >= 1);
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        EventKind::BudgetRaised { task: Some(t), .. } if *t == task
+        EventKind::BudgetRaised(BudgetRaised { task: Some(t), .. }) if *t == task
     )));
     // Not a new attempt: the paused agent finished its own conversation.
     let resumed_transitions = events.iter().filter(|e| {
         matches!(
             &e.kind,
-            EventKind::TaskStateChanged { task: t, from: TaskState::OverBudget, .. } if *t == task
+            EventKind::TaskStateChanged(TaskStateChanged { task: t, from: TaskState::OverBudget, .. }) if *t == task
         )
     });
     assert!(resumed_transitions.count() >= 1);
@@ -121,10 +122,10 @@ async fn a_run_over_its_budget_pauses_and_resumes_when_raised() {
     let state = run.state.clone().unwrap();
     assert!(state.tokens.total() >= 15_000);
     let reason = run.events.iter().rev().find_map(|e| match &e.kind {
-        EventKind::RunPhaseChanged {
+        EventKind::RunPhaseChanged(RunPhaseChanged {
             to: RunPhase::Paused,
             reason,
-        } => reason.clone(),
+        }) => reason.clone(),
         _ => None,
     });
     assert!(reason.unwrap().contains("over budget"));

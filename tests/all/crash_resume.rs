@@ -7,6 +7,7 @@ use crate::support::factory;
 use std::process::Command;
 
 use factory::*;
+use memofab::domain::event::MergeResult;
 use memofab::domain::{EventKind, MergeOutcome, TaskState};
 use memofab::engine::recorder::CRASH_EXIT_CODE;
 
@@ -78,7 +79,7 @@ fn resumed_runs_reach_the_same_mainline_without_duplicated_work() {
         assert!(
             events
                 .iter()
-                .any(|e| matches!(e.kind, EventKind::RunResumed { .. }))
+                .any(|e| matches!(e.kind, EventKind::RunResumed(_)))
         );
         assert_eq!(
             mainline_tree(&dir),
@@ -88,7 +89,7 @@ fn resumed_runs_reach_the_same_mainline_without_duplicated_work() {
         for task in state.tasks() {
             let merges = events
                 .iter()
-                .filter(|e| matches!(&e.kind, EventKind::MergeResult { task: t, result } if t == task.id() && !matches!(result, MergeOutcome::Conflict { .. })))
+                .filter(|e| matches!(&e.kind, EventKind::MergeResult(MergeResult { task: t, result }) if t == task.id() && !matches!(result, MergeOutcome::Conflict { .. })))
                 .count();
             assert_eq!(
                 merges,

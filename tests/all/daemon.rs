@@ -13,6 +13,7 @@ use daemon::*;
 use factory::*;
 use memofab::daemon::protocol::{Reply, Request};
 use memofab::daemon::{DaemonPaths, client};
+use memofab::domain::event::{AgentFinished, AgentStarted, RunInterrupted};
 use memofab::domain::queue::{ItemState, QueuedRequirement};
 use memofab::domain::{Event, EventKind, RunId, TaskState};
 
@@ -52,7 +53,7 @@ fn assert_whole_run(repo: &Path, run: &RunId) -> Vec<Event> {
     assert_eq!(seqs, expected, "{run}'s seqs are contiguous");
     let starts = events
         .iter()
-        .filter(|e| matches!(e.kind, EventKind::RunStarted { .. }))
+        .filter(|e| matches!(e.kind, EventKind::RunStarted(_)))
         .count();
     assert_eq!(starts, 1, "{run} started once");
     let state = fold(&events);
@@ -67,11 +68,11 @@ fn assert_whole_run(repo: &Path, run: &RunId) -> Vec<Event> {
 fn agent_spans(events: &[Event]) -> Vec<(u64, u64)> {
     let mut spans = Vec::new();
     for (i, event) in events.iter().enumerate() {
-        if let EventKind::AgentStarted { agent, .. } = &event.kind {
+        if let EventKind::AgentStarted(AgentStarted { agent, .. }) = &event.kind {
             let end = events[i..]
                 .iter()
                 .find(
-                    |e| matches!(&e.kind, EventKind::AgentFinished { agent: a, .. } if a == agent),
+                    |e| matches!(&e.kind, EventKind::AgentFinished(AgentFinished { agent: a, .. }) if a == agent),
                 )
                 .map(|e| e.at_ms)
                 .unwrap();
@@ -166,7 +167,7 @@ fn a_daemon_killed_mid_run_resumes_at_its_next_start_and_loses_nothing() {
     }
     let resumed = stored_events(&gated.repo, &run)
         .iter()
-        .filter(|e| matches!(e.kind, EventKind::RunResumed { .. }))
+        .filter(|e| matches!(e.kind, EventKind::RunResumed(_)))
         .count();
     assert_eq!(resumed, 1, "the killed run was resumed, not restarted");
 }
@@ -223,7 +224,7 @@ fn sigterm_interrupts_the_runs_and_the_next_start_carries_them_on() {
     assert!(
         matches!(
             events.last().map(|e| &e.kind),
-            Some(EventKind::RunInterrupted {})
+            Some(EventKind::RunInterrupted(RunInterrupted {}))
         ),
         "the run recorded its interruption"
     );

@@ -12,6 +12,7 @@ use std::time::Duration;
 use daemon::{Daemon, Home, on_mainline, scripted_repo, wait_for};
 use factory::{DemoRepo, fold, stored_events};
 use memofab::daemon::protocol::Request;
+use memofab::domain::event::{GateDecision, RunInterrupted};
 use memofab::domain::queue::ItemState;
 use memofab::domain::{Event, EventKind, RunId, RunState, TaskState};
 use memofab::protocol::Command;
@@ -31,7 +32,7 @@ fn seqs(events: &[Event]) -> Vec<u64> {
 fn interrupted(events: &[Event]) -> bool {
     events
         .iter()
-        .any(|e| matches!(e.kind, EventKind::RunInterrupted {}))
+        .any(|e| matches!(e.kind, EventKind::RunInterrupted(RunInterrupted {})))
 }
 
 /// The only entry, once finished.
@@ -100,11 +101,11 @@ fn cockpits_attach_detach_and_reattach_while_the_daemon_runs_on() {
     // The attached cockpit's approval is recorded as the cockpit's.
     assert!(stored.iter().any(|e| matches!(
         &e.kind,
-        EventKind::GateDecision {
+        EventKind::GateDecision(GateDecision {
             approved: true,
             by: memofab::domain::Decider::Cockpit,
             ..
-        }
+        })
     )));
     assert_eq!(fold(&stored), finished);
 }

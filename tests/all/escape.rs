@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use factory::*;
+use memofab::domain::event::{
+    AgentFinished, MergeVerified, RunInterrupted, TaskStateChanged, ToolCalled, ToolResult, Warning,
+};
 use memofab::domain::{EventKind, TaskState};
 use memofab::effects::isolation::{Isolation, Mechanism, testing};
 
@@ -196,7 +199,7 @@ fn escape_attempts_fail_under(mechanism: Mechanism) {
     assert!(
         !events
             .iter()
-            .any(|e| matches!(e.kind, EventKind::RepositoryChanged { .. })),
+            .any(|e| matches!(e.kind, EventKind::RepositoryChanged(_))),
         "{mechanism:?}: the fence leaked into the repository"
     );
 
@@ -204,15 +207,15 @@ fn escape_attempts_fail_under(mechanism: Mechanism) {
     let git_read = events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::ToolCalled {
+            EventKind::ToolCalled(ToolCalled {
                 call_id, arguments, ..
-            } if arguments.to_string().contains("git status") => Some(call_id.clone()),
+            }) if arguments.to_string().contains("git status") => Some(call_id.clone()),
             _ => None,
         })
         .unwrap();
     assert!(
         events.iter().any(|e| matches!(&e.kind,
-            EventKind::ToolResult { call_id, ok: true, output, .. }
+            EventKind::ToolResult(ToolResult { call_id, ok: true, output, .. })
                 if *call_id == git_read && output.contains("On branch"))),
         "{mechanism:?}: git status failed inside the fence"
     );
@@ -355,7 +358,7 @@ task = "escape"
     let events = stored_events(&room.repo, &run);
     assert!(
         events.iter().any(|e| matches!(&e.kind,
-            EventKind::ToolResult { ok: true, output, .. } if output.contains("[REDACTED]"))),
+            EventKind::ToolResult(ToolResult { ok: true, output, .. }) if output.contains("[REDACTED]"))),
         "the agent did print the key"
     );
     let mut places = all_bytes(&room.repo.join(".memofab"));
@@ -637,7 +640,7 @@ task = "escape"
     // The command after the rewrite ran with the `.git` memofab made.
     assert!(
         events.iter().any(|e| matches!(&e.kind,
-            EventKind::ToolResult { ok: true, output, .. } if output.contains("On branch memofab/"))),
+            EventKind::ToolResult(ToolResult { ok: true, output, .. }) if output.contains("On branch memofab/"))),
         "{mechanism:?}: git status did not see the task branch"
     );
     assert_repository_untouched(&room, &out, &config, &format!("{mechanism:?} {last:?}"));
@@ -686,14 +689,19 @@ fn a_planted_registration_in_the_verify_worktree_is_ignored_under(mechanism: Mec
     }
     let verified = events
         .iter()
-        .filter(|e| matches!(&e.kind, EventKind::MergeVerified { passed: true, .. }))
+        .filter(|e| {
+            matches!(
+                &e.kind,
+                EventKind::MergeVerified(MergeVerified { passed: true, .. })
+            )
+        })
         .count();
     assert_eq!(verified, 2, "{mechanism:?}: both merges were verified");
     assert_eq!(git(&room.repo, &["show", "main:later.txt"]), "later\n");
     assert!(
         !events
             .iter()
-            .any(|e| matches!(e.kind, EventKind::RepositoryChanged { .. })),
+            .any(|e| matches!(e.kind, EventKind::RepositoryChanged(_))),
         "{mechanism:?}"
     );
     assert_repository_untouched(&room, &out, &config, &format!("{mechanism:?}"));
@@ -732,7 +740,7 @@ fn mainline_moved_outside_a_landing_stops_the_run() {
     let outputs: Vec<&str> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ToolResult { output, .. } => Some(output.as_str()),
+            EventKind::ToolResult(ToolResult { output, .. }) => Some(output.as_str()),
             _ => None,
         })
         .collect();
@@ -794,7 +802,7 @@ fn a_worktree_git_refuses_fails_the_task_not_the_run() {
     assert!(landed == "left\n" || landed == "right\n", "{landed}");
     assert!(
         events.iter().any(|e| matches!(&e.kind,
-            EventKind::TaskStateChanged { to: TaskState::Failed, reason: Some(reason), .. }
+            EventKind::TaskStateChanged(TaskStateChanged { to: TaskState::Failed, reason: Some(reason), .. })
                 if reason.contains("worktree"))),
         "the failure says why"
     );
@@ -888,7 +896,7 @@ task = "escape"
     // The coder's change to the tester's files was seen and put back, inside.
     assert!(
         events.iter().any(|e| matches!(&e.kind,
-            EventKind::Warning { message, .. } if message.contains("they were put back"))),
+            EventKind::Warning(Warning { message, .. }) if message.contains("they were put back"))),
         "{mechanism:?} {link}: {stderr}"
     );
     // The ordinary work merged, with the tester's files as it wrote them.
@@ -1083,7 +1091,7 @@ fn greedy_agent_is_bounded_under(mechanism: Mechanism) {
     let results: Vec<(bool, &str)> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ToolResult { ok, output, .. } => Some((*ok, output.as_str())),
+            EventKind::ToolResult(ToolResult { ok, output, .. }) => Some((*ok, output.as_str())),
             _ => None,
         })
         .collect();
@@ -1183,7 +1191,7 @@ fn sigterm_stops_memofab_while_git_hashes_a_huge_file() {
         })
         .is_some_and(|events| {
             events.iter().any(|e| {
-                matches!(&e.kind, EventKind::AgentFinished { agent, ok: true, .. }
+                matches!(&e.kind, EventKind::AgentFinished(AgentFinished { agent, ok: true, .. })
                     if agent.as_str().starts_with("coder"))
             })
         });
@@ -1212,7 +1220,10 @@ fn sigterm_stops_memofab_while_git_hashes_a_huge_file() {
     let run = only_run(&room.repo);
     let events = stored_events(&room.repo, &run);
     assert!(
-        matches!(events.last().unwrap().kind, EventKind::RunInterrupted {}),
+        matches!(
+            events.last().unwrap().kind,
+            EventKind::RunInterrupted(RunInterrupted {})
+        ),
         "{:?}",
         events.last().unwrap().kind
     );
@@ -1254,7 +1265,9 @@ task = "escape"
     let finishes: Vec<bool> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ToolResult { ok, output, .. } if output.contains("vendor/lib/") || *ok => {
+            EventKind::ToolResult(ToolResult { ok, output, .. })
+                if output.contains("vendor/lib/") || *ok =>
+            {
                 Some(*ok)
             }
             _ => None,

@@ -9,6 +9,10 @@ use crate::support::factory;
 use std::collections::{BTreeMap, HashSet};
 
 use factory::*;
+use memofab::domain::event::{
+    ConflictMarkers, GateDecision, MergeResult, MergeVerified, PlanReviewed, ReviewVerdict,
+    TaskStateChanged, TestRun, TestsOnBase,
+};
 use memofab::domain::{EventKind, MergeCheck, MergeOutcome, RunPhase, TaskState};
 use memofab::effects::git::GitRepo;
 
@@ -52,27 +56,27 @@ async fn demo_scenario_runs_to_a_fully_merged_mainline() {
     let plan_rejected = events.iter().any(|e| {
         matches!(
             &e.kind,
-            EventKind::PlanReviewed {
+            EventKind::PlanReviewed(PlanReviewed {
                 approved: false,
                 ..
-            }
+            })
         )
     });
     assert!(plan_rejected, "the plan reviewer asked for a revision");
     let proposals = events
         .iter()
-        .filter(|e| matches!(e.kind, EventKind::BlueprintProposed { .. }))
+        .filter(|e| matches!(e.kind, EventKind::BlueprintProposed(_)))
         .count();
     assert!(proposals >= 2);
 
     let rejected: HashSet<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ReviewVerdict {
+            EventKind::ReviewVerdict(ReviewVerdict {
                 task,
                 approved: false,
                 ..
-            } => Some(task.clone()),
+            }) => Some(task.clone()),
             _ => None,
         })
         .collect();
@@ -81,11 +85,11 @@ async fn demo_scenario_runs_to_a_fully_merged_mainline() {
     let failed_tests: HashSet<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::TestRun {
+            EventKind::TestRun(TestRun {
                 task,
                 passed: false,
                 ..
-            } => Some(task.clone()),
+            }) => Some(task.clone()),
             _ => None,
         })
         .collect();
@@ -95,7 +99,7 @@ async fn demo_scenario_runs_to_a_fully_merged_mainline() {
     // the test step that the coder's own tests did not.
     let title = memofab::domain::TaskId::from("title");
     assert!(events.iter().any(|e| matches!(&e.kind,
-        EventKind::TestsOnBase { task, failed: true, .. } if *task == title)));
+        EventKind::TestsOnBase(TestsOnBase { task, failed: true, .. }) if *task == title)));
     assert!(
         failed_tests.contains(&title),
         "the tester's test caught a bug"
@@ -105,30 +109,33 @@ async fn demo_scenario_runs_to_a_fully_merged_mainline() {
     let conflicted: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::MergeResult {
+            EventKind::MergeResult(MergeResult {
                 task,
                 result: MergeOutcome::Conflict { files },
-            } => Some((task.clone(), files.clone())),
+            }) => Some((task.clone(), files.clone())),
             _ => None,
         })
         .collect();
     assert!(!conflicted.is_empty(), "a merge conflicted");
-    let markers = events.iter().any(|e| matches!(&e.kind, EventKind::ConflictMarkers { files, .. } if files.iter().any(|f| f.content.contains("<<<<<<<"))));
+    let markers = events.iter().any(|e| matches!(&e.kind, EventKind::ConflictMarkers(ConflictMarkers { files, .. }) if files.iter().any(|f| f.content.contains("<<<<<<<"))));
     assert!(markers, "the coder saw real conflict markers");
     for (task, _) in &conflicted {
         assert_eq!(state.task(task).unwrap().conflict_reworks, 1);
     }
 
-    let gated = events
-        .iter()
-        .any(|e| matches!(&e.kind, EventKind::GateDecision { approved: true, .. }));
+    let gated = events.iter().any(|e| {
+        matches!(
+            &e.kind,
+            EventKind::GateDecision(GateDecision { approved: true, .. })
+        )
+    });
     assert!(gated, "a gated merge was approved");
 
     // At least three coding agents worked at once.
     let mut running = BTreeMap::new();
     let mut most = 0;
     for e in &events {
-        if let EventKind::TaskStateChanged { task, to, .. } = &e.kind {
+        if let EventKind::TaskStateChanged(TaskStateChanged { task, to, .. }) = &e.kind {
             running.insert(task.clone(), *to == TaskState::Running);
             most = most.max(running.values().filter(|r| **r).count());
         }
@@ -139,7 +146,7 @@ async fn demo_scenario_runs_to_a_fully_merged_mainline() {
     for task in state.tasks() {
         let merges = events
             .iter()
-            .filter(|e| matches!(&e.kind, EventKind::MergeResult { task: t, result } if t == task.id() && !matches!(result, MergeOutcome::Conflict { .. })))
+            .filter(|e| matches!(&e.kind, EventKind::MergeResult(MergeResult { task: t, result }) if t == task.id() && !matches!(result, MergeOutcome::Conflict { .. })))
             .count();
         assert_eq!(merges, 1, "{} merged {merges} times", task.id());
     }
@@ -149,7 +156,7 @@ async fn demo_scenario_runs_to_a_fully_merged_mainline() {
     for state_seen in [TaskState::Queued, TaskState::Verifying] {
         for task in state.tasks() {
             let seen = events.iter().any(|e| {
-                matches!(&e.kind, EventKind::TaskStateChanged { task: t, to, .. } if t == task.id() && *to == state_seen)
+                matches!(&e.kind, EventKind::TaskStateChanged(TaskStateChanged { task: t, to, .. }) if t == task.id() && *to == state_seen)
             });
             assert!(seen, "{} was never {state_seen}", task.id());
         }
@@ -157,7 +164,7 @@ async fn demo_scenario_runs_to_a_fully_merged_mainline() {
     for task in state.tasks() {
         let landed = task.merged_commit.as_deref().expect("merged");
         let verified = events.iter().any(|e| {
-            matches!(&e.kind, EventKind::MergeVerified { task: t, check: MergeCheck::Verify, candidate, passed: true, .. } if t == task.id() && candidate == landed)
+            matches!(&e.kind, EventKind::MergeVerified(MergeVerified { task: t, check: MergeCheck::Verify, candidate, passed: true, .. }) if t == task.id() && candidate == landed)
         });
         assert!(verified, "{} landed {landed} unverified", task.id());
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use factory::*;
 use fake_llm::*;
+use memofab::domain::event::{MergeResult, TestRun, TesterDone};
 use memofab::domain::{EventKind, MergeOutcome, TaskState};
 use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
@@ -54,25 +55,25 @@ async fn the_demo_runs_over_the_openai_wire_format() {
     let events = stored_events(&demo.repo, &state.run);
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        EventKind::MergeResult {
+        EventKind::MergeResult(MergeResult {
             result: MergeOutcome::Conflict { .. },
             ..
-        }
+        })
     )));
     assert!(
         events
             .iter()
-            .any(|e| matches!(&e.kind, EventKind::TestRun { passed: false, .. }))
+            .any(|e| matches!(&e.kind, EventKind::TestRun(TestRun { passed: false, .. })))
     );
     // Over the wire every task had a tester; only title's wrote tests.
     let testers = events
         .iter()
-        .filter(|e| matches!(&e.kind, EventKind::TesterDone { .. }))
+        .filter(|e| matches!(&e.kind, EventKind::TesterDone(_)))
         .count();
     assert_eq!(testers, state.tasks().len());
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        EventKind::TesterDone { task, tests: Some(_) } if task.as_str() == "title"
+        EventKind::TesterDone(TesterDone { task, tests: Some(_) }) if task.as_str() == "title"
     )));
     assert!(server.count() > 50, "{} requests", server.count());
     assert!(state.tokens.total() > 0);

@@ -4,6 +4,7 @@
 use crate::support::factory;
 
 use factory::*;
+use memofab::domain::event::RunPhaseChanged;
 use memofab::domain::{EventKind, RunPhase};
 use memofab::effects::git::GitRepo;
 
@@ -38,10 +39,10 @@ fn an_unreachable_provider_fails_the_run_with_the_whole_reason_on_stderr() {
     let reason = events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::RunPhaseChanged {
+            EventKind::RunPhaseChanged(RunPhaseChanged {
                 to: RunPhase::Failed,
                 reason,
-            } => reason.clone(),
+            }) => reason.clone(),
             _ => None,
         })
         .expect("the run failed with a reason");

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use factory::*;
+use memofab::domain::event::{MergeResult, ToolResult, Warning};
 use memofab::domain::{EventKind, TaskState};
 use memofab::effects::store::Store;
 use memofab::engine::session::store_path;
@@ -57,8 +58,8 @@ fn misbehaving_agents_are_refused_scrubbed_and_corrected() {
     // The factory's prompts: the tool refused, and the shell write was caught at commit.
     let evil = state.task(&"evil".into()).unwrap();
     assert_eq!(evil.state, TaskState::Failed);
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::ToolResult { ok: false, output, .. } if output.contains("prompts/reviewer.md") && output.contains("not allowed"))));
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Warning { task: Some(t), message } if t.as_str() == "evil" && message.starts_with("security:"))));
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::ToolResult(ToolResult { ok: false, output, .. }) if output.contains("prompts/reviewer.md") && output.contains("not allowed"))));
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Warning(Warning { task: Some(t), message }) if t.as_str() == "evil" && message.starts_with("security:"))));
     let git = memofab::effects::git::GitRepo::open(&repo).unwrap();
     assert!(
         git.read_file_at("main", "prompts/coder.md")
@@ -104,12 +105,12 @@ fn misbehaving_agents_are_refused_scrubbed_and_corrected() {
     let errors: Vec<&str> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ToolResult {
+            EventKind::ToolResult(ToolResult {
                 agent,
                 ok: false,
                 output,
                 ..
-            } if agent.as_str().starts_with("coder:clumsy") => Some(output.as_str()),
+            }) if agent.as_str().starts_with("coder:clumsy") => Some(output.as_str()),
             _ => None,
         })
         .collect();
@@ -350,7 +351,7 @@ fn kill_9_at_random_moments_then_resume_reaches_the_same_mainline() {
         for task in state.tasks() {
             let merges = events
                 .iter()
-                .filter(|e| matches!(&e.kind, EventKind::MergeResult { task: t, result } if t == task.id() && !matches!(result, memofab::domain::MergeOutcome::Conflict { .. })))
+                .filter(|e| matches!(&e.kind, EventKind::MergeResult(MergeResult { task: t, result }) if t == task.id() && !matches!(result, memofab::domain::MergeOutcome::Conflict { .. })))
                 .count();
             assert_eq!(
                 merges,

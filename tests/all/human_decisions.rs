@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use factory::*;
 use interactive::Interactive;
+use memofab::domain::event::{
+    AgentMessage, AgentStarted, ConflictDecision, GateDecision, RunPhaseChanged, TaskStateChanged,
+};
 use memofab::domain::{
     AgentRole, ConflictResolution, Event, EventKind, RunState, TaskId, TaskState,
 };
@@ -70,7 +73,7 @@ async fn a_conflict_resolved_by_hand_is_committed_and_merged() {
         resolution: ConflictResolution::MarkResolved,
     });
     run.until("the refusal", |_, events| {
-        events.iter().any(|e| matches!(&e.kind, EventKind::TaskStateChanged { to: TaskState::Conflict, reason: Some(r), .. } if r.contains("markers remain")))
+        events.iter().any(|e| matches!(&e.kind, EventKind::TaskStateChanged(TaskStateChanged { to: TaskState::Conflict, reason: Some(r), .. }) if r.contains("markers remain")))
     })
     .await;
 
@@ -91,10 +94,10 @@ async fn a_conflict_resolved_by_hand_is_committed_and_merged() {
             .iter()
             .filter(|e| matches!(
                 &e.kind,
-                EventKind::ConflictDecision {
+                EventKind::ConflictDecision(ConflictDecision {
                     resolution: ConflictResolution::MarkResolved,
                     ..
-                }
+                })
             ))
             .count(),
         2
@@ -136,7 +139,7 @@ async fn a_conflict_handed_to_the_resolver_agent_is_merged() {
     .await;
     let events = run.events.clone();
     run.shutdown().await;
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::AgentStarted { role: AgentRole::Resolver, task: Some(t), .. } if *t == task)));
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::AgentStarted(AgentStarted { role: AgentRole::Resolver, task: Some(t), .. }) if *t == task)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,8 +165,8 @@ async fn under_the_daemon_an_escalated_conflict_keeps_the_run_open_until_decided
     assert!(state.tasks().iter().all(|t| t.state == TaskState::Merged));
     let events = stored_events(&demo.repo, &state.run);
     let at = |matches: fn(&EventKind) -> bool| events.iter().position(|e| matches(&e.kind));
-    let decided = at(|k| matches!(k, EventKind::ConflictDecision { .. })).unwrap();
-    let finished = at(|k| matches!(k, EventKind::RunFinished { .. })).unwrap();
+    let decided = at(|k| matches!(k, EventKind::ConflictDecision(_))).unwrap();
+    let finished = at(|k| matches!(k, EventKind::RunFinished(_))).unwrap();
     assert!(
         decided < finished,
         "the run did not finish while the conflict waited"
@@ -237,11 +240,11 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
     // Recorded as decided through the CLI.
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        EventKind::GateDecision {
+        EventKind::GateDecision(GateDecision {
             approved: true,
             by: memofab::domain::Decider::Cli,
             ..
-        }
+        })
     )));
     assert!(
         fold(&events)
@@ -271,7 +274,7 @@ fn a_headless_gate_waits_for_memofab_approve_from_another_terminal() {
     assert!(
         md.contains("## Transcripts")
             && md.contains("### coder:json#1")
-            && md.contains("gate for docs: approved"),
+            && md.contains("docs: gate approved"),
         "{md}"
     );
 }
@@ -289,13 +292,13 @@ async fn planning_waits_for_the_spec_and_the_planner_brainstorms_first() {
         message: "stats for textkit — what am I missing?".into(),
     });
     run.until("the planner's answer", |_, events| {
-        events.iter().any(|e| matches!(&e.kind, EventKind::AgentMessage { agent, from: memofab::domain::MessageAuthor::Assistant, text } if agent.as_str() == "planner:brainstorm" && text.contains("Three questions")))
+        events.iter().any(|e| matches!(&e.kind, EventKind::AgentMessage(AgentMessage { agent, from: memofab::domain::MessageAuthor::Assistant, text }) if agent.as_str() == "planner:brainstorm" && text.contains("Three questions")))
     })
     .await;
     assert!(
         !run.events
             .iter()
-            .any(|e| matches!(e.kind, EventKind::BlueprintProposed { .. })),
+            .any(|e| matches!(e.kind, EventKind::BlueprintProposed(_))),
         "no planning before the spec is submitted"
     );
     run.send(Command::SubmitSpec {
@@ -354,7 +357,9 @@ async fn a_gate_rejection_sends_the_task_back_then_approval_merges_it() {
     let decisions: Vec<(bool, memofab::domain::Decider)> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::GateDecision { approved, by, .. } => Some((*approved, by.clone())),
+            EventKind::GateDecision(GateDecision { approved, by, .. }) => {
+                Some((*approved, by.clone()))
+            }
             _ => None,
         })
         .collect();
@@ -439,21 +444,21 @@ async fn nothing_new_starts_while_the_run_is_paused() {
         .position(|e| {
             matches!(
                 e.kind,
-                EventKind::RunPhaseChanged {
+                EventKind::RunPhaseChanged(RunPhaseChanged {
                     to: memofab::domain::RunPhase::Paused,
                     ..
-                }
+                })
             )
         })
         .unwrap();
     let started: Vec<_> = run.events[paused_at..]
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::TaskStateChanged {
+            EventKind::TaskStateChanged(TaskStateChanged {
                 task,
                 to: TaskState::Running,
                 ..
-            } => Some(task.clone()),
+            }) => Some(task.clone()),
             _ => None,
         })
         .collect();

@@ -11,6 +11,7 @@ use factory::*;
 use interactive::Interactive;
 use memofab::cli::demo::{embedded_seed, prepare_repo};
 use memofab::domain::attention::{AttentionKind, inbox};
+use memofab::domain::event::{PlanDisputeSettled, ToolResult, Warning};
 use memofab::domain::{EventKind, RunPhase, TaskState};
 use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
@@ -94,13 +95,13 @@ async fn a_plan_dispute_and_a_question_wait_in_the_inbox_for_the_human() {
     let settled: Vec<bool> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::PlanDisputeSettled { build, .. } => Some(*build),
+            EventKind::PlanDisputeSettled(PlanDisputeSettled { build, .. }) => Some(*build),
             _ => None,
         })
         .collect();
     assert_eq!(settled, [false, true]);
     assert!(events.iter().any(|e| matches!(&e.kind,
-        EventKind::ToolResult { agent: a, call_id: c, ok: true, output }
+        EventKind::ToolResult(ToolResult { agent: a, call_id: c, ok: true, output })
             if *a == agent && *c == call_id && output.contains("good day"))));
 }
 
@@ -148,9 +149,9 @@ async fn without_a_human_nothing_waits_for_one() {
     assert!(state.questions.is_empty(), "ask_human is not offered");
     let events = stored_events(&demo.repo, &state.run);
     assert!(events.iter().any(|e| matches!(&e.kind,
-        EventKind::Warning { message, .. } if message.contains("did not approve"))));
+        EventKind::Warning(Warning { message, .. }) if message.contains("did not approve"))));
     assert!(events.iter().any(|e| matches!(&e.kind,
-        EventKind::ToolResult { ok: false, output, .. } if output.contains("ask_human"))));
+        EventKind::ToolResult(ToolResult { ok: false, output, .. }) if output.contains("ask_human"))));
     assert_eq!(
         state.task(&"greet".into()).unwrap().state,
         TaskState::Merged

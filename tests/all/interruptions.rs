@@ -11,6 +11,7 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use factory::*;
+use memofab::domain::event::RunInterrupted;
 use memofab::domain::{EventKind, RunId, RunKind, TaskState};
 use memofab::effects::store::Store;
 use memofab::engine::recorder::now_ms;
@@ -100,7 +101,7 @@ fn stop_at_the_gate_then_resume(signal: libc::c_int, expected_code: i32) {
     let events = stored_events(&repo, &run);
     let last = events.last().unwrap();
     assert!(
-        matches!(last.kind, EventKind::RunInterrupted {}),
+        matches!(last.kind, EventKind::RunInterrupted(RunInterrupted {})),
         "{:?}",
         last.kind
     );
@@ -143,7 +144,7 @@ fn stop_at_the_gate_then_resume(signal: libc::c_int, expected_code: i32) {
     assert!(
         events
             .iter()
-            .any(|e| matches!(e.kind, EventKind::RunResumed { .. }))
+            .any(|e| matches!(e.kind, EventKind::RunResumed(_)))
     );
     let state = fold(&events);
     assert!(state.phase.is_over());
@@ -200,7 +201,10 @@ fn under_nohup_sighup_stays_ignored() {
     let (code, stderr) = exit_of(child);
     assert_eq!(code, Some(143), "{stderr}");
     let last = stored_events(&repo, &run).pop().unwrap();
-    assert!(matches!(last.kind, EventKind::RunInterrupted {}));
+    assert!(matches!(
+        last.kind,
+        EventKind::RunInterrupted(RunInterrupted {})
+    ));
 }
 
 #[test]

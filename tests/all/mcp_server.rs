@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use factory::*;
 use memofab::daemon::DaemonPaths;
 use memofab::daemon::protocol::{Reply, Request};
+use memofab::domain::event::GateDecision;
 use memofab::domain::queue::{ItemState, Source};
 use memofab::domain::{Decider, EventKind, RunId, TaskId, TaskState};
 use memofab::effects::queue::Queue;
@@ -329,7 +330,7 @@ async fn a_gate_is_read_and_approved_over_mcp_and_the_resumed_run_merges_it() {
     assert!(
         !events
             .iter()
-            .any(|e| matches!(e.kind, EventKind::GateDecision { .. })),
+            .any(|e| matches!(e.kind, EventKind::GateDecision(_))),
         "nothing decided"
     );
     assert_eq!(mainline(), mainline_before, "mainline did not move");
@@ -437,17 +438,17 @@ async fn a_gate_is_read_and_approved_over_mcp_and_the_resumed_run_merges_it() {
     assert!(
         events.iter().any(|e| matches!(
             &e.kind,
-            EventKind::GateDecision { approved: true, by, .. }
+            EventKind::GateDecision(GateDecision { approved: true, by, .. })
                 if *by == Decider::Mcp("gatekeeper".into())
         )),
         "{events:?}"
     );
     assert!(!events.iter().any(|e| matches!(
         &e.kind,
-        EventKind::GateDecision {
+        EventKind::GateDecision(GateDecision {
             approved: false,
             ..
-        }
+        })
     )));
     // Mainline moved: the docs change is on it.
     let readme_after = memofab::effects::git::GitRepo::open(&demo.repo)

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use factory::*;
 use memofab::config::{IsolationChoice, McpServerConfig};
+use memofab::domain::event::{McpToolsListed, ToolCalled, ToolResult};
 use memofab::domain::mcp::McpServerListing;
 use memofab::domain::{Event, EventKind, TaskState};
 use memofab::effects::git::GitRepo;
@@ -51,24 +52,24 @@ fn results_of(events: &[Event], tool: &str) -> Vec<(bool, String)> {
         .iter()
         .enumerate()
         .filter_map(|(i, e)| match &e.kind {
-            EventKind::ToolCalled {
+            EventKind::ToolCalled(ToolCalled {
                 agent,
                 call_id,
                 tool: t,
                 ..
-            } if t == tool => Some((i, agent, call_id)),
+            }) if t == tool => Some((i, agent, call_id)),
             _ => None,
         })
         .map(|(i, agent, id)| {
             events[i..]
                 .iter()
                 .find_map(|e| match &e.kind {
-                    EventKind::ToolResult {
+                    EventKind::ToolResult(ToolResult {
                         agent: a,
                         call_id,
                         ok,
                         output,
-                    } if a == agent && call_id == id => Some((*ok, output.clone())),
+                    }) if a == agent && call_id == id => Some((*ok, output.clone())),
                     _ => None,
                 })
                 .expect("every call has a result")
@@ -80,7 +81,9 @@ fn coder_listings(events: &[Event]) -> Vec<McpServerListing> {
     events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::McpToolsListed { agent, servers } if agent.as_str().starts_with("coder") => {
+            EventKind::McpToolsListed(McpToolsListed { agent, servers })
+                if agent.as_str().starts_with("coder") =>
+            {
                 Some(servers.clone())
             }
             _ => None,
@@ -107,7 +110,7 @@ async fn a_coder_works_through_a_fenced_mcp_server(mechanism: Mechanism) {
     let listed_for: Vec<String> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::McpToolsListed { agent, .. } => Some(agent.to_string()),
+            EventKind::McpToolsListed(McpToolsListed { agent, .. }) => Some(agent.to_string()),
             _ => None,
         })
         .collect();

@@ -10,6 +10,9 @@ use std::process::{Command, Output};
 
 use factory::*;
 use memofab::cli::demo::prepare_repo;
+use memofab::domain::event::{
+    AgentMessage, MergeResult, MergeReverted, MergeVerified, TaskStateChanged, TestRun,
+};
 use memofab::domain::{
     AgentRole, Event, EventKind, MergeCheck, MergeOutcome, MessageAuthor, RunPhase, TaskState,
 };
@@ -121,14 +124,14 @@ fn verifications(events: &[Event], check: MergeCheck) -> Vec<(String, String, bo
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::MergeVerified {
+            EventKind::MergeVerified(MergeVerified {
                 task,
                 check: c,
                 candidate,
                 passed,
                 output,
                 ..
-            } if *c == check => {
+            }) if *c == check => {
                 Some((task.to_string(), candidate.clone(), *passed, output.clone()))
             }
             _ => None,
@@ -156,7 +159,7 @@ async fn a_merge_that_breaks_the_combined_tree_never_reaches_mainline() {
 
     // Its branch alone had passed the tests.
     let own_tests_passed = events.iter().any(|e| {
-        matches!(&e.kind, EventKind::TestRun { task, passed: true, .. } if task.as_str() == loser)
+        matches!(&e.kind, EventKind::TestRun(TestRun { task, passed: true, .. }) if task.as_str() == loser)
     });
     assert!(own_tests_passed, "{loser}'s own branch passed its tests");
 
@@ -168,12 +171,12 @@ async fn a_merge_that_breaks_the_combined_tree_never_reaches_mainline() {
     let record = state.task(&loser.as_str().into()).unwrap();
     assert_eq!((record.attempt, record.reworks), (2, 1));
     let reopened = events.iter().any(|e| {
-        matches!(&e.kind, EventKind::TaskStateChanged { task, from: TaskState::Verifying, to: TaskState::Running, .. } if task.as_str() == loser)
+        matches!(&e.kind, EventKind::TaskStateChanged(TaskStateChanged { task, from: TaskState::Verifying, to: TaskState::Running, .. }) if task.as_str() == loser)
     });
     assert!(reopened, "{loser} went back from verifying to its coder");
     let coder = memofab::domain::AgentId::for_task(AgentRole::Coder, &loser.as_str().into(), 2);
     let told = events.iter().any(|e| {
-        matches!(&e.kind, EventKind::AgentMessage { agent, from: MessageAuthor::User, text }
+        matches!(&e.kind, EventKind::AgentMessage(AgentMessage { agent, from: MessageAuthor::User, text })
             if agent == &coder && text.contains("merge verification failed") && text.contains("clash"))
     });
     assert!(told, "the second attempt's coder saw the failure");
@@ -213,11 +216,11 @@ async fn a_failing_post_merge_check_reverts_the_merge() {
     let reverts: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::MergeReverted {
+            EventKind::MergeReverted(MergeReverted {
                 merge_commit,
                 revert_commit,
                 ..
-            } => Some((merge_commit.clone(), revert_commit.clone())),
+            }) => Some((merge_commit.clone(), revert_commit.clone())),
             _ => None,
         })
         .collect();
@@ -253,7 +256,7 @@ async fn a_failing_post_merge_check_reverts_the_merge() {
     let mut md = Vec::new();
     memofab::effects::store::export::export_markdown(&events, &mut md).unwrap();
     let md = String::from_utf8(md).unwrap();
-    assert!(md.contains("post-merge check of bad"), "{md}");
+    assert!(md.contains("bad: post-merge check"), "{md}");
     assert!(md.contains("reverted on mainline by"), "{md}");
 }
 
@@ -294,11 +297,11 @@ fn a_merge_landed_but_not_recorded_is_recognised_after_a_crash() {
         .find(|e| {
             matches!(
                 &e.kind,
-                EventKind::MergeVerified {
+                EventKind::MergeVerified(MergeVerified {
                     passed: true,
                     check: MergeCheck::Verify,
                     ..
-                }
+                })
             )
         })
         .map(|e| e.seq)
@@ -310,7 +313,9 @@ fn a_merge_landed_but_not_recorded_is_recognised_after_a_crash() {
     assert_eq!(out.status.code(), Some(CRASH_EXIT_CODE));
     let run = only_run(&dir);
     let before = stored_events(&dir, &run);
-    let Some(EventKind::MergeVerified { candidate, .. }) = before.last().map(|e| &e.kind) else {
+    let Some(EventKind::MergeVerified(MergeVerified { candidate, .. })) =
+        before.last().map(|e| &e.kind)
+    else {
         panic!("the run stopped after verifying: {:?}", before.last());
     };
     // Play the part of the landing that happened before the kill: mainline
@@ -336,7 +341,7 @@ fn a_merge_landed_but_not_recorded_is_recognised_after_a_crash() {
     // Recorded as merged once, and merged on mainline once.
     let landings = events
         .iter()
-        .filter(|e| matches!(&e.kind, EventKind::MergeResult { result, .. } if !matches!(result, MergeOutcome::Conflict { .. })))
+        .filter(|e| matches!(&e.kind, EventKind::MergeResult(MergeResult { result, .. }) if !matches!(result, MergeOutcome::Conflict { .. })))
         .count();
     assert_eq!(landings, 1);
     assert_eq!(mainline_merges(&dir), vec![candidate.clone()]);
@@ -353,8 +358,8 @@ fn a_process_killed_anywhere_in_the_queue_resumes_to_one_merge() {
     let steps: Vec<u64> = events
         .iter()
         .filter(|e| match &e.kind {
-            EventKind::TaskStateChanged { to, .. } => to.in_merge_queue(),
-            EventKind::MergeVerified { .. } | EventKind::MergeResult { .. } => true,
+            EventKind::TaskStateChanged(TaskStateChanged { to, .. }) => to.in_merge_queue(),
+            EventKind::MergeVerified(_) | EventKind::MergeResult(_) => true,
             _ => false,
         })
         .map(|e| e.seq)

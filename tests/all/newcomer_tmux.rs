@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use factory::{memofab_bin, only_run};
 use fake_llm::{FakeServer, Reply};
+use memofab::domain::event::GateDecision;
 use memofab::domain::{RunId, RunPhase, TaskState};
 use memofab::llm::scenario::Scenario;
 use scenario_server::Router;
@@ -338,7 +339,7 @@ fn a_newcomer_follows_the_readme_from_init_to_export() {
     let events = factory::stored_events(repo, &run);
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        memofab::domain::EventKind::GateDecision { approved: true, by, .. } if by.is_human()
+        memofab::domain::EventKind::GateDecision(GateDecision { approved: true, by, .. }) if by.is_human()
     )));
 
     // `memofab runs` lists it, finished.
@@ -359,7 +360,10 @@ fn a_newcomer_follows_the_readme_from_init_to_export() {
     assert!(export.status.success(), "{}", text(&export));
     let markdown = String::from_utf8_lossy(&export.stdout).into_owned();
     assert!(markdown.contains(TASK), "{markdown}");
-    assert!(markdown.contains(&format!("{TASK} merged")), "{markdown}");
+    assert!(
+        markdown.contains(&format!("{TASK}: merged onto mainline")),
+        "{markdown}"
+    );
     drop(server);
 }
 

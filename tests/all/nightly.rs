@@ -13,6 +13,7 @@ use chrono::{DateTime, Local, TimeDelta};
 use factory::*;
 use memofab::daemon::nightly::{self, TokioClock};
 use memofab::daemon::{DaemonPaths, Shared};
+use memofab::domain::event::OverseerReport;
 use memofab::domain::{EventKind, RunId, RunKind};
 use memofab::effects::store::Store;
 use memofab::engine::session::store_path;
@@ -73,7 +74,7 @@ fn reviewed_runs(repo: &Path, report: &RunId) -> Vec<RunId> {
     stored_events(repo, report)
         .into_iter()
         .find_map(|e| match e.kind {
-            EventKind::OverseerReport { runs, .. } => Some(runs),
+            EventKind::OverseerReport(OverseerReport { runs, .. }) => Some(runs),
             _ => None,
         })
         .expect("a report event")

@@ -61,7 +61,7 @@ fn a_headless_run_with_a_failed_task_is_recorded_finished_with_every_dependent_b
     assert!(
         events
             .iter()
-            .any(|e| matches!(e.kind, EventKind::RunFinished { .. })),
+            .any(|e| matches!(e.kind, EventKind::RunFinished(_))),
         "run_finished is recorded"
     );
     let state = fold(&events);

@@ -7,6 +7,7 @@ use crate::support::factory;
 use std::sync::Arc;
 
 use factory::*;
+use memofab::domain::event::{AgentStarted, ProposalDecision};
 use memofab::domain::metrics::Finding;
 use memofab::domain::{AgentRole, EventKind};
 use memofab::engine::context::ProviderSet;
@@ -93,13 +94,13 @@ async fn the_overseer_finds_the_repeated_failing_command_and_waits_for_approval(
     assert!(overseer::apply(&demo.repo, &report.run, 7, "tester").is_err());
 
     let events = stored_events(&demo.repo, &report.run);
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::ProposalDecision { proposal: 1, approved: true, by } if by == "tester")));
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::ProposalDecision(ProposalDecision { proposal: 1, approved: true, by }) if by == "tester")));
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        EventKind::AgentStarted {
+        EventKind::AgentStarted(AgentStarted {
             role: AgentRole::Overseer,
             ..
-        }
+        })
     )));
     // The factory's runs are unchanged; the overseer's session is its own run.
     assert_eq!(fold(&stored_events(&demo.repo, &state.run)), state);

@@ -8,6 +8,7 @@ use crate::support::factory;
 use std::collections::BTreeMap;
 
 use factory::*;
+use memofab::domain::event::{AgentMessage, AgentStarted};
 use memofab::domain::{AgentId, AgentRole, EventKind, MessageAuthor, RunPhase, TaskId};
 use memofab::effects::git::GitRepo;
 
@@ -19,16 +20,16 @@ fn first_messages(
     let mut first = BTreeMap::new();
     for event in events {
         match &event.kind {
-            EventKind::AgentStarted {
+            EventKind::AgentStarted(AgentStarted {
                 agent, role, task, ..
-            } => {
+            }) => {
                 started.insert(agent.clone(), (*role, task.clone()));
             }
-            EventKind::AgentMessage {
+            EventKind::AgentMessage(AgentMessage {
                 agent,
                 from: MessageAuthor::User,
                 text,
-            } => {
+            }) => {
                 let (role, task) = started[agent].clone();
                 first
                     .entry(agent.clone())

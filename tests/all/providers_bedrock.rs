@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use fake_bedrock::*;
 use memofab::config::{ProviderConfig, ProviderKind};
+use memofab::domain::event::{AgentParked, TokensUsed};
 use memofab::domain::{AgentRole, Event, EventKind, TokenUsage};
 use memofab::engine::agent::{AgentJob, AgentOutcome, AgentRunner, review_tool};
 use memofab::engine::prompts::Prompt;
@@ -378,7 +379,7 @@ fn usages(events: &[Event]) -> Vec<TokenUsage> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::TokensUsed { usage, .. } => Some(*usage),
+            EventKind::TokensUsed(TokensUsed { usage, .. }) => Some(*usage),
             _ => None,
         })
         .collect()
@@ -388,7 +389,7 @@ fn parked(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::AgentParked { reason, .. } => Some(reason.clone()),
+            EventKind::AgentParked(AgentParked { reason, .. }) => Some(reason.clone()),
             _ => None,
         })
         .collect()

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use fake_llm::*;
 use memofab::config::{ProviderConfig, ProviderKind};
+use memofab::domain::event::{
+    AgentMessage, AgentParked, ReplyBrokenOff, TokensUsed, ToolCalled, Warning,
+};
 use memofab::domain::{AgentRole, Event, EventKind, MessageAuthor, TokenUsage};
 use memofab::engine::agent::{AgentJob, AgentOutcome, AgentRunner, IGNORED_CALL, review_tool};
 use memofab::engine::prompts::Prompt;
@@ -297,7 +300,9 @@ fn messages(events: &[Event], from: MessageAuthor) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::AgentMessage { from: f, text, .. } if *f == from => Some(text.clone()),
+            EventKind::AgentMessage(AgentMessage { from: f, text, .. }) if *f == from => {
+                Some(text.clone())
+            }
             _ => None,
         })
         .collect()
@@ -307,7 +312,7 @@ fn tool_calls(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ToolCalled { tool, .. } => Some(tool.clone()),
+            EventKind::ToolCalled(ToolCalled { tool, .. }) => Some(tool.clone()),
             _ => None,
         })
         .collect()
@@ -317,7 +322,7 @@ fn usages(events: &[Event]) -> Vec<TokenUsage> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::TokensUsed { usage, .. } => Some(*usage),
+            EventKind::TokensUsed(TokensUsed { usage, .. }) => Some(*usage),
             _ => None,
         })
         .collect()
@@ -327,7 +332,7 @@ fn parked(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::AgentParked { reason, .. } => Some(reason.clone()),
+            EventKind::AgentParked(AgentParked { reason, .. }) => Some(reason.clone()),
             _ => None,
         })
         .collect()
@@ -396,7 +401,7 @@ async fn an_in_stream_server_error_backs_off_through_the_governor_and_is_asked_a
     assert!(
         !events
             .iter()
-            .any(|e| matches!(&e.kind, EventKind::Warning { message, .. } if message.contains("asking again"))),
+            .any(|e| matches!(&e.kind, EventKind::Warning(Warning { message, .. }) if message.contains("asking again"))),
         "not taken for a garbled reply"
     );
 }
@@ -575,12 +580,12 @@ async fn a_reply_broken_off_mid_stream_is_recorded_before_it_is_asked_again() {
     let broken: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ReplyBrokenOff {
+            EventKind::ReplyBrokenOff(ReplyBrokenOff {
                 agent,
                 attempt,
                 reason,
                 ..
-            } => Some((agent.to_string(), *attempt, reason.clone())),
+            }) => Some((agent.to_string(), *attempt, reason.clone())),
             _ => None,
         })
         .collect();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fake_llm::*;
+use memofab::domain::event::{AgentFinished, AgentParked, ProviderLimitChanged};
 use memofab::domain::{AgentRole, Event, EventKind, RunPhase, TaskState};
 use memofab::engine::agent::{AgentJob, AgentOutcome, AgentRunner, review_tool};
 use memofab::engine::context::ProviderSet;
@@ -115,13 +116,13 @@ fn parks(events: &[Event]) -> Vec<(String, u64, String)> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::AgentParked {
+            EventKind::AgentParked(AgentParked {
                 agent,
                 until_ms,
                 reason,
                 provider,
                 ..
-            } => {
+            }) => {
                 assert_eq!(provider, "openai");
                 Some((agent.to_string(), *until_ms, reason.clone()))
             }
@@ -170,18 +171,17 @@ async fn a_429_parks_the_agent_and_it_resumes_without_failing() {
     let unparked = position("agent_unparked").unwrap();
     assert!(parked < unparked);
     assert!(events[unparked].at_ms >= *until_ms);
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(&e.kind, EventKind::AgentFinished { ok: true, .. }))
-    );
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        EventKind::ProviderLimitChanged {
+        EventKind::AgentFinished(AgentFinished { ok: true, .. })
+    )));
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::ProviderLimitChanged(ProviderLimitChanged {
             limit: 2,
             ceiling: 4,
             ..
-        }
+        })
     )));
     // Only the answered request counts as a turn.
     let turns = events
@@ -208,7 +208,7 @@ async fn agents_on_one_provider_share_its_park() {
             .expect("an update in time")
             .expect("the recorder is alive");
         if let EngineUpdate::Event(Event {
-            kind: EventKind::AgentParked { until_ms, .. },
+            kind: EventKind::AgentParked(AgentParked { until_ms, .. }),
             ..
         }) = update
         {
@@ -290,7 +290,7 @@ async fn the_demo_with_scripted_rate_limits_merges_everything() {
     let reasons: Vec<String> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::AgentParked { reason, .. } => Some(reason.clone()),
+            EventKind::AgentParked(AgentParked { reason, .. }) => Some(reason.clone()),
             _ => None,
         })
         .collect();

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use factory::*;
 use interactive::Interactive;
 use memofab::cli::demo::prepare_repo;
+use memofab::domain::event::{GateDecision, GateHeld, MergeResult};
 use memofab::domain::gate_reason::GateReason;
 use memofab::domain::path_history::PathIncidents;
 use memofab::domain::{EventKind, MergeOutcome, RunState, TaskState};
@@ -131,7 +132,7 @@ async fn a_path_that_conflicted_in_a_recent_run_is_held_at_the_gate() {
     let conflicts = stored_events(&demo.repo, &clash.run)
         .iter()
         .filter(|e| {
-            matches!(&e.kind, EventKind::MergeResult { result: MergeOutcome::Conflict { files }, .. }
+            matches!(&e.kind, EventKind::MergeResult(MergeResult { result: MergeOutcome::Conflict { files }, .. })
                 if files == &["src/db.txt".to_owned()])
         })
         .count();
@@ -359,7 +360,7 @@ async fn weakened_guards_wait_at_the_gate_until_a_human_approves(mechanism: Mech
     for (task, reason) in &expected {
         assert!(
             stored.iter().any(|e| matches!(&e.kind,
-                EventKind::GateHeld { task: t, reasons } if t.as_str() == *task && reasons.as_slice() == std::slice::from_ref(reason))),
+                EventKind::GateHeld(GateHeld { task: t, reasons }) if t.as_str() == *task && reasons.as_slice() == std::slice::from_ref(reason))),
             "{task}"
         );
     }
@@ -395,7 +396,7 @@ async fn weakened_guards_wait_at_the_gate_until_a_human_approves(mechanism: Mech
         stored_events(&demo.repo, &state.run)
             .iter()
             .any(|e| matches!(&e.kind,
-            EventKind::GateDecision { task, approved: true, by, .. }
+            EventKind::GateDecision(GateDecision { task, approved: true, by, .. })
                 if task.as_str() == "agents" && *by != memofab::domain::Decider::Auto)),
         "a human's approval is recorded"
     );
@@ -431,7 +432,7 @@ async fn auto_approve_leaves_governance_paths_to_a_human() {
     for task in ["runner", "emptied", "moved", "deleted", "binary"] {
         assert!(
             events.iter().any(|e| matches!(&e.kind,
-                EventKind::GateDecision { task: t, approved: true, by, .. }
+                EventKind::GateDecision(GateDecision { task: t, approved: true, by, .. })
                     if t.as_str() == task && *by == memofab::domain::Decider::Auto)),
             "{task}"
         );
@@ -439,7 +440,7 @@ async fn auto_approve_leaves_governance_paths_to_a_human() {
     for task in ["agents", "ci"] {
         assert!(
             !events.iter().any(|e| matches!(&e.kind,
-                EventKind::GateDecision { task: t, .. } if t.as_str() == task)),
+                EventKind::GateDecision(GateDecision { task: t, .. }) if t.as_str() == task)),
             "{task}"
         );
     }
@@ -475,7 +476,7 @@ async fn a_relaxed_policy_lets_the_same_changes_merge() {
     assert!(
         !stored_events(&demo.repo, &state.run)
             .iter()
-            .any(|e| matches!(e.kind, EventKind::GateHeld { .. }))
+            .any(|e| matches!(e.kind, EventKind::GateHeld(_)))
     );
     assert_eq!(
         mainline_file(&demo.repo, "tests/run.sh").as_deref(),

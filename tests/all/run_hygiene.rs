@@ -10,6 +10,7 @@ use std::process::{Command as Process, Output};
 
 use factory::*;
 use interactive::Interactive;
+use memofab::domain::event::{AgentMessage, NothingChanged};
 use memofab::domain::{AgentId, AgentRole, EventKind, MessageAuthor, RunPhase, TaskState};
 use memofab::effects::git::GitRepo;
 use memofab::effects::store::Store;
@@ -117,12 +118,12 @@ async fn a_coder_that_changes_nothing_gets_one_more_attempt_told_so() {
     assert_eq!(fold(&events), state);
     assert!(
         events.iter().any(
-            |e| matches!(&e.kind, EventKind::NothingChanged { task } if task.as_str() == "lazy")
+            |e| matches!(&e.kind, EventKind::NothingChanged(NothingChanged { task }) if task.as_str() == "lazy")
         )
     );
     let second = AgentId::for_task(AgentRole::Coder, &"lazy".into(), 2);
     let told = events.iter().any(|e| {
-        matches!(&e.kind, EventKind::AgentMessage { agent, from: MessageAuthor::User, text }
+        matches!(&e.kind, EventKind::AgentMessage(AgentMessage { agent, from: MessageAuthor::User, text })
             if *agent == second && text.contains("finished without changing any file"))
     });
     assert!(told, "the second attempt's coder is told why");
@@ -141,7 +142,7 @@ async fn a_merged_run_leaves_no_worktrees_or_branches() {
     assert!(
         events
             .iter()
-            .any(|e| matches!(e.kind, EventKind::MergeVerified { .. }))
+            .any(|e| matches!(e.kind, EventKind::MergeVerified(_)))
     );
     assert_eq!(
         branches(&demo.repo, "memofab-verify/"),

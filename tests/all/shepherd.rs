@@ -9,6 +9,9 @@ use std::path::Path;
 
 use factory::*;
 use memofab::domain::attention::{AttentionKind, inbox};
+use memofab::domain::event::{
+    AgentMessage, OverseerReport, ProposalDecision, RunStarted, ShepherdIntervened, TokensUsed,
+};
 use memofab::domain::metrics::FactoryMetrics;
 use memofab::domain::metrics::Proposal;
 use memofab::domain::shepherd::{Action, Pattern};
@@ -30,12 +33,12 @@ fn interventions(events: &[Event]) -> Vec<(Option<String>, &'static str, Action)
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ShepherdIntervened {
+            EventKind::ShepherdIntervened(ShepherdIntervened {
                 agent,
                 pattern,
                 action,
                 ..
-            } => Some((
+            }) => Some((
                 agent.as_ref().map(|a| a.to_string()),
                 pattern.name(),
                 *action,
@@ -47,11 +50,11 @@ fn interventions(events: &[Event]) -> Vec<(Option<String>, &'static str, Action)
 
 fn first_message<'a>(events: &'a [Event], agent: &AgentId) -> Option<&'a str> {
     events.iter().find_map(|e| match &e.kind {
-        EventKind::AgentMessage {
+        EventKind::AgentMessage(AgentMessage {
             agent: a,
             from: MessageAuthor::User,
             text,
-        } if a == agent => Some(text.as_str()),
+        }) if a == agent => Some(text.as_str()),
         _ => None,
     })
 }
@@ -81,7 +84,7 @@ async fn a_coder_rereading_one_file_is_nudged_replaced_then_handed_to_a_human() 
     );
     // The nudge went to the model, naming the call it repeats.
     let nudged = events.iter().any(|e| {
-        matches!(&e.kind, EventKind::AgentMessage { agent, from: MessageAuthor::User, text }
+        matches!(&e.kind, EventKind::AgentMessage(AgentMessage { agent, from: MessageAuthor::User, text })
             if *agent == first && text.contains("shepherd") && text.contains("README.md"))
     });
     assert!(nudged, "the first coder is told it is stuck");
@@ -96,7 +99,7 @@ async fn a_coder_rereading_one_file_is_nudged_replaced_then_handed_to_a_human() 
     let coder_turns = events
         .iter()
         .filter(|e| {
-            matches!(&e.kind, EventKind::TokensUsed { agent, .. } if *agent == first || *agent == fresh)
+            matches!(&e.kind, EventKind::TokensUsed(TokensUsed { agent, .. }) if *agent == first || *agent == fresh)
         })
         .count();
     assert_eq!(coder_turns, 12, "four reads for each step of the ladder");
@@ -167,7 +170,8 @@ async fn a_reviewer_repeating_its_feedback_gets_the_coder_nudged_then_a_human() 
     assert_eq!(fold(&events), state);
     assert!(matches!(
         events.iter().find_map(|e| match &e.kind {
-            EventKind::ShepherdIntervened { pattern, .. } => Some(pattern.clone()),
+            EventKind::ShepherdIntervened(ShepherdIntervened { pattern, .. }) =>
+                Some(pattern.clone()),
             _ => None,
         }),
         Some(Pattern::ReworkEcho { rounds: 2 })
@@ -201,28 +205,26 @@ async fn a_disabled_shepherd_lets_the_coder_run_out_of_turns() {
 fn store_overseer_report(repo: &Path, proposals: Vec<Proposal>, rejected: &[u32]) {
     let run = RunId::overseer_report();
     let mut kinds = vec![
-        EventKind::RunStarted {
+        EventKind::RunStarted(RunStarted {
             requirement: "Overseer review of 1 runs".into(),
             repo: repo.display().to_string(),
             mainline: String::new(),
             base_commit: String::new(),
             settings: RunSettings::default(),
-        },
-        EventKind::OverseerReport {
+        }),
+        EventKind::OverseerReport(OverseerReport {
             runs: vec![],
             markdown: String::new(),
             proposals,
-        },
+        }),
     ];
-    kinds.extend(
-        rejected
-            .iter()
-            .map(|&proposal| EventKind::ProposalDecision {
-                proposal,
-                approved: false,
-                by: "ana".into(),
-            }),
-    );
+    kinds.extend(rejected.iter().map(|&proposal| {
+        EventKind::ProposalDecision(ProposalDecision {
+            proposal,
+            approved: false,
+            by: "ana".into(),
+        })
+    }));
     let mut store = Store::open(&store_path(repo)).unwrap();
     for (i, kind) in kinds.into_iter().enumerate() {
         let event = Event {
@@ -265,11 +267,11 @@ async fn the_nudge_quotes_the_overseers_last_advice_on_the_pattern() {
     let nudge = events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::AgentMessage {
+            EventKind::AgentMessage(AgentMessage {
                 agent,
                 from: MessageAuthor::User,
                 text,
-            } if *agent == first && text.contains("shepherd") => Some(text.clone()),
+            }) if *agent == first && text.contains("shepherd") => Some(text.clone()),
             _ => None,
         })
         .expect("a nudge");

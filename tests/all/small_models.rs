@@ -15,6 +15,9 @@ use std::time::Duration;
 use factory::*;
 use fake_llm::*;
 use memofab::config::{Config, ModelProfile};
+use memofab::domain::event::{
+    AgentFinished, AgentMessage, BlueprintAccepted, ToolCalled, ToolResult,
+};
 use memofab::domain::{AgentRole, EventKind, MessageAuthor, TaskState, TestAgents};
 use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
@@ -76,7 +79,7 @@ async fn a_model_writing_calls_as_text_gets_its_plan_accepted_and_its_task_merge
 
     // The blueprint written without its title was accepted.
     let accepted = events.iter().find_map(|e| match &e.kind {
-        EventKind::BlueprintAccepted { blueprint } => Some(blueprint.clone()),
+        EventKind::BlueprintAccepted(BlueprintAccepted { blueprint }) => Some(blueprint.clone()),
         _ => None,
     });
     let accepted = accepted.expect("the plan was accepted");
@@ -99,7 +102,7 @@ async fn a_model_writing_calls_as_text_gets_its_plan_accepted_and_its_task_merge
     assert!(
         events.iter().any(|e| matches!(
             &e.kind,
-            EventKind::AgentMessage { from: MessageAuthor::User, text, .. }
+            EventKind::AgentMessage(AgentMessage { from: MessageAuthor::User, text, .. })
                 if text.contains("submit_plan") && text.contains("submit_blueprint")
         )),
         "no nudge naming the unknown tool"
@@ -108,19 +111,19 @@ async fn a_model_writing_calls_as_text_gets_its_plan_accepted_and_its_task_merge
     let reads: Vec<(String, bool)> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ToolCalled { call_id, tool, .. } if tool == "read_file" => {
+            EventKind::ToolCalled(ToolCalled { call_id, tool, .. }) if tool == "read_file" => {
                 Some(call_id.clone())
             }
             _ => None,
         })
         .filter_map(|id| {
             events.iter().find_map(|e| match &e.kind {
-                EventKind::ToolResult {
+                EventKind::ToolResult(ToolResult {
                     call_id,
                     ok,
                     output,
                     ..
-                } if *call_id == id => Some((output.clone(), *ok)),
+                }) if *call_id == id => Some((output.clone(), *ok)),
                 _ => None,
             })
         })
@@ -289,12 +292,12 @@ async fn a_failed_plan_revision_builds_the_last_blueprint() {
     let events = stored_events(&repo.repo, &state.run);
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        EventKind::AgentFinished { agent, ok: false, .. } if agent.as_str().starts_with("planner")
+        EventKind::AgentFinished(AgentFinished { agent, ok: false, .. }) if agent.as_str().starts_with("planner")
     )));
     assert!(
         events
             .iter()
-            .any(|e| matches!(&e.kind, EventKind::BlueprintAccepted { blueprint } if blueprint.title == "solo"))
+            .any(|e| matches!(&e.kind, EventKind::BlueprintAccepted(BlueprintAccepted { blueprint }) if blueprint.title == "solo"))
     );
     assert_eq!(
         state.tasks().iter().map(|t| t.state).collect::<Vec<_>>(),

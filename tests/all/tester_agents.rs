@@ -9,6 +9,10 @@ use crate::support::factory;
 use std::sync::Arc;
 
 use factory::*;
+use memofab::domain::event::{
+    AgentStarted, TaskStateChanged, TestRun, TesterDone, TestsOnBase, ToolCalled, ToolResult,
+    Warning, WorktreeCreated,
+};
 use memofab::domain::metrics::{FactoryMetrics, Finding};
 use memofab::domain::{AgentRole, Event, EventKind, TaskState, TestAgents, TesterTests};
 use memofab::effects::git::GitRepo;
@@ -23,10 +27,10 @@ fn tester_tests(events: &[Event], task: &str) -> TesterTests {
     events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::TesterDone {
+            EventKind::TesterDone(TesterDone {
                 task: t,
                 tests: Some(tests),
-            } if t.as_str() == task => Some(tests.clone()),
+            }) if t.as_str() == task => Some(tests.clone()),
             _ => None,
         })
         .expect("the tester's tests were committed")
@@ -52,11 +56,11 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
     let testers: Vec<String> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::AgentStarted {
+            EventKind::AgentStarted(AgentStarted {
                 agent,
                 role: AgentRole::Tester,
                 ..
-            } => Some(agent.to_string()),
+            }) => Some(agent.to_string()),
             _ => None,
         })
         .collect();
@@ -65,7 +69,7 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
     // 1. Its tests ran on the base commit, failed, and were committed on the
     //    task branch before the coder started.
     let on_base = first(&events, |k| {
-        matches!(k, EventKind::TestsOnBase { task, round: 1, failed: true, files, .. }
+        matches!(k, EventKind::TestsOnBase(TestsOnBase { task, round: 1, failed: true, files, .. })
             if task.as_str() == "title" && files == &[ACCEPTANCE.to_owned()])
     });
     let tests = tester_tests(&events, "title");
@@ -73,15 +77,15 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
     assert_eq!(tests.files, [ACCEPTANCE]);
     let coder_started = first(
         &events,
-        |k| matches!(k, EventKind::AgentStarted { role: AgentRole::Coder, task: Some(t), .. } if t.as_str() == "title"),
+        |k| matches!(k, EventKind::AgentStarted(AgentStarted { role: AgentRole::Coder, task: Some(t), .. }) if t.as_str() == "title"),
     );
     assert!(on_base < coder_started);
     let base = events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::WorktreeCreated {
+            EventKind::WorktreeCreated(WorktreeCreated {
                 task, base_commit, ..
-            } if task.as_str() == "title" => Some(base_commit.clone()),
+            }) if task.as_str() == "title" => Some(base_commit.clone()),
             _ => None,
         })
         .unwrap();
@@ -96,12 +100,12 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
     let edit = events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::ToolCalled {
+            EventKind::ToolCalled(ToolCalled {
                 agent,
                 call_id,
                 tool,
                 arguments,
-            } if agent.as_str().starts_with("coder:title")
+            }) if agent.as_str().starts_with("coder:title")
                 && tool == "edit_file"
                 && arguments["path"] == ACCEPTANCE =>
             {
@@ -111,7 +115,7 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
         })
         .expect("the coder tried to edit the tester's test");
     let refused = events.iter().any(|e| {
-        matches!(&e.kind, EventKind::ToolResult { agent, call_id, ok: false, .. }
+        matches!(&e.kind, EventKind::ToolResult(ToolResult { agent, call_id, ok: false, .. })
             if (agent, call_id) == (&edit.0, &edit.1))
     });
     assert!(refused, "the edit was refused");
@@ -126,14 +130,14 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
     // 3. The coder's first attempt, whose own test passed, failed the test
     //    step on the tester's test and went back for rework.
     let caught = first(&events, |k| {
-        matches!(k, EventKind::TestRun { task, passed: false, output, .. }
+        matches!(k, EventKind::TestRun(TestRun { task, passed: false, output, .. })
             if task.as_str() == "title"
                 && output.contains("FAIL test_title_acceptance_lowers_the_rest_of_each_word")
                 && output.contains("PASS test_title_capitalises_words"))
     });
     assert!(
         first(&events, |k| {
-            matches!(k, EventKind::TaskStateChanged { task, from: TaskState::Testing, to: TaskState::Running, .. } if task.as_str() == "title")
+            matches!(k, EventKind::TaskStateChanged(TaskStateChanged { task, from: TaskState::Testing, to: TaskState::Running, .. }) if task.as_str() == "title")
         }) > caught
     );
     assert!(caught < edit_index(&events, &edit.0));
@@ -158,7 +162,7 @@ async fn the_testers_test_fails_on_base_is_kept_from_the_coder_and_catches_its_b
 fn edit_index(events: &[Event], agent: &memofab::domain::AgentId) -> usize {
     first(
         events,
-        |k| matches!(k, EventKind::AgentStarted { agent: a, .. } if a == agent),
+        |k| matches!(k, EventKind::AgentStarted(AgentStarted { agent: a, .. }) if a == agent),
     )
 }
 
@@ -243,12 +247,12 @@ async fn tests_that_pass_on_base_go_back_to_the_tester_a_bounded_number_of_times
     let rounds: Vec<(u32, bool)> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::TestsOnBase {
+            EventKind::TestsOnBase(TestsOnBase {
                 task,
                 round,
                 failed,
                 ..
-            } if task.as_str() == "loader" => Some((*round, *failed)),
+            }) if task.as_str() == "loader" => Some((*round, *failed)),
             _ => None,
         })
         .collect();
@@ -257,7 +261,7 @@ async fn tests_that_pass_on_base_go_back_to_the_tester_a_bounded_number_of_times
     assert!(!tests.failed_on_base);
     assert_eq!(tests.files, [path]);
     let warned = events.iter().any(|e| {
-        matches!(&e.kind, EventKind::Warning { task: Some(t), message } if t.as_str() == "loader" && message.contains("prove nothing"))
+        matches!(&e.kind, EventKind::Warning(Warning { task: Some(t), message }) if t.as_str() == "loader" && message.contains("prove nothing"))
     });
     assert!(warned);
     let findings = FactoryMetrics::compute(std::slice::from_ref(&events)).findings;
@@ -328,11 +332,11 @@ async fn gated_testers_test_only_the_tasks_the_policy_gates() {
     let tested: Vec<&str> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::TesterDone {
+            EventKind::TesterDone(TesterDone {
                 task,
                 tests: Some(t),
-            } if t.failed_on_base => Some(task.as_str()),
-            EventKind::TesterDone { task, .. } => panic!("{task}: no tests on base"),
+            }) if t.failed_on_base => Some(task.as_str()),
+            EventKind::TesterDone(TesterDone { task, .. }) => panic!("{task}: no tests on base"),
             _ => None,
         })
         .collect();

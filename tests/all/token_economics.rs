@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fake_llm::*;
 use memofab::config::{ProviderConfig, ProviderKind};
+use memofab::domain::event::{ContextCompacted, TokensUsed};
 use memofab::domain::{Event, EventKind, TokenUsage};
 use memofab::engine::agent::{AgentJob, AgentRunner};
 use memofab::engine::tools::{ToolBox, ToolSet};
@@ -131,7 +132,7 @@ fn usages(events: &[Event]) -> Vec<TokenUsage> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::TokensUsed { usage, .. } => Some(*usage),
+            EventKind::TokensUsed(TokensUsed { usage, .. }) => Some(*usage),
             _ => None,
         })
         .collect()
@@ -403,17 +404,17 @@ async fn a_long_conversation_is_compacted_to_fit_and_keeps_its_brief() {
     let compactions: Vec<&EventKind> = events
         .iter()
         .map(|e| &e.kind)
-        .filter(|k| matches!(k, EventKind::ContextCompacted { .. }))
+        .filter(|k| matches!(k, EventKind::ContextCompacted(_)))
         .collect();
     assert!(!compactions.is_empty());
-    let EventKind::ContextCompacted {
+    let EventKind::ContextCompacted(ContextCompacted {
         context_tokens,
         before_tokens,
         after_tokens,
         stubbed,
         summarised,
         ..
-    } = compactions[0]
+    }) = compactions[0]
     else {
         unreachable!()
     };
@@ -427,9 +428,9 @@ async fn a_long_conversation_is_compacted_to_fit_and_keeps_its_brief() {
     let summarised: Vec<&String> = compactions
         .iter()
         .filter_map(|k| match k {
-            EventKind::ContextCompacted {
+            EventKind::ContextCompacted(ContextCompacted {
                 summarised, note, ..
-            } if *summarised > 0 => note.as_ref(),
+            }) if *summarised > 0 => note.as_ref(),
             _ => None,
         })
         .collect();
@@ -491,7 +492,7 @@ async fn a_brief_too_big_for_the_window_records_no_compaction_that_compacted_not
     assert!(
         !events
             .iter()
-            .any(|e| matches!(e.kind, EventKind::ContextCompacted { .. })),
+            .any(|e| matches!(e.kind, EventKind::ContextCompacted(_))),
         "nothing was compacted, and nothing is recorded"
     );
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use factory::*;
 use memofab::domain::TaskState;
+use memofab::domain::event::GateDecision;
 
 /// The cockpit's window. Another window is in front of it, as when the
 /// human works elsewhere, so the terminal bell it rings is flagged.
@@ -183,11 +184,11 @@ fn approving_a_gated_merge_from_the_inbox_with_one_key() {
     let events = stored_events(&repo, &only_run(&repo));
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        memofab::domain::EventKind::GateDecision {
+        memofab::domain::EventKind::GateDecision(GateDecision {
             approved: true,
             by: memofab::domain::Decider::Cockpit,
             ..
-        }
+        })
     )));
 }
 

@@ -15,6 +15,7 @@ use factory::*;
 use interactive::Interactive;
 use memofab::cli::demo::prepare_repo;
 use memofab::domain::attention::{AttentionKind, inbox};
+use memofab::domain::event::CheckoutDirty;
 use memofab::domain::{EventKind, RunPhase, TaskState};
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::session;
@@ -111,7 +112,7 @@ async fn held_then_landed(test_command: Option<&str>) {
     assert_eq!(held.task.as_ref().map(|t| t.as_str()), Some("note"));
     assert!(held.detail.contains("README.md"), "{}", held.detail);
     assert!(run.events.iter().any(|e| matches!(&e.kind,
-        EventKind::CheckoutDirty { task, files } if task.as_str() == "note" && files == &["README.md"])));
+        EventKind::CheckoutDirty(CheckoutDirty { task, files }) if task.as_str() == "note" && files == &["README.md"])));
 
     // The human commits their edit and approves: the landing goes through,
     // on top of their commit, and the checkout follows.

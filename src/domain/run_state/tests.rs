@@ -2,7 +2,13 @@
 
 use super::*;
 use crate::domain::blueprint::TaskSpec;
-use crate::domain::event::MergeCheck;
+use crate::domain::event::{
+    AgentFinished, AgentParked, AgentStarted, AgentUnparked, BlueprintAccepted, MergeResult,
+    MergeReverted, MergeVerified, NothingChanged, PlanDisputeSettled, PlanDisputed,
+    ProviderLimitChanged, QuestionAnswered, QuestionAsked, ReviewVerdict, RunResumed, RunStarted,
+    TaskStateChanged, ToolCalled, WorktreeCreated,
+};
+use crate::domain::event::{MergeCheck, MergeOutcome};
 
 fn settings() -> RunSettings {
     RunSettings {
@@ -18,13 +24,13 @@ struct Log {
 impl Log {
     fn new() -> Self {
         let mut log = Log { events: vec![] };
-        log.push(EventKind::RunStarted {
+        log.push(EventKind::RunStarted(RunStarted {
             requirement: "req".into(),
             repo: "/repo".into(),
             mainline: "main".into(),
             base_commit: "base".into(),
             settings: settings(),
-        });
+        }));
         log
     }
 
@@ -40,12 +46,12 @@ impl Log {
     }
 
     fn move_task(&mut self, task: &str, from: TaskState, to: TaskState) {
-        self.push(EventKind::TaskStateChanged {
+        self.push(EventKind::TaskStateChanged(TaskStateChanged {
             task: task.into(),
             from,
             to,
             reason: None,
-        });
+        }));
     }
 }
 
@@ -62,12 +68,12 @@ fn spec(id: &str, deps: &[&str]) -> TaskSpec {
 
 fn accepted() -> Log {
     let mut log = Log::new();
-    log.push(EventKind::BlueprintAccepted {
+    log.push(EventKind::BlueprintAccepted(BlueprintAccepted {
         blueprint: Blueprint {
             title: "b".into(),
             tasks: vec![spec("a", &[]), spec("b", &["a"])],
         },
-    });
+    }));
     log
 }
 
@@ -78,19 +84,19 @@ fn fold_tracks_parked_agents_and_provider_limits() {
     let coder = AgentId::for_task(AgentRole::Coder, &"a".into(), 1);
     let planner = AgentId::for_run(AgentRole::Planner, 1);
     for (agent, task) in [(&coder, Some("a")), (&planner, None)] {
-        log.push(EventKind::AgentParked {
+        log.push(EventKind::AgentParked(AgentParked {
             agent: agent.clone(),
             task: task.map(TaskId::from),
             provider: "openai".into(),
             until_ms: 5_000,
             reason: "rate limited by openai: slow down".into(),
-        });
+        }));
     }
-    log.push(EventKind::ProviderLimitChanged {
+    log.push(EventKind::ProviderLimitChanged(ProviderLimitChanged {
         provider: "openai".into(),
         limit: 2,
         ceiling: 4,
-    });
+    }));
     let state = RunState::fold(&log.events).unwrap().unwrap();
     assert_eq!(state.parked.len(), 2);
     let parked = &state.parked[&coder];
@@ -106,38 +112,38 @@ fn fold_tracks_parked_agents_and_provider_limits() {
     );
 
     // Unparked, or finished while parked: gone either way.
-    log.push(EventKind::AgentUnparked {
+    log.push(EventKind::AgentUnparked(AgentUnparked {
         agent: coder.clone(),
-    });
-    log.push(EventKind::AgentFinished {
+    }));
+    log.push(EventKind::AgentFinished(AgentFinished {
         agent: planner.clone(),
         ok: false,
         summary: "gave up".into(),
-    });
+    }));
     let state = RunState::fold(&log.events).unwrap().unwrap();
     assert!(state.parked.is_empty());
 
     // A task cancelled while its coder is parked, and a restart.
-    log.push(EventKind::AgentParked {
+    log.push(EventKind::AgentParked(AgentParked {
         agent: coder.clone(),
         task: Some("a".into()),
         provider: "openai".into(),
         until_ms: 9_000,
         reason: "rate limited by openai".into(),
-    });
-    log.push(EventKind::AgentParked {
+    }));
+    log.push(EventKind::AgentParked(AgentParked {
         agent: planner.clone(),
         task: None,
         provider: "openai".into(),
         until_ms: 9_000,
         reason: "rate limited by openai".into(),
-    });
+    }));
     log.move_task("a", TaskState::Pending, TaskState::Cancelled);
     let state = RunState::fold(&log.events).unwrap().unwrap();
     assert_eq!(state.parked.keys().collect::<Vec<_>>(), [&planner]);
-    log.push(EventKind::RunResumed {
+    log.push(EventKind::RunResumed(RunResumed {
         interrupted: vec![],
-    });
+    }));
     let state = RunState::fold(&log.events).unwrap().unwrap();
     assert!(state.parked.is_empty());
 }
@@ -147,46 +153,46 @@ fn fold_tracks_questions_disputes_and_observed_writes() {
     use crate::domain::AgentRole;
     let mut log = accepted();
     let coder = AgentId::for_task(AgentRole::Coder, &"a".into(), 1);
-    log.push(EventKind::AgentStarted {
+    log.push(EventKind::AgentStarted(AgentStarted {
         agent: coder.clone(),
         role: AgentRole::Coder,
         task: Some("a".into()),
         model: "m".into(),
-    });
+    }));
     for (call, tool, path) in [
         ("c1", "write_file", "./src//x.rs"),
         ("c2", "read_file", "y"),
     ] {
-        log.push(EventKind::ToolCalled {
+        log.push(EventKind::ToolCalled(ToolCalled {
             agent: coder.clone(),
             call_id: call.into(),
             tool: tool.into(),
             arguments: serde_json::json!({ "path": path }),
-        });
+        }));
     }
     for call in ["q1", "q2"] {
-        log.push(EventKind::QuestionAsked {
+        log.push(EventKind::QuestionAsked(QuestionAsked {
             agent: coder.clone(),
             call_id: call.into(),
             task: Some("a".into()),
             question: "which?".into(),
-        });
+        }));
     }
-    log.push(EventKind::QuestionAnswered {
+    log.push(EventKind::QuestionAnswered(QuestionAnswered {
         agent: coder.clone(),
         call_id: "q1".into(),
         answer: "this".into(),
         by: "me".into(),
-    });
+    }));
     let state = RunState::fold(&log.events).unwrap().unwrap();
     let a = state.task(&"a".into()).unwrap();
     assert_eq!(a.observed_writes.iter().collect::<Vec<_>>(), ["src/x.rs"]);
     let open: Vec<&str> = state.open_questions().map(|q| q.call_id.as_str()).collect();
     assert_eq!(open, ["q2"]);
     // Nobody waits for an answer after a restart.
-    log.push(EventKind::RunResumed {
+    log.push(EventKind::RunResumed(RunResumed {
         interrupted: vec![],
-    });
+    }));
     let state = RunState::fold(&log.events).unwrap().unwrap();
     assert_eq!(state.open_questions().count(), 0);
     assert_eq!(
@@ -199,16 +205,16 @@ fn fold_tracks_questions_disputes_and_observed_writes() {
 #[test]
 fn a_plan_dispute_is_open_until_settled_and_replanning_adds_a_round() {
     let mut log = Log::new();
-    log.push(EventKind::PlanDisputed {
+    log.push(EventKind::PlanDisputed(PlanDisputed {
         round: 3,
         feedback: "no".into(),
-    });
+    }));
     let state = RunState::fold(&log.events).unwrap().unwrap();
     assert_eq!(state.plan_dispute, Some((3, "no".into())));
-    log.push(EventKind::PlanDisputeSettled {
+    log.push(EventKind::PlanDisputeSettled(PlanDisputeSettled {
         build: false,
         by: "me".into(),
-    });
+    }));
     let state = RunState::fold(&log.events).unwrap().unwrap();
     assert_eq!(state.plan_dispute, None);
     assert_eq!(state.extra_plan_rounds, 1);
@@ -221,21 +227,21 @@ fn fold_tracks_states_reworks_and_mainline() {
     log.move_task("a", Pending, Ready);
     log.move_task("a", Ready, Running);
     log.move_task("a", Running, Reviewing);
-    log.push(EventKind::ReviewVerdict {
+    log.push(EventKind::ReviewVerdict(ReviewVerdict {
         task: "a".into(),
         approved: false,
         feedback: "add tests".into(),
-    });
+    }));
     log.move_task("a", Reviewing, Running);
     log.move_task("a", Running, Reviewing);
     log.move_task("a", Reviewing, Testing);
     log.move_task("a", Testing, Merging);
-    log.push(EventKind::MergeResult {
+    log.push(EventKind::MergeResult(MergeResult {
         task: "a".into(),
         result: MergeOutcome::FastForward {
             commit: "c1".into(),
         },
-    });
+    }));
     log.move_task("a", Merging, Merged);
 
     let state = RunState::fold(&log.events).unwrap().unwrap();
@@ -256,12 +262,12 @@ fn illegal_and_stale_transitions_are_refused_without_change() {
     let mut state = RunState::fold(&log.events).unwrap().unwrap();
     let before = state.clone();
     let skip = log
-        .push(EventKind::TaskStateChanged {
+        .push(EventKind::TaskStateChanged(TaskStateChanged {
             task: "a".into(),
             from: Pending,
             to: Merged,
             reason: None,
-        })
+        }))
         .clone();
     assert!(matches!(
         state.apply(&skip),
@@ -270,12 +276,12 @@ fn illegal_and_stale_transitions_are_refused_without_change() {
     assert_eq!(state, before);
 
     let stale = Event {
-        kind: EventKind::TaskStateChanged {
+        kind: EventKind::TaskStateChanged(TaskStateChanged {
             task: "a".into(),
             from: Running,
             to: Reviewing,
             reason: None,
-        },
+        }),
         ..skip.clone()
     };
     assert!(matches!(
@@ -283,12 +289,12 @@ fn illegal_and_stale_transitions_are_refused_without_change() {
         Err(TransitionError::StaleFrom { .. })
     ));
     let unknown = Event {
-        kind: EventKind::TaskStateChanged {
+        kind: EventKind::TaskStateChanged(TaskStateChanged {
             task: "zz".into(),
             from: Pending,
             to: Ready,
             reason: None,
-        },
+        }),
         ..skip
     };
     assert!(matches!(
@@ -304,7 +310,9 @@ fn finishing_unchanged_is_a_rework_round_with_feedback_only_while_running() {
     let mut log = accepted();
     log.move_task("a", Pending, Ready);
     let early = log
-        .push(EventKind::NothingChanged { task: "a".into() })
+        .push(EventKind::NothingChanged(NothingChanged {
+            task: "a".into(),
+        }))
         .clone();
     log.events.pop();
     let mut state = RunState::fold(&log.events).unwrap().unwrap();
@@ -316,7 +324,9 @@ fn finishing_unchanged_is_a_rework_round_with_feedback_only_while_running() {
     assert_eq!(state, before);
 
     log.move_task("a", Ready, Running);
-    log.push(EventKind::NothingChanged { task: "a".into() });
+    log.push(EventKind::NothingChanged(NothingChanged {
+        task: "a".into(),
+    }));
     let state = RunState::fold(&log.events).unwrap().unwrap();
     let a = state.task(&"a".into()).unwrap();
     assert_eq!(a.state, Running);
@@ -343,12 +353,12 @@ fn a_retry_is_a_new_attempt_only_for_a_task_that_ran() {
     let mut log = accepted();
     log.move_task("a", Pending, Ready);
     log.move_task("a", Ready, Running);
-    log.push(EventKind::WorktreeCreated {
+    log.push(EventKind::WorktreeCreated(WorktreeCreated {
         task: "a".into(),
         branch: "memofab/r/a".into(),
         path: "/wt/a".into(),
         base_commit: "c0".into(),
-    });
+    }));
     log.move_task("a", Running, Reviewing);
     log.move_task("a", Reviewing, Running);
     log.move_task("a", Running, Failed);
@@ -374,12 +384,12 @@ fn conflict_rework_counts_separately() {
     ] {
         log.move_task("a", f, t);
     }
-    log.push(EventKind::MergeResult {
+    log.push(EventKind::MergeResult(MergeResult {
         task: "a".into(),
         result: MergeOutcome::Conflict {
             files: vec!["x.rs".into()],
         },
-    });
+    }));
     log.move_task("a", Merging, Running);
     let state = RunState::fold(&log.events).unwrap().unwrap();
     let a = state.task(&"a".into()).unwrap();
@@ -406,7 +416,7 @@ fn queued_and_verifying() -> Log {
 }
 
 fn verified(passed: bool, check: MergeCheck) -> EventKind {
-    EventKind::MergeVerified {
+    EventKind::MergeVerified(MergeVerified {
         task: "a".into(),
         check,
         candidate: "m1".into(),
@@ -416,7 +426,7 @@ fn verified(passed: bool, check: MergeCheck) -> EventKind {
         passed,
         duration_ms: 5,
         output: "left and right clash".into(),
-    }
+    })
 }
 
 #[test]
@@ -447,12 +457,12 @@ fn a_verified_merge_lands_and_a_revert_takes_it_back() {
     use TaskState::*;
     let mut log = queued_and_verifying();
     log.push(verified(true, MergeCheck::Verify));
-    log.push(EventKind::MergeResult {
+    log.push(EventKind::MergeResult(MergeResult {
         task: "a".into(),
         result: MergeOutcome::MergeCommit {
             commit: "m1".into(),
         },
-    });
+    }));
     let landed = RunState::fold(&log.events).unwrap().unwrap();
     assert_eq!(landed.mainline_commit, "m1");
     assert_eq!(
@@ -461,13 +471,13 @@ fn a_verified_merge_lands_and_a_revert_takes_it_back() {
     );
 
     log.push(verified(false, MergeCheck::PostMerge));
-    log.push(EventKind::MergeReverted {
+    log.push(EventKind::MergeReverted(MergeReverted {
         task: "a".into(),
         merge_commit: "m1".into(),
         revert_commit: "r1".into(),
         reapplied: "h2".into(),
         output: "post check says no".into(),
-    });
+    }));
     log.move_task("a", Verifying, Running);
     let state = RunState::fold(&log.events).unwrap().unwrap();
     let a = state.task(&"a".into()).unwrap();

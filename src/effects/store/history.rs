@@ -44,6 +44,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::event::{NothingChanged, Warning};
     use crate::domain::{EventKind, TaskId};
     use crate::effects::store::Store;
 
@@ -52,16 +53,16 @@ mod tests {
         let mut store = Store::open_in_memory().unwrap();
         let run = crate::domain::RunId::from("r1");
         let kinds = [
-            EventKind::NothingChanged {
+            EventKind::NothingChanged(NothingChanged {
                 task: TaskId::from("a"),
-            },
-            EventKind::Warning {
+            }),
+            EventKind::Warning(Warning {
                 task: None,
                 message: "w".into(),
-            },
-            EventKind::NothingChanged {
+            }),
+            EventKind::NothingChanged(NothingChanged {
                 task: TaskId::from("b"),
-            },
+            }),
         ];
         for (i, kind) in kinds.into_iter().enumerate() {
             store

@@ -12,6 +12,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
+use crate::domain::event::{
+    BlueprintAccepted, RunPhaseChanged, RunStarted, SpecSubmitted, TaskStateChanged, TokensUsed,
+};
 use crate::domain::{Decider, Event, EventKind, RunId, RunPhase, TaskState};
 use crate::protocol::Command;
 
@@ -465,33 +468,33 @@ fn update_summary(tx: &Transaction<'_>, event: &Event) -> Result<()> {
             .ctx("updating the run summary")
     };
     match &event.kind {
-        EventKind::RunStarted { requirement, .. } => {
+        EventKind::RunStarted(RunStarted { requirement, .. }) => {
             return exec(
                 "INSERT INTO runs (run, started_ms, last_event_ms, requirement, phase, events) VALUES (?1, ?2, ?2, ?3, 'planning', 1)",
                 &[requirement],
             );
         }
-        EventKind::SpecSubmitted { requirement } => {
+        EventKind::SpecSubmitted(SpecSubmitted { requirement }) => {
             exec(
                 "UPDATE runs SET requirement = ?3 WHERE run = ?1 AND ?2 = ?2",
                 &[requirement],
             )?;
         }
-        EventKind::RunPhaseChanged { to, .. } => {
+        EventKind::RunPhaseChanged(RunPhaseChanged { to, .. }) => {
             let phase = to.as_str();
             exec(
                 "UPDATE runs SET phase = ?3 WHERE run = ?1 AND ?2 = ?2",
                 &[&phase],
             )?;
         }
-        EventKind::BlueprintAccepted { blueprint } => {
+        EventKind::BlueprintAccepted(BlueprintAccepted { blueprint }) => {
             let n = blueprint.tasks.len() as i64;
             exec(
                 "UPDATE runs SET tasks = ?3 WHERE run = ?1 AND ?2 = ?2",
                 &[&n],
             )?;
         }
-        EventKind::TaskStateChanged { from, to, .. } => {
+        EventKind::TaskStateChanged(TaskStateChanged { from, to, .. }) => {
             let delta = |s: TaskState| -> i64 { i64::from(*to == s) - i64::from(*from == s) };
             let (merged, failed) = (delta(TaskState::Merged), delta(TaskState::Failed));
             if merged != 0 || failed != 0 {
@@ -501,7 +504,7 @@ fn update_summary(tx: &Transaction<'_>, event: &Event) -> Result<()> {
                 )?;
             }
         }
-        EventKind::TokensUsed { usage, .. } => {
+        EventKind::TokensUsed(TokensUsed { usage, .. }) => {
             let n = usage.total() as i64;
             exec(
                 "UPDATE runs SET tokens = tokens + ?3 WHERE run = ?1 AND ?2 = ?2",

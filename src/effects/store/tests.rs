@@ -1,4 +1,8 @@
 use super::*;
+use crate::domain::event::{
+    AgentMessage, GateDecision, RunPhaseChanged, RunResumed, RunStarted, TaskStateChanged,
+    TokensUsed, ToolCalled,
+};
 use crate::domain::{RunSettings, TaskId, TokenUsage};
 
 fn settings() -> RunSettings {
@@ -21,13 +25,13 @@ fn started(run: &str) -> Event {
     event(
         run,
         1,
-        EventKind::RunStarted {
+        EventKind::RunStarted(RunStarted {
             requirement: "Add stats".into(),
             repo: "/r".into(),
             mainline: "main".into(),
             base_commit: "abc".into(),
             settings: settings(),
-        },
+        }),
     )
 }
 
@@ -35,12 +39,12 @@ fn moved(run: &str, seq: u64, from: TaskState, to: TaskState) -> Event {
     event(
         run,
         seq,
-        EventKind::TaskStateChanged {
+        EventKind::TaskStateChanged(TaskStateChanged {
             task: TaskId::from("t1"),
             from,
             to,
             reason: None,
-        },
+        }),
     )
 }
 
@@ -100,7 +104,7 @@ fn run_summaries_follow_the_events() {
         .append(&event(
             "a",
             5,
-            EventKind::TokensUsed {
+            EventKind::TokensUsed(TokensUsed {
                 cost_usd: None,
                 agent: "coder:t1#1".into(),
                 task: None,
@@ -111,17 +115,17 @@ fn run_summaries_follow_the_events() {
                     cached: 0,
                     cache_write: 0,
                 },
-            },
+            }),
         ))
         .unwrap();
     store
         .append(&event(
             "a",
             6,
-            EventKind::RunPhaseChanged {
+            EventKind::RunPhaseChanged(RunPhaseChanged {
                 to: RunPhase::Building,
                 reason: None,
-            },
+            }),
         ))
         .unwrap();
     let runs = store.runs().unwrap();
@@ -251,21 +255,21 @@ fn exports_round_trip_and_read_well() {
         event(
             "a",
             2,
-            EventKind::AgentMessage {
+            EventKind::AgentMessage(AgentMessage {
                 agent: "coder:t1#1".into(),
                 from: crate::domain::MessageAuthor::Assistant,
                 text: "Reading first.".into(),
-            },
+            }),
         ),
         event(
             "a",
             3,
-            EventKind::ToolCalled {
+            EventKind::ToolCalled(ToolCalled {
                 agent: "coder:t1#1".into(),
                 call_id: "c1".into(),
                 tool: "read_file".into(),
                 arguments: serde_json::json!({"path": "README.md"}),
-            },
+            }),
         ),
     ];
     let mut jsonl = Vec::new();
@@ -293,12 +297,12 @@ fn an_export_says_who_decided_each_gate() {
         event(
             "a",
             seq,
-            EventKind::GateDecision {
+            EventKind::GateDecision(GateDecision {
                 task: "t1".into(),
                 approved: true,
                 by,
                 feedback: String::new(),
-            },
+            }),
         )
     };
     let events = vec![
@@ -317,11 +321,11 @@ fn an_export_says_who_decided_each_gate() {
     export::export_markdown(&events, &mut md).unwrap();
     let md = String::from_utf8(md).unwrap();
     assert!(
-        md.contains("gate for t1: approved by MCP client \"claude-code\""),
+        md.contains("t1: gate approved by MCP client \"claude-code\""),
         "{md}"
     );
-    assert!(md.contains("gate for t1: approved by the CLI"), "{md}");
-    assert!(md.contains("gate for t1: approved by ada"), "{md}");
+    assert!(md.contains("t1: gate approved by the CLI"), "{md}");
+    assert!(md.contains("t1: gate approved by ada"), "{md}");
 }
 
 #[test]
@@ -330,11 +334,11 @@ fn the_markdown_export_keeps_transcripts_in_time_order_and_prompt_headings_insid
         event(
             "a",
             seq,
-            EventKind::AgentMessage {
+            EventKind::AgentMessage(AgentMessage {
                 agent: agent.into(),
                 from,
                 text: text.into(),
-            },
+            }),
         )
     };
     use crate::domain::MessageAuthor::{Assistant, User};
@@ -422,9 +426,9 @@ fn a_reader_cannot_write_and_refuses_a_newer_store() {
             .append(&event(
                 "a",
                 2,
-                EventKind::RunResumed {
+                EventKind::RunResumed(RunResumed {
                     interrupted: vec![]
-                }
+                })
             ))
             .is_err()
     );

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use super::{AgentFailed, AgentJob, AgentRunner, Unanswered};
+use crate::domain::event::ContextCompacted;
 use crate::domain::{AgentId, EventKind};
 use crate::engine::error::EngineResult;
 use crate::llm::compaction::{self, Window};
@@ -85,7 +86,7 @@ impl AgentRunner {
         // compaction happened, and none is recorded.
         if stubbed > 0 || summarised > 0 {
             self.recorder
-                .record(EventKind::ContextCompacted {
+                .record(EventKind::ContextCompacted(ContextCompacted {
                     agent: agent.clone(),
                     task: job.task.clone(),
                     context_tokens: window.context_tokens,
@@ -94,7 +95,7 @@ impl AgentRunner {
                     stubbed: stubbed as u32,
                     summarised,
                     note,
-                })
+                }))
                 .await?;
         }
         if after > window.limit() {

@@ -5,6 +5,7 @@
 use super::repeated_reads::RepeatedReads;
 use super::{AgentId, AgentJob, AgentOutcome, AgentRunner};
 use crate::domain::EventKind;
+use crate::domain::event::{ToolCalled, ToolResult};
 use crate::engine::error::EngineResult;
 use crate::engine::mcp_tools::McpTools;
 use crate::engine::recorder::Recorder;
@@ -87,12 +88,12 @@ impl AgentRunner {
         let given = Arguments::parse(&call.arguments);
         let arguments = given.recorded();
         self.recorder
-            .record(EventKind::ToolCalled {
+            .record(EventKind::ToolCalled(ToolCalled {
                 agent: agent.clone(),
                 call_id: call.id.clone(),
                 tool: call.name.clone(),
                 arguments: arguments.clone(),
-            })
+            }))
             .await?;
         let repeated = dispatch
             .cap_identical_reads
@@ -118,12 +119,12 @@ impl AgentRunner {
             }
         };
         self.recorder
-            .record(EventKind::ToolResult {
+            .record(EventKind::ToolResult(ToolResult {
                 agent: agent.clone(),
                 call_id: call.id.clone(),
                 ok,
                 output: text.clone(),
-            })
+            }))
             .await?;
         Ok((
             Answered {
@@ -165,6 +166,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::domain::event::RunStarted;
     use crate::domain::policy::Policy;
     use crate::domain::{AgentRole, RunId, RunSettings};
     use crate::effects::process::Isolation;
@@ -179,13 +181,13 @@ mod tests {
         Recorder::start(
             Store::open_in_memory().unwrap(),
             RunId::from("r"),
-            EventKind::RunStarted {
+            EventKind::RunStarted(RunStarted {
                 requirement: String::new(),
                 repo: String::new(),
                 mainline: "main".into(),
                 base_commit: String::new(),
                 settings: RunSettings::default(),
-            },
+            }),
             updates,
         )
         .unwrap()

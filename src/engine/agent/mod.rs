@@ -28,6 +28,7 @@ use super::recorder::Recorder;
 use super::shepherd::{self, Shepherd};
 pub use super::tools::SubmitTool;
 use super::tools::{ToolBox, WorktreeTool, WriteFile};
+use crate::domain::event::{AgentFinished, AgentMessage, AgentStarted, Warning};
 use crate::domain::{AgentId, AgentRole, EventKind, MessageAuthor, TaskId};
 use crate::llm::governor::Governor;
 use crate::llm::{LlmError, LlmProvider, ReplyLimits, ToolSpec};
@@ -116,12 +117,12 @@ impl AgentRunner {
         loop {
             let agent = job.id();
             self.recorder
-                .record(EventKind::AgentStarted {
+                .record(EventKind::AgentStarted(AgentStarted {
                     agent: agent.clone(),
                     role: job.role,
                     task: job.task.clone(),
                     model: self.model.clone(),
-                })
+                }))
                 .await?;
             let toolbox = job.toolbox.as_ref().map(|(toolbox, _)| toolbox);
             let mcp = McpTools::start(&self.recorder, &agent, toolbox).await?;
@@ -146,7 +147,11 @@ impl AgentRunner {
                 Err(failed) => (false, failed.0.clone()),
             };
             self.recorder
-                .record(EventKind::AgentFinished { agent, ok, summary })
+                .record(EventKind::AgentFinished(AgentFinished {
+                    agent,
+                    ok,
+                    summary,
+                }))
                 .await?;
             let next_attempt = job
                 .task
@@ -164,21 +169,21 @@ impl AgentRunner {
 
     async fn say(&self, agent: &AgentId, from: MessageAuthor, text: &str) -> EngineResult<()> {
         self.recorder
-            .record(EventKind::AgentMessage {
+            .record(EventKind::AgentMessage(AgentMessage {
                 agent: agent.clone(),
                 from,
                 text: text.to_owned(),
-            })
+            }))
             .await?;
         Ok(())
     }
 
     async fn warn(&self, job: &AgentJob, message: String) -> EngineResult<()> {
         self.recorder
-            .record(EventKind::Warning {
+            .record(EventKind::Warning(Warning {
                 task: job.task.clone(),
                 message,
-            })
+            }))
             .await?;
         Ok(())
     }

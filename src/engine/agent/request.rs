@@ -7,6 +7,9 @@ use tokio::time::Instant;
 
 use super::{AgentFailed, AgentId, AgentJob, AgentRunner, Unanswered};
 use crate::domain::EventKind;
+use crate::domain::event::{
+    AgentParked, AgentUnparked, ProviderLimitChanged, ReplyBrokenOff, TokensUsed,
+};
 use crate::engine::error::EngineResult;
 use crate::llm::governor::{Admission, Limit, LimitKind, Park};
 use crate::llm::{Completion, CompletionRequest, Delta, Interrupted, assemble};
@@ -81,12 +84,12 @@ impl AgentRunner {
             if limit.kind == LimitKind::ServerError {
                 // Asked again after the back-off: the human sees why.
                 self.recorder
-                    .record(EventKind::ReplyBrokenOff {
+                    .record(EventKind::ReplyBrokenOff(ReplyBrokenOff {
                         agent: agent.clone(),
                         task: job.task.clone(),
                         attempt: server_errors,
                         reason: limit.message.clone(),
-                    })
+                    }))
                     .await?;
             }
             // The next round of the loop finds the provider parked.
@@ -120,13 +123,13 @@ impl AgentRunner {
                 ))));
             }
             self.recorder
-                .record(EventKind::AgentParked {
+                .record(EventKind::AgentParked(AgentParked {
                     agent: agent.clone(),
                     task: job.task.clone(),
                     provider: provider.clone(),
                     until_ms: park.until_ms,
                     reason: park.reason.clone(),
-                })
+                }))
                 .await?;
             self.governor.sit_until(park.until).await;
             // Another agent may have hit the limit again meanwhile.
@@ -137,9 +140,9 @@ impl AgentRunner {
         }
         *parked += started.elapsed();
         self.recorder
-            .record(EventKind::AgentUnparked {
+            .record(EventKind::AgentUnparked(AgentUnparked {
                 agent: agent.clone(),
-            })
+            }))
             .await?;
         Ok(None)
     }
@@ -151,24 +154,24 @@ impl AgentRunner {
         usage: crate::domain::TokenUsage,
     ) -> EngineResult<()> {
         self.recorder
-            .record(EventKind::TokensUsed {
+            .record(EventKind::TokensUsed(TokensUsed {
                 agent: agent.clone(),
                 task: job.task.clone(),
                 model: self.model.clone(),
                 usage,
                 cost_usd: crate::llm::pricing::cost_usd(&self.prices, &self.model, &usage),
-            })
+            }))
             .await?;
         Ok(())
     }
 
     async fn limit_changed(&self, limit: u32) -> EngineResult<()> {
         self.recorder
-            .record(EventKind::ProviderLimitChanged {
+            .record(EventKind::ProviderLimitChanged(ProviderLimitChanged {
                 provider: self.governor.name().to_owned(),
                 limit,
                 ceiling: self.governor.ceiling(),
-            })
+            }))
             .await?;
         Ok(())
     }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Call, Tool, ToolOutcome, fail, ok};
+use crate::domain::event::QuestionAsked;
 use crate::domain::{AgentId, EventKind, TaskId, TaskState};
 use crate::engine::error::EngineResult;
 use crate::engine::recorder::Recorder;
@@ -56,12 +57,12 @@ impl AskHuman {
     async fn ask(&self, call_id: &str, question: String) -> EngineResult<ToolOutcome> {
         let (agent, task) = (&self.agent, self.task.as_ref());
         self.recorder
-            .record(EventKind::QuestionAsked {
+            .record(EventKind::QuestionAsked(QuestionAsked {
                 agent: agent.clone(),
                 call_id: call_id.to_owned(),
                 task: task.cloned(),
                 question,
-            })
+            }))
             .await?;
         let answer = self
             .recorder

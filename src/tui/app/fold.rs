@@ -1,16 +1,29 @@
 //! Folding one stored event into the cockpit's model: the run state, the
-//! transcripts, each task's view, and the Log tab's notable lines.
+//! transcripts, each task's view, and the Log tab's notable lines (worded
+//! by `domain::narrate`, as the export and the summary word them).
 
 use tui_textarea::TextArea;
 
 use super::{App, LogLine, first_line};
-use crate::domain::ids::short_commit;
-use crate::domain::{Event, EventKind, RunPhase, RunState, TaskState};
+use crate::domain::event::{
+    AgentMessage, AgentStarted, ChangeCommitted, ConflictMarkers, Escalated, McpToolsListed,
+    MergeResult, TaskStateChanged, ToolCalled, ToolResult, WorktreeCreated,
+};
+use crate::domain::{Event, EventKind, MergeOutcome, MessageAuthor, RunState, TaskState, narrate};
 
 impl App {
     pub(super) fn apply(&mut self, event: &Event) {
         self.now_ms = self.now_ms.max(event.at_ms);
         self.costs.add(&self.prices, event);
+        self.apply_to_state(event);
+        self.fold_task_view(event);
+        self.fold_transcript(event);
+        if let Some(line) = narrate::line(event) {
+            self.log_line(event.at_ms, line.warn, line.text);
+        }
+    }
+
+    fn apply_to_state(&mut self, event: &Event) {
         match &mut self.state {
             None => match RunState::start(event) {
                 Ok(state) => {
@@ -32,11 +45,14 @@ impl App {
                 }
             }
         }
-        let at = event.at_ms;
+    }
+
+    /// What the task pane shows of a task: its agents, diff, worktree,
+    /// conflicts, gate and escalation.
+    fn fold_task_view(&mut self, event: &Event) {
         match &event.kind {
-            EventKind::BlueprintAccepted { .. } => self.relayout(),
-            EventKind::TaskEdited { .. } => {}
-            EventKind::AgentStarted { agent, task, .. } => {
+            EventKind::BlueprintAccepted(_) => self.relayout(),
+            EventKind::AgentStarted(AgentStarted { agent, task, .. }) => {
                 match task {
                     Some(task) => self.view(task).agents.push(agent.clone()),
                     None => self.run_agents.push(agent.clone()),
@@ -45,331 +61,92 @@ impl App {
                 self.agent_back = 0;
                 self.follow_working(agent, task.as_ref());
             }
-            EventKind::AgentMessage { agent, from, text } => {
-                self.transcripts
-                    .entry(agent.clone())
-                    .or_default()
-                    .message(*from, text);
-            }
-            EventKind::McpToolsListed { agent, servers } => {
-                let transcript = self.transcripts.entry(agent.clone()).or_default();
-                for server in servers {
-                    transcript.message(crate::domain::MessageAuthor::System, &server.line());
-                }
-            }
-            EventKind::ToolCalled {
-                agent,
-                tool,
-                arguments,
-                ..
-            } => self
-                .transcripts
-                .entry(agent.clone())
-                .or_default()
-                .tool_call(tool, arguments),
-            EventKind::ToolResult {
-                agent, ok, output, ..
-            } => {
-                self.transcripts
-                    .entry(agent.clone())
-                    .or_default()
-                    .tool_result(*ok, output);
-            }
-            EventKind::ChangeCommitted {
+            EventKind::ChangeCommitted(ChangeCommitted {
                 task, diff, files, ..
-            } => {
+            }) => {
                 let v = self.view(task);
                 v.diff = diff.clone();
                 v.files = files.clone();
             }
-            EventKind::WorktreeCreated { task, path, .. } => {
+            EventKind::WorktreeCreated(WorktreeCreated { task, path, .. }) => {
                 self.view(task).worktree = Some(path.clone())
             }
-            EventKind::ConflictMarkers { task, files } => {
+            EventKind::ConflictMarkers(ConflictMarkers { task, files }) => {
                 self.view(task).conflicts = files.clone();
             }
-            EventKind::MergeResult { task, result } => {
-                let files = match result {
-                    crate::domain::MergeOutcome::Conflict { files } => files.clone(),
+            EventKind::MergeResult(MergeResult { task, result }) => {
+                self.view(task).conflict_files = match result {
+                    MergeOutcome::Conflict { files } => files.clone(),
                     _ => Vec::new(),
                 };
-                let text = match result {
-                    crate::domain::MergeOutcome::Conflict { files } => {
-                        format!("{task}: merge conflict in {}", files.join(", "))
-                    }
-                    _ => format!("{task}: merged onto mainline"),
-                };
-                let warn = !files.is_empty();
-                self.view(task).conflict_files = files;
-                self.log_line(at, warn, text);
             }
-            EventKind::TaskStateChanged {
+            EventKind::TaskStateChanged(TaskStateChanged {
                 task, to, reason, ..
-            } if *to == TaskState::AwaitingGate => {
+            }) if *to == TaskState::AwaitingGate => {
                 self.view(task).gate_reason = reason.clone();
             }
-            // Failures and blocks are what a human must notice: log them with why.
-            EventKind::TaskStateChanged {
-                task, to, reason, ..
-            } if matches!(
-                to,
-                TaskState::Failed | TaskState::Blocked | TaskState::Cancelled
-            ) =>
-            {
-                let why = reason.as_deref().unwrap_or("no reason given");
-                self.log_line(at, true, format!("{task}: {to}: {why}"));
-            }
-            EventKind::TaskStateChanged {
-                task, to, reason, ..
-            } if *to == TaskState::OverBudget => {
-                let why = reason.as_deref().unwrap_or("over budget");
-                self.log_line(at, true, format!("{task}: paused, {why}"));
-            }
-            EventKind::BudgetRaised { task, by } => {
-                let what = task
-                    .as_ref()
-                    .map_or_else(|| "the run".to_owned(), |t| t.to_string());
-                self.log_line(at, false, format!("{by} granted {what} more budget"));
-            }
-            EventKind::PlanDisputed { round, feedback } => self.log_line(
-                at,
-                true,
-                format!(
-                    "the plan reviewer still disagrees after round {round}: {}",
-                    feedback.lines().next().unwrap_or_default()
-                ),
-            ),
-            EventKind::PlanDisputeSettled { build, by } => self.log_line(
-                at,
-                false,
-                if *build {
-                    format!("{by} settled the plan dispute: build it")
-                } else {
-                    format!("{by} settled the plan dispute: plan once more")
-                },
-            ),
-            EventKind::QuestionAsked {
-                agent, question, ..
-            } => self.log_line(at, true, format!("{agent} asks: {question}")),
-            EventKind::ParkLifted { provider, by } => {
-                self.log_line(at, false, format!("{by} had {provider} tried again now"))
-            }
-            EventKind::QuestionAnswered {
-                agent, answer, by, ..
-            } => self.log_line(at, false, format!("{by} answered {agent}: {answer}")),
-            EventKind::RunPhaseChanged {
-                to: RunPhase::Failed,
-                reason,
-            } => {
-                let why = reason.as_deref().unwrap_or("no reason given");
-                self.log_line(at, true, format!("the run failed: {why}"));
-            }
-            EventKind::Escalated { task, reason } => {
+            EventKind::Escalated(Escalated { task, reason }) => {
                 self.view(task).escalation = Some(reason.clone());
-                self.log_line(at, true, format!("{task}: escalated: {reason}"));
-            }
-            EventKind::ReviewVerdict {
-                task,
-                approved,
-                feedback,
-            } => {
-                let text = if *approved {
-                    format!("{task}: review approved")
-                } else {
-                    format!("{task}: review asked for changes: {}", first_line(feedback))
-                };
-                self.log_line(at, !approved, text);
-            }
-            EventKind::TestsOnBase {
-                task,
-                round,
-                failed,
-                ..
-            } => {
-                let text = if *failed {
-                    format!("{task}: the tester's tests fail on the base commit, as they must")
-                } else {
-                    format!(
-                        "{task}: the tester's tests PASS on the base commit (round {round}); they prove nothing"
-                    )
-                };
-                self.log_line(at, !failed, text);
-            }
-            EventKind::TesterDone {
-                task,
-                tests: Some(tests),
-            } => self.log_line(
-                at,
-                false,
-                format!(
-                    "{task}: the tester's tests are in, read-only for the coder: {}",
-                    tests.files.join(", ")
-                ),
-            ),
-            EventKind::TestRun {
-                task,
-                passed,
-                command,
-                ..
-            } => {
-                let verdict = if *passed { "passed" } else { "FAILED" };
-                self.log_line(at, !passed, format!("{task}: `{command}` {verdict}"));
-            }
-            EventKind::MergeVerified {
-                task,
-                check,
-                candidate,
-                command,
-                passed,
-                output,
-                ..
-            } => {
-                let at_commit = short_commit(candidate);
-                let text = if *passed {
-                    format!(
-                        "{task}: {} `{command}` passed on {at_commit}",
-                        check.label()
-                    )
-                } else {
-                    let last = output.lines().rev().find(|l| !l.trim().is_empty());
-                    format!(
-                        "{task}: {} `{command}` FAILED on {at_commit}: {}",
-                        check.label(),
-                        last.unwrap_or("no output")
-                    )
-                };
-                self.log_line(at, !passed, text);
-            }
-            EventKind::MergeReverted {
-                task,
-                merge_commit,
-                revert_commit,
-                ..
-            } => {
-                self.log_line(
-                    at,
-                    true,
-                    format!(
-                        "{task}: merge {} reverted on mainline by {}",
-                        short_commit(merge_commit),
-                        short_commit(revert_commit)
-                    ),
-                );
-            }
-            EventKind::GateHeld { task, reasons } => {
-                let why = crate::domain::gate_reason::joined(reasons);
-                self.log_line(at, false, format!("{task}: held at the gate: {why}"));
-            }
-            EventKind::GateDecision {
-                task, approved, by, ..
-            } => {
-                let verdict = if *approved { "approved" } else { "rejected" };
-                self.log_line(at, false, format!("{task}: gate {verdict} by {by}"));
-            }
-            EventKind::PlanReviewed {
-                round,
-                approved,
-                feedback,
-            } => {
-                let text = if *approved {
-                    format!("plan round {round} approved")
-                } else {
-                    format!("plan round {round} sent back: {}", first_line(feedback))
-                };
-                self.log_line(at, false, text);
-            }
-            EventKind::Warning { message, .. } => self.log_line(at, true, message.clone()),
-            EventKind::CheckoutDirty { task, files } => self.log_line(
-                at,
-                true,
-                format!(
-                    "{task}: waits to land: your checkout has changes in {}",
-                    files.join(", ")
-                ),
-            ),
-            EventKind::ShepherdIntervened {
-                task,
-                agent,
-                pattern,
-                action,
-            } => {
-                let line = crate::domain::shepherd::intervention_line(
-                    task.as_ref(),
-                    agent.as_ref(),
-                    pattern,
-                    *action,
-                );
-                if let Some(agent) = agent {
-                    let note = format!("shepherd: {}", first_line(&line));
-                    self.transcripts
-                        .entry(agent.clone())
-                        .or_default()
-                        .message(crate::domain::MessageAuthor::System, &note);
-                }
-                let escalated = *action == crate::domain::shepherd::Action::Escalate;
-                self.log_line(at, escalated, line);
-            }
-            EventKind::NothingChanged { task } => self.log_line(
-                at,
-                true,
-                format!("{task}: the coder finished without changing anything; trying again"),
-            ),
-            EventKind::RepositoryChanged { changes } => self.log_line(
-                at,
-                true,
-                format!(
-                    "the repository changed outside memofab, the run is paused: {}",
-                    changes.join("; ")
-                ),
-            ),
-            EventKind::AgentParked {
-                agent,
-                until_ms,
-                reason,
-                ..
-            } => {
-                let secs = until_ms.saturating_sub(at).div_ceil(1000);
-                self.log_line(at, true, format!("{agent}: parked for {secs}s: {reason}"));
-            }
-            EventKind::ReplyBrokenOff { agent, .. } => {
-                let line = event.kind.broken_off_line().unwrap_or_default();
-                self.log_line(at, true, format!("{agent}: {line}"));
-                self.transcripts
-                    .entry(agent.clone())
-                    .or_default()
-                    .message(crate::domain::MessageAuthor::System, &line);
-            }
-            EventKind::ContextCompacted { agent, note, .. } => {
-                let mut text = event.kind.compaction_line().unwrap_or_default();
-                if let Some(note) = note {
-                    text.push('\n');
-                    text.push_str(note);
-                }
-                self.transcripts
-                    .entry(agent.clone())
-                    .or_default()
-                    .message(crate::domain::MessageAuthor::System, &text);
-            }
-            EventKind::AgentUnparked { agent } => {
-                self.log_line(at, false, format!("{agent}: resumed"))
-            }
-            EventKind::ProviderLimitChanged {
-                provider,
-                limit,
-                ceiling,
-            } => self.log_line(
-                at,
-                false,
-                format!("{provider}: {limit} of {ceiling} request slots"),
-            ),
-            EventKind::RunFinished { merged, failed, .. } => {
-                self.log_line(
-                    at,
-                    *failed > 0,
-                    format!("run finished: {merged} merged, {failed} not merged"),
-                );
             }
             _ => {}
         }
+    }
+
+    /// What an agent's transcript shows: its conversation and calls, and
+    /// the factory's notes on it.
+    fn fold_transcript(&mut self, event: &Event) {
+        let (agent, note) = match &event.kind {
+            EventKind::AgentMessage(AgentMessage { agent, from, text }) => {
+                self.transcript(agent).message(*from, text);
+                return;
+            }
+            EventKind::ToolCalled(ToolCalled {
+                agent,
+                tool,
+                arguments,
+                ..
+            }) => {
+                self.transcript(agent).tool_call(tool, arguments);
+                return;
+            }
+            EventKind::ToolResult(ToolResult {
+                agent, ok, output, ..
+            }) => {
+                self.transcript(agent).tool_result(*ok, output);
+                return;
+            }
+            EventKind::McpToolsListed(McpToolsListed { agent, servers }) => {
+                let transcript = self.transcript(agent);
+                for server in servers {
+                    transcript.message(MessageAuthor::System, &server.line());
+                }
+                return;
+            }
+            EventKind::ShepherdIntervened(e) => match &e.agent {
+                Some(agent) => (
+                    agent,
+                    format!("shepherd: {}", first_line(&narrate::intervention(e))),
+                ),
+                None => return,
+            },
+            EventKind::ReplyBrokenOff(e) => (&e.agent, narrate::broken_off(e)),
+            EventKind::ContextCompacted(e) => {
+                let mut text = narrate::compaction(e);
+                if let Some(note) = &e.note {
+                    text.push('\n');
+                    text.push_str(note);
+                }
+                (&e.agent, text)
+            }
+            _ => return,
+        };
+        self.transcript(agent).message(MessageAuthor::System, &note);
+    }
+
+    fn transcript(
+        &mut self,
+        agent: &crate::domain::AgentId,
+    ) -> &mut crate::tui::transcript::Transcript {
+        self.transcripts.entry(agent.clone()).or_default()
     }
 }

@@ -1,6 +1,9 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
+use crate::domain::event::{
+    AgentStarted, QuestionAsked, RunStarted, ShepherdIntervened, TaskStateChanged,
+};
 use crate::domain::{AgentRole, EventKind};
 use crate::tui::fixture;
 
@@ -170,7 +173,7 @@ fn append_and_submit(app: &mut App, text: &str) -> Vec<Action> {
 fn spec_editor_submits_the_edited_requirement() {
     let mut events = fixture::events();
     events.truncate(1);
-    if let EventKind::RunStarted { settings, .. } = &mut events[0].kind {
+    if let EventKind::RunStarted(RunStarted { settings, .. }) = &mut events[0].kind {
         settings.await_spec = true;
     }
     let mut app = App::from_events("t", &events);
@@ -188,7 +191,7 @@ fn spec_editor_submits_the_edited_requirement() {
 fn a_live_run_waiting_for_its_requirement_opens_on_the_editor() {
     let mut events = fixture::events();
     events.truncate(1);
-    if let EventKind::RunStarted { settings, .. } = &mut events[0].kind {
+    if let EventKind::RunStarted(RunStarted { settings, .. }) = &mut events[0].kind {
         settings.await_spec = true;
     }
     let mut app = App::new("t");
@@ -250,7 +253,7 @@ use std::ops::Not;
 fn ctrl_b_asks_the_planner_about_the_draft() {
     let mut events = fixture::events();
     events.truncate(1);
-    if let EventKind::RunStarted { settings, .. } = &mut events[0].kind {
+    if let EventKind::RunStarted(RunStarted { settings, .. }) = &mut events[0].kind {
         settings.await_spec = true;
     }
     let mut app = App::from_events("t", &events);
@@ -310,12 +313,12 @@ fn a_question_in_the_inbox_is_answered_in_a_box() {
     let agent = AgentId::for_task(crate::domain::AgentRole::Coder, &"stats".into(), 1);
     events.push(crate::domain::Event {
         seq: last.seq + 1,
-        kind: crate::domain::EventKind::QuestionAsked {
+        kind: crate::domain::EventKind::QuestionAsked(QuestionAsked {
             agent: agent.clone(),
             call_id: "c9".into(),
             task: Some("stats".into()),
             question: "Characters or bytes?".into(),
-        },
+        }),
         ..last
     });
     let mut app = App::from_events("memofab test", &events);
@@ -360,7 +363,7 @@ fn enter_acts_on_the_inbox_item_shown_selected_after_others_left() {
 fn esc_leaves_the_spec_editor_and_keeps_the_draft() {
     let mut events = fixture::events();
     events.truncate(1);
-    if let EventKind::RunStarted { settings, .. } = &mut events[0].kind {
+    if let EventKind::RunStarted(RunStarted { settings, .. }) = &mut events[0].kind {
         settings.await_spec = true;
     }
     let mut app = App::from_events("t", &events);
@@ -422,11 +425,11 @@ fn a_shepherd_intervention_shows_in_the_log_and_the_agents_transcript() {
     let agent = events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::AgentStarted {
+            EventKind::AgentStarted(AgentStarted {
                 agent,
                 task: Some(_),
                 ..
-            } => Some(agent.clone()),
+            }) => Some(agent.clone()),
             _ => None,
         })
         .unwrap();
@@ -434,7 +437,7 @@ fn a_shepherd_intervention_shows_in_the_log_and_the_agents_transcript() {
     events.push(crate::domain::Event {
         seq: last.seq + 1,
         at_ms: last.at_ms + 1,
-        kind: EventKind::ShepherdIntervened {
+        kind: EventKind::ShepherdIntervened(ShepherdIntervened {
             task: None,
             agent: Some(agent.clone()),
             pattern: Pattern::RepeatedCall {
@@ -443,7 +446,7 @@ fn a_shepherd_intervention_shows_in_the_log_and_the_agents_transcript() {
                 times: 4,
             },
             action: Action::Nudge,
-        },
+        }),
         ..last
     });
     let app = App::from_events("t", &events);
@@ -475,12 +478,12 @@ fn agent_starts(app: &mut App, role: AgentRole, task: Option<&str>, attempt: u32
         run: app.state.as_ref().unwrap().run.clone(),
         seq: 1000 + at_ms,
         at_ms,
-        kind: EventKind::AgentStarted {
+        kind: EventKind::AgentStarted(AgentStarted {
             agent: agent.clone(),
             role,
             task: task.map(Into::into),
             model: "scripted".into(),
-        },
+        }),
     }));
     agent
 }
@@ -558,7 +561,7 @@ fn an_empty_requirement_is_not_submitted_and_says_so() {
         run: "r".into(),
         seq: 1,
         at_ms: 1,
-        kind: EventKind::RunStarted {
+        kind: EventKind::RunStarted(RunStarted {
             requirement: String::new(),
             repo: "/r".into(),
             mainline: "main".into(),
@@ -567,7 +570,7 @@ fn an_empty_requirement_is_not_submitted_and_says_so() {
                 await_spec: true,
                 ..Default::default()
             },
-        },
+        }),
     }));
     assert_eq!(app.tab, Tab::Spec);
     let ctrl_s = KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL);
@@ -608,11 +611,11 @@ fn moved(app: &mut App, from: TaskState, to: TaskState, reason: Option<&str>) {
         run: app.state.as_ref().unwrap().run.clone(),
         seq: at_ms,
         at_ms,
-        kind: EventKind::TaskStateChanged {
+        kind: EventKind::TaskStateChanged(TaskStateChanged {
             task: "title".into(),
             from,
             to,
             reason: reason.map(Into::into),
-        },
+        }),
     }));
 }

@@ -3,6 +3,10 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 
 use super::*;
+use crate::domain::event::{
+    AgentParked, CheckoutDirty, GateHeld, ProviderLimitChanged, RunPhaseChanged, RunStarted,
+    TokensUsed,
+};
 use crate::tui::app::{App, Tab};
 use crate::tui::fixture;
 
@@ -111,18 +115,18 @@ fn parked_app() -> App {
     let mut events = fixture::events();
     let last = events.last().unwrap().clone();
     for kind in [
-        EventKind::ProviderLimitChanged {
+        EventKind::ProviderLimitChanged(ProviderLimitChanged {
             provider: "openai".into(),
             limit: 2,
             ceiling: 4,
-        },
-        EventKind::AgentParked {
+        }),
+        EventKind::AgentParked(AgentParked {
             agent: AgentId::for_task(AgentRole::Coder, &"stats".into(), 1),
             task: Some("stats".into()),
             provider: "openai".into(),
             until_ms: last.at_ms + 13_000,
             reason: "rate limited by openai: Rate limit reached for gpt-4.1".into(),
-        },
+        }),
     ] {
         let seq = events.len() as u64 + 1;
         events.push(Event {
@@ -163,13 +167,13 @@ fn a_parked_planner_shows_under_planning() {
     events.truncate(1);
     let mut next = events[0].clone();
     next.seq = 2;
-    next.kind = EventKind::AgentParked {
+    next.kind = EventKind::AgentParked(AgentParked {
         agent: AgentId::for_run(AgentRole::Planner, 1),
         task: None,
         provider: "claude".into(),
         until_ms: next.at_ms + 90_000,
         reason: "usage limit reached on claude: Your credit balance is too low".into(),
-    };
+    });
     events.push(next);
     let app = App::from_events("memofab", &events);
     let screen = text(&draw(&app, 120, 24));
@@ -233,7 +237,7 @@ fn cancelling_asks_in_a_modal() {
 fn the_spec_editor_shows_how_to_leave_it() {
     let mut events = fixture::events();
     events.truncate(1);
-    if let crate::domain::EventKind::RunStarted { settings, .. } = &mut events[0].kind {
+    if let crate::domain::EventKind::RunStarted(RunStarted { settings, .. }) = &mut events[0].kind {
         settings.await_spec = true;
     }
     let mut app = App::from_events("memofab", &events);
@@ -316,14 +320,14 @@ fn a_landing_held_for_the_users_checkout_tops_the_inbox() {
     let mut events = fixture::queue_events();
     let last = events.last().unwrap().clone();
     for kind in [
-        EventKind::CheckoutDirty {
+        EventKind::CheckoutDirty(CheckoutDirty {
             task: "stats".into(),
             files: vec!["README.md".into(), "notes/todo.md".into()],
-        },
-        EventKind::RunPhaseChanged {
+        }),
+        EventKind::RunPhaseChanged(RunPhaseChanged {
             to: RunPhase::Paused,
             reason: Some("your checkout of main has uncommitted changes".into()),
-        },
+        }),
     ] {
         let seq = events.len() as u64 + 1;
         events.push(Event {
@@ -354,7 +358,7 @@ fn cache_hits_show_for_the_run_and_the_selected_task() {
     let last = events.last().unwrap().clone();
     events.push(crate::domain::Event {
         seq: last.seq + 1,
-        kind: crate::domain::EventKind::TokensUsed {
+        kind: crate::domain::EventKind::TokensUsed(TokensUsed {
             cost_usd: None,
             agent: crate::domain::AgentId::for_task(
                 crate::domain::AgentRole::Coder,
@@ -369,7 +373,7 @@ fn cache_hits_show_for_the_run_and_the_selected_task() {
                 cached: 8_000,
                 cache_write: 500,
             },
-        },
+        }),
         ..last
     });
     let mut app = App::from_events("memofab", &events);
@@ -558,7 +562,7 @@ fn the_gate_view_lists_each_reason_on_its_own_line() {
     let last = events.last().unwrap().clone();
     events.push(crate::domain::Event {
         seq: last.seq + 1,
-        kind: crate::domain::EventKind::GateHeld {
+        kind: crate::domain::EventKind::GateHeld(GateHeld {
             task: "slug".into(),
             reasons: vec![
                 GateReason::Governance {
@@ -569,7 +573,7 @@ fn the_gate_view_lists_each_reason_on_its_own_line() {
                     path: "tests/run.sh".into(),
                 },
             ],
-        },
+        }),
         ..last
     });
     let mut app = App::from_events("memofab", &events);

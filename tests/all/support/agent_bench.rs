@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use memofab::domain::event::RunStarted;
 use memofab::domain::policy::Policy;
 use memofab::domain::{AgentRole, Event, EventKind, RunId, RunSettings};
 use memofab::effects::process::Isolation;
@@ -38,13 +39,13 @@ impl AgentBench {
         let recorder = Recorder::start(
             Store::open(&store).expect("store"),
             run.clone(),
-            EventKind::RunStarted {
+            EventKind::RunStarted(RunStarted {
                 requirement: requirement.into(),
                 repo: dir.path().display().to_string(),
                 mainline: "main".into(),
                 base_commit: String::new(),
                 settings: RunSettings::default(),
-            },
+            }),
             tx,
         )
         .expect("run started");
