@@ -18,6 +18,8 @@ mod landing;
 mod merge_queue;
 mod named_files;
 mod planted_links;
+mod remote;
+mod remote_cli;
 mod sizes;
 mod stats;
 mod trusted;
@@ -25,6 +27,7 @@ mod worktrees;
 
 pub use checkout::{Advance, DirtyCheckout};
 pub use merge_queue::{MergeCandidate, Revert};
+pub use remote::{Push, Remote, Unreachable};
 pub use sizes::{DEFAULT_MAX_FILE_BYTES, LargeFile, describe_large_files, large_changes_in};
 pub use trusted::restore_worktree_link;
 use worktrees::worktree_turn;

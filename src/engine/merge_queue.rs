@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::context::{RunContext, SpareWorktree};
 use super::error::{EngineError, EngineResult};
+use super::remote_mainline::{self, Round};
 use super::steps::{
     branch_name, ensure_worktree, merge_mainline_in, rework_or_fail, run_check_command,
     worktree_dir,
@@ -37,6 +38,7 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
     let _turn = ctx.merge_lock.lock().await;
     repository_accepted(ctx).await?;
     let mut candidate: Option<Candidate> = None;
+    let mut round = Round::default();
     loop {
         // Nothing lands while the user's checkout of mainline is in the
         // way; the orchestrator carries the queue on once the run resumes.
@@ -56,7 +58,10 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
                     )
                     .await?;
             }
-            TaskState::Merging if !needs_checks(ctx) => {
+            // With a remote, every landing is a candidate and a push.
+            TaskState::Merging
+                if !needs_checks(ctx) && remote_mainline::remote_name(ctx).is_none() =>
+            {
                 return merge_unverified(ctx, &record).await;
             }
             TaskState::Merging => {
@@ -83,7 +88,7 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
                         return rework_or_fail(ctx, &record, REVERTED).await;
                     }
                     (None, None, Some(candidate)) => {
-                        verify_and_land(ctx, &record, candidate).await?
+                        verify_and_land(ctx, &record, candidate, &mut round).await?
                     }
                     (None, None, None) => {
                         // A restart lost the candidate; nothing landed, so it
@@ -125,7 +130,15 @@ fn needs_checks(ctx: &RunContext) -> bool {
 async fn compute(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<Option<Candidate>> {
     let task = record.id().clone();
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
-    let (m, message) = (ctx.mainline.clone(), merge_message(ctx, record));
+    let m = match remote_mainline::merge_base(ctx).await? {
+        Ok(base) => base,
+        Err(reason) => {
+            let remote = remote_mainline::remote_name(ctx).unwrap_or_default();
+            remote_mainline::hold(ctx, &task, &remote, reason).await?;
+            return Ok(None);
+        }
+    };
+    let message = merge_message(ctx, record);
     let computed = ctx
         .git(move |g| g.merge_candidate(&m, &branch, &message))
         .await?;
@@ -186,16 +199,45 @@ async fn verify_and_land(
     ctx: &Arc<RunContext>,
     record: &TaskRecord,
     candidate: Candidate,
+    round: &mut Round,
 ) -> EngineResult<()> {
     let task = record.id().clone();
     let settings = ctx.settings();
+    let remote = remote_mainline::remote_name(ctx).is_some();
     if settings.verify_merges
         && let Some(command) = &settings.test_command
     {
-        let (passed, _) = check(ctx, &task, MergeCheck::Verify, command, &candidate).await?;
-        if !passed {
-            return reopen_unlanded(ctx, record).await;
+        // After a lost push race, the merge on the remote's new head is
+        // verified again only if its tree differs from the one that passed.
+        let tree = match remote {
+            true => {
+                let c = candidate.commit.clone();
+                Some(ctx.git(move |g| g.tree_id(&c)).await?)
+            }
+            false => None,
+        };
+        if tree.is_none() || tree != round.verified_tree {
+            let (passed, _) = check(ctx, &task, MergeCheck::Verify, command, &candidate).await?;
+            if !passed {
+                return reopen_unlanded(ctx, record).await;
+            }
+            round.verified_tree = tree;
         }
+    }
+    if remote {
+        let landed =
+            remote_mainline::push(ctx, &task, &candidate.onto, &candidate.commit, round).await?;
+        if landed {
+            ctx.recorder
+                .record(EventKind::MergeResult {
+                    task,
+                    result: MergeOutcome::MergeCommit {
+                        commit: candidate.commit,
+                    },
+                })
+                .await?;
+        }
+        return Ok(());
     }
     let (m, onto, commit) = (
         ctx.mainline.clone(),
@@ -296,6 +338,14 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
     let (passed, output) = check(ctx, &task, MergeCheck::PostMerge, &command, &at).await?;
     if passed {
         return merged(ctx, &task, landed).await;
+    }
+    if let Some(remote) = remote_mainline::remote_name(ctx) {
+        let reason = format!(
+            "the post-merge check failed on {}, which is on {remote}'s {}; memofab does not revert a remote's mainline by itself: revert it there",
+            short_commit(landed),
+            ctx.mainline
+        );
+        return escalate(ctx, &task, reason, TaskState::Failed).await;
     }
     // The check took a while: a revert lands on top of mainline as it is,
     // so mainline must still be where memofab's landings left it.
@@ -434,6 +484,7 @@ fn merge_message(ctx: &RunContext, record: &TaskRecord) -> String {
 
 /// The task is on mainline: record it and keep its worktree for the next task.
 async fn merged(ctx: &RunContext, task: &TaskId, commit: &str) -> EngineResult<()> {
+    remote_mainline::follow(ctx, task, commit).await?;
     ctx.recorder
         .transition(
             task,

@@ -21,6 +21,7 @@ pub mod planning;
 pub mod prompts;
 pub mod questions;
 pub mod recorder;
+pub mod remote_mainline;
 pub mod risk_gate;
 pub mod session;
 pub mod shepherd;
