@@ -189,11 +189,11 @@ async fn a_landing_reaches_the_remotes_main_and_local_main_follows() {
     // The task branch went to the remote as it was committed.
     let committed = events
         .iter()
-        .filter_map(|e| match &e.kind {
+        .rev()
+        .find_map(|e| match &e.kind {
             EventKind::ChangeCommitted { commit, .. } => Some(commit.clone()),
             _ => None,
         })
-        .last()
         .unwrap();
     let branch = format!("refs/heads/memofab/{}/solo", state.run);
     assert_eq!(git(&s.remote, &["rev-parse", &branch]), committed);
