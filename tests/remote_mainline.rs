@@ -54,6 +54,10 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with("")
+}
+
+fn setup_with(extra_config: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let scenario = Scenario::load(&fixture("solo.toml")).unwrap();
     let seed_files = vec![
@@ -67,6 +71,7 @@ fn setup() -> Setup {
     let config = repo.join(".memofab/config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("[mainline]\nremote = \"origin\"\n");
+    text.push_str(extra_config);
     std::fs::write(&config, text).unwrap();
     let remote = dir.path().join("remote.git");
     git(
@@ -108,24 +113,35 @@ impl Setup {
         Command::new("git")
             .args(["cat-file", "-e", &format!("{rev}:{path}")])
             .current_dir(&self.remote)
-            .status()
+            .output()
             .unwrap()
+            .status
             .success()
     }
 
     /// A commit by someone else, on the remote's main, kept on `side` until
     /// the hook puts it on main.
     fn someone_elses_commit(&self) -> String {
+        self.someone_elses_commits(1).remove(0)
+    }
+
+    /// `n` commits by someone else in a line on the remote's main, oldest
+    /// first, kept on `side`.
+    fn someone_elses_commits(&self, n: usize) -> Vec<String> {
         let other = self.demo.dir.path().join("other");
         git(
             self.demo.dir.path(),
             &["clone", "-q", &self.remote.display().to_string(), "other"],
         );
-        std::fs::write(other.join("other.txt"), "someone else's\n").unwrap();
-        git(&other, &["add", "other.txt"]);
-        git(&other, &["commit", "-q", "-m", "someone else's change"]);
+        let mut commits = Vec::new();
+        for i in 0..n {
+            std::fs::write(other.join("other.txt"), format!("someone else's {i}\n")).unwrap();
+            git(&other, &["add", "other.txt"]);
+            git(&other, &["commit", "-q", "-m", "someone else's change"]);
+            commits.push(git(&other, &["rev-parse", "HEAD"]));
+        }
         git(&other, &["push", "-q", "origin", "HEAD:refs/heads/side"]);
-        git(&other, &["rev-parse", "HEAD"])
+        commits
     }
 
     /// The remote's `pre-receive` hook: `body` runs for a push to main.
@@ -302,4 +318,44 @@ async fn a_refusing_remote_keeps_its_main_and_the_task_waits_with_its_reason() {
     let landed = state.task(&"solo".into()).unwrap().merged_commit.clone();
     assert_eq!(Some(s.remote_main()), landed);
     assert_eq!(Some(s.local_main()), landed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landing_that_keeps_losing_the_race_waits_after_its_attempts() {
+    let s = setup_with("push_attempts = 2\n");
+    let theirs = s.someone_elses_commits(3);
+    // Every push of memofab's to main finds someone else's next commit there.
+    let counter = s.demo.dir.path().join("pushes");
+    s.hook(&format!(
+        "    n=$(($(cat '{c}' 2>/dev/null || echo 0) + 1)); echo $n > '{c}'\n    env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES git update-ref refs/heads/main \"refs/heads/side~$((3 - n))\"",
+        c = counter.display()
+    ));
+    let request = demo_request(&s.demo, scripted(&s.demo), Steering::Interactive, true);
+    let mut run = Interactive::with(request);
+    run.until("the landing held", |state, _| {
+        state.task(&"solo".into()).map(|t| t.state) == Some(TaskState::AwaitingGate)
+    })
+    .await;
+    let state = run.shutdown().await;
+    let events = stored_events(&s.demo.repo, &state.run);
+
+    // Two pushes, both lost; the remote's main is theirs, nothing of ours.
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "2");
+    assert_eq!(s.remote_main(), theirs[1]);
+    assert!(!s.remote_has("refs/heads/main", "solo.txt"));
+    assert_eq!(s.local_main(), s.seed);
+    // Verified on the seed, then on their first commit.
+    let verified = verifications(&events);
+    assert_eq!(verified.len(), 2, "{verified:?}");
+    let parents: Vec<String> = verified
+        .iter()
+        .map(|v| git(&s.demo.repo, &["rev-parse", &format!("{}^1", v.0)]))
+        .collect();
+    assert_eq!(parents, vec![s.seed.clone(), theirs[0].clone()]);
+    let held = events.iter().any(|e| {
+        matches!(&e.kind, EventKind::GateHeld { reasons, .. }
+            if matches!(reasons.as_slice(), [GateReason::RemoteRefused { remote, .. }] if remote == "origin"))
+    });
+    assert!(held);
+    assert!(state.task(&"solo".into()).unwrap().merged_commit.is_none());
 }
