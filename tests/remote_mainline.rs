@@ -54,19 +54,21 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    setup_with("")
+    setup_with("solo.toml", "")
 }
 
-fn setup_with(extra_config: &str) -> Setup {
+/// `scenario` of the merge queue's fixtures on its seed (a README, and
+/// `tests/run.sh` and `tests/post.sh`), with `extra_config` appended.
+fn setup_with(scenario: &str, extra_config: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = Scenario::load(&fixture("solo.toml")).unwrap();
-    let seed_files = vec![
-        ("README.md".to_owned(), b"# A project\n".to_vec()),
-        (
-            "tests/run.sh".to_owned(),
-            std::fs::read(fixture("seed/tests/run.sh")).unwrap(),
-        ),
-    ];
+    let scenario = Scenario::load(&fixture(scenario)).unwrap();
+    let seed_files: Vec<(String, Vec<u8>)> = ["README.md", "tests/run.sh", "tests/post.sh"]
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(fixture("seed").join(f)).unwrap();
+            ((*f).to_owned(), bytes)
+        })
+        .collect();
     let repo = prepare_repo(&dir.path().join("repo"), &scenario, &seed_files).unwrap();
     let config = repo.join(".memofab/config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
@@ -322,7 +324,7 @@ async fn a_refusing_remote_keeps_its_main_and_the_task_waits_with_its_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_landing_that_keeps_losing_the_race_waits_after_its_attempts() {
-    let s = setup_with("push_attempts = 2\n");
+    let s = setup_with("solo.toml", "push_attempts = 2\n");
     let theirs = s.someone_elses_commits(3);
     // Every push of memofab's to main finds someone else's next commit there.
     let counter = s.demo.dir.path().join("pushes");
@@ -358,4 +360,50 @@ async fn a_landing_that_keeps_losing_the_race_waits_after_its_attempts() {
     });
     assert!(held);
     assert!(state.task(&"solo".into()).unwrap().merged_commit.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_post_merge_check_is_reverted_on_the_remote_by_a_push() {
+    let s = setup_with(
+        "post_merge.toml",
+        "[merge]\npost_merge_command = \"sh tests/post.sh\"\n",
+    );
+    let state = run_demo(&s.demo).await;
+    let events = stored_events(&s.demo.repo, &state.run);
+    assert_eq!(state.phase, RunPhase::Finished);
+    let task = state.task(&"bad".into()).unwrap();
+    assert_eq!(task.state, TaskState::Merged);
+    assert_eq!((task.attempt, task.reworks), (2, 1));
+
+    // The first landing was reverted on the remote, right on top of it.
+    let reverts: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::MergeReverted {
+                merge_commit,
+                revert_commit,
+                ..
+            } => Some((merge_commit.clone(), revert_commit.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reverts.len(), 1);
+    let (merge_commit, revert_commit) = &reverts[0];
+    assert_eq!(
+        git(&s.remote, &["rev-parse", &format!("{revert_commit}^")]),
+        *merge_commit
+    );
+    let head = s.remote_main();
+    let first_parents = git(&s.remote, &["rev-list", "--first-parent", &head]);
+    assert!(
+        first_parents.lines().any(|c| c == revert_commit),
+        "{first_parents}"
+    );
+
+    // The remote's mainline ends without bad.txt, with the reworked change;
+    // the user's main followed it.
+    assert!(!s.remote_has(&head, "bad.txt"));
+    assert!(s.remote_has(&head, "good.txt"));
+    assert_eq!(s.local_main(), head);
+    assert!(!s.demo.repo.join("bad.txt").exists());
 }

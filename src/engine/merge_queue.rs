@@ -339,14 +339,6 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
     if passed {
         return merged(ctx, &task, landed).await;
     }
-    if let Some(remote) = remote_mainline::remote_name(ctx) {
-        let reason = format!(
-            "the post-merge check failed on {}, which is on {remote}'s {}; memofab does not revert a remote's mainline by itself: revert it there",
-            short_commit(landed),
-            ctx.mainline
-        );
-        return escalate(ctx, &task, reason, TaskState::Failed).await;
-    }
     // The check took a while: a revert lands on top of mainline as it is,
     // so mainline must still be where memofab's landings left it.
     repository_accepted(ctx).await?;
@@ -356,16 +348,24 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
         record.spec.title,
         ctx.recorder.run()
     );
-    let revert_commit = match ctx
-        .move_mainline(
-            move |g| g.revert_on_mainline(&m, &l, &message),
-            |revert| match revert {
-                Revert::Reverted(commit) => Some(commit.clone()),
-                _ => None,
-            },
-        )
-        .await?
-    {
+    let reverted = match remote_mainline::remote_name(ctx) {
+        Some(_) => match remote_mainline::revert(ctx, &task, landed, &message).await? {
+            remote_mainline::Reverted::At(commit) => Revert::Reverted(commit),
+            remote_mainline::Reverted::Conflict => Revert::Conflict,
+            remote_mainline::Reverted::Held => return Ok(()),
+        },
+        None => {
+            ctx.move_mainline(
+                move |g| g.revert_on_mainline(&m, &l, &message),
+                |revert| match revert {
+                    Revert::Reverted(commit) => Some(commit.clone()),
+                    _ => None,
+                },
+            )
+            .await?
+        }
+    };
+    let revert_commit = match reverted {
         Revert::Reverted(commit) => commit,
         Revert::Conflict => {
             let reason = format!(

@@ -124,6 +124,71 @@ pub async fn push(
     }
 }
 
+/// What became of reverting a landed merge on the remote's mainline.
+pub enum Reverted {
+    /// The remote's mainline is at this revert commit.
+    At(String),
+    /// Undoing the merge conflicts with what landed after it.
+    Conflict,
+    /// The task waits at the gate: the remote refused, or kept moving.
+    Held,
+}
+
+/// Reverts `landed` on the remote's mainline: the revert is committed on
+/// its head as fetched and pushed by compare-and-swap, again on a new head
+/// if someone pushed first (bounded, as a landing).
+pub async fn revert(
+    ctx: &RunContext,
+    task: &TaskId,
+    landed: &str,
+    message: &str,
+) -> EngineResult<Reverted> {
+    let name = remote_name(ctx).unwrap_or_default();
+    let attempts = ctx.config.mainline.push_attempts.max(1);
+    for _ in 0..attempts {
+        let head = match merge_base(ctx).await? {
+            Ok(head) => head,
+            Err(reason) => {
+                hold(ctx, task, &name, reason).await?;
+                return Ok(Reverted::Held);
+            }
+        };
+        let (h, l, m) = (head.clone(), landed.to_owned(), message.to_owned());
+        let Some(commit) = ctx.git(move |g| g.revert_commit_on(&h, &l, &m)).await? else {
+            return Ok(Reverted::Conflict);
+        };
+        let (n, b, c) = (name.clone(), ctx.mainline.clone(), commit.clone());
+        let secs = ctx.config.mainline.timeout_secs;
+        match ctx
+            .git(move |g| open(g, &n, secs)?.push_mainline(&b, Some(&head), &c))
+            .await?
+        {
+            Push::Pushed => {
+                follow(ctx, task, &commit).await?;
+                return Ok(Reverted::At(commit));
+            }
+            Push::Stale => continue,
+            Push::Refused { reason } => {
+                hold(
+                    ctx,
+                    task,
+                    &name,
+                    format!("pushing the revert of {}: {reason}", short_commit(landed)),
+                )
+                .await?;
+                return Ok(Reverted::Held);
+            }
+        }
+    }
+    let reason = format!(
+        "pushing the revert of {}: its {} moved under {attempts} pushes in a row",
+        short_commit(landed),
+        ctx.mainline
+    );
+    hold(ctx, task, &name, reason).await?;
+    Ok(Reverted::Held)
+}
+
 /// The task cannot land on the remote: it waits at the gate with the
 /// server's reason (recorded), until a human approves another push.
 pub async fn hold(
