@@ -407,3 +407,76 @@ async fn a_failing_post_merge_check_is_reverted_on_the_remote_by_a_push() {
     assert_eq!(s.local_main(), head);
     assert!(!s.demo.repo.join("bad.txt").exists());
 }
+
+/// `git daemon` serving the directory of `remote` on 127.0.0.1, pushes
+/// allowed; killed when dropped.
+struct Daemon {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Daemon {
+    fn serve(remote: &Path) -> Daemon {
+        let base = remote.parent().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The daemon itself, not `git daemon`, which runs it as a child of
+        // its own that killing `git` would leave serving.
+        let exec_path = git(base, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--reuseaddr", "--listen=127.0.0.1", "--export-all"])
+            .args(["--enable=receive-pack", "--informative-errors"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let name = remote.file_name().unwrap().to_string_lossy();
+        let daemon = Daemon {
+            child,
+            url: format!("git://127.0.0.1:{port}/{name}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            let answered = Command::new("git")
+                .args(["ls-remote", &daemon.url])
+                .output()
+                .unwrap()
+                .status
+                .success();
+            if answered {
+                return daemon;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("git daemon did not answer on {}", daemon.url);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landing_reaches_a_remote_served_by_git_daemon_on_loopback() {
+    let s = setup();
+    let daemon = Daemon::serve(&s.remote);
+    git(&s.demo.repo, &["remote", "set-url", "origin", &daemon.url]);
+    let state = run_demo(&s.demo).await;
+    assert_eq!(state.phase, RunPhase::Finished);
+    let task = state.task(&"solo".into()).unwrap();
+    assert_eq!(task.state, TaskState::Merged);
+    let landed = s.remote_main();
+    assert_eq!(Some(landed.clone()), task.merged_commit);
+    assert!(s.remote_has(&landed, "solo.txt"));
+    assert_eq!(s.local_main(), landed);
+    drop(daemon);
+}
