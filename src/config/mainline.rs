@@ -53,3 +53,34 @@ impl MainlineConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(text: &str) -> Result<Config, crate::config::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&[path])
+    }
+
+    #[test]
+    fn a_remote_is_a_remotes_name_never_an_option_or_a_url() {
+        let config = load("[mainline]\nremote = \"origin\"\npush_attempts = 5\n").unwrap();
+        assert_eq!(config.mainline.remote.as_deref(), Some("origin"));
+        assert_eq!(config.mainline.push_attempts, 5);
+        assert!(config.mainline.push_task_branches);
+        assert_eq!(load("").unwrap().mainline.remote, None);
+        for bad in [
+            "--upload-pack=touch x",
+            "ssh://host/repo",
+            "../elsewhere",
+            "",
+            "..",
+        ] {
+            let text = format!("[mainline]\nremote = {}\n", toml::Value::String(bad.into()));
+            assert!(load(&text).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -76,14 +76,7 @@ pub(super) fn run_git(git_dir: &Path, args: &[&str], timeout: Duration) -> Resul
     let mut command = Command::new("git");
     command
         .env_clear()
-        .envs(
-            PASSED_ENV
-                .iter()
-                .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
-        )
-        .env("LC_ALL", "C")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GCM_INTERACTIVE", "never")
+        .envs(environment(|k| std::env::var_os(k)))
         .arg("--git-dir")
         .arg(git_dir)
         .args(["-c", "core.hooksPath=/dev/null"])
@@ -121,6 +114,25 @@ pub(super) fn run_git(git_dir: &Path, args: &[&str], timeout: Duration) -> Resul
     })
 }
 
+/// The environment git gets: [`PASSED_ENV`] from `ours`, C messages (they
+/// are parsed), and no prompt (nobody is there to answer).
+fn environment(
+    ours: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Vec<(String, std::ffi::OsString)> {
+    let mut env: Vec<(String, std::ffi::OsString)> = PASSED_ENV
+        .iter()
+        .filter_map(|k| ours(k).map(|v| ((*k).to_owned(), v)))
+        .collect();
+    for (k, v) in [
+        ("LC_ALL", "C"),
+        ("GIT_TERMINAL_PROMPT", "0"),
+        ("GCM_INTERACTIVE", "never"),
+    ] {
+        env.push((k.to_owned(), v.into()));
+    }
+    env
+}
+
 /// Reads a pipe to its end on a thread, keeping the first [`OUTPUT_CAP`]
 /// bytes; the rest is read and dropped so git never blocks on a full pipe.
 fn drain(mut pipe: Box<dyn Read + Send>) -> std::thread::JoinHandle<String> {
@@ -140,6 +152,36 @@ fn drain(mut pipe: Box<dyn Read + Send>) -> std::thread::JoinHandle<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_that_would_redirect_git_are_not_passed_credentials_are() {
+        let ours = |k: &str| {
+            matches!(
+                k,
+                "GIT_DIR"
+                    | "GIT_WORK_TREE"
+                    | "GIT_CONFIG_COUNT"
+                    | "GIT_CONFIG_PARAMETERS"
+                    | "GIT_EXEC_PATH"
+                    | "SSH_AUTH_SOCK"
+                    | "HOME"
+            )
+            .then(|| std::ffi::OsString::from(format!("value of {k}")))
+        };
+        let env = environment(ours);
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(names.contains(&"SSH_AUTH_SOCK") && names.contains(&"HOME"));
+        assert!(names.contains(&"GIT_TERMINAL_PROMPT"));
+        for redirecting in [
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_CONFIG_COUNT",
+            "GIT_CONFIG_PARAMETERS",
+            "GIT_EXEC_PATH",
+        ] {
+            assert!(!names.contains(&redirecting), "{redirecting} passed");
+        }
+    }
 
     #[test]
     fn a_command_past_its_timeout_is_killed() {
