@@ -209,12 +209,11 @@ async fn verify_and_land(
     {
         // After a lost push race, the merge on the remote's new head is
         // verified again only if its tree differs from the one that passed.
-        let tree = match remote {
-            true => {
-                let c = candidate.commit.clone();
-                Some(ctx.git(move |g| g.tree_id(&c)).await?)
-            }
-            false => None,
+        let tree = if remote {
+            let c = candidate.commit.clone();
+            Some(ctx.git(move |g| g.tree_id(&c)).await?)
+        } else {
+            None
         };
         if tree.is_none() || tree != round.verified_tree {
             let (passed, _) = check(ctx, &task, MergeCheck::Verify, command, &candidate).await?;

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use super::context::RunContext;
-use super::error::EngineResult;
+use super::error::{EngineError, EngineResult};
 use super::steps::branch_name;
 use crate::domain::gate_reason::GateReason;
 use crate::domain::ids::short_commit;
@@ -226,12 +226,22 @@ pub async fn follow(ctx: &RunContext, task: &TaskId, commit: &str) -> EngineResu
         return Ok(());
     }
     let (m, c, landed) = (ctx.mainline.clone(), commit.to_owned(), commit.to_owned());
-    let stayed = ctx
+    // The landing is on the remote already: a local failure is told, not
+    // the run's end.
+    let stayed = match ctx
         .move_mainline(
             move |g| g.follow_remote(&m, &c),
             |stayed| stayed.is_none().then_some(landed),
         )
-        .await?;
+        .await
+    {
+        Ok(stayed) => stayed,
+        Err(EngineError::Git(e)) => Some(format!(
+            "your local {} could not follow it: {e}",
+            ctx.mainline
+        )),
+        Err(other) => return Err(other),
+    };
     if let Some(why) = stayed {
         ctx.recorder
             .record(EventKind::Warning {
