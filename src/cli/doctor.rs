@@ -59,6 +59,15 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
             ),
         },
     }
+    let (c, r) = (config.clone(), repo.to_owned());
+    match tokio::task::spawn_blocking(move || super::doctor_remote::check(&c, &r)).await {
+        Ok(findings) => {
+            for (ok, what, detail) in findings {
+                report(ok, &what, detail);
+            }
+        }
+        Err(e) => report(false, "remote", e.to_string()),
+    }
     match config.run.isolation() {
         Ok(isolation) => {
             let mut text = isolation.describe();

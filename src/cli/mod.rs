@@ -6,6 +6,7 @@ mod attach;
 mod bench;
 pub mod demo;
 mod doctor;
+mod doctor_remote;
 mod headless;
 mod init;
 mod overseer;

@@ -25,6 +25,8 @@ pub struct Config {
     pub budget: crate::domain::Budget,
     /// The mainline merge queue.
     pub merge: MergeConfig,
+    /// Where mainline lives: the local branch, or a git remote's.
+    pub mainline: MainlineConfig,
     /// When the shepherd finds work stuck, and whether it acts at all.
     pub shepherd: crate::domain::shepherd::Thresholds,
     /// What `memofab serve` shares across repositories.
@@ -134,6 +136,8 @@ pub use crate::effects::isolation::Choice as IsolationChoice;
 
 mod factory;
 pub use factory::{DaemonConfig, McpConfig, McpServerConfig, OverseerConfig};
+mod mainline;
+pub use mainline::MainlineConfig;
 
 impl RunConfig {
     /// The isolation commands get, or why the configured one is unavailable.
@@ -390,6 +394,7 @@ impl Default for Config {
             ui: UiConfig::default(),
             budget: crate::domain::Budget::default(),
             merge: MergeConfig::default(),
+            mainline: MainlineConfig::default(),
             shepherd: Default::default(),
             daemon: DaemonConfig::default(),
             overseer: OverseerConfig::default(),
@@ -569,6 +574,9 @@ impl Config {
 
     fn problem(&self) -> Option<Problem> {
         if let Some(problem) = self.mcp.problem() {
+            return Some(problem);
+        }
+        if let Some(problem) = self.mainline.problem() {
             return Some(problem);
         }
         if self.run.concurrency == 0 {

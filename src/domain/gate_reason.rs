@@ -76,6 +76,10 @@ pub enum GateReason {
     },
     /// `[binaries]`: a large file that is not text.
     LargeBinary { path: String, bytes: u64, max: u64 },
+    /// `[mainline] remote`: the remote refused the landing's push (no
+    /// rights, a hook declined, unreachable, or it kept moving), in the
+    /// server's words. Approving pushes again.
+    RemoteRefused { remote: String, reason: String },
 }
 
 impl GateReason {
@@ -92,7 +96,8 @@ impl GateReason {
             GateReason::TestMovedOut { from, .. } => Some(from),
             GateReason::TooManyFiles { .. }
             | GateReason::TooManyLines { .. }
-            | GateReason::MoreTroubledPaths { .. } => None,
+            | GateReason::MoreTroubledPaths { .. }
+            | GateReason::RemoteRefused { .. } => None,
         }
     }
 
@@ -101,6 +106,12 @@ impl GateReason {
     /// policy says `[governance] auto_approve = true`.
     pub fn is_governance(&self) -> bool {
         matches!(self, GateReason::Governance { .. })
+    }
+
+    /// A landing the remote refused: only a human approves another push
+    /// (a refusal approved by itself would push, and be refused, forever).
+    pub fn is_remote_refusal(&self) -> bool {
+        matches!(self, GateReason::RemoteRefused { .. })
     }
 }
 
@@ -162,6 +173,9 @@ impl fmt::Display for GateReason {
                 size(*bytes),
                 size(*max)
             ),
+            GateReason::RemoteRefused { remote, reason } => {
+                write!(f, "{remote} refused the push: {reason}")
+            }
         }
     }
 }

@@ -63,9 +63,11 @@ impl GateVerdict {
 
 /// Whether `--auto-approve` may approve a gate held for `reasons`: not one
 /// held for a governance path (what agents are told, what CI runs, hooks),
-/// unless the policy says `[governance] auto_approve = true`.
+/// unless the policy says `[governance] auto_approve = true`; nor a landing a
+/// remote refused.
 pub fn auto_approvable(policy: &Policy, reasons: &[GateReason]) -> bool {
-    policy.auto_approves_governance() || !reasons.iter().any(GateReason::is_governance)
+    !reasons.iter().any(GateReason::is_remote_refusal)
+        && (policy.auto_approves_governance() || !reasons.iter().any(GateReason::is_governance))
 }
 
 /// Paths over the history limit named one by one; the rest are counted.

@@ -166,6 +166,9 @@ impl TaskState {
             // was reverted): rework or give up. Mainline moved underneath the
             // candidate: compute it again.
             (Verifying, Merged | Running | Failed | Merging) => true,
+            // The remote refused to take the landing (`[mainline] remote`):
+            // it waits for a human to approve another push.
+            (Merging | Verifying, AwaitingGate) => true,
             // A human resolves conflicts: rework, mark merged by hand, or give up.
             (Conflict, Running | Merged | Failed) => true,
             // Out of budget while an agent worked; more budget carries it on.

@@ -18,6 +18,8 @@ mod landing;
 mod merge_queue;
 mod named_files;
 mod planted_links;
+mod remote;
+mod remote_cli;
 mod stats;
 mod trusted;
 mod unstageable;
@@ -25,6 +27,7 @@ mod worktrees;
 
 pub use checkout::{Advance, DirtyCheckout};
 pub use merge_queue::{MergeCandidate, Revert};
+pub use remote::{Push, Remote, Unreachable};
 pub use trusted::restore_worktree_link;
 pub use unstageable::{DEFAULT_MAX_FILE_BYTES, LargeFile, Unstageable, unstageable_in};
 use worktrees::worktree_turn;

@@ -30,6 +30,10 @@ pub struct Guard {
     /// A landing is moving mainline right now: its ref is not compared until
     /// the landing says where it put it.
     landing: bool,
+    /// `refs/remotes/<remote>/` of the remote mainline lives on: memofab's
+    /// fetches and pushes move them (as the user's own do), and nothing
+    /// lands from them without a fetch.
+    remote_refs: Option<String>,
 }
 
 impl Guard {
@@ -40,7 +44,15 @@ impl Guard {
             reference,
             mainline_item: format!("ref refs/heads/{mainline}"),
             landing: false,
+            remote_refs: None,
         }
+    }
+
+    /// Mainline lives on the remote `remote`: its remote-tracking refs are
+    /// not watched.
+    pub fn with_remote(mut self, remote: Option<&str>) -> Self {
+        self.remote_refs = remote.map(|r| format!("ref refs/remotes/{r}/"));
+        self
     }
 
     /// A human accepted the repository as it is now.
@@ -78,12 +90,17 @@ impl Guard {
 
     /// What changed from the reference to `now`, one line each.
     pub fn changes(&self, now: &Fingerprint) -> Vec<String> {
-        if !self.landing {
+        if !self.landing && self.remote_refs.is_none() {
             return self.reference.changes(now);
         }
         let skip = |f: &Fingerprint| {
             let mut items = f.0.clone();
-            items.remove(&self.mainline_item);
+            if self.landing {
+                items.remove(&self.mainline_item);
+            }
+            if let Some(prefix) = &self.remote_refs {
+                items.retain(|item, _| !item.starts_with(prefix.as_str()));
+            }
             Fingerprint(items)
         };
         skip(&self.reference).changes(&skip(now))
@@ -239,6 +256,24 @@ mod tests {
         let changes = guard.changes(&Fingerprint::take(&git, "main"));
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert!(changes[0].contains("hooks/post-commit"));
+    }
+
+    #[test]
+    fn the_mainline_remotes_tracking_refs_are_not_watched_other_refs_are() {
+        let (_dir, git) = repo();
+        let repo = git2::Repository::open(&git).unwrap();
+        let head = repo.refname_to_id("refs/heads/main").unwrap();
+        let guard = Guard::new(Fingerprint::take(&git, "main"), "main").with_remote(Some("origin"));
+        repo.reference("refs/remotes/origin/main", head, true, "fetch")
+            .unwrap();
+        assert!(guard.changes(&Fingerprint::take(&git, "main")).is_empty());
+        repo.reference("refs/remotes/other/main", head, true, "fetch")
+            .unwrap();
+        let changes = guard.changes(&Fingerprint::take(&git, "main"));
+        assert_eq!(
+            changes,
+            vec!["ref refs/remotes/other/main was added".to_owned()]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::context::{RunContext, SpareWorktree};
 use super::error::{EngineError, EngineResult};
+use super::remote_mainline::{self, Round};
 use super::steps::{
     branch_name, ensure_worktree, merge_mainline_in, rework_or_fail, run_check_command,
     worktree_dir,
@@ -40,6 +41,7 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
     let _turn = ctx.merge_lock.lock().await;
     repository_accepted(ctx).await?;
     let mut candidate: Option<Candidate> = None;
+    let mut round = Round::default();
     loop {
         // Nothing lands while the user's checkout of mainline is in the
         // way; the orchestrator carries the queue on once the run resumes.
@@ -59,7 +61,10 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
                     )
                     .await?;
             }
-            TaskState::Merging if !needs_checks(ctx) => {
+            // With a remote, every landing is a candidate and a push.
+            TaskState::Merging
+                if !needs_checks(ctx) && remote_mainline::remote_name(ctx).is_none() =>
+            {
                 return merge_unverified(ctx, &record).await;
             }
             TaskState::Merging => {
@@ -86,7 +91,7 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
                         return rework_or_fail(ctx, &record, REVERTED).await;
                     }
                     (None, None, Some(candidate)) => {
-                        verify_and_land(ctx, &record, candidate).await?
+                        verify_and_land(ctx, &record, candidate, &mut round).await?
                     }
                     (None, None, None) => {
                         // A restart lost the candidate; nothing landed, so it
@@ -128,7 +133,15 @@ fn needs_checks(ctx: &RunContext) -> bool {
 async fn compute(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<Option<Candidate>> {
     let task = record.id().clone();
     let branch = branch_name(ctx.recorder.run().as_str(), &task);
-    let (m, message) = (ctx.mainline.clone(), merge_message(ctx, record));
+    let m = match remote_mainline::merge_base(ctx).await? {
+        Ok(base) => base,
+        Err(reason) => {
+            let remote = remote_mainline::remote_name(ctx).unwrap_or_default();
+            remote_mainline::hold(ctx, &task, &remote, reason).await?;
+            return Ok(None);
+        }
+    };
+    let message = merge_message(ctx, record);
     let computed = ctx
         .git(move |g| g.merge_candidate(&m, &branch, &message))
         .await?;
@@ -189,16 +202,44 @@ async fn verify_and_land(
     ctx: &Arc<RunContext>,
     record: &TaskRecord,
     candidate: Candidate,
+    round: &mut Round,
 ) -> EngineResult<()> {
     let task = record.id().clone();
     let settings = ctx.settings();
+    let remote = remote_mainline::remote_name(ctx).is_some();
     if settings.verify_merges
         && let Some(command) = &settings.test_command
     {
-        let (passed, _) = check(ctx, &task, MergeCheck::Verify, command, &candidate).await?;
-        if !passed {
-            return reopen_unlanded(ctx, record).await;
+        // After a lost push race, the merge on the remote's new head is
+        // verified again only if its tree differs from the one that passed.
+        let tree = if remote {
+            let c = candidate.commit.clone();
+            Some(ctx.git(move |g| g.tree_id(&c)).await?)
+        } else {
+            None
+        };
+        if tree.is_none() || tree != round.verified_tree {
+            let (passed, _) = check(ctx, &task, MergeCheck::Verify, command, &candidate).await?;
+            if !passed {
+                return reopen_unlanded(ctx, record).await;
+            }
+            round.verified_tree = tree;
         }
+    }
+    if remote {
+        let landed =
+            remote_mainline::push(ctx, &task, &candidate.onto, &candidate.commit, round).await?;
+        if landed {
+            ctx.recorder
+                .record(EventKind::MergeResult(MergeResult {
+                    task,
+                    result: MergeOutcome::MergeCommit {
+                        commit: candidate.commit,
+                    },
+                }))
+                .await?;
+        }
+        return Ok(());
     }
     let (m, onto, commit) = (
         ctx.mainline.clone(),
@@ -309,16 +350,24 @@ async fn post_merge(ctx: &Arc<RunContext>, record: &TaskRecord, landed: &str) ->
         record.spec.title,
         ctx.recorder.run()
     );
-    let revert_commit = match ctx
-        .move_mainline(
-            move |g| g.revert_on_mainline(&m, &l, &message),
-            |revert| match revert {
-                Revert::Reverted(commit) => Some(commit.clone()),
-                _ => None,
-            },
-        )
-        .await?
-    {
+    let reverted = match remote_mainline::remote_name(ctx) {
+        Some(_) => match remote_mainline::revert(ctx, &task, landed, &message).await? {
+            remote_mainline::Reverted::At(commit) => Revert::Reverted(commit),
+            remote_mainline::Reverted::Conflict => Revert::Conflict,
+            remote_mainline::Reverted::Held => return Ok(()),
+        },
+        None => {
+            ctx.move_mainline(
+                move |g| g.revert_on_mainline(&m, &l, &message),
+                |revert| match revert {
+                    Revert::Reverted(commit) => Some(commit.clone()),
+                    _ => None,
+                },
+            )
+            .await?
+        }
+    };
+    let revert_commit = match reverted {
         Revert::Reverted(commit) => commit,
         Revert::Conflict => {
             let reason = format!(
@@ -437,6 +486,7 @@ fn merge_message(ctx: &RunContext, record: &TaskRecord) -> String {
 
 /// The task is on mainline: record it and keep its worktree for the next task.
 async fn merged(ctx: &RunContext, task: &TaskId, commit: &str) -> EngineResult<()> {
+    remote_mainline::follow(ctx, task, commit).await?;
     ctx.recorder
         .transition(
             task,

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod planning;
 pub mod prompts;
 pub mod recorder;
+pub mod remote_mainline;
 pub mod risk_gate;
 pub mod session;
 pub mod shepherd;

@@ -223,6 +223,7 @@ async fn commit_and_check(
                 diff: diff.clone(),
             }))
             .await?;
+        super::remote_mainline::push_task_branch(ctx, &task).await?;
     }
     if files.is_empty() {
         return nothing_changed(ctx, record).await;

@@ -121,10 +121,13 @@ fn context(
     Ok(RunContext {
         // Taken before any task can land, resumed ones included.
         // Mainline's baseline too: from here on it moves only by a landing.
-        repo_guard: std::sync::Mutex::new(crate::effects::repo_guard::Guard::new(
-            crate::effects::repo_guard::Fingerprint::take(&common_dir, &mainline),
-            &mainline,
-        )),
+        repo_guard: std::sync::Mutex::new(
+            crate::effects::repo_guard::Guard::new(
+                crate::effects::repo_guard::Fingerprint::take(&common_dir, &mainline),
+                &mainline,
+            )
+            .with_remote(config.mainline.remote.as_deref()),
+        ),
         policy: load_policy(&repo)?,
         prompts: Prompts::for_repo(&repo).with_profile(config.run.profile),
         instructions,

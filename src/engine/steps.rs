@@ -90,7 +90,7 @@ pub(crate) async fn merge_mainline_in(
     task: &TaskId,
     dir: &Path,
 ) -> EngineResult<Vec<ConflictFile>> {
-    let (d, m) = (dir.to_owned(), ctx.mainline.clone());
+    let (d, m) = (dir.to_owned(), super::remote_mainline::mainline_rev(ctx));
     let paths = ctx
         .worktree_git(task, move |g| g.merge_mainline_into_worktree(&d, &m))
         .await?;

@@ -212,6 +212,7 @@ async fn commit(
         )
         .await;
     };
+    super::remote_mainline::push_task_branch(ctx, task).await?;
     let mut files = info.files;
     files.sort();
     ctx.recorder

@@ -45,6 +45,7 @@ mod providers_bedrock;
 mod providers_openai;
 mod providers_wire;
 mod quota_governor;
+mod remote_mainline;
 mod replay;
 mod risk_gate;
 mod run_hygiene;

@@ -163,32 +163,12 @@ impl GitRepo {
         let repo = self.repo()?;
         let refname = format!("refs/heads/{mainline}");
         let merge = Self::commit_at(&repo, merge_commit)?;
-        let before = merge
-            .parent(0)
-            .ctx(|| format!("reading the first parent of {merge_commit}"))?;
         loop {
             let head = Self::commit_at(&repo, mainline)?;
-            let (ancestor, ours, theirs) = (
-                merge.tree().ctx(|| "reading the merge's tree".into())?,
-                head.tree().ctx(|| "reading mainline's tree".into())?,
-                before.tree().ctx(|| "reading the tree before".into())?,
-            );
-            let mut index = repo
-                .merge_trees(&ancestor, &ours, &theirs, None)
-                .ctx(|| format!("reverting {merge_commit}"))?;
-            if index.has_conflicts() {
+            let Some(oid) = Self::revert_commit(&repo, &head, &merge, merge_commit, message)?
+            else {
                 return Ok(Revert::Conflict);
-            }
-            let tree_id = index
-                .write_tree_to(&repo)
-                .ctx(|| "writing the reverted tree".into())?;
-            let tree = repo
-                .find_tree(tree_id)
-                .ctx(|| "reading the reverted tree".into())?;
-            let sig = signature()?;
-            let oid = repo
-                .commit(None, &sig, &sig, message, &tree, &[&head])
-                .ctx(|| "committing the revert".into())?;
+            };
             let log = "memofab: revert a merge that failed its post-merge check";
             match Self::move_mainline(&repo, &refname, head.id(), oid, log)? {
                 Advance::Moved => return Ok(Revert::Reverted(oid.to_string())),
@@ -197,6 +177,61 @@ impl GitRepo {
                 Advance::Blocked(dirty) => return Ok(Revert::Blocked(dirty)),
             }
         }
+    }
+
+    /// Commits, on top of `head` and on no branch, the undoing of the landed
+    /// `merge_commit`; `None` if undoing it conflicts with what came after.
+    /// For a remote's mainline, which moves only by a push of it.
+    pub fn revert_commit_on(
+        &self,
+        head: &str,
+        merge_commit: &str,
+        message: &str,
+    ) -> Result<Option<String>> {
+        let repo = self.repo()?;
+        let merge = Self::commit_at(&repo, merge_commit)?;
+        let head = Self::commit_at(&repo, head)?;
+        Ok(
+            Self::revert_commit(&repo, &head, &merge, merge_commit, message)?
+                .map(|oid| oid.to_string()),
+        )
+    }
+
+    /// `head`'s tree with `merge`'s changes taken back (a three-way merge
+    /// towards the merge's first parent, so later commits survive),
+    /// committed on top of `head`; `None` on a conflict.
+    fn revert_commit(
+        repo: &Repository,
+        head: &git2::Commit<'_>,
+        merge: &git2::Commit<'_>,
+        merge_commit: &str,
+        message: &str,
+    ) -> Result<Option<Oid>> {
+        let before = merge
+            .parent(0)
+            .ctx(|| format!("reading the first parent of {merge_commit}"))?;
+        let (ancestor, ours, theirs) = (
+            merge.tree().ctx(|| "reading the merge's tree".into())?,
+            head.tree().ctx(|| "reading mainline's tree".into())?,
+            before.tree().ctx(|| "reading the tree before".into())?,
+        );
+        let mut index = repo
+            .merge_trees(&ancestor, &ours, &theirs, None)
+            .ctx(|| format!("reverting {merge_commit}"))?;
+        if index.has_conflicts() {
+            return Ok(None);
+        }
+        let tree_id = index
+            .write_tree_to(repo)
+            .ctx(|| "writing the reverted tree".into())?;
+        let tree = repo
+            .find_tree(tree_id)
+            .ctx(|| "reading the reverted tree".into())?;
+        let sig = signature()?;
+        let oid = repo
+            .commit(None, &sig, &sig, message, &tree, &[head])
+            .ctx(|| "committing the revert".into())?;
+        Ok(Some(oid))
     }
 
     /// Puts a reverted change back on its task branch: a commit on top of
