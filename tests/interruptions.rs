@@ -13,8 +13,8 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use memofab::domain::{EventKind, RunId, RunKind, TaskState};
+use memofab::effects::clock::now_ms;
 use memofab::effects::store::Store;
-use memofab::engine::recorder::now_ms;
 use memofab::engine::session::{self, store_path};
 use support::*;
 

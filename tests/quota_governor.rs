@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use fake_llm::*;
 use memofab::domain::{AgentRole, Event, EventKind, RunPhase, TaskState};
+use memofab::effects::clock::now_ms;
 use memofab::engine::agent::{AgentJob, AgentOutcome, AgentRunner, review_tool};
 use memofab::engine::context::ProviderSet;
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::prompts::Prompt;
-use memofab::engine::recorder::now_ms;
 use memofab::engine::session;
 use memofab::llm::governor::{Governor, GovernorConfig};
 use memofab::llm::http::{Endpoint, RetryPolicy};

@@ -104,7 +104,7 @@ fn since_ms(spec: &str) -> Result<u64> {
         "d" => n * 86_400,
         _ => bail!("--since {spec:?}: the unit must be m, h or d"),
     };
-    Ok(crate::engine::recorder::now_ms().saturating_sub(secs * 1000))
+    Ok(crate::effects::clock::now_ms().saturating_sub(secs * 1000))
 }
 
 #[cfg(test)]
@@ -115,7 +115,7 @@ mod tests {
     fn windows_parse() {
         assert_eq!(since_ms("all").unwrap(), 0);
         let day = since_ms("1d").unwrap();
-        let now = crate::engine::recorder::now_ms();
+        let now = crate::effects::clock::now_ms();
         assert!(now - day >= 86_400_000 && now - day < 86_500_000);
         assert!(since_ms("5y").is_err());
         assert!(since_ms("h").is_err());

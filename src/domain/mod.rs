@@ -22,6 +22,7 @@ pub mod policy;
 pub mod proposal;
 pub mod queue;
 pub mod quota;
+pub mod redact;
 pub mod risk;
 pub mod run_state;
 pub mod schedule;

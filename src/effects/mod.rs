@@ -3,6 +3,7 @@
 
 pub mod beneath;
 pub mod bounded_lines;
+pub mod clock;
 pub mod git;
 pub mod isolation;
 pub mod mcp_client;

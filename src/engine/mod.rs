@@ -22,6 +22,7 @@ pub mod prompts;
 pub mod questions;
 pub mod recorder;
 pub mod risk_gate;
+pub mod secrets;
 pub mod session;
 pub mod shepherd;
 pub mod steps;

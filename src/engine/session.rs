@@ -199,7 +199,7 @@ pub async fn start(
             crate::domain::TestAgents::Off
         },
     };
-    let secrets = crate::llm::redact::secrets_in_env(&request.config);
+    let secrets = crate::engine::secrets::secrets_in_env(&request.config);
     let started = EventKind::RunStarted {
         requirement: request.requirement.clone(),
         repo: git.root().display().to_string(),
@@ -210,7 +210,7 @@ pub async fn start(
     let recorder = Recorder::start(
         store,
         run,
-        crate::llm::redact::redact_value(started, &secrets),
+        crate::domain::redact::redact_value(started, &secrets),
         updates,
     )?
     .with_crash_after(request.crash_after.map(CrashAfter))
@@ -255,7 +255,7 @@ pub async fn resume(
     let store = Store::open(&store_path(git.root()))?;
     let recorder = Recorder::resume(store, &request.run, updates)?
         .with_crash_after(request.crash_after.map(CrashAfter))
-        .with_secrets(crate::llm::redact::secrets_in_env(&request.config));
+        .with_secrets(crate::engine::secrets::secrets_in_env(&request.config));
     let (settings, mainline) = recorder.with_state(|s| (s.settings.clone(), s.mainline.clone()));
     let mut ctx = context(
         recorder,
