@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::args::{DemoArgs, GlobalArgs};
-use super::{headless, providers};
+use super::headless;
 use crate::effects::git::GitRepo;
 use crate::engine::orchestrator::Steering;
+use crate::engine::providers;
 use crate::engine::session::{RunRequest, factory_dir};
 use crate::llm::scenario::Scenario;
 

@@ -102,7 +102,7 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
             format!(
                 "no provider for {}: {}",
                 unassigned.join(", "),
-                super::providers::NOT_CONFIGURED
+                crate::engine::providers::NOT_CONFIGURED
             ),
         );
     }

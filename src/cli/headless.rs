@@ -10,10 +10,10 @@ use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc;
 
 use super::args::{GlobalArgs, ReplayArgs, ResumeArgs, RunArgs};
-use super::providers;
 use super::signals::Signals;
 use crate::domain::{EventKind, RunId, RunKind, RunState, TaskState};
 use crate::engine::orchestrator::Steering;
+use crate::engine::providers;
 use crate::engine::session::{self, ResumeRequest, RunRequest};
 use crate::engine::summary::{Prices, summary};
 use crate::llm::pricing::price_table;

@@ -9,7 +9,6 @@ mod doctor;
 mod headless;
 mod init;
 mod overseer;
-pub(crate) mod providers;
 mod queue;
 mod records;
 mod serve;
@@ -213,16 +212,7 @@ pub(crate) fn read_requirement(file: Option<&Path>, text: Option<&str>) -> Resul
 
 /// Loads config for a project: defaults, user file, project file, `--config`.
 pub(crate) fn load_config(repo: &Path, extra: Option<&Path>) -> Result<Config> {
-    let mut files = Config::standard_files(repo);
-    if let Some(extra) = extra {
-        anyhow::ensure!(
-            extra.exists(),
-            "config file {} does not exist",
-            extra.display()
-        );
-        files.push(extra.to_owned());
-    }
-    Ok(Config::load(&files)?)
+    Ok(Config::for_repo(repo, extra)?)
 }
 
 /// Logs go to a file so they never garble the TUI or the JSON lines on stdout.

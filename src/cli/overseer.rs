@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::args::{GlobalArgs, OverseerAction, OverseerArgs};
-use super::providers;
 use crate::domain::RunId;
 use crate::engine::overseer;
+use crate::engine::providers;
 
 pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result<ExitCode> {
     let repo = super::open_repo(repo)?;

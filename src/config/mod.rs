@@ -468,6 +468,9 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config is invalid: {0}")]
     Invalid(String),
+    /// A file named on the command line (`--config`) that is not there.
+    #[error("config file {} does not exist", .0.display())]
+    Missing(PathBuf),
 }
 
 /// A semantic problem with a merged config, and the key that causes it, so
@@ -554,6 +557,19 @@ impl Config {
     }
 
     /// The usual config files for a project at `repo`: user, then project.
+    /// The config of the project at `repo`: defaults, the user's file, the
+    /// project's file, then `extra` (`--config`), which must exist.
+    pub fn for_repo(repo: &Path, extra: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut files = Self::standard_files(repo);
+        if let Some(extra) = extra {
+            if !extra.exists() {
+                return Err(ConfigError::Missing(extra.to_owned()));
+            }
+            files.push(extra.to_owned());
+        }
+        Self::load(&files)
+    }
+
     pub fn standard_files(repo: &Path) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = Self::user_file().into_iter().collect();
         files.push(repo.join(".memofab").join("config.toml"));

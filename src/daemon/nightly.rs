@@ -192,7 +192,7 @@ impl Watcher {
                 return Step::Wait(None);
             }
         };
-        let config = match crate::cli::load_config(&repo.path, None) {
+        let config = match Config::for_repo(&repo.path, None) {
             Ok(config) => config,
             Err(e) => {
                 self.problem(format!("no review while the config is wrong: {e:#}"));
@@ -276,7 +276,7 @@ async fn review(repo: &Path, since_ms: u64, config: &Config) -> Result<Reviewed,
     if overseer::runs_since(repo, since_ms)?.is_empty() {
         return Ok(Reviewed::NoRuns);
     }
-    let choice = crate::cli::providers::build(config, None, None, Duration::ZERO)
+    let choice = crate::engine::providers::build(config, None, None, Duration::ZERO)
         .map_err(|e| ReviewError::Providers(format!("{e:#}")))?;
     let report = overseer::review(repo, since_ms, config, &choice.set).await?;
     Ok(Reviewed::Report {

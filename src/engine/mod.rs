@@ -19,6 +19,7 @@ pub mod overseer;
 pub mod pipeline;
 pub mod planning;
 pub mod prompts;
+pub mod providers;
 pub mod questions;
 pub mod recorder;
 pub mod risk_gate;
