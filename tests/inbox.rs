@@ -12,10 +12,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use interactive::Interactive;
-use memofab::cli::demo::{embedded_seed, prepare_repo};
 use memofab::domain::attention::{AttentionKind, inbox};
 use memofab::domain::{EventKind, RunPhase, TaskState};
 use memofab::engine::context::ProviderSet;
+use memofab::engine::demo_seed::{embedded_seed, prepare_repo};
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::session::RunRequest;
 use memofab::llm::scenario::Scenario;

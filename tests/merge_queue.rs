@@ -10,11 +10,11 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use memofab::cli::demo::prepare_repo;
 use memofab::domain::{
     AgentRole, Event, EventKind, MergeCheck, MergeOutcome, MessageAuthor, RunPhase, TaskState,
 };
 use memofab::effects::git::GitRepo;
+use memofab::engine::demo_seed::prepare_repo;
 use memofab::engine::recorder::CRASH_EXIT_CODE;
 use memofab::llm::scenario::Scenario;
 use support::*;

@@ -18,13 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use interactive::Interactive;
-use memofab::cli::demo::prepare_repo;
 use memofab::domain::gate_reason::GateReason;
 use memofab::domain::path_history::PathIncidents;
 use memofab::domain::{EventKind, MergeOutcome, RunState, TaskState};
 use memofab::effects::git::GitRepo;
 use memofab::effects::isolation::{Mechanism, testing};
 use memofab::engine::context::ProviderSet;
+use memofab::engine::demo_seed::prepare_repo;
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::overseer;
 use memofab::engine::session::RunRequest;

@@ -16,9 +16,9 @@ use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use interactive::Interactive;
-use memofab::cli::demo::prepare_repo;
 use memofab::domain::attention::{AttentionKind, inbox};
 use memofab::domain::{EventKind, RunPhase, TaskState};
+use memofab::engine::demo_seed::prepare_repo;
 use memofab::engine::orchestrator::Steering;
 use memofab::engine::session;
 use memofab::llm::scenario::Scenario;

@@ -7,6 +7,7 @@ pub mod brainstorm;
 pub mod budget_pause;
 pub mod cleanup;
 pub mod context;
+pub mod demo_seed;
 pub mod deny_list;
 pub mod engine_lock;
 pub mod error;
