@@ -7,7 +7,6 @@ pub mod orchestration;
 pub mod render;
 pub mod replay;
 pub mod store;
-pub mod synthetic;
 pub mod tokens;
 pub mod write_sets;
 

@@ -8,6 +8,9 @@ pub mod budget;
 pub mod change_rules;
 pub mod decider;
 pub mod event;
+// A fixed six-task run for the tests of every layer above (cockpit, daemon, summaries).
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod gate_reason;
 pub mod governance;
 pub mod ids;
@@ -27,6 +30,7 @@ pub mod risk;
 pub mod run_state;
 pub mod schedule;
 pub mod shepherd;
+pub mod synthetic;
 pub mod task;
 pub mod test_runner;
 pub mod testers;

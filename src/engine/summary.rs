@@ -169,7 +169,7 @@ pub fn live_run(repo: &Path, runs: &[RunSummary]) -> Option<RunId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::fixture;
+    use crate::domain::fixture;
 
     #[test]
     fn a_failed_task_is_listed_with_its_whole_reason() {

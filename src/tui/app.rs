@@ -14,6 +14,8 @@ mod attached;
 mod fold;
 mod modal;
 
+#[cfg(test)]
+pub(crate) use attached::attached_app;
 pub use attached::{Attached, Feed};
 pub use modal::{ConfirmCancel, Modal};
 
