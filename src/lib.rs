@@ -19,6 +19,8 @@ pub mod domain;
 pub mod effects;
 pub mod engine;
 pub mod error;
+#[cfg(test)]
+mod layers;
 pub mod llm;
 pub mod mcp;
 pub mod protocol;
