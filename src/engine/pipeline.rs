@@ -22,8 +22,8 @@ use crate::domain::{
     AgentRole, ConflictFile, ConflictResolution, Decider, EventKind, RunPhase, TaskId, TaskRecord,
     TaskState,
 };
+use crate::effects::file_fence::Sandbox;
 use crate::effects::git::GitError;
-use crate::effects::sandbox::Sandbox;
 
 /// Diff text shown to the reviewer at most; the rest is summarised.
 const MAX_REVIEW_DIFF: usize = 60_000;

@@ -11,7 +11,7 @@ use super::error::EngineResult;
 use super::tools::{ToolBox, ToolSet};
 use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::{AgentRole, Blueprint, EventKind, RunPhase};
-use crate::effects::sandbox::Sandbox;
+use crate::effects::file_fence::Sandbox;
 use crate::llm::ToolSpec;
 
 /// Files listed to the planner; a huge repository is summarised.

@@ -111,7 +111,7 @@ fn context(
 ) -> EngineResult<RunContext> {
     // Probed once per process: the same answer the run was started with.
     let repo = git.root().to_owned();
-    let common_dir = crate::effects::repo_guard::common_dir(&repo);
+    let common_dir = crate::effects::repo_watch::common_dir(&repo);
     // The fence reads the user's git data from here, never from whatever a
     // worktree's `.git` names.
     let isolation = config.run.isolation()?.with_git_data(&common_dir);
@@ -120,8 +120,8 @@ fn context(
     Ok(RunContext {
         // Taken before any task can land, resumed ones included.
         // Mainline's baseline too: from here on it moves only by a landing.
-        repo_guard: std::sync::Mutex::new(crate::effects::repo_guard::Guard::new(
-            crate::effects::repo_guard::Fingerprint::take(&common_dir, &mainline),
+        repo_guard: std::sync::Mutex::new(crate::effects::repo_watch::Guard::new(
+            crate::effects::repo_watch::Fingerprint::take(&common_dir, &mainline),
             &mainline,
         )),
         policy: load_policy(&repo)?,

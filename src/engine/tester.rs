@@ -22,8 +22,8 @@ use super::tools::{ToolBox, ToolSet};
 use crate::domain::policy::Risk;
 use crate::domain::testers::passed_on_base_feedback;
 use crate::domain::{AgentRole, EventKind, TaskId, TaskRecord, TaskState, TesterTests};
+use crate::effects::file_fence::Sandbox;
 use crate::effects::git::GitError;
-use crate::effects::sandbox::Sandbox;
 use crate::llm::ScriptKey;
 
 /// Whether `record`'s task gets a tester: the run's `test_agents` picks it,

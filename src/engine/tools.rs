@@ -15,9 +15,9 @@ use serde_json::json;
 
 use crate::config::McpServerConfig;
 use crate::effects::beneath::{Beneath, BeneathError};
+use crate::effects::file_fence::{Access, Sandbox, SandboxError, is_protected_name};
 use crate::effects::git::{describe_large_files, large_changes_in};
 use crate::effects::process::{CommandSpec, Isolation, run_command};
-use crate::effects::sandbox::{Access, Sandbox, SandboxError, is_protected_name};
 use crate::llm::ToolSpec;
 
 const MAX_READ_BYTES: usize = 100_000;

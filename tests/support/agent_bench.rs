@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use memofab::domain::policy::Policy;
 use memofab::domain::{AgentRole, Event, EventKind, RunId, RunSettings};
+use memofab::effects::file_fence::Sandbox;
 use memofab::effects::process::Isolation;
-use memofab::effects::sandbox::Sandbox;
 use memofab::effects::store::Store;
 use memofab::engine::agent::AgentJob;
 use memofab::engine::prompts::Prompt;
