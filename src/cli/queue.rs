@@ -242,7 +242,7 @@ fn waiting_on_human(queue: &Queue, repo: &str, run: &crate::domain::RunId) -> Ve
 }
 
 /// Per repository, the overseer's proposals no human decided yet (the
-/// nightly review puts them there).
+/// scheduled overseer review puts them there).
 fn print_waiting_proposals(queue: &Queue) -> Result<()> {
     let mut heading = false;
     for repo in queue.repos()? {

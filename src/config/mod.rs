@@ -29,7 +29,7 @@ pub struct Config {
     pub shepherd: crate::domain::shepherd::Thresholds,
     /// What `memofab serve` shares across repositories.
     pub daemon: DaemonConfig,
-    /// The overseer's nightly schedule.
+    /// The overseer's schedule.
     pub overseer: OverseerConfig,
     /// MCP servers whose tools agents are given.
     pub mcp: McpConfig,

@@ -18,7 +18,7 @@ pub mod instructions;
 pub mod made_up;
 pub mod mcp;
 pub mod metrics;
-pub mod nightly;
+pub mod overseer;
 pub mod path_history;
 pub mod phase;
 pub mod policy;

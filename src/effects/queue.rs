@@ -87,7 +87,7 @@ CREATE TABLE IF NOT EXISTS requirements (
 );
 CREATE INDEX IF NOT EXISTS requirements_by_repo ON requirements(repo, state);
 CREATE INDEX IF NOT EXISTS requirements_by_fingerprint ON requirements(fingerprint);
--- The nightly overseer's last review per repository (by name), so a restart
+-- The scheduled overseer's last review per repository (by name), so a restart
 -- neither repeats nor skips a night.
 CREATE TABLE IF NOT EXISTS overseer_reviews (
     repo TEXT PRIMARY KEY,
@@ -475,9 +475,9 @@ impl Queue {
 }
 
 const SELECT_ENTRY: &str = "SELECT id, repo, requirement, priority, source, fingerprint, state, run, submitted_ms, finished_ms, note FROM requirements";
-/// The nightly overseer's bookkeeping.
+/// The scheduled overseer's bookkeeping.
 impl Queue {
-    /// When the nightly overseer last reviewed the repository (unix ms).
+    /// When the scheduled overseer last reviewed the repository (unix ms).
     pub fn last_review(&self, repo: &str) -> QueueResult<Option<u64>> {
         self.conn
             .query_row(

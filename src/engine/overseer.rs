@@ -18,7 +18,7 @@ use super::prompts::Prompts;
 use super::recorder::Recorder;
 use crate::config::Config;
 use crate::domain::metrics::{FactoryMetrics, Proposal};
-use crate::domain::nightly::{OpenProposal, WaitingProposals};
+use crate::domain::overseer::{OpenProposal, WaitingProposals};
 use crate::domain::policy::{Policy, PolicyFile};
 use crate::domain::{AgentRole, EventKind, RunId, RunKind, RunPhase, RunSettings};
 use crate::effects::store::Store;

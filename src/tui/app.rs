@@ -22,7 +22,7 @@ pub use modal::{ConfirmCancel, Modal};
 use super::transcript::Transcript;
 use crate::config::Price;
 use crate::domain::attention::{self, AttentionItem, AttentionKind};
-use crate::domain::nightly::WaitingProposals;
+use crate::domain::overseer::WaitingProposals;
 use crate::domain::{
     AgentId, ConflictFile, Event, EventKind, RunPhase, RunState, TaskId, TaskState,
 };

@@ -423,7 +423,7 @@ fn a_lost_daemon_connection_is_shown() {
 fn the_overseers_waiting_proposals_are_an_inbox_item_naming_the_review_command() {
     use crate::domain::RunId;
     use crate::domain::attention::AttentionKind;
-    use crate::domain::nightly::{OpenProposal, WaitingProposals};
+    use crate::domain::overseer::{OpenProposal, WaitingProposals};
     use crate::protocol::EngineUpdate;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -464,7 +464,7 @@ fn the_overseers_waiting_proposals_are_an_inbox_item_naming_the_review_command()
 fn an_attached_cockpit_keeps_the_overseers_proposals_when_it_follows_a_new_run() {
     use crate::domain::RunId;
     use crate::domain::attention::AttentionKind;
-    use crate::domain::nightly::{OpenProposal, WaitingProposals};
+    use crate::domain::overseer::{OpenProposal, WaitingProposals};
     use crate::protocol::EngineUpdate;
     use crate::tui::app::Feed;
     let mut app = App::attached("memofab");
