@@ -31,14 +31,14 @@ pub const LAYERS: &[&[&str]] = &[
     &["llm"],
     &["error"],
     &["engine"],
-    &["tui", "daemon", "mcp", "bench"],
+    &["tui", "daemon", "mcp_server", "bench"],
     &["cli"],
 ];
 
 /// `(from, to)` uses between modules of the same layer that the design has:
 /// the render benchmarks draw the cockpit; the MCP server drives the
 /// daemon's queue.
-pub const PEER_EDGES: &[(&str, &str)] = &[("bench", "tui"), ("mcp", "daemon")];
+pub const PEER_EDGES: &[(&str, &str)] = &[("bench", "tui"), ("mcp_server", "daemon")];
 
 #[cfg(test)]
 mod tests {

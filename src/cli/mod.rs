@@ -129,7 +129,7 @@ async fn mcp() -> Result<ExitCode> {
     // Only the user's own file: a project's config is what its agents write.
     let files: Vec<_> = crate::config::Config::user_file().into_iter().collect();
     let allow_approve = crate::config::Config::load(&files)?.mcp.allow_approve;
-    crate::mcp::serve_stdio(paths, allow_approve).await?;
+    crate::mcp_server::serve_stdio(paths, allow_approve).await?;
     Ok(ExitCode::SUCCESS)
 }
 
