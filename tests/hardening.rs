@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use memofab::domain::{EventKind, TaskState};
 use memofab::effects::store::Store;
-use memofab::engine::session::store_path;
+use memofab::engine::run::session::store_path;
 use support::*;
 
 const PLANTED: &str = "sk-planted-secret-0123456789";

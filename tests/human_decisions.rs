@@ -14,8 +14,8 @@ use interactive::Interactive;
 use memofab::domain::{
     AgentRole, ConflictResolution, Event, EventKind, RunState, TaskId, TaskState,
 };
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session::{self, RunRequest};
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session::{self, RunRequest};
 use memofab::protocol::{Command, EngineUpdate};
 use support::*;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use memofab::domain::{EventKind, RunId, RunKind, TaskState};
 use memofab::effects::clock::now_ms;
 use memofab::effects::store::Store;
-use memofab::engine::session::{self, store_path};
+use memofab::engine::run::session::{self, store_path};
 use support::*;
 
 fn memofab(repo: &Path, args: &[&str]) -> Output {

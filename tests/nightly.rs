@@ -16,7 +16,7 @@ use memofab::daemon::overseer::{self, TokioClock};
 use memofab::daemon::{DaemonPaths, Shared};
 use memofab::domain::{EventKind, RunId, RunKind};
 use memofab::effects::store::Store;
-use memofab::engine::session::store_path;
+use memofab::engine::run::session::store_path;
 use support::*;
 
 const MINUTE: Duration = Duration::from_secs(60);

@@ -12,8 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use memofab::domain::{EventKind, RunPhase, TaskState};
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session;
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session;
 use memofab::protocol::Command as EngineCommand;
 use support::*;
 use tokio::sync::mpsc;

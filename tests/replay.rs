@@ -5,8 +5,8 @@
 #[path = "support/factory.rs"]
 mod support;
 
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session;
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session;
 use memofab::protocol::EngineUpdate;
 use memofab::tui::app::App;
 use memofab::tui::replay::Replay;

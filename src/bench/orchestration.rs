@@ -18,7 +18,7 @@ use super::{Samples, Scale, Table, ms, thousands};
 use crate::config::Config;
 use crate::domain::{AgentRole, Event, EventKind, TaskId, TaskState};
 use crate::effects::git::GitRepo;
-use crate::engine::session;
+use crate::engine::run::session;
 use crate::llm::scenario::{Conversation, Scenario, ScriptedCall, Turn};
 use crate::protocol::EngineUpdate;
 

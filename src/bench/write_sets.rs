@@ -21,7 +21,7 @@ use crate::domain::{
 };
 use crate::domain::{made_up, schedule};
 use crate::engine::demo_seed::{embedded_seed, prepare_repo};
-use crate::engine::session;
+use crate::engine::run::session;
 use crate::llm::scenario::Scenario;
 
 const SYNTHETIC_TASKS: usize = 32;

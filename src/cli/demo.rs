@@ -11,9 +11,9 @@ use anyhow::{Context, Result, bail};
 use super::args::{DemoArgs, GlobalArgs};
 use super::headless;
 use crate::engine::demo_seed::{embedded_seed, prepare_repo};
-use crate::engine::orchestrator::Steering;
 use crate::engine::providers;
-use crate::engine::session::RunRequest;
+use crate::engine::run::orchestrator::Steering;
+use crate::engine::run::session::RunRequest;
 use crate::llm::scenario::Scenario;
 
 /// Streaming pace in the cockpit, per word (a tool call counts as a few):

@@ -13,7 +13,7 @@ use crate::engine::providers;
 
 pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result<ExitCode> {
     let repo = super::open_repo(repo)?;
-    if args.action.is_some() && !crate::engine::session::store_path(&repo).exists() {
+    if args.action.is_some() && !crate::engine::run::session::store_path(&repo).exists() {
         // Opening the store would create it: say there is nothing instead.
         bail!(
             "{} has no overseer reports (no runs at all); `memofab overseer` writes one",
@@ -77,7 +77,7 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result
             let since = since_ms(&args.since)?;
             let config = super::load_config(&repo, global.config.as_deref())?;
             let choice = providers::build(&config, args.provider.as_deref(), None, Duration::ZERO)?;
-            super::init_logging(&crate::engine::session::factory_dir(&repo));
+            super::init_logging(&crate::engine::run::session::factory_dir(&repo));
             let report = overseer::review(&repo, since, &config, &choice.set).await?;
             println!("{}", report.markdown);
             eprintln!(

@@ -28,8 +28,8 @@ use crate::domain::queue::{ItemState, QueuedRequirement, RegisteredRepo};
 use crate::domain::{RunId, RunPhase, RunState, TaskState};
 use crate::engine::EngineError;
 use crate::engine::context::AgentSlots;
-use crate::engine::orchestrator::Steering;
-use crate::engine::session::{self, ResumeRequest, RunRequest};
+use crate::engine::run::orchestrator::Steering;
+use crate::engine::run::session::{self, ResumeRequest, RunRequest};
 use crate::protocol::Command;
 
 /// How often the repositories and queues are read again without a wake: a

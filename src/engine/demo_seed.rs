@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::session::factory_dir;
+use super::run::session::factory_dir;
 use crate::effects::git::{GitError, GitRepo};
 use crate::llm::scenario::Scenario;
 

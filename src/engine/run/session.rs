@@ -7,20 +7,20 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::context::{AgentSlots, ProviderSet, RunContext};
-use super::engine_lock::EngineLock;
-use super::error::{EngineError, EngineResult};
 use super::orchestrator::{Orchestrator, Steering};
-use super::prompts::Prompts;
-use super::recorder::{CrashAfter, Recorder};
 use crate::config::Config;
 use crate::domain::policy::{Policy, PolicyFile};
 use crate::domain::{EventKind, RunId, RunSettings, RunState};
 use crate::effects::git::{GitError, GitRepo};
 use crate::effects::store::Store;
+use crate::engine::context::{AgentSlots, ProviderSet, RunContext};
+use crate::engine::engine_lock::EngineLock;
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::prompts::Prompts;
+use crate::engine::recorder::{CrashAfter, Recorder};
 use crate::protocol::{Command, EngineUpdate};
 
-pub use super::files::{FACTORY_DIR, factory_dir, store_path, stored_state};
+pub use crate::engine::files::{FACTORY_DIR, factory_dir, store_path, stored_state};
 
 /// The project's policy (`.memofab/policy.toml`), or only the built-in
 /// protections if there is none.
@@ -137,9 +137,9 @@ fn context(
         merge_lock: tokio::sync::Mutex::new(()),
         slot_freed: tokio::sync::Notify::new(),
         spare_worktrees: std::sync::Mutex::new(Vec::new()),
-        shepherd: super::shepherd::Desk::with_advice(
+        shepherd: crate::engine::shepherd::Desk::with_advice(
             config.shepherd.clone(),
-            recorder.with_store(|store| super::shepherd::overseer_advice(store)),
+            recorder.with_store(|store| crate::engine::shepherd::overseer_advice(store)),
         ),
         recorder,
         git: git.with_max_file_bytes(config.run.max_file_bytes),
@@ -151,7 +151,7 @@ fn context(
     })
 }
 
-pub use super::context::{check_requirement, check_requirement_with};
+pub use crate::engine::context::{check_requirement, check_requirement_with};
 
 /// Starts a new run and drives it to its end.
 pub async fn start(

@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::context::RunContext;
-use super::error::EngineResult;
 use crate::domain::{ConflictFile, EventKind, TaskId, TaskRecord, TaskState};
 use crate::effects::process::{CommandSpec, run_command};
+use crate::engine::context::RunContext;
+use crate::engine::error::EngineResult;
 
 /// Where a task's worktree and branch are.
 pub fn branch_name(run: &str, task: &TaskId) -> String {

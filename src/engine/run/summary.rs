@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::domain::{RunId, RunPhase, RunState, TaskState};
 use crate::effects::store::RunSummary;
-use crate::engine::session;
+use crate::engine::run::session;
 use crate::llm::pricing::Costs;
 use crate::text::wrap;
 
