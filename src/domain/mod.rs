@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod blueprint;
 pub mod budget;
+pub mod change;
 pub mod change_rules;
 pub mod decider;
 pub mod event;
