@@ -24,8 +24,8 @@ pub enum EngineUpdate {
     /// The engine stopped: the run is over or paused for good, or it failed.
     Stopped { error: Option<String> },
     /// The overseer's newest report has proposals no human decided yet:
-    /// sent when a cockpit starts and when the nightly review writes one.
-    ProposalsWaiting(crate::domain::nightly::WaitingProposals),
+    /// sent when a cockpit starts and when the scheduled overseer review writes one.
+    ProposalsWaiting(crate::domain::overseer::WaitingProposals),
 }
 
 pub use crate::domain::ConflictResolution;

@@ -7,7 +7,6 @@ pub mod orchestration;
 pub mod render;
 pub mod replay;
 pub mod store;
-pub mod synthetic;
 pub mod tokens;
 pub mod write_sets;
 
@@ -53,8 +52,8 @@ pub fn scripted_run(
     requirement: String,
     config: crate::config::Config,
     scenario: std::sync::Arc<crate::llm::scenario::Scenario>,
-) -> crate::engine::session::RunRequest {
-    crate::engine::session::RunRequest {
+) -> crate::engine::run::session::RunRequest {
+    crate::engine::run::session::RunRequest {
         repo: repo.to_owned(),
         requirement,
         config,
@@ -66,7 +65,7 @@ pub fn scripted_run(
         scenario: None,
         auto_approve: true,
         await_spec: false,
-        steering: crate::engine::orchestrator::Steering::Headless,
+        steering: crate::engine::run::orchestrator::Steering::Headless,
         crash_after: None,
         run_id: None,
         agent_slots: None,

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::domain::event::{AgentStarted, TaskStateChanged, WorktreeCreated};
 use crate::domain::{AgentRole, Event, EventKind, TaskId, TaskState};
 use crate::effects::git::GitRepo;
-use crate::engine::session;
+use crate::engine::run::session;
 use crate::llm::scenario::{Conversation, Scenario, ScriptedCall, Turn};
 use crate::protocol::EngineUpdate;
 

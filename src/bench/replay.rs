@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{Samples, Scale, Table, fresh_store, ms, synthetic, thousands};
+use super::{Samples, Scale, Table, fresh_store, ms, thousands};
 use crate::domain::RunId;
+use crate::domain::synthetic;
 use crate::effects::store::Store;
 use crate::tui::replay::Replay;
 

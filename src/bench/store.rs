@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::{Scale, Table, fresh_store, mib, ms, per_second, synthetic, thousands};
+use super::{Scale, Table, fresh_store, mib, ms, per_second, thousands};
+use crate::domain::synthetic;
 use crate::domain::{RunId, RunState};
 use crate::effects::store::Store;
 

@@ -15,14 +15,14 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
 use super::Table;
-use crate::cli::demo::{embedded_seed, prepare_repo};
 use crate::config::Config;
 use crate::domain::event::{ChangeCommitted, MergeResult};
 use crate::domain::{
     Blueprint, Event, EventKind, MergeOutcome, RunSettings, TaskId, TaskSpec, TaskState,
 };
 use crate::domain::{made_up, schedule};
-use crate::engine::session;
+use crate::engine::demo_seed::{embedded_seed, prepare_repo};
+use crate::engine::run::session;
 use crate::llm::scenario::Scenario;
 
 const SYNTHETIC_TASKS: usize = 32;

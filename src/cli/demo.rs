@@ -9,15 +9,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::args::{DemoArgs, GlobalArgs};
-use super::{headless, providers};
-use crate::effects::git::GitRepo;
-use crate::engine::orchestrator::Steering;
-use crate::engine::session::{RunRequest, factory_dir};
+use super::headless;
+use crate::engine::demo_seed::{embedded_seed, prepare_repo};
+use crate::engine::providers;
+use crate::engine::run::orchestrator::Steering;
+use crate::engine::run::session::RunRequest;
 use crate::llm::scenario::Scenario;
-
-mod seed {
-    include!(concat!(env!("OUT_DIR"), "/demo_seed.rs"));
-}
 
 /// Streaming pace in the cockpit, per word (a tool call counts as a few):
 /// a person can read along, and the first gate comes after about a minute
@@ -87,28 +84,6 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     .await
 }
 
-/// The embedded seed project's files.
-pub fn embedded_seed() -> Vec<(String, Vec<u8>)> {
-    seed::DEMO_SEED
-        .iter()
-        .map(|(p, b)| ((*p).to_owned(), b.to_vec()))
-        .collect()
-}
-
-/// Creates the demo repository in `dir`: the seed committed on `main`, and
-/// the scenario's policy and test command in `.memofab/`.
-pub fn prepare_repo(
-    dir: &Path,
-    scenario: &Scenario,
-    seed: &[(String, Vec<u8>)],
-) -> Result<PathBuf> {
-    let git = GitRepo::init_with_files(dir, seed, "Seed project")
-        .with_context(|| format!("creating the demo repository in {}", dir.display()))?;
-    let repo = git.root().to_owned();
-    write_factory_files(&repo, scenario)?;
-    Ok(repo)
-}
-
 /// The demo's directory: the one asked for (new or empty), or a fresh temp dir.
 fn demo_dir(asked: Option<&Path>) -> Result<PathBuf> {
     match asked {
@@ -135,25 +110,6 @@ fn demo_dir(asked: Option<&Path>) -> Result<PathBuf> {
             Ok(dir)
         }
     }
-}
-
-/// The factory's definitions for the demo project: its policy and config.
-/// They live in `.memofab/`, which git ignores and agents cannot write.
-fn write_factory_files(repo: &Path, scenario: &Scenario) -> Result<()> {
-    let dir = factory_dir(repo);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    if let Some(policy) = &scenario.policy {
-        std::fs::write(dir.join("policy.toml"), policy).context("writing the demo policy")?;
-    }
-    let mut config = String::from("# Written by `memofab demo`.\n[project]\n");
-    if let Some(test) = &scenario.test_command {
-        config.push_str(&format!(
-            "test_command = {}\n",
-            toml::Value::String(test.clone())
-        ));
-    }
-    std::fs::write(dir.join("config.toml"), config).context("writing the demo config")?;
-    Ok(())
 }
 
 fn read_tree(root: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {

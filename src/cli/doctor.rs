@@ -13,7 +13,7 @@ use super::args::GlobalArgs;
 use crate::config::{Config, ProviderConfig, ProviderKind};
 use crate::domain::AgentRole;
 use crate::effects::git::GitRepo;
-use crate::engine::session;
+use crate::engine::run::session;
 use crate::llm::factory::build_provider;
 use crate::llm::openai::ToolChoice;
 use crate::llm::probe::{PROBE_TOOL, ToolCalling, probe_tool_calls};
@@ -111,7 +111,7 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
             format!(
                 "no provider for {}: {}",
                 unassigned.join(", "),
-                super::providers::NOT_CONFIGURED
+                crate::engine::providers::NOT_CONFIGURED
             ),
         );
     }

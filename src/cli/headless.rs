@@ -10,13 +10,13 @@ use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc;
 
 use super::args::{GlobalArgs, ReplayArgs, ResumeArgs, RunArgs};
-use super::providers;
 use super::signals::Signals;
 use crate::domain::event::{CheckoutDirty, GateHeld, RunPhaseChanged, TaskStateChanged};
 use crate::domain::{EventKind, RunId, RunKind, RunState, TaskState};
-use crate::engine::orchestrator::Steering;
-use crate::engine::session::{self, ResumeRequest, RunRequest};
-use crate::engine::summary::{Prices, summary};
+use crate::engine::providers;
+use crate::engine::run::orchestrator::Steering;
+use crate::engine::run::session::{self, ResumeRequest, RunRequest};
+use crate::engine::run::summary::{Prices, summary};
 use crate::llm::pricing::price_table;
 use crate::protocol::{Command, EngineUpdate};
 use crate::tui::{Theme, TuiOptions, run_tui};
@@ -445,7 +445,9 @@ async fn print_json_lines(
                     EventKind::RunPhaseChanged(RunPhaseChanged {
                         to: crate::domain::RunPhase::Paused,
                         reason: Some(reason),
-                    }) if reason.starts_with(crate::engine::orchestrator::RUN_BUDGET_PAUSE) => {
+                    }) if reason
+                        .starts_with(crate::engine::run::orchestrator::RUN_BUDGET_PAUSE) =>
+                    {
                         eprintln!(
                             "memofab: {reason}; grant more with `memofab raise-budget {}`",
                             event.run

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use super::args::{InitArgs, ProfileChoice};
 use crate::config::{ModelProfile, ProviderKind};
 use crate::effects::git::GitRepo;
-use crate::engine::session::factory_dir;
+use crate::engine::run::session::factory_dir;
 
 /// A local server that does not answer this fast is taken as absent.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);

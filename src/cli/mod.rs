@@ -10,7 +10,6 @@ mod doctor_remote;
 mod headless;
 mod init;
 mod overseer;
-pub(crate) mod providers;
 mod queue;
 mod records;
 mod serve;
@@ -131,7 +130,7 @@ async fn mcp() -> Result<ExitCode> {
     // Only the user's own file: a project's config is what its agents write.
     let files: Vec<_> = crate::config::Config::user_file().into_iter().collect();
     let allow_approve = crate::config::Config::load(&files)?.mcp.allow_approve;
-    crate::mcp::serve_stdio(paths, allow_approve).await?;
+    crate::mcp_server::serve_stdio(paths, allow_approve).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -214,16 +213,7 @@ pub(crate) fn read_requirement(file: Option<&Path>, text: Option<&str>) -> Resul
 
 /// Loads config for a project: defaults, user file, project file, `--config`.
 pub(crate) fn load_config(repo: &Path, extra: Option<&Path>) -> Result<Config> {
-    let mut files = Config::standard_files(repo);
-    if let Some(extra) = extra {
-        anyhow::ensure!(
-            extra.exists(),
-            "config file {} does not exist",
-            extra.display()
-        );
-        files.push(extra.to_owned());
-    }
-    Ok(Config::load(&files)?)
+    Ok(Config::for_repo(repo, extra)?)
 }
 
 /// Logs go to a file so they never garble the TUI or the JSON lines on stdout.

@@ -7,13 +7,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::args::{GlobalArgs, OverseerAction, OverseerArgs};
-use super::providers;
 use crate::domain::RunId;
 use crate::engine::overseer;
+use crate::engine::providers;
 
 pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result<ExitCode> {
     let repo = super::open_repo(repo)?;
-    if args.action.is_some() && !crate::engine::session::store_path(&repo).exists() {
+    if args.action.is_some() && !crate::engine::run::session::store_path(&repo).exists() {
         // Opening the store would create it: say there is nothing instead.
         bail!(
             "{} has no overseer reports (no runs at all); `memofab overseer` writes one",
@@ -77,7 +77,7 @@ pub async fn run(global: &GlobalArgs, repo: &Path, args: OverseerArgs) -> Result
             let since = since_ms(&args.since)?;
             let config = super::load_config(&repo, global.config.as_deref())?;
             let choice = providers::build(&config, args.provider.as_deref(), None, Duration::ZERO)?;
-            super::init_logging(&crate::engine::session::factory_dir(&repo));
+            super::init_logging(&crate::engine::run::session::factory_dir(&repo));
             let report = overseer::review(&repo, since, &config, &choice.set).await?;
             println!("{}", report.markdown);
             eprintln!(
@@ -104,7 +104,7 @@ fn since_ms(spec: &str) -> Result<u64> {
         "d" => n * 86_400,
         _ => bail!("--since {spec:?}: the unit must be m, h or d"),
     };
-    Ok(crate::engine::recorder::now_ms().saturating_sub(secs * 1000))
+    Ok(crate::effects::clock::now_ms().saturating_sub(secs * 1000))
 }
 
 #[cfg(test)]
@@ -115,7 +115,7 @@ mod tests {
     fn windows_parse() {
         assert_eq!(since_ms("all").unwrap(), 0);
         let day = since_ms("1d").unwrap();
-        let now = crate::engine::recorder::now_ms();
+        let now = crate::effects::clock::now_ms();
         assert!(now - day >= 86_400_000 && now - day < 86_500_000);
         assert!(since_ms("5y").is_err());
         assert!(since_ms("h").is_err());

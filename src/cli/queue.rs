@@ -204,7 +204,7 @@ fn waiting_on_human(queue: &Queue, repo: &str, run: &crate::domain::RunId) -> Ve
     let Ok(registered) = queue.resolve_repo(repo) else {
         return Vec::new();
     };
-    let store = crate::engine::session::store_path(&registered.path);
+    let store = crate::engine::run::session::store_path(&registered.path);
     let Ok(events) = crate::effects::store::Store::open_reader(&store).and_then(|s| s.events(run))
     else {
         return Vec::new();
@@ -242,7 +242,7 @@ fn waiting_on_human(queue: &Queue, repo: &str, run: &crate::domain::RunId) -> Ve
 }
 
 /// Per repository, the overseer's proposals no human decided yet (the
-/// nightly review puts them there).
+/// scheduled overseer review puts them there).
 fn print_waiting_proposals(queue: &Queue) -> Result<()> {
     let mut heading = false;
     for repo in queue.repos()? {

@@ -13,8 +13,8 @@ use super::args::{
 use crate::domain::{Decider, RunId, RunKind, TaskId, TaskState};
 use crate::effects::store::Store;
 use crate::effects::store::export::{export_jsonl, export_markdown};
-use crate::engine::gate_decision::{GateDecision, leave_gate_decision};
-use crate::engine::session::{self, store_path};
+use crate::engine::run::gate_decision::{GateDecision, leave_gate_decision};
+use crate::engine::run::session::{self, store_path};
 use crate::llm::pricing::{Costs, price_table};
 use crate::protocol::Command;
 use crate::tui::runs::when;
@@ -57,7 +57,7 @@ pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
         "{:<30} {:<16} {:>8} {:<11} {:>5} {:>6} {:>6} {:>9} {:>8}  requirement",
         "run", "started (UTC)", "duration", "phase", "tasks", "merged", "failed", "tokens", "cost"
     );
-    let live = crate::engine::summary::live_run(repo, &runs);
+    let live = crate::engine::run::summary::live_run(repo, &runs);
     for r in runs {
         let interrupted = r.phase.is_none_or(|p| !p.is_over()) && live.as_ref() != Some(&r.run);
         let phase = match r.phase {

@@ -42,8 +42,8 @@ impl Default for DaemonConfig {
 pub struct OverseerConfig {
     /// A local wall-clock time, `HH:MM`: each day at this time the daemon
     /// reviews the runs since its last review and puts the proposals in the
-    /// inbox. Unset: no nightly review.
-    pub schedule: Option<crate::domain::nightly::DailyTime>,
+    /// inbox. Unset: no scheduled review.
+    pub schedule: Option<crate::domain::overseer::DailyTime>,
 }
 
 /// `[mcp]`: MCP servers (stdio) whose tools agents are given, and what
@@ -98,7 +98,7 @@ impl McpConfig {
 #[cfg(test)]
 mod tests {
     use super::super::{Config, ConfigError};
-    use crate::domain::nightly::DailyTime;
+    use crate::domain::overseer::DailyTime;
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();

@@ -31,7 +31,7 @@ pub struct Config {
     pub shepherd: crate::domain::shepherd::Thresholds,
     /// What `memofab serve` shares across repositories.
     pub daemon: DaemonConfig,
-    /// The overseer's nightly schedule.
+    /// The overseer's schedule.
     pub overseer: OverseerConfig,
     /// MCP servers whose tools agents are given.
     pub mcp: McpConfig,
@@ -135,6 +135,7 @@ impl ModelProfile {
 pub use crate::effects::isolation::Choice as IsolationChoice;
 
 mod factory;
+pub mod model_options;
 pub use factory::{DaemonConfig, McpConfig, McpServerConfig, OverseerConfig};
 mod mainline;
 pub use mainline::MainlineConfig;
@@ -218,18 +219,18 @@ pub struct ProviderConfig {
     /// otherwise; a 400 refusing the field is asked again once with the
     /// other, which the provider then keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens_field: Option<crate::llm::openai::MaxTokensField>,
+    pub max_tokens_field: Option<model_options::MaxTokensField>,
     /// OpenAI-compatible only: `reasoning_effort` for roles that set none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasoning_effort: Option<crate::llm::ReasoningEffort>,
+    pub reasoning_effort: Option<model_options::ReasoningEffort>,
     /// `auto`: a reply without tool calls whose text is one JSON call of an
     /// offered tool is taken as that call (small local models); `off`.
     #[serde(default)]
-    pub text_tool_calls: crate::llm::types::TextToolCalls,
+    pub text_tool_calls: model_options::TextToolCalls,
     /// OpenAI-compatible only: `tool_choice` for requests offering tools
     /// (`required` for small local models); not sent when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_choice: Option<crate::llm::openai::ToolChoice>,
+    pub tool_choice: Option<model_options::ToolChoice>,
     /// OpenAI-compatible only: send a `prompt_cache_key` per conversation.
     /// Unset: on for api.openai.com, off for other servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -289,10 +290,10 @@ fn default_max_retries() -> u32 {
     4
 }
 fn default_max_concurrency() -> u32 {
-    crate::llm::governor::DEFAULT_MAX_CONCURRENCY
+    model_options::DEFAULT_MAX_CONCURRENCY
 }
 fn default_max_parked_secs() -> u64 {
-    crate::llm::governor::DEFAULT_MAX_PARKED.as_secs()
+    model_options::DEFAULT_MAX_PARKED.as_secs()
 }
 
 impl ProviderConfig {
@@ -322,8 +323,8 @@ impl ProviderConfig {
     }
 
     /// The settings of this provider's quota governor.
-    pub fn governor(&self) -> crate::llm::governor::GovernorConfig {
-        crate::llm::governor::GovernorConfig {
+    pub fn governor(&self) -> model_options::GovernorConfig {
+        model_options::GovernorConfig {
             max_concurrency: self.max_concurrency,
             max_parked: std::time::Duration::from_secs(self.max_parked_secs),
         }
@@ -344,7 +345,7 @@ pub struct RoleConfig {
     pub max_tool_calls: Option<u32>,
     /// `reasoning_effort` for this role's requests (OpenAI-compatible).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasoning_effort: Option<crate::llm::ReasoningEffort>,
+    pub reasoning_effort: Option<model_options::ReasoningEffort>,
 }
 
 // No `deny_unknown_fields` here: serde does not combine it with `flatten`;
@@ -473,6 +474,9 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config is invalid: {0}")]
     Invalid(String),
+    /// A file named on the command line (`--config`) that is not there.
+    #[error("config file {} does not exist", .0.display())]
+    Missing(PathBuf),
 }
 
 /// A semantic problem with a merged config, and the key that causes it, so
@@ -559,6 +563,19 @@ impl Config {
     }
 
     /// The usual config files for a project at `repo`: user, then project.
+    /// The config of the project at `repo`: defaults, the user's file, the
+    /// project's file, then `extra` (`--config`), which must exist.
+    pub fn for_repo(repo: &Path, extra: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut files = Self::standard_files(repo);
+        if let Some(extra) = extra {
+            if !extra.exists() {
+                return Err(ConfigError::Missing(extra.to_owned()));
+            }
+            files.push(extra.to_owned());
+        }
+        Self::load(&files)
+    }
+
     pub fn standard_files(repo: &Path) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = Self::user_file().into_iter().collect();
         files.push(repo.join(".memofab").join("config.toml"));
@@ -649,21 +666,21 @@ impl Config {
         self.role(role)
             .and_then(|(name, _)| self.providers.get(name))
             .and_then(|p| p.base_url.as_deref())
-            .is_some_and(crate::llm::local::is_local_base_url)
+            .is_some_and(model_options::is_local_base_url)
     }
 
     /// The reply limits of `role`: its own settings, else the default
     /// role's, else the built-in ones.
-    pub fn reply_limits(&self, role: AgentRole) -> crate::llm::ReplyLimits {
+    pub fn reply_limits(&self, role: AgentRole) -> model_options::ReplyLimits {
         let own = self.roles.by_role.get(&role);
         let default = self.roles.default.as_ref();
         let pick =
             |f: fn(&RoleConfig) -> Option<u32>| own.and_then(f).or_else(|| default.and_then(f));
-        let mut builtin = crate::llm::ReplyLimits::default();
+        let mut builtin = model_options::ReplyLimits::default();
         if self.role_is_local(role) {
-            builtin.max_tokens = crate::llm::types::DEFAULT_LOCAL_MAX_REPLY_TOKENS;
+            builtin.max_tokens = model_options::DEFAULT_LOCAL_MAX_REPLY_TOKENS;
         }
-        crate::llm::ReplyLimits {
+        model_options::ReplyLimits {
             max_tokens: pick(|r| r.max_reply_tokens).unwrap_or(builtin.max_tokens),
             max_tool_calls: pick(|r| r.max_tool_calls)
                 .map_or(builtin.max_tool_calls, |n| (n as usize).max(1)),

@@ -136,15 +136,15 @@ fn governor_settings_default_and_can_be_set() {
     assert_eq!(local.max_parked, std::time::Duration::from_secs(90));
     assert_eq!(
         c.providers["cloud"].governor(),
-        crate::llm::governor::GovernorConfig::default()
+        crate::config::model_options::GovernorConfig::default()
     );
 }
 
 #[test]
 fn wire_settings_and_reply_limits_per_role() {
-    use crate::llm::openai::MaxTokensField;
-    use crate::llm::types::TextToolCalls;
-    use crate::llm::{ReasoningEffort, ReplyLimits};
+    use crate::config::model_options::MaxTokensField;
+    use crate::config::model_options::TextToolCalls;
+    use crate::config::model_options::{ReasoningEffort, ReplyLimits};
     let dir = tempfile::tempdir().unwrap();
     let f = write(
         dir.path(),
@@ -201,7 +201,7 @@ fn wire_settings_and_reply_limits_per_role() {
 
 #[test]
 fn a_local_server_gets_a_short_reply_cap_unless_one_is_set() {
-    use crate::llm::types::{DEFAULT_LOCAL_MAX_REPLY_TOKENS, DEFAULT_MAX_REPLY_TOKENS};
+    use crate::config::model_options::{DEFAULT_LOCAL_MAX_REPLY_TOKENS, DEFAULT_MAX_REPLY_TOKENS};
     let dir = tempfile::tempdir().unwrap();
     let f = write(
         dir.path(),

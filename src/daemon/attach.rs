@@ -23,7 +23,7 @@ use super::protocol::{Reply, Request};
 use super::shared::Shared;
 use crate::domain::{Event, RunId};
 use crate::effects::store::{Store, StoreError};
-use crate::engine::session::store_path;
+use crate::engine::run::session::store_path;
 use crate::protocol::{Command, EngineUpdate};
 
 /// Events read from the store per query while catching up.

@@ -11,7 +11,7 @@
 //! - [`submit`]: a requirement onto the queue, checked as its run would.
 //! - [`attach`]: a cockpit attached over the socket.
 //! - [`intake`]: error reports over HTTP become queued requirements.
-//! - [`nightly`]: the overseer on a schedule.
+//! - [`overseer`]: the overseer on a schedule.
 //! - [`lock`]: one daemon per user.
 //! - [`server`]: the socket's accept loop and the daemon's life.
 //! - [`worker`]: one worker per repository, running its queue.
@@ -22,7 +22,7 @@ pub mod error;
 pub mod intake;
 pub mod live;
 pub mod lock;
-pub mod nightly;
+pub mod overseer;
 pub mod paths;
 pub mod peer;
 pub mod protocol;

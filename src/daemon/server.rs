@@ -1,5 +1,5 @@
 //! `memofab serve`: the lock, the socket and its accept loop, the workers,
-//! the intake and the nightly overseer, and a graceful stop.
+//! the intake and the scheduled overseer, and a graceful stop.
 //!
 //! Each connection's first line is a [`Request`]; anything else gets a
 //! [`Reply::Error`] and the daemon carries on. A stop (a signal, or a
@@ -129,7 +129,7 @@ impl Server {
             stop: stop_rx,
             report,
         }));
-        let nightly = tokio::spawn(super::nightly::run(shared.clone()));
+        let overseer = tokio::spawn(super::overseer::run(shared.clone()));
         let connections = Connections {
             shared: shared.clone(),
             intake,
@@ -158,7 +158,7 @@ impl Server {
         if let Err(e) = supervisor.await {
             tracing::error!(error = %e, "the workers' supervisor failed");
         }
-        nightly.abort();
+        overseer.abort();
         clients.shutdown().await;
         match std::fs::remove_file(&shared.paths.socket) {
             Ok(()) => {}

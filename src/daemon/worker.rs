@@ -28,8 +28,8 @@ use crate::domain::queue::{ItemState, QueuedRequirement, RegisteredRepo};
 use crate::domain::{RunId, RunPhase, RunState, TaskState};
 use crate::engine::EngineError;
 use crate::engine::context::AgentSlots;
-use crate::engine::orchestrator::Steering;
-use crate::engine::session::{self, ResumeRequest, RunRequest};
+use crate::engine::run::orchestrator::Steering;
+use crate::engine::run::session::{self, ResumeRequest, RunRequest};
 use crate::protocol::Command;
 
 /// How often the repositories and queues are read again without a wake: a
@@ -415,13 +415,13 @@ fn prepare(
     if let Some(stored) = stored {
         // The provider the run was started with, as `memofab resume` does.
         let scenario = stored.settings.scenario.as_deref().map(Path::new);
-        let choice = crate::cli::providers::build(
+        let choice = crate::engine::providers::build(
             &config,
             Some(stored.settings.provider.as_str()),
             scenario,
             Duration::ZERO,
         )
-        .or_else(|_| crate::cli::providers::build(&config, None, scenario, Duration::ZERO))
+        .or_else(|_| crate::engine::providers::build(&config, None, scenario, Duration::ZERO))
         .map_err(|e| format!("{e:#}"))?;
         return Ok(Launch::Resume(Box::new(ResumeRequest {
             repo: repo.path.clone(),
@@ -433,7 +433,7 @@ fn prepare(
             agent_slots,
         })));
     }
-    let choice = crate::cli::providers::build(&config, None, None, Duration::ZERO)
+    let choice = crate::engine::providers::build(&config, None, None, Duration::ZERO)
         .map_err(|e| format!("{e:#}"))?;
     Ok(Launch::Start(Box::new(RunRequest {
         repo: repo.path.clone(),

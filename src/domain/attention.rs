@@ -3,7 +3,7 @@
 
 use super::budget;
 use super::ids::{AgentId, TaskId};
-use super::nightly::WaitingProposals;
+use super::overseer::WaitingProposals;
 use super::run_state::{RunPhase, RunState};
 use super::task::TaskState;
 

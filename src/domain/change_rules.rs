@@ -3,9 +3,9 @@
 //! the test command's own files, governance paths, and large binaries.
 //! Adding tests never gates. Each reason names its path.
 
+use super::change::{FileChange, GateFacts};
 use super::gate_reason::{GateReason, GovernanceClass};
 use super::policy::Policy;
-use super::risk::{FileChange, GateFacts};
 
 /// The reasons the default rules find in `change`, one per path and rule.
 pub fn reasons(policy: &Policy, change: &[FileChange], facts: &GateFacts) -> Vec<GateReason> {

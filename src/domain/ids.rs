@@ -133,6 +133,11 @@ pub fn unix_from_civil(y: i64, m: u32, d: u32, h: u32, mi: u32, s: u32) -> Optio
     u64::try_from(secs).ok()
 }
 
+/// The branch a task of run `run` is built on.
+pub fn branch_name(run: &str, task: &TaskId) -> String {
+    format!("memofab/{run}/{task}")
+}
+
 /// A commit id cut to its first ten characters, for people to read.
 pub fn short_commit(commit: &str) -> &str {
     commit.get(..10).unwrap_or(commit)

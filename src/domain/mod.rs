@@ -5,9 +5,13 @@
 pub mod attention;
 pub mod blueprint;
 pub mod budget;
+pub mod change;
 pub mod change_rules;
 pub mod decider;
 pub mod event;
+// A fixed six-task run for the tests of every layer above (cockpit, daemon, summaries).
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod gate_reason;
 pub mod governance;
 pub mod ids;
@@ -16,7 +20,7 @@ pub mod made_up;
 pub mod mcp;
 pub mod metrics;
 pub mod narrate;
-pub mod nightly;
+pub mod overseer;
 pub mod path_history;
 pub mod path_incidents;
 pub mod phase;
@@ -24,12 +28,14 @@ pub mod policy;
 pub mod proposal;
 pub mod queue;
 pub mod quota;
+pub mod redact;
 pub mod report;
 pub mod risk;
 pub mod run_state;
 pub mod schedule;
 pub mod shepherd;
 pub mod stuck;
+pub mod synthetic;
 pub mod task;
 pub mod test_runner;
 pub mod testers;

@@ -5,46 +5,10 @@
 //! paths, large binaries: `domain::change_rules`) can only add reasons to
 //! hold it.
 
-use std::collections::BTreeSet;
-
-use serde::{Deserialize, Serialize};
-
+pub use super::change::{FileChange, GateFacts};
 use super::change_rules;
 use super::gate_reason::{self, GateReason};
-use super::path_history::PathHistory;
 use super::policy::{Policy, Risk};
-
-/// One file of a change, as the diff against mainline shows it: read from
-/// the blobs of the task's branch, never from its worktree.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileChange {
-    pub path: String,
-    /// Its path before the change, when the change renamed it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub renamed_from: Option<String>,
-    pub added: usize,
-    pub removed: usize,
-    /// The file is gone after the change (a rename is not a deletion).
-    pub deleted: bool,
-    /// The size of its blob after the change (0 when deleted).
-    #[serde(default)]
-    pub bytes: u64,
-    /// Its blob is not text (not UTF-8, or holds a NUL byte). Only looked
-    /// at for blobs over the policy's binary size limit; `false` below it.
-    #[serde(default)]
-    pub binary: bool,
-}
-
-/// What the gate judges a change by besides its diff, all read at mainline.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GateFacts {
-    /// The incidents of the recent runs (empty without a history rule).
-    pub history: PathHistory,
-    /// The files the test command runs (`domain::test_runner`).
-    pub runner_files: BTreeSet<String>,
-    /// The directory `core.hooksPath` names inside the repository.
-    pub hooks_dir: Option<String>,
-}
 
 /// The gate's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +108,7 @@ pub fn assess_change(policy: &Policy, change: &[FileChange], facts: &GateFacts) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::path_history::PathIncidents;
+    use crate::domain::path_history::{PathHistory, PathIncidents};
     use crate::domain::policy::PolicyFile;
 
     fn policy(text: &str) -> Policy {

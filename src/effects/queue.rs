@@ -87,7 +87,7 @@ CREATE TABLE IF NOT EXISTS requirements (
 );
 CREATE INDEX IF NOT EXISTS requirements_by_repo ON requirements(repo, state);
 CREATE INDEX IF NOT EXISTS requirements_by_fingerprint ON requirements(fingerprint);
--- The nightly overseer's last review per repository (by name), so a restart
+-- The scheduled overseer's last review per repository (by name), so a restart
 -- neither repeats nor skips a night.
 CREATE TABLE IF NOT EXISTS overseer_reviews (
     repo TEXT PRIMARY KEY,
@@ -157,7 +157,7 @@ impl Queue {
         let repo = RegisteredRepo {
             name,
             path,
-            added_ms: crate::engine::recorder::now_ms(),
+            added_ms: crate::effects::clock::now_ms(),
         };
         self.conn
             .execute(
@@ -188,7 +188,7 @@ impl Queue {
         }
         tx.execute(
             "UPDATE requirements SET state = 'dropped', finished_ms = ?2 WHERE repo = ?1 AND state = 'queued'",
-            params![found.name, crate::engine::recorder::now_ms() as i64],
+            params![found.name, crate::effects::clock::now_ms() as i64],
         )
         .ctx("dropping the repository's queue")?;
         tx.execute("DELETE FROM repos WHERE name = ?1", [&found.name])
@@ -286,7 +286,7 @@ impl Queue {
             ));
         }
         let repo = self.resolve_repo(&new.repo)?;
-        let now = crate::engine::recorder::now_ms();
+        let now = crate::effects::clock::now_ms();
         self.conn
             .execute(
                 "INSERT INTO requirements (repo, requirement, priority, source, fingerprint, state, submitted_ms)
@@ -394,7 +394,7 @@ impl Queue {
             .conn
             .execute(
                 "UPDATE requirements SET state = 'dropped', finished_ms = ?2 WHERE id = ?1 AND state = 'queued'",
-                params![id.0, crate::engine::recorder::now_ms() as i64],
+                params![id.0, crate::effects::clock::now_ms() as i64],
             )
             .ctx("dropping")?;
         let entry = self.entry(id)?;
@@ -467,11 +467,7 @@ impl Queue {
         self.conn
             .execute(
                 "UPDATE requirements SET state = ?2, finished_ms = ?3 WHERE id = ?1",
-                params![
-                    id.0,
-                    state.as_str(),
-                    crate::engine::recorder::now_ms() as i64
-                ],
+                params![id.0, state.as_str(), crate::effects::clock::now_ms() as i64],
             )
             .ctx("finishing an entry")?;
         Ok(())
@@ -479,9 +475,9 @@ impl Queue {
 }
 
 const SELECT_ENTRY: &str = "SELECT id, repo, requirement, priority, source, fingerprint, state, run, submitted_ms, finished_ms, note FROM requirements";
-/// The nightly overseer's bookkeeping.
+/// The scheduled overseer's bookkeeping.
 impl Queue {
-    /// When the nightly overseer last reviewed the repository (unix ms).
+    /// When the scheduled overseer last reviewed the repository (unix ms).
     pub fn last_review(&self, repo: &str) -> QueueResult<Option<u64>> {
         self.conn
             .query_row(

@@ -11,7 +11,7 @@ use super::context::RunContext;
 use super::engine_lock::EngineLock;
 use super::error::{EngineError, EngineResult};
 use super::files::{factory_dir, store_path, stored_state};
-use super::steps::branch_name;
+use super::run::steps::branch_name;
 use crate::domain::{RunId, RunState, TaskState};
 use crate::effects::git::{GitError, GitRepo};
 use crate::effects::store::Store;

@@ -14,7 +14,7 @@ use crate::domain::event::RepositoryChanged;
 use crate::domain::policy::Policy;
 use crate::domain::{AgentRole, EventKind};
 use crate::effects::git::GitRepo;
-use crate::effects::repo_guard::{Fingerprint, Guard};
+use crate::effects::repo_watch::{Fingerprint, Guard};
 use crate::llm::LlmProvider;
 use crate::llm::governor::{Governor, GovernorConfig};
 
@@ -267,7 +267,7 @@ impl RunContext {
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             Fingerprint::take(
-                &crate::effects::repo_guard::common_dir(this.git.root()),
+                &crate::effects::repo_watch::common_dir(this.git.root()),
                 &this.mainline,
             )
         })

@@ -1,9 +1,9 @@
 //! Errors of the engine: which effect failed, with what context.
 
 use crate::domain::{TaskId, TaskState, TransitionError};
+use crate::effects::file_fence::SandboxError;
 use crate::effects::git::GitError;
 use crate::effects::process::ProcessError;
-use crate::effects::sandbox::SandboxError;
 use crate::effects::store::StoreError;
 use crate::llm::LlmError;
 use crate::llm::scenario::ScenarioError;

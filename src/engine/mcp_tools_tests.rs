@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::domain::policy::Policy;
+use crate::effects::file_fence::Sandbox;
 use crate::effects::process::Isolation;
-use crate::effects::sandbox::Sandbox;
 
 /// The sh server the effects tests and the factory's integration test use.
 const STUB: &str = include_str!(concat!(

@@ -4,7 +4,6 @@
 //! in-memory state and every front end see the same events in the same order.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
@@ -12,6 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::error::{EngineError, EngineResult};
 use crate::domain::event::TaskStateChanged;
 use crate::domain::{Event, EventKind, RunId, RunState, TaskId, TaskState};
+use crate::effects::clock::now_ms;
 use crate::effects::store::Store;
 use crate::protocol::EngineUpdate;
 
@@ -35,13 +35,6 @@ pub struct Recorder {
     updates: UnboundedSender<EngineUpdate>,
     /// Woken after every event, for those waiting on the state to change.
     recorded: Arc<Notify>,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Recorder {
@@ -137,7 +130,7 @@ impl Recorder {
     }
 
     fn append_locked(&self, inner: &mut Inner, kind: EventKind) -> EngineResult<Event> {
-        let kind = crate::llm::redact::redact_value(kind, &inner.secrets);
+        let kind = crate::domain::redact::redact_value(kind, &inner.secrets);
         let event = Event {
             run: self.run.clone(),
             seq: inner.state.last_seq + 1,

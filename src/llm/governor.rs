@@ -19,13 +19,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::types::LlmError;
-
-/// A ceiling when the config names none: a handful of parallel requests
-/// suits most paid tiers and still protects a local server.
-pub const DEFAULT_MAX_CONCURRENCY: u32 = 4;
-/// How long one agent may spend parked in total before it gives up. Long
-/// enough to sit out a provider's usage window (several hours).
-pub const DEFAULT_MAX_PARKED: Duration = Duration::from_secs(6 * 3600);
+pub use crate::config::model_options::{
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PARKED, GovernorConfig,
+};
 
 /// The shortest park, even when the provider says `retry-after: 0`: an
 /// immediate retry of a refused request is refused again, in a busy loop.
@@ -169,23 +165,6 @@ pub fn is_usage_limit(message: &str) -> bool {
     ["quota", "usage limit", "credit balance", "billing"]
         .iter()
         .any(|needle| m.contains(needle))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GovernorConfig {
-    /// The concurrency ceiling (and starting point).
-    pub max_concurrency: u32,
-    /// Total time one agent may spend parked before it fails.
-    pub max_parked: Duration,
-}
-
-impl Default for GovernorConfig {
-    fn default() -> Self {
-        Self {
-            max_concurrency: DEFAULT_MAX_CONCURRENCY,
-            max_parked: DEFAULT_MAX_PARKED,
-        }
-    }
 }
 
 /// The provider is parked until `until`.

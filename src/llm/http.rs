@@ -10,9 +10,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
-use super::redact::redact;
 use super::sse::{SseEvent, SseParser};
 use super::types::{LlmError, StreamEvent};
+use crate::domain::redact::redact;
 
 /// How the start of a request is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -13,7 +13,6 @@ pub mod local;
 pub mod openai;
 pub mod pricing;
 pub mod probe;
-pub mod redact;
 pub mod scenario;
 pub mod scripted;
 pub mod sse;

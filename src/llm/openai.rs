@@ -14,7 +14,6 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::LlmProvider;
@@ -26,70 +25,11 @@ use super::types::{
     ChatMessage, CompletionRequest, FinishReason, LlmError, ReasoningEffort, StreamEvent,
     TextToolCalls,
 };
+use crate::config::model_options::is_openai;
+pub use crate::config::model_options::{MaxTokensField, ToolChoice};
 use crate::domain::TokenUsage;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
-
-/// The name of the reply cap in the request body. OpenAI's reasoning models
-/// (o-series, gpt-5) refuse `max_tokens`; many local servers know only it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MaxTokensField {
-    MaxTokens,
-    MaxCompletionTokens,
-}
-
-/// Whether `base_url` is OpenAI's own API (or Azure's).
-fn is_openai(base_url: &str) -> bool {
-    let host = base_url
-        .split("://")
-        .nth(1)
-        .unwrap_or(base_url)
-        .split(['/', ':'])
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    host == "api.openai.com" || host.ends_with(".openai.azure.com")
-}
-
-impl MaxTokensField {
-    /// `max_completion_tokens` for OpenAI's own API (and Azure's), which
-    /// takes it for every model; `max_tokens` for everything else.
-    pub fn for_base_url(base_url: &str) -> Self {
-        if is_openai(base_url) {
-            MaxTokensField::MaxCompletionTokens
-        } else {
-            MaxTokensField::MaxTokens
-        }
-    }
-
-    /// `max_completion_tokens` for OpenAI's reasoning models (o1, o3,
-    /// o4-mini, gpt-5…) wherever they are served, a gateway or proxy
-    /// included (`openai/o3` on OpenRouter); `None` for other models.
-    pub fn for_model(model: &str) -> Option<Self> {
-        let model = model.to_ascii_lowercase();
-        let name = model.rsplit('/').next().unwrap_or(&model);
-        let reasoning = ["o1", "o3", "o4"]
-            .iter()
-            .any(|family| name == *family || name.starts_with(&format!("{family}-")))
-            || name.starts_with("gpt-5");
-        reasoning.then_some(MaxTokensField::MaxCompletionTokens)
-    }
-
-    pub fn key(self) -> &'static str {
-        match self {
-            MaxTokensField::MaxTokens => "max_tokens",
-            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
-        }
-    }
-
-    fn other(self) -> Self {
-        match self {
-            MaxTokensField::MaxTokens => MaxTokensField::MaxCompletionTokens,
-            MaxTokensField::MaxCompletionTokens => MaxTokensField::MaxTokens,
-        }
-    }
-}
 
 /// Whether a 400 is the server refusing the reply cap's field name (OpenAI:
 /// "Unsupported parameter: 'max_tokens' … Use 'max_completion_tokens'
@@ -97,26 +37,6 @@ impl MaxTokensField {
 fn refuses_cap_field(error: &LlmError) -> bool {
     matches!(error, LlmError::BadRequest { status: 400, message }
         if message.contains("max_tokens") || message.contains("max_completion_tokens"))
-}
-
-/// `tool_choice`, sent with every request that offers tools when set.
-/// `required` makes servers that constrain decoding (llama-server, vLLM,
-/// OpenAI) answer with a well-formed call every turn, which small models
-/// need; agents act only through calls anyway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ToolChoice {
-    Auto,
-    Required,
-}
-
-impl ToolChoice {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ToolChoice::Auto => "auto",
-            ToolChoice::Required => "required",
-        }
-    }
 }
 
 /// What differs between OpenAI-compatible servers, from the provider config.

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::model_options::{
+    DEFAULT_LOCAL_MAX_REPLY_TOKENS, DEFAULT_MAX_REPLY_TOKENS, DEFAULT_MAX_TOOL_CALLS,
+    ReasoningEffort, ReplyLimits, TextToolCalls,
+};
 use crate::domain::{AgentRole, TaskId, TokenUsage};
 
 /// A message of the conversation after the system prompt.
@@ -65,83 +69,6 @@ pub struct CompletionRequest {
     /// config, then to the server.
     pub reasoning_effort: Option<ReasoningEffort>,
     pub script: ScriptKey,
-}
-
-/// OpenAI's `reasoning_effort` (also understood by Ollama, vLLM and
-/// OpenRouter). Sent only when configured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReasoningEffort {
-    None,
-    Minimal,
-    Low,
-    Medium,
-    High,
-    Xhigh,
-}
-
-impl ReasoningEffort {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReasoningEffort::None => "none",
-            ReasoningEffort::Minimal => "minimal",
-            ReasoningEffort::Low => "low",
-            ReasoningEffort::Medium => "medium",
-            ReasoningEffort::High => "high",
-            ReasoningEffort::Xhigh => "xhigh",
-        }
-    }
-}
-
-/// Whether a reply's text may be read as a tool call (per provider).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TextToolCalls {
-    /// When a reply has no tool calls and its text is one JSON call of an
-    /// offered tool, take it as that call.
-    #[default]
-    Auto,
-    /// As `auto`, and each request also asks the server to constrain the
-    /// reply to one call of an offered tool, as JSON (OpenAI-compatible:
-    /// a `json_schema` `response_format`). For models that write calls
-    /// only as text; llama.cpp honours it while streaming.
-    Constrained,
-    Off,
-}
-
-impl TextToolCalls {
-    /// Whether a reply's text may be read as a call.
-    pub fn reads_text(self) -> bool {
-        self != TextToolCalls::Off
-    }
-}
-
-/// How much of one reply an agent takes: the token cap sent with each
-/// request and the tool calls run from one reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplyLimits {
-    pub max_tokens: u32,
-    /// Calls past this many in one reply are answered "ignored" unrun: a
-    /// looping model can emit hundreds of identical calls in one turn.
-    pub max_tool_calls: usize,
-    pub reasoning_effort: Option<ReasoningEffort>,
-}
-
-pub const DEFAULT_MAX_REPLY_TOKENS: u32 = 8192;
-/// The reply cap for a model served on this machine or the local network:
-/// a small model that loops fills whatever it is allowed, at a few tokens a
-/// second, while a tool call takes a few hundred.
-pub const DEFAULT_LOCAL_MAX_REPLY_TOKENS: u32 = 2048;
-pub const DEFAULT_MAX_TOOL_CALLS: usize = 16;
-
-impl Default for ReplyLimits {
-    fn default() -> Self {
-        Self {
-            max_tokens: DEFAULT_MAX_REPLY_TOKENS,
-            max_tool_calls: DEFAULT_MAX_TOOL_CALLS,
-            reasoning_effort: None,
-        }
-    }
 }
 
 /// One piece of a streamed reply.

@@ -14,6 +14,8 @@ mod attached;
 mod fold;
 mod modal;
 
+#[cfg(test)]
+pub(crate) use attached::attached_app;
 pub use attached::{Attached, Feed};
 pub use modal::{ConfirmCancel, Modal};
 
@@ -21,7 +23,7 @@ use super::transcript::Transcript;
 use crate::config::Price;
 use crate::domain::attention::{self, AttentionItem, AttentionKind};
 use crate::domain::event::TaskStateChanged;
-use crate::domain::nightly::WaitingProposals;
+use crate::domain::overseer::WaitingProposals;
 use crate::domain::{
     AgentId, ConflictFile, Event, EventKind, RunPhase, RunState, TaskId, TaskState,
 };

@@ -107,7 +107,7 @@ async fn run_app<M: Into<Feed>>(
                     !s.parked.is_empty() || s.tasks().iter().any(|t| t.state.is_active())
                 }) || !app.inbox().is_empty()
                 {
-                    app.now_ms = crate::engine::recorder::now_ms();
+                    app.now_ms = crate::effects::clock::now_ms();
                     dirty = true;
                 }
             }

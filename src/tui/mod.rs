@@ -4,8 +4,6 @@
 
 pub mod app;
 mod event_loop;
-#[cfg(test)]
-pub(crate) mod fixture;
 pub mod highlight;
 pub mod notify;
 pub mod proposals;

@@ -348,7 +348,7 @@ impl Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::fixture;
+    use crate::domain::fixture;
 
     #[test]
     fn seeking_back_and_forth_matches_folding_from_the_start() {

@@ -633,7 +633,7 @@ fn render_spec(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     };
     let brainstorm = app
         .transcripts
-        .get(&crate::engine::brainstorm::Brainstorm::agent());
+        .get(&crate::engine::run::brainstorm::Brainstorm::agent());
     let (editor, chat) = match brainstorm {
         Some(t) if !t.is_empty() => {
             let parts = Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)])

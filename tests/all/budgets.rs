@@ -8,7 +8,7 @@ use factory::*;
 use interactive::Interactive;
 use memofab::domain::event::{BudgetRaised, RunPhaseChanged, TaskStateChanged, TokensUsed};
 use memofab::domain::{Budget, EventKind, RunPhase, TaskId, TaskState};
-use memofab::engine::orchestrator::Steering;
+use memofab::engine::run::orchestrator::Steering;
 use memofab::protocol::Command;
 
 fn with_budget(demo: &DemoRepo, budget: Budget) -> Interactive {
@@ -192,7 +192,7 @@ fn a_headless_run_over_budget_waits_for_memofab_raise_budget() {
         if repo.join(".memofab/memofab.db").exists()
             && let Some(run) = latest_run(&repo)
         {
-            let state = memofab::engine::session::stored_state(&repo, &run).unwrap();
+            let state = memofab::engine::run::session::stored_state(&repo, &run).unwrap();
             if raised == 0 && !over_budget(&state).is_empty() {
                 // A task that is not waiting is refused, with a reason.
                 let wrong = memofab(&["raise-budget", run.as_str(), "loader"]);

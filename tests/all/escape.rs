@@ -1182,7 +1182,7 @@ fn sigterm_stops_memofab_while_git_hashes_a_huge_file() {
         // Read only: opening the store to write would make it, and the
         // demo wants an empty directory.
         let finished = memofab::effects::store::Store::open_reader(
-            &memofab::engine::session::store_path(&room.repo),
+            &memofab::engine::run::session::store_path(&room.repo),
         )
         .ok()
         .and_then(|store| {

@@ -13,7 +13,7 @@ use memofab::config::Config;
 use memofab::domain::AgentRole;
 use memofab::domain::policy::PolicyFile;
 use memofab::effects::store::Store;
-use memofab::engine::session::store_path;
+use memofab::engine::run::session::store_path;
 
 /// The binary in `repo`, with no user config, no API keys, no local servers
 /// probed by accident, and no terminal.
@@ -140,7 +140,7 @@ async fn init_writes_a_config_for_the_server_it_found_and_asks_before_overwritin
     let policy = std::fs::read_to_string(repo.join(".memofab/policy.toml")).unwrap();
     let policy: PolicyFile = toml::from_str(&policy).unwrap();
     assert!(policy.rules.is_empty(), "the policy is only commented");
-    memofab::engine::session::load_policy(&repo).unwrap();
+    memofab::engine::run::session::load_policy(&repo).unwrap();
     assert_eq!(git(&repo, &["status", "--porcelain"]), "", "git ignores it");
 
     // No terminal to ask on: nothing is overwritten.

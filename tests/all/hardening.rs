@@ -12,7 +12,7 @@ use factory::*;
 use memofab::domain::event::{MergeResult, ToolResult, Warning};
 use memofab::domain::{EventKind, TaskState};
 use memofab::effects::store::Store;
-use memofab::engine::session::store_path;
+use memofab::engine::run::session::store_path;
 
 const PLANTED: &str = "sk-planted-secret-0123456789";
 

@@ -14,8 +14,8 @@ use memofab::domain::event::{
 use memofab::domain::{
     AgentRole, ConflictResolution, Event, EventKind, RunState, TaskId, TaskState,
 };
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session::{self, RunRequest};
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session::{self, RunRequest};
 use memofab::protocol::{Command, EngineUpdate};
 
 /// Keeps both sides of every conflict hunk: what a careful human does here.

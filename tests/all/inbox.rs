@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use factory::*;
 use interactive::Interactive;
-use memofab::cli::demo::{embedded_seed, prepare_repo};
 use memofab::domain::attention::{AttentionKind, inbox};
 use memofab::domain::event::{PlanDisputeSettled, ToolResult, Warning};
 use memofab::domain::{EventKind, RunPhase, TaskState};
 use memofab::engine::context::ProviderSet;
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session::RunRequest;
+use memofab::engine::demo_seed::{embedded_seed, prepare_repo};
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session::RunRequest;
 use memofab::llm::scenario::Scenario;
 use memofab::llm::scripted::ScriptedProvider;
 use memofab::protocol::Command;

@@ -109,7 +109,7 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// Unix seconds now, as Sentry writes `Sentry-Hook-Timestamp`.
 fn now_s() -> u64 {
-    memofab::engine::recorder::now_ms() / 1000
+    memofab::effects::clock::now_ms() / 1000
 }
 
 fn sign(secret: &str, body: &[u8]) -> String {
@@ -353,7 +353,7 @@ async fn a_group_fixed_recently_is_ignored_and_one_fixed_long_ago_is_queued_agai
     assert_eq!(intake.entries().len(), 1);
 
     // The fix is a month old now: the error is back, it is queued again.
-    let month_ago = memofab::engine::recorder::now_ms() - 30 * DAY_MS;
+    let month_ago = memofab::effects::clock::now_ms() - 30 * DAY_MS;
     rusqlite::Connection::open(&intake.paths.queue)
         .unwrap()
         .execute(

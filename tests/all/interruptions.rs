@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use factory::*;
 use memofab::domain::event::RunInterrupted;
 use memofab::domain::{EventKind, RunId, RunKind, TaskState};
+use memofab::effects::clock::now_ms;
 use memofab::effects::store::Store;
-use memofab::engine::recorder::now_ms;
-use memofab::engine::session::{self, store_path};
+use memofab::engine::run::session::{self, store_path};
 
 fn memofab(repo: &Path, args: &[&str]) -> Output {
     Command::new(memofab_bin())

@@ -18,7 +18,7 @@ use memofab::domain::queue::{ItemState, Source};
 use memofab::domain::{Decider, EventKind, RunId, TaskId, TaskState};
 use memofab::effects::queue::Queue;
 use memofab::effects::store::Inboxed;
-use memofab::engine::session::store_path;
+use memofab::engine::run::session::store_path;
 use memofab::protocol::Command;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,

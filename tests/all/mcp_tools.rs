@@ -18,7 +18,7 @@ use memofab::domain::mcp::McpServerListing;
 use memofab::domain::{Event, EventKind, TaskState};
 use memofab::effects::git::GitRepo;
 use memofab::effects::isolation::{Mechanism, testing};
-use memofab::engine::orchestrator::Steering;
+use memofab::engine::run::orchestrator::Steering;
 
 const STUB: &str = include_str!("../fixtures/mcp/stub_server.sh");
 const GREETING: &str = "hello from the config";

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use factory::*;
-use memofab::cli::demo::prepare_repo;
 use memofab::domain::event::{
     AgentMessage, MergeResult, MergeReverted, MergeVerified, TaskStateChanged, TestRun,
 };
@@ -17,6 +16,7 @@ use memofab::domain::{
     AgentRole, Event, EventKind, MergeCheck, MergeOutcome, MessageAuthor, RunPhase, TaskState,
 };
 use memofab::effects::git::GitRepo;
+use memofab::engine::demo_seed::prepare_repo;
 use memofab::engine::recorder::CRASH_EXIT_CODE;
 use memofab::llm::scenario::Scenario;
 

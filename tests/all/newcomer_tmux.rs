@@ -182,7 +182,7 @@ fn stored(repo: &Path) -> Option<memofab::domain::RunState> {
         .ok()?
         .latest_run()
         .ok()??;
-    memofab::engine::session::stored_state(repo, &run).ok()
+    memofab::engine::run::session::stored_state(repo, &run).ok()
 }
 
 fn task_state(state: &memofab::domain::RunState) -> Option<TaskState> {

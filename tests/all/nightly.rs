@@ -1,4 +1,4 @@
-//! The nightly overseer of the daemon, on tokio's paused clock: it fires at
+//! The scheduled overseer of the daemon, on tokio's paused clock: it fires at
 //! `[overseer] schedule`, writes one report where the day had runs and none
 //! where it had none, does not fire twice, catches up once after a restart
 //! that missed the firing, and a failed review waits for the next night.
@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Local, TimeDelta};
 use factory::*;
-use memofab::daemon::nightly::{self, TokioClock};
+use memofab::daemon::overseer::{self, TokioClock};
 use memofab::daemon::{DaemonPaths, Shared};
 use memofab::domain::event::OverseerReport;
 use memofab::domain::{EventKind, RunId, RunKind};
 use memofab::effects::store::Store;
-use memofab::engine::session::store_path;
+use memofab::engine::run::session::store_path;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -109,7 +109,7 @@ async fn the_review_fires_at_the_schedule_once_and_only_where_there_were_runs() 
     let home = tempfile::tempdir().unwrap();
     let shared = daemon(home.path(), &[("busy", &busy.repo)]);
     let clock = Arc::new(TokioClock::starting_at(start));
-    let loop_ = tokio::spawn(nightly::run_with(shared.clone(), clock));
+    let loop_ = tokio::spawn(overseer::run_with(shared.clone(), clock));
 
     // Registered while the daemon runs: picked up.
     tokio::time::sleep(MINUTE).await;
@@ -184,7 +184,7 @@ async fn a_daemon_down_at_the_scheduled_time_reviews_once_when_it_starts() {
         .unwrap();
     let clock = Arc::new(TokioClock::starting_at(start));
 
-    let first = tokio::spawn(nightly::run_with(shared.clone(), clock.clone()));
+    let first = tokio::spawn(overseer::run_with(shared.clone(), clock.clone()));
     tokio::time::sleep(MINUTE).await;
     let written = reports(&busy.repo);
     assert_eq!(written.len(), 1, "the missed night is reviewed at start");
@@ -194,7 +194,7 @@ async fn a_daemon_down_at_the_scheduled_time_reviews_once_when_it_starts() {
     first.abort();
 
     // Restarted again the same day: that night is not reviewed twice.
-    let second = tokio::spawn(nightly::run_with(shared.clone(), clock));
+    let second = tokio::spawn(overseer::run_with(shared.clone(), clock));
     tokio::time::sleep(3 * HOUR).await;
     assert_eq!(reports(&busy.repo), written);
     assert_eq!(last_review(&shared, "busy"), Some(reviewed));
@@ -211,7 +211,7 @@ async fn a_failed_review_is_tried_again_the_next_night_not_before() {
     let home = tempfile::tempdir().unwrap();
     let shared = daemon(home.path(), &[("busy", &busy.repo)]);
     let clock = Arc::new(TokioClock::starting_at(start));
-    let loop_ = tokio::spawn(nightly::run_with(shared.clone(), clock));
+    let loop_ = tokio::spawn(overseer::run_with(shared.clone(), clock));
 
     tokio::time::sleep(HOUR).await;
     assert!(reports(&busy.repo).is_empty());

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use factory::*;
 use memofab::domain::{EventKind, RunPhase, TaskState};
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session;
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session;
 use memofab::protocol::Command as EngineCommand;
 use tokio::sync::mpsc;
 

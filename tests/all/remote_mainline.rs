@@ -14,13 +14,13 @@ use std::process::Command;
 
 use factory::*;
 use interactive::Interactive;
-use memofab::cli::demo::prepare_repo;
 use memofab::domain::event::{
     ChangeCommitted, GateHeld, MergeReverted, MergeVerified, TaskStateChanged,
 };
 use memofab::domain::gate_reason::GateReason;
 use memofab::domain::{Event, EventKind, MergeCheck, RunPhase, TaskState};
-use memofab::engine::orchestrator::Steering;
+use memofab::engine::demo_seed::prepare_repo;
+use memofab::engine::run::orchestrator::Steering;
 use memofab::llm::scenario::Scenario;
 
 fn fixture(name: &str) -> PathBuf {

@@ -4,8 +4,8 @@
 use crate::support::factory;
 
 use factory::*;
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session;
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session;
 use memofab::protocol::EngineUpdate;
 use memofab::tui::app::App;
 use memofab::tui::replay::Replay;

@@ -16,8 +16,8 @@ use memofab::effects::git::GitRepo;
 use memofab::effects::store::Store;
 use memofab::engine::EngineError;
 use memofab::engine::cleanup;
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session::{self, store_path};
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session::{self, store_path};
 
 fn hygiene_repo(scenario: &str) -> DemoRepo {
     fixture_repo(&format!("hygiene/{scenario}"))

@@ -21,8 +21,8 @@ use memofab::domain::{
 };
 use memofab::effects::store::Store;
 use memofab::effects::store::export::export_markdown;
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session::store_path;
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session::store_path;
 
 fn shepherd_repo(scenario: &str) -> DemoRepo {
     fixture_repo(&format!("shepherd/{scenario}"))

@@ -20,8 +20,8 @@ use memofab::domain::event::{
 };
 use memofab::domain::{AgentRole, EventKind, MessageAuthor, TaskState, TestAgents};
 use memofab::engine::context::ProviderSet;
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session::RunRequest;
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session::RunRequest;
 use memofab::llm::http::{Endpoint, RetryPolicy};
 use memofab::llm::openai::{OpenAiOptions, OpenAiProvider, ToolChoice};
 use memofab::llm::types::TextToolCalls;

@@ -17,7 +17,7 @@ use memofab::domain::metrics::{FactoryMetrics, Finding};
 use memofab::domain::{AgentRole, Event, EventKind, TaskState, TestAgents, TesterTests};
 use memofab::effects::git::GitRepo;
 use memofab::engine::context::ProviderSet;
-use memofab::engine::orchestrator::Steering;
+use memofab::engine::run::orchestrator::Steering;
 use memofab::llm::scenario::Scenario;
 use memofab::llm::scripted::ScriptedProvider;
 

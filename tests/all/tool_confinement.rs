@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use memofab::domain::policy::Policy;
-use memofab::effects::sandbox::Sandbox;
+use memofab::effects::file_fence::Sandbox;
 use memofab::engine::tools::{ToolBox, ToolLimits, ToolOutcome};
 
 fn toolbox(root: &std::path::Path) -> ToolBox {

@@ -72,7 +72,7 @@ fn task_state(repo: &Path, task: &str) -> Option<TaskState> {
         .ok()?
         .latest_run()
         .ok()??;
-    let state = memofab::engine::session::stored_state(repo, &run).ok()?;
+    let state = memofab::engine::run::session::stored_state(repo, &run).ok()?;
     state.task(&task.into()).map(|t| t.state)
 }
 

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use factory::*;
 use interactive::Interactive;
-use memofab::cli::demo::prepare_repo;
 use memofab::domain::attention::{AttentionKind, inbox};
 use memofab::domain::event::CheckoutDirty;
 use memofab::domain::{EventKind, RunPhase, TaskState};
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session;
+use memofab::engine::demo_seed::prepare_repo;
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session;
 use memofab::llm::scenario::Scenario;
 use memofab::protocol::Command;
 

@@ -144,7 +144,7 @@ fn run_of(events: &[Event]) -> RunId {
 #[tokio::test]
 async fn a_cockpit_catches_up_from_the_store_then_follows_live_without_repeats() {
     let mut h = harness();
-    let all = crate::tui::fixture::events();
+    let all = crate::domain::fixture::events();
     let run = run_of(&all);
     h.store.append_batch(&all[..10]).unwrap();
     let live = h.start(&run, 64);
@@ -179,7 +179,7 @@ async fn a_cockpit_catches_up_from_the_store_then_follows_live_without_repeats()
 #[tokio::test(flavor = "current_thread")]
 async fn a_cockpit_that_falls_behind_is_caught_up_from_the_store() {
     let mut h = harness();
-    let all = crate::tui::fixture::events();
+    let all = crate::domain::fixture::events();
     assert!(all.len() > 20);
     let run = run_of(&all);
     h.store.append_batch(&all[..3]).unwrap();
@@ -204,7 +204,7 @@ async fn a_cockpit_that_falls_behind_is_caught_up_from_the_store() {
 #[tokio::test]
 async fn commands_reach_the_run_and_a_cockpit_never_stops_it() {
     let h = harness();
-    let all = crate::tui::fixture::events();
+    let all = crate::domain::fixture::events();
     let mut live = h.start(&run_of(&all), 64);
     let (mut client, server) = h.connect();
     client.next().await;
@@ -233,7 +233,7 @@ async fn a_waiting_cockpit_follows_the_next_run_and_the_one_after() {
     client.send(&Request::Command(Command::Pause)).await;
     assert!(matches!(client.next().await, Some(Reply::Error { .. })));
 
-    let first = crate::tui::fixture::events();
+    let first = crate::domain::fixture::events();
     h.store.append_batch(&first[..2]).unwrap();
     let live = h.start(&run_of(&first), 64);
     assert_eq!(
@@ -281,7 +281,7 @@ async fn a_waiting_cockpit_follows_the_next_run_and_the_one_after() {
 #[tokio::test]
 async fn two_cockpits_see_the_same_run() {
     let mut h = harness();
-    let all = crate::tui::fixture::events();
+    let all = crate::domain::fixture::events();
     h.store.append_batch(&all[..5]).unwrap();
     let live = h.start(&run_of(&all), 64);
     let (mut one, _a) = h.connect();

@@ -224,7 +224,7 @@ async fn respond(
         .saturating_sub(started.elapsed());
     let body = read_body(&parts.headers, body, left).await?;
     slot.answering();
-    let now_s = crate::engine::recorder::now_ms() / 1000;
+    let now_s = crate::effects::clock::now_ms() / 1000;
     auth::check(&intake.settings.access, &parts.headers, &body, now_s)
         .map_err(|refusal| Answer::refuse(StatusCode::UNAUTHORIZED, refusal.reason()))?;
     let repo = blocking(intake, move |intake| find_repo(&intake.queue(), &target)).await??;
@@ -353,7 +353,7 @@ fn take(intake: &Intake, repo: &RegisteredRepo, incident: &Incident) -> DaemonRe
     let located = incident::locate_frames(&incident.frames, &repo.path);
     let mut queue = intake.queue();
     let entries = queue.with_fingerprint(&repo.name, &fingerprint)?;
-    let now = crate::engine::recorder::now_ms();
+    let now = crate::effects::clock::now_ms();
     if let Some(known) = dedupe::known(&entries, now, intake.settings.recent_fix_days) {
         return Ok(Taken::Known { known, fingerprint });
     }

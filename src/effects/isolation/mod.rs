@@ -9,7 +9,7 @@
 //! unless allowed. `none` is only ever chosen explicitly.
 
 mod bwrap;
-mod fence;
+mod fenced_command;
 mod landlock;
 mod namespaces;
 mod seccomp;
@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-pub use fence::{Fence, FenceError};
+pub use fenced_command::{Fence, FenceError};
 
 /// The mechanism in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

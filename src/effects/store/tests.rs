@@ -398,7 +398,7 @@ fn loading_a_long_run_in_parallel_gives_every_event_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("m.db");
     let run = RunId::from("long");
-    let events = crate::bench::synthetic::run_events(&run, 4, 50_000);
+    let events = crate::domain::synthetic::run_events(&run, 4, 50_000);
     let mut store = Store::open(&path).unwrap();
     store.append(&started("other")).unwrap();
     for chunk in events.chunks(1_000) {

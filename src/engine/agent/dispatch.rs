@@ -169,8 +169,8 @@ mod tests {
     use crate::domain::event::RunStarted;
     use crate::domain::policy::Policy;
     use crate::domain::{AgentRole, RunId, RunSettings};
+    use crate::effects::file_fence::Sandbox;
     use crate::effects::process::Isolation;
-    use crate::effects::sandbox::Sandbox;
     use crate::effects::store::Store;
     use crate::engine::agent::review_tool;
     use crate::engine::prompts::Prompt;

@@ -11,7 +11,7 @@ use super::toolbox::refusal;
 use super::worktree_tool::{WorktreeTool, spec};
 use super::{ToolBox, ToolOutcome, fail, ok};
 use crate::effects::beneath::BeneathError;
-use crate::effects::sandbox::Access;
+use crate::effects::file_fence::Access;
 use crate::llm::ToolSpec;
 
 pub struct EditFile;

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::worktree_tool::{WorktreeTool, spec};
 use super::{ToolBox, ToolOutcome, fail, ok};
-use crate::effects::sandbox::Access;
+use crate::effects::file_fence::Access;
 use crate::llm::ToolSpec;
 
 /// Entries one listing shows at most.

@@ -5,7 +5,7 @@
 //! submit tool of the role and the MCP servers' tools, adapters behind the
 //! same trait.
 //!
-//! Every path goes through the [`crate::effects::sandbox::Sandbox`]; every
+//! Every path goes through the [`crate::effects::file_fence::Sandbox`]; every
 //! failure becomes a message the model can act on, never an error that stops
 //! the run. Arguments are parsed once ([`Arguments`]) into each tool's typed
 //! struct; file IO runs on tokio's blocking threads, never the async ones.

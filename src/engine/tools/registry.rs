@@ -3,7 +3,8 @@
 
 use super::worktree_tool::{OnWorktree, WorktreeTool};
 use super::{
-    Call, EditFile, Finish, ListFiles, ReadFile, Run, Search, Tool, ToolBox, ToolOutcome, WriteFile,
+    Arguments, Call, EditFile, Finish, ListFiles, ReadFile, Run, Search, Tool, ToolBox,
+    ToolOutcome, WriteFile, fail,
 };
 use crate::engine::error::EngineResult;
 use crate::llm::ToolSpec;
@@ -147,5 +148,34 @@ impl<'a> Registry<'a> {
     pub async fn call(&self, name: &str, call: Call<'_>) -> Option<EngineResult<ToolOutcome>> {
         let tool = self.tools.iter().find(|t| t.name() == name)?;
         Some(tool.call(call).await)
+    }
+}
+
+/// The toolbox's tools by name, for callers outside a conversation (kept
+/// here, not in toolbox.rs, so the toolbox never reaches up to the registry
+/// that dispatches to it).
+impl ToolBox {
+    /// The specs of a set of the worktree's tools, as the model is sent them.
+    pub fn specs(set: ToolSet) -> Vec<ToolSpec> {
+        set.tools().iter().map(|tool| tool.spec()).collect()
+    }
+
+    /// Runs one call of a worktree tool by name, outside any conversation
+    /// (what tests and benches call).
+    pub async fn call(&self, name: &str, arguments: &str) -> ToolOutcome {
+        let registry = Registry::workspace(self, ToolSet::Coder);
+        let arguments = Arguments::parse(arguments);
+        let call = Call {
+            id: "",
+            arguments: &arguments,
+        };
+        match registry.call(name, call).await {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(e)) => fail(e.to_string()),
+            None => fail(format!(
+                "There is no tool named {name:?}. Available: {}.",
+                registry.names().join(", ")
+            )),
+        }
     }
 }

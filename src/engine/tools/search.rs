@@ -11,7 +11,7 @@ use serde_json::json;
 use super::worktree_tool::{WorktreeTool, spec};
 use super::{ToolBox, ToolOutcome, fail, ok};
 use crate::effects::beneath::Beneath;
-use crate::effects::sandbox::Access;
+use crate::effects::file_fence::Access;
 use crate::llm::ToolSpec;
 
 const MAX_SEARCH_HITS: usize = 200;

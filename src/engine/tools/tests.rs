@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::domain::policy::Policy;
+use crate::effects::file_fence::Sandbox;
 use crate::effects::process::Isolation;
-use crate::effects::sandbox::Sandbox;
 use read_file::MAX_READ_FILE_BYTES;
 
 fn toolbox() -> (tempfile::TempDir, ToolBox) {

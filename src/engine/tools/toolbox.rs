@@ -10,12 +10,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Arguments, Call, Registry, ToolOutcome, ToolSet, fail};
+use super::{ToolOutcome, fail};
 use crate::config::McpServerConfig;
 use crate::effects::beneath::{Beneath, BeneathError};
+use crate::effects::file_fence::{Access, Sandbox, SandboxError, is_protected_name};
 use crate::effects::process::Isolation;
-use crate::effects::sandbox::{Access, Sandbox, SandboxError, is_protected_name};
-use crate::llm::ToolSpec;
 
 /// Entries read from one directory at most, for listing or searching.
 const MAX_DIR_ENTRIES_READ: usize = 20_000;
@@ -107,30 +106,6 @@ impl ToolBox {
 
     pub(super) fn sandbox(&self) -> &Sandbox {
         &self.inner.sandbox
-    }
-
-    /// The specs of a set of the worktree's tools, as the model is sent them.
-    pub fn specs(set: ToolSet) -> Vec<ToolSpec> {
-        set.tools().iter().map(|tool| tool.spec()).collect()
-    }
-
-    /// Runs one call of a worktree tool by name, outside any conversation
-    /// (what tests and benches call).
-    pub async fn call(&self, name: &str, arguments: &str) -> ToolOutcome {
-        let registry = Registry::workspace(self, ToolSet::Coder);
-        let arguments = Arguments::parse(arguments);
-        let call = Call {
-            id: "",
-            arguments: &arguments,
-        };
-        match registry.call(name, call).await {
-            Some(Ok(outcome)) => outcome,
-            Some(Err(e)) => fail(e.to_string()),
-            None => fail(format!(
-                "There is no tool named {name:?}. Available: {}.",
-                registry.names().join(", ")
-            )),
-        }
     }
 
     /// Runs `work` on this toolbox on a blocking thread: file IO never

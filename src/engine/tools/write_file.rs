@@ -9,7 +9,7 @@ use serde_json::json;
 use super::toolbox::refusal;
 use super::worktree_tool::{WorktreeTool, spec};
 use super::{ToolBox, ToolOutcome, fail, ok};
-use crate::effects::sandbox::Access;
+use crate::effects::file_fence::Access;
 use crate::llm::ToolSpec;
 
 pub struct WriteFile;

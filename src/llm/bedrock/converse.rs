@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::super::redact::redact;
 use super::super::types::{ChatMessage, CompletionRequest, FinishReason, LlmError, StreamEvent};
 use super::eventstream::Message;
 use crate::domain::TokenUsage;
+use crate::domain::redact::redact;
 
 /// Bedrock refuses blank text blocks; an empty message or tool output is
 /// sent as this instead.

@@ -24,9 +24,9 @@ use reqwest::Response;
 
 use super::LlmProvider;
 use super::http::{Endpoint, RetryPolicy, classify, parse_retry_after};
-use super::redact::redact;
 use super::types::{CompletionRequest, LlmError, StreamEvent, TextToolCalls};
 use crate::config::ProviderConfig;
+use crate::domain::redact::redact;
 use converse::{ConverseDecoder, is_limit, payload_message};
 use credentials::AwsEnv;
 use eventstream::FrameDecoder;

@@ -136,13 +136,24 @@ impl App {
     }
 }
 
+/// A cockpit attached to the daemon, following the fixture's run.
+#[cfg(test)]
+pub(crate) fn attached_app() -> App {
+    let mut app = App::attached("memofab");
+    let events = crate::domain::fixture::events();
+    app.feed(Feed::Attached(Some(events[0].run.clone())));
+    for event in events {
+        app.feed(Feed::Update(EngineUpdate::Event(event)));
+    }
+    app
+}
+
 #[cfg(test)]
 mod tests {
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     use super::*;
     use crate::protocol::Command;
-    use crate::tui::fixture;
 
     fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)
@@ -150,7 +161,7 @@ mod tests {
 
     #[test]
     fn q_asks_then_detaches_without_stopping_the_run() {
-        let mut app = fixture::attached_app();
+        let mut app = attached_app();
         assert!(app.handle_key(key(KeyCode::Char('q'))).is_empty());
         assert!(matches!(app.modal, Some(Modal::ConfirmDetach)));
         assert!(app.handle_key(key(KeyCode::Esc)).is_empty());
@@ -163,7 +174,7 @@ mod tests {
 
     #[test]
     fn gate_keys_still_send_commands_to_the_run() {
-        let mut app = fixture::attached_app();
+        let mut app = attached_app();
         assert_eq!(
             app.handle_key(key(KeyCode::Char('a'))),
             vec![Action::Send(Command::ApproveGate {
@@ -174,7 +185,7 @@ mod tests {
 
     #[test]
     fn a_new_run_starts_the_model_over() {
-        let mut app = fixture::attached_app();
+        let mut app = attached_app();
         app.feed(Feed::Attached(Some(RunId::from("r20261124-130000-beef"))));
         assert!(app.state.is_none() && app.order.is_empty() && app.log.is_empty());
         assert_eq!(
@@ -206,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_lost_connection_is_shown_and_q_quits_at_once() {
-        let mut app = fixture::attached_app();
+        let mut app = attached_app();
         app.feed(Feed::Lost("the daemon closed the connection".into()));
         assert_eq!(app.handle_key(key(KeyCode::Char('q'))), vec![Action::Quit]);
     }

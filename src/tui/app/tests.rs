@@ -4,8 +4,8 @@ use super::*;
 use crate::domain::event::{
     AgentStarted, QuestionAsked, RunStarted, ShepherdIntervened, TaskStateChanged,
 };
+use crate::domain::fixture;
 use crate::domain::{AgentRole, EventKind};
-use crate::tui::fixture;
 
 fn key(code: KeyCode) -> KeyEvent {
     KeyEvent::new(code, KeyModifiers::NONE)

@@ -7,8 +7,8 @@ use crate::domain::event::{
     AgentParked, CheckoutDirty, GateHeld, ProviderLimitChanged, RunPhaseChanged, RunStarted,
     TokensUsed,
 };
+use crate::domain::fixture;
 use crate::tui::app::{App, Tab};
-use crate::tui::fixture;
 
 fn draw(app: &App, width: u16, height: u16) -> Buffer {
     let theme = Theme::dark();
@@ -396,7 +396,7 @@ fn cache_hits_show_for_the_run_and_the_selected_task() {
 #[test]
 fn an_attached_cockpit_says_so_and_that_q_detaches() {
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-    let mut app = fixture::attached_app();
+    let mut app = crate::tui::app::attached_app();
     insta::assert_snapshot!("attached_80x24", text(&draw(&app, 80, 24)));
     insta::assert_snapshot!("attached_160x30", text(&draw(&app, 160, 30)));
     app.handle_key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE));
@@ -418,7 +418,7 @@ fn an_attached_cockpit_with_no_run_opens_the_editor_to_queue_one() {
 #[test]
 fn a_lost_daemon_connection_is_shown() {
     use crate::tui::app::Feed;
-    let mut app = fixture::attached_app();
+    let mut app = crate::tui::app::attached_app();
     app.feed(Feed::Lost("the daemon closed the connection".into()));
     insta::assert_snapshot!("attached_lost_80x24", text(&draw(&app, 80, 24)));
 }
@@ -427,7 +427,7 @@ fn a_lost_daemon_connection_is_shown() {
 fn the_overseers_waiting_proposals_are_an_inbox_item_naming_the_review_command() {
     use crate::domain::RunId;
     use crate::domain::attention::AttentionKind;
-    use crate::domain::nightly::{OpenProposal, WaitingProposals};
+    use crate::domain::overseer::{OpenProposal, WaitingProposals};
     use crate::protocol::EngineUpdate;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -468,7 +468,7 @@ fn the_overseers_waiting_proposals_are_an_inbox_item_naming_the_review_command()
 fn an_attached_cockpit_keeps_the_overseers_proposals_when_it_follows_a_new_run() {
     use crate::domain::RunId;
     use crate::domain::attention::AttentionKind;
-    use crate::domain::nightly::{OpenProposal, WaitingProposals};
+    use crate::domain::overseer::{OpenProposal, WaitingProposals};
     use crate::protocol::EngineUpdate;
     use crate::tui::app::Feed;
     let mut app = App::attached("memofab");
@@ -503,7 +503,7 @@ fn status_row(app: &App, width: u16, height: u16) -> String {
 
 #[test]
 fn the_status_bar_keeps_its_keys_whole_at_any_width() {
-    let attached = fixture::attached_app();
+    let attached = crate::tui::app::attached_app();
     for width in [80, 120, 160] {
         let row = status_row(&attached, width, 30);
         assert!(

@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memofab::cli::demo::{embedded_seed, prepare_repo};
 use memofab::config::Config;
 use memofab::domain::{Event, RunId, RunState};
 use memofab::effects::git::GitRepo;
 use memofab::effects::store::Store;
 use memofab::engine::context::ProviderSet;
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session::{self, RunRequest, store_path};
+use memofab::engine::demo_seed::{embedded_seed, prepare_repo};
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session::{self, RunRequest, store_path};
 use memofab::llm::scenario::Scenario;
 use memofab::llm::scripted::ScriptedProvider;
 use tokio::sync::mpsc;

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use memofab::domain::{Event, RunState};
-use memofab::engine::orchestrator::Steering;
-use memofab::engine::session::{self, RunRequest};
+use memofab::engine::run::orchestrator::Steering;
+use memofab::engine::run::session::{self, RunRequest};
 use memofab::protocol::{Command, EngineUpdate};
 use tokio::sync::mpsc;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::domain::{RunId, RunPhase, RunState, TaskState, narrate};
 use crate::effects::store::RunSummary;
-use crate::engine::session;
+use crate::engine::run::session;
 use crate::llm::pricing::Costs;
 use crate::text::wrap;
 
@@ -168,7 +168,7 @@ pub fn live_run(repo: &Path, runs: &[RunSummary]) -> Option<RunId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::fixture;
+    use crate::domain::fixture;
 
     #[test]
     fn a_failed_task_is_listed_with_its_whole_reason() {

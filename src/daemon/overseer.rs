@@ -1,4 +1,4 @@
-//! The nightly overseer: at `[overseer] schedule` (each repository's own
+//! The overseer on a schedule: at `[overseer] schedule` (each repository's own
 //! config), review the runs since the repository's last review and put the
 //! proposals in the inbox.
 //!
@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use super::shared::Shared;
 use crate::config::Config;
-use crate::domain::nightly::{self, DailyTime};
+use crate::domain::overseer::{self as schedule, DailyTime};
 use crate::domain::queue::RegisteredRepo;
 use crate::engine::overseer;
 use crate::protocol::EngineUpdate;
@@ -85,7 +85,7 @@ pub async fn run_with(shared: Shared, clock: Arc<dyn Clock>) {
             let id = match done {
                 Ok((id, ())) => id,
                 Err(e) => {
-                    tracing::error!(error = %e, "a nightly overseer watcher failed; restarting it");
+                    tracing::error!(error = %e, "an overseer watcher failed; restarting it");
                     e.id()
                 }
             };
@@ -109,7 +109,7 @@ pub async fn run_with(shared: Shared, clock: Arc<dyn Clock>) {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "the nightly overseer cannot read the repositories")
+                tracing::warn!(error = %e, "the scheduled overseer cannot read the repositories")
             }
         }
         tokio::time::sleep(RECHECK).await;
@@ -173,7 +173,7 @@ impl Watcher {
 
     fn problem(&mut self, message: String) {
         if self.problem.as_ref() != Some(&message) {
-            tracing::warn!(repo = %self.name, "nightly overseer: {message}");
+            tracing::warn!(repo = %self.name, "scheduled overseer: {message}");
             self.problem = Some(message);
         }
     }
@@ -192,7 +192,7 @@ impl Watcher {
                 return Step::Wait(None);
             }
         };
-        let config = match crate::cli::load_config(&repo.path, None) {
+        let config = match Config::for_repo(&repo.path, None) {
             Ok(config) => config,
             Err(e) => {
                 self.problem(format!("no review while the config is wrong: {e:#}"));
@@ -204,13 +204,13 @@ impl Watcher {
         };
         self.problem = None;
         let now = self.clock.now();
-        if let Some(firing) = nightly::owed(schedule, last.unwrap_or(repo.added_ms), &now)
+        if let Some(firing) = schedule::owed(schedule, last.unwrap_or(repo.added_ms), &now)
             && self.handled != Some(firing.timestamp_millis())
         {
             self.review(&repo, &config, schedule, last, firing, now)
                 .await;
         }
-        Step::Wait(Some(nightly::next_firing(schedule, &self.clock.now())))
+        Step::Wait(Some(schedule::next_firing(schedule, &self.clock.now())))
     }
 
     /// Reviews the runs since the last review and records that it did.
@@ -236,14 +236,14 @@ impl Watcher {
                     .and_then(|mut q| q.set_last_review(&self.name, unix_ms(now)))
                 {
                     // The review is stored; at worst a restart reviews again.
-                    tracing::warn!(repo = %self.name, error = %e, "nightly overseer: the review was not recorded");
+                    tracing::warn!(repo = %self.name, error = %e, "scheduled overseer: the review was not recorded");
                 }
                 match reviewed {
                     Reviewed::NoRuns => {
-                        tracing::info!(repo = %self.name, "nightly overseer: no runs since the last review")
+                        tracing::info!(repo = %self.name, "scheduled overseer: no runs since the last review")
                     }
                     Reviewed::Report { run, proposals } => {
-                        tracing::info!(repo = %self.name, report = %run, proposals, "nightly overseer: report stored");
+                        tracing::info!(repo = %self.name, report = %run, proposals, "scheduled overseer: report stored");
                         self.tell_attached(&repo.path);
                     }
                 }
@@ -252,7 +252,7 @@ impl Watcher {
                 self.retry_since = Some(since_ms);
                 tracing::warn!(
                     repo = %self.name, error = %e, %schedule,
-                    "nightly overseer: the review failed; it is tried again at the next firing"
+                    "scheduled overseer: the review failed; it is tried again at the next firing"
                 );
             }
         }
@@ -276,7 +276,7 @@ async fn review(repo: &Path, since_ms: u64, config: &Config) -> Result<Reviewed,
     if overseer::runs_since(repo, since_ms)?.is_empty() {
         return Ok(Reviewed::NoRuns);
     }
-    let choice = crate::cli::providers::build(config, None, None, Duration::ZERO)
+    let choice = crate::engine::providers::build(config, None, None, Duration::ZERO)
         .map_err(|e| ReviewError::Providers(format!("{e:#}")))?;
     let report = overseer::review(repo, since_ms, config, &choice.set).await?;
     Ok(Reviewed::Report {

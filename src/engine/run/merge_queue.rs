@@ -14,8 +14,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::context::{RunContext, SpareWorktree};
-use super::error::{EngineError, EngineResult};
 use super::remote_mainline::{self, Round};
 use super::steps::{
     branch_name, ensure_worktree, merge_mainline_in, rework_or_fail, run_check_command,
@@ -27,6 +25,8 @@ use crate::domain::event::{
 use crate::domain::ids::short_commit;
 use crate::domain::{EventKind, MergeCheck, MergeOutcome, RunPhase, TaskId, TaskRecord, TaskState};
 use crate::effects::git::{Advance, DirtyCheckout, MergeCandidate, Revert};
+use crate::engine::context::{RunContext, SpareWorktree};
+use crate::engine::error::{EngineError, EngineResult};
 
 /// A merge result computed in this turn and not landed yet.
 struct Candidate {
@@ -564,5 +564,5 @@ pub fn scratch_dir(ctx: &RunContext) -> PathBuf {
 }
 
 fn scratch_branch(ctx: &RunContext) -> String {
-    super::cleanup::verify_branch(ctx.recorder.run())
+    crate::engine::cleanup::verify_branch(ctx.recorder.run())
 }

@@ -1,19 +1,39 @@
-//! Builds the model each role talks to from config and command-line overrides.
+//! Builds the model each role talks to from config and command-line overrides:
+//! used by the command line, the daemon's workers and the overseer alike.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-
 use crate::config::{Config, ProviderKind};
 use crate::domain::AgentRole;
 use crate::engine::context::ProviderSet;
-use crate::llm::LlmProvider;
 use crate::llm::governor::Governor;
 use crate::llm::scenario::Scenario;
+use crate::llm::scenario::ScenarioError;
 use crate::llm::scripted::ScriptedProvider;
+use crate::llm::{LlmError, LlmProvider};
+
+/// Why the providers could not be built; each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvidersError {
+    #[error("{NOT_CONFIGURED}")]
+    NotConfigured,
+    #[error("provider {name:?} is not configured; configured providers: {}", .known.join(", "))]
+    UnknownProvider { name: String, known: Vec<String> },
+    #[error("provider {name:?} (used by the {role} role) is not configured")]
+    RoleProviderMissing { name: String, role: AgentRole },
+    #[error("scenario file {}: {source}", .path.display())]
+    ScenarioFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("setting up provider {name:?}: {source}")]
+    Provider { name: String, source: LlmError },
+}
 
 pub struct ProviderChoice {
     pub set: ProviderSet,
@@ -40,16 +60,15 @@ pub fn build(
     override_provider: Option<&str>,
     scenario_file: Option<&Path>,
     pace: Duration,
-) -> Result<ProviderChoice> {
+) -> Result<ProviderChoice, ProvidersError> {
     let override_provider = override_provider.or(scenario_file.map(|_| "scripted"));
     if let Some(name) = override_provider
         && !config.providers.contains_key(name)
     {
-        let known: Vec<&str> = config.providers.keys().map(String::as_str).collect();
-        bail!(
-            "provider {name:?} is not configured; configured providers: {}",
-            known.join(", ")
-        );
+        return Err(ProvidersError::UnknownProvider {
+            name: name.to_owned(),
+            known: config.providers.keys().cloned().collect(),
+        });
     }
     // One provider and one governor per configured name, however many roles use it.
     let mut built: HashMap<String, (Arc<dyn LlmProvider>, Arc<Governor>)> = HashMap::new();
@@ -57,7 +76,12 @@ pub fn build(
     let mut scenario_used = None;
     let label = match override_provider {
         Some(name) => name,
-        None => config.role(AgentRole::Coder).context(NOT_CONFIGURED)?.0,
+        None => {
+            config
+                .role(AgentRole::Coder)
+                .ok_or(ProvidersError::NotConfigured)?
+                .0
+        }
     }
     .to_owned();
     for role in AgentRole::ALL {
@@ -66,11 +90,16 @@ pub fn build(
                 name,
                 config.providers.get(name).and_then(|p| p.model.as_deref()),
             ),
-            None => config.role(role).context(NOT_CONFIGURED)?,
+            None => config.role(role).ok_or(ProvidersError::NotConfigured)?,
         };
-        let cfg = config.providers.get(name).with_context(|| {
-            format!("provider {name:?} (used by the {role} role) is not configured")
-        })?;
+        let cfg =
+            config
+                .providers
+                .get(name)
+                .ok_or_else(|| ProvidersError::RoleProviderMissing {
+                    name: name.to_owned(),
+                    role,
+                })?;
         let (provider, governor) = match built.get(name) {
             Some(p) => p.clone(),
             None => {
@@ -81,8 +110,12 @@ pub fn build(
                             .or_else(|| cfg.scenario.clone());
                         let scenario = match &file {
                             Some(path) => {
-                                let abs = std::fs::canonicalize(path)
-                                    .with_context(|| format!("scenario file {}", path.display()))?;
+                                let abs = std::fs::canonicalize(path).map_err(|source| {
+                                    ProvidersError::ScenarioFile {
+                                        path: path.clone(),
+                                        source,
+                                    }
+                                })?;
                                 scenario_used = Some(abs.display().to_string());
                                 Scenario::load(&abs)?
                             }
@@ -91,8 +124,12 @@ pub fn build(
                         Arc::new(ScriptedProvider::new(Arc::new(scenario)).with_pace(pace))
                     }
                     ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Bedrock => {
-                        crate::llm::factory::build_provider(name, cfg)
-                            .with_context(|| format!("setting up provider {name:?}"))?
+                        crate::llm::factory::build_provider(name, cfg).map_err(|source| {
+                            ProvidersError::Provider {
+                                name: name.to_owned(),
+                                source,
+                            }
+                        })?
                     }
                 };
                 let governor = Governor::new(name, cfg.governor());
@@ -106,7 +143,8 @@ pub fn build(
             Some(s) => s.with_role_governed(role, provider, model, governor),
         });
     }
-    let set = set.context("no roles to configure")?;
+    // AgentRole::ALL is not empty, so the loop set it.
+    let set = set.ok_or(ProvidersError::NotConfigured)?;
     Ok(ProviderChoice {
         set,
         label,

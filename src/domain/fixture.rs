@@ -1,28 +1,15 @@
 //! A fixed, realistic event sequence for cockpit tests: a six-task diamond
 //! with tasks merged, running, in review, at the gate and in conflict.
 
-use crate::domain::event::{
+use super::event::{
     AgentMessage, AgentStarted, BlueprintAccepted, ChangeCommitted, ConflictMarkers, Escalated,
     GateDecision, MergeResult, MergeVerified, RunPhaseChanged, RunStarted, TaskStateChanged,
     TokensUsed, ToolCalled, ToolResult,
 };
-use crate::domain::{
+use super::{
     AgentId, AgentRole, Blueprint, ConflictFile, Event, EventKind, MergeCheck, MergeOutcome,
     MessageAuthor, RunId, RunSettings, TaskSpec, TaskState, TokenUsage,
 };
-
-/// A cockpit attached to the daemon, following the fixture's run.
-pub fn attached_app() -> super::app::App {
-    use super::app::{App, Feed};
-    use crate::protocol::EngineUpdate;
-    let mut app = App::attached("memofab");
-    let events = events();
-    app.feed(Feed::Attached(Some(events[0].run.clone())));
-    for event in events {
-        app.feed(Feed::Update(EngineUpdate::Event(event)));
-    }
-    app
-}
 
 pub struct Fixture {
     pub events: Vec<Event>,

@@ -7,17 +7,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::context::RunContext;
-use super::error::EngineResult;
 use crate::domain::event::{ConflictMarkers, WorktreeCreated};
 use crate::domain::{ConflictFile, EventKind, TaskId, TaskRecord, TaskState};
 use crate::effects::process::{CommandSpec, run_command};
+use crate::engine::context::RunContext;
+use crate::engine::error::EngineResult;
 
-/// Where a task's worktree and branch are.
-pub fn branch_name(run: &str, task: &TaskId) -> String {
-    format!("memofab/{run}/{task}")
-}
+/// Where a task's branch is (named in the domain, where the merge queue's
+/// remote half finds it too).
+pub use crate::domain::ids::branch_name;
 
+/// Where a task's worktree is.
 pub fn worktree_dir(ctx: &RunContext, task: &TaskId) -> PathBuf {
     ctx.worktrees
         .join(ctx.recorder.run().as_str())

@@ -4,7 +4,8 @@
 //! into `.git` or `.memofab` (in any letter case: case-insensitive file
 //! systems exist), never a write the policy denies, and never a write to a
 //! file locked for this agent (a tester's tests, for the coder). This is the
-//! file tools' fence; agents' commands are fenced by [`super::isolation`].
+//! file tools' fence; agents' commands are fenced by [`super::isolation`],
+//! and [`super::repo_watch`] notices what slipped past both.
 
 use std::path::{Component, Path, PathBuf};
 

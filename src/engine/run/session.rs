@@ -7,21 +7,21 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::context::{AgentSlots, ProviderSet, RunContext};
-use super::engine_lock::EngineLock;
-use super::error::{EngineError, EngineResult};
 use super::orchestrator::{Orchestrator, Steering};
-use super::prompts::Prompts;
-use super::recorder::{CrashAfter, Recorder};
 use crate::config::Config;
 use crate::domain::event::RunStarted;
 use crate::domain::policy::{Policy, PolicyFile};
 use crate::domain::{EventKind, RunId, RunSettings, RunState};
 use crate::effects::git::{GitError, GitRepo};
 use crate::effects::store::Store;
+use crate::engine::context::{AgentSlots, ProviderSet, RunContext};
+use crate::engine::engine_lock::EngineLock;
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::prompts::Prompts;
+use crate::engine::recorder::{CrashAfter, Recorder};
 use crate::protocol::{Command, EngineUpdate};
 
-pub use super::files::{FACTORY_DIR, factory_dir, store_path, stored_state};
+pub use crate::engine::files::{FACTORY_DIR, factory_dir, store_path, stored_state};
 
 /// The project's policy (`.memofab/policy.toml`), or only the built-in
 /// protections if there is none.
@@ -112,7 +112,7 @@ fn context(
 ) -> EngineResult<RunContext> {
     // Probed once per process: the same answer the run was started with.
     let repo = git.root().to_owned();
-    let common_dir = crate::effects::repo_guard::common_dir(&repo);
+    let common_dir = crate::effects::repo_watch::common_dir(&repo);
     // The fence reads the user's git data from here, never from whatever a
     // worktree's `.git` names.
     let isolation = config.run.isolation()?.with_git_data(&common_dir);
@@ -122,8 +122,8 @@ fn context(
         // Taken before any task can land, resumed ones included.
         // Mainline's baseline too: from here on it moves only by a landing.
         repo_guard: std::sync::Mutex::new(
-            crate::effects::repo_guard::Guard::new(
-                crate::effects::repo_guard::Fingerprint::take(&common_dir, &mainline),
+            crate::effects::repo_watch::Guard::new(
+                crate::effects::repo_watch::Fingerprint::take(&common_dir, &mainline),
                 &mainline,
             )
             .with_remote(config.mainline.remote.as_deref()),
@@ -141,9 +141,9 @@ fn context(
         merge_lock: tokio::sync::Mutex::new(()),
         slot_freed: tokio::sync::Notify::new(),
         spare_worktrees: std::sync::Mutex::new(Vec::new()),
-        shepherd: super::shepherd::Desk::with_advice(
+        shepherd: crate::engine::shepherd::Desk::with_advice(
             config.shepherd.clone(),
-            recorder.with_store(|store| super::shepherd::overseer_advice(store)),
+            recorder.with_store(|store| crate::engine::shepherd::overseer_advice(store)),
         ),
         recorder,
         git: git.with_max_file_bytes(config.run.max_file_bytes),
@@ -155,7 +155,7 @@ fn context(
     })
 }
 
-pub use super::context::{check_requirement, check_requirement_with};
+pub use crate::engine::context::{check_requirement, check_requirement_with};
 
 /// Starts a new run and drives it to its end.
 pub async fn start(
@@ -203,7 +203,7 @@ pub async fn start(
             crate::domain::TestAgents::Off
         },
     };
-    let secrets = crate::llm::redact::secrets_in_env(&request.config);
+    let secrets = crate::engine::secrets::secrets_in_env(&request.config);
     let started = EventKind::RunStarted(RunStarted {
         requirement: request.requirement.clone(),
         repo: git.root().display().to_string(),
@@ -214,7 +214,7 @@ pub async fn start(
     let recorder = Recorder::start(
         store,
         run,
-        crate::llm::redact::redact_value(started, &secrets),
+        crate::domain::redact::redact_value(started, &secrets),
         updates,
     )?
     .with_crash_after(request.crash_after.map(CrashAfter))
@@ -259,7 +259,7 @@ pub async fn resume(
     let store = Store::open(&store_path(git.root()))?;
     let recorder = Recorder::resume(store, &request.run, updates)?
         .with_crash_after(request.crash_after.map(CrashAfter))
-        .with_secrets(crate::llm::redact::secrets_in_env(&request.config));
+        .with_secrets(crate::engine::secrets::secrets_in_env(&request.config));
     let (settings, mainline) = recorder.with_state(|s| (s.settings.clone(), s.mainline.clone()));
     let mut ctx = context(
         recorder,

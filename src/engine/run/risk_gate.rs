@@ -5,14 +5,14 @@
 //! store. Nothing is read from a task's worktree. The judgement itself is
 //! `domain::risk`.
 
-use super::context::RunContext;
-use super::error::{EngineError, EngineResult};
 use crate::domain::governance::hooks_dir_in_repo;
 use crate::domain::path_history::{self, PathHistory};
 use crate::domain::risk::{GateFacts, GateVerdict, assess_change};
 use crate::domain::test_runner::runner_files;
 use crate::domain::{Event, RunKind};
 use crate::effects::store::StoreError;
+use crate::engine::context::RunContext;
+use crate::engine::error::{EngineError, EngineResult};
 
 /// The gate's verdict on `branch`'s change against mainline.
 pub async fn assess(ctx: &RunContext, branch: String) -> EngineResult<GateVerdict> {

@@ -14,17 +14,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::agent::AgentJob;
-use super::context::RunContext;
-use super::error::{EngineError, EngineResult};
 use super::steps::{run_check_command, task_brief};
-use super::tools::{ToolBox, ToolSet};
 use crate::domain::event::{TesterDone, TestsOnBase, Warning};
 use crate::domain::policy::Risk;
 use crate::domain::testers::passed_on_base_feedback;
 use crate::domain::{AgentRole, EventKind, TaskId, TaskRecord, TaskState, TesterTests};
+use crate::effects::file_fence::Sandbox;
 use crate::effects::git::GitError;
-use crate::effects::sandbox::Sandbox;
+use crate::engine::agent::AgentJob;
+use crate::engine::context::RunContext;
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::tools::{ToolBox, ToolSet};
 use crate::llm::ScriptKey;
 
 /// Whether `record`'s task gets a tester: the run's `test_agents` picks it,

@@ -3,10 +3,10 @@
 //! the planner answers in plain text. The conversation is recorded like any
 //! other agent's; no tools, no blueprint yet.
 
-use super::context::{Binding, RunContext};
-use super::error::EngineResult;
 use crate::domain::event::{AgentMessage, AgentStarted, ProviderLimitChanged, TokensUsed, Warning};
 use crate::domain::{AgentId, AgentRole, EventKind, MessageAuthor};
+use crate::engine::context::{Binding, RunContext};
+use crate::engine::error::EngineResult;
 use crate::llm::governor::{Admission, Limit};
 use crate::llm::{ChatMessage, CompletionRequest, ScriptKey, collect_completion};
 use crate::protocol::EngineUpdate;

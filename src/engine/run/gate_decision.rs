@@ -6,10 +6,10 @@
 
 use std::path::Path;
 
-use super::error::{EngineError, EngineResult};
-use super::files::{store_path, stored_state};
 use crate::domain::{Decider, RunId, TaskId, TaskState};
 use crate::effects::store::Store;
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::files::{store_path, stored_state};
 use crate::protocol::Command;
 
 /// What a human decided about a change held at the gate.

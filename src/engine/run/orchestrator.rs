@@ -11,8 +11,6 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::brainstorm::Brainstorm;
-use super::context::RunContext;
-use super::error::{EngineError, EngineResult};
 use super::pipeline;
 use super::planning::{self, PlanResult};
 use crate::domain::event::{
@@ -21,6 +19,8 @@ use crate::domain::event::{
 };
 use crate::domain::schedule;
 use crate::domain::{Decider, EventKind, RunPhase, RunState, TaskId, TaskState};
+use crate::engine::context::RunContext;
+use crate::engine::error::{EngineError, EngineResult};
 use crate::protocol::{Command, ConflictResolution};
 
 /// How a pause for the run's budget is introduced in its reason.
@@ -63,7 +63,7 @@ pub struct Orchestrator {
     /// while the planner works): carried out once the build starts.
     deferred: Vec<Command>,
     /// How long each task has been in its state, for the shepherd.
-    time_watch: super::shepherd::TimeWatch,
+    time_watch: crate::engine::shepherd::TimeWatch,
 }
 
 impl Orchestrator {
@@ -162,7 +162,7 @@ impl Orchestrator {
                     brainstorm.ask(&self.ctx, &message).await?;
                 }
                 Some(Command::SubmitSpec { requirement }) if !requirement.trim().is_empty() => {
-                    let checked = super::context::check_requirement_with(
+                    let checked = crate::engine::context::check_requirement_with(
                         &self.ctx.config,
                         &self.ctx.providers,
                         &requirement,
@@ -373,7 +373,7 @@ impl Orchestrator {
 
     async fn finish(&self, state: &RunState) -> EngineResult<()> {
         self.drop_spare_worktrees().await;
-        super::cleanup::tidy_finished(&self.ctx).await;
+        crate::engine::cleanup::tidy_finished(&self.ctx).await;
         let mainline = self.ctx.mainline.clone();
         let head = self.ctx.git(move |g| g.branch_head(&mainline)).await?;
         self.ctx

@@ -1,4 +1,4 @@
-//! The nightly overseer, pure: the time of day it runs (`[overseer]
+//! The overseer, pure: the time of day it runs (`[overseer]
 //! schedule`), when it fires next, whether a review is owed (a daemon that
 //! was down at the scheduled time reviews once when it starts), and the
 //! proposals a review left waiting for a human.

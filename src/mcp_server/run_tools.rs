@@ -19,9 +19,9 @@ use crate::daemon::DaemonPaths;
 use crate::domain::attention::{self, AttentionKind};
 use crate::domain::{Decider, RunId, RunKind, RunState, TaskId};
 use crate::effects::store::{RunSummary, Store};
-use crate::engine::gate_decision::{GateDecision, leave_gate_decision};
-use crate::engine::session::store_path;
-use crate::engine::summary::{live_run, run_cost, summary};
+use crate::engine::run::gate_decision::{GateDecision, leave_gate_decision};
+use crate::engine::run::session::store_path;
+use crate::engine::run::summary::{live_run, run_cost, summary};
 use crate::llm::pricing::price_table;
 
 #[derive(Debug, Deserialize, JsonSchema)]

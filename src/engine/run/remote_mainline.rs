@@ -12,14 +12,13 @@
 
 use std::time::Duration;
 
-use super::context::RunContext;
-use super::error::{EngineError, EngineResult};
-use super::steps::branch_name;
 use crate::domain::event::{GateHeld, Warning};
 use crate::domain::gate_reason::GateReason;
-use crate::domain::ids::short_commit;
+use crate::domain::ids::{branch_name, short_commit};
 use crate::domain::{EventKind, TaskId, TaskState};
 use crate::effects::git::{GitError, GitRepo, Push, Remote};
+use crate::engine::context::RunContext;
+use crate::engine::error::{EngineError, EngineResult};
 
 /// The remote mainline lives on, if it lives on one.
 pub fn remote_name(ctx: &RunContext) -> Option<String> {

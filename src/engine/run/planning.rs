@@ -5,16 +5,16 @@
 
 use serde_json::json;
 
-use super::agent::{AgentJob, AgentOutcome, Review, SubmitTool, review_tool};
-use super::context::RunContext;
-use super::error::EngineResult;
-use super::tools::{ToolBox, ToolSet};
 use crate::domain::event::{
     BlueprintAccepted, BlueprintProposed, PlanReviewed, RunPhaseChanged, Warning,
 };
 use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::{AgentRole, Blueprint, EventKind, RunPhase};
-use crate::effects::sandbox::Sandbox;
+use crate::effects::file_fence::Sandbox;
+use crate::engine::agent::{AgentJob, AgentOutcome, Review, SubmitTool, review_tool};
+use crate::engine::context::RunContext;
+use crate::engine::error::EngineResult;
+use crate::engine::tools::{ToolBox, ToolSet};
 use crate::llm::ToolSpec;
 
 /// Files listed to the planner; a huge repository is summarised.

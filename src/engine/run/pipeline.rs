@@ -7,14 +7,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::agent::{AgentJob, AgentOutcome, Review, review_tool};
-use super::context::RunContext;
-use super::error::{EngineError, EngineResult};
 use super::steps::{
     branch_name, ensure_worktree, merge_mainline_in, read_lossy, rework_or_fail, run_check_command,
     task_brief,
 };
-use super::tools::{ToolBox, ToolSet};
 use crate::domain::event::{
     ChangeCommitted, GateDecision, GateHeld, NothingChanged, ReviewVerdict, TestRun, Warning,
 };
@@ -25,8 +21,12 @@ use crate::domain::{
     AgentRole, ConflictFile, ConflictResolution, Decider, EventKind, RunPhase, TaskId, TaskRecord,
     TaskState,
 };
+use crate::effects::file_fence::Sandbox;
 use crate::effects::git::GitError;
-use crate::effects::sandbox::Sandbox;
+use crate::engine::agent::{AgentJob, AgentOutcome, Review, review_tool};
+use crate::engine::context::RunContext;
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::tools::{ToolBox, ToolSet};
 
 /// Diff text shown to the reviewer at most; the rest is summarised.
 const MAX_REVIEW_DIFF: usize = 60_000;
@@ -36,7 +36,7 @@ const MAX_REVIEW_DIFF: usize = 60_000;
 pub async fn drive(ctx: Arc<RunContext>, task: TaskId, mut resumed: bool) -> EngineResult<()> {
     loop {
         let Some(record) = ctx.recorder.with_state(|s| s.task(&task).cloned()) else {
-            return Err(super::error::EngineError::UnknownTask(task));
+            return Err(crate::engine::error::EngineError::UnknownTask(task));
         };
         match record.state {
             TaskState::Ready => {
@@ -144,7 +144,7 @@ async fn code(ctx: &Arc<RunContext>, record: &TaskRecord, resumed: bool) -> Engi
 fn coder_tools(ctx: &RunContext) -> Vec<crate::llm::ToolSpec> {
     let mut specs = ToolBox::specs(ToolSet::Coder);
     if ctx.humans {
-        specs.push(super::tools::AskHuman::spec());
+        specs.push(crate::engine::tools::AskHuman::spec());
     }
     specs
 }
@@ -309,7 +309,7 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
     };
     let verdict = match ctx.run_agent(AgentRole::Reviewer, job).await? {
         Ok(outcome) => Review::from_outcome(&outcome),
-        Err(failed) if super::shepherd::is_stuck(&ctx.recorder, &task) => {
+        Err(failed) if crate::engine::shepherd::is_stuck(&ctx.recorder, &task) => {
             let why = format!("the reviewer failed: {failed}");
             ctx.recorder
                 .transition(&task, TaskState::Failed, why)
@@ -334,7 +334,7 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
             .await?;
         Ok(())
     } else if let Some(stuck) =
-        super::shepherd::rework_echo(&ctx.recorder, &ctx.shepherd.limits, &task).await?
+        crate::engine::shepherd::rework_echo(&ctx.recorder, &ctx.shepherd.limits, &task).await?
     {
         let why = format!("stuck: {stuck}; the shepherd handed it to a human");
         ctx.recorder

@@ -1,0 +1,12 @@
+//! The wall clock, read in one place: event timestamps, queue entries and the
+//! intake's deduplication windows all use the same milliseconds since the epoch.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch; 0 on a clock set before 1970.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
