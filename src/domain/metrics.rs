@@ -206,7 +206,7 @@ impl FactoryMetrics {
                 }) => {
                     let f = agents.entry(agent.clone()).or_default();
                     f.metrics.tool_calls += 1;
-                    if tool == "run" {
+                    if tool == super::tool_names::RUN {
                         let command = arguments
                             .get("command")
                             .and_then(|c| c.as_str())

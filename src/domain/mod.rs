@@ -39,6 +39,7 @@ pub mod synthetic;
 pub mod task;
 pub mod test_runner;
 pub mod testers;
+pub mod tool_names;
 pub mod write_set;
 
 pub use blueprint::{Blueprint, BlueprintIssue, TaskSpec};

@@ -320,7 +320,7 @@ impl RunState {
 
 /// The file a writing tool call changes, normalised like a diff's paths.
 fn written_path(tool: &str, arguments: &serde_json::Value) -> Option<String> {
-    if !matches!(tool, "write_file" | "edit_file") {
+    if !super::tool_names::writes_files(tool) {
         return None;
     }
     let path = arguments.get("path")?.as_str()?;

@@ -183,7 +183,7 @@ pub fn advice_for(pattern: &Pattern, proposals: &[super::proposal::Proposal]) ->
 
 /// Tools whose success changes a file in the worktree.
 fn writes(tool: &str) -> bool {
-    matches!(tool, "write_file" | "edit_file")
+    super::tool_names::writes_files(tool)
 }
 
 /// What one kind of call did, for the summary a fresh agent gets.

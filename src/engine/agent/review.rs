@@ -1,6 +1,7 @@
 //! The reviewers' verdict: the `submit_review` tool that carries it, and
 //! reading it from the reviewer's outcome.
 
+use crate::domain::tool_names;
 use serde_json::json;
 
 use super::AgentOutcome;
@@ -11,7 +12,7 @@ use crate::llm::ToolSpec;
 pub fn review_tool() -> SubmitTool {
     SubmitTool {
         spec: ToolSpec {
-            name: "submit_review".into(),
+            name: tool_names::SUBMIT_REVIEW.into(),
             description:
                 "Submit your verdict. approved=false sends the work back with your feedback.".into(),
             parameters: json!({

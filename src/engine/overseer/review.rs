@@ -3,6 +3,7 @@
 //! factory's own prompts and policy. Its session is stored like a run (so it
 //! can be exported and replayed).
 
+use crate::domain::tool_names;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -42,7 +43,7 @@ struct Submitted {
 fn proposals_tool(repo: PathBuf) -> SubmitTool {
     SubmitTool {
         spec: ToolSpec {
-            name: "submit_proposals".into(),
+            name: tool_names::SUBMIT_PROPOSALS.into(),
             description: "Submit your proposed changes to the factory's prompts or policy.".into(),
             parameters: json!({
                 "type": "object",

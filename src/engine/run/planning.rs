@@ -3,6 +3,7 @@
 //! rounds. Picks up where a stored run left off: completed rounds are not
 //! redone.
 
+use crate::domain::tool_names;
 use serde_json::json;
 
 use crate::domain::event::{
@@ -277,7 +278,7 @@ fn reviewer_message(requirement: &str, files: &[String], blueprint: &Blueprint) 
 fn blueprint_tool(max_tasks: usize) -> SubmitTool {
     SubmitTool {
         spec: ToolSpec {
-            name: "submit_blueprint".into(),
+            name: tool_names::SUBMIT_BLUEPRINT.into(),
             description: "Submit the blueprint: a DAG of tasks.".into(),
             parameters: json!({
                 "type": "object",

@@ -3,6 +3,7 @@
 //! conversation until the human answers. Offered only when a human is
 //! attached.
 
+use crate::domain::tool_names;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
@@ -29,7 +30,7 @@ struct AskArgs {
 }
 
 impl AskHuman {
-    pub const NAME: &'static str = "ask_human";
+    pub const NAME: &'static str = tool_names::ASK_HUMAN;
 
     pub fn new(recorder: &Recorder, agent: &AgentId, task: Option<&TaskId>) -> Self {
         Self {

@@ -1,5 +1,6 @@
 //! `edit_file`: replace one exact occurrence of a text in a file.
 
+use crate::domain::tool_names;
 use std::path::Path;
 
 use futures_util::future::BoxFuture;
@@ -24,7 +25,7 @@ pub struct EditArgs {
 }
 
 impl WorktreeTool for EditFile {
-    const NAME: &'static str = "edit_file";
+    const NAME: &'static str = tool_names::EDIT_FILE;
     type Args = EditArgs;
 
     fn spec() -> ToolSpec {

@@ -1,5 +1,6 @@
 //! `finish`: the coder's and tester's end of the conversation.
 
+use crate::domain::tool_names;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
@@ -18,7 +19,7 @@ pub struct FinishArgs {
 }
 
 impl WorktreeTool for Finish {
-    const NAME: &'static str = "finish";
+    const NAME: &'static str = tool_names::FINISH;
     type Args = FinishArgs;
 
     fn spec() -> ToolSpec {

@@ -1,5 +1,6 @@
 //! `list_files`: a directory of the worktree, or all beneath it.
 
+use crate::domain::tool_names;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
@@ -23,7 +24,7 @@ pub struct ListArgs {
 }
 
 impl WorktreeTool for ListFiles {
-    const NAME: &'static str = "list_files";
+    const NAME: &'static str = tool_names::LIST_FILES;
     type Args = ListArgs;
 
     fn spec() -> ToolSpec {

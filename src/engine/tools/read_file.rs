@@ -1,5 +1,6 @@
 //! `read_file`: a text file of the worktree, or a page of its lines.
 
+use crate::domain::tool_names;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
@@ -29,7 +30,7 @@ pub struct ReadArgs {
 }
 
 impl WorktreeTool for ReadFile {
-    const NAME: &'static str = "read_file";
+    const NAME: &'static str = tool_names::READ_FILE;
     type Args = ReadArgs;
 
     fn spec() -> ToolSpec {

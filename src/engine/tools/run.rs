@@ -1,5 +1,6 @@
 //! `run`: a shell command in the worktree, fenced, under the deny-list.
 
+use crate::domain::tool_names;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -21,7 +22,7 @@ pub struct RunArgs {
 }
 
 impl WorktreeTool for Run {
-    const NAME: &'static str = "run";
+    const NAME: &'static str = tool_names::RUN;
     type Args = RunArgs;
 
     fn spec() -> ToolSpec {

@@ -1,5 +1,6 @@
 //! `search`: the lines of the worktree's files holding a text or a regex.
 
+use crate::domain::tool_names;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -31,7 +32,7 @@ pub struct SearchArgs {
 }
 
 impl WorktreeTool for Search {
-    const NAME: &'static str = "search";
+    const NAME: &'static str = tool_names::SEARCH;
     type Args = SearchArgs;
 
     fn spec() -> ToolSpec {

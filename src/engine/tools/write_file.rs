@@ -1,5 +1,6 @@
 //! `write_file`: create or overwrite a file of the worktree.
 
+use crate::domain::tool_names;
 use std::path::Path;
 
 use futures_util::future::BoxFuture;
@@ -21,7 +22,7 @@ pub struct WriteArgs {
 }
 
 impl WorktreeTool for WriteFile {
-    const NAME: &'static str = "write_file";
+    const NAME: &'static str = tool_names::WRITE_FILE;
     type Args = WriteArgs;
 
     fn spec() -> ToolSpec {
