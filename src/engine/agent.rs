@@ -4,7 +4,9 @@
 //! to the front end only.
 
 mod context_window;
+mod own_words;
 mod repeated_reads;
+mod whole_writes;
 
 pub(crate) use context_window::FALLBACK_CONTEXT_TOKENS;
 use repeated_reads::RepeatedReads;
@@ -213,6 +215,7 @@ impl AgentRunner {
         }];
         let mut garbled = 0;
         let mut reads = RepeatedReads::default();
+        let mut whole_writes = whole_writes::WholeWrites::default();
         let mut withheld: Vec<String> = Vec::new();
         let mut turns = 0;
         let mut parked = Duration::ZERO;
@@ -350,12 +353,23 @@ impl AgentRunner {
                 if repeated.is_some() {
                     withheld = RepeatedReads::withheld_after(&call.name);
                 }
+                // The small profile's guard on whole-file rewrites.
+                let lost_lines = match self.cap_identical_reads && repeated.is_none() {
+                    true => whole_writes.refusal(job, &call.name, &arguments).await,
+                    false => None,
+                };
                 let (ok, output, done) = if let Some(times) = repeated {
                     (
                         false,
                         RepeatedReads::answer(&call.name, times, &finish_hint),
                         None,
                     )
+                } else if let Some(refused) =
+                    own_words::refusal(job, &call.name, &arguments, &messages)
+                {
+                    (false, refused, None)
+                } else if let Some(refused) = lost_lines {
+                    (false, refused, None)
                 } else if call.name == questions::ASK_HUMAN && job.offers(questions::ASK_HUMAN) {
                     let (ok, output) = questions::ask(
                         &self.recorder,
