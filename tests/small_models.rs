@@ -304,15 +304,15 @@ async fn init_gives_a_small_local_model_the_small_profile() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plan_the_reviewer_did_not_approve_is_not_built_headless() {
-    // The reviewer rejects, the planner's revision fails: no human is there
-    // to settle it, so the run fails saying so, and nothing is built.
+async fn a_plan_the_reviewer_did_not_approve_is_a_dispute_not_a_silent_build() {
+    // The reviewer rejects, the planner's revision fails. Headless, nobody
+    // settles the dispute: the run fails saying so, and nothing is built.
     let repo = fixture_repo("small_models/revision_fails.toml");
     let state = run_headless(demo_request(
         &repo,
         scripted(&repo),
         Steering::Headless,
-        true,
+        false,
     ))
     .await;
     let events = stored_events(&repo.repo, &state.run);
@@ -337,6 +337,35 @@ async fn a_plan_the_reviewer_did_not_approve_is_not_built_headless() {
             .iter()
             .any(|(f, _)| f == "solo.txt")
     );
+
+    // With --auto-approve the decision is memofab's: the dispute is
+    // recorded, settled by auto-approve, and the plan built.
+    let repo = fixture_repo("small_models/revision_fails.toml");
+    let state = run_headless(demo_request(
+        &repo,
+        scripted(&repo),
+        Steering::Headless,
+        true,
+    ))
+    .await;
+    let events = stored_events(&repo.repo, &state.run);
+    let disputed = events
+        .iter()
+        .position(|e| matches!(&e.kind, EventKind::PlanDisputed { round: 1, .. }))
+        .expect("the dispute is recorded");
+    let settled = events
+        .iter()
+        .position(|e| {
+            matches!(&e.kind, EventKind::PlanDisputeSettled { build: true, by }
+                if *by == memofab::domain::Decider::Auto.as_stored())
+        })
+        .expect("settled by auto-approve");
+    let accepted = events
+        .iter()
+        .position(|e| matches!(&e.kind, EventKind::BlueprintAccepted { .. }))
+        .expect("then accepted");
+    assert!(disputed < settled && settled < accepted);
+    assert!(mainline_tree(&repo.repo).contains(&("solo.txt".to_owned(), b"solo\n".to_vec())));
 }
 
 /// A scripted run of `fixture` in the small profile.

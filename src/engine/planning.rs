@@ -11,7 +11,7 @@ use super::error::EngineResult;
 use super::tools::{ToolBox, ToolSet};
 use crate::config::ModelProfile;
 use crate::domain::instructions::{InstructionScope, with_instructions};
-use crate::domain::{AgentRole, Blueprint, EventKind, RunPhase, TaskSpec};
+use crate::domain::{AgentRole, Blueprint, Decider, EventKind, RunPhase, TaskSpec};
 use crate::effects::sandbox::Sandbox;
 use crate::llm::ToolSpec;
 
@@ -70,7 +70,7 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                 return Ok(PlanResult::Failed("no blueprint was proposed".into()));
             };
             let why = format!("the plan reviewer did not approve within {max_rounds} rounds");
-            return Ok(settle_on_last(ctx, blueprint, round - 1, feedback, why));
+            return settle_on_last(ctx, blueprint, round - 1, feedback, why).await;
         }
         let blueprint = match pending.take() {
             Some(b) => b,
@@ -120,7 +120,7 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                              plan reviewer rejected the blueprint of round {}",
                             round - 1
                         );
-                        return Ok(settle_on_last(ctx, blueprint, round - 1, feedback, why));
+                        return settle_on_last(ctx, blueprint, round - 1, feedback, why).await;
                     }
                     Err(failed) => {
                         return Ok(PlanResult::Failed(format!("the planner failed: {failed}")));
@@ -174,27 +174,42 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
 
 /// Planning ended without an approved revision. The one place that decides
 /// what happens to the last blueprint (of `round`), which the plan reviewer
-/// rejected: a human settles it when there is one; without one, the run
-/// fails saying `why` and what the reviewer objected to, rather than build
-/// a plan nobody approved.
-fn settle_on_last(
+/// rejected: it is a plan dispute, for a human to settle. In the cockpit one
+/// does; a headless run with `--auto-approve` (decisions left to memofab)
+/// records the dispute settled by auto-approve and builds; a headless run
+/// without it fails, saying `why` and what the reviewer objected to, rather
+/// than build a plan nobody approved.
+async fn settle_on_last(
     ctx: &RunContext,
     blueprint: Blueprint,
     round: u32,
     feedback: String,
     why: String,
-) -> PlanResult {
+) -> EngineResult<PlanResult> {
     if ctx.humans {
-        return PlanResult::Disputed {
+        return Ok(PlanResult::Disputed {
             blueprint,
             round,
             feedback,
-        };
+        });
     }
-    PlanResult::Failed(format!(
-        "{why}; nothing was built. The reviewer's last feedback: {}",
+    if ctx.auto_approve {
+        ctx.recorder
+            .record(EventKind::PlanDisputed { round, feedback })
+            .await?;
+        ctx.recorder
+            .record(EventKind::PlanDisputeSettled {
+                build: true,
+                by: Decider::Auto.as_stored(),
+            })
+            .await?;
+        return accept(ctx, blueprint).await;
+    }
+    Ok(PlanResult::Failed(format!(
+        "{why}; nothing was built (--auto-approve would build it). The reviewer's last \
+         feedback: {}",
         feedback.trim()
-    ))
+    )))
 }
 
 pub async fn accept(ctx: &RunContext, blueprint: Blueprint) -> EngineResult<PlanResult> {
