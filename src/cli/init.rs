@@ -373,8 +373,8 @@ pub fn config_text(found: &[Found], test: Option<(&str, &str)>, profile: ModelPr
              profile = \"small\"\n\
              # No tester agents: a small model's acceptance tests rarely fail for the right reason.\n\
              test_agents = \"off\"\n\
-             # Two plan reviews: one revision after the reviewer's objections. A plan\n\
-             # still rejected goes to you in the cockpit; a headless run stops there.\n\
+             # Two plan reviews: one revision after the reviewer's objections. A plan still\n\
+             # rejected is a dispute: yours in the cockpit; headless, --auto-approve builds it.\n\
              max_plan_rounds = 2\n",
         );
     }
