@@ -280,7 +280,7 @@ fn planner_message(
 fn reviewer_message(requirement: &str, files: &[String], blueprint: &Blueprint) -> String {
     let json = serde_json::to_string_pretty(blueprint).unwrap_or_default();
     format!(
-        "## Requirement\n{requirement}\n\n## Files in the repository\n{}\n\n## Proposed blueprint\n```json\n{json}\n```\n\nThe tasks are not done yet: the repository is as it was before them. Review the plan and call submit_review.\n",
+        "## Requirement\n{requirement}\n\n## Files in the repository\n{}\n\n## Proposed blueprint (a plan: none of its tasks is done yet)\n```json\n{json}\n```\n\nReview it and call submit_review.\n",
         format_listing(files)
     )
 }

@@ -12,9 +12,18 @@ use serde_json::Value;
 pub const REFUSED: &str = "Not run: ";
 
 /// What memofab says to agents on its own, whether or not it was said in
-/// this conversation (a fresh agent is told about the one it replaces).
-/// Lower case, as [`normalize`] makes them.
+/// this conversation (a fresh agent is told about the one it replaces), and
+/// the instructions that close its first messages (measured: a 1.5B plan
+/// reviewer rejected a plan with the closing line of its brief as the
+/// feedback). Lower case, as [`normalize`] makes them.
 const STEMS: &[&str] = &[
+    "review it and call submit_review",
+    "review the plan and call submit_review",
+    "plan the work, then call submit_blueprint",
+    "revise the blueprint to address every point",
+    "when the task is done, call finish",
+    "none of its tasks is done yet",
+    "the tasks are not done yet",
     "not run: this",
     "the factory's shepherd thinks you are stuck",
     "the factory's shepherd replaced it",
@@ -193,6 +202,9 @@ mod tests {
             echoed(&blueprint, &[]).map(|e| e.field),
             Some("tasks[1].description".to_owned())
         );
+        // The closing line of the plan reviewer's brief, as measured.
+        let verdict = json!({"approved": false, "feedback": "The tasks are not done yet; the repository is as it was before them. Review the plan and call submit_review."});
+        assert!(echoed(&verdict, &[]).is_some());
         // A sentence memofab said in this conversation, not a known stem.
         let nudge = "Please continue by calling a tool. When you are done, call `finish`.";
         assert!(
