@@ -226,7 +226,7 @@ pub async fn conversation(dir: &Path, caching: bool, window: Option<u64>) -> Res
         governor: Governor::new("bench", GovernorConfig::default()),
         reply: ReplyLimits::default(),
         // Measures the tokens of a long conversation, not its shepherding.
-        cap_identical_reads: false,
+        small_model_guards: false,
         shepherd: crate::engine::shepherd::Desk::new(crate::domain::shepherd::Thresholds::off()),
     };
     let toolbox = ToolBox::new(

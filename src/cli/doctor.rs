@@ -126,6 +126,8 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
     for (name, cfg) in &config.providers {
         let what = format!("provider {name}");
         match cfg.kind {
+            // Built into every config; worth a line only when a role uses it.
+            ProviderKind::Scripted if models_used(&config, name).is_empty() => {}
             ProviderKind::Scripted => {
                 let scenario = match &cfg.scenario {
                     Some(path) => Scenario::load(path),

@@ -373,8 +373,9 @@ pub fn config_text(found: &[Found], test: Option<(&str, &str)>, profile: ModelPr
              profile = \"small\"\n\
              # No tester agents: a small model's acceptance tests rarely fail for the right reason.\n\
              test_agents = \"off\"\n\
-             # One plan review: a small reviewer's objections rarely improve the plan.\n\
-             max_plan_rounds = 1\n",
+             # Two plan reviews: one revision after the reviewer's objections. A plan still\n\
+             # rejected is a dispute: yours in the cockpit; headless, --auto-approve builds it.\n\
+             max_plan_rounds = 2\n",
         );
     }
     out.push_str("\n[project]\n");
@@ -533,7 +534,7 @@ mod tests {
         let config = load(&config_text(&[small], None, ModelProfile::Small));
         assert_eq!(config.run.profile, ModelProfile::Small);
         assert_eq!(config.run.test_agents, crate::domain::TestAgents::Off);
-        assert_eq!(config.run.max_plan_rounds, 1);
+        assert_eq!(config.run.max_plan_rounds, 2);
         assert_eq!(config.reply_limits(AgentRole::Coder).max_tokens, 1024);
         assert_eq!(
             config.providers["llamacpp"].text_tool_calls,

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 pub use super::stuck::{Action, Pattern};
 use super::task::TaskState;
 
+pub mod echo;
+
 /// The `[shepherd]` config: when work counts as stuck.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -241,8 +243,11 @@ impl Watch {
         output: &str,
     ) -> Option<Pattern> {
         let arguments = canonical(arguments);
-        let error = (!ok).then(|| first_line(output));
-        self.tally(tool, &arguments, error.clone());
+        // memofab refusing to run a call (a repeat, say) is not the tool
+        // failing: the repeat itself is counted below, as a repeated call.
+        let refused = output.starts_with(echo::REFUSED);
+        let error = (!ok && !refused).then(|| first_line(output));
+        self.tally(tool, &arguments, (!ok).then(|| first_line(output)));
         if ok && writes(tool) {
             // The world changed: the same read may now tell something new.
             self.calls.clear();

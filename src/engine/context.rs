@@ -209,7 +209,7 @@ impl RunContext {
             governor,
             reply: self.config.reply_limits(role),
             shepherd: self.shepherd.clone(),
-            cap_identical_reads: self.config.run.profile == crate::config::ModelProfile::Small,
+            small_model_guards: self.config.run.profile == crate::config::ModelProfile::Small,
         })
     }
 

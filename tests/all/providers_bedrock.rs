@@ -358,7 +358,7 @@ impl Bench {
             prices: Default::default(),
             governor: Governor::new("aws", GovernorConfig::default()),
             reply: ReplyLimits::default(),
-            cap_identical_reads: false,
+            small_model_guards: false,
             shepherd: Default::default(),
         }
     }

@@ -237,7 +237,7 @@ impl Bench {
             prices: Default::default(),
             governor: Governor::new("local", GovernorConfig::default()),
             reply,
-            cap_identical_reads: false,
+            small_model_guards: false,
             shepherd: Default::default(),
         }
     }

@@ -88,7 +88,7 @@ fn runner(bench: &Bench, server: &FakeServer, governor: &Arc<Governor>) -> Agent
         prices: Default::default(),
         governor: governor.clone(),
         reply: Default::default(),
-        cap_identical_reads: false,
+        small_model_guards: false,
         shepherd: Default::default(),
     }
 }

@@ -16,9 +16,10 @@ use factory::*;
 use fake_llm::*;
 use memofab::config::{Config, ModelProfile};
 use memofab::domain::event::{
-    AgentFinished, AgentMessage, BlueprintAccepted, ToolCalled, ToolResult,
+    AgentFinished, AgentMessage, BlueprintAccepted, PlanDisputeSettled, PlanDisputed, PlanReviewed,
+    RunPhaseChanged, ShepherdIntervened, ToolCalled, ToolResult,
 };
-use memofab::domain::{AgentRole, EventKind, MessageAuthor, TaskState, TestAgents};
+use memofab::domain::{AgentRole, EventKind, MessageAuthor, RunPhase, TaskState, TestAgents};
 use memofab::engine::context::ProviderSet;
 use memofab::engine::run::orchestrator::Steering;
 use memofab::engine::run::session::RunRequest;
@@ -217,6 +218,20 @@ fn init(repo: &Path, llamacpp: &str, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `memofab doctor`'s report, as `init`'s environment sees it.
+fn doctor(repo: &Path) -> String {
+    let out = Command::new(memofab_bin())
+        .arg("doctor")
+        .current_dir(repo)
+        .env("XDG_CONFIG_HOME", repo.join("no-user-config"))
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn git_repo(dir: &Path) {
     let ok = Command::new("git")
         .args(["init", "-q", "-b", "main"])
@@ -256,6 +271,13 @@ async fn init_gives_a_small_local_model_the_small_profile() {
         TextToolCalls::Constrained
     );
     assert_eq!(config.providers["llamacpp"].tool_choice, None);
+    // The two rounds of planning a rejected plan gets before a human sees it.
+    assert_eq!(config.run.max_plan_rounds, 2);
+    // `doctor` speaks of the providers the config uses, not of the
+    // scripted demo model nobody asked for.
+    let report = tokio::task::block_in_place(|| doctor(&repo));
+    assert!(report.contains("llamacpp"), "{report}");
+    assert!(!report.contains("scripted"), "{report}");
 
     // A big model on the same kind of server keeps the standard profile,
     // still with a local server's reply cap.
@@ -280,7 +302,43 @@ async fn init_gives_a_small_local_model_the_small_profile() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_plan_revision_builds_the_last_blueprint() {
+async fn a_plan_the_reviewer_did_not_approve_is_a_dispute_not_a_silent_build() {
+    // The reviewer rejects, the planner's revision fails. Headless, nobody
+    // settles the dispute: the run fails saying so, and nothing is built.
+    let repo = fixture_repo("small_models/revision_fails.toml");
+    let state = run_headless(demo_request(
+        &repo,
+        scripted(&repo),
+        Steering::Headless,
+        false,
+    ))
+    .await;
+    let events = stored_events(&repo.repo, &state.run);
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::AgentFinished(AgentFinished { agent, ok: false, .. }) if agent.as_str().starts_with("planner")
+    )));
+    assert!(
+        !events.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::BlueprintAccepted(BlueprintAccepted { .. })
+        )),
+        "a rejected blueprint was accepted"
+    );
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::RunPhaseChanged(RunPhaseChanged { to: RunPhase::Failed, reason: Some(reason) })
+            if reason.contains("The file does not exist yet")
+    )));
+    assert!(state.tasks().is_empty());
+    assert!(
+        !mainline_tree(&repo.repo)
+            .iter()
+            .any(|(f, _)| f == "solo.txt")
+    );
+
+    // With --auto-approve the decision is memofab's: the dispute is
+    // recorded, settled by auto-approve, and the plan built.
     let repo = fixture_repo("small_models/revision_fails.toml");
     let state = run_headless(demo_request(
         &repo,
@@ -290,18 +348,114 @@ async fn a_failed_plan_revision_builds_the_last_blueprint() {
     ))
     .await;
     let events = stored_events(&repo.repo, &state.run);
-    assert!(events.iter().any(|e| matches!(
-        &e.kind,
-        EventKind::AgentFinished(AgentFinished { agent, ok: false, .. }) if agent.as_str().starts_with("planner")
-    )));
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(&e.kind, EventKind::BlueprintAccepted(BlueprintAccepted { blueprint }) if blueprint.title == "solo"))
-    );
+    let disputed = events
+        .iter()
+        .position(|e| {
+            matches!(
+                &e.kind,
+                EventKind::PlanDisputed(PlanDisputed { round: 1, .. })
+            )
+        })
+        .expect("the dispute is recorded");
+    let settled = events
+        .iter()
+        .position(|e| {
+            matches!(&e.kind, EventKind::PlanDisputeSettled(PlanDisputeSettled { build: true, by })
+                if *by == memofab::domain::Decider::Auto.as_stored())
+        })
+        .expect("settled by auto-approve");
+    let accepted = events
+        .iter()
+        .position(|e| {
+            matches!(
+                &e.kind,
+                EventKind::BlueprintAccepted(BlueprintAccepted { .. })
+            )
+        })
+        .expect("then accepted");
+    assert!(disputed < settled && settled < accepted);
+    assert!(mainline_tree(&repo.repo).contains(&("solo.txt".to_owned(), b"solo\n".to_vec())));
+}
+
+/// A scripted run of `fixture` in the small profile.
+async fn small_scripted_run(fixture: &str) -> (DemoRepo, Vec<memofab::domain::Event>) {
+    let repo = fixture_repo(fixture);
+    let mut request = demo_request(&repo, scripted(&repo), Steering::Headless, true);
+    request.config.run.profile = ModelProfile::Small;
+    let state = run_headless(request).await;
+    let events = stored_events(&repo.repo, &state.run);
     assert_eq!(
         state.tasks().iter().map(|t| t.state).collect::<Vec<_>>(),
         vec![TaskState::Merged]
     );
-    assert!(mainline_tree(&repo.repo).contains(&("solo.txt".to_owned(), b"solo\n".to_vec())));
+    (repo, events)
+}
+
+fn readme(repo: &DemoRepo) -> String {
+    let tree = mainline_tree(&repo.repo);
+    let (_, bytes) = tree.iter().find(|(f, _)| f == "README.md").unwrap();
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memofabs_own_words_handed_back_are_refused_and_are_no_tool_failure() {
+    let (repo, events) = small_scripted_run("small_models/own_words.toml").await;
+    // The blueprint whose task was the repeat refusal was not taken.
+    let accepted = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::BlueprintAccepted(BlueprintAccepted { blueprint }) => {
+                Some(blueprint.clone())
+            }
+            _ => None,
+        })
+        .expect("a blueprint");
+    assert_eq!(
+        accepted
+            .tasks
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["hello"]
+    );
+    // The verdict recorded is the reviewer's own, not the shepherd's nudge.
+    let verdicts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::PlanReviewed(PlanReviewed { feedback, .. }) => Some(feedback.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(verdicts, vec!["One task adds the line to README.md."]);
+    // The coder's summary is its own too.
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::AgentFinished(AgentFinished { agent, ok: true, summary })
+            if agent.as_str().starts_with("coder") && summary.starts_with("Added Hello.")
+    )));
+    // Two failures of list_files and one refusal by memofab: not "failed 3
+    // times", so the shepherd did not step in.
+    assert!(
+        !events.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::ShepherdIntervened(ShepherdIntervened { .. })
+        )),
+        "the shepherd intervened"
+    );
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_coder_cannot_overwrite_a_file_and_lose_its_lines() {
+    let (repo, events) = small_scripted_run("small_models/whole_write.toml").await;
+    // The rewrite from memory was not run; the edit after it added the line.
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
+    // A file the coder created is its own to rewrite.
+    let tree = mainline_tree(&repo.repo);
+    assert!(tree.contains(&("NOTES.md".to_owned(), b"rewritten\n".to_vec())));
+    let refused = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::ToolResult(ToolResult { ok: false, output, .. }) if output.contains("# A project")))
+        .count();
+    assert_eq!(refused, 1, "the refusal shows the file as it is");
 }

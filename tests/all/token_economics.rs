@@ -50,7 +50,7 @@ impl Bench {
             governor: memofab::llm::governor::Governor::new("p", Default::default()),
             reply,
             // Long conversations measured for their tokens, not shepherded.
-            cap_identical_reads: false,
+            small_model_guards: false,
             shepherd: memofab::engine::shepherd::Desk::new(
                 memofab::domain::shepherd::Thresholds::off(),
             ),

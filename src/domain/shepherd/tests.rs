@@ -499,3 +499,45 @@ fn a_failing_commands_error_is_its_output_not_its_echo() {
     );
     assert_eq!(first_line("$ true\nexit code 1\n"), "$ true");
 }
+
+#[test]
+fn memofabs_refusal_to_repeat_a_call_is_not_the_tool_failing() {
+    // As measured (h1): two real errors, then the identical-read cap's
+    // refusal; the third is memofab's, so not "failed 3 times".
+    let mut watch = Watch::new(limits(), false);
+    let args = json!({"path": "README.md"});
+    let refusal = "Not run: this list_files call, with the same arguments, already ran 2 times \
+                   and nothing was written since; its answer is above.";
+    let found = play(
+        &mut watch,
+        &[
+            (
+                "list_files",
+                args.clone(),
+                false,
+                "README.md is not a directory",
+            ),
+            (
+                "list_files",
+                args.clone(),
+                false,
+                "README.md is not a directory",
+            ),
+            ("list_files", args.clone(), false, refusal),
+        ],
+    );
+    assert!(
+        found
+            .iter()
+            .all(|(_, p)| !matches!(p, Pattern::RepeatedFailure { .. })),
+        "{found:?}"
+    );
+    // The same call again and again is still seen: as a repeated call.
+    assert!(
+        matches!(
+            found.last(),
+            Some((3, Pattern::RepeatedCall { times: 3, .. }))
+        ),
+        "{found:?}"
+    );
+}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::dispatch::Dispatch;
-use super::{AgentFailed, AgentId, AgentJob, AgentOutcome, AgentRunner, Unanswered};
+use super::{AgentFailed, AgentId, AgentJob, AgentOutcome, AgentRunner, IGNORED_CALL, Unanswered};
 use crate::domain::MessageAuthor;
 use crate::engine::error::EngineResult;
 use crate::engine::mcp_tools::McpTools;
@@ -15,8 +15,6 @@ use crate::llm::{ChatMessage, CompletionRequest, FinishReason, LlmError, ScriptK
 
 /// Garbled replies (cut streams, broken SSE) re-asked before giving up.
 const MAX_GARBLED_RETRIES: u32 = 2;
-/// What a call past the reply's limit is answered.
-pub const IGNORED_CALL: &str = "ignored: too many calls in one reply";
 
 impl AgentRunner {
     /// The shepherd's hook after each turn: a nudge joins the conversation;
@@ -45,7 +43,7 @@ impl AgentRunner {
         mcp: &McpTools,
         shepherd: &mut Shepherd,
     ) -> EngineResult<Result<AgentOutcome, AgentFailed>> {
-        let mut dispatch = Dispatch::new(&self.recorder, agent, job, mcp, self.cap_identical_reads);
+        let mut dispatch = Dispatch::new(&self.recorder, agent, job, mcp, self.small_model_guards);
         let tools = dispatch.registry.specs();
         let mut messages = vec![ChatMessage::User {
             content: job.first_message.clone(),
@@ -167,7 +165,7 @@ impl AgentRunner {
                 .await?;
             }
             for call in run {
-                let (output, done) = self.run_call(agent, &mut dispatch, call).await?;
+                let (output, done) = self.run_call(agent, &mut dispatch, call, &messages).await?;
                 if let Some(outcome) = done {
                     return Ok(Ok(outcome));
                 }

@@ -1,8 +1,12 @@
 //! The tool calls of one conversation: the job's tools in one registry,
-//! each call recorded with its result, repeated reads refused (the small
-//! profile), and the call that ends the conversation told apart.
+//! each call recorded with its result, the small profile's guards applied
+//! (repeated reads, whole-file rewrites that drop lines), a final call that
+//! hands memofab's own words back refused, and the call that ends the
+//! conversation told apart.
 
+use super::own_words;
 use super::repeated_reads::RepeatedReads;
+use super::whole_writes::WholeWrites;
 use super::{AgentId, AgentJob, AgentOutcome, AgentRunner};
 use crate::domain::EventKind;
 use crate::domain::event::{ToolCalled, ToolResult};
@@ -12,7 +16,7 @@ use crate::engine::recorder::Recorder;
 use crate::engine::tools::{
     Arguments, AskHuman, BuiltinTool, Call, Finish, Registry, ToolOutcome, WorktreeTool,
 };
-use crate::llm::ToolCall;
+use crate::llm::{ChatMessage, ToolCall};
 
 /// What the calls of one conversation share.
 pub(super) struct Dispatch<'a> {
@@ -23,7 +27,9 @@ pub(super) struct Dispatch<'a> {
     /// The call that ends the conversation, as the model is told it.
     pub finish_hint: String,
     reads: RepeatedReads,
-    cap_identical_reads: bool,
+    whole_writes: WholeWrites,
+    small_model_guards: bool,
+    job: &'a AgentJob,
 }
 
 /// One call's answer, and the arguments it was recorded with.
@@ -41,7 +47,7 @@ impl<'a> Dispatch<'a> {
         agent: &AgentId,
         job: &'a AgentJob,
         mcp: &'a McpTools,
-        cap_identical_reads: bool,
+        small_model_guards: bool,
     ) -> Self {
         let mut registry = Registry::new();
         if let Some((toolbox, specs)) = &job.toolbox {
@@ -71,7 +77,9 @@ impl<'a> Dispatch<'a> {
             withheld: Vec::new(),
             finish_hint,
             reads: RepeatedReads::default(),
-            cap_identical_reads,
+            whole_writes: WholeWrites::default(),
+            small_model_guards,
+            job,
         }
     }
 }
@@ -84,6 +92,7 @@ impl AgentRunner {
         agent: &AgentId,
         dispatch: &mut Dispatch<'_>,
         call: &ToolCall,
+        messages: &[ChatMessage],
     ) -> EngineResult<(Answered, Option<AgentOutcome>)> {
         let given = Arguments::parse(&call.arguments);
         let arguments = given.recorded();
@@ -96,16 +105,28 @@ impl AgentRunner {
             }))
             .await?;
         let repeated = dispatch
-            .cap_identical_reads
+            .small_model_guards
             .then(|| dispatch.reads.repeated(&call.name, &arguments))
             .flatten();
-        let (ok, text, done) = match repeated {
-            Some(times) => {
+        let lost_lines = match dispatch.small_model_guards && repeated.is_none() {
+            true => {
+                let job = dispatch.job;
+                dispatch
+                    .whole_writes
+                    .refusal(job, &call.name, &arguments)
+                    .await
+            }
+            false => None,
+        };
+        let echoed = own_words::refusal(dispatch.job, &call.name, &arguments, messages);
+        let (ok, text, done) = match (repeated, echoed.or(lost_lines)) {
+            (Some(times), _) => {
                 dispatch.withheld = RepeatedReads::withheld_after(&call.name);
                 let answer = RepeatedReads::answer(&call.name, times, &dispatch.finish_hint);
                 (false, answer, None)
             }
-            None => {
+            (None, Some(refused)) => (false, refused, None),
+            (None, None) => {
                 let made = Call {
                     id: &call.id,
                     arguments: &given,

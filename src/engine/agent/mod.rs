@@ -11,12 +11,16 @@
 mod context_window;
 mod conversation;
 mod dispatch;
+mod own_words;
 mod repeated_reads;
 mod request;
 mod review;
+mod whole_writes;
+
+/// What a call past the reply's limit is answered.
+pub const IGNORED_CALL: &str = "ignored: too many calls in one reply";
 
 pub(crate) use context_window::FALLBACK_CONTEXT_TOKENS;
-pub use conversation::IGNORED_CALL;
 pub use review::{Review, review_tool};
 
 use std::sync::Arc;
@@ -75,10 +79,13 @@ pub struct AgentRunner {
     pub reply: ReplyLimits,
     /// The run's shepherd, watching for stuck work.
     pub shepherd: Arc<shepherd::Desk>,
-    /// Refuse a read repeated with nothing changed in between (the small
-    /// profile: small models loop on one read). Off otherwise: after a
-    /// compaction the earlier answer may no longer be in the conversation.
-    pub cap_identical_reads: bool,
+    /// The small profile's guards: a read repeated with nothing changed in
+    /// between is refused (small models loop on one read), and so is a
+    /// `write_file` that would drop lines of a file it overwrites (they
+    /// rewrite a file from memory). Off otherwise: after a compaction the
+    /// earlier answer may no longer be in the conversation, and a large
+    /// model's rewrite is deliberate.
+    pub small_model_guards: bool,
 }
 
 /// Why a model request gave no reply.

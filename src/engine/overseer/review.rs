@@ -171,7 +171,7 @@ pub async fn review(
         governor: binding.governor,
         reply: config.reply_limits(AgentRole::Overseer),
         shepherd: crate::engine::shepherd::Desk::new(config.shepherd.clone()),
-        cap_identical_reads: config.run.profile == crate::config::ModelProfile::Small,
+        small_model_guards: config.run.profile == crate::config::ModelProfile::Small,
     };
     let job = AgentJob {
         role: AgentRole::Overseer,

@@ -523,12 +523,36 @@ fn reviewer_message(record: &TaskRecord, diff: &str) -> String {
         );
     }
     format!(
-        "{}{}\n## Diff against mainline\n```diff\n{shown}\n```\n{note}\nReview it and call submit_review.\n",
+        "{}{}\n## Diff against mainline\n{}\n```diff\n{shown}\n```\n{note}\nReview it and call submit_review.\n",
         task_brief(record),
         tester_files_note(
             record,
             "They are in the diff; the rest of it is the coder's, who could not change them."
-        )
+        ),
+        diff_stat(diff)
+    )
+}
+
+/// What the diff adds and deletes, said before it: a small reviewer reads
+/// "3 lines deleted" where it skims past `-` lines (it approved a README
+/// replaced by the one line it was to add).
+fn diff_stat(diff: &str) -> String {
+    let (mut added, mut deleted, mut files) = (0, 0, 0);
+    for line in diff.lines() {
+        if line.starts_with("diff --git ") {
+            files += 1;
+        } else if line.starts_with('+') && !line.starts_with("+++") {
+            added += 1;
+        } else if line.starts_with('-') && !line.starts_with("---") {
+            deleted += 1;
+        }
+    }
+    let lines = |n: usize| if n == 1 { "line" } else { "lines" };
+    format!(
+        "{files} {} changed: {added} {} added, {deleted} {} deleted.",
+        if files == 1 { "file" } else { "files" },
+        lines(added),
+        lines(deleted)
     )
 }
 
@@ -545,5 +569,20 @@ fn tester_files_note(record: &TaskRecord, then: &str) -> String {
                 .join("\n")
         ),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod diff_stat_tests {
+    use super::diff_stat;
+
+    #[test]
+    fn the_stat_counts_lines_added_and_deleted_not_the_file_headers() {
+        let diff = "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n\
+                    @@ -1,3 +1 @@\n-# Tiny repo\n-\n-A test repository.\n+Hello from memofab.\n";
+        assert_eq!(
+            diff_stat(diff),
+            "1 file changed: 1 line added, 3 lines deleted."
+        );
     }
 }

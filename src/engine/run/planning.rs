@@ -6,11 +6,13 @@
 use crate::domain::tool_names;
 use serde_json::json;
 
+use crate::config::ModelProfile;
 use crate::domain::event::{
-    BlueprintAccepted, BlueprintProposed, PlanReviewed, RunPhaseChanged, Warning,
+    BlueprintAccepted, BlueprintProposed, PlanDisputeSettled, PlanDisputed, PlanReviewed,
+    RunPhaseChanged,
 };
 use crate::domain::instructions::{InstructionScope, with_instructions};
-use crate::domain::{AgentRole, Blueprint, EventKind, RunPhase};
+use crate::domain::{AgentRole, Blueprint, Decider, EventKind, RunPhase, TaskSpec};
 use crate::effects::file_fence::Sandbox;
 use crate::engine::agent::{AgentJob, AgentOutcome, Review, SubmitTool, review_tool};
 use crate::engine::context::RunContext;
@@ -72,9 +74,7 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
             let Some((blueprint, feedback)) = previous else {
                 return Ok(PlanResult::Failed("no blueprint was proposed".into()));
             };
-            let why = format!(
-                "the plan reviewer did not approve within {max_rounds} rounds; building the last blueprint"
-            );
+            let why = format!("the plan reviewer did not approve within {max_rounds} rounds");
             return settle_on_last(ctx, blueprint, round - 1, feedback, why).await;
         }
         let blueprint = match pending.take() {
@@ -92,7 +92,10 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                     prompt: ctx.prompts.load(AgentRole::Planner),
                     first_message: first,
                     toolbox: read_only_tools(ctx)?,
-                    submit: Some(blueprint_tool(max_tasks)),
+                    submit: Some(blueprint_tool(
+                        max_tasks,
+                        ctx.config.run.profile == ModelProfile::Small,
+                    )),
                 };
                 match ctx.run_agent(AgentRole::Planner, job).await? {
                     Ok(AgentOutcome::Submitted { arguments }) => {
@@ -111,15 +114,15 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                         )));
                     }
                     // A revision that fails leaves the last blueprint, as a
-                    // reviewer who never approves does: a small model that
-                    // loops while revising has still made a plan.
+                    // reviewer who never approves does: a human may still
+                    // build it.
                     Err(failed) if previous.is_some() => {
                         let Some((blueprint, feedback)) = previous else {
                             return Ok(PlanResult::Failed(format!("the planner failed: {failed}")));
                         };
                         let why = format!(
-                            "the planner's revision in round {round} failed ({failed}); \
-                             building the blueprint of round {}",
+                            "the planner's revision in round {round} failed ({failed}), and the \
+                             plan reviewer rejected the blueprint of round {}",
                             round - 1
                         );
                         return settle_on_last(ctx, blueprint, round - 1, feedback, why).await;
@@ -174,9 +177,13 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
     }
 }
 
-/// Planning ended without an approved revision: the last blueprint (of
-/// `round`) goes to a human when there is one, else it is built, with
-/// `why` recorded as a warning.
+/// Planning ended without an approved revision. The one place that decides
+/// what happens to the last blueprint (of `round`), which the plan reviewer
+/// rejected: it is a plan dispute, for a human to settle. In the cockpit one
+/// does; a headless run with `--auto-approve` (decisions left to memofab)
+/// records the dispute settled by auto-approve and builds; a headless run
+/// without it fails, saying `why` and what the reviewer objected to, rather
+/// than build a plan nobody approved.
 async fn settle_on_last(
     ctx: &RunContext,
     blueprint: Blueprint,
@@ -191,13 +198,23 @@ async fn settle_on_last(
             feedback,
         });
     }
-    ctx.recorder
-        .record(EventKind::Warning(Warning {
-            task: None,
-            message: why,
-        }))
-        .await?;
-    accept(ctx, blueprint).await
+    if ctx.auto_approve {
+        ctx.recorder
+            .record(EventKind::PlanDisputed(PlanDisputed { round, feedback }))
+            .await?;
+        ctx.recorder
+            .record(EventKind::PlanDisputeSettled(PlanDisputeSettled {
+                build: true,
+                by: Decider::Auto.as_stored(),
+            }))
+            .await?;
+        return accept(ctx, blueprint).await;
+    }
+    Ok(PlanResult::Failed(format!(
+        "{why}; nothing was built (--auto-approve would build it). The reviewer's last \
+         feedback: {}",
+        feedback.trim()
+    )))
 }
 
 pub async fn accept(ctx: &RunContext, blueprint: Blueprint) -> EngineResult<PlanResult> {
@@ -268,14 +285,17 @@ fn planner_message(
 fn reviewer_message(requirement: &str, files: &[String], blueprint: &Blueprint) -> String {
     let json = serde_json::to_string_pretty(blueprint).unwrap_or_default();
     format!(
-        "## Requirement\n{requirement}\n\n## Files in the repository\n{}\n\n## Proposed blueprint\n```json\n{json}\n```\n\nReview it and call submit_review.\n",
+        "## Requirement\n{requirement}\n\n## Files in the repository\n{}\n\n## Proposed blueprint (a plan: none of its tasks is done yet)\n```json\n{json}\n```\n\nReview it and call submit_review.\n",
         format_listing(files)
     )
 }
 
 /// `submit_blueprint`: validated before it is accepted, so the planner fixes
-/// every problem in the same conversation.
-fn blueprint_tool(max_tasks: usize) -> SubmitTool {
+/// every problem in the same conversation. With `changes_only` (the small
+/// profile), a task that only reads or checks is refused too: its coder
+/// would change nothing, which fails the task; small models plan "Read
+/// README.md" as a task of its own.
+fn blueprint_tool(max_tasks: usize, changes_only: bool) -> SubmitTool {
     SubmitTool {
         spec: ToolSpec {
             name: tool_names::SUBMIT_BLUEPRINT.into(),
@@ -309,7 +329,27 @@ fn blueprint_tool(max_tasks: usize) -> SubmitTool {
         check: Box::new(move |args| {
             let blueprint: Blueprint = serde_json::from_value(args.clone())
                 .map_err(|e| format!("the blueprint does not have the expected shape: {e}"))?;
-            let issues = blueprint.validate(max_tasks);
+            let mut issues: Vec<String> = blueprint
+                .validate(max_tasks)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            if changes_only {
+                issues.extend(
+                    blueprint
+                        .tasks
+                        .iter()
+                        .filter(|t| changes_nothing(t))
+                        .map(|t| {
+                            format!(
+                                "task {} only looks at the code (\"{}\"); every task must change \
+                                 files. Reading and checking are done inside the task that makes \
+                                 the change: merge it into that task",
+                                t.id, t.title
+                            )
+                        }),
+                );
+            }
             if issues.is_empty() {
                 Ok(())
             } else {
@@ -323,13 +363,114 @@ fn blueprint_tool(max_tasks: usize) -> SubmitTool {
     }
 }
 
+/// Verbs a task that only looks begins with.
+const LOOK_VERBS: &[&str] = &[
+    "read",
+    "check",
+    "review",
+    "inspect",
+    "verify",
+    "examine",
+    "look",
+    "view",
+    "open",
+    "understand",
+    "analyze",
+    "analyse",
+    "explore",
+    "investigate",
+    "study",
+    "confirm",
+    "run",
+    "list",
+    "find",
+    "search",
+    "locate",
+    "identify",
+    "test",
+    "validate",
+    "ensure",
+];
+/// Verbs that say a task changes something, in any of their forms.
+const CHANGE_VERBS: &[&str] = &[
+    "add",
+    "append",
+    "write",
+    "wrote",
+    "written",
+    "edit",
+    "change",
+    "update",
+    "create",
+    "insert",
+    "fix",
+    "implement",
+    "remove",
+    "delete",
+    "rename",
+    "modify",
+    "replace",
+    "refactor",
+    "move",
+    "make",
+    "made",
+    "set",
+    "put",
+    "extend",
+    "introduce",
+    "generate",
+    "rewrite",
+    "convert",
+    "adjust",
+    "correct",
+    "document",
+    "translate",
+    "port",
+    "migrate",
+];
+
+/// Whether a task only reads or checks: its title begins with a verb of
+/// looking (or, untitled, its id does: `read_file_1`) and nothing in its
+/// title or description says it changes anything.
+fn changes_nothing(task: &TaskSpec) -> bool {
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let title = words(&task.title);
+    let id = words(task.id.as_str());
+    let Some(first) = title.first().or(id.first()) else {
+        return false;
+    };
+    if !LOOK_VERBS.contains(&first.as_str()) {
+        return false;
+    }
+    let is_change = |word: &String| {
+        CHANGE_VERBS.iter().any(|verb| {
+            word == verb
+                || word.strip_prefix(verb).is_some_and(|rest| {
+                    ["s", "es", "d", "ed", "ing", "ding", "ting"].contains(&rest)
+                })
+                || word
+                    .strip_suffix("ing")
+                    .is_some_and(|stem| format!("{stem}e") == *verb)
+        })
+    };
+    !title
+        .iter()
+        .chain(words(&task.description).iter())
+        .any(is_change)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn blueprint_tool_reports_every_issue() {
-        let tool = blueprint_tool(32);
+        let tool = blueprint_tool(32, false);
         let bad = json!({"title": "x", "tasks": [
             {"id": "a", "title": "A", "depends_on": ["b"]},
             {"id": "b", "title": "B", "depends_on": ["a"]},
@@ -353,5 +494,31 @@ mod tests {
         let files: Vec<String> = (0..400).map(|i| format!("f{i}")).collect();
         let text = format_listing(&files);
         assert!(text.contains("and 100 more files"));
+    }
+
+    #[test]
+    fn the_small_profile_refuses_tasks_that_only_look() {
+        let task = |id: &str, title: &str, description: &str| json!({"id": id, "title": title, "description": description});
+        // As measured (f2, s1): reading as a task of its own.
+        let plan = json!({"title": "x", "tasks": [
+            task("read_file_1", "Read README.md", "Read the README.md file."),
+            task("check_file_1", "Check the file", ""),
+            task("write_file_1", "Write the line", "Append the line to README.md."),
+        ]});
+        let problems = (blueprint_tool(32, true).check)(&plan).unwrap_err();
+        assert!(problems.contains("read_file_1"), "{problems}");
+        assert!(problems.contains("check_file_1"), "{problems}");
+        assert!(!problems.contains("write_file_1"), "{problems}");
+        // The standard profile keeps its planner's judgement.
+        assert!((blueprint_tool(32, false).check)(&plan).is_ok());
+        // Tasks that change something, whatever they begin with.
+        let plan = json!({"title": "x", "tasks": [
+            task("a", "Add a line to README.md", ""),
+            task("b", "Check the parser and fix the overflow", ""),
+            task("c", "Review docs", "Updating the install section."),
+            task("d", "Docs", "x"),
+            task("readme", "README: the new line", "x"),
+        ]});
+        assert!((blueprint_tool(32, true).check)(&plan).is_ok());
     }
 }

@@ -1,0 +1,137 @@
+//! The small profile's guard on `write_file` over a file that exists. Asked
+//! to add a line, small models rewrite the whole file from memory and lose
+//! what they did not remember (measured: a README's three lines replaced by
+//! the new one). A write that would drop lines of the file is not run; the
+//! answer shows the file as it is, so the model can keep it and add to it,
+//! or change lines with `edit_file`. Files the agent created itself are
+//! its own to rewrite.
+
+use crate::domain::tool_names;
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::super::tools::ToolOutcome;
+use super::AgentJob;
+use crate::domain::shepherd::echo::REFUSED;
+
+/// Longest current content quoted back in a refusal.
+const SHOWN_CHARS: usize = 4_000;
+
+#[derive(Debug, Default)]
+pub(super) struct WholeWrites {
+    /// Paths that did not exist when this agent first wrote them.
+    created: HashSet<String>,
+}
+
+impl WholeWrites {
+    /// Why `write_file` with `arguments` is not to be run, if it would drop
+    /// lines of the file it overwrites.
+    pub(super) async fn refusal(
+        &mut self,
+        job: &AgentJob,
+        tool: &str,
+        arguments: &Value,
+    ) -> Option<String> {
+        if tool != tool_names::WRITE_FILE {
+            return None;
+        }
+        let (toolbox, _) = job.toolbox.as_ref()?;
+        let path = arguments.get("path")?.as_str()?;
+        let content = arguments.get("content")?.as_str()?;
+        if self.created.contains(path) {
+            return None;
+        }
+        // Read as the agent would read it: confined, links refused.
+        let read = serde_json::json!({ "path": path }).to_string();
+        let current = match toolbox.call(tool_names::READ_FILE, &read).await {
+            ToolOutcome::Output { ok: true, text } => text,
+            // Missing (or unreadable: the write says why): a new file.
+            _ => {
+                self.created.insert(path.to_owned());
+                return None;
+            }
+        };
+        if current == format!("[{path} is empty]") || current.contains("\n[... ") {
+            return None;
+        }
+        let lost = lost_lines(&current, content);
+        if lost.is_empty() {
+            return None;
+        }
+        Some(answer(path, &current, &lost))
+    }
+}
+
+/// The lines of `old` (not blank) that `new` no longer has, compared
+/// without surrounding whitespace.
+fn lost_lines<'a>(old: &'a str, new: &str) -> Vec<&'a str> {
+    let kept: HashSet<&str> = new.lines().map(str::trim).collect();
+    old.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !kept.contains(line))
+        .collect()
+}
+
+fn answer(path: &str, current: &str, lost: &[&str]) -> String {
+    let listed: Vec<String> = lost.iter().take(5).map(|l| format!("  {l}")).collect();
+    let more = lost.len().saturating_sub(listed.len());
+    let mut text = format!(
+        "{REFUSED}this write_file would overwrite {path}, which exists, and lose {} of its \
+         lines:\n{}{}\nwrite_file must keep every line of a file that exists. To add to the \
+         file, call write_file with its whole current content and your addition; to change or \
+         remove lines, use edit_file.",
+        lost.len(),
+        listed.join("\n"),
+        if more > 0 {
+            format!("\n  … and {more} more")
+        } else {
+            String::new()
+        }
+    );
+    if current.chars().count() <= SHOWN_CHARS {
+        text.push_str(&format!(
+            " The current content of {path}:\n```\n{}\n```",
+            current.trim_end_matches('\n')
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const README: &str = "# Tiny repo\n\nA test repository for memofab with a local model.\n";
+
+    #[test]
+    fn a_rewrite_from_memory_loses_lines_an_addition_does_not() {
+        // As measured: the new line alone, and the file retyped from memory.
+        assert_eq!(lost_lines(README, "Hello from memofab.").len(), 2);
+        assert_eq!(
+            lost_lines(
+                README,
+                "Tiny repo\nA test repository for memofab with a local model."
+            ),
+            vec!["# Tiny repo"]
+        );
+        // Kept, with the line added (blank lines and trailing spaces aside).
+        assert!(lost_lines(README, &format!("{README}Hello from memofab.\n")).is_empty());
+        assert!(
+            lost_lines(
+                README,
+                "# Tiny repo  \nA test repository for memofab with a local model.\nHello from memofab."
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_answer_shows_the_file_as_it_is() {
+        let text = answer("README.md", README, &["# Tiny repo"]);
+        assert!(text.starts_with(REFUSED));
+        assert!(text.contains("edit_file") && text.contains(README.trim_end()));
+        let big = "x\n".repeat(SHOWN_CHARS);
+        assert!(!answer("big.txt", &big, &["x"]).contains("```"));
+    }
+}
