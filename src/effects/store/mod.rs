@@ -3,10 +3,12 @@
 //! kept up to date in the same transaction, and an inbox through which other
 //! processes (`memofab approve`) leave commands for a running engine.
 
+mod chunk;
 mod decode;
 pub mod export;
 mod history;
 mod migrations;
+mod read;
 
 use std::path::Path;
 
@@ -188,41 +190,8 @@ impl Store {
     }
 
     pub fn events_after(&self, run: &RunId, after_seq: u64, limit: usize) -> Result<Vec<Event>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, at_ms, type, body FROM events WHERE run = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )
-            .ctx("reading events")?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = stmt
-            .query(params![run.as_str(), after_seq as i64, limit])
-            .ctx("reading events")?;
-        let mut events = Vec::new();
-        while let Some(row) = rows.next().ctx("reading an event")? {
-            let seq = row.get::<_, i64>(0).ctx("reading an event")? as u64;
-            let at_ms = row.get::<_, i64>(1).ctx("reading an event")? as u64;
-            let corrupt = |message: String| StoreError::Corrupt {
-                run: run.clone(),
-                seq,
-                message,
-            };
-            let kind = row.get_ref(2).ctx("reading an event")?;
-            let kind = kind.as_str().map_err(|e| corrupt(e.to_string()))?;
-            let body = row.get_ref(3).ctx("reading an event")?;
-            let body = body.as_str().map_err(|e| corrupt(e.to_string()))?;
-            // The body holds the whole event, but `run`, `seq` and `at_ms`
-            // are columns too: decoding only the kind skips serde's slow
-            // path for flattened enums.
-            let kind = decode::decode_kind(kind, body).map_err(|e| corrupt(e.to_string()))?;
-            events.push(Event {
-                run: run.clone(),
-                seq,
-                at_ms,
-                kind,
-            });
-        }
-        Ok(events)
+        let upto = after_seq.saturating_add(u64::try_from(limit).unwrap_or(u64::MAX));
+        read::events(&self.conn, run, after_seq, upto, read::Bodies::All)
     }
 
     /// Reads a whole run with one reader per core, each decoding its own
@@ -376,7 +345,7 @@ impl Store {
     /// neither listed nor resumed.
     pub fn forget_run(&mut self, run: &RunId) -> Result<()> {
         let tx = self.conn.transaction().ctx("starting a transaction")?;
-        for table in ["events", "runs", "inbox"] {
+        for table in ["events", "event_chunks", "runs", "inbox"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE run = ?1"),
                 params![run.as_str()],
@@ -415,10 +384,14 @@ fn now_ms() -> u64 {
 }
 
 fn last_seq_in(conn: &Connection, run: &RunId) -> Result<u64> {
-    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?1")
-        .and_then(|mut s| s.query_row(params![run.as_str()], |r| r.get::<_, i64>(0)))
-        .map(|v| v as u64)
-        .ctx("reading the last sequence number")
+    // The tail is empty right after a chunk is sealed: the chunk knows.
+    conn.prepare_cached(
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events WHERE run = ?1), 0),
+                    COALESCE((SELECT MAX(last_seq) FROM event_chunks WHERE run = ?1), 0))",
+    )
+    .and_then(|mut s| s.query_row(params![run.as_str()], |r| r.get::<_, i64>(0)))
+    .map(|v| v as u64)
+    .ctx("reading the last sequence number")
 }
 
 fn append_in(tx: &Transaction<'_>, event: &Event) -> Result<()> {
@@ -430,7 +403,8 @@ fn append_in(tx: &Transaction<'_>, event: &Event) -> Result<()> {
             got: event.seq,
         });
     }
-    let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
+    // The kind alone: `run`, `seq` and `at_ms` are columns.
+    let body = serde_json::to_string(&event.kind).map_err(|e| StoreError::Corrupt {
         run: event.run.clone(),
         seq: event.seq,
         message: e.to_string(),
@@ -449,7 +423,8 @@ fn append_in(tx: &Transaction<'_>, event: &Event) -> Result<()> {
         ])
     })
     .ctx("appending an event")?;
-    update_summary(tx, event)
+    update_summary(tx, event)?;
+    chunk::seal_if_full(tx, &event.run, event.seq)
 }
 
 /// Keeps the `runs` row in step with the event just appended.
