@@ -24,6 +24,8 @@ pub struct Scale {
     pub events: usize,
     pub transcript_lines: usize,
     pub frames: usize,
+    /// Run lengths replay is opened at.
+    pub replay_events: &'static [usize],
 }
 
 impl Scale {
@@ -34,6 +36,14 @@ impl Scale {
         events: 1_000_000,
         transcript_lines: 100_000,
         frames: 3_000,
+        replay_events: &[100_000, 1_000_000],
+    };
+
+    /// `FULL` with replay also opened on a 5,000,000-event run (`--huge`:
+    /// a few minutes more, and about 3 GiB of memory to generate it).
+    pub const HUGE: Scale = Scale {
+        replay_events: &[100_000, 1_000_000, 5_000_000],
+        ..Scale::FULL
     };
 
     pub const QUICK: Scale = Scale {
@@ -43,6 +53,7 @@ impl Scale {
         events: 20_000,
         transcript_lines: 5_000,
         frames: 100,
+        replay_events: &[20_000],
     };
 }
 

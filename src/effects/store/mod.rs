@@ -7,6 +7,7 @@ mod chunk;
 mod decode;
 pub mod export;
 mod history;
+mod light;
 mod migrations;
 mod read;
 
@@ -17,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use crate::domain::{Decider, Event, EventKind, RunId, RunPhase, TaskState};
 use crate::protocol::Command;
 
+pub use light::{BulkRef, LightRun};
 pub use migrations::SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]
@@ -198,39 +200,10 @@ impl Store {
     /// range of sequence numbers: decoding, not SQLite, is most of the time
     /// it takes to open a long run (see `memofab bench replay`).
     pub fn load_run(path: &Path, run: &RunId) -> Result<Vec<Event>> {
-        const PARALLEL_FROM: u64 = 20_000;
-        let first = Self::open_reader(path)?;
-        let last = first.last_seq(run)?;
-        let readers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(8) as u64;
-        if last < PARALLEL_FROM || readers < 2 {
-            return first.events(run);
-        }
-        drop(first);
-        let span = last.div_ceil(readers);
-        let parts: Vec<Result<Vec<Event>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..readers)
-                .map(|i| {
-                    scope.spawn(move || {
-                        Self::open_reader(path)?.events_after(run, i * span, span as usize)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(StoreError::ReaderFailed(run.clone())))
-                })
-                .collect()
-        });
-        let mut events = Vec::with_capacity(last as usize);
-        for part in parts {
-            events.extend(part?);
-        }
-        Ok(events)
+        let parts = Self::in_parallel(path, run, |store, after, upto| {
+            read::events(&store.conn, run, after, upto, read::Bodies::All)
+        })?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     pub fn last_seq(&self, run: &RunId) -> Result<u64> {
