@@ -20,6 +20,7 @@ mod named_files;
 mod planted_links;
 mod sizes;
 mod stats;
+mod tree_merge;
 mod trusted;
 mod worktrees;
 
