@@ -26,6 +26,8 @@ pub struct Scale {
     pub frames: usize,
     /// Run lengths replay is opened at.
     pub replay_events: &'static [usize],
+    /// Deep runs besides the one of `tasks`, to see overhead scale.
+    pub scaling_tasks: &'static [usize],
 }
 
 impl Scale {
@@ -37,6 +39,7 @@ impl Scale {
         transcript_lines: 100_000,
         frames: 3_000,
         replay_events: &[100_000, 1_000_000],
+        scaling_tasks: &[16, 256],
     };
 
     /// `FULL` with replay also opened on a 5,000,000-event run (`--huge`:
@@ -54,6 +57,7 @@ impl Scale {
         transcript_lines: 5_000,
         frames: 100,
         replay_events: &[20_000],
+        scaling_tasks: &[4],
     };
 }
 

@@ -65,7 +65,7 @@ fn one_size(dir: &Path, tasks: usize, total: usize, table: &mut Table) -> anyhow
     );
     let worst = opens.percentile(100.0);
     table.checked(
-        format!("{n} events: open at 10%, 50%, 97% (read, fold, shown transcript)"),
+        format!("{n} events: open at a cursor (10%, 50%, 97%: read, fold, transcript shown)"),
         spread(&opens),
         "< 0.3 s",
         worst < Duration::from_millis(300),

@@ -146,6 +146,18 @@ impl Store {
     /// A read-only connection to an existing store, for readers working
     /// beside the engine (WAL lets them read while it writes).
     pub fn open_reader(path: &Path) -> Result<Self> {
+        let conn = Self::open_reader_as_is(path)?;
+        if migrations::version(&conn.conn)? < SCHEMA_VERSION {
+            // Written by an older memofab and not opened for writing since:
+            // brought to this layout first, as any open would.
+            drop(conn);
+            drop(Self::open(path)?);
+            return Self::open_reader_as_is(path);
+        }
+        Ok(conn)
+    }
+
+    fn open_reader_as_is(path: &Path) -> Result<Self> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
