@@ -115,7 +115,7 @@ impl GitRepo {
             return Ok(None);
         }
         let base = repo
-            .find_commit(bases.get(0).copied().unwrap_or_else(Oid::zero))
+            .find_commit(bases.first().copied().unwrap_or_else(Oid::zero))
             .ctx(|| "reading the merge base".into())?;
         let trees =
             [&base, ours, theirs].map(|c| c.tree().ctx(|| "reading a commit's tree".into()));

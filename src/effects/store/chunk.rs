@@ -11,8 +11,8 @@
 //! wants the run's shape without its conversation (replay folding to a
 //! cursor, the gate's history) never inflates `bulk`.
 //!
-//! Invariants: a chunk covers exactly `first_seq ..= first_seq + CHUNK_EVENTS
-//! - 1`, `first_seq - 1` is a multiple of `CHUNK_EVENTS`, and no event is both
+//! Invariants: a chunk covers exactly `CHUNK_EVENTS` events from `first_seq`
+//! on, `first_seq - 1` is a multiple of `CHUNK_EVENTS`, and no event is both
 //! in a chunk and in `events`. Sealing happens in the transaction that
 //! appended the chunk's last event, so it is as durable as the append.
 
