@@ -156,6 +156,18 @@ impl Record {
         to: usize,
         agents: &HashSet<AgentId>,
     ) -> Result<(), StoreError> {
+        self.fold_kinds(app, from, to, agents, None)
+    }
+
+    /// `fold`, of only the light events of `kinds` if given.
+    fn fold_kinds(
+        &self,
+        app: &mut App,
+        from: usize,
+        to: usize,
+        agents: &HashSet<AgentId>,
+        kinds: Option<&[&str]>,
+    ) -> Result<(), StoreError> {
         let Record::Stored(s) = self else {
             app.fold(&self.events()[from..to]);
             return Ok(());
@@ -176,15 +188,29 @@ impl Record {
             }
         };
         let mut texts = texts.iter().peekable();
-        app.fold(s.light.events[from..to].iter().map(
-            |e| match texts.next_if(|t| t.seq == e.seq) {
-                Some(text) => text,
-                None => e,
-            },
-        ));
+        app.fold(s.light.events[from..to].iter().filter_map(|e| {
+            match texts.next_if(|t| t.seq == e.seq) {
+                Some(text) => Some(text),
+                None if kinds.is_none_or(|k| k.contains(&e.kind.name())) => Some(e),
+                None => None,
+            }
+        }));
         read
     }
 }
+
+/// The kinds of event that write into a transcript: what rebuilding one
+/// folds.
+const TRANSCRIPT_KINDS: [&str; 8] = [
+    "agent_started",
+    "agent_message",
+    "mcp_tools_listed",
+    "tool_called",
+    "tool_result",
+    "shepherd_intervened",
+    "reply_broken_off",
+    "context_compacted",
+];
 
 pub struct Replay {
     record: Record,
@@ -300,10 +326,17 @@ impl Replay {
         let folded = if target < self.cursor {
             let mut fresh = App::new(&self.app.title);
             fresh.prices = self.app.prices.clone();
-            if let Record::Stored(s) = &mut self.record {
-                s.complete.clear();
-            }
-            let folded = self.record.fold(&mut fresh, 0, target, &HashSet::new());
+            // The transcripts on screen are rebuilt with their text in the
+            // same pass; the others are read again when shown.
+            let shown = self.shown_agents();
+            let agents = match &mut self.record {
+                Record::Stored(s) => {
+                    s.complete.retain(|a| shown.contains(a));
+                    s.complete.clone()
+                }
+                Record::Whole(_) => HashSet::new(),
+            };
+            let folded = self.record.fold(&mut fresh, 0, target, &agents);
             fresh.keep_view_of(&self.app);
             self.app = fresh;
             folded
@@ -322,26 +355,35 @@ impl Replay {
         }
     }
 
+    /// The agents whose transcripts are on screen.
+    fn shown_agents(&self) -> Vec<AgentId> {
+        let mut shown = vec![crate::engine::brainstorm::Brainstorm::agent()];
+        shown.extend(self.app.shown_agent().cloned());
+        shown
+    }
+
     /// Gives the transcripts on screen their whole conversation to the
     /// cursor: rebuilt from the light events and the agent's own text.
     fn complete_shown(&mut self) -> Result<(), StoreError> {
         let Record::Stored(s) = &self.record else {
             return Ok(());
         };
-        let shown = [
-            self.app.shown_agent().cloned(),
-            Some(crate::engine::brainstorm::Brainstorm::agent()),
-        ];
-        let missing: HashSet<AgentId> = shown
+        let missing: HashSet<AgentId> = self
+            .shown_agents()
             .into_iter()
-            .flatten()
             .filter(|a| !s.complete.contains(a))
             .collect();
         if missing.is_empty() {
             return Ok(());
         }
         let mut scratch = App::new("");
-        let folded = self.record.fold(&mut scratch, 0, self.cursor, &missing);
+        let folded = self.record.fold_kinds(
+            &mut scratch,
+            0,
+            self.cursor,
+            &missing,
+            Some(&TRANSCRIPT_KINDS),
+        );
         for agent in &missing {
             match scratch.transcripts.remove(agent) {
                 Some(t) => self.app.transcripts.insert(agent.clone(), t),

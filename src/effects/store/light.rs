@@ -1,17 +1,17 @@
 //! Reading a long run for replay without its conversation: every event
 //! decoded except the sealed bulk ones (agent messages and tool results),
 //! which are known by number, time and agent only and read later, for the
-//! agents the cockpit shows (`events_at`). In their place stands an empty
-//! message from the same agent at the same time: it changes no state and
-//! only its agent's transcript, which a reader showing that transcript
-//! rebuilds with the real text.
+//! agents the cockpit shows (`events_at`). In their place stands, at the
+//! same number and time, an event that neither the run state nor the
+//! cockpit's fold does anything with (an empty `blueprint_rejected`): the
+//! transcripts it leaves out are rebuilt with the real text when shown.
 
 use std::path::Path;
 
 use super::chunk::Raw;
 use super::read::{self, Bodies};
 use super::{Result, Store, StoreError};
-use crate::domain::{AgentId, Event, EventKind, MessageAuthor, RunId};
+use crate::domain::{AgentId, Event, EventKind, RunId};
 
 /// A bulk event not yet read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,20 +34,18 @@ impl LightRun {
     fn push(&mut self, run: &RunId, raw: Raw<'_>) -> Result<()> {
         match (raw.body, raw.agent) {
             (None, Some(agent)) => {
-                let agent = AgentId::from(agent);
                 self.events.push(Event {
                     run: run.clone(),
                     seq: raw.seq,
                     at_ms: raw.at_ms,
-                    kind: EventKind::AgentMessage {
-                        agent: agent.clone(),
-                        from: MessageAuthor::Assistant,
-                        text: String::new(),
+                    kind: EventKind::BlueprintRejected {
+                        round: 0,
+                        issues: Vec::new(),
                     },
                 });
                 self.bulk.push(BulkRef {
                     seq: raw.seq,
-                    agent,
+                    agent: AgentId::from(agent),
                 });
             }
             _ => self.events.push(read::decode(run, &raw)?),

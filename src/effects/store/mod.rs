@@ -370,9 +370,11 @@ fn now_ms() -> u64 {
 
 fn last_seq_in(conn: &Connection, run: &RunId) -> Result<u64> {
     // The tail is empty right after a chunk is sealed: the chunk knows.
+    // Both look-ups walk down an index: `last_seq` has none of its own.
     conn.prepare_cached(
         "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events WHERE run = ?1), 0),
-                    COALESCE((SELECT MAX(last_seq) FROM event_chunks WHERE run = ?1), 0))",
+                    COALESCE((SELECT last_seq FROM event_chunks WHERE run = ?1
+                              ORDER BY first_seq DESC LIMIT 1), 0))",
     )
     .and_then(|mut s| s.query_row(params![run.as_str()], |r| r.get::<_, i64>(0)))
     .map(|v| v as u64)
