@@ -69,7 +69,7 @@ pub async fn run(dir: &Path, scale: Scale) -> anyhow::Result<Table> {
     let mut deep = Steps::default();
     for shape in [Shape::Wide, Shape::Deep] {
         let started = Instant::now();
-        let steps = factory_run(&repo, shape, scale.tasks).await?;
+        let steps = factory_run(&repo, shape, shape.name(), scale.tasks).await?;
         let wall = started.elapsed();
         table.row(
             format!("{} run: wall time, {} tasks", shape.name(), scale.tasks),
@@ -180,7 +180,8 @@ pub async fn run(dir: &Path, scale: Scale) -> anyhow::Result<Table> {
     );
     for &tasks in scale.scaling_tasks {
         let started = Instant::now();
-        let steps = factory_run(&repo, Shape::Deep, tasks).await?;
+        // Task names of their own: the files earlier runs merged are on main.
+        let steps = factory_run(&repo, Shape::Deep, &format!("deep{tasks}x"), tasks).await?;
         let wall = started.elapsed();
         let terms = git_work.overhead(&steps);
         table.checked(
@@ -289,8 +290,13 @@ fn build_repo(repo: &Path, files: usize, bytes: usize) -> anyhow::Result<()> {
 
 /// Runs the engine on a blueprint of `tasks` tasks shaped as `shape`, each
 /// writing one new file; returns the timed steps of every task.
-async fn factory_run(repo: &Path, shape: Shape, tasks: usize) -> anyhow::Result<Steps> {
-    let scenario = Arc::new(scenario(shape, tasks));
+async fn factory_run(
+    repo: &Path,
+    shape: Shape,
+    prefix: &str,
+    tasks: usize,
+) -> anyhow::Result<Steps> {
+    let scenario = Arc::new(scenario(shape, prefix, tasks));
     let mut config = Config::default();
     config.run.max_tasks = tasks.max(config.run.max_tasks);
     config.project.test_command = None;
@@ -371,10 +377,9 @@ fn steps(seen: &[(Instant, Event)]) -> Steps {
 
 /// Planner, plan reviewer, one coder per task (write a file, finish) and a
 /// reviewer who approves.
-fn scenario(shape: Shape, tasks: usize) -> Scenario {
-    let ids: Vec<String> = (0..tasks)
-        .map(|i| format!("{}{i:03}", shape.name()))
-        .collect();
+/// Tasks are named `prefix` and a number.
+fn scenario(shape: Shape, prefix: &str, tasks: usize) -> Scenario {
+    let ids: Vec<String> = (0..tasks).map(|i| format!("{prefix}{i:03}")).collect();
     let blueprint = serde_json::json!({
         "title": format!("{} benchmark", shape.name()),
         "tasks": ids.iter().enumerate().map(|(i, id)| {
