@@ -23,6 +23,10 @@ pub struct Scale {
     pub events: usize,
     pub transcript_lines: usize,
     pub frames: usize,
+    /// Run lengths replay is opened at.
+    pub replay_events: &'static [usize],
+    /// Deep runs besides the one of `tasks`, to see overhead scale.
+    pub scaling_tasks: &'static [usize],
 }
 
 impl Scale {
@@ -33,6 +37,15 @@ impl Scale {
         events: 1_000_000,
         transcript_lines: 100_000,
         frames: 3_000,
+        replay_events: &[100_000, 1_000_000],
+        scaling_tasks: &[16, 256],
+    };
+
+    /// `FULL` with replay also opened on a 5,000,000-event run (`--huge`:
+    /// a few minutes more, and about 3 GiB of memory to generate it).
+    pub const HUGE: Scale = Scale {
+        replay_events: &[100_000, 1_000_000, 5_000_000],
+        ..Scale::FULL
     };
 
     pub const QUICK: Scale = Scale {
@@ -42,6 +55,8 @@ impl Scale {
         events: 20_000,
         transcript_lines: 5_000,
         frames: 100,
+        replay_events: &[20_000],
+        scaling_tasks: &[4],
     };
 }
 

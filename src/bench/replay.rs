@@ -1,6 +1,7 @@
 //! Replay: opening a long stored run at an arbitrary cursor, as
-//! `memofab replay RUN --at N` does: read the run, then fold the cockpit's
-//! model up to the cursor.
+//! `memofab replay RUN --at N` does (read the run without its conversation
+//! text, fold the cockpit's model to the cursor, read the text of the
+//! transcript on screen), then stepping and scrubbing frame by frame.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,51 +14,118 @@ use crate::tui::replay::Replay;
 
 /// Where the cursor is put, as fractions of the run.
 const CURSORS: [f64; 3] = [0.1, 0.5, 0.97];
+/// Steps each way, and scrubs, timed at the middle of the run.
+const STEPS: usize = 50;
+const SCRUBS: usize = 10;
 
 pub fn run(dir: &Path, scale: Scale) -> anyhow::Result<Table> {
+    let mut table = Table::new(format!(
+        "replay ({} tasks; each figure min / median / max)",
+        scale.tasks
+    ));
+    for &events in scale.replay_events {
+        one_size(dir, scale.tasks, events, &mut table)?;
+    }
+    Ok(table)
+}
+
+fn one_size(dir: &Path, tasks: usize, total: usize, table: &mut Table) -> anyhow::Result<()> {
     let run = RunId::from("bench-replay");
-    let path = fresh_store(dir, "replay.db")?;
+    let path = fresh_store(dir, &format!("replay-{total}.db"))?;
     {
-        let events = synthetic::run_events(&run, scale.tasks, scale.events);
         let mut store = Store::open(&path)?;
-        for chunk in events.chunks(1_000) {
+        for chunk in synthetic::run_events(&run, tasks, total).chunks(1_000) {
             store.append_batch(chunk)?;
         }
     }
-    let mut table = Table::new(format!(
-        "replay ({} events, {} tasks)",
-        thousands(scale.events as u64),
-        scale.tasks
-    ));
-    let mut loads = Samples::default();
-    let mut folds = Samples::default();
+    let n = thousands(total as u64);
+    let mut reads = Samples::default();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let light = Store::load_light(&path, &run)?;
+        reads.push(started.elapsed());
+        anyhow::ensure!(light.events.len() > total / 2, "the run did not read back");
+    }
     let mut opens = Samples::default();
+    let mut middle = None;
     for fraction in CURSORS {
         let started = Instant::now();
-        let events = Store::load_run(&path, &run)?;
-        let loaded = started.elapsed();
-        loads.push(loaded);
-        let cursor = ((events.len() as f64 * fraction) as usize).max(1);
-        let replay = Replay::open_at(&format!("bench {run}"), events, cursor);
+        let len = Store::open_reader(&path)?.last_seq(&run)? as usize;
+        let cursor = ((len as f64 * fraction) as usize).max(1);
+        let replay = Replay::open_stored("bench", &path, &run, Default::default(), cursor)?;
+        opens.push(started.elapsed());
         anyhow::ensure!(replay.cursor() == cursor, "the replay is not at its cursor");
-        let opened = started.elapsed();
-        folds.push(opened.saturating_sub(loaded));
-        opens.push(opened);
+        anyhow::ensure!(replay.note.is_none(), "{:?}", replay.note);
+        if fraction == 0.5 {
+            middle = Some(replay);
+        }
     }
-    table.row("read the run (parallel readers), p50", ms(loads.median()));
     table.row(
-        "fold the cockpit model to the cursor, slowest",
-        ms(folds.percentile(100.0)),
+        format!("{n} events: read the run without its conversation text"),
+        spread(&reads),
     );
     let worst = opens.percentile(100.0);
     table.checked(
-        format!(
-            "open at a cursor ({}), slowest",
-            CURSORS.map(|c| format!("{:.0}%", c * 100.0)).join(", ")
-        ),
-        ms(worst),
-        "< 1 s",
-        worst < Duration::from_secs(1),
+        format!("{n} events: open at a cursor (10%, 50%, 97%: read, fold, transcript shown)"),
+        spread(&opens),
+        "< 0.3 s",
+        worst < Duration::from_millis(300),
     );
-    Ok(table)
+    if let Some(mut replay) = middle {
+        let at = replay.cursor();
+        let mut forward = Samples::default();
+        for _ in 0..STEPS {
+            let started = Instant::now();
+            replay.seek(replay.cursor() + 1);
+            forward.push(started.elapsed());
+        }
+        let mut back = Samples::default();
+        for _ in 0..STEPS {
+            let started = Instant::now();
+            replay.seek(replay.cursor() - 1);
+            back.push(started.elapsed());
+        }
+        let mut scrubs = Samples::default();
+        for i in 0..SCRUBS {
+            // Alternately forward and back across the run, as clicks would.
+            let target = if i % 2 == 0 {
+                at + (replay.len() - at) * (i + 1) / (SCRUBS + 1)
+            } else {
+                at * (SCRUBS - i) / SCRUBS
+            };
+            let started = Instant::now();
+            replay.seek(target.max(1));
+            scrubs.push(started.elapsed());
+        }
+        let frame = Duration::from_millis(16);
+        table.checked(
+            format!("{n} events: step forward one event"),
+            spread(&forward),
+            "< 16 ms",
+            forward.percentile(100.0) < frame,
+        );
+        table.checked(
+            format!("{n} events: step back one event"),
+            spread(&back),
+            "< 16 ms",
+            back.percentile(100.0) < frame,
+        );
+        table.checked(
+            format!("{n} events: scrub (click on the timeline)"),
+            spread(&scrubs),
+            "< 16 ms",
+            scrubs.percentile(100.0) < frame,
+        );
+    }
+    Ok(())
+}
+
+/// `min / median / max`.
+pub fn spread(samples: &Samples) -> String {
+    format!(
+        "{} / {} / {}",
+        ms(samples.percentile(0.0)),
+        ms(samples.median()),
+        ms(samples.percentile(100.0))
+    )
 }

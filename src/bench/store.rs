@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::{Scale, Table, fresh_store, mib, ms, per_second, thousands};
+use super::{Samples, Scale, Table, fresh_store, mib, ms, per_second, thousands};
 use crate::domain::synthetic;
 use crate::domain::{RunId, RunState};
 use crate::effects::store::Store;
@@ -54,14 +54,40 @@ pub fn run(dir: &Path, scale: Scale) -> anyhow::Result<Table> {
     );
     store.checkpoint()?;
     let bytes = file_size(&batched_path);
-    table.row(
-        "store size per million events",
-        mib((bytes as f64 * 1_000_000.0 / n as f64) as u64),
+    let per_event = bytes as f64 / n as f64;
+    table.checked(
+        "store size per event (sealed chunks + tail, after a checkpoint)",
+        format!(
+            "{per_event:.1} B ({} per million)",
+            mib((per_event * 1_000_000.0) as u64)
+        ),
+        "≤ 100 B",
+        per_event <= 100.0,
     );
 
-    let started = Instant::now();
-    let loaded = store.events(&run)?;
-    table.row("read the whole run back", ms(started.elapsed()));
+    let mut reads = Samples::default();
+    let mut loaded = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        loaded = store.events(&run)?;
+        reads.push(started.elapsed());
+    }
+    anyhow::ensure!(loaded == events, "the run read back differs");
+    table.row(
+        "read the whole run back, one reader",
+        super::replay::spread(&reads),
+    );
+    let mut parallel = Samples::default();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let all = Store::load_run(&batched_path, &run)?;
+        parallel.push(started.elapsed());
+        anyhow::ensure!(all.len() == n, "the parallel read lost events");
+    }
+    table.row(
+        "read the whole run back, a reader per core",
+        super::replay::spread(&parallel),
+    );
 
     let started = Instant::now();
     let state = RunState::fold(&loaded)?;

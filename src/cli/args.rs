@@ -213,6 +213,9 @@ pub struct BenchArgs {
     /// Small workloads: every code path in seconds, figures not comparable.
     #[arg(long)]
     pub quick: bool,
+    /// Also open replay on a 5,000,000-event run (minutes more, ~3 GiB).
+    #[arg(long, conflicts_with = "quick")]
+    pub huge: bool,
     /// Where to build the benchmark repositories and stores (default: a new
     /// temporary directory, removed afterwards).
     #[arg(long)]

@@ -10,6 +10,8 @@ use crate::bench::{self, Scale, Table};
 pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     let scale = if args.quick {
         Scale::QUICK
+    } else if args.huge {
+        Scale::HUGE
     } else {
         Scale::FULL
     };

@@ -307,12 +307,12 @@ pub async fn replay(global: &GlobalArgs, repo: &Path, args: ReplayArgs) -> Resul
         return Ok(ExitCode::SUCCESS);
     };
     drop(store);
-    let events = crate::effects::store::Store::load_run(&session::store_path(&repo), &run)?;
-    if events.is_empty() {
+    let path = session::store_path(&repo);
+    if crate::effects::store::Store::open_reader(&path)?.last_seq(&run)? == 0 {
         bail!("run {run} not found; `memofab runs` lists the runs of this repository");
     }
     let options = cockpit_options(&config, &format!("memofab replay {run}"))?;
-    crate::tui::run_replay(events, args.at.as_deref(), options).await?;
+    crate::tui::run_stored_replay(&path, &run, args.at.as_deref(), options).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -383,6 +383,23 @@ pub fn first_line(text: &str) -> &str {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_stand_in_says_and_changes_nothing() {
+        let start = crate::domain::fixture::events().remove(0);
+        let stand_in = Event {
+            run: start.run.clone(),
+            seq: start.seq + 1,
+            at_ms: start.at_ms,
+            kind: EventKind::stand_in(),
+        };
+        assert!(line(&stand_in).is_none());
+        let mut state = crate::domain::RunState::start(&start).unwrap();
+        let before = format!("{state:?}");
+        state.apply(&stand_in).unwrap();
+        state.last_seq = start.seq;
+        assert_eq!(format!("{state:?}"), before);
+    }
+
     /// Every sample event (one or more of each kind) and what it says: a
     /// change of wording shows here, on purpose or not.
     #[test]

@@ -121,9 +121,18 @@ pub async fn run_replay(
     at: Option<&str>,
     options: TuiOptions,
 ) -> anyhow::Result<()> {
-    use super::replay::{Frames, Replay, ReplayKey};
-    let mut replay = Replay::new(&options.title, events);
+    let mut replay = super::replay::Replay::new(&options.title, events);
     replay.app.prices = options.prices.clone();
+    play_replay(replay, at, options).await
+}
+
+/// The replay cockpit over `replay`, opened already.
+pub async fn play_replay(
+    mut replay: super::replay::Replay,
+    at: Option<&str>,
+    options: TuiOptions,
+) -> anyhow::Result<()> {
+    use super::replay::{Frames, ReplayKey};
     if let Some(at) = at {
         replay
             .jump_to(at)

@@ -58,6 +58,18 @@ pub async fn run_replay(
     event_loop::run_replay(events, at, options).await
 }
 
+/// Replays `run` of the store at `path`, reading a long run's conversation
+/// text only for the agents on screen.
+pub async fn run_stored_replay(
+    path: &std::path::Path,
+    run: &crate::domain::RunId,
+    at: Option<&str>,
+    options: TuiOptions,
+) -> anyhow::Result<()> {
+    let replay = replay::Replay::open_stored(&options.title, path, run, options.prices.clone(), 1)?;
+    event_loop::play_replay(replay, at, options).await
+}
+
 /// The cockpit attached to the daemon's run until the human detaches:
 /// `feed` carries the run's updates and word of the connection, `commands`
 /// go to the run (a requirement written with no run under way comes out as

@@ -3,6 +3,8 @@
 //! cursor is the same fold the live cockpit made. Never calls a model and
 //! never touches git.
 
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, MouseButton, MouseEvent, MouseEventKind};
@@ -14,7 +16,9 @@ use ratatui::widgets::Paragraph;
 use super::app::{Action, App};
 use super::theme::{Role, Theme};
 use super::view;
-use crate::domain::Event;
+use crate::config::Price;
+use crate::domain::{AgentId, Event, RunId};
+use crate::effects::store::{LightRun, Store, StoreError};
 
 /// Playback speeds; `Max` applies many events per tick regardless of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +111,109 @@ pub enum ReplayKey {
     Quit,
 }
 
+/// Where a replay's events come from.
+enum Record {
+    /// Every event, in memory.
+    Whole(Vec<Event>),
+    /// A stored run: every event in memory but the conversation's text,
+    /// which is read from the store for the agents on screen.
+    Stored(Box<Stored>),
+}
+
+struct Stored {
+    store: Store,
+    run: RunId,
+    light: LightRun,
+    /// Agents whose transcripts hold their whole conversation to the
+    /// cursor; the others hold only what light events put there.
+    complete: HashSet<AgentId>,
+}
+
+impl Record {
+    fn events(&self) -> &[Event] {
+        match self {
+            Record::Whole(events) => events,
+            Record::Stored(s) => &s.light.events,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.events().len()
+    }
+
+    /// The time of the event at `index` (0-based).
+    fn at_ms(&self, index: usize) -> Option<u64> {
+        self.events().get(index).map(|e| e.at_ms)
+    }
+
+    /// Folds the events after the first `from` up to the first `to` into
+    /// `app`, with the conversation text of `agents` (all of it for a
+    /// whole record).
+    fn fold(
+        &self,
+        app: &mut App,
+        from: usize,
+        to: usize,
+        agents: &HashSet<AgentId>,
+    ) -> Result<(), StoreError> {
+        self.fold_kinds(app, from, to, agents, None)
+    }
+
+    /// `fold`, of only the light events of `kinds` if given.
+    fn fold_kinds(
+        &self,
+        app: &mut App,
+        from: usize,
+        to: usize,
+        agents: &HashSet<AgentId>,
+        kinds: Option<&[&str]>,
+    ) -> Result<(), StoreError> {
+        let Record::Stored(s) = self else {
+            app.fold(&self.events()[from..to]);
+            return Ok(());
+        };
+        let bulk = &s.light.bulk;
+        let seqs: Vec<u64> = bulk[bulk.partition_point(|b| b.seq <= from as u64)
+            ..bulk.partition_point(|b| b.seq <= to as u64)]
+            .iter()
+            .filter(|b| agents.contains(&b.agent))
+            .map(|b| b.seq)
+            .collect();
+        let (texts, read) = if seqs.is_empty() {
+            (Vec::new(), Ok(()))
+        } else {
+            match s.store.events_at(&s.run, &seqs) {
+                Ok(texts) => (texts, Ok(())),
+                Err(e) => (Vec::new(), Err(e)),
+            }
+        };
+        let mut texts = texts.iter().peekable();
+        app.fold(s.light.events[from..to].iter().filter_map(|e| {
+            match texts.next_if(|t| t.seq == e.seq) {
+                Some(text) => Some(text),
+                None if kinds.is_none_or(|k| k.contains(&e.kind.name())) => Some(e),
+                None => None,
+            }
+        }));
+        read
+    }
+}
+
+/// The kinds of event that write into a transcript: what rebuilding one
+/// folds.
+const TRANSCRIPT_KINDS: [&str; 8] = [
+    "agent_started",
+    "agent_message",
+    "mcp_tools_listed",
+    "tool_called",
+    "tool_result",
+    "shepherd_intervened",
+    "reply_broken_off",
+    "context_compacted",
+];
+
 pub struct Replay {
-    events: Vec<Event>,
+    record: Record,
     /// Number of events applied to `app`.
     cursor: usize,
     pub app: App,
@@ -123,8 +228,17 @@ pub struct Replay {
 
 impl Replay {
     pub fn new(title: &str, events: Vec<Event>) -> Self {
+        Self::with_record(title, Record::Whole(events), BTreeMap::new(), 1)
+    }
+
+    fn with_record(
+        title: &str,
+        record: Record,
+        prices: BTreeMap<String, Price>,
+        cursor: usize,
+    ) -> Self {
         let mut replay = Self {
-            events,
+            record,
             cursor: 0,
             app: App::new(title),
             playing: false,
@@ -134,16 +248,38 @@ impl Replay {
             note: None,
         };
         replay.app.read_only = true;
-        replay.seek(1);
+        replay.app.prices = prices;
+        replay.seek(cursor.max(1));
         replay
     }
 
     /// Opens with `cursor` events applied, folding straight there.
     pub fn open_at(title: &str, events: Vec<Event>, cursor: usize) -> Self {
-        let mut replay = Self::new(title, Vec::new());
-        replay.events = events;
-        replay.seek(cursor.max(1));
-        replay
+        Self::with_record(title, Record::Whole(events), BTreeMap::new(), cursor)
+    }
+
+    /// Opens `run` of the store at `path` with `cursor` events applied,
+    /// reading the conversation's text only for the agents shown.
+    pub fn open_stored(
+        title: &str,
+        path: &Path,
+        run: &RunId,
+        prices: BTreeMap<String, Price>,
+        cursor: usize,
+    ) -> Result<Self, StoreError> {
+        let light = Store::load_light(path, run)?;
+        let stored = Stored {
+            store: Store::open_reader(path)?,
+            run: run.clone(),
+            light,
+            complete: HashSet::new(),
+        };
+        Ok(Self::with_record(
+            title,
+            Record::Stored(Box::new(stored)),
+            prices,
+            cursor,
+        ))
     }
 
     pub fn cursor(&self) -> usize {
@@ -151,22 +287,29 @@ impl Replay {
     }
 
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.record.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.record.len() == 0
     }
 
     fn start_ms(&self) -> u64 {
-        self.events.first().map(|e| e.at_ms).unwrap_or(0)
+        self.record.at_ms(0).unwrap_or(0)
     }
 
     fn elapsed_ms(&self, index: usize) -> u64 {
-        self.events
-            .get(index.saturating_sub(1))
-            .map(|e| e.at_ms.saturating_sub(self.start_ms()))
+        self.record
+            .at_ms(index.saturating_sub(1))
+            .map(|at| at.saturating_sub(self.start_ms()))
             .unwrap_or(0)
+    }
+
+    /// How many events from `from` on happened by `limit_ms`.
+    fn count_until(&self, from: usize, limit_ms: u64) -> usize {
+        (from..self.len())
+            .take_while(|&i| self.record.at_ms(i).is_some_and(|at| at <= limit_ms))
+            .count()
     }
 
     /// Moves the cursor so that exactly `target` events are applied, and
@@ -179,17 +322,80 @@ impl Replay {
     /// Moves the cursor without touching the playback clock. Going back
     /// rebuilds the model from the start; going forward folds on.
     fn fold_to(&mut self, target: usize) {
-        let target = target.min(self.events.len());
-        if target < self.cursor {
+        let target = target.min(self.len());
+        let folded = if target < self.cursor {
             let mut fresh = App::new(&self.app.title);
             fresh.prices = self.app.prices.clone();
-            fresh.fold(&self.events[..target]);
+            // The transcripts on screen are rebuilt with their text in the
+            // same pass; the others are read again when shown.
+            let shown = self.shown_agents();
+            let agents = match &mut self.record {
+                Record::Stored(s) => {
+                    s.complete.retain(|a| shown.contains(a));
+                    s.complete.clone()
+                }
+                Record::Whole(_) => HashSet::new(),
+            };
+            let folded = self.record.fold(&mut fresh, 0, target, &agents);
             fresh.keep_view_of(&self.app);
             self.app = fresh;
+            folded
         } else {
-            self.app.fold(&self.events[self.cursor..target]);
-        }
+            let agents = match &self.record {
+                Record::Stored(s) => s.complete.clone(),
+                Record::Whole(_) => HashSet::new(),
+            };
+            self.record
+                .fold(&mut self.app, self.cursor, target, &agents)
+        };
         self.cursor = target;
+        match folded {
+            Ok(()) => self.show_complete(),
+            Err(e) => self.note = Some(format!("conversation text unreadable: {e}")),
+        }
+    }
+
+    /// The agents whose transcripts are on screen.
+    fn shown_agents(&self) -> Vec<AgentId> {
+        let mut shown = vec![crate::engine::run::brainstorm::Brainstorm::agent()];
+        shown.extend(self.app.shown_agent().cloned());
+        shown
+    }
+
+    /// Gives the transcripts on screen their whole conversation to the
+    /// cursor: rebuilt from the light events and the agent's own text.
+    fn complete_shown(&mut self) -> Result<(), StoreError> {
+        let Record::Stored(s) = &self.record else {
+            return Ok(());
+        };
+        let missing: HashSet<AgentId> = self
+            .shown_agents()
+            .into_iter()
+            .filter(|a| !s.complete.contains(a))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut scratch = App::new("");
+        let folded = self.record.fold_kinds(
+            &mut scratch,
+            0,
+            self.cursor,
+            &missing,
+            Some(&TRANSCRIPT_KINDS),
+        );
+        for agent in &missing {
+            match scratch.transcripts.remove(agent) {
+                Some(t) => self.app.transcripts.insert(agent.clone(), t),
+                None => self.app.transcripts.remove(agent),
+            };
+        }
+        if let Record::Stored(s) = &mut self.record {
+            s.complete.extend(missing);
+        }
+        // Scrolled to the tail of the transcript it now shows.
+        self.app.fold(std::iter::empty());
+        folded
     }
 
     /// Advances playback by `dt` of wall time. Returns whether anything moved.
@@ -197,7 +403,7 @@ impl Replay {
     /// The clock runs on between events: a gap longer than one frame is
     /// crossed over several frames, never reset to the current event's time.
     pub fn tick(&mut self, dt: Duration) -> bool {
-        if !self.playing || self.cursor >= self.events.len() {
+        if !self.playing || self.cursor >= self.len() {
             self.playing = false;
             return false;
         }
@@ -207,11 +413,7 @@ impl Replay {
         } else {
             self.clock_ms += dt.as_secs_f64() * 1000.0 * self.speed.factor();
             let limit = self.start_ms() + self.clock_ms as u64;
-            let target = self.cursor
-                + self.events[self.cursor..]
-                    .iter()
-                    .take_while(|e| e.at_ms <= limit)
-                    .count();
+            let target = self.cursor + self.count_until(self.cursor, limit);
             self.fold_to(target);
         }
         self.cursor != before
@@ -235,7 +437,7 @@ impl Replay {
         match target_ms {
             Some(ms) => {
                 let limit = self.start_ms() + ms as u64;
-                let target = self.events.iter().take_while(|e| e.at_ms <= limit).count();
+                let target = self.count_until(0, limit);
                 self.seek(target.max(1));
             }
             None => {
@@ -276,7 +478,7 @@ impl Replay {
             KeyCode::Char(',') => self.seek(self.cursor.saturating_sub(1).max(1)),
             KeyCode::Char(':') => self.jump = Some(String::new()),
             KeyCode::Char('0') => self.seek(1),
-            KeyCode::Char('$') => self.seek(self.events.len()),
+            KeyCode::Char('$') => self.seek(self.len()),
             _ => {
                 for action in self.app.handle_key(key) {
                     match action {
@@ -288,9 +490,17 @@ impl Replay {
                         }
                     }
                 }
+                self.show_complete();
             }
         }
         ReplayKey::Handled
+    }
+
+    /// After the human changed what is shown: its whole conversation.
+    fn show_complete(&mut self) {
+        if let Err(e) = self.complete_shown() {
+            self.note = Some(format!("conversation text unreadable: {e}"));
+        }
     }
 
     /// A click on the timeline (the last row, `width` wide) scrubs to that point.
@@ -299,10 +509,11 @@ impl Replay {
             && mouse.row + 1 == height
             && width > 0
         {
-            let target = (usize::from(mouse.column) * self.events.len()) / usize::from(width);
+            let target = (usize::from(mouse.column) * self.len()) / usize::from(width);
             self.seek(target.max(1));
         } else {
             self.app.handle_mouse(mouse);
+            self.show_complete();
         }
     }
 
@@ -319,14 +530,12 @@ impl Replay {
                 " {state} {} event {} of {} · {:.1}s of {:.1}s · space play  +/- speed  ,/. step  : jump  click to scrub ",
                 self.speed.label(),
                 self.cursor,
-                self.events.len(),
+                self.len(),
                 self.elapsed_ms(self.cursor) as f64 / 1000.0,
-                self.elapsed_ms(self.events.len()) as f64 / 1000.0
+                self.elapsed_ms(self.len()) as f64 / 1000.0
             ),
         };
-        let filled = (self.cursor * width)
-            .checked_div(self.events.len())
-            .unwrap_or(0);
+        let filled = (self.cursor * width).checked_div(self.len()).unwrap_or(0);
         let mut bar: Vec<Span> = Vec::new();
         for (i, ch) in label
             .chars()
@@ -479,6 +688,69 @@ mod tests {
         replay.jump_to("4s").unwrap();
         assert_eq!(replay.cursor(), 5);
         assert!(replay.jump_to("soon").is_err());
+    }
+
+    /// The event-derived model of `a` is `b`'s, but for the transcripts of
+    /// agents not on screen, which a stored replay reads when shown.
+    fn same_on_screen(a: &App, b: &App, at: usize) {
+        let (da, db) = (a.digest(), b.digest());
+        assert_eq!(da.state, db.state, "state at {at}");
+        assert_eq!(da.order, db.order, "order at {at}");
+        assert_eq!(da.views, db.views, "task views at {at}");
+        assert_eq!(da.log, db.log, "log at {at}");
+        assert_eq!(a.shown_agent(), b.shown_agent(), "agent shown at {at}");
+        assert_eq!(
+            a.shown_transcript().map(|t| t.settled()),
+            b.shown_transcript().map(|t| t.settled()),
+            "transcript shown at {at}"
+        );
+        assert_eq!(a.costs, b.costs, "costs at {at}");
+    }
+
+    /// A stored replay reads conversation text only for the agents shown,
+    /// and shows exactly what folding every event shows: at open, stepping
+    /// both ways across sealed chunks and the tail, and after the human
+    /// selects another task.
+    #[test]
+    fn a_stored_replay_shows_what_folding_every_event_shows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 4, 6_000);
+        let mut store = Store::open(&path).unwrap();
+        for batch in events.chunks(500) {
+            store.append_batch(batch).unwrap();
+        }
+        let k = events.len() * 2 / 3;
+        let mut stored = Replay::open_stored("r", &path, &run, BTreeMap::new(), k).unwrap();
+        let mut whole = Replay::open_at("r", events.clone(), k);
+        assert_eq!(stored.len(), events.len());
+        assert!(stored.note.is_none(), "{:?}", stored.note);
+        same_on_screen(&stored.app, &whole.app, k);
+        let Record::Stored(s) = &stored.record else {
+            panic!("not stored")
+        };
+        assert_eq!(s.complete.len(), 2, "only the shown agent and brainstorm");
+        for target in [k + 1, k + 700, k - 3, 1_030, events.len(), 2, k] {
+            stored.seek(target);
+            whole.seek(target);
+            same_on_screen(&stored.app, &whole.app, target);
+        }
+        for key in ['k', 'k', '<', 'j'] {
+            stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
+            whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
+            same_on_screen(&stored.app, &whole.app, k);
+            stored.seek(stored.cursor() + 5);
+            whole.seek(whole.cursor() + 5);
+            same_on_screen(&stored.app, &whole.app, k + 5);
+        }
+        assert!(
+            stored
+                .app
+                .shown_transcript()
+                .is_some_and(|t| t.len(true) > 100),
+            "a coder's conversation is on screen"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use factory::*;
 use interactive::Interactive;
 use memofab::domain::attention::{AttentionKind, inbox};
-use memofab::domain::event::{PlanDisputeSettled, ToolResult, Warning};
+use memofab::domain::event::{PlanDisputeSettled, ToolResult};
 use memofab::domain::{EventKind, RunPhase, TaskState};
 use memofab::engine::context::ProviderSet;
 use memofab::engine::demo_seed::{embedded_seed, prepare_repo};
@@ -148,8 +148,11 @@ async fn without_a_human_nothing_waits_for_one() {
     assert!(state.plan_dispute.is_none());
     assert!(state.questions.is_empty(), "ask_human is not offered");
     let events = stored_events(&demo.repo, &state.run);
+    // The plan reviewer never approves: with no human, --auto-approve
+    // settles the dispute, on the record, and the plan is built.
     assert!(events.iter().any(|e| matches!(&e.kind,
-        EventKind::Warning(Warning { message, .. }) if message.contains("did not approve"))));
+        EventKind::PlanDisputeSettled(PlanDisputeSettled { build: true, by })
+            if *by == memofab::domain::Decider::Auto.as_stored())));
     assert!(events.iter().any(|e| matches!(&e.kind,
         EventKind::ToolResult(ToolResult { ok: false, output, .. }) if output.contains("ask_human"))));
     assert_eq!(

@@ -147,6 +147,18 @@ event_kinds! {
 }
 
 impl EventKind {
+    /// What stands in, at its number and time, for an event not read yet
+    /// (a replay reads the conversation's text only for the transcripts it
+    /// shows): a kind that `RunState::apply`, the cockpit's fold and
+    /// `narrate` all pass over, so folding it moves nothing but the count
+    /// (pinned by `narrate::tests::a_stand_in_says_and_changes_nothing`).
+    pub fn stand_in() -> Self {
+        EventKind::BlueprintRejected(BlueprintRejected {
+            round: 0,
+            issues: Vec::new(),
+        })
+    }
+
     /// The task this event is about, if any.
     pub fn task(&self) -> Option<&TaskId> {
         match self {

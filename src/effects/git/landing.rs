@@ -76,15 +76,20 @@ impl GitRepo {
         let theirs = repo
             .find_commit(branch_oid)
             .ctx(|| format!("reading {branch}"))?;
-        let mut index = repo
-            .merge_commits(&ours, &theirs, None)
-            .ctx(|| format!("merging {branch}"))?;
-        if index.has_conflicts() {
-            return Ok(Err(conflicted_paths(&index)?));
-        }
-        let tree_id = index
-            .write_tree_to(repo)
-            .ctx(|| "writing the merged tree".into())?;
+        let tree_id = match Self::quick_merge(repo, &ours, &theirs)? {
+            Some(tree_id) => tree_id,
+            None => {
+                let mut index = repo
+                    .merge_commits(&ours, &theirs, None)
+                    .ctx(|| format!("merging {branch}"))?;
+                if index.has_conflicts() {
+                    return Ok(Err(conflicted_paths(&index)?));
+                }
+                index
+                    .write_tree_to(repo)
+                    .ctx(|| "writing the merged tree".into())?
+            }
+        };
         let tree = repo
             .find_tree(tree_id)
             .ctx(|| "reading the merged tree".into())?;
@@ -93,5 +98,28 @@ impl GitRepo {
             .commit(None, &sig, &sig, message, &tree, &[&ours, &theirs])
             .ctx(|| "committing the merge".into())?;
         Ok(Ok(oid))
+    }
+
+    /// The merged tree when no file needs its contents merged, computed
+    /// tree by tree (`tree_merge`); `None` leaves it to libgit2.
+    fn quick_merge(
+        repo: &Repository,
+        ours: &git2::Commit<'_>,
+        theirs: &git2::Commit<'_>,
+    ) -> Result<Option<Oid>> {
+        // Criss-cross histories need a virtual base: libgit2 makes one.
+        let bases = repo
+            .merge_bases(ours.id(), theirs.id())
+            .ctx(|| "finding the merge base".into())?;
+        if bases.len() != 1 {
+            return Ok(None);
+        }
+        let base = repo
+            .find_commit(bases.first().copied().unwrap_or_else(Oid::zero))
+            .ctx(|| "reading the merge base".into())?;
+        let trees =
+            [&base, ours, theirs].map(|c| c.tree().ctx(|| "reading a commit's tree".into()));
+        let [base, ours, theirs] = trees;
+        super::tree_merge::merge_trees(repo, &base?, &ours?, &theirs?)
     }
 }

@@ -2,9 +2,7 @@
 //! gate's path history) skip agent messages and tool output, which are most
 //! of a run's bytes.
 
-use rusqlite::params_from_iter;
-
-use super::{Context, Result, Store, StoreError, decode};
+use super::{Result, Store, read};
 use crate::domain::{Event, RunId};
 
 impl Store {
@@ -13,32 +11,7 @@ impl Store {
         if types.is_empty() {
             return Ok(Vec::new());
         }
-        let marks = vec!["?"; types.len()].join(", ");
-        let sql = format!(
-            "SELECT seq, at_ms, type, body FROM events WHERE run = ? AND type IN ({marks}) ORDER BY seq"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).ctx("reading events")?;
-        let args = std::iter::once(run.as_str()).chain(types.iter().copied());
-        let mut rows = stmt.query(params_from_iter(args)).ctx("reading events")?;
-        let mut events = Vec::new();
-        while let Some(row) = rows.next().ctx("reading an event")? {
-            let seq = row.get::<_, i64>(0).ctx("reading an event")? as u64;
-            let at_ms = row.get::<_, i64>(1).ctx("reading an event")? as u64;
-            let kind: String = row.get(2).ctx("reading an event")?;
-            let body: String = row.get(3).ctx("reading an event")?;
-            let kind = decode::decode_kind(&kind, &body).map_err(|e| StoreError::Corrupt {
-                run: run.clone(),
-                seq,
-                message: e.to_string(),
-            })?;
-            events.push(Event {
-                run: run.clone(),
-                seq,
-                at_ms,
-                kind,
-            });
-        }
-        Ok(events)
+        read::events(&self.conn, run, 0, u64::MAX, read::Bodies::Types(types))
     }
 }
 

@@ -38,7 +38,23 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL,
         body       TEXT    NOT NULL
      );",
+    // v3: full runs of `chunk::CHUNK_EVENTS` events sealed into compressed
+    // chunks (sealed by `chunk::seal_all` right after this step); event
+    // bodies hold the event's kind only, `run`, `seq` and `at_ms` being
+    // columns. The by-task index was never read.
+    "CREATE TABLE event_chunks (
+        run       TEXT    NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq  INTEGER NOT NULL,
+        light     BLOB    NOT NULL,
+        bulk      BLOB    NOT NULL,
+        PRIMARY KEY (run, first_seq)
+     );
+     DROP INDEX events_by_task;",
 ];
+
+/// The version whose step seals the events already stored into chunks.
+const CHUNKS_VERSION: u32 = 3;
 
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
@@ -82,6 +98,9 @@ pub(super) fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result
         };
         tx.execute_batch(sql)
             .ctx(&format!("migrating the store to v{}", found + 1))?;
+        if found + 1 == CHUNKS_VERSION {
+            super::chunk::seal_all(&tx)?;
+        }
         tx.pragma_update(None, "user_version", i64::from(found + 1))
             .ctx("recording the schema version")?;
         tx.commit().ctx("committing a migration")?;

@@ -3,10 +3,13 @@
 //! kept up to date in the same transaction, and an inbox through which other
 //! processes (`memofab approve`) leave commands for a running engine.
 
+mod chunk;
 mod decode;
 pub mod export;
 mod history;
+mod light;
 mod migrations;
+mod read;
 
 use std::path::Path;
 
@@ -18,6 +21,7 @@ use crate::domain::event::{
 use crate::domain::{Decider, Event, EventKind, RunId, RunPhase, TaskState};
 use crate::protocol::Command;
 
+pub use light::{BulkRef, LightRun};
 pub use migrations::SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,18 @@ impl Store {
     /// A read-only connection to an existing store, for readers working
     /// beside the engine (WAL lets them read while it writes).
     pub fn open_reader(path: &Path) -> Result<Self> {
+        let conn = Self::open_reader_as_is(path)?;
+        if migrations::version(&conn.conn)? < SCHEMA_VERSION {
+            // Written by an older memofab and not opened for writing since:
+            // brought to this layout first, as any open would.
+            drop(conn);
+            drop(Self::open(path)?);
+            return Self::open_reader_as_is(path);
+        }
+        Ok(conn)
+    }
+
+    fn open_reader_as_is(path: &Path) -> Result<Self> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -191,80 +207,18 @@ impl Store {
     }
 
     pub fn events_after(&self, run: &RunId, after_seq: u64, limit: usize) -> Result<Vec<Event>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, at_ms, type, body FROM events WHERE run = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )
-            .ctx("reading events")?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = stmt
-            .query(params![run.as_str(), after_seq as i64, limit])
-            .ctx("reading events")?;
-        let mut events = Vec::new();
-        while let Some(row) = rows.next().ctx("reading an event")? {
-            let seq = row.get::<_, i64>(0).ctx("reading an event")? as u64;
-            let at_ms = row.get::<_, i64>(1).ctx("reading an event")? as u64;
-            let corrupt = |message: String| StoreError::Corrupt {
-                run: run.clone(),
-                seq,
-                message,
-            };
-            let kind = row.get_ref(2).ctx("reading an event")?;
-            let kind = kind.as_str().map_err(|e| corrupt(e.to_string()))?;
-            let body = row.get_ref(3).ctx("reading an event")?;
-            let body = body.as_str().map_err(|e| corrupt(e.to_string()))?;
-            // The body holds the whole event, but `run`, `seq` and `at_ms`
-            // are columns too: decoding only the kind skips serde's slow
-            // path for flattened enums.
-            let kind = decode::decode_kind(kind, body).map_err(|e| corrupt(e.to_string()))?;
-            events.push(Event {
-                run: run.clone(),
-                seq,
-                at_ms,
-                kind,
-            });
-        }
-        Ok(events)
+        let upto = after_seq.saturating_add(u64::try_from(limit).unwrap_or(u64::MAX));
+        read::events(&self.conn, run, after_seq, upto, read::Bodies::All)
     }
 
     /// Reads a whole run with one reader per core, each decoding its own
     /// range of sequence numbers: decoding, not SQLite, is most of the time
     /// it takes to open a long run (see `memofab bench replay`).
     pub fn load_run(path: &Path, run: &RunId) -> Result<Vec<Event>> {
-        const PARALLEL_FROM: u64 = 20_000;
-        let first = Self::open_reader(path)?;
-        let last = first.last_seq(run)?;
-        let readers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(8) as u64;
-        if last < PARALLEL_FROM || readers < 2 {
-            return first.events(run);
-        }
-        drop(first);
-        let span = last.div_ceil(readers);
-        let parts: Vec<Result<Vec<Event>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..readers)
-                .map(|i| {
-                    scope.spawn(move || {
-                        Self::open_reader(path)?.events_after(run, i * span, span as usize)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(StoreError::ReaderFailed(run.clone())))
-                })
-                .collect()
-        });
-        let mut events = Vec::with_capacity(last as usize);
-        for part in parts {
-            events.extend(part?);
-        }
-        Ok(events)
+        let parts = Self::in_parallel(path, run, |store, after, upto| {
+            read::events(&store.conn, run, after, upto, read::Bodies::All)
+        })?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     pub fn last_seq(&self, run: &RunId) -> Result<u64> {
@@ -379,7 +333,7 @@ impl Store {
     /// neither listed nor resumed.
     pub fn forget_run(&mut self, run: &RunId) -> Result<()> {
         let tx = self.conn.transaction().ctx("starting a transaction")?;
-        for table in ["events", "runs", "inbox"] {
+        for table in ["events", "event_chunks", "runs", "inbox"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE run = ?1"),
                 params![run.as_str()],
@@ -418,10 +372,16 @@ fn now_ms() -> u64 {
 }
 
 fn last_seq_in(conn: &Connection, run: &RunId) -> Result<u64> {
-    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?1")
-        .and_then(|mut s| s.query_row(params![run.as_str()], |r| r.get::<_, i64>(0)))
-        .map(|v| v as u64)
-        .ctx("reading the last sequence number")
+    // The tail is empty right after a chunk is sealed: the chunk knows.
+    // Both look-ups walk down an index: `last_seq` has none of its own.
+    conn.prepare_cached(
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events WHERE run = ?1), 0),
+                    COALESCE((SELECT last_seq FROM event_chunks WHERE run = ?1
+                              ORDER BY first_seq DESC LIMIT 1), 0))",
+    )
+    .and_then(|mut s| s.query_row(params![run.as_str()], |r| r.get::<_, i64>(0)))
+    .map(|v| v as u64)
+    .ctx("reading the last sequence number")
 }
 
 fn append_in(tx: &Transaction<'_>, event: &Event) -> Result<()> {
@@ -433,7 +393,8 @@ fn append_in(tx: &Transaction<'_>, event: &Event) -> Result<()> {
             got: event.seq,
         });
     }
-    let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
+    // The kind alone: `run`, `seq` and `at_ms` are columns.
+    let body = serde_json::to_string(&event.kind).map_err(|e| StoreError::Corrupt {
         run: event.run.clone(),
         seq: event.seq,
         message: e.to_string(),
@@ -452,7 +413,8 @@ fn append_in(tx: &Transaction<'_>, event: &Event) -> Result<()> {
         ])
     })
     .ctx("appending an event")?;
-    update_summary(tx, event)
+    update_summary(tx, event)?;
+    chunk::seal_if_full(tx, &event.run, event.seq)
 }
 
 /// Keeps the `runs` row in step with the event just appended.

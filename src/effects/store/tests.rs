@@ -466,3 +466,125 @@ fn processes_opening_a_new_store_at_once_all_get_it() {
         }
     }
 }
+
+/// A store written by memofab at schema v2 (main at 30aa5b1: the demo run,
+/// and the first 1,100 events of `bench store --quick`'s run, one full
+/// chunk and a tail): it opens, is migrated to chunks, and exports exactly
+/// the bytes that memofab exported from it (`memofab export` of 30aa5b1,
+/// checked by SHA-256).
+#[test]
+fn a_v2_store_from_main_migrates_and_exports_byte_identical() {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let gz = include_bytes!("../../../tests/fixtures/store/v2-main-30aa5b1.db.gz");
+    let mut db = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut db)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memofab.db");
+    std::fs::write(&path, db).unwrap();
+    let expected = [
+        (
+            "r20261207-013209-1b7a",
+            448,
+            "8ca64c1941a5e96a07426c1a15903989c991566e5fa9ee382e9122e2139ca5c8",
+            "7e681104afe1e4bbfdbd3d9ec75e0cf84d045000e31f4c60930d30a16fe71149",
+        ),
+        (
+            "bench-store",
+            1_100,
+            "4ba4ebd8fd67235ae5dfb5ef43e77680016cf0ca3a4fc76db200c684d8c8edbb",
+            "54506fd3a0ad25830f05c020b232ae4e6836107dc5634d481f8778301ba81c6f",
+        ),
+    ];
+    let hex = |bytes: &[u8]| -> String {
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    // A reader (`memofab runs`, replay) is the first to open it.
+    let light = Store::load_light(&path, &RunId::from("bench-store")).unwrap();
+    assert_eq!(light.events.len(), 1_100);
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    // The long run's first 1,024 events are a sealed chunk now.
+    let (chunks, tail): (i64, i64) = store
+        .conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM event_chunks WHERE run = 'bench-store'),
+                    (SELECT COUNT(*) FROM events WHERE run = 'bench-store')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((chunks, tail), (1, 1_100 - 1_024));
+    for (run, count, jsonl, markdown) in expected {
+        let events = store.events(&RunId::from(run)).unwrap();
+        assert_eq!(events.len(), count);
+        let mut out = Vec::new();
+        export::export_jsonl(&events, &mut out).unwrap();
+        assert_eq!(hex(&out), jsonl, "{run} jsonl");
+        let mut out = Vec::new();
+        export::export_markdown(&events, &mut out).unwrap();
+        assert_eq!(hex(&out), markdown, "{run} markdown");
+    }
+    // The migrated store goes on: the next event of the long run is appended
+    // after the chunk and the tail, and reads back with them.
+    let run = RunId::from("bench-store");
+    let mut next = store.events(&run).unwrap().pop().unwrap();
+    next.seq += 1;
+    store.append(&next).unwrap();
+    assert_eq!(store.events(&run).unwrap().len(), 1_101);
+    assert_eq!(store.last_seq(&run).unwrap(), 1_101);
+}
+
+/// Every full chunk of a run is sealed as its last event is appended, in
+/// any batching; reads of any range across chunks and the tail, filtered
+/// reads and forgetting the run see every event once, in order.
+#[test]
+fn chunks_are_sealed_on_append_and_read_back_across_the_seam() {
+    let run = RunId::from("long");
+    let events = crate::domain::synthetic::run_events(&run, 3, 5_000);
+    let mut store = Store::open_in_memory().unwrap();
+    let (singles, rest) = events.split_at(1_030);
+    for e in singles {
+        store.append(e).unwrap();
+    }
+    for batch in rest.chunks(777) {
+        store.append_batch(batch).unwrap();
+    }
+    let n = events.len() as i64;
+    let (chunks, tail): (i64, i64) = store
+        .conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM event_chunks), (SELECT COUNT(*) FROM events)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((chunks, tail), (n / 1024, n % 1024));
+    assert!(store.events(&run).unwrap() == events);
+    for (after, limit) in [(0, 5), (1020, 10), (1023, 1), (1024, 3000), (4090, 99_999)] {
+        let got = store.events_after(&run, after, limit).unwrap();
+        let want: Vec<_> = events
+            .iter()
+            .filter(|e| e.seq > after && e.seq <= after + limit as u64)
+            .cloned()
+            .collect();
+        assert!(got == want, "after {after}, limit {limit}");
+    }
+    let types = ["agent_message", "merge_result"];
+    let got = store.events_of_types(&run, &types).unwrap();
+    let want: Vec<_> = events
+        .iter()
+        .filter(|e| types.contains(&e.kind.name()))
+        .cloned()
+        .collect();
+    assert!(!want.is_empty() && got == want);
+    assert_eq!(store.last_seq(&run).unwrap(), events.len() as u64);
+    store.forget_run(&run).unwrap();
+    assert!(store.events(&run).unwrap().is_empty());
+    assert_eq!(store.last_seq(&run).unwrap(), 0);
+}
