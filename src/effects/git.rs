@@ -376,6 +376,19 @@ impl GitRepo {
     }
 }
 
+/// Every file of a worktree that differs from its HEAD, new ones named one
+/// by one (untracked directories entered), ignored ones and submodules left
+/// out: what staging everything would look at.
+fn file_statuses(repo: &Repository) -> Result<git2::Statuses<'_>> {
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    repo.statuses(Some(&mut opts))
+        .ctx(|| "reading status".into())
+}
+
 fn dirty(repo: &Repository, include_untracked: bool) -> Result<Vec<String>> {
     let mut opts = StatusOptions::new();
     opts.include_untracked(include_untracked)

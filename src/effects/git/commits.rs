@@ -111,15 +111,7 @@ impl GitRepo {
     /// new or deleted), each named, not their directories.
     pub fn worktree_changes(&self, dir: &Path) -> Result<Vec<String>> {
         let repo = self.open_worktree(dir)?;
-        let mut opts = git2::StatusOptions::new();
-        opts.include_untracked(true)
-            .recurse_untracked_dirs(true)
-            .include_ignored(false)
-            .exclude_submodules(true);
-        let statuses = repo
-            .statuses(Some(&mut opts))
-            .ctx(|| "reading status".into())?;
-        Ok(statuses
+        Ok(super::file_statuses(&repo)?
             .iter()
             .filter(|s| s.status() != git2::Status::CURRENT)
             .filter_map(|s| s.path().map(str::to_owned))

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use git2::{Repository, Status, StatusOptions};
+use git2::{Repository, Status};
 
 use super::{Context, GitError, GitRepo, Result};
 
@@ -113,14 +113,7 @@ pub(super) fn check(repo: &Repository, dir: &Path, limit: u64) -> Result<()> {
 /// it reads a file and never reads a new one, so nothing here hashes a
 /// large file.
 fn find(repo: &Repository, dir: &Path, limit: u64) -> Result<Unstageable> {
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(false)
-        .exclude_submodules(true);
-    let statuses = repo
-        .statuses(Some(&mut opts))
-        .ctx(|| "reading status".into())?;
+    let statuses = super::file_statuses(repo)?;
     let mut large = Vec::new();
     for entry in statuses.iter() {
         let Some(path) = entry.path() else { continue };
