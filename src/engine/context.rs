@@ -117,7 +117,7 @@ pub struct RunContext {
     /// The user's repository as memofab last saw it (refs, hooks, config,
     /// mainline where the last landing put it), to notice changes nobody
     /// should have made.
-    pub repo_guard: std::sync::Mutex<Guard>,
+    pub repo_watch: std::sync::Mutex<Guard>,
     pub git: GitRepo,
     pub config: Config,
     pub policy: Policy,
@@ -277,8 +277,8 @@ impl RunContext {
 
     /// The reference fingerprint; a panic elsewhere cannot leave it half
     /// written (it is replaced whole), so a poisoned lock is still good.
-    fn repo_guard(&self) -> std::sync::MutexGuard<'_, Guard> {
-        self.repo_guard
+    fn repo_watch(&self) -> std::sync::MutexGuard<'_, Guard> {
+        self.repo_watch
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -287,7 +287,7 @@ impl RunContext {
     /// resumes after a change.
     pub async fn rebaseline_repository(self: &Arc<Self>) -> EngineResult<()> {
         let now = self.fingerprint_now().await?;
-        self.repo_guard().rebaseline(now);
+        self.repo_watch().rebaseline(now);
         Ok(())
     }
 
@@ -295,7 +295,7 @@ impl RunContext {
     /// asked to commit: mainline as it is now is where memofab lands next.
     pub async fn accept_mainline(self: &Arc<Self>) -> EngineResult<()> {
         let now = self.fingerprint_now().await?;
-        self.repo_guard().accept_mainline(&now);
+        self.repo_watch().accept_mainline(&now);
         Ok(())
     }
 
@@ -312,10 +312,10 @@ impl RunContext {
         struct Landing<'a>(&'a RunContext, Option<String>);
         impl Drop for Landing<'_> {
             fn drop(&mut self) {
-                self.0.repo_guard().landing_ends(self.1.as_deref());
+                self.0.repo_watch().landing_ends(self.1.as_deref());
             }
         }
-        self.repo_guard().landing_starts();
+        self.repo_watch().landing_starts();
         let mut landing = Landing(self, None);
         let result = self.git(f).await;
         landing.1 = result.as_ref().ok().and_then(landed);
@@ -345,7 +345,7 @@ impl RunContext {
     /// is now stopped by such a change.
     pub async fn check_repository(self: &Arc<Self>) -> EngineResult<bool> {
         let now = self.fingerprint_now().await?;
-        let changes = self.repo_guard().changes(&now);
+        let changes = self.repo_watch().changes(&now);
         let (flagged, over) = self
             .recorder
             .with_state(|s| (!s.repository_changes.is_empty(), s.phase.is_over()));

@@ -2,7 +2,7 @@
 //! case-sensitive file system libgit2 checks a directory on the way to a file
 //! with `stat`, not `lstat`: a link standing where the tree has a directory
 //! is followed, and the file written wherever it points (measured by
-//! `checkouts_never_write_through_a_planted_link` in tests/git_effects.rs,
+//! `checkouts_never_write_through_a_planted_link` in tests/all/git_effects.rs,
 //! libgit2 1.9). So before every checkout into a worktree, such links are
 //! removed, themselves, beneath the worktree.
 

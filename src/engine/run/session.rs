@@ -121,7 +121,7 @@ fn context(
     Ok(RunContext {
         // Taken before any task can land, resumed ones included.
         // Mainline's baseline too: from here on it moves only by a landing.
-        repo_guard: std::sync::Mutex::new(
+        repo_watch: std::sync::Mutex::new(
             crate::effects::repo_watch::Guard::new(
                 crate::effects::repo_watch::Fingerprint::take(&common_dir, &mainline),
                 &mainline,
