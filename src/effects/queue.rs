@@ -172,7 +172,11 @@ impl Queue {
     /// Its queued entries are dropped.
     pub fn remove_repo(&mut self, repo: &str) -> QueueResult<RegisteredRepo> {
         let found = self.resolve_repo(repo)?;
-        let tx = self.conn.transaction().ctx("starting a transaction")?;
+        // Immediate: it reads, then writes (see `Store::write_transaction`).
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .ctx("starting a transaction")?;
         let running: i64 = tx
             .query_row(
                 "SELECT COUNT(*) FROM requirements WHERE repo = ?1 AND state = 'running'",

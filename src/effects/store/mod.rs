@@ -13,7 +13,9 @@ mod read;
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
 use crate::domain::event::{
     BlueprintAccepted, RunPhaseChanged, RunStarted, SpecSubmitted, TaskStateChanged, TokensUsed,
@@ -193,9 +195,20 @@ impl Store {
         self.append_batch(std::slice::from_ref(event))
     }
 
+    /// A transaction that holds the write lock from its start. Each of ours
+    /// reads before it writes (the run's last number, the inbox); begun
+    /// deferred, one would fail at once with "database is locked" when
+    /// another process's write landed between its read and its write, the
+    /// busy timeout notwithstanding. Begun immediate, it waits its turn.
+    fn write_transaction(&mut self) -> Result<Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a transaction")
+    }
+
     /// Appends events in one transaction: all of them or none.
     pub fn append_batch(&mut self, events: &[Event]) -> Result<()> {
-        let tx = self.conn.transaction().ctx("starting a transaction")?;
+        let tx = self.write_transaction()?;
         for event in events {
             append_in(&tx, event)?;
         }
@@ -303,7 +316,7 @@ impl Store {
 
     /// Takes the commands waiting for `run`, oldest first; each is returned once.
     pub fn take_commands(&mut self, run: &RunId) -> Result<Vec<Inboxed>> {
-        let tx = self.conn.transaction().ctx("starting a transaction")?;
+        let tx = self.write_transaction()?;
         let mut commands = Vec::new();
         {
             let mut stmt = tx
@@ -332,7 +345,7 @@ impl Store {
     /// cockpit closed before its requirement was submitted), so that it is
     /// neither listed nor resumed.
     pub fn forget_run(&mut self, run: &RunId) -> Result<()> {
-        let tx = self.conn.transaction().ctx("starting a transaction")?;
+        let tx = self.write_transaction()?;
         for table in ["events", "event_chunks", "runs", "inbox"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE run = ?1"),

@@ -590,3 +590,38 @@ fn chunks_are_sealed_on_append_and_read_back_across_the_seam() {
     assert!(store.events(&run).unwrap().is_empty());
     assert_eq!(store.last_seq(&run).unwrap(), 0);
 }
+
+/// Another process writing to the inbox (`memofab approve`, `raise-budget`)
+/// while the engine takes its commands and appends: every write waits its
+/// turn (busy timeout), none fails with "database is locked" — a
+/// transaction that reads before it writes would, at once, whatever the
+/// timeout, when the other's write lands in between.
+#[test]
+fn writers_in_two_processes_wait_for_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memofab.db");
+    let run = RunId::from("r1");
+    let mut engine = Store::open(&path).unwrap();
+    engine.append(&started("r1")).unwrap();
+    let writer = {
+        let (path, run) = (path.clone(), run.clone());
+        std::thread::spawn(move || {
+            let mut other = Store::open(&path).unwrap();
+            for _ in 0..400 {
+                other
+                    .push_command(&run, &Command::Pause, &Decider::Cli)
+                    .unwrap();
+            }
+        })
+    };
+    let (mut taken, mut seq) = (0, 1);
+    while !writer.is_finished() || taken < 400 {
+        taken += engine.take_commands(&run).unwrap().len();
+        seq += 1;
+        engine
+            .append(&moved("r1", seq, TaskState::Pending, TaskState::Pending))
+            .unwrap();
+    }
+    writer.join().unwrap();
+    assert_eq!(taken, 400);
+}
