@@ -6,10 +6,15 @@
 //! refuses the whole staging for it, so one stray `.git` would cost the task
 //! its commit with an error nobody can act on).
 
+use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use git2::{Repository, Status};
+use rustix::fs::{AtFlags, Dir, FileType, statat};
+
+use crate::effects::beneath::{Beneath, BeneathError};
 
 use super::{Context, GitError, GitRepo, Result};
 
@@ -142,25 +147,49 @@ fn find(repo: &Repository, dir: &Path, limit: u64) -> Result<Unstageable> {
 /// ignore. Found by walking, not from status: libgit2 reports some (`sub/`,
 /// then refuses to stage it) and silently leaves out others (a `.git` file
 /// naming no repository hides its whole directory); neither may pass
-/// unsaid. Links are never followed.
+/// unsaid. Each directory is opened beneath the worktree, never through a
+/// link, so one swapped for a link while walking is passed over, not entered.
 fn nested_repositories(repo: &Repository, dir: &Path) -> Result<Vec<String>> {
+    let worktree = Beneath::open(dir)?;
     let mut nested = Vec::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(rel) = pending.pop() {
         let listing = || format!("listing {}", rel.display());
-        for entry in std::fs::read_dir(dir.join(&rel)).ctx(listing)? {
-            let entry = entry.ctx(listing)?;
-            let name = entry.file_name();
+        let fd = match worktree.open_dir(&rel) {
+            Ok(fd) => fd,
+            Err(
+                BeneathError::Symlink { .. }
+                | BeneathError::NotADirectory { .. }
+                | BeneathError::NotFound { .. },
+            ) if !rel.as_os_str().is_empty() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for entry in Dir::read_from(&fd)
+            .map_err(std::io::Error::from)
+            .ctx(listing)?
+        {
+            let entry = entry.map_err(std::io::Error::from).ctx(listing)?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
             if name == ".git" {
                 if !rel.as_os_str().is_empty() {
                     nested.push(format!("{}/", rel.display()));
                 }
                 continue;
             }
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let kind = match entry.file_type() {
+                FileType::Unknown => statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| FileType::from_raw_mode(st.st_mode))
+                    .map_err(std::io::Error::from)
+                    .ctx(listing)?,
+                known => known,
+            };
+            if kind != FileType::Directory {
                 continue;
             }
-            let child = rel.join(&name);
+            let child = rel.join(name);
             // libgit2 takes a trailing `/` as "check as a directory".
             let mut as_dir = child.clone().into_os_string();
             as_dir.push("/");
