@@ -87,6 +87,37 @@ impl Blueprint {
         self.tasks.iter().find(|t| &t.id == id)
     }
 
+    /// The blueprint less the `dropped` tasks; a task that depended on one
+    /// depends on what it depended on instead, so the order still holds.
+    pub fn without(&self, dropped: &BTreeSet<TaskId>) -> Blueprint {
+        let mut tasks = Vec::with_capacity(self.tasks.len());
+        for task in self.tasks.iter().filter(|t| !dropped.contains(&t.id)) {
+            let mut depends_on = Vec::new();
+            let mut pending: Vec<&TaskId> = task.depends_on.iter().rev().collect();
+            let mut visited = BTreeSet::new();
+            while let Some(dep) = pending.pop() {
+                if !visited.insert(dep) {
+                    continue;
+                }
+                if dropped.contains(dep) {
+                    if let Some(gone) = self.task(dep) {
+                        pending.extend(gone.depends_on.iter().rev());
+                    }
+                } else if !depends_on.contains(dep) {
+                    depends_on.push(dep.clone());
+                }
+            }
+            tasks.push(TaskSpec {
+                depends_on,
+                ..task.clone()
+            });
+        }
+        Blueprint {
+            tasks,
+            ..self.clone()
+        }
+    }
+
     /// Checks the blueprint; returns every issue found, or none.
     pub fn validate(&self, max_tasks: usize) -> Vec<BlueprintIssue> {
         let mut issues = Vec::new();
@@ -261,6 +292,39 @@ mod tests {
             title: "t".into(),
             tasks,
         }
+    }
+
+    #[test]
+    fn dropping_tasks_hands_their_dependencies_on() {
+        // read -> open -> add -> check -> doc; read and check are dropped.
+        let b = bp(vec![
+            task("read", &[]),
+            task("open", &["read"]),
+            task("add", &["open", "read"]),
+            task("check", &["add"]),
+            task("doc", &["check", "add"]),
+        ]);
+        let dropped = ["read", "check"].map(TaskId::from).into_iter().collect();
+        let kept = b.without(&dropped);
+        let deps: Vec<(&str, Vec<&str>)> = kept
+            .tasks
+            .iter()
+            .map(|t| {
+                (
+                    t.id.as_str(),
+                    t.depends_on.iter().map(TaskId::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            deps,
+            [
+                ("open", vec![]),
+                ("add", vec!["open"]),
+                ("doc", vec!["add"])
+            ]
+        );
+        assert!(kept.validate(DEFAULT_MAX_TASKS).is_empty());
     }
 
     #[test]

@@ -5,11 +5,11 @@
 //! conversation told apart.
 
 use super::own_words;
-use super::repeated_reads::RepeatedReads;
+use super::repeated_reads::{Repeat, RepeatedReads};
 use super::whole_writes::WholeWrites;
 use super::{AgentId, AgentJob, AgentOutcome, AgentRunner};
-use crate::domain::EventKind;
 use crate::domain::event::{ToolCalled, ToolResult};
+use crate::domain::{EventKind, MessageAuthor};
 use crate::engine::error::EngineResult;
 use crate::engine::mcp_tools::McpTools;
 use crate::engine::recorder::Recorder;
@@ -118,14 +118,29 @@ impl AgentRunner {
             }
             false => None,
         };
-        let echoed = own_words::refusal(dispatch.job, &call.name, &arguments, messages);
+        let echoed =
+            own_words::refusal(dispatch.job, &call.name, &arguments, messages).or_else(|| {
+                dispatch
+                    .small_model_guards
+                    .then(|| own_words::in_write(&call.name, &arguments, messages))
+                    .flatten()
+            });
         let (ok, text, done) = match (repeated, echoed.or(lost_lines)) {
-            (Some(times), _) => {
+            (Some(Repeat::Read { times, last }), _) => {
                 dispatch.withheld = RepeatedReads::withheld_after(&call.name);
-                let answer = RepeatedReads::answer(&call.name, times, &dispatch.finish_hint);
+                let note = RepeatedReads::note(&call.name, times);
+                self.say(agent, MessageAuthor::System, &note).await?;
+                (true, last, None)
+            }
+            (Some(Repeat::Refused { times }), _) => {
+                dispatch.withheld = RepeatedReads::withheld_after(&call.name);
+                let answer = RepeatedReads::refusal(&call.name, times, &dispatch.finish_hint);
                 (false, answer, None)
             }
-            (None, Some(refused)) => (false, refused, None),
+            (None, Some(refused)) => {
+                dispatch.reads.answered(false, &refused);
+                (false, refused, None)
+            }
             (None, None) => {
                 let made = Call {
                     id: &call.id,
@@ -133,9 +148,7 @@ impl AgentRunner {
                 };
                 let outcome = dispatch.registry.call(&call.name, made).await.transpose()?;
                 let answered = answer(&call.name, outcome);
-                if !answered.0 {
-                    dispatch.reads.failed();
-                }
+                dispatch.reads.answered(answered.0, &answered.1);
                 answered
             }
         };

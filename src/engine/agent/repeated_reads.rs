@@ -1,10 +1,13 @@
 //! A cap on identical reads. Small models loop on the same `read_file`
-//! (the same arguments, turn after turn), each answer adding the whole file
-//! to the conversation again until it no longer fits. A read repeated past
-//! the cap, with nothing changed in between, is not run: the model is told
-//! the answer is already above. So is a `write_file` identical to the call
-//! just before it, which would change nothing: small models rewrite the
-//! same file turn after turn instead of finishing.
+//! (the same arguments, turn after turn). A read repeated past the cap, with
+//! nothing changed in between, is not run again: it is answered with what it
+//! answered last time, and no read is offered on the next turn, so the model
+//! has to act on what it read. (It used to be answered "Not run: already
+//! read, its answer is above"; measured on Qwen2.5-Coder 1.5B, the reviewer
+//! then wrote that refusal back as its verdict, rejecting correct work.)
+//! A `write_file` identical to the call just before it, which would change
+//! nothing, is refused: small models rewrite the same file turn after turn
+//! instead of finishing.
 
 use std::collections::HashMap;
 
@@ -26,41 +29,78 @@ fn idempotent_write(tool: &str) -> bool {
     tool == WriteFile::NAME
 }
 
+/// A call not to be run again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repeat {
+    /// A read already run `times` times, nothing written since: `last` is
+    /// what it answered (the same call would answer it again).
+    Read { times: u32, last: String },
+    /// A read past the cap whose answer was not kept (it failed), or a
+    /// write identical to the one just before: refused.
+    Refused { times: u32 },
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    times: u32,
+    /// The last successful answer to this read.
+    answer: Option<String>,
+}
+
 #[derive(Debug, Default)]
 pub struct RepeatedReads {
-    /// How often each read (tool and canonical arguments) ran since the
-    /// last call that could change the worktree.
-    seen: HashMap<String, u32>,
+    /// Each read (tool and canonical arguments) since the last call that
+    /// could change the worktree.
+    seen: HashMap<String, Seen>,
+    /// The read just counted, whose answer [`Self::answered`] keeps.
+    pending: Option<String>,
     /// The last call that could change the worktree.
     last_write: Option<String>,
 }
 
 impl RepeatedReads {
-    /// Counts the call; `Some(times)` when it is a read already run `times`
-    /// times (at the cap), which is then not to be run again.
-    pub fn repeated(&mut self, tool: &str, arguments: &Value) -> Option<u32> {
+    /// Counts the call; `Some` when it is not to be run again: a read
+    /// already run `MAX_IDENTICAL_READS` times, or a write repeated.
+    pub fn repeated(&mut self, tool: &str, arguments: &Value) -> Option<Repeat> {
         let key = call_key(tool, arguments);
+        self.pending = None;
         if !only_reads(tool) {
             if idempotent_write(tool) && self.last_write.as_ref() == Some(&key) {
-                return Some(1);
+                return Some(Repeat::Refused { times: 1 });
             }
             // A write or a command may change what a read sees.
             self.seen.clear();
             self.last_write = Some(key);
             return None;
         }
-        let count = self.seen.entry(key).or_insert(0);
-        if *count >= MAX_IDENTICAL_READS {
-            return Some(*count);
+        let seen = self.seen.entry(key.clone()).or_default();
+        if seen.times >= MAX_IDENTICAL_READS {
+            let times = seen.times;
+            return Some(match &seen.answer {
+                Some(last) => Repeat::Read {
+                    times,
+                    last: last.clone(),
+                },
+                None => Repeat::Refused { times },
+            });
         }
-        *count += 1;
+        seen.times += 1;
+        self.pending = Some(key);
         None
     }
 
-    /// The call just counted failed (a write refused, say): it wrote
-    /// nothing, so the same write again is no repeat.
-    pub fn failed(&mut self) {
-        self.last_write = None;
+    /// The answer of the call just counted: a read's is kept for its
+    /// repeats; a failed call wrote nothing, so the same write again is no
+    /// repeat.
+    pub fn answered(&mut self, ok: bool, text: &str) {
+        if !ok {
+            self.last_write = None;
+        }
+        if let Some(key) = self.pending.take()
+            && let Some(seen) = self.seen.get_mut(&key)
+        {
+            seen.answer = ok.then(|| text.to_owned());
+        }
     }
 
     /// The tools not offered on the turn after `tool` was refused: every
@@ -79,10 +119,19 @@ impl RepeatedReads {
         }
     }
 
-    /// What a refused read is answered.
+    /// What the transcript says of a read answered from its last answer
+    /// (the model is not told: it would copy the note into its verdict).
+    pub fn note(tool: &str, times: u32) -> String {
+        format!(
+            "{tool} asked again with the same arguments ({times} times before, nothing written \
+             since): answered with its last answer, not run; no read is offered on the next turn."
+        )
+    }
+
+    /// What a refused call is answered.
     /// `finish` names the call that ends the conversation, the step a
     /// looping model most often misses.
-    pub fn answer(tool: &str, times: u32, finish: &str) -> String {
+    pub fn refusal(tool: &str, times: u32, finish: &str) -> String {
         if idempotent_write(tool) {
             return format!(
                 "Not run: this {tool} call is the same as the one just before it, which already \
@@ -125,10 +174,14 @@ mod tests {
         let mut reads = RepeatedReads::default();
         let args = json!({"path": "notes.txt", "content": "x"});
         assert_eq!(reads.repeated("write_file", &args), None);
-        reads.failed();
+        reads.answered(false, "refused");
         assert_eq!(reads.repeated("write_file", &args), None);
+        reads.answered(true, "wrote");
         // Written this time: the same write again changes nothing.
-        assert_eq!(reads.repeated("write_file", &args), Some(1));
+        assert_eq!(
+            reads.repeated("write_file", &args),
+            Some(Repeat::Refused { times: 1 })
+        );
     }
 
     #[test]
@@ -136,14 +189,35 @@ mod tests {
         let mut reads = RepeatedReads::default();
         let args = json!({"path": "README.md"});
         assert_eq!(reads.repeated("read_file", &args), None);
+        reads.answered(true, "# old");
         assert_eq!(reads.repeated("read_file", &args), None);
-        assert_eq!(reads.repeated("read_file", &args), Some(2));
+        reads.answered(true, "# Title");
+        // Past the cap: answered with the last answer, not run.
+        let last = Some(Repeat::Read {
+            times: 2,
+            last: "# Title".into(),
+        });
+        assert_eq!(reads.repeated("read_file", &args), last);
+        assert_eq!(reads.repeated("read_file", &args), last);
+        // A read that failed has no answer to give again: refused.
+        let missing = json!({"path": "missing.md"});
+        for _ in 0..2 {
+            assert_eq!(reads.repeated("read_file", &missing), None);
+            reads.answered(false, "no such file");
+        }
+        assert_eq!(
+            reads.repeated("read_file", &missing),
+            Some(Repeat::Refused { times: 2 })
+        );
         // Key order is the same call; other arguments are another read.
         let reordered: Value = serde_json::from_str(r#"{"max_lines": 5, "path": "a"}"#).unwrap();
         let ordered: Value = serde_json::from_str(r#"{"path": "a", "max_lines": 5}"#).unwrap();
         assert_eq!(reads.repeated("read_file", &reordered), None);
         assert_eq!(reads.repeated("read_file", &ordered), None);
-        assert_eq!(reads.repeated("read_file", &ordered), Some(2));
+        assert_eq!(
+            reads.repeated("read_file", &ordered),
+            Some(Repeat::Refused { times: 2 })
+        );
         assert_eq!(reads.repeated("list_files", &json!({})), None);
         // From the start of README.md, however many lines: the same read.
         let mut reads = RepeatedReads::default();
@@ -153,7 +227,7 @@ mod tests {
         );
         let first_page = json!({"path": "README.md", "offset_line": 0, "max_lines": 100});
         assert_eq!(reads.repeated("read_file", &first_page), None);
-        assert_eq!(reads.repeated("read_file", &first_page), Some(2));
+        assert!(reads.repeated("read_file", &first_page).is_some());
         // The next page is another read.
         let next = json!({"path": "README.md", "offset_line": 101});
         assert_eq!(reads.repeated("read_file", &next), None);
@@ -167,8 +241,14 @@ mod tests {
         let mut calls = RepeatedReads::default();
         let write = json!({"path": "a", "content": "x"});
         assert_eq!(calls.repeated("write_file", &write), None);
-        assert_eq!(calls.repeated("write_file", &write), Some(1));
-        assert_eq!(calls.repeated("write_file", &write), Some(1));
+        assert_eq!(
+            calls.repeated("write_file", &write),
+            Some(Repeat::Refused { times: 1 })
+        );
+        assert_eq!(
+            calls.repeated("write_file", &write),
+            Some(Repeat::Refused { times: 1 })
+        );
         // Another write in between: the file changed, writing it back is real.
         assert_eq!(
             calls.repeated("write_file", &json!({"path": "a", "content": "y"})),
@@ -180,7 +260,10 @@ mod tests {
         assert_eq!(calls.repeated("write_file", &write), None);
         // Reads in between do not.
         assert_eq!(calls.repeated("read_file", &json!({"path": "a"})), None);
-        assert_eq!(calls.repeated("write_file", &write), Some(1));
-        assert!(RepeatedReads::answer("write_file", 1, "`finish`").contains("`finish`"));
+        assert_eq!(
+            calls.repeated("write_file", &write),
+            Some(Repeat::Refused { times: 1 })
+        );
+        assert!(RepeatedReads::refusal("write_file", 1, "`finish`").contains("`finish`"));
     }
 }

@@ -73,25 +73,19 @@ fn lost_lines<'a>(old: &'a str, new: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The refusal names no lost line on a line of its own, and ends with the
+/// file as it is: small models copy the last lines they were given into
+/// the next write (measured: a 1.5B coder wrote this answer's instruction
+/// into README.md, and it was merged).
 fn answer(path: &str, current: &str, lost: &[&str]) -> String {
-    let listed: Vec<String> = lost.iter().take(5).map(|l| format!("  {l}")).collect();
-    let more = lost.len().saturating_sub(listed.len());
     let mut text = format!(
-        "{REFUSED}this write_file would overwrite {path}, which exists, and lose {} of its \
-         lines:\n{}{}\nwrite_file must keep every line of a file that exists. To add to the \
-         file, call write_file with its whole current content and your addition; to change or \
-         remove lines, use edit_file.",
-        lost.len(),
-        listed.join("\n"),
-        if more > 0 {
-            format!("\n  … and {more} more")
-        } else {
-            String::new()
-        }
+        "{REFUSED}write_file must keep every line of {path}, which exists; this write would lose \
+         {} of them. Write the whole file again with your change in it, or use edit_file.",
+        lost.len()
     );
     if current.chars().count() <= SHOWN_CHARS {
         text.push_str(&format!(
-            " The current content of {path}:\n```\n{}\n```",
+            " {path} is now:\n```\n{}\n```",
             current.trim_end_matches('\n')
         ));
     }

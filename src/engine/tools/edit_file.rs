@@ -1,4 +1,6 @@
-//! `edit_file`: replace one exact occurrence of a text in a file.
+//! `edit_file`: replace one exact occurrence of a text in a file (or, when
+//! there is none, the one occurrence that differs only in blank lines and
+//! trailing spaces: see [`super::loose_edit`]).
 
 use crate::domain::tool_names;
 use std::path::Path;
@@ -7,6 +9,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::loose_edit::{NoLooseMatch, loose_edit};
 use super::read_file::MAX_READ_FILE_BYTES;
 use super::toolbox::refusal;
 use super::worktree_tool::{WorktreeTool, spec};
@@ -79,27 +82,46 @@ fn edit_file(toolbox: &ToolBox, args: EditArgs) -> ToolOutcome {
         }
         Err(e) => return fail(refusal("edit", &args.path, e)),
     };
-    match text.matches(&args.old).count() {
-        1 => {
-            let updated = text.replacen(&args.old, &args.new, 1);
-            let written = toolbox
-                .worktree()
-                .and_then(|w| w.write(Path::new(&rel), updated.as_bytes(), None));
-            match written {
-                Ok(()) => {
-                    toolbox.note_write(&path);
-                    ok(format!("edited {}", args.path))
-                }
-                Err(e) => fail(refusal("write", &args.path, e)),
+    let (updated, loosely) = match text.matches(&args.old).count() {
+        1 => (text.replacen(&args.old, &args.new, 1), false),
+        0 => match loose_edit(&text, &args.old, &args.new) {
+            Ok(edit) => (edit.updated, true),
+            Err(NoLooseMatch::Ambiguous(n)) => {
+                return fail(format!(
+                    "`old` does not occur in {} as written, and occurs {n} times when blank lines \
+                     are not counted; include more surrounding lines so it matches exactly once",
+                    args.path
+                ));
             }
+            Err(NoLooseMatch::Absent | NoLooseMatch::Blank) => {
+                return fail(format!(
+                    "`old` does not occur in {}; read the file and copy the text exactly, whitespace included",
+                    args.path
+                ));
+            }
+        },
+        n => {
+            return fail(format!(
+                "`old` occurs {n} times in {}; include more surrounding lines so it matches exactly once",
+                args.path
+            ));
         }
-        0 => fail(format!(
-            "`old` does not occur in {}; read the file and copy the text exactly, whitespace included",
-            args.path
-        )),
-        n => fail(format!(
-            "`old` occurs {n} times in {}; include more surrounding lines so it matches exactly once",
-            args.path
-        )),
+    };
+    let written = toolbox
+        .worktree()
+        .and_then(|w| w.write(Path::new(&rel), updated.as_bytes(), None));
+    match written {
+        Ok(()) => {
+            toolbox.note_write(&path);
+            ok(match loosely {
+                false => format!("edited {}", args.path),
+                true => format!(
+                    "edited {} (`old` matched once when blank lines are not counted; the file's \
+                     blank lines were kept)",
+                    args.path
+                ),
+            })
+        }
+        Err(e) => fail(refusal("write", &args.path, e)),
     }
 }

@@ -15,6 +15,7 @@ pub mod ask_human;
 mod edit_file;
 mod finish;
 mod list_files;
+mod loose_edit;
 mod read_file;
 mod registry;
 mod run;

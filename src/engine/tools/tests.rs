@@ -130,6 +130,34 @@ async fn edit_needs_exactly_one_match() {
 }
 
 #[tokio::test]
+async fn an_edit_copied_without_the_blank_lines_applies_and_keeps_them() {
+    let (dir, tb) = toolbox();
+    let readme = dir.path().join("README.md");
+    std::fs::write(&readme, "# Tiny\n\nSome text.\n\nMore.\n").unwrap();
+    expect_ok(
+        tb.call(
+            "edit_file",
+            r#"{"path": "README.md", "old": "Some text.\nMore.\n", "new": "Some text.\nMore.\nHello.\n"}"#,
+        )
+        .await,
+    );
+    assert_eq!(
+        std::fs::read_to_string(&readme).unwrap(),
+        "# Tiny\n\nSome text.\n\nMore.\nHello.\n"
+    );
+    // A loose match found twice changes nothing.
+    std::fs::write(&readme, "x\n\ny\nx\ny\n").unwrap();
+    expect_err(
+        tb.call(
+            "edit_file",
+            r#"{"path": "README.md", "old": "x\n\n\ny\n", "new": "z\n"}"#,
+        )
+        .await,
+    );
+    assert_eq!(std::fs::read_to_string(&readme).unwrap(), "x\n\ny\nx\ny\n");
+}
+
+#[tokio::test]
 async fn bad_calls_become_messages_for_the_model() {
     let (_d, tb) = toolbox();
     assert!(expect_err(tb.call("read_file", r#"{"path": "#).await).contains("could not be read"));
