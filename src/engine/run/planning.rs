@@ -102,7 +102,7 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                     Ok(AgentOutcome::Submitted { arguments }) => {
                         match serde_json::from_value::<Blueprint>(arguments) {
                             Ok(b) if ctx.config.run.profile == ModelProfile::Small => {
-                                drop_looking_tasks(ctx, b).await?
+                                mend_small_blueprint(ctx, b).await?
                             }
                             Ok(b) => b,
                             Err(e) => {
@@ -333,13 +333,18 @@ fn blueprint_tool(max_tasks: usize, changes_only: bool) -> SubmitTool {
         check: Box::new(move |args| {
             let blueprint: Blueprint = serde_json::from_value(args.clone())
                 .map_err(|e| format!("the blueprint does not have the expected shape: {e}"))?;
+            // What the small profile mends is not held against the plan.
+            let blueprint = match changes_only {
+                true => mend(blueprint).0,
+                false => blueprint,
+            };
             let mut issues: Vec<String> = blueprint
                 .validate(max_tasks)
                 .iter()
                 .map(ToString::to_string)
                 .collect();
-            // Tasks that only look are dropped once accepted (see
-            // `drop_looking_tasks`); a plan of nothing else is refused.
+            // Tasks that only look are left out (see `mend`); a plan of
+            // nothing else is refused.
             if changes_only
                 && !blueprint.tasks.is_empty()
                 && blueprint.tasks.iter().all(changes_nothing)
@@ -363,13 +368,57 @@ fn blueprint_tool(max_tasks: usize, changes_only: bool) -> SubmitTool {
     }
 }
 
-/// The small profile's blueprint less the tasks that only look ("Read
-/// README.md", "Open it in an editor"): their coder would change nothing,
-/// which fails the task. Small models plan such steps as tasks of their own
-/// and, told to merge them into the task that changes the file, submit the
-/// same plan again (measured: 1.5B, 6 times, then the planner was stopped).
-/// Reading is part of every task anyway; the plan reviewer sees the rest.
-async fn drop_looking_tasks(ctx: &RunContext, blueprint: Blueprint) -> EngineResult<Blueprint> {
+/// The small profile's blueprint, mended where a mistake has one meaning:
+/// a dependency on itself or on no task is dropped, and the tasks that only
+/// look ("Read README.md", "Open it in an editor") are left out, their
+/// dependents waiting on what they waited on (their coder would change
+/// nothing, which fails the task). Small models plan such steps as tasks of
+/// their own and, told what is wrong, submit the same plan again (measured:
+/// 1.5B, six times, then the planner was stopped). The plan reviewer sees
+/// the mended plan; the transcript says what was mended.
+async fn mend_small_blueprint(ctx: &RunContext, blueprint: Blueprint) -> EngineResult<Blueprint> {
+    let (mended, notes) = mend(blueprint);
+    if !notes.is_empty() {
+        ctx.recorder
+            .record(EventKind::Warning(Warning {
+                task: None,
+                message: format!("the blueprint was mended: {}", notes.join("; ")),
+            }))
+            .await?;
+    }
+    Ok(mended)
+}
+
+/// See [`mend_small_blueprint`]: the blueprint mended, and what was done.
+fn mend(mut blueprint: Blueprint) -> (Blueprint, Vec<String>) {
+    let mut notes = Vec::new();
+    // A second task under an id already taken gets a fresh one (dependencies
+    // on the id mean its first task).
+    let mut ids: BTreeSet<TaskId> = BTreeSet::new();
+    for task in &mut blueprint.tasks {
+        if ids.contains(&task.id) {
+            let fresh = (2..)
+                .map(|n| TaskId::from(format!("{}-{n}", task.id).as_str()))
+                .find(|id| !ids.contains(id));
+            if let Some(fresh) = fresh {
+                notes.push(format!("the second task {} is now {fresh}", task.id));
+                task.id = fresh;
+            }
+        }
+        ids.insert(task.id.clone());
+    }
+    for task in &mut blueprint.tasks {
+        let before = task.depends_on.len();
+        let own = task.id.clone();
+        task.depends_on
+            .retain(|dep| *dep != own && ids.contains(dep));
+        if task.depends_on.len() < before {
+            notes.push(format!(
+                "task {} no longer depends on itself or on tasks that do not exist",
+                task.id
+            ));
+        }
+    }
     let looking: BTreeSet<TaskId> = blueprint
         .tasks
         .iter()
@@ -377,7 +426,7 @@ async fn drop_looking_tasks(ctx: &RunContext, blueprint: Blueprint) -> EngineRes
         .map(|t| t.id.clone())
         .collect();
     if looking.is_empty() || looking.len() == blueprint.tasks.len() {
-        return Ok(blueprint);
+        return (blueprint, notes);
     }
     let named: Vec<String> = blueprint
         .tasks
@@ -385,17 +434,11 @@ async fn drop_looking_tasks(ctx: &RunContext, blueprint: Blueprint) -> EngineRes
         .filter(|t| looking.contains(&t.id))
         .map(|t| format!("{} (\"{}\")", t.id, t.title))
         .collect();
-    ctx.recorder
-        .record(EventKind::Warning(Warning {
-            task: None,
-            message: format!(
-                "the blueprint's tasks {} only look at the code and were left out of it; their \
-                 dependents wait on what they waited on",
-                named.join(", ")
-            ),
-        }))
-        .await?;
-    Ok(blueprint.without(&looking))
+    notes.push(format!(
+        "tasks that only look at the code were left out: {}",
+        named.join(", ")
+    ));
+    (blueprint.without(&looking), notes)
 }
 
 /// Verbs a task that only looks begins with.
@@ -556,6 +599,28 @@ mod tests {
         assert!((blueprint_tool(32, true).check)(&only_looks).is_err());
         // The standard profile keeps its planner's judgement.
         assert!((blueprint_tool(32, false).check)(&only_looks).is_ok());
+        // As measured (f3): the reading task depends on itself, or on a
+        // task that does not exist; the small profile mends both.
+        let mut looping = task("read_file_1", "Read README.md", "Read the README.md file.");
+        looping["depends_on"] = json!(["read_file_1", "read_file"]);
+        let mut append = task("append_hello", "Append the line", "Append it to README.md.");
+        append["depends_on"] = json!(["read_file_1", "nowhere"]);
+        let plan = json!({"title": "x", "tasks": [looping, append]});
+        assert!((blueprint_tool(32, false).check)(&plan).is_err());
+        assert!((blueprint_tool(32, true).check)(&plan).is_ok());
+        let (mended, notes) = mend(serde_json::from_value(plan).unwrap());
+        assert_eq!(mended.tasks.len(), 1);
+        assert!(mended.tasks[0].depends_on.is_empty());
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        // As measured: two tasks under one id.
+        let twice = json!({"title": "x", "tasks": [
+            task("add-1", "Add the line", "Append it to README.md."),
+            task("add-1", "Write the file", "Write README.md."),
+        ]});
+        assert!((blueprint_tool(32, true).check)(&twice).is_ok());
+        let (mended, _) = mend(serde_json::from_value(twice).unwrap());
+        let ids: Vec<&str> = mended.tasks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["add-1", "add-1-2"]);
         // Tasks that change something, whatever they begin with.
         let plan = json!({"title": "x", "tasks": [
             task("a", "Add a line to README.md", ""),
