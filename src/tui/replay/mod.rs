@@ -23,6 +23,7 @@ use crate::effects::store::{LightRun, Store, StoreError};
 mod checkpoints;
 
 use checkpoints::Checkpoints;
+pub use checkpoints::EVERY as CHECKPOINT_EVERY;
 
 /// Playback speeds; `Max` applies many events per tick regardless of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
