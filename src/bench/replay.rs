@@ -10,7 +10,7 @@ use super::{Samples, Scale, Table, fresh_store, ms, thousands};
 use crate::domain::RunId;
 use crate::domain::synthetic;
 use crate::effects::store::Store;
-use crate::tui::replay::Replay;
+use crate::tui::replay::{CHECKPOINT_EVERY, Replay};
 
 /// Where the cursor is put, as fractions of the run.
 const CURSORS: [f64; 3] = [0.1, 0.5, 0.97];
@@ -85,6 +85,16 @@ fn one_size(dir: &Path, tasks: usize, total: usize, table: &mut Table) -> anyhow
             replay.seek(replay.cursor() - 1);
             back.push(started.elapsed());
         }
+        // The worst step back: to the event before a checkpoint, which
+        // folds a whole interval from the one before.
+        let mut worst_back = Samples::default();
+        for i in 0..SCRUBS {
+            let checkpoint = (at / CHECKPOINT_EVERY).saturating_sub(i) * CHECKPOINT_EVERY;
+            replay.seek(checkpoint + 1);
+            let started = Instant::now();
+            replay.seek(checkpoint.saturating_sub(1).max(1));
+            worst_back.push(started.elapsed());
+        }
         let mut scrubs = Samples::default();
         for i in 0..SCRUBS {
             // Alternately forward and back across the run, as clicks would.
@@ -109,6 +119,15 @@ fn one_size(dir: &Path, tasks: usize, total: usize, table: &mut Table) -> anyhow
             spread(&back),
             "< 16 ms",
             back.percentile(100.0) < frame,
+        );
+        table.checked(
+            format!(
+                "{n} events: step back to before a checkpoint (every {})",
+                thousands(CHECKPOINT_EVERY as u64)
+            ),
+            spread(&worst_back),
+            "< 16 ms",
+            worst_back.percentile(100.0) < frame,
         );
         table.checked(
             format!("{n} events: scrub (click on the timeline)"),

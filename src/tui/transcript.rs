@@ -28,6 +28,14 @@ pub struct TLine {
     pub text: String,
 }
 
+/// Where a transcript ended: truncating to it takes the transcript back
+/// to that point, since lines are only ever appended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mark {
+    lines: usize,
+    folded: usize,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Transcript {
     lines: Vec<TLine>,
@@ -40,6 +48,22 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// Where the settled transcript ends now.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            lines: self.lines.len(),
+            folded: self.folded.len(),
+        }
+    }
+
+    /// Takes the transcript back to `mark` (taken from it earlier), dropping
+    /// any text still streaming in.
+    pub fn truncate(&mut self, mark: Mark) {
+        self.lines.truncate(mark.lines);
+        self.folded.truncate(mark.folded);
+        self.live.clear();
+    }
+
     /// Adds `text` as one line per `\n` in it; a single line is moved in
     /// without copying (a replay folds millions of these).
     fn push(&mut self, kind: LineKind, text: String) {

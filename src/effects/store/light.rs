@@ -1,19 +1,47 @@
 //! Reading a long run for replay without its conversation: every event
-//! decoded except the sealed bulk ones (agent messages and tool results),
-//! which are known by number, time and agent only and read later, for the
-//! agents the cockpit shows (`events_at`). In their place stands, at the
-//! same number and time, `EventKind::stand_in()`, which neither the run
-//! state, the cockpit's fold nor the narration does anything with: the
-//! transcripts it leaves out are rebuilt with the real text when shown.
+//! decoded except the sealed bulk ones (agent messages and tool results)
+//! and the tool calls that write no file, which are known by number, time
+//! and agent only and read later, for the agents the cockpit shows
+//! (`events_at`). In their place stands, at the same number and time,
+//! `EventKind::stand_in()`, which neither the run state, the cockpit's fold
+//! nor the narration does anything with: the transcripts it leaves out are
+//! rebuilt with the real text when shown.
+//!
+//! A tool call is most of a long run's light events, and decoding its
+//! arguments into JSON values was most of reading one; what the run state
+//! takes from a call (the file it writes) is only in calls of the tools
+//! that write files, which are decoded whole.
 
 use std::path::Path;
+
+use std::borrow::Cow;
 
 use super::chunk::Raw;
 use super::read::{self, Bodies};
 use super::{Result, Store, StoreError};
-use crate::domain::{AgentId, Event, EventKind, RunId};
+use crate::domain::{AgentId, Event, EventKind, RunId, tool_names};
 
-/// A bulk event not yet read.
+/// What a tool call's body tells before its arguments are decoded.
+#[derive(serde::Deserialize)]
+struct CallHead<'a> {
+    #[serde(borrow)]
+    agent: Cow<'a, str>,
+    #[serde(borrow)]
+    tool: Cow<'a, str>,
+}
+
+/// The agent of a tool call that writes no file, if `raw` is one: read
+/// without decoding its arguments.
+fn deferred_call(raw: &Raw<'_>) -> Option<AgentId> {
+    if raw.kind != "tool_called" {
+        return None;
+    }
+    // A body that does not parse is decoded whole, and reported there.
+    let head: CallHead<'_> = serde_json::from_str(raw.body?).ok()?;
+    (!tool_names::writes_files(&head.tool)).then(|| AgentId::from(head.agent.as_ref()))
+}
+
+/// A bulk event (or a tool call) not yet read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkRef {
     pub seq: u64,
@@ -32,8 +60,12 @@ pub struct LightRun {
 
 impl LightRun {
     fn push(&mut self, run: &RunId, raw: Raw<'_>) -> Result<()> {
-        match (raw.body, raw.agent) {
-            (None, Some(agent)) => {
+        let unread = match (raw.body, raw.agent) {
+            (None, Some(agent)) => Some(AgentId::from(agent)),
+            _ => deferred_call(&raw),
+        };
+        match unread {
+            Some(agent) => {
                 self.events.push(Event {
                     run: run.clone(),
                     seq: raw.seq,
@@ -42,10 +74,10 @@ impl LightRun {
                 });
                 self.bulk.push(BulkRef {
                     seq: raw.seq,
-                    agent: AgentId::from(agent),
+                    agent,
                 });
             }
-            _ => self.events.push(read::decode(run, &raw)?),
+            None => self.events.push(read::decode(run, &raw)?),
         }
         Ok(())
     }
@@ -175,5 +207,56 @@ mod tests {
             .unwrap();
         let picked: Vec<u64> = picked.iter().map(|e| e.seq).collect();
         assert_eq!(picked, [1, 1025, events.len() as u64]);
+    }
+
+    /// Tool calls that write no file are read later, like the text; those
+    /// that write one are decoded at once, and the run state folded from
+    /// the light run is the one folded from every event.
+    #[test]
+    fn only_calls_that_write_files_are_decoded_in_a_light_run() {
+        use crate::domain::RunState;
+        use crate::domain::event::ToolCalled;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let mut events = crate::domain::synthetic::run_events(&run, 3, 6_000);
+        let mut writes = 0;
+        for (i, e) in events.iter_mut().enumerate() {
+            if let EventKind::ToolCalled(ToolCalled {
+                tool, arguments, ..
+            }) = &mut e.kind
+                && i % 3 == 0
+            {
+                *tool = tool_names::WRITE_FILE.into();
+                *arguments =
+                    serde_json::json!({ "path": format!("./src/w{i}.rs"), "content": "x" });
+                writes += 1;
+            }
+        }
+        let mut store = Store::open(&path).unwrap();
+        for batch in events.chunks(700) {
+            store.append_batch(batch).unwrap();
+        }
+        let light = Store::load_light(&path, &run).unwrap();
+        let (mut decoded_writes, mut deferred_reads) = (0, 0);
+        for (e, l) in events.iter().zip(&light.events) {
+            let EventKind::ToolCalled(call) = &e.kind else {
+                continue;
+            };
+            let deferred = light.bulk.binary_search_by_key(&e.seq, |b| b.seq).is_ok();
+            if tool_names::writes_files(&call.tool) {
+                assert_eq!(l, e, "a write is decoded");
+                decoded_writes += 1;
+            } else {
+                assert!(deferred && l.kind == EventKind::stand_in());
+                deferred_reads += 1;
+            }
+        }
+        assert_eq!(decoded_writes, writes);
+        assert!(deferred_reads > writes);
+        let whole = RunState::fold(&events).unwrap().unwrap();
+        let from_light = RunState::fold(&light.events).unwrap().unwrap();
+        assert!(whole.tasks().iter().any(|t| !t.observed_writes.is_empty()));
+        assert_eq!(from_light, whole);
     }
 }

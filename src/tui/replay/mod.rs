@@ -20,6 +20,11 @@ use crate::config::Price;
 use crate::domain::{AgentId, Event, RunId};
 use crate::effects::store::{LightRun, Store, StoreError};
 
+mod checkpoints;
+
+use checkpoints::Checkpoints;
+pub use checkpoints::EVERY as CHECKPOINT_EVERY;
+
 /// Playback speeds; `Max` applies many events per tick regardless of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Speed {
@@ -127,6 +132,9 @@ struct Stored {
     /// Agents whose transcripts hold their whole conversation to the
     /// cursor; the others hold only what light events put there.
     complete: HashSet<AgentId>,
+    /// The model every `checkpoints::EVERY` events, up to the furthest
+    /// point folded: where going back starts from.
+    checkpoints: Checkpoints,
 }
 
 impl Record {
@@ -168,11 +176,27 @@ impl Record {
         agents: &HashSet<AgentId>,
         kinds: Option<&[&str]>,
     ) -> Result<(), StoreError> {
-        let Record::Stored(s) = self else {
-            app.fold(&self.events()[from..to]);
-            return Ok(());
-        };
-        let bulk = &s.light.bulk;
+        match self {
+            Record::Whole(events) => {
+                app.fold(&events[from..to]);
+                Ok(())
+            }
+            Record::Stored(s) => s.fold(app, from, to, agents, kinds),
+        }
+    }
+}
+
+impl Stored {
+    /// `Record::fold_kinds` for a stored run.
+    fn fold(
+        &self,
+        app: &mut App,
+        from: usize,
+        to: usize,
+        agents: &HashSet<AgentId>,
+        kinds: Option<&[&str]>,
+    ) -> Result<(), StoreError> {
+        let bulk = &self.light.bulk;
         let seqs: Vec<u64> = bulk[bulk.partition_point(|b| b.seq <= from as u64)
             ..bulk.partition_point(|b| b.seq <= to as u64)]
             .iter()
@@ -182,13 +206,13 @@ impl Record {
         let (texts, read) = if seqs.is_empty() {
             (Vec::new(), Ok(()))
         } else {
-            match s.store.events_at(&s.run, &seqs) {
+            match self.store.events_at(&self.run, &seqs) {
                 Ok(texts) => (texts, Ok(())),
                 Err(e) => (Vec::new(), Err(e)),
             }
         };
         let mut texts = texts.iter().peekable();
-        app.fold(s.light.events[from..to].iter().filter_map(|e| {
+        app.fold(self.light.events[from..to].iter().filter_map(|e| {
             match texts.next_if(|t| t.seq == e.seq) {
                 Some(text) => Some(text),
                 None if kinds.is_none_or(|k| k.contains(&e.kind.name())) => Some(e),
@@ -267,12 +291,24 @@ impl Replay {
         prices: BTreeMap<String, Price>,
         cursor: usize,
     ) -> Result<Self, StoreError> {
+        Self::open_stored_with(title, path, run, prices, cursor, Checkpoints::default())
+    }
+
+    fn open_stored_with(
+        title: &str,
+        path: &Path,
+        run: &RunId,
+        prices: BTreeMap<String, Price>,
+        cursor: usize,
+        checkpoints: Checkpoints,
+    ) -> Result<Self, StoreError> {
         let light = Store::load_light(path, run)?;
         let stored = Stored {
             store: Store::open_reader(path)?,
             run: run.clone(),
             light,
             complete: HashSet::new(),
+            checkpoints,
         };
         Ok(Self::with_record(
             title,
@@ -320,39 +356,100 @@ impl Replay {
     }
 
     /// Moves the cursor without touching the playback clock. Going back
-    /// rebuilds the model from the start; going forward folds on.
+    /// rebuilds the model from the nearest checkpoint (a stored run) or
+    /// from the start; going forward folds on.
     fn fold_to(&mut self, target: usize) {
         let target = target.min(self.len());
-        let folded = if target < self.cursor {
-            let mut fresh = App::new(&self.app.title);
-            fresh.prices = self.app.prices.clone();
-            // The transcripts on screen are rebuilt with their text in the
-            // same pass; the others are read again when shown.
-            let shown = self.shown_agents();
-            let agents = match &mut self.record {
-                Record::Stored(s) => {
-                    s.complete.retain(|a| shown.contains(a));
-                    s.complete.clone()
-                }
-                Record::Whole(_) => HashSet::new(),
-            };
-            let folded = self.record.fold(&mut fresh, 0, target, &agents);
-            fresh.keep_view_of(&self.app);
-            self.app = fresh;
-            folded
-        } else {
-            let agents = match &self.record {
-                Record::Stored(s) => s.complete.clone(),
-                Record::Whole(_) => HashSet::new(),
-            };
-            self.record
-                .fold(&mut self.app, self.cursor, target, &agents)
+        let folded = match &self.record {
+            Record::Stored(_) => self.fold_stored(target),
+            Record::Whole(_) if target < self.cursor => {
+                let mut fresh = App::new(&self.app.title);
+                fresh.prices = self.app.prices.clone();
+                let folded = self.record.fold(&mut fresh, 0, target, &HashSet::new());
+                fresh.keep_view_of(&self.app);
+                self.app = fresh;
+                folded
+            }
+            Record::Whole(_) => {
+                self.record
+                    .fold(&mut self.app, self.cursor, target, &HashSet::new())
+            }
         };
         self.cursor = target;
         match folded {
             Ok(()) => self.show_complete(),
             Err(e) => self.note = Some(format!("conversation text unreadable: {e}")),
         }
+    }
+
+    /// `fold_to` for a stored run: back to the nearest checkpoint at or
+    /// before `target` when going back, then forward, taking checkpoints
+    /// on the way.
+    fn fold_stored(&mut self, target: usize) -> Result<(), StoreError> {
+        let shown: HashSet<AgentId> = self.shown_agents().into_iter().collect();
+        let Record::Stored(s) = &mut self.record else {
+            return Ok(());
+        };
+        if target < self.cursor {
+            // The transcripts on screen are cut back to their marks and
+            // folded on with their text; the others are read again when
+            // shown.
+            s.complete.retain(|a| shown.contains(a));
+            let mut app = match s.checkpoints.latest(target) {
+                Some(restored) => {
+                    let mut app = restored.model;
+                    s.complete.retain(|agent| match restored.marks.get(agent) {
+                        Some(Some(mark)) => match self.app.transcripts.remove(agent) {
+                            Some(mut transcript) => {
+                                transcript.truncate(*mark);
+                                app.transcripts.insert(agent.clone(), transcript);
+                                true
+                            }
+                            None => false,
+                        },
+                        Some(None) => {
+                            app.transcripts.remove(agent);
+                            true
+                        }
+                        None => false,
+                    });
+                    self.cursor = restored.at;
+                    app
+                }
+                None => {
+                    let mut fresh = App::new(&self.app.title);
+                    fresh.prices = self.app.prices.clone();
+                    self.cursor = 0;
+                    fresh
+                }
+            };
+            app.keep_view_of(&self.app);
+            self.app = app;
+        }
+        self.fold_forward(target)
+    }
+
+    /// Folds a stored run on from the cursor to `target`, a checkpoint at
+    /// a time, with the text of the complete transcripts.
+    fn fold_forward(&mut self, target: usize) -> Result<(), StoreError> {
+        let Record::Stored(s) = &mut self.record else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        let complete = s.complete.clone();
+        let mut at = self.cursor;
+        for stop in s.checkpoints.stops(at, target) {
+            let read = s.fold(&mut self.app, at, stop, &complete, None);
+            if result.is_ok() {
+                result = read;
+            }
+            at = stop;
+            if result.is_ok() {
+                s.checkpoints.save(stop, &self.app, &complete);
+            }
+        }
+        self.cursor = at;
+        result
     }
 
     /// The agents whose transcripts are on screen.
@@ -376,14 +473,25 @@ impl Replay {
         if missing.is_empty() {
             return Ok(());
         }
+        let mut marks = Vec::new();
+        // Folded a checkpoint at a time, to mark where each transcript
+        // ended at every checkpoint it passes.
         let mut scratch = App::new("");
-        let folded = self.record.fold_kinds(
-            &mut scratch,
-            0,
-            self.cursor,
-            &missing,
-            Some(&TRANSCRIPT_KINDS),
-        );
+        let mut folded = Ok(());
+        let mut at = 0;
+        for stop in s.checkpoints.stops(0, self.cursor) {
+            let read = s.fold(&mut scratch, at, stop, &missing, Some(&TRANSCRIPT_KINDS));
+            at = stop;
+            if folded.is_ok() {
+                folded = read;
+            }
+            if folded.is_ok() && s.checkpoints.has(stop) {
+                for agent in &missing {
+                    let mark = scratch.transcripts.get(agent).map(|t| t.mark());
+                    marks.push((stop, agent.clone(), mark));
+                }
+            }
+        }
         for agent in &missing {
             match scratch.transcripts.remove(agent) {
                 Some(t) => self.app.transcripts.insert(agent.clone(), t),
@@ -391,6 +499,9 @@ impl Replay {
             };
         }
         if let Record::Stored(s) = &mut self.record {
+            for (stop, agent, mark) in marks {
+                s.checkpoints.mark(stop, &agent, mark);
+            }
             s.complete.extend(missing);
         }
         // Scrolled to the tail of the transcript it now shows.
@@ -751,6 +862,128 @@ mod tests {
                 .is_some_and(|t| t.len(true) > 100),
             "a coder's conversation is on screen"
         );
+    }
+
+    /// Stores `events` (in batches, so chunks are sealed) at `path`.
+    fn store_events(path: &Path, events: &[Event]) {
+        let mut store = Store::open(path).unwrap();
+        for batch in events.chunks(500) {
+            store.append_batch(batch).unwrap();
+        }
+    }
+
+    fn checkpoints_of(replay: &Replay) -> &Checkpoints {
+        let Record::Stored(s) = &replay.record else {
+            panic!("not stored")
+        };
+        &s.checkpoints
+    }
+
+    /// Going back (a step, a jump, a click) starts from the nearest
+    /// checkpoint, with the transcript on screen cut back to its mark, and
+    /// shows exactly what folding every event to there shows: checked at
+    /// and around checkpoint boundaries, both ways, with the human's choice
+    /// of task and agent.
+    #[test]
+    fn going_back_through_checkpoints_shows_what_folding_every_event_shows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 4, 5_000);
+        store_events(&path, &events);
+        let every = 300;
+        let len = events.len();
+        let mut stored = Replay::open_stored_with(
+            "r",
+            &path,
+            &run,
+            BTreeMap::new(),
+            len * 3 / 4,
+            Checkpoints::every(every),
+        )
+        .unwrap();
+        let mut whole = Replay::open_at("r", events.clone(), len * 3 / 4);
+        assert!(checkpoints_of(&stored).has(len * 3 / 4 / every * every));
+        same_on_screen(&stored.app, &whole.app, stored.cursor());
+        let targets = [
+            len * 3 / 4 - 1,
+            2 * every + 1,
+            2 * every,
+            2 * every - 1,
+            every,
+            every - 1,
+            len,
+            len - 1,
+            7 * every + 5,
+            7 * every,
+            3,
+            len / 2 + 1,
+            len / 2,
+            len / 2 - 1,
+        ];
+        for (i, &target) in targets.iter().enumerate() {
+            stored.seek(target);
+            whole.seek(target);
+            assert!(stored.note.is_none(), "{:?}", stored.note);
+            same_on_screen(&stored.app, &whole.app, target);
+            // Step back one event at a time, across a boundary.
+            for _ in 0..3 {
+                for r in [&mut stored, &mut whole] {
+                    r.handle_key(KeyEvent::from(KeyCode::Char(',')));
+                }
+                same_on_screen(&stored.app, &whole.app, stored.cursor());
+            }
+            if i == targets.len() / 2 {
+                // The human picks another task and an earlier agent.
+                for key in ['k', '<'] {
+                    stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
+                    whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
+                }
+            }
+        }
+        assert!(
+            stored
+                .app
+                .shown_transcript()
+                .is_some_and(|t| t.len(true) > 100),
+            "a coder's conversation is on screen"
+        );
+    }
+
+    /// A run migrated from a v2 store replays through checkpoints exactly
+    /// as its events fold, at every cursor.
+    #[test]
+    fn a_migrated_v2_run_replays_through_checkpoints_as_its_events_fold() {
+        use std::io::Read;
+        let gz = include_bytes!("../../../tests/fixtures/store/v2-main-30aa5b1.db.gz");
+        let mut db = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut db)
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("memofab.db");
+        std::fs::write(&path, db).unwrap();
+        for (run, every) in [("r20261207-013209-1b7a", 16), ("bench-store", 100)] {
+            let run = RunId::from(run);
+            let events = Store::open(&path).unwrap().events(&run).unwrap();
+            let len = events.len();
+            let mut stored = Replay::open_stored_with(
+                "r",
+                &path,
+                &run,
+                BTreeMap::new(),
+                len,
+                Checkpoints::every(every),
+            )
+            .unwrap();
+            let mut whole = Replay::open_at("r", events.clone(), len);
+            for target in (1..len).rev().step_by(7).chain([every, every + 1, len]) {
+                stored.seek(target);
+                whole.seek(target);
+                assert!(stored.note.is_none(), "{:?}", stored.note);
+                same_on_screen(&stored.app, &whole.app, target);
+            }
+        }
     }
 
     #[test]
