@@ -84,6 +84,7 @@ fn error_line(error: &anyhow::Error) -> String {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let repo = cli.repo.clone().unwrap_or_else(|| PathBuf::from("."));
+    select_store(&cli.global, &repo)?;
     match cli.command {
         Some(Commands::Init(args)) => init::run(&repo, args).await,
         Some(Commands::Demo(args)) => demo::run(&cli.global, args).await,
@@ -212,6 +213,31 @@ pub(crate) fn read_requirement(file: Option<&Path>, text: Option<&str>) -> Resul
 }
 
 /// Loads config for a project: defaults, user file, project file, `--config`.
+/// Where this process keeps the record: `--store` (or `MEMOFAB_STORE_URL`),
+/// else the config's `[store] url`, else each repository's SQLite file.
+/// Chosen once, before any store opens.
+fn select_store(global: &args::GlobalArgs, repo: &Path) -> Result<()> {
+    use crate::effects::store::postgres;
+    let url = match &global.store {
+        Some(url) => Some(url.clone()),
+        // A config that does not load is reported by the command itself.
+        None => load_config(repo, global.config.as_deref())
+            .ok()
+            .and_then(|c| c.store.url),
+    };
+    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+        return Ok(());
+    };
+    if !postgres::url::is_postgres(&url) {
+        bail!(
+            "--store {}: give a PostgreSQL URL (postgres://user@host:5432/database)",
+            postgres::url::redacted(&url)
+        );
+    }
+    postgres::select(&url);
+    Ok(())
+}
+
 pub(crate) fn load_config(repo: &Path, extra: Option<&Path>) -> Result<Config> {
     Ok(Config::for_repo(repo, extra)?)
 }
