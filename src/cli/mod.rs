@@ -84,7 +84,11 @@ fn error_line(error: &anyhow::Error) -> String {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let repo = cli.repo.clone().unwrap_or_else(|| PathBuf::from("."));
-    select_store(&cli.global, &repo)?;
+    // The bench measures SQLite in its own directory, and a PostgreSQL
+    // store only when given one, as a table of its own.
+    if !matches!(cli.command, Some(Commands::Bench(_))) {
+        select_store(&cli.global, &repo)?;
+    }
     match cli.command {
         Some(Commands::Init(args)) => init::run(&repo, args).await,
         Some(Commands::Demo(args)) => demo::run(&cli.global, args).await,
@@ -103,7 +107,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             args.provider = args.provider.or(cli.provider);
             overseer::run(&cli.global, &repo, args).await
         }
-        Some(Commands::Bench(args)) => bench::run(args).await,
+        Some(Commands::Bench(args)) => bench::run(args, cli.global.store.clone()).await,
         Some(Commands::Repo(args)) => queue::repo(args),
         Some(Commands::Submit(args)) => queue::submit(&repo, args),
         Some(Commands::Queue(args)) => queue::queue(args, cli.repo.as_deref()),
