@@ -351,8 +351,8 @@ impl Session {
             insert_event: prepare(
                 &mut client,
                 "INSERT INTO events (run, seq, at_ms, type, task, body)
-                 SELECT $1, $2, $3, $4, $5, $6
-                 WHERE COALESCE((SELECT MAX(seq) FROM events WHERE run = $1), 0) = $2 - 1",
+                 SELECT $1, $2::bigint, $3, $4, $5, $6
+                 WHERE COALESCE((SELECT MAX(seq) FROM events WHERE run = $1), 0) = $2::bigint - 1",
             )?,
             insert_run: prepare(&mut client, summary::INSERT_RUN)?,
             update_run: prepare(&mut client, summary::UPDATE_RUN)?,
