@@ -78,9 +78,8 @@ struct Session {
 }
 
 struct Statements {
-    insert_event: Statement,
-    insert_run: Statement,
-    update_run: Statement,
+    append_started: Statement,
+    append_next: Statement,
     last_seq: Statement,
     events: Statement,
 }
@@ -332,6 +331,13 @@ fn serve(
     while let Ok(job) = jobs.recv() {
         job(&mut session);
     }
+    // Let go of the runs' writer locks before the store's drop returns: the
+    // server would only notice the closed connection a moment later.
+    if !session.held.is_empty() {
+        let _ = session
+            .client
+            .batch_execute("SELECT pg_advisory_unlock_all()");
+    }
 }
 
 /// The advisory-lock key text of `run`'s writer.
@@ -347,15 +353,8 @@ impl Session {
             client.prepare(sql).map_err(pg("preparing statements"))
         };
         let statements = Statements {
-            // The writer's check: the event follows the run's last one.
-            insert_event: prepare(
-                &mut client,
-                "INSERT INTO events (run, seq, at_ms, type, task, body)
-                 SELECT $1, $2::bigint, $3, $4, $5, $6
-                 WHERE COALESCE((SELECT MAX(seq) FROM events WHERE run = $1), 0) = $2::bigint - 1",
-            )?,
-            insert_run: prepare(&mut client, summary::INSERT_RUN)?,
-            update_run: prepare(&mut client, summary::UPDATE_RUN)?,
+            append_started: prepare(&mut client, summary::APPEND_STARTED)?,
+            append_next: prepare(&mut client, summary::APPEND_NEXT)?,
             last_seq: prepare(
                 &mut client,
                 "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = $1",
@@ -394,65 +393,22 @@ impl Session {
         Ok(())
     }
 
+    /// One event alone is one statement, committed on its own: one round
+    /// trip. More go in one transaction, all or none.
     fn append_batch(&mut self, events: &[Event]) -> PgResult<()> {
         for event in events {
             self.hold(&event.run)?;
         }
         let st = &self.statements;
+        if let [event] = events {
+            return append_in(&mut self.client, st, event);
+        }
         let mut tx = self
             .client
             .transaction()
             .map_err(pg("starting a transaction"))?;
         for event in events {
-            let body = serde_json::to_string(&event.kind).map_err(|e| StoreError::Corrupt {
-                run: event.run.clone(),
-                seq: event.seq,
-                message: e.to_string(),
-            })?;
-            let run = event.run.as_str();
-            let at = as_i64(event.at_ms);
-            let inserted = tx
-                .execute(
-                    &st.insert_event,
-                    &[
-                        &run,
-                        &as_i64(event.seq),
-                        &at,
-                        &event.kind.name(),
-                        &event.kind.task().map(|t| t.as_str()),
-                        &body,
-                    ],
-                )
-                .map_err(pg("appending an event"))?;
-            if inserted != 1 {
-                let prev: i64 = tx
-                    .query_one(&st.last_seq, &[&run])
-                    .map_err(pg("reading the last sequence number"))?
-                    .get(0);
-                return Err(StoreError::SeqGap {
-                    run: event.run.clone(),
-                    expected_prev: as_u64(prev),
-                    got: event.seq,
-                });
-            }
-            let change = summary::Change::of(event);
-            let result = match &change.started {
-                Some(requirement) => tx.execute(&st.insert_run, &[&run, &at, requirement]),
-                None => tx.execute(
-                    &st.update_run,
-                    &[
-                        &run,
-                        &at,
-                        &change.requirement,
-                        &change.phase,
-                        &change.tasks,
-                        &change.merged,
-                        &change.failed,
-                        &change.tokens,
-                    ],
-                ),
-            };
-            result.map_err(pg("updating the run summary"))?;
+            append_in(&mut tx, st, event)?;
         }
         tx.commit().map_err(pg("committing events"))
     }
@@ -490,6 +446,60 @@ impl Session {
             })
             .collect()
     }
+}
+
+/// Appends `event` and updates its run's summary, in one statement; refused
+/// unless the event follows the run's last one.
+fn append_in(
+    client: &mut impl postgres::GenericClient,
+    st: &Statements,
+    event: &Event,
+) -> PgResult<()> {
+    let body = serde_json::to_string(&event.kind).map_err(|e| StoreError::Corrupt {
+        run: event.run.clone(),
+        seq: event.seq,
+        message: e.to_string(),
+    })?;
+    let run = event.run.as_str();
+    let (seq, at) = (as_i64(event.seq), as_i64(event.at_ms));
+    let (kind, task) = (event.kind.name(), event.kind.task().map(|t| t.as_str()));
+    let change = summary::Change::of(event);
+    let row = match &change.started {
+        Some(requirement) => client.query_one(
+            &st.append_started,
+            &[&run, &seq, &at, &kind, &task, &body, requirement],
+        ),
+        None => client.query_one(
+            &st.append_next,
+            &[
+                &run,
+                &seq,
+                &at,
+                &kind,
+                &task,
+                &body,
+                &change.requirement,
+                &change.phase,
+                &change.tasks,
+                &change.merged,
+                &change.failed,
+                &change.tokens,
+            ],
+        ),
+    }
+    .map_err(pg("appending an event"))?;
+    if row.get::<_, i64>(0) == 1 {
+        return Ok(());
+    }
+    let prev: i64 = client
+        .query_one(&st.last_seq, &[&run])
+        .map_err(pg("reading the last sequence number"))?
+        .get(0);
+    Err(StoreError::SeqGap {
+        run: event.run.clone(),
+        expected_prev: as_u64(prev),
+        got: event.seq,
+    })
 }
 
 fn as_i64(v: u64) -> i64 {

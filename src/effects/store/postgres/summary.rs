@@ -50,19 +50,45 @@ impl Change {
     }
 }
 
-/// Inserts a started run's row.
-pub const INSERT_RUN: &str =
-    "INSERT INTO runs (run, started_ms, last_event_ms, requirement, phase, events)
-     VALUES ($1, $2, $2, $3, 'planning', 1)";
+/// The event, if it follows its run's last one (the writer's check).
+macro_rules! insert_event {
+    () => {
+        "ins AS (
+        INSERT INTO events (run, seq, at_ms, type, task, body)
+        SELECT $1::text, $2::bigint, $3::bigint, $4::text, $5::text, $6::text
+        WHERE COALESCE((SELECT MAX(seq) FROM events WHERE run = $1::text), 0) = $2::bigint - 1
+        RETURNING run)"
+    };
+}
 
-/// Applies a `Change` (all but `started`) and counts the event.
-pub const UPDATE_RUN: &str = "UPDATE runs SET
-        requirement = COALESCE($3, requirement),
-        phase = COALESCE($4, phase),
-        tasks = COALESCE($5, tasks),
-        merged = merged + $6,
-        failed = failed + $7,
-        tokens = tokens + $8,
-        events = events + 1,
-        last_event_ms = GREATEST(last_event_ms, $2)
-     WHERE run = $1";
+/// A run's first event and its summary row ($7: the requirement); the
+/// number of events inserted, 0 or 1.
+pub const APPEND_STARTED: &str = concat!(
+    "WITH ",
+    insert_event!(),
+    ", summary AS (
+        INSERT INTO runs (run, started_ms, last_event_ms, requirement, phase, events)
+        SELECT run, $3::bigint, $3::bigint, $7::text, 'planning', 1 FROM ins
+        RETURNING 1)
+     SELECT count(*) FROM ins",
+);
+
+/// Any later event and its `Change` ($7..$12) to the summary row; the
+/// number of events inserted, 0 or 1.
+pub const APPEND_NEXT: &str = concat!(
+    "WITH ",
+    insert_event!(),
+    ", summary AS (
+        UPDATE runs SET
+            requirement = COALESCE($7::text, requirement),
+            phase = COALESCE($8::text, phase),
+            tasks = COALESCE($9::bigint, tasks),
+            merged = merged + $10::bigint,
+            failed = failed + $11::bigint,
+            tokens = tokens + $12::bigint,
+            events = events + 1,
+            last_event_ms = GREATEST(last_event_ms, $3::bigint)
+        WHERE run = (SELECT run FROM ins)
+        RETURNING 1)
+     SELECT count(*) FROM ins",
+);
