@@ -216,7 +216,6 @@ pub(crate) fn read_requirement(file: Option<&Path>, text: Option<&str>) -> Resul
     Ok(requirement)
 }
 
-/// Loads config for a project: defaults, user file, project file, `--config`.
 /// Where this process keeps the record: `--store` (or `MEMOFAB_STORE_URL`),
 /// else the config's `[store] url`, else each repository's SQLite file.
 /// Chosen once, before any store opens.
@@ -242,6 +241,7 @@ fn select_store(global: &args::GlobalArgs, repo: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Loads config for a project: defaults, user file, project file, `--config`.
 pub(crate) fn load_config(repo: &Path, extra: Option<&Path>) -> Result<Config> {
     Ok(Config::for_repo(repo, extra)?)
 }
