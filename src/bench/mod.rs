@@ -4,6 +4,7 @@
 
 pub mod fake_anthropic;
 pub mod orchestration;
+pub mod postgres;
 pub mod render;
 pub mod replay;
 pub mod store;

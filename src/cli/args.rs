@@ -29,6 +29,16 @@ pub struct GlobalArgs {
     /// An extra config file, layered over the user's and the project's.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Keep the record in this PostgreSQL database (postgres://user@host/db)
+    /// instead of the repository's SQLite file; overrides `[store] url`.
+    #[arg(
+        long,
+        global = true,
+        env = "MEMOFAB_STORE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// Test hook: exit abruptly after this many events are stored.
     #[arg(long, global = true, hide = true)]
     pub crash_after_events: Option<u64>,

@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use super::args::{BenchArgs, BenchSection};
 use crate::bench::{self, Scale, Table};
 
-pub async fn run(args: BenchArgs) -> Result<ExitCode> {
+/// `store`: a PostgreSQL URL (`--store`) to measure too.
+pub async fn run(args: BenchArgs, store: Option<String>) -> Result<ExitCode> {
     let scale = if args.quick {
         Scale::QUICK
     } else if args.huge {
@@ -29,6 +30,8 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         args.sections
     };
+    // With `store` among the sections: a PostgreSQL table after them.
+    let store = store.filter(|_| sections.contains(&BenchSection::Store));
     let temp;
     let root = match args.dir {
         Some(dir) => {
@@ -64,6 +67,13 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
         };
         println!("{}", table.render());
         all_met &= table.all_met();
+    }
+    if let Some(url) = store {
+        // Blocking clients: off the runtime's threads.
+        let table = tokio::task::spawn_blocking(move || bench::postgres::run(&url, scale))
+            .await
+            .context("the PostgreSQL bench")??;
+        println!("{}", table.render());
     }
     if !all_met && !args.quick {
         println!("some targets were missed (marked MISSED above)");

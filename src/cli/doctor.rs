@@ -20,6 +20,25 @@ use crate::llm::probe::{PROBE_TOOL, ToolCalling, probe_tool_calls};
 use crate::llm::scenario::Scenario;
 use crate::llm::types::TextToolCalls;
 
+/// The PostgreSQL store: reachable, its server's version and the schema
+/// found (connecting migrates it, as any command would). The URL is shown
+/// without its password.
+fn store_check(url: &str) -> (bool, String) {
+    use crate::effects::store::postgres::{PgStore, SCHEMA_VERSION, url::redacted};
+    let result = PgStore::connect(url)
+        .and_then(|store| Ok((store.server_version()?, store.schema_version()?)));
+    match result {
+        Ok((version, schema)) => (
+            true,
+            format!(
+                "PostgreSQL {version} at {} (schema v{schema} of v{SCHEMA_VERSION})",
+                redacted(url)
+            ),
+        ),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
 /// Long enough for a local server to load a model for the first request.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -67,6 +86,13 @@ pub async fn run(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
             }
         }
         Err(e) => report(false, "remote", e.to_string()),
+    }
+    if let Some(url) = crate::effects::store::postgres::selected() {
+        let url = url.to_owned();
+        match tokio::task::spawn_blocking(move || store_check(&url)).await {
+            Ok((ok, detail)) => report(ok, "store", detail),
+            Err(e) => report(false, "store", e.to_string()),
+        }
     }
     match config.run.isolation() {
         Ok(isolation) => {

@@ -336,7 +336,7 @@ fn check_at(at: &str) -> Result<()> {
 /// not create one (and the `.memofab` directory) as a side effect.
 fn open_store(repo: &Path, what: &str) -> Result<crate::effects::store::Store> {
     let path = session::store_path(repo);
-    if !path.exists() {
+    if !path.exists() && crate::effects::store::postgres::selected().is_none() {
         bail!(
             "no run to {what}: {} has no runs yet; start one with `memofab` (the cockpit) or `memofab run`",
             repo.display()

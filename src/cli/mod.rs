@@ -84,6 +84,11 @@ fn error_line(error: &anyhow::Error) -> String {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let repo = cli.repo.clone().unwrap_or_else(|| PathBuf::from("."));
+    // The bench measures SQLite in its own directory, and a PostgreSQL
+    // store only when given one, as a table of its own.
+    if !matches!(cli.command, Some(Commands::Bench(_))) {
+        select_store(&cli.global, &repo)?;
+    }
     match cli.command {
         Some(Commands::Init(args)) => init::run(&repo, args).await,
         Some(Commands::Demo(args)) => demo::run(&cli.global, args).await,
@@ -102,7 +107,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             args.provider = args.provider.or(cli.provider);
             overseer::run(&cli.global, &repo, args).await
         }
-        Some(Commands::Bench(args)) => bench::run(args).await,
+        Some(Commands::Bench(args)) => bench::run(args, cli.global.store.clone()).await,
         Some(Commands::Repo(args)) => queue::repo(args),
         Some(Commands::Submit(args)) => queue::submit(&repo, args),
         Some(Commands::Queue(args)) => queue::queue(args, cli.repo.as_deref()),
@@ -209,6 +214,31 @@ pub(crate) fn read_requirement(file: Option<&Path>, text: Option<&str>) -> Resul
         bail!("the requirement is empty");
     }
     Ok(requirement)
+}
+
+/// Where this process keeps the record: `--store` (or `MEMOFAB_STORE_URL`),
+/// else the config's `[store] url`, else each repository's SQLite file.
+/// Chosen once, before any store opens.
+fn select_store(global: &args::GlobalArgs, repo: &Path) -> Result<()> {
+    use crate::effects::store::postgres;
+    let url = match &global.store {
+        Some(url) => Some(url.clone()),
+        // A config that does not load is reported by the command itself.
+        None => load_config(repo, global.config.as_deref())
+            .ok()
+            .and_then(|c| c.store.url),
+    };
+    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+        return Ok(());
+    };
+    if !postgres::url::is_postgres(&url) {
+        bail!(
+            "--store {}: give a PostgreSQL URL (postgres://user@host:5432/database)",
+            postgres::url::redacted(&url)
+        );
+    }
+    postgres::select(&url);
+    Ok(())
 }
 
 /// Loads config for a project: defaults, user file, project file, `--config`.

@@ -21,7 +21,7 @@ use crate::tui::runs::when;
 
 fn open_store(repo: &Path) -> Result<Store> {
     let path = store_path(repo);
-    if !path.exists() {
+    if !path.exists() && crate::effects::store::postgres::selected().is_none() {
         bail!(
             "no memofab store at {}; run memofab in this repository first",
             path.display()

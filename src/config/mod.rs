@@ -27,6 +27,8 @@ pub struct Config {
     pub merge: MergeConfig,
     /// Where mainline lives: the local branch, or a git remote's.
     pub mainline: MainlineConfig,
+    /// Where the record lives: the SQLite file, or a shared PostgreSQL.
+    pub store: StoreConfig,
     /// When the shepherd finds work stuck, and whether it acts at all.
     pub shepherd: crate::domain::shepherd::Thresholds,
     /// What `memofab serve` shares across repositories.
@@ -139,6 +141,8 @@ pub mod model_options;
 pub use factory::{DaemonConfig, McpConfig, McpServerConfig, OverseerConfig};
 mod mainline;
 pub use mainline::MainlineConfig;
+mod store;
+pub use store::StoreConfig;
 
 impl RunConfig {
     /// The isolation commands get, or why the configured one is unavailable.
@@ -396,6 +400,7 @@ impl Default for Config {
             budget: crate::domain::Budget::default(),
             merge: MergeConfig::default(),
             mainline: MainlineConfig::default(),
+            store: StoreConfig::default(),
             shepherd: Default::default(),
             daemon: DaemonConfig::default(),
             overseer: OverseerConfig::default(),
@@ -591,6 +596,9 @@ impl Config {
 
     fn problem(&self) -> Option<Problem> {
         if let Some(problem) = self.mcp.problem() {
+            return Some(problem);
+        }
+        if let Some(problem) = self.store.problem() {
             return Some(problem);
         }
         if let Some(problem) = self.mainline.problem() {

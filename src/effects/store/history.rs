@@ -11,6 +11,9 @@ impl Store {
         if types.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(pg) = self.postgres() {
+            return pg.events_of_types(run, types);
+        }
         read::events(&self.conn, run, 0, u64::MAX, read::Bodies::Types(types))
     }
 }

@@ -2,6 +2,9 @@
 //! a killed process loses nothing that was committed), a summary row per run
 //! kept up to date in the same transaction, and an inbox through which other
 //! processes (`memofab approve`) leave commands for a running engine.
+//!
+//! The same record can live in PostgreSQL instead (`postgres`), shared by
+//! daemons on several machines: a `Store` then hands every call to it.
 
 mod chunk;
 mod decode;
@@ -9,6 +12,7 @@ pub mod export;
 mod history;
 mod light;
 mod migrations;
+pub mod postgres;
 mod read;
 
 use std::path::Path;
@@ -58,6 +62,15 @@ pub enum StoreError {
     Integrity(String),
     #[error("a reader thread failed while loading run {0}")]
     ReaderFailed(RunId),
+    #[error("{context}: {source}")]
+    Postgres {
+        context: String,
+        source: ::postgres::Error,
+    },
+    #[error("run {run} is being recorded by another process (it holds the run's writer lock)")]
+    RunHeldElsewhere { run: RunId },
+    #[error("the connection to the PostgreSQL store is gone")]
+    Disconnected,
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -114,10 +127,18 @@ pub struct RunSummary {
 
 pub struct Store {
     conn: Connection,
+    /// The PostgreSQL store every call goes to instead, when one is
+    /// selected; `conn` is then an empty in-memory database nothing reads.
+    pg: Option<Box<postgres::PgStore>>,
 }
 
 impl Store {
+    /// The store at `path`, or the PostgreSQL store if this process
+    /// selected one (`postgres::select`).
     pub fn open(path: &Path) -> Result<Self> {
+        if let Some(url) = postgres::selected() {
+            return Self::connect(url);
+        }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
                 context: format!("creating {}", parent.display()),
@@ -126,6 +147,19 @@ impl Store {
         }
         let conn = Connection::open(path).ctx(&format!("opening {}", path.display()))?;
         Self::setup(conn, true)
+    }
+
+    /// The PostgreSQL store at `url`.
+    pub fn connect(url: &str) -> Result<Self> {
+        Ok(Self {
+            conn: Connection::open_in_memory().ctx("opening an in-memory store")?,
+            pg: Some(Box::new(postgres::PgStore::connect(url)?)),
+        })
+    }
+
+    /// The PostgreSQL store this one hands its calls to, if any.
+    pub fn postgres(&self) -> Option<&postgres::PgStore> {
+        self.pg.as_deref()
     }
 
     pub fn open_in_memory() -> Result<Self> {
@@ -145,12 +179,15 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .ctx("setting synchronous")?;
         migrations::migrate(&mut conn)?;
-        Ok(Self { conn })
+        Ok(Self { conn, pg: None })
     }
 
     /// A read-only connection to an existing store, for readers working
     /// beside the engine (WAL lets them read while it writes).
     pub fn open_reader(path: &Path) -> Result<Self> {
+        if let Some(url) = postgres::selected() {
+            return Self::connect(url);
+        }
         let conn = Self::open_reader_as_is(path)?;
         if migrations::version(&conn.conn)? < SCHEMA_VERSION {
             // Written by an older memofab and not opened for writing since:
@@ -177,17 +214,23 @@ impl Store {
                 supported: SCHEMA_VERSION,
             });
         }
-        Ok(Self { conn })
+        Ok(Self { conn, pg: None })
     }
 
     /// Moves the write-ahead log into the database file and empties it.
     pub fn checkpoint(&self) -> Result<()> {
+        if self.pg.is_some() {
+            return Ok(());
+        }
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .ctx("checkpointing the write-ahead log")
     }
 
     pub fn schema_version(&self) -> Result<u32> {
+        if let Some(pg) = &self.pg {
+            return pg.schema_version();
+        }
         migrations::version(&self.conn)
     }
 
@@ -208,6 +251,9 @@ impl Store {
 
     /// Appends events in one transaction: all of them or none.
     pub fn append_batch(&mut self, events: &[Event]) -> Result<()> {
+        if let Some(pg) = &self.pg {
+            return pg.append_batch(events);
+        }
         let tx = self.write_transaction()?;
         for event in events {
             append_in(&tx, event)?;
@@ -221,6 +267,9 @@ impl Store {
 
     pub fn events_after(&self, run: &RunId, after_seq: u64, limit: usize) -> Result<Vec<Event>> {
         let upto = after_seq.saturating_add(u64::try_from(limit).unwrap_or(u64::MAX));
+        if let Some(pg) = &self.pg {
+            return pg.events_after(run, after_seq, upto);
+        }
         read::events(&self.conn, run, after_seq, upto, read::Bodies::All)
     }
 
@@ -228,6 +277,9 @@ impl Store {
     /// range of sequence numbers: decoding, not SQLite, is most of the time
     /// it takes to open a long run (see `memofab bench replay`).
     pub fn load_run(path: &Path, run: &RunId) -> Result<Vec<Event>> {
+        if let Some(url) = postgres::selected() {
+            return Self::connect(url)?.events(run);
+        }
         let parts = Self::in_parallel(path, run, |store, after, upto| {
             read::events(&store.conn, run, after, upto, read::Bodies::All)
         })?;
@@ -235,11 +287,17 @@ impl Store {
     }
 
     pub fn last_seq(&self, run: &RunId) -> Result<u64> {
+        if let Some(pg) = &self.pg {
+            return pg.last_seq(run);
+        }
         last_seq_in(&self.conn, run)
     }
 
     /// Runs, newest first.
     pub fn runs(&self) -> Result<Vec<RunSummary>> {
+        if let Some(pg) = &self.pg {
+            return pg.runs();
+        }
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -270,6 +328,9 @@ impl Store {
     }
 
     pub fn latest_run(&self) -> Result<Option<RunId>> {
+        if let Some(pg) = &self.pg {
+            return pg.latest_run();
+        }
         self.conn
             .query_row(
                 "SELECT run FROM runs ORDER BY started_ms DESC, run DESC LIMIT 1",
@@ -282,6 +343,11 @@ impl Store {
     }
 
     pub fn integrity_check(&self) -> Result<()> {
+        if self.pg.is_some() {
+            // PostgreSQL checks its own pages; the record's invariants are
+            // constraints there.
+            return Ok(());
+        }
         let verdict: String = self
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -296,6 +362,9 @@ impl Store {
     /// Leaves a command for the engine running `run` (another process),
     /// with who sent it.
     pub fn push_command(&mut self, run: &RunId, command: &Command, by: &Decider) -> Result<()> {
+        if let Some(pg) = &self.pg {
+            return pg.push_command(run, command, by);
+        }
         let left = Inboxed {
             command: command.clone(),
             by: by.clone(),
@@ -316,6 +385,9 @@ impl Store {
 
     /// Takes the commands waiting for `run`, oldest first; each is returned once.
     pub fn take_commands(&mut self, run: &RunId) -> Result<Vec<Inboxed>> {
+        if let Some(pg) = &self.pg {
+            return pg.take_commands(run);
+        }
         let tx = self.write_transaction()?;
         let mut commands = Vec::new();
         {
@@ -345,6 +417,9 @@ impl Store {
     /// cockpit closed before its requirement was submitted), so that it is
     /// neither listed nor resumed.
     pub fn forget_run(&mut self, run: &RunId) -> Result<()> {
+        if let Some(pg) = &self.pg {
+            return pg.forget_run(run);
+        }
         let tx = self.write_transaction()?;
         for table in ["events", "event_chunks", "runs", "inbox"] {
             tx.execute(

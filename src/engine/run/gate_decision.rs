@@ -38,8 +38,9 @@ pub fn leave_gate_decision(
         return Err(EngineError::RejectionWithoutReason);
     }
     let path = store_path(repo);
-    // Reading a run must not create a store where there is none.
-    if !path.exists() {
+    // Reading a run must not create a store where there is none (a shared
+    // PostgreSQL store is there whichever directory this runs in).
+    if !path.exists() && crate::effects::store::postgres::selected().is_none() {
         return Err(EngineError::NoStore(path));
     }
     let state = stored_state(repo, run)?;

@@ -6,5 +6,6 @@ pub mod factory;
 pub mod fake_bedrock;
 pub mod fake_llm;
 pub mod interactive;
+pub mod postgres;
 pub mod scenario_server;
 pub mod tmux;
