@@ -52,6 +52,15 @@ pub enum EngineError {
     NotAtGate { task: TaskId, state: TaskState },
     #[error("run {0} not found in this repository's store")]
     UnknownRun(String),
+    /// A shared store (PostgreSQL) holds the runs of many repositories.
+    #[error(
+        "run {run} was recorded in another repository ({repo}): its base commit {base} is not in this one; resume it there"
+    )]
+    OtherRepository {
+        run: String,
+        repo: String,
+        base: String,
+    },
     #[error(
         "the requirement is {size} bytes, over the limit of {limit} (run.max_requirement_bytes in the config); shorten it or raise the limit"
     )]

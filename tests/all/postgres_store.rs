@@ -230,6 +230,85 @@ fn a_run_crashed_mid_build_resumes_from_postgres_and_merges_each_task_once() {
     );
 }
 
+/// A shared store holds every repository's runs: a run is never carried
+/// on in a repository it was not recorded in (its tasks would be built and
+/// landed on the wrong mainline).
+#[test]
+fn a_run_is_not_resumed_in_another_repository() {
+    let cluster = Cluster::shared();
+    let url = cluster.database();
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("repo");
+    let out = demo(&dir, Some(&url), Some(60));
+    assert_eq!(out.status.code(), Some(CRASH_EXIT_CODE));
+    let run = only_run_in(&url);
+
+    let other = base.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&other)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(other.join("README.md"), "other\n").unwrap();
+    git(&["add", "-A"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@e",
+        "commit",
+        "-qm",
+        "other",
+    ]);
+    let refs_before = git(&["for-each-ref"]);
+
+    let out = memofab(
+        base.path(),
+        Some(&url),
+        &[
+            "resume",
+            run.as_str(),
+            "--headless",
+            "--repo",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    // Nothing happened to either: no branch or worktree in the other
+    // repository, not one event more in the run.
+    assert_eq!(git(&["for-each-ref"]), refs_before);
+    assert!(!other.join(".memofab/worktrees").exists());
+    assert_eq!(events_in(&url, &run).len(), 60);
+
+    // In its own repository it carries on.
+    let out = memofab(
+        base.path(),
+        Some(&url),
+        &[
+            "resume",
+            run.as_str(),
+            "--headless",
+            "--repo",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn warning(run: &RunId, seq: u64) -> Event {
     Event {
         run: run.clone(),

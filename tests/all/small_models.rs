@@ -461,7 +461,8 @@ async fn a_small_coder_cannot_overwrite_a_file_and_lose_its_lines() {
         .filter(|e| matches!(&e.kind, EventKind::ToolResult(ToolResult { ok: false, output, .. }) if output.contains("# A project")))
         .count();
     assert_eq!(refused, 1, "the refusal shows the file as it is");
-    // memofab's own words were not written: the second write was refused.
+    // memofab's own words were not written, nor the first line replaced:
+    // the second write and the first edit were refused.
     let writes: Vec<bool> = events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -469,7 +470,7 @@ async fn a_small_coder_cannot_overwrite_a_file_and_lose_its_lines() {
             _ => None,
         })
         .collect();
-    assert_eq!(writes[..3], [false, false, true], "{writes:?}");
+    assert_eq!(writes[..4], [false, false, false, true], "{writes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

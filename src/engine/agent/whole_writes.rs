@@ -5,6 +5,11 @@
 //! answer shows the file as it is, so the model can keep it and add to it,
 //! or change lines with `edit_file`. Files the agent created itself are
 //! its own to rewrite.
+//!
+//! A task that only adds ("Add …", "Append …") gets the same guard on
+//! `edit_file`: told to keep the file's lines, small models replace its last
+//! line with the new one (measured: 1.5B, in 4 of 6 runs), which `old` →
+//! `new` does when `new` leaves `old` out.
 
 use crate::domain::tool_names;
 use std::collections::HashSet;
@@ -33,6 +38,9 @@ impl WholeWrites {
         tool: &str,
         arguments: &Value,
     ) -> Option<String> {
+        if tool == tool_names::EDIT_FILE {
+            return edit_that_removes(job, arguments);
+        }
         if tool != tool_names::WRITE_FILE {
             return None;
         }
@@ -61,6 +69,60 @@ impl WholeWrites {
         }
         Some(answer(path, &current, &lost))
     }
+}
+
+/// Why an `edit_file` is not to be run: the task only adds, and `new`
+/// leaves out lines of `old`.
+fn edit_that_removes(job: &AgentJob, arguments: &Value) -> Option<String> {
+    let old = arguments.get("old")?.as_str()?;
+    let new = arguments.get("new")?.as_str()?;
+    let path = arguments.get("path")?.as_str()?;
+    let lost = lost_lines(old, new);
+    if lost.is_empty() || !task_only_adds(&job.first_message) {
+        return None;
+    }
+    Some(format!(
+        "{REFUSED}the task adds to {path}; this edit_file would remove {} of its lines. \
+         edit_file puts `new` in the place of `old`: to add after `old`, `new` must be `old` \
+         with the added lines after it.",
+        lost.len()
+    ))
+}
+
+/// Verbs of a task that adds, and words that say it changes or removes too.
+const ADDING: &[&str] = &["add", "append", "insert"];
+const NOT_ONLY_ADDING: &[&str] = &[
+    "remove", "delete", "replace", "change", "rename", "update", "fix", "rewrite", "move", "edit",
+    "modify", "refactor", "correct", "drop",
+];
+
+/// Whether the task in a coder's brief (`## Task ID: TITLE` and its
+/// description, as `steps` writes it) only adds: its title begins with a
+/// verb of adding and nothing in it or the description changes or removes.
+fn task_only_adds(brief: &str) -> bool {
+    let Some(at) = brief.find("## Task ") else {
+        return false;
+    };
+    let rest = &brief[at..];
+    let Some((heading, after)) = rest.split_once('\n') else {
+        return false;
+    };
+    let title = heading.split_once(": ").map_or("", |(_, t)| t);
+    let description = after.split("\n\n### ").next().unwrap_or("");
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let title_words = words(title);
+    let adds = title_words
+        .first()
+        .is_some_and(|w| ADDING.iter().any(|v| w.starts_with(v)));
+    adds && !title_words
+        .iter()
+        .chain(words(description).iter())
+        .any(|w| NOT_ONLY_ADDING.iter().any(|v| w.starts_with(v)))
 }
 
 /// The lines of `old` (not blank) that `new` no longer has, compared
@@ -118,6 +180,35 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_task_that_only_adds_is_told_from_its_brief() {
+        let brief = |title: &str, description: &str| {
+            format!("## Task 1: {title}\n{description}\n\n### Acceptance criteria\n- (none)\n")
+        };
+        assert!(task_only_adds(&brief(
+            "Append 'Hello from memofab.' to the end of README.md",
+            "Read the README.md file and append the line."
+        )));
+        assert!(task_only_adds(&format!(
+            "Instructions of the project.\n\n{}",
+            brief("Add line to README.md", "Add it at the end.")
+        )));
+        assert!(!task_only_adds(&brief(
+            "Add a flag",
+            "and remove the old one"
+        )));
+        assert!(!task_only_adds(&brief("Fix the parser", "Add a check.")));
+        assert!(!task_only_adds("no brief"));
+        // As measured: the last line replaced by the new one.
+        let edit = serde_json::json!({"path": "README.md", "old": "A test repository.\n", "new": "Hello.\n"});
+        assert_eq!(lost_lines("A test repository.\n", "Hello.\n").len(), 1);
+        let kept = serde_json::json!({"path": "README.md", "old": "A test repository.\n", "new": "A test repository.\nHello.\n"});
+        assert!(
+            lost_lines(kept["old"].as_str().unwrap(), kept["new"].as_str().unwrap()).is_empty()
+        );
+        assert!(edit["new"].is_string());
     }
 
     #[test]

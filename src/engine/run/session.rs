@@ -261,6 +261,17 @@ pub async fn resume(
         .with_crash_after(request.crash_after.map(CrashAfter))
         .with_secrets(crate::engine::secrets::secrets_in_env(&request.config));
     let (settings, mainline) = recorder.with_state(|s| (s.settings.clone(), s.mainline.clone()));
+    // A shared store holds other repositories' runs too: carrying one on
+    // here would build and land its tasks in the wrong repository. A clone
+    // of its repository (another machine) has its base commit.
+    let (base, recorded_in) = recorder.with_state(|s| (s.base_commit.clone(), s.repo.clone()));
+    if git.branch_head(&format!("{base}^{{commit}}")).is_err() {
+        return Err(EngineError::OtherRepository {
+            run: request.run.to_string(),
+            repo: recorded_in,
+            base,
+        });
+    }
     let mut ctx = context(
         recorder,
         git,
