@@ -2,15 +2,15 @@
 //! what differs, like `git switch` followed by `git clean -fdx`.
 //!
 //! libgit2's checkout with `remove_untracked` looks up every file of the
-//! work tree by its full path, and rewrites the whole index, however little
-//! differs. Here the work tree is walked once through directory descriptors
-//! (`openat` without following links, `fstatat` of each name): what the
-//! index does not know is removed, itself, never through a link; a tracked
-//! file whose `lstat` no longer matches its index entry (or is racily
-//! clean) is one more path to check out. libgit2 then checks out only those
-//! paths and the ones where the index differs from the target tree, and
-//! updates those index entries. Anything unusual (conflicts, submodules,
-//! sparse or intent-to-add entries) is left to the full checkout.
+//! work tree by its full path and decides about each. Here the work tree is
+//! walked once through directory descriptors (`openat` without following
+//! links, `fstatat` of each name), on a few threads like git's preloaded
+//! index: what the index does not know is removed, itself, never through a
+//! link, and so is a tracked file whose `lstat` no longer matches its index
+//! entry (or is racily clean). libgit2 then checks out only the paths
+//! missing now and the ones where the index differs from the target tree.
+//! Anything unusual (conflicts, submodules, sparse or intent-to-add
+//! entries) is left to the full checkout.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -72,11 +72,8 @@ impl GitRepo {
         };
         let worktree = self.beneath(dir)?;
         let root = worktree.open_dir(Path::new(""))?;
-        let Walked {
-            mut stale,
-            extra,
-            found,
-        } = walk_parallel(root, &tracked, dir)?;
+        let Walked { extra, found } = walk_parallel(root, &tracked, dir)?;
+        let mut stale = Vec::new();
         for rel in &extra {
             worktree.remove(Path::new(std::ffi::OsStr::from_bytes(rel)))?;
         }
@@ -201,13 +198,13 @@ fn same_kind(mode: u32, kind: FileType) -> bool {
     }
 }
 
-/// What a walk of the work tree found: tracked files that may differ from
-/// their index entry (`stale`), names the index does not track (`extra`,
-/// removed by the caller, so a link is removed itself), and every tracked
-/// file seen (`found`).
+/// What a walk of the work tree found: names to remove (`extra`: what the
+/// index does not track, and tracked files that may differ from their
+/// entry; the caller removes them, a link itself, and the checkout writes
+/// the tracked ones again as missing), and every tracked file seen as its
+/// index entry recorded it (`found`).
 #[derive(Default)]
 struct Walked {
-    stale: Vec<Vec<u8>>,
     extra: Vec<Vec<u8>>,
     found: Vec<Vec<u8>>,
 }
@@ -252,7 +249,6 @@ fn walk_parallel(root: OwnedFd, tracked: &Tracked, shown: &Path) -> Result<Walke
     let mut all = Walked::default();
     for result in results {
         let part = result?;
-        all.stale.extend(part.stale);
         all.extra.extend(part.extra);
         all.found.extend(part.found);
     }
@@ -359,10 +355,13 @@ fn list_dir(
             continue;
         }
         match tracked.files.get(&rel) {
-            Some(recorded) if same_kind(recorded.mode, kind) => {
-                if !tracked.unchanged(recorded, &st) {
-                    walked.stale.push(rel.clone());
-                }
+            // libgit2 takes a file whose `lstat` matches the index but for
+            // its change time as unchanged, and would leave an edit of the
+            // same size with its modification time put back: such a file
+            // (or a racily clean one) is removed, and so written again.
+            Some(recorded)
+                if same_kind(recorded.mode, kind) && tracked.unchanged(recorded, &st) =>
+            {
                 walked.found.push(rel);
             }
             // Untracked or ignored; a directory, link or FIFO in a file's
@@ -423,20 +422,37 @@ mod tests {
         repo.statuses(Some(&mut opts)).unwrap().is_empty()
     }
 
+    /// An edit of the same size with its modification time put back: only
+    /// its change time tells.
+    fn sneaky_edit(path: &Path) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        let mtime = file.metadata().unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let text = std::fs::read(path).unwrap();
+        std::fs::write(path, vec![b'Z'; text.len()]).unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+
+    #[test]
+    fn a_recycle_undoes_an_edit_that_kept_size_and_modification_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (git, wt, base) = setup(tmp.path());
+        sneaky_edit(&wt.join("a.txt"));
+        let next = git.root().join(".memofab/worktrees/next");
+        git.recycle_worktree(&wt, "t", &next, "next", &base)
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(next.join("a.txt")).unwrap(),
+            "a.txt\n"
+        );
+        assert!(clean(&next));
+    }
+
     #[test]
     fn only_what_differs_is_checked_out() {
         let tmp = tempfile::tempdir().unwrap();
         let (git, wt, base) = setup(tmp.path());
-        // An edit of the same size with its modification time put back:
-        // its change time still tells.
-        let file = std::fs::File::options()
-            .write(true)
-            .open(wt.join("a.txt"))
-            .unwrap();
-        let mtime = file.metadata().unwrap().modified().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(wt.join("a.txt"), "Z.txt\n").unwrap();
-        file.set_modified(mtime).unwrap();
+        sneaky_edit(&wt.join("a.txt"));
         write(&wt, "untracked/deep/u.txt", "u");
         write(&wt, "d/new.txt", "n");
         std::fs::write(git.root().join(".git/info/exclude"), "*.o\n").unwrap();
