@@ -3,10 +3,11 @@
 //! time), once with every task independent (wide) and once as a chain
 //! (deep). Each task's steps are timed as its events arrive: ready to
 //! running, running to worktree made, to agent started, and accepted to
-//! merged. The `git` CLI then does the same worktree add and merge on the
-//! same repository, so memofab's figures come with what git itself needs.
+//! merged. memofab's git layer and the `git` CLI then each reuse a worktree
+//! for the next branch and merge it, in alternate rounds on the same
+//! repository, so memofab's figures come with what git itself needs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,7 +67,6 @@ pub async fn run(dir: &Path, scale: Scale) -> anyhow::Result<Table> {
         build_time.as_secs_f64()
     ));
 
-    let mut all = Steps::default();
     let mut deep = Steps::default();
     for shape in [Shape::Wide, Shape::Deep] {
         let started = Instant::now();
@@ -95,74 +95,46 @@ pub async fn run(dir: &Path, scale: Scale) -> anyhow::Result<Table> {
                 pair(&steps.ready),
             );
         }
-        for (into, from) in [
-            (&mut all.worktree, &steps.worktree),
-            (&mut all.agent, &steps.agent),
-            (&mut all.merge, &steps.merge),
-        ] {
-            for d in &from.0 {
-                into.push(*d);
-            }
-        }
         if shape == Shape::Deep {
             deep = steps;
         }
     }
 
     let rounds = GIT_ROUNDS.min(scale.tasks);
-    let (ours_fresh, git) = git_rounds(&repo, dir, rounds)?;
+    let (ours, git) = git_rounds(&repo, dir, rounds)?;
     table.row(
-        format!("fresh worktree, p50: memofab (libgit2) / git CLI ({rounds} each)"),
         format!(
-            "{} / {}",
-            ms(ours_fresh.worktree.median()),
-            ms(git.worktree.median())
+            "worktree reused by the next task, min / median / max ({rounds} rounds each): memofab"
         ),
+        spread(&ours.worktree),
     );
     table.row(
-        "merge --no-ff onto main, p50: memofab (libgit2) / git CLI",
-        format!(
-            "{} / {}",
-            ms(ours_fresh.merge.median()),
-            ms(git.merge.median())
-        ),
+        "worktree reused by the next task: git CLI (worktree move, checkout -B, clean -fdx)",
+        spread(&git.worktree),
     );
     table.row(
-        "git layer ratio memofab / git CLI (fresh worktree + merge)",
-        ratio(
-            ours_fresh.worktree.median() + ours_fresh.merge.median(),
-            git.worktree.median() + git.merge.median(),
-        ),
+        "merge --no-ff onto main, min / median / max: memofab",
+        spread(&ours.merge),
     );
-    // What a task costs memofab in the run, against git doing the same work
-    // from scratch: memofab moves a finished task's worktree to the next
-    // task, so only the first `concurrency` tasks pay a full checkout.
-    let ours = all.worktree.median() + all.agent.median() + all.merge.median();
-    let theirs = git.worktree.median() + git.merge.median();
+    table.row("merge --no-ff onto main: git CLI", spread(&git.merge));
     table.row(
-        "per task in a run, p50: memofab steps / git CLI worktree add + merge",
-        ratio(ours, theirs),
-    );
-    // The fair counterpart of a recycled worktree is git recycling one.
-    let recycled = git_cli_recycle_rounds(&repo, dir, rounds)?;
-    table.row(
-        "worktree reused by the next task, p50: memofab (deep) / git CLI (move, checkout -B, clean)",
-        format!("{} / {}", ms(deep.worktree.median()), ms(recycled.median())),
+        "worktree reused in the deep run (running → worktree made, recorded), p50",
+        ms(deep.worktree.median()),
     );
     table.checked(
         "merge --no-ff onto main, p50: memofab / git CLI",
-        ratio(ours_fresh.merge.median(), git.merge.median()),
+        ratio(ours.merge.median(), git.merge.median()),
         "≤ 1.0×",
-        ours_fresh.merge.median() <= git.merge.median(),
+        ours.merge.median() <= git.merge.median(),
     );
     table.checked(
         "worktree reused by the next task, p50: memofab / git CLI",
-        ratio(deep.worktree.median(), recycled.median()),
+        ratio(ours.worktree.median(), git.worktree.median()),
         "≤ 1.0×",
-        deep.worktree.median() <= recycled.median(),
+        ours.worktree.median() <= git.worktree.median(),
     );
     let git_work = GitWork {
-        recycle: recycled.median(),
+        recycle: git.worktree.median(),
         merge: git.merge.median(),
     };
     let terms = git_work.overhead(&deep);
@@ -247,6 +219,15 @@ impl Overhead {
 
 fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64().max(1e-9))
+}
+
+fn spread(s: &Samples) -> String {
+    format!(
+        "{} / {} / {}",
+        ms(s.percentile(0.0)),
+        ms(s.median()),
+        ms(s.percentile(100.0))
+    )
 }
 
 fn pair(s: &Samples) -> String {
@@ -470,54 +451,22 @@ struct GitTimes {
 }
 
 /// The same git work done by memofab's git layer and by the `git` CLI, in
-/// alternate rounds on the same repository: add a worktree on a new branch
-/// at `main`, commit one file there (untimed), merge it into `main` with a
-/// merge commit (which also updates the checked-out main work tree).
+/// alternate rounds on the same repository, the way a run recycles a
+/// worktree: move the last task's worktree to the next task, switch it to
+/// a new branch at `main` and clean out what is not committed (timed);
+/// commit one file there (untimed); merge it into `main` with a merge
+/// commit, which also updates the checked-out main work tree (timed).
 fn git_rounds(repo: &Path, dir: &Path, rounds: usize) -> anyhow::Result<(GitTimes, GitTimes)> {
     let layer = GitRepo::open(repo)?;
     let (mut ours, mut cli) = (GitTimes::default(), GitTimes::default());
-    for i in 0..rounds {
-        let branch = format!("bench-git2/{i:03}");
-        let wt = dir.join("git2-worktrees").join(format!("{i:03}"));
-        let base = layer.branch_head("main")?;
-        let started = Instant::now();
-        layer.fresh_worktree(&wt, &branch, &base)?;
-        ours.worktree.push(started.elapsed());
-        write_bench_file(&wt, &format!("git2-{i:03}"))?;
-        layer.commit_all(&wt, "git2")?;
-        let started = Instant::now();
-        if let Err(dirty) = layer.merge_into_mainline("main", &branch, "merge")? {
-            anyhow::bail!("the benchmark checkout has changes: {:?}", dirty.files);
-        }
-        ours.merge.push(started.elapsed());
-        layer.remove_worktree(&wt)?;
-
-        let branch = format!("bench-cli/{i:03}");
-        let wt: PathBuf = dir.join("cli-worktrees").join(format!("{i:03}"));
-        let started = Instant::now();
-        git(
-            repo,
-            &["worktree", "add", "-q", "-b", &branch, path(&wt)?, "main"],
-        )?;
-        cli.worktree.push(started.elapsed());
-        write_bench_file(&wt, &format!("cli-{i:03}"))?;
-        git_commit_all(&wt)?;
-        let started = Instant::now();
-        git(repo, &["merge", "-q", "--no-ff", "-m", "merge", &branch])?;
-        cli.merge.push(started.elapsed());
-        git(repo, &["worktree", "remove", "--force", path(&wt)?])?;
-    }
-    Ok((ours, cli))
-}
-
-/// What git needs to do what memofab does between two tasks: move the last
-/// task's worktree to the next one, switch it to a new branch at `main`,
-/// and clean out what is not committed. Each round then commits a file and
-/// merges it (untimed), so `main` moves like it does in a run.
-fn git_cli_recycle_rounds(repo: &Path, dir: &Path, rounds: usize) -> anyhow::Result<Samples> {
-    let mut times = Samples::default();
-    let root = dir.join("cli-recycled");
-    let mut current = root.join("000");
+    let (root_ours, root_cli) = (dir.join("git2-recycled"), dir.join("cli-recycled"));
+    let mut current_ours = (root_ours.join("000"), "bench-git2/000".to_owned());
+    layer.fresh_worktree(
+        &current_ours.0,
+        &current_ours.1,
+        &layer.branch_head("main")?,
+    )?;
+    let mut current_cli = root_cli.join("000");
     git(
         repo,
         &[
@@ -525,26 +474,52 @@ fn git_cli_recycle_rounds(repo: &Path, dir: &Path, rounds: usize) -> anyhow::Res
             "add",
             "-q",
             "-b",
-            "bench-cli-recycled/000",
-            path(&current)?,
+            "bench-cli/000",
+            path(&current_cli)?,
             "main",
         ],
     )?;
     for i in 1..=rounds {
-        let next = root.join(format!("{i:03}"));
-        let branch = format!("bench-cli-recycled/{i:03}");
+        let next = (
+            root_ours.join(format!("{i:03}")),
+            format!("bench-git2/{i:03}"),
+        );
+        let base = layer.branch_head("main")?;
         let started = Instant::now();
-        git(repo, &["worktree", "move", path(&current)?, path(&next)?])?;
+        layer.recycle_worktree(&current_ours.0, &current_ours.1, &next.0, &next.1, &base)?;
+        ours.worktree.push(started.elapsed());
+        current_ours = next;
+        write_bench_file(&current_ours.0, &format!("git2-{i:03}"))?;
+        layer.commit_all(&current_ours.0, "git2")?;
+        let started = Instant::now();
+        if let Err(dirty) = layer.merge_into_mainline("main", &current_ours.1, "merge")? {
+            anyhow::bail!("the benchmark checkout has changes: {:?}", dirty.files);
+        }
+        ours.merge.push(started.elapsed());
+
+        let next = root_cli.join(format!("{i:03}"));
+        let branch = format!("bench-cli/{i:03}");
+        let started = Instant::now();
+        git(
+            repo,
+            &["worktree", "move", path(&current_cli)?, path(&next)?],
+        )?;
         git(&next, &["checkout", "-q", "-B", &branch, "main"])?;
         git(&next, &["clean", "-q", "-f", "-d", "-x"])?;
-        times.push(started.elapsed());
-        current = next;
-        write_bench_file(&current, &format!("recycled-{i:03}"))?;
-        git_commit_all(&current)?;
+        cli.worktree.push(started.elapsed());
+        current_cli = next;
+        write_bench_file(&current_cli, &format!("cli-{i:03}"))?;
+        git_commit_all(&current_cli)?;
+        let started = Instant::now();
         git(repo, &["merge", "-q", "--no-ff", "-m", "merge", &branch])?;
+        cli.merge.push(started.elapsed());
     }
-    git(repo, &["worktree", "remove", "--force", path(&current)?])?;
-    Ok(times)
+    layer.remove_worktree(&current_ours.0)?;
+    git(
+        repo,
+        &["worktree", "remove", "--force", path(&current_cli)?],
+    )?;
+    Ok((ours, cli))
 }
 
 /// The one new file a benchmark round commits: `bench/<name>.txt`.

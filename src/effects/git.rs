@@ -21,6 +21,7 @@ mod planted_links;
 mod remote;
 mod remote_cli;
 mod stats;
+mod switch;
 mod tree_merge;
 mod trusted;
 mod unstageable;

@@ -119,24 +119,7 @@ impl Fingerprint {
     /// `_mainline` is watched like any other ref (see [`Guard`]).
     pub fn take(git_dir: &Path, _mainline: &str) -> Fingerprint {
         let mut items = BTreeMap::new();
-        if let Ok(repo) = git2::Repository::open(git_dir)
-            && let Ok(refs) = repo.references()
-        {
-            for reference in refs.flatten() {
-                let Some(name) = reference.name() else {
-                    continue;
-                };
-                if is_ours(name) {
-                    continue;
-                }
-                let target = reference
-                    .target()
-                    .map(|oid| oid.to_string())
-                    .or_else(|| reference.symbolic_target().map(str::to_owned))
-                    .unwrap_or_default();
-                items.insert(format!("ref {name}"), target);
-            }
-        }
+        refs(git_dir, &mut items);
         for file in [
             "config",
             "config.worktree",
@@ -172,6 +155,59 @@ impl Fingerprint {
             changes.push(format!("{item} was added"));
         }
         changes
+    }
+}
+
+/// Every ref but memofab's own, name → its commit (or, for a symbolic
+/// ref, what it names), as git reads them: a loose ref file wins over the
+/// same name in `packed-refs`. Read from the files rather than through
+/// libgit2, whose iteration opens every loose ref, memofab's task branches
+/// included: one a task, so every check took longer as a run went on. Their
+/// directories are not entered here. Lock files are git's own updates in
+/// progress, not refs.
+fn refs(git_dir: &Path, items: &mut BTreeMap<String, String>) {
+    let mut pending = vec![("refs".to_owned(), git_dir.join("refs"))];
+    while let Some((name, dir)) = pending.pop() {
+        for path in list_dir(&dir) {
+            let Some(leaf) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let full = format!("{name}/{leaf}");
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if !is_ours(&format!("{full}/")) {
+                    pending.push((full, path));
+                }
+                continue;
+            }
+            if leaf.ends_with(".lock") || is_ours(&full) {
+                continue;
+            }
+            let target = match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let text = text.trim();
+                    text.strip_prefix("ref:").map_or(text, str::trim).to_owned()
+                }
+                Err(_) => "unreadable".to_owned(),
+            };
+            items.insert(format!("ref {full}"), target);
+        }
+    }
+    let packed = std::fs::read_to_string(git_dir.join("packed-refs")).unwrap_or_default();
+    for line in packed.lines() {
+        if line.starts_with('#') || line.starts_with('^') {
+            continue;
+        }
+        let Some((oid, name)) = line.split_once(' ') else {
+            continue;
+        };
+        if !is_ours(name) {
+            items
+                .entry(format!("ref {name}"))
+                .or_insert_with(|| oid.to_owned());
+        }
     }
 }
 

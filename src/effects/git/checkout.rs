@@ -67,7 +67,7 @@ impl GitRepo {
         // The files first, like `git merge --ff`, from HEAD's tree (still
         // `from`). Safe mode: untracked files in the way are refused, and
         // nothing is written then.
-        let in_the_way = check_out(repo, &target, false)?;
+        let in_the_way = check_out_changes(repo, &before, &target)?;
         if !in_the_way.is_empty() {
             return Ok(Advance::Blocked(DirtyCheckout { files: in_the_way }));
         }
@@ -147,6 +147,63 @@ fn tree_at(repo: &Repository, commit: Oid) -> Result<Tree<'_>> {
     repo.find_commit(commit)
         .and_then(|c| c.tree())
         .ctx(|| format!("reading the tree of {commit}"))
+}
+
+/// Checks `target` out in the main work tree from `before` (HEAD's tree,
+/// the index clean against it): only the paths the two trees differ in, as
+/// `git merge` does, rather than a look at every file of the work tree (the
+/// caller has just read its status). Safe, as [`check_out`]; a limited
+/// checkout that fails (an untracked file where the target has a directory
+/// on a path's way) is done again in full, which says what is in the way.
+fn check_out_changes(
+    repo: &Repository,
+    before: &Tree<'_>,
+    target: &Tree<'_>,
+) -> Result<Vec<String>> {
+    let diff = repo
+        .diff_tree_to_tree(Some(before), Some(target), None)
+        .ctx(|| "comparing mainline's trees".into())?;
+    let mut paths = Vec::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(path) = file.path_bytes() {
+                paths.push(path.to_vec());
+            }
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    if paths.is_empty() {
+        // An empty path list would mean every path to libgit2.
+        return Ok(Vec::new());
+    }
+    let mut refused = Vec::new();
+    let result = {
+        let mut checkout = CheckoutBuilder::new();
+        checkout
+            .safe()
+            .disable_pathspec_match(true)
+            .notify_on(CheckoutNotificationType::CONFLICT)
+            .notify(|_, path, _, _, _| {
+                if let Some(path) = path {
+                    refused.push(path.to_string_lossy().into_owned());
+                }
+                true
+            });
+        for path in &paths {
+            checkout.path(path.as_slice());
+        }
+        repo.checkout_tree(target.as_object(), Some(&mut checkout))
+    };
+    match result {
+        Ok(()) => Ok(Vec::new()),
+        Err(e) if e.code() == ErrorCode::Conflict && !refused.is_empty() => {
+            refused.sort();
+            refused.dedup();
+            Ok(refused)
+        }
+        Err(_) => check_out(repo, target, false),
+    }
 }
 
 /// Checks `target` out in the main work tree, index included, from HEAD's

@@ -108,18 +108,21 @@ impl GitRepo {
         worktree
             .cleanup_state()
             .ctx(|| "clearing merge state".into())?;
-        // Like `git switch`: the files first, against the old HEAD, so only
-        // what differs is written; then HEAD.
+        // Like `git switch` and `git clean -fdx`: the files first, only
+        // what differs from the index or from what it recorded (`switch`);
+        // then HEAD.
         let target = worktree
             .find_commit(base.id())
             .ctx(|| format!("reading {base_commit}"))?;
         let tree = target.tree().ctx(|| format!("reading {base_commit}"))?;
-        self.unlink_planted(&worktree, dir, &tree, None)?;
-        let mut checkout = CheckoutBuilder::new();
-        checkout.force().remove_untracked(true).remove_ignored(true);
-        worktree
-            .checkout_tree(target.as_object(), Some(&mut checkout))
-            .ctx(|| format!("checking out {branch} in {}", dir.display()))?;
+        if self.switch_in_place(&worktree, dir, &tree)?.is_none() {
+            self.unlink_planted(&worktree, dir, &tree, None)?;
+            let mut checkout = CheckoutBuilder::new();
+            checkout.force().remove_untracked(true).remove_ignored(true);
+            worktree
+                .checkout_tree(target.as_object(), Some(&mut checkout))
+                .ctx(|| format!("checking out {branch} in {}", dir.display()))?;
+        }
         worktree
             .set_head(&format!("refs/heads/{branch}"))
             .ctx(|| format!("switching {} to {branch}", dir.display()))?;

@@ -252,13 +252,19 @@ impl Orchestrator {
             self.check_run_budget().await?;
             self.fill_slots();
             self.revive_landings();
-            let state = self.ctx.recorder.snapshot();
-            if !state.repository_changes.is_empty() && self.steering == Steering::Headless {
+            // Looked at in place: a copy of the whole state on every turn
+            // of the loop grew with the run.
+            let changed = self
+                .ctx
+                .recorder
+                .with_state(|s| !s.repository_changes.is_empty());
+            if changed && self.steering == Steering::Headless {
                 // Nobody here to look: stop; `memofab resume` carries on.
                 self.pipelines.shutdown().await;
-                return Ok(state);
+                return Ok(self.ctx.recorder.snapshot());
             }
             if self.pipelines.is_empty() {
+                let state = self.ctx.recorder.snapshot();
                 let idle = state.count(TaskState::Ready) == 0 && state.phase != RunPhase::Paused;
                 if idle
                     && state.all_settled()
