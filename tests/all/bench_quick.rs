@@ -24,7 +24,7 @@ fn every_bench_section_runs_and_prints_its_table() {
     );
     for heading in [
         "orchestration (8 tasks",
-        "fresh worktree, p50: memofab (libgit2) / git CLI",
+        "worktree reused by the next task, p50: memofab / git CLI",
         "orchestration overhead per task",
         "event store (",
         "append, 1000 events per transaction",
