@@ -184,25 +184,32 @@ fn a_headless_run_is_recorded_in_postgres_and_exports_as_sqlite_does() {
     );
 }
 
-#[test]
-fn a_run_crashed_mid_build_resumes_from_postgres_and_merges_each_task_once() {
-    let cluster = Cluster::shared();
-    let url = cluster.database();
-    let base = tempfile::tempdir().unwrap();
-    let dir = base.path().join("repo");
-    let out = demo(&dir, Some(&url), Some(60));
+/// A demo recorded in `url` and killed after its 60th event, in
+/// `base/repo`: the repository and the run.
+fn crashed_demo(url: &str, base: &Path) -> (std::path::PathBuf, RunId) {
+    let dir = base.join("repo");
+    let out = demo(&dir, Some(url), Some(60));
     assert_eq!(
         out.status.code(),
         Some(CRASH_EXIT_CODE),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = only_run_in(&url);
+    let run = only_run_in(url);
     assert_eq!(
-        events_in(&url, &run).len(),
+        events_in(url, &run).len(),
         60,
         "nothing lost before the crash"
     );
+    (dir, run)
+}
+
+#[test]
+fn a_run_crashed_mid_build_resumes_from_postgres_and_merges_each_task_once() {
+    let cluster = Cluster::shared();
+    let url = cluster.database();
+    let base = tempfile::tempdir().unwrap();
+    let (dir, run) = crashed_demo(&url, base.path());
 
     let out = memofab(
         base.path(),
@@ -238,10 +245,7 @@ fn a_run_is_not_resumed_in_another_repository() {
     let cluster = Cluster::shared();
     let url = cluster.database();
     let base = tempfile::tempdir().unwrap();
-    let dir = base.path().join("repo");
-    let out = demo(&dir, Some(&url), Some(60));
-    assert_eq!(out.status.code(), Some(CRASH_EXIT_CODE));
-    let run = only_run_in(&url);
+    let (dir, run) = crashed_demo(&url, base.path());
 
     let other = base.path().join("other");
     std::fs::create_dir_all(&other).unwrap();

@@ -394,6 +394,19 @@ async fn small_scripted_run(fixture: &str) -> (DemoRepo, Vec<memofab::domain::Ev
     (repo, events)
 }
 
+/// The blueprint the run built.
+fn accepted_blueprint(events: &[memofab::domain::Event]) -> memofab::domain::Blueprint {
+    events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::BlueprintAccepted(BlueprintAccepted { blueprint }) => {
+                Some(blueprint.clone())
+            }
+            _ => None,
+        })
+        .expect("a blueprint was accepted")
+}
+
 fn readme(repo: &DemoRepo) -> String {
     let tree = mainline_tree(&repo.repo);
     let (_, bytes) = tree.iter().find(|(f, _)| f == "README.md").unwrap();
@@ -404,15 +417,7 @@ fn readme(repo: &DemoRepo) -> String {
 async fn memofabs_own_words_handed_back_are_refused_and_are_no_tool_failure() {
     let (repo, events) = small_scripted_run("small_models/own_words.toml").await;
     // The blueprint whose task was the repeat refusal was not taken.
-    let accepted = events
-        .iter()
-        .find_map(|e| match &e.kind {
-            EventKind::BlueprintAccepted(BlueprintAccepted { blueprint }) => {
-                Some(blueprint.clone())
-            }
-            _ => None,
-        })
-        .expect("a blueprint");
+    let accepted = accepted_blueprint(&events);
     assert_eq!(
         accepted
             .tasks
@@ -476,15 +481,7 @@ async fn a_small_coder_cannot_overwrite_a_file_and_lose_its_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_planners_tasks_that_only_look_are_left_out_and_the_change_is_built() {
     let (repo, events) = small_scripted_run("small_models/looking_tasks.toml").await;
-    let accepted = events
-        .iter()
-        .find_map(|e| match &e.kind {
-            EventKind::BlueprintAccepted(BlueprintAccepted { blueprint }) => {
-                Some(blueprint.clone())
-            }
-            _ => None,
-        })
-        .expect("the plan was accepted");
+    let accepted = accepted_blueprint(&events);
     let tasks: Vec<(&str, usize)> = accepted
         .tasks
         .iter()
