@@ -39,20 +39,30 @@ pub(super) fn in_write(tool: &str, arguments: &Value, messages: &[ChatMessage]) 
         _ => return None,
     };
     let text = arguments.get(field)?.as_str()?;
+    // Small models write small files; a large write is not worth the look.
+    if text.len() > MAX_LOOKED_AT {
+        return None;
+    }
     let said: Vec<String> = memofabs_words(messages)
         .into_iter()
         .map(without_fences)
         .collect();
     let said: Vec<&str> = said.iter().map(String::as_str).collect();
-    let found = text
-        .lines()
-        .find_map(|line| echo::echoed(&Value::String(line.to_owned()), &said))?;
+    // One text per distinct line, looked at in one pass.
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines.sort_unstable();
+    lines.dedup();
+    let lines = Value::Array(lines.into_iter().map(Value::from).collect());
+    let found = echo::echoed(&lines, &said)?;
     Some(format!(
         "{REFUSED}a line of `{field}` is the factory's message to you (\"{}\"), not text for \
          the file. Write only the file's own text.",
         found.quoted
     ))
 }
+
+/// The largest write whose lines are looked at.
+const MAX_LOOKED_AT: usize = 256 * 1024;
 
 /// The text outside ``` fences: what memofab showed of a file is the
 /// file's, not memofab's words.

@@ -9,6 +9,9 @@
 //! it, only those lines are added; any other edit replaces the matched lines
 //! with `new` as given.
 
+/// Most line comparisons a loose match may take.
+const MAX_LINE_COMPARISONS: usize = 20_000_000;
+
 /// Where `old` matches loosely, and the text that results.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LooseEdit {
@@ -69,6 +72,11 @@ pub fn loose_edit(text: &str, old: &str, new: &str) -> Result<LooseEdit, NoLoose
         return Err(NoLooseMatch::Blank);
     }
     let have = filled(text);
+    // Each start compares up to `wanted` lines: an 8 MiB file of one line
+    // repeated, against an `old` of thousands, is not worth the seconds.
+    if have.len().saturating_mul(wanted.len()) > MAX_LINE_COMPARISONS {
+        return Err(NoLooseMatch::Absent);
+    }
     let starts: Vec<usize> = (0..have.len().saturating_sub(wanted.len() - 1))
         .filter(|&i| {
             wanted
