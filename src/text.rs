@@ -1,5 +1,15 @@
-//! Plain-text helpers shared by the front ends: the headless summary and
-//! the cockpit wrap long reasons rather than cut them.
+//! Plain-text helpers: the headless summary and the cockpit wrap long
+//! reasons rather than cut them; the small profile's guards read a task's
+//! words.
+
+/// The words of `text` in order, lower-cased, split at anything that is
+/// not a letter or digit (`README.md` is `readme`, `md`).
+pub fn lower_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
 
 /// Greedy word wrap to `width` characters: the first line starts with
 /// `first`, the others with `rest`. Nothing is dropped: a word longer than a

@@ -109,12 +109,7 @@ fn task_only_adds(brief: &str) -> bool {
     };
     let title = heading.split_once(": ").map_or("", |(_, t)| t);
     let description = after.split("\n\n### ").next().unwrap_or("");
-    let words = |text: &str| -> Vec<String> {
-        text.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect()
-    };
+    let words = crate::text::lower_words;
     let title_words = words(title);
     let adds = title_words
         .first()

@@ -511,12 +511,7 @@ const CHANGE_VERBS: &[&str] = &[
 /// looking (or, untitled, its id does: `read_file_1`) and nothing in its
 /// title or description says it changes anything.
 fn changes_nothing(task: &TaskSpec) -> bool {
-    let words = |text: &str| -> Vec<String> {
-        text.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect()
-    };
+    let words = crate::text::lower_words;
     let title = words(&task.title);
     let id = words(task.id.as_str());
     let Some(first) = title.first().or(id.first()) else {
