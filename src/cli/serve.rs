@@ -39,8 +39,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         None => None,
     };
     let mut signals = Signals::install()?;
-    let mut server =
-        Server::bind(paths, config.daemon.max_agents)?.report_to(std::sync::Arc::new(|line| {
+    let mut server = Server::bind(paths, config.daemon.max_agents)?
+        .lease(std::time::Duration::from_secs(config.daemon.lease_secs))
+        .report_to(std::sync::Arc::new(|line| {
             say(&format!("memofab serve: {line}"))
         }));
     say(&format!(

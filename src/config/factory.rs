@@ -23,6 +23,11 @@ pub struct DaemonConfig {
     /// An incident whose fingerprint a run fixed within this many days is not
     /// queued again.
     pub recent_fix_days: u32,
+    /// With the queue on PostgreSQL: how long a daemon's hold on an entry
+    /// lasts unless renewed (it renews every third of it). A daemon killed
+    /// or cut off loses its entries this long after its last renewal; then
+    /// another daemon takes them over and resumes their runs.
+    pub lease_secs: u64,
 }
 
 impl Default for DaemonConfig {
@@ -32,6 +37,7 @@ impl Default for DaemonConfig {
             intake_secret: None,
             intake_max_connections: 16,
             recent_fix_days: 7,
+            lease_secs: 30,
         }
     }
 }

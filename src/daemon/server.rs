@@ -91,6 +91,13 @@ impl Server {
         self
     }
 
+    /// How long this daemon's holds on shared queue entries last unless
+    /// renewed (`[daemon] lease_secs`).
+    pub fn lease(mut self, length: std::time::Duration) -> Self {
+        self.shared.lease = super::shared::Lease::new(length);
+        self
+    }
+
     pub fn socket(&self) -> &Path {
         &self.shared.paths.socket
     }

@@ -10,13 +10,19 @@
 //!   repository busy; the other repositories go on.
 //! - On stop, each run is asked to shut down (it records the interruption)
 //!   and its entry stays running, for the next start to resume.
+//! - On a shared (PostgreSQL) queue, an entry is worked under a lease the
+//!   worker renews every third of its length. A renewal that finds the
+//!   lease gone (another daemon took the entry over after it expired)
+//!   drops the run at once: it lands nothing more, and the run's writer
+//!   lock in the store goes with it. On stop, the lease is let go, so
+//!   another daemon resumes the run without waiting for it to expire.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -24,8 +30,10 @@ use tokio::task::JoinHandle;
 use super::live::{FANOUT_CAPACITY, LiveRun};
 use super::shared::Shared;
 use crate::config::Config;
-use crate::domain::queue::{ItemState, QueuedRequirement, RegisteredRepo};
+use crate::domain::queue::{ItemState, QueuedRequirement, RegisteredRepo, RequirementId};
 use crate::domain::{RunId, RunPhase, RunState, TaskState};
+use crate::effects::queue::Taken;
+use crate::effects::store::StoreError;
 use crate::engine::EngineError;
 use crate::engine::context::AgentSlots;
 use crate::engine::run::orchestrator::Steering;
@@ -63,6 +71,9 @@ enum Outcome {
     /// is tried again at the next look; the rest of the repository's queue
     /// waits behind it, as it would meet the same.
     Held(String),
+    /// Another daemon took the entry over (this one's lease ran out): the
+    /// run was dropped, and the entry is the other daemon's to record.
+    LeaseLost,
 }
 
 /// What a worker does after a turn.
@@ -127,11 +138,11 @@ async fn work(env: Workers, repo: RegisteredRepo, bell: Arc<Notify>) {
         if *stop.borrow() {
             return;
         }
-        match next_entry(&env.shared, &repo.name) {
+        match take(&env.shared, &repo.name).await {
             // An entry that could not be taken (the store is busy) waits
             // for the next look rather than spinning.
-            Ok(Some(entry)) => {
-                if take_turn(&env, &repo, entry).await == Next::Go {
+            Ok(Some(taken)) => {
+                if take_turn(&env, &repo, taken).await == Next::Go {
                     continue;
                 }
             }
@@ -155,55 +166,48 @@ async fn work(env: Workers, repo: RegisteredRepo, bell: Arc<Notify>) {
     }
 }
 
-/// A running entry left by a previous daemon comes first, then the queue.
-fn next_entry(
+/// Takes the repository's next entry: a running one left by a previous
+/// daemon (or, shared, one whose lease expired) first, then the queue. It
+/// is marked running with its run id before the run starts, so a kill at
+/// any point is recoverable: the next taker resumes or starts that id.
+async fn take(
     shared: &Shared,
     repo: &str,
-) -> Result<Option<QueuedRequirement>, crate::effects::queue::QueueError> {
-    let queue = shared.queue()?;
-    let running = queue
-        .entries(&[ItemState::Running])?
-        .into_iter()
-        .find(|e| e.repo == repo);
-    match running {
-        Some(entry) => Ok(Some(entry)),
-        None => queue.next_queued(repo),
-    }
+) -> Result<Option<Taken>, crate::effects::queue::QueueError> {
+    let (shared, repo) = (shared.clone(), repo.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let lease = &shared.lease;
+        shared.queue()?.take(&repo, &lease.owner, lease.length)
+    })
+    .await
+    .map_err(|e| crate::effects::queue::QueueError::Refused(e.to_string()))?
 }
 
 /// Runs one entry to its end (or to the daemon's stop) and records how it
 /// ended on the queue.
-async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequirement) -> Next {
+async fn take_turn(env: &Workers, repo: &RegisteredRepo, taken: Taken) -> Next {
+    let Taken { entry, resuming } = taken;
     let id = entry.id;
-    let (run, resuming) = match (&entry.state, &entry.run) {
-        (ItemState::Running, Some(run)) => (run.clone(), true),
-        (ItemState::Running, None) => {
-            // Marked running without a run id: never written by a worker.
-            finish(
-                env,
-                &entry,
-                false,
-                Outcome::Failed("running without a run id".into()),
-            );
-            return Next::Go;
-        }
-        _ => {
-            // Recorded before the run exists, so a kill at any point is
-            // recoverable: the next start resumes or starts this id.
-            let run = RunId::generate();
-            let marked = env
-                .shared
-                .queue()
-                .and_then(|mut q| q.mark_running(id, &run));
-            if let Err(e) = marked {
-                tracing::warn!(entry = %id, error = %e, "cannot take a queue entry");
-                return Next::Wait;
-            }
-            (run, false)
-        }
+    let Some(run) = entry.run.clone() else {
+        // Marked running without a run id: never written by a worker.
+        finish(
+            env,
+            &entry,
+            false,
+            Outcome::Failed("running without a run id".into()),
+        );
+        return Next::Go;
     };
     tracing::info!(entry = %id, repo = %repo.name, %run, resuming, "run starting");
-    let outcome = drive(env, repo, &entry, run.clone(), resuming).await;
+    let (lost_tx, lost) = watch::channel(false);
+    let renewer = env
+        .shared
+        .queue_is_shared()
+        .then(|| tokio::spawn(keep_lease(env.shared.clone(), id, lost_tx)));
+    let outcome = drive(env, repo, &entry, run.clone(), resuming, lost).await;
+    if let Some(renewer) = renewer {
+        renewer.abort();
+    }
     let next = match &outcome {
         Outcome::Held(why) => {
             // Said once per reason, not at every look.
@@ -222,6 +226,8 @@ async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequiremen
                     Outcome::Done => "done: every task merged".to_owned(),
                     Outcome::Failed(why) => format!("failed: {why}"),
                     Outcome::Interrupted => "interrupted; it resumes at the next start".to_owned(),
+                    Outcome::LeaseLost =>
+                        "dropped: its lease ran out and another daemon carries it on".to_owned(),
                     Outcome::Held(_) => String::new(),
                 }
             ));
@@ -232,16 +238,27 @@ async fn take_turn(env: &Workers, repo: &RegisteredRepo, entry: QueuedRequiremen
     next
 }
 
+/// Records how the entry's turn ended, fenced by this daemon's lease on a
+/// shared queue: a daemon whose entry was taken over writes nothing.
 fn finish(env: &Workers, entry: &QueuedRequirement, resuming: bool, outcome: Outcome) {
     let id = entry.id;
-    let written = env.shared.queue().and_then(|mut q| match &outcome {
-        Outcome::Done => q.mark_finished(id, ItemState::Done),
-        Outcome::Failed(note) => q.mark_failed(id, note),
-        Outcome::Interrupted => Ok(()),
-        // A run already stored stays running, to be resumed; an unstarted
-        // one goes back to the queue.
-        Outcome::Held(note) if resuming => q.set_note(id, note),
-        Outcome::Held(note) => q.hold(id, note),
+    let owner = &env.shared.lease.owner;
+    let written = env.shared.queue().and_then(|q| {
+        let mut q = q.as_owner(owner);
+        match &outcome {
+            Outcome::Done => q.mark_finished(id, ItemState::Done),
+            Outcome::Failed(note) => q.mark_failed(id, note),
+            // Let go: on a shared queue another daemon resumes it at once.
+            Outcome::Interrupted => q.release(id, owner),
+            Outcome::LeaseLost => Ok(()),
+            // A run already stored stays running, to be resumed (by any
+            // daemon, once it is let go); an unstarted one goes back to
+            // the queue.
+            Outcome::Held(note) if resuming => {
+                q.set_note(id, note).and_then(|()| q.release(id, owner))
+            }
+            Outcome::Held(note) => q.hold(id, note),
+        }
     });
     if let Err(e) = written {
         tracing::error!(entry = %id, error = %e, "cannot record how a queue entry ended");
@@ -259,6 +276,7 @@ async fn drive(
     entry: &QueuedRequirement,
     run: RunId,
     resuming: bool,
+    lost: watch::Receiver<bool>,
 ) -> Outcome {
     let stored = if resuming {
         match session::stored_state(&repo.path, &run) {
@@ -319,10 +337,14 @@ async fn drive(
             let _ = fanout.send(update);
         }
     });
-    let result = run_until_stopped(engine, &commands_tx, env.stop.clone()).await;
+    let result = run_until_stopped(engine, &commands_tx, env.stop.clone(), lost).await;
     env.shared.live.remove(&repo.name);
     // The engine dropped its sender: the forwarder has delivered everything.
     let _ = forward.await;
+    let Some(result) = result else {
+        tracing::warn!(entry = %entry.id, %run, "lease lost: the run was dropped");
+        return Outcome::LeaseLost;
+    };
     match result {
         Ok(state) if state.phase.is_over() => outcome_of(&state),
         Ok(_) if *env.stop.borrow() => Outcome::Interrupted,
@@ -338,6 +360,11 @@ async fn drive(
         Err(e) if *env.stop.borrow() => {
             tracing::warn!(%run, error = %e, "a run failed while the daemon stopped");
             Outcome::Interrupted
+        }
+        // Taken over from a daemon whose run still records (it stops at
+        // its next renewal): tried again once its writer lock is gone.
+        Err(e @ EngineError::Store(StoreError::RunHeldElsewhere { .. })) if resuming => {
+            Outcome::Held(e.to_string())
         }
         Err(e) if not_ready(&e) && (resuming || !stored_run(&repo.path, &run)) => {
             Outcome::Held(e.to_string())
@@ -370,26 +397,85 @@ fn stored_run(repo: &Path, run: &RunId) -> bool {
 }
 
 /// Drives the engine; when the daemon stops, asks it to shut down and waits
-/// for it to record the interruption.
+/// for it to record the interruption. When the lease is lost, drops it at
+/// once (`None`): the run is another daemon's, and this one must neither
+/// land nor record anything more.
 async fn run_until_stopped(
     engine: EngineRun,
     commands: &mpsc::UnboundedSender<Command>,
     mut stop: watch::Receiver<bool>,
-) -> crate::engine::EngineResult<RunState> {
+    lost: watch::Receiver<bool>,
+) -> Option<crate::engine::EngineResult<RunState>> {
     tokio::pin!(engine);
+    let lost = lease_lost(lost);
+    tokio::pin!(lost);
     loop {
         if *stop.borrow_and_update() {
             let _ = commands.send(Command::Shutdown);
-            return engine.await;
+            return tokio::select! {
+                result = &mut engine => Some(result),
+                () = &mut lost => None,
+            };
         }
         tokio::select! {
-            result = &mut engine => return result,
+            result = &mut engine => return Some(result),
+            () = &mut lost => return None,
             changed = stop.changed() => {
                 if changed.is_err() {
                     // The daemon is gone without a word: stop all the same.
                     let _ = commands.send(Command::Shutdown);
-                    return engine.await;
+                    return Some(engine.await);
                 }
+            }
+        }
+    }
+}
+
+/// Completes when the lease is lost; never, without a lease to lose.
+async fn lease_lost(mut lost: watch::Receiver<bool>) {
+    loop {
+        if *lost.borrow_and_update() {
+            return;
+        }
+        if lost.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Renews this daemon's lease on entry `id` every third of its length
+/// while the run works; says `lost` when a renewal finds it gone, or when
+/// no renewal got through for a whole lease (the server may have given it
+/// away meanwhile: better to stop than to work a run twice).
+async fn keep_lease(shared: Shared, id: RequirementId, lost: watch::Sender<bool>) {
+    let lease = shared.lease.clone();
+    let mut renewed_at = Instant::now();
+    loop {
+        tokio::time::sleep(lease.renew_every()).await;
+        // Before the request: the server's lease runs from its own now,
+        // which is at or after this.
+        let asked_at = Instant::now();
+        let (s, l) = (shared.clone(), lease.clone());
+        let renewed =
+            tokio::task::spawn_blocking(move || s.queue()?.renew(id, &l.owner, l.length)).await;
+        match renewed {
+            Ok(Ok(true)) => renewed_at = asked_at,
+            Ok(Ok(false)) => {
+                tracing::warn!(entry = %id, "the lease is gone: another daemon took the entry over");
+                let _ = lost.send(true);
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(entry = %id, error = %e, "cannot renew the lease");
+                if renewed_at.elapsed() >= lease.length {
+                    let _ = lost.send(true);
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(entry = %id, error = %e, "the lease's renewal failed");
+                let _ = lost.send(true);
+                return;
             }
         }
     }

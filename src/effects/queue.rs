@@ -3,14 +3,26 @@
 //! the daemon reads it. Writers may be other processes: WAL and a busy
 //! timeout let them take turns, and a requirement submitted while the
 //! daemon is down waits for it.
+//!
+//! When the store is PostgreSQL (`postgres::selected()`), the requirements
+//! live there instead, shared by every daemon that names the database and
+//! taken under leases (see `store::postgres::PgQueue`); the registered
+//! repositories (a name, the same on every machine, and this machine's
+//! path) and the overseer's bookkeeping stay in the local file.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use thiserror::Error;
 
 use crate::domain::RunId;
 use crate::domain::queue::{ItemState, QueuedRequirement, RegisteredRepo, RequirementId, Source};
+use crate::effects::store::StoreError;
+use crate::effects::store::postgres::{self, PgQueue};
+
+pub use crate::effects::store::postgres::Taken;
 
 #[derive(Debug, Error)]
 pub enum QueueError {
@@ -36,6 +48,12 @@ pub enum QueueError {
     /// The request does not fit the queue's state (e.g. dropping a running entry).
     #[error("{0}")]
     Refused(String),
+    /// The shared queue (PostgreSQL) failed.
+    #[error("shared queue: {0}")]
+    Shared(#[from] StoreError),
+    /// The entry's lease is no longer this daemon's: another one works it.
+    #[error("{0} is worked by another daemon now (its lease was taken over)")]
+    LeaseLost(RequirementId),
 }
 
 pub type QueueResult<T> = Result<T, QueueError>;
@@ -97,6 +115,10 @@ CREATE TABLE IF NOT EXISTS overseer_reviews (
 
 pub struct Queue {
     conn: Connection,
+    /// The shared queue's URL, when the store is PostgreSQL.
+    shared: Option<&'static str>,
+    /// The daemon whose lease fences this handle's writes to an entry.
+    owner: Option<String>,
 }
 
 impl Queue {
@@ -122,7 +144,88 @@ impl Queue {
             conn.execute_batch("ALTER TABLE requirements ADD COLUMN note TEXT")
                 .ctx("adding the note column")?;
         }
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            shared: postgres::selected(),
+            owner: None,
+        })
+    }
+
+    /// Writes to an entry (hold, note, finish) through this handle change
+    /// it only while `owner` holds its lease (the shared queue; the local
+    /// one has a single daemon).
+    pub fn as_owner(mut self, owner: &str) -> Self {
+        self.owner = Some(owner.to_owned());
+        self
+    }
+
+    /// Whether the requirements are the shared (PostgreSQL) queue.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The shared queue, connected on first use (the repository registry
+    /// needs no database).
+    fn pg(&self) -> QueueResult<Option<Arc<PgQueue>>> {
+        match self.shared {
+            Some(url) => Ok(Some(PgQueue::shared(url)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The owner fence as the shared queue takes it.
+    fn fence(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// Takes the next entry of `repo` for `owner`: a running one first (left
+    /// by a stopped daemon, or, shared, one whose lease ran out), else the
+    /// highest-priority queued one, marked running under a new run id before
+    /// it starts. Shared, it is held under a lease of `lease`.
+    pub fn take(&mut self, repo: &str, owner: &str, lease: Duration) -> QueueResult<Option<Taken>> {
+        let fresh = RunId::generate();
+        if let Some(pg) = self.pg()? {
+            return Ok(pg.take(&[repo.to_owned()], owner, lease, &fresh)?);
+        }
+        let running = self
+            .entries(&[ItemState::Running])?
+            .into_iter()
+            .find(|e| e.repo == repo);
+        if let Some(entry) = running {
+            return Ok(Some(Taken {
+                entry,
+                resuming: true,
+            }));
+        }
+        let Some(mut entry) = self.next_queued(repo)? else {
+            return Ok(None);
+        };
+        self.mark_running(entry.id, &fresh)?;
+        // Its note as it was: the worker says a reason to wait only once.
+        entry.state = ItemState::Running;
+        entry.run = Some(fresh);
+        Ok(Some(Taken {
+            entry,
+            resuming: false,
+        }))
+    }
+
+    /// Extends `owner`'s lease on entry `id`; `Ok(false)` once it is not
+    /// theirs any more. The local queue has no leases: always true.
+    pub fn renew(&self, id: RequirementId, owner: &str, lease: Duration) -> QueueResult<bool> {
+        match self.pg()? {
+            Some(pg) => Ok(pg.renew(id, owner, lease)?),
+            None => Ok(true),
+        }
+    }
+
+    /// Lets go of `owner`'s lease on a running entry, so any daemon takes
+    /// it over at once (a clean stop).
+    pub fn release(&self, id: RequirementId, owner: &str) -> QueueResult<()> {
+        if let Some(pg) = self.pg()? {
+            pg.release(id, owner)?;
+        }
+        Ok(())
     }
 
     /// Registers a repository under `name` (default: its directory's name,
@@ -172,6 +275,14 @@ impl Queue {
     /// Its queued entries are dropped.
     pub fn remove_repo(&mut self, repo: &str) -> QueueResult<RegisteredRepo> {
         let found = self.resolve_repo(repo)?;
+        if self.is_shared() {
+            // Shared: other daemons may serve this name; this machine's
+            // registration goes, the shared entries stay.
+            self.conn
+                .execute("DELETE FROM repos WHERE name = ?1", [&found.name])
+                .ctx("unregistering")?;
+            return Ok(found);
+        }
         // Immediate: it reads, then writes (see `Store::write_transaction`).
         let tx = self
             .conn
@@ -291,6 +402,16 @@ impl Queue {
         }
         let repo = self.resolve_repo(&new.repo)?;
         let now = crate::effects::clock::now_ms();
+        if let Some(pg) = self.pg()? {
+            return Ok(pg.submit(
+                &repo.name,
+                &new.requirement,
+                new.priority,
+                new.source,
+                new.fingerprint.as_deref(),
+                now,
+            )?);
+        }
         self.conn
             .execute(
                 "INSERT INTO requirements (repo, requirement, priority, source, fingerprint, state, submitted_ms)
@@ -309,6 +430,9 @@ impl Queue {
     }
 
     pub fn entry(&self, id: RequirementId) -> QueueResult<QueuedRequirement> {
+        if let Some(pg) = self.pg()? {
+            return pg.entry(id)?.ok_or(QueueError::UnknownEntry(id));
+        }
         self.conn
             .query_row(&format!("{SELECT_ENTRY} WHERE id = ?1"), [id.0], entry_row)
             .optional()
@@ -319,6 +443,11 @@ impl Queue {
     /// Entries in these states (all if empty), in the order they would run:
     /// by repository, running first, then by priority and age.
     pub fn entries(&self, states: &[ItemState]) -> QueueResult<Vec<QueuedRequirement>> {
+        if let Some(pg) = self.pg()? {
+            let mut rows = pg.entries()?;
+            rows.retain(|e| states.is_empty() || states.contains(&e.state));
+            return Ok(rows);
+        }
         let mut stmt = self
             .conn
             .prepare(&format!(
@@ -338,6 +467,9 @@ impl Queue {
 
     /// The entry a repository runs next: highest priority, then oldest.
     pub fn next_queued(&self, repo: &str) -> QueueResult<Option<QueuedRequirement>> {
+        if let Some(pg) = self.pg()? {
+            return Ok(pg.next_queued(repo)?);
+        }
         self.conn
             .query_row(
                 &format!(
@@ -356,6 +488,9 @@ impl Queue {
         repo: &str,
         fingerprint: &str,
     ) -> QueueResult<Vec<QueuedRequirement>> {
+        if let Some(pg) = self.pg()? {
+            return Ok(pg.with_fingerprint(repo, fingerprint)?);
+        }
         let mut stmt = self
             .conn
             .prepare(&format!(
@@ -377,11 +512,21 @@ impl Queue {
         priority: i64,
     ) -> QueueResult<QueuedRequirement> {
         let entry = self.entry(id)?;
-        if entry.state != ItemState::Queued {
-            return Err(QueueError::Refused(format!(
+        let refused = |entry: &QueuedRequirement| {
+            QueueError::Refused(format!(
                 "{id} is {}; only queued entries can be reordered",
                 entry.state
-            )));
+            ))
+        };
+        if entry.state != ItemState::Queued {
+            return Err(refused(&entry));
+        }
+        if let Some(pg) = self.pg()? {
+            // Taken meanwhile by a daemon: refused as above.
+            if !pg.set_priority(id, priority)? {
+                return Err(refused(&self.entry(id)?));
+            }
+            return self.entry(id);
         }
         self.conn
             .execute(
@@ -394,13 +539,17 @@ impl Queue {
 
     /// Takes a queued entry off the queue (kept, as dropped).
     pub fn drop_entry(&mut self, id: RequirementId) -> QueueResult<QueuedRequirement> {
-        let changed = self
+        let changed = if let Some(pg) = self.pg()? {
+            usize::from(pg.drop_entry(id, crate::effects::clock::now_ms())?)
+        } else {
+            self
             .conn
             .execute(
                 "UPDATE requirements SET state = 'dropped', finished_ms = ?2 WHERE id = ?1 AND state = 'queued'",
                 params![id.0, crate::effects::clock::now_ms() as i64],
             )
-            .ctx("dropping")?;
+            .ctx("dropping")?
+        };
         let entry = self.entry(id)?;
         if changed == 0 {
             return Err(QueueError::Refused(format!(
@@ -413,6 +562,12 @@ impl Queue {
 
     /// The daemon took the entry: its run is `run`.
     pub fn mark_running(&mut self, id: RequirementId, run: &RunId) -> QueueResult<()> {
+        if let Some(pg) = self.pg()? {
+            if !pg.mark_running(id, run)? {
+                return Err(QueueError::Refused(format!("{id} is not queued")));
+            }
+            return Ok(());
+        }
         let changed = self
             .conn
             .execute(
@@ -431,6 +586,10 @@ impl Queue {
     /// work): it goes back to the queue, unstarted, with `note` saying why,
     /// and is tried again later. A run already stored is never put back.
     pub fn hold(&mut self, id: RequirementId, note: &str) -> QueueResult<()> {
+        if let Some(pg) = self.pg()? {
+            pg.hold(id, note, self.fence())?;
+            return Ok(());
+        }
         self.conn
             .execute(
                 "UPDATE requirements SET state = 'queued', run = NULL, note = ?2 WHERE id = ?1 AND state = 'running'",
@@ -443,6 +602,12 @@ impl Queue {
     /// Why an entry waits, kept beside it without changing its state (a run
     /// to resume that cannot resume yet).
     pub fn set_note(&mut self, id: RequirementId, note: &str) -> QueueResult<()> {
+        if let Some(pg) = self.pg()? {
+            if !pg.set_note(id, note, self.fence())? && self.owner.is_some() {
+                return Err(QueueError::LeaseLost(id));
+            }
+            return Ok(());
+        }
         self.conn
             .execute(
                 "UPDATE requirements SET note = ?2 WHERE id = ?1",
@@ -455,6 +620,13 @@ impl Queue {
     /// The entry failed: its run could not start, or ended with work not
     /// merged. `note` says why, for `memofab queue --all`.
     pub fn mark_failed(&mut self, id: RequirementId, note: &str) -> QueueResult<()> {
+        if let Some(pg) = self.pg()? {
+            let now = crate::effects::clock::now_ms();
+            if !pg.finish(id, ItemState::Failed, Some(note), self.fence(), now)? {
+                return Err(QueueError::LeaseLost(id));
+            }
+            return Ok(());
+        }
         self.mark_finished(id, ItemState::Failed)?;
         self.conn
             .execute(
@@ -468,6 +640,13 @@ impl Queue {
     /// The entry's run ended (or could not start).
     pub fn mark_finished(&mut self, id: RequirementId, state: ItemState) -> QueueResult<()> {
         debug_assert!(!state.is_open());
+        if let Some(pg) = self.pg()? {
+            let now = crate::effects::clock::now_ms();
+            if !pg.finish(id, state, None, self.fence(), now)? {
+                return Err(QueueError::LeaseLost(id));
+            }
+            return Ok(());
+        }
         self.conn
             .execute(
                 "UPDATE requirements SET state = ?2, finished_ms = ?3 WHERE id = ?1",

@@ -15,6 +15,7 @@
 //! takes the run's advisory lock, held until the connection closes; a second
 //! writer is refused (`StoreError::RunHeldElsewhere`).
 
+mod queue;
 mod schema;
 mod summary;
 pub mod url;
@@ -30,6 +31,7 @@ use super::{Inboxed, RunSummary, StoreError, decode};
 use crate::domain::{Decider, Event, RunId};
 use crate::protocol::Command;
 
+pub use queue::{PgQueue, Taken};
 pub use schema::SCHEMA_VERSION;
 
 type PgResult<T> = std::result::Result<T, StoreError>;

@@ -44,6 +44,28 @@ const MIGRATIONS: &[&str] = &[
         body       TEXT   NOT NULL
      );
      CREATE INDEX inbox_by_run ON inbox (run, id);",
+    // v2: the daemons' shared queue of requirements (see `queue.rs`). A
+    // repository is known by its registered name, the same on every machine;
+    // `owner` is the daemon working a running entry, until `lease_until`
+    // (the server's clock: the machines' clocks disagree).
+    "CREATE TABLE requirements (
+        id           BIGSERIAL PRIMARY KEY,
+        repo         TEXT   NOT NULL,
+        requirement  TEXT   NOT NULL,
+        priority     BIGINT NOT NULL DEFAULT 0,
+        source       TEXT   NOT NULL,
+        fingerprint  TEXT,
+        state        TEXT   NOT NULL,
+        run          TEXT,
+        submitted_ms BIGINT NOT NULL,
+        finished_ms  BIGINT,
+        note         TEXT,
+        owner        TEXT,
+        lease_until  TIMESTAMPTZ,
+        attempts     BIGINT NOT NULL DEFAULT 0
+     );
+     CREATE INDEX requirements_takeable ON requirements (repo, state, priority DESC, id);
+     CREATE INDEX requirements_by_fingerprint ON requirements (fingerprint);",
 ];
 
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
