@@ -115,7 +115,8 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool, only: Option<&str>) -> Re
         Some(Reply::Status(status)) => Some(status),
         _ => None,
     };
-    let serving = status.is_some();
+    // A shared queue's running entry may be another machine's daemon's.
+    let serving = status.is_some() || queue.is_shared();
     let states: &[ItemState] = if all {
         &[]
     } else {
@@ -181,6 +182,11 @@ fn list(paths: &DaemonPaths, queue: &Queue, all: bool, only: Option<&str>) -> Re
                 .unwrap_or_default()
         ),
         None => println!("\ndaemon: not running; `memofab serve` starts it"),
+    }
+    if queue.is_shared() {
+        println!(
+            "queue: shared in PostgreSQL; every daemon on the database takes entries of the repositories it has registered"
+        );
     }
     Ok(())
 }

@@ -49,6 +49,15 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         server.socket().display(),
         std::process::id()
     ));
+    if let Some(url) = crate::effects::store::postgres::selected() {
+        let lease = &server.shared().lease;
+        say(&format!(
+            "memofab serve: the queue is shared in {} as daemon {} (leases of {} s)",
+            crate::effects::store::postgres::url::redacted(url),
+            lease.owner,
+            lease.length.as_secs()
+        ));
+    }
     if let Some((addr, settings)) = intake {
         let open = settings.access == Access::OpenOnLoopback;
         let bound = server.start_intake(addr, settings).await?;

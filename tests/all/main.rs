@@ -39,6 +39,7 @@ mod newcomer_tmux;
 mod nightly;
 mod outcomes;
 mod overseer;
+mod pg_daemons;
 mod pg_queue;
 mod postgres_store;
 mod project_instructions;
