@@ -378,3 +378,47 @@ fn a_frozen_daemon_that_lost_its_lease_drops_the_run_and_the_other_finishes_it_o
         .expect("the task merged");
     assert!(resumed < merged, "merged by the run B resumed");
 }
+
+/// A daemon stopped cleanly (SIGTERM) lets go of its entry: another daemon
+/// resumes the run at once, not an hour later when the lease would end.
+#[test]
+fn a_daemon_stopped_cleanly_lets_go_and_the_other_resumes_the_run_at_once() {
+    let cluster = Cluster::shared();
+    let url = cluster.database();
+    let remotes_dir = tempfile::tempdir().unwrap();
+    let alpha = remote(remotes_dir.path(), "alpha");
+    let remotes = [("alpha", alpha.as_path())];
+    // Longer than the test's deadline: only a release lets B in.
+    let a = Machine::new(&url, 3600, &remotes);
+    let b = Machine::new(&url, 3600, &remotes);
+    let mut daemon_a = a.serve();
+    a.submit(0, "a note, handed over");
+    wait_until(
+        "A's run at work",
+        &url,
+        "SELECT r.run FROM requirements r JOIN events e ON e.run = r.run
+         WHERE r.state = 'running' AND e.type = 'task_state_changed' AND e.body LIKE '%running%'",
+        |found| !found.is_empty(),
+    );
+    let run = RunId::new(rows(&url, "SELECT run FROM requirements")[0][0].clone());
+    signal(&daemon_a, "-TERM");
+    assert!(
+        daemon_a.child.wait().unwrap().success(),
+        "A stopped cleanly"
+    );
+    let held = rows(&url, "SELECT state, owner IS NULL FROM requirements");
+    assert_eq!(held[0], ["running", "t"], "left running, and let go");
+    let _daemon_b = b.serve();
+    wait_until(
+        "the entry finished",
+        &url,
+        "SELECT state FROM requirements WHERE state NOT IN ('queued', 'running')",
+        |found| !found.is_empty(),
+    );
+    let entry = &rows(&url, "SELECT state, run, attempts FROM requirements")[0];
+    assert_eq!(entry[..], ["done", run.as_str(), "2"], "{entry:?}");
+    let events = events(&url, &run);
+    assert_contiguous(&run, &events);
+    assert_eq!(fold(&events).count(TaskState::Merged), 1);
+    assert_eq!(notes_on_mainline(&alpha).0.len(), 1);
+}
