@@ -161,6 +161,19 @@ mod tests {
     }
 
     #[test]
+    fn the_daemon_lease_is_thirty_seconds_unless_set() {
+        assert_eq!(super::DaemonConfig::default().lease_secs, 30);
+        assert_eq!(
+            load("[daemon]\nlease_secs = 3\n")
+                .unwrap()
+                .daemon
+                .lease_secs,
+            3
+        );
+        assert!(load("[daemon]\nlease_secs = -1\n").is_err());
+    }
+
+    #[test]
     fn the_overseer_schedule_is_a_time_of_day_checked_where_it_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");

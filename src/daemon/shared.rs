@@ -84,3 +84,18 @@ impl Shared {
         crate::effects::queue::Queue::open(&self.paths.queue)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_daemon_is_another_owner_and_renews_every_third_of_its_lease() {
+        let (a, b) = (Lease::new(Lease::DEFAULT), Lease::new(Lease::DEFAULT));
+        assert_ne!(a.owner, b.owner, "a restarted daemon is another owner");
+        assert!(a.owner.contains(&format!(":{}:", std::process::id())));
+        assert_eq!(a.renew_every(), Duration::from_secs(10));
+        // No lease so short that renewing it would spin.
+        assert_eq!(Lease::new(Duration::ZERO).length, Duration::from_secs(1));
+    }
+}
