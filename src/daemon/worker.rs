@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::domain::queue::{ItemState, QueuedRequirement, RegisteredRepo, RequirementId};
 use crate::domain::{RunId, RunPhase, RunState, TaskState};
 use crate::effects::queue::Taken;
-use crate::effects::store::StoreError;
+use crate::effects::store::{StoreError, postgres};
 use crate::engine::EngineError;
 use crate::engine::context::AgentSlots;
 use crate::engine::run::orchestrator::Steering;
@@ -43,6 +43,9 @@ use crate::protocol::Command;
 /// How often the repositories and queues are read again without a wake: a
 /// safety net for writers that could not reach the daemon.
 const POLL: Duration = Duration::from_secs(5);
+
+/// How soon a run still recorded by another process is tried again.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// Says one line about the queue's progress (an entry's run started,
 /// ended, or waits for the repository to be ready).
@@ -71,6 +74,10 @@ enum Outcome {
     /// is tried again at the next look; the rest of the repository's queue
     /// waits behind it, as it would meet the same.
     Held(String),
+    /// The run is still recorded by another process (a daemon whose lease
+    /// this one took over, until it notices): tried again shortly, under
+    /// this daemon's lease, so nobody else takes the entry meanwhile.
+    Busy(String),
     /// Another daemon took the entry over (this one's lease ran out): the
     /// run was dropped, and the entry is the other daemon's to record.
     LeaseLost,
@@ -200,13 +207,41 @@ async fn take_turn(env: &Workers, repo: &RegisteredRepo, taken: Taken) -> Next {
     };
     tracing::info!(entry = %id, repo = %repo.name, %run, resuming, "run starting");
     let (lost_tx, lost) = watch::channel(false);
-    let renewer = env
-        .shared
-        .queue_is_shared()
-        .then(|| tokio::spawn(keep_lease(env.shared.clone(), id, lost_tx)));
-    let outcome = drive(env, repo, &entry, run.clone(), resuming, lost).await;
+    let shared_queue = env.shared.queue_is_shared();
+    if shared_queue {
+        // The record's fence: the run's appends need the live lease.
+        postgres::fence_run(&run, &env.shared.lease.owner);
+    }
+    let renewer = shared_queue.then(|| tokio::spawn(keep_lease(env.shared.clone(), id, lost_tx)));
+    let outcome = loop {
+        let outcome = drive(env, repo, &entry, run.clone(), resuming, lost.clone()).await;
+        let Outcome::Busy(why) = outcome else {
+            break outcome;
+        };
+        if !shared_queue || *env.stop.borrow() || !still_ours(env, id).await {
+            break Outcome::Held(why);
+        }
+        tracing::info!(entry = %id, %run, reason = %why, "the run is busy elsewhere; trying again");
+        let mut stop = env.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(BUSY_RETRY) => {}
+            _ = stop.changed() => {}
+            () = lease_lost(lost.clone()) => {}
+        }
+    };
     if let Some(renewer) = renewer {
         renewer.abort();
+    }
+    // A run that failed because its appends were refused lost its lease
+    // (the renewer may not have seen it yet): nothing of it is recorded.
+    let outcome = match outcome {
+        Outcome::Failed(_) | Outcome::Held(_) if shared_queue && !still_ours(env, id).await => {
+            Outcome::LeaseLost
+        }
+        other => other,
+    };
+    if outcome != Outcome::LeaseLost {
+        postgres::unfence_run(&run);
     }
     let next = match &outcome {
         Outcome::Held(why) => {
@@ -228,7 +263,7 @@ async fn take_turn(env: &Workers, repo: &RegisteredRepo, taken: Taken) -> Next {
                     Outcome::Interrupted => "interrupted; it resumes at the next start".to_owned(),
                     Outcome::LeaseLost =>
                         "dropped: its lease ran out and another daemon carries it on".to_owned(),
-                    Outcome::Held(_) => String::new(),
+                    Outcome::Held(_) | Outcome::Busy(_) => String::new(),
                 }
             ));
             Next::Go
@@ -254,10 +289,10 @@ fn finish(env: &Workers, entry: &QueuedRequirement, resuming: bool, outcome: Out
             // A run already stored stays running, to be resumed (by any
             // daemon, once it is let go); an unstarted one goes back to
             // the queue.
-            Outcome::Held(note) if resuming => {
+            Outcome::Held(note) | Outcome::Busy(note) if resuming => {
                 q.set_note(id, note).and_then(|()| q.release(id, owner))
             }
-            Outcome::Held(note) => q.hold(id, note),
+            Outcome::Held(note) | Outcome::Busy(note) => q.hold(id, note),
         }
     });
     if let Err(e) = written {
@@ -364,7 +399,7 @@ async fn drive(
         // Taken over from a daemon whose run still records (it stops at
         // its next renewal): tried again once its writer lock is gone.
         Err(e @ EngineError::Store(StoreError::RunHeldElsewhere { .. })) if resuming => {
-            Outcome::Held(e.to_string())
+            Outcome::Busy(e.to_string())
         }
         Err(e) if not_ready(&e) && (resuming || !stored_run(&repo.path, &run)) => {
             Outcome::Held(e.to_string())
@@ -441,6 +476,18 @@ async fn lease_lost(mut lost: watch::Receiver<bool>) {
             return std::future::pending().await;
         }
     }
+}
+
+/// Whether this daemon still holds its lease on entry `id` (renewing it);
+/// true when the queue cannot say (its writes are fenced all the same).
+async fn still_ours(env: &Workers, id: RequirementId) -> bool {
+    let shared = env.shared.clone();
+    let renewed = tokio::task::spawn_blocking(move || {
+        let lease = &shared.lease;
+        shared.queue()?.renew(id, &lease.owner, lease.length)
+    })
+    .await;
+    !matches!(renewed, Ok(Ok(false)))
 }
 
 /// Renews this daemon's lease on entry `id` every third of its length

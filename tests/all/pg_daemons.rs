@@ -335,6 +335,11 @@ fn a_frozen_daemon_that_lost_its_lease_drops_the_run_and_the_other_finishes_it_o
     );
     let run = RunId::new(rows(&url, "SELECT run FROM requirements")[0][0].clone());
     signal(&daemon_a, "-STOP");
+    let recorded_by_a = events(&url, &run).len();
+    let refs_of_a = git(
+        &a.clones[0],
+        &["for-each-ref", "--format=%(refname) %(objectname)"],
+    );
     let _daemon_b = b.serve();
     // B takes the entry once A's lease ran out; A still holds the run's
     // writer lock, so B cannot record and lets the entry go again.
@@ -377,6 +382,19 @@ fn a_frozen_daemon_that_lost_its_lease_drops_the_run_and_the_other_finishes_it_o
         )
         .expect("the task merged");
     assert!(resumed < merged, "merged by the run B resumed");
+    // Thawed without its lease, A recorded nothing more (its appends are
+    // fenced by the lease) and moved no ref in its clone.
+    assert_eq!(
+        resumed, recorded_by_a,
+        "the first event after A's freeze is B's resumption"
+    );
+    assert_eq!(
+        git(
+            &a.clones[0],
+            &["for-each-ref", "--format=%(refname) %(objectname)"]
+        ),
+        refs_of_a
+    );
 }
 
 /// A daemon stopped cleanly (SIGTERM) lets go of its entry: another daemon

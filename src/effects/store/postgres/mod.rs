@@ -31,7 +31,7 @@ use super::{Inboxed, RunSummary, StoreError, decode};
 use crate::domain::{Decider, Event, RunId};
 use crate::protocol::Command;
 
-pub use queue::{PgQueue, Taken};
+pub use queue::{PgQueue, Taken, fence_run, unfence_run};
 pub use schema::SCHEMA_VERSION;
 
 type PgResult<T> = std::result::Result<T, StoreError>;
@@ -401,14 +401,26 @@ impl Session {
         for event in events {
             self.hold(&event.run)?;
         }
+        // A run worked under a daemon's lease appends only while it holds it.
+        let mut fences: Vec<(RunId, String)> = Vec::new();
+        for event in events {
+            if !fences.iter().any(|(run, _)| *run == event.run)
+                && let Some(owner) = queue::fence_of(&event.run)
+            {
+                fences.push((event.run.clone(), owner));
+            }
+        }
         let st = &self.statements;
-        if let [event] = events {
+        if let ([event], []) = (events, fences.as_slice()) {
             return append_in(&mut self.client, st, event);
         }
         let mut tx = self
             .client
             .transaction()
             .map_err(pg("starting a transaction"))?;
+        for (run, owner) in &fences {
+            queue::check_fence(&mut tx, run, owner)?;
+        }
         for event in events {
             append_in(&mut tx, st, event)?;
         }

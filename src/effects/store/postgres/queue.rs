@@ -12,6 +12,7 @@
 //! to an entry it works is fenced by its owner: a daemon whose lease was
 //! taken over changes nothing more.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +48,55 @@ FROM picked
 WHERE r.id = picked.id
 RETURNING r.id, r.repo, r.requirement, r.priority, r.source, r.fingerprint, r.state, r.run,
           r.submitted_ms, r.finished_ms, r.note, picked.old_run IS NOT NULL";
+
+/// Runs this process works under a lease, with the lease's owner: their
+/// appends are fenced (see [`check_fence`]).
+static FENCES: Mutex<BTreeMap<RunId, String>> = Mutex::new(BTreeMap::new());
+
+/// From now on, every event this process appends to `run` is refused
+/// unless `owner` holds a live lease on the run's entry.
+pub fn fence_run(run: &RunId, owner: &str) {
+    if let Ok(mut fences) = FENCES.lock() {
+        fences.insert(run.clone(), owner.to_owned());
+    }
+}
+
+/// The run's entry is no longer worked here: its appends are not fenced.
+/// (Kept fenced after a lost lease: anything still in flight is refused.)
+pub fn unfence_run(run: &RunId) {
+    if let Ok(mut fences) = FENCES.lock() {
+        fences.remove(run);
+    }
+}
+
+/// The owner whose lease fences appends to `run`, if any.
+pub(super) fn fence_of(run: &RunId) -> Option<String> {
+    FENCES.lock().ok().and_then(|f| f.get(run).cloned())
+}
+
+/// In the append's transaction: refused unless `owner` holds a live lease
+/// on `run`'s entry (on the server's clock). The row is locked for share
+/// until the append commits, so a daemon taking the entry over waits for
+/// it, and once the lease has run out nothing more is appended, even by a
+/// daemon thawed between two renewals.
+pub(super) fn check_fence(
+    client: &mut impl postgres::GenericClient,
+    run: &RunId,
+    owner: &str,
+) -> PgResult<()> {
+    let held = client
+        .query_opt(
+            "SELECT 1 FROM requirements
+             WHERE run = $1 AND owner = $2 AND state = 'running' AND lease_until > now()
+             FOR SHARE",
+            &[&run.as_str(), &owner],
+        )
+        .map_err(pg("checking the run's lease"))?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::RunHeldElsewhere { run: run.clone() }),
+    }
+}
 
 /// The entry this daemon works, under its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
