@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use crate::support::daemon::{Home, scripted_repo, stderr};
 use crate::support::postgres::Cluster;
-use memofab::domain::RunId;
+use memofab::domain::event::Warning;
 use memofab::domain::queue::{ItemState, RequirementId, Source};
-use memofab::effects::store::postgres::PgQueue;
+use memofab::domain::{Event, EventKind, RunId};
+use memofab::effects::store::postgres::{PgQueue, fence_run, unfence_run};
+use memofab::effects::store::{Store, StoreError};
 
 const LONG: Duration = Duration::from_secs(600);
 
@@ -212,4 +214,56 @@ fn submit_and_queue_reach_the_shared_queue_from_every_daemon_home() {
         *by_repo.entry(repo).or_default() += 1;
     }
     assert_eq!(by_repo, BTreeMap::from([("shop".to_owned(), 2)]));
+}
+
+fn warning(run: &RunId, seq: u64) -> Event {
+    Event {
+        run: run.clone(),
+        seq,
+        at_ms: seq,
+        kind: EventKind::Warning(Warning {
+            task: None,
+            message: format!("#{seq}"),
+        }),
+    }
+}
+
+/// A daemon's run appends only while its lease lives: the fence is in the
+/// append's transaction, not in a renewal that may come too late.
+#[test]
+fn a_run_worked_under_a_lease_appends_nothing_once_the_lease_ran_out() {
+    let cluster = Cluster::shared();
+    let url = cluster.database();
+    let q = PgQueue::connect(&url).unwrap();
+    let repos = ["shop".to_owned()];
+    let id = submit(&q, "shop", "build it");
+    let run = RunId::new("r-fenced");
+    q.take(&repos, "A", LONG, &run).unwrap().unwrap();
+    fence_run(&run, "A");
+    let mut a = Store::connect(&url).unwrap();
+    a.append(&warning(&run, 1)).unwrap();
+    // A's lease runs out (A frozen): its next append is refused.
+    assert!(q.renew(id, "A", Duration::from_millis(200)).unwrap());
+    std::thread::sleep(Duration::from_millis(400));
+    let refused = a.append(&warning(&run, 2));
+    assert!(
+        matches!(refused, Err(StoreError::RunHeldElsewhere { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        column(&url, "SELECT count(*) FROM events WHERE run = 'r-fenced'"),
+        ["1"]
+    );
+    // B takes the entry over and, once A's connection is gone, records.
+    drop(a);
+    let taken = q
+        .take(&repos, "B", LONG, &RunId::generate())
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.entry.run, Some(run.clone()));
+    fence_run(&run, "B");
+    let mut b = Store::connect(&url).unwrap();
+    b.append(&warning(&run, 2)).unwrap();
+    unfence_run(&run);
+    assert_eq!(b.events(&run).unwrap().len(), 2);
 }
