@@ -236,6 +236,7 @@ pub async fn through_store(global: &GlobalArgs, repo: &Path, args: AttachArgs) -
     let options = super::headless::cockpit_options(&config, "memofab")?;
     let (feed, feed_rx) = mpsc::unbounded_channel();
     let (commands, commands_rx) = mpsc::unbounded_channel();
+    let _ = feed.send(Feed::ViaStore);
     let _ = feed.send(Feed::Attached(Some(run.clone())));
     let stop = Arc::new(AtomicBool::new(false));
     // The follower and the inbox's writer block (the `postgres` client):

@@ -398,7 +398,9 @@ fn memofab_attach_in_a_terminal_elsewhere_approves_the_gate_and_leaves_the_run_g
         memofab_bin().display(),
     ));
     tmux.wait_for("the cockpit at the gate", PATIENCE, |s| {
-        s.contains(run.as_str()) && s.contains("1 at gate")
+        s.contains("following through the store")
+            && s.contains(run.as_str())
+            && s.contains("1 at gate")
     });
     let repo = base.path().join("repo");
     let before = mainline(&repo);
@@ -406,7 +408,9 @@ fn memofab_attach_in_a_terminal_elsewhere_approves_the_gate_and_leaves_the_run_g
     tmux.wait_for("the gate passed", PATIENCE, |s| !s.contains("1 at gate"));
     assert_landed(&url, &run, child, &repo, &before);
     tmux.keys(&["q"]);
-    tmux.wait_for("the detach question", PATIENCE, |s| s.contains("Detach"));
+    tmux.wait_for("the detach question", PATIENCE, |s| {
+        s.contains("Detach from the store?")
+    });
     tmux.keys(&["q"]);
     let exited = tmux.wait_for("the cockpit to exit", PATIENCE, |s| {
         s.contains("MEMOFAB-EXITED-")
