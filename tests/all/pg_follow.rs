@@ -420,4 +420,19 @@ fn memofab_attach_in_a_terminal_elsewhere_approves_the_gate_and_leaves_the_run_g
         std::fs::read_dir(&elsewhere).unwrap().next().is_none(),
         "nothing written where the cockpit ran"
     );
+
+    // The finished run replays from the database, in its repository.
+    tmux.start(&format!(
+        "cd '{}' && env -u MEMOFAB_STORE_URL XDG_CONFIG_HOME='{}' '{}' --store '{url}' replay {run}; echo MEMOFAB-EXITED-$?; sleep 600",
+        repo.display(),
+        base.path().join("no-user-config").display(),
+        memofab_bin().display(),
+    ));
+    tmux.wait_for("the replay", PATIENCE, |s| {
+        s.contains(&format!("memofab replay {run}"))
+    });
+    assert!(
+        !repo.join(".memofab/memofab.db").exists(),
+        "the replay read the database, not a SQLite file"
+    );
 }

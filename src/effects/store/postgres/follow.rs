@@ -271,3 +271,36 @@ fn ends_the_run(kind: &EventKind) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RunPhase;
+    use crate::domain::event::{RunFinished, RunResumed};
+
+    fn phase(to: RunPhase) -> EventKind {
+        EventKind::RunPhaseChanged(RunPhaseChanged { to, reason: None })
+    }
+
+    #[test]
+    fn a_run_ends_when_its_phase_is_over_or_it_is_interrupted() {
+        assert!(ends_the_run(&EventKind::RunInterrupted(
+            crate::domain::event::RunInterrupted {}
+        )));
+        for over in [RunPhase::Finished, RunPhase::Failed, RunPhase::Cancelled] {
+            assert!(ends_the_run(&phase(over)), "{over:?}");
+        }
+        for going in [RunPhase::Planning, RunPhase::Building, RunPhase::Paused] {
+            assert!(!ends_the_run(&phase(going)), "{going:?}");
+        }
+        // `run_finished` is followed by the phase's change: not the end yet.
+        assert!(!ends_the_run(&EventKind::RunFinished(RunFinished {
+            merged: 1,
+            failed: 0,
+            mainline_commit: String::new(),
+        })));
+        assert!(!ends_the_run(&EventKind::RunResumed(RunResumed {
+            interrupted: Vec::new()
+        })));
+    }
+}
