@@ -69,6 +69,10 @@ pub enum Commands {
     Clean(CleanArgs),
     /// Replay a past run in the cockpit, from its stored events.
     Replay(ReplayArgs),
+    /// Follow a run recorded in the PostgreSQL store (--store), live, from
+    /// any machine: decisions go to the shared inbox, for whichever
+    /// process works the run. Leaving stops nothing.
+    Attach(AttachArgs),
     /// Review recent runs and propose improvements to the factory's prompts and policy.
     Overseer(OverseerArgs),
     /// Check the configuration and reach every configured provider.
@@ -88,6 +92,12 @@ pub enum Commands {
     /// Serve the Model Context Protocol over stdio, for other agents and
     /// factories: submit requirements, read runs, decide gates.
     Mcp,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The run to follow (default: the latest run in the database).
+    pub run: Option<String>,
 }
 
 #[derive(Debug, Args)]

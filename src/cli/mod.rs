@@ -102,6 +102,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Clean(args)) => records::clean(&repo, args),
         Some(Commands::Doctor) => doctor::run(&cli.global, &repo).await,
         Some(Commands::Replay(args)) => headless::replay(&cli.global, &repo, args).await,
+        Some(Commands::Attach(args)) => attach::through_store(&cli.global, &repo, args).await,
         Some(Commands::Overseer(mut args)) => {
             // `memofab --provider scripted overseer` means the same.
             args.provider = args.provider.or(cli.provider);

@@ -39,6 +39,7 @@ mod newcomer_tmux;
 mod nightly;
 mod outcomes;
 mod overseer;
+mod pg_follow;
 mod postgres_store;
 mod project_instructions;
 mod providers_anthropic;
