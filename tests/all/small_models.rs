@@ -478,7 +478,7 @@ async fn a_small_coder_cannot_overwrite_a_file_and_lose_its_lines() {
         .filter_map(|e| match &e.kind {
             EventKind::ToolResult(ToolResult {
                 ok: false, output, ..
-            }) => serde_json::from_str(output.lines().last()?).ok(),
+            }) => serde_json::from_str(output.lines().find(|l| l.starts_with('{'))?).ok(),
             _ => None,
         })
         .collect();

@@ -104,7 +104,7 @@ fn removing_edit_refusal(arguments: &Value) -> Option<String> {
     Some(format!(
         "{REFUSED}the task adds to {path}; this edit_file would remove {} of its lines. \
          edit_file puts `new` in the place of `old`. To add after `old`, call edit_file with \
-         these arguments:\n{call}",
+         these arguments:\n```json\n{call}\n```",
         lost.len()
     ))
 }
@@ -239,8 +239,9 @@ mod tests {
             let edit = serde_json::json!({"path": "README.md", "old": old, "new": new});
             let refusal = removing_edit_refusal(&edit).expect("refused");
             assert!(refusal.starts_with(REFUSED));
-            let suggested: Value = serde_json::from_str(refusal.lines().last().unwrap())
-                .expect("a call on its own line");
+            let suggested: Value =
+                serde_json::from_str(refusal.lines().find(|l| l.starts_with('{')).unwrap())
+                    .expect("a call on its own line");
             assert_eq!(
                 applied(README, &suggested),
                 format!("{README}Hello from memofab.\n"),
