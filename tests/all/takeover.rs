@@ -384,3 +384,90 @@ fn a_commit_forged_on_top_of_a_task_branch_is_not_landed_the_work_under_it_is() 
     let (task, work, kept) = forged_branch_taken_over(true);
     assert!(kept, "{task}'s recorded work {work} was carried on");
 }
+
+/// A demo run in a new repository `name` under `dir` (its own history: a
+/// commit naming it on the seed), recorded in `url` and killed after its
+/// 60th event.
+fn crashed_run_in(dir: &Path, url: &str, name: &str) -> (PathBuf, RunId) {
+    let scenario = Scenario::demo().unwrap();
+    let repo = prepare_repo(&dir.join(name), &scenario, &embedded_seed()).unwrap();
+    std::fs::write(repo.join("NOTES.md"), format!("{name}\n")).unwrap();
+    git(&repo, &["add", "NOTES.md"]);
+    git(&repo, &["commit", "-qm", name]);
+    let before: Vec<RunId> = Store::connect(url)
+        .unwrap()
+        .runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run)
+        .collect();
+    let out = Command::new(memofab_bin())
+        .args(["--store", url, "--repo", repo.to_str().unwrap()])
+        .args(["--crash-after-events", "60"])
+        .args([
+            "run",
+            "--headless",
+            "--auto-approve",
+            "--provider",
+            "scripted",
+        ])
+        .args(["--requirement-text", &scenario.requirement])
+        .env("XDG_CONFIG_HOME", dir.join("no-user-config"))
+        .env_remove("MEMOFAB_STORE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(memofab::engine::recorder::CRASH_EXIT_CODE),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Store::connect(url)
+        .unwrap()
+        .runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run)
+        .find(|r| !before.contains(r))
+        .expect("a new run");
+    (repo, run)
+}
+
+/// One database, two repositories: each lists its own runs, and `resume`
+/// without an id picks its own latest interrupted run, not the other's
+/// newer one.
+#[test]
+fn runs_and_resume_without_an_id_keep_to_this_repositorys_runs() {
+    let cluster = Cluster::shared();
+    let url = cluster.database();
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, our_run) = crashed_run_in(dir.path(), &url, "ours");
+    let (_theirs, their_run) = crashed_run_in(dir.path(), &url, "theirs");
+    let memofab = |args: &[&str]| {
+        Command::new(memofab_bin())
+            .args(["--store", &url, "--repo", ours.to_str().unwrap()])
+            .args(args)
+            .env("XDG_CONFIG_HOME", dir.path().join("no-user-config"))
+            .env_remove("MEMOFAB_STORE_URL")
+            .output()
+            .unwrap()
+    };
+
+    let listed = memofab(&["runs"]);
+    succeeded(&listed);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains(our_run.as_str()), "{listed}");
+    assert!(!listed.contains(their_run.as_str()), "{listed}");
+    let all = memofab(&["runs", "--all"]);
+    let all = String::from_utf8_lossy(&all.stdout).into_owned();
+    assert!(all.contains(our_run.as_str()) && all.contains(their_run.as_str()));
+
+    succeeded(&memofab(&["resume", "--headless"]));
+    let store = Store::connect(&url).unwrap();
+    assert!(fold(&store.events(&our_run).unwrap()).phase.is_over());
+    assert_eq!(
+        store.events(&their_run).unwrap().len(),
+        60,
+        "theirs untouched"
+    );
+}
