@@ -42,18 +42,22 @@ pub(crate) fn of_this_repository(
     if runs.iter().all(|r| r.base_commit.is_none()) {
         return Ok((runs, 0));
     }
-    let git = GitRepo::open(repo)?;
+    let git = GitRepo::open(repo).with_context(|| {
+        format!(
+            "the store holds several repositories' runs, and {} is none of them; `memofab runs --all` lists every run",
+            repo.display()
+        )
+    })?;
+    let bases: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r.base_commit.as_deref())
+        .collect();
+    let mut present = git.has_commits(&bases)?.into_iter();
     let total = runs.len();
-    let mut ours = Vec::with_capacity(total);
-    for r in runs {
-        let here = match &r.base_commit {
-            Some(base) => git.has_commit(base)?,
-            None => true,
-        };
-        if here {
-            ours.push(r);
-        }
-    }
+    let ours: Vec<RunSummary> = runs
+        .into_iter()
+        .filter(|r| r.base_commit.is_none() || present.next().unwrap_or(false))
+        .collect();
     let others = total - ours.len();
     Ok((ours, others))
 }

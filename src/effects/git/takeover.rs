@@ -57,8 +57,16 @@ impl GitRepo {
 
     /// Whether `commit` (a full id) is a commit in this repository.
     pub fn has_commit(&self, commit: &str) -> Result<bool> {
+        Ok(self.has_commits(&[commit])?.first().copied().unwrap_or(false))
+    }
+
+    /// [`Self::has_commit`] for each of `commits`, the repository opened once.
+    pub fn has_commits(&self, commits: &[&str]) -> Result<Vec<bool>> {
         let repo = self.repo()?;
-        Ok(Oid::from_str(commit).is_ok_and(|oid| repo.find_commit(oid).is_ok()))
+        Ok(commits
+            .iter()
+            .map(|c| Oid::from_str(c).is_ok_and(|oid| repo.find_commit(oid).is_ok()))
+            .collect())
     }
 }
 
