@@ -44,7 +44,7 @@ pub(crate) fn of_this_repository(
     }
     let git = GitRepo::open(repo).with_context(|| {
         format!(
-            "the store holds several repositories' runs, and {} is none of them; `memofab runs --all` lists every run",
+            "{} is not a git repository, and the store holds several repositories' runs; `memofab runs --all` lists every run",
             repo.display()
         )
     })?;

@@ -314,8 +314,9 @@ fn a_landing_pushed_before_it_was_recorded_is_recorded_not_landed_again() {
 /// `a` killed as its first task branch reached the remote, then that
 /// branch pushed over by someone else: with unrelated history, or with a
 /// commit of theirs on top of `a`'s (`on_top`). `b` takes the run over.
-/// Returns the task, `a`'s commit, and whether the run landed it.
-fn forged_branch_taken_over(on_top: bool) -> (String, String, bool) {
+/// Returns the task, `a`'s commit, whether the run landed it, and whether a
+/// warning about the task was recorded.
+fn forged_branch_taken_over(on_top: bool) -> (String, String, bool, bool) {
     let m = Machines::new();
     let run = m.run_a_until_push("refs/heads/memofab/*", 1);
     let heads = recorded_heads(&m.events(&run));
@@ -362,26 +363,31 @@ fn forged_branch_taken_over(on_top: bool) -> (String, String, bool) {
 
     let b = m.clone_b();
     succeeded(&m.resume_in(&b, &run));
-    assert_finished_once(&m, &run);
+    let events = assert_finished_once(&m, &run);
+    let warned = events.iter().any(|e| {
+        matches!(&e.kind, EventKind::Warning(w) if w.task.as_ref().is_some_and(|t| t.as_str() == task))
+    });
     assert!(!git_ok(
         &m.remote,
         &["merge-base", "--is-ancestor", &forged, "main"]
     ));
     assert!(!git_ok(&m.remote, &["cat-file", "-e", "main:forged.sh"]));
     let kept = git_ok(&m.remote, &["merge-base", "--is-ancestor", &work, "main"]);
-    (task, work, kept)
+    (task, work, kept, warned)
 }
 
 #[test]
 fn a_task_branch_forged_on_the_remote_is_not_landed_the_task_is_done_again() {
-    let (task, work, kept) = forged_branch_taken_over(false);
-    // `a`'s commit is not to be had in `b`: the task was done again there.
+    let (task, work, kept, warned) = forged_branch_taken_over(false);
+    // `a`'s commit is not to be had in `b`: the task was done again there,
+    // and the record says so.
     assert!(!kept, "{task} at {work} was not to be had");
+    assert!(warned, "a warning names {task}");
 }
 
 #[test]
 fn a_commit_forged_on_top_of_a_task_branch_is_not_landed_the_work_under_it_is() {
-    let (task, work, kept) = forged_branch_taken_over(true);
+    let (task, work, kept, _) = forged_branch_taken_over(true);
     assert!(kept, "{task}'s recorded work {work} was carried on");
 }
 

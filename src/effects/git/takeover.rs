@@ -57,7 +57,11 @@ impl GitRepo {
 
     /// Whether `commit` (a full id) is a commit in this repository.
     pub fn has_commit(&self, commit: &str) -> Result<bool> {
-        Ok(self.has_commits(&[commit])?.first().copied().unwrap_or(false))
+        Ok(self
+            .has_commits(&[commit])?
+            .first()
+            .copied()
+            .unwrap_or(false))
     }
 
     /// [`Self::has_commit`] for each of `commits`, the repository opened once.

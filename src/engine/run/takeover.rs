@@ -81,7 +81,11 @@ pub async fn adopt_task_branches(
     let (base, records) = recorder.with_state(|s| (s.base_commit.clone(), s.tasks().to_vec()));
     let mut missing = Vec::new();
     for record in &records {
-        if matches!(record.state, TaskState::Merged | TaskState::Cancelled) {
+        // Finished: nothing of theirs is built on again.
+        if matches!(
+            record.state,
+            TaskState::Merged | TaskState::Cancelled | TaskState::Failed
+        ) {
             continue;
         }
         let Some(recorded) = record.head_commit.clone() else {
@@ -122,7 +126,15 @@ pub async fn adopt_task_branches(
     if refused.is_empty() {
         return Ok(());
     }
-    let head = git.branch_head(mainline)?;
+    // Done again on the remote's mainline as it is now, if there is one.
+    let fetched = match &remote {
+        Some(remote) => remote.fetch(mainline)?.ok().flatten(),
+        None => None,
+    };
+    let head = match fetched {
+        Some(head) => head,
+        None => git.branch_head(mainline)?,
+    };
     for (m, why) in refused {
         redo(recorder, worktrees, &run, m, &why, &head).await?;
     }
