@@ -477,3 +477,24 @@ fn runs_and_resume_without_an_id_keep_to_this_repositorys_runs() {
         "theirs untouched"
     );
 }
+
+/// A database written before runs carried their base commit gets it from
+/// each run's first event when it is migrated.
+#[test]
+fn the_migration_gives_older_runs_their_base_commit() {
+    let cluster = Cluster::shared();
+    let url = cluster.database();
+    let dir = tempfile::tempdir().unwrap();
+    let (_repo, run) = crashed_run_in(dir.path(), &url, "older");
+    let before = memofab::effects::store::postgres::SCHEMA_VERSION - 1;
+    Cluster::query_text(
+        &url,
+        &format!(
+            "ALTER TABLE runs DROP COLUMN base_commit; UPDATE memofab_schema SET version = {before}"
+        ),
+    );
+    let runs = Store::connect(&url).unwrap().runs().unwrap();
+    let base = fold(&Store::connect(&url).unwrap().events(&run).unwrap()).base_commit;
+    assert_eq!(runs[0].run, run);
+    assert_eq!(runs[0].base_commit.as_deref(), Some(base.as_str()));
+}
