@@ -56,7 +56,7 @@ pub enum Commands {
     /// Continue a run that was interrupted.
     Resume(ResumeArgs),
     /// List past runs of this repository.
-    Runs,
+    Runs(RunsArgs),
     /// Approve a merge waiting at the gate (from another terminal).
     Approve(GateArgs),
     /// Reject a merge waiting at the gate; the task goes back for rework.
@@ -295,6 +295,13 @@ pub struct RunArgs {
     /// Approve merges the policy holds at the gate without a human.
     #[arg(long)]
     pub auto_approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Every run in the store, of every repository sharing it (PostgreSQL).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

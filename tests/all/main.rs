@@ -53,6 +53,7 @@ mod risk_gate;
 mod run_hygiene;
 mod shepherd;
 mod small_models;
+mod takeover;
 mod tester_agents;
 mod token_economics;
 mod tool_confinement;

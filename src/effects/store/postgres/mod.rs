@@ -193,7 +193,7 @@ impl PgStore {
             let rows = s
                 .client
                 .query(
-                    "SELECT run, started_ms, last_event_ms, requirement, phase, tasks, merged, failed, tokens, events
+                    "SELECT run, started_ms, last_event_ms, requirement, phase, tasks, merged, failed, tokens, events, base_commit
                      FROM runs ORDER BY started_ms DESC, run DESC",
                     &[],
                 )
@@ -215,6 +215,7 @@ impl PgStore {
                         failed: as_u64(row.get(7)) as usize,
                         tokens: as_u64(row.get(8)),
                         events: as_u64(row.get(9)),
+                        base_commit: row.get(10),
                     }
                 })
                 .collect())
@@ -504,7 +505,17 @@ fn append_in(
     let row = match &change.started {
         Some(requirement) => client.query_one(
             &st.append_started,
-            &[&run, &seq, &at, &kind, &task, &body, requirement, &channel],
+            &[
+                &run,
+                &seq,
+                &at,
+                &kind,
+                &task,
+                &body,
+                requirement,
+                &change.base_commit,
+                &channel,
+            ],
         ),
         None => client.query_one(
             &st.append_next,
