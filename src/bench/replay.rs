@@ -44,7 +44,7 @@ fn one_size(dir: &Path, tasks: usize, total: usize, table: &mut Table) -> anyhow
         let started = Instant::now();
         let light = Store::load_light(&path, &run)?;
         reads.push(started.elapsed());
-        anyhow::ensure!(light.events.len() > total / 2, "the run did not read back");
+        anyhow::ensure!(light.len() > total / 2, "the run did not read back");
     }
     let mut opens = Samples::default();
     let mut middle = None;

@@ -138,20 +138,19 @@ struct Stored {
 }
 
 impl Record {
-    fn events(&self) -> &[Event] {
-        match self {
-            Record::Whole(events) => events,
-            Record::Stored(s) => &s.light.events,
-        }
-    }
-
     fn len(&self) -> usize {
-        self.events().len()
+        match self {
+            Record::Whole(events) => events.len(),
+            Record::Stored(s) => s.light.len(),
+        }
     }
 
     /// The time of the event at `index` (0-based).
     fn at_ms(&self, index: usize) -> Option<u64> {
-        self.events().get(index).map(|e| e.at_ms)
+        match self {
+            Record::Whole(events) => events.get(index).map(|e| e.at_ms),
+            Record::Stored(s) => s.light.at_ms.get(index).copied(),
+        }
     }
 
     /// Folds the events after the first `from` up to the first `to` into
@@ -164,77 +163,53 @@ impl Record {
         to: usize,
         agents: &HashSet<AgentId>,
     ) -> Result<(), StoreError> {
-        self.fold_kinds(app, from, to, agents, None)
-    }
-
-    /// `fold`, of only the light events of `kinds` if given.
-    fn fold_kinds(
-        &self,
-        app: &mut App,
-        from: usize,
-        to: usize,
-        agents: &HashSet<AgentId>,
-        kinds: Option<&[&str]>,
-    ) -> Result<(), StoreError> {
         match self {
             Record::Whole(events) => {
                 app.fold(&events[from..to]);
                 Ok(())
             }
-            Record::Stored(s) => s.fold(app, from, to, agents, kinds),
+            Record::Stored(s) => s.fold(app, from, to, agents),
         }
     }
 }
 
 impl Stored {
-    /// `Record::fold_kinds` for a stored run.
+    /// `Record::fold` for a stored run.
     fn fold(
         &self,
         app: &mut App,
         from: usize,
         to: usize,
         agents: &HashSet<AgentId>,
-        kinds: Option<&[&str]>,
     ) -> Result<(), StoreError> {
-        let bulk = &self.light.bulk;
+        let light = &self.light;
+        let indices: Vec<u32> = agents.iter().filter_map(|a| light.agent_index(a)).collect();
+        let bulk = &light.bulk;
         let seqs: Vec<u64> = bulk[bulk.partition_point(|b| b.seq <= from as u64)
             ..bulk.partition_point(|b| b.seq <= to as u64)]
             .iter()
-            .filter(|b| agents.contains(&b.agent))
+            .filter(|b| indices.contains(&b.agent))
             .map(|b| b.seq)
             .collect();
-        let (texts, read) = if seqs.is_empty() {
-            (Vec::new(), Ok(()))
-        } else {
-            match self.store.events_at(&self.run, &seqs) {
-                Ok(texts) => (texts, Ok(())),
-                Err(e) => (Vec::new(), Err(e)),
-            }
-        };
-        let mut texts = texts.iter().peekable();
-        app.fold(self.light.events[from..to].iter().filter_map(|e| {
-            match texts.next_if(|t| t.seq == e.seq) {
-                Some(text) => Some(text),
-                None if kinds.is_none_or(|k| k.contains(&e.kind.name())) => Some(e),
-                None => None,
-            }
-        }));
+        let (texts, read) = self.texts(&seqs);
+        light.windows(&self.run, from, to, &texts, &mut |window| {
+            app.fold(window.iter().copied());
+        });
         read
     }
-}
 
-/// The kinds of event that write into a transcript: what rebuilding one
-/// folds.
-const TRANSCRIPT_KINDS: [&str; 8] = [
-    "agent_started",
-    "agent_message",
-    "mcp_tools_listed",
-    "tool_called",
-    "tool_result",
-    "shepherd_intervened",
-    "reply_broken_off",
-    "context_compacted",
-];
+    /// The events numbered `seqs`, bodies and all; none if they cannot
+    /// be read (with the error).
+    fn texts(&self, seqs: &[u64]) -> (Vec<Event>, Result<(), StoreError>) {
+        if seqs.is_empty() {
+            return (Vec::new(), Ok(()));
+        }
+        match self.store.events_at(&self.run, seqs) {
+            Ok(texts) => (texts, Ok(())),
+            Err(e) => (Vec::new(), Err(e)),
+        }
+    }
+}
 
 pub struct Replay {
     record: Record,
@@ -439,7 +414,7 @@ impl Replay {
         let complete = s.complete.clone();
         let mut at = self.cursor;
         for stop in s.checkpoints.stops(at, target) {
-            let read = s.fold(&mut self.app, at, stop, &complete, None);
+            let read = s.fold(&mut self.app, at, stop, &complete);
             if result.is_ok() {
                 result = read;
             }
@@ -473,18 +448,34 @@ impl Replay {
         if missing.is_empty() {
             return Ok(());
         }
+        // A transcript is written by its own agent's events alone: only
+        // those are read and folded, not the run from its start.
+        let agents: Vec<AgentId> = missing.iter().cloned().collect();
+        let seqs = s.light.transcript_seqs(&agents, self.cursor);
+        let unread: Vec<u64> = seqs
+            .iter()
+            .copied()
+            .filter(|&seq| s.light.read_event(seq).is_none())
+            .collect();
+        let (texts, folded) = s.texts(&unread);
+        let mut texts = texts.iter().peekable();
+        let own: Vec<&Event> = seqs
+            .iter()
+            .filter_map(|&seq| {
+                s.light
+                    .read_event(seq)
+                    .or_else(|| texts.next_if(|t| t.seq == seq))
+            })
+            .collect();
         let mut marks = Vec::new();
         // Folded a checkpoint at a time, to mark where each transcript
         // ended at every checkpoint it passes.
         let mut scratch = App::new("");
-        let mut folded = Ok(());
-        let mut at = 0;
+        let mut rest = own.as_slice();
         for stop in s.checkpoints.stops(0, self.cursor) {
-            let read = s.fold(&mut scratch, at, stop, &missing, Some(&TRANSCRIPT_KINDS));
-            at = stop;
-            if folded.is_ok() {
-                folded = read;
-            }
+            let (upto, after) = rest.split_at(rest.partition_point(|e| e.seq <= stop as u64));
+            scratch.fold(upto.iter().copied());
+            rest = after;
             if folded.is_ok() && s.checkpoints.has(stop) {
                 for agent in &missing {
                     let mark = scratch.transcripts.get(agent).map(|t| t.mark());
