@@ -323,6 +323,16 @@ impl Store {
         let parts = Self::in_parallel(path, run, |store, after, upto| {
             let mut part = LightRun::default();
             read::visit(&store.conn, run, after, upto, Bodies::Light, &mut |raw| {
+                // Events are found by position (`at_ms[seq - 1]`): a gap
+                // would put every later one in the wrong place.
+                let expected = after + 1 + part.len() as u64;
+                if raw.seq != expected {
+                    return Err(StoreError::Corrupt {
+                        run: run.clone(),
+                        seq: raw.seq,
+                        message: format!("event #{expected} is missing"),
+                    });
+                }
                 part.push(run, raw)
             })?;
             Ok(part)
@@ -440,6 +450,88 @@ mod tests {
             .unwrap();
         let picked: Vec<u64> = picked.iter().map(|e| e.seq).collect();
         assert_eq!(picked, [1, 1025, events.len() as u64]);
+    }
+
+    /// Any stretch of a light run folds as those events, with the texts
+    /// read for it in place of their stand-ins, across window boundaries.
+    #[test]
+    fn windows_give_any_stretch_of_the_run_with_its_texts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 5, 5_000);
+        let mut store = Store::open(&path).unwrap();
+        for batch in events.chunks(900) {
+            store.append_batch(batch).unwrap();
+        }
+        let light = Store::load_light(&path, &run).unwrap();
+        let agent = light.agents[1].clone();
+        for (from, to) in [
+            (0, 1),
+            (1023, 1025),
+            (17, 3_100),
+            (4_000, events.len()),
+            (9, 9),
+        ] {
+            let seqs: Vec<u64> = light
+                .bulk
+                .iter()
+                .filter(|b| light.agents[b.agent as usize] == agent)
+                .map(|b| b.seq)
+                .filter(|&s| s > from as u64 && s <= to as u64)
+                .collect();
+            let texts = store.events_at(&run, &seqs).unwrap();
+            let mut seen = Vec::new();
+            light.windows(&run, from, to, &texts, &mut |w| {
+                assert!(w.len() <= WINDOW);
+                seen.extend(w.iter().map(|e| (*e).clone()));
+            });
+            assert_eq!(seen.len(), to - from);
+            for (e, s) in events[from..to].iter().zip(&seen) {
+                assert_eq!((e.seq, e.at_ms), (s.seq, s.at_ms));
+                let unread = light.bulk.binary_search_by_key(&e.seq, |b| b.seq).is_ok();
+                if !unread || seqs.contains(&e.seq) {
+                    assert_eq!(e, s, "read, or its text was");
+                } else {
+                    assert_eq!(s.kind, EventKind::stand_in());
+                }
+            }
+        }
+        // An agent's transcript events are its unread ones and its
+        // transcript events read (its start), in order.
+        let own = light.transcript_seqs(std::slice::from_ref(&agent), events.len());
+        let expected: Vec<u64> = events
+            .iter()
+            .filter(|e| {
+                TRANSCRIPT_KINDS.contains(&e.kind.name())
+                    && transcript_agent(&e.kind) == Some(&agent)
+            })
+            .map(|e| e.seq)
+            .collect();
+        assert!(expected.len() > 100);
+        assert_eq!(own, expected);
+    }
+
+    /// A run with an event missing from its middle (a store edited by
+    /// hand, or damaged) is refused, not read with every later event one
+    /// place off.
+    #[test]
+    fn a_run_with_a_gap_is_corrupt_not_shifted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 2, 1_500);
+        let mut store = Store::open(&path).unwrap();
+        store.append_batch(&events).unwrap();
+        store
+            .conn
+            .execute("DELETE FROM events WHERE run = 'long' AND seq = 1200", [])
+            .unwrap();
+        drop(store);
+        assert!(matches!(
+            Store::load_light(&path, &run),
+            Err(StoreError::Corrupt { seq: 1201, .. })
+        ));
     }
 
     /// Tool calls that write no file are read later, like the text; those

@@ -365,11 +365,22 @@ impl Replay {
         let Record::Stored(s) = &mut self.record else {
             return Ok(());
         };
-        if target < self.cursor {
-            // The transcripts on screen are cut back to their marks and
-            // folded on with their text; the others are read again when
-            // shown.
+        // Far ahead, a checkpoint carried there while the replay was idle
+        // is nearer than the cursor.
+        let ahead = s.checkpoints.latest_at(target) > self.cursor;
+        if target < self.cursor || ahead || target - self.cursor > s.checkpoints.interval() {
+            // Transcripts not on screen are read again when shown, rather
+            // than carried along.
             s.complete.retain(|a| shown.contains(a));
+        }
+        if ahead {
+            // A mark ahead of the cursor is beyond the transcript on screen
+            // (they only grow): those are rebuilt instead.
+            s.complete.clear();
+        }
+        if target < self.cursor || ahead {
+            // The transcripts on screen are cut back to their marks and
+            // folded on with their text.
             let mut app = match s.checkpoints.latest(target) {
                 Some(restored) => {
                     let mut app = restored.model;
@@ -398,8 +409,12 @@ impl Replay {
                     fresh
                 }
             };
-            app.keep_view_of(&self.app);
-            self.app = app;
+            // What the human chose is kept once folded there: an agent's
+            // start on the way resets the choice of agent in a fold.
+            let old = std::mem::replace(&mut self.app, app);
+            let folded = self.fold_forward(target);
+            self.app.keep_view_of(&old);
+            return folded;
         }
         self.fold_forward(target)
     }
@@ -425,6 +440,36 @@ impl Replay {
         }
         self.cursor = at;
         result
+    }
+
+    /// While the human does nothing: folds one more interval of the part
+    /// of a stored run not folded yet (no conversation text), taking its
+    /// checkpoint, so that a click far ahead starts from one. Returns
+    /// whether there is more to carry.
+    pub fn carry_ahead(&mut self) -> bool {
+        let Record::Stored(s) = &mut self.record else {
+            return false;
+        };
+        let len = s.light.len();
+        let at = s.checkpoints.furthest();
+        let next = at + s.checkpoints.interval();
+        if next > len {
+            return false;
+        }
+        let mut model = match s.checkpoints.latest(at) {
+            Some(restored) => restored.model,
+            None => {
+                let mut fresh = App::new(&self.app.title);
+                fresh.read_only = self.app.read_only;
+                fresh.prices = self.app.prices.clone();
+                fresh
+            }
+        };
+        if s.fold(&mut model, at, next, &HashSet::new()).is_err() {
+            return false;
+        }
+        s.checkpoints.save(next, &model, []);
+        next + s.checkpoints.interval() <= len
     }
 
     /// The agents whose transcripts are on screen.
@@ -939,6 +984,93 @@ mod tests {
                 .is_some_and(|t| t.len(true) > 100),
             "a coder's conversation is on screen"
         );
+    }
+
+    /// A click that shows another agent rebuilds its transcript from that
+    /// agent's own events: every task's agent, looked at after clicks both
+    /// ways, shows what folding every event shows.
+    #[test]
+    fn scrubbing_to_another_agent_shows_the_transcript_a_full_fold_shows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 6, 9_000);
+        store_events(&path, &events);
+        let len = events.len();
+        let every = 500;
+        let mut stored = Replay::open_stored_with(
+            "r",
+            &path,
+            &run,
+            BTreeMap::new(),
+            len / 3,
+            Checkpoints::every(every),
+        )
+        .unwrap();
+        let mut whole = Replay::open_at("r", events.clone(), len / 3);
+        for target in [len - 2, len / 5, every * 9 + 1, every * 9 - 1, len / 2, 40] {
+            stored.seek(target);
+            whole.seek(target);
+            same_on_screen(&stored.app, &whole.app, target);
+            // Each task in turn, and its agents back in time.
+            for key in ['j', 'j', '<', 'k', 'j', 'j', 'j'] {
+                stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
+                whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
+                assert!(stored.note.is_none(), "{:?}", stored.note);
+                same_on_screen(&stored.app, &whole.app, target);
+            }
+        }
+    }
+
+    /// Checkpoints carried ahead while idle reach the end of the run, and
+    /// a click far ahead starts from one: it shows what folding every
+    /// event shows, both ways.
+    #[test]
+    fn checkpoints_carried_ahead_are_where_a_click_ahead_starts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 4, 6_000);
+        store_events(&path, &events);
+        let len = events.len();
+        let every = 400;
+        let mut stored = Replay::open_stored_with(
+            "r",
+            &path,
+            &run,
+            BTreeMap::new(),
+            every + 3,
+            Checkpoints::every(every),
+        )
+        .unwrap();
+        let mut whole = Replay::open_at("r", events.clone(), every + 3);
+        assert!(!checkpoints_of(&stored).has(3 * every));
+        let mut turns = 0;
+        while stored.carry_ahead() {
+            turns += 1;
+        }
+        assert_eq!(turns, len / every - 2);
+        assert!(checkpoints_of(&stored).has(len / every * every));
+        assert_eq!(stored.cursor(), every + 3, "carrying ahead moves nothing");
+        same_on_screen(&stored.app, &whole.app, every + 3);
+        for target in [
+            len - 5,
+            5 * every + 1,
+            9 * every,
+            len / 2,
+            2 * every - 1,
+            len,
+        ] {
+            stored.seek(target);
+            whole.seek(target);
+            assert!(stored.note.is_none(), "{:?}", stored.note);
+            same_on_screen(&stored.app, &whole.app, target);
+            for key in ['j', '<'] {
+                stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
+                whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
+                same_on_screen(&stored.app, &whole.app, target);
+            }
+        }
     }
 
     /// A run migrated from a v2 store replays through checkpoints exactly
