@@ -381,7 +381,7 @@ impl Replay {
         if target < self.cursor || ahead {
             // The transcripts on screen are cut back to their marks and
             // folded on with their text.
-            let mut app = match s.checkpoints.latest(target) {
+            let app = match s.checkpoints.latest(target) {
                 Some(restored) => {
                     let mut app = restored.model;
                     s.complete.retain(|agent| match restored.marks.get(agent) {
