@@ -44,7 +44,7 @@ fn one_size(dir: &Path, tasks: usize, total: usize, table: &mut Table) -> anyhow
         let started = Instant::now();
         let light = Store::load_light(&path, &run)?;
         reads.push(started.elapsed());
-        anyhow::ensure!(light.events.len() > total / 2, "the run did not read back");
+        anyhow::ensure!(light.len() > total / 2, "the run did not read back");
     }
     let mut opens = Samples::default();
     let mut middle = None;
@@ -95,18 +95,41 @@ fn one_size(dir: &Path, tasks: usize, total: usize, table: &mut Table) -> anyhow
             replay.seek(checkpoint.saturating_sub(1).max(1));
             worst_back.push(started.elapsed());
         }
-        let mut scrubs = Samples::default();
-        for i in 0..SCRUBS {
-            // Alternately forward and back across the run, as clicks would.
-            let target = if i % 2 == 0 {
-                at + (replay.len() - at) * (i + 1) / (SCRUBS + 1)
-            } else {
-                at * (SCRUBS - i) / SCRUBS
-            };
+        // Alternately forward and back across the run, as clicks would:
+        // first straight after the steps (a click forward folds all the
+        // way there), then again once the idle replay has carried its
+        // checkpoints to the end of the run.
+        let targets: Vec<usize> = (0..SCRUBS)
+            .map(|i| {
+                if i % 2 == 0 {
+                    at + (replay.len() - at) * (i + 1) / (SCRUBS + 1)
+                } else {
+                    at * (SCRUBS - i) / SCRUBS
+                }
+            })
+            .collect();
+        let scrub = |replay: &mut Replay| {
+            let mut scrubs = Samples::default();
+            for &target in &targets {
+                let started = Instant::now();
+                replay.seek(target.max(1));
+                scrubs.push(started.elapsed());
+            }
+            scrubs
+        };
+        let cold = scrub(&mut replay);
+        replay.seek(at);
+        let mut carried = Samples::default();
+        loop {
             let started = Instant::now();
-            replay.seek(target.max(1));
-            scrubs.push(started.elapsed());
+            let more = replay.carry_ahead();
+            carried.push(started.elapsed());
+            if !more {
+                break;
+            }
         }
+        let scrubs = scrub(&mut replay);
+        anyhow::ensure!(replay.note.is_none(), "{:?}", replay.note);
         let frame = Duration::from_millis(16);
         table.checked(
             format!("{n} events: step forward one event"),
@@ -129,8 +152,21 @@ fn one_size(dir: &Path, tasks: usize, total: usize, table: &mut Table) -> anyhow
             "< 16 ms",
             worst_back.percentile(100.0) < frame,
         );
+        table.row(
+            format!(
+                "{n} events: scrub (click on the timeline), before checkpoints are carried ahead"
+            ),
+            spread(&cold),
+        );
+        table.row(
+            format!(
+                "{n} events: carry checkpoints ahead while idle (one interval a turn, {} turns)",
+                carried.len()
+            ),
+            spread(&carried),
+        );
         table.checked(
-            format!("{n} events: scrub (click on the timeline)"),
+            format!("{n} events: scrub (click on the timeline), once carried ahead"),
             spread(&scrubs),
             "< 16 ms",
             scrubs.percentile(100.0) < frame,

@@ -56,7 +56,7 @@ pub enum Commands {
     /// Continue a run that was interrupted.
     Resume(ResumeArgs),
     /// List past runs of this repository.
-    Runs,
+    Runs(RunsArgs),
     /// Approve a merge waiting at the gate (from another terminal).
     Approve(GateArgs),
     /// Reject a merge waiting at the gate; the task goes back for rework.
@@ -69,6 +69,10 @@ pub enum Commands {
     Clean(CleanArgs),
     /// Replay a past run in the cockpit, from its stored events.
     Replay(ReplayArgs),
+    /// Follow a run recorded in the PostgreSQL store (--store), live, from
+    /// any machine: decisions go to the shared inbox, for whichever
+    /// process works the run. Leaving stops nothing.
+    Attach(AttachArgs),
     /// Review recent runs and propose improvements to the factory's prompts and policy.
     Overseer(OverseerArgs),
     /// Check the configuration and reach every configured provider.
@@ -88,6 +92,12 @@ pub enum Commands {
     /// Serve the Model Context Protocol over stdio, for other agents and
     /// factories: submit requirements, read runs, decide gates.
     Mcp,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The run to follow (default: the latest run in the database).
+    pub run: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +295,13 @@ pub struct RunArgs {
     /// Approve merges the policy holds at the gate without a human.
     #[arg(long)]
     pub auto_approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Every run in the store, of every repository sharing it (PostgreSQL).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

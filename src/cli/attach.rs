@@ -3,9 +3,16 @@
 //! The connection is bridged to the cockpit's channels: replies become its
 //! feed, its commands become request lines. Leaving closes the connection,
 //! which detaches and stops nothing.
+//!
+//! Or, anywhere the PostgreSQL record is reachable, `memofab --store URL
+//! attach [RUN]`: the same cockpit fed by a store follower (the run's
+//! committed events, live over LISTEN/NOTIFY), its decisions written to the
+//! shared inbox, which the process working the run reads.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -14,13 +21,14 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
-use super::args::GlobalArgs;
+use super::args::{AttachArgs, GlobalArgs};
 use crate::daemon::protocol::{Reply, Request};
 use crate::daemon::{DaemonPaths, client};
-use crate::domain::RunId;
 use crate::domain::queue::Source;
+use crate::domain::{Decider, RunId};
 use crate::effects::queue::{NewRequirement, Queue};
-use crate::protocol::Command;
+use crate::effects::store::Store;
+use crate::protocol::{Command, EngineUpdate};
 use crate::tui::app::Feed;
 
 /// How long the daemon may take to answer an attach.
@@ -204,6 +212,111 @@ async fn queue_requirement(repo: &Path, paths: &DaemonPaths, requirement: String
         Ok(Ok(id)) => Feed::Queued(id),
         Ok(Err(why)) => Feed::Refused(why),
         Err(e) => Feed::Refused(e.to_string()),
+    }
+}
+
+/// `memofab --store URL attach [RUN]`: the cockpit on a run recorded in
+/// the PostgreSQL store, wherever it is worked, until the human leaves.
+pub async fn through_store(global: &GlobalArgs, repo: &Path, args: AttachArgs) -> Result<ExitCode> {
+    use crate::effects::store::postgres;
+    let Some(url) = postgres::selected() else {
+        bail!(
+            "`memofab attach` follows a run recorded in PostgreSQL: give --store postgres://… (or MEMOFAB_STORE_URL, or [store] url); in a repository the daemon serves, plain `memofab` attaches to its run"
+        );
+    };
+    let named = args.run.map(RunId::new);
+    let (store, run) = tokio::task::spawn_blocking(move || find_run(url, named))
+        .await
+        .context("looking for the run")??;
+    super::require_terminal(
+        "the cockpit",
+        "`memofab --store … export RUN` writes the run's record as text instead",
+    )?;
+    let config = super::load_config(repo, global.config.as_deref())?;
+    let options = super::headless::cockpit_options(&config, "memofab")?;
+    let (feed, feed_rx) = mpsc::unbounded_channel();
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let _ = feed.send(Feed::ViaStore);
+    let _ = feed.send(Feed::Attached(Some(run.clone())));
+    let stop = Arc::new(AtomicBool::new(false));
+    // The follower and the inbox's writer block (the `postgres` client):
+    // threads of their own, left behind when the cockpit is gone.
+    std::thread::Builder::new()
+        .name("memofab-follow".into())
+        .spawn({
+            let (run, feed, stop) = (run.clone(), feed.clone(), Arc::clone(&stop));
+            move || follow_into(url, &run, &stop, &feed)
+        })
+        .context("starting the follower")?;
+    std::thread::Builder::new()
+        .name("memofab-inbox".into())
+        .spawn({
+            let run = run.clone();
+            move || leave_in_inbox(store, &run, commands_rx, &feed)
+        })
+        .context("starting the inbox's writer")?;
+    let ui = crate::tui::run_attached(feed_rx, commands, options).await;
+    stop.store(true, Ordering::Relaxed);
+    ui?;
+    eprintln!(
+        "memofab: detached; run {run} goes on wherever it is worked (`memofab attach {run}` with the same store follows it again)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store, and the run named (which must be in it) or the latest one.
+fn find_run(url: &str, named: Option<RunId>) -> Result<(Store, RunId)> {
+    let store = Store::connect(url)?;
+    let shown = crate::effects::store::postgres::url::redacted(url);
+    let run = match named {
+        Some(run) => {
+            if store.last_seq(&run)? == 0 {
+                bail!("{shown} holds no run {run}; `memofab --store … runs` lists its runs");
+            }
+            run
+        }
+        None => store
+            .latest_run()?
+            .with_context(|| format!("{shown} holds no run yet"))?,
+    };
+    Ok((store, run))
+}
+
+/// Feeds the cockpit the run's events until it ends or the cockpit goes;
+/// a follower that cannot go on says why.
+fn follow_into(url: &str, run: &RunId, stop: &AtomicBool, feed: &UnboundedSender<Feed>) {
+    use crate::effects::store::postgres::follow::{FollowOptions, follow};
+    let passed = follow(url, run, 0, &FollowOptions::default(), stop, |event| {
+        feed.send(Feed::Update(EngineUpdate::Event(event))).is_ok()
+    });
+    if let Err(e) = passed {
+        let _ = feed.send(Feed::Lost(format!("following run {run}: {e}")));
+    }
+}
+
+/// The cockpit's commands, left in the shared inbox for the process that
+/// works the run; leaving stops nothing, and no run starts from here.
+fn leave_in_inbox(
+    mut store: Store,
+    run: &RunId,
+    mut commands: UnboundedReceiver<Command>,
+    feed: &UnboundedSender<Feed>,
+) {
+    while let Some(command) = commands.blocking_recv() {
+        let refused = match command {
+            Command::Shutdown => None,
+            Command::SubmitSpec { .. } | Command::Brainstorm { .. } => Some(
+                "this cockpit follows a run; `memofab run` or `memofab submit` starts one"
+                    .to_owned(),
+            ),
+            command => store
+                .push_command(run, &command, &Decider::Cockpit)
+                .err()
+                .map(|e| format!("not sent: {e}")),
+        };
+        if let Some(why) = refused {
+            let _ = feed.send(Feed::Refused(why));
+        }
     }
 }
 

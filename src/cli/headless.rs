@@ -360,9 +360,10 @@ fn no_runs(repo: &Path, what: &str) -> String {
     )
 }
 
+/// This repository's factory runs (a shared store holds others' too).
 fn factory_runs(repo: &Path, what: &str) -> Result<Vec<crate::effects::store::RunSummary>> {
-    Ok(open_store(repo, what)?
-        .runs()?
+    let (runs, _) = super::records::of_this_repository(repo, open_store(repo, what)?.runs()?)?;
+    Ok(runs
         .into_iter()
         .filter(|r| r.run.kind() == RunKind::Factory)
         .collect())

@@ -94,7 +94,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Demo(args)) => demo::run(&cli.global, args).await,
         Some(Commands::Run(args)) => headless::run(&cli.global, &repo, args).await,
         Some(Commands::Resume(args)) => headless::resume(&cli.global, &repo, args).await,
-        Some(Commands::Runs) => records::runs(&cli.global, &repo),
+        Some(Commands::Runs(args)) => records::runs(&cli.global, &repo, &args),
         Some(Commands::Approve(args)) => records::approve(&repo, args),
         Some(Commands::Reject(args)) => records::reject(&repo, args),
         Some(Commands::RaiseBudget(args)) => records::raise_budget(&repo, args),
@@ -102,6 +102,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Clean(args)) => records::clean(&repo, args),
         Some(Commands::Doctor) => doctor::run(&cli.global, &repo).await,
         Some(Commands::Replay(args)) => headless::replay(&cli.global, &repo, args).await,
+        Some(Commands::Attach(args)) => attach::through_store(&cli.global, &repo, args).await,
         Some(Commands::Overseer(mut args)) => {
             // `memofab --provider scripted overseer` means the same.
             args.provider = args.provider.or(cli.provider);

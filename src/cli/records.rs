@@ -9,10 +9,12 @@ use anyhow::{Context, Result, bail};
 
 use super::args::{
     CleanArgs, ExportArgs, ExportFormat, GateArgs, GlobalArgs, RaiseBudgetArgs, RejectArgs,
+    RunsArgs,
 };
 use crate::domain::{Decider, RunId, RunKind, TaskId, TaskState};
-use crate::effects::store::Store;
+use crate::effects::git::GitRepo;
 use crate::effects::store::export::{export_jsonl, export_markdown};
+use crate::effects::store::{RunSummary, Store};
 use crate::engine::run::gate_decision::{GateDecision, leave_gate_decision};
 use crate::engine::run::session::{self, store_path};
 use crate::llm::pricing::{Costs, price_table};
@@ -30,11 +32,50 @@ fn open_store(repo: &Path) -> Result<Store> {
     Ok(Store::open(&path)?)
 }
 
+/// The runs of `repo` among `runs` (a shared store holds several
+/// repositories'): those whose base commit it has, the same test `resume`
+/// makes before carrying a run on. Returns them and how many were left out.
+pub(crate) fn of_this_repository(
+    repo: &Path,
+    runs: Vec<RunSummary>,
+) -> Result<(Vec<RunSummary>, usize)> {
+    if runs.iter().all(|r| r.base_commit.is_none()) {
+        return Ok((runs, 0));
+    }
+    let git = GitRepo::open(repo).with_context(|| {
+        format!(
+            "{} is not a git repository, and the store holds several repositories' runs; `memofab runs --all` lists every run",
+            repo.display()
+        )
+    })?;
+    let bases: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r.base_commit.as_deref())
+        .collect();
+    let mut present = git.has_commits(&bases)?.into_iter();
+    let total = runs.len();
+    let ours: Vec<RunSummary> = runs
+        .into_iter()
+        .filter(|r| r.base_commit.is_none() || present.next().unwrap_or(false))
+        .collect();
+    let others = total - ours.len();
+    Ok((ours, others))
+}
+
 /// `memofab runs`: the factory's runs; overseer reports have their own list.
-pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
+pub fn runs(global: &GlobalArgs, repo: &Path, args: &RunsArgs) -> Result<ExitCode> {
     let store = open_store(repo)?;
-    let (runs, reports): (Vec<_>, Vec<_>) = store
-        .runs()?
+    let (all, others) = if args.all {
+        (store.runs()?, 0)
+    } else {
+        of_this_repository(repo, store.runs()?)?
+    };
+    let others_hint = || {
+        if others > 0 {
+            println!("\n{others} run(s) of other repositories: `memofab runs --all`");
+        }
+    };
+    let (runs, reports): (Vec<_>, Vec<_>) = all
         .into_iter()
         .partition(|r| r.run.kind() == RunKind::Factory);
     let reports_hint = || {
@@ -48,6 +89,7 @@ pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
     if runs.is_empty() {
         println!("no runs yet");
         reports_hint();
+        others_hint();
         return Ok(ExitCode::SUCCESS);
     }
     let prices = super::load_config(repo, global.config.as_deref())
@@ -100,6 +142,7 @@ pub fn runs(global: &GlobalArgs, repo: &Path) -> Result<ExitCode> {
         );
     }
     reports_hint();
+    others_hint();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -350,6 +350,10 @@ pub struct RoleConfig {
     /// `reasoning_effort` for this role's requests (OpenAI-compatible).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<model_options::ReasoningEffort>,
+    /// Sampling temperature sent with this role's requests (0–2); unset,
+    /// the server's own default, except in the small profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
 }
 
 // No `deny_unknown_fields` here: serde does not combine it with `flatten`;
@@ -635,6 +639,16 @@ impl Config {
             .map(|c| ("default".to_owned(), c))
             .collect();
         roles.extend(self.roles.by_role.iter().map(|(r, c)| (r.to_string(), c)));
+        if let Some((role, t)) = roles.iter().find_map(|(role, rc)| {
+            rc.temperature
+                .filter(|t| !(0.0..=2.0).contains(t))
+                .map(|t| (role, t))
+        }) {
+            return Some(Problem::new(
+                &["roles", role, "temperature"],
+                format!("roles.{role}.temperature must be between 0 and 2 (found {t})"),
+            ));
+        }
         let known = || {
             let names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
             names.join(", ")
@@ -695,6 +709,11 @@ impl Config {
             reasoning_effort: own
                 .and_then(|r| r.reasoning_effort)
                 .or_else(|| default.and_then(|d| d.reasoning_effort)),
+            temperature: own
+                .and_then(|r| r.temperature)
+                .or_else(|| default.and_then(|d| d.temperature))
+                .or((self.run.profile == ModelProfile::Small)
+                    .then_some(model_options::SMALL_PROFILE_TEMPERATURE)),
         }
     }
 }

@@ -140,14 +140,21 @@ impl TextToolCalls {
 
 /// How much of one reply an agent takes: the token cap sent with each
 /// request and the tool calls run from one reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReplyLimits {
     pub max_tokens: u32,
     /// Calls past this many in one reply are answered "ignored" unrun: a
     /// looping model can emit hundreds of identical calls in one turn.
     pub max_tool_calls: usize,
     pub reasoning_effort: Option<ReasoningEffort>,
+    /// None: the server's default.
+    pub temperature: Option<f64>,
 }
+
+/// The small profile's sampling temperature when a role sets none. At
+/// llama.cpp's default (0.8) a 1.5B model wrote a different plan and a
+/// different edit every run; low, its best answer comes back run after run.
+pub const SMALL_PROFILE_TEMPERATURE: f64 = 0.2;
 
 pub const DEFAULT_MAX_REPLY_TOKENS: u32 = 8192;
 /// The reply cap for a model served on this machine or the local network:
@@ -162,6 +169,7 @@ impl Default for ReplyLimits {
             max_tokens: DEFAULT_MAX_REPLY_TOKENS,
             max_tool_calls: DEFAULT_MAX_TOOL_CALLS,
             reasoning_effort: None,
+            temperature: None,
         }
     }
 }

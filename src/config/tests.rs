@@ -179,6 +179,7 @@ fn wire_settings_and_reply_limits_per_role() {
             max_tokens: 16000,
             max_tool_calls: 4,
             reasoning_effort: Some(ReasoningEffort::High),
+            temperature: None,
         }
     );
     let planner = c.reply_limits(AgentRole::Planner);
@@ -234,4 +235,30 @@ fn a_local_server_gets_a_short_reply_cap_unless_one_is_set() {
     );
     assert_eq!(c.reply_limits(AgentRole::Coder).max_tokens, 6000);
     assert_eq!(c.run.profile, super::ModelProfile::Standard);
+}
+
+#[test]
+fn the_small_profile_samples_cold_unless_a_role_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |run: &str, coder: &str| {
+        let f = write(
+            dir.path(),
+            "t.toml",
+            &format!(
+                "[providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:8080/v1\"\n\
+                 [roles.default]\nprovider = \"local\"\n[roles.coder]\nprovider = \"local\"\n{coder}\n{run}\n"
+            ),
+        );
+        Config::load(&[f])
+    };
+    let small = config("[run]\nprofile = \"small\"", "temperature = 0.7").unwrap();
+    assert_eq!(
+        small.reply_limits(AgentRole::Planner).temperature,
+        Some(crate::config::model_options::SMALL_PROFILE_TEMPERATURE)
+    );
+    assert_eq!(small.reply_limits(AgentRole::Coder).temperature, Some(0.7));
+    let standard = config("", "").unwrap();
+    assert_eq!(standard.reply_limits(AgentRole::Planner).temperature, None);
+    assert!(config("", "temperature = 2.5").is_err());
+    assert!(config("", "temperature = -0.1").is_err());
 }

@@ -68,6 +68,11 @@ impl Pattern {
                 "Doing the same again will fail the same way. Read the error, then change \
                  the command or its input, or take another approach."
             }
+            Pattern::RepeatedCall { tool, .. } if tool == super::tool_names::RUN => {
+                "Running it again does again what it did: a command that changes a file \
+                 changes it once more each time. Read the files it touched to see what they \
+                 hold now, put them right with edit_file, then finish."
+            }
             Pattern::RepeatedCall { .. } => {
                 "Its result is already above in this conversation and has not changed. Use \
                  it and move on: make the change, or finish if the work is done."

@@ -48,6 +48,15 @@ impl Pattern {
             Pattern::RepeatedFailure { tool, error, times } => {
                 format!("`{tool}` failed {times} times with the same error: {error}")
             }
+            // A command may change files each time it runs (`echo … >>`):
+            // only a read is known to have changed nothing.
+            Pattern::RepeatedCall {
+                tool,
+                arguments,
+                times,
+            } if tool == super::tool_names::RUN => {
+                format!("`{tool}` ran the same command {times} times ({arguments})")
+            }
             Pattern::RepeatedCall {
                 tool,
                 arguments,

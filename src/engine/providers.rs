@@ -165,6 +165,7 @@ mod tests {
             max_reply_tokens: None,
             max_tool_calls: None,
             reasoning_effort: None,
+            temperature: None,
         };
         config.roles.default = Some(default.clone());
         let mut second = config.providers["scripted"].clone();

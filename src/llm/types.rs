@@ -64,7 +64,7 @@ pub struct CompletionRequest {
     pub messages: Vec<ChatMessage>,
     pub tools: Vec<ToolSpec>,
     pub max_tokens: u32,
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// How hard a reasoning model thinks; `None` leaves it to the provider's
     /// config, then to the server.
     pub reasoning_effort: Option<ReasoningEffort>,

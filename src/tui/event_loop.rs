@@ -142,6 +142,9 @@ pub async fn play_replay(
     let mut input = EventStream::new();
     let mut frames = Frames::default();
     let mut dirty = true;
+    // Checkpoints are carried ahead of the cursor between keys, an
+    // interval at a time, until the end of the run.
+    let mut ahead = true;
     loop {
         if dirty {
             guard
@@ -150,6 +153,7 @@ pub async fn play_replay(
             dirty = false;
         }
         tokio::select! {
+            biased;
             event = input.next() => match event {
                 Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
                     if replay.handle_key(key) == ReplayKey::Quit {
@@ -171,6 +175,9 @@ pub async fn play_replay(
                 dirty |= replay.tick(dt);
                 // Stopping at the end changes the play glyph.
                 dirty |= !replay.playing;
+            }
+            () = tokio::task::yield_now(), if ahead && !replay.playing => {
+                ahead = replay.carry_ahead();
             }
         }
     }

@@ -120,6 +120,7 @@ mod tests {
             failed: 0,
             tokens: 100,
             events: 10,
+            base_commit: None,
         };
         let mut view = RunsView {
             runs: vec![summary("b"), summary("a")],

@@ -86,12 +86,19 @@ pub fn render_in(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     match &app.modal {
         Some(Modal::Help) => help::render(frame, theme, area),
         Some(Modal::ConfirmDetach) => {
-            let mut lines = crate::text::wrap(
-                "This cockpit is attached to the daemon: the run goes on without it, and `memofab` here attaches again.",
-                "",
-                "",
-                54,
-            );
+            let via_store = app.attached.as_ref().is_some_and(|a| a.via_store);
+            let (text, title) = if via_store {
+                (
+                    "This cockpit follows the run through the shared store: the run goes on without it, and `memofab attach RUN` follows it again.",
+                    " Detach from the store? ",
+                )
+            } else {
+                (
+                    "This cockpit is attached to the daemon: the run goes on without it, and `memofab` here attaches again.",
+                    " Detach from the daemon? ",
+                )
+            };
+            let mut lines = crate::text::wrap(text, "", "", 54);
             lines.extend([
                 String::new(),
                 "q or y  detach   ·   n or Esc  stay".to_owned(),
@@ -101,7 +108,7 @@ pub fn render_in(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             frame.render_widget(
                 Paragraph::new(lines.into_iter().map(Line::from).collect::<Vec<_>>())
                     .style(theme.style(Role::Text))
-                    .block(bordered(theme, " Detach from the daemon? ", true)),
+                    .block(bordered(theme, title, true)),
                 rect,
             );
         }
@@ -196,9 +203,11 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         theme.style(Role::Accent),
     )];
     if let Some(attached) = &app.attached {
-        let (text, role) = match attached.lost {
-            Some(_) => ("✖ daemon connection lost ", Role::Error),
-            None => ("⇄ attached to the daemon ", Role::Muted),
+        let (text, role) = match (&attached.lost, attached.via_store) {
+            (Some(_), false) => ("✖ daemon connection lost ", Role::Error),
+            (None, false) => ("⇄ attached to the daemon ", Role::Muted),
+            (Some(_), true) => ("✖ store connection lost ", Role::Error),
+            (None, true) => ("⇄ following through the store ", Role::Muted),
         };
         spans.push(Span::styled(text, theme.style(role)));
     }

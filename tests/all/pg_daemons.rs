@@ -445,7 +445,7 @@ fn a_daemon_stopped_cleanly_lets_go_and_the_other_resumes_the_run_at_once() {
 /// daemon's clone never saw the task's branch; it resumes from the branch
 /// pushed to the remote, and the task lands once.
 #[test]
-#[ignore = "needs helper takeover's resume in another clone (the task branch fetched from the remote); today B fails the entry"]
+#[ignore = "after merging main (takeover) it timed out waiting for A's task to reach review: not diagnosed yet"]
 fn a_daemon_killed_after_its_task_was_committed_loses_the_run_to_the_other_which_lands_it_once() {
     let cluster = Cluster::shared();
     let url = cluster.database();

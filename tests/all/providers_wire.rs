@@ -504,6 +504,7 @@ async fn calls_past_the_limit_are_answered_ignored_and_not_run() {
         max_tokens: 1234,
         max_tool_calls: 16,
         reasoning_effort: None,
+        temperature: None,
     };
     b.runner(openai(&server), limits)
         .run(b.coder())

@@ -181,6 +181,11 @@ async fn a_text_only_provider_asks_for_one_call_per_reply_and_never_a_required_o
     assert!(bodies.len() >= 9, "{} requests", bodies.len());
     for body in &bodies {
         assert!(body.get("tool_choice").is_none(), "{body}");
+        assert_eq!(
+            body["temperature"].as_f64(),
+            Some(memofab::config::model_options::SMALL_PROFILE_TEMPERATURE),
+            "the small profile samples cold: {body}"
+        );
         let tools: Vec<&str> = body["tools"]
             .as_array()
             .unwrap()
@@ -463,9 +468,29 @@ async fn a_small_coder_cannot_overwrite_a_file_and_lose_its_lines() {
     assert!(tree.contains(&("NOTES.md".to_owned(), b"rewritten\n".to_vec())));
     let refused = events
         .iter()
-        .filter(|e| matches!(&e.kind, EventKind::ToolResult(ToolResult { ok: false, output, .. }) if output.contains("# A project")))
+        .filter(|e| matches!(&e.kind, EventKind::ToolResult(ToolResult { ok: false, output, .. }) if output.contains("```\n# A project")))
         .count();
     assert_eq!(refused, 1, "the refusal shows the file as it is");
+    // The edit that replaced the first line is answered with the call that
+    // adds after it instead: `new` is `old` and more.
+    let suggested: Vec<serde_json::Value> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult(ToolResult {
+                ok: false, output, ..
+            }) => serde_json::from_str(output.lines().find(|l| l.starts_with('{'))?).ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(suggested.len(), 1, "{suggested:?}");
+    let (old, new) = (
+        suggested[0]["old"].as_str().unwrap(),
+        suggested[0]["new"].as_str().unwrap(),
+    );
+    assert!(
+        new.starts_with(old) && new.len() > old.len(),
+        "{suggested:?}"
+    );
     // memofab's own words were not written, nor the first line replaced:
     // the second write and the first edit were refused.
     let writes: Vec<bool> = events

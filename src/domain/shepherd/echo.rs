@@ -136,7 +136,7 @@ fn sentences(text: &str) -> impl Iterator<Item = &str> {
 
 /// Lower case, one space between words, no quotes or backticks, no
 /// trailing ellipsis: a copy that lost its formatting is still a copy.
-fn normalize(text: &str) -> String {
+pub fn normalize(text: &str) -> String {
     let cleaned: String = text
         .chars()
         .filter(|c| !matches!(c, '`' | '"' | '“' | '”'))

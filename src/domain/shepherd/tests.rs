@@ -541,3 +541,28 @@ fn memofabs_refusal_to_repeat_a_call_is_not_the_tool_failing() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_repeated_command_is_not_said_to_have_changed_nothing() {
+    // The 1.5B coder appended with `echo … >> README.md` four times: each
+    // run changed the file, so "no file changed" was false and "its result
+    // has not changed" sent it on appending.
+    let mut watch = Watch::new(limits(), true);
+    let echo = serde_json::json!({"command": "echo hi >> README.md"});
+    let pattern = (0..4)
+        .find_map(|_| watch.call("run", &echo, true, "$ echo hi >> README.md\nexit 0\n"))
+        .expect("reported");
+    let nudge = nudge_text(&pattern, None);
+    assert!(
+        nudge.contains("3 times") || nudge.contains("4 times"),
+        "{nudge}"
+    );
+    assert!(!nudge.contains("no file changed"), "{nudge}");
+    assert!(!nudge.contains("has not changed"), "{nudge}");
+    let read = Pattern::RepeatedCall {
+        tool: "read_file".into(),
+        arguments: "{}".into(),
+        times: 3,
+    };
+    assert!(nudge_text(&read, None).contains("no file changed"));
+}

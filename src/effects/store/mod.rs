@@ -123,6 +123,10 @@ pub struct RunSummary {
     pub failed: usize,
     pub tokens: u64,
     pub events: u64,
+    /// The run's base commit, where the store holds several repositories'
+    /// runs (PostgreSQL): a repository's runs are those whose base it has.
+    /// `None` in a repository's own SQLite file.
+    pub base_commit: Option<String>,
 }
 
 pub struct Store {
@@ -320,6 +324,7 @@ impl Store {
                     failed: row.get::<_, i64>(7)? as usize,
                     tokens: row.get::<_, i64>(8)? as u64,
                     events: row.get::<_, i64>(9)? as u64,
+                    base_commit: None,
                 })
             })
             .ctx("listing runs")?;

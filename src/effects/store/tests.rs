@@ -508,7 +508,7 @@ fn a_v2_store_from_main_migrates_and_exports_byte_identical() {
     };
     // A reader (`memofab runs`, replay) is the first to open it.
     let light = Store::load_light(&path, &RunId::from("bench-store")).unwrap();
-    assert_eq!(light.events.len(), 1_100);
+    assert_eq!(light.len(), 1_100);
     let mut store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     // The long run's first 1,024 events are a sealed chunk now.

@@ -73,7 +73,7 @@ impl AgentRunner {
                     .cloned()
                     .collect(),
                 max_tokens: self.reply.max_tokens,
-                temperature: None,
+                temperature: self.reply.temperature,
                 reasoning_effort: self.reply.reasoning_effort,
                 script: ScriptKey {
                     role: job.role,

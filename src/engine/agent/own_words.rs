@@ -45,11 +45,15 @@ pub(super) fn in_write(tool: &str, arguments: &Value, messages: &[ChatMessage]) 
     }
     let said: Vec<String> = memofabs_words(messages)
         .into_iter()
-        .map(without_fences)
+        .map(|words| without_quoted_calls(&without_fences(words)))
         .collect();
     let said: Vec<&str> = said.iter().map(String::as_str).collect();
+    let own = own_text(tool, arguments, messages);
     // One text per distinct line, looked at in one pass.
-    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !own.contains(&echo::normalize(l)))
+        .collect();
     lines.sort_unstable();
     lines.dedup();
     let lines = Value::Array(lines.into_iter().map(Value::from).collect());
@@ -61,6 +65,35 @@ pub(super) fn in_write(tool: &str, arguments: &Value, messages: &[ChatMessage]) 
     ))
 }
 
+/// Text that is the model's to write even where memofab's words quote it
+/// (a refusal suggesting a call, the shepherd quoting a repeated call's
+/// arguments): the task, what tools answered, what refusals showed between
+/// ``` fences, and an edit's `old`, which is in the file; normalized as
+/// echoes are compared. Without it, the 1.5B coder that copied the call a
+/// refusal suggested was refused for writing the file's own last line, and
+/// the task's new line once the shepherd had quoted it.
+fn own_text(tool: &str, arguments: &Value, messages: &[ChatMessage]) -> String {
+    let mut own: Vec<&str> = Vec::new();
+    if let Some(ChatMessage::User { content }) = messages.first() {
+        own.push(content);
+    }
+    for message in messages {
+        if let ChatMessage::ToolResult { content, .. } = message {
+            if content.starts_with(REFUSED) || content.starts_with(IGNORED_CALL) {
+                own.extend(content.split("```").skip(1).step_by(2));
+            } else {
+                own.push(content);
+            }
+        }
+    }
+    if tool == tool_names::EDIT_FILE
+        && let Some(old) = arguments.get("old").and_then(Value::as_str)
+    {
+        own.push(old);
+    }
+    echo::normalize(&own.join("\n"))
+}
+
 /// The largest write whose lines are looked at.
 const MAX_LOOKED_AT: usize = 256 * 1024;
 
@@ -68,6 +101,23 @@ const MAX_LOOKED_AT: usize = 256 * 1024;
 /// file's, not memofab's words.
 fn without_fences(text: &str) -> String {
     text.split("```").step_by(2).collect::<Vec<_>>().join(" ")
+}
+
+/// Without the JSON objects memofab quotes (the arguments of a call the
+/// shepherd saw repeated, a call a refusal suggests): they are the model's
+/// words, not memofab's. An object cut short runs to the end.
+fn without_quoted_calls(text: &str) -> String {
+    let mut kept = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("{\"") {
+        kept.push_str(&rest[..at]);
+        rest = match rest[at..].find('}') {
+            Some(end) => &rest[at + end + 1..],
+            None => "",
+        };
+    }
+    kept.push_str(rest);
+    kept
 }
 
 /// After the task itself, every user message is memofab's; of the tool
@@ -125,6 +175,47 @@ mod tests {
         let right = "# Tiny repo\n\nA test repository for memofab with a local model.\nHello from \
             memofab.\n";
         assert_eq!(refused_after(answer, right), None);
+        // A refusal that suggests a call quotes the file's own line, and the
+        // shepherd quotes a repeated call's arguments: writing that line
+        // (read from the file, or in the edit's `old`) is no echo.
+        let line = "A test repository for memofab with a local model.";
+        let suggested = format!(
+            "Not run: the task adds to README.md. To add after `old`, call edit_file with these \
+             arguments: {}",
+            json!({"path": "README.md", "old": line, "new": format!("{line}\nHello.")})
+        );
+        let messages = [
+            ChatMessage::User {
+                content: "## Task: add a line".into(),
+            },
+            ChatMessage::ToolResult {
+                call_id: "c1".into(),
+                content: format!("# Tiny repo\n\n{line}\n"),
+                is_error: false,
+            },
+            ChatMessage::ToolResult {
+                call_id: "c2".into(),
+                content: suggested.clone(),
+                is_error: true,
+            },
+            ChatMessage::User {
+                content: format!(
+                    "The shepherd: `edit_file` was called 4 times ({})",
+                    json!({"new": "Hello there, world.\n"})
+                ),
+            },
+        ];
+        // A line of the model's own that only the shepherd's quote holds.
+        let own = json!({"path": "README.md", "old": line, "new": format!("{line}\nHello there, world.")});
+        assert_eq!(in_write(tool_names::EDIT_FILE, &own, &messages), None);
+        let edit = json!({"path": "README.md", "old": line, "new": format!("{line}\nHello.")});
+        assert_eq!(in_write(tool_names::EDIT_FILE, &edit, &messages), None);
+        let write =
+            json!({"path": "README.md", "content": format!("# Tiny repo\n\n{line}\nHello.\n")});
+        assert_eq!(in_write(tool_names::WRITE_FILE, &write, &messages), None);
+        // memofab's own sentence beside the quote is still an echo.
+        let copied = json!({"path": "README.md", "content": format!("# Tiny repo\n\n{line}\nTo add after old, call edit_file with these arguments.\n")});
+        assert!(in_write(tool_names::WRITE_FILE, &copied, &messages).is_some());
         // Only writes are looked at.
         assert_eq!(
             in_write(tool_names::READ_FILE, &json!({"path": "x"}), &[]),

@@ -74,17 +74,37 @@ impl WholeWrites {
 /// Why an `edit_file` is not to be run: the task only adds, and `new`
 /// leaves out lines of `old`.
 fn edit_that_removes(job: &AgentJob, arguments: &Value) -> Option<String> {
+    if !task_only_adds(&job.first_message) {
+        return None;
+    }
+    removing_edit_refusal(arguments)
+}
+
+/// The refusal of an edit whose `new` leaves out lines of its `old`, with
+/// the call that adds `new` after `old` instead. Told in words how
+/// `edit_file` adds, the 1.5B coder sent the same edit again; a call built
+/// from its own arguments it can copy, and copying is what small models do
+/// best.
+fn removing_edit_refusal(arguments: &Value) -> Option<String> {
     let old = arguments.get("old")?.as_str()?;
     let new = arguments.get("new")?.as_str()?;
     let path = arguments.get("path")?.as_str()?;
     let lost = lost_lines(old, new);
-    if lost.is_empty() || !task_only_adds(&job.first_message) {
+    if lost.is_empty() {
         return None;
     }
+    // The line ends stay where the file had them.
+    let added = if old.ends_with('\n') {
+        let end = if new.ends_with('\n') { "" } else { "\n" };
+        format!("{old}{new}{end}")
+    } else {
+        format!("{old}\n{}", new.trim_end_matches('\n'))
+    };
+    let call = serde_json::json!({ "path": path, "old": old, "new": added });
     Some(format!(
         "{REFUSED}the task adds to {path}; this edit_file would remove {} of its lines. \
-         edit_file puts `new` in the place of `old`: to add after `old`, `new` must be `old` \
-         with the added lines after it.",
+         edit_file puts `new` in the place of `old`. To add after `old`, call edit_file with \
+         these arguments:\n```json\n{call}\n```",
         lost.len()
     ))
 }
@@ -196,14 +216,42 @@ mod tests {
         )));
         assert!(!task_only_adds(&brief("Fix the parser", "Add a check.")));
         assert!(!task_only_adds("no brief"));
-        // As measured: the last line replaced by the new one.
-        let edit = serde_json::json!({"path": "README.md", "old": "A test repository.\n", "new": "Hello.\n"});
-        assert_eq!(lost_lines("A test repository.\n", "Hello.\n").len(), 1);
-        let kept = serde_json::json!({"path": "README.md", "old": "A test repository.\n", "new": "A test repository.\nHello.\n"});
-        assert!(
-            lost_lines(kept["old"].as_str().unwrap(), kept["new"].as_str().unwrap()).is_empty()
-        );
-        assert!(edit["new"].is_string());
+    }
+
+    /// What `edit_file` does with the arguments: `old` replaced once.
+    fn applied(file: &str, call: &Value) -> String {
+        file.replacen(
+            call["old"].as_str().unwrap(),
+            call["new"].as_str().unwrap(),
+            1,
+        )
+    }
+
+    #[test]
+    fn an_edit_that_replaces_the_last_line_is_answered_with_the_call_that_adds_after_it() {
+        let line = "A test repository for memofab with a local model.";
+        // As measured (1.5B): the last line replaced by the new one, with
+        // and without the line's end in `old`.
+        for (old, new) in [
+            (line.to_owned(), "Hello from memofab.\n"),
+            (format!("{line}\n"), "Hello from memofab."),
+        ] {
+            let edit = serde_json::json!({"path": "README.md", "old": old, "new": new});
+            let refusal = removing_edit_refusal(&edit).expect("refused");
+            assert!(refusal.starts_with(REFUSED));
+            let suggested: Value =
+                serde_json::from_str(refusal.lines().find(|l| l.starts_with('{')).unwrap())
+                    .expect("a call on its own line");
+            assert_eq!(
+                applied(README, &suggested),
+                format!("{README}Hello from memofab.\n"),
+                "the suggested call, run, adds the line and keeps the file"
+            );
+        }
+        // An edit that keeps `old`'s lines is not this guard's business.
+        let keeps =
+            serde_json::json!({"path": "README.md", "old": line, "new": format!("{line}\nHello.")});
+        assert_eq!(removing_edit_refusal(&keeps), None);
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod risk_gate;
 pub mod session;
 pub mod steps;
 pub mod summary;
+pub mod takeover;
 mod tester;

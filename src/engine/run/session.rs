@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::orchestrator::{Orchestrator, Steering};
+use super::takeover;
 use crate::config::Config;
 use crate::domain::event::RunStarted;
 use crate::domain::policy::{Policy, PolicyFile};
@@ -263,15 +264,28 @@ pub async fn resume(
     let (settings, mainline) = recorder.with_state(|s| (s.settings.clone(), s.mainline.clone()));
     // A shared store holds other repositories' runs too: carrying one on
     // here would build and land its tasks in the wrong repository. A clone
-    // of its repository (another machine) has its base commit.
+    // of its repository (another machine) has its base commit, once the
+    // remote's mainline is fetched.
     let (base, recorded_in) = recorder.with_state(|s| (s.base_commit.clone(), s.repo.clone()));
-    if git.branch_head(&format!("{base}^{{commit}}")).is_err() {
+    let remote = request
+        .config
+        .mainline
+        .remote
+        .clone()
+        .map(|name| takeover::RemoteSetting {
+            name,
+            timeout: std::time::Duration::from_secs(request.config.mainline.timeout_secs),
+        });
+    if !takeover::has_base(&git, remote.as_ref(), &mainline, &base)? {
         return Err(EngineError::OtherRepository {
             run: request.run.to_string(),
             repo: recorded_in,
             base,
         });
     }
+    // Another clone's run: its task branches are made here from the record.
+    let worktrees = factory_dir(git.root()).join("worktrees");
+    takeover::adopt_task_branches(&recorder, &git, remote.as_ref(), &worktrees, &mainline).await?;
     let mut ctx = context(
         recorder,
         git,

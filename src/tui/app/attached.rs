@@ -27,6 +27,9 @@ pub enum Feed {
     Refused(String),
     /// The connection to the daemon is gone.
     Lost(String),
+    /// The run is followed through the shared PostgreSQL store, not the
+    /// daemon's socket (`memofab --store URL attach`).
+    ViaStore,
 }
 
 impl From<EngineUpdate> for Feed {
@@ -46,6 +49,8 @@ pub struct Attached {
     pub refused: Option<String>,
     /// Why the connection to the daemon was lost.
     pub lost: Option<String>,
+    /// Followed through the shared store rather than the daemon.
+    pub via_store: bool,
 }
 
 impl Attached {
@@ -89,6 +94,7 @@ impl App {
                 self.log_line(self.now_ms, true, format!("refused: {why}"));
             }
             Feed::Lost(why) => attached.lost = Some(why),
+            Feed::ViaStore => attached.via_store = true,
         }
         true
     }
@@ -102,6 +108,7 @@ impl App {
         fresh.proposals = self.proposals.take();
         fresh.attached = Some(Attached {
             run: Some(run),
+            via_store: self.attached.as_ref().is_some_and(|a| a.via_store),
             ..Attached::default()
         });
         *self = fresh;
@@ -192,6 +199,19 @@ mod tests {
             app.attached.as_ref().and_then(|a| a.run.clone()),
             Some(RunId::from("r20261124-130000-beef"))
         );
+    }
+
+    #[test]
+    fn a_run_followed_through_the_store_stays_so_when_its_events_come() {
+        let mut app = App::attached("memofab");
+        app.feed(Feed::ViaStore);
+        let events = crate::domain::fixture::events();
+        app.feed(Feed::Attached(Some(events[0].run.clone())));
+        for event in events {
+            app.feed(Feed::Update(EngineUpdate::Event(event)));
+        }
+        assert!(app.attached.as_ref().is_some_and(|a| a.via_store));
+        assert!(app.state.is_some());
     }
 
     #[test]

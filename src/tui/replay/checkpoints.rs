@@ -111,6 +111,21 @@ impl Checkpoints {
         }
     }
 
+    /// Events between two checkpoints.
+    pub fn interval(&self) -> usize {
+        self.every
+    }
+
+    /// Where the furthest checkpoint is (0: none yet).
+    pub fn furthest(&self) -> usize {
+        self.saved.len() * self.every
+    }
+
+    /// Where the latest checkpoint at or before `target` is (0: none).
+    pub fn latest_at(&self, target: usize) -> usize {
+        (target / self.every).min(self.saved.len()) * self.every
+    }
+
     /// Whether there is a checkpoint at `at` events.
     pub fn has(&self, at: usize) -> bool {
         self.index(at).is_some_and(|i| i < self.saved.len())

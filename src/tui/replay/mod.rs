@@ -138,20 +138,19 @@ struct Stored {
 }
 
 impl Record {
-    fn events(&self) -> &[Event] {
-        match self {
-            Record::Whole(events) => events,
-            Record::Stored(s) => &s.light.events,
-        }
-    }
-
     fn len(&self) -> usize {
-        self.events().len()
+        match self {
+            Record::Whole(events) => events.len(),
+            Record::Stored(s) => s.light.len(),
+        }
     }
 
     /// The time of the event at `index` (0-based).
     fn at_ms(&self, index: usize) -> Option<u64> {
-        self.events().get(index).map(|e| e.at_ms)
+        match self {
+            Record::Whole(events) => events.get(index).map(|e| e.at_ms),
+            Record::Stored(s) => s.light.at_ms.get(index).copied(),
+        }
     }
 
     /// Folds the events after the first `from` up to the first `to` into
@@ -164,77 +163,53 @@ impl Record {
         to: usize,
         agents: &HashSet<AgentId>,
     ) -> Result<(), StoreError> {
-        self.fold_kinds(app, from, to, agents, None)
-    }
-
-    /// `fold`, of only the light events of `kinds` if given.
-    fn fold_kinds(
-        &self,
-        app: &mut App,
-        from: usize,
-        to: usize,
-        agents: &HashSet<AgentId>,
-        kinds: Option<&[&str]>,
-    ) -> Result<(), StoreError> {
         match self {
             Record::Whole(events) => {
                 app.fold(&events[from..to]);
                 Ok(())
             }
-            Record::Stored(s) => s.fold(app, from, to, agents, kinds),
+            Record::Stored(s) => s.fold(app, from, to, agents),
         }
     }
 }
 
 impl Stored {
-    /// `Record::fold_kinds` for a stored run.
+    /// `Record::fold` for a stored run.
     fn fold(
         &self,
         app: &mut App,
         from: usize,
         to: usize,
         agents: &HashSet<AgentId>,
-        kinds: Option<&[&str]>,
     ) -> Result<(), StoreError> {
-        let bulk = &self.light.bulk;
+        let light = &self.light;
+        let indices: Vec<u32> = agents.iter().filter_map(|a| light.agent_index(a)).collect();
+        let bulk = &light.bulk;
         let seqs: Vec<u64> = bulk[bulk.partition_point(|b| b.seq <= from as u64)
             ..bulk.partition_point(|b| b.seq <= to as u64)]
             .iter()
-            .filter(|b| agents.contains(&b.agent))
+            .filter(|b| indices.contains(&b.agent))
             .map(|b| b.seq)
             .collect();
-        let (texts, read) = if seqs.is_empty() {
-            (Vec::new(), Ok(()))
-        } else {
-            match self.store.events_at(&self.run, &seqs) {
-                Ok(texts) => (texts, Ok(())),
-                Err(e) => (Vec::new(), Err(e)),
-            }
-        };
-        let mut texts = texts.iter().peekable();
-        app.fold(self.light.events[from..to].iter().filter_map(|e| {
-            match texts.next_if(|t| t.seq == e.seq) {
-                Some(text) => Some(text),
-                None if kinds.is_none_or(|k| k.contains(&e.kind.name())) => Some(e),
-                None => None,
-            }
-        }));
+        let (texts, read) = self.texts(&seqs);
+        light.windows(&self.run, from, to, &texts, &mut |window| {
+            app.fold(window.iter().copied());
+        });
         read
     }
-}
 
-/// The kinds of event that write into a transcript: what rebuilding one
-/// folds.
-const TRANSCRIPT_KINDS: [&str; 8] = [
-    "agent_started",
-    "agent_message",
-    "mcp_tools_listed",
-    "tool_called",
-    "tool_result",
-    "shepherd_intervened",
-    "reply_broken_off",
-    "context_compacted",
-];
+    /// The events numbered `seqs`, bodies and all; none if they cannot
+    /// be read (with the error).
+    fn texts(&self, seqs: &[u64]) -> (Vec<Event>, Result<(), StoreError>) {
+        if seqs.is_empty() {
+            return (Vec::new(), Ok(()));
+        }
+        match self.store.events_at(&self.run, seqs) {
+            Ok(texts) => (texts, Ok(())),
+            Err(e) => (Vec::new(), Err(e)),
+        }
+    }
+}
 
 pub struct Replay {
     record: Record,
@@ -390,12 +365,23 @@ impl Replay {
         let Record::Stored(s) = &mut self.record else {
             return Ok(());
         };
-        if target < self.cursor {
-            // The transcripts on screen are cut back to their marks and
-            // folded on with their text; the others are read again when
-            // shown.
+        // Far ahead, a checkpoint carried there while the replay was idle
+        // is nearer than the cursor.
+        let ahead = s.checkpoints.latest_at(target) > self.cursor;
+        if target < self.cursor || ahead || target - self.cursor > s.checkpoints.interval() {
+            // Transcripts not on screen are read again when shown, rather
+            // than carried along.
             s.complete.retain(|a| shown.contains(a));
-            let mut app = match s.checkpoints.latest(target) {
+        }
+        if ahead {
+            // A mark ahead of the cursor is beyond the transcript on screen
+            // (they only grow): those are rebuilt instead.
+            s.complete.clear();
+        }
+        if target < self.cursor || ahead {
+            // The transcripts on screen are cut back to their marks and
+            // folded on with their text.
+            let app = match s.checkpoints.latest(target) {
                 Some(restored) => {
                     let mut app = restored.model;
                     s.complete.retain(|agent| match restored.marks.get(agent) {
@@ -423,8 +409,12 @@ impl Replay {
                     fresh
                 }
             };
-            app.keep_view_of(&self.app);
-            self.app = app;
+            // What the human chose is kept once folded there: an agent's
+            // start on the way resets the choice of agent in a fold.
+            let old = std::mem::replace(&mut self.app, app);
+            let folded = self.fold_forward(target);
+            self.app.keep_view_of(&old);
+            return folded;
         }
         self.fold_forward(target)
     }
@@ -439,7 +429,7 @@ impl Replay {
         let complete = s.complete.clone();
         let mut at = self.cursor;
         for stop in s.checkpoints.stops(at, target) {
-            let read = s.fold(&mut self.app, at, stop, &complete, None);
+            let read = s.fold(&mut self.app, at, stop, &complete);
             if result.is_ok() {
                 result = read;
             }
@@ -450,6 +440,36 @@ impl Replay {
         }
         self.cursor = at;
         result
+    }
+
+    /// While the human does nothing: folds one more interval of the part
+    /// of a stored run not folded yet (no conversation text), taking its
+    /// checkpoint, so that a click far ahead starts from one. Returns
+    /// whether there is more to carry.
+    pub fn carry_ahead(&mut self) -> bool {
+        let Record::Stored(s) = &mut self.record else {
+            return false;
+        };
+        let len = s.light.len();
+        let at = s.checkpoints.furthest();
+        let next = at + s.checkpoints.interval();
+        if next > len {
+            return false;
+        }
+        let mut model = match s.checkpoints.latest(at) {
+            Some(restored) => restored.model,
+            None => {
+                let mut fresh = App::new(&self.app.title);
+                fresh.read_only = self.app.read_only;
+                fresh.prices = self.app.prices.clone();
+                fresh
+            }
+        };
+        if s.fold(&mut model, at, next, &HashSet::new()).is_err() {
+            return false;
+        }
+        s.checkpoints.save(next, &model, []);
+        next + s.checkpoints.interval() <= len
     }
 
     /// The agents whose transcripts are on screen.
@@ -473,18 +493,34 @@ impl Replay {
         if missing.is_empty() {
             return Ok(());
         }
+        // A transcript is written by its own agent's events alone: only
+        // those are read and folded, not the run from its start.
+        let agents: Vec<AgentId> = missing.iter().cloned().collect();
+        let seqs = s.light.transcript_seqs(&agents, self.cursor);
+        let unread: Vec<u64> = seqs
+            .iter()
+            .copied()
+            .filter(|&seq| s.light.read_event(seq).is_none())
+            .collect();
+        let (texts, folded) = s.texts(&unread);
+        let mut texts = texts.iter().peekable();
+        let own: Vec<&Event> = seqs
+            .iter()
+            .filter_map(|&seq| {
+                s.light
+                    .read_event(seq)
+                    .or_else(|| texts.next_if(|t| t.seq == seq))
+            })
+            .collect();
         let mut marks = Vec::new();
         // Folded a checkpoint at a time, to mark where each transcript
         // ended at every checkpoint it passes.
         let mut scratch = App::new("");
-        let mut folded = Ok(());
-        let mut at = 0;
+        let mut rest = own.as_slice();
         for stop in s.checkpoints.stops(0, self.cursor) {
-            let read = s.fold(&mut scratch, at, stop, &missing, Some(&TRANSCRIPT_KINDS));
-            at = stop;
-            if folded.is_ok() {
-                folded = read;
-            }
+            let (upto, after) = rest.split_at(rest.partition_point(|e| e.seq <= stop as u64));
+            scratch.fold(upto.iter().copied());
+            rest = after;
             if folded.is_ok() && s.checkpoints.has(stop) {
                 for agent in &missing {
                     let mark = scratch.transcripts.get(agent).map(|t| t.mark());
@@ -948,6 +984,93 @@ mod tests {
                 .is_some_and(|t| t.len(true) > 100),
             "a coder's conversation is on screen"
         );
+    }
+
+    /// A click that shows another agent rebuilds its transcript from that
+    /// agent's own events: every task's agent, looked at after clicks both
+    /// ways, shows what folding every event shows.
+    #[test]
+    fn scrubbing_to_another_agent_shows_the_transcript_a_full_fold_shows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 6, 9_000);
+        store_events(&path, &events);
+        let len = events.len();
+        let every = 500;
+        let mut stored = Replay::open_stored_with(
+            "r",
+            &path,
+            &run,
+            BTreeMap::new(),
+            len / 3,
+            Checkpoints::every(every),
+        )
+        .unwrap();
+        let mut whole = Replay::open_at("r", events.clone(), len / 3);
+        for target in [len - 2, len / 5, every * 9 + 1, every * 9 - 1, len / 2, 40] {
+            stored.seek(target);
+            whole.seek(target);
+            same_on_screen(&stored.app, &whole.app, target);
+            // Each task in turn, and its agents back in time.
+            for key in ['j', 'j', '<', 'k', 'j', 'j', 'j'] {
+                stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
+                whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
+                assert!(stored.note.is_none(), "{:?}", stored.note);
+                same_on_screen(&stored.app, &whole.app, target);
+            }
+        }
+    }
+
+    /// Checkpoints carried ahead while idle reach the end of the run, and
+    /// a click far ahead starts from one: it shows what folding every
+    /// event shows, both ways.
+    #[test]
+    fn checkpoints_carried_ahead_are_where_a_click_ahead_starts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 4, 6_000);
+        store_events(&path, &events);
+        let len = events.len();
+        let every = 400;
+        let mut stored = Replay::open_stored_with(
+            "r",
+            &path,
+            &run,
+            BTreeMap::new(),
+            every + 3,
+            Checkpoints::every(every),
+        )
+        .unwrap();
+        let mut whole = Replay::open_at("r", events.clone(), every + 3);
+        assert!(!checkpoints_of(&stored).has(3 * every));
+        let mut turns = 0;
+        while stored.carry_ahead() {
+            turns += 1;
+        }
+        assert_eq!(turns, len / every - 2);
+        assert!(checkpoints_of(&stored).has(len / every * every));
+        assert_eq!(stored.cursor(), every + 3, "carrying ahead moves nothing");
+        same_on_screen(&stored.app, &whole.app, every + 3);
+        for target in [
+            len - 5,
+            5 * every + 1,
+            9 * every,
+            len / 2,
+            2 * every - 1,
+            len,
+        ] {
+            stored.seek(target);
+            whole.seek(target);
+            assert!(stored.note.is_none(), "{:?}", stored.note);
+            same_on_screen(&stored.app, &whole.app, target);
+            for key in ['j', '<'] {
+                stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
+                whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
+                same_on_screen(&stored.app, &whole.app, target);
+            }
+        }
     }
 
     /// A run migrated from a v2 store replays through checkpoints exactly

@@ -14,7 +14,14 @@
 //! and only one connection appends to a run at a time: the first append
 //! takes the run's advisory lock, held until the connection closes; a second
 //! writer is refused (`StoreError::RunHeldElsewhere`).
+//!
+//! Every append tells the run's listeners (`LISTEN` on `channel(run)`) the
+//! run's new last number, in the same transaction, so on commit only and
+//! never before the events can be read: once per append, a batch's at its
+//! end. A cockpit anywhere follows a run that way (`follow`), reading the
+//! events themselves from the table.
 
+pub mod follow;
 mod queue;
 mod schema;
 mod summary;
@@ -84,6 +91,7 @@ struct Statements {
     append_next: Statement,
     last_seq: Statement,
     events: Statement,
+    notify: Statement,
 }
 
 impl PgStore {
@@ -187,7 +195,7 @@ impl PgStore {
             let rows = s
                 .client
                 .query(
-                    "SELECT run, started_ms, last_event_ms, requirement, phase, tasks, merged, failed, tokens, events
+                    "SELECT run, started_ms, last_event_ms, requirement, phase, tasks, merged, failed, tokens, events, base_commit
                      FROM runs ORDER BY started_ms DESC, run DESC",
                     &[],
                 )
@@ -209,6 +217,7 @@ impl PgStore {
                         failed: as_u64(row.get(7)) as usize,
                         tokens: as_u64(row.get(8)),
                         events: as_u64(row.get(9)),
+                        base_commit: row.get(10),
                     }
                 })
                 .collect())
@@ -342,6 +351,19 @@ fn serve(
     }
 }
 
+/// The channel `run`'s appends notify: a plain identifier whatever the run's
+/// name (`memofab_run_` and 32 hex digits of its SHA-256), so it can be
+/// written into `LISTEN` as is, and stays under PostgreSQL's 63 bytes.
+pub fn channel(run: &RunId) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(run.as_str().as_bytes());
+    let mut name = String::from("memofab_run_");
+    for byte in &digest[..16] {
+        name.push_str(&format!("{byte:02x}"));
+    }
+    name
+}
+
 /// The advisory-lock key text of `run`'s writer.
 fn writer_key(run: &RunId) -> String {
     format!("memofab run {run}")
@@ -361,12 +383,8 @@ impl Session {
                 &mut client,
                 "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = $1",
             )?,
-            events: prepare(
-                &mut client,
-                "SELECT seq, at_ms, type, body FROM events
-                 WHERE run = $1 AND seq > $2 AND seq <= $3 AND ($4::text[] IS NULL OR type = ANY($4))
-                 ORDER BY seq",
-            )?,
+            events: prepare(&mut client, EVENTS)?,
+            notify: prepare(&mut client, "SELECT pg_notify($1::text, $2::text)")?,
         };
         Ok(Self {
             client,
@@ -395,8 +413,9 @@ impl Session {
         Ok(())
     }
 
-    /// One event alone is one statement, committed on its own: one round
-    /// trip. More go in one transaction, all or none.
+    /// One event alone is one statement, committed on its own, its notice
+    /// with it: one round trip. More go in one transaction, all or none,
+    /// and each run's listeners are told once, of its last number.
     fn append_batch(&mut self, events: &[Event]) -> PgResult<()> {
         for event in events {
             self.hold(&event.run)?;
@@ -412,7 +431,7 @@ impl Session {
         }
         let st = &self.statements;
         if let ([event], []) = (events, fences.as_slice()) {
-            return append_in(&mut self.client, st, event);
+            return append_in(&mut self.client, st, event, Some(&channel(&event.run)));
         }
         let mut tx = self
             .client
@@ -421,8 +440,17 @@ impl Session {
         for (run, owner) in &fences {
             queue::check_fence(&mut tx, run, owner)?;
         }
+        let mut last: Vec<(&RunId, u64)> = Vec::new();
         for event in events {
-            append_in(&mut tx, st, event)?;
+            append_in(&mut tx, st, event, None)?;
+            match last.iter_mut().find(|(run, _)| *run == &event.run) {
+                Some(entry) => entry.1 = event.seq,
+                None => last.push((&event.run, event.seq)),
+            }
+        }
+        for (run, seq) in last {
+            tx.execute(&st.notify, &[&channel(run), &seq.to_string()])
+                .map_err(pg("notifying the run's listeners"))?;
         }
         tx.commit().map_err(pg("committing events"))
     }
@@ -441,33 +469,43 @@ impl Session {
                 &[&run.as_str(), &as_i64(after), &as_i64(upto), &types],
             )
             .map_err(pg("reading events"))?;
-        rows.iter()
-            .map(|row| {
-                let seq = as_u64(row.get(0));
-                let kind: &str = row.get(2);
-                let body: &str = row.get(3);
-                let kind = decode::decode_kind(kind, body).map_err(|e| StoreError::Corrupt {
-                    run: run.clone(),
-                    seq,
-                    message: e.to_string(),
-                })?;
-                Ok(Event {
-                    run: run.clone(),
-                    seq,
-                    at_ms: as_u64(row.get(1)),
-                    kind,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| event_of(run, row)).collect()
     }
 }
 
-/// Appends `event` and updates its run's summary, in one statement; refused
-/// unless the event follows the run's last one.
+/// The SELECT of a run's events after a number, up to one, in order ($1:
+/// the run, $2 and $3: the bounds, $4: only these types, or NULL for all);
+/// each row read by `event_of`.
+const EVENTS: &str = "SELECT seq, at_ms, type, body FROM events
+     WHERE run = $1 AND seq > $2 AND seq <= $3 AND ($4::text[] IS NULL OR type = ANY($4))
+     ORDER BY seq";
+
+/// One row of `EVENTS`, decoded.
+fn event_of(run: &RunId, row: &postgres::Row) -> PgResult<Event> {
+    let seq = as_u64(row.get(0));
+    let kind: &str = row.get(2);
+    let body: &str = row.get(3);
+    let kind = decode::decode_kind(kind, body).map_err(|e| StoreError::Corrupt {
+        run: run.clone(),
+        seq,
+        message: e.to_string(),
+    })?;
+    Ok(Event {
+        run: run.clone(),
+        seq,
+        at_ms: as_u64(row.get(1)),
+        kind,
+    })
+}
+
+/// Appends `event` and updates its run's summary, in one statement, which
+/// notifies `channel` too when given one; refused unless the event follows
+/// the run's last one.
 fn append_in(
     client: &mut impl postgres::GenericClient,
     st: &Statements,
     event: &Event,
+    channel: Option<&str>,
 ) -> PgResult<()> {
     let body = serde_json::to_string(&event.kind).map_err(|e| StoreError::Corrupt {
         run: event.run.clone(),
@@ -481,7 +519,17 @@ fn append_in(
     let row = match &change.started {
         Some(requirement) => client.query_one(
             &st.append_started,
-            &[&run, &seq, &at, &kind, &task, &body, requirement],
+            &[
+                &run,
+                &seq,
+                &at,
+                &kind,
+                &task,
+                &body,
+                requirement,
+                &change.base_commit,
+                &channel,
+            ],
         ),
         None => client.query_one(
             &st.append_next,
@@ -498,6 +546,7 @@ fn append_in(
                 &change.merged,
                 &change.failed,
                 &change.tokens,
+                &channel,
             ],
         ),
     }

@@ -66,6 +66,12 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX requirements_takeable ON requirements (repo, state, priority DESC, id);
      CREATE INDEX requirements_by_fingerprint ON requirements (fingerprint);",
+    // v3 (#25, after the queue's v2): each run's base commit on its summary
+    // row, from its first event, so that a repository lists its own runs
+    // (those whose base commit it has) in a database of several.
+    "ALTER TABLE runs ADD COLUMN base_commit TEXT;
+     UPDATE runs SET base_commit =
+        (SELECT e.body::json ->> 'base_commit' FROM events e WHERE e.run = runs.run AND e.seq = 1);",
 ];
 
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -12,6 +12,8 @@ use crate::domain::{Event, EventKind, TaskState};
 pub struct Change {
     /// A new run: the row to insert (its requirement).
     pub started: Option<String>,
+    /// A new run's base commit: which repositories it belongs to.
+    pub base_commit: Option<String>,
     pub requirement: Option<String>,
     pub phase: Option<&'static str>,
     pub tasks: Option<i64>,
@@ -24,8 +26,13 @@ impl Change {
     pub fn of(event: &Event) -> Self {
         let mut change = Change::default();
         match &event.kind {
-            EventKind::RunStarted(RunStarted { requirement, .. }) => {
+            EventKind::RunStarted(RunStarted {
+                requirement,
+                base_commit,
+                ..
+            }) => {
                 change.started = Some(requirement.clone());
+                change.base_commit = Some(base_commit.clone());
             }
             EventKind::SpecSubmitted(SpecSubmitted { requirement }) => {
                 change.requirement = Some(requirement.clone());
@@ -61,20 +68,38 @@ macro_rules! insert_event {
     };
 }
 
-/// A run's first event and its summary row ($7: the requirement); the
-/// number of events inserted, 0 or 1.
+/// Tells the run's listeners its new last number, delivered on commit
+/// only ($N: the run's channel; NULL for none: a batch tells them once, at
+/// its end), then answers the number of events inserted, 0 or 1. The notice
+/// is read in the answer, so the server cannot leave it out.
+macro_rules! notice_and_count {
+    ($channel:literal) => {
+        concat!(
+            ", notice AS (
+        SELECT pg_notify(",
+            $channel,
+            "::text, $2::bigint::text) FROM ins WHERE ",
+            $channel,
+            "::text IS NOT NULL)
+     SELECT (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM notice)"
+        )
+    };
+}
+
+/// A run's first event and its summary row ($7: the requirement, $8: the
+/// base commit, $9: the channel); the number of events inserted, 0 or 1.
 pub const APPEND_STARTED: &str = concat!(
     "WITH ",
     insert_event!(),
     ", summary AS (
-        INSERT INTO runs (run, started_ms, last_event_ms, requirement, phase, events)
-        SELECT run, $3::bigint, $3::bigint, $7::text, 'planning', 1 FROM ins
-        RETURNING 1)
-     SELECT count(*) FROM ins",
+        INSERT INTO runs (run, started_ms, last_event_ms, requirement, phase, events, base_commit)
+        SELECT run, $3::bigint, $3::bigint, $7::text, 'planning', 1, $8::text FROM ins
+        RETURNING 1)",
+    notice_and_count!("$9"),
 );
 
-/// Any later event and its `Change` ($7..$12) to the summary row; the
-/// number of events inserted, 0 or 1.
+/// Any later event and its `Change` ($7..$12) to the summary row ($13: the
+/// channel); the number of events inserted, 0 or 1.
 pub const APPEND_NEXT: &str = concat!(
     "WITH ",
     insert_event!(),
@@ -89,6 +114,6 @@ pub const APPEND_NEXT: &str = concat!(
             events = events + 1,
             last_event_ms = GREATEST(last_event_ms, $3::bigint)
         WHERE run = (SELECT run FROM ins)
-        RETURNING 1)
-     SELECT count(*) FROM ins",
+        RETURNING 1)",
+    notice_and_count!("$13"),
 );
