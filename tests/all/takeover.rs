@@ -320,11 +320,22 @@ fn forged_branch_taken_over(on_top: bool) -> (String, String, bool, bool) {
     let m = Machines::new();
     let run = m.run_a_until_push("refs/heads/memofab/*", 1);
     let heads = recorded_heads(&m.events(&run));
+    // A task whose work is on the remote's branch and not landed yet: `a`
+    // may have landed a quick task before the hook's kill reached it.
     let (task, work) = heads
         .iter()
-        .next()
+        .find(|(t, w)| {
+            git_ok(
+                &m.remote,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    &format!("refs/heads/memofab/{run}/{t}"),
+                ],
+            ) && !git_ok(&m.remote, &["merge-base", "--is-ancestor", w, "main"])
+        })
         .map(|(t, w)| (t.clone(), w.clone()))
-        .expect("a commit recorded");
+        .expect("a commit pushed and not landed");
 
     let branch = format!("memofab/{run}/{task}");
     let forger = m.dir.path().join("forger");
@@ -378,10 +389,12 @@ fn forged_branch_taken_over(on_top: bool) -> (String, String, bool, bool) {
 
 #[test]
 fn a_task_branch_forged_on_the_remote_is_not_landed_the_task_is_done_again() {
-    let (task, work, kept, warned) = forged_branch_taken_over(false);
-    // `a`'s commit is not to be had in `b`: the task was done again there,
-    // and the record says so.
-    assert!(!kept, "{task} at {work} was not to be had");
+    let (task, _work, _kept, warned) = forged_branch_taken_over(false);
+    // The forged commit never lands (asserted above); `a`'s commit is not to
+    // be had in `b`, so the task was done again there, and the record says
+    // so. (Whether `a`'s commit id is on main says nothing here: the
+    // scripted redo, from the same parent in the same second, can make the
+    // very same commit.)
     assert!(warned, "a warning names {task}");
 }
 
