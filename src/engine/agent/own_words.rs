@@ -4,6 +4,8 @@
 //! In the small profile, so is a write that would put such words into a
 //! file (measured: a 1.5B coder wrote a refusal's instruction into README.md).
 
+use std::collections::HashSet;
+
 use crate::domain::tool_names;
 use serde_json::Value;
 
@@ -48,7 +50,7 @@ pub(super) fn in_write(tool: &str, arguments: &Value, messages: &[ChatMessage]) 
         .map(|words| without_quoted_calls(&without_fences(words)))
         .collect();
     let said: Vec<&str> = said.iter().map(String::as_str).collect();
-    let own = own_text(tool, arguments, messages);
+    let own = own_lines(tool, arguments, messages);
     // One text per distinct line, looked at in one pass.
     let mut lines: Vec<&str> = text
         .lines()
@@ -65,33 +67,45 @@ pub(super) fn in_write(tool: &str, arguments: &Value, messages: &[ChatMessage]) 
     ))
 }
 
-/// Text that is the model's to write even where memofab's words quote it
-/// (a refusal suggesting a call, the shepherd quoting a repeated call's
-/// arguments): the task, what tools answered, what refusals showed between
-/// ``` fences, and an edit's `old`, which is in the file; normalized as
-/// echoes are compared. Without it, the 1.5B coder that copied the call a
-/// refusal suggested was refused for writing the file's own last line, and
-/// the task's new line once the shepherd had quoted it.
-fn own_text(tool: &str, arguments: &Value, messages: &[ChatMessage]) -> String {
-    let mut own: Vec<&str> = Vec::new();
+/// Lines that are the model's to write even where memofab's words quote
+/// them (a refusal suggesting a call, the shepherd quoting a repeated
+/// call's arguments): the lines of what tools answered, of what refusals
+/// showed between ``` fences, of an edit's `old` (it is in the file), and
+/// of the task with the texts it quotes; normalized as echoes are compared,
+/// and looked up whole, so a large write costs one lookup a line. Without
+/// it, the 1.5B coder that copied the call a refusal suggested was refused
+/// for writing the file's own last line, and the task's new line once the
+/// shepherd had quoted it.
+fn own_lines(tool: &str, arguments: &Value, messages: &[ChatMessage]) -> HashSet<String> {
+    let mut sources: Vec<&str> = Vec::new();
+    let mut quoted: Vec<&str> = Vec::new();
     if let Some(ChatMessage::User { content }) = messages.first() {
-        own.push(content);
+        sources.push(content);
+        for mark in ['\'', '"', '`'] {
+            quoted.extend(content.split(mark).skip(1).step_by(2));
+        }
     }
     for message in messages {
         if let ChatMessage::ToolResult { content, .. } = message {
             if content.starts_with(REFUSED) || content.starts_with(IGNORED_CALL) {
-                own.extend(content.split("```").skip(1).step_by(2));
+                sources.extend(content.split("```").skip(1).step_by(2));
             } else {
-                own.push(content);
+                sources.push(content);
             }
         }
     }
     if tool == tool_names::EDIT_FILE
         && let Some(old) = arguments.get("old").and_then(Value::as_str)
     {
-        own.push(old);
+        sources.push(old);
     }
-    echo::normalize(&own.join("\n"))
+    sources
+        .iter()
+        .flat_map(|text| text.lines())
+        .chain(quoted)
+        .map(echo::normalize)
+        .filter(|line| !line.is_empty())
+        .collect()
 }
 
 /// The largest write whose lines are looked at.
