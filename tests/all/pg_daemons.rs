@@ -192,6 +192,56 @@ fn notes_on_mainline(bare: &Path) -> (Vec<String>, usize) {
     (files, added.lines().filter(|l| !l.is_empty()).count())
 }
 
+/// One remote, `alpha`, and two machines with their own clones of it on
+/// one database, their daemons' leases `lease_secs` long.
+struct TwoMachines {
+    url: String,
+    alpha: PathBuf,
+    a: Machine,
+    b: Machine,
+    /// The cluster and the remote's directory, kept for the test's length.
+    keep: (std::sync::Arc<Cluster>, tempfile::TempDir),
+}
+
+fn two_machines(lease_secs: u64) -> TwoMachines {
+    let cluster = Cluster::shared();
+    let url = cluster.database();
+    let remotes_dir = tempfile::tempdir().unwrap();
+    let alpha = remote(remotes_dir.path(), "alpha");
+    let remotes = [("alpha", alpha.as_path())];
+    let a = Machine::new(&url, lease_secs, &remotes);
+    let b = Machine::new(&url, lease_secs, &remotes);
+    TwoMachines {
+        url,
+        alpha,
+        a,
+        b,
+        keep: (cluster, remotes_dir),
+    }
+}
+
+/// Waits until the (only) entry's run has a task at work; that run.
+fn run_at_work(url: &str) -> RunId {
+    wait_until(
+        "A's run at work",
+        url,
+        "SELECT r.run FROM requirements r JOIN events e ON e.run = r.run
+         WHERE r.state = 'running' AND e.type = 'task_state_changed' AND e.body LIKE '%running%'",
+        |found| !found.is_empty(),
+    );
+    RunId::new(rows(url, "SELECT run FROM requirements")[0][0].clone())
+}
+
+/// Waits until no entry is queued or running.
+fn wait_for_the_entry_to_end(url: &str) {
+    wait_until(
+        "the entry finished",
+        url,
+        "SELECT state FROM requirements WHERE state NOT IN ('queued', 'running')",
+        |found| !found.is_empty(),
+    );
+}
+
 #[test]
 fn two_daemons_share_a_queue_of_six_entries_over_two_repositories_and_each_lands_once() {
     let cluster = Cluster::shared();
@@ -265,24 +315,17 @@ fn two_daemons_share_a_queue_of_six_entries_over_two_repositories_and_each_lands
 
 #[test]
 fn a_daemon_killed_mid_run_loses_its_entry_to_the_other_which_finishes_it_once() {
-    let cluster = Cluster::shared();
-    let url = cluster.database();
-    let remotes_dir = tempfile::tempdir().unwrap();
-    let alpha = remote(remotes_dir.path(), "alpha");
-    let remotes = [("alpha", alpha.as_path())];
-    let a = Machine::new(&url, 3, &remotes);
-    let b = Machine::new(&url, 3, &remotes);
+    let TwoMachines {
+        url,
+        alpha,
+        a,
+        b,
+        keep: _keep,
+    } = two_machines(3);
     let mut daemon_a = a.serve();
     a.submit(0, "a note, finished elsewhere");
     // A works the run: its coder is in its two-second sleep.
-    wait_until(
-        "A's run at work",
-        &url,
-        "SELECT r.run FROM requirements r JOIN events e ON e.run = r.run
-         WHERE r.state = 'running' AND e.type = 'task_state_changed' AND e.body LIKE '%running%'",
-        |found| !found.is_empty(),
-    );
-    let run = RunId::new(rows(&url, "SELECT run FROM requirements")[0][0].clone());
+    let run = run_at_work(&url);
     daemon_a.kill_9();
     assert_eq!(
         notes_on_mainline(&alpha).0.len(),
@@ -290,12 +333,7 @@ fn a_daemon_killed_mid_run_loses_its_entry_to_the_other_which_finishes_it_once()
         "killed before it landed"
     );
     let _daemon_b = b.serve();
-    wait_until(
-        "the entry finished",
-        &url,
-        "SELECT state FROM requirements WHERE state NOT IN ('queued', 'running')",
-        |found| !found.is_empty(),
-    );
+    wait_for_the_entry_to_end(&url);
     let entry = &rows(&url, "SELECT state, run, attempts FROM requirements")[0];
     assert_eq!(entry[0], "done", "{entry:?}");
     assert_eq!(entry[1], run.as_str(), "the same run, resumed");
@@ -326,23 +364,16 @@ fn signal(daemon: &Daemon, sig: &str) {
 /// works it, and the run's writer lock keeps the taker out until it does.
 #[test]
 fn a_frozen_daemon_that_lost_its_lease_drops_the_run_and_the_other_finishes_it_once() {
-    let cluster = Cluster::shared();
-    let url = cluster.database();
-    let remotes_dir = tempfile::tempdir().unwrap();
-    let alpha = remote(remotes_dir.path(), "alpha");
-    let remotes = [("alpha", alpha.as_path())];
-    let a = Machine::new(&url, 3, &remotes);
-    let b = Machine::new(&url, 3, &remotes);
+    let TwoMachines {
+        url,
+        alpha,
+        a,
+        b,
+        keep: _keep,
+    } = two_machines(3);
     let daemon_a = a.serve();
     a.submit(0, "a note, frozen halfway");
-    wait_until(
-        "A's run at work",
-        &url,
-        "SELECT r.run FROM requirements r JOIN events e ON e.run = r.run
-         WHERE r.state = 'running' AND e.type = 'task_state_changed' AND e.body LIKE '%running%'",
-        |found| !found.is_empty(),
-    );
-    let run = RunId::new(rows(&url, "SELECT run FROM requirements")[0][0].clone());
+    let run = run_at_work(&url);
     signal(&daemon_a, "-STOP");
     let recorded_by_a = events(&url, &run).len();
     let refs_of_a = git(
@@ -360,12 +391,7 @@ fn a_frozen_daemon_that_lost_its_lease_drops_the_run_and_the_other_finishes_it_o
     );
     assert_eq!(notes_on_mainline(&alpha).0.len(), 0, "nothing landed yet");
     signal(&daemon_a, "-CONT");
-    wait_until(
-        "the entry finished",
-        &url,
-        "SELECT state FROM requirements WHERE state NOT IN ('queued', 'running')",
-        |found| !found.is_empty(),
-    );
+    wait_for_the_entry_to_end(&url);
     let entry = &rows(&url, "SELECT state, run FROM requirements")[0];
     assert_eq!(entry[0], "done", "{entry:?}");
     assert_eq!(entry[1], run.as_str(), "the same run, resumed");
@@ -410,24 +436,17 @@ fn a_frozen_daemon_that_lost_its_lease_drops_the_run_and_the_other_finishes_it_o
 /// resumes the run at once, not an hour later when the lease would end.
 #[test]
 fn a_daemon_stopped_cleanly_lets_go_and_the_other_resumes_the_run_at_once() {
-    let cluster = Cluster::shared();
-    let url = cluster.database();
-    let remotes_dir = tempfile::tempdir().unwrap();
-    let alpha = remote(remotes_dir.path(), "alpha");
-    let remotes = [("alpha", alpha.as_path())];
     // Longer than the test's deadline: only a release lets B in.
-    let a = Machine::new(&url, 3600, &remotes);
-    let b = Machine::new(&url, 3600, &remotes);
+    let TwoMachines {
+        url,
+        alpha,
+        a,
+        b,
+        keep: _keep,
+    } = two_machines(3600);
     let mut daemon_a = a.serve();
     a.submit(0, "a note, handed over");
-    wait_until(
-        "A's run at work",
-        &url,
-        "SELECT r.run FROM requirements r JOIN events e ON e.run = r.run
-         WHERE r.state = 'running' AND e.type = 'task_state_changed' AND e.body LIKE '%running%'",
-        |found| !found.is_empty(),
-    );
-    let run = RunId::new(rows(&url, "SELECT run FROM requirements")[0][0].clone());
+    let run = run_at_work(&url);
     signal(&daemon_a, "-TERM");
     assert!(
         daemon_a.child.wait().unwrap().success(),
@@ -436,12 +455,7 @@ fn a_daemon_stopped_cleanly_lets_go_and_the_other_resumes_the_run_at_once() {
     let held = rows(&url, "SELECT state, owner IS NULL FROM requirements");
     assert_eq!(held[0], ["running", "t"], "left running, and let go");
     let _daemon_b = b.serve();
-    wait_until(
-        "the entry finished",
-        &url,
-        "SELECT state FROM requirements WHERE state NOT IN ('queued', 'running')",
-        |found| !found.is_empty(),
-    );
+    wait_for_the_entry_to_end(&url);
     let entry = &rows(&url, "SELECT state, run, attempts FROM requirements")[0];
     assert_eq!(entry[..], ["done", run.as_str(), "2"], "{entry:?}");
     let events = events(&url, &run);
@@ -455,13 +469,13 @@ fn a_daemon_stopped_cleanly_lets_go_and_the_other_resumes_the_run_at_once() {
 /// pushed to the remote, and the task lands once.
 #[test]
 fn a_daemon_killed_after_its_task_was_committed_loses_the_run_to_the_other_which_lands_it_once() {
-    let cluster = Cluster::shared();
-    let url = cluster.database();
-    let remotes_dir = tempfile::tempdir().unwrap();
-    let alpha = remote(remotes_dir.path(), "alpha");
-    let remotes = [("alpha", alpha.as_path())];
-    let a = Machine::new(&url, 3, &remotes);
-    let b = Machine::new(&url, 3, &remotes);
+    let TwoMachines {
+        url,
+        alpha,
+        a,
+        b,
+        keep: _keep,
+    } = two_machines(3);
     let mut daemon_a = a.serve();
     // Killed by the remote the moment A's task branch arrives there: the
     // scripted run is too quick to catch between commit and landing by
@@ -514,12 +528,7 @@ fn a_daemon_killed_after_its_task_was_committed_loses_the_run_to_the_other_which
     let run = RunId::new(rows(&url, "SELECT run FROM requirements")[0][0].clone());
     let landed_by_a = notes_on_mainline(&alpha).0.len();
     let _daemon_b = b.serve();
-    wait_until(
-        "the entry finished",
-        &url,
-        "SELECT state FROM requirements WHERE state NOT IN ('queued', 'running')",
-        |found| !found.is_empty(),
-    );
+    wait_for_the_entry_to_end(&url);
     let entry = &rows(&url, "SELECT state, run, note FROM requirements")[0];
     assert_eq!(entry[0], "done", "{entry:?}");
     assert_eq!(entry[1], run.as_str());
