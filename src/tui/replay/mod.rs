@@ -908,6 +908,27 @@ mod tests {
         }
     }
 
+    /// The run at `path` replayed from the store with a checkpoint every
+    /// `every` events, and from `events` folded whole, both at `at`.
+    fn stored_and_whole(
+        path: &Path,
+        run: &RunId,
+        events: &[Event],
+        at: usize,
+        every: usize,
+    ) -> (Replay, Replay) {
+        let stored = Replay::open_stored_with(
+            "r",
+            path,
+            run,
+            BTreeMap::new(),
+            at,
+            Checkpoints::every(every),
+        )
+        .unwrap();
+        (stored, Replay::open_at("r", events.to_vec(), at))
+    }
+
     fn checkpoints_of(replay: &Replay) -> &Checkpoints {
         let Record::Stored(s) = &replay.record else {
             panic!("not stored")
@@ -929,16 +950,7 @@ mod tests {
         store_events(&path, &events);
         let every = 300;
         let len = events.len();
-        let mut stored = Replay::open_stored_with(
-            "r",
-            &path,
-            &run,
-            BTreeMap::new(),
-            len * 3 / 4,
-            Checkpoints::every(every),
-        )
-        .unwrap();
-        let mut whole = Replay::open_at("r", events.clone(), len * 3 / 4);
+        let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, len * 3 / 4, every);
         assert!(checkpoints_of(&stored).has(len * 3 / 4 / every * every));
         same_on_screen(&stored.app, &whole.app, stored.cursor());
         let targets = [
@@ -998,16 +1010,7 @@ mod tests {
         store_events(&path, &events);
         let len = events.len();
         let every = 500;
-        let mut stored = Replay::open_stored_with(
-            "r",
-            &path,
-            &run,
-            BTreeMap::new(),
-            len / 3,
-            Checkpoints::every(every),
-        )
-        .unwrap();
-        let mut whole = Replay::open_at("r", events.clone(), len / 3);
+        let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, len / 3, every);
         for target in [len - 2, len / 5, every * 9 + 1, every * 9 - 1, len / 2, 40] {
             stored.seek(target);
             whole.seek(target);
@@ -1034,16 +1037,7 @@ mod tests {
         store_events(&path, &events);
         let len = events.len();
         let every = 400;
-        let mut stored = Replay::open_stored_with(
-            "r",
-            &path,
-            &run,
-            BTreeMap::new(),
-            every + 3,
-            Checkpoints::every(every),
-        )
-        .unwrap();
-        let mut whole = Replay::open_at("r", events.clone(), every + 3);
+        let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, every + 3, every);
         assert!(!checkpoints_of(&stored).has(3 * every));
         let mut turns = 0;
         while stored.carry_ahead() {
@@ -1090,16 +1084,7 @@ mod tests {
             let run = RunId::from(run);
             let events = Store::open(&path).unwrap().events(&run).unwrap();
             let len = events.len();
-            let mut stored = Replay::open_stored_with(
-                "r",
-                &path,
-                &run,
-                BTreeMap::new(),
-                len,
-                Checkpoints::every(every),
-            )
-            .unwrap();
-            let mut whole = Replay::open_at("r", events.clone(), len);
+            let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, len, every);
             for target in (1..len).rev().step_by(7).chain([every, every + 1, len]) {
                 stored.seek(target);
                 whole.seek(target);
