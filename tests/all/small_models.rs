@@ -504,6 +504,34 @@ async fn a_small_coder_cannot_overwrite_a_file_and_lose_its_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_the_task_adds_at_the_end_does_not_land_first() {
+    let (repo, events) = small_scripted_run("small_models/line_first.toml").await;
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
+    // The line alone, the file retyped, the line first (written, then
+    // edited in): none ran.
+    let coder: Vec<&ToolResult> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult(r) if r.agent.as_str().starts_with("coder") => Some(r),
+            _ => None,
+        })
+        .collect();
+    let ok: Vec<bool> = coder.iter().map(|r| r.ok).collect();
+    assert_eq!(ok, [false, false, false, false, true, true], "{ok:?}");
+    // Each refusal carried the write the coder then made, word for word.
+    for refused in &coder[..4] {
+        let call: serde_json::Value = refused
+            .output
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .expect("a suggested call");
+        assert_eq!(call["path"], "README.md");
+        assert_eq!(call["content"], "# A project\nHello.\n");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_planners_tasks_that_only_look_are_left_out_and_the_change_is_built() {
     let (repo, events) = small_scripted_run("small_models/looking_tasks.toml").await;
     let accepted = accepted_blueprint(&events);

@@ -8,6 +8,7 @@
 //! `conversation`, the model requests under the governor in `request`, the
 //! tool calls in `dispatch`, the context window in `context_window`.
 
+mod brief;
 mod context_window;
 mod conversation;
 mod dispatch;
