@@ -11,6 +11,54 @@ pub fn lower_words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The spans of `text` between quote marks (`'`, `"`, a backtick): opened
+/// by a mark at the start of a word and closed by the same mark at the end
+/// of one (an apostrophe inside a word, as in "don't", opens nothing).
+pub fn quoted(text: &str) -> Vec<&str> {
+    quote_spans(text)
+        .into_iter()
+        .map(|(start, end)| &text[start..end])
+        .collect()
+}
+
+/// `text` with each quoted span (see [`quoted`]) and its marks replaced by
+/// a space: the words a text says itself.
+pub fn outside_quotes(text: &str) -> String {
+    let mut kept = String::with_capacity(text.len());
+    let mut from = 0;
+    for (start, end) in quote_spans(text) {
+        // The marks are one byte each.
+        kept.push_str(&text[from..start - 1]);
+        kept.push(' ');
+        from = end + 1;
+    }
+    kept.push_str(&text[from..]);
+    kept
+}
+
+/// Byte ranges of the quoted spans of `text`, marks excluded.
+fn quote_spans(text: &str) -> Vec<(usize, usize)> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let word = |i: usize| chars.get(i).is_some_and(|(_, c)| c.is_alphanumeric());
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let (at, mark) = chars[i];
+        let opens = matches!(mark, '\'' | '"' | '`') && !(i > 0 && word(i - 1));
+        let close = opens
+            .then(|| (i + 1..chars.len()).find(|&j| chars[j].1 == mark && !word(j + 1)))
+            .flatten();
+        match close {
+            Some(j) => {
+                spans.push((at + 1, chars[j].0));
+                i = j + 1;
+            }
+            None => i += 1,
+        }
+    }
+    spans
+}
+
 /// Greedy word wrap to `width` characters: the first line starts with
 /// `first`, the others with `rest`. Nothing is dropped: a word longer than a
 /// line is broken across lines.
@@ -75,6 +123,22 @@ impl Line {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_spans_open_at_a_word_start_and_close_at_a_word_end() {
+        let text = "Add the line 'Hello from memofab.' to `README.md`; don't say \"it's done\".";
+        assert_eq!(
+            quoted(text),
+            ["Hello from memofab.", "README.md", "it's done"]
+        );
+        assert_eq!(
+            lower_words(&outside_quotes(text)),
+            ["add", "the", "line", "to", "don", "t", "say"]
+        );
+        // An unclosed mark quotes nothing.
+        assert!(quoted("it is 'open").is_empty());
+        assert_eq!(outside_quotes("é 'ü' ö"), "é   ö");
+    }
 
     #[test]
     fn wrapping_keeps_every_word() {

@@ -508,7 +508,7 @@ async fn a_line_the_task_adds_at_the_end_does_not_land_first() {
     let (repo, events) = small_scripted_run("small_models/line_first.toml").await;
     assert_eq!(readme(&repo), "# A project\nHello.\n");
     // The line alone, the file retyped, the line first (written, then
-    // edited in): none ran.
+    // edited in), an edit of the file's name, a line doubled: none ran.
     let coder: Vec<&ToolResult> = events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -517,9 +517,13 @@ async fn a_line_the_task_adds_at_the_end_does_not_land_first() {
         })
         .collect();
     let ok: Vec<bool> = coder.iter().map(|r| r.ok).collect();
-    assert_eq!(ok, [false, false, false, false, true, true], "{ok:?}");
+    assert_eq!(
+        ok,
+        [false, false, false, false, false, false, true, true],
+        "{ok:?}"
+    );
     // Each refusal carried the write the coder then made, word for word.
-    for refused in &coder[..4] {
+    for refused in &coder[..6] {
         let call: serde_json::Value = refused
             .output
             .lines()
@@ -529,6 +533,46 @@ async fn a_line_the_task_adds_at_the_end_does_not_land_first() {
         assert_eq!(call["path"], "README.md");
         assert_eq!(call["content"], "# A project\nHello.\n");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_that_says_the_added_line_is_missing_is_asked_again_before_a_rework() {
+    let (repo, events) = small_scripted_run("small_models/false_rejection.toml").await;
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
+    // One verdict, the second answer; no rework: one coder ran.
+    let verdicts: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ReviewVerdict(v) => Some(v.approved),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(verdicts, [true]);
+    let coders = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::AgentStarted(s) if s.agent.as_str().starts_with("coder")))
+        .count();
+    assert_eq!(coders, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_rejection_that_says_a_file_of_the_repository_is_absent_is_asked_again() {
+    let (repo, events) = small_scripted_run("small_models/false_absent.toml").await;
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
+    // One round: the plan approved, no second planner.
+    let reviews: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::PlanReviewed(r) => Some(r.approved),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reviews, [true]);
+    let planners = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::AgentStarted(s) if s.agent.as_str().starts_with("planner")))
+        .count();
+    assert_eq!(planners, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,6 +94,15 @@ impl<'a> Task<'a> {
         }
     }
 
+    /// The texts the task quotes (the line to add, mostly), not blank.
+    pub(super) fn quoted(&self) -> Vec<&'a str> {
+        [self.title, self.description]
+            .into_iter()
+            .flat_map(crate::text::quoted)
+            .filter(|q| !q.trim().is_empty())
+            .collect()
+    }
+
     /// Whether the task names the file at `path` (its path or its name).
     pub(super) fn names(&self, path: &str) -> bool {
         let name = path.rsplit('/').next().unwrap_or(path);
@@ -106,38 +115,7 @@ impl<'a> Task<'a> {
 
 /// The lower-case words of `text` outside its quoted spans.
 fn words(text: &str) -> Vec<String> {
-    crate::text::lower_words(&outside_quotes(text))
-}
-
-/// `text` without what it quotes: a span opened by a quote mark at the start
-/// of a word and closed by the same mark at the end of one (an apostrophe
-/// inside a word, as in "don't", opens nothing).
-fn outside_quotes(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let word = |i: Option<usize>| {
-        i.and_then(|i| chars.get(i))
-            .is_some_and(|c| c.is_alphanumeric())
-    };
-    let mut kept = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let opens = matches!(c, '\'' | '"' | '`') && !word(i.checked_sub(1));
-        let close = opens
-            .then(|| (i + 1..chars.len()).find(|&j| chars[j] == c && !word(Some(j + 1))))
-            .flatten();
-        match close {
-            Some(end) => {
-                kept.push(' ');
-                i = end + 1;
-            }
-            None => {
-                kept.push(c);
-                i += 1;
-            }
-        }
-    }
-    kept
+    crate::text::lower_words(&crate::text::outside_quotes(text))
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ mod whole_writes;
 pub const IGNORED_CALL: &str = "ignored: too many calls in one reply";
 
 pub(crate) use context_window::FALLBACK_CONTEXT_TOKENS;
-pub use review::{Review, review_tool};
+pub use review::{Review, code_review_tool, plan_review_tool, review_tool};
 
 use std::sync::Arc;
 

@@ -47,6 +47,7 @@ pub(super) fn in_write(tool: &str, arguments: &Value, messages: &[ChatMessage]) 
     }
     let said: Vec<String> = memofabs_words(messages)
         .into_iter()
+        .chain(write_reports(messages))
         .map(|words| without_quoted_calls(&without_fences(words)))
         .collect();
     let said: Vec<&str> = said.iter().map(String::as_str).collect();
@@ -85,11 +86,12 @@ fn own_lines(tool: &str, arguments: &Value, messages: &[ChatMessage]) -> HashSet
             quoted.extend(content.split(mark).skip(1).step_by(2));
         }
     }
+    let reports = write_reports(messages);
     for message in messages {
         if let ChatMessage::ToolResult { content, .. } = message {
             if content.starts_with(REFUSED) || content.starts_with(IGNORED_CALL) {
                 sources.extend(content.split("```").skip(1).step_by(2));
-            } else {
+            } else if !reports.contains(&content.as_str()) {
                 sources.push(content);
             }
         }
@@ -132,6 +134,34 @@ fn without_quoted_calls(text: &str) -> String {
     }
     kept.push_str(rest);
     kept
+}
+
+/// What memofab answered the calls that wrote files ("wrote README.md (83
+/// bytes)"): its report, not text the model read. Measured: the 1.5B coder
+/// wrote each such answer into README.md as a line of its own, and, the
+/// answer counted as the model's own lines, no guard stopped it.
+fn write_reports(messages: &[ChatMessage]) -> Vec<&str> {
+    let writes: HashSet<&str> = messages
+        .iter()
+        .filter_map(|m| match m {
+            ChatMessage::Assistant { tool_calls, .. } => Some(tool_calls),
+            _ => None,
+        })
+        .flatten()
+        .filter(|call| tool_names::writes_files(&call.name))
+        .map(|call| call.id.as_str())
+        .collect();
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            ChatMessage::ToolResult {
+                call_id, content, ..
+            } if writes.contains(call_id.as_str()) && !content.starts_with(REFUSED) => {
+                Some(content.as_str())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// After the task itself, every user message is memofab's; of the tool
@@ -235,5 +265,46 @@ mod tests {
             in_write(tool_names::READ_FILE, &json!({"path": "x"}), &[]),
             None
         );
+    }
+
+    #[test]
+    fn what_memofab_answered_a_write_is_its_words_not_the_files() {
+        let call = |id: &str, name: &str| crate::llm::ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: "{}".into(),
+        };
+        let file = "# Tiny repo\n\nA test repository for memofab with a local model.\n";
+        let messages = [
+            ChatMessage::User {
+                content: "## Task 1: Add line to README.md".into(),
+            },
+            ChatMessage::Assistant {
+                content: String::new(),
+                tool_calls: vec![call("r1", tool_names::READ_FILE)],
+            },
+            ChatMessage::ToolResult {
+                call_id: "r1".into(),
+                content: file.into(),
+                is_error: false,
+            },
+            ChatMessage::Assistant {
+                content: String::new(),
+                tool_calls: vec![call("w1", tool_names::WRITE_FILE)],
+            },
+            ChatMessage::ToolResult {
+                call_id: "w1".into(),
+                content: "wrote README.md (83 bytes)".into(),
+                is_error: false,
+            },
+        ];
+        // As measured (1.5B, stock template): the write's answer written
+        // into the file after its lines, and merged.
+        let copied = format!("{file}Hello from memofab.\nwrote README.md (83 bytes) \n");
+        let write = json!({"path": "README.md", "content": copied});
+        assert!(in_write(tool_names::WRITE_FILE, &write, &messages).is_some());
+        // What read_file answered is the file's text.
+        let right = json!({"path": "README.md", "content": format!("{file}Hello from memofab.\n")});
+        assert_eq!(in_write(tool_names::WRITE_FILE, &right, &messages), None);
     }
 }

@@ -1,6 +1,8 @@
 //! The reviewers' verdict: the `submit_review` tool that carries it, and
 //! reading it from the reviewer's outcome.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::domain::tool_names;
 use serde_json::json;
 
@@ -8,8 +10,79 @@ use super::AgentOutcome;
 use crate::engine::tools::SubmitTool;
 use crate::llm::ToolSpec;
 
-/// `submit_review`: the verdict of the plan reviewer and the code reviewer.
+/// `submit_review`: a reviewer's verdict, checked only for its form and for
+/// a rejection that says the work is done.
 pub fn review_tool() -> SubmitTool {
+    verdict_tool(Evidence::default())
+}
+
+/// `submit_review` for the plan reviewer of a repository with `files`: a
+/// rejection that says a file of it does not exist is asked again, saying
+/// it does (measured: the 1.5B plan reviewer read README.md three times,
+/// then rejected the plan because "The file 'README.md' does not exist.";
+/// the planner then planned to create it, and the run merged a README with
+/// a line doubled).
+pub fn plan_review_tool(files: &[String]) -> SubmitTool {
+    verdict_tool(Evidence {
+        files: files.to_vec(),
+        ..Evidence::default()
+    })
+}
+
+/// `submit_review` for the code reviewer of `diff`: a rejection that says a
+/// line it quotes is missing, when the diff adds exactly that line, is
+/// asked again, with the line shown (measured: the 1.5B reviewer
+/// rejected a correct change with "The line 'Hello from memofab.' was not
+/// added to the README.md file.", and the rework broke it).
+pub fn code_review_tool(diff: &str) -> SubmitTool {
+    verdict_tool(Evidence {
+        added: added_lines(diff),
+        ..Evidence::default()
+    })
+}
+
+/// What a rejection is checked against.
+#[derive(Debug, Default)]
+struct Evidence {
+    /// The lines the diff adds (trimmed).
+    added: Vec<String>,
+    /// The repository's files.
+    files: Vec<String>,
+}
+
+impl Evidence {
+    /// Why a rejection is to be asked again: it says what the evidence
+    /// shows to be false.
+    fn contradicts(&self, feedback: &str) -> Option<String> {
+        if let Some(line) = said_missing_but_added(feedback, &self.added) {
+            return Some(format!(
+                "approved is false because \"{line}\" is missing, but the diff adds exactly \
+                 that line:\n+{line}\nIf the change does what the task asks, call submit_review \
+                 with approved true; if not, say what must change."
+            ));
+        }
+        let path = said_absent_but_exists(feedback, &self.files)?;
+        Some(format!(
+            "approved is false because {path} does not exist, but it does: {path} is in the \
+             repository's list of files, and read_file reads it. If the plan does what the \
+             requirement asks, call submit_review with approved true; if not, say what must change."
+        ))
+    }
+}
+
+/// The lines a unified diff adds, without their `+`, trimmed, not blank.
+fn added_lines(diff: &str) -> Vec<String> {
+    diff.lines()
+        .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+        .map(|l| l[1..].trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A rejection that says the work is done, or what `evidence` shows to be
+/// false, is asked again once per reviewer: one that keeps to it is heard.
+fn verdict_tool(evidence: Evidence) -> SubmitTool {
+    let asked_again = AtomicBool::new(false);
     SubmitTool {
         spec: ToolSpec {
             name: tool_names::SUBMIT_REVIEW.into(),
@@ -24,17 +97,27 @@ pub fn review_tool() -> SubmitTool {
                 "required": ["approved", "feedback"]
             }),
         },
-        check: Box::new(|args| {
+        check: Box::new(move |args| {
             let verdict: Result<Review, _> = serde_json::from_value(args.clone());
             match verdict {
                 Ok(r) if !r.approved && r.feedback.trim().is_empty() => {
                     Err("feedback must say what to change when approved is false".into())
                 }
-                Ok(r) if !r.approved && says_the_work_is_done(&r.feedback) => Err(
-                    "approved is false, but the feedback says the work is done. If it is, \
+                Ok(r)
+                    if !r.approved
+                        && says_the_work_is_done(&r.feedback)
+                        && !asked_again.swap(true, Ordering::Relaxed) =>
+                {
+                    Err(
+                        "approved is false, but the feedback says the work is done. If it is, \
                      call submit_review with approved true; if not, say what must change."
-                        .into(),
-                ),
+                            .into(),
+                    )
+                }
+                Ok(r) if !r.approved => match evidence.contradicts(&r.feedback) {
+                    Some(why) if !asked_again.swap(true, Ordering::Relaxed) => Err(why),
+                    _ => Ok(()),
+                },
                 Ok(_) => Ok(()),
                 Err(e) => Err(format!(
                     "expected {{\"approved\": bool, \"feedback\": string}}: {e}"
@@ -68,6 +151,91 @@ impl Review {
             },
         }
     }
+}
+
+/// Phrases that say something is not there.
+const MISSING: &[&str] = &[
+    "not added",
+    "not been added",
+    "wasn't added",
+    "missing",
+    "not present",
+    "not found",
+    "does not contain",
+    "doesn't contain",
+    "not included",
+    "does not include",
+    "doesn't include",
+];
+
+/// Words of a rejection about where or how a line is, not whether.
+const PLACING: &[&str] = &[
+    "end",
+    "top",
+    "start",
+    "beginning",
+    "after",
+    "before",
+    "order",
+    "position",
+    "place",
+    "placed",
+    "twice",
+    "duplicate",
+    "duplicated",
+    "format",
+    "indent",
+    "indentation",
+];
+
+/// The line a rejection says is missing, if the diff adds exactly it: the
+/// feedback quotes it, says it is missing, and says nothing of where.
+fn said_missing_but_added<'a>(feedback: &str, added: &'a [String]) -> Option<&'a str> {
+    if added.is_empty() {
+        return None;
+    }
+    let own = crate::text::outside_quotes(feedback).to_lowercase();
+    let says_missing = MISSING.iter().any(|p| own.contains(p));
+    let placing = crate::text::lower_words(&own)
+        .iter()
+        .any(|w| PLACING.contains(&w.as_str()));
+    if !says_missing || placing {
+        return None;
+    }
+    crate::text::quoted(feedback)
+        .into_iter()
+        .map(str::trim)
+        .find_map(|q| added.iter().find(|a| !q.is_empty() && a.as_str() == q))
+        .map(String::as_str)
+}
+
+/// Phrases that say a file is not there.
+const ABSENT: &[&str] = &[
+    "does not exist",
+    "doesn't exist",
+    "not exist",
+    "no such file",
+    "not found",
+    "nonexistent",
+    "non-existent",
+];
+
+/// The file of `files` a rejection says does not exist: named (quoted or
+/// not) in feedback that says something does not exist.
+fn said_absent_but_exists<'a>(feedback: &str, files: &'a [String]) -> Option<&'a str> {
+    let lower = feedback.to_lowercase();
+    if files.is_empty() || !ABSENT.iter().any(|p| lower.contains(p)) {
+        return None;
+    }
+    let punctuation = |c: char| ".,;:!?()[]'\"`".contains(c);
+    let named = feedback
+        .split_whitespace()
+        .map(|w| w.trim_matches(punctuation))
+        .chain(crate::text::quoted(feedback).into_iter().map(str::trim));
+    named
+        .filter(|name| !name.is_empty())
+        .find_map(|name| files.iter().find(|f| f.as_str() == name))
+        .map(String::as_str)
 }
 
 /// Phrases of a verdict that the work needs nothing more.
@@ -121,6 +289,10 @@ mod done_tests {
             rejected("The task was already completed. No further action is required.").is_err()
         );
         assert!(rejected("Looks good.").is_err());
+        // Once: kept to, it is heard.
+        let tool = review_tool();
+        let done = json!({"approved": false, "feedback": "Looks good."});
+        assert!((tool.check)(&done).is_err() && (tool.check)(&done).is_ok());
         // A rejection that says what to change goes through.
         assert!(rejected("1. The line is missing at the end of README.md.").is_ok());
         assert!(rejected("The task is not complete: the heading was removed.").is_ok());
@@ -128,7 +300,88 @@ mod done_tests {
         assert!(rejected("No further action is needed, but the test must check the flag.").is_ok());
         // Approving is never refused for its words.
         assert!(
+            (code_review_tool("+x\n").check)(
+                &json!({"approved": true, "feedback": "'x' is missing"})
+            )
+            .is_ok()
+        );
+        assert!(
             (review_tool().check)(&json!({"approved": true, "feedback": "Looks good."})).is_ok()
         );
+    }
+}
+
+#[cfg(test)]
+mod missing_tests {
+    use super::*;
+
+    const DIFF: &str = "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,4 @@\n # Tiny repo\n \n A test repository.\n+Hello from memofab.\n";
+
+    fn rejected(tool: &SubmitTool, feedback: &str) -> Result<(), String> {
+        (tool.check)(&json!({"approved": false, "feedback": feedback}))
+    }
+
+    #[test]
+    fn a_rejection_that_says_an_added_line_is_missing_is_asked_again_once() {
+        let tool = code_review_tool(DIFF);
+        // As measured (1.5B reviewer, a correct change).
+        let measured = "The line 'Hello from memofab.' was not added to the README.md file.";
+        let asked = rejected(&tool, measured).expect_err("asked again");
+        assert!(asked.contains("\n+Hello from memofab.\n"), "{asked}");
+        // Kept to: heard.
+        assert!(rejected(&tool, measured).is_ok());
+    }
+
+    #[test]
+    fn a_rejection_of_what_the_diff_does_not_add_or_of_where_it_is_goes_through() {
+        for feedback in [
+            // Not a line the diff adds.
+            "The line 'Goodbye.' was not added.",
+            // Where or how, not whether.
+            "'Hello from memofab.' is missing at the end of README.md.",
+            "The line 'Hello from memofab.' was added twice.",
+            // No claim that it is missing.
+            "'Hello from memofab.' should say memofab with a capital M.",
+            "1. Add a test.",
+        ] {
+            assert!(
+                rejected(&code_review_tool(DIFF), feedback).is_ok(),
+                "{feedback}"
+            );
+        }
+        // The other reviewers' tools have no diff.
+        assert!(rejected(&review_tool(), "'Hello from memofab.' is missing").is_ok());
+        assert_eq!(added_lines(DIFF), ["Hello from memofab."]);
+    }
+}
+
+#[cfg(test)]
+mod absent_tests {
+    use super::*;
+
+    fn rejected(tool: &SubmitTool, feedback: &str) -> Result<(), String> {
+        (tool.check)(&json!({"approved": false, "feedback": feedback}))
+    }
+
+    #[test]
+    fn a_plan_rejection_that_says_a_file_of_the_repository_does_not_exist_is_asked_again_once() {
+        let files = ["README.md".to_owned(), "tests/run.sh".to_owned()];
+        let tool = plan_review_tool(&files);
+        // As measured (1.5B plan reviewer).
+        let measured = "The file 'README.md' does not exist.";
+        assert!(rejected(&tool, measured).is_err());
+        assert!(rejected(&tool, measured).is_ok(), "kept to: heard");
+        assert!(rejected(&plan_review_tool(&files), "tests/run.sh doesn't exist.").is_err());
+        // A file the repository does not have, or no claim of absence.
+        for feedback in [
+            "The file 'docs/new.md' does not exist yet: add a task that creates it.",
+            "The task for README.md has no acceptance criteria.",
+        ] {
+            assert!(
+                rejected(&plan_review_tool(&files), feedback).is_ok(),
+                "{feedback}"
+            );
+        }
+        assert!(rejected(&review_tool(), measured).is_ok());
     }
 }

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::super::tools::ToolOutcome;
+use super::super::tools::{NoLooseMatch, ToolOutcome, loose_edit};
 use super::AgentJob;
 use super::brief::{Place, Task};
 use crate::domain::shepherd::echo::REFUSED;
@@ -50,9 +50,6 @@ impl WholeWrites {
         let adding = Task::of(&job.first_message).filter(Task::only_adds);
         if tool == tool_names::EDIT_FILE {
             adding?;
-            if let Some(refused) = removing_edit_refusal(arguments) {
-                return Some(refused);
-            }
         } else if tool != tool_names::WRITE_FILE {
             return None;
         }
@@ -70,31 +67,147 @@ impl WholeWrites {
                 return None;
             }
         };
-        let after = if tool == tool_names::WRITE_FILE {
-            arguments.get("content")?.as_str()?.to_owned()
-        } else {
-            let old = arguments.get("old")?.as_str()?;
-            let new = arguments.get("new")?.as_str()?;
-            // Not found: the tool itself says so.
-            current
-                .contains(old)
-                .then(|| current.replacen(old, new, 1))?
-        };
         // A place said of another file says nothing of this one.
         let place = adding.map(|task| match task.place() {
             said if task.names(path) => said,
             _ => Place::Unsaid,
         });
+        let after = if tool == tool_names::WRITE_FILE {
+            arguments.get("content")?.as_str()?.to_owned()
+        } else {
+            let old = arguments.get("old")?.as_str()?;
+            let new = arguments.get("new")?.as_str()?;
+            match edited(&current, old, new) {
+                Edited::To(after) => match removing_edit_refusal(arguments) {
+                    Some(refused) => return Some(refused),
+                    None => after,
+                },
+                // What `new` adds, as the write that adds it (measured: the
+                // 1.5B coder gave the file's name as `old`, and sent the
+                // edit again each time it was told `old` does not occur).
+                Edited::Absent => {
+                    let content = place
+                        .and_then(|place| restored(&current, new, place))
+                        .or_else(|| task_write(adding.as_ref(), place, &current, path))?;
+                    return Some(absent_old_answer(path, &content));
+                }
+                // The tool says why.
+                Edited::Refused => return None,
+            }
+        };
         let lost = lost_lines(&current, &after);
         if !lost.is_empty() {
             // Only `write_file` gets here: a removing edit was answered above.
-            let suggested = place.and_then(|place| restored(&current, &after, place));
-            return Some(answer(path, &current, &lost, suggested.as_deref()));
+            let suggested = place
+                .and_then(|place| restored(&current, &after, place))
+                .or_else(|| task_write(adding.as_ref(), place, &current, path));
+            let ending = match suggested {
+                Some(content) => Ending::Write(content),
+                None if adding.is_some_and(|task| has_task_lines(&task, &current, path))
+                    && added_lines(&current, &after).is_empty()
+                    && job.offers(tool_names::FINISH) =>
+                {
+                    Ending::AlreadyThere
+                }
+                None => Ending::File,
+            };
+            return Some(answer(path, &current, &lost, &ending));
+        }
+        if adding.is_some() && after != current && added_lines(&current, &after).is_empty() {
+            // Measured (1.5B, stock template): `old` "Tiny repo" inside the
+            // heading, `new` the file's first lines again: a line doubled,
+            // and merged.
+            let suggested = task_write(adding.as_ref(), place, &current, path);
+            return Some(repeats_answer(path, suggested.as_deref()));
         }
         let place = place.filter(|p| matches!(p, Place::End | Place::Start))?;
         let fixed = misplaced(&current, &after, place)?;
         Some(misplaced_answer(path, place, &fixed))
     }
+}
+
+/// The write that adds the lines the task quotes (and `current` lacks) at
+/// the task's place: what to suggest when the model's own call shows no
+/// line to add.
+fn task_write(
+    task: Option<&Task<'_>>,
+    place: Option<Place>,
+    current: &str,
+    path: &str,
+) -> Option<String> {
+    let place = match place? {
+        Place::Inside => return None,
+        Place::Start => Place::Start,
+        Place::End | Place::Unsaid => Place::End,
+    };
+    let lines = task_lines(task?, current, path);
+    (!lines.is_empty() && current.chars().count() <= SHOWN_CHARS)
+        .then(|| with_added(current, &lines, place))
+}
+
+/// The texts the task quotes that read as lines to add, not names of
+/// files (`README.md`), and that `current` does not have yet.
+fn task_lines<'t>(task: &Task<'t>, current: &str, path: &str) -> Vec<&'t str> {
+    let had: HashSet<&str> = current.lines().map(str::trim).collect();
+    let file_like = |q: &str| {
+        !q.contains(char::is_whitespace)
+            && q.rsplit_once('.')
+                .is_some_and(|(_, ext)| !ext.is_empty() && ext.chars().all(char::is_alphanumeric))
+    };
+    task.quoted()
+        .into_iter()
+        .map(str::trim)
+        .filter(|q| !q.contains('\n') && *q != path && !file_like(q) && !had.contains(q))
+        .collect()
+}
+
+/// The refusal of a change that adds no line of its own, only repeats
+/// lines the file has, with the write of the task's line if it quotes one.
+fn repeats_answer(path: &str, suggested: Option<&str>) -> String {
+    let mut text = format!(
+        "{REFUSED}this change adds no line of its own to {path}: every line it writes is one \
+         {path} already has, so it would only repeat them."
+    );
+    match suggested {
+        Some(content) => text.push_str(&format!(
+            " To add the task's line to {path}, {}",
+            suggested_write(path, content)
+        )),
+        None => text.push_str(" Add the task's new lines, or call `finish` if the task is done."),
+    }
+    text
+}
+
+/// What `edit_file` would make of a file.
+enum Edited {
+    To(String),
+    /// `old` does not occur in it, even blank lines aside.
+    Absent,
+    /// Not applied for another reason (`old` blank, or ambiguous).
+    Refused,
+}
+
+/// `current` as `edit_file` would change it: `old` replaced where it
+/// occurs, or where it occurs once blank lines aside.
+fn edited(current: &str, old: &str, new: &str) -> Edited {
+    if !old.is_empty() && current.contains(old) {
+        return Edited::To(current.replacen(old, new, 1));
+    }
+    match loose_edit(current, old, new) {
+        Ok(edit) => Edited::To(edit.updated),
+        Err(NoLooseMatch::Absent) => Edited::Absent,
+        Err(_) => Edited::Refused,
+    }
+}
+
+/// The refusal of an edit whose `old` is not in the file, with the write
+/// that adds what its `new` adds.
+fn absent_old_answer(path: &str, content: &str) -> String {
+    format!(
+        "{REFUSED}`old` does not occur in {path}: `old` must be text of the file, copied exactly, \
+         which `new` replaces. To add your lines to {path} as the task says, {}",
+        suggested_write(path, content)
+    )
 }
 
 /// A file as the guard found it.
@@ -284,23 +397,59 @@ fn misplaced_answer(path: &str, place: Place, fixed: &str) -> String {
     )
 }
 
+/// Whether `current` already has, each as a line, the texts the task
+/// quotes (its names of files aside): the line it adds is there.
+fn has_task_lines(task: &Task<'_>, current: &str, path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let lines: HashSet<&str> = current.lines().map(str::trim).collect();
+    let quoted: Vec<&str> = task
+        .quoted()
+        .into_iter()
+        .map(str::trim)
+        .filter(|q| *q != path && *q != name)
+        .collect();
+    !quoted.is_empty() && quoted.iter().all(|q| lines.contains(q))
+}
+
+/// What a refusal of a write that would lose lines ends with.
+#[derive(Debug, PartialEq)]
+enum Ending {
+    /// The write that adds the model's new lines to the file as it is.
+    Write(String),
+    /// The file already has the task's line and every line of the write
+    /// (measured: sent back by a reviewer that was wrong, the 1.5B coder
+    /// retyped the finished file, with its heading's `#` dropped, until it
+    /// was stopped): it may well be done.
+    AlreadyThere,
+    /// The file as it is.
+    File,
+}
+
 /// The refusal names no lost line on a line of its own, and ends with the
 /// file as it is, or with the call that adds the write's lines to it: small
 /// models copy the last lines they were given into the next write
 /// (measured: a 1.5B coder wrote this answer's instruction into README.md,
 /// and it was merged).
-fn answer(path: &str, current: &str, lost: &[&str], suggested: Option<&str>) -> String {
+fn answer(path: &str, current: &str, lost: &[&str], ending: &Ending) -> String {
     let mut text = format!(
         "{REFUSED}write_file must keep every line of {path}, which exists; this write would lose \
          {} of them. Write the whole file again with your change in it, or use edit_file.",
         lost.len()
     );
-    if let Some(content) = suggested {
+    if let Ending::Write(content) = ending {
         text.push_str(&format!(
             " To add your lines to {path} as the task says, {}",
             suggested_write(path, content)
         ));
-    } else if current.chars().count() <= SHOWN_CHARS {
+        return text;
+    }
+    if *ending == Ending::AlreadyThere {
+        text.push_str(&format!(
+            " This write adds nothing: {path} already has the line the task adds, and every line \
+             of this write. If the task is done, call `finish`."
+        ));
+    }
+    if current.chars().count() <= SHOWN_CHARS {
         text.push_str(&format!(
             " {path} is now:\n```\n{}\n```",
             current.trim_end_matches('\n')
@@ -375,11 +524,11 @@ mod tests {
 
     #[test]
     fn the_answer_shows_the_file_as_it_is() {
-        let text = answer("README.md", README, &["# Tiny repo"], None);
+        let text = answer("README.md", README, &["# Tiny repo"], &Ending::File);
         assert!(text.starts_with(REFUSED));
         assert!(text.contains("edit_file") && text.contains(README.trim_end()));
         let big = "x\n".repeat(SHOWN_CHARS);
-        assert!(!answer("big.txt", &big, &["x"], None).contains("```"));
+        assert!(!answer("big.txt", &big, &["x"], &Ending::File).contains("```"));
     }
 
     /// The write a refusal suggests, as the model would copy it.
@@ -407,7 +556,7 @@ mod tests {
         ] {
             let content = restored(README, write, place).expect("suggested");
             assert_eq!(content, fixed, "{write:?} {place:?}");
-            let refusal = answer("README.md", README, &["x"], Some(&content));
+            let refusal = answer("README.md", README, &["x"], &Ending::Write(content.clone()));
             assert!(refusal.starts_with(REFUSED));
             let call = suggested(&refusal);
             assert_eq!(call["path"], "README.md");
@@ -469,5 +618,94 @@ mod tests {
         assert_eq!(misplaced(README, &first, Place::Inside), None);
         // Nothing new: not this guard's business.
         assert_eq!(misplaced(README, README, Place::End), None);
+    }
+
+    #[test]
+    fn a_retyped_file_that_already_has_the_tasks_line_is_said_to_add_nothing() {
+        let brief = "## Task 1: Add line to README.md\nAdd the line 'Hello from memofab.' at the end of README.md.\n\n### Acceptance criteria\n";
+        let task = Task::of(brief).expect("a task");
+        let done = format!("{README}Hello from memofab.\n");
+        // As measured (1.5B, fenced, sent back by a wrong rejection): the
+        // finished file retyped without its heading's `#`.
+        let retyped =
+            "Tiny repo\n\nA test repository for memofab with a local model.\nHello from memofab.";
+        assert!(has_task_lines(&task, &done, "README.md"));
+        assert!(added_lines(&done, retyped).is_empty());
+        let text = answer("README.md", &done, &["# Tiny repo"], &Ending::AlreadyThere);
+        assert!(text.contains("`finish`") && text.ends_with("Hello from memofab.\n```"));
+        // Before the line is there, nothing is said to be done; the file's
+        // name, quoted, is not a line to have.
+        assert!(!has_task_lines(&task, README, "README.md"));
+        let named = Task::of("## Task 1: Add 'Hi.' to `README.md`\n\n### A\n").expect("a task");
+        assert!(has_task_lines(&named, "Hi.\n", "README.md"));
+        let unquoted = Task::of("## Task 1: Add a line\nat the end\n\n### A\n").expect("a task");
+        assert!(!has_task_lines(&unquoted, &done, "README.md"));
+    }
+
+    #[test]
+    fn an_edit_of_text_the_file_lacks_is_answered_with_the_write_of_what_it_adds() {
+        // As measured (1.5B, stock template): the file's name as `old`.
+        let new =
+            "Tiny repo\n\nA test repository for memofab with a local model.\n\nHello from memofab.";
+        assert!(matches!(edited(README, "README.md", new), Edited::Absent));
+        let content = restored(README, new, Place::Unsaid).expect("suggested");
+        assert_eq!(content, format!("{README}Hello from memofab.\n"));
+        let refusal = absent_old_answer("README.md", &content);
+        assert!(refusal.starts_with(REFUSED));
+        assert_eq!(
+            suggested(&refusal)["content"].as_str(),
+            Some(content.as_str())
+        );
+        // Text the file has, exactly or blank lines aside, is edited there.
+        let Edited::To(after) = edited(README, "# Tiny repo\n", "# Tiny repo\nHi.\n") else {
+            panic!("edited")
+        };
+        assert!(after.starts_with("# Tiny repo\nHi.\n"));
+        let loose = "# Tiny repo\nA test repository for memofab with a local model.";
+        assert!(matches!(edited(README, loose, "x"), Edited::To(_)));
+        assert!(matches!(edited(README, "", "x"), Edited::Refused));
+    }
+
+    #[test]
+    fn a_change_that_only_repeats_the_files_lines_is_answered_with_the_tasks_line() {
+        let brief = "## Task 1: Add line to README.md\nAdd the line 'Hello from memofab.' at the end of README.md.\n\n### A\n";
+        let task = Task::of(brief).expect("a task");
+        assert_eq!(
+            task_lines(&task, README, "README.md"),
+            ["Hello from memofab."]
+        );
+        // As measured (1.5B, stock): "Tiny repo" (inside the heading)
+        // replaced by the file's first lines, a line doubled.
+        let Edited::To(after) = edited(
+            README,
+            "Tiny repo",
+            "Tiny repo\n\nA test repository for memofab with a local model.\n",
+        ) else {
+            panic!("edited")
+        };
+        assert!(after != README && added_lines(README, &after).is_empty());
+        let content =
+            task_write(Some(&task), Some(Place::End), README, "README.md").expect("suggested");
+        assert_eq!(content, format!("{README}Hello from memofab.\n"));
+        let refusal = repeats_answer("README.md", Some(&content));
+        assert!(refusal.starts_with(REFUSED));
+        assert_eq!(
+            suggested(&refusal)["content"].as_str(),
+            Some(content.as_str())
+        );
+        // Nothing to suggest: a place inside the file, the line already
+        // there, or only names of files quoted.
+        assert_eq!(
+            task_write(Some(&task), Some(Place::Inside), README, "README.md"),
+            None
+        );
+        assert_eq!(
+            task_write(Some(&task), Some(Place::End), &content, "README.md"),
+            None
+        );
+        let named =
+            Task::of("## Task 1: Add a line to `README.md`\nSee 'docs/guide.md'.\n\n### A\n")
+                .expect("a task");
+        assert!(task_lines(&named, README, "README.md").is_empty());
     }
 }

@@ -23,7 +23,7 @@ use crate::domain::{
 };
 use crate::effects::file_fence::Sandbox;
 use crate::effects::git::GitError;
-use crate::engine::agent::{AgentJob, AgentOutcome, Review, review_tool};
+use crate::engine::agent::{AgentJob, AgentOutcome, Review, code_review_tool};
 use crate::engine::context::RunContext;
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::tools::{ToolBox, ToolSet};
@@ -305,7 +305,7 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
             reviewer_message(record, &diff),
         ),
         toolbox: Some((toolbox, ToolBox::specs(ToolSet::ReadOnly))),
-        submit: Some(review_tool()),
+        submit: Some(code_review_tool(&diff)),
     };
     let verdict = match ctx.run_agent(AgentRole::Reviewer, job).await? {
         Ok(outcome) => Review::from_outcome(&outcome),

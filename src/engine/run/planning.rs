@@ -14,7 +14,7 @@ use crate::domain::event::{
 use crate::domain::instructions::{InstructionScope, with_instructions};
 use crate::domain::{AgentRole, Blueprint, Decider, EventKind, RunPhase, TaskId, TaskSpec};
 use crate::effects::file_fence::Sandbox;
-use crate::engine::agent::{AgentJob, AgentOutcome, Review, SubmitTool, review_tool};
+use crate::engine::agent::{AgentJob, AgentOutcome, Review, SubmitTool, plan_review_tool};
 use crate::engine::context::RunContext;
 use crate::engine::error::EngineResult;
 use crate::engine::tools::{ToolBox, ToolSet};
@@ -155,7 +155,7 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                 reviewer_message(&requirement, &files, &blueprint),
             ),
             toolbox: read_only_tools(ctx)?,
-            submit: Some(review_tool()),
+            submit: Some(plan_review_tool(&files)),
         };
         let review = match ctx.run_agent(AgentRole::PlanReviewer, job).await? {
             Ok(outcome) => Review::from_outcome(&outcome),

@@ -35,6 +35,7 @@ pub use ask_human::AskHuman;
 pub use edit_file::EditFile;
 pub use finish::Finish;
 pub use list_files::ListFiles;
+pub(crate) use loose_edit::{NoLooseMatch, loose_edit};
 pub use read_file::ReadFile;
 pub use registry::{BuiltinTool, Registry, ToolSet};
 pub use run::Run;
