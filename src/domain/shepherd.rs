@@ -16,6 +16,9 @@ use super::task::TaskState;
 
 pub mod echo;
 
+/// The heading of what a fresh agent is told about the one it replaces:
+/// what follows it in a brief is memofab's words, not the task's.
+pub const RESTART_HEADING: &str = "## A previous agent on this step was stopped";
 /// The `[shepherd]` config: when work counts as stuck.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -340,11 +343,11 @@ impl Watch {
         }
     }
 
-    /// What a fresh agent is told about the one it replaces.
+    /// What a fresh agent is told about the one it replaces, after its
+    /// brief, under [`RESTART_HEADING`].
     pub fn summary(&self, why: &Pattern) -> String {
         let mut text = format!(
-            "## A previous agent on this step was stopped\nThe factory's shepherd replaced it \
-             because it was stuck: {}.\n",
+            "{RESTART_HEADING}\nThe factory's shepherd replaced it because it was stuck: {}.\n",
             why.describe()
         );
         if !self.tallies.is_empty() {

@@ -508,7 +508,8 @@ async fn a_line_the_task_adds_at_the_end_does_not_land_first() {
     let (repo, events) = small_scripted_run("small_models/line_first.toml").await;
     assert_eq!(readme(&repo), "# A project\nHello.\n");
     // The line alone, the file retyped, the line first (written, then
-    // edited in), an edit of the file's name, a line doubled: none ran.
+    // edited in), an edit of the file's name, a line doubled, an edit of
+    // nothing, the line written twice: none ran.
     let coder: Vec<&ToolResult> = events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -519,11 +520,13 @@ async fn a_line_the_task_adds_at_the_end_does_not_land_first() {
     let ok: Vec<bool> = coder.iter().map(|r| r.ok).collect();
     assert_eq!(
         ok,
-        [false, false, false, false, false, false, true, true],
+        [
+            false, false, false, false, false, false, false, false, true, true
+        ],
         "{ok:?}"
     );
     // Each refusal carried the write the coder then made, word for word.
-    for refused in &coder[..6] {
+    for refused in &coder[..8] {
         let call: serde_json::Value = refused
             .output
             .lines()
@@ -573,6 +576,31 @@ async fn a_plan_rejection_that_says_a_file_of_the_repository_is_absent_is_asked_
         .filter(|e| matches!(&e.kind, EventKind::AgentStarted(s) if s.agent.as_str().starts_with("planner")))
         .count();
     assert_eq!(planners, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retyped_write_of_a_finished_file_writes_nothing_and_the_coder_may_finish() {
+    let (repo, events) = small_scripted_run("small_models/already_there.toml").await;
+    // The heading kept: the retyped write was not run.
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
+    // It was answered as done, not refused: the rework finished and the
+    // second review approved.
+    let second_coder: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult(r) if r.agent.as_str() == "coder:hello#2" => Some(r.ok),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(second_coder, [true, true]);
+    let verdicts: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ReviewVerdict(v) => Some(v.approved),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(verdicts, [false, true]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

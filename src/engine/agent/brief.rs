@@ -10,6 +10,9 @@ const NOT_ONLY_ADDING: &[&str] = &[
     "modify", "refactor", "correct", "drop",
 ];
 
+/// Verbs a title may begin with before the one of adding.
+const READING: &[&str] = &["read", "open", "check", "look", "view", "find", "locate"];
+
 /// Words that put lines at a file's end or start.
 const AT_END: &[&str] = &["end", "bottom", "append"];
 const AT_START: &[&str] = &["top", "beginning", "prepend"];
@@ -65,13 +68,18 @@ impl<'a> Task<'a> {
         Some(Self { title, description })
     }
 
-    /// Whether the task only adds: its title begins with a verb of adding
-    /// and nothing in it or the description changes or removes.
+    /// Whether the task only adds: its title begins with a verb of adding,
+    /// or of reading and then one of adding ("Read and append to
+    /// README.md", as a 1.5B planner titled it), and nothing in it or the
+    /// description changes or removes.
     pub(super) fn only_adds(&self) -> bool {
         let title = words(self.title);
-        let adds = title
-            .first()
-            .is_some_and(|w| ADDING.iter().any(|v| w.starts_with(v)));
+        let adding = |w: &String| ADDING.iter().any(|v| w.starts_with(v));
+        let adds = match title.first() {
+            Some(first) if READING.contains(&first.as_str()) => title.iter().any(adding),
+            Some(first) => adding(first),
+            None => false,
+        };
         adds && !title
             .iter()
             .chain(words(self.description).iter())
@@ -137,6 +145,11 @@ mod tests {
             "Instructions of the project.\n\n{}",
             brief("Add line to README.md", "Add it at the end.")
         )));
+        assert!(adds(&brief(
+            "Read and append to README.md",
+            "Read README.md and append 'Hello from memofab.' at the end."
+        )));
+        assert!(!adds(&brief("Read the config", "and report what it holds")));
         assert!(!adds(&brief("Add a flag", "and remove the old one")));
         assert!(!adds(&brief("Fix the parser", "Add a check.")));
         // A quoted line is text to add, not what the task does.

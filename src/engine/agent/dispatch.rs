@@ -6,7 +6,7 @@
 
 use super::own_words;
 use super::repeated_reads::{Repeat, RepeatedReads};
-use super::whole_writes::WholeWrites;
+use super::whole_writes::{Guard, WholeWrites};
 use super::{AgentId, AgentJob, AgentOutcome, AgentRunner};
 use crate::domain::event::{ToolCalled, ToolResult};
 use crate::domain::{EventKind, MessageAuthor};
@@ -108,7 +108,7 @@ impl AgentRunner {
             .small_model_guards
             .then(|| dispatch.reads.repeated(&call.name, &arguments))
             .flatten();
-        let lost_lines = match dispatch.small_model_guards && repeated.is_none() {
+        let guarded = match dispatch.small_model_guards && repeated.is_none() {
             true => {
                 let job = dispatch.job;
                 dispatch
@@ -118,6 +118,11 @@ impl AgentRunner {
             }
             false => None,
         };
+        let (lost_lines, not_needed) = match guarded {
+            Some(Guard::Refused(why)) => (Some(why), None),
+            Some(Guard::AlreadyThere(answer)) => (None, Some(answer)),
+            None => (None, None),
+        };
         let echoed =
             own_words::refusal(dispatch.job, &call.name, &arguments, messages).or_else(|| {
                 dispatch
@@ -125,23 +130,27 @@ impl AgentRunner {
                     .then(|| own_words::in_write(&call.name, &arguments, messages))
                     .flatten()
             });
-        let (ok, text, done) = match (repeated, echoed.or(lost_lines)) {
-            (Some(Repeat::Read { times, last }), _) => {
+        let (ok, text, done) = match (repeated, echoed.or(lost_lines), not_needed) {
+            (Some(Repeat::Read { times, last }), _, _) => {
                 dispatch.withheld = RepeatedReads::withheld_after(&call.name);
                 let note = RepeatedReads::note(&call.name, times);
                 self.say(agent, MessageAuthor::System, &note).await?;
                 (true, last, None)
             }
-            (Some(Repeat::Refused { times }), _) => {
+            (Some(Repeat::Refused { times }), _, _) => {
                 dispatch.withheld = RepeatedReads::withheld_after(&call.name);
                 let answer = RepeatedReads::refusal(&call.name, times, &dispatch.finish_hint);
                 (false, answer, None)
             }
-            (None, Some(refused)) => {
+            (None, Some(refused), _) => {
                 dispatch.reads.answered(false, &refused);
                 (false, refused, None)
             }
-            (None, None) => {
+            (None, None, Some(text)) => {
+                dispatch.reads.answered(true, &text);
+                (true, text, None)
+            }
+            (None, None, None) => {
                 let made = Call {
                     id: &call.id,
                     arguments: &given,

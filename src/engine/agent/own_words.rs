@@ -10,6 +10,7 @@ use crate::domain::tool_names;
 use serde_json::Value;
 
 use super::{AgentJob, IGNORED_CALL};
+use crate::domain::shepherd::RESTART_HEADING;
 use crate::domain::shepherd::echo::{self, REFUSED};
 use crate::llm::ChatMessage;
 
@@ -81,6 +82,10 @@ fn own_lines(tool: &str, arguments: &Value, messages: &[ChatMessage]) -> HashSet
     let mut sources: Vec<&str> = Vec::new();
     let mut quoted: Vec<&str> = Vec::new();
     if let Some(ChatMessage::User { content }) = messages.first() {
+        // The brief, without what it tells of an agent replaced before.
+        let content = content
+            .find(RESTART_HEADING)
+            .map_or(content.as_str(), |at| &content[..at]);
         sources.push(content);
         for mark in ['\'', '"', '`'] {
             quoted.extend(content.split(mark).skip(1).step_by(2));
@@ -164,13 +169,22 @@ fn write_reports(messages: &[ChatMessage]) -> Vec<&str> {
         .collect()
 }
 
-/// After the task itself, every user message is memofab's; of the tool
-/// results, its refusals.
+/// After the task itself, every user message is memofab's, and so is what
+/// the brief tells a fresh agent about the one it replaces (measured: a
+/// 1.5B reviewer started after one that was stuck submitted the
+/// shepherd's account of it, quoted refusals and all, as its verdict, and
+/// the rework it sent back failed the task); of the tool results, its
+/// refusals.
 fn memofabs_words(messages: &[ChatMessage]) -> Vec<&str> {
-    messages
-        .iter()
-        .skip(1)
-        .filter_map(|m| match m {
+    let restart = match messages.first() {
+        Some(ChatMessage::User { content }) => {
+            content.find(RESTART_HEADING).map(|at| &content[at..])
+        }
+        _ => None,
+    };
+    restart
+        .into_iter()
+        .chain(messages.iter().skip(1).filter_map(|m| match m {
             ChatMessage::User { content } => Some(content.as_str()),
             ChatMessage::ToolResult { content, .. }
                 if content.starts_with(REFUSED) || content.starts_with(IGNORED_CALL) =>
@@ -178,7 +192,7 @@ fn memofabs_words(messages: &[ChatMessage]) -> Vec<&str> {
                 Some(content.as_str())
             }
             _ => None,
-        })
+        }))
         .collect()
 }
 
@@ -306,5 +320,27 @@ mod tests {
         // What read_file answered is the file's text.
         let right = json!({"path": "README.md", "content": format!("{file}Hello from memofab.\n")});
         assert_eq!(in_write(tool_names::WRITE_FILE, &right, &messages), None);
+    }
+
+    #[test]
+    fn what_a_fresh_agent_is_told_of_the_one_it_replaces_is_memofabs_words() {
+        let job_brief = "## Task 1: Add line to README.md\nReview it and call submit_review.";
+        // As measured: the stuck reviewer's repeated call, quoted in the
+        // fresh one's brief, then submitted by the fresh one as its verdict.
+        let summary = format!(
+            "{RESTART_HEADING}\nThe factory's shepherd replaced it because it was stuck.\n\
+             Its most recent calls:\n- `submit_review` {{\"approved\":false}} ×4: failed: the \
+             feedback of this call repeats a message of the factory, not your own account of the \
+             work.\n"
+        );
+        let messages = [ChatMessage::User {
+            content: format!("{job_brief}\n{summary}"),
+        }];
+        let said = memofabs_words(&messages);
+        assert_eq!(said.len(), 1);
+        let verdict = json!({"approved": false, "feedback": "The feedback of this call repeats a message of the factory, not your own account of the work."});
+        assert!(echo::echoed(&verdict, &said).is_some());
+        // The brief itself is the model's to quote.
+        assert!(!said[0].contains("Add line to README.md"));
     }
 }

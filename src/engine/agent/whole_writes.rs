@@ -46,7 +46,11 @@ impl WholeWrites {
         job: &AgentJob,
         tool: &str,
         arguments: &Value,
-    ) -> Option<String> {
+    ) -> Option<Guard> {
+        self.guard(job, tool, arguments).await
+    }
+
+    async fn guard(&mut self, job: &AgentJob, tool: &str, arguments: &Value) -> Option<Guard> {
         let adding = Task::of(&job.first_message).filter(Task::only_adds);
         if tool == tool_names::EDIT_FILE {
             adding?;
@@ -79,7 +83,7 @@ impl WholeWrites {
             let new = arguments.get("new")?.as_str()?;
             match edited(&current, old, new) {
                 Edited::To(after) => match removing_edit_refusal(arguments) {
-                    Some(refused) => return Some(refused),
+                    Some(refused) => return Some(Guard::Refused(refused)),
                     None => after,
                 },
                 // What `new` adds, as the write that adds it (measured: the
@@ -89,7 +93,7 @@ impl WholeWrites {
                     let content = place
                         .and_then(|place| restored(&current, new, place))
                         .or_else(|| task_write(adding.as_ref(), place, &current, path))?;
-                    return Some(absent_old_answer(path, &content));
+                    return Some(Guard::Refused(absent_old_answer(path, &content)));
                 }
                 // The tool says why.
                 Edited::Refused => return None,
@@ -107,23 +111,57 @@ impl WholeWrites {
                     && added_lines(&current, &after).is_empty()
                     && job.offers(tool_names::FINISH) =>
                 {
-                    Ending::AlreadyThere
+                    return Some(Guard::AlreadyThere(already_there(path)));
                 }
                 None => Ending::File,
             };
-            return Some(answer(path, &current, &lost, &ending));
+            return Some(Guard::Refused(answer(path, &current, &lost, &ending)));
         }
-        if adding.is_some() && after != current && added_lines(&current, &after).is_empty() {
+        let added = added_lines(&current, &after);
+        if adding.is_some() && added.is_empty() {
             // Measured (1.5B, stock template): `old` "Tiny repo" inside the
-            // heading, `new` the file's first lines again: a line doubled,
-            // and merged.
+            // heading, `new` the file's first lines again (a line doubled,
+            // and merged); `old` and `new` the same (the task failed on
+            // "nothing changed").
             let suggested = task_write(adding.as_ref(), place, &current, path);
-            return Some(repeats_answer(path, suggested.as_deref()));
+            return Some(Guard::Refused(repeats_answer(path, suggested.as_deref())));
+        }
+        if let Some(task) = adding.as_ref()
+            && let Some(twice) = added_twice(task, &current, path, &added)
+        {
+            // Measured (1.5B, stock template): the task's line written
+            // twice at the end, and merged.
+            let fixed = task_write(Some(task), place, &current, path);
+            return Some(Guard::Refused(twice_answer(path, twice, fixed.as_deref())));
         }
         let place = place.filter(|p| matches!(p, Place::End | Place::Start))?;
         let fixed = misplaced(&current, &after, place)?;
-        Some(misplaced_answer(path, place, &fixed))
+        Some(Guard::Refused(misplaced_answer(path, place, &fixed)))
     }
+}
+
+/// What the guard makes of a write it does not let run.
+#[derive(Debug, PartialEq)]
+pub(super) enum Guard {
+    /// Not run, and why (the answer starts with `REFUSED`).
+    Refused(String),
+    /// Not needed: the file already has every line of the write and the
+    /// line the task adds (the write differs from it only in the marks of
+    /// a line, like a heading's `#`). Answered as done, with nothing
+    /// written. Measured: sent back by a reviewer that was wrong, the 1.5B
+    /// coder retyped the finished file without its `#`, was refused, and
+    /// sent it again until the shepherd failed the task, told each time
+    /// that the file had the line and to call `finish`.
+    AlreadyThere(String),
+}
+
+/// The answer to a write [`Guard::AlreadyThere`].
+fn already_there(path: &str) -> String {
+    format!(
+        "{path} already has the line the task adds and every line of this write (only marks \
+         such as a heading's `#` differ, and those are kept): nothing needed writing, and nothing \
+         was written. If the task is done, call `finish`."
+    )
 }
 
 /// The write that adds the lines the task quotes (and `current` lacks) at
@@ -159,6 +197,29 @@ fn task_lines<'t>(task: &Task<'t>, current: &str, path: &str) -> Vec<&'t str> {
         .map(str::trim)
         .filter(|q| !q.contains('\n') && *q != path && !file_like(q) && !had.contains(q))
         .collect()
+}
+
+/// A line the task quotes that `added` (a change's new lines) has more
+/// than once.
+fn added_twice<'t>(task: &Task<'t>, current: &str, path: &str, added: &[&str]) -> Option<&'t str> {
+    task_lines(task, current, path)
+        .into_iter()
+        .find(|line| added.iter().filter(|a| a.trim() == *line).count() > 1)
+}
+
+/// The refusal of a change that writes the task's line more than once.
+fn twice_answer(path: &str, line: &str, fixed: Option<&str>) -> String {
+    let mut text = format!(
+        "{REFUSED}this change writes the line the task adds more than once (\"{line}\"); the task \
+         adds it once."
+    );
+    if let Some(content) = fixed {
+        text.push_str(&format!(
+            " To add it once, {}",
+            suggested_write(path, content)
+        ));
+    }
+    text
 }
 
 /// The refusal of a change that adds no line of its own, only repeats
@@ -416,11 +477,6 @@ fn has_task_lines(task: &Task<'_>, current: &str, path: &str) -> bool {
 enum Ending {
     /// The write that adds the model's new lines to the file as it is.
     Write(String),
-    /// The file already has the task's line and every line of the write
-    /// (measured: sent back by a reviewer that was wrong, the 1.5B coder
-    /// retyped the finished file, with its heading's `#` dropped, until it
-    /// was stopped): it may well be done.
-    AlreadyThere,
     /// The file as it is.
     File,
 }
@@ -442,12 +498,6 @@ fn answer(path: &str, current: &str, lost: &[&str], ending: &Ending) -> String {
             suggested_write(path, content)
         ));
         return text;
-    }
-    if *ending == Ending::AlreadyThere {
-        text.push_str(&format!(
-            " This write adds nothing: {path} already has the line the task adds, and every line \
-             of this write. If the task is done, call `finish`."
-        ));
     }
     if current.chars().count() <= SHOWN_CHARS {
         text.push_str(&format!(
@@ -631,8 +681,8 @@ mod tests {
             "Tiny repo\n\nA test repository for memofab with a local model.\nHello from memofab.";
         assert!(has_task_lines(&task, &done, "README.md"));
         assert!(added_lines(&done, retyped).is_empty());
-        let text = answer("README.md", &done, &["# Tiny repo"], &Ending::AlreadyThere);
-        assert!(text.contains("`finish`") && text.ends_with("Hello from memofab.\n```"));
+        let text = already_there("README.md");
+        assert!(!text.starts_with(REFUSED) && text.contains("`finish`"));
         // Before the line is there, nothing is said to be done; the file's
         // name, quoted, is not a line to have.
         assert!(!has_task_lines(&task, README, "README.md"));
@@ -707,5 +757,33 @@ mod tests {
             Task::of("## Task 1: Add a line to `README.md`\nSee 'docs/guide.md'.\n\n### A\n")
                 .expect("a task");
         assert!(task_lines(&named, README, "README.md").is_empty());
+    }
+
+    #[test]
+    fn the_tasks_line_written_twice_is_answered_with_it_written_once() {
+        let brief = "## Task 1: Read and append to README.md\nRead README.md and append 'Hello from memofab.' at the end.\n\n### A\n";
+        let task = Task::of(brief).expect("a task");
+        assert!(task.only_adds());
+        // As measured (1.5B, stock template), and merged.
+        let twice = format!("{README}Hello from memofab.\nHello from memofab.\n");
+        let added = added_lines(README, &twice);
+        assert_eq!(
+            added_twice(&task, README, "README.md", &added),
+            Some("Hello from memofab.")
+        );
+        let fixed =
+            task_write(Some(&task), Some(Place::End), README, "README.md").expect("suggested");
+        let refusal = twice_answer("README.md", "Hello from memofab.", Some(&fixed));
+        assert!(refusal.starts_with(REFUSED));
+        assert_eq!(
+            suggested(&refusal)["content"].as_str(),
+            Some(format!("{README}Hello from memofab.\n").as_str())
+        );
+        // Once is what the task asks.
+        let once = format!("{README}Hello from memofab.\n");
+        assert_eq!(
+            added_twice(&task, README, "README.md", &added_lines(README, &once)),
+            None
+        );
     }
 }
