@@ -93,7 +93,7 @@ impl WholeWrites {
                     let content = place
                         .and_then(|place| restored(&current, new, place))
                         .or_else(|| task_write(adding.as_ref(), place, &current, path))?;
-                    return Some(Guard::Refused(absent_old_answer(path, &content)));
+                    return Some(Guard::Refused(absent_old_answer(path, old, &content)));
                 }
                 // The tool says why.
                 Edited::Refused => return None,
@@ -242,9 +242,9 @@ fn repeats_answer(path: &str, suggested: Option<&str>) -> String {
 /// What `edit_file` would make of a file.
 enum Edited {
     To(String),
-    /// `old` does not occur in it, even blank lines aside.
+    /// `old` does not occur in it, even blank lines aside, or is blank.
     Absent,
-    /// Not applied for another reason (`old` blank, or ambiguous).
+    /// Not applied: `old` occurs more than once.
     Refused,
 }
 
@@ -256,17 +256,24 @@ fn edited(current: &str, old: &str, new: &str) -> Edited {
     }
     match loose_edit(current, old, new) {
         Ok(edit) => Edited::To(edit.updated),
-        Err(NoLooseMatch::Absent) => Edited::Absent,
-        Err(_) => Edited::Refused,
+        // An empty `old` is one the file does not have either (measured:
+        // the 1.5B coder sent `old` "" with the new line, again and again).
+        Err(NoLooseMatch::Absent | NoLooseMatch::Blank) => Edited::Absent,
+        Err(NoLooseMatch::Ambiguous(_)) => Edited::Refused,
     }
 }
 
 /// The refusal of an edit whose `old` is not in the file, with the write
 /// that adds what its `new` adds.
-fn absent_old_answer(path: &str, content: &str) -> String {
+fn absent_old_answer(path: &str, old: &str, content: &str) -> String {
+    let what = if old.trim().is_empty() {
+        "is empty"
+    } else {
+        "does not occur in the file"
+    };
     format!(
-        "{REFUSED}`old` does not occur in {path}: `old` must be text of the file, copied exactly, \
-         which `new` replaces. To add your lines to {path} as the task says, {}",
+        "{REFUSED}`old` {what}: `old` must be text of {path}, copied exactly, which `new` \
+         replaces. To add your lines to {path} as the task says, {}",
         suggested_write(path, content)
     )
 }
@@ -363,9 +370,12 @@ fn added_lines<'a>(current: &str, after: &'a str) -> Vec<&'a str> {
         .collect()
 }
 
-/// `current` with `added` at `place`, its line ends kept.
+/// `current` with `added` at `place`, its line ends kept; a line added
+/// twice in a row once (measured: the 1.5B coder wrote the new line twice).
 fn with_added(current: &str, added: &[&str], place: Place) -> String {
-    let added = added.join("\n");
+    let mut once = added.to_vec();
+    once.dedup_by(|a, b| a.trim() == b.trim());
+    let added = once.join("\n");
     match place {
         Place::Start => format!("{added}\n{current}"),
         Place::End | Place::Inside | Place::Unsaid => {
@@ -700,7 +710,7 @@ mod tests {
         assert!(matches!(edited(README, "README.md", new), Edited::Absent));
         let content = restored(README, new, Place::Unsaid).expect("suggested");
         assert_eq!(content, format!("{README}Hello from memofab.\n"));
-        let refusal = absent_old_answer("README.md", &content);
+        let refusal = absent_old_answer("README.md", "README.md", &content);
         assert!(refusal.starts_with(REFUSED));
         assert_eq!(
             suggested(&refusal)["content"].as_str(),
@@ -713,7 +723,17 @@ mod tests {
         assert!(after.starts_with("# Tiny repo\nHi.\n"));
         let loose = "# Tiny repo\nA test repository for memofab with a local model.";
         assert!(matches!(edited(README, loose, "x"), Edited::To(_)));
-        assert!(matches!(edited(README, "", "x"), Edited::Refused));
+        assert!(matches!(edited(README, "", "x"), Edited::Absent));
+        // As measured (1.5B, stock): `old` empty, `new` the line.
+        let content = restored(README, "Hello from memofab.", Place::End).expect("suggested");
+        assert_eq!(content, format!("{README}Hello from memofab.\n"));
+        // The line written twice (1.5B, fenced) is suggested once.
+        let twice =
+            "Tiny repo\n\nA test repository for memofab with a local model.\nHello.\nHello.\n";
+        assert_eq!(
+            restored(README, twice, Place::End),
+            Some(format!("{README}Hello.\n"))
+        );
     }
 
     #[test]

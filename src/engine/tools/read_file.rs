@@ -88,12 +88,7 @@ fn read_file(toolbox: &ToolBox, args: ReadArgs) -> ToolOutcome {
         return if text.is_empty() {
             ok(format!("[{} is empty]", args.path))
         } else {
-            fail(format!(
-                "{} has {} lines; offset_line {} is past its end",
-                args.path,
-                text.split_inclusive('\n').count(),
-                start + 1
-            ))
+            fail(past_the_end(&args.path, &text, start + 1))
         };
     }
     let mut out = selected.concat();
@@ -108,4 +103,33 @@ fn read_file(toolbox: &ToolBox, args: ReadArgs) -> ToolOutcome {
         out.push_str(beyond);
     }
     ok(out)
+}
+
+/// Lines of the file shown when `offset_line` is past its end.
+const SHOWN_AT_THE_END: usize = 20;
+
+/// The answer to a read that starts past the file's end, with the file's
+/// last lines: a planner wrote "README.md:10" as an acceptance criterion of
+/// a 3-line file, and the 1.5B agents after it read from line 10, told only
+/// that it was past the end, until they gave up without having seen the
+/// file.
+fn past_the_end(path: &str, text: &str, offset: usize) -> String {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let from = lines.len().saturating_sub(SHOWN_AT_THE_END);
+    let mut tail = lines[from..].concat();
+    if tail.chars().count() > 4_000 {
+        return format!(
+            "{path} has {} lines; offset_line {offset} is past its end",
+            lines.len()
+        );
+    }
+    if tail.ends_with('\n') {
+        tail.pop();
+    }
+    format!(
+        "{path} has {} lines; offset_line {offset} is past its end. Lines {} to {} of it are:\n```\n{tail}\n```",
+        lines.len(),
+        from + 1,
+        lines.len()
+    )
 }

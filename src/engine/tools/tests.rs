@@ -52,7 +52,10 @@ async fn read_file_never_answers_an_empty_success() {
         expect_ok(read(r#"{"path": "src/lib.rs", "offset_line": 2, "max_lines": 1}"#).await),
         "fn b() {}\n"
     );
-    expect_err(read(r#"{"path": "src/lib.rs", "offset_line": 9}"#).await);
+    // Past the end: an error that shows the file's last lines (small
+    // agents told only "past its end" read there again until they gave up).
+    let past = expect_err(read(r#"{"path": "src/lib.rs", "offset_line": 9}"#).await);
+    assert!(past.ends_with(&format!("```\n{}```", whole)), "{past}");
     std::fs::write(dir.path().join("empty.txt"), "").unwrap();
     assert!(!expect_ok(read(r#"{"path": "empty.txt"}"#).await).is_empty());
 }
