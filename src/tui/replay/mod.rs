@@ -365,11 +365,15 @@ impl Replay {
         self.cursor = at;
     }
 
-    /// While the human does nothing: folds one more interval of the part
-    /// of a stored run not folded yet (no conversation text), taking its
-    /// checkpoint, so that a click far ahead starts from one. Returns
-    /// whether there is more to carry.
+    /// While the human does nothing: folds a piece of the beginning of
+    /// the transcripts on screen (built from their end), or else one more
+    /// interval of the part of a stored run not folded yet (no
+    /// conversation text), taking its checkpoint, so that a click far
+    /// ahead starts from one. Returns whether there is more to do.
     pub fn carry_ahead(&mut self) -> bool {
+        if self.fold_beginnings(shown::IDLE_EVENTS) {
+            return true;
+        }
         let Record::Stored(s) = &mut self.record else {
             return false;
         };
@@ -421,7 +425,46 @@ impl Replay {
             // Scrolled to the tail of the transcript it now shows.
             self.app.fold(std::iter::empty());
         }
+        // Scrolled back or searched: the lines before the end are wanted.
+        if !self.app.scroll.follow || !self.app.search.query.is_empty() {
+            self.settle_shown();
+        }
         read
+    }
+
+    /// Folds up to `events` pending events in front of the transcripts on
+    /// screen (`shown`). Returns whether it folded any.
+    fn fold_beginnings(&mut self, events: usize) -> bool {
+        let Record::Stored(s) = &mut self.record else {
+            return false;
+        };
+        let Stored {
+            store,
+            run,
+            light,
+            shown,
+            ..
+        } = &mut **s;
+        if !shown.has_pending() {
+            return false;
+        }
+        let source = Source { store, run, light };
+        let (_, read) = shown.fold_beginnings(&mut self.app, events, &source);
+        // Still at the tail, now further down.
+        self.app.fold(std::iter::empty());
+        match read {
+            Ok(()) => true,
+            Err(e) => {
+                self.note = Some(format!("conversation text unreadable: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Gives the transcripts on screen their beginnings now: before what
+    /// looks back through them (scrolling, search, expanding).
+    fn settle_shown(&mut self) {
+        self.fold_beginnings(usize::MAX);
     }
 
     /// Advances playback by `dt` of wall time. Returns whether anything moved.
@@ -506,6 +549,7 @@ impl Replay {
             KeyCode::Char('0') => self.seek(1),
             KeyCode::Char('$') => self.seek(self.len()),
             _ => {
+                self.settle_shown();
                 for action in self.app.handle_key(key) {
                     match action {
                         Action::Quit => return ReplayKey::Quit,
@@ -538,6 +582,7 @@ impl Replay {
             let target = (usize::from(mouse.column) * self.len()) / usize::from(width);
             self.seek(target.max(1));
         } else {
+            self.settle_shown();
             self.app.handle_mouse(mouse);
             self.show_complete();
         }
@@ -752,7 +797,7 @@ mod tests {
         let mut whole = Replay::open_at("r", events.clone(), k);
         assert_eq!(stored.len(), events.len());
         assert!(stored.note.is_none(), "{:?}", stored.note);
-        same_on_screen(&stored.app, &whole.app, k);
+        same_on_screen(settled(&mut stored), &whole.app, k);
         let Record::Stored(s) = &stored.record else {
             panic!("not stored")
         };
@@ -764,15 +809,15 @@ mod tests {
         for target in [k + 1, k + 700, k - 3, 1_030, events.len(), 2, k] {
             stored.seek(target);
             whole.seek(target);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
         }
         for key in ['k', 'k', '<', 'j'] {
             stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
             whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
-            same_on_screen(&stored.app, &whole.app, k);
+            same_on_screen(settled(&mut stored), &whole.app, k);
             stored.seek(stored.cursor() + 5);
             whole.seek(whole.cursor() + 5);
-            same_on_screen(&stored.app, &whole.app, k + 5);
+            same_on_screen(settled(&mut stored), &whole.app, k + 5);
         }
         assert!(
             stored
@@ -781,6 +826,68 @@ mod tests {
                 .is_some_and(|t| t.len(true) > 100),
             "a coder's conversation is on screen"
         );
+    }
+
+    /// `replay`'s model once the transcripts on screen have their
+    /// beginnings (folded while idle, or before a key looks back).
+    fn settled(replay: &mut Replay) -> &App {
+        replay.settle_shown();
+        &replay.app
+    }
+
+    /// What `replay` draws on a 120x40 terminal.
+    fn drawn(replay: &Replay) -> ratatui::buffer::Buffer {
+        let theme = Theme::dark();
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+        terminal.draw(|f| replay.render(f, &theme)).unwrap();
+        terminal.backend().buffer().clone()
+    }
+
+    /// A click that shows a long conversation folds its end only, and the
+    /// screen is the one a full fold draws; the beginning comes while the
+    /// replay is idle, or at once when the human looks back through it.
+    #[test]
+    fn a_long_transcript_is_shown_from_its_end_and_gets_its_beginning_later() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 3, 30_000);
+        store_events(&path, &events);
+        let len = events.len();
+        let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, 5, 1_000);
+        // The middle of each task's coder's stretch of the run.
+        let middle = |task: usize| len * (2 * task + 1) / 6;
+        for (target, idle) in [(middle(2), true), (middle(1), false)] {
+            stored.seek(target);
+            whole.seek(target);
+            let lines = |r: &Replay| r.app.shown_transcript().map_or(0, |t| t.len(true));
+            assert!(lines(&stored) < lines(&whole) / 4, "only the end is folded");
+            assert!(shown_of(&stored).has_pending());
+            assert_eq!(drawn(&stored), drawn(&whole), "at {target}");
+            if idle {
+                while stored.carry_ahead() {}
+                assert!(!shown_of(&stored).has_pending());
+                same_on_screen(&stored.app, &whole.app, target);
+            }
+            // To the top of the transcript: its first lines.
+            for r in [&mut stored, &mut whole] {
+                r.handle_key(KeyEvent::from(KeyCode::Char('g')));
+            }
+            assert_eq!(drawn(&stored), drawn(&whole), "at the top, at {target}");
+            same_on_screen(&stored.app, &whole.app, target);
+            for r in [&mut stored, &mut whole] {
+                r.handle_key(KeyEvent::from(KeyCode::Char('G')));
+            }
+        }
+        // Scrolled back, a click shows a whole transcript at once.
+        for r in [&mut stored, &mut whole] {
+            r.handle_key(KeyEvent::from(KeyCode::Char('g')));
+            r.seek(middle(0));
+        }
+        assert!(!shown_of(&stored).has_pending());
+        assert_eq!(drawn(&stored), drawn(&whole));
+        same_on_screen(&stored.app, &whole.app, middle(0));
     }
 
     /// Stores `events` (in batches, so chunks are sealed) at `path`.
@@ -835,7 +942,8 @@ mod tests {
         let len = events.len();
         let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, len * 3 / 4, every);
         assert!(checkpoints_of(&stored).has(len * 3 / 4 / every * every));
-        same_on_screen(&stored.app, &whole.app, stored.cursor());
+        let at = stored.cursor();
+        same_on_screen(settled(&mut stored), &whole.app, at);
         let targets = [
             len * 3 / 4 - 1,
             2 * every + 1,
@@ -856,13 +964,14 @@ mod tests {
             stored.seek(target);
             whole.seek(target);
             assert!(stored.note.is_none(), "{:?}", stored.note);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
             // Step back one event at a time, across a boundary.
             for _ in 0..3 {
                 for r in [&mut stored, &mut whole] {
                     r.handle_key(KeyEvent::from(KeyCode::Char(',')));
                 }
-                same_on_screen(&stored.app, &whole.app, stored.cursor());
+                let at = stored.cursor();
+                same_on_screen(settled(&mut stored), &whole.app, at);
             }
             if i == targets.len() / 2 {
                 // The human picks another task and an earlier agent.
@@ -897,13 +1006,13 @@ mod tests {
         for target in [len - 2, len / 5, every * 9 + 1, every * 9 - 1, len / 2, 40] {
             stored.seek(target);
             whole.seek(target);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
             // Each task in turn, and its agents back in time.
             for key in ['j', 'j', '<', 'k', 'j', 'j', 'j'] {
                 stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
                 whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
                 assert!(stored.note.is_none(), "{:?}", stored.note);
-                same_on_screen(&stored.app, &whole.app, target);
+                same_on_screen(settled(&mut stored), &whole.app, target);
             }
         }
     }
@@ -945,19 +1054,20 @@ mod tests {
                 r.handle_key(KeyEvent::from(KeyCode::Char('.')));
             }
         }
-        same_on_screen(&stored.app, &whole.app, k + 40);
+        same_on_screen(settled(&mut stored), &whole.app, k + 40);
         without_text(&mut stored, tmp.path());
         for _ in 0..250 {
             for r in [&mut stored, &mut whole] {
                 r.handle_key(KeyEvent::from(KeyCode::Char(',')));
             }
             assert!(stored.note.is_none(), "{:?}", stored.note);
-            same_on_screen(&stored.app, &whole.app, stored.cursor());
+            let at = stored.cursor();
+            same_on_screen(settled(&mut stored), &whole.app, at);
         }
         for target in [k - 300, k - 700] {
             stored.seek(target);
             whole.seek(target);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
         }
         assert_eq!(
             stored.app.shown_agent().cloned(),
@@ -996,7 +1106,7 @@ mod tests {
         for target in [b, 40] {
             stored.seek(target);
             whole.seek(target);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
             seen.push(stored.app.shown_agent().cloned());
         }
         assert!(seen.iter().all(Option::is_some));
@@ -1006,7 +1116,7 @@ mod tests {
             stored.seek(target);
             whole.seek(target);
             assert!(stored.note.is_none(), "{:?}", stored.note);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
         }
         assert_eq!(stored.app.shown_agent().cloned(), shown_a);
         let Record::Stored(s) = &mut stored.record else {
@@ -1017,12 +1127,12 @@ mod tests {
             stored.seek(target);
             whole.seek(target);
             assert!(stored.note.is_none(), "{:?}", stored.note);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
         }
         for task in 0..tasks {
             stored.seek(middle(task));
             whole.seek(middle(task));
-            same_on_screen(&stored.app, &whole.app, middle(task));
+            same_on_screen(settled(&mut stored), &whole.app, middle(task));
             let shown = shown_of(&stored);
             assert!(shown.kept() <= shown::KEPT + shown.on_screen());
         }
@@ -1050,7 +1160,7 @@ mod tests {
         assert_eq!(turns, len / every - 2);
         assert!(checkpoints_of(&stored).has(len / every * every));
         assert_eq!(stored.cursor(), every + 3, "carrying ahead moves nothing");
-        same_on_screen(&stored.app, &whole.app, every + 3);
+        same_on_screen(settled(&mut stored), &whole.app, every + 3);
         for target in [
             len - 5,
             5 * every + 1,
@@ -1062,11 +1172,11 @@ mod tests {
             stored.seek(target);
             whole.seek(target);
             assert!(stored.note.is_none(), "{:?}", stored.note);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
             for key in ['j', '<'] {
                 stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
                 whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
-                same_on_screen(&stored.app, &whole.app, target);
+                same_on_screen(settled(&mut stored), &whole.app, target);
             }
         }
     }
@@ -1093,7 +1203,7 @@ mod tests {
                 stored.seek(target);
                 whole.seek(target);
                 assert!(stored.note.is_none(), "{:?}", stored.note);
-                same_on_screen(&stored.app, &whole.app, target);
+                same_on_screen(settled(&mut stored), &whole.app, target);
             }
         }
     }
