@@ -1101,6 +1101,7 @@ mod tests {
         let middle = |task: usize| len * (2 * task + 1) / (2 * tasks);
         let (a, b) = (middle(2), middle(4));
         let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, a, 500);
+        settled(&mut stored);
         let shown_a = stored.app.shown_agent().cloned();
         let mut seen = vec![shown_a.clone()];
         for target in [b, 40] {

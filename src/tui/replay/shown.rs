@@ -81,8 +81,13 @@ impl Source<'_> {
             let event = self
                 .light
                 .read_event(seq)
-                .or_else(|| texts.next_if(|t| t.seq == seq));
-            scratch.fold_transcripts(event);
+                .or_else(|| texts.next_if(|t| t.seq == seq))
+                .ok_or_else(|| StoreError::Corrupt {
+                    run: self.run.clone(),
+                    seq,
+                    message: "an event of the run is missing".into(),
+                })?;
+            scratch.fold_transcripts([event]);
             if let Some(transcript) = scratch.transcripts.get(agent) {
                 marks.push((seq, transcript.mark()));
             }
