@@ -142,8 +142,8 @@ pub async fn play_replay(
     let mut input = EventStream::new();
     let mut frames = Frames::default();
     let mut dirty = true;
-    // Checkpoints are carried ahead of the cursor between keys, an
-    // interval at a time, until the end of the run.
+    // Between keys, the transcript on screen gets its beginning and
+    // checkpoints are carried ahead of the cursor, a piece at a time.
     let mut ahead = true;
     loop {
         if dirty {
@@ -160,11 +160,13 @@ pub async fn play_replay(
                         return Ok(());
                     }
                     dirty = true;
+                    ahead = true;
                 }
                 Some(Ok(TermEvent::Mouse(mouse))) => {
                     let size = guard.terminal.size()?;
                     replay.handle_mouse(mouse, size.width, size.height);
                     dirty = true;
+                    ahead = true;
                 }
                 Some(Ok(TermEvent::Resize(_, _))) => dirty = true,
                 Some(Ok(_)) => {}

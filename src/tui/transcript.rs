@@ -47,7 +47,29 @@ pub struct Transcript {
     live_kind: LineKind,
 }
 
+impl Mark {
+    /// This mark, of a transcript appended to one that ended at `before`,
+    /// counted from the start of the whole.
+    pub fn after(self, before: Mark) -> Mark {
+        Mark {
+            lines: before.lines + self.lines,
+            folded: before.folded + self.folded,
+        }
+    }
+}
+
 impl Transcript {
+    /// Puts `after`'s lines at the end, as if the events that wrote them
+    /// had been folded here: a replay builds the end of a long transcript
+    /// first and its beginning later.
+    pub fn append(&mut self, after: Transcript) {
+        let base = self.lines.len();
+        self.folded.extend(after.folded.iter().map(|i| i + base));
+        self.lines.extend(after.lines);
+        self.live = after.live;
+        self.live_kind = after.live_kind;
+    }
+
     /// Where the settled transcript ends now.
     pub fn mark(&self) -> Mark {
         Mark {

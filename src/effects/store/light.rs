@@ -42,7 +42,7 @@ fn deferred_call<'a>(raw: &Raw<'a>) -> Option<Cow<'a, str>> {
 }
 
 /// The agent whose transcript an event of `TRANSCRIPT_KINDS` writes into.
-fn transcript_agent(kind: &EventKind) -> Option<&AgentId> {
+pub(super) fn transcript_agent(kind: &EventKind) -> Option<&AgentId> {
     use crate::domain::event::{
         AgentMessage, AgentStarted, ContextCompacted, McpToolsListed, ReplyBrokenOff,
         ShepherdIntervened, ToolCalled, ToolResult,

@@ -23,6 +23,18 @@ impl App {
         }
     }
 
+    /// Folds in only what `events` write into transcripts: how a replay
+    /// builds the transcript on screen from its agent's own events, apart
+    /// from the model it folds without their text.
+    pub fn fold_transcripts<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        for event in events {
+            if let EventKind::AgentStarted(AgentStarted { agent, .. }) = &event.kind {
+                self.transcripts.entry(agent.clone()).or_default();
+            }
+            self.fold_transcript(event);
+        }
+    }
+
     fn apply_to_state(&mut self, event: &Event) {
         match &mut self.state {
             None => match RunState::start(event) {

@@ -6,35 +6,23 @@
 //! events: a checkpoint is the model a fold of exactly the events before it
 //! made, from the same events in the same session, so it can never disagree
 //! with them (nothing is stored, nothing migrates). A checkpoint leaves out
-//! the transcripts — their text is most of the model and a stored replay
-//! shows only one or two — and keeps instead, for each transcript that held
-//! its whole conversation there, where it ended (`Mark`): transcripts only
-//! grow, so the one on screen is cut back to its mark instead of rebuilt.
+//! the transcripts' text — it is most of the model, and a stored replay
+//! builds the one or two on screen apart (`shown`).
 
-use std::collections::HashMap;
-
-use crate::domain::AgentId;
 use crate::tui::app::{App, Search};
-use crate::tui::transcript::{Mark, Transcript};
+use crate::tui::transcript::Transcript;
 
 /// Events between checkpoints: going back folds at most this many. Folding
 /// a light event costs well under a microsecond, so this bounds a step back
 /// to a few milliseconds, while 1,000,000 events keep 245 small models.
 pub const EVERY: usize = 4096;
 
-/// The model after the first `(i + 1) * EVERY` events.
-struct Checkpoint {
-    model: App,
-    /// Where each complete transcript ended; `None`: the agent had none.
-    marks: HashMap<AgentId, Option<Mark>>,
-}
-
 pub struct Checkpoints {
     /// Events between two checkpoints (`EVERY` but in tests).
     every: usize,
     /// `saved[i]` is at `(i + 1) * every` events; all of them up to the
     /// furthest point folded.
-    saved: Vec<Checkpoint>,
+    saved: Vec<App>,
 }
 
 impl Default for Checkpoints {
@@ -43,12 +31,10 @@ impl Default for Checkpoints {
     }
 }
 
-/// What going back to a checkpoint gives: the model there, and the marks of
-/// the transcripts known complete there.
-pub struct Restored<'a> {
+/// What going back to a checkpoint gives: the model there.
+pub struct Restored {
     pub at: usize,
     pub model: App,
-    pub marks: &'a HashMap<AgentId, Option<Mark>>,
 }
 
 impl Checkpoints {
@@ -76,38 +62,11 @@ impl Checkpoints {
         (at > 0 && at.is_multiple_of(self.every)).then(|| at / self.every - 1)
     }
 
-    /// Records `app`, folded to exactly `at` events (a boundary), with the
-    /// marks of `complete`'s transcripts; an existing checkpoint only gains
-    /// the marks it lacked.
-    pub fn save<'a>(
-        &mut self,
-        at: usize,
-        app: &App,
-        complete: impl IntoIterator<Item = &'a AgentId>,
-    ) {
-        let Some(i) = self.index(at) else {
-            return;
-        };
-        if i == self.saved.len() {
-            self.saved.push(Checkpoint {
-                model: model_of(app),
-                marks: HashMap::new(),
-            });
-        }
-        if let Some(checkpoint) = self.saved.get_mut(i) {
-            for agent in complete {
-                checkpoint
-                    .marks
-                    .entry(agent.clone())
-                    .or_insert_with(|| app.transcripts.get(agent).map(Transcript::mark));
-            }
-        }
-    }
-
-    /// Records where `agent`'s whole transcript ended at `at` events.
-    pub fn mark(&mut self, at: usize, agent: &AgentId, mark: Option<Mark>) {
-        if let Some(checkpoint) = self.index(at).and_then(|i| self.saved.get_mut(i)) {
-            checkpoint.marks.insert(agent.clone(), mark);
+    /// Records `app`, folded to exactly `at` events, if `at` is the next
+    /// boundary.
+    pub fn save(&mut self, at: usize, app: &App) {
+        if self.index(at) == Some(self.saved.len()) {
+            self.saved.push(model_of(app));
         }
     }
 
@@ -127,18 +86,18 @@ impl Checkpoints {
     }
 
     /// Whether there is a checkpoint at `at` events.
+    #[cfg(test)]
     pub fn has(&self, at: usize) -> bool {
         self.index(at).is_some_and(|i| i < self.saved.len())
     }
 
     /// The latest checkpoint at or before `target` events.
-    pub fn latest(&self, target: usize) -> Option<Restored<'_>> {
+    pub fn latest(&self, target: usize) -> Option<Restored> {
         let i = (target / self.every).min(self.saved.len()).checked_sub(1)?;
         let checkpoint = self.saved.get(i)?;
         Some(Restored {
             at: (i + 1) * self.every,
-            model: model_of(&checkpoint.model),
-            marks: &checkpoint.marks,
+            model: model_of(checkpoint),
         })
     }
 }

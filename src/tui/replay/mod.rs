@@ -3,7 +3,7 @@
 //! cursor is the same fold the live cockpit made. Never calls a model and
 //! never touches git.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,9 +21,11 @@ use crate::domain::{AgentId, Event, RunId};
 use crate::effects::store::{LightRun, Store, StoreError};
 
 mod checkpoints;
+mod shown;
 
 use checkpoints::Checkpoints;
 pub use checkpoints::EVERY as CHECKPOINT_EVERY;
+use shown::{Shown, Source};
 
 /// Playback speeds; `Max` applies many events per tick regardless of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,9 +131,9 @@ struct Stored {
     store: Store,
     run: RunId,
     light: LightRun,
-    /// Agents whose transcripts hold their whole conversation to the
-    /// cursor; the others hold only what light events put there.
-    complete: HashSet<AgentId>,
+    /// The transcripts on screen, whole to the cursor, and a few shown
+    /// before; the model's others hold only what light events put there.
+    shown: Shown,
     /// The model every `checkpoints::EVERY` events, up to the furthest
     /// point folded: where going back starts from.
     checkpoints: Checkpoints,
@@ -154,60 +156,22 @@ impl Record {
     }
 
     /// Folds the events after the first `from` up to the first `to` into
-    /// `app`, with the conversation text of `agents` (all of it for a
-    /// whole record).
-    fn fold(
-        &self,
-        app: &mut App,
-        from: usize,
-        to: usize,
-        agents: &HashSet<AgentId>,
-    ) -> Result<(), StoreError> {
+    /// `app`; a stored run's without the conversation text.
+    fn fold(&self, app: &mut App, from: usize, to: usize) {
         match self {
-            Record::Whole(events) => {
-                app.fold(&events[from..to]);
-                Ok(())
-            }
-            Record::Stored(s) => s.fold(app, from, to, agents),
+            Record::Whole(events) => app.fold(&events[from..to]),
+            Record::Stored(s) => s.fold(app, from, to),
         }
     }
 }
 
 impl Stored {
-    /// `Record::fold` for a stored run.
-    fn fold(
-        &self,
-        app: &mut App,
-        from: usize,
-        to: usize,
-        agents: &HashSet<AgentId>,
-    ) -> Result<(), StoreError> {
-        let light = &self.light;
-        let indices: Vec<u32> = agents.iter().filter_map(|a| light.agent_index(a)).collect();
-        let bulk = &light.bulk;
-        let seqs: Vec<u64> = bulk[bulk.partition_point(|b| b.seq <= from as u64)
-            ..bulk.partition_point(|b| b.seq <= to as u64)]
-            .iter()
-            .filter(|b| indices.contains(&b.agent))
-            .map(|b| b.seq)
-            .collect();
-        let (texts, read) = self.texts(&seqs);
-        light.windows(&self.run, from, to, &texts, &mut |window| {
+    /// `Record::fold` for a stored run: the light events, stand-ins for
+    /// the others.
+    fn fold(&self, app: &mut App, from: usize, to: usize) {
+        self.light.windows(&self.run, from, to, &[], &mut |window| {
             app.fold(window.iter().copied());
         });
-        read
-    }
-
-    /// The events numbered `seqs`, bodies and all; none if they cannot
-    /// be read (with the error).
-    fn texts(&self, seqs: &[u64]) -> (Vec<Event>, Result<(), StoreError>) {
-        if seqs.is_empty() {
-            return (Vec::new(), Ok(()));
-        }
-        match self.store.events_at(&self.run, seqs) {
-            Ok(texts) => (texts, Ok(())),
-            Err(e) => (Vec::new(), Err(e)),
-        }
     }
 }
 
@@ -282,7 +246,7 @@ impl Replay {
             store: Store::open_reader(path)?,
             run: run.clone(),
             light,
-            complete: HashSet::new(),
+            shown: Shown::default(),
             checkpoints,
         };
         Ok(Self::with_record(
@@ -332,75 +296,42 @@ impl Replay {
 
     /// Moves the cursor without touching the playback clock. Going back
     /// rebuilds the model from the nearest checkpoint (a stored run) or
-    /// from the start; going forward folds on.
+    /// from the start; going forward folds on. Then the transcripts on
+    /// screen are brought to the cursor.
     fn fold_to(&mut self, target: usize) {
         let target = target.min(self.len());
-        let folded = match &self.record {
+        match &self.record {
             Record::Stored(_) => self.fold_stored(target),
             Record::Whole(_) if target < self.cursor => {
                 let mut fresh = App::new(&self.app.title);
                 fresh.prices = self.app.prices.clone();
-                let folded = self.record.fold(&mut fresh, 0, target, &HashSet::new());
+                self.record.fold(&mut fresh, 0, target);
                 fresh.keep_view_of(&self.app);
                 self.app = fresh;
-                folded
             }
-            Record::Whole(_) => {
-                self.record
-                    .fold(&mut self.app, self.cursor, target, &HashSet::new())
-            }
-        };
-        self.cursor = target;
-        match folded {
-            Ok(()) => self.show_complete(),
-            Err(e) => self.note = Some(format!("conversation text unreadable: {e}")),
+            Record::Whole(_) => self.record.fold(&mut self.app, self.cursor, target),
         }
+        self.cursor = target;
+        self.show_complete();
     }
 
-    /// `fold_to` for a stored run: back to the nearest checkpoint at or
-    /// before `target` when going back, then forward, taking checkpoints
-    /// on the way.
-    fn fold_stored(&mut self, target: usize) -> Result<(), StoreError> {
-        let shown: HashSet<AgentId> = self.shown_agents().into_iter().collect();
+    /// `fold_to` for a stored run, without the conversation's text: back
+    /// to the nearest checkpoint at or before `target` when going back,
+    /// then forward, taking checkpoints on the way.
+    fn fold_stored(&mut self, target: usize) {
         let Record::Stored(s) = &mut self.record else {
-            return Ok(());
+            return;
         };
+        // Brought to `target` apart, once the model is there.
+        s.shown.take_back(&mut self.app);
         // Far ahead, a checkpoint carried there while the replay was idle
         // is nearer than the cursor.
         let ahead = s.checkpoints.latest_at(target) > self.cursor;
-        if target < self.cursor || ahead || target - self.cursor > s.checkpoints.interval() {
-            // Transcripts not on screen are read again when shown, rather
-            // than carried along.
-            s.complete.retain(|a| shown.contains(a));
-        }
-        if ahead {
-            // A mark ahead of the cursor is beyond the transcript on screen
-            // (they only grow): those are rebuilt instead.
-            s.complete.clear();
-        }
         if target < self.cursor || ahead {
-            // The transcripts on screen are cut back to their marks and
-            // folded on with their text.
             let app = match s.checkpoints.latest(target) {
                 Some(restored) => {
-                    let mut app = restored.model;
-                    s.complete.retain(|agent| match restored.marks.get(agent) {
-                        Some(Some(mark)) => match self.app.transcripts.remove(agent) {
-                            Some(mut transcript) => {
-                                transcript.truncate(*mark);
-                                app.transcripts.insert(agent.clone(), transcript);
-                                true
-                            }
-                            None => false,
-                        },
-                        Some(None) => {
-                            app.transcripts.remove(agent);
-                            true
-                        }
-                        None => false,
-                    });
                     self.cursor = restored.at;
-                    app
+                    restored.model
                 }
                 None => {
                     let mut fresh = App::new(&self.app.title);
@@ -412,41 +343,37 @@ impl Replay {
             // What the human chose is kept once folded there: an agent's
             // start on the way resets the choice of agent in a fold.
             let old = std::mem::replace(&mut self.app, app);
-            let folded = self.fold_forward(target);
+            self.fold_forward(target);
             self.app.keep_view_of(&old);
-            return folded;
+        } else {
+            self.fold_forward(target);
         }
-        self.fold_forward(target)
     }
 
     /// Folds a stored run on from the cursor to `target`, a checkpoint at
-    /// a time, with the text of the complete transcripts.
-    fn fold_forward(&mut self, target: usize) -> Result<(), StoreError> {
+    /// a time, without the conversation's text.
+    fn fold_forward(&mut self, target: usize) {
         let Record::Stored(s) = &mut self.record else {
-            return Ok(());
+            return;
         };
-        let mut result = Ok(());
-        let complete = s.complete.clone();
         let mut at = self.cursor;
         for stop in s.checkpoints.stops(at, target) {
-            let read = s.fold(&mut self.app, at, stop, &complete);
-            if result.is_ok() {
-                result = read;
-            }
+            s.fold(&mut self.app, at, stop);
             at = stop;
-            if result.is_ok() {
-                s.checkpoints.save(stop, &self.app, &complete);
-            }
+            s.checkpoints.save(stop, &self.app);
         }
         self.cursor = at;
-        result
     }
 
-    /// While the human does nothing: folds one more interval of the part
-    /// of a stored run not folded yet (no conversation text), taking its
-    /// checkpoint, so that a click far ahead starts from one. Returns
-    /// whether there is more to carry.
+    /// While the human does nothing: folds a piece of the beginning of
+    /// the transcripts on screen (built from their end), or else one more
+    /// interval of the part of a stored run not folded yet (no
+    /// conversation text), taking its checkpoint, so that a click far
+    /// ahead starts from one. Returns whether there is more to do.
     pub fn carry_ahead(&mut self) -> bool {
+        if self.fold_beginnings(shown::IDLE_EVENTS) {
+            return true;
+        }
         let Record::Stored(s) = &mut self.record else {
             return false;
         };
@@ -465,10 +392,8 @@ impl Replay {
                 fresh
             }
         };
-        if s.fold(&mut model, at, next, &HashSet::new()).is_err() {
-            return false;
-        }
-        s.checkpoints.save(next, &model, []);
+        s.fold(&mut model, at, next);
+        s.checkpoints.save(next, &model);
         next + s.checkpoints.interval() <= len
     }
 
@@ -480,69 +405,66 @@ impl Replay {
     }
 
     /// Gives the transcripts on screen their whole conversation to the
-    /// cursor: rebuilt from the light events and the agent's own text.
+    /// cursor: one kept from before, cut back or folded on, or built from
+    /// the agent's own events.
     fn complete_shown(&mut self) -> Result<(), StoreError> {
-        let Record::Stored(s) = &self.record else {
+        let agents = self.shown_agents();
+        let Record::Stored(s) = &mut self.record else {
             return Ok(());
         };
-        let missing: HashSet<AgentId> = self
-            .shown_agents()
-            .into_iter()
-            .filter(|a| !s.complete.contains(a))
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
+        let Stored {
+            store,
+            run,
+            light,
+            shown,
+            ..
+        } = &mut **s;
+        let source = Source { store, run, light };
+        let (put, read) = shown.show(&mut self.app, &agents, self.cursor, &source);
+        if put {
+            // Scrolled to the tail of the transcript it now shows.
+            self.app.fold(std::iter::empty());
         }
-        // A transcript is written by its own agent's events alone: only
-        // those are read and folded, not the run from its start.
-        let agents: Vec<AgentId> = missing.iter().cloned().collect();
-        let seqs = s.light.transcript_seqs(&agents, self.cursor);
-        let unread: Vec<u64> = seqs
-            .iter()
-            .copied()
-            .filter(|&seq| s.light.read_event(seq).is_none())
-            .collect();
-        let (texts, folded) = s.texts(&unread);
-        let mut texts = texts.iter().peekable();
-        let own: Vec<&Event> = seqs
-            .iter()
-            .filter_map(|&seq| {
-                s.light
-                    .read_event(seq)
-                    .or_else(|| texts.next_if(|t| t.seq == seq))
-            })
-            .collect();
-        let mut marks = Vec::new();
-        // Folded a checkpoint at a time, to mark where each transcript
-        // ended at every checkpoint it passes.
-        let mut scratch = App::new("");
-        let mut rest = own.as_slice();
-        for stop in s.checkpoints.stops(0, self.cursor) {
-            let (upto, after) = rest.split_at(rest.partition_point(|e| e.seq <= stop as u64));
-            scratch.fold(upto.iter().copied());
-            rest = after;
-            if folded.is_ok() && s.checkpoints.has(stop) {
-                for agent in &missing {
-                    let mark = scratch.transcripts.get(agent).map(|t| t.mark());
-                    marks.push((stop, agent.clone(), mark));
-                }
-            }
+        // Scrolled back or searched: the lines before the end are wanted.
+        if !self.app.scroll.follow || !self.app.search.query.is_empty() {
+            self.settle_shown();
         }
-        for agent in &missing {
-            match scratch.transcripts.remove(agent) {
-                Some(t) => self.app.transcripts.insert(agent.clone(), t),
-                None => self.app.transcripts.remove(agent),
-            };
+        read
+    }
+
+    /// Folds up to `events` pending events in front of the transcripts on
+    /// screen (`shown`). Returns whether it folded any.
+    fn fold_beginnings(&mut self, events: usize) -> bool {
+        let Record::Stored(s) = &mut self.record else {
+            return false;
+        };
+        let Stored {
+            store,
+            run,
+            light,
+            shown,
+            ..
+        } = &mut **s;
+        if !shown.has_pending() {
+            return false;
         }
-        if let Record::Stored(s) = &mut self.record {
-            for (stop, agent, mark) in marks {
-                s.checkpoints.mark(stop, &agent, mark);
-            }
-            s.complete.extend(missing);
-        }
-        // Scrolled to the tail of the transcript it now shows.
+        let source = Source { store, run, light };
+        let (_, read) = shown.fold_beginnings(&mut self.app, events, &source);
+        // Still at the tail, now further down.
         self.app.fold(std::iter::empty());
-        folded
+        match read {
+            Ok(()) => true,
+            Err(e) => {
+                self.note = Some(format!("conversation text unreadable: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Gives the transcripts on screen their beginnings now: before what
+    /// looks back through them (scrolling, search, expanding).
+    fn settle_shown(&mut self) {
+        self.fold_beginnings(usize::MAX);
     }
 
     /// Advances playback by `dt` of wall time. Returns whether anything moved.
@@ -627,6 +549,7 @@ impl Replay {
             KeyCode::Char('0') => self.seek(1),
             KeyCode::Char('$') => self.seek(self.len()),
             _ => {
+                self.settle_shown();
                 for action in self.app.handle_key(key) {
                     match action {
                         Action::Quit => return ReplayKey::Quit,
@@ -659,6 +582,7 @@ impl Replay {
             let target = (usize::from(mouse.column) * self.len()) / usize::from(width);
             self.seek(target.max(1));
         } else {
+            self.settle_shown();
             self.app.handle_mouse(mouse);
             self.show_complete();
         }
@@ -873,23 +797,27 @@ mod tests {
         let mut whole = Replay::open_at("r", events.clone(), k);
         assert_eq!(stored.len(), events.len());
         assert!(stored.note.is_none(), "{:?}", stored.note);
-        same_on_screen(&stored.app, &whole.app, k);
+        same_on_screen(settled(&mut stored), &whole.app, k);
         let Record::Stored(s) = &stored.record else {
             panic!("not stored")
         };
-        assert_eq!(s.complete.len(), 2, "only the shown agent and brainstorm");
+        assert_eq!(
+            s.shown.on_screen(),
+            2,
+            "only the shown agent and brainstorm"
+        );
         for target in [k + 1, k + 700, k - 3, 1_030, events.len(), 2, k] {
             stored.seek(target);
             whole.seek(target);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
         }
         for key in ['k', 'k', '<', 'j'] {
             stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
             whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
-            same_on_screen(&stored.app, &whole.app, k);
+            same_on_screen(settled(&mut stored), &whole.app, k);
             stored.seek(stored.cursor() + 5);
             whole.seek(whole.cursor() + 5);
-            same_on_screen(&stored.app, &whole.app, k + 5);
+            same_on_screen(settled(&mut stored), &whole.app, k + 5);
         }
         assert!(
             stored
@@ -898,6 +826,68 @@ mod tests {
                 .is_some_and(|t| t.len(true) > 100),
             "a coder's conversation is on screen"
         );
+    }
+
+    /// `replay`'s model once the transcripts on screen have their
+    /// beginnings (folded while idle, or before a key looks back).
+    fn settled(replay: &mut Replay) -> &App {
+        replay.settle_shown();
+        &replay.app
+    }
+
+    /// What `replay` draws on a 120x40 terminal.
+    fn drawn(replay: &Replay) -> ratatui::buffer::Buffer {
+        let theme = Theme::dark();
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+        terminal.draw(|f| replay.render(f, &theme)).unwrap();
+        terminal.backend().buffer().clone()
+    }
+
+    /// A click that shows a long conversation folds its end only, and the
+    /// screen is the one a full fold draws; the beginning comes while the
+    /// replay is idle, or at once when the human looks back through it.
+    #[test]
+    fn a_long_transcript_is_shown_from_its_end_and_gets_its_beginning_later() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 3, 30_000);
+        store_events(&path, &events);
+        let len = events.len();
+        let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, 5, 1_000);
+        // The middle of each task's coder's stretch of the run.
+        let middle = |task: usize| len * (2 * task + 1) / 6;
+        for (target, idle) in [(middle(2), true), (middle(1), false)] {
+            stored.seek(target);
+            whole.seek(target);
+            let lines = |r: &Replay| r.app.shown_transcript().map_or(0, |t| t.len(true));
+            assert!(lines(&stored) < lines(&whole) / 4, "only the end is folded");
+            assert!(shown_of(&stored).has_pending());
+            assert_eq!(drawn(&stored), drawn(&whole), "at {target}");
+            if idle {
+                while stored.carry_ahead() {}
+                assert!(!shown_of(&stored).has_pending());
+                same_on_screen(&stored.app, &whole.app, target);
+            }
+            // To the top of the transcript: its first lines.
+            for r in [&mut stored, &mut whole] {
+                r.handle_key(KeyEvent::from(KeyCode::Char('g')));
+            }
+            assert_eq!(drawn(&stored), drawn(&whole), "at the top, at {target}");
+            same_on_screen(&stored.app, &whole.app, target);
+            for r in [&mut stored, &mut whole] {
+                r.handle_key(KeyEvent::from(KeyCode::Char('G')));
+            }
+        }
+        // Scrolled back, a click shows a whole transcript at once.
+        for r in [&mut stored, &mut whole] {
+            r.handle_key(KeyEvent::from(KeyCode::Char('g')));
+            r.seek(middle(0));
+        }
+        assert!(!shown_of(&stored).has_pending());
+        assert_eq!(drawn(&stored), drawn(&whole));
+        same_on_screen(&stored.app, &whole.app, middle(0));
     }
 
     /// Stores `events` (in batches, so chunks are sealed) at `path`.
@@ -952,7 +942,8 @@ mod tests {
         let len = events.len();
         let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, len * 3 / 4, every);
         assert!(checkpoints_of(&stored).has(len * 3 / 4 / every * every));
-        same_on_screen(&stored.app, &whole.app, stored.cursor());
+        let at = stored.cursor();
+        same_on_screen(settled(&mut stored), &whole.app, at);
         let targets = [
             len * 3 / 4 - 1,
             2 * every + 1,
@@ -973,13 +964,14 @@ mod tests {
             stored.seek(target);
             whole.seek(target);
             assert!(stored.note.is_none(), "{:?}", stored.note);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
             // Step back one event at a time, across a boundary.
             for _ in 0..3 {
                 for r in [&mut stored, &mut whole] {
                     r.handle_key(KeyEvent::from(KeyCode::Char(',')));
                 }
-                same_on_screen(&stored.app, &whole.app, stored.cursor());
+                let at = stored.cursor();
+                same_on_screen(settled(&mut stored), &whole.app, at);
             }
             if i == targets.len() / 2 {
                 // The human picks another task and an earlier agent.
@@ -1014,15 +1006,138 @@ mod tests {
         for target in [len - 2, len / 5, every * 9 + 1, every * 9 - 1, len / 2, 40] {
             stored.seek(target);
             whole.seek(target);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
             // Each task in turn, and its agents back in time.
             for key in ['j', 'j', '<', 'k', 'j', 'j', 'j'] {
                 stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
                 whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
                 assert!(stored.note.is_none(), "{:?}", stored.note);
-                same_on_screen(&stored.app, &whole.app, target);
+                same_on_screen(settled(&mut stored), &whole.app, target);
             }
         }
+    }
+
+    /// Swaps the stored replay's reader for one of an empty store: from
+    /// then on, any conversation text it reads is missing.
+    fn without_text(replay: &mut Replay, dir: &Path) -> Store {
+        let empty = dir.join("empty.db");
+        drop(Store::open(&empty).unwrap());
+        let Record::Stored(s) = &mut replay.record else {
+            panic!("not stored")
+        };
+        std::mem::replace(&mut s.store, Store::open_reader(&empty).unwrap())
+    }
+
+    fn shown_of(replay: &Replay) -> &Shown {
+        let Record::Stored(s) = &replay.record else {
+            panic!("not stored")
+        };
+        &s.shown
+    }
+
+    /// Stepping back, one event or a click, cuts the transcript on screen
+    /// back to where it was then, reading no text: with the text gone from
+    /// the store after stepping forward, every step back, across
+    /// checkpoints, still shows what folding every event shows.
+    #[test]
+    fn stepping_back_cuts_the_transcript_on_screen_and_reads_no_text() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let events = crate::domain::synthetic::run_events(&run, 4, 6_000);
+        store_events(&path, &events);
+        let k = events.len() / 2 - 300;
+        let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, k, 100);
+        let agent = stored.app.shown_agent().cloned();
+        for _ in 0..40 {
+            for r in [&mut stored, &mut whole] {
+                r.handle_key(KeyEvent::from(KeyCode::Char('.')));
+            }
+        }
+        same_on_screen(settled(&mut stored), &whole.app, k + 40);
+        without_text(&mut stored, tmp.path());
+        for _ in 0..250 {
+            for r in [&mut stored, &mut whole] {
+                r.handle_key(KeyEvent::from(KeyCode::Char(',')));
+            }
+            assert!(stored.note.is_none(), "{:?}", stored.note);
+            let at = stored.cursor();
+            same_on_screen(settled(&mut stored), &whole.app, at);
+        }
+        for target in [k - 300, k - 700] {
+            stored.seek(target);
+            whole.seek(target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
+        }
+        assert_eq!(
+            stored.app.shown_agent().cloned(),
+            agent,
+            "one agent all along"
+        );
+        assert!(
+            stored
+                .app
+                .shown_transcript()
+                .is_some_and(|t| t.len(true) > 100),
+            "a coder's conversation is on screen"
+        );
+    }
+
+    /// An agent shown before is its kept transcript cut back or extended,
+    /// not rebuilt: after A, B and an agent before A started were shown,
+    /// clicks back to A and B read no text and show what folding every
+    /// event shows; going on past where A was shown reads only the rest.
+    /// At most `KEPT` transcripts are kept besides those on screen.
+    #[test]
+    fn an_agent_shown_again_is_its_kept_transcript_cut_back_or_extended() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("long");
+        let tasks = 6;
+        let events = crate::domain::synthetic::run_events(&run, tasks, 9_000);
+        store_events(&path, &events);
+        let len = events.len();
+        // The middle of each task's stretch of the run.
+        let middle = |task: usize| len * (2 * task + 1) / (2 * tasks);
+        let (a, b) = (middle(2), middle(4));
+        let (mut stored, mut whole) = stored_and_whole(&path, &run, &events, a, 500);
+        settled(&mut stored);
+        let shown_a = stored.app.shown_agent().cloned();
+        let mut seen = vec![shown_a.clone()];
+        for target in [b, 40] {
+            stored.seek(target);
+            whole.seek(target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
+            seen.push(stored.app.shown_agent().cloned());
+        }
+        assert!(seen.iter().all(Option::is_some));
+        assert!(seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2]);
+        let text = without_text(&mut stored, tmp.path());
+        for target in [a - 300, b - 5, 30, a - 400] {
+            stored.seek(target);
+            whole.seek(target);
+            assert!(stored.note.is_none(), "{:?}", stored.note);
+            same_on_screen(settled(&mut stored), &whole.app, target);
+        }
+        assert_eq!(stored.app.shown_agent().cloned(), shown_a);
+        let Record::Stored(s) = &mut stored.record else {
+            panic!("not stored")
+        };
+        s.store = text;
+        for target in [a + 200, a - 100, a + 300] {
+            stored.seek(target);
+            whole.seek(target);
+            assert!(stored.note.is_none(), "{:?}", stored.note);
+            same_on_screen(settled(&mut stored), &whole.app, target);
+        }
+        for task in 0..tasks {
+            stored.seek(middle(task));
+            whole.seek(middle(task));
+            same_on_screen(settled(&mut stored), &whole.app, middle(task));
+            let shown = shown_of(&stored);
+            assert!(shown.kept() <= shown::KEPT + shown.on_screen());
+        }
+        assert!(shown_of(&stored).kept() > shown::KEPT);
     }
 
     /// Checkpoints carried ahead while idle reach the end of the run, and
@@ -1046,7 +1161,7 @@ mod tests {
         assert_eq!(turns, len / every - 2);
         assert!(checkpoints_of(&stored).has(len / every * every));
         assert_eq!(stored.cursor(), every + 3, "carrying ahead moves nothing");
-        same_on_screen(&stored.app, &whole.app, every + 3);
+        same_on_screen(settled(&mut stored), &whole.app, every + 3);
         for target in [
             len - 5,
             5 * every + 1,
@@ -1058,11 +1173,11 @@ mod tests {
             stored.seek(target);
             whole.seek(target);
             assert!(stored.note.is_none(), "{:?}", stored.note);
-            same_on_screen(&stored.app, &whole.app, target);
+            same_on_screen(settled(&mut stored), &whole.app, target);
             for key in ['j', '<'] {
                 stored.handle_key(KeyEvent::from(KeyCode::Char(key)));
                 whole.handle_key(KeyEvent::from(KeyCode::Char(key)));
-                same_on_screen(&stored.app, &whole.app, target);
+                same_on_screen(settled(&mut stored), &whole.app, target);
             }
         }
     }
@@ -1089,7 +1204,7 @@ mod tests {
                 stored.seek(target);
                 whole.seek(target);
                 assert!(stored.note.is_none(), "{:?}", stored.note);
-                same_on_screen(&stored.app, &whole.app, target);
+                same_on_screen(settled(&mut stored), &whole.app, target);
             }
         }
     }
