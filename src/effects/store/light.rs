@@ -18,6 +18,7 @@ use std::borrow::Cow;
 
 use super::chunk::Raw;
 use super::read::{self, Bodies};
+use super::scan;
 use super::{Result, Store, StoreError};
 use crate::domain::{AgentId, Event, EventKind, RunId, tool_names};
 
@@ -36,9 +37,16 @@ fn deferred_call<'a>(raw: &Raw<'a>) -> Option<Cow<'a, str>> {
     if raw.kind != "tool_called" {
         return None;
     }
-    // A body that does not parse is decoded whole, and reported there.
-    let head: CallHead<'a> = serde_json::from_str(raw.body?).ok()?;
-    (!tool_names::writes_files(&head.tool)).then_some(head.agent)
+    let body = raw.body?;
+    let (agent, tool) = match scan::call_head(body) {
+        Some((agent, tool)) => (Cow::Borrowed(agent), Cow::Borrowed(tool)),
+        None => {
+            // A body that does not parse is decoded whole, and reported there.
+            let head: CallHead<'a> = serde_json::from_str(body).ok()?;
+            (head.agent, head.tool)
+        }
+    };
+    (!tool_names::writes_files(&tool)).then_some(agent)
 }
 
 /// The agent whose transcript an event of `TRANSCRIPT_KINDS` writes into.
