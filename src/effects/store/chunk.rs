@@ -235,16 +235,17 @@ pub fn visit(
 ) -> Result<()> {
     let mut light = Cursor(light);
     let mut bulk = bulk.map(Cursor);
+    let (mut kinds, mut agents) = (Recent::default(), Recent::default());
     let mut at_ms = 0u64;
     let mut seq = first_seq;
     while !light.0.is_empty() && seq <= upto {
         let bad = |what: &str| corrupt(seq, format!("chunk at #{first_seq}: {what}"));
         let delta = light.varint().ok_or_else(|| bad("time"))?;
         at_ms = at_ms.wrapping_add(unzigzag(delta) as u64);
-        let kind = light.str().ok_or_else(|| bad("type"))?;
+        let kind = light.recent_str(&mut kinds).ok_or_else(|| bad("type"))?;
         let in_bulk = light.byte().ok_or_else(|| bad("flag"))? == 1;
         let (agent, body) = if in_bulk {
-            let agent = light.str().ok_or_else(|| bad("agent"))?;
+            let agent = light.recent_str(&mut agents).ok_or_else(|| bad("agent"))?;
             let body = match &mut bulk {
                 Some(b) => Some(b.str().ok_or_else(|| bad("bulk body"))?),
                 None => None,
@@ -288,16 +289,37 @@ impl<'a> Cursor<'a> {
         None
     }
 
-    fn str(&mut self) -> Option<&'a str> {
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         let len = usize::try_from(self.varint()?).ok()?;
         if len > self.0.len() {
             return None;
         }
         let (head, rest) = self.0.split_at(len);
         self.0 = rest;
-        std::str::from_utf8(head).ok()
+        Some(head)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// A string that is most often one of the few seen last (a chunk's
+    /// types and agents): found among them, it is not checked again.
+    fn recent_str(&mut self, recent: &mut Recent<'a>) -> Option<&'a str> {
+        let bytes = self.bytes()?;
+        if let Some(&known) = recent.0.iter().find(|s| s.as_bytes() == bytes) {
+            return Some(known);
+        }
+        let new = std::str::from_utf8(bytes).ok()?;
+        recent.0.rotate_right(1);
+        recent.0[0] = new;
+        Some(new)
     }
 }
+
+/// The last few distinct strings `Cursor::recent_str` read.
+#[derive(Default)]
+struct Recent<'a>([&'a str; 4]);
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
