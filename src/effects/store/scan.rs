@@ -20,6 +20,75 @@ const MAX_DEPTH: usize = 32;
 
 /// `(agent, tool)` of a `tool_called` body, when it is plain.
 pub fn call_head(body: &str) -> Option<(&str, &str)> {
+    call_head_as_written(body).or_else(|| any_call_head(body))
+}
+
+/// A `tokens_used` body, when it is plain.
+pub fn tokens_used(body: &str) -> Option<TokensUsed> {
+    tokens_used_as_written(body).or_else(|| any_tokens_used(body))
+}
+
+/// The call head in the shape memofab writes it (serde's field order, no
+/// spacing): read field after field, without matching keys.
+fn call_head_as_written(body: &str) -> Option<(&str, &str)> {
+    let mut s = Scanner::new(body);
+    s.then(r#"{"type":"tool_called","agent":"#)?;
+    let agent = s.plain_str()?;
+    s.then(r#","call_id":"#)?;
+    s.plain_str()?;
+    s.then(r#","tool":"#)?;
+    let tool = s.plain_str()?;
+    s.then(r#","arguments":"#)?;
+    s.skip_value(1)?;
+    s.then("}")?;
+    s.end()?;
+    Some((agent, tool))
+}
+
+/// `tokens_used` in the shape memofab writes it.
+fn tokens_used_as_written(body: &str) -> Option<TokensUsed> {
+    let mut s = Scanner::new(body);
+    s.then(r#"{"type":"tokens_used","agent":"#)?;
+    let agent = s.plain_str()?;
+    let task = match s.then(r#","task":"#) {
+        Some(()) => Some(s.plain_str()?),
+        None => None,
+    };
+    s.then(r#","model":"#)?;
+    let model = s.plain_str()?;
+    s.then(r#","usage":{"input":"#)?;
+    let input = s.uint()?;
+    s.then(r#","output":"#)?;
+    let output = s.uint()?;
+    s.then(r#","cached":"#)?;
+    let cached = s.uint()?;
+    let cache_write = match s.then(r#","cache_write":"#) {
+        Some(()) => s.uint()?,
+        None => 0,
+    };
+    s.then("}")?;
+    let cost_usd = match s.then(r#","cost_usd":"#) {
+        Some(()) => Some(s.float()?),
+        None => None,
+    };
+    s.then("}")?;
+    s.end()?;
+    Some(TokensUsed {
+        agent: AgentId::from(agent),
+        task: task.map(TaskId::from),
+        model: model.to_owned(),
+        usage: TokenUsage {
+            input,
+            output,
+            cached,
+            cache_write,
+        },
+        cost_usd,
+    })
+}
+
+/// A call head with its fields in any order, spaced or not.
+fn any_call_head(body: &str) -> Option<(&str, &str)> {
     let mut s = Scanner::new(body);
     let (mut agent, mut tool) = (None, None);
     s.object(0, &mut |key, s| match key {
@@ -31,8 +100,9 @@ pub fn call_head(body: &str) -> Option<(&str, &str)> {
     Some((agent?, tool?))
 }
 
-/// A `tokens_used` body, when it is plain.
-pub fn tokens_used(body: &str) -> Option<TokensUsed> {
+/// `tokens_used` with its fields in any order, spaced or not, unknown
+/// ones skipped.
+fn any_tokens_used(body: &str) -> Option<TokensUsed> {
     let mut s = Scanner::new(body);
     let (mut agent, mut task, mut model, mut usage, mut cost) = (None, None, None, None, None);
     s.object(0, &mut |key, s| match key {
@@ -99,6 +169,13 @@ impl<'a> Scanner<'a> {
 
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.next_token()? == byte).then(|| self.pos += 1)
+    }
+
+    /// `text`, exactly, right here.
+    fn then(&mut self, text: &str) -> Option<()> {
+        let rest = self.text.as_bytes().get(self.pos..)?;
+        rest.starts_with(text.as_bytes())
+            .then(|| self.pos += text.len())
     }
 
     fn literal(&mut self, word: &str) -> Option<()> {
@@ -352,6 +429,50 @@ mod tests {
             assert_eq!(tokens_used(body), None, "{body}");
         }
         assert!(serde_tokens(TOKENS[9]).is_some() && serde_tokens(TOKENS[10]).is_some());
+    }
+
+    /// Bodies as memofab writes them take the quick path, and give what
+    /// serde gives; a body off that shape is left to the general one.
+    #[test]
+    fn bodies_as_written_are_read_field_by_field() {
+        let usage = |cache_write| TokenUsage {
+            input: u64::MAX / 3,
+            output: 0,
+            cached: 7,
+            cache_write,
+        };
+        let written = [
+            TokensUsed {
+                agent: AgentId::from("coder:t1#1"),
+                task: Some(TaskId::from("t1")),
+                model: "claude-ä".into(),
+                usage: usage(0),
+                cost_usd: Some(0.1 + 0.2),
+            },
+            TokensUsed {
+                agent: AgentId::from("planner#1"),
+                task: None,
+                model: "gpt".into(),
+                usage: usage(12),
+                cost_usd: None,
+            },
+        ];
+        for tokens in written {
+            let body = serde_json::to_string(&EventKind::TokensUsed(tokens.clone())).unwrap();
+            assert_eq!(tokens_used_as_written(&body), Some(tokens), "{body}");
+        }
+        assert!(tokens_used_as_written(TOKENS[0]).is_some());
+        for body in &TOKENS[1..] {
+            assert_eq!(tokens_used_as_written(body), None, "{body}");
+        }
+        let call =
+            r#"{"type":"tool_called","agent":"a","call_id":"c","tool":"t","arguments":{"p":[1]}}"#;
+        assert_eq!(call_head_as_written(call), Some(("a", "t")));
+        assert_eq!(
+            call_head_as_written(&call.replace(",\"tool\"", ", \"tool\"")),
+            None
+        );
+        assert_eq!(call_head_as_written(&format!("{call} x")), None);
     }
 
     #[test]
