@@ -16,7 +16,7 @@
 //! in a chunk and in `events`. Sealing happens in the transaction that
 //! appended the chunk's last event, so it is as durable as the append.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use rusqlite::{Transaction, params};
 
@@ -170,10 +170,55 @@ fn deflate(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
+#[cfg(test)]
 pub fn inflate(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(bytes.len() * 8);
-    flate2::read::DeflateDecoder::new(bytes).read_to_end(&mut out)?;
+    let mut out = Vec::new();
+    Inflater::default().inflate_into(bytes, &mut out)?;
     Ok(out)
+}
+
+/// Inflates one chunk's streams after another into buffers the caller
+/// keeps: no zeroed buffer, no copy through a reader, no inflate state set
+/// up per stream (a long run is ~2,000 of them).
+pub struct Inflater(flate2::Decompress);
+
+impl Default for Inflater {
+    fn default() -> Self {
+        Self(flate2::Decompress::new(false))
+    }
+}
+
+impl Inflater {
+    /// Replaces `out`'s contents with `bytes` inflated.
+    pub fn inflate_into(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        use std::io::{Error, ErrorKind};
+        self.0.reset(false);
+        out.clear();
+        loop {
+            if out.len() == out.capacity() {
+                out.reserve((bytes.len() * 8).max(out.len()).max(4096));
+            }
+            let (read, written) = (self.0.total_in(), self.0.total_out());
+            let rest = usize::try_from(read)
+                .ok()
+                .and_then(|read| bytes.get(read..))
+                .unwrap_or_default();
+            let status = self
+                .0
+                .decompress_vec(rest, out, flate2::FlushDecompress::Finish)
+                .map_err(|e| Error::new(ErrorKind::InvalidData, e))?;
+            if status == flate2::Status::StreamEnd {
+                return Ok(());
+            }
+            let stuck = self.0.total_in() == read && self.0.total_out() == written;
+            if stuck && out.len() < out.capacity() {
+                return Err(Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "deflate stream cut short",
+                ));
+            }
+        }
+    }
 }
 
 /// Visits the events of one chunk whose sequence numbers are in
@@ -190,16 +235,17 @@ pub fn visit(
 ) -> Result<()> {
     let mut light = Cursor(light);
     let mut bulk = bulk.map(Cursor);
+    let (mut kinds, mut agents) = (Recent::default(), Recent::default());
     let mut at_ms = 0u64;
     let mut seq = first_seq;
     while !light.0.is_empty() && seq <= upto {
         let bad = |what: &str| corrupt(seq, format!("chunk at #{first_seq}: {what}"));
         let delta = light.varint().ok_or_else(|| bad("time"))?;
         at_ms = at_ms.wrapping_add(unzigzag(delta) as u64);
-        let kind = light.str().ok_or_else(|| bad("type"))?;
+        let kind = light.recent_str(&mut kinds).ok_or_else(|| bad("type"))?;
         let in_bulk = light.byte().ok_or_else(|| bad("flag"))? == 1;
         let (agent, body) = if in_bulk {
-            let agent = light.str().ok_or_else(|| bad("agent"))?;
+            let agent = light.recent_str(&mut agents).ok_or_else(|| bad("agent"))?;
             let body = match &mut bulk {
                 Some(b) => Some(b.str().ok_or_else(|| bad("bulk body"))?),
                 None => None,
@@ -243,16 +289,37 @@ impl<'a> Cursor<'a> {
         None
     }
 
-    fn str(&mut self) -> Option<&'a str> {
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         let len = usize::try_from(self.varint()?).ok()?;
         if len > self.0.len() {
             return None;
         }
         let (head, rest) = self.0.split_at(len);
         self.0 = rest;
-        std::str::from_utf8(head).ok()
+        Some(head)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// A string that is most often one of the few seen last (a chunk's
+    /// types and agents): found among them, it is not checked again.
+    fn recent_str(&mut self, recent: &mut Recent<'a>) -> Option<&'a str> {
+        let bytes = self.bytes()?;
+        if let Some(&known) = recent.0.iter().find(|s| s.as_bytes() == bytes) {
+            return Some(known);
+        }
+        let new = std::str::from_utf8(bytes).ok()?;
+        recent.0.rotate_right(1);
+        recent.0[0] = new;
+        Some(new)
     }
 }
+
+/// The last few distinct strings `Cursor::recent_str` read.
+#[derive(Default)]
+struct Recent<'a>([&'a str; 4]);
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -278,6 +345,33 @@ fn unzigzag(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One inflater, reused, gives each stream's bytes exactly, whatever
+    /// the buffer held before; a cut or damaged stream is an error.
+    #[test]
+    fn an_inflater_reused_across_streams_gives_each_exactly() {
+        let long: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let streams = [long.clone(), b"short".to_vec(), Vec::new(), long];
+        let mut inflater = Inflater::default();
+        let mut out = b"left over".to_vec();
+        for bytes in &streams {
+            let packed = deflate(bytes).unwrap();
+            inflater.inflate_into(&packed, &mut out).unwrap();
+            assert!(out == *bytes);
+        }
+        let packed = deflate(&streams[0]).unwrap();
+        assert!(
+            inflater
+                .inflate_into(&packed[..packed.len() / 2], &mut out)
+                .is_err()
+        );
+        assert!(inflater.inflate_into(&[0xff; 64], &mut out).is_err());
+        assert!(inflater.inflate_into(&[], &mut out).is_err());
+        inflater.inflate_into(&packed, &mut out).unwrap();
+        assert!(out == streams[0], "a failure leaves the inflater usable");
+    }
 
     #[test]
     fn records_round_trip_through_both_streams() {

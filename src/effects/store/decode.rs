@@ -1,12 +1,21 @@
 //! Decoding stored event bodies. The `type` column names the event's kind,
 //! so the body is decoded straight into that kind's struct
 //! ([`EventKind::decode_stored`]) rather than buffered whole to find its tag;
-//! the JSON stays the one `export` and `--headless` print.
+//! the JSON stays the one `export` and `--headless` print. A long run's
+//! most common kind read at open, `tokens_used`, is first tried by hand
+//! (`scan`), and through serde when its body is anything but plain.
 
+use super::scan;
 use crate::domain::EventKind;
+use crate::domain::event::TokensUsed;
 
 /// The kind of the event stored as `body`, whose `type` column is `kind`.
 pub fn decode_kind(kind: &str, body: &str) -> serde_json::Result<EventKind> {
+    if kind == TokensUsed::NAME
+        && let Some(tokens) = scan::tokens_used(body)
+    {
+        return Ok(EventKind::TokensUsed(tokens));
+    }
     EventKind::decode_stored(kind, body)
 }
 

@@ -18,6 +18,7 @@ use std::borrow::Cow;
 
 use super::chunk::Raw;
 use super::read::{self, Bodies};
+use super::scan;
 use super::{Result, Store, StoreError};
 use crate::domain::{AgentId, Event, EventKind, RunId, tool_names};
 
@@ -36,9 +37,16 @@ fn deferred_call<'a>(raw: &Raw<'a>) -> Option<Cow<'a, str>> {
     if raw.kind != "tool_called" {
         return None;
     }
-    // A body that does not parse is decoded whole, and reported there.
-    let head: CallHead<'a> = serde_json::from_str(raw.body?).ok()?;
-    (!tool_names::writes_files(&head.tool)).then_some(head.agent)
+    let body = raw.body?;
+    let (agent, tool) = match scan::call_head(body) {
+        Some((agent, tool)) => (Cow::Borrowed(agent), Cow::Borrowed(tool)),
+        None => {
+            // A body that does not parse is decoded whole, and reported there.
+            let head: CallHead<'a> = serde_json::from_str(body).ok()?;
+            (head.agent, head.tool)
+        }
+    };
+    (!tool_names::writes_files(&tool)).then_some(agent)
 }
 
 /// The agent whose transcript an event of `TRANSCRIPT_KINDS` writes into.
@@ -532,6 +540,71 @@ mod tests {
             Store::load_light(&path, &run),
             Err(StoreError::Corrupt { seq: 1201, .. })
         ));
+    }
+
+    /// Bodies memofab never writes but a store may hold (reordered,
+    /// spaced, escaped, with fields unknown or null, costs): a light run
+    /// read through the hand decoder is, with its bulk events, exactly
+    /// what serde decodes from every body.
+    #[test]
+    fn odd_bodies_read_light_exactly_as_serde_decodes_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.db");
+        let run = RunId::from("odd");
+        let events = crate::domain::synthetic::run_events(&run, 2, 3_000);
+        let mut store = Store::open(&path).unwrap();
+        // The chunk of 1025..=2048 is sealed from rows rewritten first.
+        store.append_batch(&events[..2047]).unwrap();
+        let tokens = [
+            r#" { "usage" : { "output" : 7 , "input" : 9 } , "model":"m" ,"agent":"coder:t000#1", "task": null, "cost_usd": null } "#,
+            r#"{"type":"tokens_used","agent":"coder:t000#1","task":"t000","model":"bench","usage":{"input":1,"output":2,"cached":3,"cache_write":4},"cost_usd":0.30000000000000004}"#,
+            r#"{"agent":"coder\u003at000#1","model":"m","usage":{"input":1,"output":2},"note":[1,{"x":"\n"}]}"#,
+            r#"{"agent":"coder:t000#1","model":"m","usage":{"input":1,"output":2,"extra":{"a":[true,null]}},"cost_usd":1e-3}"#,
+        ];
+        let calls = [
+            r#"{"tool":"read_file","arguments":{"path":"a\"b"},"call_id":"c","agent":"coder:t000#1"}"#,
+            r#"{ "agent" : "coder:t000#1" , "call_id" : "c" , "tool" : "write_file" , "arguments" : { "path" : "./src/odd.rs" , "content" : "x" } }"#,
+            r#"{"agent":"coder:t000#1","call_id":"c","tool":"read_file","arguments":{"path":"p","n":[1,2.5e3,-0]}}"#,
+        ];
+        let mut expected = events.clone();
+        let (mut t, mut c) = (0, 0);
+        for e in &mut expected[1024..2047] {
+            let body = match e.kind.name() {
+                "tokens_used" => {
+                    t += 1;
+                    tokens[t % tokens.len()]
+                }
+                "tool_called" => {
+                    c += 1;
+                    calls[c % calls.len()]
+                }
+                _ => continue,
+            };
+            e.kind = EventKind::decode_stored(e.kind.name(), body).unwrap();
+            store
+                .conn
+                .execute(
+                    "UPDATE events SET body = ?1 WHERE run = 'odd' AND seq = ?2",
+                    rusqlite::params![body, e.seq as i64],
+                )
+                .unwrap();
+        }
+        store.append_batch(&events[2047..]).unwrap();
+        let light = Store::load_light(&path, &run).unwrap();
+        let seqs: Vec<u64> = light.bulk.iter().map(|b| b.seq).collect();
+        let mut all = light.events(&run);
+        let written = all.iter().filter(|e| {
+            matches!(&e.kind, EventKind::ToolCalled(c) if c.arguments["path"] == "./src/odd.rs")
+        });
+        assert!(
+            written.count() > 10,
+            "a write among odd calls is read at open"
+        );
+        for text in store.events_at(&run, &seqs).unwrap() {
+            let i = text.seq as usize - 1;
+            all[i] = text;
+        }
+        assert!(all == expected, "the light run is serde's decode");
     }
 
     /// Tool calls that write no file are read later, like the text; those

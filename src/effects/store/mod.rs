@@ -14,6 +14,7 @@ mod light;
 mod migrations;
 pub mod postgres;
 mod read;
+mod scan;
 mod transcript;
 
 use std::path::Path;

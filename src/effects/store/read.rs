@@ -73,23 +73,27 @@ pub fn visit(
                 as_i64(upto)
             ])
             .ctx("reading event chunks")?;
+        // One inflate state and one buffer per stream for every chunk.
+        let mut inflater = chunk::Inflater::default();
+        let (mut light, mut bulk) = (Vec::new(), Vec::new());
         while let Some(row) = rows.next().ctx("reading an event chunk")? {
             let first = row.get::<_, i64>(0).ctx("reading an event chunk")? as u64;
-            let blob = |i: usize| -> Result<Vec<u8>> {
+            let mut blob = |i: usize, out: &mut Vec<u8>| -> Result<()> {
                 let bytes = row.get_ref(i).ctx("reading an event chunk")?;
                 let bytes = bytes.as_blob().map_err(|e| corrupt(first, e.to_string()))?;
-                chunk::inflate(bytes).map_err(|e| corrupt(first, e.to_string()))
+                inflater
+                    .inflate_into(bytes, out)
+                    .map_err(|e| corrupt(first, e.to_string()))
             };
-            let light = blob(1)?;
-            let bulk = if bodies.needs_bulk() {
-                Some(blob(2)?)
-            } else {
-                None
-            };
+            blob(1, &mut light)?;
+            let needs_bulk = bodies.needs_bulk();
+            if needs_bulk {
+                blob(2, &mut bulk)?;
+            }
             chunk::visit(
                 first,
                 &light,
-                bulk.as_deref(),
+                needs_bulk.then_some(bulk.as_slice()),
                 after,
                 upto,
                 &mut filtered,
