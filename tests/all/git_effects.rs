@@ -492,6 +492,46 @@ fn a_clean_checkout_follows_every_landing_and_a_dirty_one_holds_it() {
 }
 
 #[test]
+fn a_landing_killed_while_writing_its_files_is_finished_not_blamed_on_the_human() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = seed(tmp.path());
+    branch_changing_a(&git, tmp.path());
+    let MergeCandidate::Ready { onto, commit } = git.merge_candidate("main", "b1", "m").unwrap()
+    else {
+        panic!("a clean merge");
+    };
+    // What a kill leaves: the landing's file written whole, or cut off
+    // (empty, or the start of it), the branch not moved.
+    for left in ["from the agent\n", "", "from th"] {
+        write(git.root(), "a.txt", left);
+        assert_eq!(
+            git.advance_mainline("main", &onto, &commit).unwrap(),
+            Advance::Moved,
+            "{left:?}"
+        );
+        assert_eq!(git.branch_head("main").unwrap(), commit);
+        assert_eq!(porcelain(git.root()), "");
+        assert_eq!(
+            std::fs::read_to_string(git.root().join("a.txt")).unwrap(),
+            "from the agent\n"
+        );
+        // Back to before the landing, for the next case.
+        let repo = git2::Repository::open(git.root()).unwrap();
+        let at = repo
+            .find_object(git2::Oid::from_str(&onto).unwrap(), None)
+            .unwrap();
+        repo.reset(&at, git2::ResetType::Hard, None).unwrap();
+    }
+    // Anything else in the file is the human's: held.
+    write(git.root(), "a.txt", "from the human\n");
+    assert!(matches!(
+        git.advance_mainline("main", &onto, &commit).unwrap(),
+        Advance::Blocked(_)
+    ));
+    assert_eq!(git.branch_head("main").unwrap(), onto);
+}
+
+#[test]
 fn a_merge_candidate_moves_mainline_only_when_landed_and_only_from_where_it_was() {
     let tmp = tempfile::tempdir().unwrap();
     let git = seed(tmp.path());

@@ -95,9 +95,11 @@ impl GitRepo {
 }
 
 /// Whether every changed path is one this very move changes, holding the
-/// new content in the work tree and the old or new one in the index: the
-/// trace of a move killed half way (files written, branch not yet moved),
-/// not a user's edit.
+/// new content (or the start of it: a write cut off) in the work tree and
+/// the old or new one in the index: the trace of a move killed half way
+/// (files written, branch not yet moved), not a user's edit. Measured: a
+/// demo killed at random moments left a landing's file cut off, and the
+/// resumed run waited for the human to commit "their" changes.
 fn half_moved(
     repo: &Repository,
     changed: &[String],
@@ -119,16 +121,27 @@ fn half_moved(
         if old == new {
             return Ok(false);
         }
-        let on_disk = match std::fs::read(workdir.join(path)) {
-            Ok(bytes) => Some(
-                Oid::hash_object(git2::ObjectType::Blob, &bytes)
-                    .ctx(|| format!("hashing {path}"))?,
-            ),
+        let bytes = match std::fs::read(workdir.join(path)) {
+            Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(_) => return Ok(false),
         };
+        let on_disk = match &bytes {
+            Some(bytes) => Some(
+                Oid::hash_object(git2::ObjectType::Blob, bytes)
+                    .ctx(|| format!("hashing {path}"))?,
+            ),
+            None => None,
+        };
+        // Killed while writing the file: the start of the new content.
+        let torn = || match (&bytes, new) {
+            (Some(bytes), Some(new)) => repo
+                .find_blob(new)
+                .is_ok_and(|blob| blob.content().starts_with(bytes)),
+            _ => false,
+        };
         let staged = index.get_path(std::path::Path::new(path), 0).map(|e| e.id);
-        if on_disk != new || (staged != old && staged != new) {
+        if (on_disk != new && !torn()) || (staged != old && staged != new) {
             return Ok(false);
         }
     }
