@@ -32,6 +32,12 @@ pub fn run(scale: Scale) -> anyhow::Result<Table> {
     let mut app = App::from_events("bench", &events);
     let fold = built.elapsed();
     let lines = app.shown_transcript().map(|t| t.len(false)).unwrap_or(0);
+    // A figure for drawing no transcript would measure nothing it claims.
+    anyhow::ensure!(
+        lines >= scale.transcript_lines,
+        "the cockpit shows {lines} transcript lines, not the {} the bench built",
+        scale.transcript_lines
+    );
 
     let theme = Theme::dark();
     let mut terminal = Terminal::new(TestBackend::new(SIZE.0, SIZE.1))?;
@@ -87,7 +93,8 @@ pub fn run(scale: Scale) -> anyhow::Result<Table> {
     Ok(table)
 }
 
-/// `AGENTS` coders at work; the first has a transcript of `lines` lines.
+/// `AGENTS` coders at work; the last started has a transcript of `lines`
+/// lines.
 fn streaming_run(lines: usize) -> (Vec<Event>, Vec<AgentId>) {
     let mut events = Vec::new();
     let mut push = |kind| {
@@ -153,9 +160,16 @@ fn streaming_run(lines: usize) -> (Vec<Event>, Vec<AgentId>) {
     let block: String = (0..100)
         .map(|i| format!("line {i} of a long answer with some code in it\n"))
         .collect();
+    // The last agent started: the one the cockpit shows while nobody has
+    // chosen one (given to the first, the long transcript was never drawn:
+    // the table said "0 transcript lines").
+    let shown = agents
+        .last()
+        .cloned()
+        .unwrap_or_else(|| AgentId::from("none"));
     for _ in 0..lines.div_ceil(100) {
         push(EventKind::AgentMessage(AgentMessage {
-            agent: agents[0].clone(),
+            agent: shown.clone(),
             from: MessageAuthor::Assistant,
             text: block.clone(),
         }));
