@@ -444,15 +444,22 @@ fn an_untracked_file_in_the_way_holds_mainline_and_survives() {
     assert_eq!(porcelain(git.root()), "?? mine.txt\n");
 }
 
-#[test]
-fn a_clean_checkout_follows_every_landing_and_a_dirty_one_holds_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let git = seed(tmp.path());
-    branch_changing_a(&git, tmp.path());
+/// A seeded repository with `b1` changing a.txt, and its clean merge onto
+/// main: (the repository, where main is, the merge to land).
+fn landing_of_a(dir: &Path) -> (GitRepo, String, String) {
+    let git = seed(dir);
+    branch_changing_a(&git, dir);
     let MergeCandidate::Ready { onto, commit } = git.merge_candidate("main", "b1", "m").unwrap()
     else {
         panic!("a clean merge");
     };
+    (git, onto, commit)
+}
+
+#[test]
+fn a_clean_checkout_follows_every_landing_and_a_dirty_one_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (git, onto, commit) = landing_of_a(tmp.path());
     write(git.root(), "a.txt", "the human's unsaved work\n");
     let Advance::Blocked(held) = git.advance_mainline("main", &onto, &commit).unwrap() else {
         panic!("a dirty checkout holds the landing");
@@ -494,12 +501,7 @@ fn a_clean_checkout_follows_every_landing_and_a_dirty_one_holds_it() {
 #[test]
 fn a_landing_killed_while_writing_its_files_is_finished_not_blamed_on_the_human() {
     let tmp = tempfile::tempdir().unwrap();
-    let git = seed(tmp.path());
-    branch_changing_a(&git, tmp.path());
-    let MergeCandidate::Ready { onto, commit } = git.merge_candidate("main", "b1", "m").unwrap()
-    else {
-        panic!("a clean merge");
-    };
+    let (git, onto, commit) = landing_of_a(tmp.path());
     // What a kill leaves: the landing's file written whole, or cut off
     // (empty, or the start of it), the branch not moved.
     for left in ["from the agent\n", "", "from th"] {

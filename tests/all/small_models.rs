@@ -399,6 +399,27 @@ async fn small_scripted_run(fixture: &str) -> (DemoRepo, Vec<memofab::domain::Ev
     (repo, events)
 }
 
+/// The code reviewers' verdicts, in order: approved or not.
+fn code_verdicts(events: &[memofab::domain::Event]) -> Vec<bool> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ReviewVerdict(v) => Some(v.approved),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many agents whose name starts with `role` were started.
+fn agents_started(events: &[memofab::domain::Event], role: &str) -> usize {
+    events
+        .iter()
+        .filter(
+            |e| matches!(&e.kind, EventKind::AgentStarted(s) if s.agent.as_str().starts_with(role)),
+        )
+        .count()
+}
+
 /// The blueprint the run built.
 fn accepted_blueprint(events: &[memofab::domain::Event]) -> memofab::domain::Blueprint {
     events
@@ -543,19 +564,9 @@ async fn a_rejection_that_says_the_added_line_is_missing_is_asked_again_before_a
     let (repo, events) = small_scripted_run("small_models/false_rejection.toml").await;
     assert_eq!(readme(&repo), "# A project\nHello.\n");
     // One verdict, the second answer; no rework: one coder ran.
-    let verdicts: Vec<bool> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::ReviewVerdict(v) => Some(v.approved),
-            _ => None,
-        })
-        .collect();
+    let verdicts = code_verdicts(&events);
     assert_eq!(verdicts, [true]);
-    let coders = events
-        .iter()
-        .filter(|e| matches!(&e.kind, EventKind::AgentStarted(s) if s.agent.as_str().starts_with("coder")))
-        .count();
-    assert_eq!(coders, 1);
+    assert_eq!(agents_started(&events, "coder"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,11 +582,7 @@ async fn a_plan_rejection_that_says_a_file_of_the_repository_is_absent_is_asked_
         })
         .collect();
     assert_eq!(reviews, [true]);
-    let planners = events
-        .iter()
-        .filter(|e| matches!(&e.kind, EventKind::AgentStarted(s) if s.agent.as_str().starts_with("planner")))
-        .count();
-    assert_eq!(planners, 1);
+    assert_eq!(agents_started(&events, "planner"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -593,13 +600,7 @@ async fn a_retyped_write_of_a_finished_file_writes_nothing_and_the_coder_may_fin
         })
         .collect();
     assert_eq!(second_coder, [true, true]);
-    let verdicts: Vec<bool> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::ReviewVerdict(v) => Some(v.approved),
-            _ => None,
-        })
-        .collect();
+    let verdicts = code_verdicts(&events);
     assert_eq!(verdicts, [false, true]);
 }
 
