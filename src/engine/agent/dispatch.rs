@@ -113,7 +113,7 @@ impl AgentRunner {
                 let job = dispatch.job;
                 dispatch
                     .whole_writes
-                    .refusal(job, &call.name, &arguments)
+                    .guard(job, &call.name, &arguments)
                     .await
             }
             false => None,

@@ -40,17 +40,14 @@ pub(super) struct WholeWrites {
 impl WholeWrites {
     /// Why `write_file` or `edit_file` with `arguments` is not to be run: it
     /// would drop lines of the file it changes, or, for a task that only
-    /// adds, put the new lines where the task does not.
-    pub(super) async fn refusal(
+    /// adds, add nothing, add the task's line twice, or put the new lines
+    /// where the task does not; or that it is not needed.
+    pub(super) async fn guard(
         &mut self,
         job: &AgentJob,
         tool: &str,
         arguments: &Value,
     ) -> Option<Guard> {
-        self.guard(job, tool, arguments).await
-    }
-
-    async fn guard(&mut self, job: &AgentJob, tool: &str, arguments: &Value) -> Option<Guard> {
         let adding = Task::of(&job.first_message).filter(Task::only_adds);
         if tool == tool_names::EDIT_FILE {
             adding?;
@@ -100,6 +97,7 @@ impl WholeWrites {
             }
         };
         let lost = lost_lines(&current, &after);
+        let added = added_lines(&current, &after);
         if !lost.is_empty() {
             // Only `write_file` gets here: a removing edit was answered above.
             let suggested = place
@@ -108,7 +106,7 @@ impl WholeWrites {
             let ending = match suggested {
                 Some(content) => Ending::Write(content),
                 None if adding.is_some_and(|task| has_task_lines(&task, &current, path))
-                    && added_lines(&current, &after).is_empty()
+                    && added.is_empty()
                     && job.offers(tool_names::FINISH) =>
                 {
                     return Some(Guard::AlreadyThere(already_there(path)));
@@ -117,7 +115,6 @@ impl WholeWrites {
             };
             return Some(Guard::Refused(answer(path, &current, &lost, &ending)));
         }
-        let added = added_lines(&current, &after);
         if adding.is_some() && added.is_empty() {
             // Measured (1.5B, stock template): `old` "Tiny repo" inside the
             // heading, `new` the file's first lines again (a line doubled,
