@@ -819,11 +819,13 @@ mod tests {
             whole.seek(whole.cursor() + 5);
             same_on_screen(settled(&mut stored), &whole.app, k + 5);
         }
+        assert_a_conversation_is_shown(&stored.app);
+    }
+
+    /// A coder's conversation, not an empty pane, is what the test compared.
+    fn assert_a_conversation_is_shown(app: &App) {
         assert!(
-            stored
-                .app
-                .shown_transcript()
-                .is_some_and(|t| t.len(true) > 100),
+            app.shown_transcript().is_some_and(|t| t.len(true) > 100),
             "a coder's conversation is on screen"
         );
     }
@@ -981,13 +983,7 @@ mod tests {
                 }
             }
         }
-        assert!(
-            stored
-                .app
-                .shown_transcript()
-                .is_some_and(|t| t.len(true) > 100),
-            "a coder's conversation is on screen"
-        );
+        assert_a_conversation_is_shown(&stored.app);
     }
 
     /// A click that shows another agent rebuilds its transcript from that
@@ -1074,13 +1070,7 @@ mod tests {
             agent,
             "one agent all along"
         );
-        assert!(
-            stored
-                .app
-                .shown_transcript()
-                .is_some_and(|t| t.len(true) > 100),
-            "a coder's conversation is on screen"
-        );
+        assert_a_conversation_is_shown(&stored.app);
     }
 
     /// An agent shown before is its kept transcript cut back or extended,
