@@ -559,6 +559,44 @@ async fn a_line_the_task_adds_at_the_end_does_not_land_first() {
     }
 }
 
+/// The `ok` of each call a coder made, in order.
+fn coder_results(events: &[memofab::domain::Event]) -> Vec<bool> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult(r) if r.agent.as_str().starts_with("coder") => Some(r.ok),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_refused_write_sent_again_runs_as_the_write_it_was_handed() {
+    let (repo, events) = small_scripted_run("small_models/same_refusal.toml").await;
+    // Not the write sent (the heading's `#` lost, the line twice): the
+    // file's line kept, the task's line once, at the end.
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
+    // Refused once, then written; the coder finished; one coder ran.
+    assert_eq!(coder_results(&events), [false, true, true]);
+    assert_eq!(agents_started(&events, "coder"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coder_finishing_before_the_tasks_line_is_written_is_handed_the_write_once() {
+    let (repo, events) = small_scripted_run("small_models/early_finish.toml").await;
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
+    // The first finish refused, the write run, the second finish taken:
+    // no rework, one coder.
+    assert_eq!(coder_results(&events), [false, true, true]);
+    assert_eq!(agents_started(&events, "coder"), 1);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::NothingChanged(_))),
+        "the task was sent back for nothing changed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejection_that_says_the_added_line_is_missing_is_asked_again_before_a_rework() {
     let (repo, events) = small_scripted_run("small_models/false_rejection.toml").await;

@@ -10,6 +10,9 @@ const NOT_ONLY_ADDING: &[&str] = &[
     "modify", "refactor", "correct", "drop",
 ];
 
+/// The heading of the brief's list of paths (as `steps::task_brief` writes it).
+const PATHS_HEADING: &str = "### Paths it expects to touch\n";
+
 /// Verbs a title may begin with before the one of adding.
 const READING: &[&str] = &["read", "open", "check", "look", "view", "find", "locate"];
 
@@ -56,6 +59,8 @@ pub(super) enum Place {
 pub(super) struct Task<'a> {
     title: &'a str,
     description: &'a str,
+    /// The brief's list of the paths the task expects to touch.
+    paths: &'a str,
 }
 
 impl<'a> Task<'a> {
@@ -65,7 +70,24 @@ impl<'a> Task<'a> {
         let (heading, after) = brief[at..].split_once('\n')?;
         let title = heading.split_once(": ").map_or("", |(_, t)| t);
         let description = after.split("\n\n### ").next().unwrap_or("");
-        Some(Self { title, description })
+        let paths = after
+            .split_once(PATHS_HEADING)
+            .map_or("", |(_, list)| list.split("\n\n").next().unwrap_or(""));
+        Some(Self {
+            title,
+            description,
+            paths,
+        })
+    }
+
+    /// The paths the brief lists for the task to touch.
+    pub(super) fn paths(&self) -> Vec<&'a str> {
+        self.paths
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("- "))
+            .map(str::trim)
+            .filter(|path| !path.is_empty() && !path.starts_with('('))
+            .collect()
     }
 
     /// Whether the task only adds: its title begins with a verb of adding,
@@ -203,6 +225,24 @@ mod tests {
             ),
             Some(Place::Unsaid)
         );
+    }
+
+    #[test]
+    fn the_paths_are_the_briefs_list() {
+        let listed = |paths: &str| {
+            let brief = format!(
+                "## Task 1: Add a line\nto NOTES\n\n### Acceptance criteria\n- ok\n\n\
+                 ### Paths it expects to touch\n{paths}\n\n## Feedback\n- not a path\n"
+            );
+            Task::of(&brief).map(|t| t.paths().join(","))
+        };
+        assert_eq!(
+            listed("- NOTES\n- docs/a b.md"),
+            Some("NOTES,docs/a b.md".into())
+        );
+        assert_eq!(listed("- (none given)"), Some(String::new()));
+        let brief = brief("Add a line", "to NOTES");
+        assert_eq!(Task::of(&brief).map(|t| t.paths().len()), Some(0));
     }
 
     #[test]

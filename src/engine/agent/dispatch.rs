@@ -6,7 +6,7 @@
 
 use super::own_words;
 use super::repeated_reads::{Repeat, RepeatedReads};
-use super::whole_writes::{Guard, WholeWrites};
+use super::whole_writes::{Guard, WholeWrites, repaired_answer};
 use super::{AgentId, AgentJob, AgentOutcome, AgentRunner};
 use crate::domain::event::{ToolCalled, ToolResult};
 use crate::domain::{EventKind, MessageAuthor};
@@ -14,7 +14,7 @@ use crate::engine::error::EngineResult;
 use crate::engine::mcp_tools::McpTools;
 use crate::engine::recorder::Recorder;
 use crate::engine::tools::{
-    Arguments, AskHuman, BuiltinTool, Call, Finish, Registry, ToolOutcome, WorktreeTool,
+    Arguments, AskHuman, BuiltinTool, Call, Finish, Registry, ToolOutcome, WorktreeTool, WriteFile,
 };
 use crate::llm::{ChatMessage, ToolCall};
 
@@ -118,10 +118,11 @@ impl AgentRunner {
             }
             false => None,
         };
-        let (lost_lines, not_needed) = match guarded {
-            Some(Guard::Refused(why)) => (Some(why), None),
-            Some(Guard::AlreadyThere(answer)) => (None, Some(answer)),
-            None => (None, None),
+        let (lost_lines, not_needed, repaired) = match guarded {
+            Some(Guard::Refused(why)) => (Some(why), None, None),
+            Some(Guard::AlreadyThere(answer)) => (None, Some(answer), None),
+            Some(Guard::Repaired { path, content }) => (None, None, Some((path, content))),
+            None => (None, None, None),
         };
         let echoed =
             own_words::refusal(dispatch.job, &call.name, &arguments, messages).or_else(|| {
@@ -149,6 +150,32 @@ impl AgentRunner {
             (None, None, Some(text)) => {
                 dispatch.reads.answered(true, &text);
                 (true, text, None)
+            }
+            (None, None, None) if let Some((path, content)) = repaired => {
+                self.say(
+                    agent,
+                    MessageAuthor::System,
+                    &repair_note(&call.name, &path),
+                )
+                .await?;
+                let write = serde_json::json!({ "path": path, "content": content }).to_string();
+                let given = Arguments::parse(&write);
+                let made = Call {
+                    id: &call.id,
+                    arguments: &given,
+                };
+                let outcome = dispatch
+                    .registry
+                    .call(WriteFile::NAME, made)
+                    .await
+                    .transpose()?;
+                let (ok, wrote, done) = answer(WriteFile::NAME, outcome);
+                let text = match ok {
+                    true => repaired_answer(&path, &wrote),
+                    false => wrote,
+                };
+                dispatch.reads.not_as_sent();
+                (ok, text, done)
             }
             (None, None, None) => {
                 let made = Call {
@@ -178,6 +205,15 @@ impl AgentRunner {
             done,
         ))
     }
+}
+
+/// What the transcript says of a refused call run, sent again, as the
+/// write its refusal suggested.
+fn repair_note(tool: &str, path: &str) -> String {
+    format!(
+        "{tool} sent again as it was refused: run as the write_file of {path} its refusal \
+         suggested (the file's lines kept, the new lines where the task says)."
+    )
 }
 
 /// `(ok, output for the model, final outcome)` of a call's outcome; `None`

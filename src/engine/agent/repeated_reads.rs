@@ -103,6 +103,12 @@ impl RepeatedReads {
         }
     }
 
+    /// The call just counted was not run as sent (another write was made
+    /// for it): the same call again is no repeat.
+    pub fn not_as_sent(&mut self) {
+        self.last_write = None;
+    }
+
     /// The tools not offered on the turn after `tool` was refused: every
     /// read after a read (a looping model swaps one read for another), else
     /// the tool itself. A model constrained to one call of the tools offered
