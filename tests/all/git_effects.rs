@@ -1,6 +1,7 @@
 //! The git layer against real temporary repositories.
 
 use std::path::Path;
+use std::time::Duration;
 
 use memofab::domain::MergeOutcome;
 use memofab::effects::git::{Advance, DirtyCheckout, GitError, GitRepo, MergeCandidate, Revert};
@@ -531,6 +532,38 @@ fn a_landing_killed_while_writing_its_files_is_finished_not_blamed_on_the_human(
         Advance::Blocked(_)
     ));
     assert_eq!(git.branch_head("main").unwrap(), onto);
+}
+
+/// What stands in a landing's path is looked at, never followed or waited
+/// on: a link to an endless device (a tree landed earlier may hold a link
+/// an agent committed) or a FIFO is held as not the landing's, at once.
+#[test]
+fn a_link_or_fifo_in_a_landings_path_is_not_followed_or_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (git, onto, commit) = landing_of_a(tmp.path());
+    let at = git.root().join("a.txt");
+    for name in ["a link to /dev/zero", "a FIFO"] {
+        let _ = std::fs::remove_file(&at);
+        if name == "a FIFO" {
+            let made = std::process::Command::new("mkfifo").arg(&at).status();
+            assert!(made.unwrap().success());
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &at).unwrap();
+        }
+        let (sent, got) = std::sync::mpsc::channel();
+        let (g, o, c) = (git.clone(), onto.clone(), commit.clone());
+        std::thread::spawn(move || {
+            let _ = sent.send(
+                g.advance_mainline("main", &o, &c)
+                    .map(|a| matches!(a, Advance::Blocked(_))),
+            );
+        });
+        let held = got
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{name}: still reading after 30 s"));
+        assert!(held.unwrap(), "{name}: not held");
+        assert_eq!(git.branch_head("main").unwrap(), onto, "{name}");
+    }
 }
 
 #[test]

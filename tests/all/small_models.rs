@@ -595,6 +595,19 @@ async fn a_coder_finishing_before_the_tasks_line_is_written_is_handed_the_write_
             .any(|e| matches!(&e.kind, EventKind::NothingChanged(_))),
         "the task was sent back for nothing changed"
     );
+    // The write that gave README.md the task's line was answered with the
+    // step after it (measured: told only "wrote README.md (83 bytes)", the
+    // 1.5B coder wrote those words into the file until it was replaced).
+    let wrote = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ToolResult(r) if r.agent.as_str().starts_with("coder") && r.ok => {
+                Some(r.output.clone())
+            }
+            _ => None,
+        })
+        .expect("a write");
+    assert!(wrote.ends_with("call `finish`."), "{wrote}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,6 +618,57 @@ async fn a_rejection_that_says_the_added_line_is_missing_is_asked_again_before_a
     let verdicts = code_verdicts(&events);
     assert_eq!(verdicts, [true]);
     assert_eq!(agents_started(&events, "coder"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_naming_nothing_of_a_diff_that_adds_exactly_the_tasks_line_is_asked_again() {
+    let (repo, events) = small_scripted_run("small_models/vague_rejection.toml").await;
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
+    assert_eq!(code_verdicts(&events), [true]);
+    assert_eq!(agents_started(&events, "coder"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_that_only_looks_is_answered_with_the_requirement_as_one_task() {
+    let (repo, events) = small_scripted_run("small_models/only_looking.toml").await;
+    // The planner's call that was refused suggested the plan it then
+    // submitted, word for word, and that plan was taken: no echo refusal.
+    let planner: Vec<&ToolResult> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult(r) if r.agent.as_str().starts_with("planner") => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        planner.iter().map(|r| r.ok).collect::<Vec<_>>(),
+        [false, true]
+    );
+    let suggested: serde_json::Value = planner[0]
+        .output
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("a suggested call");
+    let submitted = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolCalled(c) if c.agent.as_str().starts_with("planner") => {
+                Some(c.arguments.clone())
+            }
+            _ => None,
+        })
+        .nth(1)
+        .expect("a second call");
+    assert_eq!(suggested, submitted);
+    let accepted = accepted_blueprint(&events);
+    let tasks: Vec<(&str, Vec<String>)> = accepted
+        .tasks
+        .iter()
+        .map(|t| (t.id.as_str(), t.paths.clone()))
+        .collect();
+    assert_eq!(tasks, [("change", vec!["README.md".to_owned()])]);
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

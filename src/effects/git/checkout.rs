@@ -12,6 +12,7 @@ use git2::build::CheckoutBuilder;
 use git2::{CheckoutNotificationType, ErrorCode, Oid, Repository, Tree};
 
 use super::{Context, GitRepo, Result, dirty};
+use crate::effects::beneath::{Beneath, Kind};
 
 /// Mainline is checked out in the main work tree with changes of the user's
 /// (or files that the new commit would overwrite), so it was not moved.
@@ -107,9 +108,12 @@ fn half_moved(
     target: &Tree<'_>,
 ) -> Result<bool> {
     let index = repo.index().ctx(|| "reading the index".into())?;
-    let workdir = match repo.workdir() {
-        Some(dir) => dir.to_owned(),
-        None => return Ok(false),
+    // The checkout's own path is the user's (a link to it included).
+    let root = repo
+        .workdir()
+        .and_then(|dir| std::fs::canonicalize(dir).ok());
+    let Some(checkout) = root.and_then(|dir| Beneath::open(&dir).ok()) else {
+        return Ok(false);
     };
     let blob = |tree: &Tree<'_>, path: &str| {
         tree.get_path(std::path::Path::new(path))
@@ -121,12 +125,13 @@ fn half_moved(
         if old == new {
             return Ok(false);
         }
-        let bytes = match std::fs::read(workdir.join(path)) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(_) => return Ok(false),
+        let new_blob = new.and_then(|id| repo.find_blob(id).ok());
+        let bytes = match on_disk(&checkout, path, new_blob.as_ref()) {
+            OnDisk::Absent => None,
+            OnDisk::Bytes(bytes) => Some(bytes),
+            OnDisk::NotOurs => return Ok(false),
         };
-        let on_disk = match &bytes {
+        let hashed = match &bytes {
             Some(bytes) => Some(
                 Oid::hash_object(git2::ObjectType::Blob, bytes)
                     .ctx(|| format!("hashing {path}"))?,
@@ -134,18 +139,51 @@ fn half_moved(
             None => None,
         };
         // Killed while writing the file: the start of the new content.
-        let torn = || match (&bytes, new) {
-            (Some(bytes), Some(new)) => repo
-                .find_blob(new)
-                .is_ok_and(|blob| blob.content().starts_with(bytes)),
+        let torn = match (&bytes, &new_blob) {
+            (Some(bytes), Some(blob)) => blob.content().starts_with(bytes),
             _ => false,
         };
         let staged = index.get_path(std::path::Path::new(path), 0).map(|e| e.id);
-        if (on_disk != new && !torn()) || (staged != old && staged != new) {
+        if (hashed != new && !torn) || (staged != old && staged != new) {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// What stands at a changed path of the user's checkout.
+enum OnDisk {
+    Absent,
+    /// A regular file no longer than the new content.
+    Bytes(Vec<u8>),
+    /// Anything else: a link (never followed: the tree landed may hold a
+    /// link an agent committed, to `/dev/zero` say), a directory, a FIFO,
+    /// a file longer than the new content, or one that cannot be read.
+    NotOurs,
+}
+
+/// The file at `path` in `checkout`, read only as far as it can be the new
+/// content `new` (or its start).
+fn on_disk(checkout: &Beneath, path: &str, new: Option<&git2::Blob<'_>>) -> OnDisk {
+    use std::io::Read;
+    let rel = std::path::Path::new(path);
+    match checkout.kind(rel) {
+        Ok(None) => return OnDisk::Absent,
+        Ok(Some(Kind::File)) => {}
+        Ok(Some(_)) | Err(_) => return OnDisk::NotOurs,
+    }
+    let Some(new) = new else {
+        return OnDisk::NotOurs;
+    };
+    let most = new.size() as u64;
+    let mut bytes = Vec::new();
+    match checkout
+        .open_file(rel)
+        .map(|file| file.take(most + 1).read_to_end(&mut bytes))
+    {
+        Ok(Ok(_)) if bytes.len() as u64 <= most => OnDisk::Bytes(bytes),
+        _ => OnDisk::NotOurs,
+    }
 }
 
 /// Whether the main work tree has `refname` checked out.

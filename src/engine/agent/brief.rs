@@ -133,6 +133,22 @@ impl<'a> Task<'a> {
             .collect()
     }
 
+    /// The single lines the task quotes that read as lines to add, not as
+    /// names of files (`README.md`), trimmed.
+    pub(super) fn lines_to_add(&self) -> Vec<&'a str> {
+        let file_like = |q: &str| {
+            !q.contains(char::is_whitespace)
+                && q.rsplit_once('.').is_some_and(|(_, ext)| {
+                    !ext.is_empty() && ext.chars().all(char::is_alphanumeric)
+                })
+        };
+        self.quoted()
+            .into_iter()
+            .map(str::trim)
+            .filter(|q| !q.contains('\n') && !file_like(q))
+            .collect()
+    }
+
     /// Whether the task names the file at `path` (its path or its name).
     pub(super) fn names(&self, path: &str) -> bool {
         let name = path.rsplit('/').next().unwrap_or(path);
@@ -225,6 +241,16 @@ mod tests {
             ),
             Some(Place::Unsaid)
         );
+    }
+
+    #[test]
+    fn the_lines_to_add_are_the_quoted_lines_not_the_names_of_files() {
+        let brief = brief(
+            "Add 'Hello.' to 'README.md'",
+            "Append \"Run `make` first.\" and 'docs/a.md' to it.",
+        );
+        let task = Task::of(&brief).expect("a task");
+        assert_eq!(task.lines_to_add(), ["Hello.", "Run `make` first."]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use super::own_words;
 use super::repeated_reads::{Repeat, RepeatedReads};
-use super::whole_writes::{Guard, WholeWrites, repaired_answer};
+use super::whole_writes::{Guard, WholeWrites, done_note, repaired_answer};
 use super::{AgentId, AgentJob, AgentOutcome, AgentRunner};
 use crate::domain::event::{ToolCalled, ToolResult};
 use crate::domain::{EventKind, MessageAuthor};
@@ -143,7 +143,12 @@ impl AgentRunner {
                 let answer = RepeatedReads::refusal(&call.name, times, &dispatch.finish_hint);
                 (false, answer, None)
             }
-            (None, Some(refused), _) => {
+            (None, Some(mut refused), _) => {
+                if dispatch.small_model_guards
+                    && let Some(note) = done_note(dispatch.job, &call.name, &arguments).await
+                {
+                    refused.push_str(&note);
+                }
                 dispatch.reads.answered(false, &refused);
                 (false, refused, None)
             }
@@ -171,7 +176,7 @@ impl AgentRunner {
                     .transpose()?;
                 let (ok, wrote, done) = answer(WriteFile::NAME, outcome);
                 let text = match ok {
-                    true => repaired_answer(&path, &wrote),
+                    true => repaired_answer(&path),
                     false => wrote,
                 };
                 dispatch.reads.not_as_sent();
@@ -183,7 +188,13 @@ impl AgentRunner {
                     arguments: &given,
                 };
                 let outcome = dispatch.registry.call(&call.name, made).await.transpose()?;
-                let answered = answer(&call.name, outcome);
+                let mut answered = answer(&call.name, outcome);
+                if dispatch.small_model_guards
+                    && answered.0
+                    && let Some(note) = done_note(dispatch.job, &call.name, &arguments).await
+                {
+                    answered.1.push_str(&note);
+                }
                 dispatch.reads.answered(answered.0, &answered.1);
                 answered
             }

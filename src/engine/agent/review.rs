@@ -7,6 +7,7 @@ use crate::domain::tool_names;
 use serde_json::json;
 
 use super::AgentOutcome;
+use super::brief::Task;
 use crate::engine::tools::SubmitTool;
 use crate::llm::ToolSpec;
 
@@ -34,9 +35,29 @@ pub fn plan_review_tool(files: &[String]) -> SubmitTool {
 /// asked again, with the line shown (measured: the 1.5B reviewer
 /// rejected a correct change with "The line 'Hello from memofab.' was not
 /// added to the README.md file.", and the rework broke it).
-pub fn code_review_tool(diff: &str) -> SubmitTool {
+///
+/// And when the diff does exactly what a task that only adds asks, adding
+/// the lines it quotes (in `brief`) and nothing else, removing nothing, any
+/// rejection is asked again, with the lines shown (measured: 1.5B
+/// reviewers rejected such a change with "The README.md file does not
+/// contain the expected content." and with memofab's own refusal of a
+/// repeated read, reworded).
+pub fn code_review_tool(diff: &str, brief: &str) -> SubmitTool {
+    let added = added_lines(diff);
+    let exact = Task::of(brief)
+        .filter(Task::only_adds)
+        .map(|task| task.lines_to_add())
+        .filter(|lines| {
+            let mut asked: Vec<&str> = lines.clone();
+            let mut made: Vec<&str> = added.iter().map(String::as_str).collect();
+            asked.sort_unstable();
+            made.sort_unstable();
+            !asked.is_empty() && asked == made && removes_nothing(diff)
+        })
+        .is_some();
     verdict_tool(Evidence {
-        added: added_lines(diff),
+        exact: exact.then(|| added.clone()),
+        added,
         ..Evidence::default()
     })
 }
@@ -48,6 +69,9 @@ struct Evidence {
     added: Vec<String>,
     /// The repository's files.
     files: Vec<String>,
+    /// The lines the diff adds, when they are exactly the ones the task
+    /// quotes and it removes nothing.
+    exact: Option<Vec<String>>,
 }
 
 impl Evidence {
@@ -59,6 +83,16 @@ impl Evidence {
                 "approved is false because \"{line}\" is missing, but the diff adds exactly \
                  that line:\n+{line}\nIf the change does what the task asks, call submit_review \
                  with approved true; if not, say what must change."
+            ));
+        }
+        if let Some(lines) = &self.exact {
+            let shown: Vec<String> = lines.iter().map(|l| format!("+{l}")).collect();
+            return Some(format!(
+                "approved is false, but the diff does exactly what the task asks: it adds the \
+                 lines the task quotes and removes nothing:\n{}\nIf the change does what the \
+                 task asks, call submit_review with approved true; if not, say what in the diff \
+                 must change.",
+                shown.join("\n")
             ));
         }
         let path = said_absent_but_exists(feedback, &self.files)?;
@@ -77,6 +111,13 @@ fn added_lines(diff: &str) -> Vec<String> {
         .map(|l| l[1..].trim().to_owned())
         .filter(|l| !l.is_empty())
         .collect()
+}
+
+/// Whether a unified diff removes no line.
+fn removes_nothing(diff: &str) -> bool {
+    !diff
+        .lines()
+        .any(|l| l.starts_with('-') && !l.starts_with("---"))
 }
 
 /// A rejection that says the work is done, or what `evidence` shows to be
@@ -300,7 +341,7 @@ mod done_tests {
         assert!(rejected("No further action is needed, but the test must check the flag.").is_ok());
         // Approving is never refused for its words.
         assert!(
-            (code_review_tool("+x\n").check)(
+            (code_review_tool("+x\n", "").check)(
                 &json!({"approved": true, "feedback": "'x' is missing"})
             )
             .is_ok()
@@ -323,13 +364,47 @@ mod missing_tests {
 
     #[test]
     fn a_rejection_that_says_an_added_line_is_missing_is_asked_again_once() {
-        let tool = code_review_tool(DIFF);
+        let tool = code_review_tool(DIFF, "");
         // As measured (1.5B reviewer, a correct change).
         let measured = "The line 'Hello from memofab.' was not added to the README.md file.";
         let asked = rejected(&tool, measured).expect_err("asked again");
         assert!(asked.contains("\n+Hello from memofab.\n"), "{asked}");
         // Kept to: heard.
         assert!(rejected(&tool, measured).is_ok());
+    }
+
+    const BRIEF: &str = "## Task 1: Add line to README.md\nAdd the line 'Hello from memofab.' at \
+        the end of README.md.\n\n### Acceptance criteria\n- success\n";
+
+    #[test]
+    fn any_rejection_of_a_diff_that_adds_exactly_the_tasks_line_is_asked_again_once() {
+        // As measured (1.5B reviewers, a correct change).
+        for measured in [
+            "The README.md file does not contain the expected content.",
+            "The read_file call was already run and did not write anything.",
+        ] {
+            let tool = code_review_tool(DIFF, BRIEF);
+            let asked = rejected(&tool, measured).expect_err("asked again");
+            assert!(asked.contains("\n+Hello from memofab.\n"), "{asked}");
+            assert!(rejected(&tool, measured).is_ok(), "kept to: heard");
+        }
+        // Not exactly the task's line, or a line removed too, or a task
+        // that does more than add: the rejection goes through.
+        let more = DIFF.replace("+Hello from memofab.\n", "+Hello from memofab.\n+Bye.\n");
+        let removes = DIFF.replace(" A test repository.\n", "-A test repository.\n");
+        let changes = BRIEF.replace("Add line to", "Update");
+        for (diff, brief) in [
+            (more.as_str(), BRIEF),
+            (removes.as_str(), BRIEF),
+            (DIFF, changes.as_str()),
+            (DIFF, ""),
+        ] {
+            let tool = code_review_tool(diff, brief);
+            assert!(
+                rejected(&tool, "1. Not what was asked.").is_ok(),
+                "{diff} {brief}"
+            );
+        }
     }
 
     #[test]
@@ -345,7 +420,7 @@ mod missing_tests {
             "1. Add a test.",
         ] {
             assert!(
-                rejected(&code_review_tool(DIFF), feedback).is_ok(),
+                rejected(&code_review_tool(DIFF, ""), feedback).is_ok(),
                 "{feedback}"
             );
         }

@@ -235,6 +235,27 @@ impl WholeWrites {
     }
 }
 
+/// What a coder's answer to a write or edit of `path` ends with when the
+/// file (as it is now) has every line the task quotes: that it has, and to
+/// finish. Measured (1.5B, stock template, 2 of 3 runs): told only "wrote
+/// README.md (83 bytes)" after the right write, the coder wrote those words
+/// into README.md eight times, until the shepherd replaced it.
+pub(super) async fn done_note(job: &AgentJob, tool: &str, arguments: &Value) -> Option<String> {
+    if !tool_names::writes_files(tool) || !job.offers(tool_names::FINISH) {
+        return None;
+    }
+    let task = Task::of(&job.first_message).filter(Task::only_adds)?;
+    let path = arguments.get("path")?.as_str()?;
+    if !task.names(path) {
+        return None;
+    }
+    let Current::Text(current) = current_text(job, path).await else {
+        return None;
+    };
+    has_task_lines(&task, &current, path)
+        .then(|| format!(" {path} has the line the task adds: if the task is done, call `finish`."))
+}
+
 /// What the guard makes of a call it does not let run as sent.
 #[derive(Debug, PartialEq)]
 pub(super) enum Guard {
@@ -256,16 +277,18 @@ pub(super) enum Guard {
 /// The answer to a `finish` while a file the task names lacks its line.
 fn early_finish_answer(path: &str, content: &str) -> String {
     format!(
-        "{REFUSED}the task is not done yet: {path} does not have the line it adds, and nothing          was written to it. To add it, {}",
+        "{REFUSED}the task is not done yet: {path} does not have the line it adds, and nothing \
+         was written to it. To add it, {}",
         suggested_write(path, content)
     )
 }
 
 /// What the model is told of a call run as the write its refusal
-/// suggested (`wrote` is the write's own answer).
-pub(super) fn repaired_answer(path: &str, wrote: &str) -> String {
+/// suggested.
+pub(super) fn repaired_answer(path: &str) -> String {
     format!(
-        "This call was refused before; sent again, it was run as the write_file call suggested          then, which keeps every line of {path} and adds your new lines where the task says          ({wrote}). If the task is done, call `finish`."
+        "Sent again, this call was run as the write_file call suggested before: every line of \
+         {path} kept, your new lines where the task says. If the task is done, call `finish`."
     )
 }
 
@@ -301,15 +324,9 @@ fn task_write(
 /// files (`README.md`), and that `current` does not have yet.
 fn task_lines<'t>(task: &Task<'t>, current: &str, path: &str) -> Vec<&'t str> {
     let had: HashSet<&str> = current.lines().map(str::trim).collect();
-    let file_like = |q: &str| {
-        !q.contains(char::is_whitespace)
-            && q.rsplit_once('.')
-                .is_some_and(|(_, ext)| !ext.is_empty() && ext.chars().all(char::is_alphanumeric))
-    };
-    task.quoted()
+    task.lines_to_add()
         .into_iter()
-        .map(str::trim)
-        .filter(|q| !q.contains('\n') && *q != path && !file_like(q) && !had.contains(q))
+        .filter(|q| *q != path && !had.contains(q))
         .collect()
 }
 

@@ -305,7 +305,7 @@ async fn review(ctx: &Arc<RunContext>, record: &TaskRecord) -> EngineResult<()> 
             reviewer_message(record, &diff),
         ),
         toolbox: Some((toolbox, ToolBox::specs(ToolSet::ReadOnly))),
-        submit: Some(code_review_tool(&diff)),
+        submit: Some(code_review_tool(&diff, &task_brief(record))),
     };
     let verdict = match ctx.run_agent(AgentRole::Reviewer, job).await? {
         Ok(outcome) => Review::from_outcome(&outcome),

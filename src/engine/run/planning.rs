@@ -4,7 +4,7 @@
 //! redone.
 
 use crate::domain::tool_names;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::config::ModelProfile;
 use crate::domain::event::{
@@ -95,7 +95,12 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                     toolbox: read_only_tools(ctx)?,
                     submit: Some(blueprint_tool(
                         max_tasks,
-                        ctx.config.run.profile == ModelProfile::Small,
+                        match ctx.config.run.profile {
+                            ModelProfile::Small => PlanCheck::ChangesOnly {
+                                one_task: one_task_plan(&requirement, &files),
+                            },
+                            _ => PlanCheck::Standard,
+                        },
                     )),
                 };
                 match ctx.run_agent(AgentRole::Planner, job).await? {
@@ -294,12 +299,27 @@ fn reviewer_message(requirement: &str, files: &[String], blueprint: &Blueprint) 
     )
 }
 
+/// What a blueprint is held to beyond its form.
+enum PlanCheck {
+    /// The planner's judgement is kept.
+    Standard,
+    /// The small profile's: see [`blueprint_tool`].
+    ChangesOnly { one_task: Option<Value> },
+}
+
 /// `submit_blueprint`: validated before it is accepted, so the planner fixes
-/// every problem in the same conversation. With `changes_only` (the small
-/// profile), a task that only reads or checks is refused too: its coder
-/// would change nothing, which fails the task; small models plan "Read
-/// README.md" as a task of its own.
-fn blueprint_tool(max_tasks: usize, changes_only: bool) -> SubmitTool {
+/// every problem in the same conversation. With [`PlanCheck::ChangesOnly`]
+/// (the small profile), a plan whose every task only reads or checks is refused too:
+/// its coders would change nothing, which fails the tasks; small models
+/// plan "Read README.md" as a task of its own. The refusal carries the
+/// call that plans the requirement as one task, if there is one
+/// ([`one_task_plan`]): measured, the 0.5B planner submitted the list of
+/// its tools as its tasks until the shepherd stopped it.
+fn blueprint_tool(max_tasks: usize, check: PlanCheck) -> SubmitTool {
+    let (changes_only, one_task) = match check {
+        PlanCheck::Standard => (false, None),
+        PlanCheck::ChangesOnly { one_task } => (true, one_task),
+    };
     SubmitTool {
         spec: ToolSpec {
             name: tool_names::SUBMIT_BLUEPRINT.into(),
@@ -349,11 +369,16 @@ fn blueprint_tool(max_tasks: usize, changes_only: bool) -> SubmitTool {
                 && !blueprint.tasks.is_empty()
                 && blueprint.tasks.iter().all(changes_nothing)
             {
-                issues.push(
-                    "every task only looks at the code; a task must change files (reading and \
-                     checking are done inside the task that makes the change)"
-                        .to_owned(),
-                );
+                let mut issue = "every task only looks at the code; a task must change files \
+                     (reading and checking are done inside the task that makes the change)"
+                    .to_owned();
+                if let Some(plan) = &one_task {
+                    issue.push_str(&format!(
+                        ". To plan the requirement as one task that makes the change, call \
+                         submit_blueprint with these arguments:\n```json\n{plan}\n```"
+                    ));
+                }
+                issues.push(issue);
             }
             if issues.is_empty() {
                 Ok(())
@@ -366,6 +391,44 @@ fn blueprint_tool(max_tasks: usize, changes_only: bool) -> SubmitTool {
             }
         }),
     }
+}
+
+/// The longest requirement planned as one task in a suggestion: a longer
+/// one is more than one change.
+const ONE_TASK_MAX_CHARS: usize = 600;
+
+/// The blueprint that plans a short `requirement` as one task, touching the
+/// repository's `files` it names; `None` for a long requirement or one that
+/// names no file of the repository.
+fn one_task_plan(requirement: &str, files: &[String]) -> Option<Value> {
+    let requirement = requirement.trim();
+    if requirement.chars().count() > ONE_TASK_MAX_CHARS {
+        return None;
+    }
+    let named: Vec<&str> = files
+        .iter()
+        .map(String::as_str)
+        .filter(|path| {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            requirement.contains(path) || (name.contains('.') && requirement.contains(name))
+        })
+        .collect();
+    let line = requirement.lines().next()?.trim();
+    if named.is_empty() || line.is_empty() {
+        return None;
+    }
+    let title: String = line.chars().take(80).collect();
+    Some(json!({
+        "title": title,
+        "tasks": [{
+            "id": "change",
+            "title": title,
+            "description": requirement,
+            "acceptance": [line],
+            "paths": named,
+            "depends_on": [],
+        }],
+    }))
 }
 
 /// The small profile's blueprint, mended where a mistake has one meaning:
@@ -543,7 +606,7 @@ mod tests {
 
     #[test]
     fn blueprint_tool_reports_every_issue() {
-        let tool = blueprint_tool(32, false);
+        let tool = blueprint_tool(32, PlanCheck::Standard);
         let bad = json!({"title": "x", "tasks": [
             {"id": "a", "title": "A", "depends_on": ["b"]},
             {"id": "b", "title": "B", "depends_on": ["a"]},
@@ -560,6 +623,45 @@ mod tests {
                 .unwrap_err()
                 .contains("shape")
         );
+    }
+
+    #[test]
+    fn a_short_requirement_naming_a_file_is_suggested_as_one_valid_task() {
+        let files = [
+            "README.md".to_owned(),
+            "docs/guide.md".to_owned(),
+            "src".to_owned(),
+        ];
+        let plan = one_task_plan(
+            "Add the line 'Hi.' to README.md and docs/guide.md.\n",
+            &files,
+        )
+        .expect("a plan");
+        let blueprint: Blueprint = serde_json::from_value(plan.clone()).expect("a blueprint");
+        assert!(blueprint.validate(32).is_empty());
+        assert_eq!(blueprint.tasks[0].paths, ["README.md", "docs/guide.md"]);
+        assert!(!changes_nothing(&blueprint.tasks[0]));
+        // The suggestion rides on the refusal of a plan that only looks.
+        let looking = json!({"title": "x", "tasks": [
+            {"id": "read", "title": "Read README.md", "description": "Read it."}
+        ]});
+        let refusal = (blueprint_tool(
+            32,
+            PlanCheck::ChangesOnly {
+                one_task: Some(plan.clone()),
+            },
+        )
+        .check)(&looking)
+        .unwrap_err();
+        let shown: Value = refusal
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .expect("the plan on a line of its own");
+        assert_eq!(shown, plan);
+        // Too long to be one change, or naming no file: none.
+        assert!(one_task_plan(&"Add README.md. ".repeat(50), &files).is_none());
+        assert!(one_task_plan("Make it faster.", &files).is_none());
     }
 
     #[test]
@@ -587,13 +689,18 @@ mod tests {
         assert_eq!(looking, [true, true, false]);
         // Accepted (the looking tasks are dropped after), unless no task
         // is left.
-        assert!((blueprint_tool(32, true).check)(&plan).is_ok());
+        assert!(
+            (blueprint_tool(32, PlanCheck::ChangesOnly { one_task: None }).check)(&plan).is_ok()
+        );
         let only_looks = json!({"title": "x", "tasks": [
             task("read_file_1", "Read README.md", "Read the README.md file."),
         ]});
-        assert!((blueprint_tool(32, true).check)(&only_looks).is_err());
+        assert!(
+            (blueprint_tool(32, PlanCheck::ChangesOnly { one_task: None }).check)(&only_looks)
+                .is_err()
+        );
         // The standard profile keeps its planner's judgement.
-        assert!((blueprint_tool(32, false).check)(&only_looks).is_ok());
+        assert!((blueprint_tool(32, PlanCheck::Standard).check)(&only_looks).is_ok());
         // As measured (f3): the reading task depends on itself, or on a
         // task that does not exist; the small profile mends both.
         let mut looping = task("read_file_1", "Read README.md", "Read the README.md file.");
@@ -601,8 +708,10 @@ mod tests {
         let mut append = task("append_hello", "Append the line", "Append it to README.md.");
         append["depends_on"] = json!(["read_file_1", "nowhere"]);
         let plan = json!({"title": "x", "tasks": [looping, append]});
-        assert!((blueprint_tool(32, false).check)(&plan).is_err());
-        assert!((blueprint_tool(32, true).check)(&plan).is_ok());
+        assert!((blueprint_tool(32, PlanCheck::Standard).check)(&plan).is_err());
+        assert!(
+            (blueprint_tool(32, PlanCheck::ChangesOnly { one_task: None }).check)(&plan).is_ok()
+        );
         let (mended, notes) = mend(serde_json::from_value(plan).unwrap());
         assert_eq!(mended.tasks.len(), 1);
         assert!(mended.tasks[0].depends_on.is_empty());
@@ -612,7 +721,9 @@ mod tests {
             task("add-1", "Add the line", "Append it to README.md."),
             task("add-1", "Write the file", "Write README.md."),
         ]});
-        assert!((blueprint_tool(32, true).check)(&twice).is_ok());
+        assert!(
+            (blueprint_tool(32, PlanCheck::ChangesOnly { one_task: None }).check)(&twice).is_ok()
+        );
         let (mended, _) = mend(serde_json::from_value(twice).unwrap());
         let ids: Vec<&str> = mended.tasks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["add-1", "add-1-2"]);
@@ -624,6 +735,8 @@ mod tests {
             task("d", "Docs", "x"),
             task("readme", "README: the new line", "x"),
         ]});
-        assert!((blueprint_tool(32, true).check)(&plan).is_ok());
+        assert!(
+            (blueprint_tool(32, PlanCheck::ChangesOnly { one_task: None }).check)(&plan).is_ok()
+        );
     }
 }
