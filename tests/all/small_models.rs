@@ -672,6 +672,32 @@ async fn a_plan_that_only_looks_is_answered_with_the_requirement_as_one_task() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planner_stuck_on_plans_that_only_look_gives_way_to_the_requirement_as_one_task() {
+    let (repo, events) = small_scripted_run("small_models/stuck_looking.toml").await;
+    let accepted = accepted_blueprint(&events);
+    assert_eq!(
+        accepted
+            .tasks
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        ["change"]
+    );
+    // Said so before it was reviewed, and reviewed.
+    let said = events
+        .iter()
+        .position(|e| matches!(&e.kind, EventKind::Warning(w) if w.task.is_none() && w.message.contains("one task")))
+        .expect("a warning");
+    let reviewed = events
+        .iter()
+        .position(|e| matches!(&e.kind, EventKind::PlanReviewed(_)))
+        .expect("a review");
+    assert!(said < reviewed);
+    assert_eq!(agents_started(&events, "planner"), 1);
+    assert_eq!(readme(&repo), "# A project\nHello.\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_rejection_that_says_a_file_of_the_repository_is_absent_is_asked_again() {
     let (repo, events) = small_scripted_run("small_models/false_absent.toml").await;
     assert_eq!(readme(&repo), "# A project\nHello.\n");

@@ -20,6 +20,8 @@ use crate::engine::error::EngineResult;
 use crate::engine::tools::{ToolBox, ToolSet};
 use crate::llm::ToolSpec;
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Files listed to the planner; a huge repository is summarised.
 const MAX_LISTED_FILES: usize = 300;
@@ -81,6 +83,11 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
         let blueprint = match pending.take() {
             Some(b) => b,
             None => {
+                let one_task = match ctx.config.run.profile {
+                    ModelProfile::Small => one_task_plan(&requirement, &files),
+                    _ => None,
+                };
+                let offered = Arc::new(AtomicBool::new(false));
                 let first = with_instructions(
                     &ctx.instructions,
                     InstructionScope::Repository,
@@ -97,7 +104,8 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                         max_tasks,
                         match ctx.config.run.profile {
                             ModelProfile::Small => PlanCheck::ChangesOnly {
-                                one_task: one_task_plan(&requirement, &files),
+                                one_task: one_task.clone(),
+                                offered: offered.clone(),
                             },
                             _ => PlanCheck::Standard,
                         },
@@ -135,6 +143,28 @@ pub async fn plan(ctx: &RunContext) -> EngineResult<PlanResult> {
                             round - 1
                         );
                         return settle_on_last(ctx, blueprint, round - 1, feedback, why).await;
+                    }
+                    // A small planner stopped for sending plans that only look,
+                    // each refused with the requirement as one task: that plan,
+                    // said so, for the plan reviewer to judge (measured: the
+                    // 0.5B planner sent its tool list as its tasks six times).
+                    Err(failed)
+                        if offered.load(Ordering::Relaxed)
+                            && let Some(plan) = one_task.and_then(|plan| {
+                                serde_json::from_value::<Blueprint>(plan).ok()
+                            }) =>
+                    {
+                        ctx.recorder
+                            .record(EventKind::Warning(Warning {
+                                task: None,
+                                message: format!(
+                                    "the planner failed ({failed}) after its plans that only \
+                                     look were refused; the requirement is planned as one task, \
+                                     as the refusals suggested"
+                                ),
+                            }))
+                            .await?;
+                        plan
                     }
                     Err(failed) => {
                         return Ok(PlanResult::Failed(format!("the planner failed: {failed}")));
@@ -303,8 +333,12 @@ fn reviewer_message(requirement: &str, files: &[String], blueprint: &Blueprint) 
 enum PlanCheck {
     /// The planner's judgement is kept.
     Standard,
-    /// The small profile's: see [`blueprint_tool`].
-    ChangesOnly { one_task: Option<Value> },
+    /// The small profile's: see [`blueprint_tool`]. `offered` is set once
+    /// a refusal has carried `one_task`.
+    ChangesOnly {
+        one_task: Option<Value>,
+        offered: Arc<AtomicBool>,
+    },
 }
 
 /// `submit_blueprint`: validated before it is accepted, so the planner fixes
@@ -316,9 +350,9 @@ enum PlanCheck {
 /// ([`one_task_plan`]): measured, the 0.5B planner submitted the list of
 /// its tools as its tasks until the shepherd stopped it.
 fn blueprint_tool(max_tasks: usize, check: PlanCheck) -> SubmitTool {
-    let (changes_only, one_task) = match check {
-        PlanCheck::Standard => (false, None),
-        PlanCheck::ChangesOnly { one_task } => (true, one_task),
+    let (changes_only, one_task, offered) = match check {
+        PlanCheck::Standard => (false, None, None),
+        PlanCheck::ChangesOnly { one_task, offered } => (true, one_task, Some(offered)),
     };
     SubmitTool {
         spec: ToolSpec {
@@ -373,6 +407,9 @@ fn blueprint_tool(max_tasks: usize, check: PlanCheck) -> SubmitTool {
                      (reading and checking are done inside the task that makes the change)"
                     .to_owned();
                 if let Some(plan) = &one_task {
+                    if let Some(offered) = &offered {
+                        offered.store(true, Ordering::Relaxed);
+                    }
                     issue.push_str(&format!(
                         ". To plan the requirement as one task that makes the change, call \
                          submit_blueprint with these arguments:\n```json\n{plan}\n```"
@@ -645,14 +682,16 @@ mod tests {
         let looking = json!({"title": "x", "tasks": [
             {"id": "read", "title": "Read README.md", "description": "Read it."}
         ]});
-        let refusal = (blueprint_tool(
+        let offered = Arc::new(AtomicBool::new(false));
+        let tool = blueprint_tool(
             32,
             PlanCheck::ChangesOnly {
                 one_task: Some(plan.clone()),
+                offered: offered.clone(),
             },
-        )
-        .check)(&looking)
-        .unwrap_err();
+        );
+        let refusal = (tool.check)(&looking).unwrap_err();
+        assert!(offered.load(Ordering::Relaxed));
         let shown: Value = refusal
             .lines()
             .find(|l| l.starts_with('{'))
@@ -690,14 +729,29 @@ mod tests {
         // Accepted (the looking tasks are dropped after), unless no task
         // is left.
         assert!(
-            (blueprint_tool(32, PlanCheck::ChangesOnly { one_task: None }).check)(&plan).is_ok()
+            (blueprint_tool(
+                32,
+                PlanCheck::ChangesOnly {
+                    one_task: None,
+                    offered: Arc::default()
+                }
+            )
+            .check)(&plan)
+            .is_ok()
         );
         let only_looks = json!({"title": "x", "tasks": [
             task("read_file_1", "Read README.md", "Read the README.md file."),
         ]});
         assert!(
-            (blueprint_tool(32, PlanCheck::ChangesOnly { one_task: None }).check)(&only_looks)
-                .is_err()
+            (blueprint_tool(
+                32,
+                PlanCheck::ChangesOnly {
+                    one_task: None,
+                    offered: Arc::default()
+                }
+            )
+            .check)(&only_looks)
+            .is_err()
         );
         // The standard profile keeps its planner's judgement.
         assert!((blueprint_tool(32, PlanCheck::Standard).check)(&only_looks).is_ok());
@@ -710,7 +764,15 @@ mod tests {
         let plan = json!({"title": "x", "tasks": [looping, append]});
         assert!((blueprint_tool(32, PlanCheck::Standard).check)(&plan).is_err());
         assert!(
-            (blueprint_tool(32, PlanCheck::ChangesOnly { one_task: None }).check)(&plan).is_ok()
+            (blueprint_tool(
+                32,
+                PlanCheck::ChangesOnly {
+                    one_task: None,
+                    offered: Arc::default()
+                }
+            )
+            .check)(&plan)
+            .is_ok()
         );
         let (mended, notes) = mend(serde_json::from_value(plan).unwrap());
         assert_eq!(mended.tasks.len(), 1);
@@ -722,7 +784,15 @@ mod tests {
             task("add-1", "Write the file", "Write README.md."),
         ]});
         assert!(
-            (blueprint_tool(32, PlanCheck::ChangesOnly { one_task: None }).check)(&twice).is_ok()
+            (blueprint_tool(
+                32,
+                PlanCheck::ChangesOnly {
+                    one_task: None,
+                    offered: Arc::default()
+                }
+            )
+            .check)(&twice)
+            .is_ok()
         );
         let (mended, _) = mend(serde_json::from_value(twice).unwrap());
         let ids: Vec<&str> = mended.tasks.iter().map(|t| t.id.as_str()).collect();
@@ -736,7 +806,15 @@ mod tests {
             task("readme", "README: the new line", "x"),
         ]});
         assert!(
-            (blueprint_tool(32, PlanCheck::ChangesOnly { one_task: None }).check)(&plan).is_ok()
+            (blueprint_tool(
+                32,
+                PlanCheck::ChangesOnly {
+                    one_task: None,
+                    offered: Arc::default()
+                }
+            )
+            .check)(&plan)
+            .is_ok()
         );
     }
 }
