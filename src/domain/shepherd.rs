@@ -31,6 +31,9 @@ pub struct Thresholds {
     pub repeat_calls: u32,
     /// Turns of an agent that can write files without it writing one.
     pub turns_without_change: u32,
+    /// Replies in a row without a tool call (each already answered with a
+    /// nudge); 0 turns it off.
+    pub no_call_replies: u32,
     /// Review rejections in a row asking for the same changes.
     pub rework_echo: u32,
     /// Minutes a task may stay running or reviewing; 0 turns it off.
@@ -44,6 +47,10 @@ impl Default for Thresholds {
             repeat_failures: 3,
             repeat_calls: 4,
             turns_without_change: 20,
+            // Measured: the 0.5B plan reviewer's replies ran to the reply
+            // cap without a call eight times, ~75 s each, until the run's
+            // time limit.
+            no_call_replies: 2,
             rework_echo: 2,
             max_minutes_in_state: 30,
         }
@@ -83,6 +90,10 @@ impl Pattern {
             Pattern::NoChange { .. } => {
                 "Make the change the task asks for (write_file or edit_file), or finish if \
                  the work is done."
+            }
+            Pattern::NoCall { .. } => {
+                "Reply with exactly one tool call and nothing else: no explanation, no \
+                 repeated text."
             }
             Pattern::ReworkEcho { .. } => {
                 "The last attempts did not address the feedback. Go through it point by \
@@ -157,6 +168,7 @@ impl Pattern {
                 ]
             }
             Pattern::NoChange { .. } => vec!["without chang".into(), "no change".into()],
+            Pattern::NoCall { .. } => vec!["no tool call".into(), "without a call".into()],
             Pattern::ReworkEcho { .. } => vec!["same feedback".into(), "review feedback".into()],
             Pattern::SlowStep { .. } => vec!["too long".into(), "slow".into()],
         };
@@ -220,6 +232,8 @@ pub struct Watch {
     /// Failures by `tool + error` and by `tool + arguments`.
     failures: HashMap<String, u32>,
     quiet_turns: u32,
+    /// Replies in a row without a tool call.
+    silent_replies: u32,
     /// A file changed in the current turn.
     wrote: bool,
     /// Most recent last.
@@ -236,6 +250,7 @@ impl Watch {
             calls: HashMap::new(),
             failures: HashMap::new(),
             quiet_turns: 0,
+            silent_replies: 0,
             wrote: false,
             tallies: Vec::new(),
             seen: Vec::new(),
@@ -250,6 +265,7 @@ impl Watch {
         ok: bool,
         output: &str,
     ) -> Option<Pattern> {
+        self.silent_replies = 0;
         let arguments = canonical(arguments);
         // memofab refusing to run a call (a repeat, say) is not the tool
         // failing: the repeat itself is counted below, as a repeated call.
@@ -291,6 +307,21 @@ impl Watch {
             });
         }
         None
+    }
+
+    /// A reply without a tool call. Reports replies that keep holding
+    /// none: a small model whose every reply runs to the cap would
+    /// otherwise be asked again until its turns or the run's time run out.
+    pub fn no_call(&mut self) -> Option<Pattern> {
+        if !self.limits.enabled || self.limits.no_call_replies == 0 {
+            return None;
+        }
+        self.silent_replies += 1;
+        if self.silent_replies < self.limits.no_call_replies {
+            return None;
+        }
+        let replies = std::mem::take(&mut self.silent_replies);
+        self.report(Pattern::NoCall { replies })
     }
 
     /// One reply of the model is over (its calls, if any, answered).

@@ -24,6 +24,8 @@ pub enum Pattern {
     },
     /// An agent that can write files wrote none for this many turns.
     NoChange { turns: u32 },
+    /// An agent's replies held no tool call this many times in a row.
+    NoCall { replies: u32 },
     /// The reviewer sent back the same feedback this many rounds in a row.
     ReworkEcho { rounds: u32 },
     /// The task stayed in one state this long.
@@ -37,6 +39,7 @@ impl Pattern {
             Pattern::RepeatedFailure { .. } => "repeated_failure",
             Pattern::RepeatedCall { .. } => "repeated_call",
             Pattern::NoChange { .. } => "no_change",
+            Pattern::NoCall { .. } => "no_call",
             Pattern::ReworkEcho { .. } => "rework_echo",
             Pattern::SlowStep { .. } => "slow_step",
         }
@@ -66,6 +69,9 @@ impl Pattern {
                  while no file changed"
             ),
             Pattern::NoChange { turns } => format!("{turns} turns without changing any file"),
+            Pattern::NoCall { replies } => {
+                format!("{replies} replies in a row without a tool call")
+            }
             Pattern::ReworkEcho { rounds } => {
                 format!("the reviewer asked for the same changes {rounds} rounds in a row")
             }

@@ -145,6 +145,14 @@ impl Shepherd {
         }
     }
 
+    /// A reply that held no tool call.
+    pub fn no_call(&mut self) {
+        let found = self.watch.no_call();
+        if self.found.is_none() {
+            self.found = found;
+        }
+    }
+
     /// The turn is over: acts on what was found in it, if anything.
     pub async fn turn_over(
         &mut self,

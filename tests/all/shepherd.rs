@@ -179,6 +179,34 @@ async fn a_reviewer_repeating_its_feedback_gets_the_coder_nudged_then_a_human() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_without_a_call_are_nudged_then_stopped_not_asked_again_until_the_time_limit() {
+    let demo = shepherd_repo("silent_reviewer.toml");
+    let request = demo_request(&demo, scripted(&demo), Steering::Headless, true);
+    let state = run_headless(request).await;
+    let events = stored_events(&demo.repo, &state.run);
+    let reviewer = AgentId::for_run(AgentRole::PlanReviewer, 1);
+    assert_eq!(
+        interventions(&events),
+        vec![
+            (Some(reviewer.to_string()), "no_call", Action::Nudge),
+            (Some(reviewer.to_string()), "no_call", Action::Stop),
+        ]
+    );
+    // Four replies were asked for, not the ten it would have given.
+    let replies = events
+        .iter()
+        .filter(|e| {
+            matches!(&e.kind, EventKind::AgentMessage(AgentMessage { agent, from: MessageAuthor::Assistant, .. })
+                if *agent == reviewer)
+        })
+        .count();
+    assert_eq!(replies, 4);
+    // Planning went on without the review: the task was built and merged.
+    let notes = state.task(&"notes".into()).expect("the task");
+    assert_eq!(notes.state, TaskState::Merged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_shepherd_lets_the_coder_run_out_of_turns() {
     let demo = shepherd_repo("rereader.toml");
     let mut request = demo_request(&demo, scripted(&demo), Steering::Headless, true);

@@ -9,6 +9,7 @@ fn limits() -> Thresholds {
         repeat_failures: 3,
         repeat_calls: 3,
         turns_without_change: 4,
+        no_call_replies: 2,
         rework_echo: 2,
         max_minutes_in_state: 10,
     }
@@ -565,4 +566,28 @@ fn a_repeated_command_is_not_said_to_have_changed_nothing() {
         times: 3,
     };
     assert!(nudge_text(&read, None).contains("no file changed"));
+}
+
+#[test]
+fn replies_without_a_call_are_reported_every_second_one_and_a_call_starts_the_count_again() {
+    let mut watch = Watch::new(limits(), false);
+    assert_eq!(watch.no_call(), None);
+    assert_eq!(watch.no_call(), Some(Pattern::NoCall { replies: 2 }));
+    // Reported, then forgotten: the next step needs two more.
+    assert_eq!(watch.no_call(), None);
+    // A call in between: the count starts again.
+    assert_eq!(watch.call("read_file", &read("a"), true, "a"), None);
+    assert_eq!(watch.no_call(), None);
+    assert_eq!(watch.no_call(), Some(Pattern::NoCall { replies: 2 }));
+    // Off, and 0, report nothing.
+    for off in [
+        Thresholds::off(),
+        Thresholds {
+            no_call_replies: 0,
+            ..limits()
+        },
+    ] {
+        let mut watch = Watch::new(off, true);
+        assert!((0..5).all(|_| watch.no_call().is_none()));
+    }
 }

@@ -146,6 +146,7 @@ impl AgentRunner {
                 );
                 self.say(agent, MessageAuthor::User, &nudge).await?;
                 messages.push(ChatMessage::User { content: nudge });
+                shepherd.no_call();
                 if let Some(failed) = self.shepherd_turn(agent, shepherd, &mut messages).await? {
                     return Ok(Err(failed));
                 }

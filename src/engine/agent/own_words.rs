@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::{AgentJob, IGNORED_CALL};
 use crate::domain::shepherd::RESTART_HEADING;
 use crate::domain::shepherd::echo::{self, REFUSED};
+use crate::engine::tools::NOT_ACCEPTED;
 use crate::llm::ChatMessage;
 
 /// Why the call is refused, if it ends the conversation with an echo of
@@ -27,7 +28,14 @@ pub(super) fn refusal(
     if !ends {
         return None;
     }
-    let said = memofabs_words(messages);
+    // What memofab showed between fences (a file, a call to copy) is not
+    // its own words: a planner that submits the blueprint a refusal
+    // suggested is not echoing it.
+    let said: Vec<String> = memofabs_words(messages)
+        .into_iter()
+        .map(without_fences)
+        .collect();
+    let said: Vec<&str> = said.iter().map(String::as_str).collect();
     echo::echoed(arguments, &said).map(|found| echo::refusal(tool, &found))
 }
 
@@ -187,13 +195,25 @@ fn memofabs_words(messages: &[ChatMessage]) -> Vec<&str> {
         .chain(messages.iter().skip(1).filter_map(|m| match m {
             ChatMessage::User { content } => Some(content.as_str()),
             ChatMessage::ToolResult { content, .. }
-                if content.starts_with(REFUSED) || content.starts_with(IGNORED_CALL) =>
+                if content.starts_with(REFUSED)
+                    || content.starts_with(IGNORED_CALL)
+                    || not_accepted(content) =>
             {
                 Some(content.as_str())
             }
             _ => None,
         }))
         .collect()
+}
+
+/// Whether a tool's answer is a submit tool's check refusing the call
+/// (measured: asked again with the diff's line, 1.5B reviewers kept their
+/// rejection and added the question they were asked to it, word for word).
+fn not_accepted(content: &str) -> bool {
+    content
+        .lines()
+        .next()
+        .is_some_and(|first| first.contains(NOT_ACCEPTED))
 }
 
 #[cfg(test)]
@@ -342,5 +362,41 @@ mod tests {
         assert!(echo::echoed(&verdict, &said).is_some());
         // The brief itself is the model's to quote.
         assert!(!said[0].contains("Add line to README.md"));
+    }
+
+    #[test]
+    fn a_submit_tools_refusal_is_memofabs_words_and_a_call_it_shows_is_not() {
+        // As measured (1.5B reviewer, asked again with the diff's line): the
+        // rejection kept, with the question it was asked appended.
+        let asked = format!(
+            "submit_review{NOT_ACCEPTED}submit_review again:\napproved is false because \
+             \"Hello.\" is missing, but the diff adds exactly that line:\n+Hello.\nIf the change \
+             does what the task asks, call submit_review with approved true; if not, say what must \
+             change."
+        );
+        let messages = [
+            ChatMessage::User {
+                content: "## Task 1: Add line to README.md".into(),
+            },
+            ChatMessage::ToolResult {
+                call_id: "c1".into(),
+                content: asked,
+                is_error: true,
+            },
+        ];
+        let said = memofabs_words(&messages);
+        let verdict = json!({"approved": false, "feedback": "The line 'Hello.' was not added. If the change does what the task asks, call submit_review with approved true; if not, say what must change."});
+        assert!(echo::echoed(&verdict, &said).is_some());
+        // A plan a refusal shows between fences, copied, is the model's.
+        let plan = "{\"title\": \"Add the line Hello. at the end of README.md.\"}";
+        let shown = format!(
+            "submit_blueprint{NOT_ACCEPTED}submit_blueprint again:\n- every task only looks at \
+             the code. To plan it as one task, call submit_blueprint with these arguments:\n\
+             ```json\n{plan}\n```"
+        );
+        let said: Vec<String> = [shown.as_str()].into_iter().map(without_fences).collect();
+        let said: Vec<&str> = said.iter().map(String::as_str).collect();
+        let copied = json!({"title": "Add the line Hello. at the end of README.md."});
+        assert!(echo::echoed(&copied, &said).is_none());
     }
 }

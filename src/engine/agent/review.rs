@@ -113,11 +113,12 @@ fn added_lines(diff: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether a unified diff removes no line.
+/// Whether a unified diff removes no line (a removed line that reads
+/// `-- x` is one; a file's `--- a/…` header is not).
 fn removes_nothing(diff: &str) -> bool {
     !diff
         .lines()
-        .any(|l| l.starts_with('-') && !l.starts_with("---"))
+        .any(|l| l.starts_with('-') && !l.starts_with("--- a/") && !l.starts_with("--- /dev/null"))
 }
 
 /// A rejection that says the work is done, or what `evidence` shows to be

@@ -61,12 +61,6 @@ struct Refusal {
     write: Option<String>,
 }
 
-impl Refusal {
-    fn new(answer: String, write: Option<String>) -> Self {
-        Self { answer, write }
-    }
-}
-
 /// What [`WholeWrites::check`] makes of one call.
 enum Checked {
     Refused(Refusal),
@@ -141,7 +135,7 @@ impl WholeWrites {
             _ => Place::Unsaid,
         });
         let refused = |answer: String, write: Option<String>| {
-            Some(Checked::Refused(Refusal::new(answer, write)))
+            Some(Checked::Refused(Refusal { answer, write }))
         };
         let after = if tool == tool_names::WRITE_FILE {
             arguments.get("content")?.as_str()?.to_owned()
@@ -277,8 +271,7 @@ pub(super) enum Guard {
 /// The answer to a `finish` while a file the task names lacks its line.
 fn early_finish_answer(path: &str, content: &str) -> String {
     format!(
-        "{REFUSED}the task is not done yet: {path} does not have the line it adds, and nothing \
-         was written to it. To add it, {}",
+        "{REFUSED}the task is not done yet: {path} does not have the line it adds. To add it, {}",
         suggested_write(path, content)
     )
 }

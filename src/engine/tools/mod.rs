@@ -40,7 +40,7 @@ pub use read_file::ReadFile;
 pub use registry::{BuiltinTool, Registry, ToolSet};
 pub use run::Run;
 pub use search::Search;
-pub use submit::SubmitTool;
+pub use submit::{NOT_ACCEPTED, SubmitTool};
 pub use toolbox::{ToolBox, ToolLimits};
 pub use worktree_tool::WorktreeTool;
 pub use write_file::WriteFile;

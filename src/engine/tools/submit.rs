@@ -7,6 +7,10 @@ use super::{Call, Tool, ToolOutcome, fail};
 use crate::engine::error::EngineResult;
 use crate::llm::ToolSpec;
 
+/// What a submit call its check refused is answered with, after the tool's
+/// name: memofab's words, which a verdict must not hand back.
+pub const NOT_ACCEPTED: &str = " was not accepted. Fix these problems and call ";
+
 /// A tool that ends the conversation with a structured result, such as
 /// `submit_blueprint`. `check` returns the problems to send back, if any.
 pub struct SubmitTool {
@@ -30,9 +34,7 @@ impl SubmitTool {
             Ok(()) => ToolOutcome::Submitted {
                 arguments: arguments.clone(),
             },
-            Err(problems) => fail(format!(
-                "{name} was not accepted. Fix these problems and call {name} again:\n{problems}"
-            )),
+            Err(problems) => fail(format!("{name}{NOT_ACCEPTED}{name} again:\n{problems}")),
         }
     }
 }
