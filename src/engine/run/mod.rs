@@ -3,6 +3,7 @@
 //! each task through the pipeline's steps: tester, coder, review, test,
 //! gate, the merge queue), and the summary says how it ended.
 
+mod blueprint_submit;
 pub mod brainstorm;
 pub mod gate_decision;
 pub mod merge_queue;
