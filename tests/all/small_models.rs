@@ -433,6 +433,15 @@ fn accepted_blueprint(events: &[memofab::domain::Event]) -> memofab::domain::Blu
         .expect("a blueprint was accepted")
 }
 
+/// The ids of the tasks of the blueprint the run built.
+fn accepted_ids(events: &[memofab::domain::Event]) -> Vec<String> {
+    accepted_blueprint(events)
+        .tasks
+        .iter()
+        .map(|t| t.id.as_str().to_owned())
+        .collect()
+}
+
 fn readme(repo: &DemoRepo) -> String {
     let tree = mainline_tree(&repo.repo);
     let (_, bytes) = tree.iter().find(|(f, _)| f == "README.md").unwrap();
@@ -443,15 +452,7 @@ fn readme(repo: &DemoRepo) -> String {
 async fn memofabs_own_words_handed_back_are_refused_and_are_no_tool_failure() {
     let (repo, events) = small_scripted_run("small_models/own_words.toml").await;
     // The blueprint whose task was the repeat refusal was not taken.
-    let accepted = accepted_blueprint(&events);
-    assert_eq!(
-        accepted
-            .tasks
-            .iter()
-            .map(|t| t.id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["hello"]
-    );
+    assert_eq!(accepted_ids(&events), vec!["hello"]);
     // The verdict recorded is the reviewer's own, not the shepherd's nudge.
     let verdicts: Vec<&str> = events
         .iter()
@@ -674,15 +675,7 @@ async fn a_plan_that_only_looks_is_answered_with_the_requirement_as_one_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planner_stuck_on_plans_that_only_look_gives_way_to_the_requirement_as_one_task() {
     let (repo, events) = small_scripted_run("small_models/stuck_looking.toml").await;
-    let accepted = accepted_blueprint(&events);
-    assert_eq!(
-        accepted
-            .tasks
-            .iter()
-            .map(|t| t.id.as_str())
-            .collect::<Vec<_>>(),
-        ["change"]
-    );
+    assert_eq!(accepted_ids(&events), ["change"]);
     // Said so before it was reviewed, and reviewed.
     let said = events
         .iter()

@@ -338,6 +338,19 @@ const PASSIVE: &[&str] = &["is", "are", "was", "were", "been", "be", "being"];
 mod tests {
     use super::*;
 
+    /// The small profile's check of `plan`, with no one-task suggestion.
+    fn small_check(plan: &Value) -> Result<(), String> {
+        let check = PlanCheck::ChangesOnly {
+            one_task: None,
+            offered: Arc::default(),
+        };
+        (blueprint_tool(32, check).check)(plan)
+    }
+
+    fn standard_check(plan: &Value) -> Result<(), String> {
+        (blueprint_tool(32, PlanCheck::Standard).check)(plan)
+    }
+
     #[test]
     fn blueprint_tool_reports_every_issue() {
         let tool = blueprint_tool(32, PlanCheck::Standard);
@@ -426,33 +439,13 @@ mod tests {
         assert_eq!(looking, [true, true, false, true, false]);
         // Accepted (the looking tasks are dropped after), unless no task
         // is left.
-        assert!(
-            (blueprint_tool(
-                32,
-                PlanCheck::ChangesOnly {
-                    one_task: None,
-                    offered: Arc::default()
-                }
-            )
-            .check)(&plan)
-            .is_ok()
-        );
+        assert!(small_check(&plan).is_ok());
         let only_looks = json!({"title": "x", "tasks": [
             task("read_file_1", "Read README.md", "Read the README.md file."),
         ]});
-        assert!(
-            (blueprint_tool(
-                32,
-                PlanCheck::ChangesOnly {
-                    one_task: None,
-                    offered: Arc::default()
-                }
-            )
-            .check)(&only_looks)
-            .is_err()
-        );
+        assert!(small_check(&only_looks).is_err());
         // The standard profile keeps its planner's judgement.
-        assert!((blueprint_tool(32, PlanCheck::Standard).check)(&only_looks).is_ok());
+        assert!(standard_check(&only_looks).is_ok());
         // As measured (f3): the reading task depends on itself, or on a
         // task that does not exist; the small profile mends both.
         let mut looping = task("read_file_1", "Read README.md", "Read the README.md file.");
@@ -460,18 +453,8 @@ mod tests {
         let mut append = task("append_hello", "Append the line", "Append it to README.md.");
         append["depends_on"] = json!(["read_file_1", "nowhere"]);
         let plan = json!({"title": "x", "tasks": [looping, append]});
-        assert!((blueprint_tool(32, PlanCheck::Standard).check)(&plan).is_err());
-        assert!(
-            (blueprint_tool(
-                32,
-                PlanCheck::ChangesOnly {
-                    one_task: None,
-                    offered: Arc::default()
-                }
-            )
-            .check)(&plan)
-            .is_ok()
-        );
+        assert!(standard_check(&plan).is_err());
+        assert!(small_check(&plan).is_ok());
         let (mended, notes) = mend(serde_json::from_value(plan).unwrap());
         assert_eq!(mended.tasks.len(), 1);
         assert!(mended.tasks[0].depends_on.is_empty());
@@ -481,17 +464,7 @@ mod tests {
             task("add-1", "Add the line", "Append it to README.md."),
             task("add-1", "Write the file", "Write README.md."),
         ]});
-        assert!(
-            (blueprint_tool(
-                32,
-                PlanCheck::ChangesOnly {
-                    one_task: None,
-                    offered: Arc::default()
-                }
-            )
-            .check)(&twice)
-            .is_ok()
-        );
+        assert!(small_check(&twice).is_ok());
         let (mended, _) = mend(serde_json::from_value(twice).unwrap());
         let ids: Vec<&str> = mended.tasks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["add-1", "add-1-2"]);
@@ -503,16 +476,6 @@ mod tests {
             task("d", "Docs", "x"),
             task("readme", "README: the new line", "x"),
         ]});
-        assert!(
-            (blueprint_tool(
-                32,
-                PlanCheck::ChangesOnly {
-                    one_task: None,
-                    offered: Arc::default()
-                }
-            )
-            .check)(&plan)
-            .is_ok()
-        );
+        assert!(small_check(&plan).is_ok());
     }
 }
