@@ -38,6 +38,7 @@ struct Candidate {
 /// is merged or reopened.
 pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
     ctx.slot_freed.notify_one();
+    landings_cut_short_first(ctx, task).await;
     let _turn = ctx.merge_lock.lock().await;
     repository_accepted(ctx).await?;
     let mut candidate: Option<Candidate> = None;
@@ -109,6 +110,29 @@ pub async fn land(ctx: &Arc<RunContext>, task: &TaskId) -> EngineResult<()> {
             _ => return Ok(()),
         }
     }
+}
+
+/// A task only queued waits for every other task left merging or
+/// verifying: outside a restart none is (the one that is holds the merge
+/// lock); after one, such a task was in the middle of its landing, its
+/// files maybe in the user's checkout already, and must finish it first.
+/// Measured (`crash_resume`, killed while `stats` landed): `slug` took the
+/// lock first on resume, found `stats`'s files in the checkout, and the
+/// headless run waited for a human for good.
+async fn landings_cut_short_first(ctx: &RunContext, task: &TaskId) {
+    let queued =
+        ctx.recorder.with_state(|s| s.task(task).map(|r| r.state)) == Some(TaskState::Queued);
+    if !queued {
+        return;
+    }
+    ctx.recorder
+        .wait_until(|s| {
+            let landing = s.tasks().iter().any(|t| {
+                t.id() != task && matches!(t.state, TaskState::Merging | TaskState::Verifying)
+            });
+            (!landing || s.held_landing.is_some()).then_some(())
+        })
+        .await;
 }
 
 /// Landing is the only writer of mainline: nothing lands onto a repository
