@@ -29,39 +29,16 @@ fn memofab(args: &[&str], xdg: &Path) -> Output {
         .unwrap()
 }
 
-/// [`memofab`], failing the test if it has not ended within `limit`
-/// (killed then): a resume that waits for a human it will never get is a
-/// failure, not a hang of the whole suite. Its stdout is not kept.
+/// [`memofab`], failing the test if it has not ended within `limit` (a
+/// resume that waits for a human it will never get is a failure, not a hang
+/// of the whole suite). Its stdout is not kept.
 fn memofab_within(args: &[&str], xdg: &Path, limit: Duration) -> Output {
-    let errors = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(memofab_bin())
+    let mut command = Command::new(memofab_bin());
+    command
         .args(args)
         .env("XDG_CONFIG_HOME", xdg)
-        .env("OPENAI_API_KEY", PLANTED)
-        .stdout(std::process::Stdio::null())
-        .stderr(errors.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "memofab {args:?} still running after {limit:?}: {}",
-                std::fs::read_to_string(errors.path()).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: Vec::new(),
-        stderr: std::fs::read(errors.path()).unwrap(),
-    }
+        .env("OPENAI_API_KEY", PLANTED);
+    output_within(command, limit)
 }
 
 #[test]

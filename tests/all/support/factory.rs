@@ -163,13 +163,50 @@ pub fn spawn_headless_demo(repo: &Path, xdg: &Path, flags: &[&str]) -> std::proc
 
 /// `memofab resume --headless` on the latest run in `dir`, without the
 /// developer's own config.
+/// `memofab resume --headless` of the run in `dir`; a resume that has not
+/// ended within five minutes (waiting for a human it will never get) fails
+/// the test instead of hanging the suite.
 pub fn resume(dir: &Path) -> std::process::Output {
-    std::process::Command::new(memofab_bin())
+    let mut command = std::process::Command::new(memofab_bin());
+    command
         .args(["resume", "--headless", "--repo"])
         .arg(dir)
-        .env("XDG_CONFIG_HOME", dir.join("no-user-config"))
-        .output()
-        .expect("memofab resumes")
+        .env("XDG_CONFIG_HOME", dir.join("no-user-config"));
+    output_within(command, std::time::Duration::from_secs(300))
+}
+
+/// What `command` printed to stderr and how it ended; killed, and the test
+/// failed, if it has not ended within `limit`. Its stdout is not kept.
+pub fn output_within(
+    mut command: std::process::Command,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    let errors = tempfile::NamedTempFile::new().expect("a temp file");
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(errors.reopen().expect("the temp file"))
+        .spawn()
+        .expect("memofab starts");
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("memofab's status") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{command:?} still running after {limit:?}: {}",
+                std::fs::read_to_string(errors.path()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: std::fs::read(errors.path()).expect("stderr kept"),
+    }
 }
 
 pub fn fold(events: &[Event]) -> RunState {
