@@ -798,11 +798,8 @@ mod tests {
         assert_eq!(stored.len(), events.len());
         assert!(stored.note.is_none(), "{:?}", stored.note);
         same_on_screen(settled(&mut stored), &whole.app, k);
-        let Record::Stored(s) = &stored.record else {
-            panic!("not stored")
-        };
         assert_eq!(
-            s.shown.on_screen(),
+            shown_of(&stored).on_screen(),
             2,
             "only the shown agent and brainstorm"
         );
@@ -921,11 +918,23 @@ mod tests {
         (stored, Replay::open_at("r", events.to_vec(), at))
     }
 
-    fn checkpoints_of(replay: &Replay) -> &Checkpoints {
+    /// The stored record of a replay opened from a store.
+    fn stored_of(replay: &Replay) -> &Stored {
         let Record::Stored(s) = &replay.record else {
             panic!("not stored")
         };
-        &s.checkpoints
+        s
+    }
+
+    fn stored_of_mut(replay: &mut Replay) -> &mut Stored {
+        let Record::Stored(s) = &mut replay.record else {
+            panic!("not stored")
+        };
+        s
+    }
+
+    fn checkpoints_of(replay: &Replay) -> &Checkpoints {
+        &stored_of(replay).checkpoints
     }
 
     /// Going back (a step, a jump, a click) starts from the nearest
@@ -1018,17 +1027,14 @@ mod tests {
     fn without_text(replay: &mut Replay, dir: &Path) -> Store {
         let empty = dir.join("empty.db");
         drop(Store::open(&empty).unwrap());
-        let Record::Stored(s) = &mut replay.record else {
-            panic!("not stored")
-        };
-        std::mem::replace(&mut s.store, Store::open_reader(&empty).unwrap())
+        std::mem::replace(
+            &mut stored_of_mut(replay).store,
+            Store::open_reader(&empty).unwrap(),
+        )
     }
 
     fn shown_of(replay: &Replay) -> &Shown {
-        let Record::Stored(s) = &replay.record else {
-            panic!("not stored")
-        };
-        &s.shown
+        &stored_of(replay).shown
     }
 
     /// Stepping back, one event or a click, cuts the transcript on screen
@@ -1110,10 +1116,7 @@ mod tests {
             same_on_screen(settled(&mut stored), &whole.app, target);
         }
         assert_eq!(stored.app.shown_agent().cloned(), shown_a);
-        let Record::Stored(s) = &mut stored.record else {
-            panic!("not stored")
-        };
-        s.store = text;
+        stored_of_mut(&mut stored).store = text;
         for target in [a + 200, a - 100, a + 300] {
             stored.seek(target);
             whole.seek(target);
